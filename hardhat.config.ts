@@ -1,0 +1,47 @@
+import { createRequire } from "node:module";
+import hardhatToolboxViem from "@nomicfoundation/hardhat-toolbox-viem";
+import { configVariable, defineConfig } from "hardhat/config";
+
+const require = createRequire(import.meta.url);
+// The npm `solc` package ships the compiler as JavaScript: compiling never downloads anything.
+const solcPath = require.resolve("solc/soljson.js");
+const solcVersion: string = require("solc/package.json").version;
+
+function publicL2(chainId: number, rpcVariable: string) {
+  return {
+    type: "http" as const,
+    chainType: "op" as const,
+    chainId,
+    url: configVariable(rpcVariable),
+    accounts: [configVariable("CELL_DEPLOYER_PRIVATE_KEY")],
+  };
+}
+
+export default defineConfig({
+  plugins: [hardhatToolboxViem],
+  solidity: {
+    version: solcVersion,
+    path: solcPath,
+    settings: {
+      evmVersion: "cancun",
+      optimizer: { enabled: true, runs: 10_000 },
+      viaIR: false,
+    },
+  },
+  paths: {
+    sources: "./contracts",
+    tests: { nodejs: "./test/contracts", solidity: "./test/contracts" },
+  },
+  networks: {
+    hardhatMainnet: { type: "edr-simulated", chainType: "l1" },
+    localhost: { type: "http", chainType: "l1", url: process.env.CELL_RPC_URL ?? "http://127.0.0.1:8546" },
+    baseSepolia: publicL2(84532, "BASE_SEPOLIA_RPC_URL"),
+    opSepolia: publicL2(11155420, "OP_SEPOLIA_RPC_URL"),
+    arbitrumSepolia: { ...publicL2(421614, "ARBITRUM_SEPOLIA_RPC_URL"), chainType: "generic" as const },
+  },
+  verify: {
+    etherscan: { apiKey: configVariable("ETHERSCAN_API_KEY") },
+    blockscout: { enabled: true },
+    sourcify: { enabled: true },
+  },
+});

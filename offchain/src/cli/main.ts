@@ -1,0 +1,17 @@
+import { Command } from "commander";
+
+/**
+ * `cell …`: each domain's commands register themselves here. Every command has --help
+ * with an example.
+ */
+export function buildProgram(): Command {
+  const program = new Command("cell")
+    .description("Cell: a decentralized compute market on WebAssembly, libp2p and an Ethereum L2")
+    .showHelpAfterError()
+    .addHelpText("after", "\nExample:\n  $ cell run examples/jobs/build/sha256.wasm --input README.md --json\n");
+  return program;
+}
+
+if (import.meta.main) {
+  await buildProgram().parseAsync(process.argv);
+}

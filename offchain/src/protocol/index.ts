@@ -1,0 +1,2 @@
+export * from "./eip712.ts";
+export * from "./cid.ts";
