@@ -1,4 +1,5 @@
 import { Command } from "commander";
+import { registerKeysCommand } from "./commands/keys.ts";
 
 /**
  * `cell …`: each domain's commands register themselves here. Every command has --help
@@ -9,6 +10,7 @@ export function buildProgram(): Command {
     .description("Cell: a decentralized compute market on WebAssembly, libp2p and an Ethereum L2")
     .showHelpAfterError()
     .addHelpText("after", "\nExample:\n  $ cell run examples/jobs/build/sha256.wasm --input README.md --json\n");
+  registerKeysCommand(program);
   return program;
 }
 

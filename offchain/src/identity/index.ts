@@ -1,0 +1,13 @@
+export {
+  DEFAULT_SCRYPT_N,
+  OPERATOR_KEYSTORE_FILE,
+  PEER_KEY_FILE,
+  initIdentity,
+  loadOrCreateIdentity,
+  readPublicIdentity,
+  signWithPeerKey,
+  verifyPeerSignature,
+} from "./identity.ts";
+export type { Identity, IdentityLogger, InitIdentityOptions, KeyOptions, LoadIdentityOptions, PublicIdentity } from "./identity.ts";
+export { didFromPublicKey, peerIdFromPublicKey, publicKeyFromDid, publicKeyFromPeerId } from "./encoding.ts";
+export { SecretBytes } from "./secret.ts";
