@@ -1,2 +1,4 @@
 export * from "./eip712.ts";
 export * from "./cid.ts";
+export * from "./messages.ts";
+export * from "./signing.ts";

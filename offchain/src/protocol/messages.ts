@@ -1,0 +1,288 @@
+import { z } from "zod/v4";
+
+/**
+ * Wire schemas of the job market. Every message from the network is parsed by one of
+ * these before anything else reads it: strings and arrays are capped, hex is checked by
+ * shape, and integers wider than 53 bits travel as decimal strings.
+ */
+
+export const TOPIC_JOBS = "/cell/jobs/1";
+export const TOPIC_CAPS = "/cell/caps/1";
+export const PROTOCOL_BID = "/cell/bid/1";
+export const PROTOCOL_ASSIGN = "/cell/assign/1";
+export const PROTOCOL_STATUS = "/cell/status/1";
+export const PROTOCOL_RECEIPT = "/cell/receipt/1";
+
+/** Byte limits of each message kind, enforced by the mesh before parsing. */
+export const MESSAGE_LIMITS = {
+  announce: 8 * 1024,
+  advert: 4 * 1024,
+  bidRequest: 8 * 1024,
+  bidResponse: 2 * 1024,
+  assignRequest: 10 * 1024,
+  assignResponse: 1024,
+  statusRequest: 1024,
+  statusResponse: 4 * 1024,
+  receiptDelivery: 384 * 1024,
+  receiptAck: 1024,
+} as const;
+
+/** Largest output sent inline with a receipt; larger outputs are fetched by CID. */
+export const INLINE_OUTPUT_MAX_BYTES = 256 * 1024;
+
+/**
+ * Why a step of a job's life did not happen. Stable wire values: every refusal reaches
+ * the buyer as one of these.
+ */
+export const REASON_CODES = [
+  "no_bid",
+  "bid_rejected_price",
+  "bid_rejected_reputation",
+  "bid_rejected_expired",
+  "bid_rejected_signature",
+  "not_staked",
+  "policy_mismatch",
+  "author_not_accepted",
+  "fuel_too_high",
+  "memory_too_high",
+  "timeout_too_long",
+  "slots_full",
+  "duplicate_operator",
+  "unknown_job",
+  "bad_spec",
+  "bad_signature",
+  "timeout",
+  "executor_silent",
+  "deadline_missed",
+  "fetch_failed",
+  "no_result",
+  "rejected_by_executor",
+  "unreachable",
+  "receipt_invalid",
+  "attempts_exhausted",
+  "shutting_down",
+  "internal_error",
+] as const;
+export type ReasonCode = (typeof REASON_CODES)[number];
+export const ReasonCodeSchema = z.enum(REASON_CODES);
+
+export const PRIORITIES = ["critical", "high", "normal", "low", "background"] as const;
+export type PriorityName = (typeof PRIORITIES)[number];
+export const PriorityNameSchema = z.enum(PRIORITIES);
+
+export const EXECUTION_STATUSES = ["ok", "exit", "trap", "out_of_fuel", "policy_rejected"] as const;
+export const ExecutionStatusSchema = z.enum(EXECUTION_STATUSES);
+
+// ── primitives ──────────────────────────────────────────────────────────────────────
+
+const hexOf = (bytes: number, what: string) =>
+  z
+    .string()
+    .length(2 + bytes * 2, `${what} must be 0x + ${bytes * 2} hex digits`)
+    .regex(/^0x[0-9a-fA-F]*$/, `${what} must be hex`)
+    .transform((value) => value as `0x${string}`);
+
+export const Bytes32Schema = hexOf(32, "bytes32");
+export const AddressSchema = hexOf(20, "address");
+export const SignatureSchema = hexOf(65, "signature");
+
+const DECIMAL = /^(0|[1-9][0-9]{0,77})$/;
+
+/** An unsigned integer below 2^bits, carried as a decimal string. */
+export const uintString = (bits: number) =>
+  z
+    .string()
+    .max(78)
+    .refine((value) => DECIMAL.test(value), "must be a decimal unsigned integer")
+    .refine((value) => !DECIMAL.test(value) || BigInt(value) < 1n << BigInt(bits), `must be below 2^${bits}`);
+
+export const Uint64StringSchema = uintString(64);
+export const Uint256StringSchema = uintString(256);
+
+/** A libp2p peer id (base58btc multihash or CIDv1 base32). */
+export const PeerIdStringSchema = z
+  .string()
+  .min(32)
+  .max(128)
+  .regex(/^[0-9A-Za-z]+$/, "must be a peer id");
+
+/** A CIDv1 in base32 (`b…`), the content address of modules, inputs and outputs. */
+export const CidStringSchema = z
+  .string()
+  .min(8)
+  .max(128)
+  .regex(/^b[a-z2-7]+$/, "must be a base32 CIDv1");
+
+export const MultiaddrStringSchema = z.string().min(3).max(256).regex(/^\//, "must be a multiaddr");
+const MultiaddrListSchema = z.array(MultiaddrStringSchema).max(8);
+const ProviderListSchema = z.array(PeerIdStringSchema).max(8);
+const DetailSchema = z.string().max(512);
+const uint = (max: number) => z.number().int().min(0).max(max);
+
+// ── job spec ────────────────────────────────────────────────────────────────────────
+
+/** `JobSpec` of eip712.ts, with uint64/uint256 as decimal strings. */
+export const JobSpecWireSchema = z.strictObject({
+  buyer: AddressSchema,
+  moduleCid: Bytes32Schema,
+  inputCid: Bytes32Schema,
+  entry: z.string().min(1).max(64).regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "must be an export name"),
+  fuelLimit: Uint64StringSchema,
+  memoryPages: uint(65_536),
+  timeoutMs: uint(2 ** 32 - 1),
+  replicas: uint(255).min(1),
+  maxPricePerMegaFuel: Uint256StringSchema,
+  minReputation: uint(65_535),
+  deadline: Uint64StringSchema,
+  priority: uint(PRIORITIES.length - 1),
+  channel: Bytes32Schema,
+  salt: Bytes32Schema,
+});
+export type JobSpecWire = z.infer<typeof JobSpecWireSchema>;
+
+/** A buyer's job, as announced on `/cell/jobs/1` and carried by bid requests and assignments. */
+export const JobAnnounceSchema = z.strictObject({
+  type: z.literal("job"),
+  jobId: Bytes32Schema,
+  spec: JobSpecWireSchema,
+  signature: SignatureSchema,
+  moduleCid: CidStringSchema,
+  inputCid: CidStringSchema,
+  moduleSize: uint(64 * 1024 * 1024),
+  inputSize: uint(64 * 1024 * 1024),
+  buyerPeer: PeerIdStringSchema,
+  providers: ProviderListSchema,
+  providerAddrs: MultiaddrListSchema,
+});
+export type JobAnnounce = z.infer<typeof JobAnnounceSchema>;
+
+// ── capability adverts ─────────────────────────────────────────────────────────────
+
+/** What a donor offers, on `/cell/caps/1`. */
+export const CapabilityAdvertSchema = z.strictObject({
+  type: z.literal("caps"),
+  operator: AddressSchema,
+  peerId: PeerIdStringSchema,
+  peerKey: Bytes32Schema,
+  pricePerMegaFuel: Uint256StringSchema,
+  slots: uint(1024),
+  freeSlots: uint(1024),
+  fuelPerSecond: Uint64StringSchema,
+  maxFuel: Uint64StringSchema,
+  maxMemoryPages: uint(65_536),
+  runtimeVersion: z.string().min(1).max(32),
+  multiaddrs: MultiaddrListSchema,
+  timestamp: Uint64StringSchema,
+});
+export type CapabilityAdvert = z.infer<typeof CapabilityAdvertSchema>;
+
+// ── bids ────────────────────────────────────────────────────────────────────────────
+
+export const BidWireSchema = z.strictObject({
+  jobId: Bytes32Schema,
+  executor: AddressSchema,
+  pricePerMegaFuel: Uint256StringSchema,
+  expiresAt: Uint64StringSchema,
+});
+export type BidWire = z.infer<typeof BidWireSchema>;
+
+/** Buyer → donor on `/cell/bid/1`: will you run this job, and at what price? */
+export const BidRequestSchema = z.strictObject({
+  type: z.literal("bid_request"),
+  job: JobAnnounceSchema,
+});
+export type BidRequest = z.infer<typeof BidRequestSchema>;
+
+/** Donor → buyer: a signed bid, or a refusal with its reason. */
+export const BidResponseSchema = z.discriminatedUnion("type", [
+  z.strictObject({
+    type: z.literal("bid"),
+    bid: BidWireSchema,
+    signature: SignatureSchema,
+    peerKey: Bytes32Schema,
+    freeSlots: uint(1024),
+  }),
+  z.strictObject({ type: z.literal("decline"), jobId: Bytes32Schema, reason: ReasonCodeSchema, detail: DetailSchema.optional() }),
+]);
+export type BidResponse = z.infer<typeof BidResponseSchema>;
+
+// ── assignment ─────────────────────────────────────────────────────────────────────
+
+/** Buyer → chosen donor on `/cell/assign/1`: run the job at the price you bid. */
+export const AssignRequestSchema = z.strictObject({
+  type: z.literal("assign"),
+  job: JobAnnounceSchema,
+  bid: BidWireSchema,
+  bidSignature: SignatureSchema,
+  attempt: uint(64),
+});
+export type AssignRequest = z.infer<typeof AssignRequestSchema>;
+
+export const AssignResponseSchema = z.discriminatedUnion("type", [
+  z.strictObject({ type: z.literal("accept"), jobId: Bytes32Schema }),
+  z.strictObject({ type: z.literal("reject"), jobId: Bytes32Schema, reason: ReasonCodeSchema, detail: DetailSchema.optional() }),
+]);
+export type AssignResponse = z.infer<typeof AssignResponseSchema>;
+
+// ── status ──────────────────────────────────────────────────────────────────────────
+
+export const EXECUTOR_STATES = ["unknown", "accepted", "fetching", "running", "done", "failed"] as const;
+export type ExecutorState = (typeof EXECUTOR_STATES)[number];
+
+/** Buyer → executor on `/cell/status/1`: a liveness probe for an assigned job. */
+export const StatusRequestSchema = z.strictObject({ type: z.literal("status"), jobId: Bytes32Schema });
+export type StatusRequest = z.infer<typeof StatusRequestSchema>;
+
+export const StatusResponseSchema = z.strictObject({
+  type: z.literal("status"),
+  jobId: Bytes32Schema,
+  state: z.enum(EXECUTOR_STATES),
+  reason: ReasonCodeSchema.optional(),
+  detail: DetailSchema.optional(),
+});
+export type StatusResponse = z.infer<typeof StatusResponseSchema>;
+
+// ── receipts ────────────────────────────────────────────────────────────────────────
+
+/** `Receipt` of eip712.ts, with uint64 as decimal strings. */
+export const ReceiptWireSchema = z.strictObject({
+  jobId: Bytes32Schema,
+  executor: AddressSchema,
+  moduleCid: Bytes32Schema,
+  inputCid: Bytes32Schema,
+  outputCid: Bytes32Schema,
+  fuelUsed: Uint64StringSchema,
+  status: uint(255),
+  startedAt: Uint64StringSchema,
+  finishedAt: Uint64StringSchema,
+});
+export type ReceiptWire = z.infer<typeof ReceiptWireSchema>;
+
+const Base64Schema = z
+  .string()
+  .max(Math.ceil(INLINE_OUTPUT_MAX_BYTES / 3) * 4)
+  .regex(/^[A-Za-z0-9+/]*={0,2}$/, "must be base64");
+
+/**
+ * Executor → buyer on `/cell/receipt/1`: the signed receipt of a finished job, with the
+ * output inline when small, or an execution that yielded no result (with its reason).
+ */
+export const ReceiptDeliverySchema = z.discriminatedUnion("type", [
+  z.strictObject({
+    type: z.literal("receipt"),
+    receipt: ReceiptWireSchema,
+    signature: SignatureSchema,
+    outputCid: CidStringSchema,
+    outputBase64: Base64Schema.optional(),
+  }),
+  z.strictObject({ type: z.literal("no_result"), jobId: Bytes32Schema, reason: ReasonCodeSchema, detail: DetailSchema.optional() }),
+]);
+export type ReceiptDelivery = z.infer<typeof ReceiptDeliverySchema>;
+
+export const ReceiptAckSchema = z.strictObject({
+  type: z.literal("ack"),
+  jobId: Bytes32Schema,
+  accepted: z.boolean(),
+  reason: ReasonCodeSchema.optional(),
+});
+export type ReceiptAck = z.infer<typeof ReceiptAckSchema>;

@@ -1,0 +1,180 @@
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import {
+  AssignRequestSchema,
+  BidResponseSchema,
+  CapabilityAdvertSchema,
+  JobAnnounceSchema,
+  MESSAGE_LIMITS,
+  REASON_CODES,
+  ReceiptDeliverySchema,
+  StatusResponseSchema,
+  Uint64StringSchema,
+} from "../../offchain/src/protocol/index.ts";
+
+const bytes32 = `0x${"ab".repeat(32)}`;
+const address = `0x${"12".repeat(20)}`;
+const signature = `0x${"cd".repeat(65)}`;
+const peerId = "12D3KooWGzxHqRmjGLBxqvDSkFnnYpNNmEtDMpgqsCBCZQxhYz9C";
+const cid = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku";
+
+function spec(overrides: Record<string, unknown> = {}) {
+  return {
+    buyer: address,
+    moduleCid: bytes32,
+    inputCid: bytes32,
+    entry: "_start",
+    fuelLimit: "1000000",
+    memoryPages: 16,
+    timeoutMs: 5000,
+    replicas: 1,
+    maxPricePerMegaFuel: "1000",
+    minReputation: 0,
+    deadline: "1900000000000",
+    priority: 2,
+    channel: bytes32,
+    salt: bytes32,
+    ...overrides,
+  };
+}
+
+function announce(overrides: Record<string, unknown> = {}) {
+  return {
+    type: "job",
+    jobId: bytes32,
+    spec: spec(),
+    signature,
+    moduleCid: cid,
+    inputCid: cid,
+    moduleSize: 100,
+    inputSize: 3,
+    buyerPeer: peerId,
+    providers: [peerId],
+    providerAddrs: ["/ip4/127.0.0.1/tcp/4001"],
+    ...overrides,
+  };
+}
+
+function issuePaths(result: { success: boolean; error?: { issues: { path: PropertyKey[] }[] } }): string[] {
+  return (result.error?.issues ?? []).map((issue) => issue.path.map(String).join("."));
+}
+
+describe("job announce schema", () => {
+  it("accepts a well-formed announce and keeps its values", () => {
+    const parsed = JobAnnounceSchema.parse(announce());
+    assert.equal(parsed.spec.fuelLimit, "1000000");
+    assert.equal(parsed.jobId, bytes32);
+    assert.ok(JSON.stringify(parsed).length < MESSAGE_LIMITS.announce);
+  });
+
+  it("names the field that is wrong", () => {
+    const result = JobAnnounceSchema.safeParse(announce({ spec: spec({ buyer: "0x1234" }) }));
+    assert.equal(result.success, false);
+    assert.deepEqual(issuePaths(result), ["spec.buyer"]);
+  });
+
+  it("rejects unknown fields, so nothing unparsed slips through", () => {
+    const result = JobAnnounceSchema.safeParse(announce({ extra: "x" }));
+    assert.equal(result.success, false);
+  });
+
+  it("caps strings and arrays", () => {
+    assert.equal(JobAnnounceSchema.safeParse(announce({ providers: Array(9).fill(peerId) })).success, false);
+    assert.equal(JobAnnounceSchema.safeParse(announce({ spec: spec({ entry: "a".repeat(65) }) })).success, false);
+    assert.equal(JobAnnounceSchema.safeParse(announce({ buyerPeer: "1".repeat(129) })).success, false);
+    assert.equal(JobAnnounceSchema.safeParse(announce({ moduleCid: `b${"a".repeat(200)}` })).success, false);
+  });
+
+  it("rejects non-hex, wrong-length hex and bad export names", () => {
+    assert.equal(JobAnnounceSchema.safeParse(announce({ jobId: `0x${"zz".repeat(32)}` })).success, false);
+    assert.equal(JobAnnounceSchema.safeParse(announce({ signature: `0x${"cd".repeat(64)}` })).success, false);
+    assert.equal(JobAnnounceSchema.safeParse(announce({ spec: spec({ entry: "run; rm" }) })).success, false);
+  });
+
+  it("checks integer ranges of the signed fields", () => {
+    assert.equal(JobAnnounceSchema.safeParse(announce({ spec: spec({ replicas: 0 }) })).success, false);
+    assert.equal(JobAnnounceSchema.safeParse(announce({ spec: spec({ priority: 5 }) })).success, false);
+    assert.equal(JobAnnounceSchema.safeParse(announce({ spec: spec({ memoryPages: 1.5 }) })).success, false);
+  });
+});
+
+describe("decimal-string integers", () => {
+  it("accept canonical decimals below 2^64", () => {
+    assert.equal(Uint64StringSchema.safeParse("0").success, true);
+    assert.equal(Uint64StringSchema.safeParse((2n ** 64n - 1n).toString()).success, true);
+  });
+
+  it("reject overflow, signs, leading zeros and numbers", () => {
+    for (const bad of [(2n ** 64n).toString(), "-1", "01", "1e3", " 1", 5]) {
+      assert.equal(Uint64StringSchema.safeParse(bad).success, false, `accepted ${String(bad)}`);
+    }
+  });
+});
+
+describe("bid, assign, status and receipt schemas", () => {
+  const bid = { jobId: bytes32, executor: address, pricePerMegaFuel: "900", expiresAt: "1900000000000" };
+
+  it("bid responses are a signed bid or a decline with a known reason", () => {
+    assert.equal(BidResponseSchema.safeParse({ type: "bid", bid, signature, peerKey: bytes32, freeSlots: 1 }).success, true);
+    assert.equal(BidResponseSchema.safeParse({ type: "decline", jobId: bytes32, reason: "slots_full" }).success, true);
+    assert.equal(BidResponseSchema.safeParse({ type: "decline", jobId: bytes32, reason: "because" }).success, false);
+    assert.equal(BidResponseSchema.safeParse({ type: "decline", jobId: bytes32, reason: "slots_full", detail: "x".repeat(513) }).success, false);
+  });
+
+  it("assign requests carry the job and the accepted bid", () => {
+    const request = { type: "assign", job: announce(), bid, bidSignature: signature, attempt: 1 };
+    assert.equal(AssignRequestSchema.safeParse(request).success, true);
+    assert.equal(AssignRequestSchema.safeParse({ ...request, attempt: -1 }).success, false);
+  });
+
+  it("status responses name a known executor state", () => {
+    assert.equal(StatusResponseSchema.safeParse({ type: "status", jobId: bytes32, state: "running" }).success, true);
+    assert.equal(StatusResponseSchema.safeParse({ type: "status", jobId: bytes32, state: "sleeping" }).success, false);
+  });
+
+  it("receipt deliveries cap the inline output", () => {
+    const receipt = {
+      jobId: bytes32,
+      executor: address,
+      moduleCid: bytes32,
+      inputCid: bytes32,
+      outputCid: bytes32,
+      fuelUsed: "1234",
+      status: 0,
+      startedAt: "1",
+      finishedAt: "2",
+    };
+    const ok = { type: "receipt", receipt, signature, outputCid: cid, outputBase64: "aGVsbG8=" };
+    assert.equal(ReceiptDeliverySchema.safeParse(ok).success, true);
+    assert.equal(ReceiptDeliverySchema.safeParse({ ...ok, outputBase64: "A".repeat(400_000) }).success, false);
+    assert.equal(ReceiptDeliverySchema.safeParse({ ...ok, outputBase64: "not base64!" }).success, false);
+    assert.equal(ReceiptDeliverySchema.safeParse({ type: "no_result", jobId: bytes32, reason: "no_result" }).success, true);
+  });
+
+  it("capability adverts bound slots and runtime version", () => {
+    const advert = {
+      type: "caps",
+      operator: address,
+      peerId,
+      peerKey: bytes32,
+      pricePerMegaFuel: "1000",
+      slots: 2,
+      freeSlots: 2,
+      fuelPerSecond: "100000000",
+      maxFuel: "10000000000",
+      maxMemoryPages: 1024,
+      runtimeVersion: "cell-wasm/1",
+      multiaddrs: ["/ip4/127.0.0.1/tcp/4001"],
+      timestamp: "1900000000000",
+    };
+    assert.equal(CapabilityAdvertSchema.safeParse(advert).success, true);
+    assert.equal(CapabilityAdvertSchema.safeParse({ ...advert, slots: 5000 }).success, false);
+    assert.equal(CapabilityAdvertSchema.safeParse({ ...advert, runtimeVersion: "v".repeat(33) }).success, false);
+  });
+
+  it("reason codes cover every refusal the market names", () => {
+    for (const code of ["no_bid", "bid_rejected_price", "bid_rejected_reputation", "not_staked", "policy_mismatch", "slots_full", "timeout", "executor_silent", "deadline_missed", "fetch_failed", "no_result"]) {
+      assert.ok((REASON_CODES as readonly string[]).includes(code), code);
+    }
+  });
+});
