@@ -1,0 +1,13 @@
+export { createMeshNode, DEFAULT_MESH_LIMITS, MeshNode } from "./node.ts";
+export type { MeshLimits, MeshNodeOptions, MeshServices } from "./node.ts";
+export type { Schema } from "./codec.ts";
+export { MeshError, REJECT_REASONS } from "./errors.ts";
+export type { MeshErrorCode, RejectReason } from "./errors.ts";
+export type { TopicOptions, GossipHandler } from "./gossip.ts";
+export type { ProtocolSpec, RequestHandler, RequestOptions, RequestTarget } from "./rpc.ts";
+export { BLOCK_PROTOCOL, MemoryBlockSource } from "./blocks.ts";
+export type { BlockSource, FetchBlockOptions } from "./blocks.ts";
+export type { PeerPenalties, RejectEvent } from "./penalties.ts";
+export { DEFAULT_PENALTY_POLICY } from "./penalties.ts";
+export { didKeyFromEd25519, peerKeyFromSeed } from "./peer-key.ts";
+export { TokenBucket } from "./token-bucket.ts";

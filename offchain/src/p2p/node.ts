@@ -1,0 +1,282 @@
+import { noise } from "@chainsafe/libp2p-noise";
+import { yamux } from "@chainsafe/libp2p-yamux";
+import { gossipsub, type GossipSub } from "@libp2p/gossipsub";
+import { identify, type Identify } from "@libp2p/identify";
+import type { Libp2p } from "@libp2p/interface";
+import { kadDHT, passthroughMapper, type KadDHT } from "@libp2p/kad-dht";
+import { peerIdFromString } from "@libp2p/peer-id";
+import { ping, type Ping } from "@libp2p/ping";
+import { tcp } from "@libp2p/tcp";
+import { multiaddr } from "@multiformats/multiaddr";
+import { createLibp2p } from "libp2p";
+import { pino, type Logger } from "pino";
+import type { CID } from "../protocol/index.ts";
+import { BlockExchange, type BlockSource, type FetchBlockOptions } from "./blocks.ts";
+import type { Schema } from "./codec.ts";
+import type { RejectReason } from "./errors.ts";
+import { Gossip, type GossipHandler, type TopicOptions } from "./gossip.ts";
+import { DEFAULT_PENALTY_POLICY, PenaltyBook, type PeerPenalties, type RejectEvent } from "./penalties.ts";
+import { didKeyFromEd25519, peerKeyFromSeed } from "./peer-key.ts";
+import { Rpc, type ProtocolSpec, type RequestHandler, type RequestOptions, type RequestTarget } from "./rpc.ts";
+
+export interface MeshLimits {
+  /** Default largest gossip message, per topic. */
+  gossipMaxBytes: number;
+  /** Gossip messages per second accepted from one origin peer, per topic. */
+  gossipRatePerSecond: number;
+  gossipBurst: number;
+  /** Pace of our own publishing (all topics). Keep it below peers' gossipRatePerSecond. */
+  publishRatePerSecond: number;
+  publishBurst: number;
+  publishQueueMax: number;
+  /** Default requests per second served to one peer, per protocol. */
+  requestRatePerSecond: number;
+  requestBurst: number;
+  maxInboundStreams: number;
+  /** Long-lived outbound streams kept per (peer, protocol). */
+  streamsPerPeer: number;
+  requestTimeoutMs: number;
+  maxBlockBytes: number;
+  /** Penalty score at which a peer is disconnected and refused for blockMs. */
+  penaltyThreshold: number;
+  blockMs: number;
+  /** Weight of each rejection reason in the penalty score. */
+  penaltyWeights: Record<RejectReason, number>;
+}
+
+export const DEFAULT_MESH_LIMITS: MeshLimits = {
+  gossipMaxBytes: 64 * 1024,
+  gossipRatePerSecond: 400,
+  gossipBurst: 800,
+  publishRatePerSecond: 200,
+  publishBurst: 50,
+  publishQueueMax: 10_000,
+  requestRatePerSecond: 1000,
+  requestBurst: 2000,
+  maxInboundStreams: 32,
+  streamsPerPeer: 4,
+  requestTimeoutMs: 10_000,
+  maxBlockBytes: 4 * 1024 * 1024,
+  penaltyThreshold: DEFAULT_PENALTY_POLICY.blockThreshold,
+  blockMs: DEFAULT_PENALTY_POLICY.blockMs,
+  penaltyWeights: DEFAULT_PENALTY_POLICY.weights,
+};
+
+export interface MeshNodeOptions {
+  /** 32-byte Ed25519 seed of the peer key. */
+  peerKeySeed: Uint8Array;
+  listen?: string[];
+  /** Multiaddrs ending in /p2p/<peer id>, dialed at start and redialed while unreachable. */
+  bootstrap?: string[];
+  /** Private prefix of the DHT protocol, so the mesh never mixes with the public DHT. */
+  dhtProtocolPrefix?: string;
+  logger?: Logger;
+  limits?: Partial<MeshLimits>;
+  /** Serves /cell/block/1 from this source at start; `serveBlocks` can set it later. */
+  blockSource?: BlockSource;
+}
+
+export interface MeshServices {
+  identify: Identify;
+  ping: Ping;
+  pubsub: GossipSub;
+  dht: KadDHT;
+  [key: string]: unknown;
+}
+
+const BOOTSTRAP_RETRY_MS = 2_000;
+
+/** A libp2p host with schema-checked gossip, request-response and block exchange. */
+export class MeshNode {
+  readonly peerId: string;
+  /** `did:key` of the peer key. */
+  readonly did: string;
+  /** The underlying host, for diagnostics and protocols this layer does not cover. */
+  readonly libp2p: Libp2p<MeshServices>;
+  readonly #log: Logger;
+  readonly #penalties: PenaltyBook;
+  readonly #gossip: Gossip;
+  readonly #rpc: Rpc;
+  readonly #blocks: BlockExchange;
+  readonly #bootstrap: string[];
+  #bootstrapTimer: NodeJS.Timeout | undefined;
+
+  constructor(libp2p: Libp2p<MeshServices>, did: string, penalties: PenaltyBook, log: Logger, limits: MeshLimits, bootstrap: string[]) {
+    this.libp2p = libp2p;
+    this.peerId = libp2p.peerId.toString();
+    this.did = did;
+    this.#log = log;
+    this.#penalties = penalties;
+    this.#bootstrap = bootstrap;
+    this.#gossip = new Gossip(libp2p.services.pubsub, penalties, log, {
+      topicMaxBytes: limits.gossipMaxBytes,
+      inboundRatePerSecond: limits.gossipRatePerSecond,
+      inboundBurst: limits.gossipBurst,
+      publishRatePerSecond: limits.publishRatePerSecond,
+      publishBurst: limits.publishBurst,
+      publishQueueMax: limits.publishQueueMax,
+    });
+    this.#rpc = new Rpc(libp2p, penalties, log, {
+      ratePerSecond: limits.requestRatePerSecond,
+      burst: limits.requestBurst,
+      maxInboundStreams: limits.maxInboundStreams,
+      streamsPerPeer: limits.streamsPerPeer,
+      timeoutMs: limits.requestTimeoutMs,
+    });
+    this.#blocks = new BlockExchange(libp2p, this.#rpc, penalties, log, limits.maxBlockBytes);
+  }
+
+  multiaddrs(): string[] {
+    return this.libp2p.getMultiaddrs().map((address) => address.toString());
+  }
+
+  /** Peer ids of the current connections. */
+  peers(): string[] {
+    return [...new Set(this.libp2p.getConnections().map((connection) => connection.remotePeer.toString()))];
+  }
+
+  subscribe<T>(topic: string, schema: Schema<T>, handler: GossipHandler<T>, options?: TopicOptions): () => void {
+    return this.#gossip.subscribe(topic, schema, handler, options);
+  }
+
+  /** Queues a message; resolves with the number of peers it was sent to once paced out. */
+  publish<T>(topic: string, schema: Schema<T>, message: T, options?: { maxBytes?: number }): Promise<number> {
+    return this.#gossip.publish(topic, schema, message, options);
+  }
+
+  publishQueueDepth(): number {
+    return this.#gossip.queueDepth();
+  }
+
+  handle<Req, Res>(protocol: string, spec: ProtocolSpec<Req, Res>, handler: RequestHandler<Req, Res>): Promise<void> {
+    return this.#rpc.handle(protocol, spec, handler);
+  }
+
+  request<Req, Res>(
+    target: RequestTarget,
+    protocol: string,
+    spec: ProtocolSpec<Req, Res>,
+    message: Req,
+    options?: RequestOptions,
+  ): Promise<Res> {
+    return this.#rpc.request(target, protocol, spec, message, options);
+  }
+
+  serveBlocks(source: BlockSource): Promise<void> {
+    return this.#blocks.serve(source);
+  }
+
+  /** Fetches a block from the given peers or from DHT providers; the bytes are checked against the CID. */
+  fetchBlock(cid: CID, options?: FetchBlockOptions): Promise<Uint8Array> {
+    return this.#blocks.fetch(cid, options);
+  }
+
+  provide(cid: CID, options: { signal?: AbortSignal } = {}): Promise<void> {
+    return this.#blocks.provide(cid, options.signal);
+  }
+
+  findProviders(cid: CID, options?: { limit?: number; signal?: AbortSignal }): Promise<string[]> {
+    return this.#blocks.findProviders(cid, options);
+  }
+
+  penalties(peerId: string): PeerPenalties {
+    return this.#penalties.of(peerId);
+  }
+
+  /** Rejections of all peers, by reason. */
+  rejectionCounts(): Record<RejectReason, number> {
+    return this.#penalties.totals();
+  }
+
+  onReject(listener: (event: RejectEvent) => void): () => void {
+    return this.#penalties.subscribe(listener);
+  }
+
+  isBlocked(peerId: string): boolean {
+    return this.#penalties.isBlocked(peerId);
+  }
+
+  async stop(): Promise<void> {
+    clearTimeout(this.#bootstrapTimer);
+    this.#bootstrapTimer = undefined;
+    this.#gossip.stop();
+    await this.#rpc.stop();
+    await this.libp2p.stop();
+    this.#log.info("mesh node stopped");
+  }
+
+  /** Dials bootstrap peers that are not connected; repeats until all have been reached once. */
+  async connectBootstrap(): Promise<void> {
+    const missing = this.#bootstrap.filter((address) => !this.#isConnected(address));
+    await Promise.all(
+      missing.map((address) =>
+        this.libp2p.dial(multiaddr(address), { signal: AbortSignal.timeout(5_000) }).catch((err: Error) => {
+          this.#log.debug({ address, err: err.message }, "bootstrap dial failed");
+        }),
+      ),
+    );
+    if (this.#bootstrap.some((address) => !this.#isConnected(address)) && this.libp2p.status === "started") {
+      this.#bootstrapTimer = setTimeout(() => void this.connectBootstrap(), BOOTSTRAP_RETRY_MS);
+      this.#bootstrapTimer.unref();
+    }
+  }
+
+  #isConnected(address: string): boolean {
+    const peer = address.split("/p2p/").at(-1);
+    return peer !== undefined && peer !== this.peerId && this.libp2p.getConnections(peerIdFromString(peer)).length > 0;
+  }
+
+  blockPeer(peerId: string, untilMs: number): void {
+    this.#log.warn({ peerId, until: new Date(untilMs).toISOString() }, "peer blocked for misbehaviour");
+    void this.libp2p.hangUp(peerIdFromString(peerId)).catch(() => undefined);
+  }
+}
+
+/** Starts a mesh node: keys from the seed, listens, joins the DHT and dials bootstrap peers. */
+export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode> {
+  const limits: MeshLimits = { ...DEFAULT_MESH_LIMITS, ...options.limits };
+  const privateKey = await peerKeyFromSeed(options.peerKeySeed);
+  const baseLog = options.logger ?? pino({ name: "p2p", level: process.env.LOG_LEVEL ?? "info" });
+  const bootstrap = options.bootstrap ?? [];
+  for (const address of bootstrap) {
+    if (!address.includes("/p2p/")) throw new Error(`bootstrap address ${address} lacks /p2p/<peer id>`);
+  }
+  let node: MeshNode | undefined;
+  const penalties = new PenaltyBook(
+    { weights: limits.penaltyWeights, blockThreshold: limits.penaltyThreshold, blockMs: limits.blockMs },
+    (peerId, untilMs) => node?.blockPeer(peerId, untilMs),
+  );
+  const isBlocked = (peerId: { toString(): string }): boolean => penalties.isBlocked(peerId.toString());
+  const libp2p = await createLibp2p<MeshServices>({
+    privateKey,
+    addresses: { listen: options.listen ?? ["/ip4/127.0.0.1/tcp/0"] },
+    transports: [tcp()],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+    connectionGater: {
+      denyDialPeer: isBlocked,
+      denyInboundEncryptedConnection: isBlocked,
+      denyOutboundEncryptedConnection: isBlocked,
+    },
+    services: {
+      identify: identify(),
+      ping: ping(),
+      pubsub: gossipsub({
+        emitSelf: false,
+        fallbackToFloodsub: false,
+        maxInboundDataLength: Math.max(4 * limits.gossipMaxBytes, 1024 * 1024),
+      }),
+      dht: kadDHT({
+        protocol: `${options.dhtProtocolPrefix ?? "/cell"}/kad/1.0.0`,
+        clientMode: false,
+        peerInfoMapper: passthroughMapper,
+      }),
+    },
+  });
+  const log = baseLog.child({ peerId: libp2p.peerId.toString() });
+  node = new MeshNode(libp2p, didKeyFromEd25519(privateKey.publicKey.raw), penalties, log, limits, bootstrap);
+  if (options.blockSource !== undefined) await node.serveBlocks(options.blockSource);
+  log.info({ did: node.did, multiaddrs: node.multiaddrs() }, "mesh node started");
+  await node.connectBootstrap();
+  return node;
+}

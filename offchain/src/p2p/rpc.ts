@@ -1,0 +1,295 @@
+import type { Connection, Libp2p, PeerId, Stream } from "@libp2p/interface";
+import { peerIdFromString } from "@libp2p/peer-id";
+import { lpStream, type LengthPrefixedStream } from "@libp2p/utils";
+import { multiaddr } from "@multiformats/multiaddr";
+import type { Logger } from "pino";
+import { z } from "zod";
+import { decodeMessage, encodeMessage, parseWith, type Schema } from "./codec.ts";
+import { MeshError, REJECT_REASONS, type RejectReason } from "./errors.ts";
+import type { PenaltyBook } from "./penalties.ts";
+import { KeyedRateLimiter } from "./token-bucket.ts";
+
+/** A request-response protocol: schemas and bounds for both directions. */
+export interface ProtocolSpec<Req, Res> {
+  request: Schema<Req>;
+  response: Schema<Res>;
+  /** Largest request frame (JSON bytes) accepted. */
+  maxRequestBytes: number;
+  /** Largest response frame (JSON bytes, including the `{"ok":…}` envelope) accepted. */
+  maxResponseBytes: number;
+  /** Requests per second served to one peer on this protocol. */
+  ratePerSecond?: number;
+  burst?: number;
+  /** Concurrent inbound streams per connection. */
+  maxInboundStreams?: number;
+}
+
+export type RequestHandler<Req, Res> = (request: Req, fromPeerId: string) => Promise<Res>;
+
+export interface RequestOptions {
+  timeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+export interface RpcLimits {
+  ratePerSecond: number;
+  burst: number;
+  maxInboundStreams: number;
+  /** Long-lived outbound streams kept per (peer, protocol). */
+  streamsPerPeer: number;
+  timeoutMs: number;
+}
+
+/** A peer id string, or a multiaddr string ending in `/p2p/<peer id>`. */
+export type RequestTarget = string | PeerId;
+
+const errorEnvelope = z.object({ error: z.object({ code: z.string().max(64), reason: z.string().max(2048) }) }).strict();
+const okEnvelope = z.object({ ok: z.unknown() }).strict();
+const FRAME_SLACK = 64;
+
+function isRejectReason(code: string): code is RejectReason {
+  return (REJECT_REASONS as readonly string[]).includes(code);
+}
+
+function errorFrame(code: RejectReason, reason: string): Uint8Array {
+  return new TextEncoder().encode(JSON.stringify({ error: { code, reason: reason.slice(0, 2048) } }));
+}
+
+interface PooledStream {
+  stream: Stream;
+  lp: LengthPrefixedStream<Stream>;
+  busy: boolean;
+  /** Opened because the pool was full: closed after its one request. */
+  transient: boolean;
+}
+
+interface StreamPool {
+  streams: PooledStream[];
+  /** Pooled streams being opened, counted so concurrent callers do not overfill the pool. */
+  opening: number;
+}
+
+/** Request-response over length-prefixed JSON frames, one long-lived stream serving many requests. */
+export class Rpc {
+  readonly #libp2p: Libp2p;
+  readonly #penalties: PenaltyBook;
+  readonly #log: Logger;
+  readonly #limits: RpcLimits;
+  readonly #pools = new Map<string, StreamPool>();
+
+  constructor(libp2p: Libp2p, penalties: PenaltyBook, log: Logger, limits: RpcLimits) {
+    this.#libp2p = libp2p;
+    this.#penalties = penalties;
+    this.#log = log;
+    this.#limits = limits;
+  }
+
+  async handle<Req, Res>(protocol: string, spec: ProtocolSpec<Req, Res>, handler: RequestHandler<Req, Res>): Promise<void> {
+    const limiter = new KeyedRateLimiter(spec.ratePerSecond ?? this.#limits.ratePerSecond, spec.burst ?? this.#limits.burst);
+    const serve = (stream: Stream, connection: Connection): void => {
+      void this.#serve(stream, connection.remotePeer.toString(), protocol, spec, limiter, handler);
+    };
+    const maxInboundStreams = spec.maxInboundStreams ?? this.#limits.maxInboundStreams;
+    await this.#libp2p.handle(protocol, serve, { maxInboundStreams });
+  }
+
+  async request<Req, Res>(
+    target: RequestTarget,
+    protocol: string,
+    spec: ProtocolSpec<Req, Res>,
+    message: Req,
+    options: RequestOptions = {},
+  ): Promise<Res> {
+    const frame = encodeMessage(spec.request, message, spec.maxRequestBytes, `request for ${protocol}`);
+    const timeoutMs = options.timeoutMs ?? this.#limits.timeoutMs;
+    const signal = AbortSignal.any([AbortSignal.timeout(timeoutMs), ...(options.signal ? [options.signal] : [])]);
+    const peerId = await this.#resolve(target, signal);
+    const pooled = await this.#acquire(peerId, protocol, spec, signal);
+    let reply: Uint8Array;
+    try {
+      await pooled.lp.write(frame, { signal });
+      reply = (await pooled.lp.read({ signal })).subarray();
+    } catch (err) {
+      this.#discard(peerId, protocol, pooled, err as Error);
+      if (signal.aborted) throw new MeshError("timeout", `no answer on ${protocol} from ${peerId} within ${timeoutMs} ms`);
+      throw new MeshError("unreachable", `${protocol} to ${peerId} failed: ${(err as Error).message}`, { cause: err });
+    }
+    try {
+      return this.#readReply(peerId, protocol, spec, pooled, reply);
+    } finally {
+      if (pooled.transient) pooled.stream.close().catch((err: Error) => pooled.stream.abort(err));
+    }
+  }
+
+  async stop(): Promise<void> {
+    const streams = [...this.#pools.values()].flatMap((pool) => pool.streams);
+    this.#pools.clear();
+    await Promise.all(streams.map(({ stream }) => stream.close().catch((err: Error) => stream.abort(err))));
+  }
+
+  async #serve<Req, Res>(
+    stream: Stream,
+    peerId: string,
+    protocol: string,
+    spec: ProtocolSpec<Req, Res>,
+    limiter: KeyedRateLimiter,
+    handler: RequestHandler<Req, Res>,
+  ): Promise<void> {
+    const lp = lpStream(stream, { maxDataLength: spec.maxRequestBytes, maxBufferSize: 2 * spec.maxRequestBytes + FRAME_SLACK });
+    try {
+      for (;;) {
+        let frame: Uint8Array;
+        try {
+          frame = (await lp.read()).subarray();
+        } catch (err) {
+          if (!isFrameTooLong(err)) break;
+          const reason = `request frame exceeds ${spec.maxRequestBytes} bytes`;
+          this.#reject(peerId, protocol, "too_large", reason);
+          await lp.write(errorFrame("too_large", reason));
+          break; // the rest of the oversized frame is still in flight: the stream cannot resync
+        }
+        await lp.write(await this.#answer(peerId, protocol, spec, limiter, handler, frame));
+      }
+      await stream.close();
+    } catch (err) {
+      stream.abort(err as Error);
+    }
+  }
+
+  async #answer<Req, Res>(
+    peerId: string,
+    protocol: string,
+    spec: ProtocolSpec<Req, Res>,
+    limiter: KeyedRateLimiter,
+    handler: RequestHandler<Req, Res>,
+    frame: Uint8Array,
+  ): Promise<Uint8Array> {
+    if (!limiter.tryTake(peerId)) {
+      const reason = `over ${spec.ratePerSecond ?? this.#limits.ratePerSecond} requests/s on ${protocol}`;
+      this.#reject(peerId, protocol, "rate_limited", reason);
+      return errorFrame("rate_limited", reason);
+    }
+    let request: Req;
+    try {
+      request = decodeMessage(spec.request, frame, spec.maxRequestBytes, `request on ${protocol}`);
+    } catch (err) {
+      const { code, reason } = err as MeshError;
+      const refusal = code === "too_large" ? "too_large" : "malformed";
+      this.#reject(peerId, protocol, refusal, reason);
+      return errorFrame(refusal, reason);
+    }
+    try {
+      const response = await handler(request, peerId);
+      return new TextEncoder().encode(JSON.stringify({ ok: parseWith(spec.response, response, `response on ${protocol}`) }));
+    } catch (err) {
+      return this.#handlerFailure(peerId, protocol, err as Error);
+    }
+  }
+
+  /** A handler may throw a MeshError to refuse a request for a reason of the peer's making. */
+  #handlerFailure(peerId: string, protocol: string, err: Error): Uint8Array {
+    if (err instanceof MeshError && isRejectReason(err.code) && err.code !== "handler_error") {
+      this.#reject(peerId, protocol, err.code, err.reason);
+      return errorFrame(err.code, err.reason);
+    }
+    this.#log.warn({ peerId, protocol, err: err.message }, "request handler failed");
+    return errorFrame("handler_error", err.message);
+  }
+
+  #readReply<Req, Res>(
+    peerId: string,
+    protocol: string,
+    spec: ProtocolSpec<Req, Res>,
+    pooled: PooledStream,
+    reply: Uint8Array,
+  ): Res {
+    let envelope: unknown;
+    try {
+      envelope = decodeMessage(z.union([okEnvelope, errorEnvelope]), reply, spec.maxResponseBytes, `response on ${protocol}`);
+    } catch (err) {
+      this.#discard(peerId, protocol, pooled, err as Error);
+      this.#reject(peerId, protocol, "malformed", (err as MeshError).reason);
+      throw err;
+    }
+    pooled.busy = false;
+    if (errorEnvelope.safeParse(envelope).success) {
+      const { code, reason } = (envelope as z.infer<typeof errorEnvelope>).error;
+      if (code === "too_large") this.#discard(peerId, protocol, pooled, new Error("peer closes after too_large"));
+      throw new MeshError(isRejectReason(code) ? code : "unknown", reason);
+    }
+    try {
+      return parseWith(spec.response, (envelope as { ok: unknown }).ok, `response on ${protocol}`);
+    } catch (err) {
+      this.#reject(peerId, protocol, "malformed", (err as MeshError).reason);
+      throw err;
+    }
+  }
+
+  async #resolve(target: RequestTarget, signal: AbortSignal): Promise<string> {
+    if (typeof target !== "string") return target.toString();
+    if (!target.startsWith("/")) return target;
+    const connection = await this.#libp2p.dial(multiaddr(target), { signal }).catch((err: Error) => {
+      throw new MeshError("unreachable", `cannot dial ${target}: ${err.message}`, { cause: err });
+    });
+    return connection.remotePeer.toString();
+  }
+
+  async #acquire(peerId: string, protocol: string, spec: ProtocolSpec<unknown, unknown>, signal: AbortSignal): Promise<PooledStream> {
+    const pool = this.#pool(`${peerId} ${protocol}`);
+    removeWhere(pool.streams, ({ stream }) => !isUsable(stream));
+    const idle = pool.streams.find((pooled) => !pooled.busy);
+    if (idle !== undefined) {
+      idle.busy = true;
+      return idle;
+    }
+    const transient = pool.streams.length + pool.opening >= this.#limits.streamsPerPeer;
+    if (!transient) pool.opening += 1;
+    let stream: Stream;
+    try {
+      stream = await this.#libp2p.dialProtocol(peerIdFromString(peerId), protocol, { signal });
+    } catch (err) {
+      if (signal.aborted) throw new MeshError("timeout", `opening ${protocol} to ${peerId} timed out`);
+      const code = (err as Error).name === "UnsupportedProtocolError" ? "unsupported" : "unreachable";
+      throw new MeshError(code, `cannot open ${protocol} to ${peerId}: ${(err as Error).message}`, { cause: err });
+    } finally {
+      if (!transient) pool.opening -= 1;
+    }
+    const maxFrame = spec.maxResponseBytes;
+    const lp = lpStream(stream, { maxDataLength: maxFrame, maxBufferSize: maxFrame + FRAME_SLACK });
+    const pooled = { stream, lp, busy: true, transient };
+    if (!transient) pool.streams.push(pooled);
+    return pooled;
+  }
+
+  #pool(key: string): StreamPool {
+    let pool = this.#pools.get(key);
+    if (pool === undefined) {
+      pool = { streams: [], opening: 0 };
+      this.#pools.set(key, pool);
+    }
+    return pool;
+  }
+
+  #discard(peerId: string, protocol: string, pooled: PooledStream, reason: Error): void {
+    removeWhere(this.#pool(`${peerId} ${protocol}`).streams, (entry) => entry === pooled);
+    pooled.stream.abort(reason);
+  }
+
+  #reject(peerId: string, protocol: string, reason: RejectReason, detail: string): void {
+    this.#log.debug({ peerId, protocol, reason, detail }, "request rejected");
+    this.#penalties.record({ peerId, reason, protocol, detail });
+  }
+}
+
+function removeWhere<T>(items: T[], predicate: (item: T) => boolean): void {
+  for (let i = items.length - 1; i >= 0; i--) if (predicate(items[i]!)) items.splice(i, 1);
+}
+
+function isUsable(stream: Stream): boolean {
+  return stream.status === "open" && stream.writeStatus === "writable" && stream.remoteWriteStatus === "writable";
+}
+
+function isFrameTooLong(err: unknown): boolean {
+  const name = (err as Error | undefined)?.name;
+  return name === "InvalidDataLengthError" || name === "InvalidDataLengthLengthError";
+}
