@@ -1,0 +1,129 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.27;
+
+/// @title CellTypes
+/// @notice The EIP-712 statements of Cell as Solidity structs and struct hashes. The type strings
+/// mirror offchain/src/protocol/eip712.ts character for character; tests compare both.
+library CellTypes {
+    /// @notice One execution result, signed by the executor's operator key.
+    struct Receipt {
+        bytes32 jobId;
+        address executor;
+        bytes32 moduleCid;
+        bytes32 inputCid;
+        bytes32 outputCid;
+        uint64 fuelUsed;
+        uint8 status;
+        uint64 startedAt;
+        uint64 finishedAt;
+    }
+
+    /// @notice A buyer's job, signed by the buyer's operator key.
+    struct JobSpec {
+        address buyer;
+        bytes32 moduleCid;
+        bytes32 inputCid;
+        string entry;
+        uint64 fuelLimit;
+        uint32 memoryPages;
+        uint32 timeoutMs;
+        uint8 replicas;
+        uint256 maxPricePerMegaFuel;
+        uint16 minReputation;
+        uint64 deadline;
+        uint8 priority;
+        bytes32 channel;
+        bytes32 salt;
+    }
+
+    /// @notice A donor's offer to run a job, signed by its operator key.
+    struct Bid {
+        bytes32 jobId;
+        address executor;
+        uint256 pricePerMegaFuel;
+        uint64 expiresAt;
+    }
+
+    bytes32 internal constant RECEIPT_TYPEHASH =
+        keccak256(
+            "Receipt(bytes32 jobId,address executor,bytes32 moduleCid,bytes32 inputCid,bytes32 outputCid,uint64 fuelUsed,uint8 status,uint64 startedAt,uint64 finishedAt)"
+        );
+    bytes32 internal constant VOUCHER_TYPEHASH = keccak256("Voucher(bytes32 channelId,uint256 cumulativeAmount)");
+    bytes32 internal constant CHANNEL_CLOSE_TYPEHASH = keccak256("ChannelClose(bytes32 channelId,uint256 finalAmount)");
+    bytes32 internal constant JOB_SPEC_TYPEHASH =
+        keccak256(
+            "JobSpec(address buyer,bytes32 moduleCid,bytes32 inputCid,string entry,uint64 fuelLimit,uint32 memoryPages,uint32 timeoutMs,uint8 replicas,uint256 maxPricePerMegaFuel,uint16 minReputation,uint64 deadline,uint8 priority,bytes32 channel,bytes32 salt)"
+        );
+    bytes32 internal constant BID_TYPEHASH =
+        keccak256("Bid(bytes32 jobId,address executor,uint256 pricePerMegaFuel,uint64 expiresAt)");
+
+    /// @notice EIP-712 struct hash of a receipt.
+    function hash(Receipt calldata r) internal pure returns (bytes32) {
+        return
+            keccak256(
+                abi.encode(
+                    RECEIPT_TYPEHASH,
+                    r.jobId,
+                    r.executor,
+                    r.moduleCid,
+                    r.inputCid,
+                    r.outputCid,
+                    r.fuelUsed,
+                    r.status,
+                    r.startedAt,
+                    r.finishedAt
+                )
+            );
+    }
+
+    /// @notice EIP-712 struct hash of a job spec (the string is hashed, as EIP-712 says).
+    function hash(JobSpec calldata s) internal pure returns (bytes32) {
+        bytes memory head = abi.encode(
+            JOB_SPEC_TYPEHASH,
+            s.buyer,
+            s.moduleCid,
+            s.inputCid,
+            keccak256(bytes(s.entry)),
+            s.fuelLimit,
+            s.memoryPages,
+            s.timeoutMs
+        );
+        bytes memory tail = abi.encode(
+            s.replicas,
+            s.maxPricePerMegaFuel,
+            s.minReputation,
+            s.deadline,
+            s.priority,
+            s.channel,
+            s.salt
+        );
+        return keccak256(bytes.concat(head, tail));
+    }
+
+    /// @notice EIP-712 struct hash of a bid.
+    function hash(Bid calldata b) internal pure returns (bytes32) {
+        return keccak256(abi.encode(BID_TYPEHASH, b.jobId, b.executor, b.pricePerMegaFuel, b.expiresAt));
+    }
+
+    /// @notice EIP-712 struct hash of a cumulative voucher.
+    function voucherHash(bytes32 channelId, uint256 cumulativeAmount) internal pure returns (bytes32 result) {
+        bytes32 typehash = VOUCHER_TYPEHASH;
+        assembly ("memory-safe") {
+            let ptr := mload(0x40)
+            mstore(ptr, typehash)
+            mstore(add(ptr, 0x20), channelId)
+            mstore(add(ptr, 0x40), cumulativeAmount)
+            result := keccak256(ptr, 0x60)
+        }
+    }
+
+    /// @notice EIP-712 struct hash of a cooperative close.
+    function channelCloseHash(bytes32 channelId, uint256 finalAmount) internal pure returns (bytes32) {
+        return keccak256(abi.encode(CHANNEL_CLOSE_TYPEHASH, channelId, finalAmount));
+    }
+
+    /// @notice True when two receipts report different results (status, output or fuel).
+    function sameResult(Receipt calldata a, Receipt calldata b) internal pure returns (bool) {
+        return a.status == b.status && a.outputCid == b.outputCid && a.fuelUsed == b.fuelUsed;
+    }
+}

@@ -1,0 +1,300 @@
+import { isAddressEqual, maxUint256 } from "viem";
+import type { Abi, Address, ContractFunctionArgs, ContractFunctionName, Hex, TransactionReceipt } from "viem";
+import type { Receipt } from "../protocol/index.ts";
+import { atpTokenAbi, donorRegistryAbi, paymentChannelsAbi } from "./abis.ts";
+import type { ChainReader, ChainWriter } from "./clients.ts";
+import { channelIdOf, toCompactSignature } from "./signing.ts";
+import type { ChannelKey } from "./signing.ts";
+
+export interface DonorParams {
+  minStake: bigint;
+  unbondingDelay: number;
+  equivocationSlashBps: number;
+  outvotedSlashBps: number;
+  reporterRewardBps: number;
+  minOutvoteQuorum: number;
+  treasury: Address;
+}
+
+export interface ChannelState {
+  deposit: bigint;
+  paid: bigint;
+  /** 0 while open, a unix time while closing, CLOSED (2^64-1) once closed. */
+  closesAt: bigint;
+}
+
+export interface SignedVoucher {
+  key: ChannelKey;
+  cumulativeAmount: bigint;
+  /** 65-byte signature by key.signer over Voucher(channelId, cumulativeAmount). */
+  signature: Hex;
+}
+
+export interface ReceiptAnchor {
+  epoch: bigint;
+  receiptRoot: Hex;
+  receiptCount: bigint;
+}
+
+export const CHANNEL_CLOSED = 2n ** 64n - 1n;
+
+async function send<const abi extends Abi, name extends ContractFunctionName<abi, "nonpayable">>(
+  writer: ChainWriter,
+  address: Address,
+  abi: abi,
+  functionName: name,
+  args: ContractFunctionArgs<abi, "nonpayable", name>,
+): Promise<TransactionReceipt> {
+  const { walletClient, publicClient } = writer;
+  const hash = await walletClient.writeContract({
+    address,
+    abi: abi as Abi,
+    functionName: functionName as string,
+    args: args as readonly unknown[],
+    account: walletClient.account,
+    chain: walletClient.chain,
+  });
+  const receipt = await publicClient.waitForTransactionReceipt({ hash });
+  if (receipt.status !== "success") throw new Error(`${functionName} transaction ${hash} reverted`);
+  return receipt;
+}
+
+// ---------------------------------------------------------------- token
+
+export function atpBalance(reader: ChainReader, owner: Address): Promise<bigint> {
+  return reader.publicClient.readContract({
+    address: reader.deployment.atpToken,
+    abi: atpTokenAbi,
+    functionName: "balanceOf",
+    args: [owner],
+  });
+}
+
+/** Mints ATP (the devnet faucet); the writer needs MINTER_ROLE. */
+export function mintAtp(writer: ChainWriter, to: Address, amount: bigint): Promise<TransactionReceipt> {
+  return send(writer, writer.deployment.atpToken, atpTokenAbi, "mint", [to, amount]);
+}
+
+/** Approves `spender` for unlimited ATP unless the allowance already covers `amount`. */
+export async function ensureAllowance(writer: ChainWriter, spender: Address, amount: bigint): Promise<void> {
+  const allowance = await writer.publicClient.readContract({
+    address: writer.deployment.atpToken,
+    abi: atpTokenAbi,
+    functionName: "allowance",
+    args: [writer.walletClient.account.address, spender],
+  });
+  if (allowance < amount) await send(writer, writer.deployment.atpToken, atpTokenAbi, "approve", [spender, maxUint256]);
+}
+
+// ---------------------------------------------------------------- donors
+
+export async function stake(writer: ChainWriter, amount: bigint): Promise<TransactionReceipt> {
+  await ensureAllowance(writer, writer.deployment.donorRegistry, amount);
+  return send(writer, writer.deployment.donorRegistry, donorRegistryAbi, "stake", [amount]);
+}
+
+export function registerDonor(
+  writer: ChainWriter,
+  registration: { operator: Address; peerKey: Hex; metadataURI: string },
+): Promise<TransactionReceipt> {
+  const { operator, peerKey, metadataURI } = registration;
+  return send(writer, writer.deployment.donorRegistry, donorRegistryAbi, "register", [operator, peerKey, metadataURI]);
+}
+
+export function requestUnbond(writer: ChainWriter, amount: bigint): Promise<TransactionReceipt> {
+  return send(writer, writer.deployment.donorRegistry, donorRegistryAbi, "requestUnbond", [amount]);
+}
+
+export function withdrawStake(writer: ChainWriter): Promise<TransactionReceipt> {
+  return send(writer, writer.deployment.donorRegistry, donorRegistryAbi, "withdraw", []);
+}
+
+export async function donorParams(reader: ChainReader): Promise<DonorParams> {
+  return reader.publicClient.readContract({
+    address: reader.deployment.donorRegistry,
+    abi: donorRegistryAbi,
+    functionName: "params",
+  });
+}
+
+export async function donorStake(
+  reader: ChainReader,
+  donor: Address,
+): Promise<{ bonded: bigint; unbonding: bigint; unbondableAt: bigint }> {
+  const [bonded, unbonding, unbondableAt] = await reader.publicClient.readContract({
+    address: reader.deployment.donorRegistry,
+    abi: donorRegistryAbi,
+    functionName: "stakes",
+    args: [donor],
+  });
+  return { bonded, unbonding, unbondableAt };
+}
+
+export function isActiveOperator(reader: ChainReader, operator: Address): Promise<boolean> {
+  return reader.publicClient.readContract({
+    address: reader.deployment.donorRegistry,
+    abi: donorRegistryAbi,
+    functionName: "isActive",
+    args: [operator],
+  });
+}
+
+/** True when `operator` is active and registered with exactly this Ed25519 peer key. */
+export async function isActiveDonor(reader: ChainReader, operator: Address, peerKey: Hex): Promise<boolean> {
+  const registration = await registrationOfOperator(reader, operator);
+  if (!registration || registration.peerKey.toLowerCase() !== peerKey.toLowerCase()) return false;
+  return isActiveOperator(reader, operator);
+}
+
+export async function registrationOfOperator(
+  reader: ChainReader,
+  operator: Address,
+): Promise<{ donor: Address; operator: Address; peerKey: Hex; metadataURI: string } | undefined> {
+  const { publicClient, deployment } = reader;
+  const donor = await publicClient.readContract({
+    address: deployment.donorRegistry,
+    abi: donorRegistryAbi,
+    functionName: "donorOf",
+    args: [operator],
+  });
+  if (isAddressEqual(donor, "0x0000000000000000000000000000000000000000")) return undefined;
+  const registration = await publicClient.readContract({
+    address: deployment.donorRegistry,
+    abi: donorRegistryAbi,
+    functionName: "registrationOf",
+    args: [donor],
+  });
+  return { donor, ...registration };
+}
+
+/** Asks DonorRegistry whether `signature` over `receipt` is the executor's. */
+export function verifyReceiptOnChain(reader: ChainReader, receipt: Receipt, signature: Hex): Promise<boolean> {
+  return reader.publicClient.readContract({
+    address: reader.deployment.donorRegistry,
+    abi: donorRegistryAbi,
+    functionName: "verifyReceipt",
+    args: [receipt, signature],
+  });
+}
+
+export function slashEquivocation(
+  writer: ChainWriter,
+  a: { receipt: Receipt; signature: Hex },
+  b: { receipt: Receipt; signature: Hex },
+): Promise<TransactionReceipt> {
+  return send(writer, writer.deployment.donorRegistry, donorRegistryAbi, "slashEquivocation", [
+    a.receipt,
+    a.signature,
+    b.receipt,
+    b.signature,
+  ]);
+}
+
+export function slashOutvoted(
+  writer: ChainWriter,
+  accused: { receipt: Receipt; signature: Hex },
+  quorum: readonly { receipt: Receipt; signature: Hex }[],
+): Promise<TransactionReceipt> {
+  return send(writer, writer.deployment.donorRegistry, donorRegistryAbi, "slashOutvoted", [
+    accused.receipt,
+    accused.signature,
+    quorum.map((q) => q.receipt),
+    quorum.map((q) => q.signature),
+  ]);
+}
+
+// ---------------------------------------------------------------- channels
+
+/** Opens a channel from the writer's account; approves first when needed. */
+export async function openChannel(
+  writer: ChainWriter,
+  channel: { signer: Address; payee: Address; amount: bigint; nonce?: bigint },
+): Promise<{ key: ChannelKey; channelId: Hex; receipt: TransactionReceipt }> {
+  const nonce = channel.nonce ?? BigInt(Date.now()) * 1000n + BigInt(Math.floor(Math.random() * 1000));
+  const key: ChannelKey = { buyer: writer.walletClient.account.address, signer: channel.signer, payee: channel.payee, nonce };
+  await ensureAllowance(writer, writer.deployment.paymentChannels, channel.amount);
+  const receipt = await send(writer, writer.deployment.paymentChannels, paymentChannelsAbi, "open", [
+    key.signer,
+    key.payee,
+    key.nonce,
+    channel.amount,
+  ]);
+  return { key, channelId: channelIdOf(key), receipt };
+}
+
+export async function topUpChannel(writer: ChainWriter, channelId: Hex, amount: bigint): Promise<TransactionReceipt> {
+  await ensureAllowance(writer, writer.deployment.paymentChannels, amount);
+  return send(writer, writer.deployment.paymentChannels, paymentChannelsAbi, "topUp", [channelId, amount]);
+}
+
+export async function getChannel(reader: ChainReader, channelId: Hex): Promise<ChannelState> {
+  const [deposit, paid, closesAt] = await reader.publicClient.readContract({
+    address: reader.deployment.paymentChannels,
+    abi: paymentChannelsAbi,
+    functionName: "channels",
+    args: [channelId],
+  });
+  return { deposit, paid, closesAt };
+}
+
+/** Pays the payee what the voucher adds, without closing. */
+export function redeemVoucher(writer: ChainWriter, voucher: SignedVoucher): Promise<TransactionReceipt> {
+  return send(writer, writer.deployment.paymentChannels, paymentChannelsAbi, "redeem", [
+    voucher.key,
+    voucher.cumulativeAmount,
+    voucher.signature,
+  ]);
+}
+
+/** Net settlement of many channels' latest vouchers, optionally anchoring a receipt root. */
+export function settleVouchers(
+  writer: ChainWriter,
+  vouchers: readonly SignedVoucher[],
+  anchor?: ReceiptAnchor,
+): Promise<TransactionReceipt> {
+  const batch = vouchers.map((v) => ({ key: v.key, cumulativeAmount: v.cumulativeAmount, ...toCompactSignature(v.signature) }));
+  return send(writer, writer.deployment.paymentChannels, paymentChannelsAbi, "settle", [
+    batch,
+    anchor?.epoch ?? 0n,
+    anchor?.receiptRoot ?? "0x0000000000000000000000000000000000000000000000000000000000000000",
+    anchor?.receiptCount ?? 0n,
+  ]);
+}
+
+export function startChannelClose(writer: ChainWriter, key: ChannelKey): Promise<TransactionReceipt> {
+  return send(writer, writer.deployment.paymentChannels, paymentChannelsAbi, "startClose", [key.signer, key.payee, key.nonce]);
+}
+
+export function finalizeChannelClose(writer: ChainWriter, key: ChannelKey): Promise<TransactionReceipt> {
+  return send(writer, writer.deployment.paymentChannels, paymentChannelsAbi, "finalizeClose", [key]);
+}
+
+export function cooperativeClose(
+  writer: ChainWriter,
+  key: ChannelKey,
+  finalAmount: bigint,
+  signerSignature: Hex,
+  payeeSignature: Hex,
+): Promise<TransactionReceipt> {
+  return send(writer, writer.deployment.paymentChannels, paymentChannelsAbi, "cooperativeClose", [
+    key,
+    finalAmount,
+    signerSignature,
+    payeeSignature,
+  ]);
+}
+
+/** Asks PaymentChannels whether `receipt` is under the root `submitter` anchored for `epoch`. */
+export function verifyReceiptInclusionOnChain(
+  reader: ChainReader,
+  anchor: { submitter: Address; epoch: bigint },
+  receipt: Receipt,
+  proof: readonly Hex[],
+): Promise<boolean> {
+  return reader.publicClient.readContract({
+    address: reader.deployment.paymentChannels,
+    abi: paymentChannelsAbi,
+    functionName: "verifyReceiptInclusion",
+    args: [anchor.submitter, anchor.epoch, receipt, proof],
+  });
+}

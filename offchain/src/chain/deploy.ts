@@ -1,0 +1,60 @@
+import { getAddress } from "viem";
+import type { Abi, Address, Hex } from "viem";
+import { atpTokenAbi, donorRegistryAbi, paymentChannelsAbi } from "./abis.ts";
+import { atpTokenBytecode, donorRegistryBytecode, paymentChannelsBytecode } from "./bytecode.ts";
+import type { ChainWriter } from "./clients.ts";
+import type { DonorParams } from "./actions.ts";
+import type { Deployment } from "./deployments.ts";
+
+export interface DeployOptions {
+  donorParams?: Partial<DonorParams>;
+  /** Seconds between startClose and finalizeClose. */
+  challengeWindow?: bigint;
+}
+
+/** Devnet defaults; public networks pass their own through Ignition parameters. */
+export function defaultDonorParams(treasury: Address): DonorParams {
+  return {
+    minStake: 100n * 10n ** 18n,
+    unbondingDelay: 60,
+    equivocationSlashBps: 5_000,
+    outvotedSlashBps: 1_000,
+    reporterRewardBps: 1_000,
+    minOutvoteQuorum: 3,
+    treasury,
+  };
+}
+
+export const DEFAULT_CHALLENGE_WINDOW = 60n;
+
+async function deployOne(writer: ChainWriter, abi: Abi, bytecode: Hex, args: readonly unknown[]) {
+  const { walletClient, publicClient } = writer;
+  const hash = await walletClient.deployContract({ abi, bytecode, args, account: walletClient.account, chain: walletClient.chain });
+  const receipt = await publicClient.waitForTransactionReceipt({ hash });
+  if (receipt.status !== "success" || !receipt.contractAddress) throw new Error(`deployment transaction ${hash} failed`);
+  return { address: getAddress(receipt.contractAddress), blockNumber: receipt.blockNumber };
+}
+
+/**
+ * Deploys ATPToken, DonorRegistry and PaymentChannels from the committed bytecode, with the
+ * writer's account as token admin (minter), registry owner and default treasury. Same contracts
+ * and arguments as the Ignition module `ignition/modules/Cell.ts`.
+ */
+export async function deployCell(writer: Omit<ChainWriter, "deployment">, chainId: number, options: DeployOptions = {}): Promise<Deployment> {
+  const admin = writer.walletClient.account.address;
+  const w = writer as ChainWriter;
+  const token = await deployOne(w, atpTokenAbi, atpTokenBytecode, [admin]);
+  const params = { ...defaultDonorParams(admin), ...options.donorParams };
+  const registry = await deployOne(w, donorRegistryAbi, donorRegistryBytecode, [token.address, admin, params]);
+  const channels = await deployOne(w, paymentChannelsAbi, paymentChannelsBytecode, [
+    token.address,
+    options.challengeWindow ?? DEFAULT_CHALLENGE_WINDOW,
+  ]);
+  return {
+    chainId,
+    atpToken: token.address,
+    donorRegistry: registry.address,
+    paymentChannels: channels.address,
+    deployBlock: token.blockNumber,
+  };
+}

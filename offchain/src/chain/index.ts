@@ -1,0 +1,49 @@
+// The chain domain: typed viem bindings for Cell's contracts, deployments, devnet.
+export { atpTokenAbi, donorRegistryAbi, paymentChannelsAbi } from "./abis.ts";
+export { cellChain, createReader, createWriter } from "./clients.ts";
+export type { CellWalletClient, ChainReader, ChainWriter } from "./clients.ts";
+export {
+  DEFAULT_DEPLOYMENTS_DIR,
+  deploymentPath,
+  parseDeployment,
+  readDeployment,
+  serializeDeployment,
+  writeDeployment,
+} from "./deployments.ts";
+export type { Deployment } from "./deployments.ts";
+export { channelIdOf, compactSignatureHex, signChannelClose, signVoucher, toCompactSignature, voucherDigest } from "./signing.ts";
+export type { ChannelKey } from "./signing.ts";
+export { buildReceiptTree, receiptLeaf, receiptStructHash, verifyReceiptProof } from "./merkle.ts";
+export type { ReceiptTree } from "./merkle.ts";
+export {
+  CHANNEL_CLOSED,
+  atpBalance,
+  cooperativeClose,
+  donorParams,
+  donorStake,
+  ensureAllowance,
+  finalizeChannelClose,
+  getChannel,
+  isActiveDonor,
+  isActiveOperator,
+  mintAtp,
+  openChannel,
+  redeemVoucher,
+  registerDonor,
+  registrationOfOperator,
+  requestUnbond,
+  settleVouchers,
+  slashEquivocation,
+  slashOutvoted,
+  stake,
+  startChannelClose,
+  topUpChannel,
+  verifyReceiptInclusionOnChain,
+  verifyReceiptOnChain,
+  withdrawStake,
+} from "./actions.ts";
+export type { ChannelState, DonorParams, ReceiptAnchor, SignedVoucher } from "./actions.ts";
+export { DEFAULT_CHALLENGE_WINDOW, defaultDonorParams, deployCell } from "./deploy.ts";
+export type { DeployOptions } from "./deploy.ts";
+export { DEVNET_CHAIN_ID, DEVNET_MNEMONIC, devnetPrivateKey, freePort, startDevnet } from "./devnet.ts";
+export type { Devnet, DevnetOptions } from "./devnet.ts";
