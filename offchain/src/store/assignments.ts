@@ -1,0 +1,139 @@
+import type { DatabaseSync, StatementSync } from "node:sqlite";
+import type { Address } from "viem";
+import { num, oneOf, optionalText, requireAddress, requireText, requireTimestamp, str, strOrNull, type SqlRow } from "./codec.ts";
+
+export const ASSIGNMENT_STATES = ["assigned", "running", "completed", "failed", "timed_out", "reassigned", "cancelled"] as const;
+export type AssignmentState = (typeof ASSIGNMENT_STATES)[number];
+/** States in which an executor still owes an answer. */
+export const ACTIVE_ASSIGNMENT_STATES: readonly AssignmentState[] = ["assigned", "running"];
+
+export interface AssignmentRow {
+  id: number;
+  jobId: string;
+  /** The executor's PeerId. */
+  executor: string;
+  operator: Address;
+  /** 1 for the first placement, +1 per reassignment. */
+  attempt: number;
+  state: AssignmentState;
+  /** Unix ms by which the executor must answer. */
+  deadline: number;
+  reason: string | null;
+  createdAt: number;
+  updatedAt: number;
+}
+
+export interface NewAssignment {
+  jobId: string;
+  executor: string;
+  operator: string;
+  attempt: number;
+  deadline: number;
+  state?: AssignmentState;
+}
+
+export interface AssignmentPatch {
+  state?: AssignmentState;
+  deadline?: number;
+  reason?: string | null;
+}
+
+const COLUMNS = "id, job_id, executor, operator, attempt, state, deadline, reason, created_at, updated_at";
+const ACTIVE = `state IN (${ACTIVE_ASSIGNMENT_STATES.map((s) => `'${s}'`).join(", ")})`;
+
+export class AssignmentsRepository {
+  readonly #db: DatabaseSync;
+  readonly #now: () => number;
+  readonly #insert: StatementSync;
+  readonly #get: StatementSync;
+
+  constructor(db: DatabaseSync, now: () => number) {
+    this.#db = db;
+    this.#now = now;
+    this.#insert = db.prepare(
+      `INSERT INTO assignments (job_id, executor, operator, attempt, state, deadline, reason, created_at, updated_at)
+       VALUES (?, ?, ?, ?, ?, ?, NULL, ?, ?) ON CONFLICT DO NOTHING RETURNING ${COLUMNS}`,
+    );
+    this.#get = db.prepare(`SELECT ${COLUMNS} FROM assignments WHERE id = ?`);
+  }
+
+  insert(assignment: NewAssignment): AssignmentRow {
+    const jobId = requireText(assignment.jobId, "assignments.insert: jobId", 256);
+    const executor = requireText(assignment.executor, "assignments.insert: executor", 256);
+    const attempt = assignment.attempt;
+    if (!Number.isSafeInteger(attempt) || attempt < 1) throw new Error(`assignments.insert: attempt must be an integer ≥ 1, got ${attempt}`);
+    const now = this.#now();
+    const row = this.#insert.get(
+      jobId,
+      executor,
+      requireAddress(assignment.operator, "assignments.insert: operator"),
+      attempt,
+      oneOf(assignment.state ?? "assigned", ASSIGNMENT_STATES, "assignments.insert: state"),
+      requireTimestamp(assignment.deadline, "assignments.insert: deadline"),
+      now,
+      now,
+    ) as SqlRow | undefined;
+    if (!row) throw new Error(`assignments.insert: job ${jobId} attempt ${attempt} is already assigned to ${executor}`);
+    return toAssignmentRow(row);
+  }
+
+  get(id: number): AssignmentRow | undefined {
+    const row = this.#get.get(id) as SqlRow | undefined;
+    return row && toAssignmentRow(row);
+  }
+
+  /** A job's assignments, by attempt. */
+  forJob(jobId: string): AssignmentRow[] {
+    return this.#all(`WHERE job_id = ? ORDER BY attempt ASC, id ASC`, jobId);
+  }
+
+  /** Assignments still waiting for an answer, earliest deadline first. */
+  active(): AssignmentRow[] {
+    return this.#all(`WHERE ${ACTIVE} ORDER BY deadline ASC, id ASC`);
+  }
+
+  /** Active assignments whose deadline is before `now`. */
+  overdue(now: number = this.#now()): AssignmentRow[] {
+    return this.#all(`WHERE ${ACTIVE} AND deadline < ? ORDER BY deadline ASC, id ASC`, requireTimestamp(now, "assignments.overdue: now"));
+  }
+
+  /** The highest attempt number for a job, 0 when it was never assigned. */
+  latestAttempt(jobId: string): number {
+    const row = this.#db.prepare("SELECT MAX(attempt) AS attempt FROM assignments WHERE job_id = ?").get(jobId) as SqlRow;
+    return (row.attempt as number | null) ?? 0;
+  }
+
+  update(id: number, patch: AssignmentPatch): AssignmentRow {
+    const current = this.get(id);
+    if (!current) throw new Error(`assignments.update: assignment ${id} is not in the store`);
+    this.#db
+      .prepare("UPDATE assignments SET state = ?, deadline = ?, reason = ?, updated_at = ? WHERE id = ?")
+      .run(
+        oneOf(patch.state ?? current.state, ASSIGNMENT_STATES, "assignments.update: state"),
+        requireTimestamp(patch.deadline ?? current.deadline, "assignments.update: deadline"),
+        patch.reason === undefined ? current.reason : optionalText(patch.reason, "assignments.update: reason"),
+        this.#now(),
+        id,
+      );
+    return this.get(id) as AssignmentRow;
+  }
+
+  #all(clause: string, ...values: Array<string | number>): AssignmentRow[] {
+    return (this.#db.prepare(`SELECT ${COLUMNS} FROM assignments ${clause}`).all(...values) as SqlRow[]).map(toAssignmentRow);
+  }
+}
+
+function toAssignmentRow(row: SqlRow): AssignmentRow {
+  return {
+    id: num(row, "id"),
+    jobId: str(row, "job_id"),
+    executor: str(row, "executor"),
+    operator: str(row, "operator") as Address,
+    attempt: num(row, "attempt"),
+    state: str(row, "state") as AssignmentState,
+    deadline: num(row, "deadline"),
+    reason: strOrNull(row, "reason"),
+    createdAt: num(row, "created_at"),
+    updatedAt: num(row, "updated_at"),
+  };
+}

@@ -1,0 +1,69 @@
+import type { DatabaseSync, StatementSync } from "node:sqlite";
+import { decodeJsonOrNull, encodeJson, num, optionalText, requireText, requireTimestamp, str, strOrNull, type JsonValue, type SqlRow } from "./codec.ts";
+
+/** One entry of a job's append-only history (the database refuses updates and deletes). */
+export interface JobEventRow {
+  /** Global, strictly increasing sequence number. */
+  seq: number;
+  jobId: string;
+  at: number;
+  /** e.g. announced, bid_received, bid_rejected, assigned, reassigned, running, receipt, completed, failed, queued. */
+  kind: string;
+  /** Reason code for refusals, timeouts and failures. */
+  reason: string | null;
+  /** The peer the event concerns, if any. */
+  peer: string | null;
+  data: JsonValue | null;
+}
+
+export interface NewJobEvent {
+  jobId: string;
+  kind: string;
+  reason?: string | null;
+  peer?: string | null;
+  data?: unknown;
+  at?: number;
+}
+
+const COLUMNS = "seq, job_id, at, kind, reason, peer, data";
+
+export class JobEventsRepository {
+  readonly #now: () => number;
+  readonly #insert: StatementSync;
+  readonly #list: StatementSync;
+
+  constructor(db: DatabaseSync, now: () => number) {
+    this.#now = now;
+    this.#insert = db.prepare(`INSERT INTO job_events (job_id, at, kind, reason, peer, data) VALUES (?, ?, ?, ?, ?, ?) RETURNING ${COLUMNS}`);
+    this.#list = db.prepare(`SELECT ${COLUMNS} FROM job_events WHERE job_id = ? AND seq > ? ORDER BY seq ASC`);
+  }
+
+  append(event: NewJobEvent): JobEventRow {
+    const row = this.#insert.get(
+      requireText(event.jobId, "jobEvents.append: jobId", 256),
+      requireTimestamp(event.at ?? this.#now(), "jobEvents.append: at"),
+      requireText(event.kind, "jobEvents.append: kind", 64),
+      optionalText(event.reason, "jobEvents.append: reason"),
+      optionalText(event.peer, "jobEvents.append: peer", 256),
+      event.data === undefined || event.data === null ? null : encodeJson(event.data, "jobEvents.append: data"),
+    ) as SqlRow;
+    return toEventRow(row);
+  }
+
+  /** A job's events in order; `afterSeq` returns only newer ones (for polling). */
+  list(jobId: string, options: { afterSeq?: number } = {}): JobEventRow[] {
+    return (this.#list.all(jobId, options.afterSeq ?? 0) as SqlRow[]).map(toEventRow);
+  }
+}
+
+function toEventRow(row: SqlRow): JobEventRow {
+  return {
+    seq: num(row, "seq"),
+    jobId: str(row, "job_id"),
+    at: num(row, "at"),
+    kind: str(row, "kind"),
+    reason: strOrNull(row, "reason"),
+    peer: strOrNull(row, "peer"),
+    data: decodeJsonOrNull(row.data),
+  };
+}

@@ -1,0 +1,151 @@
+import type { DatabaseSync } from "node:sqlite";
+
+export interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+/** Ordered, append-only: never edit a released migration, add the next version. */
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: "jobs, events, bids, assignments, receipts, peers, meta, blocks",
+    sql: `
+      CREATE TABLE meta (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+      ) STRICT;
+
+      CREATE TABLE jobs (
+        job_id TEXT PRIMARY KEY,
+        role TEXT NOT NULL,
+        spec TEXT NOT NULL,
+        state TEXT NOT NULL,
+        priority INTEGER NOT NULL,
+        deadline INTEGER,
+        reason TEXT,
+        result TEXT,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+      ) STRICT;
+      CREATE INDEX jobs_by_state ON jobs (state, priority, deadline, created_at);
+
+      CREATE TABLE job_events (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        job_id TEXT NOT NULL,
+        at INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        reason TEXT,
+        peer TEXT,
+        data TEXT
+      ) STRICT;
+      CREATE INDEX job_events_by_job ON job_events (job_id, seq);
+      CREATE TRIGGER job_events_no_update BEFORE UPDATE ON job_events
+        BEGIN SELECT RAISE(ABORT, 'job_events is append-only'); END;
+      CREATE TRIGGER job_events_no_delete BEFORE DELETE ON job_events
+        BEGIN SELECT RAISE(ABORT, 'job_events is append-only'); END;
+
+      CREATE TABLE bids (
+        job_id TEXT NOT NULL,
+        bidder TEXT NOT NULL,
+        operator TEXT NOT NULL,
+        price_per_mega_fuel TEXT NOT NULL,
+        message TEXT NOT NULL,
+        signature TEXT NOT NULL,
+        state TEXT NOT NULL,
+        reason TEXT,
+        received_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        PRIMARY KEY (job_id, bidder)
+      ) STRICT;
+
+      CREATE TABLE assignments (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        job_id TEXT NOT NULL,
+        executor TEXT NOT NULL,
+        operator TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        deadline INTEGER NOT NULL,
+        reason TEXT,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        UNIQUE (job_id, executor, attempt)
+      ) STRICT;
+      CREATE INDEX assignments_by_job ON assignments (job_id, attempt);
+      CREATE INDEX assignments_by_state ON assignments (state, deadline);
+
+      CREATE TABLE receipts (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        job_id TEXT NOT NULL,
+        executor TEXT NOT NULL,
+        message TEXT NOT NULL,
+        signature TEXT NOT NULL,
+        cid TEXT,
+        stored_at INTEGER NOT NULL,
+        UNIQUE (job_id, executor, signature)
+      ) STRICT;
+      CREATE INDEX receipts_by_job ON receipts (job_id);
+      CREATE INDEX receipts_by_cid ON receipts (cid);
+
+      CREATE TABLE peers (
+        peer_id TEXT PRIMARY KEY,
+        operator TEXT,
+        peer_key TEXT,
+        addrs TEXT NOT NULL DEFAULT '[]',
+        last_seen INTEGER,
+        reputation REAL NOT NULL DEFAULT 0,
+        penalties INTEGER NOT NULL DEFAULT 0,
+        updated_at INTEGER NOT NULL
+      ) STRICT;
+
+      CREATE TABLE blocks (
+        cid TEXT PRIMARY KEY,
+        bytes BLOB NOT NULL,
+        size INTEGER NOT NULL,
+        stored_at INTEGER NOT NULL
+      ) STRICT;
+    `,
+  },
+];
+
+export const LATEST_SCHEMA_VERSION = MIGRATIONS.at(-1)?.version ?? 0;
+
+/** Applies every migration newer than the database, each in its own transaction. */
+export function migrate(db: DatabaseSync, migrations: readonly Migration[] = MIGRATIONS, now = Date.now): number[] {
+  assertOrdered(migrations);
+  db.exec("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL) STRICT");
+  const current = readSchemaVersion(db);
+  const latest = migrations.at(-1)?.version ?? 0;
+  if (current > latest) {
+    throw new Error(`database schema version ${current} is newer than this software supports (${latest}); upgrade Cell`);
+  }
+  const applied: number[] = [];
+  for (const migration of migrations.filter((m) => m.version > current)) {
+    db.exec("BEGIN IMMEDIATE");
+    try {
+      db.exec(migration.sql);
+      db.prepare("INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)").run(migration.version, migration.name, now());
+      db.exec("COMMIT");
+    } catch (error) {
+      db.exec("ROLLBACK");
+      throw new Error(`migration ${migration.version} (${migration.name}) failed: ${(error as Error).message}`);
+    }
+    applied.push(migration.version);
+  }
+  return applied;
+}
+
+export function readSchemaVersion(db: DatabaseSync): number {
+  const row = db.prepare("SELECT MAX(version) AS version FROM schema_version").get() as { version: number | null } | undefined;
+  return row?.version ?? 0;
+}
+
+function assertOrdered(migrations: readonly Migration[]): void {
+  migrations.forEach((migration, index) => {
+    if (migration.version !== index + 1) {
+      throw new Error(`migration '${migration.name}' has version ${migration.version}; versions must be 1, 2, 3… in order`);
+    }
+  });
+}

@@ -1,0 +1,107 @@
+import type { DatabaseSync, StatementSync } from "node:sqlite";
+import type { Address, Hex } from "viem";
+import { decodeJson, encodeJson, num, optionalText, requireAddress, requireHex, requireText, requireTimestamp, str, strOrNull, type JsonObject, type SqlRow } from "./codec.ts";
+
+export interface ReceiptRow {
+  id: number;
+  jobId: string;
+  /** The executor's operator address (the Receipt's `executor`). */
+  executor: Address;
+  /** The signed Receipt message, bigints as decimal strings. */
+  message: JsonObject;
+  signature: Hex;
+  /** CID of the receipt's encoded block, when it was put in the blockstore. */
+  cid: string | null;
+  storedAt: number;
+}
+
+export interface NewReceipt {
+  jobId: string;
+  executor: string;
+  /** The Receipt message; bigints are written as decimal strings. */
+  message: Record<string, unknown>;
+  signature: string;
+  cid?: string | null;
+  storedAt?: number;
+}
+
+const COLUMNS = "id, job_id, executor, message, signature, cid, stored_at";
+
+export class ReceiptsRepository {
+  readonly #now: () => number;
+  readonly #insert: StatementSync;
+  readonly #find: StatementSync;
+  readonly #forJob: StatementSync;
+  readonly #byCid: StatementSync;
+  readonly #list: StatementSync;
+
+  constructor(db: DatabaseSync, now: () => number) {
+    this.#now = now;
+    this.#insert = db.prepare(
+      `INSERT INTO receipts (job_id, executor, message, signature, cid, stored_at) VALUES (?, ?, ?, ?, ?, ?)
+       ON CONFLICT DO NOTHING RETURNING ${COLUMNS}`,
+    );
+    this.#find = db.prepare(`SELECT ${COLUMNS} FROM receipts WHERE job_id = ? AND executor = ? AND signature = ?`);
+    this.#forJob = db.prepare(`SELECT ${COLUMNS} FROM receipts WHERE job_id = ? ORDER BY id ASC`);
+    this.#byCid = db.prepare(`SELECT ${COLUMNS} FROM receipts WHERE cid = ? ORDER BY id ASC LIMIT 1`);
+    this.#list = db.prepare(`SELECT ${COLUMNS} FROM receipts WHERE id > ? ORDER BY id ASC LIMIT ?`);
+  }
+
+  /**
+   * Stores a signed receipt. Idempotent: the same (job, executor, signature) is stored once.
+   * Two different receipts from one executor for one job are both kept (equivocation evidence).
+   */
+  put(receipt: NewReceipt): { row: ReceiptRow; inserted: boolean } {
+    const jobId = requireText(receipt.jobId, "receipts.put: jobId", 256);
+    const executor = requireAddress(receipt.executor, "receipts.put: executor");
+    const signature = requireHex(receipt.signature, "receipts.put: signature");
+    if (typeof receipt.message !== "object" || receipt.message === null || Array.isArray(receipt.message)) {
+      throw new Error("receipts.put: message must be an object");
+    }
+    const inserted = this.#insert.get(
+      jobId,
+      executor,
+      encodeJson(receipt.message, "receipts.put: message"),
+      signature,
+      optionalText(receipt.cid, "receipts.put: cid", 256),
+      requireTimestamp(receipt.storedAt ?? this.#now(), "receipts.put: storedAt"),
+    ) as SqlRow | undefined;
+    if (inserted) return { row: toReceiptRow(inserted), inserted: true };
+    return { row: toReceiptRow(this.#find.get(jobId, executor, signature) as SqlRow), inserted: false };
+  }
+
+  /** A job's receipts in the order they were stored. */
+  forJob(jobId: string): ReceiptRow[] {
+    return (this.#forJob.all(jobId) as SqlRow[]).map(toReceiptRow);
+  }
+
+  /** The first receipt stored for a job, optionally from one executor. */
+  get(jobId: string, executor?: string): ReceiptRow | undefined {
+    const receipts = this.forJob(jobId);
+    if (executor === undefined) return receipts[0];
+    const address = requireAddress(executor, "receipts.get: executor");
+    return receipts.find((receipt) => receipt.executor === address);
+  }
+
+  byCid(cid: string): ReceiptRow | undefined {
+    const row = this.#byCid.get(cid) as SqlRow | undefined;
+    return row && toReceiptRow(row);
+  }
+
+  /** Receipts in storage order, paged by id. */
+  list(options: { afterId?: number; limit?: number } = {}): ReceiptRow[] {
+    return (this.#list.all(options.afterId ?? 0, options.limit ?? -1) as SqlRow[]).map(toReceiptRow);
+  }
+}
+
+function toReceiptRow(row: SqlRow): ReceiptRow {
+  return {
+    id: num(row, "id"),
+    jobId: str(row, "job_id"),
+    executor: str(row, "executor") as Address,
+    message: decodeJson(str(row, "message")) as JsonObject,
+    signature: str(row, "signature") as Hex,
+    cid: strOrNull(row, "cid"),
+    storedAt: num(row, "stored_at"),
+  };
+}

@@ -1,0 +1,129 @@
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { DatabaseSync } from "node:sqlite";
+import { AssignmentsRepository } from "./assignments.ts";
+import { BidsRepository } from "./bids.ts";
+import { SqliteBlockstore, type Blockstore } from "./blockstore.ts";
+import { JobEventsRepository } from "./job-events.ts";
+import { JobsRepository } from "./jobs.ts";
+import { MetaRepository } from "./meta.ts";
+import { migrate, readSchemaVersion, type Migration, MIGRATIONS } from "./migrations.ts";
+import { PeersRepository } from "./peers.ts";
+import { ReceiptsRepository } from "./receipts.ts";
+
+export const DATABASE_FILE = "cell.db";
+const IN_MEMORY = ":memory:";
+
+export interface StoreLogger {
+  info(fields: object, message: string): void;
+}
+
+export interface OpenStoreOptions {
+  /** Clock for timestamps (unix ms); defaults to Date.now. */
+  now?: () => number;
+  logger?: StoreLogger;
+  /** For tests of the migration machinery; defaults to MIGRATIONS. */
+  migrations?: readonly Migration[];
+  /** Milliseconds to wait for another connection's write lock (default 5000). */
+  busyTimeoutMs?: number;
+}
+
+export interface Store {
+  /** Directory of the database, or ":memory:". */
+  readonly location: string;
+  /** Path of the SQLite file, or ":memory:". */
+  readonly path: string;
+  readonly jobs: JobsRepository;
+  readonly jobEvents: JobEventsRepository;
+  readonly bids: BidsRepository;
+  readonly assignments: AssignmentsRepository;
+  readonly receipts: ReceiptsRepository;
+  readonly peers: PeersRepository;
+  readonly meta: MetaRepository;
+  readonly blocks: Blockstore;
+  schemaVersion(): number;
+  /** Runs `fn` atomically (synchronous work only); nests as savepoints. */
+  transaction<T>(fn: () => T): T;
+  close(): void;
+}
+
+/**
+ * Opens (creating if needed) the node's store in `dir` (`<dir>/cell.db`), or an in-memory
+ * one for ":memory:". Every write is committed with WAL and synchronous=FULL, so it is on
+ * disk before the call returns.
+ */
+export function openStore(dir: string, options: OpenStoreOptions = {}): Store {
+  if (typeof dir !== "string" || dir.length === 0) throw new Error("openStore: directory is empty (pass a path or \":memory:\")");
+  const path = dir === IN_MEMORY ? IN_MEMORY : join(dir, DATABASE_FILE);
+  if (dir !== IN_MEMORY) mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const db = openDatabase(path, options.busyTimeoutMs ?? 5000);
+  const now = options.now ?? Date.now;
+  try {
+    const applied = migrate(db, options.migrations ?? MIGRATIONS, now);
+    if (applied.length > 0) options.logger?.info({ path, applied }, "store migrated");
+  } catch (error) {
+    db.close();
+    throw error;
+  }
+  return createStore(db, dir, path, now);
+}
+
+function openDatabase(path: string, busyTimeoutMs: number): DatabaseSync {
+  let db: DatabaseSync;
+  try {
+    db = new DatabaseSync(path, { timeout: busyTimeoutMs });
+  } catch (error) {
+    throw new Error(`cannot open store ${path}: ${(error as Error).message}`);
+  }
+  try {
+    if (path !== IN_MEMORY) {
+      const { journal_mode: mode } = db.prepare("PRAGMA journal_mode = WAL").get() as { journal_mode: string };
+      if (mode !== "wal") throw new Error(`journal_mode is '${mode}', expected 'wal'`);
+    }
+    db.exec("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;");
+  } catch (error) {
+    db.close();
+    throw new Error(`cannot configure store ${path}: ${(error as Error).message}`);
+  }
+  return db;
+}
+
+function createStore(db: DatabaseSync, location: string, path: string, now: () => number): Store {
+  let depth = 0;
+  let open = true;
+  const transaction = <T>(fn: () => T): T => {
+    const savepoint = `sp${depth}`;
+    db.exec(depth === 0 ? "BEGIN IMMEDIATE" : `SAVEPOINT ${savepoint}`);
+    depth += 1;
+    try {
+      const result = fn();
+      if (result instanceof Promise) throw new Error("store.transaction: fn must be synchronous");
+      db.exec(depth === 1 ? "COMMIT" : `RELEASE ${savepoint}`);
+      return result;
+    } catch (error) {
+      db.exec(depth === 1 ? "ROLLBACK" : `ROLLBACK TO ${savepoint}; RELEASE ${savepoint}`);
+      throw error;
+    } finally {
+      depth -= 1;
+    }
+  };
+  return {
+    location,
+    path,
+    jobs: new JobsRepository(db, now),
+    jobEvents: new JobEventsRepository(db, now),
+    bids: new BidsRepository(db, now),
+    assignments: new AssignmentsRepository(db, now),
+    receipts: new ReceiptsRepository(db, now),
+    peers: new PeersRepository(db, now),
+    meta: new MetaRepository(db),
+    blocks: new SqliteBlockstore(db, now),
+    schemaVersion: () => readSchemaVersion(db),
+    transaction,
+    close: () => {
+      if (!open) return;
+      open = false;
+      db.close();
+    },
+  };
+}
