@@ -1,5 +1,10 @@
+import { realpathSync } from "node:fs";
+import { fileURLToPath } from "node:url";
 import { Command } from "commander";
+import { registerJobCommand } from "./commands/job.ts";
 import { registerKeysCommand } from "./commands/keys.ts";
+import { registerNodeCommand } from "./commands/node.ts";
+import { registerPeersCommand } from "./commands/peers.ts";
 
 /**
  * `cell …`: each domain's commands register themselves here. Every command has --help
@@ -9,11 +14,40 @@ export function buildProgram(): Command {
   const program = new Command("cell")
     .description("Cell: a decentralized compute market on WebAssembly, libp2p and an Ethereum L2")
     .showHelpAfterError()
-    .addHelpText("after", "\nExample:\n  $ cell run examples/jobs/build/sha256.wasm --input README.md --json\n");
+    .addHelpText(
+      "after",
+      [
+        "",
+        "Examples:",
+        "  $ cell run examples/jobs/build/sha256.wasm --input README.md --json",
+        "  $ cell node start --config node.toml",
+        "  $ cell job submit examples/jobs/build/sha256.wasm --input README.md",
+        "  $ cell peers",
+        "",
+      ].join("\n"),
+    );
   registerKeysCommand(program);
+  registerNodeCommand(program);
+  registerJobCommand(program);
+  registerPeersCommand(program);
   return program;
 }
 
-if (import.meta.main) {
-  await buildProgram().parseAsync(process.argv);
+/** Runs `cell` with these arguments (process.argv layout: node, script, ...args). */
+export async function runCli(argv: string[] = process.argv): Promise<void> {
+  await buildProgram().parseAsync(argv);
 }
+
+/** True when this process was started as `cell`: this file directly, or bin/cell.mjs importing it. */
+function startedAsCli(): boolean {
+  if (import.meta.main) return true;
+  const script = process.argv[1];
+  if (!script) return false;
+  try {
+    return realpathSync(script) === fileURLToPath(new URL("../../../bin/cell.mjs", import.meta.url));
+  } catch {
+    return false;
+  }
+}
+
+if (startedAsCli()) await runCli();

@@ -1,0 +1,74 @@
+import type { ApiJobView } from "../api/index.ts";
+import { describeEvent } from "./progress.ts";
+
+interface ResultView {
+  status?: string;
+  exitCode?: number;
+  reason?: string;
+  fuelUsed?: string;
+  outputCid?: string;
+  outputBase64?: string;
+}
+
+interface ReceiptView {
+  message?: Record<string, unknown>;
+  signature?: string;
+}
+
+const OUTPUT_PREVIEW_BYTES = 2048;
+
+/** A job's state, result, receipt and (optionally) its event history, as aligned text. */
+export function formatJob(job: ApiJobView, { events = false }: { events?: boolean } = {}): string {
+  const result = job.result as ResultView | undefined;
+  const receipt = job.receipt as ReceiptView | undefined;
+  const lines = [row("job", job.jobId), row("state", job.state)];
+  const failure = [...job.events].reverse().find((event) => event.type === "failed" || event.type === "queued");
+  if (job.state !== "completed" && failure?.reason) lines.push(row("reason", String(failure.reason)));
+  if (result) lines.push(...formatResult(result));
+  if (receipt?.message) lines.push(...formatReceipt(receipt));
+  if (events && job.events.length > 0) {
+    lines.push("events");
+    lines.push(...job.events.map((event) => `  ${timeOf(event.at)}${describeEvent(event)}`));
+  }
+  return `${lines.join("\n")}\n`;
+}
+
+function formatResult(result: ResultView): string[] {
+  const lines = [row("status", result.status ?? "?")];
+  if (result.exitCode !== undefined) lines.push(row("exit code", String(result.exitCode)));
+  if (result.reason) lines.push(row("reason", result.reason));
+  if (result.fuelUsed !== undefined) lines.push(row("fuel used", result.fuelUsed));
+  if (result.outputCid) lines.push(row("output cid", result.outputCid));
+  if (result.outputBase64 !== undefined) {
+    const output = Buffer.from(result.outputBase64, "base64");
+    lines.push(row("output", `${output.length} bytes`), ...indent(previewBytes(output)));
+  }
+  return lines;
+}
+
+function formatReceipt(receipt: ReceiptView): string[] {
+  const fields = Object.entries(receipt.message ?? {}).map(([name, value]) => `  ${name.padEnd(12)}${String(value)}`);
+  return ["receipt", ...fields, `  ${"signature".padEnd(12)}${receipt.signature ?? "?"}`];
+}
+
+/** UTF-8 text when the output is printable text, else hex. */
+export function previewBytes(bytes: Buffer): string {
+  const shown = bytes.subarray(0, OUTPUT_PREVIEW_BYTES);
+  const more = bytes.length > shown.length ? `\n… ${bytes.length - shown.length} more bytes (use --output FILE)` : "";
+  const text = shown.toString("utf8");
+  const printable = !text.includes("\uFFFD") && !/[\x00-\x08\x0e-\x1f\x7f]/.test(text);
+  return `${printable ? text.replace(/\n$/, "") : `0x${shown.toString("hex")}`}${more}`;
+}
+
+function indent(text: string): string[] {
+  return text.split("\n").map((line) => `  ${line}`);
+}
+
+function row(label: string, value: string): string {
+  return `${label.padEnd(12)}${value}`;
+}
+
+function timeOf(at: unknown): string {
+  const ms = typeof at === "number" ? at : typeof at === "string" ? Date.parse(at) : Number.NaN;
+  return Number.isFinite(ms) ? `${new Date(ms).toISOString().slice(11, 23)}  ` : "";
+}
