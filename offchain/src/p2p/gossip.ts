@@ -99,9 +99,14 @@ export class Gossip {
   publish<T>(topic: string, schema: Schema<T>, message: T, options: { maxBytes?: number } = {}): Promise<number> {
     if (this.#stopped) return Promise.reject(new MeshError("stopped", "the mesh node is stopped"));
     const maxBytes = options.maxBytes ?? this.#topicMaxBytes.get(topic) ?? this.#limits.topicMaxBytes;
-    const data = encodeMessage(schema, message, maxBytes, `message for ${topic}`);
     if (this.#queue.length >= this.#limits.publishQueueMax) {
       return Promise.reject(new MeshError("queue_full", `${this.#queue.length} publishes already waiting`));
+    }
+    let data: Uint8Array;
+    try {
+      data = encodeMessage(schema, message, maxBytes, `message for ${topic}`);
+    } catch (err) {
+      return Promise.reject(err as Error);
     }
     return new Promise((resolve, reject) => {
       this.#queue.push({ topic, data, resolve, reject });

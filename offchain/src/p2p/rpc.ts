@@ -45,6 +45,7 @@ export type RequestTarget = string | PeerId;
 
 const errorEnvelope = z.object({ error: z.object({ code: z.string().max(64), reason: z.string().max(2048) }) }).strict();
 const okEnvelope = z.object({ ok: z.unknown() }).strict();
+const replyEnvelope = z.union([okEnvelope, errorEnvelope]);
 const FRAME_SLACK = 64;
 
 function isRejectReason(code: string): code is RejectReason {
@@ -59,14 +60,14 @@ interface PooledStream {
   stream: Stream;
   lp: LengthPrefixedStream<Stream>;
   busy: boolean;
-  /** Opened because the pool was full: closed after its one request. */
-  transient: boolean;
 }
 
 interface StreamPool {
   streams: PooledStream[];
   /** Pooled streams being opened, counted so concurrent callers do not overfill the pool. */
   opening: number;
+  /** Requests waiting for a stream of a full pool to be freed. */
+  waiters: Array<() => void>;
 }
 
 /** Request-response over length-prefixed JSON frames, one long-lived stream serving many requests. */
@@ -111,14 +112,15 @@ export class Rpc {
       reply = (await pooled.lp.read({ signal })).subarray();
     } catch (err) {
       this.#discard(peerId, protocol, pooled, err as Error);
+      if (isFrameTooLong(err)) {
+        const reason = `response on ${protocol} exceeds ${spec.maxResponseBytes} bytes`;
+        this.#reject(peerId, protocol, "too_large", reason);
+        throw new MeshError("too_large", reason);
+      }
       if (signal.aborted) throw new MeshError("timeout", `no answer on ${protocol} from ${peerId} within ${timeoutMs} ms`);
       throw new MeshError("unreachable", `${protocol} to ${peerId} failed: ${(err as Error).message}`, { cause: err });
     }
-    try {
-      return this.#readReply(peerId, protocol, spec, pooled, reply);
-    } finally {
-      if (pooled.transient) pooled.stream.close().catch((err: Error) => pooled.stream.abort(err));
-    }
+    return this.#readReply(peerId, protocol, spec, pooled, reply);
   }
 
   async stop(): Promise<void> {
@@ -203,22 +205,24 @@ export class Rpc {
     pooled: PooledStream,
     reply: Uint8Array,
   ): Res {
-    let envelope: unknown;
+    let envelope: z.infer<typeof replyEnvelope>;
     try {
-      envelope = decodeMessage(z.union([okEnvelope, errorEnvelope]), reply, spec.maxResponseBytes, `response on ${protocol}`);
+      envelope = decodeMessage(replyEnvelope, reply, spec.maxResponseBytes, `response on ${protocol}`);
     } catch (err) {
       this.#discard(peerId, protocol, pooled, err as Error);
       this.#reject(peerId, protocol, "malformed", (err as MeshError).reason);
       throw err;
     }
-    pooled.busy = false;
-    if (errorEnvelope.safeParse(envelope).success) {
-      const { code, reason } = (envelope as z.infer<typeof errorEnvelope>).error;
-      if (code === "too_large") this.#discard(peerId, protocol, pooled, new Error("peer closes after too_large"));
+    if ("error" in envelope) {
+      const { code, reason } = envelope.error;
+      // a peer closes the stream after a too_large request: its remaining bytes cannot be resynced
+      if (code === "too_large") this.#discard(peerId, protocol, pooled, new Error("closed by peer after too_large"));
+      else this.#release(peerId, protocol, pooled);
       throw new MeshError(isRejectReason(code) ? code : "unknown", reason);
     }
+    this.#release(peerId, protocol, pooled);
     try {
-      return parseWith(spec.response, (envelope as { ok: unknown }).ok, `response on ${protocol}`);
+      return parseWith(spec.response, envelope.ok, `response on ${protocol}`);
     } catch (err) {
       this.#reject(peerId, protocol, "malformed", (err as MeshError).reason);
       throw err;
@@ -234,45 +238,79 @@ export class Rpc {
     return connection.remotePeer.toString();
   }
 
+  /** An idle pooled stream, a new one while the pool has room, or else the next one freed. */
   async #acquire(peerId: string, protocol: string, spec: ProtocolSpec<unknown, unknown>, signal: AbortSignal): Promise<PooledStream> {
     const pool = this.#pool(`${peerId} ${protocol}`);
-    removeWhere(pool.streams, ({ stream }) => !isUsable(stream));
-    const idle = pool.streams.find((pooled) => !pooled.busy);
-    if (idle !== undefined) {
-      idle.busy = true;
-      return idle;
+    for (;;) {
+      removeWhere(pool.streams, ({ stream }) => !isUsable(stream));
+      const idle = pool.streams.find((pooled) => !pooled.busy);
+      if (idle !== undefined) {
+        idle.busy = true;
+        return idle;
+      }
+      if (pool.streams.length + pool.opening < this.#limits.streamsPerPeer) return this.#open(pool, peerId, protocol, spec, signal);
+      await this.#streamFreed(pool, peerId, protocol, signal);
     }
-    const transient = pool.streams.length + pool.opening >= this.#limits.streamsPerPeer;
-    if (!transient) pool.opening += 1;
-    let stream: Stream;
+  }
+
+  async #open(
+    pool: StreamPool,
+    peerId: string,
+    protocol: string,
+    spec: ProtocolSpec<unknown, unknown>,
+    signal: AbortSignal,
+  ): Promise<PooledStream> {
+    pool.opening += 1;
     try {
-      stream = await this.#libp2p.dialProtocol(peerIdFromString(peerId), protocol, { signal });
+      const stream = await this.#libp2p.dialProtocol(peerIdFromString(peerId), protocol, { signal });
+      const maxFrame = spec.maxResponseBytes;
+      const pooled = { stream, lp: lpStream(stream, { maxDataLength: maxFrame, maxBufferSize: maxFrame + FRAME_SLACK }), busy: true };
+      pool.streams.push(pooled);
+      return pooled;
     } catch (err) {
       if (signal.aborted) throw new MeshError("timeout", `opening ${protocol} to ${peerId} timed out`);
       const code = (err as Error).name === "UnsupportedProtocolError" ? "unsupported" : "unreachable";
       throw new MeshError(code, `cannot open ${protocol} to ${peerId}: ${(err as Error).message}`, { cause: err });
     } finally {
-      if (!transient) pool.opening -= 1;
+      pool.opening -= 1;
+      pool.waiters.shift()?.();
     }
-    const maxFrame = spec.maxResponseBytes;
-    const lp = lpStream(stream, { maxDataLength: maxFrame, maxBufferSize: maxFrame + FRAME_SLACK });
-    const pooled = { stream, lp, busy: true, transient };
-    if (!transient) pool.streams.push(pooled);
-    return pooled;
+  }
+
+  #streamFreed(pool: StreamPool, peerId: string, protocol: string, signal: AbortSignal): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const onAbort = (): void => {
+        removeWhere(pool.waiters, (entry) => entry === wake);
+        reject(new MeshError("timeout", `no free stream for ${protocol} to ${peerId} in time`));
+      };
+      const wake = (): void => {
+        signal.removeEventListener("abort", onAbort);
+        resolve();
+      };
+      signal.addEventListener("abort", onAbort, { once: true });
+      pool.waiters.push(wake);
+    });
+  }
+
+  #release(peerId: string, protocol: string, pooled: PooledStream): void {
+    pooled.busy = false;
+    this.#pool(`${peerId} ${protocol}`).waiters.shift()?.();
   }
 
   #pool(key: string): StreamPool {
     let pool = this.#pools.get(key);
     if (pool === undefined) {
-      pool = { streams: [], opening: 0 };
+      pool = { streams: [], opening: 0, waiters: [] };
       this.#pools.set(key, pool);
     }
     return pool;
   }
 
   #discard(peerId: string, protocol: string, pooled: PooledStream, reason: Error): void {
-    removeWhere(this.#pool(`${peerId} ${protocol}`).streams, (entry) => entry === pooled);
+    const pool = this.#pool(`${peerId} ${protocol}`);
+    removeWhere(pool.streams, (entry) => entry === pooled);
     pooled.stream.abort(reason);
+    pool.waiters.shift()?.();
   }
 
   #reject(peerId: string, protocol: string, reason: RejectReason, detail: string): void {
