@@ -1,0 +1,191 @@
+import { createHash } from "node:crypto";
+import { pino, type Logger } from "pino";
+import { cidOf } from "../protocol/index.ts";
+import type { ResultStatus, RunOutcome } from "./exec.ts";
+import { memoryCapVerdict, DEFAULT_POLICY_LIMITS, type PolicyLimits } from "./policy.ts";
+import { WorkerPool, type PoolReply } from "./pool.ts";
+import type { PrepareReply } from "./protocol.ts";
+import type { Grant } from "./wasi.ts";
+
+export interface Job {
+  module: Uint8Array;
+  input: Uint8Array;
+  fuelLimit: bigint;
+  memoryPages: number;
+  timeoutMs: number;
+  /** WASI `_start` unless named. */
+  entry?: string;
+  seed?: Uint8Array;
+  args?: string[];
+  env?: Record<string, string>;
+  grants?: Grant[];
+}
+
+export interface ExecutionResult {
+  kind: "result";
+  status: ResultStatus;
+  exitCode?: number;
+  reason?: string;
+  fuelUsed: bigint;
+  output: Uint8Array;
+  outputCid: string;
+  stderr: Uint8Array;
+}
+
+/** A timeout or a host resource error: the job produced no result to vote on. */
+export interface NoResult {
+  kind: "no_result";
+  reason: "timeout" | "host_error";
+  detail: string;
+}
+
+export interface RuntimeOptions {
+  poolSize?: number;
+  logger?: Logger;
+  policy?: Partial<PolicyLimits>;
+  maxInputBytes?: number;
+  stdoutLimit?: number;
+  stderrLimit?: number;
+  maxFileBytes?: number;
+  /** Instrumented modules kept by source CID. */
+  cacheEntries?: number;
+}
+
+export interface Runtime {
+  execute(job: Job): Promise<ExecutionResult | NoResult>;
+  /** Policy check + instrumentation of a module (cached by CID), without running it. */
+  prepare(module: Uint8Array, timeoutMs?: number): Promise<{ cid: string; ok: true } | { cid: string; ok: false; reason: string }>;
+  close(): Promise<void>;
+}
+
+const MAX_FUEL = (1n << 63n) - 1n;
+const DEFAULTS = {
+  poolSize: 2,
+  maxInputBytes: 64 * 1024 * 1024,
+  stdoutLimit: 16 * 1024 * 1024,
+  stderrLimit: 1024 * 1024,
+  maxFileBytes: 64 * 1024 * 1024,
+  cacheEntries: 256,
+};
+
+type Prepared = Extract<PrepareReply, { ok: true }>;
+type PrepareOutcome = { ok: true; module: Prepared } | { ok: false; result: ExecutionResult | NoResult };
+
+export async function createRuntime(options: RuntimeOptions = {}): Promise<Runtime> {
+  const settings = { ...DEFAULTS, ...options };
+  const limits: PolicyLimits = { ...DEFAULT_POLICY_LIMITS, ...options.policy };
+  const logger = (options.logger ?? pino({ level: "silent" })).child({ domain: "runtime" });
+  const pool = new WorkerPool(settings.poolSize, logger);
+  await pool.ready();
+  const cache = new Map<string, Promise<PrepareReply>>();
+  const emptyCid = (await cidOf(new Uint8Array(0))).toString();
+
+  const rejected = (reason: string): ExecutionResult => ({
+    kind: "result",
+    status: "policy_rejected",
+    reason,
+    fuelUsed: 0n,
+    output: new Uint8Array(0),
+    outputCid: emptyCid,
+    stderr: new Uint8Array(0),
+  });
+
+  /** Instrumented bytes by source CID; concurrent requests share one preparation. */
+  async function prepared(cid: string, module: Uint8Array, timeoutMs: number): Promise<PrepareOutcome> {
+    let entry = cache.get(cid);
+    if (!entry) {
+      entry = pool.run<PrepareReply>({ type: "prepare", bytes: module, limits }, timeoutMs).then((reply) => {
+        if (reply.kind !== "reply") throw reply;
+        return reply.reply;
+      });
+      cache.set(cid, entry);
+      entry.catch(() => cache.delete(cid));
+      if (cache.size > settings.cacheEntries) cache.delete(cache.keys().next().value!);
+    }
+    try {
+      const reply = await entry;
+      if (!reply.ok) return { ok: false, result: rejected(reply.reason) };
+      return { ok: true, module: reply };
+    } catch (failure) {
+      return { ok: false, result: noResult(failure as PoolReply<unknown>) };
+    }
+  }
+
+  async function execute(job: Job): Promise<ExecutionResult | NoResult> {
+    checkJob(job, limits);
+    const cid = (await cidOf(job.module)).toString();
+    if (job.input.length > settings.maxInputBytes) {
+      return rejected(`input of ${job.input.length} bytes is above the cap of ${settings.maxInputBytes}`);
+    }
+    const preparation = await prepared(cid, job.module, job.timeoutMs);
+    if (!preparation.ok) return preparation.result;
+    const module = preparation.module;
+    const entry = job.entry ?? "_start";
+    const memoryProblem = memoryCapVerdict(module.memory, job.memoryPages);
+    if (memoryProblem) return rejected(memoryProblem);
+    if (!module.functionExports.includes(entry)) return rejected(`entry "${entry}" is not an exported function`);
+    const reply = await pool.run<RunOutcome>(
+      {
+        type: "run",
+        cid,
+        bytes: module.bytes,
+        ...(module.memory ? { memory: module.memory } : {}),
+        hasStart: module.hasStart,
+        entry,
+        input: job.input,
+        fuelLimit: job.fuelLimit,
+        memoryPages: job.memoryPages,
+        seed: job.seed ?? defaultSeed(job),
+        args: job.args ?? ["job"],
+        env: job.env ?? {},
+        grants: job.grants ?? [],
+        stdoutLimit: settings.stdoutLimit,
+        stderrLimit: settings.stderrLimit,
+        maxFileBytes: settings.maxFileBytes,
+      },
+      job.timeoutMs,
+    );
+    if (reply.kind !== "reply") return noResult(reply);
+    const outcome = reply.reply;
+    if (outcome.kind === "no_result") {
+      logger.warn({ cid, detail: outcome.detail }, "host error while running a job");
+      return outcome;
+    }
+    return { ...outcome, outputCid: (await cidOf(outcome.output)).toString() };
+  }
+
+  return {
+    execute,
+    async prepare(module, timeoutMs = 30_000) {
+      const cid = (await cidOf(module)).toString();
+      const preparation = await prepared(cid, module, timeoutMs);
+      if (preparation.ok) return { cid, ok: true };
+      return { cid, ok: false, reason: preparation.result.kind === "result" ? (preparation.result.reason ?? "") : preparation.result.detail };
+    },
+    close: () => pool.close(),
+  };
+}
+
+function noResult(reply: PoolReply<unknown>): NoResult {
+  if (reply.kind === "timeout") return { kind: "no_result", reason: "timeout", detail: "wall-clock timeout; worker replaced" };
+  return { kind: "no_result", reason: "host_error", detail: reply.kind === "crash" ? reply.detail : "unexpected reply" };
+}
+
+/** Without a seed, randomness is derived from the module and the input. */
+function defaultSeed(job: Job): Uint8Array {
+  return createHash("sha256").update("cell/seed/v1").update(job.module).update(job.input).digest();
+}
+
+function checkJob(job: Job, limits: PolicyLimits): void {
+  if (!(job.module instanceof Uint8Array)) throw new TypeError("job.module must be a Uint8Array");
+  if (!(job.input instanceof Uint8Array)) throw new TypeError("job.input must be a Uint8Array");
+  if (typeof job.fuelLimit !== "bigint" || job.fuelLimit <= 0n || job.fuelLimit > MAX_FUEL) {
+    throw new RangeError(`job.fuelLimit must be a bigint in 1..2^63-1, got ${String(job.fuelLimit)}`);
+  }
+  if (!Number.isInteger(job.memoryPages) || job.memoryPages < 0 || job.memoryPages > limits.maxMemoryPages) {
+    throw new RangeError(`job.memoryPages must be an integer in 0..${limits.maxMemoryPages}, got ${job.memoryPages}`);
+  }
+  if (!Number.isInteger(job.timeoutMs) || job.timeoutMs <= 0 || job.timeoutMs > 2 ** 31 - 1) {
+    throw new RangeError(`job.timeoutMs must be a positive integer of milliseconds, got ${job.timeoutMs}`);
+  }
+}
