@@ -70,7 +70,9 @@ class ScriptedNode extends EventEmitter implements ApiNode {
   }
 
   peers() {
-    return [{ peerId: "12D3KooWDonor1", addresses: ["/ip4/127.0.0.1/tcp/40001"], donor: true }];
+    return [
+      { peerId: "12D3KooWDonor1", connected: true, operator: "0x00000000000000000000000000000000000000d1", staked: true, pricePerMegaFuel: "1000", slots: 2, freeSlots: 1, multiaddrs: ["/ip4/127.0.0.1/tcp/40001"], penaltyScore: 0 },
+    ];
   }
 }
 
@@ -178,7 +180,10 @@ describe("cell CLI", () => {
     await writeApiInfo(join(dir, ".cell"), { url: server.url, tokenFile });
     const viaCwd = await cell(["peers"], {}, dir);
     assert.equal(viaCwd.code, 0, viaCwd.stderr);
-    assert.match(viaCwd.stdout, /^12D3KooWDonor1\n\s+addresses\s+\/ip4\/127\.0\.0\.1\/tcp\/40001\n\s+donor\s+true$/m);
+    assert.equal(
+      viaCwd.stdout,
+      "12D3KooWDonor1  connected  staked donor  operator 0x00000000000000000000000000000000000000d1  price 1000/Mfuel  slots 1/2 free  penalty 0\n    /ip4/127.0.0.1/tcp/40001\n",
+    );
   });
 
   it("prints a job's status with its events, and JSON", async () => {

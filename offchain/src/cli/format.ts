@@ -22,8 +22,10 @@ export function formatJob(job: ApiJobView, { events = false }: { events?: boolea
   const result = job.result as ResultView | undefined;
   const receipt = job.receipt as ReceiptView | undefined;
   const lines = [row("job", job.jobId), row("state", job.state)];
-  const failure = [...job.events].reverse().find((event) => event.type === "failed" || event.type === "queued");
-  if (job.state !== "completed" && failure?.reason) lines.push(row("reason", String(failure.reason)));
+  const reason = job.reason ?? [...job.events].reverse().find((event) => event.type === "failed" || event.type === "queued")?.reason;
+  if (job.state !== "completed" && reason) lines.push(row("reason", String(reason)));
+  const executor = job.executor as { peerId?: string; operator?: string } | undefined;
+  if (executor?.peerId) lines.push(row("executor", `${executor.peerId}${executor.operator ? ` (operator ${executor.operator})` : ""}`));
   if (result) lines.push(...formatResult(result));
   if (receipt?.message) lines.push(...formatReceipt(receipt));
   if (events && job.events.length > 0) {

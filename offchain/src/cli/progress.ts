@@ -1,7 +1,7 @@
 import type { ApiJobEvent } from "../api/index.ts";
 
 const SPINNER = ["⠋", "⠙", "⠹", "⠸", "⠼", "⠴", "⠦", "⠧", "⠇", "⠏"];
-const DETAIL_FIELDS = ["reason", "peerId", "executor", "bidder", "pricePerMegaFuel", "price", "attempt", "delayMs", "status"];
+const DETAIL_FIELDS = ["reason", "detail", "peerId", "operator", "pricePerMegaFuel", "attempt"];
 
 export interface ProgressView {
   event(event: ApiJobEvent): void;
@@ -50,5 +50,5 @@ export function describeEvent(event: ApiJobEvent): string {
 }
 
 function shorten(value: string): string {
-  return value.length > 24 ? `${value.slice(0, 10)}…${value.slice(-8)}` : value;
+  return value.length > 60 ? `${value.slice(0, 28)}…${value.slice(-12)}` : value;
 }

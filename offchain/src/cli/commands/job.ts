@@ -73,7 +73,7 @@ async function submitJob(modulePath: string, options: SubmitOptions): Promise<vo
     priority: options.priority,
     memoryPages: options.memoryPages,
     timeoutMs: options.timeout,
-    deadlineMs: options.deadline,
+    deadlineMs: options.deadline === undefined ? undefined : Date.now() + options.deadline,
     entry: options.entry,
   });
   if (!options.wait) {

@@ -12,7 +12,7 @@ export function registerPeersCommand(program: Command): Command {
     .addHelpText("after", `\nExample:\n  $ cell peers --data-dir .cell/devnet/buyer\n${API_HELP}\n`);
   return addApiOptions(peers).action(async function (this: Command, options: ApiOptions & { json?: boolean }) {
     await reportErrors(this, async () => {
-      const list = (await (await connectApi(options)).peers()) as Record<string, unknown>[];
+      const list = (await (await connectApi(options)).peers()) as PeerRow[];
       if (options.json) {
         process.stdout.write(`${toJson(list)}\n`);
         return;
@@ -22,10 +22,28 @@ export function registerPeersCommand(program: Command): Command {
   });
 }
 
-function formatPeer(peer: Record<string, unknown>): string {
-  const { peerId, ...rest } = peer;
-  const details = Object.entries(rest)
-    .filter(([, value]) => value !== undefined && value !== null)
-    .map(([name, value]) => `  ${name.padEnd(14)}${Array.isArray(value) ? value.join(", ") : typeof value === "object" ? toJson(value) : String(value)}`);
-  return [String(peerId ?? "?"), ...details].join("\n");
+interface PeerRow {
+  peerId?: string;
+  connected?: boolean;
+  operator?: string;
+  staked?: boolean;
+  pricePerMegaFuel?: string;
+  slots?: number;
+  freeSlots?: number;
+  penaltyScore?: number;
+  multiaddrs?: string[];
+}
+
+/** `12D3KooW…  connected  staked donor  operator 0x…  price 1000/Mfuel  slots 1/2  penalty 0`, then addresses. */
+function formatPeer(peer: PeerRow): string {
+  const facts = [
+    peer.connected === undefined ? undefined : peer.connected ? "connected" : "disconnected",
+    peer.staked === undefined ? undefined : peer.staked ? "staked donor" : "not staked",
+    peer.operator && `operator ${peer.operator}`,
+    peer.pricePerMegaFuel && `price ${peer.pricePerMegaFuel}/Mfuel`,
+    peer.slots !== undefined && `slots ${peer.freeSlots ?? "?"}/${peer.slots} free`,
+    peer.penaltyScore !== undefined && `penalty ${peer.penaltyScore}`,
+  ].filter((fact): fact is string => typeof fact === "string" && fact.length > 0);
+  const addresses = (peer.multiaddrs ?? []).map((address) => `    ${address}`);
+  return [[peer.peerId ?? "?", ...facts].join("  "), ...addresses].join("\n");
 }
