@@ -42,6 +42,8 @@ export interface Store {
   readonly meta: MetaRepository;
   readonly blocks: Blockstore;
   schemaVersion(): number;
+  /** The connection's journal mode and synchronous level, e.g. { journalMode: "wal", synchronous: "full" }. */
+  durability(): { journalMode: string; synchronous: string };
   /** Runs `fn` atomically (synchronous work only); nests as savepoints. */
   transaction<T>(fn: () => T): T;
   close(): void;
@@ -88,6 +90,14 @@ function openDatabase(path: string, busyTimeoutMs: number): DatabaseSync {
   return db;
 }
 
+const SYNCHRONOUS_LEVELS = ["off", "normal", "full", "extra"];
+
+function readDurability(db: DatabaseSync): { journalMode: string; synchronous: string } {
+  const { journal_mode: journalMode } = db.prepare("PRAGMA journal_mode").get() as { journal_mode: string };
+  const { synchronous } = db.prepare("PRAGMA synchronous").get() as { synchronous: number };
+  return { journalMode, synchronous: SYNCHRONOUS_LEVELS[synchronous] ?? String(synchronous) };
+}
+
 function createStore(db: DatabaseSync, location: string, path: string, now: () => number): Store {
   let depth = 0;
   let open = true;
@@ -119,6 +129,7 @@ function createStore(db: DatabaseSync, location: string, path: string, now: () =
     meta: new MetaRepository(db),
     blocks: new SqliteBlockstore(db, now),
     schemaVersion: () => readSchemaVersion(db),
+    durability: () => readDurability(db),
     transaction,
     close: () => {
       if (!open) return;
