@@ -1,0 +1,637 @@
+import { EventEmitter } from "node:events";
+import type { Address, Hex } from "viem";
+import { hexToBytes } from "viem";
+import { peerIdFromPublicKey } from "../identity/index.ts";
+import {
+  DEFAULT_BACKOFF,
+  JobScheduler,
+  backoffDelay,
+  buildJobSpec,
+  planRetry,
+  priorityName,
+  selectExecutors,
+  signJob,
+  toAnnounce,
+} from "../market/index.ts";
+import type { Candidate, QueuedJob } from "../market/index.ts";
+import {
+  CID,
+  JobAnnounceSchema,
+  MESSAGE_LIMITS,
+  PROTOCOL_ASSIGN,
+  PROTOCOL_BID,
+  PROTOCOL_STATUS,
+  ReceiptStatus,
+  TOPIC_JOBS,
+  bidFromWire,
+  cidOf,
+  cidToBytes32,
+  jobSpecFromWire,
+  jobSpecToWire,
+  receiptFromWire,
+  verifyBid,
+  verifyReceipt,
+} from "../protocol/index.ts";
+import type { BidWire, JobAnnounce, JobSpecMessage, PriorityName, ReasonCode, ReceiptAck, ReceiptDelivery, ReceiptWire } from "../protocol/index.ts";
+import type { JobRow } from "../store/index.ts";
+import type { NodeContext } from "./context.ts";
+import { detach, errorMessage } from "./context.ts";
+import { protocolSpecs } from "./donor.ts";
+import type { DonorInfo, PeerBook } from "./peer-book.ts";
+import type { JobEvent, JobResultView, JobView, JobViewState, SubmitJobRequest } from "./types.ts";
+
+const LIVENESS_MS = 15_000;
+const TICK_MS = 250;
+const MISSED_PROBES_SILENT = 2;
+
+interface Attempt {
+  number: number;
+  peerId: string;
+  operator: Address;
+  pricePerMegaFuel: bigint;
+  assignmentId?: number;
+  deadline: number;
+  missedProbes: number;
+  probing: boolean;
+  /** The executor accepted (a receipt may come before its acceptance is seen). */
+  confirmed: boolean;
+  timer?: NodeJS.Timeout;
+}
+
+interface BuyerJob {
+  jobId: Hex;
+  spec: JobSpecMessage;
+  signature: Hex;
+  announce: JobAnnounce;
+  priority: PriorityName;
+  deadline: number;
+  state: JobViewState;
+  reason?: ReasonCode;
+  events: JobEvent[];
+  attempts: number;
+  placementTries: number;
+  excluded: Set<string>;
+  current?: Attempt;
+  result?: JobResultView;
+  receipt?: { message: ReceiptWire; signature: Hex };
+}
+
+type Refusal = { reason: ReasonCode; detail: string };
+type BidCandidate = Candidate & { bid: BidWire; signature: Hex };
+
+/**
+ * The buying half of a node: signs and announces jobs, asks known donors for bids,
+ * picks and assigns an executor, watches it, reassigns with backoff when it goes silent
+ * or misses its deadline, and verifies and stores the receipt. A job that cannot be
+ * placed waits in the scheduler with its reason.
+ */
+export class Buyer {
+  readonly #ctx: NodeContext;
+  readonly #peers: PeerBook;
+  readonly #jobs = new Map<Hex, BuyerJob>();
+  readonly #scheduler = new JobScheduler<BuyerJob>();
+  readonly #events = new EventEmitter();
+  readonly #pendingWrites: (() => void)[] = [];
+  #inFlight = 0;
+  #tick: NodeJS.Timeout | undefined;
+  #flushScheduled = false;
+  #stopped = false;
+
+  constructor(ctx: NodeContext, peers: PeerBook) {
+    this.#ctx = ctx;
+    this.#peers = peers;
+    this.#events.setMaxListeners(0);
+  }
+
+  start(): void {
+    this.#restore();
+    this.#tick = setInterval(() => this.#onTick(), TICK_MS);
+    this.#tick.unref();
+    this.#pump();
+  }
+
+  stop(): void {
+    this.#stopped = true;
+    clearInterval(this.#tick);
+    for (const job of this.#jobs.values()) if (job.current) clearInterval(job.current.timer);
+    this.#flush();
+  }
+
+  on(listener: (event: JobEvent) => void): void {
+    this.#events.on("job", listener);
+  }
+
+  off(listener: (event: JobEvent) => void): void {
+    this.#events.off("job", listener);
+  }
+
+  get(jobId: Hex): JobView | undefined {
+    const job = this.#jobs.get(jobId);
+    return job && toView(job);
+  }
+
+  list(): JobView[] {
+    return [...this.#jobs.values()].map(toView);
+  }
+
+  async submit(request: SubmitJobRequest): Promise<{ jobId: Hex }> {
+    const ctx = this.#ctx;
+    const [moduleCid, inputCid] = await Promise.all([ctx.store.blocks.put(request.module), ctx.store.blocks.put(request.input)]);
+    const spec = buildJobSpec({
+      buyer: ctx.operatorAddress,
+      moduleCid: cidToBytes32(moduleCid),
+      inputCid: cidToBytes32(inputCid),
+      maxPricePerMegaFuel: request.maxPricePerMegaFuel ?? ctx.config.buyer.maxPricePerMegaFuel,
+      fuelLimit: request.fuelLimit ?? ctx.config.buyer.defaultFuel,
+      memoryPages: request.memoryPages,
+      timeoutMs: request.timeoutMs,
+      priority: request.priority,
+      deadlineMs: request.deadlineMs,
+      entry: request.entry,
+      now: ctx.now(),
+    });
+    const signed = await signJob(ctx.operator, ctx.domain, spec);
+    const announce = toAnnounce(signed, {
+      moduleCid,
+      inputCid,
+      moduleSize: request.module.byteLength,
+      inputSize: request.input.byteLength,
+      buyerPeer: ctx.mesh.peerId,
+      providerAddrs: ctx.mesh.multiaddrs().slice(0, 8),
+    });
+    const job = newJob(signed.jobId, spec, signed.signature, announce);
+    ctx.store.jobs.insert({
+      jobId: job.jobId,
+      role: "buyer",
+      spec: { announce },
+      state: "queued",
+      priority: job.priority,
+      deadline: job.deadline,
+    });
+    this.#jobs.set(job.jobId, job);
+
+    detach(ctx.log, "announcing a job", ctx.mesh.publish(TOPIC_JOBS, JobAnnounceSchema, announce, { maxBytes: MESSAGE_LIMITS.announce }));
+    for (const cid of [moduleCid, inputCid]) {
+      detach(ctx.log, "providing a job block", ctx.mesh.provide(CID.parse(cid), { signal: AbortSignal.timeout(10_000) }));
+    }
+    this.#setState(job, "announced");
+    this.#emit(job, { type: "announced" });
+    this.#scheduler.enqueue(queued(job));
+    this.#pump();
+    return { jobId: job.jobId };
+  }
+
+  /** Executor → buyer: a receipt or an execution without result. */
+  async onDelivery(delivery: ReceiptDelivery, from: string): Promise<ReceiptAck> {
+    const jobId = delivery.type === "receipt" ? delivery.receipt.jobId : delivery.jobId;
+    const job = this.#jobs.get(jobId);
+    const ack = (accepted: boolean, reason?: ReasonCode): ReceiptAck => ({ type: "ack", jobId, accepted, reason });
+    if (!job) return ack(false, "unknown_job");
+    if (job.state === "completed") return ack(true);
+    const attempt = job.current;
+    if (!attempt || attempt.peerId !== from) return ack(false, "unknown_job");
+
+    if (delivery.type === "no_result") {
+      this.#executorFailed(job, delivery.reason, delivery.detail ?? "the executor produced no result");
+      return ack(true);
+    }
+    const refusal = await this.#checkReceipt(job, attempt, delivery);
+    if (refusal) {
+      this.#executorFailed(job, "receipt_invalid", refusal);
+      return ack(false, "receipt_invalid");
+    }
+    return ack(true);
+  }
+
+  // ── placement ──────────────────────────────────────────────────────────────────────
+
+  #onTick(): void {
+    for (const expired of this.#scheduler.expire(this.#ctx.now())) {
+      this.#fail(expired.item, "deadline_missed", `still waiting (${expired.reason ?? "not placed"}) when the deadline passed`);
+    }
+    this.#pump();
+  }
+
+  #pump(): void {
+    const limit = this.#ctx.config.buyer.maxInFlight;
+    while (!this.#stopped && this.#inFlight < limit) {
+      const next = this.#scheduler.next(this.#ctx.now());
+      if (!next) return;
+      this.#inFlight++;
+      detach(
+        this.#ctx.log,
+        "placing a job",
+        this.#place(next.item).finally(() => {
+          this.#inFlight--;
+          queueMicrotask(() => this.#pump());
+        }),
+      );
+    }
+  }
+
+  async #place(job: BuyerJob): Promise<void> {
+    const ctx = this.#ctx;
+    const { buyer } = ctx.config;
+    const donors = this.#peers.candidates(job.spec, { now: ctx.now(), livenessMs: LIVENESS_MS, exclude: job.excluded, limit: buyer.bidFanout });
+    if (donors.length === 0) return this.#park(job, "no_bid", "no staked donor able to run the job is known");
+
+    const answers = await Promise.all(donors.map((donor) => this.#askBid(job, donor)));
+    const candidates = answers.filter((answer): answer is BidCandidate => !("reason" in answer));
+    const refusals = answers.filter((answer): answer is Refusal => "reason" in answer);
+    const excludeOperators = new Set<string>();
+    while (!this.#stopped) {
+      const selection = selectExecutors(candidates, {
+        replicas: job.spec.replicas,
+        maxPricePerMegaFuel: job.spec.maxPricePerMegaFuel,
+        minReputation: job.spec.minReputation,
+        now: ctx.now(),
+        livenessMs: LIVENESS_MS,
+        excludePeers: job.excluded,
+        excludeOperators,
+      });
+      for (const rejected of selection.rejected) {
+        if (excludeOperators.has(rejected.candidate.operator.toLowerCase())) continue;
+        this.#emit(job, { type: "bid_rejected", reason: rejected.reason, detail: rejected.detail, peerId: rejected.candidate.peerId, operator: rejected.candidate.operator });
+        refusals.push(rejected);
+      }
+      const chosen = selection.chosen[0] as BidCandidate | undefined;
+      if (!chosen) break;
+      const outcome = await this.#assign(job, chosen);
+      if (outcome === undefined) return;
+      refusals.push(outcome);
+      excludeOperators.add(chosen.operator.toLowerCase());
+      candidates.splice(candidates.indexOf(chosen), 1);
+    }
+    const reason = commonReason(refusals) ?? "no_bid";
+    this.#park(job, reason, `no donor took the job (${summarize(refusals)})`);
+  }
+
+  async #askBid(job: BuyerJob, donor: DonorInfo): Promise<BidCandidate | Refusal> {
+    const ctx = this.#ctx;
+    const refuse = (reason: ReasonCode, detail: string): Refusal => {
+      this.#emit(job, { type: "bid_rejected", reason, detail, peerId: donor.peerId, operator: donor.operator });
+      return { reason, detail };
+    };
+    let response;
+    try {
+      response = await ctx.mesh.request(donor.peerId, PROTOCOL_BID, protocolSpecs.bid, { type: "bid_request", job: job.announce }, { timeoutMs: ctx.config.buyer.bidTimeoutMs });
+    } catch (err) {
+      return refuse(requestFailureReason(err), `bid request failed: ${errorMessage(err)}`);
+    }
+    this.#peers.touch(donor.peerId, ctx.now());
+    if (response.type === "decline") return refuse(response.reason, `declined by the donor: ${response.detail ?? response.reason}`);
+
+    const bid = bidFromWire(response.bid);
+    if (bid.jobId !== job.jobId) return refuse("bid_rejected_signature", "the bid is for another job");
+    if (!peerKeyMatches(response.peerKey, donor.peerId)) return refuse("bid_rejected_signature", "the bid's peer key is not the bidder's");
+    if (!(await verifyBid(ctx.domain, bid, response.signature))) return refuse("bid_rejected_signature", "the bid is not signed by its executor");
+    const staked = await ctx.stakes.isActive(bid.executor, response.peerKey);
+    this.#emit(job, { type: "bid_received", peerId: donor.peerId, operator: bid.executor, pricePerMegaFuel: bid.pricePerMegaFuel.toString() });
+    this.#write(() =>
+      ctx.store.bids.insert({
+        jobId: job.jobId,
+        bidder: donor.peerId,
+        operator: bid.executor,
+        pricePerMegaFuel: bid.pricePerMegaFuel,
+        message: response.bid,
+        signature: response.signature,
+      }),
+    );
+    return {
+      peerId: donor.peerId,
+      operator: bid.executor,
+      pricePerMegaFuel: bid.pricePerMegaFuel,
+      expiresAt: bid.expiresAt,
+      staked,
+      stake: 0n,
+      lastSeen: ctx.now(),
+      freeSlots: response.freeSlots,
+      bid: response.bid,
+      signature: response.signature,
+    };
+  }
+
+  /** Assigns the job; resolves undefined once assigned (or settled meanwhile), or the executor's refusal. */
+  async #assign(job: BuyerJob, chosen: BidCandidate): Promise<Refusal | undefined> {
+    const ctx = this.#ctx;
+    const attempt = this.#newAttempt(job, chosen);
+    const refused = (reason: ReasonCode, detail: string): Refusal => {
+      if (job.current === attempt) job.current = undefined;
+      this.#emit(job, { type: "bid_rejected", reason, detail, peerId: chosen.peerId, operator: chosen.operator });
+      return { reason, detail };
+    };
+    let response;
+    try {
+      response = await ctx.mesh.request(
+        chosen.peerId,
+        PROTOCOL_ASSIGN,
+        protocolSpecs.assign,
+        { type: "assign", job: job.announce, bid: chosen.bid, bidSignature: chosen.signature, attempt: Math.min(attempt.number, 64) },
+        { timeoutMs: ctx.config.buyer.assignTimeoutMs },
+      );
+    } catch (err) {
+      return refused(requestFailureReason(err), `assignment failed: ${errorMessage(err)}`);
+    }
+    if (response.type === "reject") return refused(response.reason, `the executor refused the assignment: ${response.detail ?? response.reason}`);
+    if (job.current !== attempt || this.#stopped) return undefined;
+    this.#confirm(job, attempt);
+    attempt.timer = setInterval(() => this.#watch(job, attempt), ctx.config.buyer.heartbeatMs);
+    attempt.timer.unref();
+    return undefined;
+  }
+
+  #newAttempt(job: BuyerJob, chosen: BidCandidate): Attempt {
+    const ctx = this.#ctx;
+    const attempt: Attempt = {
+      number: job.attempts + 1,
+      peerId: chosen.peerId,
+      operator: chosen.operator,
+      pricePerMegaFuel: chosen.pricePerMegaFuel,
+      deadline: Math.min(job.deadline, ctx.now() + job.spec.timeoutMs + ctx.config.buyer.deliveryGraceMs),
+      missedProbes: 0,
+      probing: false,
+      confirmed: false,
+    };
+    job.current = attempt;
+    return attempt;
+  }
+
+  #confirm(job: BuyerJob, attempt: Attempt): void {
+    if (attempt.confirmed) return;
+    const ctx = this.#ctx;
+    attempt.confirmed = true;
+    job.attempts = attempt.number;
+    this.#setState(job, "assigned");
+    this.#emit(job, { type: "assigned", peerId: attempt.peerId, operator: attempt.operator, pricePerMegaFuel: attempt.pricePerMegaFuel.toString(), attempt: attempt.number });
+    this.#write(() => {
+      const row = ctx.store.assignments.insert({ jobId: job.jobId, executor: attempt.peerId, operator: attempt.operator, attempt: attempt.number, deadline: attempt.deadline });
+      attempt.assignmentId = row.id;
+    });
+  }
+
+  /** Liveness probe and deadline check of the current executor. */
+  #watch(job: BuyerJob, attempt: Attempt): void {
+    if (job.current !== attempt) return clearInterval(attempt.timer);
+    if (!attempt.confirmed) return;
+    const ctx = this.#ctx;
+    if (ctx.now() > attempt.deadline) return this.#executorFailed(job, "deadline_missed", "the executor did not deliver before its deadline");
+    if (attempt.probing) return;
+    attempt.probing = true;
+    const probe = ctx.mesh
+      .request(attempt.peerId, PROTOCOL_STATUS, protocolSpecs.status, { type: "status", jobId: job.jobId }, { timeoutMs: ctx.config.buyer.heartbeatMs })
+      .then((status) => {
+        if (job.current !== attempt) return;
+        attempt.missedProbes = 0;
+        if (status.state === "running" && job.state === "assigned") {
+          this.#setState(job, "running");
+          this.#emit(job, { type: "running", peerId: attempt.peerId });
+        } else if (status.state === "unknown") {
+          this.#executorFailed(job, "executor_silent", "the executor no longer knows the job");
+        } else if (status.state === "failed") {
+          this.#executorFailed(job, status.reason ?? "no_result", status.detail ?? "the executor reports the job failed");
+        }
+      })
+      .catch(() => {
+        if (job.current !== attempt) return;
+        attempt.missedProbes++;
+        if (attempt.missedProbes >= MISSED_PROBES_SILENT) this.#executorFailed(job, "executor_silent", `${attempt.missedProbes} status probes went unanswered`);
+      })
+      .finally(() => (attempt.probing = false));
+    detach(ctx.log, "status probe", probe);
+  }
+
+  #executorFailed(job: BuyerJob, reason: ReasonCode, detail: string): void {
+    const attempt = job.current;
+    if (!attempt) return;
+    this.#confirm(job, attempt);
+    clearInterval(attempt.timer);
+    job.current = undefined;
+    job.excluded.add(attempt.peerId);
+    this.#updateAssignment(attempt, reason === "deadline_missed" ? "timed_out" : "failed", reason);
+    const plan = planRetry(attempt.number, reason, { now: this.#ctx.now(), deadline: job.deadline }, { maxAttempts: this.#ctx.config.buyer.maxAttempts, backoff: DEFAULT_BACKOFF });
+    if (plan.type === "give_up") return this.#fail(job, plan.reason, `${plan.detail}; last: ${detail}`);
+    this.#emit(job, { type: "reassigned", reason, detail, peerId: attempt.peerId, attempt: attempt.number });
+    this.#setState(job, "queued", reason);
+    this.#scheduler.park(queued(job), reason, plan.at, detail);
+  }
+
+  /** The job could not be placed now: it waits with its reason, backing off, until its deadline. */
+  #park(job: BuyerJob, reason: ReasonCode, detail: string): void {
+    if (job.state === "completed" || job.state === "failed") return;
+    job.placementTries++;
+    const at = this.#ctx.now() + backoffDelay(job.placementTries, { ...DEFAULT_BACKOFF, maxMs: 2_000 });
+    if (at >= job.deadline) return this.#fail(job, "deadline_missed", `could not be placed before its deadline: ${detail}`);
+    if (job.state !== "queued" || job.reason !== reason) this.#emit(job, { type: "queued", reason, detail });
+    this.#setState(job, "queued", reason);
+    this.#scheduler.park(queued(job), reason, at, detail);
+  }
+
+  #fail(job: BuyerJob, reason: ReasonCode, detail: string): void {
+    if (job.state === "completed" || job.state === "failed") return;
+    if (job.current) clearInterval(job.current.timer);
+    job.current = undefined;
+    this.#scheduler.remove(job.jobId);
+    this.#setState(job, "failed", reason);
+    this.#emit(job, { type: "failed", reason, detail });
+  }
+
+  // ── receipts ───────────────────────────────────────────────────────────────────────
+
+  async #checkReceipt(job: BuyerJob, attempt: Attempt, delivery: Extract<ReceiptDelivery, { type: "receipt" }>): Promise<string | undefined> {
+    const ctx = this.#ctx;
+    const receipt = receiptFromWire(delivery.receipt);
+    if (receipt.executor.toLowerCase() !== attempt.operator.toLowerCase()) return "the receipt is not from the assigned executor";
+    if (receipt.moduleCid !== job.spec.moduleCid || receipt.inputCid !== job.spec.inputCid) return "the receipt names another module or input";
+    if (receipt.fuelUsed > job.spec.fuelLimit) return "the receipt claims more fuel than the limit";
+    let outputCid: CID;
+    try {
+      outputCid = CID.parse(delivery.outputCid);
+      if (cidToBytes32(outputCid) !== receipt.outputCid) return "the output CID is not the signed one";
+    } catch (err) {
+      return `bad output CID: ${errorMessage(err)}`;
+    }
+    if (!(await verifyReceipt(ctx.domain, receipt, delivery.signature))) return "the receipt is not signed by its executor";
+    let output: Uint8Array;
+    if (delivery.outputBase64 !== undefined) {
+      output = Buffer.from(delivery.outputBase64, "base64");
+      if ((await cidOf(output)).toString() !== outputCid.toString()) return "the inline output does not hash to its CID";
+    } else {
+      try {
+        output = await ctx.mesh.fetchBlock(outputCid, { from: [attempt.peerId], timeoutMs: 10_000 });
+      } catch (err) {
+        return `could not fetch the output: ${errorMessage(err)}`;
+      }
+    }
+    if (job.current !== attempt) return undefined; // settled meanwhile
+    this.#complete(job, attempt, delivery, output);
+    return undefined;
+  }
+
+  #complete(job: BuyerJob, attempt: Attempt, delivery: Extract<ReceiptDelivery, { type: "receipt" }>, output: Uint8Array): void {
+    const ctx = this.#ctx;
+    this.#confirm(job, attempt);
+    clearInterval(attempt.timer);
+    job.current = undefined;
+    job.receipt = { message: delivery.receipt, signature: delivery.signature };
+    job.result = {
+      status: statusName(delivery.receipt.status),
+      fuelUsed: delivery.receipt.fuelUsed,
+      outputCid: delivery.outputCid,
+      outputBase64: Buffer.from(output).toString("base64"),
+    };
+    detach(ctx.log, "storing the output", ctx.store.blocks.put(output));
+    this.#write(() => {
+      ctx.store.receipts.put({ jobId: job.jobId, executor: delivery.receipt.executor, message: delivery.receipt, signature: delivery.signature });
+      ctx.store.jobs.update(job.jobId, { result: job.result });
+    });
+    this.#updateAssignment(attempt, "completed", null);
+    this.#emit(job, { type: "receipt", peerId: attempt.peerId, operator: attempt.operator });
+    this.#setState(job, "completed");
+    this.#emit(job, { type: "completed" });
+  }
+
+  // ── state, events and persistence ─────────────────────────────────────────────────
+
+  #setState(job: BuyerJob, state: JobViewState, reason?: ReasonCode): void {
+    job.state = state;
+    job.reason = reason;
+    this.#write(() => this.#ctx.store.jobs.update(job.jobId, { state, reason: reason ?? null }));
+  }
+
+  #emit(job: BuyerJob, fields: Omit<JobEvent, "jobId" | "at">): void {
+    const event: JobEvent = { jobId: job.jobId, at: this.#ctx.now(), ...fields };
+    job.events.push(event);
+    const { jobId, type, reason, peerId, at, ...data } = event;
+    this.#write(() => this.#ctx.store.jobEvents.append({ jobId, kind: type, reason: reason ?? null, peer: peerId ?? null, at, data }));
+    this.#events.emit("job", event);
+  }
+
+  #updateAssignment(attempt: Attempt, state: "completed" | "failed" | "timed_out", reason: string | null): void {
+    this.#write(() => {
+      if (attempt.assignmentId !== undefined) this.#ctx.store.assignments.update(attempt.assignmentId, { state, reason });
+    });
+  }
+
+  /** Buyer-side writes are batched into one transaction per tick of the event loop. */
+  #write(write: () => void): void {
+    this.#pendingWrites.push(write);
+    if (this.#flushScheduled) return;
+    this.#flushScheduled = true;
+    setImmediate(() => this.#flush());
+  }
+
+  #flush(): void {
+    this.#flushScheduled = false;
+    const writes = this.#pendingWrites.splice(0);
+    if (writes.length === 0) return;
+    try {
+      this.#ctx.store.transaction(() => {
+        for (const write of writes) write();
+      });
+    } catch (err) {
+      this.#ctx.log.error({ err: errorMessage(err) }, "could not persist job state");
+    }
+  }
+
+  /** Reloads this node's jobs after a restart; unfinished ones are placed again. */
+  #restore(): void {
+    const { store } = this.#ctx;
+    for (const row of store.jobs.list({ role: "buyer" })) {
+      const job = restoreJob(row, store);
+      if (!job) continue;
+      this.#jobs.set(job.jobId, job);
+      if (job.state !== "completed" && job.state !== "failed") {
+        job.state = "queued";
+        this.#scheduler.enqueue(queued(job));
+      }
+    }
+  }
+}
+
+function newJob(jobId: Hex, spec: JobSpecMessage, signature: Hex, announce: JobAnnounce): BuyerJob {
+  return {
+    jobId,
+    spec,
+    signature,
+    announce,
+    priority: priorityName(spec.priority),
+    deadline: Number(spec.deadline),
+    state: "queued",
+    events: [],
+    attempts: 0,
+    placementTries: 0,
+    excluded: new Set(),
+  };
+}
+
+function restoreJob(row: JobRow, store: NodeContext["store"]): BuyerJob | undefined {
+  const parsed = JobAnnounceSchema.safeParse((row.spec as { announce?: unknown } | null)?.announce);
+  if (!parsed.success) return undefined;
+  const announce = parsed.data;
+  const job = newJob(announce.jobId, jobSpecFromWire(announce.spec), announce.signature, announce);
+  job.state = row.state === "cancelled" ? "failed" : row.state;
+  job.reason = (row.reason as ReasonCode | null) ?? undefined;
+  job.events = store.jobEvents.list(row.jobId).map((event) => ({
+    ...((event.data ?? {}) as object),
+    jobId: announce.jobId,
+    type: event.kind as JobEvent["type"],
+    at: event.at,
+    reason: (event.reason as ReasonCode | null) ?? undefined,
+    peerId: event.peer ?? undefined,
+  }));
+  job.attempts = store.assignments.latestAttempt(row.jobId);
+  const receipt = store.receipts.forJob(row.jobId).at(-1);
+  if (receipt) job.receipt = { message: receipt.message as unknown as ReceiptWire, signature: receipt.signature };
+  if (row.result) job.result = row.result as unknown as JobResultView;
+  return job;
+}
+
+function queued(job: BuyerJob): QueuedJob<BuyerJob> {
+  return { jobId: job.jobId, priority: job.priority, deadline: job.deadline, item: job };
+}
+
+function toView(job: BuyerJob): JobView {
+  return {
+    jobId: job.jobId,
+    state: job.state,
+    priority: job.priority,
+    spec: job.announce.spec,
+    signature: job.signature,
+    reason: job.reason,
+    executor: job.current ? { peerId: job.current.peerId, operator: job.current.operator } : undefined,
+    attempts: job.attempts,
+    events: [...job.events],
+    result: job.result,
+    receipt: job.receipt,
+  };
+}
+
+function statusName(status: number): string {
+  return Object.entries(ReceiptStatus).find(([, value]) => value === status)?.[0] ?? `status_${status}`;
+}
+
+function peerKeyMatches(peerKey: Hex, peerId: string): boolean {
+  try {
+    return peerIdFromPublicKey(hexToBytes(peerKey)) === peerId;
+  } catch {
+    return false;
+  }
+}
+
+function requestFailureReason(err: unknown): ReasonCode {
+  const code = (err as { code?: string }).code;
+  return code === "timeout" ? "timeout" : "unreachable";
+}
+
+/** The reason all refusals share, if they share one. */
+function commonReason(refusals: readonly Refusal[]): ReasonCode | undefined {
+  const first = refusals[0]?.reason;
+  return first !== undefined && refusals.every((refusal) => refusal.reason === first) ? first : undefined;
+}
+
+function summarize(refusals: readonly Refusal[]): string {
+  if (refusals.length === 0) return "no answers";
+  const counts = new Map<string, number>();
+  for (const refusal of refusals) counts.set(refusal.reason, (counts.get(refusal.reason) ?? 0) + 1);
+  return [...counts].map(([reason, count]) => `${count}× ${reason}`).join(", ");
+}

@@ -1,0 +1,132 @@
+import { readFile } from "node:fs/promises";
+import { homedir } from "node:os";
+import { dirname, extname, isAbsolute, join, resolve } from "node:path";
+import { parse as parseToml } from "smol-toml";
+import { z } from "zod/v4";
+import { AddressSchema, MultiaddrStringSchema } from "../protocol/index.ts";
+
+const bigintLike = z
+  .union([z.bigint(), z.number().int().min(0), z.string().regex(/^[0-9]{1,78}$/, "must be a decimal integer")])
+  .transform((value) => BigInt(value))
+  .refine((value) => value >= 0n, "must not be negative");
+
+const port = z.number().int().min(0).max(65_535);
+
+const DonorConfigSchema = z.strictObject({
+  enabled: z.boolean().default(false),
+  /** Asking price, token base units per 1,000,000 fuel. */
+  pricePerMegaFuel: bigintLike.default(1_000n),
+  slots: z.number().int().min(1).max(1024).default(2),
+  /** Buyers whose jobs this donor runs; empty runs everyone's. */
+  acceptedAuthors: z.array(AddressSchema).max(1024).default([]),
+  maxFuel: bigintLike.default(50_000_000_000n),
+  maxMemoryPages: z.number().int().min(1).max(65_536).default(1024),
+  maxTimeoutMs: z.number().int().min(1).max(3_600_000).default(120_000),
+  /** How often the capability advert is gossiped. */
+  advertIntervalMs: z.number().int().min(100).max(600_000).default(2_000),
+});
+
+const BuyerConfigSchema = z.strictObject({
+  defaultFuel: bigintLike.default(100_000_000n),
+  maxPricePerMegaFuel: bigintLike.default(10_000n),
+  /** Donors asked for a bid per placement attempt. */
+  bidFanout: z.number().int().min(1).max(32).default(3),
+  bidTimeoutMs: z.number().int().min(50).max(60_000).default(3_000),
+  assignTimeoutMs: z.number().int().min(50).max(60_000).default(5_000),
+  /** Liveness probe of an assigned executor; two missed probes mean it went silent. */
+  heartbeatMs: z.number().int().min(50).max(60_000).default(1_000),
+  /** Grace beyond a job's own timeout for fetching its blocks and delivering the receipt. */
+  deliveryGraceMs: z.number().int().min(0).max(600_000).default(10_000),
+  /** Executor attempts before a job fails. */
+  maxAttempts: z.number().int().min(1).max(64).default(6),
+  /** Jobs being placed or run at once; the rest wait in the scheduler. */
+  maxInFlight: z.number().int().min(1).max(100_000).default(256),
+});
+
+const ChainConfigSchema = z.strictObject({
+  rpcUrl: z.url().default("http://127.0.0.1:8545"),
+  chainId: z.number().int().positive().optional(),
+  /** deployments/<chainId>.json by default. */
+  deploymentFile: z.string().max(4096).optional(),
+  /** How long a DonorRegistry read is trusted. */
+  cacheTtlMs: z.number().int().min(0).max(3_600_000).default(30_000),
+});
+
+export const NodeConfigSchema = z.strictObject({
+  dataDir: z.string().min(1).max(4096).default(join(homedir(), ".cell")),
+  /** Unlocks the keys; CELL_PASSPHRASE overrides an absent value. */
+  passphrase: z.string().min(1).max(1024).optional(),
+  listen: z.array(MultiaddrStringSchema).max(16).default(["/ip4/127.0.0.1/tcp/0"]),
+  bootstrap: z.array(MultiaddrStringSchema).max(64).default([]),
+  dhtProtocolPrefix: z.string().regex(/^\/[a-z0-9/-]{1,63}$/).default("/cell"),
+  api: z
+    .strictObject({
+      enabled: z.boolean().default(true),
+      host: z.string().max(255).default("127.0.0.1"),
+      port: port.default(7474),
+      token: z.string().min(16).max(256).optional(),
+    })
+    .prefault({}),
+  chain: ChainConfigSchema.prefault({}),
+  donor: DonorConfigSchema.prefault({}),
+  buyer: BuyerConfigSchema.prefault({}),
+  runtime: z.strictObject({ poolSize: z.number().int().min(1).max(64).default(2) }).prefault({}),
+  logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+});
+
+export type NodeConfig = z.output<typeof NodeConfigSchema>;
+export type NodeConfigInput = z.input<typeof NodeConfigSchema>;
+
+/**
+ * Reads a TOML (`.toml`) or JSON config, applies overrides and defaults, and validates
+ * it. Relative paths in the file are taken relative to the file.
+ */
+export async function loadConfig(file?: string, overrides: DeepPartial<NodeConfigInput> = {}): Promise<NodeConfig> {
+  const fromFile = file === undefined ? {} : await readConfigFile(file);
+  const merged = deepMerge(fromFile, overrides as Record<string, unknown>);
+  if (merged.passphrase === undefined && process.env.CELL_PASSPHRASE) merged.passphrase = process.env.CELL_PASSPHRASE;
+  const result = NodeConfigSchema.safeParse(merged);
+  if (!result.success) {
+    const issues = result.error.issues.map((issue) => `${issue.path.join(".") || "(root)"}: ${issue.message}`).join("; ");
+    throw new Error(`invalid node config${file ? ` ${file}` : ""}: ${issues}`);
+  }
+  const config = result.data;
+  if (file !== undefined) {
+    const base = dirname(resolve(file));
+    config.dataDir = resolveFrom(base, config.dataDir);
+    if (config.chain.deploymentFile) config.chain.deploymentFile = resolveFrom(base, config.chain.deploymentFile);
+  }
+  return config;
+}
+
+export type DeepPartial<T> = { [K in keyof T]?: T[K] extends object ? (T[K] extends unknown[] ? T[K] : DeepPartial<T[K]>) : T[K] };
+
+async function readConfigFile(file: string): Promise<Record<string, unknown>> {
+  const text = await readFile(file, "utf8");
+  try {
+    const parsed: unknown = extname(file) === ".toml" ? parseToml(text) : JSON.parse(text);
+    if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) throw new Error("the top level must be a table");
+    return parsed as Record<string, unknown>;
+  } catch (err) {
+    throw new Error(`cannot parse node config ${file}: ${(err as Error).message}`);
+  }
+}
+
+function deepMerge(base: Record<string, unknown>, override: Record<string, unknown>): Record<string, unknown> {
+  const merged: Record<string, unknown> = { ...base };
+  for (const [key, value] of Object.entries(override)) {
+    if (value === undefined) continue;
+    const current = merged[key];
+    merged[key] = isPlainObject(value) && isPlainObject(current) ? deepMerge(current, value) : value;
+  }
+  return merged;
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value) && !(value instanceof Uint8Array);
+}
+
+function resolveFrom(base: string, path: string): string {
+  if (path.startsWith("~/")) return join(homedir(), path.slice(2));
+  return isAbsolute(path) ? path : resolve(base, path);
+}

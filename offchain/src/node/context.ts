@@ -1,0 +1,37 @@
+import type { Logger } from "pino";
+import type { Address, Hex, LocalAccount, TypedDataDomain } from "viem";
+import type { Store } from "../store/index.ts";
+import type { MeshNode } from "../p2p/index.ts";
+import type { Runtime } from "../runtime/index.ts";
+import type { NodeConfig } from "./config.ts";
+import type { StakeCache } from "./stake-cache.ts";
+
+/** What the donor and buyer halves of a node share. */
+export interface NodeContext {
+  config: NodeConfig;
+  log: Logger;
+  mesh: MeshNode;
+  store: Store;
+  /** Present when the donor half runs. */
+  runtime?: Runtime;
+  stakes: StakeCache;
+  /** DonorRegistry's EIP-712 domain: job specs, bids and receipts are signed in it. */
+  domain: TypedDataDomain;
+  operator: LocalAccount;
+  operatorAddress: Address;
+  peerKeyHex: Hex;
+  now(): number;
+}
+
+/** Runs `task` without waiting; a failure is logged, never thrown into the event loop. */
+export function detach(log: Logger, what: string, task: Promise<unknown>): void {
+  task.catch((err: unknown) => log.warn({ err: errorMessage(err) }, `${what} failed`));
+}
+
+export function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
+}

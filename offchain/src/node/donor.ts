@@ -1,0 +1,350 @@
+import type { Hex } from "viem";
+import { checkAnnouncedJob, decideBid } from "../market/index.ts";
+import type { DonorPolicy, SignedJob } from "../market/index.ts";
+import {
+  AssignRequestSchema,
+  AssignResponseSchema,
+  BidRequestSchema,
+  BidResponseSchema,
+  CID,
+  CapabilityAdvertSchema,
+  INLINE_OUTPUT_MAX_BYTES,
+  MESSAGE_LIMITS,
+  PROTOCOL_ASSIGN,
+  PROTOCOL_BID,
+  PROTOCOL_RECEIPT,
+  PROTOCOL_STATUS,
+  ReceiptAckSchema,
+  ReceiptDeliverySchema,
+  ReceiptStatus,
+  StatusRequestSchema,
+  StatusResponseSchema,
+  TOPIC_CAPS,
+  bidFromWire,
+  bidToWire,
+  cidOf,
+  cidToBytes32,
+  receiptToWire,
+  signBid,
+  signReceipt,
+} from "../protocol/index.ts";
+import type {
+  AssignRequest,
+  AssignResponse,
+  BidRequest,
+  BidResponse,
+  ExecutorState,
+  JobAnnounce,
+  ReasonCode,
+  Receipt,
+  ReceiptDelivery,
+  StatusRequest,
+  StatusResponse,
+} from "../protocol/index.ts";
+import type { NodeContext } from "./context.ts";
+import { detach, errorMessage, sleep } from "./context.ts";
+
+export const RUNTIME_VERSION = "cell-wasm/1";
+const OFFER_LIMIT = 10_000;
+const DELIVERY_ATTEMPTS = 4;
+
+export const protocolSpecs = {
+  bid: { request: BidRequestSchema, response: BidResponseSchema, maxRequestBytes: MESSAGE_LIMITS.bidRequest, maxResponseBytes: MESSAGE_LIMITS.bidResponse },
+  assign: {
+    request: AssignRequestSchema,
+    response: AssignResponseSchema,
+    maxRequestBytes: MESSAGE_LIMITS.assignRequest,
+    maxResponseBytes: MESSAGE_LIMITS.assignResponse,
+  },
+  status: {
+    request: StatusRequestSchema,
+    response: StatusResponseSchema,
+    maxRequestBytes: MESSAGE_LIMITS.statusRequest,
+    maxResponseBytes: MESSAGE_LIMITS.statusResponse,
+  },
+  receipt: {
+    request: ReceiptDeliverySchema,
+    response: ReceiptAckSchema,
+    maxRequestBytes: MESSAGE_LIMITS.receiptDelivery,
+    maxResponseBytes: MESSAGE_LIMITS.receiptAck,
+  },
+} as const;
+
+interface Execution {
+  job: SignedJob;
+  announce: JobAnnounce;
+  buyerPeer: string;
+  state: ExecutorState;
+  reason?: ReasonCode;
+  detail?: string;
+}
+
+/**
+ * The executing half of a node: answers bid requests by its policy, accepts assignments
+ * while it has free slots, fetches module and input by CID, runs them, and delivers an
+ * EIP-712 receipt signed by its operator key to the buyer.
+ */
+export class Donor {
+  readonly #ctx: NodeContext;
+  readonly #policy: DonorPolicy;
+  readonly #offers = new Map<Hex, { expiresAt: bigint; pricePerMegaFuel: bigint }>();
+  readonly #executions = new Map<Hex, Execution>();
+  readonly #receipts: { message: ReturnType<typeof receiptToWire>; signature: Hex }[] = [];
+  #advertTimer: NodeJS.Timeout | undefined;
+  #stopping = false;
+
+  constructor(ctx: NodeContext, policy: DonorPolicy) {
+    this.#ctx = ctx;
+    this.#policy = policy;
+  }
+
+  get busySlots(): number {
+    let busy = 0;
+    for (const execution of this.#executions.values()) if (isBusy(execution.state)) busy++;
+    return busy;
+  }
+
+  signedReceipts(): { message: ReturnType<typeof receiptToWire>; signature: Hex }[] {
+    return [...this.#receipts];
+  }
+
+  async start(): Promise<void> {
+    this.#failInterruptedExecutions();
+    const { mesh } = this.#ctx;
+    await mesh.handle(PROTOCOL_BID, protocolSpecs.bid, (request, from) => this.#onBidRequest(request, from));
+    await mesh.handle(PROTOCOL_ASSIGN, protocolSpecs.assign, (request, from) => this.#onAssign(request, from));
+    const advertise = () => detach(this.#ctx.log, "capability advert", this.#advertise());
+    this.#advertTimer = setInterval(advertise, this.#ctx.config.donor.advertIntervalMs);
+    this.#advertTimer.unref();
+    advertise();
+  }
+
+  /** Answers status probes for the jobs this node executes (also when the donor half is off). */
+  onStatus(request: StatusRequest): StatusResponse {
+    const execution = this.#executions.get(request.jobId);
+    if (execution) return { type: "status", jobId: request.jobId, state: execution.state, reason: execution.reason };
+    const stored = this.#ctx.store.jobs.get(request.jobId);
+    if (stored?.role === "executor") {
+      const state: ExecutorState = stored.state === "completed" ? "done" : "failed";
+      return { type: "status", jobId: request.jobId, state, reason: (stored.reason as ReasonCode | null) ?? undefined };
+    }
+    return { type: "status", jobId: request.jobId, state: "unknown" };
+  }
+
+  stop(): void {
+    this.#stopping = true;
+    clearInterval(this.#advertTimer);
+  }
+
+  async #advertise(): Promise<void> {
+    if (this.#stopping) return;
+    const ctx = this.#ctx;
+    if (!(await ctx.stakes.isActive(ctx.operatorAddress, ctx.peerKeyHex))) return;
+    const advert = {
+      type: "caps" as const,
+      operator: ctx.operatorAddress,
+      peerId: ctx.mesh.peerId,
+      peerKey: ctx.peerKeyHex,
+      pricePerMegaFuel: this.#policy.pricePerMegaFuel.toString(),
+      slots: this.#policy.slots,
+      freeSlots: Math.max(0, this.#policy.slots - this.busySlots),
+      fuelPerSecond: "100000000",
+      maxFuel: this.#policy.maxFuel.toString(),
+      maxMemoryPages: this.#policy.maxMemoryPages,
+      runtimeVersion: RUNTIME_VERSION,
+      multiaddrs: ctx.mesh.multiaddrs().slice(0, 8),
+      timestamp: ctx.now().toString(),
+    };
+    await ctx.mesh.publish(TOPIC_CAPS, CapabilityAdvertSchema, advert, { maxBytes: MESSAGE_LIMITS.advert });
+  }
+
+  async #onBidRequest(request: BidRequest, from: string): Promise<BidResponse> {
+    const ctx = this.#ctx;
+    const decline = (reason: ReasonCode, detail: string): BidResponse => ({ type: "decline", jobId: request.job.jobId, reason, detail });
+    if (this.#stopping) return decline("shutting_down", "the node is stopping");
+    if (request.job.buyerPeer !== from) return decline("bad_spec", "the bid request does not come from the job's buyer");
+    if (this.#executions.has(request.job.jobId)) return decline("duplicate_operator", "this node already has the job");
+    const check = await checkAnnouncedJob(ctx.domain, request.job, cidToBytes32, ctx.now());
+    if (!check.ok) return decline(check.reason, check.detail);
+    const staked = await ctx.stakes.isActive(ctx.operatorAddress, ctx.peerKeyHex);
+    const decision = decideBid(this.#policy, check.job.spec, { staked, busySlots: this.busySlots, now: ctx.now() });
+    if (decision.type === "decline") return decline(decision.reason, decision.detail);
+
+    const bid = { jobId: check.job.jobId, executor: ctx.operatorAddress, pricePerMegaFuel: decision.pricePerMegaFuel, expiresAt: decision.expiresAt };
+    const signature = await signBid(ctx.operator, ctx.domain, bid);
+    this.#rememberOffer(bid.jobId, bid.expiresAt, bid.pricePerMegaFuel);
+    return {
+      type: "bid",
+      bid: bidToWire(bid),
+      signature,
+      peerKey: ctx.peerKeyHex,
+      freeSlots: Math.max(0, this.#policy.slots - this.busySlots),
+    };
+  }
+
+  async #onAssign(request: AssignRequest, from: string): Promise<AssignResponse> {
+    const ctx = this.#ctx;
+    const jobId = request.job.jobId;
+    const reject = (reason: ReasonCode, detail: string): AssignResponse => ({ type: "reject", jobId, reason, detail });
+    if (this.#stopping) return reject("shutting_down", "the node is stopping");
+    if (request.job.buyerPeer !== from) return reject("bad_spec", "the assignment does not come from the job's buyer");
+    if (this.#executions.has(jobId)) return { type: "accept", jobId };
+    const bid = bidFromWire(request.bid);
+    const offer = this.#offers.get(jobId);
+    if (!offer || bid.jobId !== jobId || bid.executor.toLowerCase() !== ctx.operatorAddress.toLowerCase()) {
+      return reject("bid_rejected_signature", "this node made no such bid");
+    }
+    if (bid.pricePerMegaFuel !== offer.pricePerMegaFuel) return reject("bid_rejected_price", "the price is not the one this node bid");
+    if (offer.expiresAt <= BigInt(ctx.now())) return reject("bid_rejected_expired", "the bid has expired");
+    if (this.busySlots >= this.#policy.slots) return reject("slots_full", `all ${this.#policy.slots} slots are busy`);
+    const check = await checkAnnouncedJob(ctx.domain, request.job, cidToBytes32, ctx.now());
+    if (!check.ok) return reject(check.reason, check.detail);
+
+    const execution: Execution = { job: check.job, announce: request.job, buyerPeer: from, state: "accepted" };
+    this.#executions.set(jobId, execution);
+    this.#offers.delete(jobId);
+    this.#persistAccepted(execution);
+    detach(ctx.log, "execution", this.#execute(execution));
+    return { type: "accept", jobId };
+  }
+
+  #rememberOffer(jobId: Hex, expiresAt: bigint, pricePerMegaFuel: bigint): void {
+    if (this.#offers.size >= OFFER_LIMIT) {
+      const now = BigInt(this.#ctx.now());
+      for (const [id, offer] of this.#offers) if (offer.expiresAt <= now) this.#offers.delete(id);
+      if (this.#offers.size >= OFFER_LIMIT) this.#offers.delete(this.#offers.keys().next().value as Hex);
+    }
+    this.#offers.set(jobId, { expiresAt, pricePerMegaFuel });
+  }
+
+  async #execute(execution: Execution): Promise<void> {
+    const ctx = this.#ctx;
+    const { job, announce } = execution;
+    execution.state = "fetching";
+    let module: Uint8Array;
+    let input: Uint8Array;
+    try {
+      [module, input] = await Promise.all([this.#fetch(announce.moduleCid, announce), this.#fetch(announce.inputCid, announce)]);
+    } catch (err) {
+      return this.#finishWithoutResult(execution, "fetch_failed", errorMessage(err));
+    }
+
+    execution.state = "running";
+    const startedAt = BigInt(ctx.now());
+    if (!ctx.runtime) return this.#finishWithoutResult(execution, "internal_error", "this node runs no runtime");
+    const result = await ctx.runtime.execute({
+      module,
+      input,
+      entry: job.spec.entry,
+      fuelLimit: job.spec.fuelLimit,
+      memoryPages: job.spec.memoryPages,
+      timeoutMs: job.spec.timeoutMs,
+    });
+    const finishedAt = BigInt(ctx.now());
+    if (result.kind === "no_result") return this.#finishWithoutResult(execution, "no_result", `${result.reason}: ${result.detail}`);
+
+    const output = result.output;
+    const outputCid = await cidOf(output);
+    await ctx.store.blocks.put(output);
+    const receipt: Receipt = {
+      jobId: job.jobId,
+      executor: ctx.operatorAddress,
+      moduleCid: job.spec.moduleCid,
+      inputCid: job.spec.inputCid,
+      outputCid: cidToBytes32(outputCid),
+      fuelUsed: result.fuelUsed,
+      status: ReceiptStatus[result.status],
+      startedAt,
+      finishedAt,
+    };
+    const signature = await signReceipt(ctx.operator, ctx.domain, receipt);
+    const delivery: ReceiptDelivery = {
+      type: "receipt",
+      receipt: receiptToWire(receipt),
+      signature,
+      outputCid: outputCid.toString(),
+      outputBase64: output.byteLength <= INLINE_OUTPUT_MAX_BYTES ? Buffer.from(output).toString("base64") : undefined,
+    };
+    await this.#persistReceipt(execution, delivery);
+    execution.state = "done";
+    await this.#deliver(execution, delivery);
+  }
+
+  async #fetch(cidText: string, announce: JobAnnounce): Promise<Uint8Array> {
+    const local = this.#ctx.store.blocks.get(cidText);
+    if (local) return local;
+    const bytes = await this.#ctx.mesh.fetchBlock(CID.parse(cidText), {
+      from: [...new Set([announce.buyerPeer, ...announce.providers])],
+      timeoutMs: 10_000,
+    });
+    await this.#ctx.store.blocks.putWithCid(cidText, bytes);
+    return bytes;
+  }
+
+  async #finishWithoutResult(execution: Execution, reason: ReasonCode, detail: string): Promise<void> {
+    execution.state = "failed";
+    execution.reason = reason;
+    execution.detail = detail.slice(0, 500);
+    this.#ctx.log.info({ jobId: execution.job.jobId, reason, detail }, "job ended without a result");
+    try {
+      this.#ctx.store.jobs.update(execution.job.jobId, { state: "failed", reason });
+    } catch (err) {
+      this.#ctx.log.warn({ err: errorMessage(err) }, "could not record the failed execution");
+    }
+    await this.#deliver(execution, { type: "no_result", jobId: execution.job.jobId, reason, detail: execution.detail });
+  }
+
+  /** Sends the outcome to the buyer, retrying with backoff; the buyer can also learn it by probing status. */
+  async #deliver(execution: Execution, delivery: ReceiptDelivery): Promise<void> {
+    for (let attempt = 1; attempt <= DELIVERY_ATTEMPTS && !this.#stopping; attempt++) {
+      try {
+        const ack = await this.#ctx.mesh.request(execution.buyerPeer, PROTOCOL_RECEIPT, protocolSpecs.receipt, delivery, { timeoutMs: 5_000 });
+        if (!ack.accepted) this.#ctx.log.warn({ jobId: execution.job.jobId, reason: ack.reason }, "buyer refused the receipt");
+        break;
+      } catch (err) {
+        this.#ctx.log.debug({ jobId: execution.job.jobId, attempt, err: errorMessage(err) }, "receipt delivery failed");
+        await sleep(200 * 2 ** attempt);
+      }
+    }
+    this.#executions.delete(execution.job.jobId);
+  }
+
+  #persistAccepted(execution: Execution): void {
+    const { job, announce } = execution;
+    this.#ctx.store.jobs.insert({
+      jobId: job.jobId,
+      role: "executor",
+      spec: { announce },
+      state: "running",
+      priority: "normal",
+      deadline: Number(job.spec.deadline),
+    });
+  }
+
+  async #persistReceipt(execution: Execution, delivery: Extract<ReceiptDelivery, { type: "receipt" }>): Promise<void> {
+    const { store } = this.#ctx;
+    const blocks = store.blocks;
+    const receiptBlock = new TextEncoder().encode(JSON.stringify({ receipt: delivery.receipt, signature: delivery.signature }));
+    const receiptCid = await blocks.put(receiptBlock);
+    store.receipts.put({ jobId: execution.job.jobId, executor: delivery.receipt.executor, message: delivery.receipt, signature: delivery.signature, cid: receiptCid });
+    store.jobs.update(execution.job.jobId, {
+      state: "completed",
+      result: { outputCid: delivery.outputCid, fuelUsed: delivery.receipt.fuelUsed, status: delivery.receipt.status },
+    });
+    this.#receipts.push({ message: delivery.receipt, signature: delivery.signature });
+    const provide = (cid: string) => this.#ctx.mesh.provide(CID.parse(cid), { signal: AbortSignal.timeout(10_000) });
+    detach(this.#ctx.log, "providing the receipt", provide(receiptCid));
+    detach(this.#ctx.log, "providing the output", provide(delivery.outputCid));
+  }
+
+  /** After a restart, executions that were under way cannot resume: record them as failed. */
+  #failInterruptedExecutions(): void {
+    for (const row of this.#ctx.store.jobs.byState(["running", "assigned"], { role: "executor" })) {
+      this.#ctx.store.jobs.update(row.jobId, { state: "failed", reason: "no_result" });
+    }
+  }
+}
+
+function isBusy(state: ExecutorState): boolean {
+  return state === "accepted" || state === "fetching" || state === "running";
+}

@@ -1,0 +1,245 @@
+import { readFile } from "node:fs/promises";
+import { pino } from "pino";
+import type { Logger } from "pino";
+import { createPublicClient, hexToBytes, http } from "viem";
+import type { Address, Hex } from "viem";
+import { createReader, isActiveDonor, parseDeployment, readDeployment } from "../chain/index.ts";
+import type { Deployment } from "../chain/index.ts";
+import { loadOrCreateIdentity, peerIdFromPublicKey } from "../identity/index.ts";
+import { DEFAULT_DONOR_POLICY } from "../market/index.ts";
+import type { DonorPolicy } from "../market/index.ts";
+import { createMeshNode } from "../p2p/index.ts";
+import type { MeshNode } from "../p2p/index.ts";
+import {
+  CapabilityAdvertSchema,
+  JobAnnounceSchema,
+  MESSAGE_LIMITS,
+  PROTOCOL_RECEIPT,
+  PROTOCOL_STATUS,
+  TOPIC_CAPS,
+  TOPIC_JOBS,
+  cellDomain,
+} from "../protocol/index.ts";
+import type { CapabilityAdvert } from "../protocol/index.ts";
+import { createRuntime } from "../runtime/index.ts";
+import { openStore } from "../store/index.ts";
+import type { Store } from "../store/index.ts";
+import { Buyer } from "./buyer.ts";
+import type { NodeConfig } from "./config.ts";
+import type { NodeContext } from "./context.ts";
+import { detach, errorMessage } from "./context.ts";
+import { Donor, protocolSpecs } from "./donor.ts";
+import { PeerBook } from "./peer-book.ts";
+import { StakeCache } from "./stake-cache.ts";
+import type { CellNode, ChainInfo, JobEvent, PeerView } from "./types.ts";
+
+export interface StartNodeOptions {
+  logger?: Logger;
+}
+
+/**
+ * Starts a Cell node: unlocks its keys, opens its store, joins the mesh, reads
+ * DonorRegistry, and runs the buyer half (always) and the donor half (when enabled).
+ */
+export async function startNode(config: NodeConfig, options: StartNodeOptions = {}): Promise<CellNode> {
+  const log = options.logger ?? pino({ name: "cell", level: config.logLevel });
+  const passphrase = config.passphrase ?? process.env.CELL_PASSPHRASE;
+  if (!passphrase) throw new Error("no passphrase: set `passphrase` in the config or CELL_PASSPHRASE");
+
+  const identity = await loadOrCreateIdentity({ dir: config.dataDir, passphrase, create: true, logger: log });
+  const deployment = await resolveDeployment(config);
+  const reader = createReader(config.chain.rpcUrl, deployment);
+  const store = openStore(config.dataDir, { logger: log });
+  const cleanup: (() => Promise<void> | void)[] = [() => store.close()];
+  try {
+    const runtime = config.donor.enabled ? await createRuntime({ poolSize: config.runtime.poolSize, logger: log.child({ part: "runtime" }) }) : undefined;
+    if (runtime) cleanup.unshift(() => runtime.close());
+    const mesh = await createMeshNode({
+      peerKeySeed: identity.peerKeySeed,
+      listen: config.listen,
+      bootstrap: config.bootstrap,
+      dhtProtocolPrefix: config.dhtProtocolPrefix,
+      logger: log.child({ part: "p2p" }),
+      blockSource: { get: async (cid) => store.blocks.get(cid.toString()) },
+    });
+    cleanup.unshift(() => mesh.stop());
+    const ctx: NodeContext = {
+      config,
+      log,
+      mesh,
+      store,
+      runtime,
+      stakes: new StakeCache((operator, peerKey) => isActiveDonor(reader, operator, peerKey), config.chain.cacheTtlMs),
+      domain: cellDomain(deployment.chainId, deployment.donorRegistry),
+      operator: identity.operator,
+      operatorAddress: identity.operatorAddress,
+      peerKeyHex: identity.peerKeyHex,
+      now: Date.now,
+    };
+    return await assemble(ctx, identity.did, chainInfo(config, deployment), cleanup);
+  } catch (err) {
+    for (const step of cleanup) await step();
+    throw err;
+  }
+}
+
+async function assemble(ctx: NodeContext, did: string, chain: ChainInfo, cleanup: (() => Promise<void> | void)[]): Promise<CellNode> {
+  const { mesh, log } = ctx;
+  const peerBook = new PeerBook();
+  const donor = new Donor(ctx, donorPolicy(ctx.config));
+  const buyer = new Buyer(ctx, peerBook);
+
+  mesh.subscribe(TOPIC_CAPS, CapabilityAdvertSchema, (advert, from) => onAdvert(ctx, peerBook, advert, from), { maxBytes: MESSAGE_LIMITS.advert });
+  mesh.subscribe(TOPIC_JOBS, JobAnnounceSchema, (announce) => log.debug({ jobId: announce.jobId }, "job announced"), { maxBytes: MESSAGE_LIMITS.announce });
+  await mesh.handle(PROTOCOL_STATUS, protocolSpecs.status, async (request) => donor.onStatus(request));
+  await mesh.handle(PROTOCOL_RECEIPT, protocolSpecs.receipt, (delivery, from) => buyer.onDelivery(delivery, from));
+  if (ctx.config.donor.enabled) await donor.start();
+  buyer.start();
+
+  let stopped = false;
+  const node: CellNode = {
+    peerId: mesh.peerId,
+    did,
+    operator: ctx.operatorAddress,
+    chainInfo: chain,
+    multiaddrs: () => mesh.multiaddrs(),
+    submitJob: (request) => buyer.submit(request),
+    getJob: (jobId) => buyer.get(jobId),
+    listJobs: () => buyer.list(),
+    waitForJob: (jobId, options) => waitForJob(buyer, jobId, options?.timeoutMs ?? 60_000),
+    on: (_event, listener) => buyer.on(listener),
+    off: (_event, listener) => buyer.off(listener),
+    peers: () => peerViews(mesh, peerBook, ctx.stakes),
+    rejections: () => mesh.rejectionCounts(),
+    executedReceipts: () => donor.signedReceipts(),
+    stop: async () => {
+      if (stopped) return;
+      stopped = true;
+      donor.stop();
+      buyer.stop();
+      for (const step of cleanup) {
+        try {
+          await step();
+        } catch (err) {
+          log.warn({ err: errorMessage(err) }, "error while stopping");
+        }
+      }
+      log.info("node stopped");
+    },
+  };
+  log.info({ peerId: node.peerId, operator: node.operator, donor: ctx.config.donor.enabled, multiaddrs: node.multiaddrs() }, "cell node started");
+  return node;
+}
+
+/** Adverts count only when the sender is their peer and DonorRegistry has it active with that key. */
+function onAdvert(ctx: NodeContext, peerBook: PeerBook, advert: CapabilityAdvert, from: string): void {
+  if (advert.peerId !== from || advert.peerId === ctx.mesh.peerId) return;
+  if (!peerKeyMatches(advert.peerKey, advert.peerId)) {
+    ctx.log.debug({ from }, "advert with a peer key that is not the sender's");
+    return;
+  }
+  const known = peerBook.get(advert.peerId);
+  if (known && known.operator.toLowerCase() === advert.operator.toLowerCase() && ctx.stakes.peek(advert.operator, advert.peerKey)) {
+    peerBook.upsertFromAdvert(advert, ctx.now());
+    return;
+  }
+  detach(
+    ctx.log,
+    "checking an advert's stake",
+    ctx.stakes.isActive(advert.operator, advert.peerKey).then((active) => {
+      if (active) peerBook.upsertFromAdvert(advert, ctx.now());
+      else ctx.log.debug({ peerId: advert.peerId, operator: advert.operator }, "ignoring the advert of an inactive donor");
+    }),
+  );
+}
+
+function peerKeyMatches(peerKey: Hex, peerId: string): boolean {
+  try {
+    return peerIdFromPublicKey(hexToBytes(peerKey)) === peerId;
+  } catch {
+    return false;
+  }
+}
+
+function waitForJob(buyer: Buyer, jobId: Hex, timeoutMs: number) {
+  const settled = () => {
+    const view = buyer.get(jobId);
+    return view && (view.state === "completed" || view.state === "failed") ? view : undefined;
+  };
+  return new Promise<NonNullable<ReturnType<Buyer["get"]>>>((resolve, reject) => {
+    if (!buyer.get(jobId)) return reject(new Error(`unknown job ${jobId}`));
+    const done = settled();
+    if (done) return resolve(done);
+    const listener = (event: JobEvent) => {
+      if (event.jobId !== jobId) return;
+      const view = settled();
+      if (!view) return;
+      clearTimeout(timer);
+      buyer.off(listener);
+      resolve(view);
+    };
+    const timer = setTimeout(() => {
+      buyer.off(listener);
+      reject(new Error(`job ${jobId} did not finish within ${timeoutMs} ms (state ${buyer.get(jobId)?.state})`));
+    }, timeoutMs);
+    buyer.on(listener);
+  });
+}
+
+function peerViews(mesh: MeshNode, peerBook: PeerBook, stakes: StakeCache): PeerView[] {
+  const connected = new Set(mesh.peers());
+  const views = new Map<string, PeerView>();
+  for (const peerId of connected) views.set(peerId, { peerId, connected: true, multiaddrs: [], penaltyScore: mesh.penalties(peerId).score });
+  for (const donor of peerBook.all()) {
+    views.set(donor.peerId, {
+      peerId: donor.peerId,
+      connected: connected.has(donor.peerId),
+      operator: donor.operator,
+      peerKey: donor.peerKey,
+      staked: stakes.peek(donor.operator, donor.peerKey),
+      pricePerMegaFuel: donor.pricePerMegaFuel.toString(),
+      slots: donor.slots,
+      freeSlots: donor.freeSlots,
+      runtimeVersion: donor.runtimeVersion,
+      lastSeen: donor.lastSeen,
+      multiaddrs: donor.multiaddrs,
+      penaltyScore: mesh.penalties(donor.peerId).score,
+    });
+  }
+  return [...views.values()];
+}
+
+function donorPolicy(config: NodeConfig): DonorPolicy {
+  return {
+    ...DEFAULT_DONOR_POLICY,
+    pricePerMegaFuel: config.donor.pricePerMegaFuel,
+    slots: config.donor.slots,
+    acceptedAuthors: config.donor.acceptedAuthors,
+    maxFuel: config.donor.maxFuel,
+    maxMemoryPages: config.donor.maxMemoryPages,
+    maxTimeoutMs: config.donor.maxTimeoutMs,
+  };
+}
+
+async function resolveDeployment(config: NodeConfig): Promise<Deployment> {
+  let deployment: Deployment;
+  if (config.chain.deploymentFile) {
+    deployment = parseDeployment(JSON.parse(await readFile(config.chain.deploymentFile, "utf8")), config.chain.deploymentFile);
+  } else {
+    const chainId = config.chain.chainId ?? (await createPublicClient({ transport: http(config.chain.rpcUrl) }).getChainId());
+    deployment = readDeployment(chainId);
+  }
+  if (config.chain.chainId !== undefined && config.chain.chainId !== deployment.chainId) {
+    throw new Error(`config says chain ${config.chain.chainId} but the deployment is for chain ${deployment.chainId}`);
+  }
+  return deployment;
+}
+
+function chainInfo(config: NodeConfig, deployment: Deployment): ChainInfo {
+  const contracts: Record<string, Address> = {
+    atpToken: deployment.atpToken,
+    donorRegistry: deployment.donorRegistry,
+    paymentChannels: deployment.paymentChannels,
+  };
+  return { chainId: deployment.chainId, rpcUrl: config.chain.rpcUrl, contracts };
+}

@@ -1,0 +1,82 @@
+import type { Address, Hex } from "viem";
+import type { CapabilityAdvert } from "../protocol/index.ts";
+
+export interface DonorInfo {
+  peerId: string;
+  operator: Address;
+  peerKey: Hex;
+  pricePerMegaFuel: bigint;
+  slots: number;
+  freeSlots: number;
+  maxFuel: bigint;
+  maxMemoryPages: number;
+  runtimeVersion: string;
+  multiaddrs: string[];
+  lastSeen: number;
+}
+
+const MAX_DONORS = 4096;
+
+/** Donors known from their capability adverts, freshest first when ranked. */
+export class PeerBook {
+  readonly #donors = new Map<string, DonorInfo>();
+
+  upsertFromAdvert(advert: CapabilityAdvert, now: number): DonorInfo {
+    if (!this.#donors.has(advert.peerId) && this.#donors.size >= MAX_DONORS) this.#evictStalest();
+    const info: DonorInfo = {
+      peerId: advert.peerId,
+      operator: advert.operator,
+      peerKey: advert.peerKey,
+      pricePerMegaFuel: BigInt(advert.pricePerMegaFuel),
+      slots: advert.slots,
+      freeSlots: advert.freeSlots,
+      maxFuel: BigInt(advert.maxFuel),
+      maxMemoryPages: advert.maxMemoryPages,
+      runtimeVersion: advert.runtimeVersion,
+      multiaddrs: advert.multiaddrs,
+      lastSeen: now,
+    };
+    this.#donors.set(advert.peerId, info);
+    return info;
+  }
+
+  get(peerId: string): DonorInfo | undefined {
+    return this.#donors.get(peerId);
+  }
+
+  touch(peerId: string, now: number): void {
+    const info = this.#donors.get(peerId);
+    if (info) info.lastSeen = now;
+  }
+
+  all(): DonorInfo[] {
+    return [...this.#donors.values()];
+  }
+
+  /**
+   * Donors worth asking for a bid: heard from recently, able to take the job, not
+   * excluded; cheapest first, then most free slots.
+   */
+  candidates(job: { fuelLimit: bigint; memoryPages: number; maxPricePerMegaFuel: bigint }, options: {
+    now: number;
+    livenessMs: number;
+    exclude: ReadonlySet<string>;
+    limit: number;
+  }): DonorInfo[] {
+    return this.all()
+      .filter((donor) => options.now - donor.lastSeen <= options.livenessMs)
+      .filter((donor) => !options.exclude.has(donor.peerId))
+      .filter((donor) => donor.maxFuel >= job.fuelLimit && donor.maxMemoryPages >= job.memoryPages)
+      .filter((donor) => donor.pricePerMegaFuel <= job.maxPricePerMegaFuel)
+      .sort((a, b) =>
+        a.pricePerMegaFuel !== b.pricePerMegaFuel ? (a.pricePerMegaFuel < b.pricePerMegaFuel ? -1 : 1) : b.freeSlots - a.freeSlots,
+      )
+      .slice(0, options.limit);
+  }
+
+  #evictStalest(): void {
+    let stalest: DonorInfo | undefined;
+    for (const donor of this.#donors.values()) if (!stalest || donor.lastSeen < stalest.lastSeen) stalest = donor;
+    if (stalest) this.#donors.delete(stalest.peerId);
+  }
+}

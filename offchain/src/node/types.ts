@@ -1,0 +1,110 @@
+import type { Address, Hex } from "viem";
+import type { JobSpecWire, PriorityName, ReasonCode, ReceiptWire } from "../protocol/index.ts";
+
+export const JOB_EVENT_TYPES = [
+  "queued",
+  "announced",
+  "bid_received",
+  "bid_rejected",
+  "assigned",
+  "reassigned",
+  "running",
+  "receipt",
+  "completed",
+  "failed",
+] as const;
+export type JobEventType = (typeof JOB_EVENT_TYPES)[number];
+
+/** One step of a buyer's job; every refusal carries a reason code. */
+export type JobEvent = {
+  jobId: Hex;
+  type: JobEventType;
+  /** Unix ms. */
+  at: number;
+  reason?: ReasonCode;
+  detail?: string;
+  peerId?: string;
+  operator?: Address;
+  pricePerMegaFuel?: string;
+  attempt?: number;
+};
+
+export const JOB_VIEW_STATES = ["queued", "announced", "assigned", "running", "completed", "failed"] as const;
+export type JobViewState = (typeof JOB_VIEW_STATES)[number];
+
+export type JobResultView = {
+  status: string;
+  fuelUsed: string;
+  outputCid: string;
+  outputBase64: string;
+};
+
+export type JobView = {
+  jobId: Hex;
+  state: JobViewState;
+  priority: PriorityName;
+  spec: JobSpecWire;
+  signature: Hex;
+  /** Why the job waits or failed, if it does. */
+  reason?: ReasonCode;
+  executor?: { peerId: string; operator: Address };
+  attempts: number;
+  events: JobEvent[];
+  result?: JobResultView;
+  receipt?: { message: ReceiptWire; signature: Hex };
+};
+
+export type PeerView = {
+  peerId: string;
+  connected: boolean;
+  operator?: Address;
+  peerKey?: Hex;
+  /** Active in DonorRegistry with this peer key, as last read. */
+  staked?: boolean;
+  pricePerMegaFuel?: string;
+  slots?: number;
+  freeSlots?: number;
+  runtimeVersion?: string;
+  lastSeen?: number;
+  multiaddrs: string[];
+  penaltyScore: number;
+};
+
+export interface SubmitJobRequest {
+  module: Uint8Array;
+  input: Uint8Array;
+  fuelLimit?: bigint;
+  memoryPages?: number;
+  timeoutMs?: number;
+  maxPricePerMegaFuel?: bigint;
+  priority?: PriorityName;
+  /** Absolute deadline, unix ms. */
+  deadlineMs?: number;
+  entry?: string;
+}
+
+export interface ChainInfo {
+  chainId: number;
+  rpcUrl: string;
+  contracts: Record<string, Address>;
+}
+
+export interface CellNode {
+  readonly peerId: string;
+  readonly did: string;
+  readonly operator: Address;
+  readonly chainInfo: ChainInfo;
+  multiaddrs(): string[];
+  submitJob(request: SubmitJobRequest): Promise<{ jobId: Hex }>;
+  getJob(jobId: Hex): JobView | undefined;
+  listJobs(): JobView[];
+  waitForJob(jobId: Hex, options?: { timeoutMs?: number }): Promise<JobView>;
+  on(event: "job", listener: (event: JobEvent) => void): void;
+  off(event: "job", listener: (event: JobEvent) => void): void;
+  peers(): PeerView[];
+  /** Inbound messages this node refused, by reason (malformed, too_large, rate_limited, …). */
+  rejections(): Record<string, number>;
+  /** Receipts this node signed as an executor, newest last. */
+  executedReceipts(): { message: ReceiptWire; signature: Hex }[];
+  stop(): Promise<void>;
+}
