@@ -29,6 +29,7 @@ import {
 import { serveNodeApi, type ServedNode } from "../offchain/src/cli/serve.ts";
 import { initIdentity, type Identity } from "../offchain/src/identity/index.ts";
 import { loadConfig, startNode, type CellNode } from "../offchain/src/node/index.ts";
+import { ensureJobs } from "./build-jobs.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const CELL_DIR = join(ROOT, ".cell");
@@ -73,6 +74,9 @@ try {
 async function main(): Promise<void> {
   await rm(DEVNET_DIR, { recursive: true, force: true });
   await mkdir(DEVNET_DIR, { recursive: true });
+
+  say("building the example jobs (examples/jobs/build/*.wasm) if needed…");
+  await ensureJobs();
 
   const chainPort = args["chain-port"] ? positiveInt(args["chain-port"], "--chain-port") : await preferredPort(8546);
   say(`starting the devnet chain (Hardhat) on 127.0.0.1:${chainPort} and deploying the contracts…`);
