@@ -5,6 +5,7 @@ import { registerJobCommand } from "./commands/job.ts";
 import { registerKeysCommand } from "./commands/keys.ts";
 import { registerNodeCommand } from "./commands/node.ts";
 import { registerPeersCommand } from "./commands/peers.ts";
+import { registerRunCommand } from "./commands/run.ts";
 
 /**
  * `cell …`: each domain's commands register themselves here. Every command has --help
@@ -30,6 +31,7 @@ export function buildProgram(): Command {
   registerNodeCommand(program);
   registerJobCommand(program);
   registerPeersCommand(program);
+  registerRunCommand(program);
   return program;
 }
 

@@ -1,0 +1,157 @@
+// `npm run bench -- runtime`: metered vs unmetered run time of the example jobs (median,
+// same process), fuel kept in a local vs in the global, tiny jobs per second on a warm
+// pool of 2, worker start and instrumentation time. Last line: one JSON object.
+import { readFileSync } from "node:fs";
+import { Worker } from "node:worker_threads";
+import wabtInit from "wabt";
+import { ensureJobs, type JobName } from "../scripts/build-jobs.ts";
+import { createRuntime, instrument, runModule, WORKER_RESOURCE_LIMITS, type FuelMode } from "../offchain/src/runtime/index.ts";
+
+const RUNS = 9;
+const WARMUP = 3;
+const INPUTS: Record<"sha256" | "sieve" | "matmul", string> = {
+  sha256: "40000\ncell benchmark",
+  sieve: "4000000",
+  matmul: "200",
+};
+
+const median = (values: number[]) => {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)]!;
+};
+
+interface Variant {
+  name: "plain" | FuelMode;
+  module: WebAssembly.Module;
+  memory?: { initial: number; maximum?: number };
+  hasStart: boolean;
+}
+
+function timeRun({ module, memory, hasStart }: Variant, input: Uint8Array): number {
+  const started = performance.now();
+  const outcome = runModule({
+    module,
+    ...(memory ? { memory } : {}),
+    hasStart,
+    entry: "_start",
+    input,
+    fuelLimit: 1n << 60n,
+    memoryPages: 4096,
+    seed: new Uint8Array(32),
+    args: ["job"],
+    env: {},
+    grants: [],
+    stdoutLimit: 1 << 20,
+    stderrLimit: 1 << 20,
+    maxFileBytes: 0,
+  });
+  const elapsed = performance.now() - started;
+  if (outcome.kind !== "result" || outcome.status !== "ok") throw new Error(`benchmark job failed: ${JSON.stringify(outcome, (_, v) => (typeof v === "bigint" ? String(v) : v))}`);
+  return elapsed;
+}
+
+function compareJob(bytes: Uint8Array, inputText: string) {
+  const input = new TextEncoder().encode(inputText);
+  const variants: Variant[] = [{ name: "plain", module: new WebAssembly.Module(bytes as Uint8Array<ArrayBuffer>), hasStart: false }];
+  for (const mode of ["local", "global"] as const) {
+    const instrumented = instrument(bytes, { fuelMode: mode });
+    const module = new WebAssembly.Module(instrumented.bytes as Uint8Array<ArrayBuffer>);
+    variants.push({ name: mode, module, hasStart: instrumented.hasStart, ...(instrumented.memory ? { memory: instrumented.memory } : {}) });
+  }
+  const times: Record<string, number[]> = { plain: [], local: [], global: [] };
+  for (let run = 0; run < WARMUP + RUNS; run++) {
+    for (const variant of variants) {
+      const elapsed = timeRun(variant, input);
+      if (run >= WARMUP) times[variant.name]!.push(elapsed);
+    }
+  }
+  const plain = median(times.plain!);
+  return { plainMs: plain, localMs: median(times.local!), globalMs: median(times.global!), ratioLocal: median(times.local!) / plain, ratioGlobal: median(times.global!) / plain };
+}
+
+async function workerStartMs(): Promise<number> {
+  const samples: number[] = [];
+  for (let index = 0; index < 5; index++) {
+    const started = performance.now();
+    const worker = new Worker(new URL("../offchain/src/runtime/worker.ts", import.meta.url), { resourceLimits: WORKER_RESOURCE_LIMITS });
+    await new Promise((resolve) => worker.once("message", resolve));
+    samples.push(performance.now() - started);
+    await worker.terminate();
+  }
+  return median(samples);
+}
+
+async function tinyJobsPerSecond(): Promise<number> {
+  const wabt = await wabtInit();
+  const tiny = wabt
+    .parseWat("tiny.wat", `(module
+      (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+      (memory 1) (data (i32.const 16) "ok")
+      (func (export "_start")
+        (i32.store (i32.const 0) (i32.const 16)) (i32.store (i32.const 4) (i32.const 2))
+        (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))`)
+    .toBinary({}).buffer;
+  const runtime = await createRuntime({ poolSize: 2 });
+  try {
+    const job = { module: tiny, input: new Uint8Array(0), fuelLimit: 100_000n, memoryPages: 1, timeoutMs: 5_000 };
+    const runBatch = async (count: number) => {
+      const inFlight = 32;
+      let next = 0;
+      await Promise.all(
+        Array.from({ length: inFlight }, async () => {
+          while (next++ < count) {
+            const result = await runtime.execute(job);
+            if (result.kind !== "result" || result.status !== "ok") throw new Error("tiny job failed");
+          }
+        }),
+      );
+    };
+    await runBatch(1_000);
+    const count = 10_000;
+    const started = performance.now();
+    await runBatch(count);
+    return count / ((performance.now() - started) / 1000);
+  } finally {
+    await runtime.close();
+  }
+}
+
+function instrumentMs(paths: Record<JobName, string>): number {
+  const samples: number[] = [];
+  for (const path of Object.values(paths)) {
+    const bytes = readFileSync(path);
+    for (let index = 0; index < 20; index++) {
+      const started = performance.now();
+      instrument(bytes);
+      samples.push(performance.now() - started);
+    }
+  }
+  return median(samples);
+}
+
+const paths = await ensureJobs();
+const rows: Record<string, ReturnType<typeof compareJob>> = {};
+for (const name of ["sha256", "sieve", "matmul"] as const) rows[name] = compareJob(readFileSync(paths[name]), INPUTS[name]);
+
+console.log("job      plain ms  local ms  global ms  ratio(local)  ratio(global)");
+for (const [name, row] of Object.entries(rows)) {
+  console.log(
+    `${name.padEnd(8)} ${row.plainMs.toFixed(1).padStart(8)}  ${row.localMs.toFixed(1).padStart(8)}  ${row.globalMs.toFixed(1).padStart(9)}  ${row.ratioLocal.toFixed(3).padStart(12)}  ${row.ratioGlobal.toFixed(3).padStart(13)}`,
+  );
+}
+const start = await workerStartMs();
+const jobsPerSec = await tinyJobsPerSecond();
+const instrumentTime = instrumentMs(paths);
+console.log(`tiny jobs/s (warm pool of 2): ${jobsPerSec.toFixed(0)}`);
+console.log(`worker start: ${start.toFixed(1)} ms; instrumentation (median, example jobs): ${instrumentTime.toFixed(3)} ms`);
+const round = (value: number, digits: number) => Number(value.toFixed(digits));
+console.log(
+  JSON.stringify({
+    ratioSha256: round(rows.sha256!.ratioLocal, 3),
+    ratioSieve: round(rows.sieve!.ratioLocal, 3),
+    ratioMatmul: round(rows.matmul!.ratioLocal, 3),
+    tinyJobsPerSec: Math.round(jobsPerSec),
+    workerStartMs: round(start, 1),
+    instrumentMs: round(instrumentTime, 3),
+  }),
+);
