@@ -418,3 +418,35 @@ describe("transactions", () => {
     store.close();
   });
 });
+
+describe("group commit", () => {
+  test("writes queued in one turn commit together; a failing write rejects alone", async () => {
+    const dir = freshDir();
+    const store = openStore(dir);
+    const results = await Promise.allSettled([
+      store.commit(() => store.jobs.insert({ jobId: "a", spec: {} }).jobId),
+      store.commit(() => {
+        store.jobs.insert({ jobId: "half", spec: {} });
+        throw new Error("rejected write");
+      }),
+      store.commit(() => store.jobEvents.append({ jobId: "a", kind: "queued" }).kind),
+      store.commit(async () => undefined),
+    ]);
+    assert.deepEqual(results.map((r) => r.status), ["fulfilled", "rejected", "fulfilled", "rejected"]);
+    assert.equal((results[0] as PromiseFulfilledResult<string>).value, "a");
+    assert.match(String((results[1] as PromiseRejectedResult).reason), /rejected write/);
+    assert.match(String((results[3] as PromiseRejectedResult).reason), /fn must be synchronous/);
+    assert.equal(store.jobs.get("half"), undefined);
+
+    const pending = store.commit(() => store.meta.set("flushed", "on close"));
+    store.close();
+    await pending;
+    await assert.rejects(store.commit(() => undefined), /the store is closed/);
+
+    const reopened = openStore(dir);
+    assert.ok(reopened.jobs.get("a"));
+    assert.equal(reopened.jobEvents.list("a").length, 1);
+    assert.equal(reopened.meta.get("flushed"), "on close");
+    reopened.close();
+  });
+});

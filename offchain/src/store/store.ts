@@ -46,6 +46,12 @@ export interface Store {
   durability(): { journalMode: string; synchronous: string };
   /** Runs `fn` atomically (synchronous work only); nests as savepoints. */
   transaction<T>(fn: () => T): T;
+  /**
+   * Group commit: queues `fn` and runs it, together with every other write queued in the
+   * same turn of the event loop, in one transaction (one fsync). Resolves once the commit
+   * is on disk; a throwing `fn` rolls back only its own writes and rejects only its promise.
+   */
+  commit<T>(fn: () => T): Promise<T>;
   close(): void;
 }
 
@@ -117,6 +123,7 @@ function createStore(db: DatabaseSync, location: string, path: string, now: () =
       depth -= 1;
     }
   };
+  const commit = groupCommit(transaction, () => open);
   return {
     location,
     path,
@@ -131,10 +138,59 @@ function createStore(db: DatabaseSync, location: string, path: string, now: () =
     schemaVersion: () => readSchemaVersion(db),
     durability: () => readDurability(db),
     transaction,
+    commit,
     close: () => {
       if (!open) return;
+      commit.flush();
       open = false;
       db.close();
     },
   };
+}
+
+interface QueuedWrite {
+  fn: () => unknown;
+  resolve: (value: unknown) => void;
+  reject: (error: unknown) => void;
+}
+
+type GroupCommit = (<T>(fn: () => T) => Promise<T>) & { flush(): void };
+
+function groupCommit(transaction: <T>(fn: () => T) => T, isOpen: () => boolean): GroupCommit {
+  let queue: QueuedWrite[] = [];
+  let scheduled = false;
+  const flush = () => {
+    scheduled = false;
+    const batch = queue;
+    queue = [];
+    if (batch.length === 0) return;
+    const settled: Array<() => void> = [];
+    try {
+      transaction(() => {
+        for (const write of batch) {
+          try {
+            const value = transaction(write.fn);
+            settled.push(() => write.resolve(value));
+          } catch (error) {
+            settled.push(() => write.reject(error));
+          }
+        }
+      });
+    } catch (error) {
+      for (const write of batch) write.reject(new Error(`store commit failed: ${(error as Error).message}`));
+      return;
+    }
+    for (const settle of settled) settle();
+  };
+  const enqueue = <T>(fn: () => T): Promise<T> => {
+    if (!isOpen()) return Promise.reject(new Error("store.commit: the store is closed"));
+    return new Promise<T>((resolve, reject) => {
+      queue.push({ fn, resolve: resolve as (value: unknown) => void, reject });
+      if (!scheduled) {
+        scheduled = true;
+        setImmediate(flush);
+      }
+    });
+  };
+  return Object.assign(enqueue, { flush });
 }
