@@ -1,0 +1,136 @@
+// A local Cell network for end-to-end tests and benchmarks: a Hardhat devnet with the
+// contracts, node directories with keys, donors staked and registered on-chain, and nodes
+// run in this process or as child processes.
+import { spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import type { Hex } from "viem";
+import { createWriter, devnetPrivateKey, donorParams, mintAtp, registerDonor, serializeDeployment, stake, startDevnet } from "../../offchain/src/chain/index.ts";
+import type { Devnet } from "../../offchain/src/chain/index.ts";
+import { initIdentity } from "../../offchain/src/identity/index.ts";
+import type { Identity } from "../../offchain/src/identity/index.ts";
+import { loadConfig, startNode } from "../../offchain/src/node/index.ts";
+import type { CellNode, NodeConfigInput } from "../../offchain/src/node/index.ts";
+
+export const PASSPHRASE = "cell-test-passphrase";
+const SCRYPT_N = 2 ** 10;
+const RUNNER = fileURLToPath(new URL("../../offchain/src/node/run.ts", import.meta.url));
+
+export interface ClusterNode {
+  name: string;
+  dir: string;
+  configFile: string;
+  identity: Identity;
+}
+
+export interface Cluster {
+  devnet: Devnet;
+  root: string;
+  deploymentFile: string;
+  /** Makes keys and a config for a node; `stakeWith` stakes and registers it from that devnet account. */
+  prepare(name: string, options: { donor: boolean; stakeWith?: number; config?: NodeConfigInput }): Promise<ClusterNode>;
+  close(): Promise<void>;
+}
+
+export async function startCluster(): Promise<Cluster> {
+  const root = await mkdtemp(join(tmpdir(), "cell-e2e-"));
+  const devnet = await startDevnet();
+  const deploymentFile = join(root, "deployment.json");
+  await writeFile(deploymentFile, serializeDeployment(devnet.deployment));
+  const faucet = createWriter(devnet.rpcUrl, devnet.deployment, devnet.deployerKey);
+  const minStake = (await donorParams(faucet)).minStake;
+
+  const prepare: Cluster["prepare"] = async (name, options) => {
+    const dir = join(root, name);
+    const identity = await initIdentity({ dir, passphrase: PASSPHRASE, scryptN: SCRYPT_N, force: true });
+    if (options.stakeWith !== undefined) await stakeAndRegister(devnet, faucet, options.stakeWith, identity, minStake);
+    const config: NodeConfigInput = {
+      ...options.config,
+      dataDir: dir,
+      passphrase: PASSPHRASE,
+      api: { enabled: false },
+      chain: { rpcUrl: devnet.rpcUrl, deploymentFile, cacheTtlMs: 5_000 },
+      donor: { enabled: options.donor, advertIntervalMs: 500, ...options.config?.donor },
+      logLevel: options.config?.logLevel ?? "warn",
+    };
+    const configFile = join(dir, "node.json");
+    await writeFile(configFile, JSON.stringify(config, (_key, value) => (typeof value === "bigint" ? value.toString() : value)));
+    return { name, dir, configFile, identity };
+  };
+
+  return {
+    devnet,
+    root,
+    deploymentFile,
+    prepare,
+    close: async () => {
+      await devnet.stop();
+      await rm(root, { recursive: true, force: true });
+    },
+  };
+}
+
+async function stakeAndRegister(devnet: Devnet, faucet: ReturnType<typeof createWriter>, account: number, identity: Identity, amount: bigint): Promise<void> {
+  const wallet = createWriter(devnet.rpcUrl, devnet.deployment, devnetPrivateKey(account) as Hex);
+  await mintAtp(faucet, wallet.walletClient.account.address, amount);
+  await stake(wallet, amount);
+  await registerDonor(wallet, { operator: identity.operatorAddress, peerKey: identity.peerKeyHex, metadataURI: "" });
+}
+
+/** Starts a prepared node in this process, with extra bootstrap peers. */
+export async function startInProcess(node: ClusterNode, bootstrap: string[] = []): Promise<CellNode> {
+  const config = await loadConfig(node.configFile, { bootstrap });
+  return startNode(config);
+}
+
+export interface ChildNode {
+  name: string;
+  peerId: string;
+  multiaddrs: string[];
+  process: ChildProcess;
+  /** Resolves when the process has exited. */
+  exited: Promise<void>;
+  kill(signal?: NodeJS.Signals): Promise<void>;
+}
+
+/** Starts a prepared node as a child process (`offchain/src/node/run.ts`). */
+export async function startChild(node: ClusterNode, bootstrap: string[] = []): Promise<ChildNode> {
+  if (bootstrap.length > 0) {
+    const config = JSON.parse(await readFile(node.configFile, "utf8"));
+    await writeFile(node.configFile, JSON.stringify({ ...config, bootstrap }));
+  }
+  const child = spawn(process.execPath, [RUNNER, "--config", node.configFile], { stdio: ["ignore", "pipe", "pipe"] });
+  let stderr = "";
+  child.stderr?.on("data", (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-8000)));
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  const line = await new Promise<string>((resolve, reject) => {
+    const lines = createInterface({ input: child.stdout! });
+    lines.once("line", resolve);
+    child.once("exit", (code) => reject(new Error(`node ${node.name} exited with ${code} before starting: ${stderr}`)));
+  });
+  const info = JSON.parse(line) as { peerId: string; multiaddrs: string[] };
+  return {
+    name: node.name,
+    peerId: info.peerId,
+    multiaddrs: info.multiaddrs,
+    process: child,
+    exited,
+    kill: async (signal = "SIGTERM") => {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      await exited;
+    },
+  };
+}
+
+/** Waits until `check` holds, polling. */
+export async function until(check: () => boolean, timeoutMs: number, what: string): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
