@@ -22,6 +22,9 @@ contract DonorRegistry is EIP712, Ownable, ReentrancyGuardTransient {
     using CellTypes for CellTypes.Receipt;
 
     uint16 internal constant BPS = 10_000;
+    bytes32 public constant RECEIPT_TYPEHASH = CellTypes.RECEIPT_TYPEHASH;
+    bytes32 public constant JOB_SPEC_TYPEHASH = CellTypes.JOB_SPEC_TYPEHASH;
+    bytes32 public constant BID_TYPEHASH = CellTypes.BID_TYPEHASH;
 
     struct Stake {
         uint96 bonded;

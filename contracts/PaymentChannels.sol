@@ -24,6 +24,8 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
 
     /// @notice closesAt of a channel that has been closed for good.
     uint64 public constant CLOSED = type(uint64).max;
+    bytes32 public constant VOUCHER_TYPEHASH = CellTypes.VOUCHER_TYPEHASH;
+    bytes32 public constant CHANNEL_CLOSE_TYPEHASH = CellTypes.CHANNEL_CLOSE_TYPEHASH;
     /// @dev Seed of the transient slots in which a batch sums what each payee earns.
     bytes32 private constant PAYEE_SUM_SEED = keccak256("cell.PaymentChannels.payeeSum");
 
@@ -84,7 +86,14 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
     event CloseStarted(bytes32 indexed channelId, uint256 closesAt);
     event ChannelClosed(bytes32 indexed channelId, uint256 paid, uint256 refund);
     event VoucherSkipped(bytes32 indexed channelId, SkipReason reason);
-    event BatchSettled(address indexed submitter, uint256 vouchers, uint256 paidVouchers, uint256 total);
+    /// @notice One settlement batch: every channel it paid, with the channel's new cumulative paid.
+    event BatchSettled(
+        address indexed submitter,
+        uint256 vouchers,
+        uint256 total,
+        bytes32[] channelIds,
+        uint256[] paidTotals
+    );
     event ReceiptsAnchored(address indexed submitter, uint64 indexed epoch, bytes32 receiptRoot, uint64 receiptCount);
 
     error ZeroAmount();
@@ -171,7 +180,7 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
         uint256 cumulativeAmount,
         bytes calldata signature
     ) external nonReentrant returns (uint256 amount) {
-        bytes32 channelId = channelIdOf(key);
+        bytes32 channelId = _channelIdOfCalldata(key);
         _requireSignature(voucherDigest(channelId, cumulativeAmount), signature, key.signer);
         amount = _pay(channelId, cumulativeAmount);
         if (amount == 0) revert NothingToPay(channelId);
@@ -181,7 +190,8 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
     /// @notice Net settlement: pays the latest vouchers of many channels in one transaction and
     /// transfers to each payee once, the sum of what it earned. A voucher that pays nothing new or
     /// carries a bad signature is skipped with VoucherSkipped, so one bad voucher never blocks a
-    /// batch. When `receiptRoot` is not zero it is anchored as the caller's `epoch`.
+    /// batch. When `receiptRoot` is not zero it is anchored as the caller's `epoch`. The paid
+    /// channels and their new cumulative totals are listed in one BatchSettled event.
     /// @param vouchers latest voucher per channel (duplicates only pay their increase)
     /// @param epoch the caller's epoch number for the anchor
     /// @param receiptRoot Merkle root of the epoch's receipts (zero: anchor nothing)
@@ -192,22 +202,32 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
         bytes32 receiptRoot,
         uint64 receiptCount
     ) external nonReentrant {
-        if (vouchers.length == 0 && receiptRoot == bytes32(0)) revert EmptySettlement();
+        uint256 count = vouchers.length;
+        if (count == 0 && receiptRoot == bytes32(0)) revert EmptySettlement();
         if (receiptRoot != bytes32(0)) _anchor(epoch, receiptRoot, receiptCount);
 
-        address[] memory payees = new address[](vouchers.length);
+        bytes32[] memory channelIds = new bytes32[](count);
+        uint256[] memory paidTotals = new uint256[](count);
+        address[] memory payees = new address[](count);
+        uint256 paidCount;
         uint256 payeeCount;
-        uint256 paidVouchers;
         uint256 total;
-        for (uint256 i = 0; i < vouchers.length; ++i) {
-            uint256 amount = _settleOne(vouchers[i]);
+        for (uint256 i = 0; i < count; ++i) {
+            SignedVoucher calldata v = vouchers[i];
+            (bytes32 channelId, uint256 amount, uint256 paid) = _settleOne(v);
             if (amount == 0) continue;
-            address payee = vouchers[i].key.payee;
-            if (_addToPayee(payee, amount)) payees[payeeCount++] = payee;
-            ++paidVouchers;
+            channelIds[paidCount] = channelId;
+            paidTotals[paidCount] = paid;
+            ++paidCount;
             total += amount;
+            address payee = v.key.payee;
+            if (_addToPayee(payee, amount)) payees[payeeCount++] = payee;
         }
-        emit BatchSettled(msg.sender, vouchers.length, paidVouchers, total);
+        assembly ("memory-safe") {
+            mstore(channelIds, paidCount)
+            mstore(paidTotals, paidCount)
+        }
+        emit BatchSettled(msg.sender, count, total, channelIds, paidTotals);
         for (uint256 i = 0; i < payeeCount; ++i) {
             token.safeTransfer(payees[i], _takePayeeSum(payees[i]));
         }
@@ -233,7 +253,7 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
     /// Anyone may call.
     /// @param key the channel
     function finalizeClose(ChannelKey calldata key) external nonReentrant {
-        bytes32 channelId = channelIdOf(key);
+        bytes32 channelId = _channelIdOfCalldata(key);
         Channel storage ch = channels[channelId];
         uint64 closesAt = ch.closesAt;
         if (closesAt == 0) revert NotClosing(channelId);
@@ -254,7 +274,7 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
         bytes calldata signerSignature,
         bytes calldata payeeSignature
     ) external nonReentrant {
-        bytes32 channelId = channelIdOf(key);
+        bytes32 channelId = _channelIdOfCalldata(key);
         if (channels[channelId].deposit == 0 || channels[channelId].closesAt == CLOSED) {
             revert ChannelNotOpen(channelId);
         }
@@ -344,26 +364,35 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
         emit ChannelPaid(channelId, amount, capped);
     }
 
-    function _settleOne(SignedVoucher calldata v) private returns (uint256) {
-        bytes32 channelId = channelIdOf(v.key);
+    /// @dev Checks one batch voucher and raises the channel's `paid`; amount 0 means skipped.
+    function _settleOne(SignedVoucher calldata v) private returns (bytes32 channelId, uint256 amount, uint256 capped) {
+        channelId = _channelIdOfCalldata(v.key);
         Channel storage ch = channels[channelId];
-        uint96 deposit = ch.deposit;
-        uint96 paid = ch.paid;
-        uint256 capped = v.cumulativeAmount < deposit ? v.cumulativeAmount : deposit;
+        uint256 deposit = ch.deposit;
+        uint256 paid = ch.paid;
+        uint256 cumulativeAmount = v.cumulativeAmount;
+        capped = cumulativeAmount < deposit ? cumulativeAmount : deposit;
         if (capped <= paid) {
             emit VoucherSkipped(channelId, SkipReason.NothingNew);
-            return 0;
+            return (channelId, 0, paid);
         }
-        bytes32 digest = voucherDigest(channelId, v.cumulativeAmount);
+        bytes32 digest = voucherDigest(channelId, cumulativeAmount);
         (address recovered, ECDSA.RecoverError err, ) = ECDSA.tryRecover(digest, v.r, v.vs);
         if (err != ECDSA.RecoverError.NoError || recovered != v.key.signer) {
             emit VoucherSkipped(channelId, SkipReason.BadSignature);
-            return 0;
+            return (channelId, 0, paid);
         }
         ch.paid = uint96(capped);
-        uint256 amount = capped - paid;
-        emit ChannelPaid(channelId, amount, capped);
-        return amount;
+        amount = capped - paid;
+    }
+
+    /// @dev channelIdOf without copying the key into allocated memory (scratch at the free pointer).
+    function _channelIdOfCalldata(ChannelKey calldata key) private pure returns (bytes32 channelId) {
+        assembly ("memory-safe") {
+            let ptr := mload(0x40)
+            calldatacopy(ptr, key, 0x80)
+            channelId := keccak256(ptr, 0x80)
+        }
     }
 
     function _anchor(uint64 epoch, bytes32 receiptRoot, uint64 receiptCount) private {

@@ -1427,6 +1427,45 @@ export const donorRegistryAbi = [
     type: "event",
   },
   {
+    inputs: [],
+    name: "BID_TYPEHASH",
+    outputs: [
+      {
+        internalType: "bytes32",
+        name: "",
+        type: "bytes32",
+      },
+    ],
+    stateMutability: "view",
+    type: "function",
+  },
+  {
+    inputs: [],
+    name: "JOB_SPEC_TYPEHASH",
+    outputs: [
+      {
+        internalType: "bytes32",
+        name: "",
+        type: "bytes32",
+      },
+    ],
+    stateMutability: "view",
+    type: "function",
+  },
+  {
+    inputs: [],
+    name: "RECEIPT_TYPEHASH",
+    outputs: [
+      {
+        internalType: "bytes32",
+        name: "",
+        type: "bytes32",
+      },
+    ],
+    stateMutability: "view",
+    type: "function",
+  },
+  {
     inputs: [
       {
         components: [
@@ -2545,14 +2584,20 @@ export const paymentChannelsAbi = [
       {
         indexed: false,
         internalType: "uint256",
-        name: "paidVouchers",
+        name: "total",
         type: "uint256",
       },
       {
         indexed: false,
-        internalType: "uint256",
-        name: "total",
-        type: "uint256",
+        internalType: "bytes32[]",
+        name: "channelIds",
+        type: "bytes32[]",
+      },
+      {
+        indexed: false,
+        internalType: "uint256[]",
+        name: "paidTotals",
+        type: "uint256[]",
       },
     ],
     name: "BatchSettled",
@@ -2759,12 +2804,38 @@ export const paymentChannelsAbi = [
   },
   {
     inputs: [],
+    name: "CHANNEL_CLOSE_TYPEHASH",
+    outputs: [
+      {
+        internalType: "bytes32",
+        name: "",
+        type: "bytes32",
+      },
+    ],
+    stateMutability: "view",
+    type: "function",
+  },
+  {
+    inputs: [],
     name: "CLOSED",
     outputs: [
       {
         internalType: "uint64",
         name: "",
         type: "uint64",
+      },
+    ],
+    stateMutability: "view",
+    type: "function",
+  },
+  {
+    inputs: [],
+    name: "VOUCHER_TYPEHASH",
+    outputs: [
+      {
+        internalType: "bytes32",
+        name: "",
+        type: "bytes32",
       },
     ],
     stateMutability: "view",

@@ -1,0 +1,87 @@
+// Shared deployment and signing helpers of the contract tests (no tests here).
+import { keccak256, parseEther, parseSignature, toHex } from "viem";
+import type { Address, Hex } from "viem";
+import { privateKeyToAccount } from "viem/accounts";
+import type { PrivateKeyAccount } from "viem/accounts";
+import { signReceipt } from "../../../offchain/src/protocol/index.ts";
+import { cellDomain } from "../../../offchain/src/protocol/index.ts";
+import type { Receipt } from "../../../offchain/src/protocol/index.ts";
+
+export const MIN_STAKE = parseEther("100");
+export const UNBONDING_DELAY = 3_600;
+export const CHALLENGE_WINDOW = 7_200n;
+export const EQUIVOCATION_BPS = 5_000;
+export const OUTVOTED_BPS = 1_000;
+export const REPORTER_BPS = 1_000;
+
+/** A deterministic operator key, distinct per label. */
+export function operatorAccount(label: string): PrivateKeyAccount {
+  return privateKeyToAccount(keccak256(toHex(`cell-test-operator-${label}`)));
+}
+
+export function peerKeyOf(label: string): Hex {
+  return keccak256(toHex(`cell-test-peer-${label}`));
+}
+
+export function receiptFor(executor: Address, jobId: Hex, overrides: Partial<Receipt> = {}): Receipt {
+  return {
+    jobId,
+    executor,
+    moduleCid: keccak256(toHex("module")),
+    inputCid: keccak256(toHex("input")),
+    outputCid: keccak256(toHex("output-agreed")),
+    fuelUsed: 1_000_000n,
+    status: 0,
+    startedAt: 1_700_000_000n,
+    finishedAt: 1_700_000_005n,
+    ...overrides,
+  };
+}
+
+export async function signedReceipt(
+  operator: PrivateKeyAccount,
+  chainId: number,
+  registry: Address,
+  jobId: Hex,
+  overrides: Partial<Receipt> = {},
+): Promise<{ receipt: Receipt; signature: Hex }> {
+  const receipt = receiptFor(operator.address, jobId, overrides);
+  return { receipt, signature: await signReceipt(operator, cellDomain(chainId, registry), receipt) };
+}
+
+export function donorParams(treasury: Address) {
+  return {
+    minStake: MIN_STAKE,
+    unbondingDelay: UNBONDING_DELAY,
+    equivocationSlashBps: EQUIVOCATION_BPS,
+    outvotedSlashBps: OUTVOTED_BPS,
+    reporterRewardBps: REPORTER_BPS,
+    minOutvoteQuorum: 3,
+    treasury,
+  };
+}
+
+const permitTypes = {
+  Permit: [
+    { name: "owner", type: "address" },
+    { name: "spender", type: "address" },
+    { name: "value", type: "uint256" },
+    { name: "nonce", type: "uint256" },
+    { name: "deadline", type: "uint256" },
+  ],
+} as const;
+
+/** An EIP-2612 permit of ATP, split into (v, r, s). */
+export async function signPermit(
+  owner: { account: { address: Address }; signTypedData: (args: never) => Promise<Hex> },
+  permit: { chainId: number; token: Address; spender: Address; value: bigint; nonce: bigint; deadline: bigint },
+): Promise<{ v: number; r: Hex; s: Hex }> {
+  const signature = await owner.signTypedData({
+    domain: { name: "Cell ATP", version: "1", chainId: permit.chainId, verifyingContract: permit.token },
+    types: permitTypes,
+    primaryType: "Permit",
+    message: { owner: owner.account.address, spender: permit.spender, value: permit.value, nonce: permit.nonce, deadline: permit.deadline },
+  } as never);
+  const { v, r, s } = parseSignature(signature);
+  return { v: Number(v), r, s };
+}
