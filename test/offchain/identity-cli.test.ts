@@ -48,7 +48,17 @@ function cell(args: string[], env: Record<string, string> = {}) {
 describe("cell keys", () => {
   test("init with --passphrase-file creates keys that show prints without secrets", async () => {
     const dir = join(root, "node1");
-    const init = cell(["keys", "init", "--dir", dir, "--passphrase-file", passFile, "--scrypt-n", "1024", "--json"]);
+    const init = cell([
+      "keys",
+      "init",
+      "--dir",
+      dir,
+      "--passphrase-file",
+      passFile,
+      "--scrypt-n",
+      "1024",
+      "--json",
+    ]);
     assert.equal(init.code, 0, init.stderr);
     const created = JSON.parse(init.stdout);
     assert.equal(created.status, "created");
@@ -66,7 +76,9 @@ describe("cell keys", () => {
     }
     assert.match(show.stdout, /status\s+locked/);
 
-    const operatorKey = (await decryptKeystoreJson(await readFile(identity.keystorePath, "utf8"), PASSPHRASE)).privateKey.slice(2);
+    const operatorKey = (
+      await decryptKeystoreJson(await readFile(identity.keystorePath, "utf8"), PASSPHRASE)
+    ).privateKey.slice(2);
     const seedHex = Buffer.from(identity.peerKeySeed).toString("hex");
     for (const output of [init.stdout, init.stderr, show.stdout, show.stderr]) {
       assert.ok(!output.toLowerCase().includes(operatorKey.toLowerCase()), "operator private key printed");
@@ -76,7 +88,10 @@ describe("cell keys", () => {
 
   test("CELL_PASSPHRASE works and show checks it unlocks the keys", () => {
     const dir = join(root, "node2");
-    assert.equal(cell(["keys", "init", "--dir", dir, "--scrypt-n", "1024"], { CELL_PASSPHRASE: PASSPHRASE }).code, 0);
+    assert.equal(
+      cell(["keys", "init", "--dir", dir, "--scrypt-n", "1024"], { CELL_PASSPHRASE: PASSPHRASE }).code,
+      0,
+    );
     const unlocked = cell(["keys", "show", "--dir", dir, "--json"], { CELL_PASSPHRASE: PASSPHRASE });
     assert.equal(unlocked.code, 0, unlocked.stderr);
     assert.equal(JSON.parse(unlocked.stdout).status, "unlocked");
@@ -93,12 +108,33 @@ describe("cell keys", () => {
     assert.equal(missing.code, 1);
     assert.match(missing.stderr, /no passphrase: pass --passphrase-file FILE or set CELL_PASSPHRASE/);
 
-    const first = cell(["keys", "init", "--dir", dir, "--passphrase-file", passFile, "--scrypt-n", "1024", "--json"]);
+    const first = cell([
+      "keys",
+      "init",
+      "--dir",
+      dir,
+      "--passphrase-file",
+      passFile,
+      "--scrypt-n",
+      "1024",
+      "--json",
+    ]);
     assert.equal(first.code, 0, first.stderr);
     const again = cell(["keys", "init", "--dir", dir, "--passphrase-file", passFile, "--scrypt-n", "1024"]);
     assert.equal(again.code, 1);
     assert.match(again.stderr, /keys already exist .*--force/);
-    const forced = cell(["keys", "init", "--dir", dir, "--passphrase-file", passFile, "--scrypt-n", "1024", "--force", "--json"]);
+    const forced = cell([
+      "keys",
+      "init",
+      "--dir",
+      dir,
+      "--passphrase-file",
+      passFile,
+      "--scrypt-n",
+      "1024",
+      "--force",
+      "--json",
+    ]);
     assert.equal(forced.code, 0, forced.stderr);
     assert.notEqual(JSON.parse(forced.stdout).peerId, JSON.parse(first.stdout).peerId);
   });

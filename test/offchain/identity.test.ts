@@ -39,7 +39,8 @@ after(async () => {
 
 async function secretsOf(identity: Identity): Promise<string[]> {
   const seed = Buffer.from(identity.peerKeySeed);
-  const operatorKey = (await decryptKeystoreJson(await readFile(identity.keystorePath, "utf8"), PASSPHRASE)).privateKey;
+  const operatorKey = (await decryptKeystoreJson(await readFile(identity.keystorePath, "utf8"), PASSPHRASE))
+    .privateKey;
   const bytes = Array.from(seed);
   return [
     seed.toString("hex"),
@@ -71,7 +72,8 @@ describe("identity keys on disk", () => {
     assert.equal(reopened.operator.address, created.operator.address);
     assert.deepEqual(Buffer.from(reopened.peerKeySeed), Buffer.from(created.peerKeySeed));
 
-    const onDisk = (await readFile(created.peerKeyPath, "utf8")) + (await readFile(created.keystorePath, "utf8"));
+    const onDisk =
+      (await readFile(created.peerKeyPath, "utf8")) + (await readFile(created.keystorePath, "utf8"));
     assertNoSecret(onDisk, await secretsOf(created), "key files");
   });
 
@@ -106,7 +108,10 @@ describe("identity keys on disk", () => {
   test("init refuses to overwrite keys unless forced", async () => {
     const dir = freshDir();
     const first = await initIdentity({ dir, passphrase: PASSPHRASE, scryptN: FAST });
-    await assert.rejects(initIdentity({ dir, passphrase: PASSPHRASE, scryptN: FAST }), /keys already exist in .*peer-key\.json, operator\.json.*--force/);
+    await assert.rejects(
+      initIdentity({ dir, passphrase: PASSPHRASE, scryptN: FAST }),
+      /keys already exist in .*peer-key\.json, operator\.json.*--force/,
+    );
     const replaced = await initIdentity({ dir, passphrase: PASSPHRASE, scryptN: FAST, force: true });
     assert.notEqual(replaced.peerId, first.peerId);
     assert.notEqual(replaced.operator.address, first.operator.address);
@@ -114,16 +119,25 @@ describe("identity keys on disk", () => {
 
   test("missing, partial and locked key directories fail with a clear reason", async () => {
     const empty = freshDir();
-    await assert.rejects(loadOrCreateIdentity({ dir: empty, passphrase: PASSPHRASE, create: false }), /no keys in .*cell keys init/);
+    await assert.rejects(
+      loadOrCreateIdentity({ dir: empty, passphrase: PASSPHRASE, create: false }),
+      /no keys in .*cell keys init/,
+    );
     await assert.rejects(readPublicIdentity(empty), /missing peer-key\.json, operator\.json/);
 
     const dir = freshDir();
     const identity = await initIdentity({ dir, passphrase: PASSPHRASE, scryptN: FAST });
     await assert.rejects(loadOrCreateIdentity({ dir, passphrase: "" }), /passphrase is empty/);
-    await assert.rejects(loadOrCreateIdentity({ dir, passphrase: "wrong" }), /cannot decrypt peer key file .*wrong passphrase/);
+    await assert.rejects(
+      loadOrCreateIdentity({ dir, passphrase: "wrong" }),
+      /cannot decrypt peer key file .*wrong passphrase/,
+    );
 
     await rm(identity.keystorePath);
-    await assert.rejects(loadOrCreateIdentity({ dir, passphrase: PASSPHRASE }), /incomplete keys .*peer-key\.json exists but operator\.json is missing/);
+    await assert.rejects(
+      loadOrCreateIdentity({ dir, passphrase: PASSPHRASE }),
+      /incomplete keys .*peer-key\.json exists but operator\.json is missing/,
+    );
   });
 
   test("a tampered peer key file is detected", async () => {
@@ -132,7 +146,10 @@ describe("identity keys on disk", () => {
     const file = JSON.parse(await readFile(identity.peerKeyPath, "utf8"));
     file.publicKey = Buffer.from((await generateKeyPair("Ed25519")).publicKey.raw).toString("hex");
     await writeFile(identity.peerKeyPath, JSON.stringify(file));
-    await assert.rejects(loadOrCreateIdentity({ dir, passphrase: PASSPHRASE }), /wrong passphrase or the file was modified/);
+    await assert.rejects(
+      loadOrCreateIdentity({ dir, passphrase: PASSPHRASE }),
+      /wrong passphrase or the file was modified/,
+    );
 
     file.crypto.iv = "zz";
     await writeFile(identity.peerKeyPath, JSON.stringify(file));
@@ -141,7 +158,12 @@ describe("identity keys on disk", () => {
 
   test("an operator key can be imported", async () => {
     const wallet = Wallet.createRandom();
-    const identity = await initIdentity({ dir: freshDir(), passphrase: PASSPHRASE, scryptN: FAST, operatorPrivateKey: wallet.privateKey as Hex });
+    const identity = await initIdentity({
+      dir: freshDir(),
+      passphrase: PASSPHRASE,
+      scryptN: FAST,
+      operatorPrivateKey: wallet.privateKey as Hex,
+    });
     assert.equal(identity.operator.address, wallet.address);
   });
 });
@@ -182,7 +204,10 @@ describe("peer key and did:key", () => {
     const message = new TextEncoder().encode("genome manifest");
     const signature = await signWithPeerKey(identity, message);
     assert.equal(await verifyPeerSignature(identity.peerPublicKey, message, signature), true);
-    assert.equal(await verifyPeerSignature(identity.peerPublicKey, new TextEncoder().encode("other"), signature), false);
+    assert.equal(
+      await verifyPeerSignature(identity.peerPublicKey, new TextEncoder().encode("other"), signature),
+      false,
+    );
     const libp2pKey = await generateKeyPairFromSeed("Ed25519", identity.peerKeySeed);
     assert.equal(await libp2pKey.publicKey.verify(message, signature), true);
   });
@@ -204,8 +229,11 @@ describe("operator keystore", () => {
       primaryType: "Ping" as const,
       message: { n: 7n },
     };
-    const signature = await identity.operator.signTypedData!(typedData);
-    assert.equal(await verifyTypedData({ ...typedData, address: identity.operator.address, signature }), true);
+    const signature = await identity.operator.signTypedData(typedData);
+    assert.equal(
+      await verifyTypedData({ ...typedData, address: identity.operator.address, signature }),
+      true,
+    );
   });
 });
 
@@ -255,7 +283,14 @@ describe("redaction", () => {
       failures.push(`${error.message}\n${error.stack ?? ""}\n${inspect(error)}`);
     };
     await collect(loadOrCreateIdentity({ dir, passphrase: `${PASSPHRASE}!` }));
-    await collect(initIdentity({ dir: freshDir(), passphrase: PASSPHRASE, scryptN: FAST, operatorPrivateKey: `0x${secrets[0]!.slice(0, 63)}` as Hex }));
+    await collect(
+      initIdentity({
+        dir: freshDir(),
+        passphrase: PASSPHRASE,
+        scryptN: FAST,
+        operatorPrivateKey: `0x${secrets[0]!.slice(0, 63)}` as Hex,
+      }),
+    );
     const file = JSON.parse(await readFile(identity.keystorePath, "utf8"));
     (file.Crypto ?? file.crypto).ciphertext = "00".repeat(32);
     await writeFile(identity.keystorePath, JSON.stringify(file));
@@ -263,7 +298,10 @@ describe("redaction", () => {
     await collect(loadOrCreateIdentity({ dir, passphrase: PASSPHRASE }));
 
     assert.equal(failures.length, 3);
-    assert.match(failures[2]!, /cannot decrypt operator keystore .*wrong passphrase or the file was modified/);
+    assert.match(
+      failures[2]!,
+      /cannot decrypt operator keystore .*wrong passphrase or the file was modified/,
+    );
     for (const failure of failures) {
       assertNoSecret(failure, secrets, "error");
       assert.ok(!failure.includes(PASSPHRASE), "error leaks the passphrase");

@@ -40,10 +40,14 @@ test("every acknowledged write survives SIGKILL of the writing process", async (
   const script = join(root, "writer.ts");
   const dir = join(root, "data");
   await writeFile(script, WRITER);
-  const child = spawn(process.execPath, ["--no-warnings", script, dir], { stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, ["--no-warnings", script, dir], {
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   let stderr = "";
   child.stderr.on("data", (chunk) => (stderr += String(chunk)));
-  const exited = new Promise<NodeJS.Signals | null>((resolve) => child.on("exit", (_code, signal) => resolve(signal)));
+  const exited = new Promise<NodeJS.Signals | null>((resolve) =>
+    child.on("exit", (_code, signal) => resolve(signal)),
+  );
 
   const acked: Array<{ jobId: string; cid: string }> = [];
   try {

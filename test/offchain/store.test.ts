@@ -7,7 +7,14 @@ import { after, before, describe, test } from "node:test";
 import { CID } from "multiformats/cid";
 import { sha256 } from "multiformats/hashes/sha2";
 import { cidOf } from "../../offchain/src/protocol/index.ts";
-import { DATABASE_FILE, LATEST_SCHEMA_VERSION, MIGRATIONS, openStore, type Migration, type Store } from "../../offchain/src/store/index.ts";
+import {
+  DATABASE_FILE,
+  LATEST_SCHEMA_VERSION,
+  MIGRATIONS,
+  openStore,
+  type Migration,
+  type Store,
+} from "../../offchain/src/store/index.ts";
 
 const OPERATOR_A = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8";
 const OPERATOR_B = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC";
@@ -55,13 +62,22 @@ describe("migrations", () => {
     store.meta.set("k", "v");
     store.close();
 
-    const next: Migration = { version: MIGRATIONS.length + 1, name: "notes", sql: "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL) STRICT;" };
+    const next: Migration = {
+      version: MIGRATIONS.length + 1,
+      name: "notes",
+      sql: "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL) STRICT;",
+    };
     const upgraded = openStore(dir, { migrations: [...MIGRATIONS, next] });
     assert.equal(upgraded.schemaVersion(), next.version);
     assert.equal(upgraded.meta.get("k"), "v");
     upgraded.close();
 
-    assert.throws(() => openStore(dir), new RegExp(`schema version ${next.version} is newer than this software supports \\(${LATEST_SCHEMA_VERSION}\\)`));
+    assert.throws(
+      () => openStore(dir),
+      new RegExp(
+        `schema version ${next.version} is newer than this software supports \\(${LATEST_SCHEMA_VERSION}\\)`,
+      ),
+    );
   });
 
   test("a failing migration rolls back completely and names itself", () => {
@@ -71,7 +87,10 @@ describe("migrations", () => {
       name: "half broken",
       sql: "CREATE TABLE half (id INTEGER PRIMARY KEY); INSERT INTO no_such_table VALUES (1);",
     };
-    assert.throws(() => openStore(dir, { migrations: [...MIGRATIONS, broken] }), /migration \d+ \(half broken\) failed: .*no_such_table/);
+    assert.throws(
+      () => openStore(dir, { migrations: [...MIGRATIONS, broken] }),
+      /migration \d+ \(half broken\) failed: .*no_such_table/,
+    );
     const store = openStore(dir);
     assert.equal(store.schemaVersion(), LATEST_SCHEMA_VERSION);
     store.close();
@@ -81,8 +100,14 @@ describe("migrations", () => {
   });
 
   test("migrations out of order are refused", () => {
-    const skipping: Migration[] = [...MIGRATIONS, { version: MIGRATIONS.length + 2, name: "gap", sql: "SELECT 1;" }];
-    assert.throws(() => openStore(":memory:", { migrations: skipping }), /versions must be 1, 2, 3… in order/);
+    const skipping: Migration[] = [
+      ...MIGRATIONS,
+      { version: MIGRATIONS.length + 2, name: "gap", sql: "SELECT 1;" },
+    ];
+    assert.throws(
+      () => openStore(":memory:", { migrations: skipping }),
+      /versions must be 1, 2, 3… in order/,
+    );
   });
 });
 
@@ -90,14 +115,50 @@ describe("state survives close and reopen", () => {
   test("every repository and the blockstore read back what was written", async () => {
     const dir = freshDir();
     let store = openStore(dir);
-    store.jobs.insert({ jobId: "0xjob", spec: { fuelLimit: 2n ** 70n, entry: "main" }, priority: "high", deadline: 9_000 });
-    store.jobs.update("0xjob", { state: "completed", result: { fuelUsed: 12345678901234567890n, status: "ok" } });
+    store.jobs.insert({
+      jobId: "0xjob",
+      spec: { fuelLimit: 2n ** 70n, entry: "main" },
+      priority: "high",
+      deadline: 9_000,
+    });
+    store.jobs.update("0xjob", {
+      state: "completed",
+      result: { fuelUsed: 12345678901234567890n, status: "ok" },
+    });
     store.jobEvents.append({ jobId: "0xjob", kind: "announced" });
-    store.jobEvents.append({ jobId: "0xjob", kind: "bid_rejected", reason: "price_too_high", peer: "12D3KooWpeer" });
-    store.bids.insert({ jobId: "0xjob", bidder: "12D3KooWpeer", operator: OPERATOR_A, pricePerMegaFuel: 5n, message: { price: 5n }, signature: SIGNATURE });
-    store.assignments.insert({ jobId: "0xjob", executor: "12D3KooWpeer", operator: OPERATOR_A, attempt: 1, deadline: 5_000 });
-    store.receipts.put({ jobId: "0xjob", executor: OPERATOR_A, message: { fuelUsed: 99n }, signature: SIGNATURE });
-    store.peers.upsert({ peerId: "12D3KooWpeer", operator: OPERATOR_A, addrs: ["/ip4/127.0.0.1/tcp/4001"], lastSeen: 7 });
+    store.jobEvents.append({
+      jobId: "0xjob",
+      kind: "bid_rejected",
+      reason: "price_too_high",
+      peer: "12D3KooWpeer",
+    });
+    store.bids.insert({
+      jobId: "0xjob",
+      bidder: "12D3KooWpeer",
+      operator: OPERATOR_A,
+      pricePerMegaFuel: 5n,
+      message: { price: 5n },
+      signature: SIGNATURE,
+    });
+    store.assignments.insert({
+      jobId: "0xjob",
+      executor: "12D3KooWpeer",
+      operator: OPERATOR_A,
+      attempt: 1,
+      deadline: 5_000,
+    });
+    store.receipts.put({
+      jobId: "0xjob",
+      executor: OPERATOR_A,
+      message: { fuelUsed: 99n },
+      signature: SIGNATURE,
+    });
+    store.peers.upsert({
+      peerId: "12D3KooWpeer",
+      operator: OPERATOR_A,
+      addrs: ["/ip4/127.0.0.1/tcp/4001"],
+      lastSeen: 7,
+    });
     store.meta.setJson("cursor", { block: 42n });
     const cid = await store.blocks.put(new TextEncoder().encode("module bytes"));
     store.close();
@@ -108,7 +169,13 @@ describe("state survives close and reopen", () => {
     assert.equal(job.state, "completed");
     assert.equal(job.priority, "high");
     assert.deepEqual(job.result, { fuelUsed: "12345678901234567890", status: "ok" });
-    assert.deepEqual(store.jobEvents.list("0xjob").map((e) => [e.kind, e.reason]), [["announced", null], ["bid_rejected", "price_too_high"]]);
+    assert.deepEqual(
+      store.jobEvents.list("0xjob").map((e) => [e.kind, e.reason]),
+      [
+        ["announced", null],
+        ["bid_rejected", "price_too_high"],
+      ],
+    );
     assert.equal(store.bids.get("0xjob", "12D3KooWpeer")?.pricePerMegaFuel, 5n);
     assert.equal(store.assignments.forJob("0xjob")[0]?.deadline, 5_000);
     assert.deepEqual(store.receipts.get("0xjob")?.message, { fuelUsed: "99" });
@@ -122,7 +189,11 @@ describe("state survives close and reopen", () => {
 describe("jobs", () => {
   test("byState orders by priority, then earliest deadline, jobs without deadline last", () => {
     const { store, clock } = clockedStore();
-    const add = (jobId: string, priority: "critical" | "high" | "normal" | "low" | "background", deadline?: number) => {
+    const add = (
+      jobId: string,
+      priority: "critical" | "high" | "normal" | "low" | "background",
+      deadline?: number,
+    ) => {
       clock.now += 1;
       store.jobs.insert({ jobId, spec: {}, priority, deadline: deadline ?? null });
     };
@@ -137,9 +208,20 @@ describe("jobs", () => {
 
     assert.deepEqual(
       store.jobs.byState("queued").map((job) => job.jobId),
-      ["critical", "high", "normal-early", "normal-early-younger", "normal-late", "normal-none", "background"],
+      [
+        "critical",
+        "high",
+        "normal-early",
+        "normal-early-younger",
+        "normal-late",
+        "normal-none",
+        "background",
+      ],
     );
-    assert.deepEqual(store.jobs.byState(["queued", "running"], { limit: 2 }).map((job) => job.jobId), ["critical", "running"]);
+    assert.deepEqual(
+      store.jobs.byState(["queued", "running"], { limit: 2 }).map((job) => job.jobId),
+      ["critical", "running"],
+    );
     assert.equal(store.jobs.count("queued"), 7);
     assert.equal(store.jobs.count(), 8);
     store.close();
@@ -147,14 +229,30 @@ describe("jobs", () => {
 
   test("list is newest first and filters by role", () => {
     const { store, clock } = clockedStore();
-    for (const [jobId, role] of [["a", "buyer"], ["b", "executor"], ["c", "buyer"]] as const) {
+    for (const [jobId, role] of [
+      ["a", "buyer"],
+      ["b", "executor"],
+      ["c", "buyer"],
+    ] as const) {
       clock.now += 10;
       store.jobs.insert({ jobId, role, spec: { jobId } });
     }
-    assert.deepEqual(store.jobs.list().map((job) => job.jobId), ["c", "b", "a"]);
-    assert.deepEqual(store.jobs.list({ role: "buyer" }).map((job) => job.jobId), ["c", "a"]);
-    assert.deepEqual(store.jobs.list({ limit: 1, offset: 1 }).map((job) => job.jobId), ["b"]);
-    assert.deepEqual(store.jobs.byState("queued", { role: "executor" }).map((job) => job.jobId), ["b"]);
+    assert.deepEqual(
+      store.jobs.list().map((job) => job.jobId),
+      ["c", "b", "a"],
+    );
+    assert.deepEqual(
+      store.jobs.list({ role: "buyer" }).map((job) => job.jobId),
+      ["c", "a"],
+    );
+    assert.deepEqual(
+      store.jobs.list({ limit: 1, offset: 1 }).map((job) => job.jobId),
+      ["b"],
+    );
+    assert.deepEqual(
+      store.jobs.byState("queued", { role: "executor" }).map((job) => job.jobId),
+      ["b"],
+    );
     store.close();
   });
 
@@ -176,11 +274,26 @@ describe("jobs", () => {
     const { store } = clockedStore();
     store.jobs.insert({ jobId: "j", spec: {} });
     assert.throws(() => store.jobs.insert({ jobId: "j", spec: {} }), /jobs\.insert: job j is already stored/);
-    assert.throws(() => store.jobs.insert({ jobId: "", spec: {} }), /jobs\.insert: jobId must be a non-empty string/);
-    assert.throws(() => store.jobs.insert({ jobId: "k", spec: {}, state: "done" as never }), /jobs\.insert: state must be one of queued, .*got 'done'/);
-    assert.throws(() => store.jobs.insert({ jobId: "k", spec: {}, priority: "urgent" as never }), /priority must be one of critical/);
-    assert.throws(() => store.jobs.insert({ jobId: "k", spec: { module: new Uint8Array(2) } }), /spec is not JSON-serialisable: 'module' is bytes/);
-    assert.throws(() => store.jobs.insert({ jobId: "k", spec: {}, deadline: -1 }), /deadline must be a non-negative integer/);
+    assert.throws(
+      () => store.jobs.insert({ jobId: "", spec: {} }),
+      /jobs\.insert: jobId must be a non-empty string/,
+    );
+    assert.throws(
+      () => store.jobs.insert({ jobId: "k", spec: {}, state: "done" as never }),
+      /jobs\.insert: state must be one of queued, .*got 'done'/,
+    );
+    assert.throws(
+      () => store.jobs.insert({ jobId: "k", spec: {}, priority: "urgent" as never }),
+      /priority must be one of critical/,
+    );
+    assert.throws(
+      () => store.jobs.insert({ jobId: "k", spec: { module: new Uint8Array(2) } }),
+      /spec is not JSON-serialisable: 'module' is bytes/,
+    );
+    assert.throws(
+      () => store.jobs.insert({ jobId: "k", spec: {}, deadline: -1 }),
+      /deadline must be a non-negative integer/,
+    );
     assert.throws(() => store.jobs.update("missing", { state: "failed" }), /job missing is not in the store/);
     assert.throws(() => store.jobs.require("missing"), /job missing is not in the store/);
     assert.equal(store.jobs.get("k"), undefined);
@@ -193,10 +306,19 @@ describe("job events", () => {
     const dir = freshDir();
     const store = openStore(dir);
     const first = store.jobEvents.append({ jobId: "j", kind: "announced", at: 10 });
-    const second = store.jobEvents.append({ jobId: "j", kind: "reassigned", reason: "deadline_missed", peer: "p1", data: { attempt: 2, backoffMs: 400n } });
+    const second = store.jobEvents.append({
+      jobId: "j",
+      kind: "reassigned",
+      reason: "deadline_missed",
+      peer: "p1",
+      data: { attempt: 2, backoffMs: 400n },
+    });
     store.jobEvents.append({ jobId: "other", kind: "announced" });
     assert.ok(second.seq > first.seq);
-    assert.deepEqual(store.jobEvents.list("j").map((event) => event.kind), ["announced", "reassigned"]);
+    assert.deepEqual(
+      store.jobEvents.list("j").map((event) => event.kind),
+      ["announced", "reassigned"],
+    );
     assert.deepEqual(store.jobEvents.list("j", { afterSeq: first.seq }), [second]);
     assert.deepEqual(second.data, { attempt: 2, backoffMs: "400" });
 
@@ -205,7 +327,10 @@ describe("job events", () => {
     assert.throws(() => raw.exec("DELETE FROM job_events"), /job_events is append-only/);
     raw.close();
     assert.equal(store.jobEvents.list("j").length, 2);
-    assert.throws(() => store.jobEvents.append({ jobId: "j", kind: "" }), /jobEvents\.append: kind must be a non-empty string/);
+    assert.throws(
+      () => store.jobEvents.append({ jobId: "j", kind: "" }),
+      /jobEvents\.append: kind must be a non-empty string/,
+    );
     store.close();
   });
 });
@@ -215,31 +340,60 @@ describe("bids", () => {
     const { store, clock } = clockedStore();
     const bid = (bidder: string, price: bigint, operator = OPERATOR_A) => {
       clock.now += 1;
-      return store.bids.insert({ jobId: "j", bidder, operator, pricePerMegaFuel: price, message: { price }, signature: SIGNATURE });
+      return store.bids.insert({
+        jobId: "j",
+        bidder,
+        operator,
+        pricePerMegaFuel: price,
+        message: { price },
+        signature: SIGNATURE,
+      });
     };
     bid("ten", 10n);
     bid("nine", 9n);
     bid("huge", 2n ** 80n, OPERATOR_B);
     bid("nine-later", 9n);
-    assert.deepEqual(store.bids.forJob("j").map((b) => b.bidder), ["nine", "nine-later", "ten", "huge"]);
+    assert.deepEqual(
+      store.bids.forJob("j").map((b) => b.bidder),
+      ["nine", "nine-later", "ten", "huge"],
+    );
     assert.equal(store.bids.get("j", "huge")?.pricePerMegaFuel, 2n ** 80n);
     assert.deepEqual(store.bids.get("j", "huge")?.message, { price: (2n ** 80n).toString() });
 
     const rejected = store.bids.setState("j", "ten", "rejected", "price_too_high");
     assert.equal(rejected.state, "rejected");
     assert.equal(rejected.reason, "price_too_high");
-    assert.deepEqual(store.bids.forJob("j", { state: "rejected" }).map((b) => b.bidder), ["ten"]);
+    assert.deepEqual(
+      store.bids.forJob("j", { state: "rejected" }).map((b) => b.bidder),
+      ["ten"],
+    );
     store.close();
   });
 
   test("duplicates and malformed bids are refused with a reason", () => {
     const { store } = clockedStore();
-    const base = { jobId: "j", bidder: "p", operator: OPERATOR_A, pricePerMegaFuel: 1n, message: {}, signature: SIGNATURE };
+    const base = {
+      jobId: "j",
+      bidder: "p",
+      operator: OPERATOR_A,
+      pricePerMegaFuel: 1n,
+      message: {},
+      signature: SIGNATURE,
+    };
     store.bids.insert(base);
     assert.throws(() => store.bids.insert(base), /a bid from p for job j is already stored/);
-    assert.throws(() => store.bids.insert({ ...base, bidder: "q", operator: "0x1234" }), /bids\.insert: operator '0x1234' is not a 20-byte hex address/);
-    assert.throws(() => store.bids.insert({ ...base, bidder: "q", pricePerMegaFuel: -1n }), /pricePerMegaFuel must be a non-negative bigint/);
-    assert.throws(() => store.bids.insert({ ...base, bidder: "q", signature: "0xzz" }), /signature must be 0x-prefixed hex/);
+    assert.throws(
+      () => store.bids.insert({ ...base, bidder: "q", operator: "0x1234" }),
+      /bids\.insert: operator '0x1234' is not a 20-byte hex address/,
+    );
+    assert.throws(
+      () => store.bids.insert({ ...base, bidder: "q", pricePerMegaFuel: -1n }),
+      /pricePerMegaFuel must be a non-negative bigint/,
+    );
+    assert.throws(
+      () => store.bids.insert({ ...base, bidder: "q", signature: "0xzz" }),
+      /signature must be 0x-prefixed hex/,
+    );
     assert.throws(() => store.bids.setState("j", "nobody", "accepted"), /no bid from nobody for job j/);
     store.close();
   });
@@ -248,24 +402,64 @@ describe("bids", () => {
 describe("assignments", () => {
   test("attempts, active by deadline, overdue and updates", () => {
     const { store, clock } = clockedStore();
-    const first = store.assignments.insert({ jobId: "j", executor: "p1", operator: OPERATOR_A, attempt: 1, deadline: 3_000 });
-    store.assignments.insert({ jobId: "k", executor: "p2", operator: OPERATOR_B, attempt: 1, deadline: 2_000, state: "running" });
+    const first = store.assignments.insert({
+      jobId: "j",
+      executor: "p1",
+      operator: OPERATOR_A,
+      attempt: 1,
+      deadline: 3_000,
+    });
+    store.assignments.insert({
+      jobId: "k",
+      executor: "p2",
+      operator: OPERATOR_B,
+      attempt: 1,
+      deadline: 2_000,
+      state: "running",
+    });
     assert.equal(store.assignments.latestAttempt("j"), 1);
     assert.equal(store.assignments.latestAttempt("none"), 0);
-    assert.deepEqual(store.assignments.active().map((a) => a.jobId), ["k", "j"]);
+    assert.deepEqual(
+      store.assignments.active().map((a) => a.jobId),
+      ["k", "j"],
+    );
 
     clock.now = 2_500;
-    assert.deepEqual(store.assignments.overdue().map((a) => a.jobId), ["k"]);
-    assert.deepEqual(store.assignments.overdue(3_001).map((a) => a.jobId), ["k", "j"]);
+    assert.deepEqual(
+      store.assignments.overdue().map((a) => a.jobId),
+      ["k"],
+    );
+    assert.deepEqual(
+      store.assignments.overdue(3_001).map((a) => a.jobId),
+      ["k", "j"],
+    );
 
     const timedOut = store.assignments.update(first.id, { state: "timed_out", reason: "deadline_missed" });
     assert.equal(timedOut.state, "timed_out");
     assert.equal(timedOut.reason, "deadline_missed");
     assert.equal(timedOut.updatedAt, 2_500);
-    const retry = store.assignments.insert({ jobId: "j", executor: "p3", operator: OPERATOR_B, attempt: 2, deadline: 9_000 });
+    const retry = store.assignments.insert({
+      jobId: "j",
+      executor: "p3",
+      operator: OPERATOR_B,
+      attempt: 2,
+      deadline: 9_000,
+    });
     assert.equal(store.assignments.latestAttempt("j"), 2);
-    assert.deepEqual(store.assignments.forJob("j").map((a) => [a.attempt, a.executor, a.state]), [[1, "p1", "timed_out"], [2, "p3", "assigned"]]);
-    assert.deepEqual(store.assignments.active().map((a) => a.id).sort(), [retry.id, store.assignments.forJob("k")[0]!.id].sort());
+    assert.deepEqual(
+      store.assignments.forJob("j").map((a) => [a.attempt, a.executor, a.state]),
+      [
+        [1, "p1", "timed_out"],
+        [2, "p3", "assigned"],
+      ],
+    );
+    assert.deepEqual(
+      store.assignments
+        .active()
+        .map((a) => a.id)
+        .sort(),
+      [retry.id, store.assignments.forJob("k")[0]!.id].sort(),
+    );
     store.close();
   });
 
@@ -275,8 +469,14 @@ describe("assignments", () => {
     store.assignments.insert(base);
     assert.throws(() => store.assignments.insert(base), /job j attempt 1 is already assigned to p1/);
     assert.throws(() => store.assignments.insert({ ...base, attempt: 0 }), /attempt must be an integer ≥ 1/);
-    assert.throws(() => store.assignments.update(999, { state: "failed" }), /assignment 999 is not in the store/);
-    assert.throws(() => store.assignments.update(1, { state: "lost" as never }), /state must be one of assigned/);
+    assert.throws(
+      () => store.assignments.update(999, { state: "failed" }),
+      /assignment 999 is not in the store/,
+    );
+    assert.throws(
+      () => store.assignments.update(1, { state: "lost" as never }),
+      /state must be one of assigned/,
+    );
     store.close();
   });
 });
@@ -285,7 +485,13 @@ describe("receipts", () => {
   test("idempotent put, equivocation kept, bigints as strings, lookups", () => {
     const { store } = clockedStore();
     const message = { jobId: "0xj", executor: OPERATOR_A, fuelUsed: 2n ** 63n, status: 0 };
-    const first = store.receipts.put({ jobId: "0xj", executor: OPERATOR_A.toLowerCase(), message, signature: SIGNATURE, cid: "bafyreceipt" });
+    const first = store.receipts.put({
+      jobId: "0xj",
+      executor: OPERATOR_A.toLowerCase(),
+      message,
+      signature: SIGNATURE,
+      cid: "bafyreceipt",
+    });
     assert.equal(first.inserted, true);
     assert.equal(first.row.executor, OPERATOR_A, "stored checksummed");
     assert.deepEqual(first.row.message, { ...message, fuelUsed: (2n ** 63n).toString() });
@@ -294,7 +500,12 @@ describe("receipts", () => {
     assert.equal(again.inserted, false);
     assert.equal(again.row.id, first.row.id);
 
-    const conflicting = store.receipts.put({ jobId: "0xj", executor: OPERATOR_A, message: { ...message, fuelUsed: 1n }, signature: `0x${"cd".repeat(65)}` });
+    const conflicting = store.receipts.put({
+      jobId: "0xj",
+      executor: OPERATOR_A,
+      message: { ...message, fuelUsed: 1n },
+      signature: `0x${"cd".repeat(65)}`,
+    });
     assert.equal(conflicting.inserted, true);
     store.receipts.put({ jobId: "0xj", executor: OPERATOR_B, message, signature: SIGNATURE });
 
@@ -302,9 +513,24 @@ describe("receipts", () => {
     assert.equal(store.receipts.get("0xj", OPERATOR_B)?.executor, OPERATOR_B);
     assert.equal(store.receipts.get("0xj")?.id, first.row.id);
     assert.equal(store.receipts.byCid("bafyreceipt")?.id, first.row.id);
-    assert.deepEqual(store.receipts.list({ afterId: first.row.id, limit: 1 }).map((r) => r.id), [conflicting.row.id]);
-    assert.throws(() => store.receipts.put({ jobId: "0xj", executor: "nobody", message, signature: SIGNATURE }), /receipts\.put: executor 'nobody' is not a 20-byte hex address/);
-    assert.throws(() => store.receipts.put({ jobId: "0xj", executor: OPERATOR_A, message: [] as never, signature: SIGNATURE }), /message must be an object/);
+    assert.deepEqual(
+      store.receipts.list({ afterId: first.row.id, limit: 1 }).map((r) => r.id),
+      [conflicting.row.id],
+    );
+    assert.throws(
+      () => store.receipts.put({ jobId: "0xj", executor: "nobody", message, signature: SIGNATURE }),
+      /receipts\.put: executor 'nobody' is not a 20-byte hex address/,
+    );
+    assert.throws(
+      () =>
+        store.receipts.put({
+          jobId: "0xj",
+          executor: OPERATOR_A,
+          message: [] as never,
+          signature: SIGNATURE,
+        }),
+      /message must be an object/,
+    );
     store.close();
   });
 });
@@ -325,10 +551,16 @@ describe("peers", () => {
     assert.equal(store.peers.penalize("b", 3).penalties, 4);
     assert.equal(store.peers.setReputation("b", 0.75).reputation, 0.75);
     store.peers.touch("c", 20);
-    assert.deepEqual(store.peers.list().map((p) => p.peerId), ["a", "c", "b"]);
+    assert.deepEqual(
+      store.peers.list().map((p) => p.peerId),
+      ["a", "c", "b"],
+    );
     assert.equal(store.peers.get("b")?.lastSeen, null);
 
-    assert.throws(() => store.peers.upsert({ peerId: "a", peerKey: "0x1234" + "00".repeat(40) }), /peerKey is \d+ characters, more than 66/);
+    assert.throws(
+      () => store.peers.upsert({ peerId: "a", peerKey: "0x1234" + "00".repeat(40) }),
+      /peerKey is \d+ characters, more than 66/,
+    );
     assert.throws(() => store.peers.penalize("a", 0), /count must be a positive integer/);
     assert.throws(() => store.peers.setReputation("a", Number.NaN), /reputation must be a finite number/);
     store.close();
@@ -373,7 +605,10 @@ describe("blockstore", () => {
     const { store } = clockedStore();
     const bytes = new TextEncoder().encode("announced module");
     const cid = (await cidOf(bytes)).toString();
-    await assert.rejects(store.blocks.putWithCid(cid, new TextEncoder().encode("tampered module")), /do not hash to .* \(sha2-256 mismatch\)/);
+    await assert.rejects(
+      store.blocks.putWithCid(cid, new TextEncoder().encode("tampered module")),
+      /do not hash to .* \(sha2-256 mismatch\)/,
+    );
     assert.equal(store.blocks.has(cid), false);
     assert.equal(await store.blocks.putWithCid(cid, bytes), cid);
     assert.deepEqual(store.blocks.get(cid), bytes);
@@ -432,7 +667,10 @@ describe("group commit", () => {
       store.commit(() => store.jobEvents.append({ jobId: "a", kind: "queued" }).kind),
       store.commit(async () => undefined),
     ]);
-    assert.deepEqual(results.map((r) => r.status), ["fulfilled", "rejected", "fulfilled", "rejected"]);
+    assert.deepEqual(
+      results.map((r) => r.status),
+      ["fulfilled", "rejected", "fulfilled", "rejected"],
+    );
     assert.equal((results[0] as PromiseFulfilledResult<string>).value, "a");
     assert.match(String((results[1] as PromiseRejectedResult).reason), /rejected write/);
     assert.match(String((results[3] as PromiseRejectedResult).reason), /fn must be synchronous/);
@@ -441,7 +679,10 @@ describe("group commit", () => {
     const pending = store.commit(() => store.meta.set("flushed", "on close"));
     store.close();
     await pending;
-    await assert.rejects(store.commit(() => undefined), /the store is closed/);
+    await assert.rejects(
+      store.commit(() => undefined),
+      /the store is closed/,
+    );
 
     const reopened = openStore(dir);
     assert.ok(reopened.jobs.get("a"));

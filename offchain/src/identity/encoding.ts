@@ -38,7 +38,10 @@ export function publicKeyFromDid(did: string): Uint8Array {
     throw new Error(`'${clip(did)}' is not a base58btc did:key`);
   }
   const bytes = decodeBase58(did.slice(DID_KEY_PREFIX.length + 1), "did:key");
-  if (bytes.length !== ED25519_PUB_MULTICODEC.length + ED25519_PUBLIC_KEY_LENGTH || !startsWith(bytes, ED25519_PUB_MULTICODEC)) {
+  if (
+    bytes.length !== ED25519_PUB_MULTICODEC.length + ED25519_PUBLIC_KEY_LENGTH ||
+    !startsWith(bytes, ED25519_PUB_MULTICODEC)
+  ) {
     throw new Error(`did '${clip(did)}' is not an Ed25519 did:key`);
   }
   return bytes.slice(ED25519_PUB_MULTICODEC.length);

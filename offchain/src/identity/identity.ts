@@ -3,8 +3,8 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { inspect } from "node:util";
 import * as ed from "@noble/ed25519";
-import type { Address, Hex, LocalAccount } from "viem";
-import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
+import type { Address, Hex } from "viem";
+import { generatePrivateKey, privateKeyToAccount, type PrivateKeyAccount } from "viem/accounts";
 import { didFromPublicKey, peerIdFromPublicKey } from "./encoding.ts";
 import { ensurePrivateDir, fileExists, isExposed, writePrivateFile } from "./files.ts";
 import { decryptOperatorKey, encryptOperatorKey, readKeystoreAddress } from "./operator-keystore.ts";
@@ -39,8 +39,8 @@ export interface PublicIdentity {
 export interface Identity extends PublicIdentity {
   /** 32-byte Ed25519 seed; libp2p takes it as `generateKeyPairFromSeed("Ed25519", seed)`. Prints as `[redacted]`. */
   peerKeySeed: Uint8Array;
-  /** The operator key (secp256k1) that signs bids, receipts and vouchers. */
-  operator: LocalAccount;
+  /** The operator key (secp256k1, a viem LocalAccount) that signs bids, receipts and vouchers. */
+  operator: PrivateKeyAccount;
 }
 
 export interface KeyOptions {
@@ -70,13 +70,18 @@ export async function initIdentity(options: InitIdentityOptions): Promise<Identi
   const paths = keyPaths(options.dir);
   const existing = await existingKeyFiles(paths);
   if (existing.length > 0 && !options.force) {
-    throw new Error(`keys already exist in ${options.dir} (${existing.join(", ")}); use --force to replace them`);
+    throw new Error(
+      `keys already exist in ${options.dir} (${existing.join(", ")}); use --force to replace them`,
+    );
   }
   await ensurePrivateDir(options.dir);
 
   const seed = SecretBytes.of32(randomBytes(32));
   const peerPublicKey = await ed.getPublicKeyAsync(seed);
-  await writePrivateFile(paths.peerKeyPath, await encryptPeerKey(seed, peerPublicKey, options.passphrase, scryptN));
+  await writePrivateFile(
+    paths.peerKeyPath,
+    await encryptPeerKey(seed, peerPublicKey, options.passphrase, scryptN),
+  );
 
   const operatorPrivateKey = options.operatorPrivateKey ?? generatePrivateKey();
   assertPrivateKeyShape(operatorPrivateKey);
@@ -85,7 +90,10 @@ export async function initIdentity(options: InitIdentityOptions): Promise<Identi
 
   const operator = privateKeyToAccount(operatorPrivateKey);
   const identity = makeIdentity(publicIdentity(peerPublicKey, operator.address, paths), seed, operator);
-  options.logger?.info({ dir: options.dir, peerId: identity.peerId, operator: identity.operatorAddress }, "created node keys");
+  options.logger?.info(
+    { dir: options.dir, peerId: identity.peerId, operator: identity.operatorAddress },
+    "created node keys",
+  );
   return identity;
 }
 
@@ -95,7 +103,8 @@ export async function loadOrCreateIdentity(options: LoadIdentityOptions): Promis
   const paths = keyPaths(options.dir);
   const existing = await existingKeyFiles(paths);
   if (existing.length === 0) {
-    if (options.create === false) throw new Error(`no keys in ${options.dir}; create them with \`cell keys init --dir ${options.dir}\``);
+    if (options.create === false)
+      throw new Error(`no keys in ${options.dir}; create them with \`cell keys init --dir ${options.dir}\``);
     return initIdentity(options);
   }
   if (existing.length === 1) {
@@ -104,26 +113,39 @@ export async function loadOrCreateIdentity(options: LoadIdentityOptions): Promis
   }
   await warnIfExposed(paths, options.logger);
   const identity = await unlock(paths, options.passphrase);
-  options.logger?.info({ dir: options.dir, peerId: identity.peerId, operator: identity.operatorAddress }, "unlocked node keys");
+  options.logger?.info(
+    { dir: options.dir, peerId: identity.peerId, operator: identity.operatorAddress },
+    "unlocked node keys",
+  );
   return identity;
 }
 
 /** The public half of the keys in `dir`, read without the passphrase. */
 export async function readPublicIdentity(dir: string): Promise<PublicIdentity> {
   const paths = keyPaths(dir);
-  const missing = (await missingKeyFiles(paths));
-  if (missing.length > 0) throw new Error(`no keys in ${dir} (missing ${missing.join(", ")}); create them with \`cell keys init --dir ${dir}\``);
+  const missing = await missingKeyFiles(paths);
+  if (missing.length > 0)
+    throw new Error(
+      `no keys in ${dir} (missing ${missing.join(", ")}); create them with \`cell keys init --dir ${dir}\``,
+    );
   const peerFile = parsePeerKeyFile(await readFile(paths.peerKeyPath, "utf8"), paths.peerKeyPath);
   const operatorAddress = readKeystoreAddress(await readFile(paths.keystorePath, "utf8"), paths.keystorePath);
   return publicIdentity(Buffer.from(peerFile.publicKey, "hex"), operatorAddress, paths);
 }
 
 /** Signs bytes with the peer key (Ed25519), e.g. a genome manifest. */
-export function signWithPeerKey(identity: Pick<Identity, "peerKeySeed">, message: Uint8Array): Promise<Uint8Array> {
+export function signWithPeerKey(
+  identity: Pick<Identity, "peerKeySeed">,
+  message: Uint8Array,
+): Promise<Uint8Array> {
   return ed.signAsync(message, identity.peerKeySeed);
 }
 
-export async function verifyPeerSignature(publicKey: Uint8Array, message: Uint8Array, signature: Uint8Array): Promise<boolean> {
+export async function verifyPeerSignature(
+  publicKey: Uint8Array,
+  message: Uint8Array,
+  signature: Uint8Array,
+): Promise<boolean> {
   try {
     return await ed.verifyAsync(signature, message, publicKey);
   } catch {
@@ -136,13 +158,23 @@ async function unlock(paths: KeyPaths, passphrase: string): Promise<Identity> {
   const seed = await decryptPeerKey(peerFile, passphrase, paths.peerKeyPath);
   const peerPublicKey = await ed.getPublicKeyAsync(seed);
   if (Buffer.from(peerPublicKey).toString("hex") !== peerFile.publicKey) {
-    throw new Error(`peer key file ${paths.peerKeyPath}: the stored public key does not match the decrypted key`);
+    throw new Error(
+      `peer key file ${paths.peerKeyPath}: the stored public key does not match the decrypted key`,
+    );
   }
-  const operator = await decryptOperatorKey(await readFile(paths.keystorePath, "utf8"), passphrase, paths.keystorePath);
+  const operator = await decryptOperatorKey(
+    await readFile(paths.keystorePath, "utf8"),
+    passphrase,
+    paths.keystorePath,
+  );
   return makeIdentity(publicIdentity(peerPublicKey, operator.address, paths), seed, operator);
 }
 
-function publicIdentity(peerPublicKey: Uint8Array, operatorAddress: Address, paths: KeyPaths): PublicIdentity {
+function publicIdentity(
+  peerPublicKey: Uint8Array,
+  operatorAddress: Address,
+  paths: KeyPaths,
+): PublicIdentity {
   return {
     peerId: peerIdFromPublicKey(peerPublicKey),
     did: didFromPublicKey(peerPublicKey),
@@ -154,8 +186,13 @@ function publicIdentity(peerPublicKey: Uint8Array, operatorAddress: Address, pat
 }
 
 /** An identity whose secret parts print as `[redacted]` in JSON, inspect and logs. */
-function makeIdentity(pub: PublicIdentity, seed: SecretBytes, operator: LocalAccount): Identity {
-  const printable = { ...pub, peerPublicKey: pub.peerKeyHex, peerKeySeed: REDACTED, operator: operator.address };
+function makeIdentity(pub: PublicIdentity, seed: SecretBytes, operator: PrivateKeyAccount): Identity {
+  const printable = {
+    ...pub,
+    peerPublicKey: pub.peerKeyHex,
+    peerKeySeed: REDACTED,
+    operator: operator.address,
+  };
   const identity = { ...pub, operator } as Identity;
   Object.defineProperties(identity, {
     peerKeySeed: { value: seed, enumerable: false },
@@ -189,7 +226,8 @@ async function missingKeyFiles(paths: KeyPaths): Promise<string[]> {
 
 async function warnIfExposed(paths: KeyPaths, logger?: IdentityLogger): Promise<void> {
   for (const path of [paths.peerKeyPath, paths.keystorePath]) {
-    if (await isExposed(path)) logger?.warn({ path }, "key file is readable by group or others; chmod 600 it");
+    if (await isExposed(path))
+      logger?.warn({ path }, "key file is readable by group or others; chmod 600 it");
   }
 }
 
@@ -207,5 +245,6 @@ function checkScryptN(n: number): number {
 }
 
 function assertPrivateKeyShape(key: string): void {
-  if (!/^0x[0-9a-fA-F]{64}$/.test(key)) throw new Error("operator private key must be 0x followed by 64 hex digits");
+  if (!/^0x[0-9a-fA-F]{64}$/.test(key))
+    throw new Error("operator private key must be 0x followed by 64 hex digits");
 }

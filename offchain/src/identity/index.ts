@@ -8,6 +8,13 @@ export {
   signWithPeerKey,
   verifyPeerSignature,
 } from "./identity.ts";
-export type { Identity, IdentityLogger, InitIdentityOptions, KeyOptions, LoadIdentityOptions, PublicIdentity } from "./identity.ts";
+export type {
+  Identity,
+  IdentityLogger,
+  InitIdentityOptions,
+  KeyOptions,
+  LoadIdentityOptions,
+  PublicIdentity,
+} from "./identity.ts";
 export { didFromPublicKey, peerIdFromPublicKey, publicKeyFromDid, publicKeyFromPeerId } from "./encoding.ts";
 export { SecretBytes } from "./secret.ts";

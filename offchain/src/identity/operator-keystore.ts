@@ -7,14 +7,20 @@ import { privateKeyToAccount, type PrivateKeyAccount } from "viem/accounts";
  * The operator key (secp256k1) in a Web3 Secret Storage v3 keystore, the format of
  * `cast wallet` and geth. Only its address is readable without the passphrase.
  */
-const KeystoreHeaderSchema = z.object({
-  version: z.literal(3),
-  address: z.string().regex(/^(0x)?[0-9a-fA-F]{40}$/, "expected a 20-byte hex address"),
-  crypto: z.object({}).passthrough().optional(),
-  Crypto: z.object({}).passthrough().optional(),
-}).refine((keystore) => keystore.crypto ?? keystore.Crypto, "missing crypto section");
+const KeystoreHeaderSchema = z
+  .object({
+    version: z.literal(3),
+    address: z.string().regex(/^(0x)?[0-9a-fA-F]{40}$/, "expected a 20-byte hex address"),
+    crypto: z.object({}).passthrough().optional(),
+    Crypto: z.object({}).passthrough().optional(),
+  })
+  .refine((keystore) => keystore.crypto ?? keystore.Crypto, "missing crypto section");
 
-export async function encryptOperatorKey(privateKey: Hex, passphrase: string, scryptN: number): Promise<{ json: string; address: Address }> {
+export async function encryptOperatorKey(
+  privateKey: Hex,
+  passphrase: string,
+  scryptN: number,
+): Promise<{ json: string; address: Address }> {
   const { address } = privateKeyToAccount(privateKey);
   const json = await encryptKeystoreJson({ address, privateKey }, passphrase, { scrypt: { N: scryptN } });
   return { json: `${JSON.stringify(JSON.parse(json), null, 2)}\n`, address };
@@ -30,13 +36,19 @@ export function readKeystoreAddress(text: string, path: string): Address {
   const parsed = KeystoreHeaderSchema.safeParse(json);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
-    throw new Error(`operator keystore ${path} is not a v3 keystore: '${issue?.path.join(".") ?? ""}' ${issue?.message ?? "invalid"}`);
+    throw new Error(
+      `operator keystore ${path} is not a v3 keystore: '${issue?.path.join(".") ?? ""}' ${issue?.message ?? "invalid"}`,
+    );
   }
   const address = parsed.data.address;
   return getAddress(address.startsWith("0x") ? address : `0x${address}`);
 }
 
-export async function decryptOperatorKey(text: string, passphrase: string, path: string): Promise<PrivateKeyAccount> {
+export async function decryptOperatorKey(
+  text: string,
+  passphrase: string,
+  path: string,
+): Promise<PrivateKeyAccount> {
   const expected = readKeystoreAddress(text, path);
   let privateKey: Hex;
   try {
@@ -46,7 +58,9 @@ export async function decryptOperatorKey(text: string, passphrase: string, path:
   }
   const account = privateKeyToAccount(privateKey);
   if (account.address !== expected) {
-    throw new Error(`operator keystore ${path} holds a key for ${account.address}, not its stated address ${expected}`);
+    throw new Error(
+      `operator keystore ${path} holds a key for ${account.address}, not its stated address ${expected}`,
+    );
   }
   return account;
 }

@@ -13,7 +13,8 @@ const SCRYPT_R = 8;
 const SCRYPT_P = 1;
 const KEY_LENGTH = 32;
 
-const hex = (bytes: number) => z.string().regex(new RegExp(`^[0-9a-f]{${bytes * 2}}$`), `expected ${bytes} bytes of lowercase hex`);
+const hex = (bytes: number) =>
+  z.string().regex(new RegExp(`^[0-9a-f]{${bytes * 2}}$`), `expected ${bytes} bytes of lowercase hex`);
 
 const PeerKeyFileSchema = z.object({
   format: z.literal(FORMAT),
@@ -23,7 +24,12 @@ const PeerKeyFileSchema = z.object({
   crypto: z.object({
     kdf: z.literal("scrypt"),
     kdfparams: z.object({
-      n: z.number().int().min(2).max(2 ** 22).refine(isPowerOfTwo, "n must be a power of two"),
+      n: z
+        .number()
+        .int()
+        .min(2)
+        .max(2 ** 22)
+        .refine(isPowerOfTwo, "n must be a power of two"),
       r: z.number().int().min(1).max(32),
       p: z.number().int().min(1).max(16),
       dklen: z.literal(KEY_LENGTH),
@@ -38,7 +44,12 @@ const PeerKeyFileSchema = z.object({
 
 export type PeerKeyFile = z.infer<typeof PeerKeyFileSchema>;
 
-export async function encryptPeerKey(seed: Uint8Array, publicKey: Uint8Array, passphrase: string, scryptN: number): Promise<string> {
+export async function encryptPeerKey(
+  seed: Uint8Array,
+  publicKey: Uint8Array,
+  passphrase: string,
+  scryptN: number,
+): Promise<string> {
   const salt = randomBytes(32);
   const iv = randomBytes(12);
   const key = await deriveKey(passphrase, salt, scryptN, SCRYPT_R, SCRYPT_P);
@@ -74,14 +85,26 @@ export function parsePeerKeyFile(text: string, path: string): PeerKeyFile {
   const parsed = PeerKeyFileSchema.safeParse(json);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
-    throw new Error(`peer key file ${path} is malformed at '${issue?.path.join(".") ?? ""}': ${issue?.message ?? "invalid"}`);
+    throw new Error(
+      `peer key file ${path} is malformed at '${issue?.path.join(".") ?? ""}': ${issue?.message ?? "invalid"}`,
+    );
   }
   return parsed.data;
 }
 
-export async function decryptPeerKey(file: PeerKeyFile, passphrase: string, path: string): Promise<SecretBytes> {
+export async function decryptPeerKey(
+  file: PeerKeyFile,
+  passphrase: string,
+  path: string,
+): Promise<SecretBytes> {
   const { kdfparams, iv, tag, ciphertext } = file.crypto;
-  const key = await deriveKey(passphrase, Buffer.from(kdfparams.salt, "hex"), kdfparams.n, kdfparams.r, kdfparams.p);
+  const key = await deriveKey(
+    passphrase,
+    Buffer.from(kdfparams.salt, "hex"),
+    kdfparams.n,
+    kdfparams.r,
+    kdfparams.p,
+  );
   const decipher = createDecipheriv("aes-256-gcm", key, Buffer.from(iv, "hex"));
   decipher.setAAD(additionalData(Buffer.from(file.publicKey, "hex")));
   decipher.setAuthTag(Buffer.from(tag, "hex"));
@@ -99,8 +122,12 @@ export async function decryptPeerKey(file: PeerKeyFile, passphrase: string, path
 
 function deriveKey(passphrase: string, salt: Uint8Array, n: number, r: number, p: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
-    scrypt(passphrase.normalize("NFKC"), salt, KEY_LENGTH, { N: n, r, p, maxmem: 256 * n * r + 1024 * 1024 }, (error, key) =>
-      error ? reject(new Error(`scrypt failed: ${error.message}`)) : resolve(key),
+    scrypt(
+      passphrase.normalize("NFKC"),
+      salt,
+      KEY_LENGTH,
+      { N: n, r, p, maxmem: 256 * n * r + 1024 * 1024 },
+      (error, key) => (error ? reject(new Error(`scrypt failed: ${error.message}`)) : resolve(key)),
     );
   });
 }

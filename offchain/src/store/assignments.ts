@@ -1,8 +1,26 @@
 import type { DatabaseSync, StatementSync } from "node:sqlite";
 import type { Address } from "viem";
-import { num, oneOf, optionalText, requireAddress, requireText, requireTimestamp, str, strOrNull, type SqlRow } from "./codec.ts";
+import {
+  num,
+  oneOf,
+  optionalText,
+  requireAddress,
+  requireText,
+  requireTimestamp,
+  str,
+  strOrNull,
+  type SqlRow,
+} from "./codec.ts";
 
-export const ASSIGNMENT_STATES = ["assigned", "running", "completed", "failed", "timed_out", "reassigned", "cancelled"] as const;
+export const ASSIGNMENT_STATES = [
+  "assigned",
+  "running",
+  "completed",
+  "failed",
+  "timed_out",
+  "reassigned",
+  "cancelled",
+] as const;
 export type AssignmentState = (typeof ASSIGNMENT_STATES)[number];
 /** States in which an executor still owes an answer. */
 export const ACTIVE_ASSIGNMENT_STATES: readonly AssignmentState[] = ["assigned", "running"];
@@ -61,7 +79,8 @@ export class AssignmentsRepository {
     const jobId = requireText(assignment.jobId, "assignments.insert: jobId", 256);
     const executor = requireText(assignment.executor, "assignments.insert: executor", 256);
     const attempt = assignment.attempt;
-    if (!Number.isSafeInteger(attempt) || attempt < 1) throw new Error(`assignments.insert: attempt must be an integer ≥ 1, got ${attempt}`);
+    if (!Number.isSafeInteger(attempt) || attempt < 1)
+      throw new Error(`assignments.insert: attempt must be an integer ≥ 1, got ${attempt}`);
     const now = this.#now();
     const row = this.#insert.get(
       jobId,
@@ -73,7 +92,10 @@ export class AssignmentsRepository {
       now,
       now,
     ) as SqlRow | undefined;
-    if (!row) throw new Error(`assignments.insert: job ${jobId} attempt ${attempt} is already assigned to ${executor}`);
+    if (!row)
+      throw new Error(
+        `assignments.insert: job ${jobId} attempt ${attempt} is already assigned to ${executor}`,
+      );
     return toAssignmentRow(row);
   }
 
@@ -94,12 +116,17 @@ export class AssignmentsRepository {
 
   /** Active assignments whose deadline is before `now`. */
   overdue(now: number = this.#now()): AssignmentRow[] {
-    return this.#all(`WHERE ${ACTIVE} AND deadline < ? ORDER BY deadline ASC, id ASC`, requireTimestamp(now, "assignments.overdue: now"));
+    return this.#all(
+      `WHERE ${ACTIVE} AND deadline < ? ORDER BY deadline ASC, id ASC`,
+      requireTimestamp(now, "assignments.overdue: now"),
+    );
   }
 
   /** The highest attempt number for a job, 0 when it was never assigned. */
   latestAttempt(jobId: string): number {
-    const row = this.#db.prepare("SELECT MAX(attempt) AS attempt FROM assignments WHERE job_id = ?").get(jobId) as SqlRow;
+    const row = this.#db
+      .prepare("SELECT MAX(attempt) AS attempt FROM assignments WHERE job_id = ?")
+      .get(jobId) as SqlRow;
     return (row.attempt as number | null) ?? 0;
   }
 
@@ -111,7 +138,9 @@ export class AssignmentsRepository {
       .run(
         oneOf(patch.state ?? current.state, ASSIGNMENT_STATES, "assignments.update: state"),
         requireTimestamp(patch.deadline ?? current.deadline, "assignments.update: deadline"),
-        patch.reason === undefined ? current.reason : optionalText(patch.reason, "assignments.update: reason"),
+        patch.reason === undefined
+          ? current.reason
+          : optionalText(patch.reason, "assignments.update: reason"),
         this.#now(),
         id,
       );
@@ -119,7 +148,9 @@ export class AssignmentsRepository {
   }
 
   #all(clause: string, ...values: Array<string | number>): AssignmentRow[] {
-    return (this.#db.prepare(`SELECT ${COLUMNS} FROM assignments ${clause}`).all(...values) as SqlRow[]).map(toAssignmentRow);
+    return (this.#db.prepare(`SELECT ${COLUMNS} FROM assignments ${clause}`).all(...values) as SqlRow[]).map(
+      toAssignmentRow,
+    );
   }
 }
 

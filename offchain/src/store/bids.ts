@@ -47,7 +47,8 @@ export interface NewBid {
   receivedAt?: number;
 }
 
-const COLUMNS = "job_id, bidder, operator, price_per_mega_fuel, message, signature, state, reason, received_at, updated_at";
+const COLUMNS =
+  "job_id, bidder, operator, price_per_mega_fuel, message, signature, state, reason, received_at, updated_at";
 
 export class BidsRepository {
   readonly #now: () => number;
@@ -61,14 +62,17 @@ export class BidsRepository {
     this.#insert = db.prepare(`INSERT INTO bids (${COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
     this.#get = db.prepare(`SELECT ${COLUMNS} FROM bids WHERE job_id = ? AND bidder = ?`);
     this.#forJob = db.prepare(`SELECT ${COLUMNS} FROM bids WHERE job_id = ?`);
-    this.#setState = db.prepare("UPDATE bids SET state = ?, reason = ?, updated_at = ? WHERE job_id = ? AND bidder = ?");
+    this.#setState = db.prepare(
+      "UPDATE bids SET state = ?, reason = ?, updated_at = ? WHERE job_id = ? AND bidder = ?",
+    );
   }
 
   /** Stores a bid; one bid per (job, bidder). */
   insert(bid: NewBid): BidRow {
     const jobId = requireText(bid.jobId, "bids.insert: jobId", 256);
     const bidder = requireText(bid.bidder, "bids.insert: bidder", 256);
-    if (this.get(jobId, bidder)) throw new Error(`bids.insert: a bid from ${bidder} for job ${jobId} is already stored`);
+    if (this.get(jobId, bidder))
+      throw new Error(`bids.insert: a bid from ${bidder} for job ${jobId} is already stored`);
     const now = this.#now();
     this.#insert.run(
       jobId,
@@ -92,9 +96,15 @@ export class BidsRepository {
 
   /** A job's bids, cheapest first, then earliest. */
   forJob(jobId: string, options: { state?: BidState } = {}): BidRow[] {
-    const bids = (this.#forJob.all(jobId) as SqlRow[]).map(toBidRow).filter((bid) => !options.state || bid.state === options.state);
-    return bids.sort(
-      (a, b) => (a.pricePerMegaFuel < b.pricePerMegaFuel ? -1 : a.pricePerMegaFuel > b.pricePerMegaFuel ? 1 : a.receivedAt - b.receivedAt),
+    const bids = (this.#forJob.all(jobId) as SqlRow[])
+      .map(toBidRow)
+      .filter((bid) => !options.state || bid.state === options.state);
+    return bids.sort((a, b) =>
+      a.pricePerMegaFuel < b.pricePerMegaFuel
+        ? -1
+        : a.pricePerMegaFuel > b.pricePerMegaFuel
+          ? 1
+          : a.receivedAt - b.receivedAt,
     );
   }
 

@@ -27,7 +27,9 @@ export class SqliteBlockstore implements Blockstore {
 
   constructor(db: DatabaseSync, now: () => number) {
     this.#now = now;
-    this.#insert = db.prepare("INSERT INTO blocks (cid, bytes, size, stored_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING");
+    this.#insert = db.prepare(
+      "INSERT INTO blocks (cid, bytes, size, stored_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+    );
     this.#get = db.prepare("SELECT bytes FROM blocks WHERE cid = ?");
     this.#has = db.prepare("SELECT size FROM blocks WHERE cid = ?");
     this.#delete = db.prepare("DELETE FROM blocks WHERE cid = ?");
@@ -45,7 +47,9 @@ export class SqliteBlockstore implements Blockstore {
     checkBytes(bytes, "blocks.putWithCid");
     const digest = createHash("sha256").update(bytes).digest();
     if (!digest.equals(parsed.multihash.digest)) {
-      throw new Error(`blocks.putWithCid: the ${bytes.length} bytes do not hash to ${parsed.toString()} (sha2-256 mismatch)`);
+      throw new Error(
+        `blocks.putWithCid: the ${bytes.length} bytes do not hash to ${parsed.toString()} (sha2-256 mismatch)`,
+      );
     }
     const canonical = parsed.toString();
     this.#insert.run(canonical, bytes, bytes.length, this.#now());
@@ -53,7 +57,8 @@ export class SqliteBlockstore implements Blockstore {
   }
 
   get(cid: string): Uint8Array | undefined {
-    const row = this.#get.get(parseBlockCid(cid, "blocks.get").toString()) as { bytes: Uint8Array } | undefined;
+    const row = this.#get.get(parseBlockCid(cid, "blocks.get").toString()) as
+      { bytes: Uint8Array } | undefined;
     return row?.bytes;
   }
 
@@ -87,5 +92,6 @@ export function parseBlockCid(cid: string, where: string): CID {
 
 function checkBytes(bytes: Uint8Array, where: string): void {
   if (!(bytes instanceof Uint8Array)) throw new Error(`${where}: bytes must be a Uint8Array`);
-  if (bytes.length > MAX_BLOCK_BYTES) throw new Error(`${where}: block is ${bytes.length} bytes, more than the ${MAX_BLOCK_BYTES}-byte limit`);
+  if (bytes.length > MAX_BLOCK_BYTES)
+    throw new Error(`${where}: block is ${bytes.length} bytes, more than the ${MAX_BLOCK_BYTES}-byte limit`);
 }

@@ -13,7 +13,7 @@ export function encodeJson(value: unknown, field: string): string {
       return inner;
     });
   } catch (error) {
-    throw new Error(`${field} is not JSON-serialisable: ${(error as Error).message}`);
+    throw new Error(`${field} is not JSON-serialisable: ${(error as Error).message}`, { cause: error });
   }
   if (text === undefined) throw new Error(`${field} is not JSON-serialisable`);
   return text;
@@ -29,7 +29,8 @@ export function decodeJsonOrNull(text: unknown): JsonValue | null {
 
 export function requireText(value: unknown, field: string, maxLength = 1024): string {
   if (typeof value !== "string" || value.length === 0) throw new Error(`${field} must be a non-empty string`);
-  if (value.length > maxLength) throw new Error(`${field} is ${value.length} characters, more than ${maxLength}`);
+  if (value.length > maxLength)
+    throw new Error(`${field} is ${value.length} characters, more than ${maxLength}`);
   return value;
 }
 
@@ -63,12 +64,14 @@ export function requireHex(value: unknown, field: string, maxBytes = 4096): Hex 
 }
 
 export function requireUint(value: unknown, field: string): bigint {
-  if (typeof value !== "bigint" || value < 0n) throw new Error(`${field} must be a non-negative bigint, got ${typeof value}`);
+  if (typeof value !== "bigint" || value < 0n)
+    throw new Error(`${field} must be a non-negative bigint, got ${typeof value}`);
   return value;
 }
 
 export function oneOf<T extends string>(value: unknown, allowed: readonly T[], field: string): T {
-  if (!allowed.includes(value as T)) throw new Error(`${field} must be one of ${allowed.join(", ")}, got '${String(value)}'`);
+  if (!allowed.includes(value as T))
+    throw new Error(`${field} must be one of ${allowed.join(", ")}, got '${String(value)}'`);
   return value as T;
 }
 

@@ -3,12 +3,27 @@ export type { OpenStoreOptions, Store, StoreLogger } from "./store.ts";
 export { MIGRATIONS, LATEST_SCHEMA_VERSION } from "./migrations.ts";
 export type { Migration } from "./migrations.ts";
 export { JOB_ROLES, JOB_STATES, PRIORITIES } from "./jobs.ts";
-export type { JobPatch, JobQuery, JobRole, JobRow, JobState, JobsRepository, NewJob, Priority } from "./jobs.ts";
+export type {
+  JobPatch,
+  JobQuery,
+  JobRole,
+  JobRow,
+  JobState,
+  JobsRepository,
+  NewJob,
+  Priority,
+} from "./jobs.ts";
 export type { JobEventRow, JobEventsRepository, NewJobEvent } from "./job-events.ts";
 export { BID_STATES } from "./bids.ts";
 export type { BidRow, BidState, BidsRepository, NewBid } from "./bids.ts";
 export { ACTIVE_ASSIGNMENT_STATES, ASSIGNMENT_STATES } from "./assignments.ts";
-export type { AssignmentPatch, AssignmentRow, AssignmentState, AssignmentsRepository, NewAssignment } from "./assignments.ts";
+export type {
+  AssignmentPatch,
+  AssignmentRow,
+  AssignmentState,
+  AssignmentsRepository,
+  NewAssignment,
+} from "./assignments.ts";
 export type { NewReceipt, ReceiptRow, ReceiptsRepository } from "./receipts.ts";
 export type { PeerRow, PeersRepository, PeerUpdate } from "./peers.ts";
 export type { MetaRepository } from "./meta.ts";

@@ -1,5 +1,16 @@
 import type { DatabaseSync, StatementSync } from "node:sqlite";
-import { decodeJsonOrNull, encodeJson, num, optionalText, requireText, requireTimestamp, str, strOrNull, type JsonValue, type SqlRow } from "./codec.ts";
+import {
+  decodeJsonOrNull,
+  encodeJson,
+  num,
+  optionalText,
+  requireText,
+  requireTimestamp,
+  str,
+  strOrNull,
+  type JsonValue,
+  type SqlRow,
+} from "./codec.ts";
 
 /** One entry of a job's append-only history (the database refuses updates and deletes). */
 export interface JobEventRow {
@@ -34,8 +45,12 @@ export class JobEventsRepository {
 
   constructor(db: DatabaseSync, now: () => number) {
     this.#now = now;
-    this.#insert = db.prepare(`INSERT INTO job_events (job_id, at, kind, reason, peer, data) VALUES (?, ?, ?, ?, ?, ?) RETURNING ${COLUMNS}`);
-    this.#list = db.prepare(`SELECT ${COLUMNS} FROM job_events WHERE job_id = ? AND seq > ? ORDER BY seq ASC`);
+    this.#insert = db.prepare(
+      `INSERT INTO job_events (job_id, at, kind, reason, peer, data) VALUES (?, ?, ?, ?, ?, ?) RETURNING ${COLUMNS}`,
+    );
+    this.#list = db.prepare(
+      `SELECT ${COLUMNS} FROM job_events WHERE job_id = ? AND seq > ? ORDER BY seq ASC`,
+    );
   }
 
   append(event: NewJobEvent): JobEventRow {
@@ -45,7 +60,9 @@ export class JobEventsRepository {
       requireText(event.kind, "jobEvents.append: kind", 64),
       optionalText(event.reason, "jobEvents.append: reason"),
       optionalText(event.peer, "jobEvents.append: peer", 256),
-      event.data === undefined || event.data === null ? null : encodeJson(event.data, "jobEvents.append: data"),
+      event.data === undefined || event.data === null
+        ? null
+        : encodeJson(event.data, "jobEvents.append: data"),
     ) as SqlRow;
     return toEventRow(row);
   }

@@ -15,7 +15,15 @@ import {
   type SqlRow,
 } from "./codec.ts";
 
-export const JOB_STATES = ["queued", "announced", "assigned", "running", "completed", "failed", "cancelled"] as const;
+export const JOB_STATES = [
+  "queued",
+  "announced",
+  "assigned",
+  "running",
+  "completed",
+  "failed",
+  "cancelled",
+] as const;
 export type JobState = (typeof JOB_STATES)[number];
 /** Most urgent first; stored as the index, so SQL orders by urgency. */
 export const PRIORITIES = ["critical", "high", "normal", "low", "background"] as const;
@@ -121,18 +129,24 @@ export class JobsRepository {
     };
     if (patch.state !== undefined) set("state", oneOf(patch.state, JOB_STATES, "jobs.update: state"));
     if (patch.priority !== undefined) set("priority", priorityRank(patch.priority, "jobs.update: priority"));
-    if (patch.deadline !== undefined) set("deadline", optionalTimestamp(patch.deadline, "jobs.update: deadline"));
+    if (patch.deadline !== undefined)
+      set("deadline", optionalTimestamp(patch.deadline, "jobs.update: deadline"));
     if (patch.reason !== undefined) set("reason", optionalText(patch.reason, "jobs.update: reason"));
-    if (patch.result !== undefined) set("result", patch.result === null ? null : encodeJson(patch.result, "jobs.update: result"));
+    if (patch.result !== undefined)
+      set("result", patch.result === null ? null : encodeJson(patch.result, "jobs.update: result"));
     set("updated_at", this.#now());
-    const { changes } = this.#db.prepare(`UPDATE jobs SET ${sets.join(", ")} WHERE job_id = ?`).run(...values, jobId);
+    const { changes } = this.#db
+      .prepare(`UPDATE jobs SET ${sets.join(", ")} WHERE job_id = ?`)
+      .run(...values, jobId);
     if (changes === 0) throw new Error(`jobs.update: job ${jobId} is not in the store`);
     return this.require(jobId);
   }
 
   /** Jobs in the given state(s), most urgent first: priority, then earliest deadline. */
   byState(states: JobState | readonly JobState[], query: JobQuery = {}): JobRow[] {
-    const list = (typeof states === "string" ? [states] : [...states]).map((s) => oneOf(s, JOB_STATES, "jobs.byState: state"));
+    const list = (typeof states === "string" ? [states] : [...states]).map((s) =>
+      oneOf(s, JOB_STATES, "jobs.byState: state"),
+    );
     if (list.length === 0) return [];
     const where = [`state IN (${list.map(() => "?").join(", ")})`];
     const values: Array<string | number> = [...list];
@@ -146,12 +160,18 @@ export class JobsRepository {
   /** All jobs, newest first. */
   list(query: JobQuery = {}): JobRow[] {
     const values = query.role ? [oneOf(query.role, JOB_ROLES, "jobs.list: role")] : [];
-    return this.#select(`${query.role ? "WHERE role = ?" : ""} ORDER BY created_at DESC, job_id DESC`, values, query);
+    return this.#select(
+      `${query.role ? "WHERE role = ?" : ""} ORDER BY created_at DESC, job_id DESC`,
+      values,
+      query,
+    );
   }
 
   count(state?: JobState): number {
     const row = state
-      ? this.#db.prepare("SELECT COUNT(*) AS n FROM jobs WHERE state = ?").get(oneOf(state, JOB_STATES, "jobs.count: state"))
+      ? this.#db
+          .prepare("SELECT COUNT(*) AS n FROM jobs WHERE state = ?")
+          .get(oneOf(state, JOB_STATES, "jobs.count: state"))
       : this.#db.prepare("SELECT COUNT(*) AS n FROM jobs").get();
     return num(row as SqlRow, "n");
   }
@@ -159,7 +179,9 @@ export class JobsRepository {
   #select(clause: string, values: Array<string | number>, query: JobQuery): JobRow[] {
     const limit = query.limit ?? -1;
     const offset = query.offset ?? 0;
-    const rows = this.#db.prepare(`SELECT ${COLUMNS} FROM jobs ${clause} LIMIT ? OFFSET ?`).all(...values, limit, offset);
+    const rows = this.#db
+      .prepare(`SELECT ${COLUMNS} FROM jobs ${clause} LIMIT ? OFFSET ?`)
+      .all(...values, limit, offset);
     return (rows as SqlRow[]).map(toJobRow);
   }
 }

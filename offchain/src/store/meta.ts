@@ -9,7 +9,9 @@ export class MetaRepository {
 
   constructor(db: DatabaseSync) {
     this.#get = db.prepare("SELECT value FROM meta WHERE key = ?");
-    this.#set = db.prepare("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value");
+    this.#set = db.prepare(
+      "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+    );
     this.#delete = db.prepare("DELETE FROM meta WHERE key = ?");
   }
 
@@ -19,7 +21,8 @@ export class MetaRepository {
   }
 
   set(key: string, value: string): void {
-    if (typeof value !== "string") throw new Error(`meta.set: value of '${key}' must be a string; use setJson for other values`);
+    if (typeof value !== "string")
+      throw new Error(`meta.set: value of '${key}' must be a string; use setJson for other values`);
     this.#set.run(requireText(key, "meta.set: key", 256), value);
   }
 

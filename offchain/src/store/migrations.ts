@@ -113,24 +113,39 @@ export const MIGRATIONS: readonly Migration[] = [
 export const LATEST_SCHEMA_VERSION = MIGRATIONS.at(-1)?.version ?? 0;
 
 /** Applies every migration newer than the database, each in its own transaction. */
-export function migrate(db: DatabaseSync, migrations: readonly Migration[] = MIGRATIONS, now = Date.now): number[] {
+export function migrate(
+  db: DatabaseSync,
+  migrations: readonly Migration[] = MIGRATIONS,
+  now = Date.now,
+): number[] {
   assertOrdered(migrations);
-  db.exec("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL) STRICT");
+  db.exec(
+    "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL) STRICT",
+  );
   const current = readSchemaVersion(db);
   const latest = migrations.at(-1)?.version ?? 0;
   if (current > latest) {
-    throw new Error(`database schema version ${current} is newer than this software supports (${latest}); upgrade Cell`);
+    throw new Error(
+      `database schema version ${current} is newer than this software supports (${latest}); upgrade Cell`,
+    );
   }
   const applied: number[] = [];
   for (const migration of migrations.filter((m) => m.version > current)) {
     db.exec("BEGIN IMMEDIATE");
     try {
       db.exec(migration.sql);
-      db.prepare("INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)").run(migration.version, migration.name, now());
+      db.prepare("INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)").run(
+        migration.version,
+        migration.name,
+        now(),
+      );
       db.exec("COMMIT");
     } catch (error) {
       db.exec("ROLLBACK");
-      throw new Error(`migration ${migration.version} (${migration.name}) failed: ${(error as Error).message}`);
+      throw new Error(
+        `migration ${migration.version} (${migration.name}) failed: ${(error as Error).message}`,
+        { cause: error },
+      );
     }
     applied.push(migration.version);
   }
@@ -138,14 +153,17 @@ export function migrate(db: DatabaseSync, migrations: readonly Migration[] = MIG
 }
 
 export function readSchemaVersion(db: DatabaseSync): number {
-  const row = db.prepare("SELECT MAX(version) AS version FROM schema_version").get() as { version: number | null } | undefined;
+  const row = db.prepare("SELECT MAX(version) AS version FROM schema_version").get() as
+    { version: number | null } | undefined;
   return row?.version ?? 0;
 }
 
 function assertOrdered(migrations: readonly Migration[]): void {
   migrations.forEach((migration, index) => {
     if (migration.version !== index + 1) {
-      throw new Error(`migration '${migration.name}' has version ${migration.version}; versions must be 1, 2, 3… in order`);
+      throw new Error(
+        `migration '${migration.name}' has version ${migration.version}; versions must be 1, 2, 3… in order`,
+      );
     }
   });
 }

@@ -1,6 +1,16 @@
 import type { DatabaseSync, StatementSync } from "node:sqlite";
 import type { Address, Hex } from "viem";
-import { num, numOrNull, optionalTimestamp, requireAddress, requireHex, requireText, str, strOrNull, type SqlRow } from "./codec.ts";
+import {
+  num,
+  numOrNull,
+  optionalTimestamp,
+  requireAddress,
+  requireHex,
+  requireText,
+  str,
+  strOrNull,
+  type SqlRow,
+} from "./codec.ts";
 
 export interface PeerRow {
   peerId: string;
@@ -52,10 +62,19 @@ export class PeersRepository {
       sets.push(`${column} = ?`);
       values.push(value);
     };
-    if (update.operator !== undefined) set("operator", update.operator === null ? null : requireAddress(update.operator, "peers.upsert: operator"));
-    if (update.peerKey !== undefined) set("peer_key", update.peerKey === null ? null : requireHex(update.peerKey, "peers.upsert: peerKey", 32));
+    if (update.operator !== undefined)
+      set(
+        "operator",
+        update.operator === null ? null : requireAddress(update.operator, "peers.upsert: operator"),
+      );
+    if (update.peerKey !== undefined)
+      set(
+        "peer_key",
+        update.peerKey === null ? null : requireHex(update.peerKey, "peers.upsert: peerKey", 32),
+      );
     if (update.addrs !== undefined) set("addrs", JSON.stringify(checkAddrs(update.addrs)));
-    if (update.lastSeen !== undefined) set("last_seen", optionalTimestamp(update.lastSeen, "peers.upsert: lastSeen"));
+    if (update.lastSeen !== undefined)
+      set("last_seen", optionalTimestamp(update.lastSeen, "peers.upsert: lastSeen"));
     if (update.reputation !== undefined) set("reputation", checkReputation(update.reputation));
     return this.#write(peerId, sets, values);
   }
@@ -67,7 +86,9 @@ export class PeersRepository {
 
   /** Known peers, most recently seen first. */
   list(options: { limit?: number } = {}): PeerRow[] {
-    const rows = this.#db.prepare(`SELECT ${COLUMNS} FROM peers ORDER BY last_seen IS NULL, last_seen DESC, peer_id ASC LIMIT ?`).all(options.limit ?? -1);
+    const rows = this.#db
+      .prepare(`SELECT ${COLUMNS} FROM peers ORDER BY last_seen IS NULL, last_seen DESC, peer_id ASC LIMIT ?`)
+      .all(options.limit ?? -1);
     return (rows as SqlRow[]).map(toPeerRow);
   }
 
@@ -77,8 +98,13 @@ export class PeersRepository {
 
   /** Adds `count` penalties and returns the peer with its new total. */
   penalize(peerId: string, count = 1): PeerRow {
-    if (!Number.isSafeInteger(count) || count < 1) throw new Error(`peers.penalize: count must be a positive integer, got ${count}`);
-    return this.#write(requireText(peerId, "peers.penalize: peerId", 256), ["penalties = penalties + ?"], [count]);
+    if (!Number.isSafeInteger(count) || count < 1)
+      throw new Error(`peers.penalize: count must be a positive integer, got ${count}`);
+    return this.#write(
+      requireText(peerId, "peers.penalize: peerId", 256),
+      ["penalties = penalties + ?"],
+      [count],
+    );
   }
 
   setReputation(peerId: string, reputation: number): PeerRow {
@@ -88,13 +114,16 @@ export class PeersRepository {
   #write(peerId: string, sets: string[], values: Array<string | number | null>): PeerRow {
     const now = this.#now();
     this.#ensure.run(peerId, now);
-    this.#db.prepare(`UPDATE peers SET ${[...sets, "updated_at = ?"].join(", ")} WHERE peer_id = ?`).run(...values, now, peerId);
+    this.#db
+      .prepare(`UPDATE peers SET ${[...sets, "updated_at = ?"].join(", ")} WHERE peer_id = ?`)
+      .run(...values, now, peerId);
     return this.get(peerId) as PeerRow;
   }
 }
 
 function checkAddrs(addrs: readonly string[]): string[] {
-  if (!Array.isArray(addrs) || addrs.length > MAX_ADDRS) throw new Error(`peers.upsert: addrs must be an array of at most ${MAX_ADDRS} strings`);
+  if (!Array.isArray(addrs) || addrs.length > MAX_ADDRS)
+    throw new Error(`peers.upsert: addrs must be an array of at most ${MAX_ADDRS} strings`);
   return addrs.map((addr, index) => requireText(addr, `peers.upsert: addrs[${index}]`, 512));
 }
 

@@ -1,6 +1,19 @@
 import type { DatabaseSync, StatementSync } from "node:sqlite";
 import type { Address, Hex } from "viem";
-import { decodeJson, encodeJson, num, optionalText, requireAddress, requireHex, requireText, requireTimestamp, str, strOrNull, type JsonObject, type SqlRow } from "./codec.ts";
+import {
+  decodeJson,
+  encodeJson,
+  num,
+  optionalText,
+  requireAddress,
+  requireHex,
+  requireText,
+  requireTimestamp,
+  str,
+  strOrNull,
+  type JsonObject,
+  type SqlRow,
+} from "./codec.ts";
 
 export interface ReceiptRow {
   id: number;
@@ -41,7 +54,9 @@ export class ReceiptsRepository {
       `INSERT INTO receipts (job_id, executor, message, signature, cid, stored_at) VALUES (?, ?, ?, ?, ?, ?)
        ON CONFLICT DO NOTHING RETURNING ${COLUMNS}`,
     );
-    this.#find = db.prepare(`SELECT ${COLUMNS} FROM receipts WHERE job_id = ? AND executor = ? AND signature = ?`);
+    this.#find = db.prepare(
+      `SELECT ${COLUMNS} FROM receipts WHERE job_id = ? AND executor = ? AND signature = ?`,
+    );
     this.#forJob = db.prepare(`SELECT ${COLUMNS} FROM receipts WHERE job_id = ? ORDER BY id ASC`);
     this.#byCid = db.prepare(`SELECT ${COLUMNS} FROM receipts WHERE cid = ? ORDER BY id ASC LIMIT 1`);
     this.#list = db.prepare(`SELECT ${COLUMNS} FROM receipts WHERE id > ? ORDER BY id ASC LIMIT ?`);

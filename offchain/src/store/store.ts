@@ -61,7 +61,8 @@ export interface Store {
  * disk before the call returns.
  */
 export function openStore(dir: string, options: OpenStoreOptions = {}): Store {
-  if (typeof dir !== "string" || dir.length === 0) throw new Error("openStore: directory is empty (pass a path or \":memory:\")");
+  if (typeof dir !== "string" || dir.length === 0)
+    throw new Error('openStore: directory is empty (pass a path or ":memory:")');
   const path = dir === IN_MEMORY ? IN_MEMORY : join(dir, DATABASE_FILE);
   if (dir !== IN_MEMORY) mkdirSync(dir, { recursive: true, mode: 0o700 });
   const db = openDatabase(path, options.busyTimeoutMs ?? 5000);
@@ -81,17 +82,19 @@ function openDatabase(path: string, busyTimeoutMs: number): DatabaseSync {
   try {
     db = new DatabaseSync(path, { timeout: busyTimeoutMs });
   } catch (error) {
-    throw new Error(`cannot open store ${path}: ${(error as Error).message}`);
+    throw new Error(`cannot open store ${path}: ${(error as Error).message}`, { cause: error });
   }
   try {
     if (path !== IN_MEMORY) {
-      const { journal_mode: mode } = db.prepare("PRAGMA journal_mode = WAL").get() as { journal_mode: string };
+      const { journal_mode: mode } = db.prepare("PRAGMA journal_mode = WAL").get() as {
+        journal_mode: string;
+      };
       if (mode !== "wal") throw new Error(`journal_mode is '${mode}', expected 'wal'`);
     }
     db.exec("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;");
   } catch (error) {
     db.close();
-    throw new Error(`cannot configure store ${path}: ${(error as Error).message}`);
+    throw new Error(`cannot configure store ${path}: ${(error as Error).message}`, { cause: error });
   }
   return db;
 }

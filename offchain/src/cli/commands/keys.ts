@@ -2,7 +2,13 @@ import { readFile } from "node:fs/promises";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { Command, InvalidArgumentError } from "commander";
-import { DEFAULT_SCRYPT_N, initIdentity, loadOrCreateIdentity, readPublicIdentity, type PublicIdentity } from "../../identity/index.ts";
+import {
+  DEFAULT_SCRYPT_N,
+  initIdentity,
+  loadOrCreateIdentity,
+  readPublicIdentity,
+  type PublicIdentity,
+} from "../../identity/index.ts";
 
 interface KeyCommandOptions {
   dir: string;
@@ -15,7 +21,10 @@ export function registerKeysCommand(program: Command): Command {
   const keys = program
     .command("keys")
     .description("create and show the node's peer key and operator keystore")
-    .addHelpText("after", "\nExamples:\n  $ CELL_PASSPHRASE=… cell keys init --dir ./node1\n  $ cell keys show --dir ./node1\n");
+    .addHelpText(
+      "after",
+      "\nExamples:\n  $ CELL_PASSPHRASE=… cell keys init --dir ./node1\n  $ cell keys show --dir ./node1\n",
+    );
 
   keys
     .command("init")
@@ -25,12 +34,24 @@ export function registerKeysCommand(program: Command): Command {
     .option("--passphrase-file <file>", "file whose first line is the passphrase (else env CELL_PASSPHRASE)")
     .option("--scrypt-n <n>", "scrypt cost of the key files, a power of two", parseInteger, DEFAULT_SCRYPT_N)
     .option("--json", "print JSON")
-    .addHelpText("after", "\nExample:\n  $ echo 'correct horse battery staple' > pass.txt && chmod 600 pass.txt\n  $ cell keys init --dir ./node1 --passphrase-file pass.txt\n")
-    .action(async function (this: Command, options: KeyCommandOptions & { force?: boolean; scryptN: number }) {
+    .addHelpText(
+      "after",
+      "\nExample:\n  $ echo 'correct horse battery staple' > pass.txt && chmod 600 pass.txt\n  $ cell keys init --dir ./node1 --passphrase-file pass.txt\n",
+    )
+    .action(async function (
+      this: Command,
+      options: KeyCommandOptions & { force?: boolean; scryptN: number },
+    ) {
       try {
         const passphrase = await readPassphrase(options.passphraseFile);
-        if (passphrase === undefined) throw new Error("no passphrase: pass --passphrase-file FILE or set CELL_PASSPHRASE");
-        const identity = await initIdentity({ dir: options.dir, passphrase, force: options.force ?? false, scryptN: options.scryptN });
+        if (passphrase === undefined)
+          throw new Error("no passphrase: pass --passphrase-file FILE or set CELL_PASSPHRASE");
+        const identity = await initIdentity({
+          dir: options.dir,
+          passphrase,
+          force: options.force ?? false,
+          scryptN: options.scryptN,
+        });
         printIdentity(identity, options.json ?? false, "created");
       } catch (error) {
         this.error(`error: ${(error as Error).message}`);
@@ -41,14 +62,18 @@ export function registerKeysCommand(program: Command): Command {
     .command("show")
     .description("print the peer id, did:key, peer key and operator address (never private keys)")
     .option("--dir <dir>", "key directory", defaultDir())
-    .option("--passphrase-file <file>", "also check that this passphrase unlocks the keys (or env CELL_PASSPHRASE)")
+    .option(
+      "--passphrase-file <file>",
+      "also check that this passphrase unlocks the keys (or env CELL_PASSPHRASE)",
+    )
     .option("--json", "print JSON")
     .addHelpText("after", "\nExample:\n  $ cell keys show --dir ./node1 --json\n")
     .action(async function (this: Command, options: KeyCommandOptions) {
       try {
         const identity = await readPublicIdentity(options.dir);
         const passphrase = await readPassphrase(options.passphraseFile);
-        if (passphrase !== undefined) await loadOrCreateIdentity({ dir: options.dir, passphrase, create: false });
+        if (passphrase !== undefined)
+          await loadOrCreateIdentity({ dir: options.dir, passphrase, create: false });
         printIdentity(identity, options.json ?? false, passphrase === undefined ? "locked" : "unlocked");
       } catch (error) {
         this.error(`error: ${(error as Error).message}`);
@@ -69,7 +94,10 @@ async function readPassphrase(file: string | undefined): Promise<string | undefi
     try {
       text = await readFile(file, "utf8");
     } catch (error) {
-      throw new Error(`cannot read passphrase file ${file}: ${(error as NodeJS.ErrnoException).code ?? "unreadable"}`);
+      throw new Error(
+        `cannot read passphrase file ${file}: ${(error as NodeJS.ErrnoException).code ?? "unreadable"}`,
+        { cause: error },
+      );
     }
     const passphrase = text.split(/\r?\n/, 1)[0] ?? "";
     if (passphrase.length === 0) throw new Error(`passphrase file ${file} is empty`);
@@ -79,7 +107,11 @@ async function readPassphrase(file: string | undefined): Promise<string | undefi
   return fromEnv === undefined || fromEnv.length === 0 ? undefined : fromEnv;
 }
 
-function printIdentity(identity: PublicIdentity, json: boolean, status: "created" | "locked" | "unlocked"): void {
+function printIdentity(
+  identity: PublicIdentity,
+  json: boolean,
+  status: "created" | "locked" | "unlocked",
+): void {
   const view = {
     peerId: identity.peerId,
     did: identity.did,
@@ -107,6 +139,7 @@ function printIdentity(identity: PublicIdentity, json: boolean, status: "created
 
 function parseInteger(value: string): number {
   const n = Number(value);
-  if (!Number.isSafeInteger(n) || n <= 0) throw new InvalidArgumentError(`expected a positive integer, got '${value}'`);
+  if (!Number.isSafeInteger(n) || n <= 0)
+    throw new InvalidArgumentError(`expected a positive integer, got '${value}'`);
   return n;
 }
