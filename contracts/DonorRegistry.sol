@@ -5,7 +5,6 @@ import {Ownable} from "@openzeppelin/contracts/access/Ownable.sol";
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {IERC20Permit} from "@openzeppelin/contracts/token/ERC20/extensions/IERC20Permit.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
-import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
@@ -235,8 +234,8 @@ contract DonorRegistry is EIP712, Ownable, ReentrancyGuardTransient {
     /// @param receipt the receipt
     /// @param signature 65-byte or 64-byte (EIP-2098) signature
     function verifyReceipt(CellTypes.Receipt calldata receipt, bytes calldata signature) public view returns (bool) {
-        (address signer, ECDSA.RecoverError err, ) = ECDSA.tryRecoverCalldata(receiptDigest(receipt), signature);
-        return err == ECDSA.RecoverError.NoError && signer == receipt.executor;
+        address signer = CellTypes.signerOf(receiptDigest(receipt), signature);
+        return signer != address(0) && signer == receipt.executor;
     }
 
     // ---------------------------------------------------------------- slashing

@@ -415,8 +415,8 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
     }
 
     function _requireSignature(bytes32 digest, bytes calldata signature, address expected) private pure {
-        (address recovered, ECDSA.RecoverError err, ) = ECDSA.tryRecoverCalldata(digest, signature);
-        if (err != ECDSA.RecoverError.NoError || recovered != expected) revert InvalidSignature(expected);
+        address recovered = CellTypes.signerOf(digest, signature);
+        if (recovered == address(0) || recovered != expected) revert InvalidSignature(expected);
     }
 
     /// @dev Adds to the payee's running sum for this batch; true on its first credit.

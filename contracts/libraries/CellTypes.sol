@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.27;
 
+import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
+
 /// @title CellTypes
 /// @notice The EIP-712 statements of Cell as Solidity structs and struct hashes. The type strings
 /// mirror offchain/src/protocol/eip712.ts character for character; tests compare both.
@@ -125,5 +127,17 @@ library CellTypes {
     /// @notice True when two receipts report different results (status, output or fuel).
     function sameResult(Receipt calldata a, Receipt calldata b) internal pure returns (bool) {
         return a.status == b.status && a.outputCid == b.outputCid && a.fuelUsed == b.fuelUsed;
+    }
+
+    /// @notice Signer of `digest` from a 65-byte or EIP-2098 64-byte signature; zero when invalid.
+    function signerOf(bytes32 digest, bytes calldata signature) internal pure returns (address) {
+        address recovered;
+        ECDSA.RecoverError err;
+        if (signature.length == 64) {
+            (recovered, err, ) = ECDSA.tryRecover(digest, bytes32(signature[:32]), bytes32(signature[32:]));
+        } else {
+            (recovered, err, ) = ECDSA.tryRecoverCalldata(digest, signature);
+        }
+        return err == ECDSA.RecoverError.NoError ? recovered : address(0);
     }
 }
