@@ -3,11 +3,11 @@
 // buyer node on loopback, and the buyer's local API; Ctrl-C stops everything.
 //
 // Options (after `npm start --`): --donors N (default 4), --chain-port N (default 8546
-// when free), --api-port N (default 7474 when free). Each run is a fresh devnet: the
-// chain lives in memory, so .cell/devnet/ is recreated.
+// when free), --api-port N (default 7474 when free), --dir D (default .cell). Each run is
+// a fresh devnet: the chain lives in memory, so <dir>/devnet/ is recreated.
 import { createServer } from "node:net";
 import { mkdir, rm, unlink, writeFile } from "node:fs/promises";
-import { join, relative } from "node:path";
+import { join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { pino, type Logger } from "pino";
@@ -31,9 +31,6 @@ import { initIdentity, type Identity } from "../offchain/src/identity/index.ts";
 import { loadConfig, startNode, type CellNode } from "../offchain/src/node/index.ts";
 import { ensureJobs } from "./build-jobs.ts";
 
-const ROOT = fileURLToPath(new URL("..", import.meta.url));
-const CELL_DIR = join(ROOT, ".cell");
-const DEVNET_DIR = join(CELL_DIR, "devnet");
 /** Devnet keys are throwaway; a fixed passphrase keeps `npm start` free of prompts. */
 const DEVNET_PASSPHRASE = process.env.CELL_PASSPHRASE ?? "cell-devnet-only-passphrase";
 /** Cheap scrypt for throwaway devnet keys; real nodes use `cell keys init`'s default. */
@@ -54,9 +51,13 @@ const { values: args } = parseArgs({
     donors: { type: "string", default: "4" },
     "chain-port": { type: "string" },
     "api-port": { type: "string" },
+    dir: { type: "string" },
   },
 });
 const donorCount = positiveInt(args.donors, "--donors");
+const DEFAULT_CELL_DIR = fileURLToPath(new URL("../.cell", import.meta.url));
+const CELL_DIR = resolve(args.dir ?? DEFAULT_CELL_DIR);
+const DEVNET_DIR = join(CELL_DIR, "devnet");
 const say = (line: string) => process.stderr.write(`${line}\n`);
 const stops: (() => Promise<void>)[] = [];
 let stopping = false;
@@ -189,6 +190,8 @@ async function waitForStakedDonors(buyer: CellNode, expected: number): Promise<n
 function summary(devnet: Devnet, deploymentFile: string, buyer: StartedNode, donors: StartedNode[], staked: number): string {
   const rel = (path: string) => relative(process.cwd(), path) || ".";
   const api = buyer.served.api as NonNullable<ServedNode<CellNode>["api"]>;
+  // The CLI finds ./.cell/api.json by itself; another --dir needs pointing at.
+  const dataDirFlag = CELL_DIR === resolve(".cell") ? "" : ` --data-dir ${rel(join(DEVNET_DIR, "buyer"))}`;
   const contracts = Object.entries(contractAddresses(devnet.deployment)).map(([name, address]) => `    ${name.padEnd(16)}${address}`);
   const nodeLine = (node: StartedNode) =>
     `    ${node.name.padEnd(8)}${node.served.node.peerId}  operator ${node.identity.operator.address}\n${" ".repeat(12)}${node.served.node.multiaddrs()[0] ?? ""}`;
@@ -206,9 +209,9 @@ ${[buyer, ...donors].map(nodeLine).join("\n")}
   logs        ${rel(DEVNET_DIR)}/<node>/node.log
 
 Try:
-  node bin/cell.mjs job submit examples/jobs/build/sha256.wasm --input README.md
-  node bin/cell.mjs job list
-  node bin/cell.mjs peers
+  node bin/cell.mjs job submit examples/jobs/build/sha256.wasm --input README.md${dataDirFlag}
+  node bin/cell.mjs job list${dataDirFlag}
+  node bin/cell.mjs peers${dataDirFlag}
   curl -H "Authorization: Bearer $(cat ${rel(api.tokenFile)})" ${api.url}/jobs
 
 Press Ctrl-C to stop everything.
