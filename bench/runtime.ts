@@ -5,7 +5,13 @@ import { readFileSync } from "node:fs";
 import { Worker } from "node:worker_threads";
 import wabtInit from "wabt";
 import { ensureJobs, type JobName } from "../scripts/build-jobs.ts";
-import { createRuntime, instrument, runModule, WORKER_RESOURCE_LIMITS, type FuelMode } from "../offchain/src/runtime/index.ts";
+import {
+  createRuntime,
+  instrument,
+  runModule,
+  WORKER_RESOURCE_LIMITS,
+  type FuelMode,
+} from "../offchain/src/runtime/index.ts";
 
 const RUNS = 9;
 const WARMUP = 3;
@@ -46,17 +52,27 @@ function timeRun({ module, memory, hasStart }: Variant, input: Uint8Array): numb
     maxFileBytes: 0,
   });
   const elapsed = performance.now() - started;
-  if (outcome.kind !== "result" || outcome.status !== "ok") throw new Error(`benchmark job failed: ${JSON.stringify(outcome, (_, v) => (typeof v === "bigint" ? String(v) : v))}`);
+  if (outcome.kind !== "result" || outcome.status !== "ok")
+    throw new Error(
+      `benchmark job failed: ${JSON.stringify(outcome, (_, v) => (typeof v === "bigint" ? String(v) : v))}`,
+    );
   return elapsed;
 }
 
 function compareJob(bytes: Uint8Array, inputText: string) {
   const input = new TextEncoder().encode(inputText);
-  const variants: Variant[] = [{ name: "plain", module: new WebAssembly.Module(bytes as Uint8Array<ArrayBuffer>), hasStart: false }];
+  const variants: Variant[] = [
+    { name: "plain", module: new WebAssembly.Module(bytes as Uint8Array<ArrayBuffer>), hasStart: false },
+  ];
   for (const mode of ["local", "global"] as const) {
     const instrumented = instrument(bytes, { fuelMode: mode });
     const module = new WebAssembly.Module(instrumented.bytes as Uint8Array<ArrayBuffer>);
-    variants.push({ name: mode, module, hasStart: instrumented.hasStart, ...(instrumented.memory ? { memory: instrumented.memory } : {}) });
+    variants.push({
+      name: mode,
+      module,
+      hasStart: instrumented.hasStart,
+      ...(instrumented.memory ? { memory: instrumented.memory } : {}),
+    });
   }
   const times: Record<string, number[]> = { plain: [], local: [], global: [] };
   for (let run = 0; run < WARMUP + RUNS; run++) {
@@ -66,14 +82,22 @@ function compareJob(bytes: Uint8Array, inputText: string) {
     }
   }
   const plain = median(times.plain!);
-  return { plainMs: plain, localMs: median(times.local!), globalMs: median(times.global!), ratioLocal: median(times.local!) / plain, ratioGlobal: median(times.global!) / plain };
+  return {
+    plainMs: plain,
+    localMs: median(times.local!),
+    globalMs: median(times.global!),
+    ratioLocal: median(times.local!) / plain,
+    ratioGlobal: median(times.global!) / plain,
+  };
 }
 
 async function workerStartMs(): Promise<number> {
   const samples: number[] = [];
   for (let index = 0; index < 5; index++) {
     const started = performance.now();
-    const worker = new Worker(new URL("../offchain/src/runtime/worker.ts", import.meta.url), { resourceLimits: WORKER_RESOURCE_LIMITS });
+    const worker = new Worker(new URL("../offchain/src/runtime/worker.ts", import.meta.url), {
+      resourceLimits: WORKER_RESOURCE_LIMITS,
+    });
     await new Promise((resolve) => worker.once("message", resolve));
     samples.push(performance.now() - started);
     await worker.terminate();
@@ -84,16 +108,25 @@ async function workerStartMs(): Promise<number> {
 async function tinyJobsPerSecond(): Promise<number> {
   const wabt = await wabtInit();
   const tiny = wabt
-    .parseWat("tiny.wat", `(module
+    .parseWat(
+      "tiny.wat",
+      `(module
       (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
       (memory 1) (data (i32.const 16) "ok")
       (func (export "_start")
         (i32.store (i32.const 0) (i32.const 16)) (i32.store (i32.const 4) (i32.const 2))
-        (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))`)
+        (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))`,
+    )
     .toBinary({}).buffer;
   const runtime = await createRuntime({ poolSize: 2 });
   try {
-    const job = { module: tiny, input: new Uint8Array(0), fuelLimit: 100_000n, memoryPages: 1, timeoutMs: 5_000 };
+    const job = {
+      module: tiny,
+      input: new Uint8Array(0),
+      fuelLimit: 100_000n,
+      memoryPages: 1,
+      timeoutMs: 5_000,
+    };
     const runBatch = async (count: number) => {
       const inFlight = 32;
       let next = 0;
@@ -131,7 +164,8 @@ function instrumentMs(paths: Record<JobName, string>): number {
 
 const paths = await ensureJobs();
 const rows: Record<string, ReturnType<typeof compareJob>> = {};
-for (const name of ["sha256", "sieve", "matmul"] as const) rows[name] = compareJob(readFileSync(paths[name]), INPUTS[name]);
+for (const name of ["sha256", "sieve", "matmul"] as const)
+  rows[name] = compareJob(readFileSync(paths[name]), INPUTS[name]);
 
 console.log("job      plain ms  local ms  global ms  ratio(local)  ratio(global)");
 for (const [name, row] of Object.entries(rows)) {
@@ -143,7 +177,9 @@ const start = await workerStartMs();
 const jobsPerSec = await tinyJobsPerSecond();
 const instrumentTime = instrumentMs(paths);
 console.log(`tiny jobs/s (warm pool of 2): ${jobsPerSec.toFixed(0)}`);
-console.log(`worker start: ${start.toFixed(1)} ms; instrumentation (median, example jobs): ${instrumentTime.toFixed(3)} ms`);
+console.log(
+  `worker start: ${start.toFixed(1)} ms; instrumentation (median, example jobs): ${instrumentTime.toFixed(3)} ms`,
+);
 const round = (value: number, digits: number) => Number(value.toFixed(digits));
 console.log(
   JSON.stringify({

@@ -10,7 +10,18 @@ export const BUILD_DIR = `${JOBS_DIR}build/`;
 export const JOB_NAMES = ["sha256", "sieve", "matmul", "wordcount"] as const;
 export type JobName = (typeof JOB_NAMES)[number];
 
-const ASC_FLAGS = ["-O3", "--noAssert", "--runtime", "stub", "--use", "abort=", "--disable", "simd", "--disable", "reference-types"];
+const ASC_FLAGS = [
+  "-O3",
+  "--noAssert",
+  "--runtime",
+  "stub",
+  "--use",
+  "abort=",
+  "--disable",
+  "simd",
+  "--disable",
+  "reference-types",
+];
 
 export function jobPath(name: JobName): string {
   return `${BUILD_DIR}${name}.wasm`;
@@ -39,13 +50,8 @@ export async function ensureJobs(names: readonly JobName[] = JOB_NAMES): Promise
   const paths = {} as Record<JobName, string>;
   for (const name of names) {
     const output = jobPath(name);
-    let fresh = false;
-    try {
-      fresh = statSync(output).mtimeMs >= sourcesTime;
-    } catch {
-      fresh = false;
-    }
-    paths[name] = fresh ? output : await buildJob(name);
+    const built = statSync(output, { throwIfNoEntry: false });
+    paths[name] = built && built.mtimeMs >= sourcesTime ? output : await buildJob(name);
   }
   return paths;
 }
@@ -54,6 +60,8 @@ if (import.meta.main) {
   for (const name of JOB_NAMES) {
     const started = performance.now();
     const output = await buildJob(name);
-    console.log(`built ${output} (${statSync(output).size} bytes, ${(performance.now() - started).toFixed(0)} ms)`);
+    console.log(
+      `built ${output} (${statSync(output).size} bytes, ${(performance.now() - started).toFixed(0)} ms)`,
+    );
   }
 }

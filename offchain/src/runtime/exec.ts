@@ -62,7 +62,14 @@ export function runModule(request: RunRequest): RunOutcome {
   const finish = (status: ResultStatus, extra: { exitCode?: number; reason?: string } = {}): RunOutcome => {
     const left = (fuel()?.value as bigint | undefined) ?? request.fuelLimit;
     const fuelUsed = status === "out_of_fuel" || left < 0n ? request.fuelLimit : request.fuelLimit - left;
-    return { kind: "result", status, ...extra, fuelUsed, output: wasi.stdout.bytes(), stderr: wasi.stderr.bytes() };
+    return {
+      kind: "result",
+      status,
+      ...extra,
+      fuelUsed,
+      output: wasi.stdout.bytes(),
+      stderr: wasi.stderr.bytes(),
+    };
   };
 
   try {
@@ -79,7 +86,8 @@ export function runModule(request: RunRequest): RunOutcome {
     if (global) global.value = request.fuelLimit;
     if (request.hasStart) (exports[Instrumented.startExport] as () => void)();
     const entry = exports[request.entry];
-    if (typeof entry !== "function") return finish("trap", { reason: `entry "${request.entry}" is not an exported function` });
+    if (typeof entry !== "function")
+      return finish("trap", { reason: `entry "${request.entry}" is not an exported function` });
     entry();
     return finish("ok");
   } catch (error) {
@@ -92,7 +100,8 @@ function classify(
   finish: (status: ResultStatus, extra?: { exitCode?: number; reason?: string }) => RunOutcome,
   exports: Exports | undefined,
 ): RunOutcome {
-  if (error instanceof ProcExit) return error.code === 0 ? finish("ok", { exitCode: 0 }) : finish("exit", { exitCode: error.code });
+  if (error instanceof ProcExit)
+    return error.code === 0 ? finish("ok", { exitCode: 0 }) : finish("exit", { exitCode: error.code });
   if (error instanceof HostOutOfFuel) return finish("out_of_fuel", { reason: "out of fuel" });
   if (error instanceof OutputLimitExceeded) return finish("trap", { reason: error.message });
   if (error instanceof WebAssembly.RuntimeError) {

@@ -67,7 +67,10 @@ export function instrumentAnalyzed(bytes: Uint8Array, info: ModuleInfo, mode: Fu
     payloads.delete(SectionId.memory);
   }
   payloads.set(SectionId.global, appendGlobals(payloads.get(SectionId.global)));
-  payloads.set(SectionId.export, appendExports(payloads.get(SectionId.export), info, fuelGlobal, stackGlobal));
+  payloads.set(
+    SectionId.export,
+    appendExports(payloads.get(SectionId.export), info, fuelGlobal, stackGlobal),
+  );
   payloads.delete(SectionId.start);
   const parts = SECTION_ORDER.flatMap((id) => {
     const payload = payloads.get(id);
@@ -77,7 +80,9 @@ export function instrumentAnalyzed(bytes: Uint8Array, info: ModuleInfo, mode: Fu
     bytes: concatBytes([Uint8Array.of(0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00), ...parts]),
     ...(info.memory ? { memory: info.memory } : {}),
     hasStart: info.start !== undefined,
-    functionExports: info.exports.filter((entry) => entry.kind === EXPORT_FUNCTION).map((entry) => entry.name),
+    functionExports: info.exports
+      .filter((entry) => entry.kind === EXPORT_FUNCTION)
+      .map((entry) => entry.name),
   };
 }
 
@@ -118,7 +123,12 @@ function appendGlobals(existing: Uint8Array | undefined): Uint8Array {
   return appendToVector(existing, 2, entries);
 }
 
-function appendExports(existing: Uint8Array | undefined, info: ModuleInfo, fuel: number, stack: number): Uint8Array {
+function appendExports(
+  existing: Uint8Array | undefined,
+  info: ModuleInfo,
+  fuel: number,
+  stack: number,
+): Uint8Array {
   const entries = new Writer();
   entries.name(Instrumented.fuelExport).byte(EXPORT_GLOBAL).u32(fuel);
   entries.name(Instrumented.stackExport).byte(EXPORT_GLOBAL).u32(stack);
@@ -166,7 +176,11 @@ interface BodyScan {
 }
 
 const isBulk = (op: number) =>
-  op === Op.memoryFill || op === Op.memoryCopy || op === Op.memoryInit || op === Op.tableInit || op === Op.tableCopy;
+  op === Op.memoryFill ||
+  op === Op.memoryCopy ||
+  op === Op.memoryInit ||
+  op === Op.tableInit ||
+  op === Op.tableCopy;
 
 /** First pass: static cost of the function's top level and of each loop body. */
 function scanBody(reader: Reader): BodyScan {
@@ -237,16 +251,23 @@ function rewriteBody(reader: Reader, type: FuncType, context: CodeContext): Uint
     groups.push(group);
   }
   const scan = scanBody(new Reader(reader.bytes, reader.offset, reader.end));
-  let next = type.params.length + declared;
-  const extra: [number, number][] = [[1, ValType.i64]];
-  const locals: Locals = { fuel: next++, scratchI32: -1, f32: -1, f64: -1 };
-  if (scan.needs.scratchI32) (locals.scratchI32 = next++), extra.push([1, ValType.i32]);
-  if (scan.needs.f32) (locals.f32 = next++), extra.push([1, ValType.f32]);
-  if (scan.needs.f64) (locals.f64 = next++), extra.push([1, ValType.f64]);
+  const extra: [number, number][] = [];
+  const addLocal = (valType: number) => type.params.length + declared + extra.push([1, valType]) - 1;
+  const locals: Locals = {
+    fuel: addLocal(ValType.i64),
+    scratchI32: scan.needs.scratchI32 ? addLocal(ValType.i32) : -1,
+    f32: scan.needs.f32 ? addLocal(ValType.f32) : -1,
+    f64: scan.needs.f64 ? addLocal(ValType.f64) : -1,
+  };
   out.u32(groups.length + extra.length);
   for (const [count, valType] of [...groups, ...extra]) out.u32(count).byte(valType);
 
-  const emitter = new Emitter(out, context, locals, scan.hasCalls ? frameCost(type.params.length + declared) : 0);
+  const emitter = new Emitter(
+    out,
+    context,
+    locals,
+    scan.hasCalls ? frameCost(type.params.length + declared) : 0,
+  );
   emitter.prologue(scan.entryCost);
   out.byte(Op.block);
   writeBlockType(out, type.results, context.types);
@@ -334,7 +355,14 @@ class Emitter {
     if (this.local) this.syncToGlobal();
     if (this.frame > 0) {
       const sp = context.stackGlobal;
-      out.byte(Op.globalGet).u32(sp).byte(Op.i32Const).s32(this.frame).byte(Op.i32Add).byte(Op.globalSet).u32(sp);
+      out
+        .byte(Op.globalGet)
+        .u32(sp)
+        .byte(Op.i32Const)
+        .s32(this.frame)
+        .byte(Op.i32Add)
+        .byte(Op.globalSet)
+        .u32(sp);
     }
   }
 
@@ -343,7 +371,8 @@ class Emitter {
   }
 
   afterCall(): void {
-    if (this.local) this.out.byte(Op.globalGet).u32(this.context.fuelGlobal).byte(Op.localSet).u32(this.locals.fuel);
+    if (this.local)
+      this.out.byte(Op.globalGet).u32(this.context.fuelGlobal).byte(Op.localSet).u32(this.locals.fuel);
   }
 
   /** Charges a static cost at a loop header. */

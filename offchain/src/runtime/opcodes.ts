@@ -60,7 +60,7 @@ export interface Instruction {
 }
 
 const refused = (feature: string, opcode: string): never => {
-  throw new PolicyError(`${feature} is not allowed (opcode ${opcode})`);
+  throw new PolicyError(`${feature} not allowed (opcode ${opcode})`);
 };
 
 const hex = (value: number) => `0x${value.toString(16).padStart(2, "0")}`;
@@ -79,10 +79,10 @@ export function readInstruction(reader: Reader): Instruction {
     readMemoryIndex(reader);
     return { op: opcode, immediate: 0 };
   }
-  if (opcode === 0x41) return reader.skipSigned(32), { op: opcode, immediate: 0 };
-  if (opcode === 0x42) return reader.skipSigned(64), { op: opcode, immediate: 0 };
-  if (opcode === 0x43) return reader.skip(4), { op: opcode, immediate: 0 };
-  if (opcode === 0x44) return reader.skip(8), { op: opcode, immediate: 0 };
+  if (opcode === 0x41) return (reader.skipSigned(32), { op: opcode, immediate: 0 });
+  if (opcode === 0x42) return (reader.skipSigned(64), { op: opcode, immediate: 0 });
+  if (opcode === 0x43) return (reader.skip(4), { op: opcode, immediate: 0 });
+  if (opcode === 0x44) return (reader.skip(8), { op: opcode, immediate: 0 });
   if (opcode >= 0x45 && opcode <= 0xc4) return { op: opcode, immediate: 0 };
   if (opcode >= 0xd0 && opcode <= 0xd6) return refused("reference types / GC", hex(opcode));
   if (opcode === 0xfb) return refused("garbage collection (GC)", "0xfb prefix");
@@ -199,7 +199,8 @@ function readMisc(reader: Reader): Instruction {
       reader.u32();
       return { op, immediate: 0 };
     case 14:
-      if (reader.u32() !== 0 || reader.u32() !== 0) refused("reference types (multiple tables)", "table.copy");
+      if (reader.u32() !== 0 || reader.u32() !== 0)
+        refused("reference types (multiple tables)", "table.copy");
       return { op, immediate: 0 };
     case 15:
     case 16:

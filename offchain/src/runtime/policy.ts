@@ -89,7 +89,8 @@ export function analyzeModule(bytes: Uint8Array, limits: PolicyLimits = DEFAULT_
   if (bytes.length > limits.maxModuleBytes) {
     throw new PolicyError(`module is ${bytes.length} bytes, above the cap of ${limits.maxModuleBytes}`);
   }
-  if (!WebAssembly.validate(bytes as Uint8Array<ArrayBuffer>)) throw new PolicyError(`invalid module: ${compileError(bytes)}`);
+  if (!WebAssembly.validate(bytes as Uint8Array<ArrayBuffer>))
+    throw new PolicyError(`invalid module: ${compileError(bytes)}`);
   const info: ModuleInfo = {
     sections: readSections(bytes),
     types: [],
@@ -157,7 +158,9 @@ function readValType(reader: Reader, where: string): number {
   if (type === i32 || type === i64 || type === ValType.f32 || type === ValType.f64) return type;
   if (type === 0x7b) throw new PolicyError(`SIMD is not allowed (v128 in ${where})`);
   if (type === 0x70 || type === 0x6f) throw new PolicyError(`reference types are not allowed (${where})`);
-  throw new PolicyError(`GC / typed references are not allowed (value type 0x${type.toString(16)} in ${where})`);
+  throw new PolicyError(
+    `GC / typed references are not allowed (value type 0x${type.toString(16)} in ${where})`,
+  );
 }
 
 function readTypes(reader: Reader, info: ModuleInfo): void {
@@ -188,21 +191,25 @@ function readImports(reader: Reader, info: ModuleInfo): void {
     const what = `import "${module}" "${name}"`;
     if (kind !== 0) {
       const kinds = ["function", "table", "memory", "global", "tag"];
-      throw new PolicyError(`${what}: importing a ${kinds[kind] ?? "thing"} is not allowed, only WASI functions`);
+      throw new PolicyError(
+        `${what}: importing a ${kinds[kind] ?? "thing"} is not allowed, only WASI functions`,
+      );
     }
     const typeIndex = reader.u32();
     const expected = module === WASI_MODULE ? WASI_SIGNATURES[name] : undefined;
     if (!expected || !Object.hasOwn(WASI_SIGNATURES, name)) {
       throw new PolicyError(`${what} is not allowed: only the provided ${WASI_MODULE} calls may be imported`);
     }
-    if (!sameSignature(info.types[typeIndex], expected)) throw new PolicyError(`${what} has the wrong signature`);
+    if (!sameSignature(info.types[typeIndex], expected))
+      throw new PolicyError(`${what} has the wrong signature`);
     info.importedFunctions.push({ module, name, typeIndex });
   }
 }
 
 function readLimits(reader: Reader, what: string): { initial: number; maximum?: number } {
   const flags = reader.byte();
-  if (flags === 0x02 || flags === 0x03) throw new PolicyError(`shared memory (threads) is not allowed (${what})`);
+  if (flags === 0x02 || flags === 0x03)
+    throw new PolicyError(`shared memory (threads) is not allowed (${what})`);
   if (flags >= 0x04 && flags <= 0x07) throw new PolicyError(`memory64 is not allowed (${what})`);
   if (flags > 0x01) throw new PolicyError(`unsupported limits flags 0x${flags.toString(16)} (${what})`);
   const initial = reader.u32();
@@ -227,7 +234,9 @@ function readMemories(reader: Reader, info: ModuleInfo, limits: PolicyLimits): v
   if (count === 0) return;
   const memory = readLimits(reader, "memory");
   if (memory.initial > limits.maxMemoryPages) {
-    throw new PolicyError(`initial memory of ${memory.initial} pages is above the cap of ${limits.maxMemoryPages}`);
+    throw new PolicyError(
+      `initial memory of ${memory.initial} pages is above the cap of ${limits.maxMemoryPages}`,
+    );
   }
   info.memory = memory;
 }
@@ -264,7 +273,8 @@ function readElements(reader: Reader): void {
   for (let count = reader.u32(); count > 0; count--) {
     const flags = reader.u32();
     if (flags > 3) throw new PolicyError(`reference types are not allowed (element segment flags ${flags})`);
-    if (flags === 0x02 && reader.u32() !== 0) throw new PolicyError("reference types are not allowed (table index)");
+    if (flags === 0x02 && reader.u32() !== 0)
+      throw new PolicyError("reference types are not allowed (table index)");
     if (flags === 0x00 || flags === 0x02) readConstExpr(reader);
     if (flags !== 0x00 && reader.byte() !== 0x00) throw new PolicyError("unsupported element kind");
     for (let items = reader.u32(); items > 0; items--) reader.u32();
@@ -282,7 +292,9 @@ function readCode(reader: Reader, limits: PolicyLimits): void {
       readValType(body, "a local");
     }
     if (locals > limits.maxLocalsPerFunction) {
-      throw new PolicyError(`a function declares ${locals} locals, above the cap of ${limits.maxLocalsPerFunction}`);
+      throw new PolicyError(
+        `a function declares ${locals} locals, above the cap of ${limits.maxLocalsPerFunction}`,
+      );
     }
     while (!body.done) readInstruction(body);
   }

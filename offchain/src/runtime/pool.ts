@@ -5,11 +5,16 @@ import type { WorkerRequest } from "./protocol.ts";
 const WORKER_URL = new URL("./worker.ts", import.meta.url);
 
 /** Fixed per-worker limits: the wasm stack and the JS heap of the shim. */
-export const WORKER_RESOURCE_LIMITS = { stackSizeMb: 8, maxOldGenerationSizeMb: 256, maxYoungGenerationSizeMb: 32 };
+export const WORKER_RESOURCE_LIMITS = {
+  stackSizeMb: 8,
+  maxOldGenerationSizeMb: 256,
+  maxYoungGenerationSizeMb: 32,
+};
 
 type WithoutId<T> = T extends unknown ? Omit<T, "id"> : never;
 
-export type PoolReply<T> = { kind: "reply"; reply: T } | { kind: "timeout" } | { kind: "crash"; detail: string };
+export type PoolReply<T> =
+  { kind: "reply"; reply: T } | { kind: "timeout" } | { kind: "crash"; detail: string };
 
 interface Task {
   request: WorkerRequest;
@@ -49,7 +54,11 @@ export class WorkerPool {
   run<T>(request: WithoutId<WorkerRequest>, timeoutMs: number): Promise<PoolReply<T>> {
     if (this.closed) return Promise.resolve({ kind: "crash", detail: "runtime is closed" });
     return new Promise((resolve) => {
-      const task = { request: { ...request, id: this.nextId++ } as WorkerRequest, timeoutMs, resolve } as Task;
+      const task = {
+        request: { ...request, id: this.nextId++ } as WorkerRequest,
+        timeoutMs,
+        resolve,
+      } as Task;
       this.queue.push(task);
       this.dispatch();
     });
@@ -74,11 +83,14 @@ export class WorkerPool {
       worker.once("error", reject);
     });
     slot.ready.catch(() => undefined);
-    slot.ready.then(() => {
-      slot.isReady = true;
-      worker.on("message", (message: { id: number; reply: unknown }) => this.onReply(slot, message));
-      this.dispatch();
-    }, () => undefined);
+    slot.ready.then(
+      () => {
+        slot.isReady = true;
+        worker.on("message", (message: { id: number; reply: unknown }) => this.onReply(slot, message));
+        this.dispatch();
+      },
+      () => undefined,
+    );
     worker.on("error", (error) => this.replace(slot, `worker failed: ${error.message}`));
     worker.on("exit", (code) => {
       if (!this.closed && this.slots.includes(slot)) this.replace(slot, `worker exited with code ${code}`);

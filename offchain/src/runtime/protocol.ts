@@ -7,4 +7,5 @@ export type WorkerRequest =
   | { type: "prepare"; id: number; bytes: Uint8Array; limits: PolicyLimits }
   | ({ type: "run"; id: number; cid: string; bytes: Uint8Array } & Omit<RunRequest, "module">);
 
-export type PrepareReply = ({ ok: true; instrumentMs: number } & InstrumentedModule) | { ok: false; reason: string };
+export type PrepareReply =
+  ({ ok: true; instrumentMs: number } & InstrumentedModule) | { ok: false; reason: string };

@@ -54,7 +54,10 @@ export interface RuntimeOptions {
 export interface Runtime {
   execute(job: Job): Promise<ExecutionResult | NoResult>;
   /** Policy check + instrumentation of a module (cached by CID), without running it. */
-  prepare(module: Uint8Array, timeoutMs?: number): Promise<{ cid: string; ok: true } | { cid: string; ok: false; reason: string }>;
+  prepare(
+    module: Uint8Array,
+    timeoutMs?: number,
+  ): Promise<{ cid: string; ok: true } | { cid: string; ok: false; reason: string }>;
   close(): Promise<void>;
 }
 
@@ -123,7 +126,8 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
     const entry = job.entry ?? "_start";
     const memoryProblem = memoryCapVerdict(module.memory, job.memoryPages);
     if (memoryProblem) return rejected(memoryProblem);
-    if (!module.functionExports.includes(entry)) return rejected(`entry "${entry}" is not an exported function`);
+    if (!module.functionExports.includes(entry))
+      return rejected(`entry "${entry}" is not an exported function`);
     const reply = await pool.run<RunOutcome>(
       {
         type: "run",
@@ -160,15 +164,27 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
       const cid = (await cidOf(module)).toString();
       const preparation = await prepared(cid, module, timeoutMs);
       if (preparation.ok) return { cid, ok: true };
-      return { cid, ok: false, reason: preparation.result.kind === "result" ? (preparation.result.reason ?? "") : preparation.result.detail };
+      return {
+        cid,
+        ok: false,
+        reason:
+          preparation.result.kind === "result"
+            ? (preparation.result.reason ?? "")
+            : preparation.result.detail,
+      };
     },
     close: () => pool.close(),
   };
 }
 
 function noResult(reply: PoolReply<unknown>): NoResult {
-  if (reply.kind === "timeout") return { kind: "no_result", reason: "timeout", detail: "wall-clock timeout; worker replaced" };
-  return { kind: "no_result", reason: "host_error", detail: reply.kind === "crash" ? reply.detail : "unexpected reply" };
+  if (reply.kind === "timeout")
+    return { kind: "no_result", reason: "timeout", detail: "wall-clock timeout; worker replaced" };
+  return {
+    kind: "no_result",
+    reason: "host_error",
+    detail: reply.kind === "crash" ? reply.detail : "unexpected reply",
+  };
 }
 
 /** Without a seed, randomness is derived from the module and the input. */
@@ -183,7 +199,9 @@ function checkJob(job: Job, limits: PolicyLimits): void {
     throw new RangeError(`job.fuelLimit must be a bigint in 1..2^63-1, got ${String(job.fuelLimit)}`);
   }
   if (!Number.isInteger(job.memoryPages) || job.memoryPages < 0 || job.memoryPages > limits.maxMemoryPages) {
-    throw new RangeError(`job.memoryPages must be an integer in 0..${limits.maxMemoryPages}, got ${job.memoryPages}`);
+    throw new RangeError(
+      `job.memoryPages must be an integer in 0..${limits.maxMemoryPages}, got ${job.memoryPages}`,
+    );
   }
   if (!Number.isInteger(job.timeoutMs) || job.timeoutMs <= 0 || job.timeoutMs > 2 ** 31 - 1) {
     throw new RangeError(`job.timeoutMs must be a positive integer of milliseconds, got ${job.timeoutMs}`);

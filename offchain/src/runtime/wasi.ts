@@ -186,7 +186,11 @@ export function createWasi(options: WasiOptions): WasiShim {
   const writeSizes = (items: Uint8Array[], countPointer: number, sizePointer: number) => {
     const memory = view();
     memory.setUint32(countPointer, items.length, true);
-    memory.setUint32(sizePointer, items.reduce((sum, item) => sum + item.length, 0), true);
+    memory.setUint32(
+      sizePointer,
+      items.reduce((sum, item) => sum + item.length, 0),
+      true,
+    );
     return Errno.success;
   };
 
@@ -211,7 +215,11 @@ export function createWasi(options: WasiOptions): WasiShim {
     return read;
   };
 
-  const resolve = (dirFd: number, pointer: number, length: number): { errno: number; path?: string; root?: string } => {
+  const resolve = (
+    dirFd: number,
+    pointer: number,
+    length: number,
+  ): { errno: number; path?: string; root?: string } => {
     const dir = descriptors.get(dirFd);
     if (!dir) return { errno: Errno.badf };
     if (dir.kind !== "dir") return { errno: Errno.notdir };
@@ -260,7 +268,13 @@ export function createWasi(options: WasiOptions): WasiShim {
       const memory = view();
       bytesAt(pointer, 24).fill(0);
       memory.setUint8(pointer, fileType(descriptor));
-      memory.setBigUint64(pointer + 8, descriptor.kind === "stdout" || descriptor.kind === "stderr" ? RIGHT_FD_WRITE : ~RIGHT_FD_WRITE & 0x1fffffffn, true);
+      memory.setBigUint64(
+        pointer + 8,
+        descriptor.kind === "stdout" || descriptor.kind === "stderr"
+          ? RIGHT_FD_WRITE
+          : ~RIGHT_FD_WRITE & 0x1fffffffn,
+        true,
+      );
       memory.setBigUint64(pointer + 16, descriptor.kind === "dir" ? ~RIGHT_FD_WRITE & 0x1fffffffn : 0n, true);
       return Errno.success;
     }),
@@ -268,7 +282,12 @@ export function createWasi(options: WasiOptions): WasiShim {
     fd_filestat_get: call((fd: number, pointer: number) => {
       const descriptor = descriptors.get(fd);
       if (!descriptor) return Errno.badf;
-      const size = descriptor.kind === "file" ? descriptor.data.length : descriptor.kind === "stdin" ? options.input.length : 0;
+      const size =
+        descriptor.kind === "file"
+          ? descriptor.data.length
+          : descriptor.kind === "stdin"
+            ? options.input.length
+            : 0;
       writeFilestat(pointer, fileType(descriptor), size);
       return Errno.success;
     }),
@@ -301,7 +320,14 @@ export function createWasi(options: WasiOptions): WasiShim {
       const descriptor = descriptors.get(fd);
       if (!descriptor) return Errno.badf;
       if (descriptor.kind !== "file") return Errno.spipe;
-      const base = whence === WHENCE_SET ? 0n : whence === WHENCE_CUR ? BigInt(descriptor.position) : whence === WHENCE_END ? BigInt(descriptor.data.length) : -1n;
+      const base =
+        whence === WHENCE_SET
+          ? 0n
+          : whence === WHENCE_CUR
+            ? BigInt(descriptor.position)
+            : whence === WHENCE_END
+              ? BigInt(descriptor.data.length)
+              : -1n;
       const target = base + offset;
       if (base < 0n || target < 0n || target > BigInt(Number.MAX_SAFE_INTEGER)) return Errno.inval;
       descriptor.position = Number(target);
@@ -327,11 +353,25 @@ export function createWasi(options: WasiOptions): WasiShim {
       const resolved = resolve(fd, pointer, length);
       if (!resolved.path) return resolved.errno;
       const stats = statSync(resolved.path);
-      writeFilestat(out, stats.isDirectory() ? FileType.directory : stats.isFile() ? FileType.regularFile : FileType.unknown, stats.isFile() ? stats.size : 0);
+      writeFilestat(
+        out,
+        stats.isDirectory() ? FileType.directory : stats.isFile() ? FileType.regularFile : FileType.unknown,
+        stats.isFile() ? stats.size : 0,
+      );
       return Errno.success;
     }),
     path_open: call(
-      (fd: number, _dirflags: number, pointer: number, length: number, oflags: number, rights: bigint, _inheriting: bigint, fdflags: number, out: number) => {
+      (
+        fd: number,
+        _dirflags: number,
+        pointer: number,
+        length: number,
+        oflags: number,
+        rights: bigint,
+        _inheriting: bigint,
+        fdflags: number,
+        out: number,
+      ) => {
         if (oflags & OFLAGS_WRITING || fdflags & FDFLAGS_APPEND) return Errno.rofs;
         if (BigInt.asUintN(64, rights) & RIGHT_FD_WRITE) return Errno.notcapable;
         const resolved = resolve(fd, pointer, length);
@@ -404,7 +444,7 @@ function seededStream(seed: Uint8Array): (target: Uint8Array) => void {
   let block = new Uint8Array(0);
   let used = 0;
   return (target) => {
-    for (let offset = 0; offset < target.length; ) {
+    for (let offset = 0; offset < target.length;) {
       if (used === block.length) {
         const counterBytes = Buffer.alloc(8);
         counterBytes.writeBigUInt64LE(counter++);

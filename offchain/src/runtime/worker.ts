@@ -35,7 +35,11 @@ function handle(request: WorkerRequest): PrepareReply | RunOutcome {
   try {
     return runModule({ ...job, module: compiledModule(cid, bytes) });
   } catch (error) {
-    return { kind: "no_result", reason: "host_error", detail: error instanceof Error ? error.message : String(error) };
+    return {
+      kind: "no_result",
+      reason: "host_error",
+      detail: error instanceof Error ? error.message : String(error),
+    };
   }
 }
 

@@ -91,7 +91,8 @@ function parseEnv(entries: string[]): Record<string, string> {
 
 function parseGrant(entry: string): { hostPath: string; guestPath: string } {
   const split = entry.lastIndexOf(":");
-  if (split <= 0 || split === entry.length - 1) throw new Error(`--grant ${entry}: expected HOST_DIR:GUEST_DIR`);
+  if (split <= 0 || split === entry.length - 1)
+    throw new Error(`--grant ${entry}: expected HOST_DIR:GUEST_DIR`);
   return { hostPath: entry.slice(0, split), guestPath: entry.slice(split + 1) };
 }
 

@@ -1,0 +1,53 @@
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { after, before, test } from "node:test";
+import { ensureJobs } from "../../scripts/build-jobs.ts";
+
+const CELL = fileURLToPath(new URL("../../bin/cell.mjs", import.meta.url));
+let sieve: string;
+let dir: string;
+
+before(async () => {
+  sieve = (await ensureJobs(["sieve"])).sieve;
+  dir = mkdtempSync(join(tmpdir(), "cell-run-"));
+  writeFileSync(join(dir, "limit.txt"), "1000");
+});
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+function cell(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CELL, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+    child.on("error", reject);
+    child.on("close", (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+test("cell run --json prints one JSON object with the result", async () => {
+  const { code, stdout } = await cell(["run", sieve, "--input", join(dir, "limit.txt"), "--json"]);
+  assert.equal(code, 0);
+  const lines = stdout.trim().split("\n");
+  assert.equal(lines.length, 1);
+  const result = JSON.parse(lines[0]!) as Record<string, string>;
+  assert.equal(result.status, "ok");
+  assert.match(result.fuelUsed!, /^[1-9][0-9]*$/);
+  assert.match(result.outputCid!, /^bafkrei/);
+  assert.equal(Buffer.from(result.output!, "base64").toString(), "primes<=1000 count=168 largest=997\n");
+});
+
+test("cell run reports out of fuel with exit code 2, and bad flags clearly", async () => {
+  const starved = await cell(["run", sieve, "--input", join(dir, "limit.txt"), "--fuel", "500"]);
+  assert.equal(starved.code, 2);
+  assert.match(starved.stdout, /status\s+out_of_fuel/);
+  assert.match(starved.stdout, /fuel used\s+500/);
+  const bad = await cell(["run", sieve, "--fuel", "lots"]);
+  assert.equal(bad.code, 1);
+  assert.match(bad.stderr, /--fuel must be a positive integer/);
+});
