@@ -79,7 +79,9 @@ async function main(): Promise<void> {
   say("building the example jobs (examples/jobs/build/*.wasm) if needed…");
   await ensureJobs();
 
-  const chainPort = args["chain-port"] ? positiveInt(args["chain-port"], "--chain-port") : await preferredPort(8546);
+  const chainPort = args["chain-port"]
+    ? positiveInt(args["chain-port"], "--chain-port")
+    : await preferredPort(8546);
   say(`starting the devnet chain (Hardhat) on 127.0.0.1:${chainPort} and deploying the contracts…`);
   const devnet = await startDevnet({ port: chainPort });
   stops.push(() => devnet.stop());
@@ -90,7 +92,15 @@ async function main(): Promise<void> {
   const names = [...Array.from({ length: donorCount }, (_, index) => `donor${index + 1}`), "buyer"];
   const identities = new Map<string, Identity>();
   for (const name of names) {
-    identities.set(name, await initIdentity({ dir: join(DEVNET_DIR, name), passphrase: DEVNET_PASSPHRASE, scryptN: DEVNET_SCRYPT_N, force: true }));
+    identities.set(
+      name,
+      await initIdentity({
+        dir: join(DEVNET_DIR, name),
+        passphrase: DEVNET_PASSPHRASE,
+        scryptN: DEVNET_SCRYPT_N,
+        force: true,
+      }),
+    );
   }
   say("funding operators, staking and registering the donors…");
   await fundAndRegister(devnet, names, identities);
@@ -104,7 +114,12 @@ async function main(): Promise<void> {
   }
   const api = buyer.served.api;
   if (!api) throw new Error("the buyer's API did not start");
-  await writeApiInfo(CELL_DIR, { url: api.url, tokenFile: api.tokenFile, peerId: buyer.served.node.peerId, pid: process.pid });
+  await writeApiInfo(CELL_DIR, {
+    url: api.url,
+    tokenFile: api.tokenFile,
+    peerId: buyer.served.node.peerId,
+    pid: process.pid,
+  });
   stops.push(() => unlink(join(CELL_DIR, API_INFO_FILE)).catch(() => undefined));
 
   say("waiting until the buyer sees the staked donors…");
@@ -112,13 +127,22 @@ async function main(): Promise<void> {
   process.stdout.write(summary(devnet, deploymentFile, buyer, donors, staked));
 }
 
-async function fundAndRegister(devnet: Devnet, names: string[], identities: Map<string, Identity>): Promise<void> {
+async function fundAndRegister(
+  devnet: Devnet,
+  names: string[],
+  identities: Map<string, Identity>,
+): Promise<void> {
   const faucet = createWriter(devnet.rpcUrl, devnet.deployment, devnet.deployerKey);
   const { minStake } = await donorParams(faucet);
   for (const [index, name] of names.entries()) {
     const identity = identities.get(name) as Identity;
     const operator = identity.operator.address;
-    const hash = await faucet.walletClient.sendTransaction({ to: operator, value: OPERATOR_ETH, account: faucet.walletClient.account, chain: faucet.walletClient.chain });
+    const hash = await faucet.walletClient.sendTransaction({
+      to: operator,
+      value: OPERATOR_ETH,
+      account: faucet.walletClient.account,
+      chain: faucet.walletClient.chain,
+    });
     await faucet.publicClient.waitForTransactionReceipt({ hash });
     if (name === "buyer") {
       await mintAtp(faucet, operator, BUYER_ATP);
@@ -128,7 +152,11 @@ async function fundAndRegister(devnet: Devnet, names: string[], identities: Map<
     const wallet = createWriter(devnet.rpcUrl, devnet.deployment, devnetPrivateKey(index + 1));
     await mintAtp(faucet, wallet.walletClient.account.address, minStake * 2n);
     await stake(wallet, minStake);
-    await registerDonor(wallet, { operator, peerKey: identity.peerKeyHex, metadataURI: `cell-devnet:${name}` });
+    await registerDonor(wallet, {
+      operator,
+      peerKey: identity.peerKeyHex,
+      metadataURI: `cell-devnet:${name}`,
+    });
   }
 }
 
@@ -172,7 +200,10 @@ async function startCellNode(
 }
 
 function nodeLogger(dataDir: string, name: string): Logger {
-  return pino({ level: "info", base: { node: name } }, pino.destination({ dest: join(dataDir, "node.log"), mkdir: true, sync: true }));
+  return pino(
+    { level: "info", base: { node: name } },
+    pino.destination({ dest: join(dataDir, "node.log"), mkdir: true, sync: true }),
+  );
 }
 
 async function waitForStakedDonors(buyer: CellNode, expected: number): Promise<number> {
@@ -183,16 +214,26 @@ async function waitForStakedDonors(buyer: CellNode, expected: number): Promise<n
     if (staked >= expected) return staked;
     await new Promise((resolve) => setTimeout(resolve, 250));
   }
-  say(`only ${staked} of ${expected} donors are visible as staked so far; jobs wait in the queue until they are`);
+  say(
+    `only ${staked} of ${expected} donors are visible as staked so far; jobs wait in the queue until they are`,
+  );
   return staked;
 }
 
-function summary(devnet: Devnet, deploymentFile: string, buyer: StartedNode, donors: StartedNode[], staked: number): string {
+function summary(
+  devnet: Devnet,
+  deploymentFile: string,
+  buyer: StartedNode,
+  donors: StartedNode[],
+  staked: number,
+): string {
   const rel = (path: string) => relative(process.cwd(), path) || ".";
   const api = buyer.served.api as NonNullable<ServedNode<CellNode>["api"]>;
   // The CLI finds ./.cell/api.json by itself; another --dir needs pointing at.
   const dataDirFlag = CELL_DIR === resolve(".cell") ? "" : ` --data-dir ${rel(join(DEVNET_DIR, "buyer"))}`;
-  const contracts = Object.entries(contractAddresses(devnet.deployment)).map(([name, address]) => `    ${name.padEnd(16)}${address}`);
+  const contracts = Object.entries(contractAddresses(devnet.deployment)).map(
+    ([name, address]) => `    ${name.padEnd(16)}${address}`,
+  );
   const nodeLine = (node: StartedNode) =>
     `    ${node.name.padEnd(8)}${node.served.node.peerId}  operator ${node.identity.operator.address}\n${" ".repeat(12)}${node.served.node.multiaddrs()[0] ?? ""}`;
   return `
@@ -219,7 +260,11 @@ Press Ctrl-C to stop everything.
 }
 
 function contractAddresses(deployment: Deployment): Record<string, Address> {
-  return { ATPToken: deployment.atpToken, DonorRegistry: deployment.donorRegistry, PaymentChannels: deployment.paymentChannels };
+  return {
+    ATPToken: deployment.atpToken,
+    DonorRegistry: deployment.donorRegistry,
+    PaymentChannels: deployment.paymentChannels,
+  };
 }
 
 async function shutdown(code: number): Promise<void> {
@@ -248,6 +293,7 @@ async function preferredPort(port: number): Promise<number> {
 
 function positiveInt(value: string | undefined, flag: string): number {
   const parsed = Number(value);
-  if (!Number.isSafeInteger(parsed) || parsed <= 0) throw new Error(`${flag} must be a positive integer, got ${value}`);
+  if (!Number.isSafeInteger(parsed) || parsed <= 0)
+    throw new Error(`${flag} must be a positive integer, got ${value}`);
   return parsed;
 }

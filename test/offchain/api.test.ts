@@ -45,8 +45,10 @@ class InTestNode extends EventEmitter implements ApiNode {
     assert.ok(job);
     const event: ApiJobEvent = { jobId, type, at: Date.now(), ...extra };
     job.events.push(event);
-    if (type === "completed" || type === "failed" || type === "announced" || type === "running") job.state = type;
-    if (type === "completed") job.result = { status: "ok", fuelUsed: "1234", outputCid: "bafkrei", outputBase64: "aGVsbG8=" };
+    if (type === "completed" || type === "failed" || type === "announced" || type === "running")
+      job.state = type;
+    if (type === "completed")
+      job.result = { status: "ok", fuelUsed: "1234", outputCid: "bafkrei", outputBase64: "aGVsbG8=" };
     this.emit("job", event);
   }
 
@@ -117,7 +119,10 @@ describe("local API", () => {
     }
     const malformed = await fetch(`${server.url}/jobs`, { headers: { authorization: `Basic ${TOKEN}` } });
     assert.equal(malformed.status, 401);
-    assert.match(((await malformed.json()) as { error: { message: string } }).error.message, /Bearer <token>/);
+    assert.match(
+      ((await malformed.json()) as { error: { message: string } }).error.message,
+      /Bearer <token>/,
+    );
   });
 
   it("accepts a job, hands the node decoded bytes and bigints, and answers 202 with its id", async () => {
@@ -144,7 +149,14 @@ describe("local API", () => {
   it("names each invalid field of a job request with its path", async () => {
     const { status, body } = await request(server, "/jobs", {
       method: "POST",
-      body: JSON.stringify({ ...validJob, fuelLimit: "12abc", priority: "urgent", memoryPages: 0, moduleBase64: "not base64!", extra: 1 }),
+      body: JSON.stringify({
+        ...validJob,
+        fuelLimit: "12abc",
+        priority: "urgent",
+        memoryPages: 0,
+        moduleBase64: "not base64!",
+        extra: 1,
+      }),
     });
     assert.equal(status, 400);
     assert.equal(body.error.code, "invalid_body");
@@ -155,13 +167,19 @@ describe("local API", () => {
   });
 
   it("rejects a fuel limit beyond uint64 and a missing module", async () => {
-    const tooMuchFuel = await request(server, "/jobs", { method: "POST", body: JSON.stringify({ ...validJob, fuelLimit: "18446744073709551616" }) });
+    const tooMuchFuel = await request(server, "/jobs", {
+      method: "POST",
+      body: JSON.stringify({ ...validJob, fuelLimit: "18446744073709551616" }),
+    });
     assert.equal(tooMuchFuel.status, 400);
     assert.match(tooMuchFuel.body.error.message, /fuelLimit exceeds/);
     const { moduleBase64: _module, ...withoutModule } = validJob;
     const missing = await request(server, "/jobs", { method: "POST", body: JSON.stringify(withoutModule) });
     assert.equal(missing.status, 400);
-    assert.deepEqual(missing.body.error.issues.map((issue: { path: string }) => issue.path), ["moduleBase64"]);
+    assert.deepEqual(
+      missing.body.error.issues.map((issue: { path: string }) => issue.path),
+      ["moduleBase64"],
+    );
   });
 
   it("rejects bodies that are not JSON or empty", async () => {
@@ -186,7 +204,10 @@ describe("local API", () => {
   it("reports the node's refusal as 422 with its reason", async () => {
     node.rejectWith = "module exceeds the memory cap";
     try {
-      const { status, body } = await request(server, "/jobs", { method: "POST", body: JSON.stringify(validJob) });
+      const { status, body } = await request(server, "/jobs", {
+        method: "POST",
+        body: JSON.stringify(validJob),
+      });
       assert.equal(status, 422);
       assert.equal(body.error.code, "job_rejected");
       assert.match(body.error.message, /module exceeds the memory cap/);
@@ -196,7 +217,11 @@ describe("local API", () => {
   });
 
   it("lists jobs without their output bytes and shows one job with them", async () => {
-    const { jobId } = await node.submitJob({ module: new Uint8Array([1]), input: new Uint8Array(), fuelLimit: 5n });
+    const { jobId } = await node.submitJob({
+      module: new Uint8Array([1]),
+      input: new Uint8Array(),
+      fuelLimit: 5n,
+    });
     node.advance(jobId, "completed");
     const list = await request(server, "/jobs");
     assert.equal(list.status, 200);
@@ -233,7 +258,11 @@ describe("local API", () => {
 
   it("streams a job's past and live events as SSE and ends with its final view", async () => {
     const client = createApiClient({ url: server.url, token: TOKEN });
-    const { jobId } = await client.submitJob({ module: new Uint8Array([0, 1]), input: new Uint8Array([2]), fuelLimit: 10n });
+    const { jobId } = await client.submitJob({
+      module: new Uint8Array([0, 1]),
+      input: new Uint8Array([2]),
+      fuelLimit: 10n,
+    });
     node.advance(jobId, "bid_received", { bidder: "12D3KooWPeer" });
     const received: string[] = [];
     let final: ApiJobView | undefined;
@@ -260,7 +289,10 @@ describe("local API", () => {
     const client = createApiClient({ url: server.url, token: TOKEN });
     const messages = [];
     for await (const message of client.jobEvents(jobId)) messages.push(message);
-    assert.deepEqual(messages.map((message) => message.event), ["job", "job", "end"]);
+    assert.deepEqual(
+      messages.map((message) => message.event),
+      ["job", "job", "end"],
+    );
     assert.equal(messages[1]?.data.reason, "no_bids");
   });
 
@@ -274,7 +306,10 @@ describe("local API", () => {
     });
     const badToken = createApiClient({ url: server.url, token: "wrong-token-wrong-token" });
     await assert.rejects(badToken.listJobs(), { name: "ApiRequestError", status: 401 });
-    await assert.rejects(badToken.jobEvents(`0x${"e".repeat(64)}`).next(), { name: "ApiRequestError", status: 401 });
+    await assert.rejects(badToken.jobEvents(`0x${"e".repeat(64)}`).next(), {
+      name: "ApiRequestError",
+      status: 401,
+    });
   });
 
   it("refuses a short token", async () => {

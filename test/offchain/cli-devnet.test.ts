@@ -12,8 +12,19 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 import { recoverTypedDataAddress, type Hex } from "viem";
-import { createReader, freePort, parseDeployment, verifyReceiptOnChain, type Deployment } from "../../offchain/src/chain/index.ts";
-import { cellDomain, receiptFromWire, receiptTypes, type ReceiptWire } from "../../offchain/src/protocol/index.ts";
+import {
+  createReader,
+  freePort,
+  parseDeployment,
+  verifyReceiptOnChain,
+  type Deployment,
+} from "../../offchain/src/chain/index.ts";
+import {
+  cellDomain,
+  receiptFromWire,
+  receiptTypes,
+  type ReceiptWire,
+} from "../../offchain/src/protocol/index.ts";
 import { ensureJobs } from "../../scripts/build-jobs.ts";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
@@ -28,7 +39,11 @@ interface Running {
 }
 
 function launch(args: string[], env: NodeJS.ProcessEnv = {}): Running {
-  const child = spawn(process.execPath, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, args, {
+    cwd: ROOT,
+    env: { ...process.env, ...env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   let stdout = "";
   let stderr = "";
   child.stdout?.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
@@ -45,7 +60,9 @@ async function waitFor(running: Running, pattern: RegExp, timeoutMs: number): Pr
     if (running.child.exitCode !== null) break;
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
-  throw new Error(`no ${pattern} within ${timeoutMs} ms\nstdout:\n${running.stdout()}\nstderr:\n${running.stderr().slice(-4000)}`);
+  throw new Error(
+    `no ${pattern} within ${timeoutMs} ms\nstdout:\n${running.stdout()}\nstderr:\n${running.stderr().slice(-4000)}`,
+  );
 }
 
 async function stop(running: Running, signal: NodeJS.Signals): Promise<number | null> {
@@ -63,7 +80,11 @@ async function cell(args: string[]): Promise<{ code: number | null; stdout: stri
   return { code, stdout: running.stdout(), stderr: running.stderr() };
 }
 
-async function verifyReceipt(deployment: Deployment, rpcUrl: string, receipt: { message: ReceiptWire; signature: Hex }) {
+async function verifyReceipt(
+  deployment: Deployment,
+  rpcUrl: string,
+  receipt: { message: ReceiptWire; signature: Hex },
+) {
   const message = receiptFromWire(receipt.message);
   const signer = await recoverTypedDataAddress({
     domain: cellDomain(deployment.chainId, deployment.donorRegistry),
@@ -73,7 +94,11 @@ async function verifyReceipt(deployment: Deployment, rpcUrl: string, receipt: { 
     signature: receipt.signature,
   });
   assert.equal(signer.toLowerCase(), message.executor.toLowerCase(), "the receipt is signed by its executor");
-  assert.equal(await verifyReceiptOnChain(createReader(rpcUrl, deployment), message, receipt.signature), true, "DonorRegistry accepts the receipt");
+  assert.equal(
+    await verifyReceiptOnChain(createReader(rpcUrl, deployment), message, receipt.signature),
+    true,
+    "DonorRegistry accepts the receipt",
+  );
 }
 
 describe("npm start and the CLI on a devnet", { timeout: 300_000 }, () => {
@@ -93,7 +118,17 @@ describe("npm start and the CLI on a devnet", { timeout: 300_000 }, () => {
     inputPath = join(dir, "input.txt");
     await writeFile(inputPath, input);
     const chainPort = await freePort();
-    devnet = launch([START, "--donors", "2", "--chain-port", String(chainPort), "--api-port", "0", "--dir", dir]);
+    devnet = launch([
+      START,
+      "--donors",
+      "2",
+      "--chain-port",
+      String(chainPort),
+      "--api-port",
+      "0",
+      "--dir",
+      dir,
+    ]);
     await waitFor(devnet, /Press Ctrl-C to stop everything\./, 180_000);
     rpcUrl = `http://127.0.0.1:${chainPort}`;
     deployment = parseDeployment(JSON.parse(await readFile(join(dir, "devnet", "deployment.json"), "utf8")));
@@ -107,24 +142,43 @@ describe("npm start and the CLI on a devnet", { timeout: 300_000 }, () => {
   it("prints RPC url, contracts, nodes with peer ids, API url and token file, example commands", () => {
     const out = devnet.stdout();
     assert.match(out, new RegExp(`chain\\s+${rpcUrl.replace(/[.:/]/g, "\\$&")}\\s+\\(chain id 31337`));
-    for (const name of ["ATPToken", "DonorRegistry", "PaymentChannels"]) assert.match(out, new RegExp(`${name}\\s+0x[0-9a-fA-F]{40}`));
+    for (const name of ["ATPToken", "DonorRegistry", "PaymentChannels"])
+      assert.match(out, new RegExp(`${name}\\s+0x[0-9a-fA-F]{40}`));
     assert.match(out, /\(2\/2 donors staked and visible to the buyer\)/);
-    for (const node of ["buyer", "donor1", "donor2"]) assert.match(out, new RegExp(`${node}\\s+12D3KooW\\w+\\s+operator 0x[0-9a-fA-F]{40}`));
+    for (const node of ["buyer", "donor1", "donor2"])
+      assert.match(out, new RegExp(`${node}\\s+12D3KooW\\w+\\s+operator 0x[0-9a-fA-F]{40}`));
     assert.match(out, /buyer API\s+http:\/\/127\.0\.0\.1:\d+/);
     assert.match(out, /API token\s+\S+api-token/);
-    assert.match(out, /node bin\/cell\.mjs job submit examples\/jobs\/build\/sha256\.wasm --input README\.md --data-dir \S+buyer/);
+    assert.match(
+      out,
+      /node bin\/cell\.mjs job submit examples\/jobs\/build\/sha256\.wasm --input README\.md --data-dir \S+buyer/,
+    );
   });
 
   it("runs a job through the buyer's API: progress, result, and a receipt that verifies with viem and on-chain", async () => {
-    const { code, stdout, stderr } = await cell(["job", "submit", modulePath, "--input", inputPath, "--data-dir", buyerDir, "--json"]);
+    const { code, stdout, stderr } = await cell([
+      "job",
+      "submit",
+      modulePath,
+      "--input",
+      inputPath,
+      "--data-dir",
+      buyerDir,
+      "--json",
+    ]);
     assert.equal(code, 0, stderr);
     const steps = [...stderr.matchAll(/^\[\d+\.\d+s\] (\w+)/gm)].map((match) => match[1]);
     assert.deepEqual([steps[0], steps.at(-1)], ["announced", "completed"]);
-    assert.ok(steps.includes("bid_received") && steps.includes("assigned") && steps.includes("receipt"), steps.join(","));
+    assert.ok(
+      steps.includes("bid_received") && steps.includes("assigned") && steps.includes("receipt"),
+      steps.join(","),
+    );
     const job = JSON.parse(stdout);
     assert.equal(job.state, "completed");
     assert.equal(job.result.status, "ok");
-    const expected = createHash("sha256").update(input.slice(input.indexOf("\n") + 1)).digest("hex");
+    const expected = createHash("sha256")
+      .update(input.slice(input.indexOf("\n") + 1))
+      .digest("hex");
     assert.equal(Buffer.from(job.result.outputBase64, "base64").toString().trim(), expected);
     await verifyReceipt(deployment, rpcUrl, job.receipt);
 
@@ -137,7 +191,9 @@ describe("npm start and the CLI on a devnet", { timeout: 300_000 }, () => {
   it("lists the staked donors as the buyer's peers", async () => {
     const { code, stdout, stderr } = await cell(["peers", "--data-dir", buyerDir, "--json"]);
     assert.equal(code, 0, stderr);
-    const staked = JSON.parse(stdout).filter((peer: { staked?: boolean; connected: boolean }) => peer.staked && peer.connected);
+    const staked = JSON.parse(stdout).filter(
+      (peer: { staked?: boolean; connected: boolean }) => peer.staked && peer.connected,
+    );
     assert.equal(staked.length, 2);
   });
 
@@ -148,8 +204,24 @@ describe("npm start and the CLI on a devnet", { timeout: 300_000 }, () => {
     const buyerAddress = devnet.stdout().match(/buyer\s+12D3KooW\w+.*\n\s+(\/ip4\/\S+)/)?.[1];
     assert.ok(buyerAddress);
     const node = launch([
-      CELL, "node", "start", "--data-dir", nodeDir, "--passphrase-file", passphraseFile, "--rpc", rpcUrl,
-      "--deployment", join(dir, "devnet", "deployment.json"), "--bootstrap", buyerAddress, "--api-port", "0", "--log-level", "warn", "--json",
+      CELL,
+      "node",
+      "start",
+      "--data-dir",
+      nodeDir,
+      "--passphrase-file",
+      passphraseFile,
+      "--rpc",
+      rpcUrl,
+      "--deployment",
+      join(dir, "devnet", "deployment.json"),
+      "--bootstrap",
+      buyerAddress,
+      "--api-port",
+      "0",
+      "--log-level",
+      "warn",
+      "--json",
     ]);
     try {
       const line = await waitFor(node, /^\{.*\}$/m, 60_000);
@@ -159,7 +231,14 @@ describe("npm start and the CLI on a devnet", { timeout: 300_000 }, () => {
       assert.match(summary.listen[0], new RegExp(`^/ip4/127\\.0\\.0\\.1/tcp/\\d+/p2p/${summary.peerId}$`));
       assert.equal(summary.chainId, 31337);
       assert.equal(summary.rpcUrl, rpcUrl);
-      assert.deepEqual(Object.values(summary.contracts).map((address) => String(address).toLowerCase()).sort(), [deployment.atpToken, deployment.donorRegistry, deployment.paymentChannels].map((address) => address.toLowerCase()).sort());
+      assert.deepEqual(
+        Object.values(summary.contracts)
+          .map((address) => String(address).toLowerCase())
+          .sort(),
+        [deployment.atpToken, deployment.donorRegistry, deployment.paymentChannels]
+          .map((address) => address.toLowerCase())
+          .sort(),
+      );
       assert.match(summary.api.url, /^http:\/\/127\.0\.0\.1:\d+$/);
       assert.equal(summary.api.infoFile, join(nodeDir, "api.json"));
       const info = JSON.parse(await readFile(summary.api.infoFile, "utf8"));
@@ -167,7 +246,16 @@ describe("npm start and the CLI on a devnet", { timeout: 300_000 }, () => {
 
       const health = await fetch(`${summary.api.url}/health`);
       assert.equal(((await health.json()) as { peerId: string }).peerId, summary.peerId);
-      const job = await cell(["job", "submit", modulePath, "--input", inputPath, "--data-dir", nodeDir, "--json"]);
+      const job = await cell([
+        "job",
+        "submit",
+        modulePath,
+        "--input",
+        inputPath,
+        "--data-dir",
+        nodeDir,
+        "--json",
+      ]);
       assert.equal(job.code, 0, job.stderr);
       const view = JSON.parse(job.stdout);
       assert.equal(view.state, "completed");

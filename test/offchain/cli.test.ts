@@ -42,9 +42,21 @@ class ScriptedNode extends EventEmitter implements ApiNode {
     this.jobs.set(jobId, { jobId, state: "queued", events: [] });
     const fails = Buffer.from(request.input).toString() === "please fail";
     const steps: [string, Record<string, unknown>][] = fails
-      ? [["announced", {}], ["failed", { reason: "no_bids" }]]
-      : [["announced", {}], ["bid_received", { peerId: "12D3KooWDonor1", pricePerMegaFuel: "1000" }], ["assigned", { peerId: "12D3KooWDonor1" }], ["running", {}], ["receipt", {}], ["completed", {}]];
-    steps.forEach(([type, extra], index) => setTimeout(() => this.advance(jobId, type, extra), 20 * (index + 1)));
+      ? [
+          ["announced", {}],
+          ["failed", { reason: "no_bids" }],
+        ]
+      : [
+          ["announced", {}],
+          ["bid_received", { peerId: "12D3KooWDonor1", pricePerMegaFuel: "1000" }],
+          ["assigned", { peerId: "12D3KooWDonor1" }],
+          ["running", {}],
+          ["receipt", {}],
+          ["completed", {}],
+        ];
+    steps.forEach(([type, extra], index) =>
+      setTimeout(() => this.advance(jobId, type, extra), 20 * (index + 1)),
+    );
     return { jobId };
   }
 
@@ -55,8 +67,21 @@ class ScriptedNode extends EventEmitter implements ApiNode {
     job.events.push(event);
     if (["announced", "assigned", "running", "completed", "failed"].includes(type)) job.state = type;
     if (type === "completed") {
-      job.result = { status: "ok", fuelUsed: "48213", outputCid: "bafkreitestoutput", outputBase64: Buffer.from(OUTPUT).toString("base64") };
-      job.receipt = { message: { jobId, executor: "0x00000000000000000000000000000000000000d1", fuelUsed: "48213", status: 0 }, signature: "0xfeed" };
+      job.result = {
+        status: "ok",
+        fuelUsed: "48213",
+        outputCid: "bafkreitestoutput",
+        outputBase64: Buffer.from(OUTPUT).toString("base64"),
+      };
+      job.receipt = {
+        message: {
+          jobId,
+          executor: "0x00000000000000000000000000000000000000d1",
+          fuelUsed: "48213",
+          status: 0,
+        },
+        signature: "0xfeed",
+      };
     }
     this.emit("job", event);
   }
@@ -71,7 +96,17 @@ class ScriptedNode extends EventEmitter implements ApiNode {
 
   peers() {
     return [
-      { peerId: "12D3KooWDonor1", connected: true, operator: "0x00000000000000000000000000000000000000d1", staked: true, pricePerMegaFuel: "1000", slots: 2, freeSlots: 1, multiaddrs: ["/ip4/127.0.0.1/tcp/40001"], penaltyScore: 0 },
+      {
+        peerId: "12D3KooWDonor1",
+        connected: true,
+        operator: "0x00000000000000000000000000000000000000d1",
+        staked: true,
+        pricePerMegaFuel: "1000",
+        slots: 2,
+        freeSlots: 1,
+        multiaddrs: ["/ip4/127.0.0.1/tcp/40001"],
+        penaltyScore: 0,
+      },
     ];
   }
 }
@@ -130,19 +165,46 @@ describe("cell CLI", () => {
   });
 
   it("prints help with an example for every command", async () => {
-    const commands = [[], ["node"], ["node", "start"], ["job"], ["job", "submit"], ["job", "status"], ["job", "list"], ["peers"], ["keys"]];
+    const commands = [
+      [],
+      ["node"],
+      ["node", "start"],
+      ["job"],
+      ["job", "submit"],
+      ["job", "status"],
+      ["job", "list"],
+      ["peers"],
+      ["keys"],
+    ];
     for (const command of commands) {
       const { code, stdout } = await cell([...command, "--help"]);
       assert.equal(code, 0, command.join(" "));
       assert.match(stdout, /Usage: cell/, command.join(" "));
-      assert.match(stdout, /Examples?:\n\s+\$ (\S+=\S+ )?cell /, `${command.join(" ")} --help has an example`);
+      assert.match(
+        stdout,
+        /Examples?:\n\s+\$ (\S+=\S+ )?cell /,
+        `${command.join(" ")} --help has an example`,
+      );
     }
   });
 
   it("submits a job, shows its progress on stderr and prints result and receipt", async () => {
     const { code, stdout, stderr } = await cell([
-      "job", "submit", modulePath, "--input", inputPath, "--fuel", "5000000", "--max-price", "2000", "--priority", "high",
-      "--api", server.url, "--token-file", tokenFile,
+      "job",
+      "submit",
+      modulePath,
+      "--input",
+      inputPath,
+      "--fuel",
+      "5000000",
+      "--max-price",
+      "2000",
+      "--priority",
+      "high",
+      "--api",
+      server.url,
+      "--token-file",
+      tokenFile,
     ]);
     assert.equal(code, 0, stderr);
     const submitted = node.submitted.at(-1);
@@ -164,7 +226,18 @@ describe("cell CLI", () => {
 
   it("finds the API through --data-dir and prints the final job as JSON", async () => {
     const outFile = join(dir, "out.bin");
-    const { code, stdout, stderr } = await cell(["job", "submit", modulePath, "--input", inputPath, "--data-dir", dataDir, "--json", "--output", outFile]);
+    const { code, stdout, stderr } = await cell([
+      "job",
+      "submit",
+      modulePath,
+      "--input",
+      inputPath,
+      "--data-dir",
+      dataDir,
+      "--json",
+      "--output",
+      outFile,
+    ]);
     assert.equal(code, 0, stderr);
     const job = JSON.parse(stdout);
     assert.equal(job.state, "completed");
@@ -206,7 +279,15 @@ describe("cell CLI", () => {
   it("exits 1 with the reason when the job fails", async () => {
     const failing = join(dir, "fail.txt");
     await writeFile(failing, "please fail");
-    const { code, stdout, stderr } = await cell(["job", "submit", modulePath, "--input", failing, "--data-dir", dataDir]);
+    const { code, stdout, stderr } = await cell([
+      "job",
+      "submit",
+      modulePath,
+      "--input",
+      failing,
+      "--data-dir",
+      dataDir,
+    ]);
     assert.equal(code, 1);
     assert.match(stderr, /failed reason=no_bids/);
     assert.match(stdout, /^state\s+failed\nreason\s+no_bids$/m);

@@ -64,7 +64,7 @@ export function createApiClient(options: ApiClientOptions): ApiClient {
         signal: AbortSignal.timeout(timeoutMs),
       });
     } catch (error) {
-      throw new Error(`cannot reach the Cell API at ${base}: ${describeFetchError(error)}`);
+      throw new Error(`cannot reach the Cell API at ${base}: ${describeFetchError(error)}`, { cause: error });
     }
     if (!response.ok) throw await errorOf(response);
     return (await response.json()) as T;
@@ -85,7 +85,9 @@ export function createApiClient(options: ApiClientOptions): ApiClient {
           signal,
         });
       } catch (error) {
-        throw new Error(`cannot reach the Cell API at ${base}: ${describeFetchError(error)}`);
+        throw new Error(`cannot reach the Cell API at ${base}: ${describeFetchError(error)}`, {
+          cause: error,
+        });
       }
       if (!response.ok) throw await errorOf(response);
       if (!response.body) throw new Error("the event stream has no body");
@@ -143,10 +145,16 @@ function parseMessage(block: string): JobStreamMessage | undefined {
 async function errorOf(response: Response): Promise<ApiRequestError> {
   const text = await response.text();
   try {
-    const { error } = JSON.parse(text) as { error: { code: string; message: string; issues?: { path: string; message: string }[] } };
+    const { error } = JSON.parse(text) as {
+      error: { code: string; message: string; issues?: { path: string; message: string }[] };
+    };
     return new ApiRequestError(response.status, error.code, error.message, error.issues);
   } catch {
-    return new ApiRequestError(response.status, "http_error", `HTTP ${response.status}: ${text.slice(0, 200)}`);
+    return new ApiRequestError(
+      response.status,
+      "http_error",
+      `HTTP ${response.status}: ${text.slice(0, 200)}`,
+    );
   }
 }
 

@@ -29,7 +29,10 @@ export interface ApiEndpoint {
  * The token a node's API requires: the configured one, else the one kept in the data
  * dir from an earlier start, else a fresh random one. Always (re)written to the token file.
  */
-export async function ensureApiToken(dataDir: string, configured?: string): Promise<{ token: string; tokenFile: string }> {
+export async function ensureApiToken(
+  dataDir: string,
+  configured?: string,
+): Promise<{ token: string; tokenFile: string }> {
   const tokenFile = resolve(dataDir, API_TOKEN_FILE);
   const token = configured ?? (await readTokenIfPresent(tokenFile)) ?? randomBytes(32).toString("base64url");
   await writePrivate(tokenFile, `${token}\n`);
@@ -50,7 +53,10 @@ export async function readApiInfo(file: string): Promise<ApiInfo> {
     throw new Error(`no API info at ${file}: is the node running? (\`cell node start\` writes it)`);
   }
   const parsed = ApiInfoSchema.safeParse(JSON.parse(text));
-  if (!parsed.success) throw new Error(`${file} is not a valid API info file: ${parsed.error.issues.map((issue) => `${issue.path.join(".")}: ${issue.message}`).join("; ")}`);
+  if (!parsed.success)
+    throw new Error(
+      `${file} is not a valid API info file: ${parsed.error.issues.map((issue) => `${issue.path.join(".")}: ${issue.message}`).join("; ")}`,
+    );
   return parsed.data;
 }
 

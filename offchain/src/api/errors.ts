@@ -19,7 +19,12 @@ export class ApiError extends Error {
   readonly code: ApiErrorCode;
   readonly issues: { path: string; message: string }[] | undefined;
 
-  constructor(status: number, code: ApiErrorCode, message: string, issues?: { path: string; message: string }[]) {
+  constructor(
+    status: number,
+    code: ApiErrorCode,
+    message: string,
+    issues?: { path: string; message: string }[],
+  ) {
     super(message);
     this.name = "ApiError";
     this.status = status;
@@ -28,7 +33,12 @@ export class ApiError extends Error {
   }
 }
 
-export function sendJson(response: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+export function sendJson(
+  response: ServerResponse,
+  status: number,
+  body: unknown,
+  headers: Record<string, string> = {},
+): void {
   const text = toJson(body);
   response.writeHead(status, {
     "content-type": "application/json; charset=utf-8",
@@ -40,8 +50,11 @@ export function sendJson(response: ServerResponse, status: number, body: unknown
 }
 
 export function sendError(response: ServerResponse, error: ApiError): void {
-  const body = { error: { code: error.code, message: error.message, ...(error.issues ? { issues: error.issues } : {}) } };
-  const headers: Record<string, string> = error.status === 401 ? { "www-authenticate": 'Bearer realm="cell"' } : {};
+  const body = {
+    error: { code: error.code, message: error.message, ...(error.issues ? { issues: error.issues } : {}) },
+  };
+  const headers: Record<string, string> =
+    error.status === 401 ? { "www-authenticate": 'Bearer realm="cell"' } : {};
   if (error.status === 413) headers.connection = "close";
   sendJson(response, error.status, body, headers);
 }

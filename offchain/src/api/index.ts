@@ -1,5 +1,13 @@
 export { createApiServer, DEFAULT_MAX_BODY_BYTES, type ApiServer, type ApiServerOptions } from "./server.ts";
-export { createApiClient, parseEventStream, ApiRequestError, type ApiClient, type ApiClientOptions, type SubmitJobOptions, type JobStreamMessage } from "./client.ts";
+export {
+  createApiClient,
+  parseEventStream,
+  ApiRequestError,
+  type ApiClient,
+  type ApiClientOptions,
+  type SubmitJobOptions,
+  type JobStreamMessage,
+} from "./client.ts";
 export {
   API_INFO_FILE,
   API_TOKEN_FILE,
@@ -14,4 +22,12 @@ export {
 } from "./discovery.ts";
 export { SubmitJobBodySchema, type SubmitJobBody } from "./schemas.ts";
 export { toJson } from "./json.ts";
-export { JOB_PRIORITIES, TERMINAL_JOB_STATES, type ApiNode, type ApiJobEvent, type ApiJobView, type JobPriority, type SubmitJobRequest } from "./types.ts";
+export {
+  JOB_PRIORITIES,
+  TERMINAL_JOB_STATES,
+  type ApiNode,
+  type ApiJobEvent,
+  type ApiJobView,
+  type JobPriority,
+  type SubmitJobRequest,
+} from "./types.ts";

@@ -8,21 +8,30 @@ const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 const base64 = (what: string) =>
   z
     .string()
-    .refine((text) => text.length % 4 === 0 && BASE64.test(text), { message: `${what} must be standard base64` })
+    .refine((text) => text.length % 4 === 0 && BASE64.test(text), {
+      message: `${what} must be standard base64`,
+    })
     .transform((text) => new Uint8Array(Buffer.from(text, "base64")));
 
 /** An unsigned integer given as a decimal string or a safe JSON integer, up to `max`. */
 const uint = (max: bigint, what: string, min = 0n) =>
   z.unknown().transform((value, context) => {
     const valid =
-      (typeof value === "string" && /^\d{1,78}$/.test(value)) || (typeof value === "number" && Number.isSafeInteger(value) && value >= 0);
+      (typeof value === "string" && /^\d{1,78}$/.test(value)) ||
+      (typeof value === "number" && Number.isSafeInteger(value) && value >= 0);
     if (!valid) {
-      context.addIssue({ code: "custom", message: `${what} must be a non-negative decimal integer (string or number)` });
+      context.addIssue({
+        code: "custom",
+        message: `${what} must be a non-negative decimal integer (string or number)`,
+      });
       return z.NEVER;
     }
     const parsed = BigInt(value as string | number);
     if (parsed > max || parsed < min) {
-      context.addIssue({ code: "custom", message: parsed > max ? `${what} exceeds ${max}` : `${what} must be at least ${min}` });
+      context.addIssue({
+        code: "custom",
+        message: parsed > max ? `${what} exceeds ${max}` : `${what} must be at least ${min}`,
+      });
       return z.NEVER;
     }
     return parsed;
@@ -30,7 +39,9 @@ const uint = (max: bigint, what: string, min = 0n) =>
 
 export const SubmitJobBodySchema = z
   .strictObject({
-    moduleBase64: base64("moduleBase64").refine((bytes) => bytes.length > 0, { message: "moduleBase64 is empty" }),
+    moduleBase64: base64("moduleBase64").refine((bytes) => bytes.length > 0, {
+      message: "moduleBase64 is empty",
+    }),
     inputBase64: base64("inputBase64").optional(),
     fuelLimit: uint(UINT64_MAX, "fuelLimit", 1n).optional(),
     memoryPages: z.number().int().min(1).max(65_536).optional(),
@@ -40,13 +51,11 @@ export const SubmitJobBodySchema = z
     deadlineMs: z.number().int().positive().optional(),
     entry: z.string().min(1).max(64).optional(),
   })
-  .transform(
-    ({ moduleBase64, inputBase64, ...options }): SubmitJobRequest => ({
-      module: moduleBase64,
-      input: inputBase64 ?? new Uint8Array(),
-      ...Object.fromEntries(Object.entries(options).filter(([, value]) => value !== undefined)),
-    }),
-  );
+  .transform(({ moduleBase64, inputBase64, ...options }): SubmitJobRequest => ({
+    module: moduleBase64,
+    input: inputBase64 ?? new Uint8Array(),
+    ...Object.fromEntries(Object.entries(options).filter(([, value]) => value !== undefined)),
+  }));
 
 export type SubmitJobBody = z.input<typeof SubmitJobBodySchema>;
 
@@ -54,5 +63,8 @@ export const JOB_ID = /^0x[0-9a-fA-F]{64}$/;
 
 /** `{ path, message }` for each zod issue, path joined with dots (`fuelLimit`, `priority`). */
 export function describeIssues(error: z.ZodError): { path: string; message: string }[] {
-  return error.issues.map((issue) => ({ path: issue.path.map(String).join(".") || "(body)", message: issue.message }));
+  return error.issues.map((issue) => ({
+    path: issue.path.map(String).join(".") || "(body)",
+    message: issue.message,
+  }));
 }

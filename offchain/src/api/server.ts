@@ -6,7 +6,13 @@ import type { Hex } from "viem";
 import { ApiError, sendError, sendJson } from "./errors.ts";
 import { describeIssues, JOB_ID, SubmitJobBodySchema } from "./schemas.ts";
 import { openEventStream, type EventStream } from "./sse.ts";
-import { TERMINAL_EVENT_TYPES, TERMINAL_JOB_STATES, type ApiJobEvent, type ApiJobView, type ApiNode } from "./types.ts";
+import {
+  TERMINAL_EVENT_TYPES,
+  TERMINAL_JOB_STATES,
+  type ApiJobEvent,
+  type ApiJobView,
+  type ApiNode,
+} from "./types.ts";
 
 export const DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024;
 
@@ -60,22 +66,48 @@ export async function createApiServer(options: ApiServerOptions): Promise<ApiSer
   const tokenDigest = digest(options.token);
 
   const routes: Route[] = [
-    { method: "GET", pattern: /^\/health$/, public: true, handler: ({ response }) => sendJson(response, 200, health(node)) },
-    { method: "GET", pattern: /^\/jobs$/, handler: ({ response }) => sendJson(response, 200, { jobs: node.listJobs().map(summarize) }) },
+    {
+      method: "GET",
+      pattern: /^\/health$/,
+      public: true,
+      handler: ({ response }) => sendJson(response, 200, health(node)),
+    },
+    {
+      method: "GET",
+      pattern: /^\/jobs$/,
+      handler: ({ response }) => sendJson(response, 200, { jobs: node.listJobs().map(summarize) }),
+    },
     { method: "POST", pattern: /^\/jobs$/, handler: (context) => submitJob(node, context, maxBodyBytes) },
-    { method: "GET", pattern: /^\/jobs\/([^/]+)$/, handler: ({ response, params }) => sendJson(response, 200, findJob(node, params[0])) },
+    {
+      method: "GET",
+      pattern: /^\/jobs\/([^/]+)$/,
+      handler: ({ response, params }) => sendJson(response, 200, findJob(node, params[0])),
+    },
     {
       method: "GET",
       pattern: /^\/jobs\/([^/]+)\/events$/,
-      handler: ({ request, response, params }) => streamJobEvents(node, findJob(node, params[0]), request, response, { streams, heartbeatMs }),
+      handler: ({ request, response, params }) =>
+        streamJobEvents(node, findJob(node, params[0]), request, response, { streams, heartbeatMs }),
     },
-    { method: "GET", pattern: /^\/peers$/, handler: ({ response }) => sendJson(response, 200, { peers: node.peers() }) },
+    {
+      method: "GET",
+      pattern: /^\/peers$/,
+      handler: ({ response }) => sendJson(response, 200, { peers: node.peers() }),
+    },
   ];
 
   const server = createServer((request, response) => {
     const started = performance.now();
     response.on("finish", () =>
-      logger?.debug({ method: request.method, path: pathOf(request), status: response.statusCode, ms: Math.round(performance.now() - started) }, "api request"),
+      logger?.debug(
+        {
+          method: request.method,
+          path: pathOf(request),
+          status: response.statusCode,
+          ms: Math.round(performance.now() - started),
+        },
+        "api request",
+      ),
     );
     dispatch(routes, tokenDigest, request, response).catch((error: unknown) => {
       const apiError = asApiError(error);
@@ -104,7 +136,12 @@ export async function createApiServer(options: ApiServerOptions): Promise<ApiSer
   };
 }
 
-async function dispatch(routes: Route[], tokenDigest: Buffer, request: IncomingMessage, response: ServerResponse): Promise<void> {
+async function dispatch(
+  routes: Route[],
+  tokenDigest: Buffer,
+  request: IncomingMessage,
+  response: ServerResponse,
+): Promise<void> {
   const path = pathOf(request);
   const matching = routes.filter((route) => route.pattern.test(path));
   if (matching.length === 0) throw new ApiError(404, "not_found", `no route ${path}`);
@@ -112,7 +149,11 @@ async function dispatch(routes: Route[], tokenDigest: Buffer, request: IncomingM
   if (!route) {
     const allowed = matching.map((candidate) => candidate.method).join(", ");
     response.setHeader("allow", allowed);
-    throw new ApiError(405, "method_not_allowed", `${request.method} is not allowed on ${path} (allowed: ${allowed})`);
+    throw new ApiError(
+      405,
+      "method_not_allowed",
+      `${request.method} is not allowed on ${path} (allowed: ${allowed})`,
+    );
   }
   if (!route.public) authorize(request, tokenDigest);
   const params = (route.pattern.exec(path) ?? []).slice(1).map((param) => decodeURIComponent(param));
@@ -125,7 +166,8 @@ function authorize(request: IncomingMessage, tokenDigest: Buffer): void {
   const match = /^Bearer\s+(\S+)$/i.exec(header);
   if (!match?.[1]) throw new ApiError(401, "unauthorized", "Authorization header must be `Bearer <token>`");
   // Equal-length digests make the comparison constant-time whatever the token's length.
-  if (!timingSafeEqual(digest(match[1]), tokenDigest)) throw new ApiError(401, "unauthorized", "invalid API token");
+  if (!timingSafeEqual(digest(match[1]), tokenDigest))
+    throw new ApiError(401, "unauthorized", "invalid API token");
 }
 
 function health(node: ApiNode) {
@@ -133,7 +175,12 @@ function health(node: ApiNode) {
 }
 
 function findJob(node: ApiNode, id: string | undefined): ApiJobView {
-  if (!id || !JOB_ID.test(id)) throw new ApiError(400, "bad_request", `job id must be 0x followed by 64 hex digits, got ${JSON.stringify(id)}`);
+  if (!id || !JOB_ID.test(id))
+    throw new ApiError(
+      400,
+      "bad_request",
+      `job id must be 0x followed by 64 hex digits, got ${JSON.stringify(id)}`,
+    );
   const job = node.getJob(id.toLowerCase() as Hex) ?? node.getJob(id as Hex);
   if (!job) throw new ApiError(404, "job_not_found", `no job ${id}`);
   return job;
@@ -147,7 +194,11 @@ function summarize(job: ApiJobView): ApiJobView {
   return { ...job, result: rest };
 }
 
-async function submitJob(node: ApiNode, { request, response }: RequestContext, maxBodyBytes: number): Promise<void> {
+async function submitJob(
+  node: ApiNode,
+  { request, response }: RequestContext,
+  maxBodyBytes: number,
+): Promise<void> {
   const body = parseJson(await readBody(request, maxBodyBytes));
   const parsed = SubmitJobBodySchema.safeParse(body);
   if (!parsed.success) {
@@ -159,7 +210,11 @@ async function submitJob(node: ApiNode, { request, response }: RequestContext, m
   try {
     submitted = await node.submitJob(parsed.data);
   } catch (error) {
-    throw new ApiError(422, "job_rejected", `the node rejected the job: ${error instanceof Error ? error.message : String(error)}`);
+    throw new ApiError(
+      422,
+      "job_rejected",
+      `the node rejected the job: ${error instanceof Error ? error.message : String(error)}`,
+    );
   }
   sendJson(response, 202, { jobId: submitted.jobId }, { location: `/jobs/${submitted.jobId}` });
 }
@@ -189,11 +244,16 @@ function readBody(request: IncomingMessage, maxBytes: number): Promise<Buffer> {
 }
 
 function tooLarge(maxBytes: number, size: number): ApiError {
-  return new ApiError(413, "payload_too_large", `request body is ${size > maxBytes ? `over ${maxBytes}` : size} bytes; the limit is ${maxBytes} bytes`);
+  return new ApiError(
+    413,
+    "payload_too_large",
+    `request body is ${size > maxBytes ? `over ${maxBytes}` : size} bytes; the limit is ${maxBytes} bytes`,
+  );
 }
 
 function parseJson(body: Buffer): unknown {
-  if (body.length === 0) throw new ApiError(400, "invalid_json", "request body is empty; expected a JSON object");
+  if (body.length === 0)
+    throw new ApiError(400, "invalid_json", "request body is empty; expected a JSON object");
   try {
     return JSON.parse(body.toString("utf8"));
   } catch (error) {

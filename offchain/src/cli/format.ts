@@ -22,10 +22,15 @@ export function formatJob(job: ApiJobView, { events = false }: { events?: boolea
   const result = job.result as ResultView | undefined;
   const receipt = job.receipt as ReceiptView | undefined;
   const lines = [row("job", job.jobId), row("state", job.state)];
-  const reason = job.reason ?? [...job.events].reverse().find((event) => event.type === "failed" || event.type === "queued")?.reason;
+  const reason =
+    job.reason ??
+    [...job.events].reverse().find((event) => event.type === "failed" || event.type === "queued")?.reason;
   if (job.state !== "completed" && reason) lines.push(row("reason", String(reason)));
   const executor = job.executor as { peerId?: string; operator?: string } | undefined;
-  if (executor?.peerId) lines.push(row("executor", `${executor.peerId}${executor.operator ? ` (operator ${executor.operator})` : ""}`));
+  if (executor?.peerId)
+    lines.push(
+      row("executor", `${executor.peerId}${executor.operator ? ` (operator ${executor.operator})` : ""}`),
+    );
   if (result) lines.push(...formatResult(result));
   if (receipt?.message) lines.push(...formatReceipt(receipt));
   if (events && job.events.length > 0) {
@@ -49,14 +54,17 @@ function formatResult(result: ResultView): string[] {
 }
 
 function formatReceipt(receipt: ReceiptView): string[] {
-  const fields = Object.entries(receipt.message ?? {}).map(([name, value]) => `  ${name.padEnd(12)}${String(value)}`);
+  const fields = Object.entries(receipt.message ?? {}).map(
+    ([name, value]) => `  ${name.padEnd(12)}${String(value)}`,
+  );
   return ["receipt", ...fields, `  ${"signature".padEnd(12)}${receipt.signature ?? "?"}`];
 }
 
 /** UTF-8 text when the output is printable text, else hex. */
 export function previewBytes(bytes: Buffer): string {
   const shown = bytes.subarray(0, OUTPUT_PREVIEW_BYTES);
-  const more = bytes.length > shown.length ? `\n… ${bytes.length - shown.length} more bytes (use --output FILE)` : "";
+  const more =
+    bytes.length > shown.length ? `\n… ${bytes.length - shown.length} more bytes (use --output FILE)` : "";
   const text = shown.toString("utf8");
   const printable = !text.includes("\uFFFD") && !/[\x00-\x08\x0e-\x1f\x7f]/.test(text);
   return `${printable ? text.replace(/\n$/, "") : `0x${shown.toString("hex")}`}${more}`;

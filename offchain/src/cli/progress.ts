@@ -12,7 +12,10 @@ export interface ProgressView {
  * Job progress on stderr: one line per event, and on a terminal a spinner line below
  * them showing the current step and the time since submission.
  */
-export function createProgressView(stream: NodeJS.WriteStream = process.stderr, startedAt = performance.now()): ProgressView {
+export function createProgressView(
+  stream: NodeJS.WriteStream = process.stderr,
+  startedAt = performance.now(),
+): ProgressView {
   const elapsed = () => `${((performance.now() - startedAt) / 1000).toFixed(2)}s`;
   if (!stream.isTTY) {
     return { event: (event) => stream.write(`[${elapsed()}] ${describeEvent(event)}\n`), stop: () => {} };

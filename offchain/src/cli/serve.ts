@@ -1,7 +1,14 @@
 import { unlink } from "node:fs/promises";
 import { join } from "node:path";
 import type { Logger } from "pino";
-import { API_INFO_FILE, createApiServer, ensureApiToken, writeApiInfo, type ApiNode, type ApiServer } from "../api/index.ts";
+import {
+  API_INFO_FILE,
+  createApiServer,
+  ensureApiToken,
+  writeApiInfo,
+  type ApiNode,
+  type ApiServer,
+} from "../api/index.ts";
 
 export interface ServedConfig {
   dataDir: string;
@@ -31,10 +38,19 @@ export async function serveNodeApi<N extends ApiNode & { stop(): Promise<void> }
     server = await createApiServer({ node, token, host: config.api.host, port: config.api.port, logger });
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
-    const hint = code === "EADDRINUSE" ? ` (port ${config.api.port} is taken: pass --api-port 0 for a free one)` : "";
-    throw new Error(`cannot start the API on ${config.api.host}:${config.api.port}: ${(error as Error).message}${hint}`);
+    const hint =
+      code === "EADDRINUSE" ? ` (port ${config.api.port} is taken: pass --api-port 0 for a free one)` : "";
+    throw new Error(
+      `cannot start the API on ${config.api.host}:${config.api.port}: ${(error as Error).message}${hint}`,
+      { cause: error },
+    );
   }
-  const infoFile = await writeApiInfo(config.dataDir, { url: server.url, tokenFile, peerId: node.peerId, pid: process.pid });
+  const infoFile = await writeApiInfo(config.dataDir, {
+    url: server.url,
+    tokenFile,
+    peerId: node.peerId,
+    pid: process.pid,
+  });
   let stopping: Promise<void> | undefined;
   const stop = () => {
     stopping ??= (async () => {

@@ -1,7 +1,13 @@
 import { readFile, writeFile } from "node:fs/promises";
 import { buffer } from "node:stream/consumers";
 import { Command, InvalidArgumentError, Option } from "commander";
-import { JOB_PRIORITIES, TERMINAL_JOB_STATES, toJson, type ApiClient, type ApiJobView } from "../../api/index.ts";
+import {
+  JOB_PRIORITIES,
+  TERMINAL_JOB_STATES,
+  toJson,
+  type ApiClient,
+  type ApiJobView,
+} from "../../api/index.ts";
 import { addApiOptions, API_HELP, connectApi, type ApiOptions } from "../endpoint.ts";
 import { reportErrors } from "../errors.ts";
 import { formatJob } from "../format.ts";
@@ -27,7 +33,10 @@ export function registerJobCommand(program: Command): Command {
   const job = program
     .command("job")
     .description("submit jobs to the network through the local node and follow them")
-    .addHelpText("after", `\nExamples:\n  $ cell job submit examples/jobs/build/sha256.wasm --input README.md\n  $ cell job status 0x3f…\n${API_HELP}\n`);
+    .addHelpText(
+      "after",
+      `\nExamples:\n  $ cell job submit examples/jobs/build/sha256.wasm --input README.md\n  $ cell job status 0x3f…\n${API_HELP}\n`,
+    );
   registerSubmit(job);
   registerStatus(job);
   registerList(job);
@@ -86,7 +95,12 @@ async function submitJob(modulePath: string, options: SubmitOptions): Promise<vo
 }
 
 /** Streams the job's events to stderr until it completes, fails or `timeoutMs` passes. */
-async function followJob(client: ApiClient, jobId: string, timeoutMs: number, startedAt: number): Promise<ApiJobView> {
+async function followJob(
+  client: ApiClient,
+  jobId: string,
+  timeoutMs: number,
+  startedAt: number,
+): Promise<ApiJobView> {
   const progress = createProgressView(process.stderr, startedAt);
   const signal = AbortSignal.timeout(timeoutMs);
   try {
@@ -100,7 +114,10 @@ async function followJob(client: ApiClient, jobId: string, timeoutMs: number, st
     progress.stop();
   }
   const job = await client.getJob(jobId);
-  if (!TERMINAL_JOB_STATES.has(job.state)) process.stderr.write(`still ${job.state} after ${timeoutMs} ms; follow it with \`cell job status ${jobId}\`\n`);
+  if (!TERMINAL_JOB_STATES.has(job.state))
+    process.stderr.write(
+      `still ${job.state} after ${timeoutMs} ms; follow it with \`cell job status ${jobId}\`\n`,
+    );
   return job;
 }
 
@@ -125,7 +142,11 @@ function registerStatus(job: Command): void {
     .option("--json", "print the job as JSON")
     .option("--output <file>", "write the job's output bytes to a file")
     .addHelpText("after", `\nExample:\n  $ cell job status 0x9c1d…e4 --json\n${API_HELP}\n`);
-  addApiOptions(status).action(async function (this: Command, jobId: string, options: ApiOptions & { json?: boolean; output?: string }) {
+  addApiOptions(status).action(async function (
+    this: Command,
+    jobId: string,
+    options: ApiOptions & { json?: boolean; output?: string },
+  ) {
     await reportErrors(this, async () => {
       const client = await connectApi(options);
       const view = await client.getJob(jobId);
@@ -163,7 +184,10 @@ async function readInputFile(path: string, what: string): Promise<Uint8Array> {
   try {
     return new Uint8Array(await readFile(path));
   } catch (error) {
-    throw new Error(`cannot read ${what} file ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+    throw new Error(
+      `cannot read ${what} file ${path}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`,
+      { cause: error },
+    );
   }
 }
 
@@ -174,6 +198,7 @@ function parseUint(value: string): bigint {
 
 function parsePositiveInt(value: string): number {
   const parsed = Number(value);
-  if (!Number.isSafeInteger(parsed) || parsed <= 0) throw new InvalidArgumentError(`expected a positive integer, got '${value}'`);
+  if (!Number.isSafeInteger(parsed) || parsed <= 0)
+    throw new InvalidArgumentError(`expected a positive integer, got '${value}'`);
   return parsed;
 }

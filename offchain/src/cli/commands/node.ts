@@ -56,7 +56,17 @@ export function registerNodeCommand(program: Command): Command {
     .option("--donor", "sell compute: bid for and run jobs (needs a staked, registered operator)")
     .option("--price <p>", "donor asking price per mega-fuel, in ATP wei", parseDecimal)
     .option("--slots <n>", "donor jobs run at once", parsePositiveInt)
-    .addOption(new Option("--log-level <level>", "log level (logs go to stderr)").choices(["fatal", "error", "warn", "info", "debug", "trace", "silent"]))
+    .addOption(
+      new Option("--log-level <level>", "log level (logs go to stderr)").choices([
+        "fatal",
+        "error",
+        "warn",
+        "info",
+        "debug",
+        "trace",
+        "silent",
+      ]),
+    )
     .option("--json", "print the node summary as one JSON line")
     .addHelpText(
       "after",
@@ -144,7 +154,10 @@ async function readPassphraseFile(file: string): Promise<string> {
   try {
     text = await readFile(file, "utf8");
   } catch (error) {
-    throw new Error(`cannot read passphrase file ${file}: ${(error as NodeJS.ErrnoException).code ?? "unreadable"}`);
+    throw new Error(
+      `cannot read passphrase file ${file}: ${(error as NodeJS.ErrnoException).code ?? "unreadable"}`,
+      { cause: error },
+    );
   }
   const passphrase = text.split(/\r?\n/, 1)[0] ?? "";
   if (passphrase.length === 0) throw new Error(`passphrase file ${file} is empty`);
@@ -174,13 +187,15 @@ function list(label: string, values: string[]): string[] {
 
 function parsePort(value: string): number {
   const port = Number(value);
-  if (!Number.isInteger(port) || port < 0 || port > 65_535) throw new InvalidArgumentError(`expected a port 0–65535, got '${value}'`);
+  if (!Number.isInteger(port) || port < 0 || port > 65_535)
+    throw new InvalidArgumentError(`expected a port 0–65535, got '${value}'`);
   return port;
 }
 
 function parsePositiveInt(value: string): number {
   const parsed = Number(value);
-  if (!Number.isSafeInteger(parsed) || parsed <= 0) throw new InvalidArgumentError(`expected a positive integer, got '${value}'`);
+  if (!Number.isSafeInteger(parsed) || parsed <= 0)
+    throw new InvalidArgumentError(`expected a positive integer, got '${value}'`);
   return parsed;
 }
 

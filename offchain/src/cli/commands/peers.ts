@@ -10,7 +10,10 @@ export function registerPeersCommand(program: Command): Command {
     .description("list the peers the local node knows, with addresses and donor status")
     .option("--json", "print JSON")
     .addHelpText("after", `\nExample:\n  $ cell peers --data-dir .cell/devnet/buyer\n${API_HELP}\n`);
-  return addApiOptions(peers).action(async function (this: Command, options: ApiOptions & { json?: boolean }) {
+  return addApiOptions(peers).action(async function (
+    this: Command,
+    options: ApiOptions & { json?: boolean },
+  ) {
     await reportErrors(this, async () => {
       const list = (await (await connectApi(options)).peers()) as PeerRow[];
       if (options.json) {
