@@ -65,7 +65,13 @@ export async function startDevnet(options: DevnetOptions = {}): Promise<Devnet> 
     [join(REPO_ROOT, "node_modules/hardhat/dist/src/cli.js"), "node", "--hostname", "127.0.0.1", "--port", String(port)],
     { cwd: REPO_ROOT, stdio: ["ignore", "pipe", "pipe"], detached: true },
   );
-  const stop = () => stopProcess(child);
+  // If this process exits without calling stop(), the node must not outlive it.
+  const killOnExit = () => killGroup(child, "SIGKILL");
+  process.once("exit", killOnExit);
+  const stop = async () => {
+    process.off("exit", killOnExit);
+    await stopProcess(child);
+  };
   try {
     await waitForRpc(rpcUrl, child, options.startTimeoutMs ?? 60_000);
     const deployerKey = devnetPrivateKey(0);
@@ -103,21 +109,21 @@ async function waitForRpc(rpcUrl: string, child: ChildProcess, timeoutMs: number
   throw new Error(`hardhat node did not answer on ${rpcUrl} within ${timeoutMs} ms: ${output}`);
 }
 
-async function stopProcess(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null || child.pid === undefined) return;
-  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+function killGroup(child: ChildProcess, signal: NodeJS.Signals): boolean {
+  if (child.pid === undefined) return false;
   try {
-    process.kill(-child.pid, "SIGTERM");
+    process.kill(-child.pid, signal);
+    return true;
   } catch {
-    return;
+    return false; // already gone
   }
-  const timer = setTimeout(() => {
-    try {
-      process.kill(-child.pid!, "SIGKILL");
-    } catch {
-      // already gone
-    }
-  }, 5_000);
+}
+
+async function stopProcess(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  if (!killGroup(child, "SIGTERM")) return;
+  const timer = setTimeout(() => killGroup(child, "SIGKILL"), 5_000);
   await exited;
   clearTimeout(timer);
 }
