@@ -43,11 +43,17 @@ export async function startCluster(): Promise<Cluster> {
   await writeFile(deploymentFile, serializeDeployment(devnet.deployment));
   const faucet = createWriter(devnet.rpcUrl, devnet.deployment, devnet.deployerKey);
   const minStake = (await donorParams(faucet)).minStake;
+  let faucetQueue: Promise<unknown> = Promise.resolve();
+  const mint = (to: Hex) => {
+    const minted = faucetQueue.then(() => mintAtp(faucet, to, minStake));
+    faucetQueue = minted.catch(() => undefined);
+    return minted;
+  };
 
   const prepare: Cluster["prepare"] = async (name, options) => {
     const dir = join(root, name);
     const identity = await initIdentity({ dir, passphrase: PASSPHRASE, scryptN: SCRYPT_N, force: true });
-    if (options.stakeWith !== undefined) await stakeAndRegister(devnet, faucet, options.stakeWith, identity, minStake);
+    if (options.stakeWith !== undefined) await stakeAndRegister(devnet, mint, options.stakeWith, identity, minStake);
     const config: NodeConfigInput = {
       ...options.config,
       dataDir: dir,
@@ -74,9 +80,15 @@ export async function startCluster(): Promise<Cluster> {
   };
 }
 
-async function stakeAndRegister(devnet: Devnet, faucet: ReturnType<typeof createWriter>, account: number, identity: Identity, amount: bigint): Promise<void> {
+async function stakeAndRegister(
+  devnet: Devnet,
+  mint: (to: Hex) => Promise<unknown>,
+  account: number,
+  identity: Identity,
+  amount: bigint,
+): Promise<void> {
   const wallet = createWriter(devnet.rpcUrl, devnet.deployment, devnetPrivateKey(account) as Hex);
-  await mintAtp(faucet, wallet.walletClient.account.address, amount);
+  await mint(wallet.walletClient.account.address);
   await stake(wallet, amount);
   await registerDonor(wallet, { operator: identity.operatorAddress, peerKey: identity.peerKeyHex, metadataURI: "" });
 }
@@ -132,5 +144,31 @@ export async function until(check: () => boolean, timeoutMs: number, what: strin
   while (!check()) {
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+/**
+ * A WebAssembly job that counts to `iterations` and prints "spun": about 3 ns and 9 fuel
+ * per iteration, so its run time is chosen by the caller.
+ */
+export async function spinModule(iterations: number): Promise<Uint8Array> {
+  const wabt = await (await import("wabt")).default();
+  const wat = `(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $fd_write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "spun\\n")
+  (func (export "_start")
+    (local $i i32)
+    (loop $again
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $again (i32.lt_u (local.get $i) (i32.const ${iterations >>> 0}))))
+    (i32.store (i32.const 0) (i32.const 16))
+    (i32.store (i32.const 4) (i32.const 5))
+    (drop (call $fd_write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))`;
+  const module = wabt.parseWat("spin.wat", wat);
+  try {
+    return new Uint8Array(module.toBinary({}).buffer);
+  } finally {
+    module.destroy();
   }
 }

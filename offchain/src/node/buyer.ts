@@ -287,7 +287,8 @@ export class Buyer {
     if (!(await verifyBid(ctx.domain, bid, response.signature))) return refuse("bid_rejected_signature", "the bid is not signed by its executor");
     const staked = await ctx.stakes.isActive(bid.executor, response.peerKey);
     this.#emit(job, { type: "bid_received", peerId: donor.peerId, operator: bid.executor, pricePerMegaFuel: bid.pricePerMegaFuel.toString() });
-    this.#write(() =>
+    this.#write(() => {
+      if (ctx.store.bids.get(job.jobId, donor.peerId)) return;
       ctx.store.bids.insert({
         jobId: job.jobId,
         bidder: donor.peerId,
@@ -295,8 +296,8 @@ export class Buyer {
         pricePerMegaFuel: bid.pricePerMegaFuel,
         message: response.bid,
         signature: response.signature,
-      }),
-    );
+      });
+    });
     return {
       peerId: donor.peerId,
       operator: bid.executor,
@@ -526,7 +527,13 @@ export class Buyer {
     if (writes.length === 0) return;
     try {
       this.#ctx.store.transaction(() => {
-        for (const write of writes) write();
+        for (const write of writes) {
+          try {
+            write();
+          } catch (err) {
+            this.#ctx.log.warn({ err: errorMessage(err) }, "a job state write was refused");
+          }
+        }
       });
     } catch (err) {
       this.#ctx.log.error({ err: errorMessage(err) }, "could not persist job state");

@@ -61,6 +61,8 @@ export const protocolSpecs = {
     response: StatusResponseSchema,
     maxRequestBytes: MESSAGE_LIMITS.statusRequest,
     maxResponseBytes: MESSAGE_LIMITS.statusResponse,
+    ratePerSecond: 100,
+    burst: 200,
   },
   receipt: {
     request: ReceiptDeliverySchema,

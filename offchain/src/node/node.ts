@@ -138,17 +138,17 @@ function onAdvert(ctx: NodeContext, peerBook: PeerBook, advert: CapabilityAdvert
     ctx.log.debug({ from }, "advert with a peer key that is not the sender's");
     return;
   }
-  const known = peerBook.get(advert.peerId);
-  if (known && known.operator.toLowerCase() === advert.operator.toLowerCase() && ctx.stakes.peek(advert.operator, advert.peerKey)) {
-    peerBook.upsertFromAdvert(advert, ctx.now());
+  const cached = ctx.stakes.peek(advert.operator, advert.peerKey);
+  if (cached !== undefined) {
+    peerBook.upsertFromAdvert(advert, ctx.now(), cached);
     return;
   }
   detach(
     ctx.log,
     "checking an advert's stake",
     ctx.stakes.isActive(advert.operator, advert.peerKey).then((active) => {
-      if (active) peerBook.upsertFromAdvert(advert, ctx.now());
-      else ctx.log.debug({ peerId: advert.peerId, operator: advert.operator }, "ignoring the advert of an inactive donor");
+      peerBook.upsertFromAdvert(advert, ctx.now(), active);
+      if (!active) ctx.log.debug({ peerId: advert.peerId, operator: advert.operator }, "advert of a peer that is not an active donor");
     }),
   );
 }
@@ -196,7 +196,7 @@ function peerViews(mesh: MeshNode, peerBook: PeerBook, stakes: StakeCache): Peer
       connected: connected.has(donor.peerId),
       operator: donor.operator,
       peerKey: donor.peerKey,
-      staked: stakes.peek(donor.operator, donor.peerKey),
+      staked: stakes.peek(donor.operator, donor.peerKey) ?? donor.staked,
       pricePerMegaFuel: donor.pricePerMegaFuel.toString(),
       slots: donor.slots,
       freeSlots: donor.freeSlots,

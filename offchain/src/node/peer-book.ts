@@ -13,6 +13,8 @@ export interface DonorInfo {
   runtimeVersion: string;
   multiaddrs: string[];
   lastSeen: number;
+  /** DonorRegistry has the operator active with this peer key (as last read). */
+  staked: boolean;
 }
 
 const MAX_DONORS = 4096;
@@ -21,7 +23,7 @@ const MAX_DONORS = 4096;
 export class PeerBook {
   readonly #donors = new Map<string, DonorInfo>();
 
-  upsertFromAdvert(advert: CapabilityAdvert, now: number): DonorInfo {
+  upsertFromAdvert(advert: CapabilityAdvert, now: number, staked: boolean): DonorInfo {
     if (!this.#donors.has(advert.peerId) && this.#donors.size >= MAX_DONORS) this.#evictStalest();
     const info: DonorInfo = {
       peerId: advert.peerId,
@@ -35,6 +37,7 @@ export class PeerBook {
       runtimeVersion: advert.runtimeVersion,
       multiaddrs: advert.multiaddrs,
       lastSeen: now,
+      staked,
     };
     this.#donors.set(advert.peerId, info);
     return info;
@@ -64,7 +67,7 @@ export class PeerBook {
     limit: number;
   }): DonorInfo[] {
     return this.all()
-      .filter((donor) => options.now - donor.lastSeen <= options.livenessMs)
+      .filter((donor) => donor.staked && options.now - donor.lastSeen <= options.livenessMs)
       .filter((donor) => !options.exclude.has(donor.peerId))
       .filter((donor) => donor.maxFuel >= job.fuelLimit && donor.maxMemoryPages >= job.memoryPages)
       .filter((donor) => donor.pricePerMegaFuel <= job.maxPricePerMegaFuel)
