@@ -299,6 +299,9 @@ describe("cell CLI", () => {
     assert.match(badFuel.stderr, /--fuel <n>' argument 'lots' is invalid\. expected a non-negative integer/);
     const badPriority = await cell(["job", "submit", modulePath, "--priority", "urgent"]);
     assert.match(badPriority.stderr, /Allowed choices are critical, high, normal, low, background/);
+    const notWasm = await cell(["job", "submit", inputPath, "--data-dir", dataDir]);
+    assert.equal(notWasm.code, 1);
+    assert.match(notWasm.stderr, /error: .*input\.txt is not a WebAssembly module/);
     const missing = await cell(["job", "submit", join(dir, "nope.wasm"), "--data-dir", dataDir]);
     assert.equal(missing.code, 1);
     assert.match(missing.stderr, /error: cannot read module file .*nope\.wasm: ENOENT/);

@@ -71,6 +71,8 @@ function registerSubmit(job: Command): void {
 
 async function submitJob(modulePath: string, options: SubmitOptions): Promise<void> {
   const module = await readInputFile(modulePath, "module");
+  if (!isWasm(module))
+    throw new Error(`${modulePath} is not a WebAssembly module (it does not start with \\0asm)`);
   const input = options.input === undefined ? new Uint8Array() : await readInputFile(options.input, "input");
   const client = await connectApi(options);
   const startedAt = performance.now();
@@ -189,6 +191,10 @@ async function readInputFile(path: string, what: string): Promise<Uint8Array> {
       { cause: error },
     );
   }
+}
+
+function isWasm(bytes: Uint8Array): boolean {
+  return bytes.length >= 8 && bytes[0] === 0 && bytes[1] === 0x61 && bytes[2] === 0x73 && bytes[3] === 0x6d;
 }
 
 function parseUint(value: string): bigint {
