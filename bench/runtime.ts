@@ -1,5 +1,5 @@
 // `npm run bench -- runtime`: metered vs unmetered run time of the example jobs (median,
-// same process), fuel kept in a local vs in the global, tiny jobs per second on a warm
+// same process) for each fuel mode (auto, local, global), tiny jobs per second on a warm
 // pool of 2, worker start and instrumentation time. Last line: one JSON object.
 import { readFileSync } from "node:fs";
 import { Worker } from "node:worker_threads";
@@ -13,12 +13,12 @@ import {
   type FuelMode,
 } from "../offchain/src/runtime/index.ts";
 
-const RUNS = 9;
+const RUNS = 11;
 const WARMUP = 3;
 const INPUTS: Record<"sha256" | "sieve" | "matmul", string> = {
-  sha256: "40000\ncell benchmark",
-  sieve: "4000000",
-  matmul: "200",
+  sha256: "100000\ncell benchmark",
+  sieve: "8000000",
+  matmul: "300",
 };
 
 const median = (values: number[]) => {
@@ -59,12 +59,15 @@ function timeRun({ module, memory, hasStart }: Variant, input: Uint8Array): numb
   return elapsed;
 }
 
-function compareJob(bytes: Uint8Array, inputText: string) {
+const MODES = ["auto", "local", "global"] as const;
+
+/** Median run time of the plain module and of each fuel mode, interleaved run by run. */
+function compareJob(bytes: Uint8Array, inputText: string): Record<Variant["name"], number> {
   const input = new TextEncoder().encode(inputText);
   const variants: Variant[] = [
     { name: "plain", module: new WebAssembly.Module(bytes as Uint8Array<ArrayBuffer>), hasStart: false },
   ];
-  for (const mode of ["local", "global"] as const) {
+  for (const mode of MODES) {
     const instrumented = instrument(bytes, { fuelMode: mode });
     const module = new WebAssembly.Module(instrumented.bytes as Uint8Array<ArrayBuffer>);
     variants.push({
@@ -74,21 +77,17 @@ function compareJob(bytes: Uint8Array, inputText: string) {
       ...(instrumented.memory ? { memory: instrumented.memory } : {}),
     });
   }
-  const times: Record<string, number[]> = { plain: [], local: [], global: [] };
+  const times = new Map<Variant["name"], number[]>(variants.map((variant) => [variant.name, []]));
   for (let run = 0; run < WARMUP + RUNS; run++) {
     for (const variant of variants) {
       const elapsed = timeRun(variant, input);
-      if (run >= WARMUP) times[variant.name]!.push(elapsed);
+      if (run >= WARMUP) times.get(variant.name)!.push(elapsed);
     }
   }
-  const plain = median(times.plain!);
-  return {
-    plainMs: plain,
-    localMs: median(times.local!),
-    globalMs: median(times.global!),
-    ratioLocal: median(times.local!) / plain,
-    ratioGlobal: median(times.global!) / plain,
-  };
+  return Object.fromEntries([...times].map(([name, samples]) => [name, median(samples)])) as Record<
+    Variant["name"],
+    number
+  >;
 }
 
 async function workerStartMs(): Promise<number> {
@@ -163,15 +162,20 @@ function instrumentMs(paths: Record<JobName, string>): number {
 }
 
 const paths = await ensureJobs();
-const rows: Record<string, ReturnType<typeof compareJob>> = {};
-for (const name of ["sha256", "sieve", "matmul"] as const)
+const rows: Record<string, Record<Variant["name"], number>> = {};
+for (const name of ["sha256", "sieve", "matmul"] as const) {
   rows[name] = compareJob(readFileSync(paths[name]), INPUTS[name]);
+}
 
-console.log("job      plain ms  local ms  global ms  ratio(local)  ratio(global)");
+const ratio = (row: Record<Variant["name"], number>, mode: FuelMode) => row[mode] / row.plain;
+console.log("metered/unmetered time (median of " + RUNS + " runs); auto is what donors run");
+console.log("job       plain ms   auto ms  local ms  global ms   ratio auto  ratio local  ratio global");
 for (const [name, row] of Object.entries(rows)) {
-  console.log(
-    `${name.padEnd(8)} ${row.plainMs.toFixed(1).padStart(8)}  ${row.localMs.toFixed(1).padStart(8)}  ${row.globalMs.toFixed(1).padStart(9)}  ${row.ratioLocal.toFixed(3).padStart(12)}  ${row.ratioGlobal.toFixed(3).padStart(13)}`,
+  const cells = [row.plain, row.auto, row.local, row.global].map((value, index) =>
+    value.toFixed(1).padStart(index === 0 ? 8 : 9),
   );
+  const ratios = MODES.map((mode, index) => ratio(row, mode).toFixed(3).padStart([12, 12, 13][index]!));
+  console.log(`${name.padEnd(8)} ${cells.join(" ")} ${ratios.join(" ")}`);
 }
 const start = await workerStartMs();
 const jobsPerSec = await tinyJobsPerSecond();
@@ -183,9 +187,9 @@ console.log(
 const round = (value: number, digits: number) => Number(value.toFixed(digits));
 console.log(
   JSON.stringify({
-    ratioSha256: round(rows.sha256!.ratioLocal, 3),
-    ratioSieve: round(rows.sieve!.ratioLocal, 3),
-    ratioMatmul: round(rows.matmul!.ratioLocal, 3),
+    ratioSha256: round(ratio(rows.sha256!, "auto"), 3),
+    ratioSieve: round(ratio(rows.sieve!, "auto"), 3),
+    ratioMatmul: round(ratio(rows.matmul!, "auto"), 3),
     tinyJobsPerSec: Math.round(jobsPerSec),
     workerStartMs: round(start, 1),
     instrumentMs: round(instrumentTime, 3),

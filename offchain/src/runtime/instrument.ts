@@ -4,11 +4,12 @@ import { analyzeModule, type FuncType, type ModuleInfo } from "./policy.ts";
 import { Reader, SectionId, ValType, Writer, concatBytes, sectionBytes } from "./wasm-binary.ts";
 
 /**
- * Where fuel lives while a function runs. "local": in a local, written back to the
- * global only around calls and at exits (faster). "global": every charge goes through
- * the global.
+ * Where fuel lives while a function runs. "global": every charge reads and writes the
+ * fuel global. "local": fuel is kept in a local and written back only around calls and
+ * at exits. "auto" (the default): "local" in functions that loop, "global" in the others,
+ * where a local only adds the write-backs. The fuel charged is the same in every mode.
  */
-export type FuelMode = "local" | "global";
+export type FuelMode = "auto" | "local" | "global";
 
 export interface InstrumentOptions {
   fuelMode?: FuelMode;
@@ -45,7 +46,7 @@ const EXPORT_GLOBAL = 3;
  */
 export function instrument(bytes: Uint8Array, options: InstrumentOptions = {}): InstrumentedModule {
   const info = analyzeModule(bytes);
-  return instrumentAnalyzed(bytes, info, options.fuelMode ?? "local");
+  return instrumentAnalyzed(bytes, info, options.fuelMode ?? "auto");
 }
 
 export function instrumentAnalyzed(bytes: Uint8Array, info: ModuleInfo, mode: FuelMode): InstrumentedModule {
@@ -262,12 +263,9 @@ function rewriteBody(reader: Reader, type: FuncType, context: CodeContext): Uint
   out.u32(groups.length + extra.length);
   for (const [count, valType] of [...groups, ...extra]) out.u32(count).byte(valType);
 
-  const emitter = new Emitter(
-    out,
-    context,
-    locals,
-    scan.hasCalls ? frameCost(type.params.length + declared) : 0,
-  );
+  const fuelInLocal = context.mode === "local" || (context.mode === "auto" && scan.loopCosts.length > 0);
+  const frame = scan.hasCalls ? frameCost(type.params.length + declared) : 0;
+  const emitter = new Emitter(out, context, locals, frame, fuelInLocal);
   emitter.prologue(scan.entryCost);
   out.byte(Op.block);
   writeBlockType(out, type.results, context.types);
@@ -325,16 +323,15 @@ class Emitter {
   private readonly context: CodeContext;
   private readonly locals: Locals;
   private readonly frame: number;
+  /** Fuel is kept in a local and written back to the global only when others need it. */
+  private readonly local: boolean;
 
-  constructor(out: Writer, context: CodeContext, locals: Locals, frame: number) {
+  constructor(out: Writer, context: CodeContext, locals: Locals, frame: number, fuelInLocal: boolean) {
     this.out = out;
     this.context = context;
     this.locals = locals;
     this.frame = frame;
-  }
-
-  private get local(): boolean {
-    return this.context.mode === "local";
+    this.local = fuelInLocal;
   }
 
   prologue(entryCost: number): void {

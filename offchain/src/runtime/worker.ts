@@ -25,7 +25,7 @@ function prepare(bytes: Uint8Array, limits: PolicyLimits): PrepareReply {
   const started = performance.now();
   const verdict = checkPolicy(bytes, limits);
   if (!verdict.ok) return { ok: false, reason: verdict.reason };
-  const instrumented = instrumentAnalyzed(bytes, verdict.info, "local");
+  const instrumented = instrumentAnalyzed(bytes, verdict.info, "auto");
   return { ok: true, ...instrumented, instrumentMs: performance.now() - started };
 }
 
