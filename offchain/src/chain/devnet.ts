@@ -87,7 +87,8 @@ export async function startDevnet(options: DevnetOptions = {}): Promise<Devnet> 
   }
 }
 
-async function waitForRpc(rpcUrl: string, child: ChildProcess, timeoutMs: number): Promise<void> {
+/** Resolves once `rpcUrl` answers eth_chainId; fails early when `child` exits. */
+export async function waitForRpc(rpcUrl: string, child: ChildProcess, timeoutMs: number): Promise<void> {
   let output = "";
   child.stdout?.on("data", (chunk: Buffer) => (output = (output + chunk.toString()).slice(-4000)));
   child.stderr?.on("data", (chunk: Buffer) => (output = (output + chunk.toString()).slice(-4000)));

@@ -45,5 +45,5 @@ export {
 export type { ChannelState, DonorParams, ReceiptAnchor, SignedVoucher } from "./actions.ts";
 export { DEFAULT_CHALLENGE_WINDOW, defaultDonorParams, deployCell } from "./deploy.ts";
 export type { DeployOptions } from "./deploy.ts";
-export { DEVNET_CHAIN_ID, DEVNET_MNEMONIC, devnetPrivateKey, freePort, startDevnet } from "./devnet.ts";
+export { DEVNET_CHAIN_ID, DEVNET_MNEMONIC, devnetPrivateKey, freePort, startDevnet, waitForRpc } from "./devnet.ts";
 export type { Devnet, DevnetOptions } from "./devnet.ts";

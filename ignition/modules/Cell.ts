@@ -1,0 +1,29 @@
+import { buildModule } from "@nomicfoundation/hardhat-ignition/modules";
+
+/**
+ * Cell's contracts. Parameters (ignition/parameters/<network>.json on public networks):
+ * admin and treasury default to the deploying account; amounts are in ATP wei.
+ */
+export default buildModule("Cell", (m) => {
+  const deployer = m.getAccount(0);
+  const admin = m.getParameter("admin", deployer);
+  const treasury = m.getParameter("treasury", deployer);
+
+  const atpToken = m.contract("ATPToken", [admin]);
+  const donorRegistry = m.contract("DonorRegistry", [
+    atpToken,
+    admin,
+    {
+      minStake: m.getParameter("minStake", 100n * 10n ** 18n),
+      unbondingDelay: m.getParameter("unbondingDelay", 60),
+      equivocationSlashBps: m.getParameter("equivocationSlashBps", 5_000),
+      outvotedSlashBps: m.getParameter("outvotedSlashBps", 1_000),
+      reporterRewardBps: m.getParameter("reporterRewardBps", 1_000),
+      minOutvoteQuorum: m.getParameter("minOutvoteQuorum", 3),
+      treasury,
+    },
+  ]);
+  const paymentChannels = m.contract("PaymentChannels", [atpToken, m.getParameter("challengeWindow", 60n)]);
+
+  return { atpToken, donorRegistry, paymentChannels };
+});
