@@ -119,7 +119,7 @@ export class BlockExchange {
     const digest = await sha256.digest(bytes);
     if (!sameBytes(digest.digest, cid.multihash.digest)) {
       const detail = `block for ${cid.toString()} hashes to ${Buffer.from(digest.digest).toString("hex")}`;
-      this.#log.warn({ peerId, cid: cid.toString() }, "block hash mismatch");
+      this.#log.warn({ remotePeer: peerId, cid: cid.toString() }, "block hash mismatch");
       this.#penalties.record({ peerId, reason: "hash_mismatch", protocol: BLOCK_PROTOCOL, detail });
       throw new MeshError("hash_mismatch", detail);
     }

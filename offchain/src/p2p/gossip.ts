@@ -155,7 +155,7 @@ export class Gossip {
   }
 
   #reject(peerId: string, topic: string, reason: "malformed" | "too_large" | "rate_limited", detail: string): void {
-    this.#log.debug({ peerId, topic, reason, detail }, "gossip message rejected");
+    this.#log.debug({ remotePeer: peerId, topic, reason, detail }, "gossip message rejected");
     this.#penalties.record({ peerId, reason, protocol: topic, detail });
   }
 }

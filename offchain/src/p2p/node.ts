@@ -42,6 +42,8 @@ export interface MeshLimits {
   blockMs: number;
   /** Weight of each rejection reason in the penalty score. */
   penaltyWeights: Record<RejectReason, number>;
+  /** Discovered peers are dialed while fewer than this many connections are open. */
+  targetPeers: number;
 }
 
 export const DEFAULT_MESH_LIMITS: MeshLimits = {
@@ -60,6 +62,7 @@ export const DEFAULT_MESH_LIMITS: MeshLimits = {
   penaltyThreshold: DEFAULT_PENALTY_POLICY.blockThreshold,
   blockMs: DEFAULT_PENALTY_POLICY.blockMs,
   penaltyWeights: DEFAULT_PENALTY_POLICY.weights,
+  targetPeers: 32,
 };
 
 export interface MeshNodeOptions {
@@ -116,13 +119,14 @@ export class MeshNode {
       publishBurst: limits.publishBurst,
       publishQueueMax: limits.publishQueueMax,
     });
-    this.#rpc = new Rpc(libp2p, penalties, log, {
+    const rpcLimits = {
       ratePerSecond: limits.requestRatePerSecond,
       burst: limits.requestBurst,
       maxInboundStreams: limits.maxInboundStreams,
       streamsPerPeer: limits.streamsPerPeer,
       timeoutMs: limits.requestTimeoutMs,
-    });
+    };
+    this.#rpc = new Rpc(libp2p, penalties, log, rpcLimits, (peerId, signal) => this.#locate(peerId, signal));
     this.#blocks = new BlockExchange(libp2p, this.#rpc, penalties, log, limits.maxBlockBytes);
   }
 
@@ -205,6 +209,47 @@ export class MeshNode {
     this.#log.info("mesh node stopped");
   }
 
+  /**
+   * Dials peers the DHT or identify reveals while below `targetPeers`, so a small network
+   * becomes fully connected and requests to a known peer need no DHT lookup first.
+   */
+  dialDiscoveredPeers(targetPeers: number): void {
+    this.libp2p.addEventListener("peer:discovery", (event) => {
+      const { id, multiaddrs } = event.detail;
+      const peerId = id.toString();
+      if (peerId === this.peerId || this.isBlocked(peerId) || this.libp2p.status !== "started") return;
+      if (this.libp2p.getConnections(id).length > 0 || this.libp2p.getConnections().length >= targetPeers) return;
+      void this.libp2p.peerStore
+        .merge(id, { multiaddrs })
+        .then(() => this.libp2p.dial(id, { signal: AbortSignal.timeout(5_000) }))
+        .catch((err: Error) => this.#log.debug({ remotePeer: peerId, err: err.message }, "dial to discovered peer failed"));
+    });
+  }
+
+  /**
+   * Looks up a peer's addresses in the DHT when it is neither connected nor in the peer
+   * store, stopping at the first answer instead of waiting for the whole query.
+   */
+  async #locate(peerId: string, signal: AbortSignal): Promise<void> {
+    const id = peerIdFromString(peerId);
+    if (this.libp2p.getConnections(id).length > 0) return;
+    const known = await this.libp2p.peerStore.get(id).then(
+      (peer) => peer.addresses.length > 0,
+      () => false,
+    );
+    if (known) return;
+    try {
+      for await (const event of this.libp2p.services.dht.findPeer(id, { signal })) {
+        if (event.name === "FINAL_PEER" && event.peer.multiaddrs.length > 0) {
+          await this.libp2p.peerStore.merge(id, { multiaddrs: event.peer.multiaddrs });
+          return;
+        }
+      }
+    } catch (err) {
+      this.#log.debug({ remotePeer: peerId, err: (err as Error).message }, "peer lookup failed");
+    }
+  }
+
   /** Dials bootstrap peers that are not connected; repeats until all have been reached once. */
   async connectBootstrap(): Promise<void> {
     const missing = this.#bootstrap.filter((address) => !this.#isConnected(address));
@@ -227,7 +272,7 @@ export class MeshNode {
   }
 
   blockPeer(peerId: string, untilMs: number): void {
-    this.#log.warn({ peerId, until: new Date(untilMs).toISOString() }, "peer blocked for misbehaviour");
+    this.#log.warn({ remotePeer: peerId, until: new Date(untilMs).toISOString() }, "peer blocked for misbehaviour");
     void this.libp2p.hangUp(peerIdFromString(peerId)).catch(() => undefined);
   }
 }
@@ -275,6 +320,7 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
   });
   const log = baseLog.child({ peerId: libp2p.peerId.toString() });
   node = new MeshNode(libp2p, didKeyFromEd25519(privateKey.publicKey.raw), penalties, log, limits, bootstrap);
+  node.dialDiscoveredPeers(limits.targetPeers);
   if (options.blockSource !== undefined) await node.serveBlocks(options.blockSource);
   log.info({ did: node.did, multiaddrs: node.multiaddrs() }, "mesh node started");
   await node.connectBootstrap();

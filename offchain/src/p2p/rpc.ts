@@ -40,6 +40,9 @@ export interface RpcLimits {
   timeoutMs: number;
 }
 
+/** Makes sure the peer store knows addresses of a peer before it is dialed. */
+export type PeerLocator = (peerId: string, signal: AbortSignal) => Promise<void>;
+
 /** A peer id string, or a multiaddr string ending in `/p2p/<peer id>`. */
 export type RequestTarget = string | PeerId;
 
@@ -77,9 +80,12 @@ export class Rpc {
   readonly #log: Logger;
   readonly #limits: RpcLimits;
   readonly #pools = new Map<string, StreamPool>();
+  readonly #handled = new Set<string>();
+  readonly #locate: PeerLocator;
 
-  constructor(libp2p: Libp2p, penalties: PenaltyBook, log: Logger, limits: RpcLimits) {
+  constructor(libp2p: Libp2p, penalties: PenaltyBook, log: Logger, limits: RpcLimits, locate: PeerLocator) {
     this.#libp2p = libp2p;
+    this.#locate = locate;
     this.#penalties = penalties;
     this.#log = log;
     this.#limits = limits;
@@ -91,7 +97,14 @@ export class Rpc {
       void this.#serve(stream, connection.remotePeer.toString(), protocol, spec, limiter, handler);
     };
     const maxInboundStreams = spec.maxInboundStreams ?? this.#limits.maxInboundStreams;
-    await this.#libp2p.handle(protocol, serve, { maxInboundStreams });
+    if (this.#handled.has(protocol)) throw new Error(`a handler for ${protocol} is already registered`);
+    this.#handled.add(protocol);
+    // The registrar installs the handler synchronously, then records the protocol in the peer
+    // store, whose per-peer lock can be held for seconds during start-up: do not wait for that.
+    this.#libp2p.handle(protocol, serve, { maxInboundStreams }).catch((err: Error) => {
+      this.#handled.delete(protocol);
+      this.#log.error({ protocol, err: err.message }, "protocol registration failed");
+    });
   }
 
   async request<Req, Res>(
@@ -194,7 +207,7 @@ export class Rpc {
       this.#reject(peerId, protocol, err.code, err.reason);
       return errorFrame(err.code, err.reason);
     }
-    this.#log.warn({ peerId, protocol, err: err.message }, "request handler failed");
+    this.#log.warn({ remotePeer: peerId, protocol, err: err.message }, "request handler failed");
     return errorFrame("handler_error", err.message);
   }
 
@@ -262,6 +275,7 @@ export class Rpc {
   ): Promise<PooledStream> {
     pool.opening += 1;
     try {
+      await this.#locate(peerId, signal);
       const stream = await this.#libp2p.dialProtocol(peerIdFromString(peerId), protocol, { signal });
       const maxFrame = spec.maxResponseBytes;
       const pooled = { stream, lp: lpStream(stream, { maxDataLength: maxFrame, maxBufferSize: maxFrame + FRAME_SLACK }), busy: true };
@@ -314,7 +328,7 @@ export class Rpc {
   }
 
   #reject(peerId: string, protocol: string, reason: RejectReason, detail: string): void {
-    this.#log.debug({ peerId, protocol, reason, detail }, "request rejected");
+    this.#log.debug({ remotePeer: peerId, protocol, reason, detail }, "request rejected");
     this.#penalties.record({ peerId, reason, protocol, detail });
   }
 }
