@@ -45,7 +45,11 @@ try {
   const stakeGas = gas(await stake(donors[1]!, parseEther("1000")));
   const op = operator("donor");
   const registerGas = gas(
-    await registerDonor(donors[1]!, { operator: op.address, peerKey: keccak256(toHex("peer")), metadataURI: "ipfs://donor" }),
+    await registerDonor(donors[1]!, {
+      operator: op.address,
+      peerKey: keccak256(toHex("peer")),
+      metadataURI: "ipfs://donor",
+    }),
   );
 
   // Channels: buyer and voucher key; payees 10..19.
@@ -120,15 +124,32 @@ try {
     ["register", registerGas, undefined, "operator + peer key + 12-byte URI"],
     ["openChannel", openGas, 70_000, "new channel, unlimited allowance"],
     ["redeem", redeemGas, undefined, "first redeem of a channel"],
-    ["settlePerVoucher1", settlePerVoucher1, undefined, `1 channel, 1 payee, root anchored; calldata ${calldataPerVoucher.get(1)}`],
-    ["settlePerVoucher10", settlePerVoucher10, undefined, `10 channels, 10 payees, root anchored; calldata ${calldataPerVoucher.get(10)}/voucher`],
-    ["settlePerVoucher100", settlePerVoucher100, 12_000, `100 channels, 10 payees, root anchored; calldata ${calldataPerVoucher.get(100)}/voucher`],
+    [
+      "settlePerVoucher1",
+      settlePerVoucher1,
+      undefined,
+      `1 channel, 1 payee, root anchored; calldata ${calldataPerVoucher.get(1)}`,
+    ],
+    [
+      "settlePerVoucher10",
+      settlePerVoucher10,
+      undefined,
+      `10 channels, 10 payees, root anchored; calldata ${calldataPerVoucher.get(10)}/voucher`,
+    ],
+    [
+      "settlePerVoucher100",
+      settlePerVoucher100,
+      12_000,
+      `100 channels, 10 payees, root anchored; calldata ${calldataPerVoucher.get(100)}/voucher`,
+    ],
     ["slash", slashGas, undefined, "equivocation, reporter reward + treasury"],
   ];
   console.log(`${"operation".padEnd(22)}${"gas".padStart(9)}${"goal".padStart(9)}  setting`);
   for (const [name, value, goal, setting] of rows) {
     const mark = goal === undefined ? "" : value <= goal ? " ok" : " OVER";
-    console.log(`${name.padEnd(22)}${String(value).padStart(9)}${(goal === undefined ? "-" : String(goal)).padStart(9)}${mark.padEnd(6)} ${setting}`);
+    console.log(
+      `${name.padEnd(22)}${String(value).padStart(9)}${(goal === undefined ? "-" : String(goal)).padStart(9)}${mark.padEnd(6)} ${setting}`,
+    );
   }
   console.log(
     JSON.stringify({

@@ -131,7 +131,13 @@ contract DonorRegistry is EIP712, Ownable, ReentrancyGuardTransient {
     /// @param v permit signature v
     /// @param r permit signature r
     /// @param s permit signature s
-    function stakeWithPermit(uint256 amount, uint256 deadline, uint8 v, bytes32 r, bytes32 s) external nonReentrant {
+    function stakeWithPermit(
+        uint256 amount,
+        uint256 deadline,
+        uint8 v,
+        bytes32 r,
+        bytes32 s
+    ) external nonReentrant {
         _permit(amount, deadline, v, r, s);
         _stake(msg.sender, amount);
     }
@@ -233,7 +239,10 @@ contract DonorRegistry is EIP712, Ownable, ReentrancyGuardTransient {
     /// @notice True when `signature` over `receipt` was made by `receipt.executor`.
     /// @param receipt the receipt
     /// @param signature 65-byte or 64-byte (EIP-2098) signature
-    function verifyReceipt(CellTypes.Receipt calldata receipt, bytes calldata signature) public view returns (bool) {
+    function verifyReceipt(
+        CellTypes.Receipt calldata receipt,
+        bytes calldata signature
+    ) public view returns (bool) {
         address signer = CellTypes.signerOf(receiptDigest(receipt), signature);
         return signer != address(0) && signer == receipt.executor;
     }
@@ -308,7 +317,9 @@ contract DonorRegistry is EIP712, Ownable, ReentrancyGuardTransient {
     }
 
     function _permit(uint256 amount, uint256 deadline, uint8 v, bytes32 r, bytes32 s) private {
-        try IERC20Permit(address(token)).permit(msg.sender, address(this), amount, deadline, v, r, s) {} catch {
+        try
+            IERC20Permit(address(token)).permit(msg.sender, address(this), amount, deadline, v, r, s)
+        {} catch {
             // A front-run permit leaves the allowance in place; transferFrom decides.
         }
     }
@@ -342,26 +353,27 @@ contract DonorRegistry is EIP712, Ownable, ReentrancyGuardTransient {
         Stake storage st = stakes[donor];
         uint96 bonded = st.bonded;
         uint96 unbonding = st.unbonding;
-        uint256 amount = (uint256(bonded) + unbonding) * bps / BPS;
+        uint256 amount = ((uint256(bonded) + unbonding) * bps) / BPS;
         if (amount == 0) revert NothingToSlash(operator);
         uint96 fromBonded = amount > bonded ? bonded : uint96(amount);
         st.bonded = bonded - fromBonded;
         st.unbonding = unbonding - uint96(amount - fromBonded);
         slashed[key] = true;
 
-        uint256 reward = amount * _params.reporterRewardBps / BPS;
+        uint256 reward = (amount * _params.reporterRewardBps) / BPS;
         emit Slashed(operator, jobId, reason, msg.sender, amount, reward);
         if (reward > 0) token.safeTransfer(msg.sender, reward);
         if (amount > reward) token.safeTransfer(_params.treasury, amount - reward);
     }
 
     function _setParams(Params memory p) private {
-        bool bad = p.treasury == address(0) ||
-            p.minStake == 0 ||
-            p.equivocationSlashBps > BPS ||
-            p.outvotedSlashBps > BPS ||
-            p.reporterRewardBps > BPS ||
-            p.minOutvoteQuorum == 0;
+        bool bad =
+            p.treasury == address(0) ||
+                p.minStake == 0 ||
+                p.equivocationSlashBps > BPS ||
+                p.outvotedSlashBps > BPS ||
+                p.reporterRewardBps > BPS ||
+                p.minOutvoteQuorum == 0;
         if (bad) revert InvalidParams();
         _params = p;
         emit ParamsUpdated(p);

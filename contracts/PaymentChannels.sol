@@ -94,7 +94,12 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
         bytes32[] channelIds,
         uint256[] paidTotals
     );
-    event ReceiptsAnchored(address indexed submitter, uint64 indexed epoch, bytes32 receiptRoot, uint64 receiptCount);
+    event ReceiptsAnchored(
+        address indexed submitter,
+        uint64 indexed epoch,
+        bytes32 receiptRoot,
+        uint64 receiptCount
+    );
 
     error ZeroAmount();
     error ZeroAddress();
@@ -123,7 +128,12 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
     /// @param nonce any value not used before for this (buyer, signer, payee)
     /// @param amount initial deposit
     /// @return channelId the new channel's id
-    function open(address signer, address payee, uint64 nonce, uint256 amount) external nonReentrant returns (bytes32) {
+    function open(
+        address signer,
+        address payee,
+        uint64 nonce,
+        uint256 amount
+    ) external nonReentrant returns (bytes32) {
         return _open(ChannelKey(msg.sender, signer, payee, nonce), amount);
     }
 
@@ -147,7 +157,9 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
         bytes32 r,
         bytes32 s
     ) external nonReentrant returns (bytes32) {
-        try IERC20Permit(address(token)).permit(msg.sender, address(this), amount, deadline, v, r, s) {} catch {
+        try
+            IERC20Permit(address(token)).permit(msg.sender, address(this), amount, deadline, v, r, s)
+        {} catch {
             // A front-run permit leaves the allowance in place; transferFrom decides.
         }
         return _open(ChannelKey(msg.sender, signer, payee, nonce), amount);
@@ -365,7 +377,9 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
     }
 
     /// @dev Checks one batch voucher and raises the channel's `paid`; amount 0 means skipped.
-    function _settleOne(SignedVoucher calldata v) private returns (bytes32 channelId, uint256 amount, uint256 capped) {
+    function _settleOne(
+        SignedVoucher calldata v
+    ) private returns (bytes32 channelId, uint256 amount, uint256 capped) {
         channelId = _channelIdOfCalldata(v.key);
         Channel storage ch = channels[channelId];
         uint256 deposit = ch.deposit;

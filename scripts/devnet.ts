@@ -26,7 +26,8 @@ const { values } = parseArgs({
   options: { port: { type: "string" }, host: { type: "string", default: "127.0.0.1" } },
 });
 const port = Number(values.port ?? process.env.CELL_CHAIN_PORT ?? 8546);
-if (!Number.isInteger(port) || port <= 0 || port > 65535) throw new Error(`--port must be a TCP port, got ${values.port}`);
+if (!Number.isInteger(port) || port <= 0 || port > 65535)
+  throw new Error(`--port must be a TCP port, got ${values.port}`);
 if (port === 8545) throw new Error("port 8545 is taken on these machines; use another (default 8546)");
 const rpcUrl = `http://127.0.0.1:${port}`;
 
@@ -61,7 +62,9 @@ try {
   console.log(`  DonorRegistry    ${deployment.donorRegistry}`);
   console.log(`  PaymentChannels  ${deployment.paymentChannels}`);
   console.log(`  deploy block ${deployment.deployBlock}; written to ${path}`);
-  console.log(`  faucet: ${formatEther(FAUCET_AMOUNT)} ATP to each Hardhat development account 0..9 (mnemonic "test … junk")`);
+  console.log(
+    `  faucet: ${formatEther(FAUCET_AMOUNT)} ATP to each Hardhat development account 0..9 (mnemonic "test … junk")`,
+  );
   console.log("Ctrl-C stops the chain.");
 } catch (error) {
   console.error((error as Error).message);
@@ -80,8 +83,13 @@ async function deployWithIgnition(): Promise<Deployment> {
   });
   if (exitCode !== 0) throw new Error(`ignition deploy failed with exit code ${exitCode}`);
   const dir = join(root, "ignition", "deployments", `chain-${DEVNET_CHAIN_ID}`);
-  const addresses = JSON.parse(readFileSync(join(dir, "deployed_addresses.json"), "utf8")) as Record<string, string>;
-  const blocks = [...readFileSync(join(dir, "journal.jsonl"), "utf8").matchAll(/"blockNumber":(\d+)/g)].map((m) => BigInt(m[1]!));
+  const addresses = JSON.parse(readFileSync(join(dir, "deployed_addresses.json"), "utf8")) as Record<
+    string,
+    string
+  >;
+  const blocks = [...readFileSync(join(dir, "journal.jsonl"), "utf8").matchAll(/"blockNumber":(\d+)/g)].map(
+    (m) => BigInt(m[1]!),
+  );
   const address = (name: string) => {
     const value = addresses[`Cell#${name}`];
     if (!value) throw new Error(`Ignition did not record Cell#${name}`);

@@ -46,18 +46,21 @@ library CellTypes {
         uint64 expiresAt;
     }
 
-    bytes32 internal constant RECEIPT_TYPEHASH =
-        keccak256(
-            "Receipt(bytes32 jobId,address executor,bytes32 moduleCid,bytes32 inputCid,bytes32 outputCid,uint64 fuelUsed,uint8 status,uint64 startedAt,uint64 finishedAt)"
-        );
-    bytes32 internal constant VOUCHER_TYPEHASH = keccak256("Voucher(bytes32 channelId,uint256 cumulativeAmount)");
-    bytes32 internal constant CHANNEL_CLOSE_TYPEHASH = keccak256("ChannelClose(bytes32 channelId,uint256 finalAmount)");
-    bytes32 internal constant JOB_SPEC_TYPEHASH =
-        keccak256(
-            "JobSpec(address buyer,bytes32 moduleCid,bytes32 inputCid,string entry,uint64 fuelLimit,uint32 memoryPages,uint32 timeoutMs,uint8 replicas,uint256 maxPricePerMegaFuel,uint16 minReputation,uint64 deadline,uint8 priority,bytes32 channel,bytes32 salt)"
-        );
-    bytes32 internal constant BID_TYPEHASH =
-        keccak256("Bid(bytes32 jobId,address executor,uint256 pricePerMegaFuel,uint64 expiresAt)");
+    bytes32 internal constant RECEIPT_TYPEHASH = keccak256(
+        "Receipt(bytes32 jobId,address executor,bytes32 moduleCid,bytes32 inputCid,bytes32 outputCid,uint64 fuelUsed,uint8 status,uint64 startedAt,uint64 finishedAt)"
+    );
+    bytes32 internal constant VOUCHER_TYPEHASH = keccak256(
+        "Voucher(bytes32 channelId,uint256 cumulativeAmount)"
+    );
+    bytes32 internal constant CHANNEL_CLOSE_TYPEHASH = keccak256(
+        "ChannelClose(bytes32 channelId,uint256 finalAmount)"
+    );
+    bytes32 internal constant JOB_SPEC_TYPEHASH = keccak256(
+        "JobSpec(address buyer,bytes32 moduleCid,bytes32 inputCid,string entry,uint64 fuelLimit,uint32 memoryPages,uint32 timeoutMs,uint8 replicas,uint256 maxPricePerMegaFuel,uint16 minReputation,uint64 deadline,uint8 priority,bytes32 channel,bytes32 salt)"
+    );
+    bytes32 internal constant BID_TYPEHASH = keccak256(
+        "Bid(bytes32 jobId,address executor,uint256 pricePerMegaFuel,uint64 expiresAt)"
+    );
 
     /// @notice EIP-712 struct hash of a receipt.
     function hash(Receipt calldata r) internal pure returns (bytes32) {

@@ -25,7 +25,11 @@ describe("ATPToken", async () => {
       "AccessControlUnauthorizedAccount",
     );
     const room = (await token.read.MAX_SUPPLY()) - (await token.read.totalSupply());
-    await viem.assertions.revertWithCustomError(token.write.mint([deployer.account.address, room + 1n]), token, "ERC20ExceededCap");
+    await viem.assertions.revertWithCustomError(
+      token.write.mint([deployer.account.address, room + 1n]),
+      token,
+      "ERC20ExceededCap",
+    );
     await token.write.mint([deployer.account.address, room]);
   });
 
@@ -41,8 +45,23 @@ describe("ATPToken", async () => {
     const { token, buyer, payee, chainId } = await networkHelpers.loadFixture(cell);
     const value = parseEther("3");
     const deadline = 2n ** 40n;
-    const permit = await signPermit(buyer, { chainId, token: token.address, spender: payee.account.address, value, nonce: 0n, deadline });
-    await token.write.permit([buyer.account.address, payee.account.address, value, deadline, permit.v, permit.r, permit.s]);
+    const permit = await signPermit(buyer, {
+      chainId,
+      token: token.address,
+      spender: payee.account.address,
+      value,
+      nonce: 0n,
+      deadline,
+    });
+    await token.write.permit([
+      buyer.account.address,
+      payee.account.address,
+      value,
+      deadline,
+      permit.v,
+      permit.r,
+      permit.s,
+    ]);
     assert.equal(await token.read.allowance([buyer.account.address, payee.account.address]), value);
   });
 });

@@ -35,7 +35,9 @@ describe("DonorRegistry", async () => {
     for (const [i, operator] of operators.entries()) {
       const donor = fx.donors[i]!;
       await fx.registry.write.stake([STAKE], { account: donor.account });
-      await fx.registry.write.register([operator.address, peerKeyOf(`p${i}`), `ipfs://donor-${i}`], { account: donor.account });
+      await fx.registry.write.register([operator.address, peerKeyOf(`p${i}`), `ipfs://donor-${i}`], {
+        account: donor.account,
+      });
     }
     return { ...fx, operators };
   }
@@ -82,11 +84,12 @@ describe("DonorRegistry", async () => {
     it("stakes and tops up, moving tokens and emitting Staked", async () => {
       const { viem, registry, token, donors } = await networkHelpers.loadFixture(cell);
       const donor = donors[0]!;
-      await viem.assertions.emitWithArgs(registry.write.stake([STAKE], { account: donor.account }), registry, "Staked", [
-        donor.account.address,
-        STAKE,
-        STAKE,
-      ]);
+      await viem.assertions.emitWithArgs(
+        registry.write.stake([STAKE], { account: donor.account }),
+        registry,
+        "Staked",
+        [donor.account.address, STAKE, STAKE],
+      );
       await registry.write.stake([1n], { account: donor.account });
       assert.equal((await registry.read.stakes([donor.account.address]))[0], STAKE + 1n);
       assert.equal(await token.read.balanceOf([registry.address]), STAKE + 1n);
@@ -94,23 +97,39 @@ describe("DonorRegistry", async () => {
 
     it("rejects a zero stake", async () => {
       const { viem, registry, donors } = await networkHelpers.loadFixture(cell);
-      await viem.assertions.revertWithCustomError(registry.write.stake([0n], { account: donors[0]!.account }), registry, "ZeroAmount");
+      await viem.assertions.revertWithCustomError(
+        registry.write.stake([0n], { account: donors[0]!.account }),
+        registry,
+        "ZeroAmount",
+      );
     });
 
     it("stakes with an EIP-2612 permit and no prior approval, even when the permit was front-run", async () => {
-      const { viem, registry, token, donors, chainId, publicClient } = await networkHelpers.loadFixture(cell);
+      const { registry, token, donors, chainId, publicClient } = await networkHelpers.loadFixture(cell);
       const donor = donors[0]!;
       await token.write.approve([registry.address, 0n], { account: donor.account });
       const deadline = BigInt((await publicClient.getBlock()).timestamp) + 3600n;
       const nonce = await token.read.nonces([donor.account.address]);
       const permit = { chainId, token: token.address, spender: registry.address, value: STAKE, deadline };
       const first = await signPermit(donor, { ...permit, nonce });
-      await registry.write.stakeWithPermit([STAKE, deadline, first.v, first.r, first.s], { account: donor.account });
+      await registry.write.stakeWithPermit([STAKE, deadline, first.v, first.r, first.s], {
+        account: donor.account,
+      });
       assert.equal((await registry.read.stakes([donor.account.address]))[0], STAKE);
       // A second permit, submitted by someone else first: the stake still goes through.
       const second = await signPermit(donor, { ...permit, nonce: nonce + 1n });
-      await token.write.permit([donor.account.address, registry.address, STAKE, deadline, second.v, second.r, second.s]);
-      await registry.write.stakeWithPermit([STAKE, deadline, second.v, second.r, second.s], { account: donor.account });
+      await token.write.permit([
+        donor.account.address,
+        registry.address,
+        STAKE,
+        deadline,
+        second.v,
+        second.r,
+        second.s,
+      ]);
+      await registry.write.stakeWithPermit([STAKE, deadline, second.v, second.r, second.s], {
+        account: donor.account,
+      });
       assert.equal((await registry.read.stakes([donor.account.address]))[0], STAKE * 2n);
     });
   });
@@ -123,7 +142,9 @@ describe("DonorRegistry", async () => {
       assert.equal(await registry.read.isActive([operator.address]), false);
       await registry.write.stake([MIN_STAKE], { account: donor.account });
       await viem.assertions.emitWithArgs(
-        registry.write.register([operator.address, peerKeyOf("solo"), "ipfs://meta"], { account: donor.account }),
+        registry.write.register([operator.address, peerKeyOf("solo"), "ipfs://meta"], {
+          account: donor.account,
+        }),
         registry,
         "Registered",
         [donor.account.address, operator.address, peerKeyOf("solo"), "ipfs://meta"],
@@ -134,7 +155,10 @@ describe("DonorRegistry", async () => {
         peerKey: peerKeyOf("solo"),
         metadataURI: "ipfs://meta",
       });
-      assert.equal((await registry.read.donorOf([operator.address])).toLowerCase(), donor.account.address.toLowerCase());
+      assert.equal(
+        (await registry.read.donorOf([operator.address])).toLowerCase(),
+        donor.account.address.toLowerCase(),
+      );
       await registry.write.requestUnbond([1n], { account: donor.account });
       assert.equal(await registry.read.isActive([operator.address]), false);
     });
@@ -145,14 +169,26 @@ describe("DonorRegistry", async () => {
       const op = operatorAccount("x").address;
       const revert = (promise: Promise<Hex>, error: ContractErrorName<typeof registry.abi>) =>
         viem.assertions.revertWithCustomError(promise, registry, error);
-      await revert(registry.write.register([op, peerKeyOf("x"), ""], { account: a.account }), "BelowMinimumStake");
+      await revert(
+        registry.write.register([op, peerKeyOf("x"), ""], { account: a.account }),
+        "BelowMinimumStake",
+      );
       await registry.write.stake([MIN_STAKE], { account: a.account });
       await registry.write.stake([MIN_STAKE], { account: b.account });
-      await revert(registry.write.register([zeroAddress, peerKeyOf("x"), ""], { account: a.account }), "InvalidOperator");
+      await revert(
+        registry.write.register([zeroAddress, peerKeyOf("x"), ""], { account: a.account }),
+        "InvalidOperator",
+      );
       await revert(registry.write.register([op, zeroHash, ""], { account: a.account }), "InvalidPeerKey");
       await registry.write.register([op, peerKeyOf("x"), ""], { account: a.account });
-      await revert(registry.write.register([operatorAccount("y").address, peerKeyOf("y"), ""], { account: a.account }), "AlreadyRegistered");
-      await revert(registry.write.register([op, peerKeyOf("z"), ""], { account: b.account }), "OperatorTaken");
+      await revert(
+        registry.write.register([operatorAccount("y").address, peerKeyOf("y"), ""], { account: a.account }),
+        "AlreadyRegistered",
+      );
+      await revert(
+        registry.write.register([op, peerKeyOf("z"), ""], { account: b.account }),
+        "OperatorTaken",
+      );
     });
 
     it("updates the metadata URI of a registered donor only", async () => {
@@ -175,23 +211,41 @@ describe("DonorRegistry", async () => {
     it("unbonds, waits the delay, withdraws", async () => {
       const { viem, registry, token, donors } = await networkHelpers.loadFixture(registeredDonors);
       const donor = donors[0]!;
-      await viem.assertions.emit(registry.write.requestUnbond([STAKE / 2n], { account: donor.account }), registry, "UnbondRequested");
-      await viem.assertions.revertWithCustomError(registry.write.withdraw({ account: donor.account }), registry, "StillUnbonding");
+      await viem.assertions.emit(
+        registry.write.requestUnbond([STAKE / 2n], { account: donor.account }),
+        registry,
+        "UnbondRequested",
+      );
+      await viem.assertions.revertWithCustomError(
+        registry.write.withdraw({ account: donor.account }),
+        registry,
+        "StillUnbonding",
+      );
       await networkHelpers.time.increase(UNBONDING_DELAY);
       const before = await token.read.balanceOf([donor.account.address]);
-      await viem.assertions.emitWithArgs(registry.write.withdraw({ account: donor.account }), registry, "Withdrawn", [
-        donor.account.address,
-        STAKE / 2n,
-      ]);
+      await viem.assertions.emitWithArgs(
+        registry.write.withdraw({ account: donor.account }),
+        registry,
+        "Withdrawn",
+        [donor.account.address, STAKE / 2n],
+      );
       assert.equal(await token.read.balanceOf([donor.account.address]), before + STAKE / 2n);
       assert.deepEqual(await registry.read.stakes([donor.account.address]), [STAKE / 2n, 0n, 0n]);
-      await viem.assertions.revertWithCustomError(registry.write.withdraw({ account: donor.account }), registry, "NothingToWithdraw");
+      await viem.assertions.revertWithCustomError(
+        registry.write.withdraw({ account: donor.account }),
+        registry,
+        "NothingToWithdraw",
+      );
     });
 
     it("rejects a zero unbond and one above the bonded stake", async () => {
       const { viem, registry, donors } = await networkHelpers.loadFixture(registeredDonors);
       const donor = donors[0]!;
-      await viem.assertions.revertWithCustomError(registry.write.requestUnbond([0n], { account: donor.account }), registry, "ZeroAmount");
+      await viem.assertions.revertWithCustomError(
+        registry.write.requestUnbond([0n], { account: donor.account }),
+        registry,
+        "ZeroAmount",
+      );
       await viem.assertions.revertWithCustomError(
         registry.write.requestUnbond([STAKE + 1n], { account: donor.account }),
         registry,
@@ -209,7 +263,10 @@ describe("DonorRegistry", async () => {
       const otherChain = await signedReceipt(op, chainId + 1, registry.address, JOB);
       assert.equal(await registry.read.verifyReceipt([otherChain.receipt, otherChain.signature]), false);
       const otherContract = await signedReceipt(op, chainId, channels.address, JOB);
-      assert.equal(await registry.read.verifyReceipt([otherContract.receipt, otherContract.signature]), false);
+      assert.equal(
+        await registry.read.verifyReceipt([otherContract.receipt, otherContract.signature]),
+        false,
+      );
       const tampered = { ...good.receipt, fuelUsed: good.receipt.fuelUsed + 1n };
       assert.equal(await registry.read.verifyReceipt([tampered, good.signature]), false);
     });
@@ -217,16 +274,21 @@ describe("DonorRegistry", async () => {
 
   describe("slashing for equivocation", () => {
     it("slashes, pays the reporter its share and the treasury the rest, once per (job, operator)", async () => {
-      const { viem, registry, token, chainId, operators, reporter, treasury, donors } = await networkHelpers.loadFixture(registeredDonors);
+      const { viem, registry, token, chainId, operators, reporter, treasury, donors } =
+        await networkHelpers.loadFixture(registeredDonors);
       const op = operators[0]!;
       const a = await signedReceipt(op, chainId, registry.address, JOB);
-      const b = await signedReceipt(op, chainId, registry.address, JOB, { outputCid: keccak256(toHex("other")) });
+      const b = await signedReceipt(op, chainId, registry.address, JOB, {
+        outputCid: keccak256(toHex("other")),
+      });
       const slashed = (STAKE * BigInt(EQUIVOCATION_BPS)) / 10_000n;
       const reward = (slashed * BigInt(REPORTER_BPS)) / 10_000n;
       const reporterBefore = await token.read.balanceOf([reporter.account.address]);
       const treasuryBefore = await token.read.balanceOf([treasury.account.address]);
       await viem.assertions.emitWithArgs(
-        registry.write.slashEquivocation([a.receipt, a.signature, b.receipt, b.signature], { account: reporter.account }),
+        registry.write.slashEquivocation([a.receipt, a.signature, b.receipt, b.signature], {
+          account: reporter.account,
+        }),
         registry,
         "Slashed",
         [op.address, JOB, 0, reporter.account.address, slashed, reward],
@@ -235,37 +297,53 @@ describe("DonorRegistry", async () => {
       assert.equal(await token.read.balanceOf([treasury.account.address]), treasuryBefore + slashed - reward);
       assert.equal((await registry.read.stakes([donors[0]!.account.address]))[0], STAKE - slashed);
       await viem.assertions.revertWithCustomError(
-        registry.write.slashEquivocation([a.receipt, a.signature, b.receipt, b.signature], { account: reporter.account }),
+        registry.write.slashEquivocation([a.receipt, a.signature, b.receipt, b.signature], {
+          account: reporter.account,
+        }),
         registry,
         "AlreadySlashed",
       );
       await viem.assertions.revertWithCustomError(
-        registry.write.slashEquivocation([b.receipt, b.signature, a.receipt, a.signature], { account: reporter.account }),
+        registry.write.slashEquivocation([b.receipt, b.signature, a.receipt, a.signature], {
+          account: reporter.account,
+        }),
         registry,
         "AlreadySlashed",
       );
     });
 
     it("slashes unbonding stake too", async () => {
-      const { registry, chainId, operators, reporter, donors } = await networkHelpers.loadFixture(registeredDonors);
+      const { registry, chainId, operators, reporter, donors } =
+        await networkHelpers.loadFixture(registeredDonors);
       const donor = donors[0]!;
       await registry.write.requestUnbond([STAKE], { account: donor.account });
       const a = await signedReceipt(operators[0]!, chainId, registry.address, JOB);
       const b = await signedReceipt(operators[0]!, chainId, registry.address, JOB, { status: 2 });
-      await registry.write.slashEquivocation([a.receipt, a.signature, b.receipt, b.signature], { account: reporter.account });
+      await registry.write.slashEquivocation([a.receipt, a.signature, b.receipt, b.signature], {
+        account: reporter.account,
+      });
       const [bonded, unbonding] = await registry.read.stakes([donor.account.address]);
       assert.equal(bonded, 0n);
       assert.equal(unbonding, STAKE - (STAKE * BigInt(EQUIVOCATION_BPS)) / 10_000n);
     });
 
     it("rejects different jobs, different executors, equal results, bad signatures, unknown operators, empty stake", async () => {
-      const { viem, registry, chainId, operators, reporter, donors } = await networkHelpers.loadFixture(registeredDonors);
+      const { viem, registry, chainId, operators, reporter, donors } =
+        await networkHelpers.loadFixture(registeredDonors);
       const [op0, op1] = [operators[0]!, operators[1]!];
       const slash = (x: { receipt: unknown; signature: Hex }, y: { receipt: unknown; signature: Hex }) =>
-        registry.write.slashEquivocation([x.receipt as never, x.signature, y.receipt as never, y.signature], { account: reporter.account });
+        registry.write.slashEquivocation([x.receipt as never, x.signature, y.receipt as never, y.signature], {
+          account: reporter.account,
+        });
       const base = await signedReceipt(op0, chainId, registry.address, JOB);
       const otherOutput = { fuelUsed: 7n };
-      const otherJob = await signedReceipt(op0, chainId, registry.address, keccak256(toHex("job-2")), otherOutput);
+      const otherJob = await signedReceipt(
+        op0,
+        chainId,
+        registry.address,
+        keccak256(toHex("job-2")),
+        otherOutput,
+      );
       await viem.assertions.revertWithCustomError(slash(base, otherJob), registry, "DifferentJobs");
       const otherExecutor = await signedReceipt(op1, chainId, registry.address, JOB, otherOutput);
       await viem.assertions.revertWithCustomError(slash(base, otherExecutor), registry, "DifferentExecutors");
@@ -289,12 +367,24 @@ describe("DonorRegistry", async () => {
   describe("slashing when outvoted", () => {
     async function outvote(fx: Awaited<ReturnType<typeof registeredDonors>>) {
       const { chainId, registry, operators } = fx;
-      const accused = await signedReceipt(operators[0]!, chainId, registry.address, JOB, { outputCid: keccak256(toHex("wrong")) });
-      const quorum = await Promise.all(operators.slice(1).map((op) => signedReceipt(op, chainId, registry.address, JOB)));
+      const accused = await signedReceipt(operators[0]!, chainId, registry.address, JOB, {
+        outputCid: keccak256(toHex("wrong")),
+      });
+      const quorum = await Promise.all(
+        operators.slice(1).map((op) => signedReceipt(op, chainId, registry.address, JOB)),
+      );
       return { accused, quorum };
     }
-    const args = (accused: { receipt: never; signature: Hex }, quorum: { receipt: never; signature: Hex }[]) =>
-      [accused.receipt, accused.signature, quorum.map((q) => q.receipt), quorum.map((q) => q.signature)] as const;
+    const args = (
+      accused: { receipt: never; signature: Hex },
+      quorum: { receipt: never; signature: Hex }[],
+    ) =>
+      [
+        accused.receipt,
+        accused.signature,
+        quorum.map((q) => q.receipt),
+        quorum.map((q) => q.signature),
+      ] as const;
 
     it("slashes an operator outvoted by 2f+1 distinct active operators, once", async () => {
       const fx = await networkHelpers.loadFixture(registeredDonors);
@@ -305,7 +395,14 @@ describe("DonorRegistry", async () => {
         registry.write.slashOutvoted(args(accused as never, quorum as never), { account: reporter.account }),
         registry,
         "Slashed",
-        [operators[0]!.address, JOB, 1, reporter.account.address, slashed, (slashed * BigInt(REPORTER_BPS)) / 10_000n],
+        [
+          operators[0]!.address,
+          JOB,
+          1,
+          reporter.account.address,
+          slashed,
+          (slashed * BigInt(REPORTER_BPS)) / 10_000n,
+        ],
       );
       assert.equal((await registry.read.stakes([donors[0]!.account.address]))[0], STAKE - slashed);
       await viem.assertions.revertWithCustomError(
@@ -325,12 +422,31 @@ describe("DonorRegistry", async () => {
           { account: reporter.account },
         );
       await viem.assertions.revertWithCustomError(call(quorum.slice(0, 2)), registry, "QuorumTooSmall");
-      await viem.assertions.revertWithCustomError(call(quorum, quorum.slice(0, 2).map((x) => x.signature)), registry, "QuorumTooSmall");
-      await viem.assertions.revertWithCustomError(call([quorum[0]!, quorum[1]!, quorum[0]!]), registry, "DuplicateOperator");
+      await viem.assertions.revertWithCustomError(
+        call(
+          quorum,
+          quorum.slice(0, 2).map((x) => x.signature),
+        ),
+        registry,
+        "QuorumTooSmall",
+      );
+      await viem.assertions.revertWithCustomError(
+        call([quorum[0]!, quorum[1]!, quorum[0]!]),
+        registry,
+        "DuplicateOperator",
+      );
       const accusedAgreeing = await signedReceipt(operators[0]!, chainId, registry.address, JOB);
-      await viem.assertions.revertWithCustomError(call([quorum[0]!, quorum[1]!, accusedAgreeing]), registry, "DuplicateOperator");
+      await viem.assertions.revertWithCustomError(
+        call([quorum[0]!, quorum[1]!, accusedAgreeing]),
+        registry,
+        "DuplicateOperator",
+      );
       const stranger = await signedReceipt(operatorAccount("stranger"), chainId, registry.address, JOB);
-      await viem.assertions.revertWithCustomError(call([quorum[0]!, quorum[1]!, stranger]), registry, "OperatorNotActive");
+      await viem.assertions.revertWithCustomError(
+        call([quorum[0]!, quorum[1]!, stranger]),
+        registry,
+        "OperatorNotActive",
+      );
       await registry.write.requestUnbond([STAKE], { account: donors[3]!.account });
       await viem.assertions.revertWithCustomError(call(quorum), registry, "OperatorNotActive");
     });
@@ -340,18 +456,42 @@ describe("DonorRegistry", async () => {
       const { viem, registry, reporter, chainId, operators } = fx;
       const { accused, quorum } = await outvote(fx);
       const call = (a: typeof accused, q: typeof quorum) =>
-        registry.write.slashOutvoted([a.receipt, a.signature, q.map((x) => x.receipt), q.map((x) => x.signature)], {
-          account: reporter.account,
-        });
+        registry.write.slashOutvoted(
+          [a.receipt, a.signature, q.map((x) => x.receipt), q.map((x) => x.signature)],
+          {
+            account: reporter.account,
+          },
+        );
       const dissent = await signedReceipt(operators[3]!, chainId, registry.address, JOB, { fuelUsed: 1n });
-      await viem.assertions.revertWithCustomError(call(accused, [quorum[0]!, quorum[1]!, dissent]), registry, "ResultsDisagree");
+      await viem.assertions.revertWithCustomError(
+        call(accused, [quorum[0]!, quorum[1]!, dissent]),
+        registry,
+        "ResultsDisagree",
+      );
       const agreeing = await signedReceipt(operators[0]!, chainId, registry.address, JOB);
       await viem.assertions.revertWithCustomError(call(agreeing, quorum), registry, "AccusedAgrees");
-      const otherJob = await signedReceipt(operators[3]!, chainId, registry.address, keccak256(toHex("job-2")));
-      await viem.assertions.revertWithCustomError(call(accused, [quorum[0]!, quorum[1]!, otherJob]), registry, "DifferentJobs");
+      const otherJob = await signedReceipt(
+        operators[3]!,
+        chainId,
+        registry.address,
+        keccak256(toHex("job-2")),
+      );
+      await viem.assertions.revertWithCustomError(
+        call(accused, [quorum[0]!, quorum[1]!, otherJob]),
+        registry,
+        "DifferentJobs",
+      );
       const forged = { receipt: quorum[2]!.receipt, signature: quorum[1]!.signature };
-      await viem.assertions.revertWithCustomError(call(accused, [quorum[0]!, quorum[1]!, forged]), registry, "InvalidSignature");
-      await viem.assertions.revertWithCustomError(call({ ...accused, signature: quorum[0]!.signature }, quorum), registry, "InvalidSignature");
+      await viem.assertions.revertWithCustomError(
+        call(accused, [quorum[0]!, quorum[1]!, forged]),
+        registry,
+        "InvalidSignature",
+      );
+      await viem.assertions.revertWithCustomError(
+        call({ ...accused, signature: quorum[0]!.signature }, quorum),
+        registry,
+        "InvalidSignature",
+      );
     });
 
     it("shares the once-per-(job, operator) rule with equivocation", async () => {
@@ -359,11 +499,17 @@ describe("DonorRegistry", async () => {
       const { viem, registry, reporter, chainId, operators } = fx;
       const { accused, quorum } = await outvote(fx);
       const other = await signedReceipt(operators[0]!, chainId, registry.address, JOB);
-      await registry.write.slashEquivocation([accused.receipt, accused.signature, other.receipt, other.signature], { account: reporter.account });
+      await registry.write.slashEquivocation(
+        [accused.receipt, accused.signature, other.receipt, other.signature],
+        { account: reporter.account },
+      );
       await viem.assertions.revertWithCustomError(
-        registry.write.slashOutvoted([accused.receipt, accused.signature, quorum.map((x) => x.receipt), quorum.map((x) => x.signature)], {
-          account: reporter.account,
-        }),
+        registry.write.slashOutvoted(
+          [accused.receipt, accused.signature, quorum.map((x) => x.receipt), quorum.map((x) => x.signature)],
+          {
+            account: reporter.account,
+          },
+        ),
         registry,
         "AlreadySlashed",
       );

@@ -64,7 +64,10 @@ contract PaymentChannelsFuzzTest {
         VM.warp(block.timestamp + WINDOW);
         uint256 buyerBefore = token.balanceOf(BUYER);
         channels.finalizeClose(key);
-        _check(token.balanceOf(BUYER) - buyerBefore + token.balanceOf(payee) == deposited, "deposit not conserved");
+        _check(
+            token.balanceOf(BUYER) - buyerBefore + token.balanceOf(payee) == deposited,
+            "deposit not conserved"
+        );
         _check(token.balanceOf(address(channels)) == 0, "tokens left behind");
     }
 
@@ -95,24 +98,40 @@ contract PaymentChannelsFuzzTest {
             _check(paid <= deposit, "channel paid above its deposit");
             paidSum += paid;
         }
-        _check(contractBefore - token.balanceOf(address(channels)) == paidSum, "contract outflow differs from paid");
+        _check(
+            contractBefore - token.balanceOf(address(channels)) == paidSum,
+            "contract outflow differs from paid"
+        );
         _check(paidSum <= deposits, "batch paid above deposits");
-        uint256 received = token.balanceOf(payees[0]) + token.balanceOf(payees[1]) + token.balanceOf(payees[2]);
+        uint256 received =
+            token.balanceOf(payees[0]) + token.balanceOf(payees[1]) + token.balanceOf(payees[2]);
         _check(received == paidSum, "payees received other than paid");
     }
 
-    function _open(address payee, uint64 nonce, uint96 deposit) private returns (PaymentChannels.ChannelKey memory key) {
+    function _open(
+        address payee,
+        uint64 nonce,
+        uint96 deposit
+    ) private returns (PaymentChannels.ChannelKey memory key) {
         key = PaymentChannels.ChannelKey(BUYER, signer, payee, nonce);
         VM.prank(BUYER);
         channels.open(signer, payee, nonce, deposit);
     }
 
-    function _sign(uint256 privateKey, bytes32 channelId, uint256 amount) private view returns (bytes memory) {
+    function _sign(
+        uint256 privateKey,
+        bytes32 channelId,
+        uint256 amount
+    ) private view returns (bytes memory) {
         (uint8 v, bytes32 r, bytes32 s) = VM.sign(privateKey, channels.voucherDigest(channelId, amount));
         return abi.encodePacked(r, s, v);
     }
 
-    function _signCompact(uint256 privateKey, bytes32 channelId, uint256 amount) private view returns (bytes32, bytes32) {
+    function _signCompact(
+        uint256 privateKey,
+        bytes32 channelId,
+        uint256 amount
+    ) private view returns (bytes32, bytes32) {
         (uint8 v, bytes32 r, bytes32 s) = VM.sign(privateKey, channels.voucherDigest(channelId, amount));
         return (r, bytes32(uint256(s) | (uint256(v - 27) << 255)));
     }

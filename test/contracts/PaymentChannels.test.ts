@@ -34,17 +34,31 @@ describe("PaymentChannels", async () => {
   /** One open channel buyer → payee (payee is a local key so it can sign closes). */
   async function openChannel() {
     const fx = await cell();
-    const key: ChannelKey = { buyer: fx.buyer.account.address, signer: voucherKey.address, payee: payeeKey.address, nonce: 1n };
+    const key: ChannelKey = {
+      buyer: fx.buyer.account.address,
+      signer: voucherKey.address,
+      payee: payeeKey.address,
+      nonce: 1n,
+    };
     await fx.channels.write.open([key.signer, key.payee, key.nonce, DEPOSIT], { account: fx.buyer.account });
-    const voucher = (cumulativeAmount: bigint, channelId: Hex = channelIdOf(key), chainId = fx.chainId, contract: Address = fx.channels.address) =>
-      signVoucher(voucherKey, chainId, contract, { channelId, cumulativeAmount });
+    const voucher = (
+      cumulativeAmount: bigint,
+      channelId: Hex = channelIdOf(key),
+      chainId = fx.chainId,
+      contract: Address = fx.channels.address,
+    ) => signVoucher(voucherKey, chainId, contract, { channelId, cumulativeAmount });
     return { ...fx, key, channelId: channelIdOf(key), voucher };
   }
 
   describe("opening and topping up", () => {
     it("opens a channel whose id matches the off-chain derivation, taking the deposit", async () => {
       const { viem, channels, buyer, payee, balance } = await networkHelpers.loadFixture(cell);
-      const key = { buyer: buyer.account.address, signer: voucherKey.address, payee: payee.account.address, nonce: 9n };
+      const key = {
+        buyer: buyer.account.address,
+        signer: voucherKey.address,
+        payee: payee.account.address,
+        nonce: 9n,
+      };
       const before = await balance(buyer.account.address);
       await viem.assertions.emitWithArgs(
         channels.write.open([key.signer, key.payee, key.nonce, DEPOSIT], { account: buyer.account }),
@@ -62,46 +76,91 @@ describe("PaymentChannels", async () => {
       const { viem, channels, buyer, key } = await networkHelpers.loadFixture(openChannel);
       const open = (signer: Address, payee: Address, nonce: bigint, amount: bigint) =>
         channels.write.open([signer, payee, nonce, amount], { account: buyer.account });
-      await viem.assertions.revertWithCustomError(open(key.signer, key.payee, 2n, 0n), channels, "ZeroAmount");
-      await viem.assertions.revertWithCustomError(open(zeroAddress, key.payee, 2n, 1n), channels, "ZeroAddress");
-      await viem.assertions.revertWithCustomError(open(key.signer, zeroAddress, 2n, 1n), channels, "ZeroAddress");
-      await viem.assertions.revertWithCustomError(open(key.signer, key.payee, key.nonce, 1n), channels, "ChannelExists");
+      await viem.assertions.revertWithCustomError(
+        open(key.signer, key.payee, 2n, 0n),
+        channels,
+        "ZeroAmount",
+      );
+      await viem.assertions.revertWithCustomError(
+        open(zeroAddress, key.payee, 2n, 1n),
+        channels,
+        "ZeroAddress",
+      );
+      await viem.assertions.revertWithCustomError(
+        open(key.signer, zeroAddress, 2n, 1n),
+        channels,
+        "ZeroAddress",
+      );
+      await viem.assertions.revertWithCustomError(
+        open(key.signer, key.payee, key.nonce, 1n),
+        channels,
+        "ChannelExists",
+      );
     });
 
     it("opens with an EIP-2612 permit and no prior approval", async () => {
-      const { channels, token, buyer, payee, chainId, publicClient, balance } = await networkHelpers.loadFixture(cell);
+      const { channels, token, buyer, payee, chainId, publicClient, balance } =
+        await networkHelpers.loadFixture(cell);
       await token.write.approve([channels.address, 0n], { account: buyer.account });
       const deadline = BigInt((await publicClient.getBlock()).timestamp) + 600n;
       const nonce = await token.read.nonces([buyer.account.address]);
-      const { v, r, s } = await signPermit(buyer, { chainId, token: token.address, spender: channels.address, value: DEPOSIT, nonce, deadline });
-      await channels.write.openWithPermit([voucherKey.address, payee.account.address, 1n, DEPOSIT, deadline, v, r, s], {
-        account: buyer.account,
+      const { v, r, s } = await signPermit(buyer, {
+        chainId,
+        token: token.address,
+        spender: channels.address,
+        value: DEPOSIT,
+        nonce,
+        deadline,
       });
+      await channels.write.openWithPermit(
+        [voucherKey.address, payee.account.address, 1n, DEPOSIT, deadline, v, r, s],
+        {
+          account: buyer.account,
+        },
+      );
       assert.equal(await balance(channels.address), DEPOSIT);
     });
 
     it("tops up an open channel from anyone, and refuses unknown, closing and closed channels", async () => {
-      const { viem, channels, channelId, key, buyer, payee, balance } = await networkHelpers.loadFixture(openChannel);
-      await viem.assertions.emitWithArgs(channels.write.topUp([channelId, 5n], { account: payee.account }), channels, "ChannelToppedUp", [
-        channelId,
-        payee.account.address,
-        5n,
-        DEPOSIT + 5n,
-      ]);
+      const { viem, channels, channelId, key, buyer, payee, balance } =
+        await networkHelpers.loadFixture(openChannel);
+      await viem.assertions.emitWithArgs(
+        channels.write.topUp([channelId, 5n], { account: payee.account }),
+        channels,
+        "ChannelToppedUp",
+        [channelId, payee.account.address, 5n, DEPOSIT + 5n],
+      );
       assert.equal(await balance(channels.address), DEPOSIT + 5n);
-      await viem.assertions.revertWithCustomError(channels.write.topUp([channelId, 0n]), channels, "ZeroAmount");
-      await viem.assertions.revertWithCustomError(channels.write.topUp([zeroHash, 1n]), channels, "ChannelNotOpen");
+      await viem.assertions.revertWithCustomError(
+        channels.write.topUp([channelId, 0n]),
+        channels,
+        "ZeroAmount",
+      );
+      await viem.assertions.revertWithCustomError(
+        channels.write.topUp([zeroHash, 1n]),
+        channels,
+        "ChannelNotOpen",
+      );
       await channels.write.startClose([key.signer, key.payee, key.nonce], { account: buyer.account });
-      await viem.assertions.revertWithCustomError(channels.write.topUp([channelId, 1n], { account: buyer.account }), channels, "ChannelClosing");
+      await viem.assertions.revertWithCustomError(
+        channels.write.topUp([channelId, 1n], { account: buyer.account }),
+        channels,
+        "ChannelClosing",
+      );
       await networkHelpers.time.increase(Number(CHALLENGE_WINDOW));
       await channels.write.finalizeClose([key]);
-      await viem.assertions.revertWithCustomError(channels.write.topUp([channelId, 1n], { account: buyer.account }), channels, "ChannelNotOpen");
+      await viem.assertions.revertWithCustomError(
+        channels.write.topUp([channelId, 1n], { account: buyer.account }),
+        channels,
+        "ChannelNotOpen",
+      );
     });
   });
 
   describe("redeeming vouchers", () => {
     it("pays the payee each voucher's increase without closing; anyone may submit", async () => {
-      const { viem, channels, channelId, key, voucher, balance, reporter } = await networkHelpers.loadFixture(openChannel);
+      const { viem, channels, channelId, key, voucher, balance, reporter } =
+        await networkHelpers.loadFixture(openChannel);
       await viem.assertions.emitWithArgs(
         channels.write.redeem([key, 30n, await voucher(30n)], { account: reporter.account }),
         channels,
@@ -112,8 +171,16 @@ describe("PaymentChannels", async () => {
       assert.equal(await balance(key.payee), 45n);
       assert.deepEqual(await channels.read.channels([channelId]), [DEPOSIT, 45n, 0n]);
       assert.equal(await channels.read.remaining([channelId]), DEPOSIT - 45n);
-      await viem.assertions.revertWithCustomError(channels.write.redeem([key, 45n, await voucher(45n)]), channels, "NothingToPay");
-      await viem.assertions.revertWithCustomError(channels.write.redeem([key, 40n, await voucher(40n)]), channels, "NothingToPay");
+      await viem.assertions.revertWithCustomError(
+        channels.write.redeem([key, 45n, await voucher(45n)]),
+        channels,
+        "NothingToPay",
+      );
+      await viem.assertions.revertWithCustomError(
+        channels.write.redeem([key, 40n, await voucher(40n)]),
+        channels,
+        "NothingToPay",
+      );
     });
 
     it("accepts a 64-byte EIP-2098 signature", async () => {
@@ -131,7 +198,11 @@ describe("PaymentChannels", async () => {
       await channels.write.topUp([channelId, 10n], { account: fx.buyer.account });
       await channels.write.redeem([key, maxUint256, await voucher(maxUint256)]);
       assert.equal(await balance(key.payee), DEPOSIT + 10n);
-      await viem.assertions.revertWithCustomError(channels.write.redeem([key, maxUint256, await voucher(maxUint256)]), channels, "NothingToPay");
+      await viem.assertions.revertWithCustomError(
+        channels.write.redeem([key, maxUint256, await voucher(maxUint256)]),
+        channels,
+        "NothingToPay",
+      );
     });
 
     it("rejects vouchers signed by another key, for another chain, contract or channel", async () => {
@@ -139,25 +210,47 @@ describe("PaymentChannels", async () => {
       const { viem, channels, key, voucher, token, buyer } = fx;
       const other = await viem.deployContract("PaymentChannels", [token.address, CHALLENGE_WINDOW]);
       const secondKey = { ...key, nonce: 2n };
-      await channels.write.open([secondKey.signer, secondKey.payee, secondKey.nonce, DEPOSIT], { account: buyer.account });
-      const stranger = await signVoucher(operatorAccount("stranger"), fx.chainId, channels.address, { channelId: fx.channelId, cumulativeAmount: 5n });
+      await channels.write.open([secondKey.signer, secondKey.payee, secondKey.nonce, DEPOSIT], {
+        account: buyer.account,
+      });
+      const stranger = await signVoucher(operatorAccount("stranger"), fx.chainId, channels.address, {
+        channelId: fx.channelId,
+        cumulativeAmount: 5n,
+      });
       for (const signature of [
         stranger,
         await voucher(5n, fx.channelId, fx.chainId + 1),
         await voucher(5n, fx.channelId, fx.chainId, other.address),
         await voucher(5n, channelIdOf(secondKey)),
       ]) {
-        await viem.assertions.revertWithCustomError(channels.write.redeem([key, 5n, signature]), channels, "InvalidSignature");
+        await viem.assertions.revertWithCustomError(
+          channels.write.redeem([key, 5n, signature]),
+          channels,
+          "InvalidSignature",
+        );
       }
-      await viem.assertions.revertWithCustomError(channels.write.redeem([key, 5n, "0x1234"]), channels, "InvalidSignature");
+      await viem.assertions.revertWithCustomError(
+        channels.write.redeem([key, 5n, "0x1234"]),
+        channels,
+        "InvalidSignature",
+      );
     });
   });
 
   describe("closing", () => {
     it("starts a close, lets the payee redeem in the window, then refunds the rest to the buyer", async () => {
-      const { viem, channels, channelId, key, buyer, voucher, balance, publicClient } = await networkHelpers.loadFixture(openChannel);
-      await viem.assertions.revertWithCustomError(channels.write.finalizeClose([key]), channels, "NotClosing");
-      await viem.assertions.emit(channels.write.startClose([key.signer, key.payee, key.nonce], { account: buyer.account }), channels, "CloseStarted");
+      const { viem, channels, channelId, key, buyer, voucher, balance, publicClient } =
+        await networkHelpers.loadFixture(openChannel);
+      await viem.assertions.revertWithCustomError(
+        channels.write.finalizeClose([key]),
+        channels,
+        "NotClosing",
+      );
+      await viem.assertions.emit(
+        channels.write.startClose([key.signer, key.payee, key.nonce], { account: buyer.account }),
+        channels,
+        "CloseStarted",
+      );
       const closesAt = (await channels.read.channels([channelId]))[2];
       assert.equal(closesAt, BigInt((await publicClient.getBlock()).timestamp) + CHALLENGE_WINDOW);
       await viem.assertions.revertWithCustomError(
@@ -165,16 +258,32 @@ describe("PaymentChannels", async () => {
         channels,
         "ChannelClosing",
       );
-      await viem.assertions.revertWithCustomError(channels.write.finalizeClose([key]), channels, "ChallengeWindowOpen");
+      await viem.assertions.revertWithCustomError(
+        channels.write.finalizeClose([key]),
+        channels,
+        "ChallengeWindowOpen",
+      );
       await channels.write.redeem([key, 60n, await voucher(60n)]);
       await networkHelpers.time.increase(Number(CHALLENGE_WINDOW));
       const buyerBefore = await balance(buyer.account.address);
-      await viem.assertions.emitWithArgs(channels.write.finalizeClose([key]), channels, "ChannelClosed", [channelId, 60n, DEPOSIT - 60n]);
+      await viem.assertions.emitWithArgs(channels.write.finalizeClose([key]), channels, "ChannelClosed", [
+        channelId,
+        60n,
+        DEPOSIT - 60n,
+      ]);
       assert.equal(await balance(buyer.account.address), buyerBefore + DEPOSIT - 60n);
       assert.equal(await balance(key.payee), 60n);
       assert.deepEqual(await channels.read.channels([channelId]), [60n, 60n, CLOSED]);
-      await viem.assertions.revertWithCustomError(channels.write.finalizeClose([key]), channels, "ChannelNotOpen");
-      await viem.assertions.revertWithCustomError(channels.write.redeem([key, 90n, await voucher(90n)]), channels, "NothingToPay");
+      await viem.assertions.revertWithCustomError(
+        channels.write.finalizeClose([key]),
+        channels,
+        "ChannelNotOpen",
+      );
+      await viem.assertions.revertWithCustomError(
+        channels.write.redeem([key, 90n, await voucher(90n)]),
+        channels,
+        "NothingToPay",
+      );
       await viem.assertions.revertWithCustomError(
         channels.write.open([key.signer, key.payee, key.nonce, 1n], { account: buyer.account }),
         channels,
@@ -193,21 +302,35 @@ describe("PaymentChannels", async () => {
     });
 
     it("closes cooperatively at once with both signatures, and the close cannot be replayed", async () => {
-      const { viem, channels, channelId, key, buyer, balance, chainId } = await networkHelpers.loadFixture(openChannel);
+      const { viem, channels, channelId, key, buyer, balance, chainId } =
+        await networkHelpers.loadFixture(openChannel);
       const close = { channelId, finalAmount: 25n };
       const bySigner = await signChannelClose(voucherKey, chainId, channels.address, close);
       const byPayee = await signChannelClose(payeeKey, chainId, channels.address, close);
-      await viem.assertions.revertWithCustomError(channels.write.cooperativeClose([key, 25n, bySigner, bySigner]), channels, "InvalidSignature");
-      await viem.assertions.revertWithCustomError(channels.write.cooperativeClose([key, 26n, bySigner, byPayee]), channels, "InvalidSignature");
+      await viem.assertions.revertWithCustomError(
+        channels.write.cooperativeClose([key, 25n, bySigner, bySigner]),
+        channels,
+        "InvalidSignature",
+      );
+      await viem.assertions.revertWithCustomError(
+        channels.write.cooperativeClose([key, 26n, bySigner, byPayee]),
+        channels,
+        "InvalidSignature",
+      );
       const buyerBefore = await balance(buyer.account.address);
-      await viem.assertions.emitWithArgs(channels.write.cooperativeClose([key, 25n, bySigner, byPayee]), channels, "ChannelClosed", [
-        channelId,
-        25n,
-        DEPOSIT - 25n,
-      ]);
+      await viem.assertions.emitWithArgs(
+        channels.write.cooperativeClose([key, 25n, bySigner, byPayee]),
+        channels,
+        "ChannelClosed",
+        [channelId, 25n, DEPOSIT - 25n],
+      );
       assert.equal(await balance(key.payee), 25n);
       assert.equal(await balance(buyer.account.address), buyerBefore + DEPOSIT - 25n);
-      await viem.assertions.revertWithCustomError(channels.write.cooperativeClose([key, 25n, bySigner, byPayee]), channels, "ChannelNotOpen");
+      await viem.assertions.revertWithCustomError(
+        channels.write.cooperativeClose([key, 25n, bySigner, byPayee]),
+        channels,
+        "ChannelNotOpen",
+      );
     });
   });
 
@@ -218,20 +341,33 @@ describe("PaymentChannels", async () => {
       const payees = [fx.payee.account.address, fx.payee2.account.address];
       const keys: ChannelKey[] = [];
       for (let i = 0; i < 6; i++) {
-        const key = { buyer: fx.buyer.account.address, signer: voucherKey.address, payee: payees[i % 2]!, nonce: BigInt(i) };
-        await fx.channels.write.open([key.signer, key.payee, key.nonce, DEPOSIT], { account: fx.buyer.account });
+        const key = {
+          buyer: fx.buyer.account.address,
+          signer: voucherKey.address,
+          payee: payees[i % 2]!,
+          nonce: BigInt(i),
+        };
+        await fx.channels.write.open([key.signer, key.payee, key.nonce, DEPOSIT], {
+          account: fx.buyer.account,
+        });
         keys.push(key);
       }
       const signed = async (key: ChannelKey, cumulativeAmount: bigint, signer = voucherKey) => ({
         key,
         cumulativeAmount,
-        ...toCompactSignature(await signVoucher(signer, fx.chainId, fx.channels.address, { channelId: channelIdOf(key), cumulativeAmount })),
+        ...toCompactSignature(
+          await signVoucher(signer, fx.chainId, fx.channels.address, {
+            channelId: channelIdOf(key),
+            cumulativeAmount,
+          }),
+        ),
       });
       return { ...fx, payees, keys, signed };
     }
 
     it("pays many channels and moves each payee's balance once", async () => {
-      const { channels, keys, signed, payees, reporter, publicClient, token } = await networkHelpers.loadFixture(manyChannels);
+      const { channels, keys, signed, payees, reporter, publicClient, token } =
+        await networkHelpers.loadFixture(manyChannels);
       const batch = await Promise.all(keys.map((key, i) => signed(key, BigInt(10 * (i + 1)))));
       const hash = await channels.write.settle([batch, 0n, zeroHash, 0n], { account: reporter.account });
       const receipt = await publicClient.waitForTransactionReceipt({ hash });
@@ -251,7 +387,12 @@ describe("PaymentChannels", async () => {
       const { viem, channels, keys, signed, payees, token } = await networkHelpers.loadFixture(manyChannels);
       const forged = await signed(keys[1]!, 20n, operatorAccount("forger"));
       const batch = [await signed(keys[0]!, 10n), forged, await signed(keys[2]!, 30n)];
-      await viem.assertions.emitWithArgs(channels.write.settle([batch, 0n, zeroHash, 0n]), channels, "VoucherSkipped", [channelIdOf(keys[1]!), 1]);
+      await viem.assertions.emitWithArgs(
+        channels.write.settle([batch, 0n, zeroHash, 0n]),
+        channels,
+        "VoucherSkipped",
+        [channelIdOf(keys[1]!), 1],
+      );
       assert.equal(await token.read.balanceOf([payees[0]!]), FUNDS + 40n);
       assert.equal(await token.read.balanceOf([payees[1]!]), FUNDS);
       assert.deepEqual(await channels.read.channels([channelIdOf(keys[1]!)]), [DEPOSIT, 0n, 0n]);
@@ -260,18 +401,33 @@ describe("PaymentChannels", async () => {
     it("skips stale vouchers, pays only the increase of duplicates and caps at the deposit", async () => {
       const { viem, channels, keys, signed, payees, token } = await networkHelpers.loadFixture(manyChannels);
       await channels.write.settle([[await signed(keys[0]!, 10n)], 0n, zeroHash, 0n]);
-      const batch = [await signed(keys[0]!, 10n), await signed(keys[0]!, 15n), await signed(keys[0]!, 12n), await signed(keys[2]!, maxUint256)];
-      await viem.assertions.emitWithArgs(channels.write.settle([batch, 0n, zeroHash, 0n]), channels, "VoucherSkipped", [channelIdOf(keys[0]!), 0]);
+      const batch = [
+        await signed(keys[0]!, 10n),
+        await signed(keys[0]!, 15n),
+        await signed(keys[0]!, 12n),
+        await signed(keys[2]!, maxUint256),
+      ];
+      await viem.assertions.emitWithArgs(
+        channels.write.settle([batch, 0n, zeroHash, 0n]),
+        channels,
+        "VoucherSkipped",
+        [channelIdOf(keys[0]!), 0],
+      );
       assert.equal(await token.read.balanceOf([payees[0]!]), FUNDS + 15n + DEPOSIT);
       assert.deepEqual(await channels.read.channels([channelIdOf(keys[2]!)]), [DEPOSIT, DEPOSIT, 0n]);
     });
 
     it("anchors an epoch's receipt root and proves receipts included", async () => {
-      const { viem, channels, keys, signed, reporter, publicClient } = await networkHelpers.loadFixture(manyChannels);
-      const receipts = Array.from({ length: 5 }, (_, i) => receiptFor(operatorAccount(`e${i}`).address, keccak256(toHex(`job${i}`))));
+      const { viem, channels, keys, signed, reporter, publicClient } =
+        await networkHelpers.loadFixture(manyChannels);
+      const receipts = Array.from({ length: 5 }, (_, i) =>
+        receiptFor(operatorAccount(`e${i}`).address, keccak256(toHex(`job${i}`))),
+      );
       const tree = buildReceiptTree(receipts);
       await viem.assertions.emitWithArgs(
-        channels.write.settle([[await signed(keys[0]!, 1n)], 7n, tree.root, 5n], { account: reporter.account }),
+        channels.write.settle([[await signed(keys[0]!, 1n)], 7n, tree.root, 5n], {
+          account: reporter.account,
+        }),
         channels,
         "ReceiptsAnchored",
         [reporter.account.address, 7n, tree.root, 5n],
@@ -282,12 +438,29 @@ describe("PaymentChannels", async () => {
       assert.equal(blockNumber, await publicClient.getBlockNumber());
       for (const [i, receipt] of receipts.entries()) {
         assert.equal(await channels.read.receiptLeaf([receipt]), tree.leaves[i]);
-        assert.equal(await channels.read.verifyReceiptInclusion([reporter.account.address, 7n, receipt, tree.proof(i)]), true);
+        assert.equal(
+          await channels.read.verifyReceiptInclusion([reporter.account.address, 7n, receipt, tree.proof(i)]),
+          true,
+        );
       }
       const outsider = receiptFor(operatorAccount("x").address, keccak256(toHex("other-job")));
-      assert.equal(await channels.read.verifyReceiptInclusion([reporter.account.address, 7n, outsider, tree.proof(0)]), false);
-      assert.equal(await channels.read.verifyReceiptInclusion([reporter.account.address, 8n, receipts[0]!, tree.proof(0)]), false);
-      assert.equal(await channels.read.verifyReceiptInclusion([keys[0]!.buyer, 7n, receipts[0]!, tree.proof(0)]), false);
+      assert.equal(
+        await channels.read.verifyReceiptInclusion([reporter.account.address, 7n, outsider, tree.proof(0)]),
+        false,
+      );
+      assert.equal(
+        await channels.read.verifyReceiptInclusion([
+          reporter.account.address,
+          8n,
+          receipts[0]!,
+          tree.proof(0),
+        ]),
+        false,
+      );
+      assert.equal(
+        await channels.read.verifyReceiptInclusion([keys[0]!.buyer, 7n, receipts[0]!, tree.proof(0)]),
+        false,
+      );
       await viem.assertions.revertWithCustomError(
         channels.write.settle([[], 7n, tree.root, 5n], { account: reporter.account }),
         channels,
@@ -299,7 +472,11 @@ describe("PaymentChannels", async () => {
 
     it("rejects an empty settlement", async () => {
       const { viem, channels } = await networkHelpers.loadFixture(manyChannels);
-      await viem.assertions.revertWithCustomError(channels.write.settle([[], 0n, zeroHash, 0n]), channels, "EmptySettlement");
+      await viem.assertions.revertWithCustomError(
+        channels.write.settle([[], 0n, zeroHash, 0n]),
+        channels,
+        "EmptySettlement",
+      );
     });
   });
 });

@@ -42,7 +42,9 @@ import { join } from "node:path";
 import { receiptFor } from "./helpers/fixture.ts";
 
 const artifactAbi = (name: string) =>
-  JSON.parse(readFileSync(new URL(`../../artifacts/contracts/${name}.sol/${name}.json`, import.meta.url), "utf8")).abi;
+  JSON.parse(
+    readFileSync(new URL(`../../artifacts/contracts/${name}.sol/${name}.json`, import.meta.url), "utf8"),
+  ).abi;
 
 describe("committed ABIs", () => {
   it("equal the compiled artifacts (run scripts/gen-abis.ts after changing a contract)", () => {
@@ -65,7 +67,10 @@ describe("deployments files", () => {
       } as const;
       writeDeployment(deployment, dir);
       assert.deepEqual(readDeployment(84532, dir), deployment);
-      assert.throws(() => parseDeployment({ ...JSON.parse(serializeDeployment(deployment)), donorRegistry: "0x12" }), /donorRegistry is not an address/);
+      assert.throws(
+        () => parseDeployment({ ...JSON.parse(serializeDeployment(deployment)), donorRegistry: "0x12" }),
+        /donorRegistry is not an address/,
+      );
       assert.throws(() => readDeployment(1, dir), /no readable deployment for chain 1/);
     } finally {
       rmSync(dir, { recursive: true, force: true });
@@ -105,26 +110,48 @@ describe("chain bindings on a devnet", () => {
     assert.equal(await isActiveDonor(reader, operator.address, keccak256(toHex("other-peer"))), false);
 
     const receipt = receiptFor(operator.address, keccak256(toHex("bindings-job")));
-    const signature = await signReceipt(operator, cellDomain(deployment.chainId, deployment.donorRegistry), receipt);
+    const signature = await signReceipt(
+      operator,
+      cellDomain(deployment.chainId, deployment.donorRegistry),
+      receipt,
+    );
     assert.equal(await verifyReceiptOnChain(reader, receipt, signature), true);
     assert.equal(await verifyReceiptOnChain(reader, { ...receipt, fuelUsed: 1n }, signature), false);
 
-    const { key, channelId } = await openChannel(buyer, { signer: voucherKey.address, payee, amount: parseEther("10") });
+    const { key, channelId } = await openChannel(buyer, {
+      signer: voucherKey.address,
+      payee,
+      amount: parseEther("10"),
+    });
     assert.equal(channelId, channelIdOf(key));
     const voucher = async (cumulativeAmount: bigint) => ({
       key,
       cumulativeAmount,
-      signature: await signVoucher(voucherKey, deployment.chainId, deployment.paymentChannels, { channelId, cumulativeAmount }),
+      signature: await signVoucher(voucherKey, deployment.chainId, deployment.paymentChannels, {
+        channelId,
+        cumulativeAmount,
+      }),
     });
     const payeeBefore = await atpBalance(reader, payee);
     await redeemVoucher(buyer, await voucher(parseEther("1")));
     const tree = buildReceiptTree([receipt, receiptFor(operator.address, keccak256(toHex("job-2")))]);
     assert.equal(verifyReceiptProof(tree.root, receipt, tree.proof(0)), true);
-    await settleVouchers(admin, [await voucher(parseEther("4"))], { epoch: 1n, receiptRoot: tree.root, receiptCount: 2n });
+    await settleVouchers(admin, [await voucher(parseEther("4"))], {
+      epoch: 1n,
+      receiptRoot: tree.root,
+      receiptCount: 2n,
+    });
     assert.equal(await atpBalance(reader, payee), payeeBefore + parseEther("4"));
-    assert.deepEqual(await getChannel(reader, channelId), { deposit: parseEther("10"), paid: parseEther("4"), closesAt: 0n });
+    assert.deepEqual(await getChannel(reader, channelId), {
+      deposit: parseEther("10"),
+      paid: parseEther("4"),
+      closesAt: 0n,
+    });
     const anchor = { submitter: admin.walletClient.account.address, epoch: 1n };
     assert.equal(await verifyReceiptInclusionOnChain(reader, anchor, receipt, tree.proof(0)), true);
-    assert.equal(await verifyReceiptInclusionOnChain(reader, { ...anchor, epoch: 2n }, receipt, tree.proof(0)), false);
+    assert.equal(
+      await verifyReceiptInclusionOnChain(reader, { ...anchor, epoch: 2n }, receipt, tree.proof(0)),
+      false,
+    );
   });
 });

@@ -51,10 +51,17 @@ describe("EIP-712 types: Solidity and viem agree", async () => {
   it("contract digests equal viem's hashTypedData for receipts, job specs, bids, vouchers, closes", async () => {
     const registryDomain = cellDomain(chainId, registry.address);
     const channelsDomain = cellDomain(chainId, channels.address);
-    const receipt = receiptFor("0x00000000000000000000000000000000000000aa", keccak256(toHex("job")), { status: 3 });
+    const receipt = receiptFor("0x00000000000000000000000000000000000000aa", keccak256(toHex("job")), {
+      status: 3,
+    });
     assert.equal(
       await registry.read.receiptDigest([receipt]),
-      hashTypedData({ domain: registryDomain, types: receiptTypes, primaryType: "Receipt", message: receipt }),
+      hashTypedData({
+        domain: registryDomain,
+        types: receiptTypes,
+        primaryType: "Receipt",
+        message: receipt,
+      }),
     );
     const spec = {
       buyer: "0x00000000000000000000000000000000000000bb" as const,
@@ -73,17 +80,30 @@ describe("EIP-712 types: Solidity and viem agree", async () => {
       salt: keccak256(toHex("salt")),
     };
     assert.equal(await registry.read.jobSpecDigest([spec]), jobIdOf(registryDomain, spec));
-    const bid = { jobId: keccak256(toHex("job")), executor: receipt.executor, pricePerMegaFuel: 7n, expiresAt: 99n };
+    const bid = {
+      jobId: keccak256(toHex("job")),
+      executor: receipt.executor,
+      pricePerMegaFuel: 7n,
+      expiresAt: 99n,
+    };
     assert.equal(
       await registry.read.bidDigest([bid]),
       hashTypedData({ domain: registryDomain, types: bidTypes, primaryType: "Bid", message: bid }),
     );
     const voucher = { channelId: keccak256(toHex("c")), cumulativeAmount: 10n ** 20n };
-    assert.equal(await channels.read.voucherDigest([voucher.channelId, voucher.cumulativeAmount]), voucherDigest(chainId, channels.address, voucher));
+    assert.equal(
+      await channels.read.voucherDigest([voucher.channelId, voucher.cumulativeAmount]),
+      voucherDigest(chainId, channels.address, voucher),
+    );
     const close = { channelId: voucher.channelId, finalAmount: 5n };
     assert.equal(
       await channels.read.channelCloseDigest([close.channelId, close.finalAmount]),
-      hashTypedData({ domain: channelsDomain, types: channelCloseTypes, primaryType: "ChannelClose", message: close }),
+      hashTypedData({
+        domain: channelsDomain,
+        types: channelCloseTypes,
+        primaryType: "ChannelClose",
+        message: close,
+      }),
     );
   });
 });

@@ -83,7 +83,8 @@ export async function ensureAllowance(writer: ChainWriter, spender: Address, amo
     functionName: "allowance",
     args: [writer.walletClient.account.address, spender],
   });
-  if (allowance < amount) await send(writer, writer.deployment.atpToken, atpTokenAbi, "approve", [spender, maxUint256]);
+  if (allowance < amount)
+    await send(writer, writer.deployment.atpToken, atpTokenAbi, "approve", [spender, maxUint256]);
 }
 
 // ---------------------------------------------------------------- donors
@@ -98,7 +99,11 @@ export function registerDonor(
   registration: { operator: Address; peerKey: Hex; metadataURI: string },
 ): Promise<TransactionReceipt> {
   const { operator, peerKey, metadataURI } = registration;
-  return send(writer, writer.deployment.donorRegistry, donorRegistryAbi, "register", [operator, peerKey, metadataURI]);
+  return send(writer, writer.deployment.donorRegistry, donorRegistryAbi, "register", [
+    operator,
+    peerKey,
+    metadataURI,
+  ]);
 }
 
 export function requestUnbond(writer: ChainWriter, amount: bigint): Promise<TransactionReceipt> {
@@ -168,7 +173,11 @@ export async function registrationOfOperator(
 }
 
 /** Asks DonorRegistry whether `signature` over `receipt` is the executor's. */
-export function verifyReceiptOnChain(reader: ChainReader, receipt: Receipt, signature: Hex): Promise<boolean> {
+export function verifyReceiptOnChain(
+  reader: ChainReader,
+  receipt: Receipt,
+  signature: Hex,
+): Promise<boolean> {
   return reader.publicClient.readContract({
     address: reader.deployment.donorRegistry,
     abi: donorRegistryAbi,
@@ -211,7 +220,12 @@ export async function openChannel(
   channel: { signer: Address; payee: Address; amount: bigint; nonce?: bigint },
 ): Promise<{ key: ChannelKey; channelId: Hex; receipt: TransactionReceipt }> {
   const nonce = channel.nonce ?? BigInt(Date.now()) * 1000n + BigInt(Math.floor(Math.random() * 1000));
-  const key: ChannelKey = { buyer: writer.walletClient.account.address, signer: channel.signer, payee: channel.payee, nonce };
+  const key: ChannelKey = {
+    buyer: writer.walletClient.account.address,
+    signer: channel.signer,
+    payee: channel.payee,
+    nonce,
+  };
   await ensureAllowance(writer, writer.deployment.paymentChannels, channel.amount);
   const receipt = await send(writer, writer.deployment.paymentChannels, paymentChannelsAbi, "open", [
     key.signer,
@@ -222,7 +236,11 @@ export async function openChannel(
   return { key, channelId: channelIdOf(key), receipt };
 }
 
-export async function topUpChannel(writer: ChainWriter, channelId: Hex, amount: bigint): Promise<TransactionReceipt> {
+export async function topUpChannel(
+  writer: ChainWriter,
+  channelId: Hex,
+  amount: bigint,
+): Promise<TransactionReceipt> {
   await ensureAllowance(writer, writer.deployment.paymentChannels, amount);
   return send(writer, writer.deployment.paymentChannels, paymentChannelsAbi, "topUp", [channelId, amount]);
 }
@@ -252,7 +270,11 @@ export function settleVouchers(
   vouchers: readonly SignedVoucher[],
   anchor?: ReceiptAnchor,
 ): Promise<TransactionReceipt> {
-  const batch = vouchers.map((v) => ({ key: v.key, cumulativeAmount: v.cumulativeAmount, ...toCompactSignature(v.signature) }));
+  const batch = vouchers.map((v) => ({
+    key: v.key,
+    cumulativeAmount: v.cumulativeAmount,
+    ...toCompactSignature(v.signature),
+  }));
   return send(writer, writer.deployment.paymentChannels, paymentChannelsAbi, "settle", [
     batch,
     anchor?.epoch ?? 0n,
@@ -262,7 +284,11 @@ export function settleVouchers(
 }
 
 export function startChannelClose(writer: ChainWriter, key: ChannelKey): Promise<TransactionReceipt> {
-  return send(writer, writer.deployment.paymentChannels, paymentChannelsAbi, "startClose", [key.signer, key.payee, key.nonce]);
+  return send(writer, writer.deployment.paymentChannels, paymentChannelsAbi, "startClose", [
+    key.signer,
+    key.payee,
+    key.nonce,
+  ]);
 }
 
 export function finalizeChannelClose(writer: ChainWriter, key: ChannelKey): Promise<TransactionReceipt> {

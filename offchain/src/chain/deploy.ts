@@ -29,9 +29,16 @@ export const DEFAULT_CHALLENGE_WINDOW = 60n;
 
 async function deployOne(writer: ChainWriter, abi: Abi, bytecode: Hex, args: readonly unknown[]) {
   const { walletClient, publicClient } = writer;
-  const hash = await walletClient.deployContract({ abi, bytecode, args, account: walletClient.account, chain: walletClient.chain });
+  const hash = await walletClient.deployContract({
+    abi,
+    bytecode,
+    args,
+    account: walletClient.account,
+    chain: walletClient.chain,
+  });
   const receipt = await publicClient.waitForTransactionReceipt({ hash });
-  if (receipt.status !== "success" || !receipt.contractAddress) throw new Error(`deployment transaction ${hash} failed`);
+  if (receipt.status !== "success" || !receipt.contractAddress)
+    throw new Error(`deployment transaction ${hash} failed`);
   return { address: getAddress(receipt.contractAddress), blockNumber: receipt.blockNumber };
 }
 
@@ -40,12 +47,20 @@ async function deployOne(writer: ChainWriter, abi: Abi, bytecode: Hex, args: rea
  * writer's account as token admin (minter), registry owner and default treasury. Same contracts
  * and arguments as the Ignition module `ignition/modules/Cell.ts`.
  */
-export async function deployCell(writer: Omit<ChainWriter, "deployment">, chainId: number, options: DeployOptions = {}): Promise<Deployment> {
+export async function deployCell(
+  writer: Omit<ChainWriter, "deployment">,
+  chainId: number,
+  options: DeployOptions = {},
+): Promise<Deployment> {
   const admin = writer.walletClient.account.address;
   const w = writer as ChainWriter;
   const token = await deployOne(w, atpTokenAbi, atpTokenBytecode, [admin]);
   const params = { ...defaultDonorParams(admin), ...options.donorParams };
-  const registry = await deployOne(w, donorRegistryAbi, donorRegistryBytecode, [token.address, admin, params]);
+  const registry = await deployOne(w, donorRegistryAbi, donorRegistryBytecode, [
+    token.address,
+    admin,
+    params,
+  ]);
   const channels = await deployOne(w, paymentChannelsAbi, paymentChannelsBytecode, [
     token.address,
     options.challengeWindow ?? DEFAULT_CHALLENGE_WINDOW,

@@ -27,7 +27,9 @@ export function readDeployment(chainId: number, dir = DEFAULT_DEPLOYMENTS_DIR): 
   try {
     raw = JSON.parse(readFileSync(path, "utf8"));
   } catch (error) {
-    throw new Error(`no readable deployment for chain ${chainId} at ${path}: ${(error as Error).message}`);
+    throw new Error(`no readable deployment for chain ${chainId} at ${path}: ${(error as Error).message}`, {
+      cause: error,
+    });
   }
   return parseDeployment(raw, path);
 }
@@ -37,7 +39,8 @@ export function parseDeployment(raw: unknown, source = "deployment"): Deployment
   const record = raw as Record<string, unknown>;
   const address = (field: string): Address => {
     const value = record[field];
-    if (typeof value !== "string" || !isAddress(value)) throw new Error(`${source}: ${field} is not an address`);
+    if (typeof value !== "string" || !isAddress(value))
+      throw new Error(`${source}: ${field} is not an address`);
     return getAddress(value);
   };
   const chainId = record.chainId;

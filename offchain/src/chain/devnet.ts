@@ -47,7 +47,9 @@ export async function freePort(): Promise<number> {
     server.on("error", reject);
     server.listen(0, "127.0.0.1", () => {
       const address = server.address();
-      server.close(() => (typeof address === "object" && address ? resolve(address.port) : reject(new Error("no port"))));
+      server.close(() =>
+        typeof address === "object" && address ? resolve(address.port) : reject(new Error("no port")),
+      );
     });
   });
 }
@@ -62,7 +64,14 @@ export async function startDevnet(options: DevnetOptions = {}): Promise<Devnet> 
   const rpcUrl = `http://127.0.0.1:${port}`;
   const child = spawn(
     process.execPath,
-    [join(REPO_ROOT, "node_modules/hardhat/dist/src/cli.js"), "node", "--hostname", "127.0.0.1", "--port", String(port)],
+    [
+      join(REPO_ROOT, "node_modules/hardhat/dist/src/cli.js"),
+      "node",
+      "--hostname",
+      "127.0.0.1",
+      "--port",
+      String(port),
+    ],
     { cwd: REPO_ROOT, stdio: ["ignore", "pipe", "pipe"], detached: true },
   );
   // If this process exits without calling stop(), the node must not outlive it.
@@ -78,8 +87,16 @@ export async function startDevnet(options: DevnetOptions = {}): Promise<Devnet> 
     const chain = cellChain(DEVNET_CHAIN_ID, rpcUrl);
     const publicClient = createPublicClient({ chain, transport: http(rpcUrl) });
     const chainId = await publicClient.getChainId();
-    const walletClient = createWalletClient({ chain, transport: http(rpcUrl), account: mnemonicToAccount(DEVNET_MNEMONIC) });
-    const deployment = await deployCell({ publicClient: publicClient as PublicClient, walletClient }, chainId, options);
+    const walletClient = createWalletClient({
+      chain,
+      transport: http(rpcUrl),
+      account: mnemonicToAccount(DEVNET_MNEMONIC),
+    });
+    const deployment = await deployCell(
+      { publicClient: publicClient as PublicClient, walletClient },
+      chainId,
+      options,
+    );
     return { rpcUrl, chainId, deployment, deployerKey, stop };
   } catch (error) {
     await stop();
@@ -94,7 +111,8 @@ export async function waitForRpc(rpcUrl: string, child: ChildProcess, timeoutMs:
   child.stderr?.on("data", (chunk: Buffer) => (output = (output + chunk.toString()).slice(-4000)));
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
-    if (child.exitCode !== null) throw new Error(`hardhat node exited with code ${child.exitCode}: ${output}`);
+    if (child.exitCode !== null)
+      throw new Error(`hardhat node exited with code ${child.exitCode}: ${output}`);
     try {
       const response = await fetch(rpcUrl, {
         method: "POST",

@@ -11,7 +11,14 @@ export {
   writeDeployment,
 } from "./deployments.ts";
 export type { Deployment } from "./deployments.ts";
-export { channelIdOf, compactSignatureHex, signChannelClose, signVoucher, toCompactSignature, voucherDigest } from "./signing.ts";
+export {
+  channelIdOf,
+  compactSignatureHex,
+  signChannelClose,
+  signVoucher,
+  toCompactSignature,
+  voucherDigest,
+} from "./signing.ts";
 export type { ChannelKey } from "./signing.ts";
 export { buildReceiptTree, receiptLeaf, receiptStructHash, verifyReceiptProof } from "./merkle.ts";
 export type { ReceiptTree } from "./merkle.ts";
@@ -45,5 +52,12 @@ export {
 export type { ChannelState, DonorParams, ReceiptAnchor, SignedVoucher } from "./actions.ts";
 export { DEFAULT_CHALLENGE_WINDOW, defaultDonorParams, deployCell } from "./deploy.ts";
 export type { DeployOptions } from "./deploy.ts";
-export { DEVNET_CHAIN_ID, DEVNET_MNEMONIC, devnetPrivateKey, freePort, startDevnet, waitForRpc } from "./devnet.ts";
+export {
+  DEVNET_CHAIN_ID,
+  DEVNET_MNEMONIC,
+  devnetPrivateKey,
+  freePort,
+  startDevnet,
+  waitForRpc,
+} from "./devnet.ts";
 export type { Devnet, DevnetOptions } from "./devnet.ts";

@@ -61,5 +61,8 @@ export function buildReceiptTree(receipts: readonly Receipt[]): ReceiptTree {
 
 /** Checks a proof the way MerkleProof.verify does. */
 export function verifyReceiptProof(root: Hex, receipt: Receipt, proof: readonly Hex[]): boolean {
-  return proof.reduce<Hex>((node, sibling) => hashPair(node, sibling), receiptLeaf(receipt)).toLowerCase() === root.toLowerCase();
+  return (
+    proof.reduce<Hex>((node, sibling) => hashPair(node, sibling), receiptLeaf(receipt)).toLowerCase() ===
+    root.toLowerCase()
+  );
 }

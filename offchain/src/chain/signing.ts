@@ -39,7 +39,12 @@ export function voucherDigest(chainId: number, paymentChannels: Address, voucher
 }
 
 /** Signs a cumulative voucher in the PaymentChannels domain. */
-export function signVoucher(signer: TypedSigner, chainId: number, paymentChannels: Address, voucher: Voucher): Promise<Hex> {
+export function signVoucher(
+  signer: TypedSigner,
+  chainId: number,
+  paymentChannels: Address,
+  voucher: Voucher,
+): Promise<Hex> {
   return signer.signTypedData({
     domain: cellDomain(chainId, paymentChannels),
     types: voucherTypes,

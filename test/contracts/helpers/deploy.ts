@@ -41,10 +41,17 @@ export async function deployCell(connection: NetworkConnection) {
   const typed = await typedContracts(connection);
   const token = typed.token((await viem.deployContract("ATPToken", [deployer.account.address])).address);
   const registry = typed.registry(
-    (await viem.deployContract("DonorRegistry", [token.address, deployer.account.address, donorParams(treasury.account.address)]))
-      .address,
+    (
+      await viem.deployContract("DonorRegistry", [
+        token.address,
+        deployer.account.address,
+        donorParams(treasury.account.address),
+      ])
+    ).address,
   );
-  const channels = typed.channels((await viem.deployContract("PaymentChannels", [token.address, CHALLENGE_WINDOW])).address);
+  const channels = typed.channels(
+    (await viem.deployContract("PaymentChannels", [token.address, CHALLENGE_WINDOW])).address,
+  );
   for (const wallet of wallets.slice(2)) {
     await token.write.mint([wallet.account.address, FUNDS]);
     await token.write.approve([registry.address, maxUint256], { account: wallet.account });

@@ -74,13 +74,26 @@ const permitTypes = {
 /** An EIP-2612 permit of ATP, split into (v, r, s). */
 export async function signPermit(
   owner: { account: { address: Address }; signTypedData: (args: never) => Promise<Hex> },
-  permit: { chainId: number; token: Address; spender: Address; value: bigint; nonce: bigint; deadline: bigint },
+  permit: {
+    chainId: number;
+    token: Address;
+    spender: Address;
+    value: bigint;
+    nonce: bigint;
+    deadline: bigint;
+  },
 ): Promise<{ v: number; r: Hex; s: Hex }> {
   const signature = await owner.signTypedData({
     domain: { name: "Cell ATP", version: "1", chainId: permit.chainId, verifyingContract: permit.token },
     types: permitTypes,
     primaryType: "Permit",
-    message: { owner: owner.account.address, spender: permit.spender, value: permit.value, nonce: permit.nonce, deadline: permit.deadline },
+    message: {
+      owner: owner.account.address,
+      spender: permit.spender,
+      value: permit.value,
+      nonce: permit.nonce,
+      deadline: permit.deadline,
+    },
   } as never);
   const { v, r, s } = parseSignature(signature);
   return { v: Number(v), r, s };
