@@ -197,26 +197,38 @@ describe("npm start and the CLI on a devnet", { timeout: 300_000 }, () => {
     assert.equal(staked.length, 2);
   });
 
-  it("cell node start joins the devnet, prints its summary, serves its API, and stops on SIGTERM", async () => {
+  it("cell node start joins the devnet from a TOML config, prints its summary, serves its API, and stops on SIGTERM", async () => {
     const nodeDir = join(dir, "extra");
     const passphraseFile = join(dir, "pass.txt");
     await writeFile(passphraseFile, "extra node passphrase\n");
     const buyerAddress = devnet.stdout().match(/buyer\s+12D3KooW\w+.*\n\s+(\/ip4\/\S+)/)?.[1];
     assert.ok(buyerAddress);
+    // Paths in the file are relative to it; flags override it (--api-port, --log-level).
+    const configFile = join(dir, "extra.toml");
+    await writeFile(
+      configFile,
+      [
+        'dataDir = "extra"',
+        `bootstrap = ["${buyerAddress}"]`,
+        'logLevel = "info"',
+        "[api]",
+        "port = 7474",
+        "[chain]",
+        `rpcUrl = "${rpcUrl}"`,
+        'deploymentFile = "devnet/deployment.json"',
+        "[buyer]",
+        'maxPricePerMegaFuel = "5000"',
+        "",
+      ].join("\n"),
+    );
     const node = launch([
       CELL,
       "node",
       "start",
-      "--data-dir",
-      nodeDir,
+      "--config",
+      configFile,
       "--passphrase-file",
       passphraseFile,
-      "--rpc",
-      rpcUrl,
-      "--deployment",
-      join(dir, "devnet", "deployment.json"),
-      "--bootstrap",
-      buyerAddress,
       "--api-port",
       "0",
       "--log-level",
