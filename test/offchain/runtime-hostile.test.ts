@@ -143,6 +143,23 @@ describe("host files", () => {
     assert.equal(new TextDecoder().decode(nested.output), "nested\n");
   });
 
+  test("granted files count against the donor's file budget", async () => {
+    const small = await createRuntime({ poolSize: 1, maxFileBytes: 8 });
+    try {
+      const outcome = await small.execute({
+        module: fixture("read-file"),
+        input: new TextEncoder().encode("inside.txt"),
+        grants: grant(),
+        fuelLimit: 10_000_000n,
+        memoryPages: 16,
+        timeoutMs: 10_000,
+      });
+      assert.equal(outcome.kind === "result" && new TextDecoder().decode(outcome.output), "errno=22");
+    } finally {
+      await small.close();
+    }
+  });
+
   test("escaping the grant with .., an absolute path or a symlink is refused", async () => {
     for (const path of ["../secret.txt", "sub/../../secret.txt", "/etc/passwd", "link-out.txt"]) {
       const outcome = await read(path, grant());

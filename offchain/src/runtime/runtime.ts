@@ -96,7 +96,10 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
   /** Instrumented bytes by source CID; concurrent requests share one preparation. */
   async function prepared(cid: string, module: Uint8Array, timeoutMs: number): Promise<PrepareOutcome> {
     let entry = cache.get(cid);
-    if (!entry) {
+    if (entry) {
+      cache.delete(cid);
+      cache.set(cid, entry);
+    } else {
       entry = pool.run<PrepareReply>({ type: "prepare", bytes: module, limits }, timeoutMs).then((reply) => {
         if (reply.kind !== "reply") throw reply;
         return reply.reply;

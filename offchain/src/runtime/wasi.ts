@@ -34,6 +34,7 @@ const Errno = {
   badf: 8,
   fault: 21,
   fbig: 22,
+  mfile: 33,
   inval: 28,
   isdir: 31,
   noent: 44,
@@ -45,6 +46,7 @@ const Errno = {
   notcapable: 76,
 } as const;
 
+const MAX_DESCRIPTORS = 256;
 const FileType = { unknown: 0, characterDevice: 2, directory: 3, regularFile: 4 } as const;
 const OFLAGS_DIRECTORY = 2;
 const OFLAGS_WRITING = 1 | 4 | 8; // creat | excl | trunc
@@ -131,6 +133,8 @@ export function createWasi(options: WasiOptions): WasiShim {
     descriptors.set(3 + index, { kind: "dir", root, hostPath: root, preopen: grant.guestPath });
   });
   let nextFd = 3 + options.grants.length;
+  /** Bytes of host files held open: all open files together stay within maxFileBytes. */
+  let openFileBytes = 0;
   const random = seededStream(options.seed);
   const argv = options.args.map((arg) => encodeZ(arg));
   const environ = Object.keys(options.env)
@@ -261,7 +265,13 @@ export function createWasi(options: WasiOptions): WasiShim {
       view().setBigUint64(pointer, now, true);
       return Errno.success;
     }),
-    fd_close: call((fd: number) => (descriptors.delete(fd) ? Errno.success : Errno.badf)),
+    fd_close: call((fd: number) => {
+      const descriptor = descriptors.get(fd);
+      if (!descriptor) return Errno.badf;
+      if (descriptor.kind === "file") openFileBytes -= descriptor.data.length;
+      descriptors.delete(fd);
+      return Errno.success;
+    }),
     fd_fdstat_get: call((fd: number, pointer: number) => {
       const descriptor = descriptors.get(fd);
       if (!descriptor) return Errno.badf;
@@ -384,10 +394,14 @@ export function createWasi(options: WasiOptions): WasiShim {
           return Errno.notdir;
         } else if (!stats.isFile()) {
           return Errno.notsup;
-        } else if (stats.size > options.maxFileBytes) {
+        } else if (descriptors.size >= MAX_DESCRIPTORS) {
+          return Errno.mfile;
+        } else if (openFileBytes + stats.size > options.maxFileBytes) {
           return Errno.fbig;
         } else {
-          descriptor = { kind: "file", data: readFileSync(resolved.path), position: 0 };
+          const data = readFileSync(resolved.path);
+          openFileBytes += data.length;
+          descriptor = { kind: "file", data, position: 0 };
         }
         const opened = nextFd++;
         descriptors.set(opened, descriptor);
