@@ -298,3 +298,49 @@ function limits() {
     maxLocalsPerFunction: 1000,
   };
 }
+
+describe("control flow through the instrumentation", () => {
+  const exits = watToWasm(`(module
+    (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+    (memory (export "memory") 1)
+    ;; Leaves by return, by br to the function label, by br_table to it, and by falling off.
+    (func $pick (param $n i32) (result i32 i32)
+      (if (i32.eq (local.get $n) (i32.const 0)) (then (return (i32.const 10) (i32.const 11))))
+      (if (i32.eq (local.get $n) (i32.const 1)) (then (br 1 (i32.const 20) (i32.const 21))))
+      (block $b (result i32 i32)
+        (br_table $b 1 (i32.const 30) (i32.add (local.get $n) (i32.const 28)) (i32.sub (local.get $n) (i32.const 2)))))
+    (func $depth (param $n i32) (result i32)
+      (if (result i32) (i32.eqz (local.get $n))
+        (then (return (i32.const 0)))
+        (else (i32.add (i32.const 1) (call $depth (i32.sub (local.get $n) (i32.const 1)))))))
+    (func (export "_start") (local $i i32) (local $sum i32)
+      (loop $each
+        (call $pick (local.get $i))
+        (local.set $sum (i32.add (local.get $sum)))
+        (local.set $sum (i32.add (local.get $sum)))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br_if $each (i32.lt_u (local.get $i) (i32.const 4))))
+      ;; 200 × recursion 2000 deep: only fits the depth budget if every exit releases it.
+      (local.set $i (i32.const 0))
+      (loop $again
+        (local.set $sum (i32.add (local.get $sum) (call $depth (i32.const 2000))))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br_if $again (i32.lt_u (local.get $i) (i32.const 200))))
+      (i32.store (i32.const 100) (local.get $sum))
+      (i32.store (i32.const 0) (i32.const 100))
+      (i32.store (i32.const 4) (i32.const 4))
+      (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))`);
+
+  test("every way out of a function keeps results, fuel and the depth budget right", async () => {
+    const plain = runPlain(exits, "");
+    for (const fuelMode of ["auto", "local", "global"] as const) {
+      const instrumented = instrument(exits, { fuelMode });
+      assert.ok(WebAssembly.validate(instrumented.bytes as Uint8Array<ArrayBuffer>), fuelMode);
+    }
+    const metered = await expectResult(runtime.execute(job(exits)));
+    assert.equal(metered.status, "ok");
+    const expected = 10 + 11 + 20 + 21 + 30 + 30 + 30 + 31 + 200 * 2000;
+    assert.equal(Buffer.from(metered.output).readUInt32LE(0), expected);
+    assert.deepEqual(metered.output, plain.output);
+  });
+});
