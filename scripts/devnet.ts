@@ -2,15 +2,16 @@
 // Writes deployments/<chainId>.json (addresses + deploy block), mints devnet ATP to the first ten
 // development accounts (the faucet), and runs until Ctrl-C.
 import { spawn } from "node:child_process";
-import { mkdirSync, openSync, readFileSync } from "node:fs";
+import { mkdirSync, openSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { formatEther, getAddress, parseEther } from "viem";
+import { formatEther, parseEther } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import {
   DEVNET_CHAIN_ID,
   createWriter,
+  deploymentFromIgnition,
   devnetPrivateKey,
   mintAtp,
   waitForRpc,
@@ -82,24 +83,8 @@ async function deployWithIgnition(): Promise<Deployment> {
     child.on("exit", resolve);
   });
   if (exitCode !== 0) throw new Error(`ignition deploy failed with exit code ${exitCode}`);
-  const dir = join(root, "ignition", "deployments", `chain-${DEVNET_CHAIN_ID}`);
-  const addresses = JSON.parse(readFileSync(join(dir, "deployed_addresses.json"), "utf8")) as Record<
-    string,
-    string
-  >;
-  const blocks = [...readFileSync(join(dir, "journal.jsonl"), "utf8").matchAll(/"blockNumber":(\d+)/g)].map(
-    (m) => BigInt(m[1]!),
+  return deploymentFromIgnition(
+    join(root, "ignition", "deployments", `chain-${DEVNET_CHAIN_ID}`),
+    DEVNET_CHAIN_ID,
   );
-  const address = (name: string) => {
-    const value = addresses[`Cell#${name}`];
-    if (!value) throw new Error(`Ignition did not record Cell#${name}`);
-    return getAddress(value);
-  };
-  return {
-    chainId: DEVNET_CHAIN_ID,
-    atpToken: address("ATPToken"),
-    donorRegistry: address("DonorRegistry"),
-    paymentChannels: address("PaymentChannels"),
-    deployBlock: blocks.reduce((min, b) => (b < min ? b : min), blocks[0] ?? 0n),
-  };
 }

@@ -60,6 +60,31 @@ export function parseDeployment(raw: unknown, source = "deployment"): Deployment
   };
 }
 
+/**
+ * The deployment Ignition recorded in `ignition/deployments/chain-<chainId>/` (module "Cell"):
+ * addresses from deployed_addresses.json, deploy block = the earliest confirmed block in the journal.
+ */
+export function deploymentFromIgnition(ignitionDir: string, chainId: number): Deployment {
+  const addresses = JSON.parse(readFileSync(join(ignitionDir, "deployed_addresses.json"), "utf8")) as Record<
+    string,
+    unknown
+  >;
+  const blocks = [
+    ...readFileSync(join(ignitionDir, "journal.jsonl"), "utf8").matchAll(/"blockNumber":(\d+)/g),
+  ].map((m) => BigInt(m[1]!));
+  if (blocks.length === 0) throw new Error(`${ignitionDir}: the journal records no confirmed transaction`);
+  return parseDeployment(
+    {
+      chainId,
+      atpToken: addresses["Cell#ATPToken"],
+      donorRegistry: addresses["Cell#DonorRegistry"],
+      paymentChannels: addresses["Cell#PaymentChannels"],
+      deployBlock: blocks.reduce((min, b) => (b < min ? b : min)).toString(),
+    },
+    ignitionDir,
+  );
+}
+
 export function serializeDeployment(deployment: Deployment): string {
   return `${JSON.stringify({ ...deployment, deployBlock: deployment.deployBlock.toString() }, null, 2)}\n`;
 }

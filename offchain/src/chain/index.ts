@@ -4,6 +4,7 @@ export { cellChain, createReader, createWriter } from "./clients.ts";
 export type { CellWalletClient, ChainReader, ChainWriter } from "./clients.ts";
 export {
   DEFAULT_DEPLOYMENTS_DIR,
+  deploymentFromIgnition,
   deploymentPath,
   parseDeployment,
   readDeployment,
