@@ -11,6 +11,12 @@ export const WORKER_RESOURCE_LIMITS = {
   maxYoungGenerationSizeMb: 32,
 };
 
+/**
+ * Tasks handed to a worker ahead of time, so it never idles waiting for the main thread
+ * between two jobs. It still runs them one at a time, in order.
+ */
+const PIPELINE_DEPTH = 2;
+
 type WithoutId<T> = T extends unknown ? Omit<T, "id"> : never;
 
 export type PoolReply<T> =
@@ -26,13 +32,16 @@ interface Slot {
   worker: Worker;
   ready: Promise<void>;
   isReady: boolean;
-  task?: Task;
+  /** Sent and not yet answered, oldest (the running one) first. */
+  tasks: Task[];
+  /** Wall-clock limit of the running task. */
   timer?: NodeJS.Timeout;
 }
 
 /**
- * Warm worker threads running one task each at a time. A task past its wall-clock
- * timeout, or a worker that dies, costs that worker: it is terminated and replaced.
+ * Warm worker threads, each running one task at a time. A task past its wall-clock
+ * timeout, or a worker that dies, costs that worker: it is terminated and replaced, and
+ * the tasks queued behind it go back to the pool's queue.
  */
 export class WorkerPool {
   private readonly slots: Slot[] = [];
@@ -66,10 +75,12 @@ export class WorkerPool {
 
   async close(): Promise<void> {
     this.closed = true;
-    for (const task of this.queue.splice(0)) task.resolve({ kind: "crash", detail: "runtime closed" });
+    const closed: PoolReply<unknown> = { kind: "crash", detail: "runtime closed" };
+    for (const task of this.queue.splice(0)) task.resolve(closed);
     await Promise.all(
       this.slots.map(async (slot) => {
-        this.settle(slot, { kind: "crash", detail: "runtime closed" });
+        clearTimeout(slot.timer);
+        for (const task of slot.tasks.splice(0)) task.resolve(closed);
         await slot.worker.terminate();
       }),
     );
@@ -77,12 +88,11 @@ export class WorkerPool {
 
   private spawn(): Slot {
     const worker = new Worker(WORKER_URL, { resourceLimits: WORKER_RESOURCE_LIMITS });
-    const slot: Slot = { worker, ready: Promise.resolve(), isReady: false };
+    const slot: Slot = { worker, ready: Promise.resolve(), isReady: false, tasks: [] };
     slot.ready = new Promise((resolve, reject) => {
       worker.once("message", () => resolve());
       worker.once("error", reject);
     });
-    slot.ready.catch(() => undefined);
     slot.ready.then(
       () => {
         slot.isReady = true;
@@ -92,50 +102,53 @@ export class WorkerPool {
       () => undefined,
     );
     worker.on("error", (error) => this.replace(slot, `worker failed: ${error.message}`));
-    worker.on("exit", (code) => {
-      if (!this.closed && this.slots.includes(slot)) this.replace(slot, `worker exited with code ${code}`);
-    });
+    worker.on("exit", (code) => this.replace(slot, `worker exited with code ${code}`));
     return slot;
   }
 
   private dispatch(): void {
-    for (const slot of this.slots) {
-      if (slot.task || !slot.isReady) continue;
-      const task = this.queue.shift();
-      if (!task) return;
-      slot.task = task;
-      slot.timer = setTimeout(() => this.onTimeout(slot), task.timeoutMs);
-      slot.worker.postMessage(task.request);
+    for (let depth = 1; depth <= PIPELINE_DEPTH; depth++) {
+      for (const slot of this.slots) {
+        if (!slot.isReady || slot.tasks.length >= depth) continue;
+        const task = this.queue.shift();
+        if (!task) return;
+        slot.tasks.push(task);
+        if (slot.tasks.length === 1) this.startClock(slot);
+        slot.worker.postMessage(task.request);
+      }
     }
   }
 
+  private startClock(slot: Slot): void {
+    const running = slot.tasks[0];
+    if (running) slot.timer = setTimeout(() => this.onTimeout(slot), running.timeoutMs);
+  }
+
   private onReply(slot: Slot, message: { id: number; reply: unknown }): void {
-    if (slot.task?.request.id !== message.id) return;
-    this.settle(slot, { kind: "reply", reply: message.reply });
+    if (slot.tasks[0]?.request.id !== message.id) return;
+    clearTimeout(slot.timer);
+    slot.tasks.shift()!.resolve({ kind: "reply", reply: message.reply });
+    this.startClock(slot);
     this.dispatch();
   }
 
   private onTimeout(slot: Slot): void {
-    this.logger.warn({ timeoutMs: slot.task?.timeoutMs }, "job timed out; replacing its worker");
-    this.settle(slot, { kind: "timeout" });
-    this.replace(slot);
+    this.logger.warn({ timeoutMs: slot.tasks[0]?.timeoutMs }, "job timed out; replacing its worker");
+    this.replace(slot, undefined);
   }
 
-  /** Ends the slot's current task, if any, with `reply`. */
-  private settle(slot: Slot, reply: PoolReply<unknown>): void {
-    clearTimeout(slot.timer);
-    const task = slot.task;
-    slot.task = undefined;
-    task?.resolve(reply);
-  }
-
-  private replace(slot: Slot, crash?: string): void {
+  /**
+   * Terminates a slot's worker and starts a new one. The running task ends with a timeout
+   * (no `crash` given) or a crash; the tasks waiting behind it are queued again.
+   */
+  private replace(slot: Slot, crash: string | undefined): void {
     const index = this.slots.indexOf(slot);
     if (index < 0 || this.closed) return;
-    if (crash) {
-      this.logger.error({ detail: crash }, "runtime worker lost; replacing it");
-      this.settle(slot, { kind: "crash", detail: crash });
-    }
+    if (crash) this.logger.error({ detail: crash }, "runtime worker lost; replacing it");
+    clearTimeout(slot.timer);
+    const [running, ...waiting] = slot.tasks.splice(0);
+    running?.resolve(crash ? { kind: "crash", detail: crash } : { kind: "timeout" });
+    this.queue.unshift(...waiting);
     this.slots.splice(index, 1, this.spawn());
     slot.worker.removeAllListeners();
     slot.worker.on("error", () => undefined);
