@@ -20,6 +20,7 @@ import {
   type ApiServer,
   type SubmitJobRequest,
 } from "../../offchain/src/api/index.ts";
+import { freePort } from "../../offchain/src/chain/index.ts";
 
 const CELL = fileURLToPath(new URL("../../bin/cell.mjs", import.meta.url));
 const OUTPUT = "digest: 2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824\n";
@@ -313,6 +314,15 @@ describe("cell CLI", () => {
     const wrongToken = await cell(["peers", "--api", server.url, "--token-file", wrongTokenFile]);
     assert.equal(wrongToken.code, 1);
     assert.match(wrongToken.stderr, /error: invalid API token \(HTTP 401 unauthorized\)/);
+    const staleDir = join(dir, "stale");
+    const closedPort = await freePort();
+    await writeApiInfo(staleDir, { url: `http://127.0.0.1:${closedPort}`, tokenFile });
+    const stale = await cell(["job", "list", "--data-dir", staleDir]);
+    assert.equal(stale.code, 1);
+    assert.match(
+      stale.stderr,
+      /^error: cannot reach the Cell API at http:\/\/127\.0\.0\.1:\d+: ECONNREFUSED \(from .*stale\/api\.json; is that node still running\?\)\n$/,
+    );
     const noNode = await cell(["peers", "--data-dir", join(dir, "empty")], { HOME: dir });
     assert.equal(noNode.code, 1);
     assert.match(noNode.stderr, /error: no API info at .*empty\/api\.json: is the node running\?/);

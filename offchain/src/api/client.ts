@@ -7,6 +7,8 @@ export interface ApiClientOptions {
   token: string;
   /** Per-request timeout for non-streaming calls. */
   timeoutMs?: number;
+  /** Where url and token came from (an api.json path, a flag), named when the API is unreachable. */
+  source?: string;
 }
 
 export interface SubmitJobOptions {
@@ -53,6 +55,12 @@ export function createApiClient(options: ApiClientOptions): ApiClient {
   const base = options.url.replace(/\/+$/, "");
   const timeoutMs = options.timeoutMs ?? 30_000;
   const headers = { authorization: `Bearer ${options.token}` };
+  const unreachable = (error: unknown) => {
+    const from = options.source ? ` (from ${options.source}; is that node still running?)` : "";
+    return new Error(`cannot reach the Cell API at ${base}: ${describeFetchError(error)}${from}`, {
+      cause: error,
+    });
+  };
 
   async function call<T>(method: string, path: string, body?: unknown): Promise<T> {
     let response: Response;
@@ -64,7 +72,7 @@ export function createApiClient(options: ApiClientOptions): ApiClient {
         signal: AbortSignal.timeout(timeoutMs),
       });
     } catch (error) {
-      throw new Error(`cannot reach the Cell API at ${base}: ${describeFetchError(error)}`, { cause: error });
+      throw unreachable(error);
     }
     if (!response.ok) throw await errorOf(response);
     return (await response.json()) as T;
@@ -85,9 +93,7 @@ export function createApiClient(options: ApiClientOptions): ApiClient {
           signal,
         });
       } catch (error) {
-        throw new Error(`cannot reach the Cell API at ${base}: ${describeFetchError(error)}`, {
-          cause: error,
-        });
+        throw unreachable(error);
       }
       if (!response.ok) throw await errorOf(response);
       if (!response.body) throw new Error("the event stream has no body");

@@ -29,7 +29,7 @@ export async function connectApi(options: ApiOptions): Promise<ApiClient> {
     dataDir: options.dataDir,
     fallbackDataDirs: [join(homedir(), ".cell")],
   });
-  return createApiClient({ url: endpoint.url, token: endpoint.token });
+  return createApiClient({ url: endpoint.url, token: endpoint.token, source: endpoint.source });
 }
 
 export const API_HELP = `

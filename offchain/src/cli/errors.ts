@@ -1,12 +1,16 @@
 import type { Command } from "commander";
 import { ApiRequestError } from "../api/index.ts";
 
-/** Runs a command's body; any failure becomes one clear `error: …` line and exit code 1. */
-export async function reportErrors(command: Command, body: () => Promise<void>): Promise<void> {
+/**
+ * Runs a command's body; any failure becomes one clear `error: …` line on stderr and exit
+ * code 1. Usage help is for usage mistakes (commander reports those), not for failures.
+ */
+export async function reportErrors(_command: Command, body: () => Promise<void>): Promise<void> {
   try {
     await body();
   } catch (error) {
-    command.error(`error: ${describe(error)}`, { exitCode: 1 });
+    process.stderr.write(`error: ${describe(error)}\n`);
+    process.exitCode = 1;
   }
 }
 
