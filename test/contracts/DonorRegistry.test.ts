@@ -3,6 +3,7 @@ import { describe, it } from "node:test";
 import { network } from "hardhat";
 import { keccak256, parseEther, toHex, zeroAddress, zeroHash } from "viem";
 import type { ContractErrorName, Hex } from "viem";
+import { compactSignatureHex } from "../../offchain/src/chain/index.ts";
 import { deployCell } from "./helpers/deploy.ts";
 import {
   EQUIVOCATION_BPS,
@@ -95,12 +96,38 @@ describe("DonorRegistry", async () => {
       assert.equal(await token.read.balanceOf([registry.address]), STAKE + 1n);
     });
 
-    it("rejects a zero stake", async () => {
+    it("rejects a zero stake and one beyond 96 bits", async () => {
       const { viem, registry, donors } = await networkHelpers.loadFixture(cell);
       await viem.assertions.revertWithCustomError(
         registry.write.stake([0n], { account: donors[0]!.account }),
         registry,
         "ZeroAmount",
+      );
+      await viem.assertions.revertWithCustomError(
+        registry.write.stake([2n ** 96n], { account: donors[0]!.account }),
+        registry,
+        "SafeCastOverflowedUintDowncast",
+      );
+    });
+
+    it("fails a permit stake whose permit is invalid and whose allowance is short", async () => {
+      const { viem, registry, token, donors, chainId } = await networkHelpers.loadFixture(cell);
+      const donor = donors[0]!;
+      await token.write.approve([registry.address, 0n], { account: donor.account });
+      const wrong = await signPermit(donor, {
+        chainId,
+        token: token.address,
+        spender: registry.address,
+        value: 1n,
+        nonce: 0n,
+        deadline: 2n ** 40n,
+      });
+      await viem.assertions.revertWithCustomError(
+        registry.write.stakeWithPermit([STAKE, 2n ** 40n, wrong.v, wrong.r, wrong.s], {
+          account: donor.account,
+        }),
+        token,
+        "ERC20InsufficientAllowance",
       );
     });
 
@@ -267,6 +294,11 @@ describe("DonorRegistry", async () => {
         await registry.read.verifyReceipt([otherContract.receipt, otherContract.signature]),
         false,
       );
+      assert.equal(
+        await registry.read.verifyReceipt([good.receipt, compactSignatureHex(good.signature)]),
+        true,
+      );
+      assert.equal(await registry.read.verifyReceipt([good.receipt, "0x1234"]), false);
       const tampered = { ...good.receipt, fuelUsed: good.receipt.fuelUsed + 1n };
       assert.equal(await registry.read.verifyReceipt([tampered, good.signature]), false);
     });

@@ -121,6 +121,29 @@ describe("PaymentChannels", async () => {
       assert.equal(await balance(channels.address), DEPOSIT);
     });
 
+    it("fails a permit open whose permit is invalid and whose allowance is short", async () => {
+      const { viem, channels, token, buyer, payee, chainId } = await networkHelpers.loadFixture(cell);
+      await token.write.approve([channels.address, 0n], { account: buyer.account });
+      const wrong = await signPermit(buyer, {
+        chainId,
+        token: token.address,
+        spender: channels.address,
+        value: 1n,
+        nonce: 0n,
+        deadline: 2n ** 40n,
+      });
+      await viem.assertions.revertWithCustomError(
+        channels.write.openWithPermit(
+          [voucherKey.address, payee.account.address, 1n, DEPOSIT, 2n ** 40n, wrong.v, wrong.r, wrong.s],
+          {
+            account: buyer.account,
+          },
+        ),
+        token,
+        "ERC20InsufficientAllowance",
+      );
+    });
+
     it("tops up an open channel from anyone, and refuses unknown, closing and closed channels", async () => {
       const { viem, channels, channelId, key, buyer, payee, balance } =
         await networkHelpers.loadFixture(openChannel);
@@ -289,6 +312,19 @@ describe("PaymentChannels", async () => {
         channels,
         "ChannelExists",
       );
+    });
+
+    it("closes cooperatively during a challenge window and never pays beyond the deposit", async () => {
+      const { channels, channelId, key, buyer, balance, chainId } =
+        await networkHelpers.loadFixture(openChannel);
+      await channels.write.startClose([key.signer, key.payee, key.nonce], { account: buyer.account });
+      const close = { channelId, finalAmount: DEPOSIT * 5n };
+      const bySigner = await signChannelClose(voucherKey, chainId, channels.address, close);
+      const byPayee = await signChannelClose(payeeKey, chainId, channels.address, close);
+      await channels.write.cooperativeClose([key, close.finalAmount, bySigner, byPayee]);
+      assert.equal(await balance(key.payee), DEPOSIT);
+      assert.equal(await balance(channels.address), 0n);
+      assert.deepEqual(await channels.read.channels([channelId]), [DEPOSIT, DEPOSIT, CLOSED]);
     });
 
     it("only the buyer can start a close, and only of an open channel", async () => {
@@ -468,6 +504,39 @@ describe("PaymentChannels", async () => {
       );
       // An anchor alone (no vouchers) is a valid settlement.
       await channels.write.settle([[], 8n, tree.root, 5n], { account: reporter.account });
+    });
+
+    it("pays nothing for a batch of only bad vouchers, including closed channels, and still records it", async () => {
+      const { viem, channels, keys, signed, buyer, reporter, publicClient } =
+        await networkHelpers.loadFixture(manyChannels);
+      await channels.write.startClose([keys[0]!.signer, keys[0]!.payee, keys[0]!.nonce], {
+        account: buyer.account,
+      });
+      await networkHelpers.time.increase(Number(CHALLENGE_WINDOW));
+      await channels.write.finalizeClose([keys[0]!]);
+      const unknown = { ...keys[1]!, nonce: 999n };
+      const batch = [
+        await signed(keys[0]!, 10n),
+        await signed(unknown, 10n),
+        await signed(keys[1]!, 10n, operatorAccount("forger")),
+      ];
+      const before = await channels.read.remaining([channelIdOf(keys[1]!)]);
+      const hash = await channels.write.settle([batch, 0n, zeroHash, 0n], { account: reporter.account });
+      const logs = (await publicClient.waitForTransactionReceipt({ hash })).logs;
+      const skipped = parseEventLogs({ abi: channels.abi, logs, eventName: "VoucherSkipped" }).map(
+        (l) => l.args.reason,
+      );
+      assert.deepEqual(skipped, [0, 0, 1]);
+      const [settled] = parseEventLogs({ abi: channels.abi, logs, eventName: "BatchSettled" });
+      assert.equal(settled!.args.total, 0n);
+      assert.deepEqual(settled!.args.channelIds, []);
+      assert.equal(parseEventLogs({ abi: atpTokenAbi, logs, eventName: "Transfer" }).length, 0);
+      assert.equal(await channels.read.remaining([channelIdOf(keys[1]!)]), before);
+      await viem.assertions.emit(
+        channels.write.settle([[await signed(keys[1]!, 1n)], 0n, zeroHash, 0n]),
+        channels,
+        "BatchSettled",
+      );
     });
 
     it("rejects an empty settlement", async () => {

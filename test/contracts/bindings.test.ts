@@ -11,6 +11,7 @@ import {
   channelIdOf,
   createReader,
   createWriter,
+  deploymentFromIgnition,
   devnetPrivateKey,
   donorParams,
   donorRegistryAbi,
@@ -36,7 +37,7 @@ import {
 } from "../../offchain/src/chain/index.ts";
 import type { Devnet } from "../../offchain/src/chain/index.ts";
 import { cellDomain, signReceipt } from "../../offchain/src/protocol/index.ts";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { receiptFor } from "./helpers/fixture.ts";
@@ -72,6 +73,21 @@ describe("deployments files", () => {
         /donorRegistry is not an address/,
       );
       assert.throws(() => readDeployment(1, dir), /no readable deployment for chain 1/);
+      const ignition = join(dir, "chain-84532");
+      mkdirSync(ignition);
+      writeFileSync(
+        join(ignition, "deployed_addresses.json"),
+        JSON.stringify({
+          "Cell#ATPToken": deployment.atpToken,
+          "Cell#DonorRegistry": deployment.donorRegistry,
+          "Cell#PaymentChannels": deployment.paymentChannels,
+        }),
+      );
+      writeFileSync(
+        join(ignition, "journal.jsonl"),
+        '{"receipt":{"blockNumber":125}}\n{"receipt":{"blockNumber":123}}\n',
+      );
+      assert.deepEqual(deploymentFromIgnition(ignition, 84532), deployment);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
