@@ -27,8 +27,6 @@ export class HostOutOfFuel extends Error {
   override readonly name = "HostOutOfFuel";
 }
 
-class Fault extends Error {}
-
 const Errno = {
   success: 0,
   badf: 8,
@@ -47,6 +45,17 @@ const Errno = {
 } as const;
 
 const MAX_DESCRIPTORS = 256;
+/** Most iovecs one fd_read/fd_write call may pass (POSIX IOV_MAX). */
+const IOV_MAX = 1024;
+/** A bad guest pointer or argument: the call returns `errno` instead of running. */
+class Fault extends Error {
+  readonly errno: number;
+  constructor(message: string, errno: number = Errno.fault) {
+    super(message);
+    this.errno = errno;
+  }
+}
+
 const FileType = { unknown: 0, characterDevice: 2, directory: 3, regularFile: 4 } as const;
 const OFLAGS_DIRECTORY = 2;
 const OFLAGS_WRITING = 1 | 4 | 8; // creat | excl | trunc
@@ -171,7 +180,8 @@ export function createWasi(options: WasiOptions): WasiShim {
       try {
         return body(...(args.map(unsigned) as A));
       } catch (error) {
-        if (error instanceof Fault || isBoundsError(error)) return Errno.fault;
+        if (error instanceof Fault) return error.errno;
+        if (isBoundsError(error)) return Errno.fault;
         throw error;
       }
     };
@@ -199,6 +209,7 @@ export function createWasi(options: WasiOptions): WasiShim {
   };
 
   const iovecs = (pointer: number, count: number) => {
+    if (count > IOV_MAX) throw new Fault(`more than ${IOV_MAX} iovecs`, Errno.inval);
     const memory = view();
     return Array.from({ length: count }, (_, index) => ({
       buffer: memory.getUint32(pointer + index * 8, true),
@@ -227,6 +238,7 @@ export function createWasi(options: WasiOptions): WasiShim {
     const dir = descriptors.get(dirFd);
     if (!dir) return { errno: Errno.badf };
     if (dir.kind !== "dir") return { errno: Errno.notdir };
+    charge(length);
     const guest = new TextDecoder().decode(bytesAt(pointer, length));
     if (guest.startsWith("/") || guest.includes("\0")) return { errno: Errno.notcapable };
     const joined = posix.normalize(posix.join(dir.hostPath, guest));
