@@ -296,6 +296,21 @@ describe("local API", () => {
     assert.equal(messages[1]?.data.reason, "no_bids");
   });
 
+  it("serves many event streams with one listener on the node", async () => {
+    const { jobId } = await node.submitJob({ module: new Uint8Array([1]), input: new Uint8Array() });
+    const client = createApiClient({ url: server.url, token: TOKEN });
+    const streams = Array.from({ length: 12 }, () => client.jobEvents(jobId));
+    for (const stream of streams) assert.equal((await stream.next()).value?.data.type, "announced");
+    assert.equal(node.listenerCount("job"), 1);
+    node.advance(jobId, "completed");
+    for (const stream of streams) {
+      assert.equal((await stream.next()).value?.data.type, "completed");
+      assert.equal((await stream.next()).value?.event, "end");
+      assert.equal((await stream.next()).done, true);
+    }
+    assert.equal(node.listenerCount("job"), 0);
+  });
+
   it("turns error answers into ApiRequestError with status, code and issues", async () => {
     const client = createApiClient({ url: server.url, token: TOKEN });
     await assert.rejects(client.getJob(`0x${"e".repeat(64)}`), (error: unknown) => {

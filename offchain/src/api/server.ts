@@ -4,15 +4,10 @@ import type { AddressInfo } from "node:net";
 import type { Logger } from "pino";
 import type { Hex } from "viem";
 import { ApiError, sendError, sendJson } from "./errors.ts";
+import { JobEventHub } from "./hub.ts";
 import { describeIssues, JOB_ID, SubmitJobBodySchema } from "./schemas.ts";
 import { openEventStream, type EventStream } from "./sse.ts";
-import {
-  TERMINAL_EVENT_TYPES,
-  TERMINAL_JOB_STATES,
-  type ApiJobEvent,
-  type ApiJobView,
-  type ApiNode,
-} from "./types.ts";
+import { TERMINAL_EVENT_TYPES, TERMINAL_JOB_STATES, type ApiJobView, type ApiNode } from "./types.ts";
 
 export const DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024;
 
@@ -63,6 +58,7 @@ export async function createApiServer(options: ApiServerOptions): Promise<ApiSer
   const heartbeatMs = options.heartbeatMs ?? 15_000;
   const logger = options.logger?.child({ domain: "api" });
   const streams = new Set<EventStream>();
+  const hub = new JobEventHub(node);
   const tokenDigest = digest(options.token);
 
   const routes: Route[] = [
@@ -87,7 +83,7 @@ export async function createApiServer(options: ApiServerOptions): Promise<ApiSer
       method: "GET",
       pattern: /^\/jobs\/([^/]+)\/events$/,
       handler: ({ request, response, params }) =>
-        streamJobEvents(node, findJob(node, params[0]), request, response, { streams, heartbeatMs }),
+        streamJobEvents(node, findJob(node, params[0]), request, response, { streams, hub, heartbeatMs }),
     },
     {
       method: "GET",
@@ -128,6 +124,7 @@ export async function createApiServer(options: ApiServerOptions): Promise<ApiSer
     url,
     close: async () => {
       for (const stream of streams) stream.close();
+      hub.close();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();
@@ -270,35 +267,26 @@ function streamJobEvents(
   job: ApiJobView,
   request: IncomingMessage,
   response: ServerResponse,
-  { streams, heartbeatMs }: { streams: Set<EventStream>; heartbeatMs: number },
+  { streams, hub, heartbeatMs }: { streams: Set<EventStream>; hub: JobEventHub; heartbeatMs: number },
 ): void {
   const stream = openEventStream(response, heartbeatMs);
   streams.add(stream);
   const finish = () => {
-    const final = node.getJob(job.jobId) ?? job;
-    stream.send("end", final);
+    stream.send("end", node.getJob(job.jobId) ?? job);
     stream.close();
   };
-  const listener = (event: ApiJobEvent) => {
-    if (event.jobId.toLowerCase() !== job.jobId.toLowerCase()) return;
+  // getJob (by the caller) and watching here run in one synchronous step: no event falls between.
+  const stopWatching = hub.watch(job.jobId, (event) => {
     stream.send("job", event);
     if (TERMINAL_EVENT_TYPES.has(event.type)) queueMicrotask(finish);
-  };
-  // getJob above and subscribing here run in one synchronous step, so no event falls between.
-  const unsubscribe = subscribe(node, listener);
+  });
   stream.onClose(() => {
-    unsubscribe();
+    stopWatching();
     streams.delete(stream);
   });
   request.on("close", () => stream.close());
   for (const event of job.events) stream.send("job", event);
   if (TERMINAL_JOB_STATES.has(job.state)) finish();
-}
-
-function subscribe(node: ApiNode, listener: (event: ApiJobEvent) => void): () => void {
-  const returned = node.on("job", listener);
-  if (typeof returned === "function") return returned as () => void;
-  return () => node.off?.("job", listener);
 }
 
 function asApiError(error: unknown): ApiError {
