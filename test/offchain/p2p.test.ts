@@ -24,7 +24,11 @@ function seed(label: number): Uint8Array {
   return new Uint8Array(32).fill(label);
 }
 
-async function waitFor(condition: () => boolean | Promise<boolean>, what: string, timeoutMs = 15_000): Promise<void> {
+async function waitFor(
+  condition: () => boolean | Promise<boolean>,
+  what: string,
+  timeoutMs = 15_000,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!(await condition())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
@@ -43,7 +47,12 @@ async function expectMeshError(promise: Promise<unknown>, code: string): Promise
 }
 
 /** Sends one raw length-prefixed frame on a fresh stream and returns the decoded JSON reply. */
-async function rawRequest(from: MeshNode, to: MeshNode, protocol: string, frame: Uint8Array): Promise<unknown> {
+async function rawRequest(
+  from: MeshNode,
+  to: MeshNode,
+  protocol: string,
+  frame: Uint8Array,
+): Promise<unknown> {
   const stream = await from.libp2p.dialProtocol(peerIdFromString(to.peerId), protocol);
   const lp = lpStream(stream);
   await lp.write(frame);
@@ -54,7 +63,11 @@ async function rawRequest(from: MeshNode, to: MeshNode, protocol: string, frame:
 
 const started: MeshNode[] = [];
 
-async function startNode(label: number, bootstrap: MeshNode[], limits?: Partial<MeshLimits>): Promise<MeshNode> {
+async function startNode(
+  label: number,
+  bootstrap: MeshNode[],
+  limits?: Partial<MeshLimits>,
+): Promise<MeshNode> {
   const node = await createMeshNode({
     peerKeySeed: seed(label),
     bootstrap: bootstrap.map((peer) => peer.multiaddrs()[0]!),
@@ -89,7 +102,10 @@ describe("p2p mesh over loopback TCP", { timeout: 60_000 }, () => {
   });
 
   it("forms a mesh through the bootstrap peer, with keys derived from the seed", async () => {
-    await waitFor(() => a.peers().length >= 3 && [b, c, d].every((node) => node.peers().includes(a.peerId)), "bootstrap");
+    await waitFor(
+      () => a.peers().length >= 3 && [b, c, d].every((node) => node.peers().includes(a.peerId)),
+      "bootstrap",
+    );
 
     const expectedPeerId = peerIdFromPrivateKey(await peerKeyFromSeed(seed(2))).toString();
     assert.equal(b.peerId, expectedPeerId);
@@ -110,7 +126,10 @@ describe("p2p mesh over loopback TCP", { timeout: 60_000 }, () => {
       received.set(node.peerId, []);
       node.subscribe(topic, News, (message, from) => void received.get(node.peerId)!.push({ message, from }));
     }
-    await waitFor(() => b.libp2p.services.pubsub.getSubscribers(topic).length >= 3, "subscriptions to reach the publisher");
+    await waitFor(
+      () => b.libp2p.services.pubsub.getSubscribers(topic).length >= 3,
+      "subscriptions to reach the publisher",
+    );
 
     for (let seq = 0; seq < 3; seq++) await b.publish(topic, News, { seq, text: `hello ${seq}` });
     await waitFor(() => [...received.values()].every((list) => list.length === 3), "gossip delivery");
@@ -120,7 +139,10 @@ describe("p2p mesh over loopback TCP", { timeout: 60_000 }, () => {
       assert.ok(list.every(({ from }) => from === b.peerId));
     }
     await expectMeshError(b.publish(topic, News, { seq: -1, text: "x" }), "malformed");
-    await expectMeshError(b.publish(topic, News, { seq: 1, text: "x".repeat(100) }, { maxBytes: 64 }), "too_large");
+    await expectMeshError(
+      b.publish(topic, News, { seq: 1, text: "x".repeat(100) }, { maxBytes: 64 }),
+      "too_large",
+    );
   });
 
   it("rejects malformed and oversized gossip with a reason counted against the sender", async () => {
@@ -131,12 +153,18 @@ describe("p2p mesh over loopback TCP", { timeout: 60_000 }, () => {
     const unhook = a.onReject((event) => rejections.push(event));
     a.subscribe(topic, News, (message) => void delivered.push(message), { maxBytes: 256 });
     const pubsub = attacker.libp2p.services.pubsub;
-    await waitFor(() => pubsub.getSubscribers(topic).some((peer) => peer.toString() === a.peerId), "attacker to see the subscription");
+    await waitFor(
+      () => pubsub.getSubscribers(topic).some((peer) => peer.toString() === a.peerId),
+      "attacker to see the subscription",
+    );
 
     await pubsub.publish(topic, encoder.encode("{not json"));
     await pubsub.publish(topic, encoder.encode(JSON.stringify({ seq: "one", text: 1 })));
     await pubsub.publish(topic, encoder.encode(JSON.stringify({ seq: 1, text: "y".repeat(400) })));
-    await waitFor(() => rejections.filter((event) => event.peerId === attacker.peerId).length >= 3, "three rejections");
+    await waitFor(
+      () => rejections.filter((event) => event.peerId === attacker.peerId).length >= 3,
+      "three rejections",
+    );
     unhook();
 
     const counts = a.penalties(attacker.peerId).counts;
@@ -149,7 +177,10 @@ describe("p2p mesh over loopback TCP", { timeout: 60_000 }, () => {
     assert.match(reasons.find((event) => event.detail.includes("schema"))!.detail, /seq/);
     assert.equal(delivered.length, 0);
 
-    await waitFor(() => c.libp2p.services.pubsub.getSubscribers(topic).length >= 1, "honest publisher to see the subscription");
+    await waitFor(
+      () => c.libp2p.services.pubsub.getSubscribers(topic).length >= 1,
+      "honest publisher to see the subscription",
+    );
     await c.publish(topic, News, { seq: 7, text: "still serving" });
     await waitFor(() => delivered.length === 1, "valid gossip after the attack");
     assert.equal(delivered[0]!.text, "still serving");
@@ -163,13 +194,18 @@ describe("p2p mesh over loopback TCP", { timeout: 60_000 }, () => {
 
     assert.deepEqual(await b.request(c.peerId, SUM_PROTOCOL, sumSpec, { a: 2, b: 40 }), { sum: 42 });
     assert.deepEqual(await d.request(c.multiaddrs()[0]!, SUM_PROTOCOL, sumSpec, { a: -5, b: 5 }), { sum: 0 });
-    const many = await Promise.all(Array.from({ length: 50 }, (_, i) => b.request(c.peerId, SUM_PROTOCOL, sumSpec, { a: 100, b: i })));
+    const many = await Promise.all(
+      Array.from({ length: 50 }, (_, i) => b.request(c.peerId, SUM_PROTOCOL, sumSpec, { a: 100, b: i })),
+    );
     assert.deepEqual(
       many.map(({ sum }) => sum),
       Array.from({ length: 50 }, (_, i) => 100 + i),
     );
 
-    const failed = await expectMeshError(b.request(c.peerId, SUM_PROTOCOL, sumSpec, { a: 13, b: 1 }), "handler_error");
+    const failed = await expectMeshError(
+      b.request(c.peerId, SUM_PROTOCOL, sumSpec, { a: 13, b: 1 }),
+      "handler_error",
+    );
     assert.match(failed.reason, /thirteen/);
     await expectMeshError(b.request(c.peerId, SUM_PROTOCOL, sumSpec, { a: 1.5, b: 1 }), "malformed");
     await expectMeshError(b.request(c.peerId, "/cell-test/absent/1", sumSpec, { a: 1, b: 1 }), "unsupported");
@@ -178,15 +214,23 @@ describe("p2p mesh over loopback TCP", { timeout: 60_000 }, () => {
 
   it("rejects malformed and oversized request frames with reasons and keeps serving", async () => {
     const before = c.penalties(d.peerId).counts;
-    assert.deepEqual(await rawRequest(d, c, SUM_PROTOCOL, encoder.encode("{\"a\":")), {
-      error: { code: "malformed", reason: `request on ${SUM_PROTOCOL} is not UTF-8 JSON: Unexpected end of JSON input` },
+    assert.deepEqual(await rawRequest(d, c, SUM_PROTOCOL, encoder.encode('{"a":')), {
+      error: {
+        code: "malformed",
+        reason: `request on ${SUM_PROTOCOL} is not UTF-8 JSON: Unexpected end of JSON input`,
+      },
     });
     const wrongShape = (await rawRequest(d, c, SUM_PROTOCOL, encoder.encode(JSON.stringify({ a: 1 })))) as {
       error: { code: string; reason: string };
     };
     assert.equal(wrongShape.error.code, "malformed");
     assert.match(wrongShape.error.reason, /b: Required/);
-    const tooLarge = (await rawRequest(d, c, SUM_PROTOCOL, encoder.encode(JSON.stringify({ a: 1, b: 2, pad: "z".repeat(400) })))) as {
+    const tooLarge = (await rawRequest(
+      d,
+      c,
+      SUM_PROTOCOL,
+      encoder.encode(JSON.stringify({ a: 1, b: 2, pad: "z".repeat(400) })),
+    )) as {
       error: { code: string; reason: string };
     };
     assert.deepEqual(tooLarge.error, { code: "too_large", reason: "request frame exceeds 256 bytes" });
@@ -204,30 +248,58 @@ describe("p2p mesh over loopback TCP", { timeout: 60_000 }, () => {
     const topic = "/cell-test/flood/1";
     const delivered: News[] = [];
     guarded.subscribe(topic, News, (message) => void delivered.push(message), { ratePerSecond: 5, burst: 5 });
-    await waitFor(() => flooder.libp2p.services.pubsub.getSubscribers(topic).length >= 1, "flooder to see the subscription");
+    await waitFor(
+      () => flooder.libp2p.services.pubsub.getSubscribers(topic).length >= 1,
+      "flooder to see the subscription",
+    );
 
     const floodStart = Date.now();
     for (let seq = 0; seq < 40; seq++) {
-      await flooder.libp2p.services.pubsub.publish(topic, encoder.encode(JSON.stringify({ seq, text: "flood" })));
+      await flooder.libp2p.services.pubsub.publish(
+        topic,
+        encoder.encode(JSON.stringify({ seq, text: "flood" })),
+      );
       await new Promise((resolve) => setTimeout(resolve, 2));
     }
-    await waitFor(() => delivered.length + guarded.penalties(flooder.peerId).counts.rate_limited >= 40, "flood to be processed");
+    await waitFor(
+      () => delivered.length + guarded.penalties(flooder.peerId).counts.rate_limited >= 40,
+      "flood to be processed",
+    );
     const allowed = 5 + (5 * (Date.now() - floodStart)) / 1000 + 1;
     assert.ok(delivered.length <= allowed, `${delivered.length} delivered, at most ${allowed} allowed`);
     assert.ok(guarded.penalties(flooder.peerId).counts.rate_limited >= 40 - allowed);
 
-    await guarded.handle("/cell-test/echo/1", { ...sumSpec, ratePerSecond: 5, burst: 5 }, async ({ a: x, b: y }) => ({ sum: x + y }));
-    const outcomes = await Promise.allSettled(
-      Array.from({ length: 100 }, () => flooder.request(guarded.peerId, "/cell-test/echo/1", sumSpec, { a: 1, b: 1 })),
+    await guarded.handle(
+      "/cell-test/echo/1",
+      { ...sumSpec, ratePerSecond: 5, burst: 5 },
+      async ({ a: x, b: y }) => ({ sum: x + y }),
     );
-    const refusals = outcomes.filter((outcome) => outcome.status === "rejected").map((outcome) => outcome.reason as MeshError);
-    assert.ok(refusals.some((err) => err.code === "rate_limited"), "the flood is refused as rate_limited");
-    assert.ok(outcomes.filter((outcome) => outcome.status === "fulfilled").length <= 10);
+    const requestFloodStart = Date.now();
+    const outcomes = await Promise.allSettled(
+      Array.from({ length: 100 }, () =>
+        flooder.request(guarded.peerId, "/cell-test/echo/1", sumSpec, { a: 1, b: 1 }),
+      ),
+    );
+    const refusals = outcomes
+      .filter((outcome) => outcome.status === "rejected")
+      .map((outcome) => outcome.reason as MeshError);
+    assert.ok(
+      refusals.some((err) => err.code === "rate_limited"),
+      "the flood is refused as rate_limited",
+    );
+    const served = outcomes.filter((outcome) => outcome.status === "fulfilled").length;
+    const servable = 5 + (5 * (Date.now() - requestFloodStart)) / 1000 + 1;
+    assert.ok(served <= servable, `${served} served, at most ${servable} allowed`);
 
     await waitFor(() => guarded.isBlocked(flooder.peerId), "the flooder to be blocked");
     await waitFor(() => !guarded.peers().includes(flooder.peerId), "the flooder to be disconnected");
-    await expectMeshError(flooder.request(guarded.peerId, "/cell-test/echo/1", sumSpec, { a: 1, b: 1 }, { timeoutMs: 3_000 }), "unreachable");
-    assert.deepEqual(await honest.request(guarded.peerId, "/cell-test/echo/1", sumSpec, { a: 20, b: 22 }), { sum: 42 });
+    await expectMeshError(
+      flooder.request(guarded.peerId, "/cell-test/echo/1", sumSpec, { a: 1, b: 1 }, { timeoutMs: 8_000 }),
+      "unreachable",
+    );
+    assert.deepEqual(await honest.request(guarded.peerId, "/cell-test/echo/1", sumSpec, { a: 20, b: 22 }), {
+      sum: 42,
+    });
     assert.ok(guarded.rejectionCounts().rate_limited >= 40);
   });
 
@@ -273,15 +345,24 @@ describe("p2p mesh over loopback TCP", { timeout: 60_000 }, () => {
       seen.set(node.peerId, set);
       node.subscribe(topic, News, ({ seq }) => void set.add(seq));
     }
-    await waitFor(() => a.libp2p.services.pubsub.getSubscribers(topic).length >= 3, "subscriptions to reach the publisher");
+    await waitFor(
+      () => a.libp2p.services.pubsub.getSubscribers(topic).length >= 3,
+      "subscriptions to reach the publisher",
+    );
 
-    const sends = Array.from({ length: 500 }, (_, seq) => a.publish(topic, News, { seq, text: `burst message ${seq}` }));
+    const sends = Array.from({ length: 500 }, (_, seq) =>
+      a.publish(topic, News, { seq, text: `burst message ${seq}` }),
+    );
     assert.ok(a.publishQueueDepth() > 0, "the burst is queued, not pushed at once");
     const recipients = await Promise.all(sends);
     assert.ok(recipients.every((count) => count >= 1));
     assert.equal(a.publishQueueDepth(), 0);
 
-    await waitFor(() => [...seen.values()].every((set) => set.size === 500), "all 500 messages at every subscriber", 30_000);
+    await waitFor(
+      () => [...seen.values()].every((set) => set.size === 500),
+      "all 500 messages at every subscriber",
+      30_000,
+    );
     for (const set of seen.values()) assert.equal(set.size, 500);
   });
 });

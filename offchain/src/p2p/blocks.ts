@@ -38,7 +38,9 @@ export interface FetchBlockOptions {
 const SHA2_256 = 0x12;
 const cidString = z.string().min(8).max(128);
 
-export function blockProtocolSpec(maxBlockBytes: number): ProtocolSpec<{ cid: string }, { found: boolean; data?: string }> {
+export function blockProtocolSpec(
+  maxBlockBytes: number,
+): ProtocolSpec<{ cid: string }, { found: boolean; data?: string }> {
   const maxBase64 = Math.ceil(maxBlockBytes / 3) * 4;
   return {
     request: z.object({ cid: cidString }).strict(),
@@ -82,12 +84,15 @@ export class BlockExchange {
   async serve(source: BlockSource): Promise<void> {
     await this.#rpc.handle(BLOCK_PROTOCOL, this.#spec, async ({ cid }) => {
       const bytes = await source.get(parseCid(cid));
-      return bytes === undefined ? { found: false } : { found: true, data: Buffer.from(bytes).toString("base64") };
+      return bytes === undefined
+        ? { found: false }
+        : { found: true, data: Buffer.from(bytes).toString("base64") };
     });
   }
 
   async fetch(cid: CID, options: FetchBlockOptions = {}): Promise<Uint8Array> {
-    if (cid.multihash.code !== SHA2_256) throw new MeshError("malformed", `CID ${cid.toString()} is not sha2-256`);
+    if (cid.multihash.code !== SHA2_256)
+      throw new MeshError("malformed", `CID ${cid.toString()} is not sha2-256`);
     const failures: string[] = [];
     for await (const peerId of this.#candidates(cid, options)) {
       try {
@@ -113,7 +118,13 @@ export class BlockExchange {
   }
 
   async #fetchFrom(peerId: string, cid: CID, timeoutMs: number | undefined): Promise<Uint8Array | undefined> {
-    const reply = await this.#rpc.request(peerId, BLOCK_PROTOCOL, this.#spec, { cid: cid.toString() }, { timeoutMs });
+    const reply = await this.#rpc.request(
+      peerId,
+      BLOCK_PROTOCOL,
+      this.#spec,
+      { cid: cid.toString() },
+      { timeoutMs },
+    );
     if (!reply.found || reply.data === undefined) return undefined;
     const bytes = new Uint8Array(Buffer.from(reply.data, "base64"));
     const digest = await sha256.digest(bytes);
@@ -143,7 +154,8 @@ export class BlockExchange {
         const peerId = provider.id.toString();
         if (peerId === self || seen.has(peerId)) continue;
         seen.add(peerId);
-        if (provider.multiaddrs.length > 0) await this.#libp2p.peerStore.merge(provider.id, { multiaddrs: provider.multiaddrs });
+        if (provider.multiaddrs.length > 0)
+          await this.#libp2p.peerStore.merge(provider.id, { multiaddrs: provider.multiaddrs });
         yield peerId;
         if (seen.size >= limit) return;
       }

@@ -7,7 +7,10 @@ import { MeshError } from "./errors.ts";
 export interface Schema<T> {
   safeParse(data: unknown):
     | { success: true; data: T }
-    | { success: false; error: { issues: ReadonlyArray<{ path: ReadonlyArray<PropertyKey>; message: string }> } };
+    | {
+        success: false;
+        error: { issues: ReadonlyArray<{ path: ReadonlyArray<PropertyKey>; message: string }> };
+      };
 }
 
 const encoder = new TextEncoder();
@@ -17,13 +20,15 @@ const decoder = new TextDecoder("utf-8", { fatal: true });
 export function encodeMessage<T>(schema: Schema<T>, message: T, maxBytes: number, what: string): Uint8Array {
   const checked = parseWith(schema, message, what);
   const bytes = encoder.encode(JSON.stringify(checked));
-  if (bytes.byteLength > maxBytes) throw new MeshError("too_large", `${what} is ${bytes.byteLength} bytes, limit ${maxBytes}`);
+  if (bytes.byteLength > maxBytes)
+    throw new MeshError("too_large", `${what} is ${bytes.byteLength} bytes, limit ${maxBytes}`);
   return bytes;
 }
 
 /** Parses untrusted bytes: size bound first, then UTF-8 JSON, then the schema. */
 export function decodeMessage<T>(schema: Schema<T>, bytes: Uint8Array, maxBytes: number, what: string): T {
-  if (bytes.byteLength > maxBytes) throw new MeshError("too_large", `${what} is ${bytes.byteLength} bytes, limit ${maxBytes}`);
+  if (bytes.byteLength > maxBytes)
+    throw new MeshError("too_large", `${what} is ${bytes.byteLength} bytes, limit ${maxBytes}`);
   let json: unknown;
   try {
     json = JSON.parse(decoder.decode(bytes));

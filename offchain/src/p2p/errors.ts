@@ -10,7 +10,8 @@ export const REJECT_REASONS = [
 export type RejectReason = (typeof REJECT_REASONS)[number];
 
 /** Codes a request can fail with: a remote refusal, or a local failure before any answer. */
-export type MeshErrorCode = RejectReason | "timeout" | "not_found" | "unreachable" | "unsupported" | "queue_full" | "stopped";
+export type MeshErrorCode =
+  RejectReason | "timeout" | "not_found" | "unreachable" | "unsupported" | "queue_full" | "stopped";
 
 /** A failure the caller can branch on by `code`; `reason` says what exactly was wrong. */
 export class MeshError extends Error {

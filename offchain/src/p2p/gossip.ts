@@ -61,7 +61,12 @@ export class Gossip {
     pubsub.addEventListener("message", (event) => this.#deliver(event.detail));
   }
 
-  subscribe<T>(topic: string, schema: Schema<T>, handler: GossipHandler<T>, options: TopicOptions = {}): () => void {
+  subscribe<T>(
+    topic: string,
+    schema: Schema<T>,
+    handler: GossipHandler<T>,
+    options: TopicOptions = {},
+  ): () => void {
     if (this.#handlers.has(topic)) throw new Error(`already subscribed to ${topic}`);
     const maxBytes = options.maxBytes ?? this.#limits.topicMaxBytes;
     const ratePerSecond = options.ratePerSecond ?? this.#limits.inboundRatePerSecond;
@@ -96,7 +101,12 @@ export class Gossip {
    * to once it leaves the queue; rejects at once if the queue is full or the message is
    * invalid or too large.
    */
-  publish<T>(topic: string, schema: Schema<T>, message: T, options: { maxBytes?: number } = {}): Promise<number> {
+  publish<T>(
+    topic: string,
+    schema: Schema<T>,
+    message: T,
+    options: { maxBytes?: number } = {},
+  ): Promise<number> {
     if (this.#stopped) return Promise.reject(new MeshError("stopped", "the mesh node is stopped"));
     const maxBytes = options.maxBytes ?? this.#topicMaxBytes.get(topic) ?? this.#limits.topicMaxBytes;
     if (this.#queue.length >= this.#limits.publishQueueMax) {
@@ -128,10 +138,13 @@ export class Gossip {
     if (this.#pumpTimer !== undefined || this.#stopped) return;
     while (this.#queue.length > 0 && this.#publishBucket.tryTake()) this.#send(this.#queue.shift()!);
     if (this.#queue.length > 0) {
-      this.#pumpTimer = setTimeout(() => {
-        this.#pumpTimer = undefined;
-        this.#pump();
-      }, Math.max(1, this.#publishBucket.msUntilToken()));
+      this.#pumpTimer = setTimeout(
+        () => {
+          this.#pumpTimer = undefined;
+          this.#pump();
+        },
+        Math.max(1, this.#publishBucket.msUntilToken()),
+      );
     }
   }
 
@@ -140,7 +153,10 @@ export class Gossip {
       (result) => item.resolve(result.recipients.length),
       (err: Error) => {
         if (err.message === NO_SUBSCRIBERS) item.resolve(0);
-        else item.reject(new MeshError("unreachable", `publish on ${item.topic} failed: ${err.message}`, { cause: err }));
+        else
+          item.reject(
+            new MeshError("unreachable", `publish on ${item.topic} failed: ${err.message}`, { cause: err }),
+          );
       },
     );
   }
@@ -151,10 +167,17 @@ export class Gossip {
     const from = message.type === "signed" ? message.from.toString() : "unknown";
     Promise.resolve()
       .then(() => handler(this.#accepted.get(message), from))
-      .catch((err: Error) => this.#log.warn({ topic: message.topic, from, err: err.message }, "gossip handler failed"));
+      .catch((err: Error) =>
+        this.#log.warn({ topic: message.topic, from, err: err.message }, "gossip handler failed"),
+      );
   }
 
-  #reject(peerId: string, topic: string, reason: "malformed" | "too_large" | "rate_limited", detail: string): void {
+  #reject(
+    peerId: string,
+    topic: string,
+    reason: "malformed" | "too_large" | "rate_limited",
+    detail: string,
+  ): void {
     this.#log.debug({ remotePeer: peerId, topic, reason, detail }, "gossip message rejected");
     this.#penalties.record({ peerId, reason, protocol: topic, detail });
   }

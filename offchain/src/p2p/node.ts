@@ -17,7 +17,13 @@ import type { RejectReason } from "./errors.ts";
 import { Gossip, type GossipHandler, type TopicOptions } from "./gossip.ts";
 import { DEFAULT_PENALTY_POLICY, PenaltyBook, type PeerPenalties, type RejectEvent } from "./penalties.ts";
 import { didKeyFromEd25519, peerKeyFromSeed } from "./peer-key.ts";
-import { Rpc, type ProtocolSpec, type RequestHandler, type RequestOptions, type RequestTarget } from "./rpc.ts";
+import {
+  Rpc,
+  type ProtocolSpec,
+  type RequestHandler,
+  type RequestOptions,
+  type RequestTarget,
+} from "./rpc.ts";
 
 export interface MeshLimits {
   /** Default largest gossip message, per topic. */
@@ -104,13 +110,20 @@ export class MeshNode {
   readonly #bootstrap: string[];
   #bootstrapTimer: NodeJS.Timeout | undefined;
 
-  constructor(libp2p: Libp2p<MeshServices>, did: string, penalties: PenaltyBook, log: Logger, limits: MeshLimits, bootstrap: string[]) {
+  constructor(
+    libp2p: Libp2p<MeshServices>,
+    did: string,
+    penalties: PenaltyBook,
+    log: Logger,
+    limits: MeshLimits,
+    bootstrap: string[],
+  ) {
     this.libp2p = libp2p;
     this.peerId = libp2p.peerId.toString();
     this.did = did;
     this.#log = log;
     this.#penalties = penalties;
-    this.#bootstrap = bootstrap;
+    this.#bootstrap = bootstrap.filter((address) => address.split("/p2p/").at(-1) !== this.peerId);
     this.#gossip = new Gossip(libp2p.services.pubsub, penalties, log, {
       topicMaxBytes: limits.gossipMaxBytes,
       inboundRatePerSecond: limits.gossipRatePerSecond,
@@ -139,7 +152,12 @@ export class MeshNode {
     return [...new Set(this.libp2p.getConnections().map((connection) => connection.remotePeer.toString()))];
   }
 
-  subscribe<T>(topic: string, schema: Schema<T>, handler: GossipHandler<T>, options?: TopicOptions): () => void {
+  subscribe<T>(
+    topic: string,
+    schema: Schema<T>,
+    handler: GossipHandler<T>,
+    options?: TopicOptions,
+  ): () => void {
     return this.#gossip.subscribe(topic, schema, handler, options);
   }
 
@@ -152,7 +170,11 @@ export class MeshNode {
     return this.#gossip.queueDepth();
   }
 
-  handle<Req, Res>(protocol: string, spec: ProtocolSpec<Req, Res>, handler: RequestHandler<Req, Res>): Promise<void> {
+  handle<Req, Res>(
+    protocol: string,
+    spec: ProtocolSpec<Req, Res>,
+    handler: RequestHandler<Req, Res>,
+  ): Promise<void> {
     return this.#rpc.handle(protocol, spec, handler);
   }
 
@@ -218,11 +240,14 @@ export class MeshNode {
       const { id, multiaddrs } = event.detail;
       const peerId = id.toString();
       if (peerId === this.peerId || this.isBlocked(peerId) || this.libp2p.status !== "started") return;
-      if (this.libp2p.getConnections(id).length > 0 || this.libp2p.getConnections().length >= targetPeers) return;
+      if (this.libp2p.getConnections(id).length > 0 || this.libp2p.getConnections().length >= targetPeers)
+        return;
       void this.libp2p.peerStore
         .merge(id, { multiaddrs })
         .then(() => this.libp2p.dial(id, { signal: AbortSignal.timeout(5_000) }))
-        .catch((err: Error) => this.#log.debug({ remotePeer: peerId, err: err.message }, "dial to discovered peer failed"));
+        .catch((err: Error) =>
+          this.#log.debug({ remotePeer: peerId, err: err.message }, "dial to discovered peer failed"),
+        );
     });
   }
 
@@ -268,12 +293,11 @@ export class MeshNode {
 
   #isConnected(address: string): boolean {
     const peer = address.split("/p2p/").at(-1);
-    return peer !== undefined && peer !== this.peerId && this.libp2p.getConnections(peerIdFromString(peer)).length > 0;
-  }
-
-  blockPeer(peerId: string, untilMs: number): void {
-    this.#log.warn({ remotePeer: peerId, until: new Date(untilMs).toISOString() }, "peer blocked for misbehaviour");
-    void this.libp2p.hangUp(peerIdFromString(peerId)).catch(() => undefined);
+    return (
+      peer !== undefined &&
+      peer !== this.peerId &&
+      this.libp2p.getConnections(peerIdFromString(peer)).length > 0
+    );
   }
 }
 
@@ -286,10 +310,15 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
   for (const address of bootstrap) {
     if (!address.includes("/p2p/")) throw new Error(`bootstrap address ${address} lacks /p2p/<peer id>`);
   }
-  let node: MeshNode | undefined;
   const penalties = new PenaltyBook(
     { weights: limits.penaltyWeights, blockThreshold: limits.penaltyThreshold, blockMs: limits.blockMs },
-    (peerId, untilMs) => node?.blockPeer(peerId, untilMs),
+    (peerId, untilMs) => {
+      log.warn(
+        { remotePeer: peerId, until: new Date(untilMs).toISOString() },
+        "peer blocked for misbehaviour",
+      );
+      libp2p.hangUp(peerIdFromString(peerId)).catch(() => undefined);
+    },
   );
   const isBlocked = (peerId: { toString(): string }): boolean => penalties.isBlocked(peerId.toString());
   const libp2p = await createLibp2p<MeshServices>({
@@ -319,7 +348,14 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
     },
   });
   const log = baseLog.child({ peerId: libp2p.peerId.toString() });
-  node = new MeshNode(libp2p, didKeyFromEd25519(privateKey.publicKey.raw), penalties, log, limits, bootstrap);
+  const node = new MeshNode(
+    libp2p,
+    didKeyFromEd25519(privateKey.publicKey.raw),
+    penalties,
+    log,
+    limits,
+    bootstrap,
+  );
   node.dialDiscoveredPeers(limits.targetPeers);
   if (options.blockSource !== undefined) await node.serveBlocks(options.blockSource);
   log.info({ did: node.did, multiaddrs: node.multiaddrs() }, "mesh node started");

@@ -12,7 +12,8 @@ export async function peerKeyFromSeed(seed: Uint8Array): Promise<Ed25519PrivateK
 
 /** `did:key` of a raw 32-byte Ed25519 public key (multicodec 0xed01, base58btc). */
 export function didKeyFromEd25519(publicKey: Uint8Array): string {
-  if (publicKey.byteLength !== 32) throw new Error(`Ed25519 public key must be 32 bytes, got ${publicKey.byteLength}`);
+  if (publicKey.byteLength !== 32)
+    throw new Error(`Ed25519 public key must be 32 bytes, got ${publicKey.byteLength}`);
   const prefixed = new Uint8Array(34);
   prefixed.set(ED25519_PUB_MULTICODEC);
   prefixed.set(publicKey, 2);

@@ -46,7 +46,9 @@ export type PeerLocator = (peerId: string, signal: AbortSignal) => Promise<void>
 /** A peer id string, or a multiaddr string ending in `/p2p/<peer id>`. */
 export type RequestTarget = string | PeerId;
 
-const errorEnvelope = z.object({ error: z.object({ code: z.string().max(64), reason: z.string().max(2048) }) }).strict();
+const errorEnvelope = z
+  .object({ error: z.object({ code: z.string().max(64), reason: z.string().max(2048) }) })
+  .strict();
 const okEnvelope = z.object({ ok: z.unknown() }).strict();
 const replyEnvelope = z.union([okEnvelope, errorEnvelope]);
 const FRAME_SLACK = 64;
@@ -63,6 +65,8 @@ interface PooledStream {
   stream: Stream;
   lp: LengthPrefixedStream<Stream>;
   busy: boolean;
+  /** Completed request-response exchanges on this stream. */
+  exchanges: number;
 }
 
 interface StreamPool {
@@ -91,8 +95,15 @@ export class Rpc {
     this.#limits = limits;
   }
 
-  async handle<Req, Res>(protocol: string, spec: ProtocolSpec<Req, Res>, handler: RequestHandler<Req, Res>): Promise<void> {
-    const limiter = new KeyedRateLimiter(spec.ratePerSecond ?? this.#limits.ratePerSecond, spec.burst ?? this.#limits.burst);
+  async handle<Req, Res>(
+    protocol: string,
+    spec: ProtocolSpec<Req, Res>,
+    handler: RequestHandler<Req, Res>,
+  ): Promise<void> {
+    const limiter = new KeyedRateLimiter(
+      spec.ratePerSecond ?? this.#limits.ratePerSecond,
+      spec.burst ?? this.#limits.burst,
+    );
     const serve = (stream: Stream, connection: Connection): void => {
       void this.#serve(stream, connection.remotePeer.toString(), protocol, spec, limiter, handler);
     };
@@ -116,24 +127,36 @@ export class Rpc {
   ): Promise<Res> {
     const frame = encodeMessage(spec.request, message, spec.maxRequestBytes, `request for ${protocol}`);
     const timeoutMs = options.timeoutMs ?? this.#limits.timeoutMs;
-    const signal = AbortSignal.any([AbortSignal.timeout(timeoutMs), ...(options.signal ? [options.signal] : [])]);
+    const signal = AbortSignal.any([
+      AbortSignal.timeout(timeoutMs),
+      ...(options.signal ? [options.signal] : []),
+    ]);
     const peerId = await this.#resolve(target, signal);
-    const pooled = await this.#acquire(peerId, protocol, spec, signal);
-    let reply: Uint8Array;
-    try {
-      await pooled.lp.write(frame, { signal });
-      reply = (await pooled.lp.read({ signal })).subarray();
-    } catch (err) {
-      this.#discard(peerId, protocol, pooled, err as Error);
-      if (isFrameTooLong(err)) {
-        const reason = `response on ${protocol} exceeds ${spec.maxResponseBytes} bytes`;
-        this.#reject(peerId, protocol, "too_large", reason);
-        throw new MeshError("too_large", reason);
+    for (;;) {
+      const pooled = await this.#acquire(peerId, protocol, spec, signal);
+      const reused = pooled.exchanges > 0;
+      let reply: Uint8Array;
+      try {
+        await pooled.lp.write(frame, { signal });
+        reply = (await pooled.lp.read({ signal })).subarray();
+      } catch (err) {
+        this.#discard(peerId, protocol, pooled, err as Error);
+        if (isFrameTooLong(err)) {
+          const reason = `response on ${protocol} exceeds ${spec.maxResponseBytes} bytes`;
+          this.#reject(peerId, protocol, "too_large", reason);
+          throw new MeshError("too_large", reason);
+        }
+        if (signal.aborted)
+          throw new MeshError("timeout", `no answer on ${protocol} from ${peerId} within ${timeoutMs} ms`);
+        // a pooled stream the peer closed while idle fails on first use: retry on a fresh one
+        if (reused) continue;
+        throw new MeshError("unreachable", `${protocol} to ${peerId} failed: ${(err as Error).message}`, {
+          cause: err,
+        });
       }
-      if (signal.aborted) throw new MeshError("timeout", `no answer on ${protocol} from ${peerId} within ${timeoutMs} ms`);
-      throw new MeshError("unreachable", `${protocol} to ${peerId} failed: ${(err as Error).message}`, { cause: err });
+      pooled.exchanges += 1;
+      return this.#readReply(peerId, protocol, spec, pooled, reply);
     }
-    return this.#readReply(peerId, protocol, spec, pooled, reply);
   }
 
   async stop(): Promise<void> {
@@ -150,7 +173,10 @@ export class Rpc {
     limiter: KeyedRateLimiter,
     handler: RequestHandler<Req, Res>,
   ): Promise<void> {
-    const lp = lpStream(stream, { maxDataLength: spec.maxRequestBytes, maxBufferSize: 2 * spec.maxRequestBytes + FRAME_SLACK });
+    const lp = lpStream(stream, {
+      maxDataLength: spec.maxRequestBytes,
+      maxBufferSize: 2 * spec.maxRequestBytes + FRAME_SLACK,
+    });
     try {
       for (;;) {
         let frame: Uint8Array;
@@ -195,7 +221,9 @@ export class Rpc {
     }
     try {
       const response = await handler(request, peerId);
-      return new TextEncoder().encode(JSON.stringify({ ok: parseWith(spec.response, response, `response on ${protocol}`) }));
+      return new TextEncoder().encode(
+        JSON.stringify({ ok: parseWith(spec.response, response, `response on ${protocol}`) }),
+      );
     } catch (err) {
       return this.#handlerFailure(peerId, protocol, err as Error);
     }
@@ -229,7 +257,8 @@ export class Rpc {
     if ("error" in envelope) {
       const { code, reason } = envelope.error;
       // a peer closes the stream after a too_large request: its remaining bytes cannot be resynced
-      if (code === "too_large") this.#discard(peerId, protocol, pooled, new Error("closed by peer after too_large"));
+      if (code === "too_large")
+        this.#discard(peerId, protocol, pooled, new Error("closed by peer after too_large"));
       else this.#release(peerId, protocol, pooled);
       throw new MeshError(isRejectReason(code) ? code : "unknown", reason);
     }
@@ -252,7 +281,12 @@ export class Rpc {
   }
 
   /** An idle pooled stream, a new one while the pool has room, or else the next one freed. */
-  async #acquire(peerId: string, protocol: string, spec: ProtocolSpec<unknown, unknown>, signal: AbortSignal): Promise<PooledStream> {
+  async #acquire(
+    peerId: string,
+    protocol: string,
+    spec: ProtocolSpec<unknown, unknown>,
+    signal: AbortSignal,
+  ): Promise<PooledStream> {
     const pool = this.#pool(`${peerId} ${protocol}`);
     for (;;) {
       removeWhere(pool.streams, ({ stream }) => !isUsable(stream));
@@ -261,7 +295,8 @@ export class Rpc {
         idle.busy = true;
         return idle;
       }
-      if (pool.streams.length + pool.opening < this.#limits.streamsPerPeer) return this.#open(pool, peerId, protocol, spec, signal);
+      if (pool.streams.length + pool.opening < this.#limits.streamsPerPeer)
+        return this.#open(pool, peerId, protocol, spec, signal);
       await this.#streamFreed(pool, peerId, protocol, signal);
     }
   }
@@ -278,13 +313,20 @@ export class Rpc {
       await this.#locate(peerId, signal);
       const stream = await this.#libp2p.dialProtocol(peerIdFromString(peerId), protocol, { signal });
       const maxFrame = spec.maxResponseBytes;
-      const pooled = { stream, lp: lpStream(stream, { maxDataLength: maxFrame, maxBufferSize: maxFrame + FRAME_SLACK }), busy: true };
+      const pooled = {
+        stream,
+        lp: lpStream(stream, { maxDataLength: maxFrame, maxBufferSize: maxFrame + FRAME_SLACK }),
+        busy: true,
+        exchanges: 0,
+      };
       pool.streams.push(pooled);
       return pooled;
     } catch (err) {
       if (signal.aborted) throw new MeshError("timeout", `opening ${protocol} to ${peerId} timed out`);
       const code = (err as Error).name === "UnsupportedProtocolError" ? "unsupported" : "unreachable";
-      throw new MeshError(code, `cannot open ${protocol} to ${peerId}: ${(err as Error).message}`, { cause: err });
+      throw new MeshError(code, `cannot open ${protocol} to ${peerId}: ${(err as Error).message}`, {
+        cause: err,
+      });
     } finally {
       pool.opening -= 1;
       pool.waiters.shift()?.();
@@ -338,7 +380,9 @@ function removeWhere<T>(items: T[], predicate: (item: T) => boolean): void {
 }
 
 function isUsable(stream: Stream): boolean {
-  return stream.status === "open" && stream.writeStatus === "writable" && stream.remoteWriteStatus === "writable";
+  return (
+    stream.status === "open" && stream.writeStatus === "writable" && stream.remoteWriteStatus === "writable"
+  );
 }
 
 function isFrameTooLong(err: unknown): boolean {

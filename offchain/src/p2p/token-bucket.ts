@@ -6,7 +6,8 @@ export class TokenBucket {
   #updatedAt: number;
 
   constructor(ratePerSecond: number, burst: number) {
-    if (!(ratePerSecond > 0) || !(burst >= 1)) throw new Error(`invalid token bucket: rate ${ratePerSecond}/s, burst ${burst}`);
+    if (!(ratePerSecond > 0) || !(burst >= 1))
+      throw new Error(`invalid token bucket: rate ${ratePerSecond}/s, burst ${burst}`);
     this.ratePerSecond = ratePerSecond;
     this.burst = burst;
     this.#tokens = burst;
