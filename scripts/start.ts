@@ -12,7 +12,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { pino, type Logger } from "pino";
 import { parseEther, type Address } from "viem";
-import { API_INFO_FILE, writeApiInfo } from "../offchain/src/api/index.ts";
+import { API_INFO_FILE, readApiInfo, writeApiInfo } from "../offchain/src/api/index.ts";
 import {
   createWriter,
   devnetPrivateKey,
@@ -73,6 +73,7 @@ try {
 }
 
 async function main(): Promise<void> {
+  await refuseIfRunning();
   await rm(DEVNET_DIR, { recursive: true, force: true });
   await mkdir(DEVNET_DIR, { recursive: true });
 
@@ -125,6 +126,24 @@ async function main(): Promise<void> {
   say("waiting until the buyer sees the staked donors…");
   const staked = await waitForStakedDonors(buyer.served.node, donorCount);
   process.stdout.write(summary(devnet, deploymentFile, buyer, donors, staked));
+}
+
+/** A second `npm start` on the same dir would wipe the first one's nodes from under it. */
+async function refuseIfRunning(): Promise<void> {
+  const info = await readApiInfo(join(CELL_DIR, API_INFO_FILE)).catch(() => undefined);
+  if (info?.pid === undefined || info.pid === process.pid || !isAlive(info.pid)) return;
+  throw new Error(
+    `another devnet (pid ${info.pid}) is running from ${CELL_DIR}; stop it first or pass --dir DIR`,
+  );
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM";
+  }
 }
 
 async function fundAndRegister(
@@ -274,7 +293,7 @@ async function shutdown(code: number): Promise<void> {
     return;
   }
   stopping = true;
-  say("stopping the nodes and the chain…");
+  if (stops.length > 0) say("stopping the nodes and the chain…");
   for (const stop of stops.reverse()) {
     await stop().catch((error: unknown) => say(`  while stopping: ${(error as Error).message}`));
   }

@@ -278,6 +278,17 @@ describe("npm start and the CLI on a devnet", { timeout: 300_000 }, () => {
     assert.equal(existsSync(join(nodeDir, "api.json")), false, "api.json is removed on stop");
   });
 
+  it("refuses a second devnet on the same dir while the first runs", async () => {
+    const second = launch([START, "--dir", dir, "--chain-port", "1"]);
+    assert.equal(await second.exited, 1);
+    assert.match(second.stderr(), new RegExp(`another devnet \\(pid ${devnet.child.pid}\\) is running`));
+    assert.equal(
+      existsSync(join(dir, "devnet", "buyer", "cell.db")),
+      true,
+      "the running devnet's files are untouched",
+    );
+  });
+
   it("stops the nodes and the chain on Ctrl-C", async () => {
     const code = await stop(devnet, "SIGINT");
     assert.equal(code, 0, devnet.stderr().slice(-2000));
