@@ -1,0 +1,108 @@
+// Randomized model check of net settlement: random channels, deposits, top-ups and batches with
+// duplicates, stale and forged vouchers; after every batch the chain must match a plain model and
+// the total of balances must be unchanged. The seed is printed so a failure can be replayed.
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { network } from "hardhat";
+import { getAddress, parseEventLogs, zeroHash } from "viem";
+import type { Address } from "viem";
+import { atpTokenAbi, channelIdOf, signVoucher, toCompactSignature } from "../../offchain/src/chain/index.ts";
+import type { ChannelKey } from "../../offchain/src/chain/index.ts";
+import { deployCell } from "./helpers/deploy.ts";
+import { operatorAccount } from "./helpers/fixture.ts";
+
+/** mulberry32: small deterministic PRNG. */
+function random(seed: number) {
+  let state = seed >>> 0;
+  const next = () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  return {
+    next,
+    int: (max: number) => Math.floor(next() * max),
+    pick: <T>(items: readonly T[]) => items[Math.floor(next() * items.length)]!,
+  };
+}
+
+describe("net settlement against a model (randomized)", async () => {
+  const connection = await network.create();
+
+  it("pays exactly what the model pays, once per payee per batch, conserving balances", async () => {
+    const seed = Number(process.env.CELL_PROPERTY_SEED ?? Date.now() % 2 ** 31);
+    const rng = random(seed);
+    const fx = await connection.networkHelpers.loadFixture(function cell() {
+      return deployCell(connection);
+    });
+    const { channels, token, buyer, publicClient, chainId } = fx;
+    const voucherKey = operatorAccount("property-voucher-key");
+    const forger = operatorAccount("property-forger");
+    const payees: Address[] = [fx.payee, fx.payee2, fx.reporter].map((w) => getAddress(w.account.address));
+    const accounts: Address[] = [buyer.account.address, channels.address, ...payees];
+    const total = async () =>
+      (await Promise.all(accounts.map((a) => token.read.balanceOf([a])))).reduce((x, y) => x + y, 0n);
+
+    const model = new Map<string, { key: ChannelKey; deposit: bigint; paid: bigint }>();
+    for (let i = 0; i < 8; i++) {
+      const key = {
+        buyer: buyer.account.address,
+        signer: voucherKey.address,
+        payee: rng.pick(payees),
+        nonce: BigInt(i),
+      };
+      const deposit = BigInt(1 + rng.int(1_000));
+      await channels.write.open([key.signer, key.payee, key.nonce, deposit], { account: buyer.account });
+      model.set(channelIdOf(key), { key, deposit, paid: 0n });
+    }
+    const before = await total();
+
+    for (let round = 0; round < 6; round++) {
+      const entries = [...model.values()];
+      const topped = rng.pick(entries);
+      const extra = BigInt(rng.int(300));
+      if (extra > 0n) {
+        await channels.write.topUp([channelIdOf(topped.key), extra], { account: buyer.account });
+        topped.deposit += extra;
+      }
+      const batch = [];
+      const expected = new Map<Address, bigint>();
+      for (let i = 0; i < 10; i++) {
+        const channel = rng.pick(entries);
+        const amount = BigInt(rng.int(Number(channel.deposit) + 200));
+        const forged = rng.next() < 0.15;
+        const signature = await signVoucher(forged ? forger : voucherKey, chainId, channels.address, {
+          channelId: channelIdOf(channel.key),
+          cumulativeAmount: amount,
+        });
+        batch.push({ key: channel.key, cumulativeAmount: amount, ...toCompactSignature(signature) });
+        const capped = amount < channel.deposit ? amount : channel.deposit;
+        if (!forged && capped > channel.paid) {
+          expected.set(channel.key.payee, (expected.get(channel.key.payee) ?? 0n) + capped - channel.paid);
+          channel.paid = capped;
+        }
+      }
+      const hash = await channels.write.settle([batch, 0n, zeroHash, 0n]);
+      const logs = (await publicClient.waitForTransactionReceipt({ hash })).logs;
+      const transfers = parseEventLogs({ abi: atpTokenAbi, logs, eventName: "Transfer" });
+      const paidTo = new Map(transfers.map((t) => [t.args.to, t.args.value]));
+      assert.equal(transfers.length, expected.size, `seed ${seed}: one transfer per paid payee`);
+      for (const [payee, amount] of expected)
+        assert.equal(paidTo.get(payee), amount, `seed ${seed}: payee ${payee}`);
+      for (const [channelId, channel] of model) {
+        assert.deepEqual(
+          await channels.read.channels([channelId as `0x${string}`]),
+          [channel.deposit, channel.paid, 0n],
+          `seed ${seed}`,
+        );
+        assert.ok(channel.paid <= channel.deposit);
+      }
+      const deposits = [...model.values()].reduce((sum, c) => sum + c.deposit, 0n);
+      const paid = [...model.values()].reduce((sum, c) => sum + c.paid, 0n);
+      assert.equal(await token.read.balanceOf([channels.address]), deposits - paid, `seed ${seed}: escrow`);
+      assert.equal(await total(), before, `seed ${seed}: total of balances`);
+    }
+  });
+});
