@@ -39,6 +39,16 @@ export interface Cluster {
 export async function startCluster(): Promise<Cluster> {
   const root = await mkdtemp(join(tmpdir(), "cell-e2e-"));
   const devnet = await startDevnet();
+  try {
+    return await prepareCluster(root, devnet);
+  } catch (err) {
+    await devnet.stop();
+    await rm(root, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+async function prepareCluster(root: string, devnet: Devnet): Promise<Cluster> {
   const deploymentFile = join(root, "deployment.json");
   await writeFile(deploymentFile, serializeDeployment(devnet.deployment));
   const faucet = createWriter(devnet.rpcUrl, devnet.deployment, devnet.deployerKey);

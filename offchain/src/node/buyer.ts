@@ -91,10 +91,8 @@ export class Buyer {
   readonly #jobs = new Map<Hex, BuyerJob>();
   readonly #scheduler = new JobScheduler<BuyerJob>();
   readonly #events = new EventEmitter();
-  readonly #pendingWrites: (() => void)[] = [];
   #inFlight = 0;
   #tick: NodeJS.Timeout | undefined;
-  #flushScheduled = false;
   #stopped = false;
 
   constructor(ctx: NodeContext, peers: PeerBook) {
@@ -114,7 +112,6 @@ export class Buyer {
     this.#stopped = true;
     clearInterval(this.#tick);
     for (const job of this.#jobs.values()) if (job.current) clearInterval(job.current.timer);
-    this.#flush();
   }
 
   on(listener: (event: JobEvent) => void): void {
@@ -171,9 +168,8 @@ export class Buyer {
     this.#jobs.set(job.jobId, job);
 
     detach(ctx.log, "announcing a job", ctx.mesh.publish(TOPIC_JOBS, JobAnnounceSchema, announce, { maxBytes: MESSAGE_LIMITS.announce }));
-    for (const cid of [moduleCid, inputCid]) {
-      detach(ctx.log, "providing a job block", ctx.mesh.provide(CID.parse(cid), { signal: AbortSignal.timeout(10_000) }));
-    }
+    ctx.provider.add(moduleCid);
+    ctx.provider.add(inputCid);
     this.#setState(job, "announced");
     this.#emit(job, { type: "announced" });
     this.#scheduler.enqueue(queued(job));
@@ -256,6 +252,14 @@ export class Buyer {
       }
       const chosen = selection.chosen[0] as BidCandidate | undefined;
       if (!chosen) break;
+      if (!(await verifyBid(ctx.domain, bidFromWire(chosen.bid), chosen.signature))) {
+        // Only the chosen bid's signature is checked: it is the one that binds the executor.
+        const detail = "the bid is not signed by its executor";
+        this.#emit(job, { type: "bid_rejected", reason: "bid_rejected_signature", detail, peerId: chosen.peerId, operator: chosen.operator });
+        refusals.push({ reason: "bid_rejected_signature", detail });
+        candidates.splice(candidates.indexOf(chosen), 1);
+        continue;
+      }
       const outcome = await this.#assign(job, chosen);
       if (outcome === undefined) return;
       refusals.push(outcome);
@@ -284,7 +288,6 @@ export class Buyer {
     const bid = bidFromWire(response.bid);
     if (bid.jobId !== job.jobId) return refuse("bid_rejected_signature", "the bid is for another job");
     if (!peerKeyMatches(response.peerKey, donor.peerId)) return refuse("bid_rejected_signature", "the bid's peer key is not the bidder's");
-    if (!(await verifyBid(ctx.domain, bid, response.signature))) return refuse("bid_rejected_signature", "the bid is not signed by its executor");
     const staked = await ctx.stakes.isActive(bid.executor, response.peerKey);
     this.#emit(job, { type: "bid_received", peerId: donor.peerId, operator: bid.executor, pricePerMegaFuel: bid.pricePerMegaFuel.toString() });
     this.#write(() => {
@@ -513,31 +516,9 @@ export class Buyer {
     });
   }
 
-  /** Buyer-side writes are batched into one transaction per tick of the event loop. */
+  /** Buyer-side writes go through the store's group commit: one transaction, one fsync per turn. */
   #write(write: () => void): void {
-    this.#pendingWrites.push(write);
-    if (this.#flushScheduled) return;
-    this.#flushScheduled = true;
-    setImmediate(() => this.#flush());
-  }
-
-  #flush(): void {
-    this.#flushScheduled = false;
-    const writes = this.#pendingWrites.splice(0);
-    if (writes.length === 0) return;
-    try {
-      this.#ctx.store.transaction(() => {
-        for (const write of writes) {
-          try {
-            write();
-          } catch (err) {
-            this.#ctx.log.warn({ err: errorMessage(err) }, "a job state write was refused");
-          }
-        }
-      });
-    } catch (err) {
-      this.#ctx.log.error({ err: errorMessage(err) }, "could not persist job state");
-    }
+    this.#ctx.store.commit(write).catch((err: unknown) => this.#ctx.log.warn({ err: errorMessage(err) }, "a job state write was refused"));
   }
 
   /** Reloads this node's jobs after a restart; unfinished ones are placed again. */

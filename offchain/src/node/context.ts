@@ -4,6 +4,7 @@ import type { Store } from "../store/index.ts";
 import type { MeshNode } from "../p2p/index.ts";
 import type { Runtime } from "../runtime/index.ts";
 import type { NodeConfig } from "./config.ts";
+import type { ProvideQueue } from "./provide-queue.ts";
 import type { StakeCache } from "./stake-cache.ts";
 
 /** What the donor and buyer halves of a node share. */
@@ -15,6 +16,8 @@ export interface NodeContext {
   /** Present when the donor half runs. */
   runtime?: Runtime;
   stakes: StakeCache;
+  /** CIDs to announce in the DHT (receipts, outputs, job blocks). */
+  provider: ProvideQueue;
   /** DonorRegistry's EIP-712 domain: job specs, bids and receipts are signed in it. */
   domain: TypedDataDomain;
   operator: LocalAccount;

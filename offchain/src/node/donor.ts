@@ -49,26 +49,37 @@ const OFFER_LIMIT = 10_000;
 const DELIVERY_ATTEMPTS = 4;
 
 export const protocolSpecs = {
-  bid: { request: BidRequestSchema, response: BidResponseSchema, maxRequestBytes: MESSAGE_LIMITS.bidRequest, maxResponseBytes: MESSAGE_LIMITS.bidResponse },
+  bid: {
+    request: BidRequestSchema,
+    response: BidResponseSchema,
+    maxRequestBytes: MESSAGE_LIMITS.bidRequest,
+    maxResponseBytes: MESSAGE_LIMITS.bidResponse,
+    ratePerSecond: 5_000,
+    burst: 10_000,
+  },
   assign: {
     request: AssignRequestSchema,
     response: AssignResponseSchema,
     maxRequestBytes: MESSAGE_LIMITS.assignRequest,
     maxResponseBytes: MESSAGE_LIMITS.assignResponse,
+    ratePerSecond: 5_000,
+    burst: 10_000,
   },
   status: {
     request: StatusRequestSchema,
     response: StatusResponseSchema,
     maxRequestBytes: MESSAGE_LIMITS.statusRequest,
     maxResponseBytes: MESSAGE_LIMITS.statusResponse,
-    ratePerSecond: 100,
-    burst: 200,
+    ratePerSecond: 50,
+    burst: 100,
   },
   receipt: {
     request: ReceiptDeliverySchema,
     response: ReceiptAckSchema,
     maxRequestBytes: MESSAGE_LIMITS.receiptDelivery,
     maxResponseBytes: MESSAGE_LIMITS.receiptAck,
+    ratePerSecond: 5_000,
+    burst: 10_000,
   },
 } as const;
 
@@ -166,7 +177,7 @@ export class Donor {
     if (this.#stopping) return decline("shutting_down", "the node is stopping");
     if (request.job.buyerPeer !== from) return decline("bad_spec", "the bid request does not come from the job's buyer");
     if (this.#executions.has(request.job.jobId)) return decline("duplicate_operator", "this node already has the job");
-    const check = await checkAnnouncedJob(ctx.domain, request.job, cidToBytes32, ctx.now());
+    const check = await checkAnnouncedJob(ctx.domain, request.job, cidToBytes32, ctx.now(), { verifySignature: false });
     if (!check.ok) return decline(check.reason, check.detail);
     const staked = await ctx.stakes.isActive(ctx.operatorAddress, ctx.peerKeyHex);
     const decision = decideBid(this.#policy, check.job.spec, { staked, busySlots: this.busySlots, now: ctx.now() });
@@ -226,7 +237,7 @@ export class Donor {
     let module: Uint8Array;
     let input: Uint8Array;
     try {
-      [module, input] = await Promise.all([this.#fetch(announce.moduleCid, announce), this.#fetch(announce.inputCid, announce)]);
+      [module, input] = await Promise.all([this.#fetch(announce.moduleCid, announce, true), this.#fetch(announce.inputCid, announce, false)]);
     } catch (err) {
       return this.#finishWithoutResult(execution, "fetch_failed", errorMessage(err));
     }
@@ -272,14 +283,15 @@ export class Donor {
     await this.#deliver(execution, delivery);
   }
 
-  async #fetch(cidText: string, announce: JobAnnounce): Promise<Uint8Array> {
+  /** A block from the local store, else from the buyer or the job's providers; `keep` stores it (modules are reused). */
+  async #fetch(cidText: string, announce: JobAnnounce, keep: boolean): Promise<Uint8Array> {
     const local = this.#ctx.store.blocks.get(cidText);
     if (local) return local;
     const bytes = await this.#ctx.mesh.fetchBlock(CID.parse(cidText), {
       from: [...new Set([announce.buyerPeer, ...announce.providers])],
       timeoutMs: 10_000,
     });
-    await this.#ctx.store.blocks.putWithCid(cidText, bytes);
+    if (keep) await this.#ctx.store.blocks.putWithCid(cidText, bytes);
     return bytes;
   }
 
@@ -289,7 +301,7 @@ export class Donor {
     execution.detail = detail.slice(0, 500);
     this.#ctx.log.info({ jobId: execution.job.jobId, reason, detail }, "job ended without a result");
     try {
-      this.#ctx.store.jobs.update(execution.job.jobId, { state: "failed", reason });
+      await this.#ctx.store.commit(() => this.#ctx.store.jobs.update(execution.job.jobId, { state: "failed", reason }));
     } catch (err) {
       this.#ctx.log.warn({ err: errorMessage(err) }, "could not record the failed execution");
     }
@@ -313,14 +325,17 @@ export class Donor {
 
   #persistAccepted(execution: Execution): void {
     const { job, announce } = execution;
-    this.#ctx.store.jobs.insert({
+    const stored = this.#ctx.store.commit(() =>
+      this.#ctx.store.jobs.insert({
       jobId: job.jobId,
       role: "executor",
       spec: { announce },
       state: "running",
       priority: "normal",
-      deadline: Number(job.spec.deadline),
-    });
+        deadline: Number(job.spec.deadline),
+      }),
+    );
+    detach(this.#ctx.log, "recording an accepted job", stored);
   }
 
   async #persistReceipt(execution: Execution, delivery: Extract<ReceiptDelivery, { type: "receipt" }>): Promise<void> {
@@ -328,15 +343,16 @@ export class Donor {
     const blocks = store.blocks;
     const receiptBlock = new TextEncoder().encode(JSON.stringify({ receipt: delivery.receipt, signature: delivery.signature }));
     const receiptCid = await blocks.put(receiptBlock);
-    store.receipts.put({ jobId: execution.job.jobId, executor: delivery.receipt.executor, message: delivery.receipt, signature: delivery.signature, cid: receiptCid });
-    store.jobs.update(execution.job.jobId, {
-      state: "completed",
-      result: { outputCid: delivery.outputCid, fuelUsed: delivery.receipt.fuelUsed, status: delivery.receipt.status },
+    await store.commit(() => {
+      store.receipts.put({ jobId: execution.job.jobId, executor: delivery.receipt.executor, message: delivery.receipt, signature: delivery.signature, cid: receiptCid });
+      store.jobs.update(execution.job.jobId, {
+        state: "completed",
+        result: { outputCid: delivery.outputCid, fuelUsed: delivery.receipt.fuelUsed, status: delivery.receipt.status },
+      });
     });
     this.#receipts.push({ message: delivery.receipt, signature: delivery.signature });
-    const provide = (cid: string) => this.#ctx.mesh.provide(CID.parse(cid), { signal: AbortSignal.timeout(10_000) });
-    detach(this.#ctx.log, "providing the receipt", provide(receiptCid));
-    detach(this.#ctx.log, "providing the output", provide(delivery.outputCid));
+    this.#ctx.provider.add(receiptCid);
+    this.#ctx.provider.add(delivery.outputCid);
   }
 
   /** After a restart, executions that were under way cannot resume: record them as failed. */

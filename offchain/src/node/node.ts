@@ -30,6 +30,7 @@ import type { NodeContext } from "./context.ts";
 import { detach, errorMessage } from "./context.ts";
 import { Donor, protocolSpecs } from "./donor.ts";
 import { PeerBook } from "./peer-book.ts";
+import { ProvideQueue } from "./provide-queue.ts";
 import { StakeCache } from "./stake-cache.ts";
 import type { CellNode, ChainInfo, JobEvent, PeerView } from "./types.ts";
 
@@ -63,12 +64,15 @@ export async function startNode(config: NodeConfig, options: StartNodeOptions = 
       blockSource: { get: async (cid) => store.blocks.get(cid.toString()) },
     });
     cleanup.unshift(() => mesh.stop());
+    const provider = new ProvideQueue(mesh, log);
+    cleanup.unshift(() => provider.stop());
     const ctx: NodeContext = {
       config,
       log,
       mesh,
       store,
       runtime,
+      provider,
       stakes: new StakeCache((operator, peerKey) => isActiveDonor(reader, operator, peerKey), config.chain.cacheTtlMs),
       domain: cellDomain(deployment.chainId, deployment.donorRegistry),
       operator: identity.operator,

@@ -1,4 +1,4 @@
-import { hashTypedData, isAddressEqual, recoverTypedDataAddress } from "viem";
+import { hashTypedData, isAddressEqual, recoverAddress } from "viem";
 import type { Address, Hex, LocalAccount, TypedDataDomain } from "viem";
 import { bidTypes, jobSpecTypes, receiptTypes } from "./eip712.ts";
 import type { BidMessage, JobSpecMessage, Receipt } from "./eip712.ts";
@@ -10,56 +10,71 @@ import type { BidWire, JobSpecWire, ReceiptWire } from "./messages.ts";
  * contract can check any of them with `ecrecover`.
  */
 
-export type Signer = Pick<LocalAccount, "address" | "signTypedData">;
+export type Signer = Pick<LocalAccount, "address" | "signTypedData" | "sign">;
 
 /** A job's id: the EIP-712 hash of its spec, which the buyer signs. */
 export function jobIdOf(domain: TypedDataDomain, spec: JobSpecMessage): Hex {
   return hashTypedData({ domain, types: jobSpecTypes, primaryType: "JobSpec", message: spec });
 }
 
+export function bidDigest(domain: TypedDataDomain, bid: BidMessage): Hex {
+  return hashTypedData({ domain, types: bidTypes, primaryType: "Bid", message: bid });
+}
+
+export function receiptDigest(domain: TypedDataDomain, receipt: Receipt): Hex {
+  return hashTypedData({ domain, types: receiptTypes, primaryType: "Receipt", message: receipt });
+}
+
 export async function signJobSpec(signer: Signer, domain: TypedDataDomain, spec: JobSpecMessage): Promise<Hex> {
   if (!isAddressEqual(signer.address, spec.buyer)) throw new Error(`spec buyer ${spec.buyer} is not the signer ${signer.address}`);
-  return signer.signTypedData({ domain, types: jobSpecTypes, primaryType: "JobSpec", message: spec });
+  return signDigest(signer, jobIdOf(domain, spec), () =>
+    signer.signTypedData({ domain, types: jobSpecTypes, primaryType: "JobSpec", message: spec }),
+  );
 }
 
 export async function signBid(signer: Signer, domain: TypedDataDomain, bid: BidMessage): Promise<Hex> {
   if (!isAddressEqual(signer.address, bid.executor)) throw new Error(`bid executor ${bid.executor} is not the signer ${signer.address}`);
-  return signer.signTypedData({ domain, types: bidTypes, primaryType: "Bid", message: bid });
+  return signDigest(signer, bidDigest(domain, bid), () => signer.signTypedData({ domain, types: bidTypes, primaryType: "Bid", message: bid }));
 }
 
 export async function signReceipt(signer: Signer, domain: TypedDataDomain, receipt: Receipt): Promise<Hex> {
   if (!isAddressEqual(signer.address, receipt.executor)) {
     throw new Error(`receipt executor ${receipt.executor} is not the signer ${signer.address}`);
   }
-  return signer.signTypedData({ domain, types: receiptTypes, primaryType: "Receipt", message: receipt });
+  return signDigest(signer, receiptDigest(domain, receipt), () =>
+    signer.signTypedData({ domain, types: receiptTypes, primaryType: "Receipt", message: receipt }),
+  );
+}
+
+/**
+ * Signs an EIP-712 digest directly when the account can (a local key): the same
+ * signature as signTypedData, without hashing and validating the typed data twice.
+ */
+function signDigest(signer: Signer, digest: Hex, viaTypedData: () => Promise<Hex>): Promise<Hex> {
+  return signer.sign ? signer.sign({ hash: digest }) : viaTypedData();
 }
 
 /** True when `signature` over the spec was made by the spec's buyer. */
 export async function verifyJobSpec(domain: TypedDataDomain, spec: JobSpecMessage, signature: Hex): Promise<boolean> {
-  return recoveredEquals(spec.buyer, () =>
-    recoverTypedDataAddress({ domain, types: jobSpecTypes, primaryType: "JobSpec", message: spec, signature }),
-  );
+  return verifyDigest(jobIdOf(domain, spec), spec.buyer, signature);
 }
 
 /** True when `signature` over the bid was made by the bid's executor. */
 export async function verifyBid(domain: TypedDataDomain, bid: BidMessage, signature: Hex): Promise<boolean> {
-  return recoveredEquals(bid.executor, () =>
-    recoverTypedDataAddress({ domain, types: bidTypes, primaryType: "Bid", message: bid, signature }),
-  );
+  return verifyDigest(bidDigest(domain, bid), bid.executor, signature);
 }
 
 /** True when `signature` over the receipt was made by the receipt's executor. */
 export async function verifyReceipt(domain: TypedDataDomain, receipt: Receipt, signature: Hex): Promise<boolean> {
-  return recoveredEquals(receipt.executor, () =>
-    recoverTypedDataAddress({ domain, types: receiptTypes, primaryType: "Receipt", message: receipt, signature }),
-  );
+  return verifyDigest(receiptDigest(domain, receipt), receipt.executor, signature);
 }
 
-async function recoveredEquals(expected: Address, recover: () => Promise<Address>): Promise<boolean> {
+/** True when `signature` over an EIP-712 digest recovers to `expected`; a malformed signature proves nothing. */
+export async function verifyDigest(digest: Hex, expected: Address, signature: Hex): Promise<boolean> {
   try {
-    return isAddressEqual(await recover(), expected);
+    return isAddressEqual(await recoverAddress({ hash: digest, signature }), expected);
   } catch {
-    return false; // a malformed signature proves nothing
+    return false;
   }
 }
 
