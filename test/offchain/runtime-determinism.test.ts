@@ -5,7 +5,7 @@ import { fileURLToPath } from "node:url";
 import { before, test } from "node:test";
 import { createRuntime } from "../../offchain/src/runtime/index.ts";
 import { ensureJobs } from "../../scripts/build-jobs.ts";
-import { fixture } from "./fixtures/wat/compile.ts";
+import { deepStackRecursion, fixture } from "./fixtures/wat/compile.ts";
 
 // Same module + input → the same (status, outputCid, fuelUsed) in separate processes and
 // under each V8 tier. This file doubles as the child: with CELL_RUNTIME_CHILD set it runs
@@ -24,6 +24,7 @@ async function childMain(): Promise<void> {
     ["matmul-out-of-fuel", readFileSync(paths.matmul), "40", 1_000_000n],
     ["nan", fixture("nan"), "", 10n ** 6n],
     ["deep-recursion", fixture("deep-recursion"), "", 10n ** 9n],
+    ["deep-stack-recursion", deepStackRecursion(2000), "", 10n ** 9n],
     ["wasi-env", fixture("wasi-env"), "", 10n ** 6n],
   ];
   const results: Record<string, unknown> = {};
@@ -87,6 +88,7 @@ if (process.env[CHILD_FLAG]) {
     }
     assert.equal((reference.nan as { status: string }).status, "ok");
     assert.equal((reference["deep-recursion"] as { status: string }).status, "trap");
+    assert.equal((reference["deep-stack-recursion"] as { status: string }).status, "trap");
     assert.equal((reference["matmul-out-of-fuel"] as { status: string }).status, "out_of_fuel");
     others.forEach((run, index) =>
       assert.deepEqual(run, reference, `run ${index + 1} (${variants[index + 1]!.join(" ") || "default"})`),

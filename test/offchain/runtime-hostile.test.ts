@@ -10,7 +10,7 @@ import {
   type NoResult,
   type Runtime,
 } from "../../offchain/src/runtime/index.ts";
-import { fixture, watToWasm } from "./fixtures/wat/compile.ts";
+import { deepStackRecursion, fixture, watToWasm } from "./fixtures/wat/compile.ts";
 
 // Each hostile module gets its defined status, and the pool keeps working afterwards.
 
@@ -92,6 +92,12 @@ describe("runaway computation", () => {
     assert.equal(first.status, "trap");
     assert.equal(first.reason, "call stack exhausted");
     assert.equal(first.fuelUsed, second.fuelUsed);
+  });
+
+  test("recursion holding many operands per frame also traps on the call-depth limit", async () => {
+    const outcome = await result(deepStackRecursion(2000), { fuelLimit: 1n << 40n });
+    assert.equal(outcome.status, "trap");
+    assert.equal(outcome.reason, "call stack exhausted");
   });
 });
 

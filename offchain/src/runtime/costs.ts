@@ -39,9 +39,12 @@ export const FUEL_PER_HOST_CALL = 64n;
 /** Bytes read or written by a host call: one fuel per byte. */
 export const FUEL_PER_HOST_BYTE = 1n;
 
-/** Call depth budget: each non-leaf frame takes 64 + 16 × (params + locals) units. */
+/**
+ * Call depth budget: each frame of a function that calls others takes
+ * 64 + 16 × (params + locals + its maximum operand-stack height) units.
+ */
 export const STACK_BUDGET = 1 << 20;
 
-export function frameCost(paramsAndLocals: number): number {
-  return 64 + 16 * paramsAndLocals;
+export function frameCost(paramsAndLocals: number, maxStackHeight: number): number {
+  return 64 + 16 * (paramsAndLocals + maxStackHeight);
 }

@@ -1,6 +1,7 @@
 import { BULK_SHIFT, FUEL_PER_PAGE, STACK_BUDGET, frameCost, instructionCost } from "./costs.ts";
 import { Op, readInstruction } from "./opcodes.ts";
 import { analyzeModule, type FuncType, type ModuleInfo } from "./policy.ts";
+import { StackHeight, type StackContext } from "./stack-height.ts";
 import { Reader, SectionId, ValType, Writer, concatBytes, sectionBytes } from "./wasm-binary.ts";
 
 /**
@@ -171,6 +172,7 @@ function rewriteCode(code: Uint8Array, context: CodeContext): Uint8Array {
 
 interface BodyScan {
   entryCost: number;
+  maxStackHeight: number;
   loopCosts: number[];
   hasCalls: boolean;
   needs: { scratchI32: boolean; f32: boolean; f64: boolean };
@@ -184,9 +186,11 @@ const isBulk = (op: number) =>
   op === Op.tableCopy;
 
 /** First pass: static cost of the function's top level and of each loop body. */
-function scanBody(reader: Reader): BodyScan {
+function scanBody(reader: Reader, type: FuncType, context: CodeContext): BodyScan {
+  const stack = new StackHeight(stackContext(context), type.results.length);
   const scan: BodyScan = {
     entryCost: 0,
+    maxStackHeight: 0,
     loopCosts: [],
     hasCalls: false,
     needs: { scratchI32: false, f32: false, f64: false },
@@ -195,7 +199,8 @@ function scanBody(reader: Reader): BodyScan {
   const slots: number[] = [-1];
   let previous = -1;
   while (!reader.done) {
-    const { op } = readInstruction(reader);
+    const { op, immediate } = readInstruction(reader);
+    stack.step(op, immediate);
     const slot = slots[slots.length - 1]!;
     const cost = instructionCost(op);
     if (slot < 0) scan.entryCost += cost;
@@ -218,7 +223,20 @@ function scanBody(reader: Reader): BodyScan {
     }
     previous = op;
   }
+  scan.maxStackHeight = stack.max;
   return scan;
+}
+
+function stackContext(context: CodeContext): StackContext {
+  const { types, importedFunctions, functionTypes } = context.info;
+  return {
+    types,
+    functionType: (index) => {
+      const imported = importedFunctions[index];
+      const typeIndex = imported ? imported.typeIndex : functionTypes[index - importedFunctions.length];
+      return types[typeIndex!]!;
+    },
+  };
 }
 
 /**
@@ -251,7 +269,7 @@ function rewriteBody(reader: Reader, type: FuncType, context: CodeContext): Uint
     declared += group[0];
     groups.push(group);
   }
-  const scan = scanBody(new Reader(reader.bytes, reader.offset, reader.end));
+  const scan = scanBody(new Reader(reader.bytes, reader.offset, reader.end), type, context);
   const extra: [number, number][] = [];
   const addLocal = (valType: number) => type.params.length + declared + extra.push([1, valType]) - 1;
   const locals: Locals = {
@@ -264,7 +282,7 @@ function rewriteBody(reader: Reader, type: FuncType, context: CodeContext): Uint
   for (const [count, valType] of [...groups, ...extra]) out.u32(count).byte(valType);
 
   const fuelInLocal = context.mode === "local" || (context.mode === "auto" && scan.loopCosts.length > 0);
-  const frame = scan.hasCalls ? frameCost(type.params.length + declared) : 0;
+  const frame = scan.hasCalls ? frameCost(type.params.length + declared, scan.maxStackHeight) : 0;
   const emitter = new Emitter(out, context, locals, frame, fuelInLocal);
   emitter.prologue(scan.entryCost);
   out.byte(Op.block);

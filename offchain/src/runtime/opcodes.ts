@@ -55,7 +55,8 @@ export const Op = {
 
 export interface Instruction {
   op: number;
-  /** Function index for `call`, label depth for branches, block type byte for blocks. */
+  /** Function index for `call`, type index for `call_indirect`, label depth for branches,
+   * block type for blocks (see readBlockType). */
   immediate: number;
 }
 
@@ -148,18 +149,21 @@ function readControl(reader: Reader, opcode: number): Instruction {
   }
 }
 
-/** Block types: 0x40 (empty), a value type, or a type index (multi-value). */
+/**
+ * Block types: 0x40 (empty) or a value type come back negated (-0x40, -0x7f…); a type
+ * index (multi-value) comes back as itself.
+ */
 function readBlockType(reader: Reader): number {
   const first = reader.bytes[reader.offset];
   if (first === 0x40 || first === 0x7f || first === 0x7e || first === 0x7d || first === 0x7c) {
-    return reader.byte();
+    return -reader.byte();
   }
   if (first === 0x7b) refused("SIMD", "v128 block type");
   if (first !== undefined && first >= 0x40 && first < 0x80) {
     refused("reference types / GC", `block type ${hex(first)}`);
   }
-  reader.skipSigned(33);
-  return -1;
+  // A non-negative s33 reads the same as an unsigned LEB128.
+  return reader.u32();
 }
 
 function readMemArg(reader: Reader): void {
