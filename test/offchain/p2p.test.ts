@@ -303,6 +303,29 @@ describe("p2p mesh over loopback TCP", { timeout: 60_000 }, () => {
     assert.ok(guarded.rejectionCounts().rate_limited >= 40);
   });
 
+  it("reaches a restarted peer again by its peer id", async () => {
+    const protocol = "/cell-test/restart/1";
+    const first = await startNode(40, [a]);
+    await first.handle(protocol, sumSpec, async ({ a: x, b: y }) => ({ sum: x + y }));
+    assert.deepEqual(await b.request(first.peerId, protocol, sumSpec, { a: 1, b: 2 }), { sum: 3 });
+    const oldAddress = first.multiaddrs()[0]!;
+    await first.stop();
+    await expectMeshError(
+      b.request(first.peerId, protocol, sumSpec, { a: 1, b: 2 }, { timeoutMs: 3_000 }),
+      "unreachable",
+    );
+
+    const second = await startNode(40, [a]);
+    assert.equal(second.peerId, first.peerId);
+    assert.notEqual(second.multiaddrs()[0], oldAddress);
+    await second.handle(protocol, sumSpec, async ({ a: x, b: y }) => ({ sum: 10 * (x + y) }));
+    await waitFor(() => a.peers().includes(second.peerId), "the restarted peer to reach the bootstrap peer");
+    assert.deepEqual(
+      await b.request(second.peerId, protocol, sumSpec, { a: 1, b: 2 }, { timeoutMs: 8_000 }),
+      { sum: 30 },
+    );
+  });
+
   it("fetches a block from a provider found in the DHT and rejects a tampered one", async () => {
     const payload = encoder.encode("a content-addressed block ".repeat(100));
     const cid = await cidOf(payload);

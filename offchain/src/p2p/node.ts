@@ -139,7 +139,9 @@ export class MeshNode {
       streamsPerPeer: limits.streamsPerPeer,
       timeoutMs: limits.requestTimeoutMs,
     };
-    this.#rpc = new Rpc(libp2p, penalties, log, rpcLimits, (peerId, signal) => this.#locate(peerId, signal));
+    this.#rpc = new Rpc(libp2p, penalties, log, rpcLimits, (peerId, signal, refresh) =>
+      this.#locate(peerId, signal, refresh),
+    );
     this.#blocks = new BlockExchange(libp2p, this.#rpc, penalties, log, limits.maxBlockBytes);
   }
 
@@ -252,19 +254,20 @@ export class MeshNode {
   }
 
   /**
-   * Looks up a peer's addresses in the DHT when it is neither connected nor in the peer
-   * store, stopping at the first answer instead of waiting for the whole query.
+   * Looks up a peer's addresses in the DHT when it is not connected and none are on record
+   * (or `refresh` asks for fresh ones), stopping at the first answer instead of waiting for
+   * the whole query.
    */
-  async #locate(peerId: string, signal: AbortSignal): Promise<void> {
+  async #locate(peerId: string, signal: AbortSignal, refresh: boolean): Promise<void> {
     const id = peerIdFromString(peerId);
     if (this.libp2p.getConnections(id).length > 0) return;
     const known = await this.libp2p.peerStore.get(id).then(
       (peer) => peer.addresses.length > 0,
       () => false,
     );
-    if (known) return;
+    if (known && !refresh) return;
     try {
-      for await (const event of this.libp2p.services.dht.findPeer(id, { signal })) {
+      for await (const event of this.libp2p.services.dht.findPeer(id, { signal, useCache: !refresh })) {
         if (event.name === "FINAL_PEER" && event.peer.multiaddrs.length > 0) {
           await this.libp2p.peerStore.merge(id, { multiaddrs: event.peer.multiaddrs });
           return;

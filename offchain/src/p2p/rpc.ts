@@ -40,8 +40,11 @@ export interface RpcLimits {
   timeoutMs: number;
 }
 
-/** Makes sure the peer store knows addresses of a peer before it is dialed. */
-export type PeerLocator = (peerId: string, signal: AbortSignal) => Promise<void>;
+/**
+ * Makes sure the peer store knows addresses of a peer before it is dialed; `refresh` looks
+ * them up even when some are on record (they may be stale after a restart).
+ */
+export type PeerLocator = (peerId: string, signal: AbortSignal, refresh: boolean) => Promise<void>;
 
 /** A peer id string, or a multiaddr string ending in `/p2p/<peer id>`. */
 export type RequestTarget = string | PeerId;
@@ -310,8 +313,7 @@ export class Rpc {
   ): Promise<PooledStream> {
     pool.opening += 1;
     try {
-      await this.#locate(peerId, signal);
-      const stream = await this.#libp2p.dialProtocol(peerIdFromString(peerId), protocol, { signal });
+      const stream = await this.#dialProtocol(peerId, protocol, signal);
       const maxFrame = spec.maxResponseBytes;
       const pooled = {
         stream,
@@ -330,6 +332,20 @@ export class Rpc {
     } finally {
       pool.opening -= 1;
       pool.waiters.shift()?.();
+    }
+  }
+
+  /** Dials with the addresses on record, and once more after a DHT lookup if those fail. */
+  async #dialProtocol(peerId: string, protocol: string, signal: AbortSignal): Promise<Stream> {
+    const id = peerIdFromString(peerId);
+    await this.#locate(peerId, signal, false);
+    try {
+      return await this.#libp2p.dialProtocol(id, protocol, { signal });
+    } catch (err) {
+      const retriable = !signal.aborted && (err as Error).name !== "UnsupportedProtocolError";
+      if (!retriable || this.#libp2p.getConnections(id).length > 0) throw err;
+      await this.#locate(peerId, signal, true);
+      return this.#libp2p.dialProtocol(id, protocol, { signal });
     }
   }
 
