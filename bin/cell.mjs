@@ -8,7 +8,8 @@ import { fileURLToPath } from "node:url";
 const main = fileURLToPath(new URL("../offchain/src/cli/main.ts", import.meta.url));
 const major = Number(process.versions.node.split(".")[0]);
 if (major >= 22) {
-  await import(main);
+  const { runCli } = await import(main);
+  await runCli(process.argv);
 } else {
   const pinned = fileURLToPath(new URL("../node_modules/.bin/node", import.meta.url));
   if (!existsSync(pinned)) {

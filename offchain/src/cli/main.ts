@@ -1,5 +1,3 @@
-import { realpathSync } from "node:fs";
-import { fileURLToPath } from "node:url";
 import { Command } from "commander";
 import { registerJobCommand } from "./commands/job.ts";
 import { registerKeysCommand } from "./commands/keys.ts";
@@ -40,16 +38,4 @@ export async function runCli(argv: string[] = process.argv): Promise<void> {
   await buildProgram().parseAsync(argv);
 }
 
-/** True when this process was started as `cell`: this file directly, or bin/cell.mjs importing it. */
-function startedAsCli(): boolean {
-  if (import.meta.main) return true;
-  const script = process.argv[1];
-  if (!script) return false;
-  try {
-    return realpathSync(script) === fileURLToPath(new URL("../../../bin/cell.mjs", import.meta.url));
-  } catch {
-    return false;
-  }
-}
-
-if (startedAsCli()) await runCli();
+if (import.meta.main) await runCli();
