@@ -96,11 +96,17 @@ describe("deployments files", () => {
 
 describe("chain bindings on a devnet", () => {
   let devnet: Devnet;
+  const deploymentsDir = mkdtempSync(join(tmpdir(), "cell-devnet-"));
   before(async () => {
-    devnet = await startDevnet();
+    devnet = await startDevnet({ deploymentsDir });
   });
   after(async () => {
     await devnet?.stop();
+    rmSync(deploymentsDir, { recursive: true, force: true });
+  });
+
+  it("writes the deployment where off-chain code reads it", () => {
+    assert.deepEqual(readDeployment(devnet.chainId, deploymentsDir), devnet.deployment);
   });
 
   it("stakes, registers, opens, redeems, settles and verifies receipts through the bindings", async () => {

@@ -9,6 +9,7 @@ import { mnemonicToAccount } from "viem/accounts";
 import { cellChain } from "./clients.ts";
 import { deployCell } from "./deploy.ts";
 import type { DeployOptions } from "./deploy.ts";
+import { writeDeployment } from "./deployments.ts";
 import type { Deployment } from "./deployments.ts";
 
 /** Hardhat's default development mnemonic: its accounts are funded with ETH on every Hardhat node. */
@@ -36,6 +37,8 @@ export interface Devnet {
 export interface DevnetOptions extends DeployOptions {
   /** Port of the Hardhat node; a free one when omitted. */
   port?: number;
+  /** Also write `<deploymentsDir>/<chainId>.json` (nothing is written when omitted). */
+  deploymentsDir?: string;
   /** Milliseconds to wait for the node to answer (default 60 s). */
   startTimeoutMs?: number;
 }
@@ -97,6 +100,7 @@ export async function startDevnet(options: DevnetOptions = {}): Promise<Devnet> 
       chainId,
       options,
     );
+    if (options.deploymentsDir !== undefined) writeDeployment(deployment, options.deploymentsDir);
     return { rpcUrl, chainId, deployment, deployerKey, stop };
   } catch (error) {
     await stop();
