@@ -96,6 +96,7 @@ export class Rpc {
     this.#penalties = penalties;
     this.#log = log;
     this.#limits = limits;
+    libp2p.addEventListener("peer:disconnect", (event) => this.#forgetPeer(event.detail.toString()));
   }
 
   async handle<Req, Res>(
@@ -376,6 +377,15 @@ export class Rpc {
       this.#pools.set(key, pool);
     }
     return pool;
+  }
+
+  #forgetPeer(peerId: string): void {
+    for (const [key, pool] of this.#pools) {
+      if (!key.startsWith(`${peerId} `)) continue;
+      removeWhere(pool.streams, ({ stream }) => !isUsable(stream));
+      if (pool.streams.length === 0 && pool.opening === 0 && pool.waiters.length === 0)
+        this.#pools.delete(key);
+    }
   }
 
   #discard(peerId: string, protocol: string, pooled: PooledStream, reason: Error): void {
