@@ -42,11 +42,14 @@ test("cell run --json prints one JSON object with the result", async () => {
   assert.equal(Buffer.from(result.output!, "base64").toString(), "primes<=1000 count=168 largest=997\n");
 });
 
-test("cell run reports out of fuel with exit code 2, and bad flags clearly", async () => {
+test("cell run reports out of fuel with exit code 2, has help, and names bad flags", async () => {
   const starved = await cell(["run", sieve, "--input", join(dir, "limit.txt"), "--fuel", "500"]);
   assert.equal(starved.code, 2);
   assert.match(starved.stdout, /status\s+out_of_fuel/);
   assert.match(starved.stdout, /fuel used\s+500/);
+  const help = await cell(["run", "--help"]);
+  assert.equal(help.code, 0);
+  assert.match(help.stdout, /--fuel <n>\s+fuel limit \(default: 10000000000\)/);
   const bad = await cell(["run", sieve, "--fuel", "lots"]);
   assert.equal(bad.code, 1);
   assert.match(bad.stderr, /--fuel must be a positive integer/);

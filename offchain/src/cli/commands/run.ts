@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs";
-import { InvalidArgumentError, type Command } from "commander";
+import { InvalidArgumentError, Option, type Command } from "commander";
 import { createRuntime, type ExecutionResult, type NoResult } from "../../runtime/index.ts";
 import { reportErrors } from "../errors.ts";
 
@@ -25,7 +25,11 @@ export function registerRunCommand(program: Command): Command {
     .description("run a WebAssembly job locally, metered and sandboxed exactly as a donor runs it")
     .argument("<module.wasm>", "the job's module")
     .option("--input <file>", "file given to the job on stdin (default: empty)")
-    .option("--fuel <n>", "fuel limit", parseFuel, DEFAULT_FUEL)
+    .addOption(
+      new Option("--fuel <n>", "fuel limit")
+        .argParser(parseFuel)
+        .default(DEFAULT_FUEL, DEFAULT_FUEL.toString()),
+    )
     .option("--memory-pages <n>", "linear memory cap in 64 KiB pages", parseCount("--memory-pages"), 256)
     .option("--timeout <ms>", "wall-clock timeout in milliseconds", parseCount("--timeout"), 30_000)
     .option("--entry <name>", "exported function to call", "_start")
