@@ -33,7 +33,7 @@ export function registerRunCommand(program: Command): Command {
     .option("--memory-pages <n>", "linear memory cap in 64 KiB pages", parseCount("--memory-pages"), 256)
     .option("--timeout <ms>", "wall-clock timeout in milliseconds", parseCount("--timeout"), 30_000)
     .option("--entry <name>", "exported function to call", "_start")
-    .option("--arg <value>", "argument passed to the job (repeatable)", collect, [])
+    .option("--arg <value>", 'argument after argv[0], which is "job" as on donors (repeatable)', collect, [])
     .option("--env <KEY=VALUE>", "environment variable for the job (repeatable)", collect, [])
     .option("--grant <host:guest>", "read-only host directory visible to the job (repeatable)", collect, [])
     .option("--seed <hex>", "32-byte seed of the job's randomness (default: derived from module and input)")
@@ -53,7 +53,7 @@ export function registerRunCommand(program: Command): Command {
             memoryPages: options.memoryPages,
             timeoutMs: options.timeout,
             entry: options.entry,
-            args: [modulePath, ...options.arg],
+            args: ["job", ...options.arg],
             env: parseEnv(options.env),
             grants: options.grant.map(parseGrant),
             ...(options.seed ? { seed: parseSeed(options.seed) } : {}),
