@@ -226,6 +226,11 @@ describe("WASI shim", () => {
     await assert.rejects(runtime.execute(job(jobs.sieve, "1", { fuelLimit: 0n })), /fuelLimit/);
     await assert.rejects(runtime.execute(job(jobs.sieve, "1", { memoryPages: 1e9 })), /memoryPages/);
     await assert.rejects(runtime.execute(job(jobs.sieve, "1", { timeoutMs: -1 })), /timeoutMs/);
+    const grants = [{ hostPath: "/nonexistent/cell-grant", guestPath: "/data" }];
+    await assert.rejects(
+      runtime.execute(job(jobs.sieve, "1", { grants })),
+      /\/nonexistent\/cell-grant is not a directory/,
+    );
   });
 });
 

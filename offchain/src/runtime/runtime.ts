@@ -1,4 +1,5 @@
 import { createHash } from "node:crypto";
+import { statSync } from "node:fs";
 import { pino, type Logger } from "pino";
 import { cidOf } from "../protocol/index.ts";
 import type { ResultStatus, RunOutcome } from "./exec.ts";
@@ -205,6 +206,12 @@ function checkJob(job: Job, limits: PolicyLimits): void {
     throw new RangeError(
       `job.memoryPages must be an integer in 0..${limits.maxMemoryPages}, got ${job.memoryPages}`,
     );
+  }
+  for (const grant of job.grants ?? []) {
+    if (!statSync(grant.hostPath, { throwIfNoEntry: false })?.isDirectory()) {
+      throw new TypeError(`job.grants: ${grant.hostPath} is not a directory on this host`);
+    }
+    if (!grant.guestPath) throw new TypeError(`job.grants: ${grant.hostPath} has an empty guestPath`);
   }
   if (!Number.isInteger(job.timeoutMs) || job.timeoutMs <= 0 || job.timeoutMs > 2 ** 31 - 1) {
     throw new RangeError(`job.timeoutMs must be a positive integer of milliseconds, got ${job.timeoutMs}`);
