@@ -105,6 +105,7 @@ contract DonorRegistry is EIP712, Ownable, ReentrancyGuardTransient {
     error ResultsDisagree(uint256 index);
     error AccusedAgrees();
     error QuorumTooSmall(uint256 count, uint256 required);
+    error JobSpecMismatch(bytes32 jobId);
     error AlreadySlashed(bytes32 jobId, address operator);
     error NothingToSlash(address operator);
 
@@ -270,23 +271,25 @@ contract DonorRegistry is EIP712, Ownable, ReentrancyGuardTransient {
     }
 
     /// @notice Slashes an operator whose signed receipt disagrees with a quorum of receipts of
-    /// other operators for the same job. With k agreeing receipts the evidence covers n = k + 1
-    /// executions, f = floor((n - 1) / 3), and it needs k >= 2f + 1 and k >= minOutvoteQuorum.
-    /// Every quorum receipt must be signed by a distinct operator that is active now.
+    /// other operators for the same job. A job id is the EIP-712 digest of its spec under this
+    /// domain, so the spec proves the job's replica count n; with f = floor((n - 1) / 3) the
+    /// quorum needs k >= 2f + 1 receipts, and never fewer than minOutvoteQuorum. Every quorum
+    /// receipt must be signed by a distinct operator, not the accused, that is active now.
+    /// @param spec the job's spec (its digest must be the receipts' jobId)
     /// @param accused the accused operator's receipt
     /// @param accusedSig its signature
     /// @param quorum receipts of other operators agreeing on one result
     /// @param quorumSigs their signatures, in the same order
     function slashOutvoted(
+        CellTypes.JobSpec calldata spec,
         CellTypes.Receipt calldata accused,
         bytes calldata accusedSig,
         CellTypes.Receipt[] calldata quorum,
         bytes[] calldata quorumSigs
     ) external nonReentrant {
+        if (_hashTypedDataV4(CellTypes.hash(spec)) != accused.jobId) revert JobSpecMismatch(accused.jobId);
         uint256 k = quorum.length;
-        uint256 f = k / 3;
-        uint256 required = 2 * f + 1;
-        if (required < _params.minOutvoteQuorum) required = _params.minOutvoteQuorum;
+        uint256 required = outvoteQuorum(spec.replicas);
         if (k < required || quorumSigs.length != k) revert QuorumTooSmall(k, required);
         _requireSigned(accused, accusedSig);
         if (CellTypes.sameResult(accused, quorum[0])) revert AccusedAgrees();
@@ -295,6 +298,15 @@ contract DonorRegistry is EIP712, Ownable, ReentrancyGuardTransient {
             _requireSigned(quorum[i], quorumSigs[i]);
         }
         _slash(accused.executor, accused.jobId, SlashReason.Outvoted, _params.outvotedSlashBps);
+    }
+
+    /// @notice Agreeing receipts an outvote slash needs for a job with `replicas` executions:
+    /// max(2f + 1, minOutvoteQuorum) with f = floor((replicas - 1) / 3).
+    /// @param replicas the job spec's replica count n
+    function outvoteQuorum(uint256 replicas) public view returns (uint256 required) {
+        uint256 f = replicas == 0 ? 0 : (replicas - 1) / 3;
+        required = 2 * f + 1;
+        if (required < _params.minOutvoteQuorum) required = _params.minOutvoteQuorum;
     }
 
     // ---------------------------------------------------------------- owner

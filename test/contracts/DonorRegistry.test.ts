@@ -4,6 +4,8 @@ import { network } from "hardhat";
 import { keccak256, parseEther, toHex, zeroAddress, zeroHash } from "viem";
 import type { ContractErrorName, Hex } from "viem";
 import { compactSignatureHex } from "../../offchain/src/chain/index.ts";
+import { cellDomain, jobIdOf } from "../../offchain/src/protocol/index.ts";
+import type { Receipt } from "../../offchain/src/protocol/index.ts";
 import { deployCell } from "./helpers/deploy.ts";
 import {
   EQUIVOCATION_BPS,
@@ -14,6 +16,7 @@ import {
   donorParams,
   operatorAccount,
   peerKeyOf,
+  jobSpec,
   signPermit,
   signedReceipt,
 } from "./helpers/fixture.ts";
@@ -397,111 +400,119 @@ describe("DonorRegistry", async () => {
   });
 
   describe("slashing when outvoted", () => {
-    async function outvote(fx: Awaited<ReturnType<typeof registeredDonors>>) {
+    type Fx = Awaited<ReturnType<typeof registeredDonors>>;
+    type Signed = { receipt: Receipt; signature: Hex };
+
+    /** The accused (op0) against op1..op3 for a job whose spec asks for `replicas` executions. */
+    async function outvote(fx: Fx, replicas = 4) {
       const { chainId, registry, operators } = fx;
-      const accused = await signedReceipt(operators[0]!, chainId, registry.address, JOB, {
+      const spec = jobSpec(replicas);
+      const job = jobIdOf(cellDomain(chainId, registry.address), spec);
+      const accused = await signedReceipt(operators[0]!, chainId, registry.address, job, {
         outputCid: keccak256(toHex("wrong")),
       });
       const quorum = await Promise.all(
-        operators.slice(1).map((op) => signedReceipt(op, chainId, registry.address, JOB)),
+        operators.slice(1).map((op) => signedReceipt(op, chainId, registry.address, job)),
       );
-      return { accused, quorum };
+      const slash = (a: Signed, q: Signed[], sigs?: Hex[], s = spec) =>
+        registry.write.slashOutvoted(
+          [s, a.receipt, a.signature, q.map((x) => x.receipt), sigs ?? q.map((x) => x.signature)],
+          {
+            account: fx.reporter.account,
+          },
+        );
+      return { spec, job, accused, quorum, slash };
     }
-    const args = (
-      accused: { receipt: never; signature: Hex },
-      quorum: { receipt: never; signature: Hex }[],
-    ) =>
-      [
-        accused.receipt,
-        accused.signature,
-        quorum.map((q) => q.receipt),
-        quorum.map((q) => q.signature),
-      ] as const;
+
+    it("needs max(2f + 1, minOutvoteQuorum) receipts, f = floor((n - 1) / 3)", async () => {
+      const { registry } = await networkHelpers.loadFixture(registeredDonors);
+      const required = await Promise.all(
+        [1n, 4n, 6n, 7n, 10n, 13n].map((n) => registry.read.outvoteQuorum([n])),
+      );
+      assert.deepEqual(required, [3n, 3n, 3n, 5n, 7n, 9n]);
+    });
 
     it("slashes an operator outvoted by 2f+1 distinct active operators, once", async () => {
       const fx = await networkHelpers.loadFixture(registeredDonors);
       const { viem, registry, reporter, operators, donors } = fx;
-      const { accused, quorum } = await outvote(fx);
+      const { job, accused, quorum, slash } = await outvote(fx);
       const slashed = (STAKE * BigInt(OUTVOTED_BPS)) / 10_000n;
-      await viem.assertions.emitWithArgs(
-        registry.write.slashOutvoted(args(accused as never, quorum as never), { account: reporter.account }),
-        registry,
-        "Slashed",
-        [
-          operators[0]!.address,
-          JOB,
-          1,
-          reporter.account.address,
-          slashed,
-          (slashed * BigInt(REPORTER_BPS)) / 10_000n,
-        ],
-      );
+      await viem.assertions.emitWithArgs(slash(accused, quorum), registry, "Slashed", [
+        operators[0]!.address,
+        job,
+        1,
+        reporter.account.address,
+        slashed,
+        (slashed * BigInt(REPORTER_BPS)) / 10_000n,
+      ]);
       assert.equal((await registry.read.stakes([donors[0]!.account.address]))[0], STAKE - slashed);
-      await viem.assertions.revertWithCustomError(
-        registry.write.slashOutvoted(args(accused as never, quorum as never), { account: reporter.account }),
-        registry,
-        "AlreadySlashed",
-      );
+      await viem.assertions.revertWithCustomError(slash(accused, quorum), registry, "AlreadySlashed");
     });
 
     it("rejects fewer than 2f+1 distinct active operators", async () => {
       const fx = await networkHelpers.loadFixture(registeredDonors);
-      const { viem, registry, reporter, donors, chainId, operators } = fx;
-      const { accused, quorum } = await outvote(fx);
-      const call = (q: typeof quorum, sigs?: Hex[]) =>
-        registry.write.slashOutvoted(
-          [accused.receipt, accused.signature, q.map((x) => x.receipt), sigs ?? q.map((x) => x.signature)],
-          { account: reporter.account },
-        );
-      await viem.assertions.revertWithCustomError(call(quorum.slice(0, 2)), registry, "QuorumTooSmall");
+      const { viem, registry, donors, chainId, operators } = fx;
+      const { job, accused, quorum, slash } = await outvote(fx);
+      await viem.assertions.revertWithCustomErrorWithArgs(
+        slash(accused, quorum.slice(0, 2)),
+        registry,
+        "QuorumTooSmall",
+        [2n, 3n],
+      );
       await viem.assertions.revertWithCustomError(
-        call(
+        slash(
+          accused,
           quorum,
           quorum.slice(0, 2).map((x) => x.signature),
         ),
         registry,
         "QuorumTooSmall",
       );
+      const seven = await outvote(fx, 7);
+      await viem.assertions.revertWithCustomErrorWithArgs(
+        seven.slash(seven.accused, seven.quorum),
+        registry,
+        "QuorumTooSmall",
+        [3n, 5n],
+      );
       await viem.assertions.revertWithCustomError(
-        call([quorum[0]!, quorum[1]!, quorum[0]!]),
+        slash(accused, [quorum[0]!, quorum[1]!, quorum[0]!]),
         registry,
         "DuplicateOperator",
       );
-      const accusedAgreeing = await signedReceipt(operators[0]!, chainId, registry.address, JOB);
+      const accusedAgreeing = await signedReceipt(operators[0]!, chainId, registry.address, job);
       await viem.assertions.revertWithCustomError(
-        call([quorum[0]!, quorum[1]!, accusedAgreeing]),
+        slash(accused, [quorum[0]!, quorum[1]!, accusedAgreeing]),
         registry,
         "DuplicateOperator",
       );
-      const stranger = await signedReceipt(operatorAccount("stranger"), chainId, registry.address, JOB);
+      const stranger = await signedReceipt(operatorAccount("stranger"), chainId, registry.address, job);
       await viem.assertions.revertWithCustomError(
-        call([quorum[0]!, quorum[1]!, stranger]),
+        slash(accused, [quorum[0]!, quorum[1]!, stranger]),
         registry,
         "OperatorNotActive",
       );
       await registry.write.requestUnbond([STAKE], { account: donors[3]!.account });
-      await viem.assertions.revertWithCustomError(call(quorum), registry, "OperatorNotActive");
+      await viem.assertions.revertWithCustomError(slash(accused, quorum), registry, "OperatorNotActive");
     });
 
-    it("rejects disagreeing quorums, an agreeing accused, other jobs and bad signatures", async () => {
+    it("rejects another job's spec, disagreeing quorums, an agreeing accused, other jobs and bad signatures", async () => {
       const fx = await networkHelpers.loadFixture(registeredDonors);
-      const { viem, registry, reporter, chainId, operators } = fx;
-      const { accused, quorum } = await outvote(fx);
-      const call = (a: typeof accused, q: typeof quorum) =>
-        registry.write.slashOutvoted(
-          [a.receipt, a.signature, q.map((x) => x.receipt), q.map((x) => x.signature)],
-          {
-            account: reporter.account,
-          },
-        );
-      const dissent = await signedReceipt(operators[3]!, chainId, registry.address, JOB, { fuelUsed: 1n });
+      const { viem, registry, chainId, operators } = fx;
+      const { job, accused, quorum, slash } = await outvote(fx);
       await viem.assertions.revertWithCustomError(
-        call(accused, [quorum[0]!, quorum[1]!, dissent]),
+        slash(accused, quorum, undefined, jobSpec(5)),
+        registry,
+        "JobSpecMismatch",
+      );
+      const dissent = await signedReceipt(operators[3]!, chainId, registry.address, job, { fuelUsed: 1n });
+      await viem.assertions.revertWithCustomError(
+        slash(accused, [quorum[0]!, quorum[1]!, dissent]),
         registry,
         "ResultsDisagree",
       );
-      const agreeing = await signedReceipt(operators[0]!, chainId, registry.address, JOB);
-      await viem.assertions.revertWithCustomError(call(agreeing, quorum), registry, "AccusedAgrees");
+      const agreeing = await signedReceipt(operators[0]!, chainId, registry.address, job);
+      await viem.assertions.revertWithCustomError(slash(agreeing, quorum), registry, "AccusedAgrees");
       const otherJob = await signedReceipt(
         operators[3]!,
         chainId,
@@ -509,18 +520,18 @@ describe("DonorRegistry", async () => {
         keccak256(toHex("job-2")),
       );
       await viem.assertions.revertWithCustomError(
-        call(accused, [quorum[0]!, quorum[1]!, otherJob]),
+        slash(accused, [quorum[0]!, quorum[1]!, otherJob]),
         registry,
         "DifferentJobs",
       );
       const forged = { receipt: quorum[2]!.receipt, signature: quorum[1]!.signature };
       await viem.assertions.revertWithCustomError(
-        call(accused, [quorum[0]!, quorum[1]!, forged]),
+        slash(accused, [quorum[0]!, quorum[1]!, forged]),
         registry,
         "InvalidSignature",
       );
       await viem.assertions.revertWithCustomError(
-        call({ ...accused, signature: quorum[0]!.signature }, quorum),
+        slash({ ...accused, signature: quorum[0]!.signature }, quorum),
         registry,
         "InvalidSignature",
       );
@@ -529,22 +540,15 @@ describe("DonorRegistry", async () => {
     it("shares the once-per-(job, operator) rule with equivocation", async () => {
       const fx = await networkHelpers.loadFixture(registeredDonors);
       const { viem, registry, reporter, chainId, operators } = fx;
-      const { accused, quorum } = await outvote(fx);
-      const other = await signedReceipt(operators[0]!, chainId, registry.address, JOB);
+      const { job, accused, quorum, slash } = await outvote(fx);
+      const other = await signedReceipt(operators[0]!, chainId, registry.address, job);
       await registry.write.slashEquivocation(
         [accused.receipt, accused.signature, other.receipt, other.signature],
-        { account: reporter.account },
+        {
+          account: reporter.account,
+        },
       );
-      await viem.assertions.revertWithCustomError(
-        registry.write.slashOutvoted(
-          [accused.receipt, accused.signature, quorum.map((x) => x.receipt), quorum.map((x) => x.signature)],
-          {
-            account: reporter.account,
-          },
-        ),
-        registry,
-        "AlreadySlashed",
-      );
+      await viem.assertions.revertWithCustomError(slash(accused, quorum), registry, "AlreadySlashed");
     });
   });
 });

@@ -1017,6 +1017,17 @@ export const donorRegistryAbi = [
     type: "error",
   },
   {
+    inputs: [
+      {
+        internalType: "bytes32",
+        name: "jobId",
+        type: "bytes32",
+      },
+    ],
+    name: "JobSpecMismatch",
+    type: "error",
+  },
+  {
     inputs: [],
     name: "NotEquivocation",
     type: "error",
@@ -1679,6 +1690,25 @@ export const donorRegistryAbi = [
     type: "function",
   },
   {
+    inputs: [
+      {
+        internalType: "uint256",
+        name: "replicas",
+        type: "uint256",
+      },
+    ],
+    name: "outvoteQuorum",
+    outputs: [
+      {
+        internalType: "uint256",
+        name: "required",
+        type: "uint256",
+      },
+    ],
+    stateMutability: "view",
+    type: "function",
+  },
+  {
     inputs: [],
     name: "owner",
     outputs: [
@@ -2073,6 +2103,83 @@ export const donorRegistryAbi = [
   },
   {
     inputs: [
+      {
+        components: [
+          {
+            internalType: "address",
+            name: "buyer",
+            type: "address",
+          },
+          {
+            internalType: "bytes32",
+            name: "moduleCid",
+            type: "bytes32",
+          },
+          {
+            internalType: "bytes32",
+            name: "inputCid",
+            type: "bytes32",
+          },
+          {
+            internalType: "string",
+            name: "entry",
+            type: "string",
+          },
+          {
+            internalType: "uint64",
+            name: "fuelLimit",
+            type: "uint64",
+          },
+          {
+            internalType: "uint32",
+            name: "memoryPages",
+            type: "uint32",
+          },
+          {
+            internalType: "uint32",
+            name: "timeoutMs",
+            type: "uint32",
+          },
+          {
+            internalType: "uint8",
+            name: "replicas",
+            type: "uint8",
+          },
+          {
+            internalType: "uint256",
+            name: "maxPricePerMegaFuel",
+            type: "uint256",
+          },
+          {
+            internalType: "uint16",
+            name: "minReputation",
+            type: "uint16",
+          },
+          {
+            internalType: "uint64",
+            name: "deadline",
+            type: "uint64",
+          },
+          {
+            internalType: "uint8",
+            name: "priority",
+            type: "uint8",
+          },
+          {
+            internalType: "bytes32",
+            name: "channel",
+            type: "bytes32",
+          },
+          {
+            internalType: "bytes32",
+            name: "salt",
+            type: "bytes32",
+          },
+        ],
+        internalType: "struct CellTypes.JobSpec",
+        name: "spec",
+        type: "tuple",
+      },
       {
         components: [
           {

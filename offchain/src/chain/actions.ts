@@ -1,6 +1,6 @@
 import { isAddressEqual, maxUint256 } from "viem";
 import type { Abi, Address, ContractFunctionArgs, ContractFunctionName, Hex, TransactionReceipt } from "viem";
-import type { Receipt } from "../protocol/index.ts";
+import type { JobSpecMessage, Receipt } from "../protocol/index.ts";
 import { atpTokenAbi, donorRegistryAbi, paymentChannelsAbi } from "./abis.ts";
 import type { ChainReader, ChainWriter } from "./clients.ts";
 import { channelIdOf, toCompactSignature } from "./signing.ts";
@@ -199,12 +199,15 @@ export function slashEquivocation(
   ]);
 }
 
+/** Outvote slash; `spec` is the job's spec (its EIP-712 digest is the receipts' jobId). */
 export function slashOutvoted(
   writer: ChainWriter,
+  spec: JobSpecMessage,
   accused: { receipt: Receipt; signature: Hex },
   quorum: readonly { receipt: Receipt; signature: Hex }[],
 ): Promise<TransactionReceipt> {
   return send(writer, writer.deployment.donorRegistry, donorRegistryAbi, "slashOutvoted", [
+    spec,
     accused.receipt,
     accused.signature,
     quorum.map((q) => q.receipt),

@@ -5,7 +5,7 @@ import { privateKeyToAccount } from "viem/accounts";
 import type { PrivateKeyAccount } from "viem/accounts";
 import { signReceipt } from "../../../offchain/src/protocol/index.ts";
 import { cellDomain } from "../../../offchain/src/protocol/index.ts";
-import type { Receipt } from "../../../offchain/src/protocol/index.ts";
+import type { JobSpecMessage, Receipt } from "../../../offchain/src/protocol/index.ts";
 
 export const MIN_STAKE = parseEther("100");
 export const UNBONDING_DELAY = 3_600;
@@ -47,6 +47,26 @@ export async function signedReceipt(
 ): Promise<{ receipt: Receipt; signature: Hex }> {
   const receipt = receiptFor(operator.address, jobId, overrides);
   return { receipt, signature: await signReceipt(operator, cellDomain(chainId, registry), receipt) };
+}
+
+/** A job spec; its EIP-712 digest in the registry domain is the job id receipts carry. */
+export function jobSpec(replicas: number): JobSpecMessage {
+  return {
+    buyer: "0x00000000000000000000000000000000000000bb",
+    moduleCid: keccak256(toHex("module")),
+    inputCid: keccak256(toHex("input")),
+    entry: "main",
+    fuelLimit: 10n ** 9n,
+    memoryPages: 16,
+    timeoutMs: 5_000,
+    replicas,
+    maxPricePerMegaFuel: 1_000n,
+    minReputation: 0,
+    deadline: 1_800_000_000n,
+    priority: 1,
+    channel: keccak256(toHex("channel")),
+    salt: keccak256(toHex("salt")),
+  };
 }
 
 export function donorParams(treasury: Address) {
