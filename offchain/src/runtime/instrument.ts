@@ -414,10 +414,11 @@ class Emitter {
     const { out, locals } = this;
     const isF32 = type === ValType.f32;
     const scratch = isF32 ? locals.f32 : locals.f64;
-    out.byte(Op.localSet).u32(scratch);
+    // select(value, canonical NaN, value == value)
+    out.byte(Op.localTee).u32(scratch);
     out.byte(isF32 ? Op.f32Const : Op.f64Const).bytes(isF32 ? F32_CANONICAL_NAN : F64_CANONICAL_NAN);
-    out.byte(Op.localGet).u32(scratch).byte(Op.localGet).u32(scratch).byte(Op.localGet).u32(scratch);
-    out.byte(isF32 ? Op.f32Ne : Op.f64Ne).byte(Op.select);
+    out.byte(Op.localGet).u32(scratch).byte(Op.localGet).u32(scratch);
+    out.byte(isF32 ? Op.f32Eq : Op.f64Eq).byte(Op.select);
   }
 
   private loadFuel(): void {
