@@ -203,6 +203,21 @@ describe("WASI shim", () => {
     assert.deepEqual(out.subarray(35), expected);
   });
 
+  test("stderr is captured apart from the output", async () => {
+    const module = watToWasm(`(module
+      (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+      (memory 1) (data (i32.const 16) "outerr")
+      (func (export "_start")
+        (i32.store (i32.const 0) (i32.const 16)) (i32.store (i32.const 4) (i32.const 3))
+        (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))
+        (i32.store (i32.const 0) (i32.const 19))
+        (drop (call $write (i32.const 2) (i32.const 0) (i32.const 1) (i32.const 8)))))`);
+    const result = await expectResult(runtime.execute(job(module)));
+    assert.equal(text(result.output), "out");
+    assert.equal(text(result.stderr), "err");
+    assert.equal(result.outputCid, (await cidOf(bytesOf("out"))).toString());
+  });
+
   test("a trap keeps the output written before it", async () => {
     const result = await expectResult(runtime.execute(job(fixture("trap"))));
     assert.equal(result.status, "trap");
