@@ -4,7 +4,6 @@ pragma solidity ^0.8.27;
 import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
 import {IERC20Permit} from "@openzeppelin/contracts/token/ERC20/extensions/IERC20Permit.sol";
 import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
-import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProof.sol";
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
@@ -26,8 +25,6 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
     uint64 public constant CLOSED = type(uint64).max;
     bytes32 public constant VOUCHER_TYPEHASH = CellTypes.VOUCHER_TYPEHASH;
     bytes32 public constant CHANNEL_CLOSE_TYPEHASH = CellTypes.CHANNEL_CLOSE_TYPEHASH;
-    /// @dev Seed of the transient slots in which a batch sums what each payee earns.
-    bytes32 private constant PAYEE_SUM_SEED = keccak256("cell.PaymentChannels.payeeSum");
 
     /// @notice Identifies a channel; its id is keccak256 of the ABI encoding.
     /// @param buyer funds the channel and gets the refund
@@ -391,13 +388,19 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
             return (channelId, 0, paid);
         }
         bytes32 digest = voucherDigest(channelId, cumulativeAmount);
-        (address recovered, ECDSA.RecoverError err, ) = ECDSA.tryRecover(digest, v.r, v.vs);
-        if (err != ECDSA.RecoverError.NoError || recovered != v.key.signer) {
+        if (_recoverCompact(digest, v.r, v.vs) != v.key.signer) {
             emit VoucherSkipped(channelId, SkipReason.BadSignature);
             return (channelId, 0, paid);
         }
         ch.paid = uint96(capped);
         amount = capped - paid;
+    }
+
+    /// @dev ecrecover of an EIP-2098 signature; zero for a malleable (high-s) or invalid one.
+    function _recoverCompact(bytes32 digest, bytes32 r, bytes32 vs) private pure returns (address) {
+        uint256 s = uint256(vs) & ((1 << 255) - 1);
+        if (s > 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0) return address(0);
+        return ecrecover(digest, uint8((uint256(vs) >> 255) + 27), r, bytes32(s));
     }
 
     /// @dev channelIdOf without copying the key into allocated memory (scratch at the free pointer).
@@ -452,12 +455,9 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
         }
     }
 
-    function _payeeSlot(address payee) private pure returns (bytes32 slot) {
-        bytes32 seed = PAYEE_SUM_SEED;
-        assembly ("memory-safe") {
-            mstore(0x00, payee)
-            mstore(0x20, seed)
-            slot := keccak256(0x00, 0x40)
-        }
+    /// @dev The payee's address itself is the transient slot: no other transient slot of this
+    /// contract (the reentrancy guard's is a keccak256 value) can be below 2^160.
+    function _payeeSlot(address payee) private pure returns (bytes32) {
+        return bytes32(uint256(uint160(payee)));
     }
 }

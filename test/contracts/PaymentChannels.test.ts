@@ -434,6 +434,24 @@ describe("PaymentChannels", async () => {
       assert.deepEqual(await channels.read.channels([channelIdOf(keys[1]!)]), [DEPOSIT, 0n, 0n]);
     });
 
+    it("skips a malleated (high-s) signature of a valid voucher", async () => {
+      const { viem, channels, keys, signed } = await networkHelpers.loadFixture(manyChannels);
+      const good = await signed(keys[0]!, 10n);
+      const n = 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141n;
+      const vs = BigInt(good.vs);
+      const s = vs & ((1n << 255n) - 1n);
+      const flippedParity = (vs >> 255n) ^ 1n;
+      const malleated = { ...good, vs: toHex((flippedParity << 255n) | (n - s), { size: 32 }) };
+      await viem.assertions.emitWithArgs(
+        channels.write.settle([[malleated], 0n, zeroHash, 0n]),
+        channels,
+        "VoucherSkipped",
+        [channelIdOf(keys[0]!), 1],
+      );
+      await viem.assertions.emit(channels.write.settle([[good], 0n, zeroHash, 0n]), channels, "BatchSettled");
+      assert.deepEqual(await channels.read.channels([channelIdOf(keys[0]!)]), [DEPOSIT, 10n, 0n]);
+    });
+
     it("skips stale vouchers, pays only the increase of duplicates and caps at the deposit", async () => {
       const { viem, channels, keys, signed, payees, token } = await networkHelpers.loadFixture(manyChannels);
       await channels.write.settle([[await signed(keys[0]!, 10n)], 0n, zeroHash, 0n]);
