@@ -25,8 +25,18 @@ function prepare(bytes: Uint8Array, limits: PolicyLimits): PrepareReply {
   const started = performance.now();
   const verdict = checkPolicy(bytes, limits);
   if (!verdict.ok) return { ok: false, reason: verdict.reason };
-  const instrumented = instrumentAnalyzed(bytes, verdict.info, "auto");
-  return { ok: true, ...instrumented, instrumentMs: performance.now() - started };
+  try {
+    const instrumented = instrumentAnalyzed(bytes, verdict.info, "auto");
+    if (!WebAssembly.validate(instrumented.bytes as Uint8Array<ArrayBuffer>)) {
+      return { ok: false, reason: "instrumentation produced an invalid module" };
+    }
+    return { ok: true, ...instrumented, instrumentMs: performance.now() - started };
+  } catch (error) {
+    return {
+      ok: false,
+      reason: `could not instrument: ${error instanceof Error ? error.message : String(error)}`,
+    };
+  }
 }
 
 function handle(request: WorkerRequest): PrepareReply | RunOutcome {
