@@ -91,7 +91,10 @@ export class Buyer {
   readonly #jobs = new Map<Hex, BuyerJob>();
   readonly #scheduler = new JobScheduler<BuyerJob>();
   readonly #events = new EventEmitter();
+  /** Placements under way (asking for bids, assigning). */
   #inFlight = 0;
+  /** Jobs this buyer has with each executor right now. */
+  readonly #busy = new Map<string, number>();
   #tick: NodeJS.Timeout | undefined;
   #stopped = false;
 
@@ -208,8 +211,13 @@ export class Buyer {
     this.#pump();
   }
 
+  /**
+   * Starts placements while known donors have free slots (at least one placement runs
+   * regardless, so a job that cannot be placed learns why); the rest wait in the
+   * scheduler, most urgent first.
+   */
   #pump(): void {
-    const limit = this.#ctx.config.buyer.maxInFlight;
+    const limit = Math.min(this.#ctx.config.buyer.maxInFlight, Math.max(1, this.#freeSlots()));
     while (!this.#stopped && this.#inFlight < limit) {
       const next = this.#scheduler.next(this.#ctx.now());
       if (!next) return;
@@ -225,10 +233,45 @@ export class Buyer {
     }
   }
 
+  #freeSlots(): number {
+    const now = this.#ctx.now();
+    let free = 0;
+    for (const donor of this.#peers.all()) {
+      if (donor.staked && now - donor.lastSeen <= LIVENESS_MS) free += Math.max(0, donor.slots - this.#busyWith(donor.peerId));
+    }
+    return free;
+  }
+
+  #busyWith(peerId: string): number {
+    return this.#busy.get(peerId) ?? 0;
+  }
+
+  #setCurrent(job: BuyerJob, attempt: Attempt): void {
+    if (job.current) this.#clearCurrent(job);
+    job.current = attempt;
+    this.#busy.set(attempt.peerId, this.#busyWith(attempt.peerId) + 1);
+  }
+
+  #clearCurrent(job: BuyerJob): void {
+    const attempt = job.current;
+    if (!attempt) return;
+    job.current = undefined;
+    const left = this.#busyWith(attempt.peerId) - 1;
+    if (left > 0) this.#busy.set(attempt.peerId, left);
+    else this.#busy.delete(attempt.peerId);
+    queueMicrotask(() => this.#pump());
+  }
+
   async #place(job: BuyerJob): Promise<void> {
     const ctx = this.#ctx;
     const { buyer } = ctx.config;
-    const donors = this.#peers.candidates(job.spec, { now: ctx.now(), livenessMs: LIVENESS_MS, exclude: job.excluded, limit: buyer.bidFanout });
+    const donors = this.#peers.candidates(job.spec, {
+      now: ctx.now(),
+      livenessMs: LIVENESS_MS,
+      exclude: job.excluded,
+      limit: buyer.bidFanout,
+      busy: (peerId) => this.#busyWith(peerId),
+    });
     if (donors.length === 0) return this.#park(job, "no_bid", "no staked donor able to run the job is known");
 
     const answers = await Promise.all(donors.map((donor) => this.#askBid(job, donor)));
@@ -320,7 +363,7 @@ export class Buyer {
     const ctx = this.#ctx;
     const attempt = this.#newAttempt(job, chosen);
     const refused = (reason: ReasonCode, detail: string): Refusal => {
-      if (job.current === attempt) job.current = undefined;
+      if (job.current === attempt) this.#clearCurrent(job);
       this.#emit(job, { type: "bid_rejected", reason, detail, peerId: chosen.peerId, operator: chosen.operator });
       return { reason, detail };
     };
@@ -356,7 +399,7 @@ export class Buyer {
       probing: false,
       confirmed: false,
     };
-    job.current = attempt;
+    this.#setCurrent(job, attempt);
     return attempt;
   }
 
@@ -409,7 +452,7 @@ export class Buyer {
     if (!attempt) return;
     this.#confirm(job, attempt);
     clearInterval(attempt.timer);
-    job.current = undefined;
+    this.#clearCurrent(job);
     job.excluded.add(attempt.peerId);
     this.#updateAssignment(attempt, reason === "deadline_missed" ? "timed_out" : "failed", reason);
     const plan = planRetry(attempt.number, reason, { now: this.#ctx.now(), deadline: job.deadline }, { maxAttempts: this.#ctx.config.buyer.maxAttempts, backoff: DEFAULT_BACKOFF });
@@ -433,7 +476,7 @@ export class Buyer {
   #fail(job: BuyerJob, reason: ReasonCode, detail: string): void {
     if (job.state === "completed" || job.state === "failed") return;
     if (job.current) clearInterval(job.current.timer);
-    job.current = undefined;
+    this.#clearCurrent(job);
     this.#scheduler.remove(job.jobId);
     this.#setState(job, "failed", reason);
     this.#emit(job, { type: "failed", reason, detail });
@@ -475,7 +518,7 @@ export class Buyer {
     const ctx = this.#ctx;
     this.#confirm(job, attempt);
     clearInterval(attempt.timer);
-    job.current = undefined;
+    this.#clearCurrent(job);
     job.receipt = { message: delivery.receipt, signature: delivery.signature };
     job.result = {
       status: statusName(delivery.receipt.status),

@@ -57,24 +57,27 @@ export class PeerBook {
   }
 
   /**
-   * Donors worth asking for a bid: heard from recently, able to take the job, not
-   * excluded; cheapest first, then most free slots.
+   * Donors worth asking for a bid: staked, heard from recently, able to take the job, not
+   * excluded; cheapest first, then the most slots not taken by this buyer's own jobs, then
+   * at random, so equal donors share the load.
    */
-  candidates(job: { fuelLimit: bigint; memoryPages: number; maxPricePerMegaFuel: bigint }, options: {
-    now: number;
-    livenessMs: number;
-    exclude: ReadonlySet<string>;
-    limit: number;
-  }): DonorInfo[] {
+  candidates(
+    job: { fuelLimit: bigint; memoryPages: number; maxPricePerMegaFuel: bigint },
+    options: { now: number; livenessMs: number; exclude: ReadonlySet<string>; limit: number; busy?: (peerId: string) => number },
+  ): DonorInfo[] {
+    const free = (donor: DonorInfo) => donor.slots - (options.busy?.(donor.peerId) ?? 0);
     return this.all()
       .filter((donor) => donor.staked && options.now - donor.lastSeen <= options.livenessMs)
       .filter((donor) => !options.exclude.has(donor.peerId))
       .filter((donor) => donor.maxFuel >= job.fuelLimit && donor.maxMemoryPages >= job.memoryPages)
       .filter((donor) => donor.pricePerMegaFuel <= job.maxPricePerMegaFuel)
-      .sort((a, b) =>
-        a.pricePerMegaFuel !== b.pricePerMegaFuel ? (a.pricePerMegaFuel < b.pricePerMegaFuel ? -1 : 1) : b.freeSlots - a.freeSlots,
-      )
-      .slice(0, options.limit);
+      .map((donor) => ({ donor, free: free(donor), tie: Math.random() }))
+      .sort((a, b) => {
+        if (a.donor.pricePerMegaFuel !== b.donor.pricePerMegaFuel) return a.donor.pricePerMegaFuel < b.donor.pricePerMegaFuel ? -1 : 1;
+        return b.free - a.free || a.tie - b.tie;
+      })
+      .slice(0, options.limit)
+      .map(({ donor }) => donor);
   }
 
   #evictStalest(): void {
