@@ -1,0 +1,158 @@
+import { describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { loadConfig } from "../../offchain/src/node/index.ts";
+import { PeerBook } from "../../offchain/src/node/peer-book.ts";
+import { StakeCache } from "../../offchain/src/node/stake-cache.ts";
+import type { CapabilityAdvert } from "../../offchain/src/protocol/index.ts";
+
+const operator = "0x1111111111111111111111111111111111111111";
+const peerKey = `0x${"22".repeat(32)}` as const;
+
+async function withDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
+  const dir = await mkdtemp(join(tmpdir(), "cell-config-"));
+  try {
+    return await fn(dir);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+describe("node config", () => {
+  it("has defaults that work on a local devnet", async () => {
+    const config = await loadConfig(undefined, { passphrase: "pw" });
+    assert.equal(config.api.host, "127.0.0.1");
+    assert.equal(config.donor.enabled, false);
+    assert.equal(config.buyer.bidFanout, 2);
+    assert.deepEqual(config.listen, ["/ip4/127.0.0.1/tcp/0"]);
+  });
+
+  it("reads TOML, resolves paths against the file and applies overrides", async () => {
+    await withDir(async (dir) => {
+      const file = join(dir, "node.toml");
+      await writeFile(
+        file,
+        ['dataDir = "data"', "[donor]", "enabled = true", 'pricePerMegaFuel = "2500"', "slots = 3", "[chain]", 'deploymentFile = "deployment.json"'].join("\n"),
+      );
+      const config = await loadConfig(file, { donor: { slots: 5 }, passphrase: "pw" });
+      assert.equal(config.dataDir, join(dir, "data"));
+      assert.equal(config.chain.deploymentFile, join(dir, "deployment.json"));
+      assert.equal(config.donor.enabled, true);
+      assert.equal(config.donor.pricePerMegaFuel, 2500n);
+      assert.equal(config.donor.slots, 5);
+    });
+  });
+
+  it("reads JSON and names what is wrong", async () => {
+    await withDir(async (dir) => {
+      const file = join(dir, "node.json");
+      await writeFile(file, JSON.stringify({ donor: { slots: 0 }, api: { port: 70000 } }));
+      await assert.rejects(loadConfig(file), (err: Error) => /donor\.slots/.test(err.message) && /api\.port/.test(err.message));
+      await writeFile(file, JSON.stringify({ surprise: true }));
+      await assert.rejects(loadConfig(file), /surprise|unrecognized/i);
+      await writeFile(file, "{ not json");
+      await assert.rejects(loadConfig(file), /cannot parse node config/);
+    });
+  });
+
+  it("takes the passphrase from CELL_PASSPHRASE when the file has none", async () => {
+    const previous = process.env.CELL_PASSPHRASE;
+    process.env.CELL_PASSPHRASE = "from-env";
+    try {
+      assert.equal((await loadConfig()).passphrase, "from-env");
+      assert.equal((await loadConfig(undefined, { passphrase: "explicit" })).passphrase, "explicit");
+    } finally {
+      if (previous === undefined) delete process.env.CELL_PASSPHRASE;
+      else process.env.CELL_PASSPHRASE = previous;
+    }
+  });
+});
+
+describe("stake cache", () => {
+  it("shares one chain read among concurrent lookups and caches the answer", async () => {
+    let reads = 0;
+    let now = 1_000;
+    const cache = new StakeCache(async () => {
+      reads++;
+      return true;
+    }, 10_000, () => now);
+    const answers = await Promise.all([cache.isActive(operator, peerKey), cache.isActive(operator, peerKey), cache.isActive(operator, peerKey)]);
+    assert.deepEqual(answers, [true, true, true]);
+    assert.equal(reads, 1);
+    assert.equal(cache.peek(operator.toUpperCase().replace("0X", "0x") as `0x${string}`, peerKey), true);
+    now += 10_001;
+    assert.equal(cache.peek(operator, peerKey), undefined);
+    await cache.isActive(operator, peerKey);
+    assert.equal(reads, 2);
+  });
+
+  it("trusts a negative answer for a shorter time, and a failed read not at all", async () => {
+    let now = 0;
+    let answer: boolean | Error = false;
+    let reads = 0;
+    const cache = new StakeCache(async () => {
+      reads++;
+      if (answer instanceof Error) throw answer;
+      return answer;
+    }, 10_000, () => now);
+    assert.equal(await cache.isActive(operator, peerKey), false);
+    now = 2_001;
+    answer = true;
+    assert.equal(await cache.isActive(operator, peerKey), true, "a newly staked donor is seen after a fifth of the TTL");
+    now = 20_000;
+    answer = new Error("rpc down");
+    assert.equal(await cache.isActive(operator, peerKey), false);
+    assert.equal(cache.peek(operator, peerKey), undefined);
+    assert.equal(reads, 3);
+  });
+});
+
+function advert(peerId: string, overrides: Partial<CapabilityAdvert> = {}): CapabilityAdvert {
+  return {
+    type: "caps",
+    operator,
+    peerId,
+    peerKey,
+    pricePerMegaFuel: "1000",
+    slots: 4,
+    freeSlots: 4,
+    fuelPerSecond: "1000000",
+    maxFuel: "1000000000",
+    maxMemoryPages: 256,
+    runtimeVersion: "cell-wasm/1",
+    multiaddrs: [],
+    timestamp: "0",
+    ...overrides,
+  };
+}
+
+describe("peer book", () => {
+  const job = { fuelLimit: 1_000_000n, memoryPages: 16, maxPricePerMegaFuel: 2_000n };
+
+  it("offers only staked, live, able and affordable donors, cheapest first", () => {
+    const book = new PeerBook();
+    book.upsertFromAdvert(advert("cheap", { pricePerMegaFuel: "500" }), 1_000, true);
+    book.upsertFromAdvert(advert("normal"), 1_000, true);
+    book.upsertFromAdvert(advert("unstaked", { pricePerMegaFuel: "1" }), 1_000, false);
+    book.upsertFromAdvert(advert("stale"), 0, true);
+    book.upsertFromAdvert(advert("small", { maxMemoryPages: 8 }), 1_000, true);
+    book.upsertFromAdvert(advert("pricey", { pricePerMegaFuel: "5000" }), 1_000, true);
+    book.upsertFromAdvert(advert("excluded"), 1_000, true);
+    const ids = book.candidates(job, { now: 1_500, livenessMs: 1_000, exclude: new Set(["excluded"]), limit: 10 }).map((d) => d.peerId);
+    assert.deepEqual(ids, ["cheap", "normal"]);
+    book.touch("stale", 1_400);
+    assert.ok(book.candidates(job, { now: 1_500, livenessMs: 1_000, exclude: new Set(), limit: 10 }).some((d) => d.peerId === "stale"));
+  });
+
+  it("prefers donors with more slots not taken by this buyer, and spreads ties", () => {
+    const book = new PeerBook();
+    for (const id of ["a", "b", "c"]) book.upsertFromAdvert(advert(id), 0, true);
+    const busy = (peerId: string) => (peerId === "a" ? 4 : peerId === "b" ? 1 : 0);
+    assert.deepEqual(book.candidates(job, { now: 0, livenessMs: 1_000, exclude: new Set(), limit: 3, busy }).map((d) => d.peerId), ["c", "b", "a"]);
+    const firsts = new Set<string>();
+    for (let i = 0; i < 50; i++) firsts.add(book.candidates(job, { now: 0, livenessMs: 1_000, exclude: new Set(), limit: 1 })[0]!.peerId);
+    assert.ok(firsts.size > 1, "equal donors are not always asked in the same order");
+  });
+});
