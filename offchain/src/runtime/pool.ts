@@ -16,6 +16,7 @@ export const WORKER_RESOURCE_LIMITS = {
  * between two jobs. It still runs them one at a time, in order.
  */
 const PIPELINE_DEPTH = 2;
+const MAX_START_FAILURES = 3;
 
 type WithoutId<T> = T extends unknown ? Omit<T, "id"> : never;
 
@@ -49,6 +50,8 @@ export class WorkerPool {
   private readonly logger: Logger;
   private nextId = 1;
   private closed = false;
+  /** Workers that died before they were ready, in a row; past a few the pool gives up. */
+  private startFailures = 0;
 
   constructor(size: number, logger: Logger) {
     this.logger = logger;
@@ -62,6 +65,7 @@ export class WorkerPool {
 
   run<T>(request: WithoutId<WorkerRequest>, timeoutMs: number): Promise<PoolReply<T>> {
     if (this.closed) return Promise.resolve({ kind: "crash", detail: "runtime is closed" });
+    if (this.slots.length === 0) return Promise.resolve({ kind: "crash", detail: "no runtime worker" });
     return new Promise((resolve) => {
       const task = {
         request: { ...request, id: this.nextId++ } as WorkerRequest,
@@ -96,6 +100,7 @@ export class WorkerPool {
     slot.ready.then(
       () => {
         slot.isReady = true;
+        this.startFailures = 0;
         worker.on("message", (message: { id: number; reply: unknown }) => this.onReply(slot, message));
         this.dispatch();
       },
@@ -149,7 +154,16 @@ export class WorkerPool {
     const [running, ...waiting] = slot.tasks.splice(0);
     running?.resolve(crash ? { kind: "crash", detail: crash } : { kind: "timeout" });
     this.queue.unshift(...waiting);
-    this.slots.splice(index, 1, this.spawn());
+    if (!slot.isReady && ++this.startFailures >= MAX_START_FAILURES) {
+      this.logger.error({ detail: crash }, "runtime workers keep failing to start; giving up");
+      this.slots.splice(index, 1);
+      if (this.slots.length === 0) {
+        for (const task of this.queue.splice(0))
+          task.resolve({ kind: "crash", detail: `no runtime worker: ${crash}` });
+      }
+    } else {
+      this.slots.splice(index, 1, this.spawn());
+    }
     slot.worker.removeAllListeners();
     slot.worker.on("error", () => undefined);
     void slot.worker.terminate();

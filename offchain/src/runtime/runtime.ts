@@ -79,8 +79,18 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
   const settings = { ...DEFAULTS, ...options };
   const limits: PolicyLimits = { ...DEFAULT_POLICY_LIMITS, ...options.policy };
   const logger = (options.logger ?? pino({ level: "silent" })).child({ domain: "runtime" });
+  if (!Number.isInteger(settings.poolSize) || settings.poolSize < 1 || settings.poolSize > 256) {
+    throw new RangeError(`poolSize must be an integer in 1..256, got ${settings.poolSize}`);
+  }
   const pool = new WorkerPool(settings.poolSize, logger);
-  await pool.ready();
+  try {
+    await pool.ready();
+  } catch (error) {
+    await pool.close();
+    throw new Error(
+      `runtime workers failed to start: ${error instanceof Error ? error.message : String(error)}`,
+    );
+  }
   const cache = new Map<string, Promise<PrepareReply>>();
   const emptyCid = (await cidOf(new Uint8Array(0))).toString();
 
