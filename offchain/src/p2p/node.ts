@@ -94,6 +94,8 @@ export interface MeshServices {
 }
 
 const BOOTSTRAP_RETRY_MS = 2_000;
+/** A peer lookup gives up after this long, so an unreachable peer fails fast. */
+const LOOKUP_BUDGET_MS = 3_000;
 
 /** A libp2p host with schema-checked gossip, request-response and block exchange. */
 export class MeshNode {
@@ -267,7 +269,10 @@ export class MeshNode {
     );
     if (known && !refresh) return;
     try {
-      for await (const event of this.libp2p.services.dht.findPeer(id, { signal, useCache: !refresh })) {
+      for await (const event of this.libp2p.services.dht.findPeer(id, {
+        signal: AbortSignal.any([signal, AbortSignal.timeout(LOOKUP_BUDGET_MS)]),
+        useCache: !refresh,
+      })) {
         if (event.name === "FINAL_PEER" && event.peer.multiaddrs.length > 0) {
           await this.libp2p.peerStore.merge(id, { multiaddrs: event.peer.multiaddrs });
           return;

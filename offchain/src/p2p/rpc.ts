@@ -76,8 +76,8 @@ interface StreamPool {
   streams: PooledStream[];
   /** Pooled streams being opened, counted so concurrent callers do not overfill the pool. */
   opening: number;
-  /** Requests waiting for a stream of a full pool to be freed. */
-  waiters: Array<() => void>;
+  /** Requests waiting for a stream of a full pool: handed a stream, or woken to retry. */
+  waiters: Array<(handedOver?: PooledStream) => void>;
 }
 
 /** Request-response over length-prefixed JSON frames, one long-lived stream serving many requests. */
@@ -301,7 +301,10 @@ export class Rpc {
       }
       if (pool.streams.length + pool.opening < this.#limits.streamsPerPeer)
         return this.#open(pool, peerId, protocol, spec, signal);
-      await this.#streamFreed(pool, peerId, protocol, signal);
+      const handedOver = await this.#streamFreed(pool, peerId, protocol, signal);
+      if (handedOver === undefined) continue;
+      if (isUsable(handedOver.stream)) return handedOver;
+      handedOver.busy = false; // dropped from the pool on the next pass, which frees a slot
     }
   }
 
@@ -325,6 +328,7 @@ export class Rpc {
       pool.streams.push(pooled);
       return pooled;
     } catch (err) {
+      pool.waiters.shift()?.(); // the slot this call held is free again
       if (signal.aborted) throw new MeshError("timeout", `opening ${protocol} to ${peerId} timed out`);
       const code = (err as Error).name === "UnsupportedProtocolError" ? "unsupported" : "unreachable";
       throw new MeshError(code, `cannot open ${protocol} to ${peerId}: ${(err as Error).message}`, {
@@ -332,7 +336,6 @@ export class Rpc {
       });
     } finally {
       pool.opening -= 1;
-      pool.waiters.shift()?.();
     }
   }
 
@@ -350,24 +353,32 @@ export class Rpc {
     }
   }
 
-  #streamFreed(pool: StreamPool, peerId: string, protocol: string, signal: AbortSignal): Promise<void> {
+  /** Resolves with a stream handed over by `#release`, or undefined when a slot opened up. */
+  #streamFreed(
+    pool: StreamPool,
+    peerId: string,
+    protocol: string,
+    signal: AbortSignal,
+  ): Promise<PooledStream | undefined> {
     return new Promise((resolve, reject) => {
       const onAbort = (): void => {
         removeWhere(pool.waiters, (entry) => entry === wake);
         reject(new MeshError("timeout", `no free stream for ${protocol} to ${peerId} in time`));
       };
-      const wake = (): void => {
+      const wake = (pooled?: PooledStream): void => {
         signal.removeEventListener("abort", onAbort);
-        resolve();
+        resolve(pooled);
       };
       signal.addEventListener("abort", onAbort, { once: true });
       pool.waiters.push(wake);
     });
   }
 
+  /** Hands a stream whose exchange finished straight to the longest waiter, or marks it idle. */
   #release(peerId: string, protocol: string, pooled: PooledStream): void {
-    pooled.busy = false;
-    this.#pool(`${peerId} ${protocol}`).waiters.shift()?.();
+    const next = this.#pool(`${peerId} ${protocol}`).waiters.shift();
+    if (next === undefined) pooled.busy = false;
+    else next(pooled);
   }
 
   #pool(key: string): StreamPool {
