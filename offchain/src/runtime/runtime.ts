@@ -14,7 +14,7 @@ export interface Job {
   fuelLimit: bigint;
   memoryPages: number;
   timeoutMs: number;
-  /** WASI `_start` unless named. */
+  /** WASI `_start` unless named (an empty name means `_start`). */
   entry?: string;
   seed?: Uint8Array;
   args?: string[];
@@ -137,7 +137,7 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
     const preparation = await prepared(cid, job.module, job.timeoutMs);
     if (!preparation.ok) return preparation.result;
     const module = preparation.module;
-    const entry = job.entry ?? "_start";
+    const entry = job.entry || "_start";
     const memoryProblem = memoryCapVerdict(module.memory, job.memoryPages);
     if (memoryProblem) return rejected(memoryProblem);
     if (!module.functionExports.includes(entry))
