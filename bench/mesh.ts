@@ -17,22 +17,37 @@ let donors: ChildNode[] = [];
 try {
   const donorNodes = await Promise.all(
     Array.from({ length: DONORS }, (_, i) =>
-      cluster.prepare(`donor${i + 1}`, { donor: true, stakeWith: i + 1, config: { donor: { slots: 8 }, runtime: { poolSize: 1 }, logLevel: "error" } }),
+      cluster.prepare(`donor${i + 1}`, {
+        donor: true,
+        stakeWith: i + 1,
+        config: { donor: { slots: 8 }, runtime: { poolSize: 1 }, logLevel: "error" },
+      }),
     ),
   );
-  const buyerNode = await cluster.prepare("buyer", { donor: false, config: { logLevel: "error", buyer: { maxInFlight: 1024 } } });
+  const buyerNode = await cluster.prepare("buyer", {
+    donor: false,
+    config: { logLevel: "error", buyer: { maxInFlight: 1024 } },
+  });
   const first = await startChild(donorNodes[0]!);
   const bootstrap = first.multiaddrs.slice(0, 1);
   donors = [first, ...(await Promise.all(donorNodes.slice(1).map((node) => startChild(node, bootstrap))))];
   buyer = await startInProcess(buyerNode, bootstrap);
   const node = buyer;
-  await until(() => node.peers().filter((peer) => peer.staked).length === DONORS, 30_000, "all donors to be seen");
+  await until(
+    () => node.peers().filter((peer) => peer.staked).length === DONORS,
+    30_000,
+    "all donors to be seen",
+  );
 
   const module = await spinModule(1);
   let sequence = 0;
   const runOne = async (): Promise<number> => {
     const started = performance.now();
-    const { jobId } = await node.submitJob({ module, input: new TextEncoder().encode(`job ${sequence++}`), fuelLimit: 1_000_000n });
+    const { jobId } = await node.submitJob({
+      module,
+      input: new TextEncoder().encode(`job ${sequence++}`),
+      fuelLimit: 1_000_000n,
+    });
     const view = await node.waitForJob(jobId, { timeoutMs: 60_000 });
     if (view.state !== "completed") throw new Error(`job ${jobId} ended ${view.state}: ${view.reason}`);
     return performance.now() - started;
@@ -44,7 +59,9 @@ try {
   latencies.sort((a, b) => a - b);
   const p50 = percentile(latencies, 0.5);
   const p95 = percentile(latencies, 0.95);
-  console.log(`latency  ${LATENCY_JOBS} sequential tiny jobs: p50 ${p50.toFixed(1)} ms, p95 ${p95.toFixed(1)} ms, max ${latencies.at(-1)!.toFixed(1)} ms`);
+  console.log(
+    `latency  ${LATENCY_JOBS} sequential tiny jobs: p50 ${p50.toFixed(1)} ms, p95 ${p95.toFixed(1)} ms, max ${latencies.at(-1)!.toFixed(1)} ms`,
+  );
 
   let completed = 0;
   let failed = 0;
@@ -66,15 +83,30 @@ try {
   clearInterval(sampler);
   const seconds = (performance.now() - started) / 1000;
   const jobsPerSec = completed / seconds;
-  console.log(`throughput  ${CONCURRENCY} jobs in flight for ${seconds.toFixed(1)} s: ${completed} completed, ${failed} failed, ${jobsPerSec.toFixed(1)} jobs/s`);
+  console.log(
+    `throughput  ${CONCURRENCY} jobs in flight for ${seconds.toFixed(1)} s: ${completed} completed, ${failed} failed, ${jobsPerSec.toFixed(1)} jobs/s`,
+  );
 
-  const peak = rssSamples.reduce((max, sample) => sample.map((value, i) => Math.max(value, max[i] ?? 0)), [] as number[]);
+  const peak = rssSamples.reduce(
+    (max, sample) => sample.map((value, i) => Math.max(value, max[i] ?? 0)),
+    [] as number[],
+  );
   const names = ["buyer", ...donors.map((donor) => donor.name)];
-  for (const [i, name] of names.entries()) console.log(`rss  ${name.padEnd(7)} peak ${(peak[i] ?? 0).toFixed(1)} MB`);
+  for (const [i, name] of names.entries())
+    console.log(`rss  ${name.padEnd(7)} peak ${(peak[i] ?? 0).toFixed(1)} MB`);
   const rssMbPerNode = Math.max(...peak);
-  console.log("(the buyer's figure includes this benchmark's own bookkeeping; rssMbPerNode is the largest node)");
+  console.log(
+    "(the buyer's figure includes this benchmark's own bookkeeping; rssMbPerNode is the largest node)",
+  );
 
-  console.log(JSON.stringify({ p50Ms: round(p50), p95Ms: round(p95), jobsPerSec: round(jobsPerSec), rssMbPerNode: round(rssMbPerNode) }));
+  console.log(
+    JSON.stringify({
+      p50Ms: round(p50),
+      p95Ms: round(p95),
+      jobsPerSec: round(jobsPerSec),
+      rssMbPerNode: round(rssMbPerNode),
+    }),
+  );
 } finally {
   await buyer?.stop();
   await Promise.all(donors.map((donor) => donor.kill("SIGTERM")));

@@ -9,7 +9,16 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import type { Hex } from "viem";
-import { createWriter, devnetPrivateKey, donorParams, mintAtp, registerDonor, serializeDeployment, stake, startDevnet } from "../../offchain/src/chain/index.ts";
+import {
+  createWriter,
+  devnetPrivateKey,
+  donorParams,
+  mintAtp,
+  registerDonor,
+  serializeDeployment,
+  stake,
+  startDevnet,
+} from "../../offchain/src/chain/index.ts";
 import type { Devnet } from "../../offchain/src/chain/index.ts";
 import { initIdentity } from "../../offchain/src/identity/index.ts";
 import type { Identity } from "../../offchain/src/identity/index.ts";
@@ -32,7 +41,10 @@ export interface Cluster {
   root: string;
   deploymentFile: string;
   /** Makes keys and a config for a node; `stakeWith` stakes and registers it from that devnet account. */
-  prepare(name: string, options: { donor: boolean; stakeWith?: number; config?: NodeConfigInput }): Promise<ClusterNode>;
+  prepare(
+    name: string,
+    options: { donor: boolean; stakeWith?: number; config?: NodeConfigInput },
+  ): Promise<ClusterNode>;
   close(): Promise<void>;
 }
 
@@ -63,7 +75,8 @@ async function prepareCluster(root: string, devnet: Devnet): Promise<Cluster> {
   const prepare: Cluster["prepare"] = async (name, options) => {
     const dir = join(root, name);
     const identity = await initIdentity({ dir, passphrase: PASSPHRASE, scryptN: SCRYPT_N, force: true });
-    if (options.stakeWith !== undefined) await stakeAndRegister(devnet, mint, options.stakeWith, identity, minStake);
+    if (options.stakeWith !== undefined)
+      await stakeAndRegister(devnet, mint, options.stakeWith, identity, minStake);
     const config: NodeConfigInput = {
       ...options.config,
       dataDir: dir,
@@ -74,7 +87,10 @@ async function prepareCluster(root: string, devnet: Devnet): Promise<Cluster> {
       logLevel: options.config?.logLevel ?? "warn",
     };
     const configFile = join(dir, "node.json");
-    await writeFile(configFile, JSON.stringify(config, (_key, value) => (typeof value === "bigint" ? value.toString() : value)));
+    await writeFile(
+      configFile,
+      JSON.stringify(config, (_key, value) => (typeof value === "bigint" ? value.toString() : value)),
+    );
     return { name, dir, configFile, identity };
   };
 
@@ -100,7 +116,11 @@ async function stakeAndRegister(
   const wallet = createWriter(devnet.rpcUrl, devnet.deployment, devnetPrivateKey(account) as Hex);
   await mint(wallet.walletClient.account.address);
   await stake(wallet, amount);
-  await registerDonor(wallet, { operator: identity.operatorAddress, peerKey: identity.peerKeyHex, metadataURI: "" });
+  await registerDonor(wallet, {
+    operator: identity.operatorAddress,
+    peerKey: identity.peerKeyHex,
+    metadataURI: "",
+  });
 }
 
 /** Starts a prepared node in this process, with extra bootstrap peers. */
@@ -125,14 +145,18 @@ export async function startChild(node: ClusterNode, bootstrap: string[] = []): P
     const config = JSON.parse(await readFile(node.configFile, "utf8"));
     await writeFile(node.configFile, JSON.stringify({ ...config, bootstrap }));
   }
-  const child = spawn(process.execPath, [RUNNER, "--config", node.configFile], { stdio: ["ignore", "pipe", "pipe"] });
+  const child = spawn(process.execPath, [RUNNER, "--config", node.configFile], {
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   let stderr = "";
   child.stderr?.on("data", (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-8000)));
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
   const line = await new Promise<string>((resolve, reject) => {
     const lines = createInterface({ input: child.stdout! });
     lines.once("line", resolve);
-    child.once("exit", (code) => reject(new Error(`node ${node.name} exited with ${code} before starting: ${stderr}`)));
+    child.once("exit", (code) =>
+      reject(new Error(`node ${node.name} exited with ${code} before starting: ${stderr}`)),
+    );
   });
   const info = JSON.parse(line) as { peerId: string; multiaddrs: string[] };
   return {

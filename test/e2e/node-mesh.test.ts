@@ -34,10 +34,17 @@ import { openStore } from "../../offchain/src/store/index.ts";
 import { spinModule, startChild, startCluster, startInProcess, until } from "./cluster.ts";
 import type { ChildNode, Cluster, ClusterNode } from "./cluster.ts";
 
-const SHA256_WASM = readFileSync(fileURLToPath(new URL("../../examples/jobs/build/sha256.wasm", import.meta.url)));
+const SHA256_WASM = readFileSync(
+  fileURLToPath(new URL("../../examples/jobs/build/sha256.wasm", import.meta.url)),
+);
 const DONORS = 4;
 const anything = z.any();
-const raw = { request: anything, response: anything, maxRequestBytes: 1024 * 1024, maxResponseBytes: 1024 * 1024 };
+const raw = {
+  request: anything,
+  response: anything,
+  maxRequestBytes: 1024 * 1024,
+  maxResponseBytes: 1024 * 1024,
+};
 
 describe("Cell node mesh: 4 staked donors and a buyer", { timeout: 240_000 }, () => {
   let cluster: Cluster;
@@ -54,7 +61,9 @@ describe("Cell node mesh: 4 staked donors and a buyer", { timeout: 240_000 }, ()
     reader = createReader(cluster.devnet.rpcUrl, cluster.devnet.deployment);
     const fastWatch = { buyer: { heartbeatMs: 400, bidTimeoutMs: 2_000 } };
     donorNodes = await Promise.all(
-      Array.from({ length: DONORS }, (_, i) => cluster.prepare(`donor${i + 1}`, { donor: true, stakeWith: i + 1, config: { donor: { slots: 2 } } })),
+      Array.from({ length: DONORS }, (_, i) =>
+        cluster.prepare(`donor${i + 1}`, { donor: true, stakeWith: i + 1, config: { donor: { slots: 2 } } }),
+      ),
     );
     buyerNode = await cluster.prepare("buyer", { donor: false, config: fastWatch });
     const first = await startChild(donorNodes[0]!);
@@ -71,13 +80,21 @@ describe("Cell node mesh: 4 staked donors and a buyer", { timeout: 240_000 }, ()
   });
 
   it("announces, bids, assigns, runs and receipts a job; the receipt verifies with viem and on-chain", async () => {
-    const { jobId } = await buyer.submitJob({ module: SHA256_WASM, input: new TextEncoder().encode("1\nhello"), fuelLimit: 100_000_000n });
+    const { jobId } = await buyer.submitJob({
+      module: SHA256_WASM,
+      input: new TextEncoder().encode("1\nhello"),
+      fuelLimit: 100_000_000n,
+    });
     firstJob = await buyer.waitForJob(jobId, { timeoutMs: 30_000 });
     assert.equal(firstJob.state, "completed", JSON.stringify(firstJob.events));
 
     const types: string[] = firstJob.events.map((event) => event.type);
-    for (const step of ["announced", "bid_received", "assigned", "receipt", "completed"]) assert.ok(types.includes(step), `missing ${step} in ${types.join(",")}`);
-    assert.ok(types.indexOf("announced") < types.indexOf("assigned") && types.indexOf("assigned") < types.indexOf("completed"));
+    for (const step of ["announced", "bid_received", "assigned", "receipt", "completed"])
+      assert.ok(types.includes(step), `missing ${step} in ${types.join(",")}`);
+    assert.ok(
+      types.indexOf("announced") < types.indexOf("assigned") &&
+        types.indexOf("assigned") < types.indexOf("completed"),
+    );
 
     const output = Buffer.from(firstJob.result!.outputBase64, "base64").toString();
     assert.equal(output, `${createHash("sha256").update("hello").digest("hex")}\n`);
@@ -90,9 +107,21 @@ describe("Cell node mesh: 4 staked donors and a buyer", { timeout: 240_000 }, ()
     assert.ok(executors.includes(receipt.executor), "the executor is one of the staked donors");
     assert.equal(receipt.jobId, jobId);
     assert.equal(await verifyReceipt(domain, receipt, signature), true);
-    assert.equal(await recoverTypedDataAddress({ domain, types: receiptTypes, primaryType: "Receipt", message: receipt, signature }), receipt.executor);
+    assert.equal(
+      await recoverTypedDataAddress({
+        domain,
+        types: receiptTypes,
+        primaryType: "Receipt",
+        message: receipt,
+        signature,
+      }),
+      receipt.executor,
+    );
     assert.equal(await verifyReceiptOnChain(reader, receipt, signature), true);
-    assert.equal(await verifyReceiptOnChain(reader, { ...receipt, fuelUsed: receipt.fuelUsed + 1n }, signature), false);
+    assert.equal(
+      await verifyReceiptOnChain(reader, { ...receipt, fuelUsed: receipt.fuelUsed + 1n }, signature),
+      false,
+    );
 
     const onChainJobId = await reader.publicClient.readContract({
       address: cluster.devnet.deployment.donorRegistry,
@@ -111,17 +140,36 @@ describe("Cell node mesh: 4 staked donors and a buyer", { timeout: 240_000 }, ()
       let assignments = 0;
       await rogue.mesh.handle(PROTOCOL_BID, raw, async (request: { job: { jobId: Hex } }) => {
         bidRequests++;
-        const bid = { jobId: request.job.jobId, executor: rogue.identity.operatorAddress, pricePerMegaFuel: 1n, expiresAt: BigInt(Date.now() + 60_000) };
+        const bid = {
+          jobId: request.job.jobId,
+          executor: rogue.identity.operatorAddress,
+          pricePerMegaFuel: 1n,
+          expiresAt: BigInt(Date.now() + 60_000),
+        };
         const bidSignature = await signBid(rogue.identity.operator, domain, bid);
-        return { type: "bid", bid: { ...bid, pricePerMegaFuel: "1", expiresAt: bid.expiresAt.toString() }, signature: bidSignature, peerKey: rogue.identity.peerKeyHex, freeSlots: 8 };
+        return {
+          type: "bid",
+          bid: { ...bid, pricePerMegaFuel: "1", expiresAt: bid.expiresAt.toString() },
+          signature: bidSignature,
+          peerKey: rogue.identity.peerKeyHex,
+          freeSlots: 8,
+        };
       });
       await rogue.mesh.handle(PROTOCOL_ASSIGN, raw, async (request: { job: { jobId: Hex } }) => {
         assignments++;
         return { type: "accept", jobId: request.job.jobId };
       });
-      await until(() => buyer.peers().some((peer) => peer.peerId === rogue.mesh.peerId && peer.staked === false), 20_000, "the buyer to hear the rogue's advert");
+      await until(
+        () => buyer.peers().some((peer) => peer.peerId === rogue.mesh.peerId && peer.staked === false),
+        20_000,
+        "the buyer to hear the rogue's advert",
+      );
 
-      const { jobId } = await buyer.submitJob({ module: SHA256_WASM, input: new TextEncoder().encode("1\nunstaked"), maxPricePerMegaFuel: 10_000n });
+      const { jobId } = await buyer.submitJob({
+        module: SHA256_WASM,
+        input: new TextEncoder().encode("1\nunstaked"),
+        maxPricePerMegaFuel: 10_000n,
+      });
       const view = await buyer.waitForJob(jobId, { timeoutMs: 30_000 });
       assert.equal(view.state, "completed");
       assert.equal(bidRequests, 0, "an unstaked peer is never asked to bid");
@@ -136,45 +184,111 @@ describe("Cell node mesh: 4 staked donors and a buyer", { timeout: 240_000 }, ()
   it("rejects malformed, oversized and flooding messages with reasons and keeps working", async () => {
     const rogue = await startRogue(cluster, buyer);
     try {
-      await assert.rejects(rogue.mesh.request(buyer.peerId, PROTOCOL_RECEIPT, raw, { type: "receipt", receipt: "not a receipt" }), { code: "malformed" });
-      await assert.rejects(rogue.mesh.request(buyer.peerId, PROTOCOL_STATUS, raw, { type: "status", jobId: "0x1234" }), { code: "malformed" });
-      const oversized = { type: "no_result", jobId: `0x${"ab".repeat(32)}`, reason: "no_result", detail: "x".repeat(MESSAGE_LIMITS.receiptDelivery + 1) };
-      await assert.rejects(rogue.mesh.request(buyer.peerId, PROTOCOL_RECEIPT, raw, oversized), { code: "too_large" });
+      await assert.rejects(
+        rogue.mesh.request(buyer.peerId, PROTOCOL_RECEIPT, raw, {
+          type: "receipt",
+          receipt: "not a receipt",
+        }),
+        { code: "malformed" },
+      );
+      await assert.rejects(
+        rogue.mesh.request(buyer.peerId, PROTOCOL_STATUS, raw, { type: "status", jobId: "0x1234" }),
+        { code: "malformed" },
+      );
+      const oversized = {
+        type: "no_result",
+        jobId: `0x${"ab".repeat(32)}`,
+        reason: "no_result",
+        detail: "x".repeat(MESSAGE_LIMITS.receiptDelivery + 1),
+      };
+      await assert.rejects(rogue.mesh.request(buyer.peerId, PROTOCOL_RECEIPT, raw, oversized), {
+        code: "too_large",
+      });
 
-      await rogue.mesh.publish(TOPIC_JOBS, anything, { type: "job", jobId: "not hex" }, { maxBytes: 64 * 1024 });
-      await rogue.mesh.publish(TOPIC_CAPS, anything, { type: "caps", padding: "y".repeat(MESSAGE_LIMITS.advert * 2) }, { maxBytes: 64 * 1024 });
-      await until(() => (buyer.rejections().malformed ?? 0) >= 3 && (buyer.rejections().too_large ?? 0) >= 2, 10_000, "the buyer to reject the bad gossip");
+      await rogue.mesh.publish(
+        TOPIC_JOBS,
+        anything,
+        { type: "job", jobId: "not hex" },
+        { maxBytes: 64 * 1024 },
+      );
+      await rogue.mesh.publish(
+        TOPIC_CAPS,
+        anything,
+        { type: "caps", padding: "y".repeat(MESSAGE_LIMITS.advert * 2) },
+        { maxBytes: 64 * 1024 },
+      );
+      await until(
+        () => (buyer.rejections().malformed ?? 0) >= 3 && (buyer.rejections().too_large ?? 0) >= 2,
+        10_000,
+        "the buyer to reject the bad gossip",
+      );
 
       const flood = await Promise.allSettled(
-        Array.from({ length: 600 }, () => rogue.mesh.request(buyer.peerId, PROTOCOL_STATUS, raw, { type: "status", jobId: `0x${"cd".repeat(32)}` }, { timeoutMs: 5_000 })),
+        Array.from({ length: 600 }, () =>
+          rogue.mesh.request(
+            buyer.peerId,
+            PROTOCOL_STATUS,
+            raw,
+            { type: "status", jobId: `0x${"cd".repeat(32)}` },
+            { timeoutMs: 5_000 },
+          ),
+        ),
       );
-      const limited = flood.filter((outcome) => outcome.status === "rejected" && (outcome.reason as { code?: string }).code === "rate_limited").length;
-      const codes = flood.map((outcome) => (outcome.status === "fulfilled" ? "ok" : String((outcome.reason as { code?: string }).code)));
+      const limited = flood.filter(
+        (outcome) =>
+          outcome.status === "rejected" && (outcome.reason as { code?: string }).code === "rate_limited",
+      ).length;
+      const codes = flood.map((outcome) =>
+        outcome.status === "fulfilled" ? "ok" : String((outcome.reason as { code?: string }).code),
+      );
       assert.ok(limited > 0, `some of the flood is rate limited (${[...new Set(codes)].join(", ")})`);
-      assert.ok(flood.some((outcome) => outcome.status === "fulfilled"), "requests within the limit are answered");
+      assert.ok(
+        flood.some((outcome) => outcome.status === "fulfilled"),
+        "requests within the limit are answered",
+      );
       assert.ok((buyer.rejections().rate_limited ?? 0) >= limited);
     } finally {
       await rogue.stop();
     }
-    const { jobId } = await buyer.submitJob({ module: SHA256_WASM, input: new TextEncoder().encode("1\nstill alive") });
+    const { jobId } = await buyer.submitJob({
+      module: SHA256_WASM,
+      input: new TextEncoder().encode("1\nstill alive"),
+    });
     assert.equal((await buyer.waitForJob(jobId, { timeoutMs: 30_000 })).state, "completed");
   });
 
   it("reassigns a job whose donor is killed with SIGKILL mid-run, and completes it", async () => {
     const module = await spinModule(1_200_000_000);
-    const { jobId } = await buyer.submitJob({ module, input: new Uint8Array(), fuelLimit: 20_000_000_000n, timeoutMs: 30_000 });
+    const { jobId } = await buyer.submitJob({
+      module,
+      input: new Uint8Array(),
+      fuelLimit: 20_000_000_000n,
+      timeoutMs: 30_000,
+    });
     let victim: ChildNode | undefined;
-    await until(() => {
-      const assigned = buyer.getJob(jobId)?.events.find((event) => event.type === "assigned");
-      victim = donors.find((donor) => donor.peerId === assigned?.peerId);
-      return victim !== undefined;
-    }, 20_000, "the job to be assigned");
-    await until(() => buyer.getJob(jobId)?.state === "running", 10_000, "the executor to report it runs the job");
+    await until(
+      () => {
+        const assigned = buyer.getJob(jobId)?.events.find((event) => event.type === "assigned");
+        victim = donors.find((donor) => donor.peerId === assigned?.peerId);
+        return victim !== undefined;
+      },
+      20_000,
+      "the job to be assigned",
+    );
+    await until(
+      () => buyer.getJob(jobId)?.state === "running",
+      10_000,
+      "the executor to report it runs the job",
+    );
     await victim!.kill("SIGKILL");
     donors = donors.filter((donor) => donor !== victim);
 
     const view = await buyer.waitForJob(jobId, { timeoutMs: 90_000 });
-    assert.equal(view.state, "completed", JSON.stringify(view.events.map((event) => [event.type, event.reason])));
+    assert.equal(
+      view.state,
+      "completed",
+      JSON.stringify(view.events.map((event) => [event.type, event.reason])),
+    );
     const reassigned = view.events.find((event) => event.type === "reassigned");
     assert.equal(reassigned?.reason, "executor_silent");
     assert.equal(reassigned?.peerId, victim!.peerId);
@@ -193,10 +307,18 @@ describe("Cell node mesh: 4 staked donors and a buyer", { timeout: 240_000 }, ()
     assert.equal(restored?.state, "completed");
     assert.deepEqual(restored?.receipt, firstJob.receipt);
     assert.deepEqual(restored?.result, firstJob.result);
-    assert.deepEqual(restored?.events.map((event) => event.type), firstJob.events.map((event) => event.type));
-    assert.deepEqual(new Set(buyer.listJobs().map((job) => job.jobId)), new Set(before.map((job) => job.jobId)));
+    assert.deepEqual(
+      restored?.events.map((event) => event.type),
+      firstJob.events.map((event) => event.type),
+    );
+    assert.deepEqual(
+      new Set(buyer.listJobs().map((job) => job.jobId)),
+      new Set(before.map((job) => job.jobId)),
+    );
 
-    const executorIndex = donorNodes.findIndex((node) => node.identity.operatorAddress === firstJob.receipt!.message.executor);
+    const executorIndex = donorNodes.findIndex(
+      (node) => node.identity.operatorAddress === firstJob.receipt!.message.executor,
+    );
     const executor = donorNodes[executorIndex]!;
     const running = donors.find((donor) => donor.name === executor.name);
     await running?.kill("SIGTERM");
@@ -207,14 +329,20 @@ describe("Cell node mesh: 4 staked donors and a buyer", { timeout: 240_000 }, ()
       assert.equal(stored.length, 1);
       assert.equal(stored[0]!.signature, firstJob.receipt!.signature);
       assert.deepEqual(stored[0]!.message, firstJob.receipt!.message);
-      assert.ok(stored[0]!.cid && store.blocks.has(stored[0]!.cid), "the receipt block is in the donor's blockstore");
+      assert.ok(
+        stored[0]!.cid && store.blocks.has(stored[0]!.cid),
+        "the receipt block is in the donor's blockstore",
+      );
       assert.equal(store.jobs.get(firstJob.jobId)?.role, "executor");
     } finally {
       store.close();
     }
 
     await until(() => stakedDonorsSeen(buyer) >= 1, 20_000, "the restarted buyer to see a donor again");
-    const { jobId } = await buyer.submitJob({ module: SHA256_WASM, input: new TextEncoder().encode("1\nafter restart") });
+    const { jobId } = await buyer.submitJob({
+      module: SHA256_WASM,
+      input: new TextEncoder().encode("1\nafter restart"),
+    });
     assert.equal((await buyer.waitForJob(jobId, { timeoutMs: 30_000 })).state, "completed");
   });
 });
@@ -232,7 +360,11 @@ interface Rogue {
 /** A peer speaking the protocols directly, with keys but no stake, connected to the buyer. */
 async function startRogue(cluster: Cluster, buyer: CellNode): Promise<Rogue> {
   const { identity } = await cluster.prepare(`rogue-${Date.now()}`, { donor: true });
-  const mesh = await createMeshNode({ peerKeySeed: identity.peerKeySeed, bootstrap: buyer.multiaddrs().slice(0, 1), logger: pino({ level: "silent" }) });
+  const mesh = await createMeshNode({
+    peerKeySeed: identity.peerKeySeed,
+    bootstrap: buyer.multiaddrs().slice(0, 1),
+    logger: pino({ level: "silent" }),
+  });
   const advertise = () =>
     mesh
       .publish(TOPIC_CAPS, CapabilityAdvertSchema, {

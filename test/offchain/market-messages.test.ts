@@ -80,7 +80,10 @@ describe("job announce schema", () => {
 
   it("caps strings and arrays", () => {
     assert.equal(JobAnnounceSchema.safeParse(announce({ providers: Array(9).fill(peerId) })).success, false);
-    assert.equal(JobAnnounceSchema.safeParse(announce({ spec: spec({ entry: "a".repeat(65) }) })).success, false);
+    assert.equal(
+      JobAnnounceSchema.safeParse(announce({ spec: spec({ entry: "a".repeat(65) }) })).success,
+      false,
+    );
     assert.equal(JobAnnounceSchema.safeParse(announce({ buyerPeer: "1".repeat(129) })).success, false);
     assert.equal(JobAnnounceSchema.safeParse(announce({ moduleCid: `b${"a".repeat(200)}` })).success, false);
   });
@@ -115,10 +118,27 @@ describe("bid, assign, status and receipt schemas", () => {
   const bid = { jobId: bytes32, executor: address, pricePerMegaFuel: "900", expiresAt: "1900000000000" };
 
   it("bid responses are a signed bid or a decline with a known reason", () => {
-    assert.equal(BidResponseSchema.safeParse({ type: "bid", bid, signature, peerKey: bytes32, freeSlots: 1 }).success, true);
-    assert.equal(BidResponseSchema.safeParse({ type: "decline", jobId: bytes32, reason: "slots_full" }).success, true);
-    assert.equal(BidResponseSchema.safeParse({ type: "decline", jobId: bytes32, reason: "because" }).success, false);
-    assert.equal(BidResponseSchema.safeParse({ type: "decline", jobId: bytes32, reason: "slots_full", detail: "x".repeat(513) }).success, false);
+    assert.equal(
+      BidResponseSchema.safeParse({ type: "bid", bid, signature, peerKey: bytes32, freeSlots: 1 }).success,
+      true,
+    );
+    assert.equal(
+      BidResponseSchema.safeParse({ type: "decline", jobId: bytes32, reason: "slots_full" }).success,
+      true,
+    );
+    assert.equal(
+      BidResponseSchema.safeParse({ type: "decline", jobId: bytes32, reason: "because" }).success,
+      false,
+    );
+    assert.equal(
+      BidResponseSchema.safeParse({
+        type: "decline",
+        jobId: bytes32,
+        reason: "slots_full",
+        detail: "x".repeat(513),
+      }).success,
+      false,
+    );
   });
 
   it("assign requests carry the job and the accepted bid", () => {
@@ -128,8 +148,14 @@ describe("bid, assign, status and receipt schemas", () => {
   });
 
   it("status responses name a known executor state", () => {
-    assert.equal(StatusResponseSchema.safeParse({ type: "status", jobId: bytes32, state: "running" }).success, true);
-    assert.equal(StatusResponseSchema.safeParse({ type: "status", jobId: bytes32, state: "sleeping" }).success, false);
+    assert.equal(
+      StatusResponseSchema.safeParse({ type: "status", jobId: bytes32, state: "running" }).success,
+      true,
+    );
+    assert.equal(
+      StatusResponseSchema.safeParse({ type: "status", jobId: bytes32, state: "sleeping" }).success,
+      false,
+    );
   });
 
   it("receipt deliveries cap the inline output", () => {
@@ -146,9 +172,15 @@ describe("bid, assign, status and receipt schemas", () => {
     };
     const ok = { type: "receipt", receipt, signature, outputCid: cid, outputBase64: "aGVsbG8=" };
     assert.equal(ReceiptDeliverySchema.safeParse(ok).success, true);
-    assert.equal(ReceiptDeliverySchema.safeParse({ ...ok, outputBase64: "A".repeat(400_000) }).success, false);
+    assert.equal(
+      ReceiptDeliverySchema.safeParse({ ...ok, outputBase64: "A".repeat(400_000) }).success,
+      false,
+    );
     assert.equal(ReceiptDeliverySchema.safeParse({ ...ok, outputBase64: "not base64!" }).success, false);
-    assert.equal(ReceiptDeliverySchema.safeParse({ type: "no_result", jobId: bytes32, reason: "no_result" }).success, true);
+    assert.equal(
+      ReceiptDeliverySchema.safeParse({ type: "no_result", jobId: bytes32, reason: "no_result" }).success,
+      true,
+    );
   });
 
   it("capability adverts bound slots and runtime version", () => {
@@ -169,11 +201,26 @@ describe("bid, assign, status and receipt schemas", () => {
     };
     assert.equal(CapabilityAdvertSchema.safeParse(advert).success, true);
     assert.equal(CapabilityAdvertSchema.safeParse({ ...advert, slots: 5000 }).success, false);
-    assert.equal(CapabilityAdvertSchema.safeParse({ ...advert, runtimeVersion: "v".repeat(33) }).success, false);
+    assert.equal(
+      CapabilityAdvertSchema.safeParse({ ...advert, runtimeVersion: "v".repeat(33) }).success,
+      false,
+    );
   });
 
   it("reason codes cover every refusal the market names", () => {
-    for (const code of ["no_bid", "bid_rejected_price", "bid_rejected_reputation", "not_staked", "policy_mismatch", "slots_full", "timeout", "executor_silent", "deadline_missed", "fetch_failed", "no_result"]) {
+    for (const code of [
+      "no_bid",
+      "bid_rejected_price",
+      "bid_rejected_reputation",
+      "not_staked",
+      "policy_mismatch",
+      "slots_full",
+      "timeout",
+      "executor_silent",
+      "deadline_missed",
+      "fetch_failed",
+      "no_result",
+    ]) {
       assert.ok((REASON_CODES as readonly string[]).includes(code), code);
     }
   });

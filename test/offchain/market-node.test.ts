@@ -34,7 +34,15 @@ describe("node config", () => {
       const file = join(dir, "node.toml");
       await writeFile(
         file,
-        ['dataDir = "data"', "[donor]", "enabled = true", 'pricePerMegaFuel = "2500"', "slots = 3", "[chain]", 'deploymentFile = "deployment.json"'].join("\n"),
+        [
+          'dataDir = "data"',
+          "[donor]",
+          "enabled = true",
+          'pricePerMegaFuel = "2500"',
+          "slots = 3",
+          "[chain]",
+          'deploymentFile = "deployment.json"',
+        ].join("\n"),
       );
       const config = await loadConfig(file, { donor: { slots: 5 }, passphrase: "pw" });
       assert.equal(config.dataDir, join(dir, "data"));
@@ -49,7 +57,10 @@ describe("node config", () => {
     await withDir(async (dir) => {
       const file = join(dir, "node.json");
       await writeFile(file, JSON.stringify({ donor: { slots: 0 }, api: { port: 70000 } }));
-      await assert.rejects(loadConfig(file), (err: Error) => /donor\.slots/.test(err.message) && /api\.port/.test(err.message));
+      await assert.rejects(
+        loadConfig(file),
+        (err: Error) => /donor\.slots/.test(err.message) && /api\.port/.test(err.message),
+      );
       await writeFile(file, JSON.stringify({ surprise: true }));
       await assert.rejects(loadConfig(file), /surprise|unrecognized/i);
       await writeFile(file, "{ not json");
@@ -74,11 +85,19 @@ describe("stake cache", () => {
   it("shares one chain read among concurrent lookups and caches the answer", async () => {
     let reads = 0;
     let now = 1_000;
-    const cache = new StakeCache(async () => {
-      reads++;
-      return true;
-    }, 10_000, () => now);
-    const answers = await Promise.all([cache.isActive(operator, peerKey), cache.isActive(operator, peerKey), cache.isActive(operator, peerKey)]);
+    const cache = new StakeCache(
+      async () => {
+        reads++;
+        return true;
+      },
+      10_000,
+      () => now,
+    );
+    const answers = await Promise.all([
+      cache.isActive(operator, peerKey),
+      cache.isActive(operator, peerKey),
+      cache.isActive(operator, peerKey),
+    ]);
     assert.deepEqual(answers, [true, true, true]);
     assert.equal(reads, 1);
     assert.equal(cache.peek(operator.toUpperCase().replace("0X", "0x") as `0x${string}`, peerKey), true);
@@ -92,15 +111,23 @@ describe("stake cache", () => {
     let now = 0;
     let answer: boolean | Error = false;
     let reads = 0;
-    const cache = new StakeCache(async () => {
-      reads++;
-      if (answer instanceof Error) throw answer;
-      return answer;
-    }, 10_000, () => now);
+    const cache = new StakeCache(
+      async () => {
+        reads++;
+        if (answer instanceof Error) throw answer;
+        return answer;
+      },
+      10_000,
+      () => now,
+    );
     assert.equal(await cache.isActive(operator, peerKey), false);
     now = 2_001;
     answer = true;
-    assert.equal(await cache.isActive(operator, peerKey), true, "a newly staked donor is seen after a fifth of the TTL");
+    assert.equal(
+      await cache.isActive(operator, peerKey),
+      true,
+      "a newly staked donor is seen after a fifth of the TTL",
+    );
     now = 20_000;
     answer = new Error("rpc down");
     assert.equal(await cache.isActive(operator, peerKey), false);
@@ -140,19 +167,33 @@ describe("peer book", () => {
     book.upsertFromAdvert(advert("small", { maxMemoryPages: 8 }), 1_000, true);
     book.upsertFromAdvert(advert("pricey", { pricePerMegaFuel: "5000" }), 1_000, true);
     book.upsertFromAdvert(advert("excluded"), 1_000, true);
-    const ids = book.candidates(job, { now: 1_500, livenessMs: 1_000, exclude: new Set(["excluded"]), limit: 10 }).map((d) => d.peerId);
+    const ids = book
+      .candidates(job, { now: 1_500, livenessMs: 1_000, exclude: new Set(["excluded"]), limit: 10 })
+      .map((d) => d.peerId);
     assert.deepEqual(ids, ["cheap", "normal"]);
     book.touch("stale", 1_400);
-    assert.ok(book.candidates(job, { now: 1_500, livenessMs: 1_000, exclude: new Set(), limit: 10 }).some((d) => d.peerId === "stale"));
+    assert.ok(
+      book
+        .candidates(job, { now: 1_500, livenessMs: 1_000, exclude: new Set(), limit: 10 })
+        .some((d) => d.peerId === "stale"),
+    );
   });
 
   it("prefers donors with more slots not taken by this buyer, and spreads ties", () => {
     const book = new PeerBook();
     for (const id of ["a", "b", "c"]) book.upsertFromAdvert(advert(id), 0, true);
     const busy = (peerId: string) => (peerId === "a" ? 4 : peerId === "b" ? 1 : 0);
-    assert.deepEqual(book.candidates(job, { now: 0, livenessMs: 1_000, exclude: new Set(), limit: 3, busy }).map((d) => d.peerId), ["c", "b", "a"]);
+    assert.deepEqual(
+      book
+        .candidates(job, { now: 0, livenessMs: 1_000, exclude: new Set(), limit: 3, busy })
+        .map((d) => d.peerId),
+      ["c", "b", "a"],
+    );
     const firsts = new Set<string>();
-    for (let i = 0; i < 50; i++) firsts.add(book.candidates(job, { now: 0, livenessMs: 1_000, exclude: new Set(), limit: 1 })[0]!.peerId);
+    for (let i = 0; i < 50; i++)
+      firsts.add(
+        book.candidates(job, { now: 0, livenessMs: 1_000, exclude: new Set(), limit: 1 })[0]!.peerId,
+      );
     assert.ok(firsts.size > 1, "equal donors are not always asked in the same order");
   });
 });

@@ -28,7 +28,13 @@ describe("scheduler", () => {
     const a = scheduler.next(0);
     assert.equal(a?.jobId, "a");
     scheduler.park(a!, "no_bid", 50, "nobody bid");
-    assert.deepEqual(scheduler.waiting().map((w) => [w.jobId, w.reason ?? null]), [["a", "no_bid"], ["b", null]]);
+    assert.deepEqual(
+      scheduler.waiting().map((w) => [w.jobId, w.reason ?? null]),
+      [
+        ["a", "no_bid"],
+        ["b", null],
+      ],
+    );
     assert.equal(scheduler.next(10)?.jobId, "b");
     assert.equal(scheduler.next(10), undefined);
     assert.equal(scheduler.nextReadyAt(), 50);
@@ -43,26 +49,45 @@ describe("scheduler", () => {
     scheduler.enqueue(job("new", "normal", 1_000));
     scheduler.enqueue(job("gone", "normal", 1_000));
     assert.equal(scheduler.remove("gone"), true);
-    assert.deepEqual(scheduler.expire(500).map((j) => j.jobId), ["old"]);
-    assert.deepEqual(scheduler.waiting().map((j) => j.jobId), ["new"]);
+    assert.deepEqual(
+      scheduler.expire(500).map((j) => j.jobId),
+      ["old"],
+    );
+    assert.deepEqual(
+      scheduler.waiting().map((j) => j.jobId),
+      ["new"],
+    );
   });
 });
 
 describe("backoff and reassignment", () => {
   it("doubles from the base up to the cap, without jitter", () => {
     const options = { ...DEFAULT_BACKOFF, jitter: 0 };
-    assert.deepEqual([1, 2, 3, 4].map((n) => backoffDelay(n, options)), [200, 400, 800, 1600]);
+    assert.deepEqual(
+      [1, 2, 3, 4].map((n) => backoffDelay(n, options)),
+      [200, 400, 800, 1600],
+    );
     assert.equal(backoffDelay(30, options), options.maxMs);
   });
 
   it("jitter stays within its fraction", () => {
-    assert.equal(backoffDelay(1, DEFAULT_BACKOFF, () => 0), 160);
-    assert.equal(backoffDelay(1, DEFAULT_BACKOFF, () => 1), 240);
+    assert.equal(
+      backoffDelay(1, DEFAULT_BACKOFF, () => 0),
+      160,
+    );
+    assert.equal(
+      backoffDelay(1, DEFAULT_BACKOFF, () => 1),
+      240,
+    );
   });
 
   it("retries until attempts are exhausted or the deadline would pass", () => {
     const half = () => 0.5;
-    assert.deepEqual(planRetry(1, "executor_silent", { now: 0, deadline: 10_000 }, undefined, half), { type: "retry", at: 200, attempt: 2 });
+    assert.deepEqual(planRetry(1, "executor_silent", { now: 0, deadline: 10_000 }, undefined, half), {
+      type: "retry",
+      at: 200,
+      attempt: 2,
+    });
     const exhausted = planRetry(6, "executor_silent", { now: 0, deadline: 10_000 }, undefined, half);
     assert.equal(exhausted.type === "give_up" && exhausted.reason, "attempts_exhausted");
     const late = planRetry(2, "deadline_missed", { now: 9_900, deadline: 10_000 }, undefined, half);

@@ -2,7 +2,14 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { privateKeyToAccount } from "viem/accounts";
 import { bytesToHex } from "viem";
-import { buildJobSpec, checkAnnouncedJob, priorityName, priorityValue, signJob, toAnnounce } from "../../offchain/src/market/index.ts";
+import {
+  buildJobSpec,
+  checkAnnouncedJob,
+  priorityName,
+  priorityValue,
+  signJob,
+  toAnnounce,
+} from "../../offchain/src/market/index.ts";
 import {
   JobAnnounceSchema,
   bidFromWire,
@@ -39,15 +46,33 @@ async function signedJob(now = Date.now()) {
     now,
   });
   const job = await signJob(buyer, domain, spec);
-  const announce = toAnnounce(job, { moduleCid: moduleCid.toString(), inputCid: inputCid.toString(), moduleSize: 6, inputSize: 5, buyerPeer: peerId });
+  const announce = toAnnounce(job, {
+    moduleCid: moduleCid.toString(),
+    inputCid: inputCid.toString(),
+    moduleSize: 6,
+    inputSize: 5,
+    buyerPeer: peerId,
+  });
   return { job, announce, moduleCid, inputCid };
 }
 
 describe("job spec", () => {
   it("fills defaults, a fresh salt and a deadline after the timeout", () => {
     const now = 1_700_000_000_000;
-    const a = buildJobSpec({ buyer: buyer.address, moduleCid: `0x${"01".repeat(32)}`, inputCid: `0x${"02".repeat(32)}`, maxPricePerMegaFuel: 1n, now });
-    const b = buildJobSpec({ buyer: buyer.address, moduleCid: `0x${"01".repeat(32)}`, inputCid: `0x${"02".repeat(32)}`, maxPricePerMegaFuel: 1n, now });
+    const a = buildJobSpec({
+      buyer: buyer.address,
+      moduleCid: `0x${"01".repeat(32)}`,
+      inputCid: `0x${"02".repeat(32)}`,
+      maxPricePerMegaFuel: 1n,
+      now,
+    });
+    const b = buildJobSpec({
+      buyer: buyer.address,
+      moduleCid: `0x${"01".repeat(32)}`,
+      inputCid: `0x${"02".repeat(32)}`,
+      maxPricePerMegaFuel: 1n,
+      now,
+    });
     assert.notEqual(a.salt, b.salt);
     assert.notEqual(jobIdOf(domain, a), jobIdOf(domain, b));
     assert.equal(a.replicas, 1);
@@ -71,7 +96,12 @@ describe("job spec", () => {
   });
 
   it("refuses to sign a spec for another buyer", async () => {
-    const spec = buildJobSpec({ buyer: donor.address, moduleCid: `0x${"01".repeat(32)}`, inputCid: `0x${"02".repeat(32)}`, maxPricePerMegaFuel: 1n });
+    const spec = buildJobSpec({
+      buyer: donor.address,
+      moduleCid: `0x${"01".repeat(32)}`,
+      inputCid: `0x${"02".repeat(32)}`,
+      maxPricePerMegaFuel: 1n,
+    });
     await assert.rejects(signJob(buyer, domain, spec), /not the signer/);
   });
 
@@ -101,9 +131,17 @@ describe("job spec", () => {
 describe("bid and receipt signatures", () => {
   it("a bid verifies for its executor only and survives the wire", async () => {
     const { job } = await signedJob();
-    const bid = { jobId: job.jobId, executor: donor.address, pricePerMegaFuel: 900n, expiresAt: 1_900_000_000_000n };
+    const bid = {
+      jobId: job.jobId,
+      executor: donor.address,
+      pricePerMegaFuel: 900n,
+      expiresAt: 1_900_000_000_000n,
+    };
     const signature = await signBid(donor, domain, bid);
-    assert.equal(await verifyBid(domain, bidFromWire(JSON.parse(JSON.stringify(bidToWire(bid)))), signature), true);
+    assert.equal(
+      await verifyBid(domain, bidFromWire(JSON.parse(JSON.stringify(bidToWire(bid)))), signature),
+      true,
+    );
     assert.equal(await verifyBid(domain, { ...bid, pricePerMegaFuel: 901n }, signature), false);
     assert.equal(await verifyBid(domain, { ...bid, executor: buyer.address }, signature), false);
     await assert.rejects(signBid(buyer, domain, bid), /not the signer/);

@@ -1,4 +1,12 @@
-export { JOB_DEFAULTS, buildJobSpec, checkAnnouncedJob, priorityName, priorityValue, signJob, toAnnounce } from "./spec.ts";
+export {
+  JOB_DEFAULTS,
+  buildJobSpec,
+  checkAnnouncedJob,
+  priorityName,
+  priorityValue,
+  signJob,
+  toAnnounce,
+} from "./spec.ts";
 export type { AnnounceContext, JobCheck, JobSpecInput, SignedJob } from "./spec.ts";
 export { DEFAULT_DONOR_POLICY, decideBid, maxCost } from "./policy.ts";
 export type { BidDecision, DonorPolicy, DonorState } from "./policy.ts";

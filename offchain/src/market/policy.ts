@@ -46,26 +46,44 @@ export function decideBid(policy: DonorPolicy, spec: JobSpecMessage, state: Dono
   return { type: "bid", pricePerMegaFuel: policy.pricePerMegaFuel, expiresAt };
 }
 
-function firstRefusal(policy: DonorPolicy, spec: JobSpecMessage, state: DonorState): { reason: ReasonCode; detail: string } | undefined {
-  if (!state.staked) return { reason: "not_staked", detail: "this node's operator is not an active donor with its peer key" };
-  if (spec.deadline <= BigInt(state.now)) return { reason: "deadline_missed", detail: "the job's deadline has passed" };
-  if (!authorAccepted(policy, spec.buyer)) return { reason: "author_not_accepted", detail: `buyer ${spec.buyer} is not an accepted author` };
-  if (spec.fuelLimit > policy.maxFuel) return { reason: "fuel_too_high", detail: `fuel ${spec.fuelLimit} exceeds ${policy.maxFuel}` };
+function firstRefusal(
+  policy: DonorPolicy,
+  spec: JobSpecMessage,
+  state: DonorState,
+): { reason: ReasonCode; detail: string } | undefined {
+  if (!state.staked)
+    return { reason: "not_staked", detail: "this node's operator is not an active donor with its peer key" };
+  if (spec.deadline <= BigInt(state.now))
+    return { reason: "deadline_missed", detail: "the job's deadline has passed" };
+  if (!authorAccepted(policy, spec.buyer))
+    return { reason: "author_not_accepted", detail: `buyer ${spec.buyer} is not an accepted author` };
+  if (spec.fuelLimit > policy.maxFuel)
+    return { reason: "fuel_too_high", detail: `fuel ${spec.fuelLimit} exceeds ${policy.maxFuel}` };
   if (spec.memoryPages > policy.maxMemoryPages) {
     return { reason: "memory_too_high", detail: `${spec.memoryPages} pages exceed ${policy.maxMemoryPages}` };
   }
   if (spec.timeoutMs > policy.maxTimeoutMs) {
-    return { reason: "timeout_too_long", detail: `timeout ${spec.timeoutMs} ms exceeds ${policy.maxTimeoutMs} ms` };
+    return {
+      reason: "timeout_too_long",
+      detail: `timeout ${spec.timeoutMs} ms exceeds ${policy.maxTimeoutMs} ms`,
+    };
   }
   if (policy.pricePerMegaFuel > spec.maxPricePerMegaFuel) {
-    return { reason: "bid_rejected_price", detail: `asking ${policy.pricePerMegaFuel} per mega-fuel, buyer pays at most ${spec.maxPricePerMegaFuel}` };
+    return {
+      reason: "bid_rejected_price",
+      detail: `asking ${policy.pricePerMegaFuel} per mega-fuel, buyer pays at most ${spec.maxPricePerMegaFuel}`,
+    };
   }
-  if (state.busySlots >= policy.slots) return { reason: "slots_full", detail: `all ${policy.slots} slots are busy` };
+  if (state.busySlots >= policy.slots)
+    return { reason: "slots_full", detail: `all ${policy.slots} slots are busy` };
   return undefined;
 }
 
 function authorAccepted(policy: DonorPolicy, buyer: Address): boolean {
-  return policy.acceptedAuthors.length === 0 || policy.acceptedAuthors.some((author) => isAddressEqual(author, buyer));
+  return (
+    policy.acceptedAuthors.length === 0 ||
+    policy.acceptedAuthors.some((author) => isAddressEqual(author, buyer))
+  );
 }
 
 /** What a job costs at most: price × fuel limit / 10^6, rounded up. */

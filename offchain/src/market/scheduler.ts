@@ -63,13 +63,16 @@ export class JobScheduler<T> {
   /** When the earliest parked job becomes ready, if any is waiting. */
   nextReadyAt(): number | undefined {
     let earliest: number | undefined;
-    for (const job of this.#jobs.values()) earliest = earliest === undefined ? job.notBefore : Math.min(earliest, job.notBefore);
+    for (const job of this.#jobs.values())
+      earliest = earliest === undefined ? job.notBefore : Math.min(earliest, job.notBefore);
     return earliest;
   }
 
   /** Waiting jobs in the order they would be taken, with their reasons. */
   waiting(): WaitingJob<T>[] {
-    return [...this.#jobs.values()].sort((a, b) => (before(a, b) ? -1 : 1)).map(({ seq: _seq, ...job }) => job);
+    return [...this.#jobs.values()]
+      .sort((a, b) => (before(a, b) ? -1 : 1))
+      .map(({ seq: _seq, ...job }) => job);
   }
 
   /** Removes and returns jobs whose deadline has passed. */

@@ -63,7 +63,11 @@ export function selectExecutors(candidates: readonly Candidate[], options: Selec
   for (const candidate of eligible) {
     const operator = candidate.operator.toLowerCase();
     if (operators.has(operator)) {
-      rejected.push({ candidate, reason: "duplicate_operator", detail: `operator ${candidate.operator} already executes this job` });
+      rejected.push({
+        candidate,
+        reason: "duplicate_operator",
+        detail: `operator ${candidate.operator} already executes this job`,
+      });
     } else if (chosen.length < options.replicas) {
       chosen.push(candidate);
       operators.add(operator);
@@ -77,13 +81,24 @@ function ineligibility(
   options: SelectionOptions,
   reputation: (operator: Address) => number,
 ): { reason: ReasonCode; detail: string } | undefined {
-  if (!candidate.staked) return { reason: "not_staked", detail: `operator ${candidate.operator} is not active with peer ${candidate.peerId}` };
-  if (options.excludePeers?.has(candidate.peerId) || options.excludeOperators?.has(candidate.operator.toLowerCase())) {
+  if (!candidate.staked)
+    return {
+      reason: "not_staked",
+      detail: `operator ${candidate.operator} is not active with peer ${candidate.peerId}`,
+    };
+  if (
+    options.excludePeers?.has(candidate.peerId) ||
+    options.excludeOperators?.has(candidate.operator.toLowerCase())
+  ) {
     return { reason: "duplicate_operator", detail: `peer ${candidate.peerId} already had this job` };
   }
-  if (candidate.expiresAt <= BigInt(options.now)) return { reason: "bid_rejected_expired", detail: "the bid has expired" };
+  if (candidate.expiresAt <= BigInt(options.now))
+    return { reason: "bid_rejected_expired", detail: "the bid has expired" };
   if (candidate.pricePerMegaFuel > options.maxPricePerMegaFuel) {
-    return { reason: "bid_rejected_price", detail: `price ${candidate.pricePerMegaFuel} exceeds ${options.maxPricePerMegaFuel}` };
+    return {
+      reason: "bid_rejected_price",
+      detail: `price ${candidate.pricePerMegaFuel} exceeds ${options.maxPricePerMegaFuel}`,
+    };
   }
   if (reputation(candidate.operator) < options.minReputation) {
     return { reason: "bid_rejected_reputation", detail: `reputation below ${options.minReputation}` };

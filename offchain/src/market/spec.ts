@@ -1,7 +1,14 @@
 import { bytesToHex } from "viem";
 import type { Address, Hex, TypedDataDomain } from "viem";
 import { randomBytes } from "node:crypto";
-import { PRIORITIES, jobIdOf, jobSpecFromWire, jobSpecToWire, signJobSpec, verifyDigest } from "../protocol/index.ts";
+import {
+  PRIORITIES,
+  jobIdOf,
+  jobSpecFromWire,
+  jobSpecToWire,
+  signJobSpec,
+  verifyDigest,
+} from "../protocol/index.ts";
 import type { JobAnnounce, JobSpecMessage, PriorityName, ReasonCode, Signer } from "../protocol/index.ts";
 
 const ZERO_BYTES32: Hex = `0x${"00".repeat(32)}`;
@@ -76,7 +83,11 @@ export interface SignedJob {
   signature: Hex;
 }
 
-export async function signJob(signer: Signer, domain: TypedDataDomain, spec: JobSpecMessage): Promise<SignedJob> {
+export async function signJob(
+  signer: Signer,
+  domain: TypedDataDomain,
+  spec: JobSpecMessage,
+): Promise<SignedJob> {
   const signature = await signJobSpec(signer, domain, spec);
   return { jobId: jobIdOf(domain, spec), spec, signature };
 }
@@ -124,14 +135,16 @@ export async function checkAnnouncedJob(
 ): Promise<JobCheck> {
   const spec = jobSpecFromWire(announce.spec);
   const jobId = jobIdOf(domain, spec);
-  if (jobId !== announce.jobId) return { ok: false, reason: "bad_spec", detail: `job id ${announce.jobId} is not the hash of its spec` };
+  if (jobId !== announce.jobId)
+    return { ok: false, reason: "bad_spec", detail: `job id ${announce.jobId} is not the hash of its spec` };
   if (!sameDigest(cidDigest, announce.moduleCid, spec.moduleCid)) {
     return { ok: false, reason: "bad_spec", detail: "module CID does not match the signed spec" };
   }
   if (!sameDigest(cidDigest, announce.inputCid, spec.inputCid)) {
     return { ok: false, reason: "bad_spec", detail: "input CID does not match the signed spec" };
   }
-  if (spec.deadline <= BigInt(now)) return { ok: false, reason: "deadline_missed", detail: "the job's deadline has passed" };
+  if (spec.deadline <= BigInt(now))
+    return { ok: false, reason: "deadline_missed", detail: "the job's deadline has passed" };
   if (options.verifySignature !== false && !(await verifyDigest(jobId, spec.buyer, announce.signature))) {
     return { ok: false, reason: "bad_signature", detail: "the spec is not signed by its buyer" };
   }

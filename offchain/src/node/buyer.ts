@@ -27,15 +27,23 @@ import {
   cidOf,
   cidToBytes32,
   jobSpecFromWire,
-  jobSpecToWire,
   receiptFromWire,
   verifyBid,
   verifyReceipt,
 } from "../protocol/index.ts";
-import type { BidWire, JobAnnounce, JobSpecMessage, PriorityName, ReasonCode, ReceiptAck, ReceiptDelivery, ReceiptWire } from "../protocol/index.ts";
+import type {
+  BidWire,
+  JobAnnounce,
+  JobSpecMessage,
+  PriorityName,
+  ReasonCode,
+  ReceiptAck,
+  ReceiptDelivery,
+  ReceiptWire,
+} from "../protocol/index.ts";
 import type { JobRow } from "../store/index.ts";
 import type { NodeContext } from "./context.ts";
-import { detach, errorMessage } from "./context.ts";
+import { detach, errorMessage, putKnownBlock } from "./context.ts";
 import { protocolSpecs } from "./donor.ts";
 import type { DonorInfo, PeerBook } from "./peer-book.ts";
 import type { JobEvent, JobResultView, JobView, JobViewState, SubmitJobRequest } from "./types.ts";
@@ -43,6 +51,7 @@ import type { JobEvent, JobResultView, JobView, JobViewState, SubmitJobRequest }
 const LIVENESS_MS = 15_000;
 const TICK_MS = 250;
 const MISSED_PROBES_SILENT = 2;
+const BID_GRACE_MS = 15;
 
 interface Attempt {
   number: number;
@@ -136,7 +145,9 @@ export class Buyer {
 
   async submit(request: SubmitJobRequest): Promise<{ jobId: Hex }> {
     const ctx = this.#ctx;
-    const [moduleCid, inputCid] = await Promise.all([ctx.store.blocks.put(request.module), ctx.store.blocks.put(request.input)]);
+    const [moduleCid, inputCid] = (await Promise.all([cidOf(request.module), cidOf(request.input)])).map(
+      String,
+    ) as [string, string];
     const spec = buildJobSpec({
       buyer: ctx.operatorAddress,
       moduleCid: cidToBytes32(moduleCid),
@@ -160,17 +171,25 @@ export class Buyer {
       providerAddrs: ctx.mesh.multiaddrs().slice(0, 8),
     });
     const job = newJob(signed.jobId, spec, signed.signature, announce);
-    ctx.store.jobs.insert({
-      jobId: job.jobId,
-      role: "buyer",
-      spec: { announce },
-      state: "queued",
-      priority: job.priority,
-      deadline: job.deadline,
+    await ctx.store.commit(() => {
+      if (!ctx.store.blocks.has(moduleCid)) putKnownBlock(ctx, moduleCid, request.module);
+      putKnownBlock(ctx, inputCid, request.input);
+      ctx.store.jobs.insert({
+        jobId: job.jobId,
+        role: "buyer",
+        spec: { announce },
+        state: "queued",
+        priority: job.priority,
+        deadline: job.deadline,
+      });
     });
     this.#jobs.set(job.jobId, job);
 
-    detach(ctx.log, "announcing a job", ctx.mesh.publish(TOPIC_JOBS, JobAnnounceSchema, announce, { maxBytes: MESSAGE_LIMITS.announce }));
+    detach(
+      ctx.log,
+      "announcing a job",
+      ctx.mesh.publish(TOPIC_JOBS, JobAnnounceSchema, announce, { maxBytes: MESSAGE_LIMITS.announce }),
+    );
     ctx.provider.add(moduleCid);
     ctx.provider.add(inputCid);
     this.#setState(job, "announced");
@@ -184,7 +203,12 @@ export class Buyer {
   async onDelivery(delivery: ReceiptDelivery, from: string): Promise<ReceiptAck> {
     const jobId = delivery.type === "receipt" ? delivery.receipt.jobId : delivery.jobId;
     const job = this.#jobs.get(jobId);
-    const ack = (accepted: boolean, reason?: ReasonCode): ReceiptAck => ({ type: "ack", jobId, accepted, reason });
+    const ack = (accepted: boolean, reason?: ReasonCode): ReceiptAck => ({
+      type: "ack",
+      jobId,
+      accepted,
+      reason,
+    });
     if (!job) return ack(false, "unknown_job");
     if (job.state === "completed") return ack(true);
     const attempt = job.current;
@@ -206,7 +230,11 @@ export class Buyer {
 
   #onTick(): void {
     for (const expired of this.#scheduler.expire(this.#ctx.now())) {
-      this.#fail(expired.item, "deadline_missed", `still waiting (${expired.reason ?? "not placed"}) when the deadline passed`);
+      this.#fail(
+        expired.item,
+        "deadline_missed",
+        `still waiting (${expired.reason ?? "not placed"}) when the deadline passed`,
+      );
     }
     this.#pump();
   }
@@ -237,7 +265,8 @@ export class Buyer {
     const now = this.#ctx.now();
     let free = 0;
     for (const donor of this.#peers.all()) {
-      if (donor.staked && now - donor.lastSeen <= LIVENESS_MS) free += Math.max(0, donor.slots - this.#busyWith(donor.peerId));
+      if (donor.staked && now - donor.lastSeen <= LIVENESS_MS)
+        free += Math.max(0, donor.slots - this.#busyWith(donor.peerId));
     }
     return free;
   }
@@ -274,7 +303,7 @@ export class Buyer {
     });
     if (donors.length === 0) return this.#park(job, "no_bid", "no staked donor able to run the job is known");
 
-    const answers = await Promise.all(donors.map((donor) => this.#askBid(job, donor)));
+    const answers = await this.#collectBids(job, donors);
     const candidates = answers.filter((answer): answer is BidCandidate => !("reason" in answer));
     const refusals = answers.filter((answer): answer is Refusal => "reason" in answer);
     const excludeOperators = new Set<string>();
@@ -290,7 +319,13 @@ export class Buyer {
       });
       for (const rejected of selection.rejected) {
         if (excludeOperators.has(rejected.candidate.operator.toLowerCase())) continue;
-        this.#emit(job, { type: "bid_rejected", reason: rejected.reason, detail: rejected.detail, peerId: rejected.candidate.peerId, operator: rejected.candidate.operator });
+        this.#emit(job, {
+          type: "bid_rejected",
+          reason: rejected.reason,
+          detail: rejected.detail,
+          peerId: rejected.candidate.peerId,
+          operator: rejected.candidate.operator,
+        });
         refusals.push(rejected);
       }
       const chosen = selection.chosen[0] as BidCandidate | undefined;
@@ -298,7 +333,13 @@ export class Buyer {
       if (!(await verifyBid(ctx.domain, bidFromWire(chosen.bid), chosen.signature))) {
         // Only the chosen bid's signature is checked: it is the one that binds the executor.
         const detail = "the bid is not signed by its executor";
-        this.#emit(job, { type: "bid_rejected", reason: "bid_rejected_signature", detail, peerId: chosen.peerId, operator: chosen.operator });
+        this.#emit(job, {
+          type: "bid_rejected",
+          reason: "bid_rejected_signature",
+          detail,
+          peerId: chosen.peerId,
+          operator: chosen.operator,
+        });
         refusals.push({ reason: "bid_rejected_signature", detail });
         candidates.splice(candidates.indexOf(chosen), 1);
         continue;
@@ -313,26 +354,74 @@ export class Buyer {
     this.#park(job, reason, `no donor took the job (${summarize(refusals)})`);
   }
 
+  /**
+   * Asks the donors for bids; returns once all have answered, or `BID_GRACE_MS` after the
+   * first usable bid, so one slow donor does not hold up the job. Later answers are still
+   * recorded as events.
+   */
+  #collectBids(job: BuyerJob, donors: readonly DonorInfo[]): Promise<(BidCandidate | Refusal)[]> {
+    return new Promise((resolve) => {
+      const answers: (BidCandidate | Refusal)[] = [];
+      let pending = donors.length;
+      let grace: NodeJS.Timeout | undefined;
+      const finish = () => {
+        clearTimeout(grace);
+        resolve([...answers]);
+      };
+      for (const donor of donors) {
+        const asked = this.#askBid(job, donor).catch((err: unknown): Refusal => ({
+          reason: "internal_error",
+          detail: errorMessage(err),
+        }));
+        void asked.then((answer) => {
+          answers.push(answer);
+          pending--;
+          if (pending === 0) finish();
+          else if (!("reason" in answer) && grace === undefined) grace = setTimeout(finish, BID_GRACE_MS);
+        });
+      }
+    });
+  }
+
   async #askBid(job: BuyerJob, donor: DonorInfo): Promise<BidCandidate | Refusal> {
     const ctx = this.#ctx;
     const refuse = (reason: ReasonCode, detail: string): Refusal => {
-      this.#emit(job, { type: "bid_rejected", reason, detail, peerId: donor.peerId, operator: donor.operator });
+      this.#emit(job, {
+        type: "bid_rejected",
+        reason,
+        detail,
+        peerId: donor.peerId,
+        operator: donor.operator,
+      });
       return { reason, detail };
     };
     let response;
     try {
-      response = await ctx.mesh.request(donor.peerId, PROTOCOL_BID, protocolSpecs.bid, { type: "bid_request", job: job.announce }, { timeoutMs: ctx.config.buyer.bidTimeoutMs });
+      response = await ctx.mesh.request(
+        donor.peerId,
+        PROTOCOL_BID,
+        protocolSpecs.bid,
+        { type: "bid_request", job: job.announce },
+        { timeoutMs: ctx.config.buyer.bidTimeoutMs },
+      );
     } catch (err) {
       return refuse(requestFailureReason(err), `bid request failed: ${errorMessage(err)}`);
     }
     this.#peers.touch(donor.peerId, ctx.now());
-    if (response.type === "decline") return refuse(response.reason, `declined by the donor: ${response.detail ?? response.reason}`);
+    if (response.type === "decline")
+      return refuse(response.reason, `declined by the donor: ${response.detail ?? response.reason}`);
 
     const bid = bidFromWire(response.bid);
     if (bid.jobId !== job.jobId) return refuse("bid_rejected_signature", "the bid is for another job");
-    if (!peerKeyMatches(response.peerKey, donor.peerId)) return refuse("bid_rejected_signature", "the bid's peer key is not the bidder's");
+    if (!peerKeyMatches(response.peerKey, donor.peerId))
+      return refuse("bid_rejected_signature", "the bid's peer key is not the bidder's");
     const staked = await ctx.stakes.isActive(bid.executor, response.peerKey);
-    this.#emit(job, { type: "bid_received", peerId: donor.peerId, operator: bid.executor, pricePerMegaFuel: bid.pricePerMegaFuel.toString() });
+    this.#emit(job, {
+      type: "bid_received",
+      peerId: donor.peerId,
+      operator: bid.executor,
+      pricePerMegaFuel: bid.pricePerMegaFuel.toString(),
+    });
     this.#write(() => {
       if (ctx.store.bids.get(job.jobId, donor.peerId)) return;
       ctx.store.bids.insert({
@@ -364,7 +453,13 @@ export class Buyer {
     const attempt = this.#newAttempt(job, chosen);
     const refused = (reason: ReasonCode, detail: string): Refusal => {
       if (job.current === attempt) this.#clearCurrent(job);
-      this.#emit(job, { type: "bid_rejected", reason, detail, peerId: chosen.peerId, operator: chosen.operator });
+      this.#emit(job, {
+        type: "bid_rejected",
+        reason,
+        detail,
+        peerId: chosen.peerId,
+        operator: chosen.operator,
+      });
       return { reason, detail };
     };
     let response;
@@ -373,13 +468,23 @@ export class Buyer {
         chosen.peerId,
         PROTOCOL_ASSIGN,
         protocolSpecs.assign,
-        { type: "assign", job: job.announce, bid: chosen.bid, bidSignature: chosen.signature, attempt: Math.min(attempt.number, 64) },
+        {
+          type: "assign",
+          job: job.announce,
+          bid: chosen.bid,
+          bidSignature: chosen.signature,
+          attempt: Math.min(attempt.number, 64),
+        },
         { timeoutMs: ctx.config.buyer.assignTimeoutMs },
       );
     } catch (err) {
       return refused(requestFailureReason(err), `assignment failed: ${errorMessage(err)}`);
     }
-    if (response.type === "reject") return refused(response.reason, `the executor refused the assignment: ${response.detail ?? response.reason}`);
+    if (response.type === "reject")
+      return refused(
+        response.reason,
+        `the executor refused the assignment: ${response.detail ?? response.reason}`,
+      );
     if (job.current !== attempt || this.#stopped) return undefined;
     this.#confirm(job, attempt);
     attempt.timer = setInterval(() => this.#watch(job, attempt), ctx.config.buyer.heartbeatMs);
@@ -409,9 +514,21 @@ export class Buyer {
     attempt.confirmed = true;
     job.attempts = attempt.number;
     this.#setState(job, "assigned");
-    this.#emit(job, { type: "assigned", peerId: attempt.peerId, operator: attempt.operator, pricePerMegaFuel: attempt.pricePerMegaFuel.toString(), attempt: attempt.number });
+    this.#emit(job, {
+      type: "assigned",
+      peerId: attempt.peerId,
+      operator: attempt.operator,
+      pricePerMegaFuel: attempt.pricePerMegaFuel.toString(),
+      attempt: attempt.number,
+    });
     this.#write(() => {
-      const row = ctx.store.assignments.insert({ jobId: job.jobId, executor: attempt.peerId, operator: attempt.operator, attempt: attempt.number, deadline: attempt.deadline });
+      const row = ctx.store.assignments.insert({
+        jobId: job.jobId,
+        executor: attempt.peerId,
+        operator: attempt.operator,
+        attempt: attempt.number,
+        deadline: attempt.deadline,
+      });
       attempt.assignmentId = row.id;
     });
   }
@@ -421,11 +538,18 @@ export class Buyer {
     if (job.current !== attempt) return clearInterval(attempt.timer);
     if (!attempt.confirmed) return;
     const ctx = this.#ctx;
-    if (ctx.now() > attempt.deadline) return this.#executorFailed(job, "deadline_missed", "the executor did not deliver before its deadline");
+    if (ctx.now() > attempt.deadline)
+      return this.#executorFailed(job, "deadline_missed", "the executor did not deliver before its deadline");
     if (attempt.probing) return;
     attempt.probing = true;
     const probe = ctx.mesh
-      .request(attempt.peerId, PROTOCOL_STATUS, protocolSpecs.status, { type: "status", jobId: job.jobId }, { timeoutMs: ctx.config.buyer.heartbeatMs })
+      .request(
+        attempt.peerId,
+        PROTOCOL_STATUS,
+        protocolSpecs.status,
+        { type: "status", jobId: job.jobId },
+        { timeoutMs: ctx.config.buyer.heartbeatMs },
+      )
       .then((status) => {
         if (job.current !== attempt) return;
         attempt.missedProbes = 0;
@@ -435,13 +559,22 @@ export class Buyer {
         } else if (status.state === "unknown") {
           this.#executorFailed(job, "executor_silent", "the executor no longer knows the job");
         } else if (status.state === "failed") {
-          this.#executorFailed(job, status.reason ?? "no_result", status.detail ?? "the executor reports the job failed");
+          this.#executorFailed(
+            job,
+            status.reason ?? "no_result",
+            status.detail ?? "the executor reports the job failed",
+          );
         }
       })
       .catch(() => {
         if (job.current !== attempt) return;
         attempt.missedProbes++;
-        if (attempt.missedProbes >= MISSED_PROBES_SILENT) this.#executorFailed(job, "executor_silent", `${attempt.missedProbes} status probes went unanswered`);
+        if (attempt.missedProbes >= MISSED_PROBES_SILENT)
+          this.#executorFailed(
+            job,
+            "executor_silent",
+            `${attempt.missedProbes} status probes went unanswered`,
+          );
       })
       .finally(() => (attempt.probing = false));
     detach(ctx.log, "status probe", probe);
@@ -455,7 +588,12 @@ export class Buyer {
     this.#clearCurrent(job);
     job.excluded.add(attempt.peerId);
     this.#updateAssignment(attempt, reason === "deadline_missed" ? "timed_out" : "failed", reason);
-    const plan = planRetry(attempt.number, reason, { now: this.#ctx.now(), deadline: job.deadline }, { maxAttempts: this.#ctx.config.buyer.maxAttempts, backoff: DEFAULT_BACKOFF });
+    const plan = planRetry(
+      attempt.number,
+      reason,
+      { now: this.#ctx.now(), deadline: job.deadline },
+      { maxAttempts: this.#ctx.config.buyer.maxAttempts, backoff: DEFAULT_BACKOFF },
+    );
     if (plan.type === "give_up") return this.#fail(job, plan.reason, `${plan.detail}; last: ${detail}`);
     this.#emit(job, { type: "reassigned", reason, detail, peerId: attempt.peerId, attempt: attempt.number });
     this.#setState(job, "queued", reason);
@@ -467,7 +605,8 @@ export class Buyer {
     if (job.state === "completed" || job.state === "failed") return;
     job.placementTries++;
     const at = this.#ctx.now() + backoffDelay(job.placementTries, { ...DEFAULT_BACKOFF, maxMs: 2_000 });
-    if (at >= job.deadline) return this.#fail(job, "deadline_missed", `could not be placed before its deadline: ${detail}`);
+    if (at >= job.deadline)
+      return this.#fail(job, "deadline_missed", `could not be placed before its deadline: ${detail}`);
     if (job.state !== "queued" || job.reason !== reason) this.#emit(job, { type: "queued", reason, detail });
     this.#setState(job, "queued", reason);
     this.#scheduler.park(queued(job), reason, at, detail);
@@ -484,11 +623,17 @@ export class Buyer {
 
   // ── receipts ───────────────────────────────────────────────────────────────────────
 
-  async #checkReceipt(job: BuyerJob, attempt: Attempt, delivery: Extract<ReceiptDelivery, { type: "receipt" }>): Promise<string | undefined> {
+  async #checkReceipt(
+    job: BuyerJob,
+    attempt: Attempt,
+    delivery: Extract<ReceiptDelivery, { type: "receipt" }>,
+  ): Promise<string | undefined> {
     const ctx = this.#ctx;
     const receipt = receiptFromWire(delivery.receipt);
-    if (receipt.executor.toLowerCase() !== attempt.operator.toLowerCase()) return "the receipt is not from the assigned executor";
-    if (receipt.moduleCid !== job.spec.moduleCid || receipt.inputCid !== job.spec.inputCid) return "the receipt names another module or input";
+    if (receipt.executor.toLowerCase() !== attempt.operator.toLowerCase())
+      return "the receipt is not from the assigned executor";
+    if (receipt.moduleCid !== job.spec.moduleCid || receipt.inputCid !== job.spec.inputCid)
+      return "the receipt names another module or input";
     if (receipt.fuelUsed > job.spec.fuelLimit) return "the receipt claims more fuel than the limit";
     let outputCid: CID;
     try {
@@ -497,11 +642,13 @@ export class Buyer {
     } catch (err) {
       return `bad output CID: ${errorMessage(err)}`;
     }
-    if (!(await verifyReceipt(ctx.domain, receipt, delivery.signature))) return "the receipt is not signed by its executor";
+    if (!(await verifyReceipt(ctx.domain, receipt, delivery.signature)))
+      return "the receipt is not signed by its executor";
     let output: Uint8Array;
     if (delivery.outputBase64 !== undefined) {
       output = Buffer.from(delivery.outputBase64, "base64");
-      if ((await cidOf(output)).toString() !== outputCid.toString()) return "the inline output does not hash to its CID";
+      if ((await cidOf(output)).toString() !== outputCid.toString())
+        return "the inline output does not hash to its CID";
     } else {
       try {
         output = await ctx.mesh.fetchBlock(outputCid, { from: [attempt.peerId], timeoutMs: 10_000 });
@@ -514,7 +661,12 @@ export class Buyer {
     return undefined;
   }
 
-  #complete(job: BuyerJob, attempt: Attempt, delivery: Extract<ReceiptDelivery, { type: "receipt" }>, output: Uint8Array): void {
+  #complete(
+    job: BuyerJob,
+    attempt: Attempt,
+    delivery: Extract<ReceiptDelivery, { type: "receipt" }>,
+    output: Uint8Array,
+  ): void {
     const ctx = this.#ctx;
     this.#confirm(job, attempt);
     clearInterval(attempt.timer);
@@ -526,9 +678,14 @@ export class Buyer {
       outputCid: delivery.outputCid,
       outputBase64: Buffer.from(output).toString("base64"),
     };
-    detach(ctx.log, "storing the output", ctx.store.blocks.put(output));
     this.#write(() => {
-      ctx.store.receipts.put({ jobId: job.jobId, executor: delivery.receipt.executor, message: delivery.receipt, signature: delivery.signature });
+      putKnownBlock(ctx, delivery.outputCid, output);
+      ctx.store.receipts.put({
+        jobId: job.jobId,
+        executor: delivery.receipt.executor,
+        message: delivery.receipt,
+        signature: delivery.signature,
+      });
       ctx.store.jobs.update(job.jobId, { result: job.result });
     });
     this.#updateAssignment(attempt, "completed", null);
@@ -549,19 +706,37 @@ export class Buyer {
     const event: JobEvent = { jobId: job.jobId, at: this.#ctx.now(), ...fields };
     job.events.push(event);
     const { jobId, type, reason, peerId, at, ...data } = event;
-    this.#write(() => this.#ctx.store.jobEvents.append({ jobId, kind: type, reason: reason ?? null, peer: peerId ?? null, at, data }));
+    this.#write(() =>
+      this.#ctx.store.jobEvents.append({
+        jobId,
+        kind: type,
+        reason: reason ?? null,
+        peer: peerId ?? null,
+        at,
+        data,
+      }),
+    );
     this.#events.emit("job", event);
   }
 
-  #updateAssignment(attempt: Attempt, state: "completed" | "failed" | "timed_out", reason: string | null): void {
+  #updateAssignment(
+    attempt: Attempt,
+    state: "completed" | "failed" | "timed_out",
+    reason: string | null,
+  ): void {
     this.#write(() => {
-      if (attempt.assignmentId !== undefined) this.#ctx.store.assignments.update(attempt.assignmentId, { state, reason });
+      if (attempt.assignmentId !== undefined)
+        this.#ctx.store.assignments.update(attempt.assignmentId, { state, reason });
     });
   }
 
   /** Buyer-side writes go through the store's group commit: one transaction, one fsync per turn. */
   #write(write: () => void): void {
-    this.#ctx.store.commit(write).catch((err: unknown) => this.#ctx.log.warn({ err: errorMessage(err) }, "a job state write was refused"));
+    this.#ctx.store
+      .commit(write)
+      .catch((err: unknown) =>
+        this.#ctx.log.warn({ err: errorMessage(err) }, "a job state write was refused"),
+      );
   }
 
   /** Reloads this node's jobs after a restart; unfinished ones are placed again. */
@@ -612,7 +787,8 @@ function restoreJob(row: JobRow, store: NodeContext["store"]): BuyerJob | undefi
   }));
   job.attempts = store.assignments.latestAttempt(row.jobId);
   const receipt = store.receipts.forJob(row.jobId).at(-1);
-  if (receipt) job.receipt = { message: receipt.message as unknown as ReceiptWire, signature: receipt.signature };
+  if (receipt)
+    job.receipt = { message: receipt.message as unknown as ReceiptWire, signature: receipt.signature };
   if (row.result) job.result = row.result as unknown as JobResultView;
   return job;
 }

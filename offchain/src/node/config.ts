@@ -6,7 +6,11 @@ import { z } from "zod/v4";
 import { AddressSchema, MultiaddrStringSchema } from "../protocol/index.ts";
 
 const bigintLike = z
-  .union([z.bigint(), z.number().int().min(0), z.string().regex(/^[0-9]{1,78}$/, "must be a decimal integer")])
+  .union([
+    z.bigint(),
+    z.number().int().min(0),
+    z.string().regex(/^[0-9]{1,78}$/, "must be a decimal integer"),
+  ])
   .transform((value) => BigInt(value))
   .refine((value) => value >= 0n, "must not be negative");
 
@@ -58,7 +62,10 @@ export const NodeConfigSchema = z.strictObject({
   passphrase: z.string().min(1).max(1024).optional(),
   listen: z.array(MultiaddrStringSchema).max(16).default(["/ip4/127.0.0.1/tcp/0"]),
   bootstrap: z.array(MultiaddrStringSchema).max(64).default([]),
-  dhtProtocolPrefix: z.string().regex(/^\/[a-z0-9/-]{1,63}$/).default("/cell"),
+  dhtProtocolPrefix: z
+    .string()
+    .regex(/^\/[a-z0-9/-]{1,63}$/)
+    .default("/cell"),
   api: z
     .strictObject({
       enabled: z.boolean().default(true),
@@ -81,38 +88,51 @@ export type NodeConfigInput = z.input<typeof NodeConfigSchema>;
  * Reads a TOML (`.toml`) or JSON config, applies overrides and defaults, and validates
  * it. Relative paths in the file are taken relative to the file.
  */
-export async function loadConfig(file?: string, overrides: DeepPartial<NodeConfigInput> = {}): Promise<NodeConfig> {
+export async function loadConfig(
+  file?: string,
+  overrides: DeepPartial<NodeConfigInput> = {},
+): Promise<NodeConfig> {
   const fromFile = file === undefined ? {} : await readConfigFile(file);
   const merged = deepMerge(fromFile, overrides as Record<string, unknown>);
-  if (merged.passphrase === undefined && process.env.CELL_PASSPHRASE) merged.passphrase = process.env.CELL_PASSPHRASE;
+  if (merged.passphrase === undefined && process.env.CELL_PASSPHRASE)
+    merged.passphrase = process.env.CELL_PASSPHRASE;
   const result = NodeConfigSchema.safeParse(merged);
   if (!result.success) {
-    const issues = result.error.issues.map((issue) => `${issue.path.join(".") || "(root)"}: ${issue.message}`).join("; ");
+    const issues = result.error.issues
+      .map((issue) => `${issue.path.join(".") || "(root)"}: ${issue.message}`)
+      .join("; ");
     throw new Error(`invalid node config${file ? ` ${file}` : ""}: ${issues}`);
   }
   const config = result.data;
   if (file !== undefined) {
     const base = dirname(resolve(file));
     config.dataDir = resolveFrom(base, config.dataDir);
-    if (config.chain.deploymentFile) config.chain.deploymentFile = resolveFrom(base, config.chain.deploymentFile);
+    if (config.chain.deploymentFile)
+      config.chain.deploymentFile = resolveFrom(base, config.chain.deploymentFile);
   }
   return config;
 }
 
-export type DeepPartial<T> = { [K in keyof T]?: T[K] extends object ? (T[K] extends unknown[] ? T[K] : DeepPartial<T[K]>) : T[K] };
+export type DeepPartial<T> = {
+  [K in keyof T]?: T[K] extends object ? (T[K] extends unknown[] ? T[K] : DeepPartial<T[K]>) : T[K];
+};
 
 async function readConfigFile(file: string): Promise<Record<string, unknown>> {
   const text = await readFile(file, "utf8");
   try {
     const parsed: unknown = extname(file) === ".toml" ? parseToml(text) : JSON.parse(text);
-    if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) throw new Error("the top level must be a table");
+    if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed))
+      throw new Error("the top level must be a table");
     return parsed as Record<string, unknown>;
   } catch (err) {
-    throw new Error(`cannot parse node config ${file}: ${(err as Error).message}`);
+    throw new Error(`cannot parse node config ${file}: ${(err as Error).message}`, { cause: err });
   }
 }
 
-function deepMerge(base: Record<string, unknown>, override: Record<string, unknown>): Record<string, unknown> {
+function deepMerge(
+  base: Record<string, unknown>,
+  override: Record<string, unknown>,
+): Record<string, unknown> {
   const merged: Record<string, unknown> = { ...base };
   for (const [key, value] of Object.entries(override)) {
     if (value === undefined) continue;
@@ -123,7 +143,9 @@ function deepMerge(base: Record<string, unknown>, override: Record<string, unkno
 }
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === "object" && value !== null && !Array.isArray(value) && !(value instanceof Uint8Array);
+  return (
+    typeof value === "object" && value !== null && !Array.isArray(value) && !(value instanceof Uint8Array)
+  );
 }
 
 function resolveFrom(base: string, path: string): string {

@@ -38,3 +38,14 @@ export function errorMessage(err: unknown): string {
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms).unref());
 }
+
+/**
+ * Stores a block whose CID is known as part of the caller's `store.commit` batch:
+ * `putWithCid` checks the hash and inserts synchronously, so the write joins the
+ * surrounding transaction and shares its fsync.
+ */
+export function putKnownBlock(ctx: Pick<NodeContext, "store" | "log">, cid: string, bytes: Uint8Array): void {
+  ctx.store.blocks
+    .putWithCid(cid, bytes)
+    .catch((err: unknown) => ctx.log.warn({ cid, err: errorMessage(err) }, "could not store a block"));
+}

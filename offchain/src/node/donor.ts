@@ -13,7 +13,6 @@ import {
   PROTOCOL_ASSIGN,
   PROTOCOL_BID,
   PROTOCOL_RECEIPT,
-  PROTOCOL_STATUS,
   ReceiptAckSchema,
   ReceiptDeliverySchema,
   ReceiptStatus,
@@ -42,7 +41,7 @@ import type {
   StatusResponse,
 } from "../protocol/index.ts";
 import type { NodeContext } from "./context.ts";
-import { detach, errorMessage, sleep } from "./context.ts";
+import { detach, errorMessage, putKnownBlock, sleep } from "./context.ts";
 
 export const RUNTIME_VERSION = "cell-wasm/1";
 const OFFER_LIMIT = 10_000;
@@ -125,7 +124,9 @@ export class Donor {
     this.#failInterruptedExecutions();
     const { mesh } = this.#ctx;
     await mesh.handle(PROTOCOL_BID, protocolSpecs.bid, (request, from) => this.#onBidRequest(request, from));
-    await mesh.handle(PROTOCOL_ASSIGN, protocolSpecs.assign, (request, from) => this.#onAssign(request, from));
+    await mesh.handle(PROTOCOL_ASSIGN, protocolSpecs.assign, (request, from) =>
+      this.#onAssign(request, from),
+    );
     const advertise = () => detach(this.#ctx.log, "capability advert", this.#advertise());
     this.#advertTimer = setInterval(advertise, this.#ctx.config.donor.advertIntervalMs);
     this.#advertTimer.unref();
@@ -135,11 +136,17 @@ export class Donor {
   /** Answers status probes for the jobs this node executes (also when the donor half is off). */
   onStatus(request: StatusRequest): StatusResponse {
     const execution = this.#executions.get(request.jobId);
-    if (execution) return { type: "status", jobId: request.jobId, state: execution.state, reason: execution.reason };
+    if (execution)
+      return { type: "status", jobId: request.jobId, state: execution.state, reason: execution.reason };
     const stored = this.#ctx.store.jobs.get(request.jobId);
     if (stored?.role === "executor") {
       const state: ExecutorState = stored.state === "completed" ? "done" : "failed";
-      return { type: "status", jobId: request.jobId, state, reason: (stored.reason as ReasonCode | null) ?? undefined };
+      return {
+        type: "status",
+        jobId: request.jobId,
+        state,
+        reason: (stored.reason as ReasonCode | null) ?? undefined,
+      };
     }
     return { type: "status", jobId: request.jobId, state: "unknown" };
   }
@@ -173,17 +180,35 @@ export class Donor {
 
   async #onBidRequest(request: BidRequest, from: string): Promise<BidResponse> {
     const ctx = this.#ctx;
-    const decline = (reason: ReasonCode, detail: string): BidResponse => ({ type: "decline", jobId: request.job.jobId, reason, detail });
+    const decline = (reason: ReasonCode, detail: string): BidResponse => ({
+      type: "decline",
+      jobId: request.job.jobId,
+      reason,
+      detail,
+    });
     if (this.#stopping) return decline("shutting_down", "the node is stopping");
-    if (request.job.buyerPeer !== from) return decline("bad_spec", "the bid request does not come from the job's buyer");
-    if (this.#executions.has(request.job.jobId)) return decline("duplicate_operator", "this node already has the job");
-    const check = await checkAnnouncedJob(ctx.domain, request.job, cidToBytes32, ctx.now(), { verifySignature: false });
+    if (request.job.buyerPeer !== from)
+      return decline("bad_spec", "the bid request does not come from the job's buyer");
+    if (this.#executions.has(request.job.jobId))
+      return decline("duplicate_operator", "this node already has the job");
+    const check = await checkAnnouncedJob(ctx.domain, request.job, cidToBytes32, ctx.now(), {
+      verifySignature: false,
+    });
     if (!check.ok) return decline(check.reason, check.detail);
     const staked = await ctx.stakes.isActive(ctx.operatorAddress, ctx.peerKeyHex);
-    const decision = decideBid(this.#policy, check.job.spec, { staked, busySlots: this.busySlots, now: ctx.now() });
+    const decision = decideBid(this.#policy, check.job.spec, {
+      staked,
+      busySlots: this.busySlots,
+      now: ctx.now(),
+    });
     if (decision.type === "decline") return decline(decision.reason, decision.detail);
 
-    const bid = { jobId: check.job.jobId, executor: ctx.operatorAddress, pricePerMegaFuel: decision.pricePerMegaFuel, expiresAt: decision.expiresAt };
+    const bid = {
+      jobId: check.job.jobId,
+      executor: ctx.operatorAddress,
+      pricePerMegaFuel: decision.pricePerMegaFuel,
+      expiresAt: decision.expiresAt,
+    };
     const signature = await signBid(ctx.operator, ctx.domain, bid);
     this.#rememberOffer(bid.jobId, bid.expiresAt, bid.pricePerMegaFuel);
     return {
@@ -198,22 +223,35 @@ export class Donor {
   async #onAssign(request: AssignRequest, from: string): Promise<AssignResponse> {
     const ctx = this.#ctx;
     const jobId = request.job.jobId;
-    const reject = (reason: ReasonCode, detail: string): AssignResponse => ({ type: "reject", jobId, reason, detail });
+    const reject = (reason: ReasonCode, detail: string): AssignResponse => ({
+      type: "reject",
+      jobId,
+      reason,
+      detail,
+    });
     if (this.#stopping) return reject("shutting_down", "the node is stopping");
-    if (request.job.buyerPeer !== from) return reject("bad_spec", "the assignment does not come from the job's buyer");
+    if (request.job.buyerPeer !== from)
+      return reject("bad_spec", "the assignment does not come from the job's buyer");
     if (this.#executions.has(jobId)) return { type: "accept", jobId };
     const bid = bidFromWire(request.bid);
     const offer = this.#offers.get(jobId);
     if (!offer || bid.jobId !== jobId || bid.executor.toLowerCase() !== ctx.operatorAddress.toLowerCase()) {
       return reject("bid_rejected_signature", "this node made no such bid");
     }
-    if (bid.pricePerMegaFuel !== offer.pricePerMegaFuel) return reject("bid_rejected_price", "the price is not the one this node bid");
+    if (bid.pricePerMegaFuel !== offer.pricePerMegaFuel)
+      return reject("bid_rejected_price", "the price is not the one this node bid");
     if (offer.expiresAt <= BigInt(ctx.now())) return reject("bid_rejected_expired", "the bid has expired");
-    if (this.busySlots >= this.#policy.slots) return reject("slots_full", `all ${this.#policy.slots} slots are busy`);
+    if (this.busySlots >= this.#policy.slots)
+      return reject("slots_full", `all ${this.#policy.slots} slots are busy`);
     const check = await checkAnnouncedJob(ctx.domain, request.job, cidToBytes32, ctx.now());
     if (!check.ok) return reject(check.reason, check.detail);
 
-    const execution: Execution = { job: check.job, announce: request.job, buyerPeer: from, state: "accepted" };
+    const execution: Execution = {
+      job: check.job,
+      announce: request.job,
+      buyerPeer: from,
+      state: "accepted",
+    };
     this.#executions.set(jobId, execution);
     this.#offers.delete(jobId);
     this.#persistAccepted(execution);
@@ -237,14 +275,18 @@ export class Donor {
     let module: Uint8Array;
     let input: Uint8Array;
     try {
-      [module, input] = await Promise.all([this.#fetch(announce.moduleCid, announce, true), this.#fetch(announce.inputCid, announce, false)]);
+      [module, input] = await Promise.all([
+        this.#fetch(announce.moduleCid, announce, true),
+        this.#fetch(announce.inputCid, announce, false),
+      ]);
     } catch (err) {
       return this.#finishWithoutResult(execution, "fetch_failed", errorMessage(err));
     }
 
     execution.state = "running";
     const startedAt = BigInt(ctx.now());
-    if (!ctx.runtime) return this.#finishWithoutResult(execution, "internal_error", "this node runs no runtime");
+    if (!ctx.runtime)
+      return this.#finishWithoutResult(execution, "internal_error", "this node runs no runtime");
     const result = await ctx.runtime.execute({
       module,
       input,
@@ -254,11 +296,11 @@ export class Donor {
       timeoutMs: job.spec.timeoutMs,
     });
     const finishedAt = BigInt(ctx.now());
-    if (result.kind === "no_result") return this.#finishWithoutResult(execution, "no_result", `${result.reason}: ${result.detail}`);
+    if (result.kind === "no_result")
+      return this.#finishWithoutResult(execution, "no_result", `${result.reason}: ${result.detail}`);
 
     const output = result.output;
     const outputCid = await cidOf(output);
-    await ctx.store.blocks.put(output);
     const receipt: Receipt = {
       jobId: job.jobId,
       executor: ctx.operatorAddress,
@@ -276,9 +318,10 @@ export class Donor {
       receipt: receiptToWire(receipt),
       signature,
       outputCid: outputCid.toString(),
-      outputBase64: output.byteLength <= INLINE_OUTPUT_MAX_BYTES ? Buffer.from(output).toString("base64") : undefined,
+      outputBase64:
+        output.byteLength <= INLINE_OUTPUT_MAX_BYTES ? Buffer.from(output).toString("base64") : undefined,
     };
-    await this.#persistReceipt(execution, delivery);
+    await this.#persistReceipt(execution, delivery, output);
     execution.state = "done";
     await this.#deliver(execution, delivery);
   }
@@ -301,22 +344,39 @@ export class Donor {
     execution.detail = detail.slice(0, 500);
     this.#ctx.log.info({ jobId: execution.job.jobId, reason, detail }, "job ended without a result");
     try {
-      await this.#ctx.store.commit(() => this.#ctx.store.jobs.update(execution.job.jobId, { state: "failed", reason }));
+      await this.#ctx.store.commit(() =>
+        this.#ctx.store.jobs.update(execution.job.jobId, { state: "failed", reason }),
+      );
     } catch (err) {
       this.#ctx.log.warn({ err: errorMessage(err) }, "could not record the failed execution");
     }
-    await this.#deliver(execution, { type: "no_result", jobId: execution.job.jobId, reason, detail: execution.detail });
+    await this.#deliver(execution, {
+      type: "no_result",
+      jobId: execution.job.jobId,
+      reason,
+      detail: execution.detail,
+    });
   }
 
   /** Sends the outcome to the buyer, retrying with backoff; the buyer can also learn it by probing status. */
   async #deliver(execution: Execution, delivery: ReceiptDelivery): Promise<void> {
     for (let attempt = 1; attempt <= DELIVERY_ATTEMPTS && !this.#stopping; attempt++) {
       try {
-        const ack = await this.#ctx.mesh.request(execution.buyerPeer, PROTOCOL_RECEIPT, protocolSpecs.receipt, delivery, { timeoutMs: 5_000 });
-        if (!ack.accepted) this.#ctx.log.warn({ jobId: execution.job.jobId, reason: ack.reason }, "buyer refused the receipt");
+        const ack = await this.#ctx.mesh.request(
+          execution.buyerPeer,
+          PROTOCOL_RECEIPT,
+          protocolSpecs.receipt,
+          delivery,
+          { timeoutMs: 5_000 },
+        );
+        if (!ack.accepted)
+          this.#ctx.log.warn({ jobId: execution.job.jobId, reason: ack.reason }, "buyer refused the receipt");
         break;
       } catch (err) {
-        this.#ctx.log.debug({ jobId: execution.job.jobId, attempt, err: errorMessage(err) }, "receipt delivery failed");
+        this.#ctx.log.debug(
+          { jobId: execution.job.jobId, attempt, err: errorMessage(err) },
+          "receipt delivery failed",
+        );
         await sleep(200 * 2 ** attempt);
       }
     }
@@ -327,27 +387,45 @@ export class Donor {
     const { job, announce } = execution;
     const stored = this.#ctx.store.commit(() =>
       this.#ctx.store.jobs.insert({
-      jobId: job.jobId,
-      role: "executor",
-      spec: { announce },
-      state: "running",
-      priority: "normal",
+        jobId: job.jobId,
+        role: "executor",
+        spec: { announce },
+        state: "running",
+        priority: "normal",
         deadline: Number(job.spec.deadline),
       }),
     );
     detach(this.#ctx.log, "recording an accepted job", stored);
   }
 
-  async #persistReceipt(execution: Execution, delivery: Extract<ReceiptDelivery, { type: "receipt" }>): Promise<void> {
+  /** Output, receipt block and receipt row go to disk in one commit, before the receipt is delivered. */
+  async #persistReceipt(
+    execution: Execution,
+    delivery: Extract<ReceiptDelivery, { type: "receipt" }>,
+    output: Uint8Array,
+  ): Promise<void> {
     const { store } = this.#ctx;
-    const blocks = store.blocks;
-    const receiptBlock = new TextEncoder().encode(JSON.stringify({ receipt: delivery.receipt, signature: delivery.signature }));
-    const receiptCid = await blocks.put(receiptBlock);
+    const receiptBlock = new TextEncoder().encode(
+      JSON.stringify({ receipt: delivery.receipt, signature: delivery.signature }),
+    );
+    const receiptCid = (await cidOf(receiptBlock)).toString();
     await store.commit(() => {
-      store.receipts.put({ jobId: execution.job.jobId, executor: delivery.receipt.executor, message: delivery.receipt, signature: delivery.signature, cid: receiptCid });
+      putKnownBlock(this.#ctx, delivery.outputCid, output);
+      putKnownBlock(this.#ctx, receiptCid, receiptBlock);
+      store.receipts.put({
+        jobId: execution.job.jobId,
+        executor: delivery.receipt.executor,
+        message: delivery.receipt,
+        signature: delivery.signature,
+        cid: receiptCid,
+      });
       store.jobs.update(execution.job.jobId, {
         state: "completed",
-        result: { outputCid: delivery.outputCid, fuelUsed: delivery.receipt.fuelUsed, status: delivery.receipt.status },
+        result: {
+          outputCid: delivery.outputCid,
+          fuelUsed: delivery.receipt.fuelUsed,
+          status: delivery.receipt.status,
+        },
       });
     });
     this.#receipts.push({ message: delivery.receipt, signature: delivery.signature });

@@ -23,7 +23,6 @@ import {
 import type { CapabilityAdvert } from "../protocol/index.ts";
 import { createRuntime } from "../runtime/index.ts";
 import { openStore } from "../store/index.ts";
-import type { Store } from "../store/index.ts";
 import { Buyer } from "./buyer.ts";
 import type { NodeConfig } from "./config.ts";
 import type { NodeContext } from "./context.ts";
@@ -53,7 +52,9 @@ export async function startNode(config: NodeConfig, options: StartNodeOptions = 
   const store = openStore(config.dataDir, { logger: log });
   const cleanup: (() => Promise<void> | void)[] = [() => store.close()];
   try {
-    const runtime = config.donor.enabled ? await createRuntime({ poolSize: config.runtime.poolSize, logger: log.child({ part: "runtime" }) }) : undefined;
+    const runtime = config.donor.enabled
+      ? await createRuntime({ poolSize: config.runtime.poolSize, logger: log.child({ part: "runtime" }) })
+      : undefined;
     if (runtime) cleanup.unshift(() => runtime.close());
     const mesh = await createMeshNode({
       peerKeySeed: identity.peerKeySeed,
@@ -73,7 +74,10 @@ export async function startNode(config: NodeConfig, options: StartNodeOptions = 
       store,
       runtime,
       provider,
-      stakes: new StakeCache((operator, peerKey) => isActiveDonor(reader, operator, peerKey), config.chain.cacheTtlMs),
+      stakes: new StakeCache(
+        (operator, peerKey) => isActiveDonor(reader, operator, peerKey),
+        config.chain.cacheTtlMs,
+      ),
       domain: cellDomain(deployment.chainId, deployment.donorRegistry),
       operator: identity.operator,
       operatorAddress: identity.operatorAddress,
@@ -87,16 +91,33 @@ export async function startNode(config: NodeConfig, options: StartNodeOptions = 
   }
 }
 
-async function assemble(ctx: NodeContext, did: string, chain: ChainInfo, cleanup: (() => Promise<void> | void)[]): Promise<CellNode> {
+async function assemble(
+  ctx: NodeContext,
+  did: string,
+  chain: ChainInfo,
+  cleanup: (() => Promise<void> | void)[],
+): Promise<CellNode> {
   const { mesh, log } = ctx;
   const peerBook = new PeerBook();
   const donor = new Donor(ctx, donorPolicy(ctx.config));
   const buyer = new Buyer(ctx, peerBook);
 
-  mesh.subscribe(TOPIC_CAPS, CapabilityAdvertSchema, (advert, from) => onAdvert(ctx, peerBook, advert, from), { maxBytes: MESSAGE_LIMITS.advert });
-  mesh.subscribe(TOPIC_JOBS, JobAnnounceSchema, (announce) => log.debug({ jobId: announce.jobId }, "job announced"), { maxBytes: MESSAGE_LIMITS.announce });
+  mesh.subscribe(
+    TOPIC_CAPS,
+    CapabilityAdvertSchema,
+    (advert, from) => onAdvert(ctx, peerBook, advert, from),
+    { maxBytes: MESSAGE_LIMITS.advert },
+  );
+  mesh.subscribe(
+    TOPIC_JOBS,
+    JobAnnounceSchema,
+    (announce) => log.debug({ jobId: announce.jobId }, "job announced"),
+    { maxBytes: MESSAGE_LIMITS.announce },
+  );
   await mesh.handle(PROTOCOL_STATUS, protocolSpecs.status, async (request) => donor.onStatus(request));
-  await mesh.handle(PROTOCOL_RECEIPT, protocolSpecs.receipt, (delivery, from) => buyer.onDelivery(delivery, from));
+  await mesh.handle(PROTOCOL_RECEIPT, protocolSpecs.receipt, (delivery, from) =>
+    buyer.onDelivery(delivery, from),
+  );
   if (ctx.config.donor.enabled) await donor.start();
   buyer.start();
 
@@ -131,7 +152,15 @@ async function assemble(ctx: NodeContext, did: string, chain: ChainInfo, cleanup
       log.info("node stopped");
     },
   };
-  log.info({ peerId: node.peerId, operator: node.operator, donor: ctx.config.donor.enabled, multiaddrs: node.multiaddrs() }, "cell node started");
+  log.info(
+    {
+      peerId: node.peerId,
+      operator: node.operator,
+      donor: ctx.config.donor.enabled,
+      multiaddrs: node.multiaddrs(),
+    },
+    "cell node started",
+  );
   return node;
 }
 
@@ -152,7 +181,11 @@ function onAdvert(ctx: NodeContext, peerBook: PeerBook, advert: CapabilityAdvert
     "checking an advert's stake",
     ctx.stakes.isActive(advert.operator, advert.peerKey).then((active) => {
       peerBook.upsertFromAdvert(advert, ctx.now(), active);
-      if (!active) ctx.log.debug({ peerId: advert.peerId, operator: advert.operator }, "advert of a peer that is not an active donor");
+      if (!active)
+        ctx.log.debug(
+          { peerId: advert.peerId, operator: advert.operator },
+          "advert of a peer that is not an active donor",
+        );
     }),
   );
 }
@@ -184,7 +217,9 @@ function waitForJob(buyer: Buyer, jobId: Hex, timeoutMs: number) {
     };
     const timer = setTimeout(() => {
       buyer.off(listener);
-      reject(new Error(`job ${jobId} did not finish within ${timeoutMs} ms (state ${buyer.get(jobId)?.state})`));
+      reject(
+        new Error(`job ${jobId} did not finish within ${timeoutMs} ms (state ${buyer.get(jobId)?.state})`),
+      );
     }, timeoutMs);
     buyer.on(listener);
   });
@@ -193,7 +228,13 @@ function waitForJob(buyer: Buyer, jobId: Hex, timeoutMs: number) {
 function peerViews(mesh: MeshNode, peerBook: PeerBook, stakes: StakeCache): PeerView[] {
   const connected = new Set(mesh.peers());
   const views = new Map<string, PeerView>();
-  for (const peerId of connected) views.set(peerId, { peerId, connected: true, multiaddrs: [], penaltyScore: mesh.penalties(peerId).score });
+  for (const peerId of connected)
+    views.set(peerId, {
+      peerId,
+      connected: true,
+      multiaddrs: [],
+      penaltyScore: mesh.penalties(peerId).score,
+    });
   for (const donor of peerBook.all()) {
     views.set(donor.peerId, {
       peerId: donor.peerId,
@@ -228,13 +269,20 @@ function donorPolicy(config: NodeConfig): DonorPolicy {
 async function resolveDeployment(config: NodeConfig): Promise<Deployment> {
   let deployment: Deployment;
   if (config.chain.deploymentFile) {
-    deployment = parseDeployment(JSON.parse(await readFile(config.chain.deploymentFile, "utf8")), config.chain.deploymentFile);
+    deployment = parseDeployment(
+      JSON.parse(await readFile(config.chain.deploymentFile, "utf8")),
+      config.chain.deploymentFile,
+    );
   } else {
-    const chainId = config.chain.chainId ?? (await createPublicClient({ transport: http(config.chain.rpcUrl) }).getChainId());
+    const chainId =
+      config.chain.chainId ??
+      (await createPublicClient({ transport: http(config.chain.rpcUrl) }).getChainId());
     deployment = readDeployment(chainId);
   }
   if (config.chain.chainId !== undefined && config.chain.chainId !== deployment.chainId) {
-    throw new Error(`config says chain ${config.chain.chainId} but the deployment is for chain ${deployment.chainId}`);
+    throw new Error(
+      `config says chain ${config.chain.chainId} but the deployment is for chain ${deployment.chainId}`,
+    );
   }
   return deployment;
 }

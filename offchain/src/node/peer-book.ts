@@ -63,7 +63,13 @@ export class PeerBook {
    */
   candidates(
     job: { fuelLimit: bigint; memoryPages: number; maxPricePerMegaFuel: bigint },
-    options: { now: number; livenessMs: number; exclude: ReadonlySet<string>; limit: number; busy?: (peerId: string) => number },
+    options: {
+      now: number;
+      livenessMs: number;
+      exclude: ReadonlySet<string>;
+      limit: number;
+      busy?: (peerId: string) => number;
+    },
   ): DonorInfo[] {
     const free = (donor: DonorInfo) => donor.slots - (options.busy?.(donor.peerId) ?? 0);
     return this.all()
@@ -73,7 +79,8 @@ export class PeerBook {
       .filter((donor) => donor.pricePerMegaFuel <= job.maxPricePerMegaFuel)
       .map((donor) => ({ donor, free: free(donor), tie: Math.random() }))
       .sort((a, b) => {
-        if (a.donor.pricePerMegaFuel !== b.donor.pricePerMegaFuel) return a.donor.pricePerMegaFuel < b.donor.pricePerMegaFuel ? -1 : 1;
+        if (a.donor.pricePerMegaFuel !== b.donor.pricePerMegaFuel)
+          return a.donor.pricePerMegaFuel < b.donor.pricePerMegaFuel ? -1 : 1;
         return b.free - a.free || a.tie - b.tie;
       })
       .slice(0, options.limit)
@@ -82,7 +89,8 @@ export class PeerBook {
 
   #evictStalest(): void {
     let stalest: DonorInfo | undefined;
-    for (const donor of this.#donors.values()) if (!stalest || donor.lastSeen < stalest.lastSeen) stalest = donor;
+    for (const donor of this.#donors.values())
+      if (!stalest || donor.lastSeen < stalest.lastSeen) stalest = donor;
     if (stalest) this.#donors.delete(stalest.peerId);
   }
 }

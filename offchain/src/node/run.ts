@@ -16,7 +16,9 @@ function configArgument(argv: readonly string[]): string | undefined {
 const config = await loadConfig(configArgument(process.argv.slice(2)));
 const logger = pino({ level: config.logLevel, base: undefined }, pino.destination(2));
 const node = await startNode(config, { logger });
-process.stdout.write(`${JSON.stringify({ peerId: node.peerId, did: node.did, operator: node.operator, multiaddrs: node.multiaddrs() })}\n`);
+process.stdout.write(
+  `${JSON.stringify({ peerId: node.peerId, did: node.did, operator: node.operator, multiaddrs: node.multiaddrs() })}\n`,
+);
 
 let stopping = false;
 const stop = async () => {

@@ -126,7 +126,11 @@ export const JobSpecWireSchema = z.strictObject({
   buyer: AddressSchema,
   moduleCid: Bytes32Schema,
   inputCid: Bytes32Schema,
-  entry: z.string().min(1).max(64).regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "must be an export name"),
+  entry: z
+    .string()
+    .min(1)
+    .max(64)
+    .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "must be an export name"),
   fuelLimit: Uint64StringSchema,
   memoryPages: uint(65_536),
   timeoutMs: uint(2 ** 32 - 1),
@@ -202,7 +206,12 @@ export const BidResponseSchema = z.discriminatedUnion("type", [
     peerKey: Bytes32Schema,
     freeSlots: uint(1024),
   }),
-  z.strictObject({ type: z.literal("decline"), jobId: Bytes32Schema, reason: ReasonCodeSchema, detail: DetailSchema.optional() }),
+  z.strictObject({
+    type: z.literal("decline"),
+    jobId: Bytes32Schema,
+    reason: ReasonCodeSchema,
+    detail: DetailSchema.optional(),
+  }),
 ]);
 export type BidResponse = z.infer<typeof BidResponseSchema>;
 
@@ -220,7 +229,12 @@ export type AssignRequest = z.infer<typeof AssignRequestSchema>;
 
 export const AssignResponseSchema = z.discriminatedUnion("type", [
   z.strictObject({ type: z.literal("accept"), jobId: Bytes32Schema }),
-  z.strictObject({ type: z.literal("reject"), jobId: Bytes32Schema, reason: ReasonCodeSchema, detail: DetailSchema.optional() }),
+  z.strictObject({
+    type: z.literal("reject"),
+    jobId: Bytes32Schema,
+    reason: ReasonCodeSchema,
+    detail: DetailSchema.optional(),
+  }),
 ]);
 export type AssignResponse = z.infer<typeof AssignResponseSchema>;
 
@@ -275,7 +289,12 @@ export const ReceiptDeliverySchema = z.discriminatedUnion("type", [
     outputCid: CidStringSchema,
     outputBase64: Base64Schema.optional(),
   }),
-  z.strictObject({ type: z.literal("no_result"), jobId: Bytes32Schema, reason: ReasonCodeSchema, detail: DetailSchema.optional() }),
+  z.strictObject({
+    type: z.literal("no_result"),
+    jobId: Bytes32Schema,
+    reason: ReasonCodeSchema,
+    detail: DetailSchema.optional(),
+  }),
 ]);
 export type ReceiptDelivery = z.infer<typeof ReceiptDeliverySchema>;
 

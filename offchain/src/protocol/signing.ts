@@ -25,16 +25,24 @@ export function receiptDigest(domain: TypedDataDomain, receipt: Receipt): Hex {
   return hashTypedData({ domain, types: receiptTypes, primaryType: "Receipt", message: receipt });
 }
 
-export async function signJobSpec(signer: Signer, domain: TypedDataDomain, spec: JobSpecMessage): Promise<Hex> {
-  if (!isAddressEqual(signer.address, spec.buyer)) throw new Error(`spec buyer ${spec.buyer} is not the signer ${signer.address}`);
+export async function signJobSpec(
+  signer: Signer,
+  domain: TypedDataDomain,
+  spec: JobSpecMessage,
+): Promise<Hex> {
+  if (!isAddressEqual(signer.address, spec.buyer))
+    throw new Error(`spec buyer ${spec.buyer} is not the signer ${signer.address}`);
   return signDigest(signer, jobIdOf(domain, spec), () =>
     signer.signTypedData({ domain, types: jobSpecTypes, primaryType: "JobSpec", message: spec }),
   );
 }
 
 export async function signBid(signer: Signer, domain: TypedDataDomain, bid: BidMessage): Promise<Hex> {
-  if (!isAddressEqual(signer.address, bid.executor)) throw new Error(`bid executor ${bid.executor} is not the signer ${signer.address}`);
-  return signDigest(signer, bidDigest(domain, bid), () => signer.signTypedData({ domain, types: bidTypes, primaryType: "Bid", message: bid }));
+  if (!isAddressEqual(signer.address, bid.executor))
+    throw new Error(`bid executor ${bid.executor} is not the signer ${signer.address}`);
+  return signDigest(signer, bidDigest(domain, bid), () =>
+    signer.signTypedData({ domain, types: bidTypes, primaryType: "Bid", message: bid }),
+  );
 }
 
 export async function signReceipt(signer: Signer, domain: TypedDataDomain, receipt: Receipt): Promise<Hex> {
@@ -55,7 +63,11 @@ function signDigest(signer: Signer, digest: Hex, viaTypedData: () => Promise<Hex
 }
 
 /** True when `signature` over the spec was made by the spec's buyer. */
-export async function verifyJobSpec(domain: TypedDataDomain, spec: JobSpecMessage, signature: Hex): Promise<boolean> {
+export async function verifyJobSpec(
+  domain: TypedDataDomain,
+  spec: JobSpecMessage,
+  signature: Hex,
+): Promise<boolean> {
   return verifyDigest(jobIdOf(domain, spec), spec.buyer, signature);
 }
 
@@ -65,7 +77,11 @@ export async function verifyBid(domain: TypedDataDomain, bid: BidMessage, signat
 }
 
 /** True when `signature` over the receipt was made by the receipt's executor. */
-export async function verifyReceipt(domain: TypedDataDomain, receipt: Receipt, signature: Hex): Promise<boolean> {
+export async function verifyReceipt(
+  domain: TypedDataDomain,
+  receipt: Receipt,
+  signature: Hex,
+): Promise<boolean> {
   return verifyDigest(receiptDigest(domain, receipt), receipt.executor, signature);
 }
 
