@@ -356,24 +356,27 @@ export class Buyer {
 
   /**
    * Asks the donors for bids; returns once all have answered, or `BID_GRACE_MS` after the
-   * first usable bid, so one slow donor does not hold up the job. Later answers are still
-   * recorded as events.
+   * first usable bid, so one slow donor does not hold up the job. Answers after that are
+   * dropped (the job has moved on).
    */
   #collectBids(job: BuyerJob, donors: readonly DonorInfo[]): Promise<(BidCandidate | Refusal)[]> {
     return new Promise((resolve) => {
       const answers: (BidCandidate | Refusal)[] = [];
       let pending = donors.length;
       let grace: NodeJS.Timeout | undefined;
+      const round = { closed: false };
       const finish = () => {
         clearTimeout(grace);
+        round.closed = true;
         resolve([...answers]);
       };
       for (const donor of donors) {
-        const asked = this.#askBid(job, donor).catch((err: unknown): Refusal => ({
+        const asked = this.#askBid(job, donor, round).catch((err: unknown): Refusal => ({
           reason: "internal_error",
           detail: errorMessage(err),
         }));
         void asked.then((answer) => {
+          if (round.closed) return;
           answers.push(answer);
           pending--;
           if (pending === 0) finish();
@@ -383,16 +386,21 @@ export class Buyer {
     });
   }
 
-  async #askBid(job: BuyerJob, donor: DonorInfo): Promise<BidCandidate | Refusal> {
+  async #askBid(
+    job: BuyerJob,
+    donor: DonorInfo,
+    round: { closed: boolean },
+  ): Promise<BidCandidate | Refusal> {
     const ctx = this.#ctx;
     const refuse = (reason: ReasonCode, detail: string): Refusal => {
-      this.#emit(job, {
-        type: "bid_rejected",
-        reason,
-        detail,
-        peerId: donor.peerId,
-        operator: donor.operator,
-      });
+      if (!round.closed)
+        this.#emit(job, {
+          type: "bid_rejected",
+          reason,
+          detail,
+          peerId: donor.peerId,
+          operator: donor.operator,
+        });
       return { reason, detail };
     };
     let response;
@@ -416,6 +424,7 @@ export class Buyer {
     if (!peerKeyMatches(response.peerKey, donor.peerId))
       return refuse("bid_rejected_signature", "the bid's peer key is not the bidder's");
     const staked = await ctx.stakes.isActive(bid.executor, response.peerKey);
+    if (round.closed) return { reason: "timeout", detail: "the bid came after the selection" };
     this.#emit(job, {
       type: "bid_received",
       peerId: donor.peerId,
