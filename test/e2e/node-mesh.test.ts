@@ -132,6 +132,31 @@ describe("Cell node mesh: 4 staked donors and a buyer", { timeout: 240_000 }, ()
     assert.equal(onChainJobId, jobId, "the job id is DonorRegistry's EIP-712 digest of the signed spec");
   });
 
+  it("keeps a job no donor will take queued with the donors' reasons, then fails it at its deadline", async () => {
+    const { jobId } = await buyer.submitJob({
+      module: SHA256_WASM,
+      input: new TextEncoder().encode("1\ntoo long"),
+      timeoutMs: 600_000,
+      deadlineMs: Date.now() + 4_000,
+    });
+    await until(() => buyer.getJob(jobId)?.state === "queued", 10_000, "the job to wait in the queue");
+    assert.equal(buyer.getJob(jobId)?.reason, "timeout_too_long");
+    const view = await buyer.waitForJob(jobId, { timeoutMs: 20_000 });
+    assert.equal(view.state, "failed");
+    assert.equal(view.reason, "deadline_missed");
+    const declines = view.events.filter((event) => event.type === "bid_rejected");
+    assert.ok(declines.length >= 2, "several donors declined");
+    assert.ok(
+      declines.every(
+        (event) =>
+          event.reason === "timeout_too_long" && donors.some((donor) => donor.peerId === event.peerId),
+      ),
+    );
+    assert.ok(view.events.some((event) => event.type === "queued" && event.reason === "timeout_too_long"));
+    assert.equal(view.events.at(-1)?.type, "failed");
+    assert.ok(!view.events.some((event) => event.type === "assigned"));
+  });
+
   it("ignores an unstaked peer that advertises and would bid below everyone", async () => {
     const rogue = await startRogue(cluster, buyer);
     try {

@@ -196,6 +196,7 @@ export class Buyer {
     this.#emit(job, { type: "announced" });
     this.#scheduler.enqueue(queued(job));
     this.#pump();
+    if (this.#scheduler.has(job.jobId)) this.#markWaiting(job);
     return { jobId: job.jobId };
   }
 
@@ -607,6 +608,17 @@ export class Buyer {
     this.#emit(job, { type: "reassigned", reason, detail, peerId: attempt.peerId, attempt: attempt.number });
     this.#setState(job, "queued", reason);
     this.#scheduler.park(queued(job), reason, plan.at, detail);
+  }
+
+  /** A new job that the scheduler holds back: every known donor slot is taken, or no donor is known. */
+  #markWaiting(job: BuyerJob): void {
+    const donorsKnown = this.#peers.all().some((donor) => donor.staked);
+    const reason: ReasonCode = donorsKnown ? "slots_full" : "no_bid";
+    const detail = donorsKnown
+      ? "every known donor slot is taken; waiting in the queue"
+      : "no staked donor is known yet";
+    this.#setState(job, "queued", reason);
+    this.#emit(job, { type: "queued", reason, detail });
   }
 
   /** The job could not be placed now: it waits with its reason, backing off, until its deadline. */

@@ -23,6 +23,7 @@ import {
 import type { CapabilityAdvert } from "../protocol/index.ts";
 import { createRuntime } from "../runtime/index.ts";
 import { openStore } from "../store/index.ts";
+import type { Store } from "../store/index.ts";
 import { Buyer } from "./buyer.ts";
 import type { NodeConfig } from "./config.ts";
 import type { NodeContext } from "./context.ts";
@@ -59,7 +60,7 @@ export async function startNode(config: NodeConfig, options: StartNodeOptions = 
     const mesh = await createMeshNode({
       peerKeySeed: identity.peerKeySeed,
       listen: config.listen,
-      bootstrap: config.bootstrap,
+      bootstrap: [...new Set([...config.bootstrap, ...knownDonorAddrs(store)])],
       dhtProtocolPrefix: config.dhtProtocolPrefix,
       logger: log.child({ part: "p2p" }),
       blockSource: { get: async (cid) => store.blocks.get(cid.toString()) },
@@ -99,13 +100,14 @@ async function assemble(
 ): Promise<CellNode> {
   const { mesh, log } = ctx;
   const peerBook = new PeerBook();
+  const recorded = new Map<string, number>();
   const donor = new Donor(ctx, donorPolicy(ctx.config));
   const buyer = new Buyer(ctx, peerBook);
 
   mesh.subscribe(
     TOPIC_CAPS,
     CapabilityAdvertSchema,
-    (advert, from) => onAdvert(ctx, peerBook, advert, from),
+    (advert, from) => onAdvert(ctx, peerBook, advert, from, recorded),
     { maxBytes: MESSAGE_LIMITS.advert },
   );
   mesh.subscribe(
@@ -164,8 +166,43 @@ async function assemble(
   return node;
 }
 
+/** Where recently seen staked donors listened, so a restarted node finds the mesh without its bootstrap peers. */
+function knownDonorAddrs(store: Store): string[] {
+  return store.peers
+    .list({ limit: 256 })
+    .filter((peer) => peer.operator !== null && peer.lastSeen !== null)
+    .sort((a, b) => (b.lastSeen ?? 0) - (a.lastSeen ?? 0))
+    .slice(0, 8)
+    .flatMap((peer) => peer.addrs.filter((addr) => addr.endsWith(`/p2p/${peer.peerId}`)).slice(0, 1));
+}
+
+const PEER_RECORD_INTERVAL_MS = 30_000;
+
+/** Records a staked donor in the store now and then (not on every advert). */
+function recordDonor(ctx: NodeContext, advert: CapabilityAdvert, recorded: Map<string, number>): void {
+  const now = ctx.now();
+  if (now - (recorded.get(advert.peerId) ?? 0) < PEER_RECORD_INTERVAL_MS) return;
+  recorded.set(advert.peerId, now);
+  const write = ctx.store.commit(() =>
+    ctx.store.peers.upsert({
+      peerId: advert.peerId,
+      operator: advert.operator,
+      peerKey: advert.peerKey,
+      addrs: advert.multiaddrs,
+      lastSeen: now,
+    }),
+  );
+  detach(ctx.log, "recording a donor", write);
+}
+
 /** Adverts count only when the sender is their peer and DonorRegistry has it active with that key. */
-function onAdvert(ctx: NodeContext, peerBook: PeerBook, advert: CapabilityAdvert, from: string): void {
+function onAdvert(
+  ctx: NodeContext,
+  peerBook: PeerBook,
+  advert: CapabilityAdvert,
+  from: string,
+  recorded: Map<string, number>,
+): void {
   if (advert.peerId !== from || advert.peerId === ctx.mesh.peerId) return;
   if (!peerKeyMatches(advert.peerKey, advert.peerId)) {
     ctx.log.debug({ from }, "advert with a peer key that is not the sender's");
@@ -174,6 +211,7 @@ function onAdvert(ctx: NodeContext, peerBook: PeerBook, advert: CapabilityAdvert
   const cached = ctx.stakes.peek(advert.operator, advert.peerKey);
   if (cached !== undefined) {
     peerBook.upsertFromAdvert(advert, ctx.now(), cached);
+    if (cached) recordDonor(ctx, advert, recorded);
     return;
   }
   detach(
@@ -181,6 +219,7 @@ function onAdvert(ctx: NodeContext, peerBook: PeerBook, advert: CapabilityAdvert
     "checking an advert's stake",
     ctx.stakes.isActive(advert.operator, advert.peerKey).then((active) => {
       peerBook.upsertFromAdvert(advert, ctx.now(), active);
+      if (active) recordDonor(ctx, advert, recorded);
       if (!active)
         ctx.log.debug(
           { peerId: advert.peerId, operator: advert.operator },
