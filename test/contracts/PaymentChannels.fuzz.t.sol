@@ -74,27 +74,30 @@ contract PaymentChannelsFuzzTest {
     function testFuzz_settlementConservesBalances(uint8 count, uint256 seed) public {
         count = uint8(_bound(count, 1, 12));
         address[3] memory payees = [address(0x1001), address(0x1002), address(0x1003)];
-        PaymentChannels.SignedVoucher[] memory batch = new PaymentChannels.SignedVoucher[](count);
+        address[] memory table = _sortedTable(payees);
+        PaymentChannels.ChannelKey[] memory keys = new PaymentChannels.ChannelKey[](count);
+        bytes memory vouchers;
         uint256 deposits;
         for (uint256 i = 0; i < count; ++i) {
             uint256 r = uint256(keccak256(abi.encode(seed, i)));
             uint96 deposit = uint96(_bound(r, 1, 1e21));
-            PaymentChannels.ChannelKey memory key = _open(payees[i % 3], uint64(i), deposit);
+            keys[i] = _open(payees[i % 3], uint64(i), deposit);
             deposits += deposit;
             uint256 amount = _bound(r >> 96, 0, 2e21);
             uint256 keyToSign = (r >> 200) % 5 == 0 ? FORGER_KEY : SIGNER_KEY;
-            (bytes32 sr, bytes32 vs) = _signCompact(keyToSign, channels.channelIdOf(key), amount);
-            batch[i] = PaymentChannels.SignedVoucher(key, amount, sr, vs);
+            vouchers = bytes.concat(vouchers, _packedVoucher(table, keys[i], amount, keyToSign));
         }
+        bytes memory batch = abi.encodePacked(uint16(table.length));
+        for (uint256 j = 0; j < table.length; ++j) batch = bytes.concat(batch, abi.encodePacked(table[j]));
 
         uint256 before = _total(payees);
         uint256 contractBefore = token.balanceOf(address(channels));
-        channels.settle(batch, 0, bytes32(0), 0);
+        channels.settle(bytes.concat(batch, vouchers), 0, bytes32(0), 0);
         _check(_total(payees) == before, "settlement changed the total of balances");
 
         uint256 paidSum;
         for (uint256 i = 0; i < count; ++i) {
-            (uint96 deposit, uint96 paid, ) = channels.channels(channels.channelIdOf(batch[i].key));
+            (uint96 deposit, uint96 paid, ) = channels.channels(channels.channelIdOf(keys[i]));
             _check(paid <= deposit, "channel paid above its deposit");
             paidSum += paid;
         }
@@ -106,6 +109,38 @@ contract PaymentChannelsFuzzTest {
         uint256 received =
             token.balanceOf(payees[0]) + token.balanceOf(payees[1]) + token.balanceOf(payees[2]);
         _check(received == paidSum, "payees received other than paid");
+    }
+
+    /// One voucher of a settlement batch: table indices, nonce, amount, EIP-2098 signature.
+    function _packedVoucher(
+        address[] memory table,
+        PaymentChannels.ChannelKey memory key,
+        uint256 amount,
+        uint256 privateKey
+    ) private view returns (bytes memory) {
+        (bytes32 r, bytes32 vs) = _signCompact(privateKey, channels.channelIdOf(key), amount);
+        bytes memory indices = abi.encodePacked(
+            _indexOf(table, key.buyer),
+            _indexOf(table, key.signer),
+            _indexOf(table, key.payee)
+        );
+        return abi.encodePacked(indices, key.nonce, amount, r, vs);
+    }
+
+    /// The batch's address table: buyer, signer and payees in ascending order.
+    function _sortedTable(address[3] memory payees) private view returns (address[] memory table) {
+        table = new address[](5);
+        (table[0], table[1], table[2], table[3], table[4]) = (BUYER, signer, payees[0], payees[1], payees[2]);
+        for (uint256 i = 1; i < table.length; ++i) {
+            for (uint256 j = i; j > 0 && table[j - 1] > table[j]; --j) {
+                (table[j - 1], table[j]) = (table[j], table[j - 1]);
+            }
+        }
+    }
+
+    function _indexOf(address[] memory table, address account) private pure returns (uint16) {
+        for (uint256 i = 0; i < table.length; ++i) if (table[i] == account) return uint16(i);
+        revert("not in table");
     }
 
     function _open(

@@ -1,17 +1,31 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { network } from "hardhat";
-import { keccak256, maxUint256, parseEther, parseEventLogs, toHex, zeroAddress, zeroHash } from "viem";
+import {
+  concat,
+  decodeFunctionData,
+  keccak256,
+  maxUint256,
+  parseEther,
+  parseEventLogs,
+  slice,
+  toHex,
+  zeroAddress,
+  zeroHash,
+} from "viem";
 import type { Address, Hex } from "viem";
 import {
   buildReceiptTree,
   channelIdOf,
   compactSignatureHex,
+  decodeSettlementBatch,
+  encodeSettlementBatch,
+  paidVoucherFlags,
   signChannelClose,
   signVoucher,
   toCompactSignature,
 } from "../../offchain/src/chain/index.ts";
-import type { ChannelKey } from "../../offchain/src/chain/index.ts";
+import type { ChannelKey, SignedVoucher } from "../../offchain/src/chain/index.ts";
 import { atpTokenAbi } from "../../offchain/src/chain/index.ts";
 import { FUNDS, deployCell } from "./helpers/deploy.ts";
 import { CHALLENGE_WINDOW, operatorAccount, receiptFor, signPermit } from "./helpers/fixture.ts";
@@ -388,24 +402,32 @@ describe("PaymentChannels", async () => {
         });
         keys.push(key);
       }
-      const signed = async (key: ChannelKey, cumulativeAmount: bigint, signer = voucherKey) => ({
+      const signed = async (
+        key: ChannelKey,
+        cumulativeAmount: bigint,
+        signer = voucherKey,
+      ): Promise<SignedVoucher> => ({
         key,
         cumulativeAmount,
-        ...toCompactSignature(
-          await signVoucher(signer, fx.chainId, fx.channels.address, {
-            channelId: channelIdOf(key),
-            cumulativeAmount,
-          }),
-        ),
+        signature: await signVoucher(signer, fx.chainId, fx.channels.address, {
+          channelId: channelIdOf(key),
+          cumulativeAmount,
+        }),
       });
-      return { ...fx, payees, keys, signed };
+      /** settle(batch, epoch, root, count) with the vouchers packed as the contract takes them. */
+      const settle = (
+        vouchers: readonly SignedVoucher[],
+        anchor: [bigint, Hex, bigint] = [0n, zeroHash, 0n],
+        account = fx.reporter.account,
+      ) => fx.channels.write.settle([encodeSettlementBatch(vouchers), ...anchor], { account });
+      return { ...fx, payees, keys, signed, settle };
     }
 
     it("pays many channels and moves each payee's balance once", async () => {
-      const { channels, keys, signed, payees, reporter, publicClient, token } =
+      const { channels, keys, signed, settle, payees, publicClient, token } =
         await networkHelpers.loadFixture(manyChannels);
       const batch = await Promise.all(keys.map((key, i) => signed(key, BigInt(10 * (i + 1)))));
-      const hash = await channels.write.settle([batch, 0n, zeroHash, 0n], { account: reporter.account });
+      const hash = await settle(batch);
       const receipt = await publicClient.waitForTransactionReceipt({ hash });
       const transfers = parseEventLogs({ abi: atpTokenAbi, logs: receipt.logs, eventName: "Transfer" });
       assert.equal(transfers.length, 2, "one transfer per payee");
@@ -415,73 +437,89 @@ describe("PaymentChannels", async () => {
       }
       const [settled] = parseEventLogs({ abi: channels.abi, logs: receipt.logs, eventName: "BatchSettled" });
       assert.equal(settled!.args.total, 210n);
-      assert.deepEqual(settled!.args.channelIds, keys.map(channelIdOf));
-      assert.deepEqual(settled!.args.paidTotals, [10n, 20n, 30n, 40n, 50n, 60n]);
+      assert.equal(settled!.args.vouchers, 6n);
+      // The explorer's view: the batch from calldata, which of its vouchers paid from the bitmap.
+      const input = (await publicClient.getTransaction({ hash })).input;
+      const { args } = decodeFunctionData({ abi: channels.abi, data: input });
+      const decoded = decodeSettlementBatch(args[0] as Hex);
+      const flags = paidVoucherFlags(settled!.args.paidBitmap, decoded.length);
+      const paidVouchers = decoded.filter((_, i) => flags[i]);
+      assert.deepEqual(
+        paidVouchers.map((v) => v.channelId),
+        keys.map(channelIdOf),
+      );
+      assert.deepEqual(
+        paidVouchers.map((v) => v.cumulativeAmount),
+        [10n, 20n, 30n, 40n, 50n, 60n],
+      );
+      for (const [i, key] of keys.entries()) {
+        assert.deepEqual(await channels.read.channels([channelIdOf(key)]), [
+          DEPOSIT,
+          BigInt(10 * (i + 1)),
+          0n,
+        ]);
+      }
     });
 
     it("skips a bad voucher with VoucherSkipped and still pays the rest of the batch", async () => {
-      const { viem, channels, keys, signed, payees, token } = await networkHelpers.loadFixture(manyChannels);
+      const { viem, channels, keys, signed, settle, payees, token } =
+        await networkHelpers.loadFixture(manyChannels);
       const forged = await signed(keys[1]!, 20n, operatorAccount("forger"));
       const batch = [await signed(keys[0]!, 10n), forged, await signed(keys[2]!, 30n)];
-      await viem.assertions.emitWithArgs(
-        channels.write.settle([batch, 0n, zeroHash, 0n]),
-        channels,
-        "VoucherSkipped",
-        [channelIdOf(keys[1]!), 1],
-      );
+      await viem.assertions.emitWithArgs(settle(batch), channels, "VoucherSkipped", [
+        channelIdOf(keys[1]!),
+        1,
+      ]);
       assert.equal(await token.read.balanceOf([payees[0]!]), FUNDS + 40n);
       assert.equal(await token.read.balanceOf([payees[1]!]), FUNDS);
       assert.deepEqual(await channels.read.channels([channelIdOf(keys[1]!)]), [DEPOSIT, 0n, 0n]);
     });
 
     it("skips a malleated (high-s) signature of a valid voucher", async () => {
-      const { viem, channels, keys, signed } = await networkHelpers.loadFixture(manyChannels);
+      const { viem, channels, keys, signed, settle } = await networkHelpers.loadFixture(manyChannels);
       const good = await signed(keys[0]!, 10n);
+      const compact = toCompactSignature(good.signature);
       const n = 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141n;
-      const vs = BigInt(good.vs);
+      const vs = BigInt(compact.vs);
       const s = vs & ((1n << 255n) - 1n);
       const flippedParity = (vs >> 255n) ^ 1n;
-      const malleated = { ...good, vs: toHex((flippedParity << 255n) | (n - s), { size: 32 }) };
-      await viem.assertions.emitWithArgs(
-        channels.write.settle([[malleated], 0n, zeroHash, 0n]),
-        channels,
-        "VoucherSkipped",
-        [channelIdOf(keys[0]!), 1],
-      );
-      await viem.assertions.emit(channels.write.settle([[good], 0n, zeroHash, 0n]), channels, "BatchSettled");
+      const malleatedVs = toHex((flippedParity << 255n) | (n - s), { size: 32 });
+      const malleated = { ...good, signature: concat([compact.r, malleatedVs]) };
+      await viem.assertions.emitWithArgs(settle([malleated]), channels, "VoucherSkipped", [
+        channelIdOf(keys[0]!),
+        1,
+      ]);
+      await viem.assertions.emit(settle([good]), channels, "BatchSettled");
       assert.deepEqual(await channels.read.channels([channelIdOf(keys[0]!)]), [DEPOSIT, 10n, 0n]);
     });
 
     it("skips stale vouchers, pays only the increase of duplicates and caps at the deposit", async () => {
-      const { viem, channels, keys, signed, payees, token } = await networkHelpers.loadFixture(manyChannels);
-      await channels.write.settle([[await signed(keys[0]!, 10n)], 0n, zeroHash, 0n]);
+      const { viem, channels, keys, signed, settle, payees, token } =
+        await networkHelpers.loadFixture(manyChannels);
+      await settle([await signed(keys[0]!, 10n)]);
       const batch = [
         await signed(keys[0]!, 10n),
         await signed(keys[0]!, 15n),
         await signed(keys[0]!, 12n),
         await signed(keys[2]!, maxUint256),
       ];
-      await viem.assertions.emitWithArgs(
-        channels.write.settle([batch, 0n, zeroHash, 0n]),
-        channels,
-        "VoucherSkipped",
-        [channelIdOf(keys[0]!), 0],
-      );
+      await viem.assertions.emitWithArgs(settle(batch), channels, "VoucherSkipped", [
+        channelIdOf(keys[0]!),
+        0,
+      ]);
       assert.equal(await token.read.balanceOf([payees[0]!]), FUNDS + 15n + DEPOSIT);
       assert.deepEqual(await channels.read.channels([channelIdOf(keys[2]!)]), [DEPOSIT, DEPOSIT, 0n]);
     });
 
     it("anchors an epoch's receipt root and proves receipts included", async () => {
-      const { viem, channels, keys, signed, reporter, publicClient } =
+      const { viem, channels, keys, signed, settle, reporter, publicClient } =
         await networkHelpers.loadFixture(manyChannels);
       const receipts = Array.from({ length: 5 }, (_, i) =>
         receiptFor(operatorAccount(`e${i}`).address, keccak256(toHex(`job${i}`))),
       );
       const tree = buildReceiptTree(receipts);
       await viem.assertions.emitWithArgs(
-        channels.write.settle([[await signed(keys[0]!, 1n)], 7n, tree.root, 5n], {
-          account: reporter.account,
-        }),
+        settle([await signed(keys[0]!, 1n)], [7n, tree.root, 5n]),
         channels,
         "ReceiptsAnchored",
         [reporter.account.address, 7n, tree.root, 5n],
@@ -516,16 +554,16 @@ describe("PaymentChannels", async () => {
         false,
       );
       await viem.assertions.revertWithCustomError(
-        channels.write.settle([[], 7n, tree.root, 5n], { account: reporter.account }),
+        settle([], [7n, tree.root, 5n]),
         channels,
         "EpochAlreadyAnchored",
       );
       // An anchor alone (no vouchers) is a valid settlement.
-      await channels.write.settle([[], 8n, tree.root, 5n], { account: reporter.account });
+      await settle([], [8n, tree.root, 5n]);
     });
 
     it("pays nothing for a batch of only bad vouchers, including closed channels, and still records it", async () => {
-      const { viem, channels, keys, signed, buyer, reporter, publicClient } =
+      const { viem, channels, keys, signed, settle, buyer, publicClient } =
         await networkHelpers.loadFixture(manyChannels);
       await channels.write.startClose([keys[0]!.signer, keys[0]!.payee, keys[0]!.nonce], {
         account: buyer.account,
@@ -539,7 +577,7 @@ describe("PaymentChannels", async () => {
         await signed(keys[1]!, 10n, operatorAccount("forger")),
       ];
       const before = await channels.read.remaining([channelIdOf(keys[1]!)]);
-      const hash = await channels.write.settle([batch, 0n, zeroHash, 0n], { account: reporter.account });
+      const hash = await settle(batch);
       const logs = (await publicClient.waitForTransactionReceipt({ hash })).logs;
       const skipped = parseEventLogs({ abi: channels.abi, logs, eventName: "VoucherSkipped" }).map(
         (l) => l.args.reason,
@@ -547,20 +585,46 @@ describe("PaymentChannels", async () => {
       assert.deepEqual(skipped, [0, 0, 1]);
       const [settled] = parseEventLogs({ abi: channels.abi, logs, eventName: "BatchSettled" });
       assert.equal(settled!.args.total, 0n);
-      assert.deepEqual(settled!.args.channelIds, []);
+      assert.deepEqual(paidVoucherFlags(settled!.args.paidBitmap, batch.length), [false, false, false]);
       assert.equal(parseEventLogs({ abi: atpTokenAbi, logs, eventName: "Transfer" }).length, 0);
       assert.equal(await channels.read.remaining([channelIdOf(keys[1]!)]), before);
-      await viem.assertions.emit(
-        channels.write.settle([[await signed(keys[1]!, 1n)], 0n, zeroHash, 0n]),
+      await viem.assertions.emit(settle([await signed(keys[1]!, 1n)]), channels, "BatchSettled");
+    });
+
+    it("rejects malformed batches by name: truncated, unsorted or duplicate table, index outside it", async () => {
+      const { viem, channels, keys, signed } = await networkHelpers.loadFixture(manyChannels);
+      const batch = encodeSettlementBatch([await signed(keys[0]!, 10n)]);
+      const send = (data: Hex) => channels.write.settle([data, 0n, zeroHash, 0n]);
+      // Table of 3 addresses (2 + 60 bytes), then one 110-byte voucher.
+      const table = (i: number) => slice(batch, 2 + 20 * i, 22 + 20 * i);
+      const voucher = slice(batch, 62);
+      await viem.assertions.revertWithCustomError(send(slice(batch, 0, 1)), channels, "MalformedBatch");
+      await viem.assertions.revertWithCustomError(send(slice(batch, 0, 100)), channels, "MalformedBatch");
+      await viem.assertions.revertWithCustomErrorWithArgs(
+        send(concat(["0x0003", table(1), table(0), table(2), voucher])),
         channels,
-        "BatchSettled",
+        "UnsortedAddresses",
+        [1n],
+      );
+      await viem.assertions.revertWithCustomErrorWithArgs(
+        send(concat(["0x0003", table(0), table(0), table(2), voucher])),
+        channels,
+        "UnsortedAddresses",
+        [1n],
+      );
+      await viem.assertions.revertWithCustomErrorWithArgs(
+        send(concat([batch, "0x0003", slice(voucher, 2)])),
+        channels,
+        "AddressIndexOutOfRange",
+        [1n],
       );
     });
 
     it("rejects an empty settlement", async () => {
-      const { viem, channels } = await networkHelpers.loadFixture(manyChannels);
+      const { viem, channels, settle } = await networkHelpers.loadFixture(manyChannels);
+      await viem.assertions.revertWithCustomError(settle([]), channels, "EmptySettlement");
       await viem.assertions.revertWithCustomError(
-        channels.write.settle([[], 0n, zeroHash, 0n]),
+        channels.write.settle(["0x", 0n, zeroHash, 0n]),
         channels,
         "EmptySettlement",
       );

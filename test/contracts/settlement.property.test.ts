@@ -6,8 +6,13 @@ import { describe, it } from "node:test";
 import { network } from "hardhat";
 import { getAddress, parseEventLogs, zeroHash } from "viem";
 import type { Address } from "viem";
-import { atpTokenAbi, channelIdOf, signVoucher, toCompactSignature } from "../../offchain/src/chain/index.ts";
-import type { ChannelKey } from "../../offchain/src/chain/index.ts";
+import {
+  atpTokenAbi,
+  channelIdOf,
+  encodeSettlementBatch,
+  signVoucher,
+} from "../../offchain/src/chain/index.ts";
+import type { ChannelKey, SignedVoucher } from "../../offchain/src/chain/index.ts";
 import { deployCell } from "./helpers/deploy.ts";
 import { operatorAccount } from "./helpers/fixture.ts";
 
@@ -67,7 +72,7 @@ describe("net settlement against a model (randomized)", async () => {
         await channels.write.topUp([channelIdOf(topped.key), extra], { account: buyer.account });
         topped.deposit += extra;
       }
-      const batch = [];
+      const batch: SignedVoucher[] = [];
       const expected = new Map<Address, bigint>();
       for (let i = 0; i < 10; i++) {
         const channel = rng.pick(entries);
@@ -77,14 +82,14 @@ describe("net settlement against a model (randomized)", async () => {
           channelId: channelIdOf(channel.key),
           cumulativeAmount: amount,
         });
-        batch.push({ key: channel.key, cumulativeAmount: amount, ...toCompactSignature(signature) });
+        batch.push({ key: channel.key, cumulativeAmount: amount, signature });
         const capped = amount < channel.deposit ? amount : channel.deposit;
         if (!forged && capped > channel.paid) {
           expected.set(channel.key.payee, (expected.get(channel.key.payee) ?? 0n) + capped - channel.paid);
           channel.paid = capped;
         }
       }
-      const hash = await channels.write.settle([batch, 0n, zeroHash, 0n]);
+      const hash = await channels.write.settle([encodeSettlementBatch(batch), 0n, zeroHash, 0n]);
       const logs = (await publicClient.waitForTransactionReceipt({ hash })).logs;
       const transfers = parseEventLogs({ abi: atpTokenAbi, logs, eventName: "Transfer" });
       const paidTo = new Map(transfers.map((t) => [t.args.to, t.args.value]));

@@ -2521,6 +2521,17 @@ export const paymentChannelsAbi = [
     inputs: [
       {
         internalType: "uint256",
+        name: "voucher",
+        type: "uint256",
+      },
+    ],
+    name: "AddressIndexOutOfRange",
+    type: "error",
+  },
+  {
+    inputs: [
+      {
+        internalType: "uint256",
         name: "closesAt",
         type: "uint256",
       },
@@ -2599,6 +2610,11 @@ export const paymentChannelsAbi = [
     type: "error",
   },
   {
+    inputs: [],
+    name: "MalformedBatch",
+    type: "error",
+  },
+  {
     inputs: [
       {
         internalType: "bytes32",
@@ -2664,6 +2680,17 @@ export const paymentChannelsAbi = [
     type: "error",
   },
   {
+    inputs: [
+      {
+        internalType: "uint256",
+        name: "index",
+        type: "uint256",
+      },
+    ],
+    name: "UnsortedAddresses",
+    type: "error",
+  },
+  {
     inputs: [],
     name: "ZeroAddress",
     type: "error",
@@ -2696,14 +2723,8 @@ export const paymentChannelsAbi = [
       },
       {
         indexed: false,
-        internalType: "bytes32[]",
-        name: "channelIds",
-        type: "bytes32[]",
-      },
-      {
-        indexed: false,
         internalType: "uint256[]",
-        name: "paidTotals",
+        name: "paidBitmap",
         type: "uint256[]",
       },
     ],
@@ -3444,53 +3465,9 @@ export const paymentChannelsAbi = [
   {
     inputs: [
       {
-        components: [
-          {
-            components: [
-              {
-                internalType: "address",
-                name: "buyer",
-                type: "address",
-              },
-              {
-                internalType: "address",
-                name: "signer",
-                type: "address",
-              },
-              {
-                internalType: "address",
-                name: "payee",
-                type: "address",
-              },
-              {
-                internalType: "uint64",
-                name: "nonce",
-                type: "uint64",
-              },
-            ],
-            internalType: "struct PaymentChannels.ChannelKey",
-            name: "key",
-            type: "tuple",
-          },
-          {
-            internalType: "uint256",
-            name: "cumulativeAmount",
-            type: "uint256",
-          },
-          {
-            internalType: "bytes32",
-            name: "r",
-            type: "bytes32",
-          },
-          {
-            internalType: "bytes32",
-            name: "vs",
-            type: "bytes32",
-          },
-        ],
-        internalType: "struct PaymentChannels.SignedVoucher[]",
-        name: "vouchers",
-        type: "tuple[]",
+        internalType: "bytes",
+        name: "batch",
+        type: "bytes",
       },
       {
         internalType: "uint64",

@@ -3,7 +3,9 @@ import type { Abi, Address, ContractFunctionArgs, ContractFunctionName, Hex, Tra
 import type { JobSpecMessage, Receipt } from "../protocol/index.ts";
 import { atpTokenAbi, donorRegistryAbi, paymentChannelsAbi } from "./abis.ts";
 import type { ChainReader, ChainWriter } from "./clients.ts";
-import { channelIdOf, toCompactSignature } from "./signing.ts";
+import { encodeSettlementBatch } from "./settlement.ts";
+import type { SignedVoucher } from "./settlement.ts";
+import { channelIdOf } from "./signing.ts";
 import type { ChannelKey } from "./signing.ts";
 
 export interface DonorParams {
@@ -21,13 +23,6 @@ export interface ChannelState {
   paid: bigint;
   /** 0 while open, a unix time while closing, CLOSED (2^64-1) once closed. */
   closesAt: bigint;
-}
-
-export interface SignedVoucher {
-  key: ChannelKey;
-  cumulativeAmount: bigint;
-  /** 65-byte signature by key.signer over Voucher(channelId, cumulativeAmount). */
-  signature: Hex;
 }
 
 export interface ReceiptAnchor {
@@ -267,19 +262,17 @@ export function redeemVoucher(writer: ChainWriter, voucher: SignedVoucher): Prom
   ]);
 }
 
-/** Net settlement of many channels' latest vouchers, optionally anchoring a receipt root. */
+/**
+ * Net settlement of many channels' latest vouchers (in the given order), optionally anchoring a
+ * receipt root. Bad or stale vouchers are skipped on-chain (VoucherSkipped), not reverted.
+ */
 export function settleVouchers(
   writer: ChainWriter,
   vouchers: readonly SignedVoucher[],
   anchor?: ReceiptAnchor,
 ): Promise<TransactionReceipt> {
-  const batch = vouchers.map((v) => ({
-    key: v.key,
-    cumulativeAmount: v.cumulativeAmount,
-    ...toCompactSignature(v.signature),
-  }));
   return send(writer, writer.deployment.paymentChannels, paymentChannelsAbi, "settle", [
-    batch,
+    encodeSettlementBatch(vouchers),
     anchor?.epoch ?? 0n,
     anchor?.receiptRoot ?? "0x0000000000000000000000000000000000000000000000000000000000000000",
     anchor?.receiptCount ?? 0n,

@@ -50,7 +50,9 @@ export {
   verifyReceiptOnChain,
   withdrawStake,
 } from "./actions.ts";
-export type { ChannelState, DonorParams, ReceiptAnchor, SignedVoucher } from "./actions.ts";
+export type { ChannelState, DonorParams, ReceiptAnchor } from "./actions.ts";
+export { VOUCHER_BYTES, decodeSettlementBatch, encodeSettlementBatch, paidVoucherFlags } from "./settlement.ts";
+export type { BatchVoucher, SignedVoucher } from "./settlement.ts";
 export { DEFAULT_CHALLENGE_WINDOW, defaultDonorParams, deployCell } from "./deploy.ts";
 export type { DeployOptions } from "./deploy.ts";
 export {
