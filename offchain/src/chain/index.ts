@@ -51,7 +51,12 @@ export {
   withdrawStake,
 } from "./actions.ts";
 export type { ChannelState, DonorParams, ReceiptAnchor } from "./actions.ts";
-export { VOUCHER_BYTES, decodeSettlementBatch, encodeSettlementBatch, paidVoucherFlags } from "./settlement.ts";
+export {
+  VOUCHER_BYTES,
+  decodeSettlementBatch,
+  encodeSettlementBatch,
+  paidVoucherFlags,
+} from "./settlement.ts";
 export type { BatchVoucher, SignedVoucher } from "./settlement.ts";
 export { DEFAULT_CHALLENGE_WINDOW, defaultDonorParams, deployCell } from "./deploy.ts";
 export type { DeployOptions } from "./deploy.ts";
