@@ -3,7 +3,9 @@ import assert from "node:assert/strict";
 import {
   AssignRequestSchema,
   BidResponseSchema,
+  ANNOUNCE_BATCH_MAX_JOBS,
   CapabilityAdvertSchema,
+  JobAnnounceBatchSchema,
   JobAnnounceSchema,
   MESSAGE_LIMITS,
   REASON_CODES,
@@ -98,6 +100,29 @@ describe("job announce schema", () => {
     assert.equal(JobAnnounceSchema.safeParse(announce({ spec: spec({ replicas: 0 }) })).success, false);
     assert.equal(JobAnnounceSchema.safeParse(announce({ spec: spec({ priority: 5 }) })).success, false);
     assert.equal(JobAnnounceSchema.safeParse(announce({ spec: spec({ memoryPages: 1.5 }) })).success, false);
+  });
+});
+
+describe("job announce batches", () => {
+  it("carry one to ANNOUNCE_BATCH_MAX_JOBS well-formed announces", () => {
+    assert.equal(JobAnnounceBatchSchema.safeParse({ type: "jobs", jobs: [announce()] }).success, true);
+    assert.equal(JobAnnounceBatchSchema.safeParse({ type: "jobs", jobs: [] }).success, false);
+    const full = Array.from({ length: ANNOUNCE_BATCH_MAX_JOBS }, () => announce());
+    assert.equal(JobAnnounceBatchSchema.safeParse({ type: "jobs", jobs: full }).success, true);
+    assert.equal(JSON.stringify({ type: "jobs", jobs: full }).length <= MESSAGE_LIMITS.announceBatch, true);
+    assert.equal(
+      JobAnnounceBatchSchema.safeParse({ type: "jobs", jobs: [...full, announce()] }).success,
+      false,
+    );
+  });
+
+  it("reject a batch with one bad announce, naming it", () => {
+    const result = JobAnnounceBatchSchema.safeParse({
+      type: "jobs",
+      jobs: [announce(), announce({ jobId: "0x12" })],
+    });
+    assert.equal(result.success, false);
+    assert.deepEqual(issuePaths(result), ["jobs.1.jobId"]);
   });
 });
 

@@ -17,12 +17,10 @@ import type { Candidate, QueuedJob } from "../market/index.ts";
 import {
   CID,
   JobAnnounceSchema,
-  MESSAGE_LIMITS,
   PROTOCOL_ASSIGN,
   PROTOCOL_BID,
   PROTOCOL_STATUS,
   ReceiptStatus,
-  TOPIC_JOBS,
   bidFromWire,
   cidOf,
   cidToBytes32,
@@ -44,6 +42,7 @@ import type {
 import type { JobRow } from "../store/index.ts";
 import type { NodeContext } from "./context.ts";
 import { detach, errorMessage, putKnownBlock } from "./context.ts";
+import { Announcer } from "./announcer.ts";
 import { protocolSpecs } from "./donor.ts";
 import type { DonorInfo, PeerBook } from "./peer-book.ts";
 import type { JobEvent, JobResultView, JobView, JobViewState, SubmitJobRequest } from "./types.ts";
@@ -52,6 +51,7 @@ const LIVENESS_MS = 15_000;
 const TICK_MS = 250;
 const MISSED_PROBES_SILENT = 2;
 const BID_GRACE_MS = 15;
+const RECENT_FINISHED_JOBS = 2_000;
 
 interface Attempt {
   number: number;
@@ -104,12 +104,16 @@ export class Buyer {
   #inFlight = 0;
   /** Jobs this buyer has with each executor right now. */
   readonly #busy = new Map<string, number>();
+  readonly #finished: Hex[] = [];
   #tick: NodeJS.Timeout | undefined;
   #stopped = false;
+
+  readonly #announcer: Announcer;
 
   constructor(ctx: NodeContext, peers: PeerBook) {
     this.#ctx = ctx;
     this.#peers = peers;
+    this.#announcer = new Announcer(ctx.mesh, ctx.log);
     this.#events.setMaxListeners(0);
   }
 
@@ -122,6 +126,7 @@ export class Buyer {
 
   stop(): void {
     this.#stopped = true;
+    this.#announcer.stop();
     clearInterval(this.#tick);
     for (const job of this.#jobs.values()) if (job.current) clearInterval(job.current.timer);
   }
@@ -136,11 +141,18 @@ export class Buyer {
 
   get(jobId: Hex): JobView | undefined {
     const job = this.#jobs.get(jobId);
-    return job && toView(job);
+    if (job) return toView(job);
+    const row = this.#ctx.store.jobs.get(jobId);
+    const stored = row?.role === "buyer" ? restoreJob(row, this.#ctx.store) : undefined;
+    return stored && toView(stored);
   }
 
-  list(): JobView[] {
-    return [...this.#jobs.values()].map(toView);
+  /** This node's jobs, newest first (at most `limit`). */
+  list(limit = 1_000): JobView[] {
+    return this.#ctx.store.jobs
+      .list({ role: "buyer", limit })
+      .map((row) => this.get(row.jobId as Hex))
+      .filter((view): view is JobView => view !== undefined);
   }
 
   async submit(request: SubmitJobRequest): Promise<{ jobId: Hex }> {
@@ -185,11 +197,7 @@ export class Buyer {
     });
     this.#jobs.set(job.jobId, job);
 
-    detach(
-      ctx.log,
-      "announcing a job",
-      ctx.mesh.publish(TOPIC_JOBS, JobAnnounceSchema, announce, { maxBytes: MESSAGE_LIMITS.announce }),
-    );
+    this.#announcer.announce(announce);
     ctx.provider.add(moduleCid);
     ctx.provider.add(inputCid);
     this.#setState(job, "announced");
@@ -639,6 +647,7 @@ export class Buyer {
     this.#clearCurrent(job);
     this.#scheduler.remove(job.jobId);
     this.#setState(job, "failed", reason);
+    this.#retire(job);
     this.#emit(job, { type: "failed", reason, detail });
   }
 
@@ -712,10 +721,17 @@ export class Buyer {
     this.#updateAssignment(attempt, "completed", null);
     this.#emit(job, { type: "receipt", peerId: attempt.peerId, operator: attempt.operator });
     this.#setState(job, "completed");
+    this.#retire(job);
     this.#emit(job, { type: "completed" });
   }
 
   // ── state, events and persistence ─────────────────────────────────────────────────
+
+  /** Finished jobs stay in memory while recent; older ones are read back from the store. */
+  #retire(job: BuyerJob): void {
+    this.#finished.push(job.jobId);
+    while (this.#finished.length > RECENT_FINISHED_JOBS) this.#jobs.delete(this.#finished.shift()!);
+  }
 
   #setState(job: BuyerJob, state: JobViewState, reason?: ReasonCode): void {
     job.state = state;
@@ -763,14 +779,21 @@ export class Buyer {
   /** Reloads this node's jobs after a restart; unfinished ones are placed again. */
   #restore(): void {
     const { store } = this.#ctx;
-    for (const row of store.jobs.list({ role: "buyer" })) {
+    const unfinished = store.jobs.byState(["queued", "announced", "assigned", "running"], { role: "buyer" });
+    for (const row of unfinished) {
       const job = restoreJob(row, store);
       if (!job) continue;
       this.#jobs.set(job.jobId, job);
-      if (job.state !== "completed" && job.state !== "failed") {
-        job.state = "queued";
-        this.#scheduler.enqueue(queued(job));
-      }
+      job.state = "queued";
+      this.#scheduler.enqueue(queued(job));
+    }
+    const recent = store.jobs.list({ role: "buyer", limit: RECENT_FINISHED_JOBS }).reverse();
+    for (const row of recent) {
+      if (this.#jobs.has(row.jobId as Hex)) continue;
+      const job = restoreJob(row, store);
+      if (!job) continue;
+      this.#jobs.set(job.jobId, job);
+      this.#finished.push(job.jobId);
     }
   }
 }

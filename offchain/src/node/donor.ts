@@ -46,6 +46,8 @@ import { detach, errorMessage, putKnownBlock, sleep } from "./context.ts";
 export const RUNTIME_VERSION = "cell-wasm/1";
 const OFFER_LIMIT = 10_000;
 const DELIVERY_ATTEMPTS = 4;
+/** Signed receipts kept in memory for `executedReceipts()`; all of them are in the store. */
+const RECENT_RECEIPTS = 1_000;
 
 export const protocolSpecs = {
   bid: {
@@ -121,7 +123,6 @@ export class Donor {
   }
 
   async start(): Promise<void> {
-    this.#failInterruptedExecutions();
     const { mesh } = this.#ctx;
     await mesh.handle(PROTOCOL_BID, protocolSpecs.bid, (request, from) => this.#onBidRequest(request, from));
     await mesh.handle(PROTOCOL_ASSIGN, protocolSpecs.assign, (request, from) =>
@@ -254,7 +255,6 @@ export class Donor {
     };
     this.#executions.set(jobId, execution);
     this.#offers.delete(jobId);
-    this.#persistAccepted(execution);
     detach(ctx.log, "execution", this.#execute(execution));
     return { type: "accept", jobId };
   }
@@ -344,9 +344,7 @@ export class Donor {
     execution.detail = detail.slice(0, 500);
     this.#ctx.log.info({ jobId: execution.job.jobId, reason, detail }, "job ended without a result");
     try {
-      await this.#ctx.store.commit(() =>
-        this.#ctx.store.jobs.update(execution.job.jobId, { state: "failed", reason }),
-      );
+      await this.#ctx.store.commit(() => this.#recordExecution(execution, "failed", { reason }));
     } catch (err) {
       this.#ctx.log.warn({ err: errorMessage(err) }, "could not record the failed execution");
     }
@@ -383,19 +381,33 @@ export class Donor {
     this.#executions.delete(execution.job.jobId);
   }
 
-  #persistAccepted(execution: Execution): void {
+  /**
+   * Records an executed job in the caller's commit, with its outcome. Jobs are recorded
+   * when they end: one that a crash cuts short leaves no row, its status answer is
+   * "unknown", and its buyer reassigns it.
+   */
+  #recordExecution(
+    execution: Execution,
+    state: "completed" | "failed",
+    outcome: { reason?: ReasonCode; result?: unknown },
+  ): void {
+    const { store } = this.#ctx;
     const { job, announce } = execution;
-    const stored = this.#ctx.store.commit(() =>
-      this.#ctx.store.jobs.insert({
-        jobId: job.jobId,
-        role: "executor",
-        spec: { announce },
-        state: "running",
-        priority: "normal",
-        deadline: Number(job.spec.deadline),
-      }),
-    );
-    detach(this.#ctx.log, "recording an accepted job", stored);
+    const existing = store.jobs.get(job.jobId);
+    if (existing) {
+      store.jobs.update(job.jobId, { state, reason: outcome.reason ?? null, result: outcome.result });
+      return;
+    }
+    store.jobs.insert({
+      jobId: job.jobId,
+      role: "executor",
+      spec: { announce },
+      state,
+      priority: "normal",
+      deadline: Number(job.spec.deadline),
+      reason: outcome.reason ?? null,
+    });
+    if (outcome.result !== undefined) store.jobs.update(job.jobId, { result: outcome.result });
   }
 
   /** Output, receipt block and receipt row go to disk in one commit, before the receipt is delivered. */
@@ -419,8 +431,7 @@ export class Donor {
         signature: delivery.signature,
         cid: receiptCid,
       });
-      store.jobs.update(execution.job.jobId, {
-        state: "completed",
+      this.#recordExecution(execution, "completed", {
         result: {
           outputCid: delivery.outputCid,
           fuelUsed: delivery.receipt.fuelUsed,
@@ -429,15 +440,9 @@ export class Donor {
       });
     });
     this.#receipts.push({ message: delivery.receipt, signature: delivery.signature });
+    if (this.#receipts.length > RECENT_RECEIPTS) this.#receipts.shift();
     this.#ctx.provider.add(receiptCid);
     this.#ctx.provider.add(delivery.outputCid);
-  }
-
-  /** After a restart, executions that were under way cannot resume: record them as failed. */
-  #failInterruptedExecutions(): void {
-    for (const row of this.#ctx.store.jobs.byState(["running", "assigned"], { role: "executor" })) {
-      this.#ctx.store.jobs.update(row.jobId, { state: "failed", reason: "no_result" });
-    }
   }
 }
 

@@ -12,7 +12,7 @@ import { createMeshNode } from "../p2p/index.ts";
 import type { MeshNode } from "../p2p/index.ts";
 import {
   CapabilityAdvertSchema,
-  JobAnnounceSchema,
+  JobAnnounceBatchSchema,
   MESSAGE_LIMITS,
   PROTOCOL_RECEIPT,
   PROTOCOL_STATUS,
@@ -112,9 +112,9 @@ async function assemble(
   );
   mesh.subscribe(
     TOPIC_JOBS,
-    JobAnnounceSchema,
-    (announce) => log.debug({ jobId: announce.jobId }, "job announced"),
-    { maxBytes: MESSAGE_LIMITS.announce },
+    JobAnnounceBatchSchema,
+    (batch, from) => log.debug({ from, jobs: batch.jobs.length }, "jobs announced"),
+    { maxBytes: MESSAGE_LIMITS.announceBatch },
   );
   await mesh.handle(PROTOCOL_STATUS, protocolSpecs.status, async (request) => donor.onStatus(request));
   await mesh.handle(PROTOCOL_RECEIPT, protocolSpecs.receipt, (delivery, from) =>

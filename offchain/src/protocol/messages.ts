@@ -16,6 +16,7 @@ export const PROTOCOL_RECEIPT = "/cell/receipt/1";
 /** Byte limits of each message kind, enforced by the mesh before parsing. */
 export const MESSAGE_LIMITS = {
   announce: 8 * 1024,
+  announceBatch: 48 * 1024,
   advert: 4 * 1024,
   bidRequest: 8 * 1024,
   bidResponse: 2 * 1024,
@@ -159,6 +160,18 @@ export const JobAnnounceSchema = z.strictObject({
   providerAddrs: MultiaddrListSchema,
 });
 export type JobAnnounce = z.infer<typeof JobAnnounceSchema>;
+
+export const ANNOUNCE_BATCH_MAX_JOBS = 32;
+
+/**
+ * What `/cell/jobs/1` carries: the jobs a buyer submitted within a few milliseconds, in
+ * one gossip message, so a busy buyer does not flood the mesh with one message per job.
+ */
+export const JobAnnounceBatchSchema = z.strictObject({
+  type: z.literal("jobs"),
+  jobs: z.array(JobAnnounceSchema).min(1).max(ANNOUNCE_BATCH_MAX_JOBS),
+});
+export type JobAnnounceBatch = z.infer<typeof JobAnnounceBatchSchema>;
 
 // ── capability adverts ─────────────────────────────────────────────────────────────
 
