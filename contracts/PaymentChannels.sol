@@ -470,9 +470,13 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
                     capped := and(packed, UINT96_MASK)
                 }
                 let paid := and(shr(96, packed), UINT96_MASK)
-                // 0: NothingNew, 1: BadSignature, 2: paid.
-                let outcome := 0
-                if gt(capped, paid) {
+                switch gt(capped, paid)
+                case 0 {
+                    // emit VoucherSkipped(channelId, SkipReason.NothingNew)
+                    mstore(0x00, 0)
+                    log2(0x00, 0x20, mload(add(buf, 0x240)), channelId)
+                }
+                default {
                     mstore(add(buf, 0x20), channelId)
                     mstore(add(buf, 0x40), calldataload(add(cursor, 14)))
                     mstore(add(buf, 0x82), keccak256(buf, 0x60))
@@ -488,20 +492,19 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
                         pop(staticcall(gas(), 0x01, add(buf, 0xc0), 0x80, 0x00, 0x20))
                     }
                     let recovered := mload(0x00)
-                    outcome := 1
-                    if and(eq(recovered, mload(add(buf, 0x160))), iszero(iszero(recovered))) {
-                        outcome := 2
+                    switch and(eq(recovered, mload(add(buf, 0x160))), iszero(iszero(recovered)))
+                    case 0 {
+                        // emit VoucherSkipped(channelId, SkipReason.BadSignature)
+                        mstore(0x00, 1)
+                        log2(0x00, 0x20, mload(add(buf, 0x240)), channelId)
+                    }
+                    default {
                         sstore(slot, or(and(packed, not(shl(96, UINT96_MASK))), shl(96, capped)))
                         let entry := add(mload(add(buf, 0x200)), shl(5, add(payeeIndex, 1)))
                         mstore(entry, add(mload(entry), sub(capped, paid)))
                         let word := add(mload(add(buf, 0x220)), shl(5, add(shr(8, i), 1)))
                         mstore(word, or(mload(word), shl(and(i, 0xff), 1)))
                     }
-                }
-                if lt(outcome, 2) {
-                    // emit VoucherSkipped(channelId, SkipReason(outcome))
-                    mstore(0x00, outcome)
-                    log2(0x00, 0x20, mload(add(buf, 0x240)), channelId)
                 }
             }
         }
