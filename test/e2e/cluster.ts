@@ -172,12 +172,19 @@ export async function startChild(node: ClusterNode, bootstrap: string[] = []): P
   };
 }
 
-/** Waits until `check` holds, polling. */
-export async function until(check: () => boolean, timeoutMs: number, what: string): Promise<void> {
+/** Waits until `check` holds, polling (running `refresh` before each look, if given). */
+export async function until(
+  check: () => boolean,
+  timeoutMs: number,
+  what: string,
+  refresh?: () => Promise<void>,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  while (!check()) {
+  for (;;) {
+    await refresh?.();
+    if (check()) return;
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await new Promise((resolve) => setTimeout(resolve, refresh ? 250 : 50));
   }
 }
 

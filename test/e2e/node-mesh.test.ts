@@ -22,8 +22,10 @@ import {
   PROTOCOL_STATUS,
   TOPIC_CAPS,
   TOPIC_JOBS,
+  CID,
   CapabilityAdvertSchema,
   cellDomain,
+  cidOf,
   jobSpecFromWire,
   receiptFromWire,
   receiptTypes,
@@ -130,6 +132,48 @@ describe("Cell node mesh: 4 staked donors and a buyer", { timeout: 240_000 }, ()
       args: [jobSpecFromWire(firstJob.spec)],
     });
     assert.equal(onChainJobId, jobId, "the job id is DonorRegistry's EIP-712 digest of the signed spec");
+  });
+
+  it("serves the signed receipt by CID and provides it in the DHT", async () => {
+    const receiptBytes = new TextEncoder().encode(
+      JSON.stringify({ receipt: firstJob.receipt!.message, signature: firstJob.receipt!.signature }),
+    );
+    const receiptCid = await cidOf(receiptBytes);
+    const executor = donorNodes.find(
+      (node) => node.identity.operatorAddress === firstJob.receipt!.message.executor,
+    )!;
+    const executorPeer = donors.find((donor) => donor.name === executor.name)!.peerId;
+    const { identity } = await cluster.prepare(`reader-${Date.now()}`, { donor: false });
+    const reader = await createMeshNode({
+      peerKeySeed: identity.peerKeySeed,
+      bootstrap: donors.flatMap((donor) => donor.multiaddrs.slice(0, 1)),
+      logger: pino({ level: "silent" }),
+    });
+    try {
+      let providers: string[] = [];
+      await until(
+        () => providers.includes(executorPeer),
+        20_000,
+        "the executor to provide the receipt in the DHT",
+        async () => {
+          providers = await reader
+            .findProviders(receiptCid, { limit: 8, signal: AbortSignal.timeout(3_000) })
+            .catch(() => []);
+        },
+      );
+      const fetched = await reader.fetchBlock(receiptCid, { from: [executorPeer], timeoutMs: 10_000 });
+      assert.deepEqual(JSON.parse(new TextDecoder().decode(fetched)), {
+        receipt: firstJob.receipt!.message,
+        signature: firstJob.receipt!.signature,
+      });
+      const output = await reader.fetchBlock(CID.parse(firstJob.result!.outputCid), {
+        from: [executorPeer],
+        timeoutMs: 10_000,
+      });
+      assert.equal(Buffer.from(output).toString("base64"), firstJob.result!.outputBase64);
+    } finally {
+      await reader.stop();
+    }
   });
 
   it("keeps a job no donor will take queued with the donors' reasons, then fails it at its deadline", async () => {
