@@ -204,7 +204,7 @@ export class Buyer {
     this.#emit(job, { type: "announced" });
     this.#scheduler.enqueue(queued(job));
     this.#pump();
-    if (this.#scheduler.has(job.jobId)) this.#markWaiting(job);
+    if (job.state === "announced" && this.#scheduler.has(job.jobId)) this.#markWaiting(job);
     return { jobId: job.jobId };
   }
 
