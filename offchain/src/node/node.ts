@@ -1,11 +1,11 @@
 import { readFile } from "node:fs/promises";
 import { pino } from "pino";
 import type { Logger } from "pino";
-import { createPublicClient, hexToBytes, http } from "viem";
+import { createPublicClient, http } from "viem";
 import type { Address, Hex } from "viem";
 import { createReader, isActiveDonor, parseDeployment, readDeployment } from "../chain/index.ts";
 import type { Deployment } from "../chain/index.ts";
-import { loadOrCreateIdentity, peerIdFromPublicKey } from "../identity/index.ts";
+import { loadOrCreateIdentity } from "../identity/index.ts";
 import { DEFAULT_DONOR_POLICY } from "../market/index.ts";
 import type { DonorPolicy } from "../market/index.ts";
 import { createMeshNode } from "../p2p/index.ts";
@@ -20,15 +20,15 @@ import {
   TOPIC_JOBS,
   cellDomain,
 } from "../protocol/index.ts";
-import type { CapabilityAdvert } from "../protocol/index.ts";
 import { createRuntime } from "../runtime/index.ts";
 import { openStore } from "../store/index.ts";
 import type { Store } from "../store/index.ts";
 import { Buyer } from "./buyer.ts";
 import type { NodeConfig } from "./config.ts";
 import type { NodeContext } from "./context.ts";
-import { detach, errorMessage } from "./context.ts";
+import { errorMessage } from "./context.ts";
 import { Donor, protocolSpecs } from "./donor.ts";
+import { AdvertIntake } from "./adverts.ts";
 import { PeerBook } from "./peer-book.ts";
 import { ProvideQueue } from "./provide-queue.ts";
 import { StakeCache } from "./stake-cache.ts";
@@ -100,16 +100,13 @@ async function assemble(
 ): Promise<CellNode> {
   const { mesh, log } = ctx;
   const peerBook = new PeerBook();
-  const recorded = new Map<string, number>();
+  const adverts = new AdvertIntake(ctx, peerBook);
   const donor = new Donor(ctx, donorPolicy(ctx.config));
   const buyer = new Buyer(ctx, peerBook);
 
-  mesh.subscribe(
-    TOPIC_CAPS,
-    CapabilityAdvertSchema,
-    (advert, from) => onAdvert(ctx, peerBook, advert, from, recorded),
-    { maxBytes: MESSAGE_LIMITS.advert },
-  );
+  mesh.subscribe(TOPIC_CAPS, CapabilityAdvertSchema, (advert, from) => adverts.onAdvert(advert, from), {
+    maxBytes: MESSAGE_LIMITS.advert,
+  });
   mesh.subscribe(
     TOPIC_JOBS,
     JobAnnounceBatchSchema,
@@ -174,67 +171,6 @@ function knownDonorAddrs(store: Store): string[] {
     .sort((a, b) => (b.lastSeen ?? 0) - (a.lastSeen ?? 0))
     .slice(0, 8)
     .flatMap((peer) => peer.addrs.filter((addr) => addr.endsWith(`/p2p/${peer.peerId}`)).slice(0, 1));
-}
-
-const PEER_RECORD_INTERVAL_MS = 30_000;
-
-/** Records a staked donor in the store now and then (not on every advert). */
-function recordDonor(ctx: NodeContext, advert: CapabilityAdvert, recorded: Map<string, number>): void {
-  const now = ctx.now();
-  if (now - (recorded.get(advert.peerId) ?? 0) < PEER_RECORD_INTERVAL_MS) return;
-  recorded.set(advert.peerId, now);
-  const write = ctx.store.commit(() =>
-    ctx.store.peers.upsert({
-      peerId: advert.peerId,
-      operator: advert.operator,
-      peerKey: advert.peerKey,
-      addrs: advert.multiaddrs,
-      lastSeen: now,
-    }),
-  );
-  detach(ctx.log, "recording a donor", write);
-}
-
-/** Adverts count only when the sender is their peer and DonorRegistry has it active with that key. */
-function onAdvert(
-  ctx: NodeContext,
-  peerBook: PeerBook,
-  advert: CapabilityAdvert,
-  from: string,
-  recorded: Map<string, number>,
-): void {
-  if (advert.peerId !== from || advert.peerId === ctx.mesh.peerId) return;
-  if (!peerKeyMatches(advert.peerKey, advert.peerId)) {
-    ctx.log.debug({ from }, "advert with a peer key that is not the sender's");
-    return;
-  }
-  const cached = ctx.stakes.peek(advert.operator, advert.peerKey);
-  if (cached !== undefined) {
-    peerBook.upsertFromAdvert(advert, ctx.now(), cached);
-    if (cached) recordDonor(ctx, advert, recorded);
-    return;
-  }
-  detach(
-    ctx.log,
-    "checking an advert's stake",
-    ctx.stakes.isActive(advert.operator, advert.peerKey).then((active) => {
-      peerBook.upsertFromAdvert(advert, ctx.now(), active);
-      if (active) recordDonor(ctx, advert, recorded);
-      if (!active)
-        ctx.log.debug(
-          { peerId: advert.peerId, operator: advert.operator },
-          "advert of a peer that is not an active donor",
-        );
-    }),
-  );
-}
-
-function peerKeyMatches(peerKey: Hex, peerId: string): boolean {
-  try {
-    return peerIdFromPublicKey(hexToBytes(peerKey)) === peerId;
-  } catch {
-    return false;
-  }
 }
 
 function waitForJob(buyer: Buyer, jobId: Hex, timeoutMs: number) {

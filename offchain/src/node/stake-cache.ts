@@ -3,6 +3,8 @@ import type { Address, Hex } from "viem";
 /** Reads DonorRegistry: is `operator` active with this peer key? */
 export type DonorLookup = (operator: Address, peerKey: Hex) => Promise<boolean>;
 
+const MAX_ENTRIES = 10_000;
+
 interface Entry {
   active: boolean;
   until: number;
@@ -51,7 +53,9 @@ export class StakeCache {
       return false;
     }
     const ttl = active ? this.#ttlMs : Math.ceil(this.#ttlMs / 5);
+    this.#entries.delete(key);
     this.#entries.set(key, { active, until: this.#now() + ttl });
+    if (this.#entries.size > MAX_ENTRIES) this.#entries.delete(this.#entries.keys().next().value as string);
     return active;
   }
 }
