@@ -52,6 +52,7 @@ const TICK_MS = 250;
 const MISSED_PROBES_SILENT = 2;
 const BID_GRACE_MS = 15;
 const RECENT_FINISHED_JOBS = 2_000;
+const WRITE_BATCH_MS = 25;
 
 interface Attempt {
   number: number;
@@ -105,6 +106,8 @@ export class Buyer {
   /** Jobs this buyer has with each executor right now. */
   readonly #busy = new Map<string, number>();
   readonly #finished: Hex[] = [];
+  readonly #pendingWrites: (() => void)[] = [];
+  #writeTimer: NodeJS.Timeout | undefined;
   #tick: NodeJS.Timeout | undefined;
   #stopped = false;
 
@@ -129,6 +132,7 @@ export class Buyer {
     this.#announcer.stop();
     clearInterval(this.#tick);
     for (const job of this.#jobs.values()) if (job.current) clearInterval(job.current.timer);
+    this.#flushWrites();
   }
 
   on(listener: (event: JobEvent) => void): void {
@@ -767,13 +771,34 @@ export class Buyer {
     });
   }
 
-  /** Buyer-side writes go through the store's group commit: one transaction, one fsync per turn. */
+  /**
+   * Progress records (events, bids, assignments, states, receipts) are written in one
+   * commit every WRITE_BATCH_MS: an fsync blocks the event loop, so one per job step would
+   * cost more than the step. A crash loses at most that window; a job whose completion was
+   * lost is placed again after a restart.
+   */
   #write(write: () => void): void {
-    this.#ctx.store
-      .commit(write)
-      .catch((err: unknown) =>
-        this.#ctx.log.warn({ err: errorMessage(err) }, "a job state write was refused"),
-      );
+    this.#pendingWrites.push(write);
+    this.#writeTimer ??= setTimeout(() => this.#flushWrites(), WRITE_BATCH_MS);
+  }
+
+  #flushWrites(): void {
+    clearTimeout(this.#writeTimer);
+    this.#writeTimer = undefined;
+    const writes = this.#pendingWrites.splice(0);
+    if (writes.length === 0) return;
+    const committed = this.#ctx.store.commit(() => {
+      for (const write of writes) {
+        try {
+          write();
+        } catch (err) {
+          this.#ctx.log.warn({ err: errorMessage(err) }, "a job state write was refused");
+        }
+      }
+    });
+    committed.catch((err: unknown) =>
+      this.#ctx.log.error({ err: errorMessage(err) }, "could not persist job state"),
+    );
   }
 
   /** Reloads this node's jobs after a restart; unfinished ones are placed again. */
