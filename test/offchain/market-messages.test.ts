@@ -170,6 +170,9 @@ describe("bid, assign, status and receipt schemas", () => {
     const request = { type: "assign", job: announce(), bid, bidSignature: signature, attempt: 1 };
     assert.equal(AssignRequestSchema.safeParse(request).success, true);
     assert.equal(AssignRequestSchema.safeParse({ ...request, attempt: -1 }).success, false);
+    assert.equal(AssignRequestSchema.safeParse({ ...request, inputBase64: "aGVsbG8=" }).success, true);
+    assert.equal(AssignRequestSchema.safeParse({ ...request, inputBase64: "A".repeat(6000) }).success, false);
+    assert.equal(AssignRequestSchema.safeParse({ ...request, inputBase64: "%%%" }).success, false);
   });
 
   it("status responses name a known executor state", () => {

@@ -88,6 +88,8 @@ interface Execution {
   job: SignedJob;
   announce: JobAnnounce;
   buyerPeer: string;
+  /** The input, when it came with the assignment (hash-checked before use). */
+  inlineInput?: Uint8Array;
   state: ExecutorState;
   reason?: ReasonCode;
   detail?: string;
@@ -251,6 +253,7 @@ export class Donor {
       job: check.job,
       announce: request.job,
       buyerPeer: from,
+      inlineInput: request.inputBase64 === undefined ? undefined : Buffer.from(request.inputBase64, "base64"),
       state: "accepted",
     };
     this.#executions.set(jobId, execution);
@@ -277,7 +280,7 @@ export class Donor {
     try {
       [module, input] = await Promise.all([
         this.#fetch(announce.moduleCid, announce, true),
-        this.#fetch(announce.inputCid, announce, false),
+        this.#input(execution),
       ]);
     } catch (err) {
       return this.#finishWithoutResult(execution, "fetch_failed", errorMessage(err));
@@ -327,6 +330,12 @@ export class Donor {
   }
 
   /** A block from the local store, else from the buyer or the job's providers; `keep` stores it (modules are reused). */
+  async #input(execution: Execution): Promise<Uint8Array> {
+    const inline = execution.inlineInput;
+    if (inline && (await cidOf(inline)).toString() === execution.announce.inputCid) return inline;
+    return this.#fetch(execution.announce.inputCid, execution.announce, false);
+  }
+
   async #fetch(cidText: string, announce: JobAnnounce, keep: boolean): Promise<Uint8Array> {
     const local = this.#ctx.store.blocks.get(cidText);
     if (local) return local;

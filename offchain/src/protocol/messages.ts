@@ -20,13 +20,16 @@ export const MESSAGE_LIMITS = {
   advert: 4 * 1024,
   bidRequest: 8 * 1024,
   bidResponse: 2 * 1024,
-  assignRequest: 10 * 1024,
+  assignRequest: 16 * 1024,
   assignResponse: 1024,
   statusRequest: 1024,
   statusResponse: 4 * 1024,
   receiptDelivery: 384 * 1024,
   receiptAck: 1024,
 } as const;
+
+/** Largest input sent inline with an assignment; larger inputs are fetched by CID. */
+export const INLINE_INPUT_MAX_BYTES = 4 * 1024;
 
 /** Largest output sent inline with a receipt; larger outputs are fetched by CID. */
 export const INLINE_OUTPUT_MAX_BYTES = 256 * 1024;
@@ -237,6 +240,12 @@ export const AssignRequestSchema = z.strictObject({
   bid: BidWireSchema,
   bidSignature: SignatureSchema,
   attempt: uint(64),
+  /** The input itself when small; the executor checks it hashes to the job's input CID. */
+  inputBase64: z
+    .string()
+    .max(Math.ceil(INLINE_INPUT_MAX_BYTES / 3) * 4)
+    .regex(/^[A-Za-z0-9+/]*={0,2}$/, "must be base64")
+    .optional(),
 });
 export type AssignRequest = z.infer<typeof AssignRequestSchema>;
 
