@@ -44,20 +44,16 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
         uint64 closesAt;
     }
 
-    struct Anchor {
-        bytes32 receiptRoot;
-        uint64 receiptCount;
-        uint64 blockNumber;
-    }
-
     enum SkipReason {
         NothingNew,
         BadSignature
     }
 
     /// @dev Bytes per voucher in a settlement batch: buyer, signer and payee as uint16 indices into
-    /// the batch's address table, uint64 nonce, uint256 cumulativeAmount, bytes32 r, bytes32 vs.
-    uint256 private constant VOUCHER_BYTES = 110;
+    /// the batch's address table, uint64 nonce, uint96 cumulativeAmount, bytes32 r, bytes32 vs.
+    /// uint96 holds every amount a voucher can pay: ATP's supply cap (10^28 wei) is below 2^96 and a
+    /// voucher never pays more than its channel's deposit.
+    uint256 private constant VOUCHER_BYTES = 90;
     uint256 private constant ADDRESS_BYTES = 20;
     /// @dev secp256k1n / 2: a signature with a larger s is the malleated twin of a valid one.
     uint256 private constant HALF_CURVE_ORDER =
@@ -69,7 +65,9 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
     uint64 public immutable challengeWindow;
 
     mapping(bytes32 channelId => Channel) public channels;
-    mapping(address submitter => mapping(uint64 epoch => Anchor)) public anchors;
+    /// @notice The receipt root each submitter anchored per epoch. Only the root is stored (one
+    /// slot); its receipt count is in ReceiptsAnchored and its block is that event's block.
+    mapping(address submitter => mapping(uint64 epoch => bytes32 receiptRoot)) public anchors;
 
     event ChannelOpened(
         bytes32 indexed channelId,
@@ -89,6 +87,8 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
     /// voucher raised its channel's `paid` to min(cumulativeAmount, deposit). Channel ids, payees
     /// and amounts are in the calldata (docs/contracts.md, "Settlement batch").
     event BatchSettled(address indexed submitter, uint256 vouchers, uint256 total, uint256[] paidBitmap);
+    /// @notice `submitter` anchored `receiptRoot` of `receiptCount` receipts as its `epoch`; the
+    /// anchor's block is this event's block (only the root is kept in storage).
     event ReceiptsAnchored(
         address indexed submitter,
         uint64 indexed epoch,
@@ -203,8 +203,9 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
     /// batch. When `receiptRoot` is not zero it is anchored as the caller's `epoch`. One
     /// BatchSettled event marks which vouchers paid.
     /// @param batch packed vouchers: uint16 n, n addresses (20 bytes each, strictly ascending), then
-    /// per voucher uint16 buyer, signer and payee indices into the addresses, uint64 nonce, uint256
-    /// cumulativeAmount and the EIP-2098 signature (bytes32 r, bytes32 vs): 110 bytes. Duplicates
+    /// per voucher uint16 buyer, signer and payee indices into the addresses, uint64 nonce, uint96
+    /// cumulativeAmount (signed as the uint256 it widens to) and the EIP-2098 signature (bytes32 r,
+    /// bytes32 vs): 90 bytes. Duplicates
     /// of a channel only pay their increase. `encodeSettlementBatch` in offchain/src/chain builds it.
     /// @param epoch the caller's epoch number for the anchor
     /// @param receiptRoot Merkle root of the epoch's receipts (zero: anchor nothing)
@@ -337,7 +338,7 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
         CellTypes.Receipt calldata receipt,
         bytes32[] calldata proof
     ) external view returns (bool) {
-        bytes32 root = anchors[submitter][epoch].receiptRoot;
+        bytes32 root = anchors[submitter][epoch];
         return root != bytes32(0) && MerkleProof.verifyCalldata(proof, root, receiptLeaf(receipt));
     }
 
@@ -465,7 +466,9 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
                 mstore(0x20, channels.slot)
                 let slot := keccak256(0x00, 0x40)
                 let packed := sload(slot)
-                let capped := calldataload(add(cursor, 14))
+                let capped := shr(160, calldataload(add(cursor, 14)))
+                // The voucher's amount, widened to uint256, in the Voucher struct preimage.
+                mstore(add(buf, 0x40), capped)
                 if lt(and(packed, UINT96_MASK), capped) {
                     capped := and(packed, UINT96_MASK)
                 }
@@ -478,13 +481,12 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
                 }
                 default {
                     mstore(add(buf, 0x20), channelId)
-                    mstore(add(buf, 0x40), calldataload(add(cursor, 14)))
                     mstore(add(buf, 0x82), keccak256(buf, 0x60))
                     mstore(add(buf, 0xc0), keccak256(add(buf, 0x60), 0x42))
-                    let vs := calldataload(add(cursor, 78))
+                    let vs := calldataload(add(cursor, 58))
                     let s := and(vs, sub(shl(255, 1), 1))
                     mstore(add(buf, 0xe0), add(shr(255, vs), 27))
-                    mstore(add(buf, 0x100), calldataload(add(cursor, 46)))
+                    mstore(add(buf, 0x100), calldataload(add(cursor, 26)))
                     mstore(add(buf, 0x120), s)
                     // ecrecover returns no data for an invalid signature: clear the output word first.
                     mstore(0x00, 0)
@@ -534,11 +536,9 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
     }
 
     function _anchor(uint64 epoch, bytes32 receiptRoot, uint64 receiptCount) private {
-        Anchor storage a = anchors[msg.sender][epoch];
-        if (a.receiptRoot != bytes32(0)) revert EpochAlreadyAnchored(msg.sender, epoch);
-        a.receiptRoot = receiptRoot;
-        a.receiptCount = receiptCount;
-        a.blockNumber = uint64(block.number);
+        mapping(uint64 => bytes32) storage roots = anchors[msg.sender];
+        if (roots[epoch] != bytes32(0)) revert EpochAlreadyAnchored(msg.sender, epoch);
+        roots[epoch] = receiptRoot;
         emit ReceiptsAnchored(msg.sender, epoch, receiptRoot, receiptCount);
     }
 

@@ -83,7 +83,7 @@ contract PaymentChannelsFuzzTest {
             uint96 deposit = uint96(_bound(r, 1, 1e21));
             keys[i] = _open(payees[i % 3], uint64(i), deposit);
             deposits += deposit;
-            uint256 amount = _bound(r >> 96, 0, 2e21);
+            uint96 amount = uint96(_bound(r >> 96, 0, 2e21));
             uint256 keyToSign = (r >> 200) % 5 == 0 ? FORGER_KEY : SIGNER_KEY;
             vouchers = bytes.concat(vouchers, _packedVoucher(table, keys[i], amount, keyToSign));
         }
@@ -111,11 +111,12 @@ contract PaymentChannelsFuzzTest {
         _check(received == paidSum, "payees received other than paid");
     }
 
-    /// One voucher of a settlement batch: table indices, nonce, amount, EIP-2098 signature.
+    /// One voucher of a settlement batch: table indices, nonce, uint96 amount (signed as the
+    /// uint256 it widens to), EIP-2098 signature.
     function _packedVoucher(
         address[] memory table,
         PaymentChannels.ChannelKey memory key,
-        uint256 amount,
+        uint96 amount,
         uint256 privateKey
     ) private view returns (bytes memory) {
         (bytes32 r, bytes32 vs) = _signCompact(privateKey, channels.channelIdOf(key), amount);

@@ -4,10 +4,12 @@ import { network } from "hardhat";
 import {
   concat,
   decodeFunctionData,
+  getAddress,
   keccak256,
   maxUint256,
   parseEther,
   parseEventLogs,
+  recoverAddress,
   slice,
   toHex,
   zeroAddress,
@@ -15,6 +17,7 @@ import {
 } from "viem";
 import type { Address, Hex } from "viem";
 import {
+  MAX_BATCH_AMOUNT,
   buildReceiptTree,
   channelIdOf,
   compactSignatureHex,
@@ -501,7 +504,7 @@ describe("PaymentChannels", async () => {
         await signed(keys[0]!, 10n),
         await signed(keys[0]!, 15n),
         await signed(keys[0]!, 12n),
-        await signed(keys[2]!, maxUint256),
+        await signed(keys[2]!, MAX_BATCH_AMOUNT),
       ];
       await viem.assertions.emitWithArgs(settle(batch), channels, "VoucherSkipped", [
         channelIdOf(keys[0]!),
@@ -511,6 +514,23 @@ describe("PaymentChannels", async () => {
       assert.deepEqual(await channels.read.channels([channelIdOf(keys[2]!)]), [DEPOSIT, DEPOSIT, 0n]);
     });
 
+    it("carries amounts as uint96: the largest decodes as signed, 2^96 is refused by the encoder", async () => {
+      const { channels, keys, signed } = await networkHelpers.loadFixture(manyChannels);
+      assert.equal(MAX_BATCH_AMOUNT, 2n ** 96n - 1n);
+      const largest = await signed(keys[0]!, MAX_BATCH_AMOUNT);
+      const [decoded] = decodeSettlementBatch(encodeSettlementBatch([largest]));
+      assert.equal(decoded!.cumulativeAmount, MAX_BATCH_AMOUNT);
+      // The signed value is the uint256 the batch amount widens to.
+      const digest = await channels.read.voucherDigest([decoded!.channelId, decoded!.cumulativeAmount]);
+      assert.equal(await recoverAddress({ hash: digest, signature: largest.signature }), keys[0]!.signer);
+      for (const amount of [2n ** 96n, maxUint256]) {
+        assert.throws(
+          () => encodeSettlementBatch([{ ...largest, cumulativeAmount: amount }]),
+          /voucher 0: cumulativeAmount \d+ does not fit the batch's uint96/,
+        );
+      }
+    });
+
     it("anchors an epoch's receipt root and proves receipts included", async () => {
       const { viem, channels, keys, signed, settle, reporter, publicClient } =
         await networkHelpers.loadFixture(manyChannels);
@@ -518,16 +538,18 @@ describe("PaymentChannels", async () => {
         receiptFor(operatorAccount(`e${i}`).address, keccak256(toHex(`job${i}`))),
       );
       const tree = buildReceiptTree(receipts);
-      await viem.assertions.emitWithArgs(
-        settle([await signed(keys[0]!, 1n)], [7n, tree.root, 5n]),
-        channels,
-        "ReceiptsAnchored",
-        [reporter.account.address, 7n, tree.root, 5n],
-      );
-      const [root, count, blockNumber] = await channels.read.anchors([reporter.account.address, 7n]);
-      assert.equal(root, tree.root);
-      assert.equal(count, 5n);
-      assert.equal(blockNumber, await publicClient.getBlockNumber());
+      const hash = await settle([await signed(keys[0]!, 1n)], [7n, tree.root, 5n]);
+      const { logs } = await publicClient.waitForTransactionReceipt({ hash });
+      // Storage keeps the root; the receipt count and the anchor's block are in the event.
+      const [anchored] = parseEventLogs({ abi: channels.abi, logs, eventName: "ReceiptsAnchored" });
+      assert.deepEqual(anchored!.args, {
+        submitter: getAddress(reporter.account.address),
+        epoch: 7n,
+        receiptRoot: tree.root,
+        receiptCount: 5n,
+      });
+      assert.equal(anchored!.blockNumber, await publicClient.getBlockNumber());
+      assert.equal(await channels.read.anchors([reporter.account.address, 7n]), tree.root);
       for (const [i, receipt] of receipts.entries()) {
         assert.equal(await channels.read.receiptLeaf([receipt]), tree.leaves[i]);
         assert.equal(
@@ -595,7 +617,7 @@ describe("PaymentChannels", async () => {
       const { viem, channels, keys, signed } = await networkHelpers.loadFixture(manyChannels);
       const batch = encodeSettlementBatch([await signed(keys[0]!, 10n)]);
       const send = (data: Hex) => channels.write.settle([data, 0n, zeroHash, 0n]);
-      // Table of 3 addresses (2 + 60 bytes), then one 110-byte voucher.
+      // Table of 3 addresses (2 + 60 bytes), then one 90-byte voucher.
       const table = (i: number) => slice(batch, 2 + 20 * i, 22 + 20 * i);
       const voucher = slice(batch, 62);
       await viem.assertions.revertWithCustomError(send(slice(batch, 0, 1)), channels, "MalformedBatch");

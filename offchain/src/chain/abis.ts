@@ -2989,16 +2989,6 @@ export const paymentChannelsAbi = [
         name: "receiptRoot",
         type: "bytes32",
       },
-      {
-        internalType: "uint64",
-        name: "receiptCount",
-        type: "uint64",
-      },
-      {
-        internalType: "uint64",
-        name: "blockNumber",
-        type: "uint64",
-      },
     ],
     stateMutability: "view",
     type: "function",

@@ -52,6 +52,7 @@ export {
 } from "./actions.ts";
 export type { ChannelState, DonorParams, ReceiptAnchor } from "./actions.ts";
 export {
+  MAX_BATCH_AMOUNT,
   VOUCHER_BYTES,
   decodeSettlementBatch,
   encodeSettlementBatch,

@@ -1,6 +1,8 @@
 // The packed settlement batch that PaymentChannels.settle takes (docs/contracts.md, "Settlement
 // batch"): an ascending address table, then per voucher three uint16 table indices (buyer, signer,
-// payee), uint64 nonce, uint256 cumulativeAmount and an EIP-2098 signature (r, vs).
+// payee), uint64 nonce, uint96 cumulativeAmount and an EIP-2098 signature (r, vs). The amount is
+// signed as a uint256 (the Voucher type); the batch carries it in 12 bytes because no voucher can
+// pay more than a deposit and ATP's supply cap (10^28 wei) is below 2^96.
 import {
   concat,
   getAddress,
@@ -31,11 +33,12 @@ export interface BatchVoucher {
   vs: Hex;
 }
 
-export const VOUCHER_BYTES = 110;
+export const VOUCHER_BYTES = 90;
 const ADDRESS_BYTES = 20;
 const MAX_INDEX = 0xffff;
 const MAX_NONCE = 2n ** 64n - 1n;
-const MAX_AMOUNT = 2n ** 256n - 1n;
+/** Largest cumulativeAmount a batch carries; a larger voucher can still be redeemed on its own. */
+export const MAX_BATCH_AMOUNT = 2n ** 96n - 1n;
 
 /** The EIP-2098 (r, vs) pair; a 64-byte signature is taken as it is (never normalized). */
 function compactParts(signature: Hex): { r: Hex; vs: Hex } {
@@ -54,15 +57,17 @@ export function encodeSettlementBatch(vouchers: readonly SignedVoucher[]): Hex {
   const index = (address: Address) => numberToHex(indexOf.get(getAddress(address))!, { size: 2 });
   const encoded = vouchers.map(({ key, cumulativeAmount, signature }, i) => {
     if (key.nonce < 0n || key.nonce > MAX_NONCE) throw new Error(`voucher ${i}: nonce does not fit uint64`);
-    if (cumulativeAmount < 0n || cumulativeAmount > MAX_AMOUNT)
-      throw new Error(`voucher ${i}: cumulativeAmount does not fit uint256`);
+    if (cumulativeAmount < 0n || cumulativeAmount > MAX_BATCH_AMOUNT)
+      throw new Error(
+        `voucher ${i}: cumulativeAmount ${cumulativeAmount} does not fit the batch's uint96 (must be below 2^96)`,
+      );
     const { r, vs } = compactParts(signature);
     return concat([
       index(key.buyer),
       index(key.signer),
       index(key.payee),
       numberToHex(key.nonce, { size: 8 }),
-      numberToHex(cumulativeAmount, { size: 32 }),
+      numberToHex(cumulativeAmount, { size: 12 }),
       r,
       vs,
     ]);
@@ -101,9 +106,9 @@ export function decodeSettlementBatch(batch: Hex): BatchVoucher[] {
     return {
       key,
       channelId: channelIdOf(key),
-      cumulativeAmount: hexToBigInt(field(14, 46)),
-      r: field(46, 78),
-      vs: field(78, 110),
+      cumulativeAmount: hexToBigInt(field(14, 26)),
+      r: field(26, 58),
+      vs: field(58, 90),
     };
   });
 }
