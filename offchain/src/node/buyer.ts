@@ -44,7 +44,7 @@ import type { JobRow } from "../store/index.ts";
 import type { NodeContext } from "./context.ts";
 import { detach, errorMessage, putKnownBlock } from "./context.ts";
 import { Announcer } from "./announcer.ts";
-import { protocolSpecs } from "./donor.ts";
+import { protocolSpecs } from "./protocols.ts";
 import type { DonorInfo, PeerBook } from "./peer-book.ts";
 import type { JobEvent, JobResultView, JobView, JobViewState, SubmitJobRequest } from "./types.ts";
 

@@ -2,10 +2,6 @@ import type { Hex } from "viem";
 import { checkAnnouncedJob, decideBid } from "../market/index.ts";
 import type { DonorPolicy, SignedJob } from "../market/index.ts";
 import {
-  AssignRequestSchema,
-  AssignResponseSchema,
-  BidRequestSchema,
-  BidResponseSchema,
   CID,
   CapabilityAdvertSchema,
   INLINE_OUTPUT_MAX_BYTES,
@@ -13,11 +9,7 @@ import {
   PROTOCOL_ASSIGN,
   PROTOCOL_BID,
   PROTOCOL_RECEIPT,
-  ReceiptAckSchema,
-  ReceiptDeliverySchema,
   ReceiptStatus,
-  StatusRequestSchema,
-  StatusResponseSchema,
   TOPIC_CAPS,
   bidFromWire,
   bidToWire,
@@ -41,6 +33,7 @@ import type {
   StatusResponse,
 } from "../protocol/index.ts";
 import type { NodeContext } from "./context.ts";
+import { protocolSpecs } from "./protocols.ts";
 import { detach, errorMessage, putKnownBlock, sleep } from "./context.ts";
 
 export const RUNTIME_VERSION = "cell-wasm/1";
@@ -48,41 +41,6 @@ const OFFER_LIMIT = 10_000;
 const DELIVERY_ATTEMPTS = 4;
 /** Signed receipts kept in memory for `executedReceipts()`; all of them are in the store. */
 const RECENT_RECEIPTS = 1_000;
-
-export const protocolSpecs = {
-  bid: {
-    request: BidRequestSchema,
-    response: BidResponseSchema,
-    maxRequestBytes: MESSAGE_LIMITS.bidRequest,
-    maxResponseBytes: MESSAGE_LIMITS.bidResponse,
-    ratePerSecond: 5_000,
-    burst: 10_000,
-  },
-  assign: {
-    request: AssignRequestSchema,
-    response: AssignResponseSchema,
-    maxRequestBytes: MESSAGE_LIMITS.assignRequest,
-    maxResponseBytes: MESSAGE_LIMITS.assignResponse,
-    ratePerSecond: 5_000,
-    burst: 10_000,
-  },
-  status: {
-    request: StatusRequestSchema,
-    response: StatusResponseSchema,
-    maxRequestBytes: MESSAGE_LIMITS.statusRequest,
-    maxResponseBytes: MESSAGE_LIMITS.statusResponse,
-    ratePerSecond: 50,
-    burst: 100,
-  },
-  receipt: {
-    request: ReceiptDeliverySchema,
-    response: ReceiptAckSchema,
-    maxRequestBytes: MESSAGE_LIMITS.receiptDelivery,
-    maxResponseBytes: MESSAGE_LIMITS.receiptAck,
-    ratePerSecond: 5_000,
-    burst: 10_000,
-  },
-} as const;
 
 interface Execution {
   job: SignedJob;
