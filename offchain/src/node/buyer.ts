@@ -83,6 +83,8 @@ interface BuyerJob {
   placementTries: number;
   excluded: Set<string>;
   current?: Attempt;
+  /** Attempts given up on; a valid receipt from one of them still completes the job. */
+  past: Attempt[];
   result?: JobResultView;
   receipt?: { message: ReceiptWire; signature: Hex };
 }
@@ -224,17 +226,21 @@ export class Buyer {
       reason,
     });
     if (!job) return ack(false, "unknown_job");
-    if (job.state === "completed") return ack(true);
-    const attempt = job.current;
-    if (!attempt || attempt.peerId !== from) return ack(false, "unknown_job");
+    if (job.state === "completed" || job.state === "failed") return ack(true);
+    // A receipt from an executor given up on (silent, late) still completes the job.
+    const attempt =
+      job.current?.peerId === from ? job.current : job.past.find((past) => past.peerId === from);
+    if (!attempt) return ack(false, "unknown_job");
+    const isCurrent = attempt === job.current;
 
     if (delivery.type === "no_result") {
-      this.#executorFailed(job, delivery.reason, delivery.detail ?? "the executor produced no result");
+      if (isCurrent)
+        this.#executorFailed(job, delivery.reason, delivery.detail ?? "the executor produced no result");
       return ack(true);
     }
     const refusal = await this.#checkReceipt(job, attempt, delivery);
     if (refusal) {
-      this.#executorFailed(job, "receipt_invalid", refusal);
+      if (isCurrent) this.#executorFailed(job, "receipt_invalid", refusal);
       return ack(false, "receipt_invalid");
     }
     return ack(true);
@@ -617,6 +623,7 @@ export class Buyer {
     this.#confirm(job, attempt);
     clearInterval(attempt.timer);
     this.#clearCurrent(job);
+    job.past.push(attempt);
     job.excluded.add(attempt.peerId);
     this.#updateAssignment(attempt, reason === "deadline_missed" ? "timed_out" : "failed", reason);
     const plan = planRetry(
@@ -699,9 +706,19 @@ export class Buyer {
         return `could not fetch the output: ${errorMessage(err)}`;
       }
     }
-    if (job.current !== attempt) return undefined; // settled meanwhile
+    if (job.state === "completed" || job.state === "failed") return undefined; // settled meanwhile
     this.#complete(job, attempt, delivery, output);
     return undefined;
+  }
+
+  /** A late receipt of an earlier attempt settled the job: the running attempt, or the wait for one, ends. */
+  #dropCurrent(job: BuyerJob): void {
+    this.#scheduler.remove(job.jobId);
+    const running = job.current;
+    if (!running) return;
+    clearInterval(running.timer);
+    this.#clearCurrent(job);
+    this.#updateAssignment(running, "cancelled", "receipt_from_earlier_executor");
   }
 
   #complete(
@@ -713,6 +730,7 @@ export class Buyer {
     const ctx = this.#ctx;
     this.#confirm(job, attempt);
     clearInterval(attempt.timer);
+    if (job.current !== attempt) this.#dropCurrent(job);
     this.#clearCurrent(job);
     job.receipt = { message: delivery.receipt, signature: delivery.signature };
     job.result = {
@@ -771,7 +789,7 @@ export class Buyer {
 
   #updateAssignment(
     attempt: Attempt,
-    state: "completed" | "failed" | "timed_out",
+    state: "completed" | "failed" | "timed_out" | "cancelled",
     reason: string | null,
   ): void {
     this.#write(() => {
@@ -845,6 +863,7 @@ function newJob(jobId: Hex, spec: JobSpecMessage, signature: Hex, announce: JobA
     attempts: 0,
     placementTries: 0,
     excluded: new Set(),
+    past: [],
   };
 }
 
