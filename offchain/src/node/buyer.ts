@@ -51,7 +51,7 @@ import type { JobEvent, JobResultView, JobView, JobViewState, SubmitJobRequest }
 const LIVENESS_MS = 15_000;
 const TICK_MS = 250;
 const MISSED_PROBES_SILENT = 2;
-const BID_GRACE_MS = 15;
+const BID_GRACE_MS = 2;
 const RECENT_FINISHED_JOBS = 2_000;
 const WRITE_BATCH_MS = 25;
 
