@@ -16,8 +16,9 @@ import {CellTypes} from "./libraries/CellTypes.sol";
 /// latest vouchers of many channels, moves each payee's balance once and anchors the Merkle
 /// root of an epoch's receipts.
 /// @dev A channel is identified by keccak256(abi.encode(buyer, signer, payee, nonce)) and holds one
-/// storage slot (deposit, paid, closesAt). A closed channel stays closed; a new one takes a new
-/// nonce, so no voucher or close signature of an old channel ever applies to a new one.
+/// storage slot (deposit, paid, closesAt): the slot whose number is the channel id itself (see
+/// `_channel`). A closed channel stays closed; a new one takes a new nonce, so no voucher or close
+/// signature of an old channel ever applies to a new one.
 contract PaymentChannels is EIP712, ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
 
@@ -64,7 +65,6 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
     /// @notice Seconds a payee has, after the buyer starts a close, to redeem its latest voucher.
     uint64 public immutable challengeWindow;
 
-    mapping(bytes32 channelId => Channel) public channels;
     /// @notice The receipt root each submitter anchored per epoch. Only the root is stored (one
     /// slot); its receipt count is in ReceiptsAnchored and its block is that event's block.
     mapping(address submitter => mapping(uint64 epoch => bytes32 receiptRoot)) public anchors;
@@ -164,11 +164,12 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
     }
 
     /// @notice Adds `amount` to an open channel that is not closing. Anyone may fund; refunds go to the buyer.
-    /// @param channelId the channel
+    /// @param key the channel
     /// @param amount ATP to add
-    function topUp(bytes32 channelId, uint256 amount) external nonReentrant {
+    function topUp(ChannelKey calldata key, uint256 amount) external nonReentrant {
         if (amount == 0) revert ZeroAmount();
-        Channel storage ch = channels[channelId];
+        bytes32 channelId = _channelIdOfCalldata(key);
+        Channel storage ch = _channel(channelId);
         if (ch.deposit == 0 || ch.closesAt == CLOSED) revert ChannelNotOpen(channelId);
         if (ch.closesAt != 0) revert ChannelClosing(channelId);
         uint96 deposit = ch.deposit + SafeCast.toUint96(amount);
@@ -244,7 +245,7 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
     /// @param nonce the channel's nonce
     function startClose(address signer, address payee, uint64 nonce) external {
         bytes32 channelId = channelIdOf(ChannelKey(msg.sender, signer, payee, nonce));
-        Channel storage ch = channels[channelId];
+        Channel storage ch = _channel(channelId);
         if (ch.deposit == 0 || ch.closesAt == CLOSED) revert ChannelNotOpen(channelId);
         if (ch.closesAt != 0) revert ChannelClosing(channelId);
         uint64 closesAt = uint64(block.timestamp) + challengeWindow;
@@ -257,7 +258,7 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
     /// @param key the channel
     function finalizeClose(ChannelKey calldata key) external nonReentrant {
         bytes32 channelId = _channelIdOfCalldata(key);
-        Channel storage ch = channels[channelId];
+        Channel storage ch = _channel(channelId);
         uint64 closesAt = ch.closesAt;
         if (closesAt == 0) revert NotClosing(channelId);
         if (closesAt == CLOSED) revert ChannelNotOpen(channelId);
@@ -278,9 +279,8 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
         bytes calldata payeeSignature
     ) external nonReentrant {
         bytes32 channelId = _channelIdOfCalldata(key);
-        if (channels[channelId].deposit == 0 || channels[channelId].closesAt == CLOSED) {
-            revert ChannelNotOpen(channelId);
-        }
+        Channel storage ch = _channel(channelId);
+        if (ch.deposit == 0 || ch.closesAt == CLOSED) revert ChannelNotOpen(channelId);
         bytes32 digest = channelCloseDigest(channelId, finalAmount);
         _requireSignature(digest, signerSignature, key.signer);
         _requireSignature(digest, payeeSignature, key.payee);
@@ -299,10 +299,22 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
         }
     }
 
+    /// @notice A channel's state; all zero for an id that no channel has.
+    /// @param channelId the channel
+    /// @return deposit what the buyer escrowed (after a close: what was paid)
+    /// @return paid what the payee has been paid so far
+    /// @return closesAt end of the challenge window, 0 while open, CLOSED once closed
+    function channels(
+        bytes32 channelId
+    ) external view returns (uint96 deposit, uint96 paid, uint64 closesAt) {
+        Channel storage ch = _channel(channelId);
+        return (ch.deposit, ch.paid, ch.closesAt);
+    }
+
     /// @notice What the channel can still pay.
     /// @param channelId the channel
     function remaining(bytes32 channelId) external view returns (uint256) {
-        Channel storage ch = channels[channelId];
+        Channel storage ch = _channel(channelId);
         return ch.deposit - ch.paid;
     }
 
@@ -348,7 +360,7 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
         if (amount == 0) revert ZeroAmount();
         if (key.payee == address(0) || key.signer == address(0)) revert ZeroAddress();
         channelId = channelIdOf(key);
-        Channel storage ch = channels[channelId];
+        Channel storage ch = _channel(channelId);
         if (ch.deposit != 0 || ch.closesAt != 0) revert ChannelExists(channelId);
         ch.deposit = SafeCast.toUint96(amount);
         emit ChannelOpened(channelId, key.buyer, key.payee, key.signer, key.nonce, amount);
@@ -357,7 +369,7 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
 
     /// @dev Raises `paid` to min(cumulativeAmount, deposit); returns the increase.
     function _pay(bytes32 channelId, uint256 cumulativeAmount) private returns (uint256 amount) {
-        Channel storage ch = channels[channelId];
+        Channel storage ch = _channel(channelId);
         uint96 deposit = ch.deposit;
         uint96 paid = ch.paid;
         uint96 capped = cumulativeAmount < deposit ? uint96(cumulativeAmount) : deposit;
@@ -461,11 +473,8 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
                     mstore(add(buf, 0x1a0), and(shr(144, head), 0xffffffffffffffff))
                 }
                 let channelId := keccak256(add(buf, 0x140), 0x80)
-                // channels[channelId]: (uint96 deposit, uint96 paid, uint64 closesAt) in one slot.
-                mstore(0x00, channelId)
-                mstore(0x20, channels.slot)
-                let slot := keccak256(0x00, 0x40)
-                let packed := sload(slot)
+                // The channel's slot (`_channel`): uint96 deposit, uint96 paid, uint64 closesAt.
+                let packed := sload(channelId)
                 let capped := shr(160, calldataload(add(cursor, 14)))
                 // The voucher's amount, widened to uint256, in the Voucher struct preimage.
                 mstore(add(buf, 0x40), capped)
@@ -501,7 +510,7 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
                         log2(0x00, 0x20, mload(add(buf, 0x240)), channelId)
                     }
                     default {
-                        sstore(slot, or(and(packed, not(shl(96, UINT96_MASK))), shl(96, capped)))
+                        sstore(channelId, or(and(packed, not(shl(96, UINT96_MASK))), shl(96, capped)))
                         let entry := add(mload(add(buf, 0x200)), shl(5, add(payeeIndex, 1)))
                         mstore(entry, add(mload(entry), sub(capped, paid)))
                         let word := add(mload(add(buf, 0x220)), shl(5, add(shr(8, i), 1)))
@@ -526,6 +535,18 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
         }
     }
 
+    /// @dev A channel's storage: the slot numbered by its id, with no mapping hash on top (saves a
+    /// keccak per voucher in `settle`). No other storage can alias it: an id is keccak256 of a
+    /// 128-byte preimage, while every other slot of this contract is a small integer or a Solidity
+    /// mapping slot, keccak256 of a 64-byte preimage; a clash would be a keccak256 collision.
+    /// Every function that writes a channel derives the id from its ChannelKey, so no caller can
+    /// point a write at a slot of its choice; only the views take a raw id.
+    function _channel(bytes32 channelId) private pure returns (Channel storage ch) {
+        assembly ("memory-safe") {
+            ch.slot := channelId
+        }
+    }
+
     /// @dev channelIdOf without copying the key into allocated memory (scratch at the free pointer).
     function _channelIdOfCalldata(ChannelKey calldata key) private pure returns (bytes32 channelId) {
         assembly ("memory-safe") {
@@ -543,7 +564,7 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
     }
 
     function _closeAndRefund(bytes32 channelId, address buyer) private {
-        Channel storage ch = channels[channelId];
+        Channel storage ch = _channel(channelId);
         uint96 paid = ch.paid;
         uint256 refund = ch.deposit - paid;
         ch.deposit = paid;

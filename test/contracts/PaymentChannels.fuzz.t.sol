@@ -50,7 +50,7 @@ contract PaymentChannelsFuzzTest {
         for (uint256 i = 0; i < vouchers.length; ++i) {
             if (i == topUpAt % vouchers.length) {
                 VM.prank(BUYER);
-                channels.topUp(channelId, topUp);
+                channels.topUp(key, topUp);
                 deposited += topUp;
             }
             try channels.redeem(key, vouchers[i], _sign(SIGNER_KEY, channelId, vouchers[i])) {} catch {}

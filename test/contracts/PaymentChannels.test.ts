@@ -165,35 +165,50 @@ describe("PaymentChannels", async () => {
       const { viem, channels, channelId, key, buyer, payee, balance } =
         await networkHelpers.loadFixture(openChannel);
       await viem.assertions.emitWithArgs(
-        channels.write.topUp([channelId, 5n], { account: payee.account }),
+        channels.write.topUp([key, 5n], { account: payee.account }),
         channels,
         "ChannelToppedUp",
         [channelId, payee.account.address, 5n, DEPOSIT + 5n],
       );
       assert.equal(await balance(channels.address), DEPOSIT + 5n);
+      await viem.assertions.revertWithCustomError(channels.write.topUp([key, 0n]), channels, "ZeroAmount");
       await viem.assertions.revertWithCustomError(
-        channels.write.topUp([channelId, 0n]),
-        channels,
-        "ZeroAmount",
-      );
-      await viem.assertions.revertWithCustomError(
-        channels.write.topUp([zeroHash, 1n]),
+        channels.write.topUp([{ ...key, nonce: 999n }, 1n]),
         channels,
         "ChannelNotOpen",
       );
       await channels.write.startClose([key.signer, key.payee, key.nonce], { account: buyer.account });
       await viem.assertions.revertWithCustomError(
-        channels.write.topUp([channelId, 1n], { account: buyer.account }),
+        channels.write.topUp([key, 1n], { account: buyer.account }),
         channels,
         "ChannelClosing",
       );
       await networkHelpers.time.increase(Number(CHALLENGE_WINDOW));
       await channels.write.finalizeClose([key]);
       await viem.assertions.revertWithCustomError(
-        channels.write.topUp([channelId, 1n], { account: buyer.account }),
+        channels.write.topUp([key, 1n], { account: buyer.account }),
         channels,
         "ChannelNotOpen",
       );
+    });
+  });
+
+  describe("storage", () => {
+    it("keeps a channel in the slot numbered by its id: deposit, paid and closesAt packed", async () => {
+      const { channels, channelId, key, voucher, buyer, publicClient } =
+        await networkHelpers.loadFixture(openChannel);
+      await channels.write.redeem([key, 45n, await voucher(45n)]);
+      await channels.write.startClose([key.signer, key.payee, key.nonce], { account: buyer.account });
+      const [deposit, paid, closesAt] = await channels.read.channels([channelId]);
+      assert.deepEqual([deposit, paid], [DEPOSIT, 45n]);
+      assert.ok(closesAt > 0n);
+      const packed = deposit | (paid << 96n) | (closesAt << 192n);
+      assert.equal(
+        await publicClient.getStorageAt({ address: channels.address, slot: channelId }),
+        toHex(packed, { size: 32 }),
+      );
+      const unknown = channelIdOf({ ...key, nonce: 999n });
+      assert.deepEqual(await channels.read.channels([unknown]), [0n, 0n, 0n]);
     });
   });
 
@@ -231,11 +246,11 @@ describe("PaymentChannels", async () => {
 
     it("never pays more than the deposit, however large the voucher", async () => {
       const fx = await networkHelpers.loadFixture(openChannel);
-      const { channels, key, voucher, balance, channelId, viem } = fx;
+      const { channels, key, voucher, balance, viem } = fx;
       await channels.write.redeem([key, maxUint256, await voucher(maxUint256)]);
       assert.equal(await balance(key.payee), DEPOSIT);
       assert.equal(await balance(channels.address), 0n);
-      await channels.write.topUp([channelId, 10n], { account: fx.buyer.account });
+      await channels.write.topUp([key, 10n], { account: fx.buyer.account });
       await channels.write.redeem([key, maxUint256, await voucher(maxUint256)]);
       assert.equal(await balance(key.payee), DEPOSIT + 10n);
       await viem.assertions.revertWithCustomError(

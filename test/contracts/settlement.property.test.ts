@@ -69,7 +69,7 @@ describe("net settlement against a model (randomized)", async () => {
       const topped = rng.pick(entries);
       const extra = BigInt(rng.int(300));
       if (extra > 0n) {
-        await channels.write.topUp([channelIdOf(topped.key), extra], { account: buyer.account });
+        await channels.write.topUp([topped.key, extra], { account: buyer.account });
         topped.deposit += extra;
       }
       const batch: SignedVoucher[] = [];

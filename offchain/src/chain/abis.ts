@@ -3519,9 +3519,31 @@ export const paymentChannelsAbi = [
   {
     inputs: [
       {
-        internalType: "bytes32",
-        name: "channelId",
-        type: "bytes32",
+        components: [
+          {
+            internalType: "address",
+            name: "buyer",
+            type: "address",
+          },
+          {
+            internalType: "address",
+            name: "signer",
+            type: "address",
+          },
+          {
+            internalType: "address",
+            name: "payee",
+            type: "address",
+          },
+          {
+            internalType: "uint64",
+            name: "nonce",
+            type: "uint64",
+          },
+        ],
+        internalType: "struct PaymentChannels.ChannelKey",
+        name: "key",
+        type: "tuple",
       },
       {
         internalType: "uint256",

@@ -234,13 +234,14 @@ export async function openChannel(
   return { key, channelId: channelIdOf(key), receipt };
 }
 
+/** Adds `amount` to the open channel `key` (anyone may fund; refunds go to the buyer). */
 export async function topUpChannel(
   writer: ChainWriter,
-  channelId: Hex,
+  key: ChannelKey,
   amount: bigint,
 ): Promise<TransactionReceipt> {
   await ensureAllowance(writer, writer.deployment.paymentChannels, amount);
-  return send(writer, writer.deployment.paymentChannels, paymentChannelsAbi, "topUp", [channelId, amount]);
+  return send(writer, writer.deployment.paymentChannels, paymentChannelsAbi, "topUp", [key, amount]);
 }
 
 export async function getChannel(reader: ChainReader, channelId: Hex): Promise<ChannelState> {
