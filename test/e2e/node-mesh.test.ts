@@ -326,6 +326,54 @@ describe("Cell node mesh: 4 staked donors and a buyer", { timeout: 240_000 }, ()
     assert.equal((await buyer.waitForJob(jobId, { timeoutMs: 30_000 })).state, "completed");
   });
 
+  it("takes the late receipt of a donor it gave up on while it was frozen (SIGSTOP), cancelling the newer attempt", async () => {
+    const module = await spinModule(2_000_000_000);
+    const { jobId } = await buyer.submitJob({
+      module,
+      input: new Uint8Array(),
+      fuelLimit: 30_000_000_000n,
+      timeoutMs: 60_000,
+    });
+    let frozen: ChildNode | undefined;
+    await until(
+      () => {
+        const assigned = buyer.getJob(jobId)?.events.find((event) => event.type === "assigned");
+        frozen = donors.find((donor) => donor.peerId === assigned?.peerId);
+        return frozen !== undefined && buyer.getJob(jobId)?.state === "running";
+      },
+      20_000,
+      "the job to run",
+    );
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    frozen!.process.kill("SIGSTOP");
+    try {
+      await until(
+        () => buyer.getJob(jobId)?.events.some((event) => event.type === "reassigned") ?? false,
+        20_000,
+        "the buyer to give up on the frozen donor",
+      );
+    } finally {
+      frozen!.process.kill("SIGCONT");
+    }
+    const view = await buyer.waitForJob(jobId, { timeoutMs: 60_000 });
+    assert.equal(view.state, "completed");
+    const reassigned = view.events.find((event) => event.type === "reassigned");
+    assert.equal(reassigned?.reason, "executor_silent");
+    assert.equal(reassigned?.peerId, frozen!.peerId);
+    const assignments = view.events.filter((event) => event.type === "assigned");
+    assert.ok(
+      assignments.length >= 2 && assignments.at(-1)?.peerId !== frozen!.peerId,
+      "the job was assigned again elsewhere",
+    );
+    assert.equal(
+      view.events.find((event) => event.type === "receipt")?.peerId,
+      frozen!.peerId,
+      "the frozen donor's receipt completed the job",
+    );
+    const executor = donorNodes.find((node) => node.name === frozen!.name)!;
+    assert.equal(view.receipt!.message.executor, executor.identity.operatorAddress);
+  });
+
   it("reassigns a job whose donor is killed with SIGKILL mid-run, and completes it", async () => {
     const module = await spinModule(1_200_000_000);
     const { jobId } = await buyer.submitJob({
