@@ -2,8 +2,8 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { network } from "hardhat";
 import { keccak256, parseEther, toHex } from "viem";
-import { deployCell } from "./helpers/deploy.ts";
-import { signPermit } from "./helpers/fixture.ts";
+import { deployCell } from "../support/contracts/deploy.ts";
+import { signPermit } from "../support/contracts/fixture.ts";
 
 describe("ATPToken", async () => {
   const connection = await network.create();

@@ -6,7 +6,7 @@ import type { ContractErrorName, Hex } from "viem";
 import { compactSignatureHex } from "../../offchain/src/chain/index.ts";
 import { cellDomain, jobIdOf } from "../../offchain/src/protocol/index.ts";
 import type { Receipt } from "../../offchain/src/protocol/index.ts";
-import { deployCell } from "./helpers/deploy.ts";
+import { deployCell } from "../support/contracts/deploy.ts";
 import {
   EQUIVOCATION_BPS,
   MIN_STAKE,
@@ -19,7 +19,7 @@ import {
   jobSpec,
   signPermit,
   signedReceipt,
-} from "./helpers/fixture.ts";
+} from "../support/contracts/fixture.ts";
 
 const JOB = keccak256(toHex("job-1"));
 const STAKE = parseEther("1000");

@@ -30,8 +30,8 @@ import {
 } from "../../offchain/src/chain/index.ts";
 import type { ChannelKey, SignedVoucher } from "../../offchain/src/chain/index.ts";
 import { atpTokenAbi } from "../../offchain/src/chain/index.ts";
-import { FUNDS, deployCell } from "./helpers/deploy.ts";
-import { CHALLENGE_WINDOW, operatorAccount, receiptFor, signPermit } from "./helpers/fixture.ts";
+import { FUNDS, deployCell } from "../support/contracts/deploy.ts";
+import { CHALLENGE_WINDOW, operatorAccount, receiptFor, signPermit } from "../support/contracts/fixture.ts";
 
 const DEPOSIT = parseEther("100");
 const CLOSED = 2n ** 64n - 1n;

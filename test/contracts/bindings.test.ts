@@ -40,7 +40,7 @@ import { cellDomain, signReceipt } from "../../offchain/src/protocol/index.ts";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { receiptFor } from "./helpers/fixture.ts";
+import { receiptFor } from "../support/contracts/fixture.ts";
 
 const artifactAbi = (name: string) =>
   JSON.parse(

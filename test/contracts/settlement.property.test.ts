@@ -13,8 +13,8 @@ import {
   signVoucher,
 } from "../../offchain/src/chain/index.ts";
 import type { ChannelKey, SignedVoucher } from "../../offchain/src/chain/index.ts";
-import { deployCell } from "./helpers/deploy.ts";
-import { operatorAccount } from "./helpers/fixture.ts";
+import { deployCell } from "../support/contracts/deploy.ts";
+import { operatorAccount } from "../support/contracts/fixture.ts";
 
 /** mulberry32: small deterministic PRNG. */
 function random(seed: number) {

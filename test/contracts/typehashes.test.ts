@@ -17,8 +17,8 @@ import {
   voucherTypes,
 } from "../../offchain/src/protocol/index.ts";
 import { voucherDigest } from "../../offchain/src/chain/index.ts";
-import { deployCell } from "./helpers/deploy.ts";
-import { receiptFor } from "./helpers/fixture.ts";
+import { deployCell } from "../support/contracts/deploy.ts";
+import { receiptFor } from "../support/contracts/fixture.ts";
 
 /** EIP-712 encodeType for a struct without nested structs. */
 function encodeType(types: Record<string, readonly { name: string; type: string }[]>): string {
