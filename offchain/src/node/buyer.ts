@@ -190,7 +190,9 @@ export class Buyer {
       providerAddrs: ctx.mesh.multiaddrs().slice(0, 8),
     });
     const job = newJob(signed.jobId, spec, signed.signature, announce);
-    await ctx.store.commit(() => {
+    // Placement starts while the commit is pending: the commit runs before this node reads
+    // any answer from the network, and submitJob returns only once it is on disk.
+    const stored = ctx.store.commit(() => {
       if (!ctx.store.blocks.has(moduleCid)) putKnownBlock(ctx, moduleCid, request.module);
       putKnownBlock(ctx, inputCid, request.input);
       ctx.store.jobs.insert({
@@ -212,6 +214,12 @@ export class Buyer {
     this.#scheduler.enqueue(queued(job));
     this.#pump();
     if (job.state === "announced" && this.#scheduler.has(job.jobId)) this.#markWaiting(job);
+    try {
+      await stored;
+    } catch (err) {
+      this.#fail(job, "internal_error", `the job could not be stored: ${errorMessage(err)}`);
+      throw err;
+    }
     return { jobId: job.jobId };
   }
 
