@@ -4,7 +4,6 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { fileURLToPath } from "node:url";
 import { recoverTypedDataAddress } from "viem";
 import type { Hex } from "viem";
 import { pino } from "pino";
@@ -33,12 +32,11 @@ import {
   verifyReceipt,
 } from "../../offchain/src/protocol/index.ts";
 import { openStore } from "../../offchain/src/store/index.ts";
+import { ensureJobs } from "../../scripts/build-jobs.ts";
 import { spinModule, startChild, startCluster, startInProcess, until } from "./cluster.ts";
 import type { ChildNode, Cluster, ClusterNode } from "./cluster.ts";
 
-const SHA256_WASM = readFileSync(
-  fileURLToPath(new URL("../../examples/jobs/build/sha256.wasm", import.meta.url)),
-);
+const SHA256_WASM = readFileSync((await ensureJobs(["sha256"])).sha256);
 const DONORS = 4;
 const anything = z.any();
 const raw = {

