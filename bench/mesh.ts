@@ -10,6 +10,7 @@ const DONORS = 4;
 const LATENCY_JOBS = Number(process.env.MESH_LATENCY_JOBS ?? 200);
 const THROUGHPUT_SECONDS = Number(process.env.MESH_SECONDS ?? 30);
 const CONCURRENCY = Number(process.env.MESH_CONCURRENCY ?? 64);
+const CLOCK_TICKS_PER_SECOND = 100; // USER_HZ on Linux
 
 const cluster = await startCluster();
 let buyer: CellNode | undefined;
@@ -76,6 +77,7 @@ try {
       }
     }
   };
+  const cpuBefore = cpuMsOfNodes(donors);
   const started = performance.now();
   const rssSamples: number[][] = [];
   const sampler = setInterval(() => rssSamples.push(rssOfNodes(donors)), 1_000);
@@ -83,8 +85,13 @@ try {
   clearInterval(sampler);
   const seconds = (performance.now() - started) / 1000;
   const jobsPerSec = completed / seconds;
+  const cpuSpent = cpuMsOfNodes(donors).map((ms, i) => ms - cpuBefore[i]!);
   console.log(
     `throughput  ${CONCURRENCY} jobs in flight for ${seconds.toFixed(1)} s: ${completed} completed, ${failed} failed, ${jobsPerSec.toFixed(1)} jobs/s`,
+  );
+  const perJob = (ms: number) => (ms / Math.max(1, completed)).toFixed(1);
+  console.log(
+    `cpu  per completed job: ${perJob(cpuSpent.reduce((sum, ms) => sum + ms, 0))} ms over all nodes (buyer ${perJob(cpuSpent[0]!)} ms, donors ${cpuSpent.slice(1).map(perJob).join(" / ")} ms)`,
   );
 
   const peak = rssSamples.reduce(
@@ -125,6 +132,24 @@ function round(value: number): number {
 function rssOfNodes(children: ChildNode[]): number[] {
   const own = process.memoryUsage().rss / 1024 / 1024;
   return [own, ...children.map((child) => residentMb(child.process.pid))];
+}
+
+/** CPU time (user + system) of the buyer (this process) and each donor process, in ms. */
+function cpuMsOfNodes(children: ChildNode[]): number[] {
+  const own = process.cpuUsage();
+  return [(own.user + own.system) / 1000, ...children.map((child) => cpuMs(child.process.pid))];
+}
+
+function cpuMs(pid: number | undefined): number {
+  if (pid === undefined) return 0;
+  try {
+    // Fields 14 and 15 of /proc/PID/stat (after the parenthesised name): utime, stime in clock ticks.
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_SECOND;
+  } catch {
+    return 0;
+  }
 }
 
 function residentMb(pid: number | undefined): number {

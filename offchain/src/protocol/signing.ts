@@ -1,5 +1,16 @@
-import { hashTypedData, isAddressEqual, recoverAddress } from "viem";
-import type { Address, Hex, LocalAccount, TypedDataDomain } from "viem";
+import { invert } from "@noble/curves/abstract/modular";
+import { secp256k1 } from "@noble/curves/secp256k1";
+import {
+  getTypesForEIP712Domain,
+  hashDomain,
+  hashTypedData,
+  isAddress,
+  isAddressEqual,
+  keccak256,
+  recoverPublicKey,
+} from "viem";
+import { publicKeyToAddress } from "viem/accounts";
+import type { Address, Hex, LocalAccount, TypedDataDomain, TypedDataParameter } from "viem";
 import { bidTypes, jobSpecTypes, receiptTypes } from "./eip712.ts";
 import type { BidMessage, JobSpecMessage, Receipt } from "./eip712.ts";
 import type { BidWire, JobSpecWire, ReceiptWire } from "./messages.ts";
@@ -14,15 +25,95 @@ export type Signer = Pick<LocalAccount, "address" | "signTypedData" | "sign">;
 
 /** A job's id: the EIP-712 hash of its spec, which the buyer signs. */
 export function jobIdOf(domain: TypedDataDomain, spec: JobSpecMessage): Hex {
-  return hashTypedData({ domain, types: jobSpecTypes, primaryType: "JobSpec", message: spec });
+  return (
+    flatDigest(domain, jobSpecStruct, spec) ??
+    hashTypedData({ domain, types: jobSpecTypes, primaryType: "JobSpec", message: spec })
+  );
 }
 
 export function bidDigest(domain: TypedDataDomain, bid: BidMessage): Hex {
-  return hashTypedData({ domain, types: bidTypes, primaryType: "Bid", message: bid });
+  return (
+    flatDigest(domain, bidStruct, bid) ??
+    hashTypedData({ domain, types: bidTypes, primaryType: "Bid", message: bid })
+  );
 }
 
 export function receiptDigest(domain: TypedDataDomain, receipt: Receipt): Hex {
-  return hashTypedData({ domain, types: receiptTypes, primaryType: "Receipt", message: receipt });
+  return (
+    flatDigest(domain, receiptStruct, receipt) ??
+    hashTypedData({ domain, types: receiptTypes, primaryType: "Receipt", message: receipt })
+  );
+}
+
+// ── EIP-712 digests of flat structs ─────────────────────────────────────────────────
+//
+// The market's statements are flat structs of atomic fields, so their digest is
+// keccak256(0x1901 ‖ domainSeparator ‖ keccak256(typeHash ‖ one word per field)). Building
+// those words directly costs a fraction of viem's generic encoder. A value the words cannot
+// carry as viem would (out of range, malformed) returns undefined, and the caller lets
+// hashTypedData compute the digest or throw its error.
+
+interface FlatStruct {
+  typeHash: Uint8Array;
+  fields: readonly TypedDataParameter[];
+}
+
+function flatStruct(name: string, fields: readonly TypedDataParameter[]): FlatStruct {
+  const encodedType = `${name}(${fields.map((field) => `${field.type} ${field.name}`).join(",")})`;
+  return { typeHash: hexBytes(keccak256(new TextEncoder().encode(encodedType))), fields };
+}
+
+const jobSpecStruct = flatStruct("JobSpec", jobSpecTypes.JobSpec);
+const bidStruct = flatStruct("Bid", bidTypes.Bid);
+const receiptStruct = flatStruct("Receipt", receiptTypes.Receipt);
+const domainSeparators = new WeakMap<TypedDataDomain, Uint8Array>();
+
+function domainSeparator(domain: TypedDataDomain): Uint8Array {
+  let separator = domainSeparators.get(domain);
+  if (!separator) {
+    const types = { EIP712Domain: getTypesForEIP712Domain({ domain }) };
+    separator = hexBytes(hashDomain({ domain, types } as Parameters<typeof hashDomain>[0]));
+    domainSeparators.set(domain, separator);
+  }
+  return separator;
+}
+
+function flatDigest(domain: TypedDataDomain, struct: FlatStruct, message: object): Hex | undefined {
+  const words = new Uint8Array(32 * (struct.fields.length + 1));
+  words.set(struct.typeHash, 0);
+  const values = message as Record<string, unknown>;
+  for (const [index, field] of struct.fields.entries()) {
+    const word = encodeWord(field.type, values[field.name]);
+    if (!word) return undefined;
+    words.set(word, 32 * (index + 1));
+  }
+  const envelope = new Uint8Array(66);
+  envelope.set([0x19, 0x01], 0);
+  envelope.set(domainSeparator(domain), 2);
+  envelope.set(hexBytes(keccak256(words)), 34);
+  return keccak256(envelope);
+}
+
+function encodeWord(type: string, value: unknown): Uint8Array | undefined {
+  if (type === "bytes32")
+    return typeof value === "string" && /^0x[0-9a-fA-F]{64}$/.test(value) ? hexBytes(value) : undefined;
+  if (type === "address")
+    return typeof value === "string" && isAddress(value) ? uintWord(BigInt(value)) : undefined;
+  if (type === "string")
+    return typeof value === "string" ? hexBytes(keccak256(new TextEncoder().encode(value))) : undefined;
+  const bits = /^uint(\d+)$/.exec(type)?.[1];
+  if (bits === undefined || (typeof value !== "bigint" && typeof value !== "number")) return undefined;
+  if (typeof value === "number" && !Number.isSafeInteger(value)) return undefined;
+  const number = BigInt(value);
+  return number >= 0n && number < 1n << BigInt(bits) ? uintWord(number) : undefined;
+}
+
+function uintWord(value: bigint): Uint8Array {
+  return hexBytes(`0x${value.toString(16).padStart(64, "0")}`);
+}
+
+function hexBytes(hex: string): Uint8Array {
+  return Uint8Array.from(Buffer.from(hex.slice(2), "hex"));
 }
 
 export async function signJobSpec(
@@ -87,11 +178,71 @@ export async function verifyReceipt(
 
 /** True when `signature` over an EIP-712 digest recovers to `expected`; a malformed signature proves nothing. */
 export async function verifyDigest(digest: Hex, expected: Address, signature: Hex): Promise<boolean> {
+  const known = operatorKeys.get(expected.toLowerCase());
+  const parsed = known && digest.length === 66 && parseSignature(signature);
+  if (known && parsed) return recoversTo(known, digest, parsed);
   try {
-    return isAddressEqual(await recoverAddress({ hash: digest, signature }), expected);
+    const publicKey = await recoverPublicKey({ hash: digest, signature });
+    if (!isAddressEqual(publicKeyToAddress(publicKey), expected)) return false;
+    rememberOperatorKey(expected, publicKey);
+    return true;
   } catch {
     return false;
   }
+}
+
+// ── checking against a known operator key ─────────────────────────────────────────
+//
+// Recovering a public key costs two generic scalar multiplications; once an operator's key
+// is known, the same answer comes from one multiplication by the generator and one by the
+// key's precomputed table (about 150 kB a key, so few keys are kept). `recoversTo` accepts
+// exactly the signatures that recovery would map to this key: same range checks on r and s,
+// and R's x and y parity must match r and v (so a high-s twin with an unchanged v fails, as
+// it recovers another key).
+
+type Point = InstanceType<typeof secp256k1.ProjectivePoint>;
+
+const OPERATOR_KEYS_LIMIT = 64;
+const KEY_WINDOW_BITS = 6;
+const CURVE_ORDER = secp256k1.CURVE.n;
+const operatorKeys = new Map<string, Point>();
+
+function rememberOperatorKey(operator: Address, publicKey: Hex): void {
+  if (operatorKeys.size >= OPERATOR_KEYS_LIMIT) operatorKeys.delete(operatorKeys.keys().next().value!);
+  const point = secp256k1.ProjectivePoint.fromHex(publicKey.slice(2));
+  operatorKeys.set(operator.toLowerCase(), secp256k1.utils.precompute(KEY_WINDOW_BITS, point));
+}
+
+interface ParsedSignature {
+  r: bigint;
+  s: bigint;
+  yParity: bigint;
+}
+
+/** r, s and the y parity of a 65-byte signature whose v is 0, 1, 27 or 28; anything else goes the long way. */
+function parseSignature(signature: Hex): ParsedSignature | undefined {
+  if (signature.length !== 132 || !/^0x[0-9a-fA-F]{130}$/.test(signature)) return undefined;
+  const v = Number.parseInt(signature.slice(130), 16);
+  if (v !== 0 && v !== 1 && v !== 27 && v !== 28) return undefined;
+  return {
+    r: BigInt(`0x${signature.slice(2, 66)}`),
+    s: BigInt(`0x${signature.slice(66, 130)}`),
+    yParity: BigInt(v % 27),
+  };
+}
+
+function recoversTo(key: Point, digest: Hex, { r, s, yParity }: ParsedSignature): boolean {
+  if (r < 1n || r >= CURVE_ORDER || s < 1n || s >= CURVE_ORDER) return false;
+  const h = BigInt(digest) % CURVE_ORDER;
+  const sInverse = invert(s, CURVE_ORDER);
+  const u1 = (h * sInverse) % CURVE_ORDER;
+  const u2 = (r * sInverse) % CURVE_ORDER;
+  // `multiply`, not `multiplyAndAddUnsafe`: only the former uses the key's precomputed table correctly.
+  const { BASE, ZERO } = secp256k1.ProjectivePoint;
+  const R = (u1 === 0n ? ZERO : BASE.multiply(u1)).add(key.multiply(u2));
+  if (R.equals(ZERO)) return false;
+  const { x, y } = R.toAffine();
+  return x === r && (y & 1n) === yParity;
 }
 
 // ── wire codecs: uint64/uint256 travel as decimal strings ───────────────────────────
