@@ -1,14 +1,37 @@
+import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
 import type { Logger } from "pino";
 import type { WorkerRequest } from "./protocol.ts";
+import { compiledWorkerEntry } from "./worker-entry.ts";
 
-const WORKER_URL = new URL("./worker.ts", import.meta.url);
+const WORKER_SOURCE = new URL("./worker.ts", import.meta.url);
+const WORKER_CACHE = fileURLToPath(new URL("../../../node_modules/.cache/cell", import.meta.url));
+let workerEntry: URL | undefined;
 
-/** Fixed per-worker limits: the wasm stack and the JS heap of the shim. */
+/** The worker's entry as plain JavaScript, found once per process; the `.ts` file if that fails. */
+function workerUrl(logger: Logger): URL {
+  if (workerEntry) return workerEntry;
+  try {
+    workerEntry = compiledWorkerEntry(WORKER_SOURCE, WORKER_CACHE);
+  } catch (error) {
+    logger.warn(
+      { detail: error instanceof Error ? error.message : String(error) },
+      "cannot compile the runtime worker to JavaScript; it loads TypeScript instead",
+    );
+    workerEntry = WORKER_SOURCE;
+  }
+  return workerEntry;
+}
+
+/**
+ * Fixed per-worker limits: the wasm stack and the JS heap of the shim. The shim allocates
+ * little JS per job (guest memory and output buffers live outside the JS heap), so a small
+ * young generation keeps an idle worker's resident memory low.
+ */
 export const WORKER_RESOURCE_LIMITS = {
   stackSizeMb: 8,
   maxOldGenerationSizeMb: 256,
-  maxYoungGenerationSizeMb: 32,
+  maxYoungGenerationSizeMb: 8,
 };
 
 /**
@@ -91,7 +114,7 @@ export class WorkerPool {
   }
 
   private spawn(): Slot {
-    const worker = new Worker(WORKER_URL, { resourceLimits: WORKER_RESOURCE_LIMITS });
+    const worker = new Worker(workerUrl(this.logger), { resourceLimits: WORKER_RESOURCE_LIMITS });
     const slot: Slot = { worker, ready: Promise.resolve(), isReady: false, tasks: [] };
     slot.ready = new Promise((resolve, reject) => {
       worker.once("message", () => resolve());
