@@ -110,6 +110,7 @@ export class Buyer {
   readonly #busy = new Map<string, number>();
   readonly #finished: Hex[] = [];
   readonly #pendingWrites: (() => void)[] = [];
+  readonly #pendingStates = new Map<Hex, { state: JobViewState; reason: ReasonCode | null }>();
   #writeTimer: NodeJS.Timeout | undefined;
   #tick: NodeJS.Timeout | undefined;
   #stopped = false;
@@ -772,10 +773,18 @@ export class Buyer {
     while (this.#finished.length > RECENT_FINISHED_JOBS) this.#jobs.delete(this.#finished.shift()!);
   }
 
+  /** A job's state row is written once per batch, with the latest state the batch saw. */
   #setState(job: BuyerJob, state: JobViewState, reason?: ReasonCode): void {
     job.state = state;
     job.reason = reason;
-    this.#write(() => this.#ctx.store.jobs.update(job.jobId, { state, reason: reason ?? null }));
+    const queuedAlready = this.#pendingStates.has(job.jobId);
+    this.#pendingStates.set(job.jobId, { state, reason: reason ?? null });
+    if (queuedAlready) return;
+    this.#write(() => {
+      const latest = this.#pendingStates.get(job.jobId);
+      this.#pendingStates.delete(job.jobId);
+      if (latest) this.#ctx.store.jobs.update(job.jobId, latest);
+    });
   }
 
   #emit(job: BuyerJob, fields: Omit<JobEvent, "jobId" | "at">): void {
