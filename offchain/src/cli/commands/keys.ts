@@ -2,13 +2,7 @@ import { readFile } from "node:fs/promises";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { Command, InvalidArgumentError } from "commander";
-import {
-  DEFAULT_SCRYPT_N,
-  initIdentity,
-  loadOrCreateIdentity,
-  readPublicIdentity,
-  type PublicIdentity,
-} from "../../identity/index.ts";
+import type { PublicIdentity } from "../../identity/index.ts";
 
 interface KeyCommandOptions {
   dir: string;
@@ -32,7 +26,7 @@ export function registerKeysCommand(program: Command): Command {
     .option("--dir <dir>", "key directory", defaultDir())
     .option("--force", "replace existing keys (the old ones are lost)")
     .option("--passphrase-file <file>", "file whose first line is the passphrase (else env CELL_PASSPHRASE)")
-    .option("--scrypt-n <n>", "scrypt cost of the key files, a power of two", parseInteger, DEFAULT_SCRYPT_N)
+    .option("--scrypt-n <n>", "scrypt cost of the key files, a power of two (default 2^17)", parseInteger)
     .option("--json", "print JSON")
     .addHelpText(
       "after",
@@ -40,17 +34,18 @@ export function registerKeysCommand(program: Command): Command {
     )
     .action(async function (
       this: Command,
-      options: KeyCommandOptions & { force?: boolean; scryptN: number },
+      options: KeyCommandOptions & { force?: boolean; scryptN?: number },
     ) {
       try {
         const passphrase = await readPassphrase(options.passphraseFile);
         if (passphrase === undefined)
           throw new Error("no passphrase: pass --passphrase-file FILE or set CELL_PASSPHRASE");
+        const { initIdentity } = await import("../../identity/index.ts");
         const identity = await initIdentity({
           dir: options.dir,
           passphrase,
           force: options.force ?? false,
-          scryptN: options.scryptN,
+          ...(options.scryptN === undefined ? {} : { scryptN: options.scryptN }),
         });
         printIdentity(identity, options.json ?? false, "created");
       } catch (error) {
@@ -70,6 +65,7 @@ export function registerKeysCommand(program: Command): Command {
     .addHelpText("after", "\nExample:\n  $ cell keys show --dir ./node1 --json\n")
     .action(async function (this: Command, options: KeyCommandOptions) {
       try {
+        const { loadOrCreateIdentity, readPublicIdentity } = await import("../../identity/index.ts");
         const identity = await readPublicIdentity(options.dir);
         const passphrase = await readPassphrase(options.passphraseFile);
         if (passphrase !== undefined)

@@ -1,8 +1,6 @@
 import { readFile } from "node:fs/promises";
 import { Command, InvalidArgumentError, Option } from "commander";
-import { pino } from "pino";
 import type { Address } from "viem";
-import { serveNodeApi } from "../serve.ts";
 import { reportErrors } from "../errors.ts";
 
 interface StartOptions {
@@ -88,7 +86,11 @@ Config reference: docs/operations.md.
 }
 
 async function startNodeCommand(options: StartOptions): Promise<void> {
-  const { loadConfig, startNode } = await import("../../node/index.ts");
+  const [{ loadConfig, startNode }, { pino }, { serveNodeApi }] = await Promise.all([
+    import("../../node/index.ts"),
+    import("pino"),
+    import("../serve.ts"),
+  ]);
   const config = await loadConfig(options.config, await overridesFrom(options));
   const logger = pino({ level: config.logLevel, base: undefined }, pino.destination(2));
   const node = await startNode(config, { logger });

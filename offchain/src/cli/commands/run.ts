@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { InvalidArgumentError, Option, type Command } from "commander";
-import { createRuntime, type ExecutionResult, type NoResult } from "../../runtime/index.ts";
+import type { ExecutionResult, NoResult } from "../../runtime/index.ts";
 import { reportErrors } from "../errors.ts";
 
 interface RunOptions {
@@ -44,6 +44,7 @@ export function registerRunCommand(program: Command): Command {
     )
     .action(async function (this: Command, modulePath: string, options: RunOptions) {
       await reportErrors(this, async () => {
+        const { createRuntime } = await import("../../runtime/index.ts");
         const runtime = await createRuntime({ poolSize: 1 });
         try {
           const result = await runtime.execute({
