@@ -6,7 +6,8 @@
 // added here by running this file again in the same process (`process.execve`, same pid)
 // before anything else is loaded:
 // --max-semi-space-size=4: each of the young generation's two semi-spaces stays at most
-//   4 MB (V8's default lets them grow to 16 MB under a steady stream of message objects).
+//   4 MB (V8's default lets them grow to 16 MB under a steady stream of message objects);
+//   measured on a donor: ~25 MB less resident memory for ~1 ms more CPU per job.
 // --heap-growing-percent=30: the old generation is collected again once it has grown by
 //   30% (V8 lets a large heap grow up to 4x between full collections, so garbage from
 //   finished jobs would otherwise sit in resident memory). There is no hard heap cap, so
