@@ -209,7 +209,8 @@ export class Buyer {
 
     this.#announcer.announce(announce);
     ctx.provider.add(moduleCid);
-    ctx.provider.add(inputCid);
+    // An inline input travels with the assignment; a DHT walk for it would only cost CPU.
+    if (request.input.length > INLINE_INPUT_MAX_BYTES) ctx.provider.add(inputCid);
     this.#setState(job, "announced");
     this.#emit(job, { type: "announced" });
     this.#scheduler.enqueue(queued(job));
