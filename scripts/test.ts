@@ -34,7 +34,13 @@ const contracts = await run("hardhat", ["test"], (out) => ({
 }));
 const offchain = await run(
   process.execPath,
-  ["--test", "--test-concurrency=1", "--test-reporter=spec", "test/offchain/**/*.test.ts", "test/e2e/**/*.test.ts"],
+  [
+    "--test",
+    "--test-concurrency=1",
+    "--test-reporter=spec",
+    "test/offchain/**/*.test.ts",
+    "test/e2e/**/*.test.ts",
+  ],
   (out) => ({
     passed: lastNumber(stripAnsi(out), /ℹ pass (\d+)/g),
     failed: lastNumber(stripAnsi(out), /ℹ fail (\d+)/g),

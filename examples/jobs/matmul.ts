@@ -25,5 +25,15 @@ export function _start(): void {
   let sum = 0.0;
   for (let i = 0; i < n; i++) trace += unchecked(c[i * n + i]);
   for (let index = 0; index < n * n; index++) sum += unchecked(c[index]);
-  print("n=" + n.toString() + " trace=" + trace.toString() + " sum=" + sum.toString() + " bits=" + reinterpret<u64>(sum).toString(16) + "\n");
+  print(
+    "n=" +
+      n.toString() +
+      " trace=" +
+      trace.toString() +
+      " sum=" +
+      sum.toString() +
+      " bits=" +
+      reinterpret<u64>(sum).toString(16) +
+      "\n",
+  );
 }

@@ -14,5 +14,7 @@ export function _start(): void {
       unchecked((composite[multiple] = 1));
     }
   }
-  print("primes<=" + limit.toString() + " count=" + count.toString() + " largest=" + largest.toString() + "\n");
+  print(
+    "primes<=" + limit.toString() + " count=" + count.toString() + " largest=" + largest.toString() + "\n",
+  );
 }

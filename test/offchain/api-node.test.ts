@@ -169,7 +169,10 @@ describe("local API on a real buyer node", { timeout: 240_000 }, () => {
     // The view names the latest refusal; under load a stale advert may add slots_full first.
     const reasons = (body.events as { reason?: string }[]).map((event) => event.reason).filter(Boolean);
     assert.ok(reasons.includes(String(refusal.reason)), "the job view's events hold the streamed refusal");
-    assert.ok(reasons.includes(String(body.reason)), `the job view's reason ${String(body.reason)} is one of its events'`);
+    assert.ok(
+      reasons.includes(String(body.reason)),
+      `the job view's reason ${String(body.reason)} is one of its events'`,
+    );
   });
 
   it("lists the staked donor among the peers", async () => {

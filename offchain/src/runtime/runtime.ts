@@ -89,6 +89,7 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
     await pool.close();
     throw new Error(
       `runtime workers failed to start: ${error instanceof Error ? error.message : String(error)}`,
+      { cause: error },
     );
   }
   const cache = new Map<string, Promise<PrepareReply>>();
