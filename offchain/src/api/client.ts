@@ -1,5 +1,5 @@
 import type { Hex } from "viem";
-import type { ApiJobEvent, ApiJobView, JobPriority } from "./types.ts";
+import type { ApiJobEvent, ApiJobView, SubmitJobRequest } from "./types.ts";
 
 export interface ApiClientOptions {
   /** Base URL of the node's API, e.g. http://127.0.0.1:7070 */
@@ -11,17 +11,8 @@ export interface ApiClientOptions {
   source?: string;
 }
 
-export interface SubmitJobOptions {
-  module: Uint8Array;
-  input: Uint8Array;
-  fuelLimit?: bigint;
-  memoryPages?: number;
-  timeoutMs?: number;
-  maxPricePerMegaFuel?: bigint;
-  priority?: JobPriority;
-  deadlineMs?: number;
-  entry?: string;
-}
+/** What `submitJob` sends: the same fields as a node-side submit request. */
+export type SubmitJobOptions = SubmitJobRequest;
 
 export type JobStreamMessage = { event: "job"; data: ApiJobEvent } | { event: "end"; data: ApiJobView };
 

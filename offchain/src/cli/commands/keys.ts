@@ -1,7 +1,7 @@
-import { readFile } from "node:fs/promises";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { Command, InvalidArgumentError } from "commander";
+import { readPassphrase } from "../passphrase.ts";
 import type { PublicIdentity } from "../../identity/index.ts";
 
 interface KeyCommandOptions {
@@ -81,26 +81,6 @@ export function registerKeysCommand(program: Command): Command {
 /** The key directory when --dir is absent: $CELL_DATA_DIR, else ~/.cell. */
 export function defaultDir(): string {
   return process.env.CELL_DATA_DIR ?? join(homedir(), ".cell");
-}
-
-/** --passphrase-file wins over CELL_PASSPHRASE; a trailing newline is not part of it. */
-async function readPassphrase(file: string | undefined): Promise<string | undefined> {
-  if (file !== undefined) {
-    let text: string;
-    try {
-      text = await readFile(file, "utf8");
-    } catch (error) {
-      throw new Error(
-        `cannot read passphrase file ${file}: ${(error as NodeJS.ErrnoException).code ?? "unreadable"}`,
-        { cause: error },
-      );
-    }
-    const passphrase = text.split(/\r?\n/, 1)[0] ?? "";
-    if (passphrase.length === 0) throw new Error(`passphrase file ${file} is empty`);
-    return passphrase;
-  }
-  const fromEnv = process.env.CELL_PASSPHRASE;
-  return fromEnv === undefined || fromEnv.length === 0 ? undefined : fromEnv;
 }
 
 function printIdentity(

@@ -1,7 +1,7 @@
-import { readFile } from "node:fs/promises";
 import { Command, InvalidArgumentError, Option } from "commander";
 import type { Address } from "viem";
 import { reportErrors } from "../errors.ts";
+import { readPassphraseFile } from "../passphrase.ts";
 
 interface StartOptions {
   config?: string;
@@ -149,21 +149,6 @@ async function overridesFrom(options: StartOptions): Promise<Record<string, unkn
     chain: { rpcUrl: options.rpc, deploymentFile: options.deployment },
     donor: { enabled: options.donor, pricePerMegaFuel: options.price, slots: options.slots },
   };
-}
-
-async function readPassphraseFile(file: string): Promise<string> {
-  let text: string;
-  try {
-    text = await readFile(file, "utf8");
-  } catch (error) {
-    throw new Error(
-      `cannot read passphrase file ${file}: ${(error as NodeJS.ErrnoException).code ?? "unreadable"}`,
-      { cause: error },
-    );
-  }
-  const passphrase = text.split(/\r?\n/, 1)[0] ?? "";
-  if (passphrase.length === 0) throw new Error(`passphrase file ${file} is empty`);
-  return passphrase;
 }
 
 function untilSignal(): Promise<NodeJS.Signals> {
