@@ -4,6 +4,7 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
+import { setTimeout as sleep } from "node:timers/promises";
 import { recoverTypedDataAddress } from "viem";
 import type { Hex } from "viem";
 import { pino } from "pino";
@@ -21,7 +22,10 @@ import {
   PROTOCOL_STATUS,
   TOPIC_CAPS,
   TOPIC_JOBS,
+  TOPIC_RECEIPTS,
   CID,
+  ReceiptBatchAnnounceSchema,
+  ReceiptBatchBlockSchema,
   CapabilityAdvertSchema,
   cellDomain,
   cidOf,
@@ -31,6 +35,7 @@ import {
   signBid,
   verifyReceipt,
 } from "../../offchain/src/protocol/index.ts";
+import type { ReceiptBatchAnnounce, ReceiptBatchBlock } from "../../offchain/src/protocol/index.ts";
 import { openStore } from "../../offchain/src/store/index.ts";
 import { ensureJobs } from "../../scripts/build-jobs.ts";
 import { spinModule, startChild, startCluster, startInProcess, until } from "./cluster.ts";
@@ -132,45 +137,85 @@ describe("Cell node mesh: 4 staked donors and a buyer", { timeout: 240_000 }, ()
     assert.equal(onChainJobId, jobId, "the job id is DonorRegistry's EIP-712 digest of the signed spec");
   });
 
-  it("serves the signed receipt by CID and provides it in the DHT", async () => {
-    const receiptBytes = new TextEncoder().encode(
-      JSON.stringify({ receipt: firstJob.receipt!.message, signature: firstJob.receipt!.signature }),
-    );
-    const receiptCid = await cidOf(receiptBytes);
-    const executor = donorNodes.find(
-      (node) => node.identity.operatorAddress === firstJob.receipt!.message.executor,
-    )!;
-    const executorPeer = donors.find((donor) => donor.name === executor.name)!.peerId;
+  it("announces receipt batches, provides each batch in the DHT and serves its receipts by CID", async () => {
     const { identity } = await cluster.prepare(`reader-${Date.now()}`, { donor: false });
-    const reader = await createMeshNode({
+    const watcher = await createMeshNode({
       peerKeySeed: identity.peerKeySeed,
       bootstrap: donors.flatMap((donor) => donor.multiaddrs.slice(0, 1)),
       logger: pino({ level: "silent" }),
     });
+    const announced: ReceiptBatchAnnounce[] = [];
+    watcher.subscribe(TOPIC_RECEIPTS, ReceiptBatchAnnounceSchema, (batch) => void announced.push(batch), {
+      maxBytes: MESSAGE_LIMITS.receiptBatchAnnounce,
+    });
     try {
+      await until(() => watcher.peers().length >= 2, 10_000, "the watcher to join the mesh");
+      await sleep(1_500); // gossipsub grafts the watcher into the topic mesh on its heartbeat
+      const { jobId } = await buyer.submitJob({
+        module: SHA256_WASM,
+        input: new TextEncoder().encode("1\nbatch"),
+      });
+      const job = await buyer.waitForJob(jobId, { timeoutMs: 30_000 });
+      assert.equal(job.state, "completed");
+      const receiptBytes = new TextEncoder().encode(
+        JSON.stringify({ receipt: job.receipt!.message, signature: job.receipt!.signature }),
+      );
+      const receiptCid = (await cidOf(receiptBytes)).toString();
+      const executor = job.receipt!.message.executor.toLowerCase();
+      const executorPeer = donors.find(
+        (donor) =>
+          donorNodes.find((node) => node.name === donor.name)!.identity.operatorAddress.toLowerCase() ===
+          executor,
+      )!.peerId;
+
+      let batch: ReceiptBatchAnnounce | undefined;
+      let listed: ReceiptBatchBlock | undefined;
+      await until(
+        () => listed !== undefined,
+        15_000,
+        "a receipt batch listing the job's receipt to be announced",
+        async () => {
+          for (const candidate of announced.splice(0).filter((entry) => entry.executor === executor)) {
+            const bytes = await watcher.fetchBlock(CID.parse(candidate.batchCid), {
+              from: [executorPeer],
+              timeoutMs: 5_000,
+            });
+            const block = ReceiptBatchBlockSchema.parse(JSON.parse(new TextDecoder().decode(bytes)));
+            if (block.receipts.some((entry) => entry.jobId === jobId && entry.cid === receiptCid)) {
+              batch = candidate;
+              listed = block;
+            }
+          }
+        },
+      );
+      assert.equal(listed!.executor, executor);
+      assert.equal(listed!.sequence, batch!.sequence);
+      assert.equal(listed!.receipts.length, batch!.count);
+      if (listed!.sequence > 0) assert.ok(listed!.previous, "a later batch links to the one before");
+
       let providers: string[] = [];
       await until(
         () => providers.includes(executorPeer),
         20_000,
-        "the executor to provide the receipt in the DHT",
+        "the executor to provide the batch in the DHT",
         async () => {
-          providers = await reader
-            .findProviders(receiptCid, { limit: 8, signal: AbortSignal.timeout(3_000) })
+          providers = await watcher
+            .findProviders(CID.parse(batch!.batchCid), { limit: 8, signal: AbortSignal.timeout(3_000) })
             .catch(() => []);
         },
       );
-      const fetched = await reader.fetchBlock(receiptCid, { from: [executorPeer], timeoutMs: 10_000 });
+      const fetched = await watcher.fetchBlock(CID.parse(receiptCid), { from: providers, timeoutMs: 10_000 });
       assert.deepEqual(JSON.parse(new TextDecoder().decode(fetched)), {
-        receipt: firstJob.receipt!.message,
-        signature: firstJob.receipt!.signature,
+        receipt: job.receipt!.message,
+        signature: job.receipt!.signature,
       });
-      const output = await reader.fetchBlock(CID.parse(firstJob.result!.outputCid), {
+      const output = await watcher.fetchBlock(CID.parse(job.result!.outputCid), {
         from: [executorPeer],
         timeoutMs: 10_000,
       });
-      assert.equal(Buffer.from(output).toString("base64"), firstJob.result!.outputBase64);
+      assert.equal(Buffer.from(output).toString("base64"), job.result!.outputBase64);
     } finally {
-      await reader.stop();
+      await watcher.stop();
     }
   });
 
@@ -450,6 +495,10 @@ describe("Cell node mesh: 4 staked donors and a buyer", { timeout: 240_000 }, ()
         "the receipt block is in the donor's blockstore",
       );
       assert.equal(store.jobs.get(firstJob.jobId)?.role, "executor");
+      assert.ok(
+        batchChainLists(store, stored[0]!.cid!),
+        "the donor's receipt batches, followed back from its head, list the receipt",
+      );
     } finally {
       store.close();
     }
@@ -462,6 +511,22 @@ describe("Cell node mesh: 4 staked donors and a buyer", { timeout: 240_000 }, ()
     assert.equal((await buyer.waitForJob(jobId, { timeoutMs: 30_000 })).state, "completed");
   });
 });
+
+/** Follows the stored receipt batch chain back from its head; true when a batch lists `receiptCid`. */
+function batchChainLists(store: ReturnType<typeof openStore>, receiptCid: string): boolean {
+  let cid = (store.meta.getJson("receipts.batchHead") as { cid: string | null } | undefined)?.cid ?? null;
+  let expected: number | undefined;
+  while (cid !== null) {
+    const bytes = store.blocks.get(cid);
+    assert.ok(bytes, `batch ${cid} is in the blockstore`);
+    const block = ReceiptBatchBlockSchema.parse(JSON.parse(new TextDecoder().decode(bytes)));
+    if (expected !== undefined) assert.equal(block.sequence, expected, "batches are numbered in order");
+    if (block.receipts.some((entry) => entry.cid === receiptCid)) return true;
+    expected = block.sequence - 1;
+    cid = block.previous;
+  }
+  return false;
+}
 
 function stakedDonorsSeen(node: CellNode): number {
   return node.peers().filter((peer) => peer.staked === true).length;

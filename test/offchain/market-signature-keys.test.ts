@@ -7,8 +7,8 @@ import { buildJobSpec } from "../../offchain/src/market/index.ts";
 import { bidTypes, cellDomain, jobSpecTypes, receiptTypes } from "../../offchain/src/protocol/index.ts";
 import { bidDigest, jobIdOf, receiptDigest, verifyDigest } from "../../offchain/src/protocol/signing.ts";
 
-// Digests are built from words directly and verifyDigest checks signatures of an operator it has seen before against that operator's
-// cached public key instead of recovering it. These tests hold both to viem's answers.
+// Digests are built from words directly and verifyDigest recovers keys through libsecp256k1.
+// These tests hold both to viem's answers.
 
 const CURVE_ORDER = 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141n;
 

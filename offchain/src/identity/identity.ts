@@ -4,7 +4,8 @@ import { join } from "node:path";
 import { inspect } from "node:util";
 import * as ed from "@noble/ed25519";
 import type { Address, Hex } from "viem";
-import { generatePrivateKey, privateKeyToAccount, type PrivateKeyAccount } from "viem/accounts";
+import { generatePrivateKey, type PrivateKeyAccount } from "viem/accounts";
+import { operatorAccount } from "./operator-account.ts";
 import { didFromPublicKey, peerIdFromPublicKey } from "./encoding.ts";
 import { ensurePrivateDir, fileExists, isExposed, writePrivateFile } from "./files.ts";
 import { decryptOperatorKey, encryptOperatorKey, readKeystoreAddress } from "./operator-keystore.ts";
@@ -88,7 +89,7 @@ export async function initIdentity(options: InitIdentityOptions): Promise<Identi
   const { json } = await encryptOperatorKey(operatorPrivateKey, options.passphrase, scryptN);
   await writePrivateFile(paths.keystorePath, json);
 
-  const operator = privateKeyToAccount(operatorPrivateKey);
+  const operator = operatorAccount(operatorPrivateKey);
   const identity = makeIdentity(publicIdentity(peerPublicKey, operator.address, paths), seed, operator);
   options.logger?.info(
     { dir: options.dir, peerId: identity.peerId, operator: identity.operatorAddress },

@@ -18,3 +18,4 @@ export type {
 } from "./identity.ts";
 export { didFromPublicKey, peerIdFromPublicKey, publicKeyFromDid, publicKeyFromPeerId } from "./encoding.ts";
 export { SecretBytes } from "./secret.ts";
+export { operatorAccount } from "./operator-account.ts";

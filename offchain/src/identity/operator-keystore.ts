@@ -2,6 +2,7 @@ import { decryptKeystoreJson, encryptKeystoreJson } from "ethers";
 import { z } from "zod";
 import { getAddress, type Address, type Hex } from "viem";
 import { privateKeyToAccount, type PrivateKeyAccount } from "viem/accounts";
+import { operatorAccount } from "./operator-account.ts";
 
 /**
  * The operator key (secp256k1) in a Web3 Secret Storage v3 keystore, the format of
@@ -56,7 +57,7 @@ export async function decryptOperatorKey(
   } catch {
     throw new Error(`cannot decrypt operator keystore ${path}: wrong passphrase or the file was modified`);
   }
-  const account = privateKeyToAccount(privateKey);
+  const account = operatorAccount(privateKey);
   if (account.address !== expected) {
     throw new Error(
       `operator keystore ${path} holds a key for ${account.address}, not its stated address ${expected}`,

@@ -35,6 +35,7 @@ import type {
 import type { NodeContext } from "./context.ts";
 import { protocolSpecs } from "./protocols.ts";
 import { detach, errorMessage, putKnownBlock, sleep } from "./context.ts";
+import { ReceiptLog } from "./receipt-log.ts";
 
 export const RUNTIME_VERSION = "cell-wasm/1";
 const OFFER_LIMIT = 10_000;
@@ -64,12 +65,19 @@ export class Donor {
   readonly #offers = new Map<Hex, { expiresAt: bigint; pricePerMegaFuel: bigint }>();
   readonly #executions = new Map<Hex, Execution>();
   readonly #receipts: { message: ReturnType<typeof receiptToWire>; signature: Hex }[] = [];
+  readonly #receiptLog: ReceiptLog;
   #advertTimer: NodeJS.Timeout | undefined;
   #stopping = false;
 
   constructor(ctx: NodeContext, policy: DonorPolicy) {
     this.#ctx = ctx;
     this.#policy = policy;
+    this.#receiptLog = new ReceiptLog(ctx, ctx.config.donor.receiptBatchMs);
+  }
+
+  /** The newest batch of receipts this node signed, if any. */
+  get receiptBatchHead(): { cid: string; sequence: number } | undefined {
+    return this.#receiptLog.head;
   }
 
   get busySlots(): number {
@@ -84,6 +92,7 @@ export class Donor {
 
   async start(): Promise<void> {
     const { mesh } = this.#ctx;
+    this.#receiptLog.start();
     await mesh.handle(PROTOCOL_BID, protocolSpecs.bid, (request, from) => this.#onBidRequest(request, from));
     await mesh.handle(PROTOCOL_ASSIGN, protocolSpecs.assign, (request, from) =>
       this.#onAssign(request, from),
@@ -112,9 +121,10 @@ export class Donor {
     return { type: "status", jobId: request.jobId, state: "unknown" };
   }
 
-  stop(): void {
+  async stop(): Promise<void> {
     this.#stopping = true;
     clearInterval(this.#advertTimer);
+    await this.#receiptLog.stop();
   }
 
   async #advertise(): Promise<void> {
@@ -388,10 +398,10 @@ export class Donor {
       JSON.stringify({ receipt: delivery.receipt, signature: delivery.signature }),
     );
     const receiptCid = (await cidOf(receiptBlock)).toString();
-    await store.commit(() => {
+    const stored = await store.commit(() => {
       putKnownBlock(this.#ctx, delivery.outputCid, output);
       putKnownBlock(this.#ctx, receiptCid, receiptBlock);
-      store.receipts.put({
+      const { row } = store.receipts.put({
         jobId: execution.job.jobId,
         executor: delivery.receipt.executor,
         message: delivery.receipt,
@@ -405,11 +415,13 @@ export class Donor {
           status: delivery.receipt.status,
         },
       });
+      return row;
     });
     this.#receipts.push({ message: delivery.receipt, signature: delivery.signature });
     if (this.#receipts.length > RECENT_RECEIPTS) this.#receipts.shift();
-    this.#ctx.provider.add(receiptCid);
-    this.#ctx.provider.add(delivery.outputCid);
+    this.#receiptLog.add(stored.id, execution.job.jobId, receiptCid);
+    // A small output travels inline with the receipt; a DHT walk for it would only cost CPU.
+    if (output.byteLength > INLINE_OUTPUT_MAX_BYTES) this.#ctx.provider.add(delivery.outputCid);
   }
 }
 

@@ -19,6 +19,8 @@ import {
   PROTOCOL_STATUS,
   TOPIC_CAPS,
   TOPIC_JOBS,
+  TOPIC_RECEIPTS,
+  ReceiptBatchAnnounceSchema,
   cellDomain,
 } from "../protocol/index.ts";
 import { createRuntime } from "../runtime/index.ts";
@@ -125,6 +127,12 @@ async function assemble(
     (batch, from) => log.debug({ from, jobs: batch.jobs.length }, "jobs announced"),
     { maxBytes: MESSAGE_LIMITS.announceBatch },
   );
+  mesh.subscribe(
+    TOPIC_RECEIPTS,
+    ReceiptBatchAnnounceSchema,
+    (batch, from) => log.debug({ from, executor: batch.executor, batch: batch.batchCid }, "receipt batch"),
+    { maxBytes: MESSAGE_LIMITS.receiptBatchAnnounce },
+  );
   await mesh.handle(PROTOCOL_STATUS, protocolSpecs.status, async (request) => donor.onStatus(request));
   await mesh.handle(PROTOCOL_RECEIPT, protocolSpecs.receipt, (delivery, from) =>
     buyer.onDelivery(delivery, from),
@@ -151,7 +159,7 @@ async function assemble(
     stop: async () => {
       if (stopped) return;
       stopped = true;
-      donor.stop();
+      await donor.stop();
       buyer.stop();
       for (const step of cleanup) {
         try {

@@ -8,6 +8,7 @@ import { z } from "zod/v4";
 
 export const TOPIC_JOBS = "/cell/jobs/1";
 export const TOPIC_CAPS = "/cell/caps/1";
+export const TOPIC_RECEIPTS = "/cell/receipts/1";
 export const PROTOCOL_BID = "/cell/bid/1";
 export const PROTOCOL_ASSIGN = "/cell/assign/1";
 export const PROTOCOL_STATUS = "/cell/status/1";
@@ -26,6 +27,8 @@ export const MESSAGE_LIMITS = {
   statusResponse: 4 * 1024,
   receiptDelivery: 384 * 1024,
   receiptAck: 1024,
+  receiptBatchAnnounce: 1024,
+  receiptBatchBlock: 256 * 1024,
 } as const;
 
 /** Largest input sent inline with an assignment; larger inputs are fetched by CID. */
@@ -327,3 +330,36 @@ export const ReceiptAckSchema = z.strictObject({
   reason: ReasonCodeSchema.optional(),
 });
 export type ReceiptAck = z.infer<typeof ReceiptAckSchema>;
+
+// ── receipt batches ─────────────────────────────────────────────────────────────────
+
+/** Most receipts one batch block lists. */
+export const RECEIPT_BATCH_MAX = 1024;
+
+/**
+ * A block listing the receipts an executor signed within one batch window, linked to the
+ * executor's previous batch: the whole history is reachable from the latest batch. The
+ * batch, not each receipt, is provided in the DHT; its receipts are fetched by CID from
+ * the batch's providers.
+ */
+export const ReceiptBatchBlockSchema = z.strictObject({
+  type: z.literal("cell-receipt-batch/1"),
+  executor: AddressSchema,
+  sequence: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
+  previous: CidStringSchema.nullable(),
+  receipts: z
+    .array(z.strictObject({ jobId: Bytes32Schema, cid: CidStringSchema }))
+    .min(1)
+    .max(RECEIPT_BATCH_MAX),
+});
+export type ReceiptBatchBlock = z.infer<typeof ReceiptBatchBlockSchema>;
+
+/** What `/cell/receipts/1` carries: an executor's newest receipt batch. */
+export const ReceiptBatchAnnounceSchema = z.strictObject({
+  type: z.literal("receipt_batch"),
+  executor: AddressSchema,
+  batchCid: CidStringSchema,
+  sequence: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER),
+  count: uint(RECEIPT_BATCH_MAX).min(1),
+});
+export type ReceiptBatchAnnounce = z.infer<typeof ReceiptBatchAnnounceSchema>;

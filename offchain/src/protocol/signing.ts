@@ -1,6 +1,6 @@
-import { invert } from "@noble/curves/abstract/modular";
-import { secp256k1 } from "@noble/curves/secp256k1";
+import { createRequire } from "node:module";
 import {
+  bytesToHex,
   getTypesForEIP712Domain,
   hashDomain,
   hashTypedData,
@@ -178,71 +178,47 @@ export async function verifyReceipt(
 
 /** True when `signature` over an EIP-712 digest recovers to `expected`; a malformed signature proves nothing. */
 export async function verifyDigest(digest: Hex, expected: Address, signature: Hex): Promise<boolean> {
-  const known = operatorKeys.get(expected.toLowerCase());
-  const parsed = known && digest.length === 66 && parseSignature(signature);
-  if (known && parsed) return recoversTo(known, digest, parsed);
   try {
-    const publicKey = await recoverPublicKey({ hash: digest, signature });
-    if (!isAddressEqual(publicKeyToAddress(publicKey), expected)) return false;
-    rememberOperatorKey(expected, publicKey);
-    return true;
+    const publicKey =
+      recoverNative(digest, signature) ?? (await recoverPublicKey({ hash: digest, signature }));
+    return isAddressEqual(publicKeyToAddress(publicKey), expected);
   } catch {
     return false;
   }
 }
 
-// ── checking against a known operator key ─────────────────────────────────────────
+// ── recovery through libsecp256k1 ──────────────────────────────────────────────────
 //
-// Recovering a public key costs two generic scalar multiplications; once an operator's key
-// is known, the same answer comes from one multiplication by the generator and one by the
-// key's precomputed table (about 150 kB a key, so few keys are kept). `recoversTo` accepts
-// exactly the signatures that recovery would map to this key: same range checks on r and s,
-// and R's x and y parity must match r and v (so a high-s twin with an unchanged v fails, as
-// it recovers another key).
+// The `secp256k1` package's prebuilt N-API binding recovers a key in about 70 µs, against
+// about 2 ms for recovery in JavaScript; every bid, job and receipt a node accepts is
+// checked this way. Where the binding does not load, viem's recovery gives the same answer.
 
-type Point = InstanceType<typeof secp256k1.ProjectivePoint>;
-
-const OPERATOR_KEYS_LIMIT = 64;
-const KEY_WINDOW_BITS = 6;
-const CURVE_ORDER = secp256k1.CURVE.n;
-const operatorKeys = new Map<string, Point>();
-
-function rememberOperatorKey(operator: Address, publicKey: Hex): void {
-  if (operatorKeys.size >= OPERATOR_KEYS_LIMIT) operatorKeys.delete(operatorKeys.keys().next().value!);
-  const point = secp256k1.ProjectivePoint.fromHex(publicKey.slice(2));
-  operatorKeys.set(operator.toLowerCase(), secp256k1.utils.precompute(KEY_WINDOW_BITS, point));
+interface NativeRecovery {
+  ecdsaRecover(signature: Uint8Array, recid: number, message: Uint8Array, compressed: boolean): Uint8Array;
 }
 
-interface ParsedSignature {
-  r: bigint;
-  s: bigint;
-  yParity: bigint;
+const native = loadNativeRecovery();
+
+function loadNativeRecovery(): NativeRecovery | undefined {
+  try {
+    return createRequire(import.meta.url)("secp256k1/bindings") as NativeRecovery;
+  } catch {
+    return undefined;
+  }
 }
 
-/** r, s and the y parity of a 65-byte signature whose v is 0, 1, 27 or 28; anything else goes the long way. */
-function parseSignature(signature: Hex): ParsedSignature | undefined {
-  if (signature.length !== 132 || !/^0x[0-9a-fA-F]{130}$/.test(signature)) return undefined;
+/**
+ * The uncompressed public key a 65-byte signature (v = 0, 1, 27 or 28) recovers to, or
+ * undefined to leave anything else to viem; throws when the signature recovers to no key.
+ * Recovery accepts a high s as ecrecover does; its twin with an unchanged v recovers
+ * another key.
+ */
+function recoverNative(digest: Hex, signature: Hex): Hex | undefined {
+  if (!native || digest.length !== 66 || !/^0x[0-9a-fA-F]{130}$/.test(signature)) return undefined;
   const v = Number.parseInt(signature.slice(130), 16);
   if (v !== 0 && v !== 1 && v !== 27 && v !== 28) return undefined;
-  return {
-    r: BigInt(`0x${signature.slice(2, 66)}`),
-    s: BigInt(`0x${signature.slice(66, 130)}`),
-    yParity: BigInt(v % 27),
-  };
-}
-
-function recoversTo(key: Point, digest: Hex, { r, s, yParity }: ParsedSignature): boolean {
-  if (r < 1n || r >= CURVE_ORDER || s < 1n || s >= CURVE_ORDER) return false;
-  const h = BigInt(digest) % CURVE_ORDER;
-  const sInverse = invert(s, CURVE_ORDER);
-  const u1 = (h * sInverse) % CURVE_ORDER;
-  const u2 = (r * sInverse) % CURVE_ORDER;
-  // `multiply`, not `multiplyAndAddUnsafe`: only the former uses the key's precomputed table correctly.
-  const { BASE, ZERO } = secp256k1.ProjectivePoint;
-  const R = (u1 === 0n ? ZERO : BASE.multiply(u1)).add(key.multiply(u2));
-  if (R.equals(ZERO)) return false;
-  const { x, y } = R.toAffine();
-  return x === r && (y & 1n) === yParity;
+  const compact = Buffer.from(signature.slice(2, 130), "hex");
+  return bytesToHex(native.ecdsaRecover(compact, v % 27, Buffer.from(digest.slice(2), "hex"), false));
 }
 
 // ── wire codecs: uint64/uint256 travel as decimal strings ───────────────────────────

@@ -1,0 +1,132 @@
+import type { Address, Hex } from "viem";
+import {
+  MESSAGE_LIMITS,
+  RECEIPT_BATCH_MAX,
+  ReceiptBatchAnnounceSchema,
+  TOPIC_RECEIPTS,
+  cidOf,
+} from "../protocol/index.ts";
+import type { ReceiptBatchBlock } from "../protocol/index.ts";
+import type { NodeContext } from "./context.ts";
+import { errorMessage, putKnownBlock } from "./context.ts";
+
+/** Where the log keeps its head: the last batched receipt row, the newest batch and its number. */
+const HEAD_KEY = "receipts.batchHead";
+
+interface Head {
+  /** Receipt rows up to this id are in a batch. */
+  through: number;
+  cid: string | null;
+  sequence: number;
+}
+
+interface Entry {
+  rowId: number;
+  jobId: Hex;
+  cid: string;
+}
+
+/**
+ * The executor's receipt log. Receipts signed within a window (`donor.receiptBatchMs`,
+ * at most RECEIPT_BATCH_MAX) become one batch block linked to the previous batch; the
+ * batch is stored, provided in the DHT and announced on `/cell/receipts/1`. One DHT
+ * provide per batch instead of one per receipt keeps the DHT's cost off each job: a
+ * provide walks the network. Receipts themselves are on disk before they are delivered;
+ * a crash before their batch is written batches them at the next start.
+ */
+export class ReceiptLog {
+  readonly #ctx: NodeContext;
+  readonly #intervalMs: number;
+  #pending: Entry[] = [];
+  #head: Head = { through: 0, cid: null, sequence: 0 };
+  #timer: NodeJS.Timeout | undefined;
+  /** Batches are written one after another: each links to the one before. */
+  #writing: Promise<void> = Promise.resolve();
+  #stopped = false;
+
+  constructor(ctx: NodeContext, intervalMs: number) {
+    this.#ctx = ctx;
+    this.#intervalMs = intervalMs;
+  }
+
+  /** The newest batch written, if any. */
+  get head(): { cid: string; sequence: number } | undefined {
+    return this.#head.cid === null ? undefined : { cid: this.#head.cid, sequence: this.#head.sequence };
+  }
+
+  /** Loads the head and queues this executor's receipts that no batch lists yet. */
+  start(): void {
+    const stored = this.#ctx.store.meta.getJson(HEAD_KEY) as Head | undefined;
+    if (stored) this.#head = stored;
+    const own = this.#ctx.operatorAddress.toLowerCase();
+    for (const row of this.#ctx.store.receipts.list({ afterId: this.#head.through })) {
+      if (row.cid !== null && row.executor.toLowerCase() === own)
+        this.#pending.push({ rowId: row.id, jobId: row.jobId as Hex, cid: row.cid });
+    }
+    if (this.#pending.length > 0) this.#schedule();
+  }
+
+  /** A receipt this node signed and stored (row `rowId`), to go into the next batch. */
+  add(rowId: number, jobId: Hex, cid: string): void {
+    this.#pending.push({ rowId, jobId, cid });
+    if (this.#pending.length >= RECEIPT_BATCH_MAX) this.#flush();
+    else this.#schedule();
+  }
+
+  /** Writes what is pending as a last batch, without providing or announcing it. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    this.#flush();
+    await this.#writing;
+  }
+
+  #schedule(): void {
+    this.#timer ??= setTimeout(() => this.#flush(), this.#intervalMs);
+    this.#timer.unref();
+  }
+
+  #flush(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    if (this.#pending.length === 0) return;
+    const entries = this.#pending.splice(0, RECEIPT_BATCH_MAX);
+    if (this.#pending.length > 0) this.#schedule();
+    this.#writing = this.#writing.then(() =>
+      this.#write(entries).catch((err: unknown) =>
+        this.#ctx.log.warn({ err: errorMessage(err) }, "could not write a receipt batch"),
+      ),
+    );
+  }
+
+  async #write(entries: Entry[]): Promise<void> {
+    const ctx = this.#ctx;
+    const sequence = this.#head.cid === null ? 0 : this.#head.sequence + 1;
+    const block: ReceiptBatchBlock = {
+      type: "cell-receipt-batch/1",
+      executor: ctx.operatorAddress.toLowerCase() as Address,
+      sequence,
+      previous: this.#head.cid,
+      receipts: entries.map(({ jobId, cid }) => ({ jobId, cid })),
+    };
+    const bytes = new TextEncoder().encode(JSON.stringify(block));
+    const batchCid = (await cidOf(bytes)).toString();
+    const head: Head = { through: entries.at(-1)!.rowId, cid: batchCid, sequence };
+    await ctx.store.commit(() => {
+      putKnownBlock(ctx, batchCid, bytes);
+      ctx.store.meta.setJson(HEAD_KEY, head);
+    });
+    this.#head = head;
+    if (this.#stopped) return;
+    ctx.provider.add(batchCid);
+    ctx.mesh
+      .publish(
+        TOPIC_RECEIPTS,
+        ReceiptBatchAnnounceSchema,
+        { type: "receipt_batch", executor: block.executor, batchCid, sequence, count: entries.length },
+        { maxBytes: MESSAGE_LIMITS.receiptBatchAnnounce },
+      )
+      .catch((err: unknown) =>
+        ctx.log.debug({ batchCid, err: errorMessage(err) }, "receipt batch announce not sent"),
+      );
+  }
+}
