@@ -27,6 +27,7 @@ import {
   ReceiptBatchAnnounceSchema,
   ReceiptBatchBlockSchema,
   CapabilityAdvertSchema,
+  JobAnnounceBatchSchema,
   cellDomain,
   cidOf,
   jobSpecFromWire,
@@ -244,38 +245,51 @@ describe("Cell node mesh: 4 staked donors and a buyer", { timeout: 240_000 }, ()
     assert.ok(!view.events.some((event) => event.type === "assigned"));
   });
 
-  it("ignores an unstaked peer that advertises and would bid below everyone", async () => {
+  it("ignores an unstaked peer that advertises and bids below everyone", async () => {
     const rogue = await startRogue(cluster, buyer);
     try {
       const domain = cellDomain(cluster.devnet.chainId, cluster.devnet.deployment.donorRegistry);
-      let bidRequests = 0;
+      let bidsSent = 0;
       let assignments = 0;
-      await rogue.mesh.handle(PROTOCOL_BID, raw, async (request: { job: { jobId: Hex } }) => {
-        bidRequests++;
-        const bid = {
-          jobId: request.job.jobId,
-          executor: rogue.identity.operatorAddress,
-          pricePerMegaFuel: 1n,
-          expiresAt: BigInt(Date.now() + 60_000),
-        };
-        const bidSignature = await signBid(rogue.identity.operator, domain, bid);
+      rogue.mesh.subscribe(
+        TOPIC_JOBS,
+        JobAnnounceBatchSchema,
+        async (batch, from) => {
+          const offers = await Promise.all(
+            batch.jobs.map(async (job) => {
+              const bid = {
+                jobId: job.jobId,
+                executor: rogue.identity.operatorAddress,
+                pricePerMegaFuel: 1n,
+                expiresAt: BigInt(Date.now() + 60_000),
+              };
+              return {
+                type: "bid",
+                bid: { ...bid, pricePerMegaFuel: "1", expiresAt: bid.expiresAt.toString() },
+                signature: await signBid(rogue.identity.operator, domain, bid),
+                peerKey: rogue.identity.peerKeyHex,
+                freeSlots: 8,
+              };
+            }),
+          );
+          await rogue.mesh.request(from, PROTOCOL_BID, raw, { type: "bids", offers });
+          bidsSent += offers.length;
+        },
+        { maxBytes: MESSAGE_LIMITS.announceBatch },
+      );
+      await rogue.mesh.handle(PROTOCOL_ASSIGN, raw, async (batch: { assignments: { jobId: Hex }[] }) => {
+        assignments += batch.assignments.length;
         return {
-          type: "bid",
-          bid: { ...bid, pricePerMegaFuel: "1", expiresAt: bid.expiresAt.toString() },
-          signature: bidSignature,
-          peerKey: rogue.identity.peerKeyHex,
-          freeSlots: 8,
+          type: "assign_results",
+          results: batch.assignments.map(({ jobId }) => ({ type: "accept", jobId })),
         };
-      });
-      await rogue.mesh.handle(PROTOCOL_ASSIGN, raw, async (request: { job: { jobId: Hex } }) => {
-        assignments++;
-        return { type: "accept", jobId: request.job.jobId };
       });
       await until(
         () => buyer.peers().some((peer) => peer.peerId === rogue.mesh.peerId && peer.staked === false),
         20_000,
         "the buyer to hear the rogue's advert",
       );
+      await sleep(1_500); // gossipsub grafts the rogue into the jobs topic on its heartbeat
 
       const { jobId } = await buyer.submitJob({
         module: SHA256_WASM,
@@ -284,7 +298,7 @@ describe("Cell node mesh: 4 staked donors and a buyer", { timeout: 240_000 }, ()
       });
       const view = await buyer.waitForJob(jobId, { timeoutMs: 30_000 });
       assert.equal(view.state, "completed");
-      assert.equal(bidRequests, 0, "an unstaked peer is never asked to bid");
+      await until(() => bidsSent > 0, 10_000, "the rogue to bid on the announced job");
       assert.equal(assignments, 0, "an unstaked peer is never assigned");
       assert.notEqual(view.receipt!.message.executor, rogue.identity.operatorAddress);
       assert.ok(!view.events.some((event) => event.peerId === rogue.mesh.peerId));
@@ -311,7 +325,7 @@ describe("Cell node mesh: 4 staked donors and a buyer", { timeout: 240_000 }, ()
         type: "no_result",
         jobId: `0x${"ab".repeat(32)}`,
         reason: "no_result",
-        detail: "x".repeat(MESSAGE_LIMITS.receiptDelivery + 1),
+        detail: "x".repeat(MESSAGE_LIMITS.deliveryBatch + 1),
       };
       await assert.rejects(rogue.mesh.request(buyer.peerId, PROTOCOL_RECEIPT, raw, oversized), {
         code: "too_large",

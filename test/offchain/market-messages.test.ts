@@ -1,8 +1,12 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import {
+  AssignBatchSchema,
   AssignRequestSchema,
-  BidResponseSchema,
+  BidBatchSchema,
+  DeliveryBatchSchema,
+  MARKET_BATCH_MAX,
+  BidOfferSchema,
   ANNOUNCE_BATCH_MAX_JOBS,
   CapabilityAdvertSchema,
   JobAnnounceBatchSchema,
@@ -142,21 +146,21 @@ describe("decimal-string integers", () => {
 describe("bid, assign, status and receipt schemas", () => {
   const bid = { jobId: bytes32, executor: address, pricePerMegaFuel: "900", expiresAt: "1900000000000" };
 
-  it("bid responses are a signed bid or a decline with a known reason", () => {
+  it("bid offers are a signed bid or a decline with a known reason", () => {
     assert.equal(
-      BidResponseSchema.safeParse({ type: "bid", bid, signature, peerKey: bytes32, freeSlots: 1 }).success,
+      BidOfferSchema.safeParse({ type: "bid", bid, signature, peerKey: bytes32, freeSlots: 1 }).success,
       true,
     );
     assert.equal(
-      BidResponseSchema.safeParse({ type: "decline", jobId: bytes32, reason: "slots_full" }).success,
+      BidOfferSchema.safeParse({ type: "decline", jobId: bytes32, reason: "slots_full" }).success,
       true,
     );
     assert.equal(
-      BidResponseSchema.safeParse({ type: "decline", jobId: bytes32, reason: "because" }).success,
+      BidOfferSchema.safeParse({ type: "decline", jobId: bytes32, reason: "because" }).success,
       false,
     );
     assert.equal(
-      BidResponseSchema.safeParse({
+      BidOfferSchema.safeParse({
         type: "decline",
         jobId: bytes32,
         reason: "slots_full",
@@ -166,13 +170,26 @@ describe("bid, assign, status and receipt schemas", () => {
     );
   });
 
-  it("assign requests carry the job and the accepted bid", () => {
-    const request = { type: "assign", job: announce(), bid, bidSignature: signature, attempt: 1 };
+  it("bid batches carry 1 to MARKET_BATCH_MAX offers", () => {
+    const offer = { type: "decline", jobId: bytes32, reason: "slots_full" };
+    assert.equal(BidBatchSchema.safeParse({ type: "bids", offers: [offer] }).success, true);
+    assert.equal(BidBatchSchema.safeParse({ type: "bids", offers: [] }).success, false);
+    const tooMany = Array.from({ length: MARKET_BATCH_MAX + 1 }, () => offer);
+    assert.equal(BidBatchSchema.safeParse({ type: "bids", offers: tooMany }).success, false);
+  });
+
+  it("assign requests name the job and carry the accepted bid", () => {
+    const request = { type: "assign", jobId: bytes32, bid, bidSignature: signature, attempt: 1 };
     assert.equal(AssignRequestSchema.safeParse(request).success, true);
     assert.equal(AssignRequestSchema.safeParse({ ...request, attempt: -1 }).success, false);
     assert.equal(AssignRequestSchema.safeParse({ ...request, inputBase64: "aGVsbG8=" }).success, true);
     assert.equal(AssignRequestSchema.safeParse({ ...request, inputBase64: "A".repeat(6000) }).success, false);
     assert.equal(AssignRequestSchema.safeParse({ ...request, inputBase64: "%%%" }).success, false);
+    assert.equal(AssignRequestSchema.safeParse({ ...request, job: announce() }).success, false);
+    assert.equal(
+      AssignBatchSchema.safeParse({ type: "assign_batch", assignments: [request, request] }).success,
+      true,
+    );
   });
 
   it("status responses name a known executor state", () => {
@@ -205,10 +222,13 @@ describe("bid, assign, status and receipt schemas", () => {
       false,
     );
     assert.equal(ReceiptDeliverySchema.safeParse({ ...ok, outputBase64: "not base64!" }).success, false);
+    const noResult = { type: "no_result", jobId: bytes32, reason: "no_result" };
+    assert.equal(ReceiptDeliverySchema.safeParse(noResult).success, true);
     assert.equal(
-      ReceiptDeliverySchema.safeParse({ type: "no_result", jobId: bytes32, reason: "no_result" }).success,
+      DeliveryBatchSchema.safeParse({ type: "deliveries", deliveries: [ok, noResult] }).success,
       true,
     );
+    assert.equal(DeliveryBatchSchema.safeParse({ type: "deliveries", deliveries: [] }).success, false);
   });
 
   it("capability adverts bound slots and runtime version", () => {

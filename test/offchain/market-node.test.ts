@@ -25,7 +25,8 @@ describe("node config", () => {
     const config = await loadConfig(undefined, { passphrase: "pw" });
     assert.equal(config.api.host, "127.0.0.1");
     assert.equal(config.donor.enabled, false);
-    assert.equal(config.buyer.bidFanout, 2);
+    assert.equal(config.buyer.bidTimeoutMs, 3_000);
+    assert.equal(config.donor.receiptBatchMs, 1_000);
     assert.deepEqual(config.listen, ["/ip4/127.0.0.1/tcp/0"]);
   });
 

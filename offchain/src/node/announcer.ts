@@ -9,13 +9,16 @@ import {
 import type { JobAnnounce } from "../protocol/index.ts";
 import { detach } from "./context.ts";
 
-const LINGER_MS = 20;
+/** Least time between two announcements of one buyer. */
+const LINGER_MS = 10;
 /** Room left in a batch for its envelope. */
 const ENVELOPE_BYTES = 64;
 
 /**
- * Gossips job announces in batches: the jobs submitted within `LINGER_MS` (at most
- * `ANNOUNCE_BATCH_MAX_JOBS`, within the batch byte limit) go out as one message.
+ * Gossips job announces in batches. A job announced after a quiet spell goes out at once
+ * (with whatever else is announced in the same turn of the event loop); while jobs keep
+ * coming, they leave together at most every `LINGER_MS` (at most
+ * `ANNOUNCE_BATCH_MAX_JOBS`, within the batch byte limit, per message).
  */
 export class Announcer {
   readonly #mesh: MeshNode;
@@ -23,6 +26,7 @@ export class Announcer {
   #pending: JobAnnounce[] = [];
   #pendingBytes = ENVELOPE_BYTES;
   #timer: NodeJS.Timeout | undefined;
+  #lastFlush = 0;
 
   constructor(mesh: MeshNode, log: Logger) {
     this.#mesh = mesh;
@@ -38,13 +42,15 @@ export class Announcer {
       this.flush();
     this.#pending.push(job);
     this.#pendingBytes += bytes;
-    this.#timer ??= setTimeout(() => this.flush(), LINGER_MS);
+    const wait = Math.max(0, this.#lastFlush + LINGER_MS - performance.now());
+    this.#timer ??= setTimeout(() => this.flush(), wait);
   }
 
   flush(): void {
     clearTimeout(this.#timer);
     this.#timer = undefined;
     if (this.#pending.length === 0) return;
+    this.#lastFlush = performance.now();
     const batch = { type: "jobs" as const, jobs: this.#pending };
     this.#pending = [];
     this.#pendingBytes = ENVELOPE_BYTES;

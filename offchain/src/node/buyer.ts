@@ -2,6 +2,7 @@ import { EventEmitter } from "node:events";
 import type { Address, Hex } from "viem";
 import { hexToBytes } from "viem";
 import { peerIdFromPublicKey } from "../identity/index.ts";
+import { RequestCoalescer } from "../p2p/index.ts";
 import {
   DEFAULT_BACKOFF,
   JobScheduler,
@@ -18,8 +19,8 @@ import {
   CID,
   INLINE_INPUT_MAX_BYTES,
   JobAnnounceSchema,
+  MARKET_BATCH_MAX,
   PROTOCOL_ASSIGN,
-  PROTOCOL_BID,
   PROTOCOL_STATUS,
   ReceiptStatus,
   bidFromWire,
@@ -31,6 +32,11 @@ import {
   verifyReceipt,
 } from "../protocol/index.ts";
 import type {
+  AssignRequest,
+  AssignResponse,
+  BidAck,
+  BidBatch,
+  BidOffer,
   BidWire,
   JobAnnounce,
   JobSpecMessage,
@@ -45,7 +51,7 @@ import type { NodeContext } from "./context.ts";
 import { detach, errorMessage, putKnownBlock } from "./context.ts";
 import { Announcer } from "./announcer.ts";
 import { protocolSpecs } from "./protocols.ts";
-import type { DonorInfo, PeerBook } from "./peer-book.ts";
+import type { PeerBook } from "./peer-book.ts";
 import type { JobEvent, JobResultView, JobView, JobViewState, SubmitJobRequest } from "./types.ts";
 
 const LIVENESS_MS = 15_000;
@@ -87,10 +93,24 @@ interface BuyerJob {
   past: Attempt[];
   result?: JobResultView;
   receipt?: { message: ReceiptWire; signature: Hex };
+  /** Set while the job is announced and its bids are coming in. */
+  bidding?: BidRound;
 }
 
 type Refusal = { reason: ReasonCode; detail: string };
 type BidCandidate = Candidate & { bid: BidWire; signature: Hex };
+
+/** The answers to one announcement of a job. */
+interface BidRound {
+  /** Donors known able to run the job: once all have answered, selection need not wait. */
+  expected: number;
+  answered: Set<string>;
+  answers: (BidCandidate | Refusal)[];
+  closed: boolean;
+  grace?: NodeJS.Timeout;
+  timer?: NodeJS.Timeout;
+  finish(): void;
+}
 
 /**
  * The buying half of a node: signs and announces jobs, asks known donors for bids,
@@ -116,11 +136,26 @@ export class Buyer {
   #stopped = false;
 
   readonly #announcer: Announcer;
+  readonly #assignments: RequestCoalescer<AssignRequest, AssignResponse>;
 
   constructor(ctx: NodeContext, peers: PeerBook) {
     this.#ctx = ctx;
     this.#peers = peers;
     this.#announcer = new Announcer(ctx.mesh, ctx.log);
+    this.#assignments = new RequestCoalescer({
+      maxItems: MARKET_BATCH_MAX,
+      maxInFlight: 2,
+      send: async (peerId, assignments) => {
+        const { results } = await ctx.mesh.request(
+          peerId,
+          PROTOCOL_ASSIGN,
+          protocolSpecs.assign,
+          { type: "assign_batch", assignments },
+          { timeoutMs: ctx.config.buyer.assignTimeoutMs },
+        );
+        return results;
+      },
+    });
     this.#events.setMaxListeners(0);
   }
 
@@ -135,7 +170,10 @@ export class Buyer {
     this.#stopped = true;
     this.#announcer.stop();
     clearInterval(this.#tick);
-    for (const job of this.#jobs.values()) if (job.current) clearInterval(job.current.timer);
+    for (const job of this.#jobs.values()) {
+      if (job.current) clearInterval(job.current.timer);
+      job.bidding?.finish();
+    }
     this.#flushWrites();
   }
 
@@ -207,7 +245,6 @@ export class Buyer {
     });
     this.#jobs.set(job.jobId, job);
 
-    this.#announcer.announce(announce);
     ctx.provider.add(moduleCid);
     // An inline input travels with the assignment; a DHT walk for it would only cost CPU.
     if (request.input.length > INLINE_INPUT_MAX_BYTES) ctx.provider.add(inputCid);
@@ -323,17 +360,15 @@ export class Buyer {
 
   async #place(job: BuyerJob): Promise<void> {
     const ctx = this.#ctx;
-    const { buyer } = ctx.config;
     const donors = this.#peers.candidates(job.spec, {
       now: ctx.now(),
       livenessMs: LIVENESS_MS,
       exclude: job.excluded,
-      limit: buyer.bidFanout,
       busy: (peerId) => this.#busyWith(peerId),
     });
     if (donors.length === 0) return this.#park(job, "no_bid", "no staked donor able to run the job is known");
 
-    const answers = await this.#collectBids(job, donors);
+    const answers = await this.#callForBids(job, donors.length);
     const candidates = answers.filter((answer): answer is BidCandidate => !("reason" in answer));
     const refusals = answers.filter((answer): answer is Refusal => "reason" in answer);
     const excludeOperators = new Set<string>();
@@ -385,104 +420,120 @@ export class Buyer {
   }
 
   /**
-   * Asks the donors for bids; returns once all have answered, or `BID_GRACE_MS` after the
-   * first usable bid, so one slow donor does not hold up the job. Answers after that are
-   * dropped (the job has moved on).
+   * Announces the job and collects the donors' answers; returns once every expected donor
+   * has answered, `BID_GRACE_MS` after the first usable bid (so one slow donor does not
+   * hold up the job), or after `bidTimeoutMs`. Later answers are dropped (the job has
+   * moved on).
    */
-  #collectBids(job: BuyerJob, donors: readonly DonorInfo[]): Promise<(BidCandidate | Refusal)[]> {
+  #callForBids(job: BuyerJob, expected: number): Promise<(BidCandidate | Refusal)[]> {
     return new Promise((resolve) => {
-      const answers: (BidCandidate | Refusal)[] = [];
-      let pending = donors.length;
-      let grace: NodeJS.Timeout | undefined;
-      const round = { closed: false };
-      const finish = () => {
-        clearTimeout(grace);
-        round.closed = true;
-        resolve([...answers]);
-      };
-      for (const donor of donors) {
-        const asked = this.#askBid(job, donor, round).catch((err: unknown): Refusal => ({
-          reason: "internal_error",
-          detail: errorMessage(err),
-        }));
-        void asked.then((answer) => {
+      const round: BidRound = {
+        expected,
+        answered: new Set(),
+        answers: [],
+        closed: false,
+        finish: () => {
           if (round.closed) return;
-          answers.push(answer);
-          pending--;
-          if (pending === 0) finish();
-          else if (!("reason" in answer) && grace === undefined) grace = setTimeout(finish, BID_GRACE_MS);
-        });
-      }
+          round.closed = true;
+          clearTimeout(round.grace);
+          clearTimeout(round.timer);
+          if (job.bidding === round) job.bidding = undefined;
+          if (round.answered.size < round.expected && round.answers.every((answer) => "reason" in answer))
+            round.answers.push({ reason: "timeout", detail: "no bid came in time" });
+          resolve(round.answers);
+        },
+      };
+      round.timer = setTimeout(round.finish, this.#ctx.config.buyer.bidTimeoutMs);
+      job.bidding = round;
+      this.#announcer.announce(job.announce);
     });
   }
 
-  async #askBid(
+  /** Donor → buyer: bids and declines for jobs this node announced. */
+  onBids(batch: BidBatch, from: string): BidAck {
+    for (const offer of batch.offers) {
+      const jobId = offer.type === "bid" ? offer.bid.jobId : offer.jobId;
+      const job = this.#jobs.get(jobId);
+      const round = job?.bidding;
+      if (!job || !round || round.answered.has(from) || job.excluded.has(from)) continue;
+      round.answered.add(from);
+      this.#peers.touch(from, this.#ctx.now());
+      detach(this.#ctx.log, "reading a bid", this.#takeOffer(job, round, offer, from));
+    }
+    return { type: "ack", received: batch.offers.length };
+  }
+
+  async #takeOffer(job: BuyerJob, round: BidRound, offer: BidOffer, from: string): Promise<void> {
+    const answer = await this.#readOffer(job, round, offer, from).catch((err: unknown): Refusal => ({
+      reason: "internal_error",
+      detail: errorMessage(err),
+    }));
+    if (round.closed) return;
+    round.answers.push(answer);
+    if (round.answered.size >= round.expected) return round.finish();
+    if (!("reason" in answer) && round.grace === undefined)
+      round.grace = setTimeout(round.finish, BID_GRACE_MS);
+  }
+
+  async #readOffer(
     job: BuyerJob,
-    donor: DonorInfo,
-    round: { closed: boolean },
+    round: BidRound,
+    offer: BidOffer,
+    from: string,
   ): Promise<BidCandidate | Refusal> {
     const ctx = this.#ctx;
-    const refuse = (reason: ReasonCode, detail: string): Refusal => {
+    // Only a staked donor's answers become job events: anyone else's are dropped unrecorded.
+    const ignored = (detail: string): Refusal => {
+      ctx.log.debug({ jobId: job.jobId, from, detail }, "ignored a bid");
+      return { reason: "not_staked", detail };
+    };
+    if (offer.type === "decline") {
+      const donor = this.#peers.get(from);
+      if (!donor?.staked) return ignored("a decline from a peer not known as a staked donor");
+      const detail = `declined by the donor: ${offer.detail ?? offer.reason}`;
       if (!round.closed)
         this.#emit(job, {
           type: "bid_rejected",
-          reason,
+          reason: offer.reason,
           detail,
-          peerId: donor.peerId,
+          peerId: from,
           operator: donor.operator,
         });
-      return { reason, detail };
-    };
-    let response;
-    try {
-      response = await ctx.mesh.request(
-        donor.peerId,
-        PROTOCOL_BID,
-        protocolSpecs.bid,
-        { type: "bid_request", job: job.announce },
-        { timeoutMs: ctx.config.buyer.bidTimeoutMs },
-      );
-    } catch (err) {
-      return refuse(requestFailureReason(err), `bid request failed: ${errorMessage(err)}`);
+      return { reason: offer.reason, detail };
     }
-    this.#peers.touch(donor.peerId, ctx.now());
-    if (response.type === "decline")
-      return refuse(response.reason, `declined by the donor: ${response.detail ?? response.reason}`);
-
-    const bid = bidFromWire(response.bid);
-    if (bid.jobId !== job.jobId) return refuse("bid_rejected_signature", "the bid is for another job");
-    if (!peerKeyMatches(response.peerKey, donor.peerId))
-      return refuse("bid_rejected_signature", "the bid's peer key is not the bidder's");
-    const staked = await ctx.stakes.isActive(bid.executor, response.peerKey);
+    if (!peerKeyMatches(offer.peerKey, from)) return ignored("the bid's peer key is not the bidder's");
+    const bid = bidFromWire(offer.bid);
+    if (!(await ctx.stakes.isActive(bid.executor, offer.peerKey)))
+      return ignored("the bidder is not an active staked donor");
     if (round.closed) return { reason: "timeout", detail: "the bid came after the selection" };
     this.#emit(job, {
       type: "bid_received",
-      peerId: donor.peerId,
+      peerId: from,
       operator: bid.executor,
       pricePerMegaFuel: bid.pricePerMegaFuel.toString(),
     });
     this.#write(() => {
-      if (ctx.store.bids.get(job.jobId, donor.peerId)) return;
+      if (ctx.store.bids.get(job.jobId, from)) return;
       ctx.store.bids.insert({
         jobId: job.jobId,
-        bidder: donor.peerId,
+        bidder: from,
         operator: bid.executor,
         pricePerMegaFuel: bid.pricePerMegaFuel,
-        message: response.bid,
-        signature: response.signature,
+        message: offer.bid,
+        signature: offer.signature,
       });
     });
     return {
-      peerId: donor.peerId,
+      peerId: from,
       operator: bid.executor,
       pricePerMegaFuel: bid.pricePerMegaFuel,
       expiresAt: bid.expiresAt,
-      staked,
+      staked: true,
       stake: 0n,
       lastSeen: ctx.now(),
-      freeSlots: response.freeSlots,
-      bid: response.bid,
-      signature: response.signature,
+      freeSlots: offer.freeSlots,
+      bid: offer.bid,
+      signature: offer.signature,
     };
   }
 
@@ -503,23 +554,18 @@ export class Buyer {
     };
     let response;
     try {
-      response = await ctx.mesh.request(
-        chosen.peerId,
-        PROTOCOL_ASSIGN,
-        protocolSpecs.assign,
-        {
-          type: "assign",
-          job: job.announce,
-          bid: chosen.bid,
-          bidSignature: chosen.signature,
-          attempt: Math.min(attempt.number, 64),
-          inputBase64: this.#inlineInput(job),
-        },
-        { timeoutMs: ctx.config.buyer.assignTimeoutMs },
-      );
+      response = await this.#assignments.request(chosen.peerId, {
+        type: "assign",
+        jobId: job.jobId,
+        bid: chosen.bid,
+        bidSignature: chosen.signature,
+        attempt: Math.min(attempt.number, 64),
+        inputBase64: this.#inlineInput(job),
+      });
     } catch (err) {
       return refused(requestFailureReason(err), `assignment failed: ${errorMessage(err)}`);
     }
+    if (response.jobId !== job.jobId) return refused("bad_spec", "the executor answered for another job");
     if (response.type === "reject")
       return refused(
         response.reason,

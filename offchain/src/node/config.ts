@@ -35,8 +35,7 @@ const DonorConfigSchema = z.strictObject({
 const BuyerConfigSchema = z.strictObject({
   defaultFuel: bigintLike.default(100_000_000n),
   maxPricePerMegaFuel: bigintLike.default(10_000n),
-  /** Donors asked for a bid per placement attempt. */
-  bidFanout: z.number().int().min(1).max(32).default(2),
+  /** How long an announced job collects bids when not every known donor answers. */
   bidTimeoutMs: z.number().int().min(50).max(60_000).default(3_000),
   assignTimeoutMs: z.number().int().min(50).max(60_000).default(5_000),
   /** Liveness probe of an assigned executor; two missed probes mean it went silent. */

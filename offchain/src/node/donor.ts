@@ -1,10 +1,12 @@
 import type { Hex } from "viem";
+import { RequestCoalescer } from "../p2p/index.ts";
 import { checkAnnouncedJob, decideBid } from "../market/index.ts";
 import type { DonorPolicy, SignedJob } from "../market/index.ts";
 import {
   CID,
   CapabilityAdvertSchema,
   INLINE_OUTPUT_MAX_BYTES,
+  MARKET_BATCH_MAX,
   MESSAGE_LIMITS,
   PROTOCOL_ASSIGN,
   PROTOCOL_BID,
@@ -18,16 +20,18 @@ import {
   receiptToWire,
   signBid,
   signReceipt,
+  verifyJobSpec,
 } from "../protocol/index.ts";
 import type {
   AssignRequest,
   AssignResponse,
-  BidRequest,
-  BidResponse,
+  BidOffer,
   ExecutorState,
   JobAnnounce,
+  JobAnnounceBatch,
   ReasonCode,
   Receipt,
+  ReceiptAck,
   ReceiptDelivery,
   StatusRequest,
   StatusResponse,
@@ -38,10 +42,21 @@ import { detach, errorMessage, putKnownBlock, sleep } from "./context.ts";
 import { ReceiptLog } from "./receipt-log.ts";
 
 export const RUNTIME_VERSION = "cell-wasm/1";
-const OFFER_LIMIT = 10_000;
+const OFFER_LIMIT = 4_096;
 const DELIVERY_ATTEMPTS = 4;
+const DELIVERY_TIMEOUT_MS = 5_000;
+/** Room in a delivery batch for everything but the inline outputs. */
+const DELIVERY_ENVELOPE_BYTES = 2_048;
 /** Signed receipts kept in memory for `executedReceipts()`; all of them are in the store. */
 const RECENT_RECEIPTS = 1_000;
+
+/** A bid this node made: the job as announced (its id checked), kept until assigned or expired. */
+interface Offer {
+  job: SignedJob;
+  announce: JobAnnounce;
+  expiresAt: bigint;
+  pricePerMegaFuel: bigint;
+}
 
 interface Execution {
   job: SignedJob;
@@ -55,15 +70,18 @@ interface Execution {
 }
 
 /**
- * The executing half of a node: answers bid requests by its policy, accepts assignments
- * while it has free slots, fetches module and input by CID, runs them, and delivers an
- * EIP-712 receipt signed by its operator key to the buyer.
+ * The executing half of a node: answers announced jobs with signed bids (or reasons not
+ * to) by its policy, accepts assignments while it has free slots, fetches module and input
+ * by CID, runs them, and delivers an EIP-712 receipt signed by its operator key to the
+ * buyer. Bids and deliveries to one buyer travel in batches.
  */
 export class Donor {
   readonly #ctx: NodeContext;
   readonly #policy: DonorPolicy;
-  readonly #offers = new Map<Hex, { expiresAt: bigint; pricePerMegaFuel: bigint }>();
+  readonly #offers = new Map<Hex, Offer>();
   readonly #executions = new Map<Hex, Execution>();
+  readonly #bids: RequestCoalescer<BidOffer, undefined>;
+  readonly #deliveries: RequestCoalescer<ReceiptDelivery, ReceiptAck>;
   readonly #receipts: { message: ReturnType<typeof receiptToWire>; signature: Hex }[] = [];
   readonly #receiptLog: ReceiptLog;
   #advertTimer: NodeJS.Timeout | undefined;
@@ -73,6 +91,30 @@ export class Donor {
     this.#ctx = ctx;
     this.#policy = policy;
     this.#receiptLog = new ReceiptLog(ctx, ctx.config.donor.receiptBatchMs);
+    this.#bids = new RequestCoalescer({
+      maxItems: MARKET_BATCH_MAX,
+      maxInFlight: 2,
+      send: async (buyerPeer, offers) => {
+        await ctx.mesh.request(buyerPeer, PROTOCOL_BID, protocolSpecs.bid, { type: "bids", offers });
+        return offers.map(() => undefined);
+      },
+    });
+    this.#deliveries = new RequestCoalescer({
+      maxItems: MARKET_BATCH_MAX,
+      maxInFlight: 2,
+      maxWeight: MESSAGE_LIMITS.deliveryBatch - DELIVERY_ENVELOPE_BYTES * MARKET_BATCH_MAX,
+      weigh: (delivery) => (delivery.type === "receipt" ? (delivery.outputBase64?.length ?? 0) : 0),
+      send: async (buyerPeer, deliveries) => {
+        const { acks } = await ctx.mesh.request(
+          buyerPeer,
+          PROTOCOL_RECEIPT,
+          protocolSpecs.receipt,
+          { type: "deliveries", deliveries },
+          { timeoutMs: DELIVERY_TIMEOUT_MS },
+        );
+        return acks;
+      },
+    });
   }
 
   /** The newest batch of receipts this node signed, if any. */
@@ -93,10 +135,10 @@ export class Donor {
   async start(): Promise<void> {
     const { mesh } = this.#ctx;
     this.#receiptLog.start();
-    await mesh.handle(PROTOCOL_BID, protocolSpecs.bid, (request, from) => this.#onBidRequest(request, from));
-    await mesh.handle(PROTOCOL_ASSIGN, protocolSpecs.assign, (request, from) =>
-      this.#onAssign(request, from),
-    );
+    await mesh.handle(PROTOCOL_ASSIGN, protocolSpecs.assign, async (batch, from) => ({
+      type: "assign_results" as const,
+      results: await Promise.all(batch.assignments.map((request) => this.#onAssign(request, from))),
+    }));
     const advertise = () => detach(this.#ctx.log, "capability advert", this.#advertise());
     this.#advertTimer = setInterval(advertise, this.#ctx.config.donor.advertIntervalMs);
     this.#advertTimer.unref();
@@ -149,20 +191,35 @@ export class Donor {
     await ctx.mesh.publish(TOPIC_CAPS, CapabilityAdvertSchema, advert, { maxBytes: MESSAGE_LIMITS.advert });
   }
 
-  async #onBidRequest(request: BidRequest, from: string): Promise<BidResponse> {
+  /**
+   * Jobs a buyer announced (`buyer` is the gossip message's signed origin): each gets a
+   * signed bid or a decline with its reason, sent back to the buyer together.
+   */
+  async onAnnounce(batch: JobAnnounceBatch, buyer: string): Promise<void> {
+    if (this.#stopping) return;
+    const jobs = batch.jobs.filter((job) => job.buyerPeer === buyer);
+    if (jobs.length < batch.jobs.length)
+      this.#ctx.log.debug({ buyer }, "ignored announced jobs whose buyer is not the announcer");
+    const offers = await Promise.all(jobs.map((job) => this.#offer(job)));
+    for (const offer of offers)
+      this.#bids
+        .request(buyer, offer)
+        .catch((err: unknown) =>
+          this.#ctx.log.debug({ buyer, err: errorMessage(err) }, "bids not delivered"),
+        );
+  }
+
+  async #offer(announce: JobAnnounce): Promise<BidOffer> {
     const ctx = this.#ctx;
-    const decline = (reason: ReasonCode, detail: string): BidResponse => ({
+    const decline = (reason: ReasonCode, detail: string): BidOffer => ({
       type: "decline",
-      jobId: request.job.jobId,
+      jobId: announce.jobId,
       reason,
       detail,
     });
-    if (this.#stopping) return decline("shutting_down", "the node is stopping");
-    if (request.job.buyerPeer !== from)
-      return decline("bad_spec", "the bid request does not come from the job's buyer");
-    if (this.#executions.has(request.job.jobId))
+    if (this.#executions.has(announce.jobId))
       return decline("duplicate_operator", "this node already has the job");
-    const check = await checkAnnouncedJob(ctx.domain, request.job, cidToBytes32, ctx.now(), {
+    const check = await checkAnnouncedJob(ctx.domain, announce, cidToBytes32, ctx.now(), {
       verifySignature: false,
     });
     if (!check.ok) return decline(check.reason, check.detail);
@@ -181,7 +238,7 @@ export class Donor {
       expiresAt: decision.expiresAt,
     };
     const signature = await signBid(ctx.operator, ctx.domain, bid);
-    this.#rememberOffer(bid.jobId, bid.expiresAt, bid.pricePerMegaFuel);
+    this.#rememberOffer({ job: check.job, announce, ...bid });
     return {
       type: "bid",
       bid: bidToWire(bid),
@@ -193,7 +250,7 @@ export class Donor {
 
   async #onAssign(request: AssignRequest, from: string): Promise<AssignResponse> {
     const ctx = this.#ctx;
-    const jobId = request.job.jobId;
+    const { jobId } = request;
     const reject = (reason: ReasonCode, detail: string): AssignResponse => ({
       type: "reject",
       jobId,
@@ -201,25 +258,31 @@ export class Donor {
       detail,
     });
     if (this.#stopping) return reject("shutting_down", "the node is stopping");
-    if (request.job.buyerPeer !== from)
-      return reject("bad_spec", "the assignment does not come from the job's buyer");
-    if (this.#executions.has(jobId)) return { type: "accept", jobId };
+    const running = this.#executions.get(jobId);
+    if (running) {
+      if (running.buyerPeer !== from)
+        return reject("bad_spec", "the assignment does not come from the job's buyer");
+      return { type: "accept", jobId };
+    }
     const bid = bidFromWire(request.bid);
     const offer = this.#offers.get(jobId);
     if (!offer || bid.jobId !== jobId || bid.executor.toLowerCase() !== ctx.operatorAddress.toLowerCase()) {
       return reject("bid_rejected_signature", "this node made no such bid");
     }
+    if (offer.announce.buyerPeer !== from)
+      return reject("bad_spec", "the assignment does not come from the job's buyer");
     if (bid.pricePerMegaFuel !== offer.pricePerMegaFuel)
       return reject("bid_rejected_price", "the price is not the one this node bid");
     if (offer.expiresAt <= BigInt(ctx.now())) return reject("bid_rejected_expired", "the bid has expired");
     if (this.busySlots >= this.#policy.slots)
       return reject("slots_full", `all ${this.#policy.slots} slots are busy`);
-    const check = await checkAnnouncedJob(ctx.domain, request.job, cidToBytes32, ctx.now());
-    if (!check.ok) return reject(check.reason, check.detail);
+    if (!(await verifyJobSpec(ctx.domain, offer.job.spec, offer.job.signature)))
+      return reject("bad_signature", "the spec is not signed by its buyer");
+    if (this.#executions.has(jobId)) return { type: "accept", jobId };
 
     const execution: Execution = {
-      job: check.job,
-      announce: request.job,
+      job: offer.job,
+      announce: offer.announce,
       buyerPeer: from,
       inlineInput: request.inputBase64 === undefined ? undefined : Buffer.from(request.inputBase64, "base64"),
       state: "accepted",
@@ -230,13 +293,14 @@ export class Donor {
     return { type: "accept", jobId };
   }
 
-  #rememberOffer(jobId: Hex, expiresAt: bigint, pricePerMegaFuel: bigint): void {
+  #rememberOffer(offer: Offer): void {
     if (this.#offers.size >= OFFER_LIMIT) {
       const now = BigInt(this.#ctx.now());
-      for (const [id, offer] of this.#offers) if (offer.expiresAt <= now) this.#offers.delete(id);
+      for (const [id, kept] of this.#offers) if (kept.expiresAt <= now) this.#offers.delete(id);
       if (this.#offers.size >= OFFER_LIMIT) this.#offers.delete(this.#offers.keys().next().value as Hex);
     }
-    this.#offers.set(jobId, { expiresAt, pricePerMegaFuel });
+    this.#offers.delete(offer.job.jobId); // a re-announced job: the newest bid counts
+    this.#offers.set(offer.job.jobId, offer);
   }
 
   async #execute(execution: Execution): Promise<void> {
@@ -337,13 +401,7 @@ export class Donor {
   async #deliver(execution: Execution, delivery: ReceiptDelivery): Promise<void> {
     for (let attempt = 1; attempt <= DELIVERY_ATTEMPTS && !this.#stopping; attempt++) {
       try {
-        const ack = await this.#ctx.mesh.request(
-          execution.buyerPeer,
-          PROTOCOL_RECEIPT,
-          protocolSpecs.receipt,
-          delivery,
-          { timeoutMs: 5_000 },
-        );
+        const ack = await this.#deliveries.request(execution.buyerPeer, delivery);
         if (!ack.accepted)
           this.#ctx.log.warn({ jobId: execution.job.jobId, reason: ack.reason }, "buyer refused the receipt");
         break;

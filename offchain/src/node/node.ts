@@ -15,6 +15,7 @@ import {
   CapabilityAdvertSchema,
   JobAnnounceBatchSchema,
   MESSAGE_LIMITS,
+  PROTOCOL_BID,
   PROTOCOL_RECEIPT,
   PROTOCOL_STATUS,
   TOPIC_CAPS,
@@ -45,6 +46,9 @@ import type { CellNode, ChainInfo, JobEvent, PeerView } from "./types.ts";
  * any process (`cell node start`, run.ts, tests); run.ts also passes it on the command line.
  */
 const HEAP_GROWING_FLAG = "--heap-growing-percent=30";
+
+/** Job announcements accepted per buyer and second; a busy buyer batches its jobs into fewer. */
+const ANNOUNCES_PER_SECOND = 200;
 
 export interface StartNodeOptions {
   logger?: Logger;
@@ -124,8 +128,12 @@ async function assemble(
   mesh.subscribe(
     TOPIC_JOBS,
     JobAnnounceBatchSchema,
-    (batch, from) => log.debug({ from, jobs: batch.jobs.length }, "jobs announced"),
-    { maxBytes: MESSAGE_LIMITS.announceBatch },
+    (batch, from) => (ctx.config.donor.enabled ? donor.onAnnounce(batch, from) : undefined),
+    {
+      maxBytes: MESSAGE_LIMITS.announceBatch,
+      ratePerSecond: ANNOUNCES_PER_SECOND,
+      burst: 2 * ANNOUNCES_PER_SECOND,
+    },
   );
   mesh.subscribe(
     TOPIC_RECEIPTS,
@@ -134,9 +142,11 @@ async function assemble(
     { maxBytes: MESSAGE_LIMITS.receiptBatchAnnounce },
   );
   await mesh.handle(PROTOCOL_STATUS, protocolSpecs.status, async (request) => donor.onStatus(request));
-  await mesh.handle(PROTOCOL_RECEIPT, protocolSpecs.receipt, (delivery, from) =>
-    buyer.onDelivery(delivery, from),
-  );
+  await mesh.handle(PROTOCOL_RECEIPT, protocolSpecs.receipt, async (batch, from) => ({
+    type: "acks" as const,
+    acks: await Promise.all(batch.deliveries.map((delivery) => buyer.onDelivery(delivery, from))),
+  }));
+  await mesh.handle(PROTOCOL_BID, protocolSpecs.bid, async (batch, from) => buyer.onBids(batch, from));
   if (ctx.config.donor.enabled) await donor.start();
   buyer.start();
 

@@ -67,7 +67,7 @@ export class PeerBook {
       now: number;
       livenessMs: number;
       exclude: ReadonlySet<string>;
-      limit: number;
+      limit?: number;
       busy?: (peerId: string) => number;
     },
   ): DonorInfo[] {
@@ -83,7 +83,7 @@ export class PeerBook {
           return a.donor.pricePerMegaFuel < b.donor.pricePerMegaFuel ? -1 : 1;
         return b.free - a.free || a.tie - b.tie;
       })
-      .slice(0, options.limit)
+      .slice(0, options.limit ?? Number.POSITIVE_INFINITY)
       .map(({ donor }) => donor);
   }
 

@@ -1,32 +1,36 @@
 import {
-  AssignRequestSchema,
-  AssignResponseSchema,
-  BidRequestSchema,
-  BidResponseSchema,
+  AssignBatchSchema,
+  AssignResultsSchema,
+  BidAckSchema,
+  BidBatchSchema,
+  DeliveryAcksSchema,
+  DeliveryBatchSchema,
   MESSAGE_LIMITS,
-  ReceiptAckSchema,
-  ReceiptDeliverySchema,
   StatusRequestSchema,
   StatusResponseSchema,
 } from "../protocol/index.ts";
 
-/** Schemas, byte limits and per-peer rates of the market's request-response protocols. */
+/**
+ * Schemas, byte limits and per-peer rates of the market's request-response protocols. Bids,
+ * assignments and deliveries travel in batches (see RequestCoalescer), so their rates
+ * count messages of up to MARKET_BATCH_MAX items.
+ */
 export const protocolSpecs = {
   bid: {
-    request: BidRequestSchema,
-    response: BidResponseSchema,
-    maxRequestBytes: MESSAGE_LIMITS.bidRequest,
-    maxResponseBytes: MESSAGE_LIMITS.bidResponse,
-    ratePerSecond: 5_000,
-    burst: 10_000,
+    request: BidBatchSchema,
+    response: BidAckSchema,
+    maxRequestBytes: MESSAGE_LIMITS.bidBatch,
+    maxResponseBytes: MESSAGE_LIMITS.bidAck,
+    ratePerSecond: 1_000,
+    burst: 2_000,
   },
   assign: {
-    request: AssignRequestSchema,
-    response: AssignResponseSchema,
-    maxRequestBytes: MESSAGE_LIMITS.assignRequest,
-    maxResponseBytes: MESSAGE_LIMITS.assignResponse,
-    ratePerSecond: 5_000,
-    burst: 10_000,
+    request: AssignBatchSchema,
+    response: AssignResultsSchema,
+    maxRequestBytes: MESSAGE_LIMITS.assignBatch,
+    maxResponseBytes: MESSAGE_LIMITS.assignResults,
+    ratePerSecond: 1_000,
+    burst: 2_000,
   },
   status: {
     request: StatusRequestSchema,
@@ -37,11 +41,11 @@ export const protocolSpecs = {
     burst: 100,
   },
   receipt: {
-    request: ReceiptDeliverySchema,
-    response: ReceiptAckSchema,
-    maxRequestBytes: MESSAGE_LIMITS.receiptDelivery,
-    maxResponseBytes: MESSAGE_LIMITS.receiptAck,
-    ratePerSecond: 5_000,
-    burst: 10_000,
+    request: DeliveryBatchSchema,
+    response: DeliveryAcksSchema,
+    maxRequestBytes: MESSAGE_LIMITS.deliveryBatch,
+    maxResponseBytes: MESSAGE_LIMITS.deliveryAcks,
+    ratePerSecond: 1_000,
+    burst: 2_000,
   },
 } as const;

@@ -11,3 +11,5 @@ export type { PeerPenalties, RejectEvent } from "./penalties.ts";
 export { DEFAULT_PENALTY_POLICY } from "./penalties.ts";
 export { didKeyFromEd25519, peerKeyFromSeed } from "./peer-key.ts";
 export { TokenBucket } from "./token-bucket.ts";
+export { RequestCoalescer } from "./coalesce.ts";
+export type { CoalescerOptions } from "./coalesce.ts";

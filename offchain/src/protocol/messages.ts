@@ -19,17 +19,20 @@ export const MESSAGE_LIMITS = {
   announce: 8 * 1024,
   announceBatch: 48 * 1024,
   advert: 4 * 1024,
-  bidRequest: 8 * 1024,
-  bidResponse: 2 * 1024,
-  assignRequest: 16 * 1024,
-  assignResponse: 1024,
+  bidBatch: 32 * 1024,
+  bidAck: 256,
+  assignBatch: 256 * 1024,
+  assignResults: 32 * 1024,
   statusRequest: 1024,
   statusResponse: 4 * 1024,
-  receiptDelivery: 384 * 1024,
-  receiptAck: 1024,
+  deliveryBatch: 512 * 1024,
+  deliveryAcks: 32 * 1024,
   receiptBatchAnnounce: 1024,
   receiptBatchBlock: 256 * 1024,
 } as const;
+
+/** Most items one bid, assignment or delivery message carries. */
+export const MARKET_BATCH_MAX = 32;
 
 /** Largest input sent inline with an assignment; larger inputs are fetched by CID. */
 export const INLINE_INPUT_MAX_BYTES = 4 * 1024;
@@ -209,15 +212,8 @@ export const BidWireSchema = z.strictObject({
 });
 export type BidWire = z.infer<typeof BidWireSchema>;
 
-/** Buyer → donor on `/cell/bid/1`: will you run this job, and at what price? */
-export const BidRequestSchema = z.strictObject({
-  type: z.literal("bid_request"),
-  job: JobAnnounceSchema,
-});
-export type BidRequest = z.infer<typeof BidRequestSchema>;
-
-/** Donor → buyer: a signed bid, or a refusal with its reason. */
-export const BidResponseSchema = z.discriminatedUnion("type", [
+/** A donor's answer to an announced job: a signed bid, or a refusal with its reason. */
+export const BidOfferSchema = z.discriminatedUnion("type", [
   z.strictObject({
     type: z.literal("bid"),
     bid: BidWireSchema,
@@ -232,14 +228,24 @@ export const BidResponseSchema = z.discriminatedUnion("type", [
     detail: DetailSchema.optional(),
   }),
 ]);
-export type BidResponse = z.infer<typeof BidResponseSchema>;
+export type BidOffer = z.infer<typeof BidOfferSchema>;
+
+/** Donor → buyer on `/cell/bid/1`: its answers to jobs the buyer announced. */
+export const BidBatchSchema = z.strictObject({
+  type: z.literal("bids"),
+  offers: z.array(BidOfferSchema).min(1).max(MARKET_BATCH_MAX),
+});
+export type BidBatch = z.infer<typeof BidBatchSchema>;
+
+export const BidAckSchema = z.strictObject({ type: z.literal("ack"), received: uint(MARKET_BATCH_MAX) });
+export type BidAck = z.infer<typeof BidAckSchema>;
 
 // ── assignment ─────────────────────────────────────────────────────────────────────
 
-/** Buyer → chosen donor on `/cell/assign/1`: run the job at the price you bid. */
+/** Buyer → chosen donor: run the job at the price you bid (the donor kept the job it bid on). */
 export const AssignRequestSchema = z.strictObject({
   type: z.literal("assign"),
-  job: JobAnnounceSchema,
+  jobId: Bytes32Schema,
   bid: BidWireSchema,
   bidSignature: SignatureSchema,
   attempt: uint(64),
@@ -262,6 +268,20 @@ export const AssignResponseSchema = z.discriminatedUnion("type", [
   }),
 ]);
 export type AssignResponse = z.infer<typeof AssignResponseSchema>;
+
+/** Buyer → donor on `/cell/assign/1`. */
+export const AssignBatchSchema = z.strictObject({
+  type: z.literal("assign_batch"),
+  assignments: z.array(AssignRequestSchema).min(1).max(MARKET_BATCH_MAX),
+});
+export type AssignBatch = z.infer<typeof AssignBatchSchema>;
+
+/** Donor → buyer: one answer per assignment, in order. */
+export const AssignResultsSchema = z.strictObject({
+  type: z.literal("assign_results"),
+  results: z.array(AssignResponseSchema).max(MARKET_BATCH_MAX),
+});
+export type AssignResults = z.infer<typeof AssignResultsSchema>;
 
 // ── status ──────────────────────────────────────────────────────────────────────────
 
@@ -303,7 +323,7 @@ const Base64Schema = z
   .regex(/^[A-Za-z0-9+/]*={0,2}$/, "must be base64");
 
 /**
- * Executor → buyer on `/cell/receipt/1`: the signed receipt of a finished job, with the
+ * Executor → buyer: the signed receipt of a finished job, with the
  * output inline when small, or an execution that yielded no result (with its reason).
  */
 export const ReceiptDeliverySchema = z.discriminatedUnion("type", [
@@ -330,6 +350,20 @@ export const ReceiptAckSchema = z.strictObject({
   reason: ReasonCodeSchema.optional(),
 });
 export type ReceiptAck = z.infer<typeof ReceiptAckSchema>;
+
+/** Executor → buyer on `/cell/receipt/1`. */
+export const DeliveryBatchSchema = z.strictObject({
+  type: z.literal("deliveries"),
+  deliveries: z.array(ReceiptDeliverySchema).min(1).max(MARKET_BATCH_MAX),
+});
+export type DeliveryBatch = z.infer<typeof DeliveryBatchSchema>;
+
+/** Buyer → executor: one acknowledgement per delivery, in order. */
+export const DeliveryAcksSchema = z.strictObject({
+  type: z.literal("acks"),
+  acks: z.array(ReceiptAckSchema).max(MARKET_BATCH_MAX),
+});
+export type DeliveryAcks = z.infer<typeof DeliveryAcksSchema>;
 
 // ── receipt batches ─────────────────────────────────────────────────────────────────
 
