@@ -88,8 +88,8 @@ export async function signJob(
   domain: TypedDataDomain,
   spec: JobSpecMessage,
 ): Promise<SignedJob> {
-  const signature = await signJobSpec(signer, domain, spec);
-  return { jobId: jobIdOf(domain, spec), spec, signature };
+  const jobId = jobIdOf(domain, spec);
+  return { jobId, spec, signature: await signJobSpec(signer, domain, spec, jobId) };
 }
 
 export interface AnnounceContext {

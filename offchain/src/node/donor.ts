@@ -20,7 +20,7 @@ import {
   receiptToWire,
   signBid,
   signReceipt,
-  verifyJobSpec,
+  verifyDigest,
 } from "../protocol/index.ts";
 import type {
   AssignRequest,
@@ -276,7 +276,8 @@ export class Donor {
     if (offer.expiresAt <= BigInt(ctx.now())) return reject("bid_rejected_expired", "the bid has expired");
     if (this.busySlots >= this.#policy.slots)
       return reject("slots_full", `all ${this.#policy.slots} slots are busy`);
-    if (!(await verifyJobSpec(ctx.domain, offer.job.spec, offer.job.signature)))
+    // The job id was checked to be the spec's hash when this node bid.
+    if (!(await verifyDigest(offer.job.jobId, offer.job.spec.buyer, offer.job.signature)))
       return reject("bad_signature", "the spec is not signed by its buyer");
     if (this.#executions.has(jobId)) return { type: "accept", jobId };
 

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { noise } from "@chainsafe/libp2p-noise";
 import { yamux } from "@chainsafe/libp2p-yamux";
 import { gossipsub, type GossipSub } from "@libp2p/gossipsub";
@@ -346,6 +347,7 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
       pubsub: gossipsub({
         emitSelf: false,
         fallbackToFloodsub: false,
+        fastMsgIdFn: copyIdOf,
         maxInboundDataLength: Math.max(4 * limits.gossipMaxBytes, 1024 * 1024),
       }),
       dht: kadDHT({
@@ -369,4 +371,18 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
   log.info({ did: node.did, multiaddrs: node.multiaddrs() }, "mesh node started");
   await node.connectBootstrap();
   return node;
+}
+
+/**
+ * Identifies copies of one gossip message by origin and sequence number (both signed under
+ * StrictSign), so only the first copy a node receives has its signature checked: every
+ * mesh peer forwards a message, and each copy was otherwise verified again before being
+ * found a duplicate.
+ */
+function copyIdOf(message: { from?: Uint8Array; seqno?: Uint8Array; data?: Uint8Array }): string {
+  if (message.from === undefined || message.seqno === undefined)
+    return createHash("sha256")
+      .update(message.data ?? new Uint8Array())
+      .digest("base64");
+  return `${Buffer.from(message.from).toString("base64")}:${Buffer.from(message.seqno).toString("base64")}`;
 }

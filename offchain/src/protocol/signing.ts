@@ -116,14 +116,16 @@ function hexBytes(hex: string): Uint8Array {
   return Uint8Array.from(Buffer.from(hex.slice(2), "hex"));
 }
 
+/** Signs a job spec; `jobId` saves hashing the spec again when the caller has it already. */
 export async function signJobSpec(
   signer: Signer,
   domain: TypedDataDomain,
   spec: JobSpecMessage,
+  jobId: Hex = jobIdOf(domain, spec),
 ): Promise<Hex> {
   if (!isAddressEqual(signer.address, spec.buyer))
     throw new Error(`spec buyer ${spec.buyer} is not the signer ${signer.address}`);
-  return signDigest(signer, jobIdOf(domain, spec), () =>
+  return signDigest(signer, jobId, () =>
     signer.signTypedData({ domain, types: jobSpecTypes, primaryType: "JobSpec", message: spec }),
   );
 }
