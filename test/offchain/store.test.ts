@@ -260,20 +260,37 @@ describe("jobs", () => {
     const { store, clock } = clockedStore();
     store.jobs.insert({ jobId: "j", spec: { x: 1 }, deadline: 50 });
     clock.now = 2_000;
-    const updated = store.jobs.update("j", { state: "failed", reason: "no_bids" });
+    store.jobs.update("j", { state: "failed", reason: "no_bids" });
+    const updated = store.jobs.require("j");
     assert.equal(updated.state, "failed");
     assert.equal(updated.reason, "no_bids");
     assert.equal(updated.deadline, 50);
     assert.equal(updated.createdAt, 1_000);
     assert.equal(updated.updatedAt, 2_000);
-    assert.equal(store.jobs.update("j", { deadline: null, reason: null }).deadline, null);
+    assert.deepEqual(updated.spec, { x: 1 });
+
+    clock.now = 3_000;
+    store.jobs.update("j", { deadline: null, reason: null, result: { fuel: 7n } });
+    store.jobs.update("j", { priority: "low" });
+    const cleared = store.jobs.require("j");
+    assert.equal(cleared.deadline, null);
+    assert.equal(cleared.reason, null);
+    assert.equal(cleared.state, "failed");
+    assert.equal(cleared.priority, "low");
+    assert.deepEqual(cleared.result, { fuel: "7" });
+    assert.equal(cleared.updatedAt, 3_000);
     store.close();
   });
 
   test("bad input is refused with a reason", () => {
     const { store } = clockedStore();
-    store.jobs.insert({ jobId: "j", spec: {} });
-    assert.throws(() => store.jobs.insert({ jobId: "j", spec: {} }), /jobs\.insert: job j is already stored/);
+    store.jobs.insert({ jobId: "j", spec: { first: true } });
+    assert.throws(
+      () => store.jobs.insert({ jobId: "j", spec: { first: false }, state: "failed" }),
+      /jobs\.insert: job j is already stored/,
+    );
+    assert.deepEqual(store.jobs.require("j").spec, { first: true });
+    assert.equal(store.jobs.require("j").state, "queued");
     assert.throws(
       () => store.jobs.insert({ jobId: "", spec: {} }),
       /jobs\.insert: jobId must be a non-empty string/,
@@ -314,13 +331,25 @@ describe("job events", () => {
       data: { attempt: 2, backoffMs: 400n },
     });
     store.jobEvents.append({ jobId: "other", kind: "announced" });
-    assert.ok(second.seq > first.seq);
+    assert.ok(second > first);
     assert.deepEqual(
-      store.jobEvents.list("j").map((event) => event.kind),
-      ["announced", "reassigned"],
+      store.jobEvents.list("j").map((event) => [event.seq, event.kind]),
+      [
+        [first, "announced"],
+        [second, "reassigned"],
+      ],
     );
-    assert.deepEqual(store.jobEvents.list("j", { afterSeq: first.seq }), [second]);
-    assert.deepEqual(second.data, { attempt: 2, backoffMs: "400" });
+    const [newer, ...rest] = store.jobEvents.list("j", { afterSeq: first });
+    assert.deepEqual(rest, []);
+    assert.deepEqual(newer, {
+      seq: second,
+      jobId: "j",
+      at: newer?.at,
+      kind: "reassigned",
+      reason: "deadline_missed",
+      peer: "p1",
+      data: { attempt: 2, backoffMs: "400" },
+    });
 
     const raw = new DatabaseSync(join(dir, DATABASE_FILE));
     assert.throws(() => raw.exec("UPDATE job_events SET kind = 'completed'"), /job_events is append-only/);
@@ -380,8 +409,19 @@ describe("bids", () => {
       message: {},
       signature: SIGNATURE,
     };
-    store.bids.insert(base);
-    assert.throws(() => store.bids.insert(base), /a bid from p for job j is already stored/);
+    assert.equal(store.bids.insert(base), true);
+    assert.throws(
+      () => store.bids.insert({ ...base, pricePerMegaFuel: 2n }),
+      /a bid from p for job j is already stored/,
+    );
+    assert.equal(store.bids.insert({ ...base, pricePerMegaFuel: 3n }, { ifAbsent: true }), false);
+    assert.equal(store.bids.get("j", "p")?.pricePerMegaFuel, 1n);
+    assert.equal(store.bids.insert({ ...base, bidder: "r" }, { ifAbsent: true }), true);
+    assert.equal(store.bids.get("j", "r")?.operator, OPERATOR_A);
+    assert.throws(
+      () => store.bids.insert({ ...base, bidder: "q", operator: "0x1234" }, { ifAbsent: true }),
+      /bids\.insert: operator '0x1234' is not a 20-byte hex address/,
+    );
     assert.throws(
       () => store.bids.insert({ ...base, bidder: "q", operator: "0x1234" }),
       /bids\.insert: operator '0x1234' is not a 20-byte hex address/,
@@ -438,6 +478,15 @@ describe("assignments", () => {
     assert.equal(timedOut.state, "timed_out");
     assert.equal(timedOut.reason, "deadline_missed");
     assert.equal(timedOut.updatedAt, 2_500);
+    assert.equal(timedOut.deadline, 3_000);
+    assert.deepEqual(store.assignments.get(first.id), timedOut);
+    clock.now = 2_600;
+    const extended = store.assignments.update(first.id, { deadline: 4_000 });
+    assert.deepEqual(
+      [extended.state, extended.deadline, extended.reason, extended.updatedAt],
+      ["timed_out", 4_000, "deadline_missed", 2_600],
+    );
+    assert.equal(store.assignments.update(first.id, { reason: null }).reason, null);
     const retry = store.assignments.insert({
       jobId: "j",
       executor: "p3",
@@ -659,12 +708,15 @@ describe("group commit", () => {
     const dir = freshDir();
     const store = openStore(dir);
     const results = await Promise.allSettled([
-      store.commit(() => store.jobs.insert({ jobId: "a", spec: {} }).jobId),
+      store.commit(() => {
+        store.jobs.insert({ jobId: "a", spec: {} });
+        return "a";
+      }),
       store.commit(() => {
         store.jobs.insert({ jobId: "half", spec: {} });
         throw new Error("rejected write");
       }),
-      store.commit(() => store.jobEvents.append({ jobId: "a", kind: "queued" }).kind),
+      store.commit(() => store.jobEvents.append({ jobId: "a", kind: "queued" })),
       store.commit(async () => undefined),
     ]);
     assert.deepEqual(
@@ -672,6 +724,7 @@ describe("group commit", () => {
       ["fulfilled", "rejected", "fulfilled", "rejected"],
     );
     assert.equal((results[0] as PromiseFulfilledResult<string>).value, "a");
+    assert.equal((results[2] as PromiseFulfilledResult<number>).value, store.jobEvents.list("a")[0]?.seq);
     assert.match(String((results[1] as PromiseRejectedResult).reason), /rejected write/);
     assert.match(String((results[3] as PromiseRejectedResult).reason), /fn must be synchronous/);
     assert.equal(store.jobs.get("half"), undefined);

@@ -64,6 +64,7 @@ export class AssignmentsRepository {
   readonly #now: () => number;
   readonly #insert: StatementSync;
   readonly #get: StatementSync;
+  readonly #update: StatementSync;
 
   constructor(db: DatabaseSync, now: () => number) {
     this.#db = db;
@@ -73,6 +74,13 @@ export class AssignmentsRepository {
        VALUES (?, ?, ?, ?, ?, ?, NULL, ?, ?) ON CONFLICT DO NOTHING RETURNING ${COLUMNS}`,
     );
     this.#get = db.prepare(`SELECT ${COLUMNS} FROM assignments WHERE id = ?`);
+    // A null state or deadline keeps the stored one; the reason is set only when flagged,
+    // since null is a value it can be set to.
+    this.#update = db.prepare(
+      `UPDATE assignments SET state = COALESCE(?1, state), deadline = COALESCE(?2, deadline),
+         reason = IIF(?3, ?4, reason), updated_at = ?5
+       WHERE id = ?6 RETURNING ${COLUMNS}`,
+    );
   }
 
   insert(assignment: NewAssignment): AssignmentRow {
@@ -130,21 +138,18 @@ export class AssignmentsRepository {
     return (row.attempt as number | null) ?? 0;
   }
 
+  /** Changes the patched fields (and updated_at) and returns the updated row. */
   update(id: number, patch: AssignmentPatch): AssignmentRow {
-    const current = this.get(id);
-    if (!current) throw new Error(`assignments.update: assignment ${id} is not in the store`);
-    this.#db
-      .prepare("UPDATE assignments SET state = ?, deadline = ?, reason = ?, updated_at = ? WHERE id = ?")
-      .run(
-        oneOf(patch.state ?? current.state, ASSIGNMENT_STATES, "assignments.update: state"),
-        requireTimestamp(patch.deadline ?? current.deadline, "assignments.update: deadline"),
-        patch.reason === undefined
-          ? current.reason
-          : optionalText(patch.reason, "assignments.update: reason"),
-        this.#now(),
-        id,
-      );
-    return this.get(id) as AssignmentRow;
+    const state =
+      patch.state === undefined ? null : oneOf(patch.state, ASSIGNMENT_STATES, "assignments.update: state");
+    const deadline =
+      patch.deadline === undefined ? null : requireTimestamp(patch.deadline, "assignments.update: deadline");
+    const setReason = patch.reason !== undefined;
+    const reason = setReason ? optionalText(patch.reason, "assignments.update: reason") : null;
+    const row = this.#update.get(state, deadline, setReason ? 1 : 0, reason, this.#now(), id) as
+      SqlRow | undefined;
+    if (!row) throw new Error(`assignments.update: assignment ${id} is not in the store`);
+    return toAssignmentRow(row);
   }
 
   #all(clause: string, ...values: Array<string | number>): AssignmentRow[] {

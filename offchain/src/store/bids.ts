@@ -59,7 +59,10 @@ export class BidsRepository {
 
   constructor(db: DatabaseSync, now: () => number) {
     this.#now = now;
-    this.#insert = db.prepare(`INSERT INTO bids (${COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`);
+    this.#insert = db.prepare(
+      `INSERT INTO bids (${COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+       ON CONFLICT (job_id, bidder) DO NOTHING`,
+    );
     this.#get = db.prepare(`SELECT ${COLUMNS} FROM bids WHERE job_id = ? AND bidder = ?`);
     this.#forJob = db.prepare(`SELECT ${COLUMNS} FROM bids WHERE job_id = ?`);
     this.#setState = db.prepare(
@@ -67,14 +70,15 @@ export class BidsRepository {
     );
   }
 
-  /** Stores a bid; one bid per (job, bidder). */
-  insert(bid: NewBid): BidRow {
+  /**
+   * Stores a bid; one bid per (job, bidder). A second bid from the same bidder for the same
+   * job is an error, or with `ifAbsent` is skipped. Returns whether the bid was stored.
+   */
+  insert(bid: NewBid, options: { ifAbsent?: boolean } = {}): boolean {
     const jobId = requireText(bid.jobId, "bids.insert: jobId", 256);
     const bidder = requireText(bid.bidder, "bids.insert: bidder", 256);
-    if (this.get(jobId, bidder))
-      throw new Error(`bids.insert: a bid from ${bidder} for job ${jobId} is already stored`);
     const now = this.#now();
-    this.#insert.run(
+    const { changes } = this.#insert.run(
       jobId,
       bidder,
       requireAddress(bid.operator, "bids.insert: operator"),
@@ -86,7 +90,9 @@ export class BidsRepository {
       requireTimestamp(bid.receivedAt ?? now, "bids.insert: receivedAt"),
       now,
     );
-    return this.get(jobId, bidder) as BidRow;
+    if (changes > 0) return true;
+    if (options.ifAbsent) return false;
+    throw new Error(`bids.insert: a bid from ${bidder} for job ${jobId} is already stored`);
   }
 
   get(jobId: string, bidder: string): BidRow | undefined {

@@ -46,15 +46,16 @@ export class JobEventsRepository {
   constructor(db: DatabaseSync, now: () => number) {
     this.#now = now;
     this.#insert = db.prepare(
-      `INSERT INTO job_events (job_id, at, kind, reason, peer, data) VALUES (?, ?, ?, ?, ?, ?) RETURNING ${COLUMNS}`,
+      `INSERT INTO job_events (job_id, at, kind, reason, peer, data) VALUES (?, ?, ?, ?, ?, ?)`,
     );
     this.#list = db.prepare(
       `SELECT ${COLUMNS} FROM job_events WHERE job_id = ? AND seq > ? ORDER BY seq ASC`,
     );
   }
 
-  append(event: NewJobEvent): JobEventRow {
-    const row = this.#insert.get(
+  /** Appends an event and returns its sequence number. */
+  append(event: NewJobEvent): number {
+    const { lastInsertRowid } = this.#insert.run(
       requireText(event.jobId, "jobEvents.append: jobId", 256),
       requireTimestamp(event.at ?? this.#now(), "jobEvents.append: at"),
       requireText(event.kind, "jobEvents.append: kind", 64),
@@ -63,8 +64,8 @@ export class JobEventsRepository {
       event.data === undefined || event.data === null
         ? null
         : encodeJson(event.data, "jobEvents.append: data"),
-    ) as SqlRow;
-    return toEventRow(row);
+    );
+    return Number(lastInsertRowid);
   }
 
   /** A job's events in order; `afterSeq` returns only newer ones (for polling). */

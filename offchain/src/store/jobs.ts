@@ -82,19 +82,23 @@ export class JobsRepository {
   readonly #now: () => number;
   readonly #insert: StatementSync;
   readonly #get: StatementSync;
+  readonly #updates = new Map<string, StatementSync>();
 
   constructor(db: DatabaseSync, now: () => number) {
     this.#db = db;
     this.#now = now;
-    this.#insert = db.prepare(`INSERT INTO jobs (${COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, ?)`);
+    this.#insert = db.prepare(
+      `INSERT INTO jobs (${COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, ?)
+       ON CONFLICT (job_id) DO NOTHING`,
+    );
     this.#get = db.prepare(`SELECT ${COLUMNS} FROM jobs WHERE job_id = ?`);
   }
 
-  insert(job: NewJob): JobRow {
+  /** Stores a new job; a job id already stored is an error. */
+  insert(job: NewJob): void {
     const jobId = requireText(job.jobId, "jobs.insert: jobId", 256);
-    if (this.get(jobId)) throw new Error(`jobs.insert: job ${jobId} is already stored`);
     const now = this.#now();
-    this.#insert.run(
+    const { changes } = this.#insert.run(
       jobId,
       oneOf(job.role ?? "buyer", JOB_ROLES, "jobs.insert: role"),
       encodeJson(job.spec, "jobs.insert: spec"),
@@ -105,7 +109,7 @@ export class JobsRepository {
       now,
       now,
     );
-    return this.require(jobId);
+    if (changes === 0) throw new Error(`jobs.insert: job ${jobId} is already stored`);
   }
 
   get(jobId: string): JobRow | undefined {
@@ -120,11 +124,12 @@ export class JobsRepository {
     return job;
   }
 
-  update(jobId: string, patch: JobPatch): JobRow {
-    const sets: string[] = [];
+  /** Changes the patched fields (and updated_at); a job not in the store is an error. */
+  update(jobId: string, patch: JobPatch): void {
+    const columns: string[] = [];
     const values: Array<string | number | null> = [];
     const set = (column: string, value: string | number | null) => {
-      sets.push(`${column} = ?`);
+      columns.push(column);
       values.push(value);
     };
     if (patch.state !== undefined) set("state", oneOf(patch.state, JOB_STATES, "jobs.update: state"));
@@ -135,11 +140,20 @@ export class JobsRepository {
     if (patch.result !== undefined)
       set("result", patch.result === null ? null : encodeJson(patch.result, "jobs.update: result"));
     set("updated_at", this.#now());
-    const { changes } = this.#db
-      .prepare(`UPDATE jobs SET ${sets.join(", ")} WHERE job_id = ?`)
-      .run(...values, jobId);
+    const { changes } = this.#updateOf(columns).run(...values, jobId);
     if (changes === 0) throw new Error(`jobs.update: job ${jobId} is not in the store`);
-    return this.require(jobId);
+  }
+
+  /** One prepared UPDATE per set of patched columns (at most 2⁵ of them). */
+  #updateOf(columns: readonly string[]): StatementSync {
+    const key = columns.join(",");
+    let statement = this.#updates.get(key);
+    if (!statement) {
+      const sets = columns.map((column) => `${column} = ?`).join(", ");
+      statement = this.#db.prepare(`UPDATE jobs SET ${sets} WHERE job_id = ?`);
+      this.#updates.set(key, statement);
+    }
+    return statement;
   }
 
   /** Jobs in the given state(s), most urgent first: priority, then earliest deadline. */

@@ -108,24 +108,8 @@ function readDurability(db: DatabaseSync): { journalMode: string; synchronous: s
 }
 
 function createStore(db: DatabaseSync, location: string, path: string, now: () => number): Store {
-  let depth = 0;
   let open = true;
-  const transaction = <T>(fn: () => T): T => {
-    const savepoint = `sp${depth}`;
-    db.exec(depth === 0 ? "BEGIN IMMEDIATE" : `SAVEPOINT ${savepoint}`);
-    depth += 1;
-    try {
-      const result = fn();
-      if (result instanceof Promise) throw new Error("store.transaction: fn must be synchronous");
-      db.exec(depth === 1 ? "COMMIT" : `RELEASE ${savepoint}`);
-      return result;
-    } catch (error) {
-      db.exec(depth === 1 ? "ROLLBACK" : `ROLLBACK TO ${savepoint}; RELEASE ${savepoint}`);
-      throw error;
-    } finally {
-      depth -= 1;
-    }
-  };
+  const transaction = nestedTransactions(db);
   const commit = groupCommit(transaction, () => open);
   return {
     location,
@@ -147,6 +131,57 @@ function createStore(db: DatabaseSync, location: string, path: string, now: () =
       commit.flush();
       open = false;
       db.close();
+    },
+  };
+}
+
+interface TransactionControl {
+  begin(): void;
+  commit(): void;
+  rollback(): void;
+}
+
+/**
+ * store.transaction: BEGIN IMMEDIATE at the top, a savepoint per nested level. The control
+ * statements are prepared once per level: group commit opens a savepoint per queued write.
+ */
+function nestedTransactions(db: DatabaseSync): <T>(fn: () => T) => T {
+  const levels: TransactionControl[] = [];
+  let depth = 0;
+  return <T>(fn: () => T): T => {
+    const level = (levels[depth] ??= depth === 0 ? topLevel(db) : savepoint(db, `sp${depth}`));
+    level.begin();
+    depth += 1;
+    try {
+      const result = fn();
+      if (result instanceof Promise) throw new Error("store.transaction: fn must be synchronous");
+      level.commit();
+      return result;
+    } catch (error) {
+      level.rollback();
+      throw error;
+    } finally {
+      depth -= 1;
+    }
+  };
+}
+
+function topLevel(db: DatabaseSync): TransactionControl {
+  const [begin, commit, rollback] = ["BEGIN IMMEDIATE", "COMMIT", "ROLLBACK"].map((sql) => db.prepare(sql));
+  return { begin: () => begin!.run(), commit: () => commit!.run(), rollback: () => rollback!.run() };
+}
+
+function savepoint(db: DatabaseSync, name: string): TransactionControl {
+  const [begin, release, rollbackTo] = [`SAVEPOINT ${name}`, `RELEASE ${name}`, `ROLLBACK TO ${name}`].map(
+    (sql) => db.prepare(sql),
+  );
+  return {
+    begin: () => begin!.run(),
+    commit: () => release!.run(),
+    // ROLLBACK TO undoes the writes but keeps the savepoint open; RELEASE then closes it.
+    rollback: () => {
+      rollbackTo!.run();
+      release!.run();
     },
   };
 }
