@@ -97,7 +97,8 @@ interface BuyerJob {
   bidding?: BidRound;
 }
 
-type Refusal = { reason: ReasonCode; detail: string };
+/** Why a donor did not take a job; a donor's own decline names the donor. */
+type Refusal = { reason: ReasonCode; detail: string; decline?: { peerId: string; operator: Address } };
 type BidCandidate = Candidate & { bid: BidWire; signature: Hex };
 
 /** The answers to one announcement of a job. */
@@ -415,6 +416,8 @@ export class Buyer {
       excludeOperators.add(chosen.operator.toLowerCase());
       candidates.splice(candidates.indexOf(chosen), 1);
     }
+    for (const { reason, detail, decline } of refusals)
+      if (decline) this.#emit(job, { type: "bid_rejected", reason, detail, ...decline });
     const reason = commonReason(refusals) ?? "no_bid";
     this.#park(job, reason, `no donor took the job (${summarize(refusals)})`);
   }
@@ -490,16 +493,9 @@ export class Buyer {
     if (offer.type === "decline") {
       const donor = this.#peers.get(from);
       if (!donor?.staked) return ignored("a decline from a peer not known as a staked donor");
+      // Recorded only if the job finds no executor: a busy donor declines most jobs that others take.
       const detail = `declined by the donor: ${offer.detail ?? offer.reason}`;
-      if (!round.closed)
-        this.#emit(job, {
-          type: "bid_rejected",
-          reason: offer.reason,
-          detail,
-          peerId: from,
-          operator: donor.operator,
-        });
-      return { reason: offer.reason, detail };
+      return { reason: offer.reason, detail, decline: { peerId: from, operator: donor.operator } };
     }
     if (!peerKeyMatches(offer.peerKey, from)) return ignored("the bid's peer key is not the bidder's");
     const bid = bidFromWire(offer.bid);

@@ -17,6 +17,7 @@ import {
   bidToWire,
   cidOf,
   cidToBytes32,
+  jobSpecFromWire,
   receiptToWire,
   signBid,
   signReceipt,
@@ -219,17 +220,18 @@ export class Donor {
     });
     if (this.#executions.has(announce.jobId))
       return decline("duplicate_operator", "this node already has the job");
-    const check = await checkAnnouncedJob(ctx.domain, announce, cidToBytes32, ctx.now(), {
-      verifySignature: false,
-    });
-    if (!check.ok) return decline(check.reason, check.detail);
+    // The policy is cheap and declines most jobs of a busy donor: it goes before hashing the spec.
     const staked = await ctx.stakes.isActive(ctx.operatorAddress, ctx.peerKeyHex);
-    const decision = decideBid(this.#policy, check.job.spec, {
+    const decision = decideBid(this.#policy, jobSpecFromWire(announce.spec), {
       staked,
       busySlots: this.busySlots,
       now: ctx.now(),
     });
     if (decision.type === "decline") return decline(decision.reason, decision.detail);
+    const check = await checkAnnouncedJob(ctx.domain, announce, cidToBytes32, ctx.now(), {
+      verifySignature: false,
+    });
+    if (!check.ok) return decline(check.reason, check.detail);
 
     const bid = {
       jobId: check.job.jobId,
