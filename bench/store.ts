@@ -159,15 +159,24 @@ function jobSteps(store: Store, job: JobWrites): Step[] {
 
 const measuredJobs = (GROUPS - WARMUP_GROUPS) * GROUP_JOBS;
 
+/** Runs `run` on a store in a fresh directory, removed afterwards (also when `run` is async). */
 function withFreshStore<T>(run: (store: Store) => T): T {
   const dir = mkdtempSync(join(tmpdir(), "cell-bench-store-"));
   const store = openStore(dir);
-  try {
-    return run(store);
-  } finally {
+  const cleanUp = () => {
     store.close();
     rmSync(dir, { recursive: true, force: true });
+  };
+  let result: T;
+  try {
+    result = run(store);
+  } catch (error) {
+    cleanUp();
+    throw error;
   }
+  if (result instanceof Promise) return result.finally(cleanUp) as T;
+  cleanUp();
+  return result;
 }
 
 /** Part 1: µs per job for each repository call, and for the COMMIT (fsync) of each group. */
@@ -205,25 +214,23 @@ async function timeGroupCommits(
 ): Promise<{ wallUs: number; cpuUs: number }> {
   let wall = 0n;
   let cpu = 0;
-  const dir = mkdtempSync(join(tmpdir(), "cell-bench-store-"));
-  const store = openStore(dir);
-  for (let group = 0; group < GROUPS; group++) {
-    const startedWall = process.hrtime.bigint();
-    const startedCpu = process.cpuUsage();
-    const pending: Array<Promise<unknown>> = [];
-    for (const job of jobs.slice(group * GROUP_JOBS, (group + 1) * GROUP_JOBS)) {
-      const steps = jobSteps(store, job);
-      if (queue === "call") for (const [, write] of steps) pending.push(store.commit(write));
-      else pending.push(store.commit(() => steps.forEach(([, write]) => write())));
+  await withFreshStore(async (store) => {
+    for (let group = 0; group < GROUPS; group++) {
+      const startedWall = process.hrtime.bigint();
+      const startedCpu = process.cpuUsage();
+      const pending: Array<Promise<unknown>> = [];
+      for (const job of jobs.slice(group * GROUP_JOBS, (group + 1) * GROUP_JOBS)) {
+        const steps = jobSteps(store, job);
+        if (queue === "call") for (const [, write] of steps) pending.push(store.commit(write));
+        else pending.push(store.commit(() => steps.forEach(([, write]) => write())));
+      }
+      await Promise.all(pending);
+      if (group < WARMUP_GROUPS) continue;
+      wall += process.hrtime.bigint() - startedWall;
+      const used = process.cpuUsage(startedCpu);
+      cpu += used.user + used.system;
     }
-    await Promise.all(pending);
-    if (group < WARMUP_GROUPS) continue;
-    wall += process.hrtime.bigint() - startedWall;
-    const used = process.cpuUsage(startedCpu);
-    cpu += used.user + used.system;
-  }
-  store.close();
-  rmSync(dir, { recursive: true, force: true });
+  });
   return { wallUs: Number(wall) / 1000 / measuredJobs, cpuUs: cpu / measuredJobs };
 }
 

@@ -82,6 +82,7 @@ export class JobsRepository {
   readonly #now: () => number;
   readonly #insert: StatementSync;
   readonly #get: StatementSync;
+  readonly #has: StatementSync;
   readonly #updates = new Map<string, StatementSync>();
 
   constructor(db: DatabaseSync, now: () => number) {
@@ -92,6 +93,7 @@ export class JobsRepository {
        ON CONFLICT (job_id) DO NOTHING`,
     );
     this.#get = db.prepare(`SELECT ${COLUMNS} FROM jobs WHERE job_id = ?`);
+    this.#has = db.prepare("SELECT 1 FROM jobs WHERE job_id = ?");
   }
 
   /** Stores a new job; a job id already stored is an error. */
@@ -115,6 +117,11 @@ export class JobsRepository {
   get(jobId: string): JobRow | undefined {
     const row = this.#get.get(jobId) as SqlRow | undefined;
     return row && toJobRow(row);
+  }
+
+  /** Whether the job is stored, without reading it. */
+  has(jobId: string): boolean {
+    return this.#has.get(jobId) !== undefined;
   }
 
   /** Like get, but a missing job is an error. */

@@ -167,21 +167,23 @@ function nestedTransactions(db: DatabaseSync): <T>(fn: () => T) => T {
 }
 
 function topLevel(db: DatabaseSync): TransactionControl {
-  const [begin, commit, rollback] = ["BEGIN IMMEDIATE", "COMMIT", "ROLLBACK"].map((sql) => db.prepare(sql));
-  return { begin: () => begin!.run(), commit: () => commit!.run(), rollback: () => rollback!.run() };
+  const begin = db.prepare("BEGIN IMMEDIATE");
+  const commit = db.prepare("COMMIT");
+  const rollback = db.prepare("ROLLBACK");
+  return { begin: () => begin.run(), commit: () => commit.run(), rollback: () => rollback.run() };
 }
 
 function savepoint(db: DatabaseSync, name: string): TransactionControl {
-  const [begin, release, rollbackTo] = [`SAVEPOINT ${name}`, `RELEASE ${name}`, `ROLLBACK TO ${name}`].map(
-    (sql) => db.prepare(sql),
-  );
+  const begin = db.prepare(`SAVEPOINT ${name}`);
+  const release = db.prepare(`RELEASE ${name}`);
+  const rollbackTo = db.prepare(`ROLLBACK TO ${name}`);
   return {
-    begin: () => begin!.run(),
-    commit: () => release!.run(),
+    begin: () => begin.run(),
+    commit: () => release.run(),
     // ROLLBACK TO undoes the writes but keeps the savepoint open; RELEASE then closes it.
     rollback: () => {
-      rollbackTo!.run();
-      release!.run();
+      rollbackTo.run();
+      release.run();
     },
   };
 }
