@@ -289,6 +289,8 @@ describe("jobs", () => {
       () => store.jobs.insert({ jobId: "j", spec: { first: false }, state: "failed" }),
       /jobs\.insert: job j is already stored/,
     );
+    assert.equal(store.jobs.has("j"), true);
+    assert.equal(store.jobs.has("k"), false);
     assert.deepEqual(store.jobs.require("j").spec, { first: true });
     assert.equal(store.jobs.require("j").state, "queued");
     assert.throws(

@@ -508,17 +508,19 @@ export class Buyer {
       operator: bid.executor,
       pricePerMegaFuel: bid.pricePerMegaFuel.toString(),
     });
-    this.#write(() => {
-      if (ctx.store.bids.get(job.jobId, from)) return;
-      ctx.store.bids.insert({
-        jobId: job.jobId,
-        bidder: from,
-        operator: bid.executor,
-        pricePerMegaFuel: bid.pricePerMegaFuel,
-        message: offer.bid,
-        signature: offer.signature,
-      });
-    });
+    this.#write(() =>
+      ctx.store.bids.insert(
+        {
+          jobId: job.jobId,
+          bidder: from,
+          operator: bid.executor,
+          pricePerMegaFuel: bid.pricePerMegaFuel,
+          message: offer.bid,
+          signature: offer.signature,
+        },
+        { ifAbsent: true },
+      ),
+    );
     return {
       peerId: from,
       operator: bid.executor,

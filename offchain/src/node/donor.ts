@@ -431,21 +431,22 @@ export class Donor {
   ): void {
     const { store } = this.#ctx;
     const { job, announce } = execution;
-    const existing = store.jobs.get(job.jobId);
-    if (existing) {
-      store.jobs.update(job.jobId, { state, reason: outcome.reason ?? null, result: outcome.result });
-      return;
-    }
-    store.jobs.insert({
-      jobId: job.jobId,
-      role: "executor",
-      spec: { announce },
-      state,
-      priority: "normal",
-      deadline: Number(job.spec.deadline),
-      reason: outcome.reason ?? null,
-    });
-    if (outcome.result !== undefined) store.jobs.update(job.jobId, { result: outcome.result });
+    if (!this.#recordedBefore(job.jobId))
+      store.jobs.insert({
+        jobId: job.jobId,
+        role: "executor",
+        spec: { announce },
+        state,
+        priority: "normal",
+        deadline: Number(job.spec.deadline),
+        reason: outcome.reason ?? null,
+      });
+    store.jobs.update(job.jobId, { state, reason: outcome.reason ?? null, result: outcome.result });
+  }
+
+  /** Whether this node recorded the job already (it ran it before a restart, or ran it again). */
+  #recordedBefore(jobId: Hex): boolean {
+    return this.#ctx.store.jobs.has(jobId);
   }
 
   /** Output, receipt block and receipt row go to disk in one commit, before the receipt is delivered. */
