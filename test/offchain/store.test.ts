@@ -706,6 +706,42 @@ describe("transactions", () => {
 });
 
 describe("group commit", () => {
+  test("a write alone in its turn commits, or rolls back entirely with its own error", async () => {
+    const dir = freshDir();
+    const store = openStore(dir);
+    await store.commit(() => store.jobs.insert({ jobId: "alone", spec: {} }));
+    await assert.rejects(
+      store.commit(() => {
+        store.jobs.insert({ jobId: "half", spec: {} });
+        store.jobEvents.append({ jobId: "half", kind: "queued" });
+        throw new Error("rejected write");
+      }),
+      (error: Error) => error.message === "rejected write",
+    );
+    await assert.rejects(
+      store.commit(() => store.jobs.insert({ jobId: "alone", spec: {} })),
+      /jobs\.insert: job alone is already stored/,
+    );
+    await assert.rejects(
+      store.commit(async () => undefined),
+      /fn must be synchronous/,
+    );
+    const seq = await store.commit(() =>
+      store.transaction(() => store.jobEvents.append({ jobId: "alone", kind: "queued" })),
+    );
+    store.close();
+
+    const reopened = openStore(dir);
+    assert.ok(reopened.jobs.get("alone"));
+    assert.equal(reopened.jobs.get("half"), undefined);
+    assert.deepEqual(reopened.jobEvents.list("half"), []);
+    assert.deepEqual(
+      reopened.jobEvents.list("alone").map((event) => [event.seq, event.kind]),
+      [[seq, "queued"]],
+    );
+    reopened.close();
+  });
+
   test("writes queued in one turn commit together; a failing write rejects alone", async () => {
     const dir = freshDir();
     const store = openStore(dir);

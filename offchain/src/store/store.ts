@@ -135,6 +135,8 @@ function createStore(db: DatabaseSync, location: string, path: string, now: () =
   };
 }
 
+type Transaction = <T>(fn: () => T) => T;
+
 interface TransactionControl {
   begin(): void;
   commit(): void;
@@ -145,7 +147,7 @@ interface TransactionControl {
  * store.transaction: BEGIN IMMEDIATE at the top, a savepoint per nested level. The control
  * statements are prepared once per level: group commit opens a savepoint per queued write.
  */
-function nestedTransactions(db: DatabaseSync): <T>(fn: () => T) => T {
+function nestedTransactions(db: DatabaseSync): Transaction {
   const levels: TransactionControl[] = [];
   let depth = 0;
   return <T>(fn: () => T): T => {
@@ -153,8 +155,7 @@ function nestedTransactions(db: DatabaseSync): <T>(fn: () => T) => T {
     level.begin();
     depth += 1;
     try {
-      const result = fn();
-      if (result instanceof Promise) throw new Error("store.transaction: fn must be synchronous");
+      const result = synchronous(fn());
       level.commit();
       return result;
     } catch (error) {
@@ -196,31 +197,15 @@ interface QueuedWrite {
 
 type GroupCommit = (<T>(fn: () => T) => Promise<T>) & { flush(): void };
 
-function groupCommit(transaction: <T>(fn: () => T) => T, isOpen: () => boolean): GroupCommit {
+function groupCommit(transaction: Transaction, isOpen: () => boolean): GroupCommit {
   let queue: QueuedWrite[] = [];
   let scheduled = false;
   const flush = () => {
     scheduled = false;
     const batch = queue;
     queue = [];
-    if (batch.length === 0) return;
-    const settled: Array<() => void> = [];
-    try {
-      transaction(() => {
-        for (const write of batch) {
-          try {
-            const value = transaction(write.fn);
-            settled.push(() => write.resolve(value));
-          } catch (error) {
-            settled.push(() => write.reject(error));
-          }
-        }
-      });
-    } catch (error) {
-      for (const write of batch) write.reject(new Error(`store commit failed: ${(error as Error).message}`));
-      return;
-    }
-    for (const settle of settled) settle();
+    if (batch.length === 1) commitAlone(transaction, batch[0]!);
+    else if (batch.length > 1) commitTogether(transaction, batch);
   };
   const enqueue = <T>(fn: () => T): Promise<T> => {
     if (!isOpen()) return Promise.reject(new Error("store.commit: the store is closed"));
@@ -233,4 +218,55 @@ function groupCommit(transaction: <T>(fn: () => T) => T, isOpen: () => boolean):
     });
   };
   return Object.assign(enqueue, { flush });
+}
+
+/** A write alone in its batch is the whole transaction: rolling it back undoes nothing else. */
+function commitAlone(transaction: Transaction, write: QueuedWrite): void {
+  let writeFailed = false;
+  let value: unknown;
+  try {
+    value = transaction(() => {
+      try {
+        return synchronous(write.fn());
+      } catch (error) {
+        writeFailed = true;
+        throw error;
+      }
+    });
+  } catch (error) {
+    write.reject(writeFailed ? error : commitFailed(error));
+    return;
+  }
+  write.resolve(value);
+}
+
+/** Each write in its own savepoint, so a failing one rolls back alone and the rest commit. */
+function commitTogether(transaction: Transaction, batch: readonly QueuedWrite[]): void {
+  const settled: Array<() => void> = [];
+  try {
+    transaction(() => {
+      for (const write of batch) {
+        try {
+          const value = transaction(write.fn);
+          settled.push(() => write.resolve(value));
+        } catch (error) {
+          settled.push(() => write.reject(error));
+        }
+      }
+    });
+  } catch (error) {
+    const failure = commitFailed(error);
+    for (const write of batch) write.reject(failure);
+    return;
+  }
+  for (const settle of settled) settle();
+}
+
+function commitFailed(error: unknown): Error {
+  return new Error(`store commit failed: ${(error as Error).message}`, { cause: error });
+}
+
+function synchronous<T>(result: T): T {
+  if (result instanceof Promise) throw new Error("store.transaction: fn must be synchronous");
+  return result;
 }
