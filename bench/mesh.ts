@@ -1,20 +1,42 @@
-// `npm run bench -- mesh`: five local nodes (four staked donors as child processes, the
-// buyer in this process) on a Hardhat devnet. Measures submit → verified receipt latency
-// of a tiny job, sustained jobs/s for 30 s, and resident memory per node.
+// `npm run bench -- mesh`: five local nodes on a Hardhat devnet, each in its own process:
+// four staked donors (offchain/src/node/run.ts) and a buyer application that embeds its
+// node and generates the load (bench/_mesh-buyer.ts). Measures submit → verified receipt
+// latency of a tiny job, sustained jobs/s for 30 s, and CPU and resident memory per node.
+import { spawn } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { readFileSync } from "node:fs";
-import { spinModule, startChild, startCluster, startInProcess, until } from "../test/e2e/cluster.ts";
-import type { ChildNode } from "../test/e2e/cluster.ts";
-import type { CellNode } from "../offchain/src/node/index.ts";
+import { createInterface } from "node:readline";
+import { fileURLToPath } from "node:url";
+import { spinModule, startChild, startCluster } from "../test/e2e/cluster.ts";
+import type { ClusterNode } from "../test/e2e/cluster.ts";
+import type { MeshBuyerFigures, MeshBuyerParams } from "./_mesh-buyer.ts";
 
 const DONORS = 4;
+const WARMUP_JOBS = 20;
 const LATENCY_JOBS = Number(process.env.MESH_LATENCY_JOBS ?? 200);
 const THROUGHPUT_SECONDS = Number(process.env.MESH_SECONDS ?? 30);
 const CONCURRENCY = Number(process.env.MESH_CONCURRENCY ?? 64);
 const CLOCK_TICKS_PER_SECOND = 100; // USER_HZ on Linux
+const BUYER_SCRIPT = fileURLToPath(new URL("_mesh-buyer.ts", import.meta.url));
 
+/** A node process of this benchmark. */
+interface NodeProcess {
+  name: string;
+  process: ChildProcess;
+  kill(signal?: NodeJS.Signals): Promise<void>;
+}
+
+const children: NodeProcess[] = [];
+let shuttingDown: Promise<void> | undefined;
 const cluster = await startCluster();
-let buyer: CellNode | undefined;
-let donors: ChildNode[] = [];
+const shutdown = () =>
+  (shuttingDown ??= (async () => {
+    await Promise.all(children.map((child) => child.kill("SIGTERM")));
+    await cluster.close();
+  })());
+for (const signal of ["SIGINT", "SIGTERM"] as const)
+  process.once(signal, () => void shutdown().finally(() => process.exit(130)));
+
 try {
   const donorNodes = await Promise.all(
     Array.from({ length: DONORS }, (_, i) =>
@@ -29,63 +51,52 @@ try {
     donor: false,
     config: { logLevel: "error", buyer: { maxInFlight: 1024 } },
   });
-  const first = await startChild(donorNodes[0]!);
+  const startDonor = async (node: ClusterNode, bootstrap?: string[]) => {
+    const child = await startChild(node, bootstrap);
+    children.push(child);
+    return child;
+  };
+  const first = await startDonor(donorNodes[0]!);
   const bootstrap = first.multiaddrs.slice(0, 1);
-  donors = [first, ...(await Promise.all(donorNodes.slice(1).map((node) => startChild(node, bootstrap))))];
-  buyer = await startInProcess(buyerNode, bootstrap);
-  const node = buyer;
-  await until(
-    () => node.peers().filter((peer) => peer.staked).length === DONORS,
-    30_000,
-    "all donors to be seen",
-  );
+  const donors = [
+    first,
+    ...(await Promise.all(donorNodes.slice(1).map((node) => startDonor(node, bootstrap)))),
+  ];
 
-  const module = await spinModule(1);
-  let sequence = 0;
-  const runOne = async (): Promise<number> => {
-    const started = performance.now();
-    const { jobId } = await node.submitJob({
-      module,
-      input: new TextEncoder().encode(`job ${sequence++}`),
-      fuelLimit: 1_000_000n,
-    });
-    const view = await node.waitForJob(jobId, { timeoutMs: 60_000 });
-    if (view.state !== "completed") throw new Error(`job ${jobId} ended ${view.state}: ${view.reason}`);
-    return performance.now() - started;
-  };
+  const buyer = startBuyer({
+    configFile: buyerNode.configFile,
+    bootstrap,
+    donors: DONORS,
+    warmupJobs: WARMUP_JOBS,
+    latencyJobs: LATENCY_JOBS,
+    seconds: THROUGHPUT_SECONDS,
+    concurrency: CONCURRENCY,
+    module: Buffer.from(await spinModule(1)).toString("base64"),
+  });
+  children.unshift(buyer);
+  const nodes = [buyer, ...donors];
+  const pids = nodes.map((node) => node.process.pid);
 
-  for (let i = 0; i < 20; i++) await runOne(); // warm up connections, caches and the JIT
-  const latencies: number[] = [];
-  for (let i = 0; i < LATENCY_JOBS; i++) latencies.push(await runOne());
-  latencies.sort((a, b) => a - b);
-  const p50 = percentile(latencies, 0.5);
-  const p95 = percentile(latencies, 0.95);
-  console.log(
-    `latency  ${LATENCY_JOBS} sequential tiny jobs: p50 ${p50.toFixed(1)} ms, p95 ${p95.toFixed(1)} ms, max ${latencies.at(-1)!.toFixed(1)} ms`,
-  );
-
-  let completed = 0;
-  let failed = 0;
-  const endAt = performance.now() + THROUGHPUT_SECONDS * 1000;
-  const worker = async () => {
-    while (performance.now() < endAt) {
-      try {
-        await runOne();
-        completed++;
-      } catch {
-        failed++;
-      }
-    }
-  };
-  const cpuBefore = cpuMsOfNodes(donors);
-  const started = performance.now();
+  const phaseTimeoutMs = (WARMUP_JOBS + LATENCY_JOBS) * 1_000 + 120_000;
+  const phase = await buyer.nextLine(phaseTimeoutMs);
+  if (!("phase" in phase) || phase.phase !== "throughput")
+    throw new Error(`the buyer reported ${JSON.stringify(phase)} instead of its throughput phase`);
+  const cpuBefore = pids.map(cpuMs);
   const rssSamples: number[][] = [];
-  const sampler = setInterval(() => rssSamples.push(rssOfNodes(donors)), 1_000);
-  await Promise.all(Array.from({ length: CONCURRENCY }, worker));
-  clearInterval(sampler);
-  const seconds = (performance.now() - started) / 1000;
+  const sampler = setInterval(() => rssSamples.push(pids.map(residentMb)), 1_000);
+  let figures: MeshBuyerFigures;
+  try {
+    figures = (await buyer.nextLine(THROUGHPUT_SECONDS * 1_000 + 120_000)) as MeshBuyerFigures;
+  } finally {
+    clearInterval(sampler);
+  }
+  const cpuSpent = pids.map((pid, i) => cpuMs(pid) - cpuBefore[i]!);
+  const { latencyMs, completed, failed, seconds } = figures;
   const jobsPerSec = completed / seconds;
-  const cpuSpent = cpuMsOfNodes(donors).map((ms, i) => ms - cpuBefore[i]!);
+
+  console.log(
+    `latency  ${LATENCY_JOBS} sequential tiny jobs: p50 ${latencyMs.p50.toFixed(1)} ms, p95 ${latencyMs.p95.toFixed(1)} ms, max ${latencyMs.max.toFixed(1)} ms`,
+  );
   console.log(
     `throughput  ${CONCURRENCY} jobs in flight for ${seconds.toFixed(1)} s: ${completed} completed, ${failed} failed, ${jobsPerSec.toFixed(1)} jobs/s`,
   );
@@ -93,53 +104,78 @@ try {
   console.log(
     `cpu  per completed job: ${perJob(cpuSpent.reduce((sum, ms) => sum + ms, 0))} ms over all nodes (buyer ${perJob(cpuSpent[0]!)} ms, donors ${cpuSpent.slice(1).map(perJob).join(" / ")} ms)`,
   );
-
   const peak = rssSamples.reduce(
     (max, sample) => sample.map((value, i) => Math.max(value, max[i] ?? 0)),
     [] as number[],
   );
-  const names = ["buyer", ...donors.map((donor) => donor.name)];
-  for (const [i, name] of names.entries())
-    console.log(`rss  ${name.padEnd(7)} peak ${(peak[i] ?? 0).toFixed(1)} MB`);
+  for (const [i, node] of nodes.entries())
+    console.log(`rss  ${node.name.padEnd(7)} peak ${(peak[i] ?? 0).toFixed(1)} MB`);
   const rssMbPerNode = Math.max(...peak);
-  console.log(
-    "(the buyer's figure includes this benchmark's own bookkeeping; rssMbPerNode is the largest node)",
-  );
+  console.log("(each node is a process of its own; the buyer's includes its load generator)");
 
   console.log(
     JSON.stringify({
-      p50Ms: round(p50),
-      p95Ms: round(p95),
+      p50Ms: round(latencyMs.p50),
+      p95Ms: round(latencyMs.p95),
       jobsPerSec: round(jobsPerSec),
       rssMbPerNode: round(rssMbPerNode),
     }),
   );
 } finally {
-  await buyer?.stop();
-  await Promise.all(donors.map((donor) => donor.kill("SIGTERM")));
-  await cluster.close();
+  await shutdown();
 }
 
-function percentile(sorted: number[], q: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? NaN;
+interface BuyerProcess extends NodeProcess {
+  /** The buyer's next JSON line on stdout; rejects if it exits or stays silent for `timeoutMs`. */
+  nextLine(timeoutMs: number): Promise<{ phase: string } | MeshBuyerFigures>;
+}
+
+/** Starts the buyer application and hands it its parameters on stdin. */
+function startBuyer(params: MeshBuyerParams): BuyerProcess {
+  const child = spawn(process.execPath, [BUYER_SCRIPT], { stdio: ["pipe", "pipe", "pipe"] });
+  let stderr = "";
+  child.stderr!.on("data", (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-8000)));
+  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+  const pending: string[] = [];
+  let wake: (() => void) | undefined;
+  createInterface({ input: child.stdout! }).on("line", (line) => {
+    pending.push(line);
+    wake?.();
+  });
+  // stdin stays open: the buyer stops its node when it closes, so it never outlives this process.
+  child.stdin!.on("error", () => undefined);
+  child.stdin!.write(`${JSON.stringify(params)}\n`);
+
+  const nextLine = async (timeoutMs: number) => {
+    const deadline = Date.now() + timeoutMs;
+    while (pending.length === 0) {
+      if (child.exitCode !== null || child.signalCode !== null)
+        throw new Error(`the buyer exited (${child.exitCode ?? child.signalCode}): ${stderr}`);
+      if (Date.now() > deadline) throw new Error(`the buyer was silent for ${timeoutMs} ms: ${stderr}`);
+      await Promise.race([
+        new Promise<void>((resolve) => (wake = resolve)),
+        exited,
+        new Promise((resolve) => setTimeout(resolve, 1_000)),
+      ]);
+    }
+    return JSON.parse(pending.shift()!) as { phase: string } | MeshBuyerFigures;
+  };
+  return {
+    name: "buyer",
+    process: child,
+    nextLine,
+    kill: async (signal = "SIGTERM") => {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      await exited;
+    },
+  };
 }
 
 function round(value: number): number {
   return Math.round(value * 10) / 10;
 }
 
-/** Resident set of the buyer (this process) and each donor process, in MB. */
-function rssOfNodes(children: ChildNode[]): number[] {
-  const own = process.memoryUsage().rss / 1024 / 1024;
-  return [own, ...children.map((child) => residentMb(child.process.pid))];
-}
-
-/** CPU time (user + system) of the buyer (this process) and each donor process, in ms. */
-function cpuMsOfNodes(children: ChildNode[]): number[] {
-  const own = process.cpuUsage();
-  return [(own.user + own.system) / 1000, ...children.map((child) => cpuMs(child.process.pid))];
-}
-
+/** CPU time (user + system) of a process so far, in ms. */
 function cpuMs(pid: number | undefined): number {
   if (pid === undefined) return 0;
   try {
