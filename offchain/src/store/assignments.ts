@@ -11,6 +11,7 @@ import {
   strOrNull,
   type SqlRow,
 } from "./codec.ts";
+import { StatementCache } from "./statements.ts";
 
 export const ASSIGNMENT_STATES = [
   "assigned",
@@ -60,14 +61,14 @@ const COLUMNS = "id, job_id, executor, operator, attempt, state, deadline, reaso
 const ACTIVE = `state IN (${ACTIVE_ASSIGNMENT_STATES.map((s) => `'${s}'`).join(", ")})`;
 
 export class AssignmentsRepository {
-  readonly #db: DatabaseSync;
+  readonly #statements: StatementCache;
   readonly #now: () => number;
   readonly #insert: StatementSync;
   readonly #get: StatementSync;
   readonly #update: StatementSync;
 
   constructor(db: DatabaseSync, now: () => number) {
-    this.#db = db;
+    this.#statements = new StatementCache(db);
     this.#now = now;
     this.#insert = db.prepare(
       `INSERT INTO assignments (job_id, executor, operator, attempt, state, deadline, reason, created_at, updated_at)
@@ -132,8 +133,8 @@ export class AssignmentsRepository {
 
   /** The highest attempt number for a job, 0 when it was never assigned. */
   latestAttempt(jobId: string): number {
-    const row = this.#db
-      .prepare("SELECT MAX(attempt) AS attempt FROM assignments WHERE job_id = ?")
+    const row = this.#statements
+      .get("SELECT MAX(attempt) AS attempt FROM assignments WHERE job_id = ?")
       .get(jobId) as SqlRow;
     return (row.attempt as number | null) ?? 0;
   }
@@ -153,9 +154,9 @@ export class AssignmentsRepository {
   }
 
   #all(clause: string, ...values: Array<string | number>): AssignmentRow[] {
-    return (this.#db.prepare(`SELECT ${COLUMNS} FROM assignments ${clause}`).all(...values) as SqlRow[]).map(
-      toAssignmentRow,
-    );
+    return (
+      this.#statements.get(`SELECT ${COLUMNS} FROM assignments ${clause}`).all(...values) as SqlRow[]
+    ).map(toAssignmentRow);
   }
 }
 

@@ -14,6 +14,7 @@ import {
   type JsonValue,
   type SqlRow,
 } from "./codec.ts";
+import { StatementCache } from "./statements.ts";
 
 export const JOB_STATES = [
   "queued",
@@ -78,15 +79,14 @@ const COLUMNS = "job_id, role, spec, state, priority, deadline, reason, result, 
 const URGENCY = "priority ASC, deadline IS NULL, deadline ASC, created_at ASC, job_id ASC";
 
 export class JobsRepository {
-  readonly #db: DatabaseSync;
+  readonly #statements: StatementCache;
   readonly #now: () => number;
   readonly #insert: StatementSync;
   readonly #get: StatementSync;
   readonly #has: StatementSync;
-  readonly #updates = new Map<string, StatementSync>();
 
   constructor(db: DatabaseSync, now: () => number) {
-    this.#db = db;
+    this.#statements = new StatementCache(db);
     this.#now = now;
     this.#insert = db.prepare(
       `INSERT INTO jobs (${COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, ?)
@@ -133,10 +133,10 @@ export class JobsRepository {
 
   /** Changes the patched fields (and updated_at); a job not in the store is an error. */
   update(jobId: string, patch: JobPatch): void {
-    const columns: string[] = [];
+    const sets: string[] = [];
     const values: Array<string | number | null> = [];
     const set = (column: string, value: string | number | null) => {
-      columns.push(column);
+      sets.push(`${column} = ?`);
       values.push(value);
     };
     if (patch.state !== undefined) set("state", oneOf(patch.state, JOB_STATES, "jobs.update: state"));
@@ -147,20 +147,10 @@ export class JobsRepository {
     if (patch.result !== undefined)
       set("result", patch.result === null ? null : encodeJson(patch.result, "jobs.update: result"));
     set("updated_at", this.#now());
-    const { changes } = this.#updateOf(columns).run(...values, jobId);
+    const { changes } = this.#statements
+      .get(`UPDATE jobs SET ${sets.join(", ")} WHERE job_id = ?`)
+      .run(...values, jobId);
     if (changes === 0) throw new Error(`jobs.update: job ${jobId} is not in the store`);
-  }
-
-  /** One prepared UPDATE per set of patched columns (at most 2⁵ of them). */
-  #updateOf(columns: readonly string[]): StatementSync {
-    const key = columns.join(",");
-    let statement = this.#updates.get(key);
-    if (!statement) {
-      const sets = columns.map((column) => `${column} = ?`).join(", ");
-      statement = this.#db.prepare(`UPDATE jobs SET ${sets} WHERE job_id = ?`);
-      this.#updates.set(key, statement);
-    }
-    return statement;
   }
 
   /** Jobs in the given state(s), most urgent first: priority, then earliest deadline. */
@@ -190,18 +180,18 @@ export class JobsRepository {
 
   count(state?: JobState): number {
     const row = state
-      ? this.#db
-          .prepare("SELECT COUNT(*) AS n FROM jobs WHERE state = ?")
+      ? this.#statements
+          .get("SELECT COUNT(*) AS n FROM jobs WHERE state = ?")
           .get(oneOf(state, JOB_STATES, "jobs.count: state"))
-      : this.#db.prepare("SELECT COUNT(*) AS n FROM jobs").get();
+      : this.#statements.get("SELECT COUNT(*) AS n FROM jobs").get();
     return num(row as SqlRow, "n");
   }
 
   #select(clause: string, values: Array<string | number>, query: JobQuery): JobRow[] {
     const limit = query.limit ?? -1;
     const offset = query.offset ?? 0;
-    const rows = this.#db
-      .prepare(`SELECT ${COLUMNS} FROM jobs ${clause} LIMIT ? OFFSET ?`)
+    const rows = this.#statements
+      .get(`SELECT ${COLUMNS} FROM jobs ${clause} LIMIT ? OFFSET ?`)
       .all(...values, limit, offset);
     return (rows as SqlRow[]).map(toJobRow);
   }

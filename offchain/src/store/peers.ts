@@ -11,6 +11,7 @@ import {
   strOrNull,
   type SqlRow,
 } from "./codec.ts";
+import { StatementCache } from "./statements.ts";
 
 export interface PeerRow {
   peerId: string;
@@ -41,13 +42,13 @@ const COLUMNS = "peer_id, operator, peer_key, addrs, last_seen, reputation, pena
 const MAX_ADDRS = 32;
 
 export class PeersRepository {
-  readonly #db: DatabaseSync;
+  readonly #statements: StatementCache;
   readonly #now: () => number;
   readonly #get: StatementSync;
   readonly #ensure: StatementSync;
 
   constructor(db: DatabaseSync, now: () => number) {
-    this.#db = db;
+    this.#statements = new StatementCache(db);
     this.#now = now;
     this.#get = db.prepare(`SELECT ${COLUMNS} FROM peers WHERE peer_id = ?`);
     this.#ensure = db.prepare("INSERT INTO peers (peer_id, updated_at) VALUES (?, ?) ON CONFLICT DO NOTHING");
@@ -86,8 +87,8 @@ export class PeersRepository {
 
   /** Known peers, most recently seen first. */
   list(options: { limit?: number } = {}): PeerRow[] {
-    const rows = this.#db
-      .prepare(`SELECT ${COLUMNS} FROM peers ORDER BY last_seen IS NULL, last_seen DESC, peer_id ASC LIMIT ?`)
+    const rows = this.#statements
+      .get(`SELECT ${COLUMNS} FROM peers ORDER BY last_seen IS NULL, last_seen DESC, peer_id ASC LIMIT ?`)
       .all(options.limit ?? -1);
     return (rows as SqlRow[]).map(toPeerRow);
   }
@@ -114,8 +115,8 @@ export class PeersRepository {
   #write(peerId: string, sets: string[], values: Array<string | number | null>): PeerRow {
     const now = this.#now();
     this.#ensure.run(peerId, now);
-    this.#db
-      .prepare(`UPDATE peers SET ${[...sets, "updated_at = ?"].join(", ")} WHERE peer_id = ?`)
+    this.#statements
+      .get(`UPDATE peers SET ${[...sets, "updated_at = ?"].join(", ")} WHERE peer_id = ?`)
       .run(...values, now, peerId);
     return this.get(peerId) as PeerRow;
   }
