@@ -338,7 +338,7 @@ export class Donor {
       return this.#finishWithoutResult(execution, "no_result", `${result.reason}: ${result.detail}`);
 
     const output = result.output;
-    const outputCid = await cidOf(output);
+    const outputCid = CID.parse(result.outputCid);
     const receipt: Receipt = {
       jobId: job.jobId,
       executor: ctx.operatorAddress,

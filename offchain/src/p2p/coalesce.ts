@@ -26,7 +26,10 @@ interface Pending<Item, Result> {
 
 interface PeerQueue<Item, Result> {
   waiting: Pending<Item, Result>[];
+  /** Batches under way. */
   inFlight: number;
+  /** Requests in the batches under way. */
+  sending: number;
 }
 
 export class RequestCoalescer<Item, Result> {
@@ -59,13 +62,13 @@ export class RequestCoalescer<Item, Result> {
   /** Requests queued or under way to a peer. */
   pending(peerId: string): number {
     const queue = this.#peers.get(peerId);
-    return queue === undefined ? 0 : queue.waiting.length + queue.inFlight;
+    return queue === undefined ? 0 : queue.waiting.length + queue.sending;
   }
 
   #queue(peerId: string): PeerQueue<Item, Result> {
     let queue = this.#peers.get(peerId);
     if (queue === undefined) {
-      queue = { waiting: [], inFlight: 0 };
+      queue = { waiting: [], inFlight: 0, sending: 0 };
       this.#peers.set(peerId, queue);
     }
     return queue;
@@ -75,8 +78,10 @@ export class RequestCoalescer<Item, Result> {
     while (queue.inFlight < this.#maxInFlight && queue.waiting.length > 0) {
       const batch = this.#take(queue.waiting);
       queue.inFlight++;
+      queue.sending += batch.length;
       this.#dispatch(peerId, batch).finally(() => {
         queue.inFlight--;
+        queue.sending -= batch.length;
         if (queue.inFlight === 0 && queue.waiting.length === 0) this.#peers.delete(peerId);
         else this.#drain(peerId, queue);
       });
