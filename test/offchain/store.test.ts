@@ -56,6 +56,26 @@ describe("migrations", () => {
     reopened.close();
   });
 
+  test("a commit without fsync leaves the connection at synchronous=FULL for the next one", async () => {
+    const store = openStore(freshDir());
+    try {
+      await store.commit(() => store.jobs.insert({ jobId: "relaxed", spec: {} }), { durable: false });
+      assert.deepEqual(store.durability(), { journalMode: "wal", synchronous: "full" });
+      const both = [
+        store.commit(() => store.jobs.insert({ jobId: "a", spec: {} }), { durable: false }),
+        store.commit(() => store.jobs.insert({ jobId: "b", spec: {} })),
+      ];
+      await Promise.all(both);
+      assert.deepEqual(store.durability(), { journalMode: "wal", synchronous: "full" });
+      assert.deepEqual(
+        ["relaxed", "a", "b"].map((id) => store.jobs.has(id)),
+        [true, true, true],
+      );
+    } finally {
+      store.close();
+    }
+  });
+
   test("a later migration applies on reopen and keeps the data", () => {
     const dir = freshDir();
     const store = openStore(dir);

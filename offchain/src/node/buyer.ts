@@ -231,19 +231,23 @@ export class Buyer {
     });
     const job = newJob(signed.jobId, spec, signed.signature, announce);
     // Placement starts while the commit is pending: the commit runs before this node reads
-    // any answer from the network, and submitJob returns only once it is on disk.
-    const stored = ctx.store.commit(() => {
-      if (!ctx.store.blocks.has(moduleCid)) putKnownBlock(ctx, moduleCid, request.module);
-      putKnownBlock(ctx, inputCid, request.input);
-      ctx.store.jobs.insert({
-        jobId: job.jobId,
-        role: "buyer",
-        spec: { announce },
-        state: "queued",
-        priority: job.priority,
-        deadline: job.deadline,
-      });
-    });
+    // any answer from the network, and submitJob returns only once it is stored (safe
+    // against a crash of the node; a job is no money, so it does not wait for an fsync).
+    const stored = ctx.store.commit(
+      () => {
+        if (!ctx.store.blocks.has(moduleCid)) putKnownBlock(ctx, moduleCid, request.module);
+        putKnownBlock(ctx, inputCid, request.input);
+        ctx.store.jobs.insert({
+          jobId: job.jobId,
+          role: "buyer",
+          spec: { announce },
+          state: "queued",
+          priority: job.priority,
+          deadline: job.deadline,
+        });
+      },
+      { durable: false },
+    );
     this.#jobs.set(job.jobId, job);
 
     ctx.provider.add(moduleCid);
@@ -876,15 +880,18 @@ export class Buyer {
     this.#writeTimer = undefined;
     const writes = this.#pendingWrites.splice(0);
     if (writes.length === 0) return;
-    const committed = this.#ctx.store.commit(() => {
-      for (const write of writes) {
-        try {
-          write();
-        } catch (err) {
-          this.#ctx.log.warn({ err: errorMessage(err) }, "a job state write was refused");
+    const committed = this.#ctx.store.commit(
+      () => {
+        for (const write of writes) {
+          try {
+            write();
+          } catch (err) {
+            this.#ctx.log.warn({ err: errorMessage(err) }, "a job state write was refused");
+          }
         }
-      }
-    });
+      },
+      { durable: false },
+    );
     committed.catch((err: unknown) =>
       this.#ctx.log.error({ err: errorMessage(err) }, "could not persist job state"),
     );

@@ -388,7 +388,9 @@ export class Donor {
     execution.detail = detail.slice(0, 500);
     this.#ctx.log.info({ jobId: execution.job.jobId, reason, detail }, "job ended without a result");
     try {
-      await this.#ctx.store.commit(() => this.#recordExecution(execution, "failed", { reason }));
+      await this.#ctx.store.commit(() => this.#recordExecution(execution, "failed", { reason }), {
+        durable: false,
+      });
     } catch (err) {
       this.#ctx.log.warn({ err: errorMessage(err) }, "could not record the failed execution");
     }

@@ -111,10 +111,14 @@ export class ReceiptLog {
     const bytes = new TextEncoder().encode(JSON.stringify(block));
     const batchCid = (await cidOf(bytes)).toString();
     const head: Head = { through: entries.at(-1)!.rowId, cid: batchCid, sequence };
-    await ctx.store.commit(() => {
-      putKnownBlock(ctx, batchCid, bytes);
-      ctx.store.meta.setJson(HEAD_KEY, head);
-    });
+    // Not fsynced on its own: the receipts are, and a batch lost to a power cut is written again.
+    await ctx.store.commit(
+      () => {
+        putKnownBlock(ctx, batchCid, bytes);
+        ctx.store.meta.setJson(HEAD_KEY, head);
+      },
+      { durable: false },
+    );
     this.#head = head;
     if (this.#stopped) return;
     ctx.provider.add(batchCid);

@@ -1,5 +1,5 @@
 export { openStore, DATABASE_FILE } from "./store.ts";
-export type { OpenStoreOptions, Store, StoreLogger } from "./store.ts";
+export type { CommitOptions, OpenStoreOptions, Store, StoreLogger } from "./store.ts";
 export { MIGRATIONS, LATEST_SCHEMA_VERSION } from "./migrations.ts";
 export type { Migration } from "./migrations.ts";
 export { JOB_ROLES, JOB_STATES, PRIORITIES } from "./jobs.ts";

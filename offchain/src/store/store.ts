@@ -50,9 +50,18 @@ export interface Store {
    * Group commit: queues `fn` and runs it, together with every other write queued in the
    * same turn of the event loop, in one transaction (one fsync). Resolves once the commit
    * is on disk; a throwing `fn` rolls back only its own writes and rejects only its promise.
+   * With `durable: false` the commit skips the fsync: it survives a crash of the process,
+   * not of the machine, until the next durable commit or checkpoint syncs the log. For
+   * progress that can be redone (job steps, indexes); statements that may reach a contract
+   * are committed durably.
    */
-  commit<T>(fn: () => T): Promise<T>;
+  commit<T>(fn: () => T, options?: CommitOptions): Promise<T>;
   close(): void;
+}
+
+export interface CommitOptions {
+  /** fsync before resolving (default true). */
+  durable?: boolean;
 }
 
 /**
@@ -110,7 +119,7 @@ function readDurability(db: DatabaseSync): { journalMode: string; synchronous: s
 function createStore(db: DatabaseSync, location: string, path: string, now: () => number): Store {
   let open = true;
   const transaction = nestedTransactions(db);
-  const commit = groupCommit(transaction, () => open);
+  const commit = groupCommit(transaction, synchronousLevels(db), () => open);
   return {
     location,
     path,
@@ -191,26 +200,50 @@ function savepoint(db: DatabaseSync, name: string): TransactionControl {
 
 interface QueuedWrite {
   fn: () => unknown;
+  durable: boolean;
   resolve: (value: unknown) => void;
   reject: (error: unknown) => void;
 }
 
-type GroupCommit = (<T>(fn: () => T) => Promise<T>) & { flush(): void };
+type GroupCommit = (<T>(fn: () => T, options?: CommitOptions) => Promise<T>) & { flush(): void };
 
-function groupCommit(transaction: Transaction, isOpen: () => boolean): GroupCommit {
+/** Switches the connection between synchronous=NORMAL (no fsync per commit, in WAL mode) and FULL. */
+function synchronousLevels(db: DatabaseSync): { relaxed(): void; full(): void } {
+  const normal = db.prepare("PRAGMA synchronous = NORMAL");
+  const full = db.prepare("PRAGMA synchronous = FULL");
+  return { relaxed: () => normal.run(), full: () => full.run() };
+}
+
+function groupCommit(
+  transaction: Transaction,
+  levels: { relaxed(): void; full(): void },
+  isOpen: () => boolean,
+): GroupCommit {
   let queue: QueuedWrite[] = [];
   let scheduled = false;
   const flush = () => {
     scheduled = false;
     const batch = queue;
     queue = [];
-    if (batch.length === 1) commitAlone(transaction, batch[0]!);
-    else if (batch.length > 1) commitTogether(transaction, batch);
+    if (batch.length === 0) return;
+    const durable = batch.some((write) => write.durable);
+    if (!durable) levels.relaxed();
+    try {
+      if (batch.length === 1) commitAlone(transaction, batch[0]!);
+      else commitTogether(transaction, batch);
+    } finally {
+      if (!durable) levels.full();
+    }
   };
-  const enqueue = <T>(fn: () => T): Promise<T> => {
+  const enqueue = <T>(fn: () => T, options: CommitOptions = {}): Promise<T> => {
     if (!isOpen()) return Promise.reject(new Error("store.commit: the store is closed"));
     return new Promise<T>((resolve, reject) => {
-      queue.push({ fn, resolve: resolve as (value: unknown) => void, reject });
+      queue.push({
+        fn,
+        durable: options.durable ?? true,
+        resolve: resolve as (value: unknown) => void,
+        reject,
+      });
       if (!scheduled) {
         scheduled = true;
         setImmediate(flush);
