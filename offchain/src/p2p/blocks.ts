@@ -1,6 +1,6 @@
 import type { Libp2p } from "@libp2p/interface";
 import type { Logger } from "pino";
-import { z } from "zod";
+import { z } from "zod/v4";
 import { CID } from "../protocol/index.ts";
 import { sha256 } from "multiformats/hashes/sha2";
 import { MeshError } from "./errors.ts";
@@ -43,8 +43,8 @@ export function blockProtocolSpec(
 ): ProtocolSpec<{ cid: string }, { found: boolean; data?: string }> {
   const maxBase64 = Math.ceil(maxBlockBytes / 3) * 4;
   return {
-    request: z.object({ cid: cidString }).strict(),
-    response: z.object({ found: z.boolean(), data: z.string().max(maxBase64).base64().optional() }).strict(),
+    request: z.strictObject({ cid: cidString }),
+    response: z.strictObject({ found: z.boolean(), data: z.base64().max(maxBase64).optional() }),
     maxRequestBytes: 256,
     maxResponseBytes: maxBase64 + 64,
   };
