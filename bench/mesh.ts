@@ -17,6 +17,7 @@ const LATENCY_JOBS = Number(process.env.MESH_LATENCY_JOBS ?? 200);
 const THROUGHPUT_SECONDS = Number(process.env.MESH_SECONDS ?? 30);
 const CONCURRENCY = Number(process.env.MESH_CONCURRENCY ?? 64);
 const CLOCK_TICKS_PER_SECOND = 100; // USER_HZ on Linux
+const STOP_GRACE_MS = 10_000;
 const BUYER_SCRIPT = fileURLToPath(new URL("_mesh-buyer.ts", import.meta.url));
 
 /** A node process of this benchmark. */
@@ -27,11 +28,14 @@ interface NodeProcess {
 }
 
 const children: NodeProcess[] = [];
+/** Children being started, waited for before shutting down so none is left behind. */
+const starting: Promise<unknown>[] = [];
 let shuttingDown: Promise<void> | undefined;
 const cluster = await startCluster();
 const shutdown = () =>
   (shuttingDown ??= (async () => {
-    await Promise.all(children.map((child) => child.kill("SIGTERM")));
+    await Promise.allSettled(starting);
+    await Promise.all(children.map(stopProcess));
     await cluster.close();
   })());
 for (const signal of ["SIGINT", "SIGTERM"] as const)
@@ -52,7 +56,9 @@ try {
     config: { logLevel: "error", buyer: { maxInFlight: 1024 } },
   });
   const startDonor = async (node: ClusterNode, bootstrap?: string[]) => {
-    const child = await startChild(node, bootstrap);
+    const started = startChild(node, bootstrap);
+    starting.push(started);
+    const child = await started;
     children.push(child);
     return child;
   };
@@ -169,6 +175,16 @@ function startBuyer(params: MeshBuyerParams): BuyerProcess {
       await exited;
     },
   };
+}
+
+/** SIGTERM, then SIGKILL if the process has not exited after STOP_GRACE_MS. */
+async function stopProcess(node: NodeProcess): Promise<void> {
+  const timer = setTimeout(() => node.process.kill("SIGKILL"), STOP_GRACE_MS);
+  try {
+    await node.kill("SIGTERM");
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 function round(value: number): number {
