@@ -1,9 +1,7 @@
-import { hexToBytes } from "viem";
-import type { Hex } from "viem";
-import { peerIdFromPublicKey } from "../identity/index.ts";
 import type { CapabilityAdvert } from "../protocol/index.ts";
 import type { NodeContext } from "./context.ts";
 import { detach } from "./context.ts";
+import { peerKeyMatches } from "./peer-book.ts";
 import type { PeerBook } from "./peer-book.ts";
 
 const RECORD_INTERVAL_MS = 30_000;
@@ -71,12 +69,4 @@ function remember(map: Map<string, number>, key: string, at: number): void {
   map.delete(key);
   map.set(key, at);
   if (map.size > TRACKED_PEERS) map.delete(map.keys().next().value as string);
-}
-
-function peerKeyMatches(peerKey: Hex, peerId: string): boolean {
-  try {
-    return peerIdFromPublicKey(hexToBytes(peerKey)) === peerId;
-  } catch {
-    return false;
-  }
 }

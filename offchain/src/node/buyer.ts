@@ -1,7 +1,5 @@
 import { EventEmitter } from "node:events";
 import type { Address, Hex } from "viem";
-import { hexToBytes } from "viem";
-import { peerIdFromPublicKey } from "../identity/index.ts";
 import { RequestCoalescer } from "../p2p/index.ts";
 import {
   DEFAULT_BACKOFF,
@@ -51,6 +49,7 @@ import type { NodeContext } from "./context.ts";
 import { detach, errorMessage, putKnownBlock } from "./context.ts";
 import { Announcer } from "./announcer.ts";
 import { protocolSpecs } from "./protocols.ts";
+import { peerKeyMatches } from "./peer-book.ts";
 import type { PeerBook } from "./peer-book.ts";
 import type { JobEvent, JobResultView, JobView, JobViewState, SubmitJobRequest } from "./types.ts";
 
@@ -981,14 +980,6 @@ function toView(job: BuyerJob): JobView {
 
 function statusName(status: number): string {
   return Object.entries(ReceiptStatus).find(([, value]) => value === status)?.[0] ?? `status_${status}`;
-}
-
-function peerKeyMatches(peerKey: Hex, peerId: string): boolean {
-  try {
-    return peerIdFromPublicKey(hexToBytes(peerKey)) === peerId;
-  } catch {
-    return false;
-  }
 }
 
 function requestFailureReason(err: unknown): ReasonCode {

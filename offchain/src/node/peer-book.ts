@@ -1,4 +1,6 @@
 import type { Address, Hex } from "viem";
+import { hexToBytes } from "viem";
+import { peerIdFromPublicKey } from "../identity/index.ts";
 import type { CapabilityAdvert } from "../protocol/index.ts";
 
 export interface DonorInfo {
@@ -93,4 +95,22 @@ export class PeerBook {
       if (!stalest || donor.lastSeen < stalest.lastSeen) stalest = donor;
     if (stalest) this.#donors.delete(stalest.peerId);
   }
+}
+
+const KNOWN_PEER_KEYS = 4_096;
+const peerIdsByKey = new Map<Hex, string>();
+
+/** True when `peerKey` (0x + 32 bytes of Ed25519 key) is the key of `peerId`; results are cached. */
+export function peerKeyMatches(peerKey: Hex, peerId: string): boolean {
+  let derived = peerIdsByKey.get(peerKey);
+  if (derived === undefined) {
+    try {
+      derived = peerIdFromPublicKey(hexToBytes(peerKey));
+    } catch {
+      return false;
+    }
+    if (peerIdsByKey.size >= KNOWN_PEER_KEYS) peerIdsByKey.delete(peerIdsByKey.keys().next().value!);
+    peerIdsByKey.set(peerKey, derived);
+  }
+  return derived === peerId;
 }
