@@ -15,6 +15,11 @@
 //   a busy buyer is never killed for its heap.
 // MALLOC_ARENA_MAX=2 (unless set): glibc gives each thread that allocates its own malloc
 // arena; libuv, V8 and the runtime worker threads would otherwise each keep one resident.
+// MALLOC_MMAP_THRESHOLD_=32768 (unless set): allocations from 32 KB up get their own
+//   mapping, returned to the system when freed, instead of being carved from the main
+//   malloc heap, which fragments and keeps the peaks of JIT compilation resident.
+//   Measured on donors under load: malloc heap 17-20 MB -> 12-15 MB, ~5 MB less resident
+//   memory, no CPU difference beyond the noise.
 // A loader serving the node's TypeScript with its types already stripped: Node's own type
 // stripper is a WebAssembly module whose memory and compiled code stay resident for the
 // life of the process (~15 MB, and its compilation leaves ~10 MB of malloc heap behind).
@@ -54,7 +59,11 @@ export function withNodeFlags(): void {
   process.execve(
     process.execPath,
     [process.execPath, ...missing, ...loader, ...process.execArgv, ...process.argv.slice(1)],
-    { ...process.env, MALLOC_ARENA_MAX: process.env.MALLOC_ARENA_MAX ?? "2" },
+    {
+      ...process.env,
+      MALLOC_ARENA_MAX: process.env.MALLOC_ARENA_MAX ?? "2",
+      MALLOC_MMAP_THRESHOLD_: process.env.MALLOC_MMAP_THRESHOLD_ ?? "32768",
+    },
   );
 }
 
