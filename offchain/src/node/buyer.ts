@@ -421,7 +421,7 @@ export class Buyer {
     }
     for (const { reason, detail, decline } of refusals)
       if (decline) this.#emit(job, { type: "bid_rejected", reason, detail, ...decline });
-    const reason = commonReason(refusals) ?? "no_bid";
+    const reason = parkReason(refusals);
     this.#park(job, reason, `no donor took the job (${summarize(refusals)})`);
   }
 
@@ -987,10 +987,19 @@ function requestFailureReason(err: unknown): ReasonCode {
   return code === "timeout" ? "timeout" : "unreachable";
 }
 
-/** The reason all refusals share, if they share one. */
-function commonReason(refusals: readonly Refusal[]): ReasonCode | undefined {
-  const first = refusals[0]?.reason;
-  return first !== undefined && refusals.every((refusal) => refusal.reason === first) ? first : undefined;
+/**
+ * Why a job waits: the reason most donors gave when declining it (a donor that did not
+ * answer in time says less about the job), else the most frequent other refusal.
+ */
+function parkReason(refusals: readonly Refusal[]): ReasonCode {
+  const declines = refusals.filter((refusal) => refusal.decline !== undefined);
+  const counts = new Map<ReasonCode, number>();
+  for (const { reason } of declines.length > 0 ? declines : refusals)
+    counts.set(reason, (counts.get(reason) ?? 0) + 1);
+  let best: ReasonCode = "no_bid";
+  let bestCount = 0;
+  for (const [reason, count] of counts) if (count > bestCount) [best, bestCount] = [reason, count];
+  return best;
 }
 
 function summarize(refusals: readonly Refusal[]): string {
