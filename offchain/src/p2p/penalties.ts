@@ -22,39 +22,65 @@ export interface PenaltyPolicy {
   /** Score at which a peer is disconnected and refused for `blockMs`. */
   blockThreshold: number;
   blockMs: number;
+  /** A score halves every this many milliseconds: old offences fade (default 60 s). */
+  scoreHalfLifeMs?: number;
+  /** Peers with a record kept at once; the least recently offending are forgotten first (default 4,096). */
+  maxTrackedPeers?: number;
 }
 
 export const DEFAULT_PENALTY_POLICY: PenaltyPolicy = {
   weights: { malformed: 10, too_large: 10, rate_limited: 1, hash_mismatch: 25, handler_error: 0, unknown: 5 },
   blockThreshold: 200,
   blockMs: 60_000,
+  scoreHalfLifeMs: 60_000,
+  maxTrackedPeers: 4_096,
 };
+
+interface PeerRecord extends PeerPenalties {
+  /** When the score was last brought up to date. */
+  scoredAt: number;
+}
 
 function zeroCounts(): Record<RejectReason, number> {
   return Object.fromEntries(REJECT_REASONS.map((reason) => [reason, 0])) as Record<RejectReason, number>;
 }
 
-/** Counts rejections per peer and decides when a peer has earned a temporary block. */
+/**
+ * Counts rejections per peer and decides when a peer has earned a temporary block. Scores
+ * decay with a half-life, and at most `maxTrackedPeers` records are kept (least recently
+ * offending dropped first), so neither a long-lived peer's rare slips nor a stream of new
+ * peer ids grow without bound.
+ */
 export class PenaltyBook {
   readonly #policy: PenaltyPolicy;
-  readonly #peers = new Map<string, PeerPenalties>();
+  readonly #halfLifeMs: number;
+  readonly #maxTracked: number;
+  readonly #now: () => number;
+  readonly #peers = new Map<string, PeerRecord>();
   readonly #totals = zeroCounts();
   readonly #listeners = new Set<(event: RejectEvent) => void>();
   readonly #onBlock: (peerId: string, untilMs: number) => void;
 
-  constructor(policy: PenaltyPolicy, onBlock: (peerId: string, untilMs: number) => void) {
+  constructor(
+    policy: PenaltyPolicy,
+    onBlock: (peerId: string, untilMs: number) => void,
+    now: () => number = Date.now,
+  ) {
     this.#policy = policy;
+    this.#halfLifeMs = policy.scoreHalfLifeMs ?? DEFAULT_PENALTY_POLICY.scoreHalfLifeMs!;
+    this.#maxTracked = policy.maxTrackedPeers ?? DEFAULT_PENALTY_POLICY.maxTrackedPeers!;
     this.#onBlock = onBlock;
+    this.#now = now;
   }
 
   record(event: RejectEvent): void {
-    const entry = this.#entry(event.peerId);
+    const entry = this.#touch(event.peerId);
     entry.counts[event.reason] += 1;
     entry.score += this.#policy.weights[event.reason];
     this.#totals[event.reason] += 1;
     for (const listener of this.#listeners) listener(event);
     if (entry.score >= this.#policy.blockThreshold && !this.isBlocked(event.peerId)) {
-      entry.blockedUntil = Date.now() + this.#policy.blockMs;
+      entry.blockedUntil = this.#now() + this.#policy.blockMs;
       entry.score = 0;
       this.#onBlock(event.peerId, entry.blockedUntil);
     }
@@ -63,7 +89,13 @@ export class PenaltyBook {
   of(peerId: string): PeerPenalties {
     const entry = this.#peers.get(peerId);
     if (entry === undefined) return { score: 0, counts: zeroCounts() };
-    return { ...entry, counts: { ...entry.counts } };
+    const { scoredAt: _scoredAt, ...penalties } = entry;
+    return { ...penalties, score: this.#decayed(entry), counts: { ...entry.counts } };
+  }
+
+  /** Peers with a record. */
+  get tracked(): number {
+    return this.#peers.size;
   }
 
   totals(): Record<RejectReason, number> {
@@ -72,7 +104,7 @@ export class PenaltyBook {
 
   isBlocked(peerId: string): boolean {
     const until = this.#peers.get(peerId)?.blockedUntil;
-    return until !== undefined && until > Date.now();
+    return until !== undefined && until > this.#now();
   }
 
   subscribe(listener: (event: RejectEvent) => void): () => void {
@@ -80,12 +112,34 @@ export class PenaltyBook {
     return () => this.#listeners.delete(listener);
   }
 
-  #entry(peerId: string): PeerPenalties {
+  /** The peer's record with its score decayed to now, moved to the most recent end. */
+  #touch(peerId: string): PeerRecord {
     let entry = this.#peers.get(peerId);
     if (entry === undefined) {
-      entry = { score: 0, counts: zeroCounts() };
-      this.#peers.set(peerId, entry);
+      if (this.#peers.size >= this.#maxTracked) this.#forgetOldest();
+      entry = { score: 0, counts: zeroCounts(), scoredAt: this.#now() };
+    } else {
+      entry.score = this.#decayed(entry);
+      entry.scoredAt = this.#now();
+      this.#peers.delete(peerId);
     }
+    this.#peers.set(peerId, entry);
     return entry;
+  }
+
+  #decayed(entry: PeerRecord): number {
+    const elapsed = Math.max(0, this.#now() - entry.scoredAt);
+    return entry.score * 0.5 ** (elapsed / this.#halfLifeMs);
+  }
+
+  /** Drops the least recently offending peer that is not blocked (or the oldest, if all are). */
+  #forgetOldest(): void {
+    for (const peerId of this.#peers.keys()) {
+      if (!this.isBlocked(peerId)) {
+        this.#peers.delete(peerId);
+        return;
+      }
+    }
+    this.#peers.delete(this.#peers.keys().next().value!);
   }
 }
