@@ -83,7 +83,12 @@ async function prepareCluster(root: string, devnet: Devnet): Promise<Cluster> {
       passphrase: PASSPHRASE,
       api: { enabled: false },
       chain: { rpcUrl: devnet.rpcUrl, deploymentFile, cacheTtlMs: 5_000 },
-      donor: { enabled: options.donor, advertIntervalMs: 500, ...options.config?.donor },
+      donor: {
+        enabled: options.donor,
+        advertIntervalMs: 500,
+        receiptBatchMs: 1_000,
+        ...options.config?.donor,
+      },
       logLevel: options.config?.logLevel ?? "warn",
     };
     const configFile = join(dir, "node.json");

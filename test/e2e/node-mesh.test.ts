@@ -138,7 +138,7 @@ describe("Cell node mesh: 4 staked donors and a buyer", { timeout: 240_000 }, ()
     assert.equal(onChainJobId, jobId, "the job id is DonorRegistry's EIP-712 digest of the signed spec");
   });
 
-  it("announces receipt batches, provides each batch in the DHT and serves its receipts by CID", async () => {
+  it("announces receipt batches, provides them in the DHT and serves their receipts by CID", async () => {
     const { identity } = await cluster.prepare(`reader-${Date.now()}`, { donor: false });
     const watcher = await createMeshNode({
       peerKeySeed: identity.peerKeySeed,

@@ -29,7 +29,7 @@ const DonorConfigSchema = z.strictObject({
   /** How often the capability advert is gossiped. */
   advertIntervalMs: z.number().int().min(100).max(600_000).default(2_000),
   /** How long signed receipts collect before they are written, provided and announced as one batch. */
-  receiptBatchMs: z.number().int().min(10).max(600_000).default(1_000),
+  receiptBatchMs: z.number().int().min(10).max(600_000).default(10_000),
 });
 
 const BuyerConfigSchema = z.strictObject({

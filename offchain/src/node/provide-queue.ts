@@ -35,6 +35,14 @@ export class ProvideQueue {
     this.#next();
   }
 
+  /** Stops re-providing a CID this node provided (its newer replacement is provided instead). */
+  withdraw(cid: string): void {
+    this.#seen.delete(cid);
+    this.#mesh
+      .unprovide(CID.parse(cid))
+      .catch((err: unknown) => this.#log.debug({ cid, err: errorMessage(err) }, "DHT unprovide failed"));
+  }
+
   get pending(): number {
     return this.#queue.length + this.#active;
   }

@@ -31,7 +31,8 @@ interface Entry {
  * at most RECEIPT_BATCH_MAX) become one batch block linked to the previous batch; the
  * batch is stored, provided in the DHT and announced on `/cell/receipts/1`. One DHT
  * provide per batch instead of one per receipt keeps the DHT's cost off each job: a
- * provide walks the network. Receipts themselves are on disk before they are delivered;
+ * provide walks the network. Only the newest batch stays provided; the chain of
+ * `previous` links leads from it to every older one. Receipts themselves are on disk before they are delivered;
  * a crash before their batch is written batches them at the next start.
  */
 export class ReceiptLog {
@@ -119,9 +120,12 @@ export class ReceiptLog {
       },
       { durable: false },
     );
+    const previous = this.#head.cid;
     this.#head = head;
     if (this.#stopped) return;
+    // Only the newest batch is provided: older ones are reached through its `previous` links.
     ctx.provider.add(batchCid);
+    if (previous !== null) ctx.provider.withdraw(previous);
     ctx.mesh
       .publish(
         TOPIC_RECEIPTS,

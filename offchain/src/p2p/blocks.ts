@@ -111,6 +111,11 @@ export class BlockExchange {
     await this.#libp2p.contentRouting.provide(cid, { signal });
   }
 
+  /** Stops re-providing `cid`; records peers hold expire with their validity. */
+  async unprovide(cid: CID): Promise<void> {
+    await this.#libp2p.contentRouting.cancelReprovide(cid);
+  }
+
   async findProviders(cid: CID, options: { limit?: number; signal?: AbortSignal } = {}): Promise<string[]> {
     const found: string[] = [];
     for await (const peerId of this.#providers(cid, options.limit ?? 8, options.signal)) found.push(peerId);

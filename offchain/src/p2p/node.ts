@@ -206,6 +206,11 @@ export class MeshNode {
     return this.#blocks.provide(cid, options.signal);
   }
 
+  /** Stops re-providing a CID this node provided; the records peers hold expire on their own. */
+  unprovide(cid: CID): Promise<void> {
+    return this.#blocks.unprovide(cid);
+  }
+
   findProviders(cid: CID, options?: { limit?: number; signal?: AbortSignal }): Promise<string[]> {
     return this.#blocks.findProviders(cid, options);
   }
@@ -354,6 +359,15 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
         protocol: `${options.dhtProtocolPrefix ?? "/cell"}/kad/1.0.0`,
         clientMode: false,
         peerInfoMapper: passthroughMapper,
+        // Provider records live an hour (not a day) and are re-provided while wanted: a
+        // node provides a new receipt batch every few seconds, and every peer keeps the
+        // records it is sent until they expire.
+        providers: { provideValidity: PROVIDER_RECORD_SECONDS, cleanupInterval: 600 },
+        reprovide: {
+          validity: PROVIDER_RECORD_SECONDS * 1000,
+          threshold: 15 * 60_000,
+          interval: 5 * 60_000,
+        },
       }),
     },
   });
@@ -372,6 +386,8 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
   await node.connectBootstrap();
   return node;
 }
+
+const PROVIDER_RECORD_SECONDS = 3_600;
 
 /**
  * Identifies copies of one gossip message by origin and sequence number (both signed under
