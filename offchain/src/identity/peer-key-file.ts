@@ -1,5 +1,5 @@
 import { createCipheriv, createDecipheriv, randomBytes, scrypt } from "node:crypto";
-import { z } from "zod";
+import { z } from "zod/v4";
 import { SecretBytes } from "./secret.ts";
 
 /**

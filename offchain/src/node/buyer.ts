@@ -57,7 +57,8 @@ const LIVENESS_MS = 15_000;
 const TICK_MS = 250;
 const MISSED_PROBES_SILENT = 2;
 const BID_GRACE_MS = 2;
-const RECENT_FINISHED_JOBS = 2_000;
+/** Finished jobs kept in memory; older ones are read back from the store when asked for. */
+const RECENT_FINISHED_JOBS = 256;
 const WRITE_BATCH_MS = 25;
 
 interface Attempt {

@@ -3,7 +3,7 @@ import { peerIdFromString } from "@libp2p/peer-id";
 import { lpStream, type LengthPrefixedStream } from "@libp2p/utils";
 import { multiaddr } from "@multiformats/multiaddr";
 import type { Logger } from "pino";
-import { z } from "zod";
+import { z } from "zod/v4";
 import { decodeMessage, encodeMessage, parseWith, type Schema } from "./codec.ts";
 import { MeshError, REJECT_REASONS, type RejectReason } from "./errors.ts";
 import type { PenaltyBook } from "./penalties.ts";
