@@ -1,8 +1,11 @@
-import { decryptKeystoreJson, encryptKeystoreJson } from "ethers";
+import { Worker } from "node:worker_threads";
 import { z } from "zod";
 import { getAddress, type Address, type Hex } from "viem";
 import { privateKeyToAccount, type PrivateKeyAccount } from "viem/accounts";
+import type { KeystoreReply, KeystoreRequest } from "./keystore-worker.ts";
 import { operatorAccount } from "./operator-account.ts";
+
+const KEYSTORE_WORKER = new URL("./keystore-worker.ts", import.meta.url);
 
 /**
  * The operator key (secp256k1) in a Web3 Secret Storage v3 keystore, the format of
@@ -23,7 +26,9 @@ export async function encryptOperatorKey(
   scryptN: number,
 ): Promise<{ json: string; address: Address }> {
   const { address } = privateKeyToAccount(privateKey);
-  const json = await encryptKeystoreJson({ address, privateKey }, passphrase, { scrypt: { N: scryptN } });
+  const reply = await runKeystoreWorker({ op: "encrypt", address, privateKey, passphrase, scryptN });
+  if (!reply.ok) throw new Error(`cannot encrypt the operator key: ${reply.failed}`);
+  const json = reply.value;
   return { json: `${JSON.stringify(JSON.parse(json), null, 2)}\n`, address };
 }
 
@@ -51,17 +56,33 @@ export async function decryptOperatorKey(
   path: string,
 ): Promise<PrivateKeyAccount> {
   const expected = readKeystoreAddress(text, path);
-  let privateKey: Hex;
-  try {
-    privateKey = (await decryptKeystoreJson(text, passphrase)).privateKey as Hex;
-  } catch {
+  const reply = await runKeystoreWorker({ op: "decrypt", json: text, passphrase });
+  if (!reply.ok)
     throw new Error(`cannot decrypt operator keystore ${path}: wrong passphrase or the file was modified`);
-  }
-  const account = operatorAccount(privateKey);
+  const account = operatorAccount(reply.value as Hex);
   if (account.address !== expected) {
     throw new Error(
       `operator keystore ${path} holds a key for ${account.address}, not its stated address ${expected}`,
     );
   }
   return account;
+}
+
+/**
+ * Runs one request in a fresh keystore worker and waits for the thread to end, so none is
+ * left behind. A worker that fails to start or dies rejects with its own error.
+ */
+function runKeystoreWorker(request: KeystoreRequest): Promise<KeystoreReply> {
+  return new Promise((resolve, reject) => {
+    const worker = new Worker(KEYSTORE_WORKER, { workerData: request });
+    let reply: KeystoreReply | undefined;
+    worker.once("message", (message: KeystoreReply) => {
+      reply = message;
+    });
+    worker.once("error", reject);
+    worker.once("exit", (code) => {
+      if (reply) resolve(reply);
+      else reject(new Error(`keystore worker exited with code ${code} before replying`));
+    });
+  });
 }
