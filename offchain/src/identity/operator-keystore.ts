@@ -2,10 +2,17 @@ import { Worker } from "node:worker_threads";
 import { z } from "zod";
 import { getAddress, type Address, type Hex } from "viem";
 import { privateKeyToAccount, type PrivateKeyAccount } from "viem/accounts";
-import type { KeystoreReply, KeystoreRequest } from "./keystore-worker.ts";
 import { operatorAccount } from "./operator-account.ts";
 
-const KEYSTORE_WORKER = new URL("./keystore-worker.ts", import.meta.url);
+/** Runs ethers' keystore functions in a thread of its own; see the file for why. */
+const KEYSTORE_WORKER = new URL("./keystore-worker.mjs", import.meta.url);
+
+type KeystoreRequest =
+  | { op: "decrypt"; json: string; passphrase: string }
+  | { op: "encrypt"; address: Address; privateKey: Hex; passphrase: string; scryptN: number };
+
+/** `failed`: ethers rejected the request (for `decrypt`, a wrong passphrase or a modified file). */
+type KeystoreReply = { ok: true; value: string } | { ok: false; failed: string };
 
 /**
  * The operator key (secp256k1) in a Web3 Secret Storage v3 keystore, the format of
