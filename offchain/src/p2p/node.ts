@@ -105,6 +105,7 @@ export class MeshNode {
   readonly did: string;
   /** The underlying host, for diagnostics and protocols this layer does not cover. */
   readonly libp2p: Libp2p<MeshServices>;
+  #addresses: string[] | undefined;
   readonly #log: Logger;
   readonly #penalties: PenaltyBook;
   readonly #gossip: Gossip;
@@ -123,6 +124,7 @@ export class MeshNode {
   ) {
     this.libp2p = libp2p;
     this.peerId = libp2p.peerId.toString();
+    libp2p.addEventListener("self:peer:update", () => (this.#addresses = undefined));
     this.did = did;
     this.#log = log;
     this.#penalties = penalties;
@@ -148,8 +150,10 @@ export class MeshNode {
     this.#blocks = new BlockExchange(libp2p, this.#rpc, penalties, log, limits.maxBlockBytes);
   }
 
+  /** This node's addresses; read once and again after libp2p reports they changed. */
   multiaddrs(): string[] {
-    return this.libp2p.getMultiaddrs().map((address) => address.toString());
+    this.#addresses ??= this.libp2p.getMultiaddrs().map((address) => address.toString());
+    return [...this.#addresses];
   }
 
   /** Peer ids of the current connections. */
