@@ -43,7 +43,12 @@ import { detach, errorMessage, putKnownBlock, sleep } from "./context.ts";
 import { ReceiptLog } from "./receipt-log.ts";
 
 export const RUNTIME_VERSION = "cell-wasm/1";
-const OFFER_LIMIT = 4_096;
+/**
+ * Bids kept for assignment. A buyer assigns within its bid round (milliseconds, at most
+ * its bid timeout), so a busy donor needs only its last few seconds of bids; each holds
+ * the announced job (~2 KB).
+ */
+const OFFER_LIMIT = 1_024;
 const DELIVERY_ATTEMPTS = 4;
 const DELIVERY_TIMEOUT_MS = 5_000;
 /** Room in a delivery batch for everything but the inline outputs. */
