@@ -103,8 +103,10 @@ type BidCandidate = Candidate & { bid: BidWire; signature: Hex };
 
 /** The answers to one announcement of a job. */
 interface BidRound {
-  /** Donors known able to run the job: once all have answered, selection need not wait. */
-  expected: number;
+  /** Staked donors known able to run the job: once all have answered, selection need not wait. */
+  expected: ReadonlySet<string>;
+  /** Expected donors yet to answer. */
+  awaiting: number;
   answered: Set<string>;
   answers: (BidCandidate | Refusal)[];
   closed: boolean;
@@ -373,7 +375,7 @@ export class Buyer {
     });
     if (donors.length === 0) return this.#park(job, "no_bid", "no staked donor able to run the job is known");
 
-    const answers = await this.#callForBids(job, donors.length);
+    const answers = await this.#callForBids(job, new Set(donors.map((donor) => donor.peerId)));
     const candidates = answers.filter((answer): answer is BidCandidate => !("reason" in answer));
     const refusals = answers.filter((answer): answer is Refusal => "reason" in answer);
     const excludeOperators = new Set<string>();
@@ -432,10 +434,11 @@ export class Buyer {
    * hold up the job), or after `bidTimeoutMs`. Later answers are dropped (the job has
    * moved on).
    */
-  #callForBids(job: BuyerJob, expected: number): Promise<(BidCandidate | Refusal)[]> {
+  #callForBids(job: BuyerJob, expected: ReadonlySet<string>): Promise<(BidCandidate | Refusal)[]> {
     return new Promise((resolve) => {
       const round: BidRound = {
         expected,
+        awaiting: expected.size,
         answered: new Set(),
         answers: [],
         closed: false,
@@ -445,7 +448,7 @@ export class Buyer {
           clearTimeout(round.grace);
           clearTimeout(round.timer);
           if (job.bidding === round) job.bidding = undefined;
-          if (round.answered.size < round.expected && round.answers.every((answer) => "reason" in answer))
+          if (round.awaiting > 0 && round.answers.every((answer) => "reason" in answer))
             round.answers.push({ reason: "timeout", detail: "no bid came in time" });
           resolve(round.answers);
         },
@@ -475,9 +478,11 @@ export class Buyer {
       reason: "internal_error",
       detail: errorMessage(err),
     }));
-    if (round.closed) return;
+    // Answers of peers that are not staked donors neither count nor end the round.
+    if (round.closed || answer === undefined) return;
     round.answers.push(answer);
-    if (round.answered.size >= round.expected) return round.finish();
+    if (round.expected.has(from)) round.awaiting--;
+    if (round.awaiting === 0) return round.finish();
     if (!("reason" in answer) && round.grace === undefined)
       round.grace = setTimeout(round.finish, BID_GRACE_MS);
   }
@@ -487,12 +492,12 @@ export class Buyer {
     round: BidRound,
     offer: BidOffer,
     from: string,
-  ): Promise<BidCandidate | Refusal> {
+  ): Promise<BidCandidate | Refusal | undefined> {
     const ctx = this.#ctx;
-    // Only a staked donor's answers become job events: anyone else's are dropped unrecorded.
-    const ignored = (detail: string): Refusal => {
+    // Only a staked donor's answers count and become job events: anyone else's are dropped unrecorded.
+    const ignored = (detail: string): undefined => {
       ctx.log.debug({ jobId: job.jobId, from, detail }, "ignored a bid");
-      return { reason: "not_staked", detail };
+      return undefined;
     };
     if (offer.type === "decline") {
       const donor = this.#peers.get(from);
