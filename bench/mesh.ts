@@ -16,6 +16,12 @@ const WARMUP_JOBS = 20;
 const LATENCY_JOBS = Number(process.env.MESH_LATENCY_JOBS ?? 200);
 const THROUGHPUT_SECONDS = Number(process.env.MESH_SECONDS ?? 30);
 const CONCURRENCY = Number(process.env.MESH_CONCURRENCY ?? 64);
+/**
+ * Jobs each donor takes at once. The donors together have a slot for every job in flight,
+ * so the throughput phase measures the network rather than jobs held in the buyer's queue
+ * for a free slot (at 8 slots each, half of them waited there).
+ */
+const SLOTS_PER_DONOR = Math.ceil(CONCURRENCY / DONORS);
 const CLOCK_TICKS_PER_SECOND = 100; // USER_HZ on Linux
 const STOP_GRACE_MS = 10_000;
 const BUYER_SCRIPT = fileURLToPath(new URL("_mesh-buyer.ts", import.meta.url));
@@ -47,7 +53,7 @@ try {
       cluster.prepare(`donor${i + 1}`, {
         donor: true,
         stakeWith: i + 1,
-        config: { donor: { slots: 8 }, runtime: { poolSize: 1 }, logLevel: "error" },
+        config: { donor: { slots: SLOTS_PER_DONOR }, runtime: { poolSize: 1 }, logLevel: "error" },
       }),
     ),
   );
