@@ -17,7 +17,6 @@ import {
   CID,
   INLINE_INPUT_MAX_BYTES,
   JobAnnounceSchema,
-  MARKET_BATCH_MAX,
   PROTOCOL_ASSIGN,
   PROTOCOL_STATUS,
   ReceiptStatus,
@@ -48,7 +47,7 @@ import type { JobRow } from "../store/index.ts";
 import type { NodeContext } from "./context.ts";
 import { detach, errorMessage, putKnownBlock } from "./context.ts";
 import { Announcer } from "./announcer.ts";
-import { protocolSpecs } from "./protocols.ts";
+import { MARKET_BATCHING, protocolSpecs } from "./protocols.ts";
 import { peerKeyMatches } from "./peer-book.ts";
 import type { PeerBook } from "./peer-book.ts";
 import type { JobEvent, JobResultView, JobView, JobViewState, SubmitJobRequest } from "./types.ts";
@@ -146,8 +145,7 @@ export class Buyer {
     this.#peers = peers;
     this.#announcer = new Announcer(ctx.mesh, ctx.log);
     this.#assignments = new RequestCoalescer({
-      maxItems: MARKET_BATCH_MAX,
-      maxInFlight: 2,
+      ...MARKET_BATCHING,
       send: async (peerId, assignments) => {
         const { results } = await ctx.mesh.request(
           peerId,

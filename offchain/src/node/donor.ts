@@ -38,7 +38,7 @@ import type {
   StatusResponse,
 } from "../protocol/index.ts";
 import type { NodeContext } from "./context.ts";
-import { protocolSpecs } from "./protocols.ts";
+import { MARKET_BATCHING, protocolSpecs } from "./protocols.ts";
 import { detach, errorMessage, putKnownBlock, sleep } from "./context.ts";
 import { ReceiptLog } from "./receipt-log.ts";
 
@@ -98,16 +98,14 @@ export class Donor {
     this.#policy = policy;
     this.#receiptLog = new ReceiptLog(ctx, ctx.config.donor.receiptBatchMs);
     this.#bids = new RequestCoalescer({
-      maxItems: MARKET_BATCH_MAX,
-      maxInFlight: 2,
+      ...MARKET_BATCHING,
       send: async (buyerPeer, offers) => {
         await ctx.mesh.request(buyerPeer, PROTOCOL_BID, protocolSpecs.bid, { type: "bids", offers });
         return offers.map(() => undefined);
       },
     });
     this.#deliveries = new RequestCoalescer({
-      maxItems: MARKET_BATCH_MAX,
-      maxInFlight: 2,
+      ...MARKET_BATCHING,
       maxWeight: MESSAGE_LIMITS.deliveryBatch - DELIVERY_ENVELOPE_BYTES * MARKET_BATCH_MAX,
       weigh: (delivery) => (delivery.type === "receipt" ? (delivery.outputBase64?.length ?? 0) : 0),
       send: async (buyerPeer, deliveries) => {

@@ -5,6 +5,7 @@ import {
   BidBatchSchema,
   DeliveryAcksSchema,
   DeliveryBatchSchema,
+  MARKET_BATCH_MAX,
   MESSAGE_LIMITS,
   StatusRequestSchema,
   StatusResponseSchema,
@@ -49,3 +50,9 @@ export const protocolSpecs = {
     burst: 2_000,
   },
 } as const;
+
+/**
+ * How bids, assignments and deliveries to one peer are batched: at once while fewer than
+ * two batches are under way, else together with what queued meanwhile.
+ */
+export const MARKET_BATCHING = { maxItems: MARKET_BATCH_MAX, maxInFlight: 2 } as const;

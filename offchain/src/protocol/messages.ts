@@ -128,6 +128,10 @@ const MultiaddrListSchema = z.array(MultiaddrStringSchema).max(8);
 const ProviderListSchema = z.array(PeerIdStringSchema).max(8);
 const DetailSchema = z.string().max(512);
 const uint = (max: number) => z.number().int().min(0).max(max);
+/** The items of a batched request: 1 to MARKET_BATCH_MAX. */
+const batchOf = <T extends z.ZodType>(item: T) => z.array(item).min(1).max(MARKET_BATCH_MAX);
+/** The answers to a batched request, one per item. */
+const answersTo = <T extends z.ZodType>(item: T) => z.array(item).max(MARKET_BATCH_MAX);
 
 // ── job spec ────────────────────────────────────────────────────────────────────────
 
@@ -233,7 +237,7 @@ export type BidOffer = z.infer<typeof BidOfferSchema>;
 /** Donor → buyer on `/cell/bid/1`: its answers to jobs the buyer announced. */
 export const BidBatchSchema = z.strictObject({
   type: z.literal("bids"),
-  offers: z.array(BidOfferSchema).min(1).max(MARKET_BATCH_MAX),
+  offers: batchOf(BidOfferSchema),
 });
 export type BidBatch = z.infer<typeof BidBatchSchema>;
 
@@ -272,14 +276,14 @@ export type AssignResponse = z.infer<typeof AssignResponseSchema>;
 /** Buyer → donor on `/cell/assign/1`. */
 export const AssignBatchSchema = z.strictObject({
   type: z.literal("assign_batch"),
-  assignments: z.array(AssignRequestSchema).min(1).max(MARKET_BATCH_MAX),
+  assignments: batchOf(AssignRequestSchema),
 });
 export type AssignBatch = z.infer<typeof AssignBatchSchema>;
 
 /** Donor → buyer: one answer per assignment, in order. */
 export const AssignResultsSchema = z.strictObject({
   type: z.literal("assign_results"),
-  results: z.array(AssignResponseSchema).max(MARKET_BATCH_MAX),
+  results: answersTo(AssignResponseSchema),
 });
 export type AssignResults = z.infer<typeof AssignResultsSchema>;
 
@@ -354,14 +358,14 @@ export type ReceiptAck = z.infer<typeof ReceiptAckSchema>;
 /** Executor → buyer on `/cell/receipt/1`. */
 export const DeliveryBatchSchema = z.strictObject({
   type: z.literal("deliveries"),
-  deliveries: z.array(ReceiptDeliverySchema).min(1).max(MARKET_BATCH_MAX),
+  deliveries: batchOf(ReceiptDeliverySchema),
 });
 export type DeliveryBatch = z.infer<typeof DeliveryBatchSchema>;
 
 /** Buyer → executor: one acknowledgement per delivery, in order. */
 export const DeliveryAcksSchema = z.strictObject({
   type: z.literal("acks"),
-  acks: z.array(ReceiptAckSchema).max(MARKET_BATCH_MAX),
+  acks: answersTo(ReceiptAckSchema),
 });
 export type DeliveryAcks = z.infer<typeof DeliveryAcksSchema>;
 
