@@ -100,7 +100,9 @@ function openDatabase(path: string, busyTimeoutMs: number): DatabaseSync {
       };
       if (mode !== "wal") throw new Error(`journal_mode is '${mode}', expected 'wal'`);
     }
-    db.exec("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;");
+    // temp_store = MEMORY keeps savepoint journals in memory: group commit opens a savepoint
+    // per queued write, and each one otherwise copies every page it touches to a temp file.
+    db.exec("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA temp_store = MEMORY;");
   } catch (error) {
     db.close();
     throw new Error(`cannot configure store ${path}: ${(error as Error).message}`, { cause: error });
