@@ -4,10 +4,11 @@
 // for the donors, then runs the warm-up, the sequential latency phase and the throughput
 // phase. On stdout it writes {"phase":"throughput"} when the throughput phase starts and
 // then its figures as one JSON line. It stops its node when stdin closes or on SIGTERM.
-import { startNodeFromFile, withNodeFlags } from "../offchain/src/node/run.ts";
+import { withNodeFlags } from "../offchain/src/node/launch.ts";
+import { startNodeFromFile } from "../offchain/src/node/run.ts";
 import type { CellNode } from "../offchain/src/node/index.ts";
 
-withNodeFlags();
+await withNodeFlags();
 
 export interface MeshBuyerParams {
   configFile: string;

@@ -1,6 +1,7 @@
 export { startNode } from "./node.ts";
 export type { StartNodeOptions } from "./node.ts";
 export { NodeConfigSchema, loadConfig } from "./config.ts";
+export { withNodeFlags } from "./launch.ts";
 export type { DeepPartial, NodeConfig, NodeConfigInput } from "./config.ts";
 export { JOB_EVENT_TYPES, JOB_VIEW_STATES } from "./types.ts";
 export type {

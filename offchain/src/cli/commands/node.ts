@@ -1,3 +1,4 @@
+import { fileURLToPath } from "node:url";
 import { Command, InvalidArgumentError, Option } from "commander";
 import type { Address } from "viem";
 import { reportErrors } from "../errors.ts";
@@ -85,12 +86,16 @@ Config reference: docs/operations.md.
   return node;
 }
 
+/** The CLI's entry: a node runs as a bundle of it, with the node's flags (node/launch.ts). */
+const CLI_ENTRY = fileURLToPath(new URL("../main.ts", import.meta.url));
+
 async function startNodeCommand(options: StartOptions): Promise<void> {
-  const [{ loadConfig, startNode }, { pino }, { serveNodeApi }] = await Promise.all([
+  const [{ loadConfig, startNode, withNodeFlags }, { pino }, { serveNodeApi }] = await Promise.all([
     import("../../node/index.ts"),
     import("pino"),
     import("../serve.ts"),
   ]);
+  await withNodeFlags(CLI_ENTRY);
   const config = await loadConfig(options.config, await overridesFrom(options));
   const logger = pino({ level: config.logLevel, base: undefined }, pino.destination(2));
   const node = await startNode(config, { logger });
