@@ -299,14 +299,17 @@ export class Donor {
     return { type: "accept", jobId };
   }
 
+  /** Offers are kept in the order they were made, so the oldest and the expired leave first. */
   #rememberOffer(offer: Offer): void {
-    if (this.#offers.size >= OFFER_LIMIT) {
-      const now = BigInt(this.#ctx.now());
-      for (const [id, kept] of this.#offers) if (kept.expiresAt <= now) this.#offers.delete(id);
-      if (this.#offers.size >= OFFER_LIMIT) this.#offers.delete(this.#offers.keys().next().value as Hex);
-    }
     this.#offers.delete(offer.job.jobId); // a re-announced job: the newest bid counts
     this.#offers.set(offer.job.jobId, offer);
+    const now = BigInt(this.#ctx.now());
+    for (;;) {
+      const oldest = this.#offers.values().next();
+      if (oldest.done) return;
+      if (this.#offers.size <= OFFER_LIMIT && oldest.value.expiresAt > now) return;
+      this.#offers.delete(oldest.value.job.jobId);
+    }
   }
 
   async #execute(execution: Execution): Promise<void> {
