@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { hashTypedData, isAddressEqual, keccak256, recoverAddress, toHex } from "viem";
@@ -132,6 +133,20 @@ test("bid, receipt and job spec digests equal viem's hashTypedData, and bad valu
     jobIdOf(domain, spec),
     hashTypedData({ domain, types: jobSpecTypes, primaryType: "JobSpec", message: spec }),
   );
+  for (let i = 0; i < 200; i++) {
+    const random = { ...bid, pricePerMegaFuel: randomUint(256), expiresAt: i === 0 ? 0n : randomUint(64) };
+    assert.equal(
+      bidDigest(domain, random),
+      hashTypedData({ domain, types: bidTypes, primaryType: "Bid", message: random }),
+      `bid ${random.pricePerMegaFuel} ${random.expiresAt}`,
+    );
+  }
   assert.throws(() => bidDigest(domain, { ...bid, expiresAt: 2n ** 64n }), /uint64|size|range|overflow/i);
   assert.throws(() => bidDigest(domain, { ...bid, executor: miscased(executor) }), /invalid/i);
 });
+
+/** A uniformly random integer of up to `bits` bits, often much shorter (random byte length). */
+function randomUint(bits: number): bigint {
+  const bytes = randomBytes(Math.ceil(Math.random() * (bits / 8)));
+  return bytes.length === 0 ? 0n : BigInt(`0x${bytes.toString("hex")}`);
+}

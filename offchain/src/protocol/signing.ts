@@ -66,14 +66,30 @@ function keccak(data: Uint8Array): Uint8Array {
   return keccakHasher.digest("binary");
 }
 
+function keccakHex(data: Uint8Array): Hex {
+  keccakHasher.init();
+  keccakHasher.update(data);
+  return `0x${keccakHasher.digest("hex")}`;
+}
+
+const BYTES32_HEX = /^0x[0-9a-fA-F]{64}$/;
+const UINT_TYPE = /^uint(\d+)$/;
+const WORD_64_BITS = (1n << 64n) - 1n;
+
+/** Writes a field's 32-byte word at `offset` of `words` (zeroed); false if the value does not fit the type. */
+type WordWriter = (value: unknown, words: Buffer, offset: number) => boolean;
+
 interface FlatStruct {
   typeHash: Uint8Array;
-  fields: readonly TypedDataParameter[];
+  fields: readonly { name: string; write: WordWriter }[];
 }
 
 function flatStruct(name: string, fields: readonly TypedDataParameter[]): FlatStruct {
   const encodedType = `${name}(${fields.map((field) => `${field.type} ${field.name}`).join(",")})`;
-  return { typeHash: keccak(new TextEncoder().encode(encodedType)), fields };
+  return {
+    typeHash: keccak(Buffer.from(encodedType)),
+    fields: fields.map((field) => ({ name: field.name, write: wordWriter(field.type) })),
+  };
 }
 
 const jobSpecStruct = flatStruct("JobSpec", jobSpecTypes.JobSpec);
@@ -85,48 +101,56 @@ function domainSeparator(domain: TypedDataDomain): Uint8Array {
   let separator = domainSeparators.get(domain);
   if (!separator) {
     const types = { EIP712Domain: getTypesForEIP712Domain({ domain }) };
-    separator = hexBytes(hashDomain({ domain, types } as Parameters<typeof hashDomain>[0]));
+    separator = hexToBytes(hashDomain({ domain, types } as Parameters<typeof hashDomain>[0]));
     domainSeparators.set(domain, separator);
   }
   return separator;
 }
 
 function flatDigest(domain: TypedDataDomain, struct: FlatStruct, message: object): Hex | undefined {
-  const words = new Uint8Array(32 * (struct.fields.length + 1));
+  const words = Buffer.alloc(32 * (struct.fields.length + 1));
   words.set(struct.typeHash, 0);
   const values = message as Record<string, unknown>;
-  for (const [index, field] of struct.fields.entries()) {
-    const word = encodeWord(field.type, values[field.name]);
-    if (!word) return undefined;
-    words.set(word, 32 * (index + 1));
+  let offset = 32;
+  for (const field of struct.fields) {
+    if (!field.write(values[field.name], words, offset)) return undefined;
+    offset += 32;
   }
-  const envelope = new Uint8Array(66);
-  envelope.set([0x19, 0x01], 0);
+  const envelope = Buffer.allocUnsafe(66);
+  envelope[0] = 0x19;
+  envelope[1] = 0x01;
   envelope.set(domainSeparator(domain), 2);
   envelope.set(keccak(words), 34);
-  return bytesToHex(keccak(envelope));
+  return keccakHex(envelope);
 }
 
-function encodeWord(type: string, value: unknown): Uint8Array | undefined {
+function wordWriter(type: string): WordWriter {
   if (type === "bytes32")
-    return typeof value === "string" && /^0x[0-9a-fA-F]{64}$/.test(value) ? hexBytes(value) : undefined;
+    return (value, words, offset) =>
+      typeof value === "string" &&
+      BYTES32_HEX.test(value) &&
+      words.write(value.slice(2), offset, "hex") === 32;
   if (type === "address")
-    return typeof value === "string" && isAddress(value) ? uintWord(BigInt(value)) : undefined;
+    return (value, words, offset) =>
+      typeof value === "string" && isAddress(value) && words.write(value.slice(2), offset + 12, "hex") === 20;
   if (type === "string")
-    return typeof value === "string" ? keccak(new TextEncoder().encode(value)) : undefined;
-  const bits = /^uint(\d+)$/.exec(type)?.[1];
-  if (bits === undefined || (typeof value !== "bigint" && typeof value !== "number")) return undefined;
-  if (typeof value === "number" && !Number.isSafeInteger(value)) return undefined;
-  const number = BigInt(value);
-  return number >= 0n && number < 1n << BigInt(bits) ? uintWord(number) : undefined;
-}
-
-function uintWord(value: bigint): Uint8Array {
-  return hexBytes(`0x${value.toString(16).padStart(64, "0")}`);
-}
-
-function hexBytes(hex: string): Uint8Array {
-  return Uint8Array.from(Buffer.from(hex.slice(2), "hex"));
+    return (value, words, offset) => {
+      if (typeof value !== "string") return false;
+      words.set(keccak(Buffer.from(value)), offset);
+      return true;
+    };
+  const bits = UINT_TYPE.exec(type)?.[1];
+  if (bits === undefined) return () => false;
+  const limit = 1n << BigInt(bits);
+  return (value, words, offset) => {
+    if (typeof value === "number" && !Number.isSafeInteger(value)) return false;
+    if (typeof value !== "bigint" && typeof value !== "number") return false;
+    let number = BigInt(value);
+    if (number < 0n || number >= limit) return false;
+    for (let end = offset + 32; number > 0n; end -= 8, number >>= 64n)
+      words.writeBigUInt64BE(number & WORD_64_BITS, end - 8);
+    return true;
+  };
 }
 
 /** Signs a job spec; `jobId` saves hashing the spec again when the caller has it already. */
