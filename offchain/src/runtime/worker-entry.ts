@@ -11,6 +11,7 @@ import {
   readdirSync,
   renameSync,
   rmSync,
+  statSync,
   writeFileSync,
 } from "node:fs";
 import { stripTypeScriptTypes } from "node:module";
@@ -19,6 +20,9 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 
 /** `from "./x.ts"`, `import "./x.ts"`: relative imports, rewritten to their `.js` copies. */
 const RELATIVE_TS_IMPORT = /(\bfrom\s*|\bimport\s*)(["'])(\.\/[^"'\n/]+?)\.ts\2/g;
+const COPY_PREFIX = "runtime-worker-";
+/** Copies of other source versions are removed once this old. */
+const STALE_COPY_MS = 10 * 60_000;
 const ESCAPING_IMPORT = /(\bfrom\s*|\bimport\s*)(["'])\.\.\//;
 
 /**
@@ -37,10 +41,25 @@ export function compiledWorkerEntry(entry: URL, cacheRoot: string): URL {
       .update(name)
       .update("\0")
       .update(readFileSync(join(sourceDir, name)));
-  const outDir = join(cacheRoot, `runtime-worker-${hash.digest("hex").slice(0, 16)}`);
+  const outDir = join(cacheRoot, `${COPY_PREFIX}${hash.digest("hex").slice(0, 16)}`);
   const entryJs = join(outDir, basename(fileURLToPath(entry)).replace(/\.ts$/, ".js"));
-  if (!existsSync(entryJs)) compileInto(outDir, sourceDir, basename(fileURLToPath(entry)), cacheRoot);
+  if (!existsSync(entryJs)) {
+    compileInto(outDir, sourceDir, basename(fileURLToPath(entry)), cacheRoot);
+    removeStaleCopies(cacheRoot, basename(outDir));
+  }
   return pathToFileURL(entryJs);
+}
+
+/**
+ * Removes copies compiled from other versions of the sources, once they are old enough
+ * that no process still starting a worker from them is likely.
+ */
+function removeStaleCopies(cacheRoot: string, current: string): void {
+  for (const name of readdirSync(cacheRoot)) {
+    if (!name.startsWith(COPY_PREFIX) || name === current) continue;
+    const dir = join(cacheRoot, name);
+    if (Date.now() - statSync(dir).mtimeMs > STALE_COPY_MS) rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 /** Writes the entry and everything it imports into a staging folder, then renames it into place. */
