@@ -125,6 +125,9 @@ async function buildBundle(entry: string, outfile: string): Promise<string[]> {
     target: `node${process.versions.node}`,
     minify: true,
     keepNames: true,
+    // The ES module build of a package without an exports map tree-shakes (hash-wasm's
+    // CommonJS build would bring every hash function's WebAssembly, ~200 KB of source).
+    mainFields: ["module", "main"],
     legalComments: "none",
     external: EXTERNAL_PACKAGES,
     banner: { js: REQUIRE_BANNER },
