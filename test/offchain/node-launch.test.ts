@@ -23,7 +23,10 @@ interface Report {
 }
 
 /** Runs `entry` with Node and returns its pid and the JSON line it printed. */
-async function run(entry: string, env: NodeJS.ProcessEnv = {}): Promise<{ pid: number; report: Report }> {
+async function run(
+  entry: string,
+  env: NodeJS.ProcessEnv = {},
+): Promise<{ pid: number; report: Report; stderr: string }> {
   const { MALLOC_ARENA_MAX: _unset, ...inherited } = process.env;
   const child = spawn(process.execPath, [entry], {
     env: { ...inherited, ...env },
@@ -35,12 +38,13 @@ async function run(entry: string, env: NodeJS.ProcessEnv = {}): Promise<{ pid: n
   child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
   const code = await new Promise<number | null>((resolve) => child.once("exit", resolve));
   assert.equal(code, 0, `the entry failed: ${stderr}`);
-  return { pid: child.pid!, report: JSON.parse(stdout) as Report };
+  return { pid: child.pid!, report: JSON.parse(stdout) as Report, stderr };
 }
 
 describe("node launch: withNodeFlags", () => {
   let dir: string;
   let entry: string;
+  let unbundlable: string;
   let helper: string;
   let cacheBefore: Set<string>;
 
@@ -57,17 +61,20 @@ describe("node launch: withNodeFlags", () => {
     entry = join(dir, "entry.ts");
     helper = join(dir, "helper.ts");
     await writeHelper(1);
+    const body = [
+      `import { helper } from "./helper.ts";`,
+      `await withNodeFlags();`,
+      `const report = { pid: process.pid, script: process.argv[1], execArgv: process.execArgv,`,
+      `  mallocArenaMax: process.env.MALLOC_ARENA_MAX, url: import.meta.url, main: import.meta.main, helper };`,
+      `process.stdout.write(JSON.stringify(report));`,
+    ];
+    // esbuild resolves no file: URL specifiers; Node does, so this entry runs but cannot be bundled.
+    unbundlable = join(dir, "unbundlable.ts");
     await writeFile(
-      entry,
-      [
-        `import { withNodeFlags } from ${JSON.stringify(LAUNCH)};`,
-        `import { helper } from "./helper.ts";`,
-        `await withNodeFlags();`,
-        `const report = { pid: process.pid, script: process.argv[1], execArgv: process.execArgv,`,
-        `  mallocArenaMax: process.env.MALLOC_ARENA_MAX, url: import.meta.url, main: import.meta.main, helper };`,
-        `process.stdout.write(JSON.stringify(report));`,
-      ].join("\n"),
+      unbundlable,
+      [`import { withNodeFlags } from ${JSON.stringify(pathToFileURL(LAUNCH).href)};`, ...body].join("\n"),
     );
+    await writeFile(entry, [`import { withNodeFlags } from ${JSON.stringify(LAUNCH)};`, ...body].join("\n"));
   });
 
   after(async () => {
@@ -106,5 +113,12 @@ describe("node launch: withNodeFlags", () => {
     assert.equal(report.script, entry);
     assert.ok(report.execArgv.includes("--max-semi-space-size=2"));
     assert.equal(report.helper.url, pathToFileURL(helper).href);
+  });
+
+  it("runs the sources with the flags, and says why, when the entry cannot be bundled", async () => {
+    const { report, stderr } = await run(unbundlable);
+    assert.equal(report.script, unbundlable);
+    assert.ok(report.execArgv.includes("--max-semi-space-size=2"));
+    assert.match(stderr, /cannot bundle .*unbundlable\.ts .*running its sources/);
   });
 });
