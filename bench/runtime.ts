@@ -5,11 +5,13 @@ import { readFileSync } from "node:fs";
 import { Worker } from "node:worker_threads";
 import wabtInit from "wabt";
 import { ensureJobs, type JobName } from "../scripts/build-jobs.ts";
+import { runtimeWorkerBundle } from "../offchain/src/node/index.ts";
 import {
   createRuntime,
   instrument,
   runModule,
   WORKER_RESOURCE_LIMITS,
+  WORKER_SOURCE,
   type FuelMode,
 } from "../offchain/src/runtime/index.ts";
 
@@ -95,11 +97,14 @@ function compareJob(bytes: Uint8Array, inputText: string): Record<Variant["name"
   >;
 }
 
+/** The worker as donors run it: bundled, like the node. */
+const workerEntry = (await runtimeWorkerBundle()) ?? WORKER_SOURCE;
+
 async function workerStartMs(): Promise<number> {
   const samples: number[] = [];
   for (let index = 0; index < 5; index++) {
     const started = performance.now();
-    const worker = new Worker(new URL("../offchain/src/runtime/worker.ts", import.meta.url), {
+    const worker = new Worker(workerEntry, {
       resourceLimits: WORKER_RESOURCE_LIMITS,
     });
     await new Promise((resolve) => worker.once("message", resolve));
@@ -122,7 +127,7 @@ async function tinyJobsPerSecond(): Promise<number> {
         (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))`,
     )
     .toBinary({}).buffer;
-  const runtime = await createRuntime({ poolSize: 2 });
+  const runtime = await createRuntime({ poolSize: 2, workerEntry });
   try {
     const job = {
       module: tiny,

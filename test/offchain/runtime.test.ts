@@ -9,6 +9,7 @@ import {
   runModule,
   type Runtime,
 } from "../../offchain/src/runtime/index.ts";
+import { runtimeWorkerBundle } from "../../offchain/src/node/index.ts";
 import { cidOf } from "../../offchain/src/protocol/index.ts";
 import { ensureJobs, type JobName } from "../../scripts/build-jobs.ts";
 import { fixture, watToWasm } from "./fixtures/wat/compile.ts";
@@ -26,7 +27,11 @@ before(async () => {
     readFileSync(path),
   ]);
   jobs = Object.fromEntries(entries) as Record<JobName, Uint8Array>;
-  runtime = await createRuntime({ poolSize: 2 });
+  // The worker as donors run it: bundled like the node (runtime-hostile and
+  // runtime-determinism run its TypeScript, the default).
+  const workerEntry = await runtimeWorkerBundle();
+  assert.ok(workerEntry?.pathname.includes("/node_modules/.cache/cell/bundle-"), String(workerEntry));
+  runtime = await createRuntime({ poolSize: 2, workerEntry });
 });
 after(() => runtime.close());
 

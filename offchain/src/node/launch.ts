@@ -57,7 +57,7 @@ export async function withNodeFlags(entry = process.argv[1]): Promise<void> {
   const missing = NODE_V8_FLAGS.filter((flag) => !given.has(flag.split("=")[0]!));
   const bundled = isBundle(process.argv[1]);
   if (bundled && missing.length === 0) return;
-  const script = bundled ? process.argv[1]! : await bundleOf(resolve(entry));
+  const script = bundled ? process.argv[1]! : await bundledEntry(entry);
   if (script === undefined && missing.length === 0) return;
   process.execve(
     process.execPath,
@@ -74,9 +74,13 @@ function isBundle(script: string | undefined): boolean {
   return script !== undefined && resolve(script).startsWith(`${CACHE_DIR}/bundle-`);
 }
 
-/** The bundle of `entry`, built if missing or stale; undefined when it cannot be built. */
-async function bundleOf(entry: string): Promise<string | undefined> {
+/**
+ * The bundle of a script (a node's entry, the runtime's worker), built if missing or stale;
+ * undefined when it cannot be built or CELL_BUNDLE=0.
+ */
+export async function bundledEntry(script: string | URL): Promise<string | undefined> {
   if (process.env.CELL_BUNDLE === "0") return undefined;
+  const entry = script instanceof URL ? fileURLToPath(script) : resolve(script);
   const key = createHash("sha256").update(process.version).update(entry).digest("hex").slice(0, 16);
   const bundle = join(CACHE_DIR, `bundle-${key}.mjs`);
   const inputsFile = `${bundle}.inputs.json`;

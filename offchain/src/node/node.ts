@@ -1,4 +1,5 @@
 import { readFile } from "node:fs/promises";
+import { pathToFileURL } from "node:url";
 import { setFlagsFromString } from "node:v8";
 import { pino } from "pino";
 import type { Logger } from "pino";
@@ -24,7 +25,7 @@ import {
   ReceiptBatchAnnounceSchema,
   cellDomain,
 } from "../protocol/index.ts";
-import { createRuntime } from "../runtime/index.ts";
+import { createRuntime, WORKER_SOURCE } from "../runtime/index.ts";
 import { openStore } from "../store/index.ts";
 import type { Store } from "../store/index.ts";
 import { Buyer } from "./buyer.ts";
@@ -32,6 +33,7 @@ import type { NodeConfig } from "./config.ts";
 import type { NodeContext } from "./context.ts";
 import { errorMessage } from "./context.ts";
 import { Donor } from "./donor.ts";
+import { bundledEntry } from "./launch.ts";
 import { protocolSpecs } from "./protocols.ts";
 import { AdvertIntake } from "./adverts.ts";
 import { PeerBook } from "./peer-book.ts";
@@ -72,7 +74,11 @@ export async function startNode(config: NodeConfig, options: StartNodeOptions = 
   const cleanup: (() => Promise<void> | void)[] = [() => store.close()];
   try {
     const runtime = config.donor.enabled
-      ? await createRuntime({ poolSize: config.runtime.poolSize, logger: log.child({ part: "runtime" }) })
+      ? await createRuntime({
+          poolSize: config.runtime.poolSize,
+          logger: log.child({ part: "runtime" }),
+          workerEntry: await runtimeWorkerBundle(),
+        })
       : undefined;
     if (runtime) cleanup.unshift(() => runtime.close());
     const mesh = await createMeshNode({
@@ -194,6 +200,12 @@ async function assemble(
 }
 
 /** Where recently seen staked donors listened, so a restarted node finds the mesh without its bootstrap peers. */
+/** The runtime worker as a bundle, built like a node's own (launch.ts); undefined runs its TypeScript. */
+export async function runtimeWorkerBundle(): Promise<URL | undefined> {
+  const bundle = await bundledEntry(WORKER_SOURCE);
+  return bundle === undefined ? undefined : pathToFileURL(bundle);
+}
+
 function knownDonorAddrs(store: Store): string[] {
   return store.peers
     .list({ limit: 256 })

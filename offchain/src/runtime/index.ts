@@ -10,5 +10,5 @@ export type { FuelMode, InstrumentedModule, InstrumentOptions } from "./instrume
 export { PolicyError } from "./wasm-binary.ts";
 /** Runs one prepared module in the calling thread (benchmarks and tests). */
 export { runModule } from "./exec.ts";
-export { WORKER_RESOURCE_LIMITS } from "./pool.ts";
+export { WORKER_RESOURCE_LIMITS, WORKER_SOURCE } from "./pool.ts";
 export * as fuelSchedule from "./costs.ts";

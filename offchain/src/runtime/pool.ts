@@ -1,27 +1,9 @@
-import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
 import type { Logger } from "pino";
 import type { WorkerRequest } from "./protocol.ts";
-import { compiledWorkerEntry } from "./worker-entry.ts";
 
-const WORKER_SOURCE = new URL("./worker.ts", import.meta.url);
-const WORKER_CACHE = fileURLToPath(new URL("../../../node_modules/.cache/cell", import.meta.url));
-let workerEntry: URL | undefined;
-
-/** The worker's entry as plain JavaScript, found once per process; the `.ts` file if that fails. */
-function workerUrl(logger: Logger): URL {
-  if (workerEntry) return workerEntry;
-  try {
-    workerEntry = compiledWorkerEntry(WORKER_SOURCE, WORKER_CACHE);
-  } catch (error) {
-    logger.warn(
-      { detail: error instanceof Error ? error.message : String(error) },
-      "cannot compile the runtime worker to JavaScript; it loads TypeScript instead",
-    );
-    workerEntry = WORKER_SOURCE;
-  }
-  return workerEntry;
-}
+/** The worker's TypeScript entry; a caller may hand the pool a JavaScript build of it instead. */
+export const WORKER_SOURCE = new URL("./worker.ts", import.meta.url);
 
 /**
  * Fixed per-worker limits: the wasm stack and the JS heap of the shim. The shim allocates
@@ -71,13 +53,15 @@ export class WorkerPool {
   private readonly slots: Slot[] = [];
   private readonly queue: Task[] = [];
   private readonly logger: Logger;
+  private readonly entry: URL;
   private nextId = 1;
   private closed = false;
   /** Workers that died before they were ready, in a row; past a few the pool gives up. */
   private startFailures = 0;
 
-  constructor(size: number, logger: Logger) {
+  constructor(size: number, logger: Logger, entry: URL = WORKER_SOURCE) {
     this.logger = logger;
+    this.entry = entry;
     for (let index = 0; index < size; index++) this.slots.push(this.spawn());
   }
 
@@ -114,7 +98,7 @@ export class WorkerPool {
   }
 
   private spawn(): Slot {
-    const worker = new Worker(workerUrl(this.logger), { resourceLimits: WORKER_RESOURCE_LIMITS });
+    const worker = new Worker(this.entry, { resourceLimits: WORKER_RESOURCE_LIMITS });
     const slot: Slot = { worker, ready: Promise.resolve(), isReady: false, tasks: [] };
     slot.ready = new Promise((resolve, reject) => {
       worker.once("message", () => resolve());
