@@ -59,9 +59,7 @@ describe("operator keystore worker", () => {
     await copyFile(other.keystorePath, identity.keystorePath);
     await assert.rejects(
       loadOrCreateIdentity({ dir, passphrase: PASSPHRASE }),
-      new Error(
-        `cannot decrypt operator keystore ${identity.keystorePath}: wrong passphrase or the file was modified`,
-      ),
+      refused(identity.keystorePath),
     );
   });
 
@@ -74,9 +72,7 @@ describe("operator keystore worker", () => {
     await writeFile(identity.keystorePath, JSON.stringify(keystore), { mode: 0o600 });
     await assert.rejects(
       loadOrCreateIdentity({ dir, passphrase: PASSPHRASE }),
-      new Error(
-        `cannot decrypt operator keystore ${identity.keystorePath}: wrong passphrase or the file was modified`,
-      ),
+      refused(identity.keystorePath),
     );
   });
 
@@ -89,3 +85,10 @@ describe("operator keystore worker", () => {
     for (const unlocked of reopened) assert.equal(unlocked.operator.address, identity.operator.address);
   });
 });
+
+/** The error a keystore that does not decrypt to its stated account is refused with. */
+function refused(keystorePath: string): Error {
+  return new Error(
+    `cannot decrypt operator keystore ${keystorePath}: wrong passphrase or the file was modified`,
+  );
+}
