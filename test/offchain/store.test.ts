@@ -207,6 +207,16 @@ describe("state survives close and reopen", () => {
 });
 
 describe("jobs", () => {
+  test("insert stores a result given with the job, bigints as decimal strings", () => {
+    const { store } = clockedStore();
+    store.jobs.insert({ jobId: "done", spec: {}, state: "completed", result: { fuelUsed: 2n ** 64n } });
+    store.jobs.insert({ jobId: "open", spec: {} });
+    assert.deepEqual(store.jobs.require("done").result, { fuelUsed: (2n ** 64n).toString() });
+    assert.equal(store.jobs.require("done").state, "completed");
+    assert.equal(store.jobs.require("open").result, null);
+    store.close();
+  });
+
   test("byState orders by priority, then earliest deadline, jobs without deadline last", () => {
     const { store, clock } = clockedStore();
     const add = (

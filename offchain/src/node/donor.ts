@@ -439,17 +439,17 @@ export class Donor {
   ): void {
     const { store } = this.#ctx;
     const { job, announce } = execution;
-    if (!this.#recordedBefore(job.jobId))
+    const outcomeFields = { state, reason: outcome.reason ?? null, result: outcome.result };
+    if (this.#recordedBefore(job.jobId)) store.jobs.update(job.jobId, outcomeFields);
+    else
       store.jobs.insert({
         jobId: job.jobId,
         role: "executor",
         spec: { announce },
-        state,
         priority: "normal",
         deadline: Number(job.spec.deadline),
-        reason: outcome.reason ?? null,
+        ...outcomeFields,
       });
-    store.jobs.update(job.jobId, { state, reason: outcome.reason ?? null, result: outcome.result });
   }
 
   /** Whether this node recorded the job already (it ran it before a restart, or ran it again). */

@@ -58,6 +58,8 @@ export interface NewJob {
   priority?: Priority;
   deadline?: number | null;
   reason?: string | null;
+  /** Any JSON-able value, as in JobPatch. */
+  result?: unknown;
 }
 
 export interface JobPatch {
@@ -89,7 +91,7 @@ export class JobsRepository {
     this.#statements = new StatementCache(db);
     this.#now = now;
     this.#insert = db.prepare(
-      `INSERT INTO jobs (${COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, ?)
+      `INSERT INTO jobs (${COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
        ON CONFLICT (job_id) DO NOTHING`,
     );
     this.#get = db.prepare(`SELECT ${COLUMNS} FROM jobs WHERE job_id = ?`);
@@ -108,6 +110,7 @@ export class JobsRepository {
       priorityRank(job.priority ?? "normal", "jobs.insert: priority"),
       optionalTimestamp(job.deadline, "jobs.insert: deadline"),
       optionalText(job.reason, "jobs.insert: reason"),
+      job.result === undefined || job.result === null ? null : encodeJson(job.result, "jobs.insert: result"),
       now,
       now,
     );
