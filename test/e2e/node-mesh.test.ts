@@ -384,11 +384,11 @@ describe("Cell node mesh: 4 staked donors and a buyer", { timeout: 240_000 }, ()
   });
 
   it("takes the late receipt of a donor it gave up on while it was frozen (SIGSTOP), cancelling the newer attempt", async () => {
-    const module = await spinModule(2_000_000_000);
+    const module = await spinModule(4_000_000_000);
     const { jobId } = await buyer.submitJob({
       module,
       input: new Uint8Array(),
-      fuelLimit: 30_000_000_000n,
+      fuelLimit: 45_000_000_000n,
       timeoutMs: 60_000,
     });
     let frozen: ChildNode | undefined;
@@ -401,7 +401,10 @@ describe("Cell node mesh: 4 staked donors and a buyer", { timeout: 240_000 }, ()
       20_000,
       "the job to run",
     );
-    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    // 3 s of the 6-12 s job run before the freeze, so the frozen donor, resumed after the
+    // reassignment, is 3 s of work ahead of the newer attempt from scratch (1 s ahead,
+    // it could lose that race on a slow or busy machine).
+    await new Promise((resolve) => setTimeout(resolve, 3_000));
     frozen!.process.kill("SIGSTOP");
     try {
       await until(
