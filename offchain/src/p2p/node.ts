@@ -15,6 +15,7 @@ import type { CID } from "../protocol/index.ts";
 import { BlockExchange, type BlockSource, type FetchBlockOptions } from "./blocks.ts";
 import type { Schema } from "./codec.ts";
 import type { RejectReason } from "./errors.ts";
+import { gatheredWrites } from "./gathered-writes.ts";
 import { Gossip, type GossipHandler, type TopicOptions } from "./gossip.ts";
 import { DEFAULT_PENALTY_POLICY, PenaltyBook, type PeerPenalties, type RejectEvent } from "./penalties.ts";
 import { didKeyFromEd25519, peerKeyFromSeed } from "./peer-key.ts";
@@ -52,6 +53,13 @@ export interface MeshLimits {
   /** Discovered peers are dialed while fewer than this many connections are open. */
   targetPeers: number;
 }
+
+/**
+ * Smallest gossip message for which mesh peers are sent an IDONTWANT. Below this an
+ * IDONTWANT frame to every mesh peer costs more to encrypt, send and read than the
+ * duplicate it may spare: job announce batches are a few KB (gossipsub's default is 512 B).
+ */
+const IDONTWANT_MIN_BYTES = 16 * 1024;
 
 export const DEFAULT_MESH_LIMITS: MeshLimits = {
   gossipMaxBytes: 64 * 1024,
@@ -343,7 +351,7 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
     privateKey,
     addresses: { listen: options.listen ?? ["/ip4/127.0.0.1/tcp/0"] },
     transports: [tcp()],
-    connectionEncrypters: [noise()],
+    connectionEncrypters: [gatheredWrites(noise())],
     streamMuxers: [yamux()],
     connectionGater: {
       denyDialPeer: isBlocked,
@@ -357,6 +365,7 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
         emitSelf: false,
         fallbackToFloodsub: false,
         fastMsgIdFn: copyIdOf,
+        idontwantMinDataSize: IDONTWANT_MIN_BYTES,
         maxInboundDataLength: Math.max(4 * limits.gossipMaxBytes, 1024 * 1024),
       }),
       dht: kadDHT({
