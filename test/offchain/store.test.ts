@@ -119,6 +119,51 @@ describe("migrations", () => {
     raw.close();
   });
 
+  test("version 2 drops the second job_id indexes, and a job's rows are still found by index", () => {
+    const dir = freshDir();
+    const v1 = openStore(dir, { migrations: MIGRATIONS.slice(0, 1) });
+    v1.assignments.insert({ jobId: "job", executor: "peer", operator: OPERATOR_A, attempt: 1, deadline: 9 });
+    v1.receipts.put({ jobId: "job", executor: OPERATOR_A, message: { n: 1 }, signature: SIGNATURE });
+    v1.close();
+
+    const store = openStore(dir);
+    assert.equal(store.schemaVersion(), 2);
+    assert.deepEqual(
+      store.assignments.forJob("job").map((row) => row.executor),
+      ["peer"],
+    );
+    assert.equal(store.receipts.forJob("job").length, 1);
+    store.close();
+
+    const raw = new DatabaseSync(join(dir, DATABASE_FILE));
+    const indexes = raw
+      .prepare(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name IN ('assignments', 'receipts')",
+      )
+      .all()
+      .map((row) => row.name);
+    assert.ok(
+      !indexes.includes("assignments_by_job") && !indexes.includes("receipts_by_job"),
+      String(indexes),
+    );
+    for (const query of [
+      "SELECT * FROM assignments WHERE job_id = ? ORDER BY attempt ASC, id ASC",
+      "SELECT MAX(attempt) FROM assignments WHERE job_id = ?",
+      "SELECT * FROM receipts WHERE job_id = ? ORDER BY id ASC",
+    ]) {
+      const plan = raw
+        .prepare(`EXPLAIN QUERY PLAN ${query}`)
+        .all("job")
+        .map((row) => String(row.detail));
+      assert.match(
+        plan.join(" | "),
+        /SEARCH \w+ USING (COVERING )?INDEX sqlite_autoindex_\w+ \(job_id=\?\)/,
+        query,
+      );
+    }
+    raw.close();
+  });
+
   test("migrations out of order are refused", () => {
     const skipping: Migration[] = [
       ...MIGRATIONS,

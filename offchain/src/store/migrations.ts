@@ -108,6 +108,16 @@ export const MIGRATIONS: readonly Migration[] = [
       ) STRICT;
     `,
   },
+  {
+    version: 2,
+    name: "drop indexes that repeat a unique key's leading job_id",
+    // UNIQUE (job_id, executor, attempt) and UNIQUE (job_id, executor, signature) already
+    // find a job's rows; the second index on job_id only cost a random page per write.
+    sql: `
+      DROP INDEX assignments_by_job;
+      DROP INDEX receipts_by_job;
+    `,
+  },
 ];
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS.at(-1)?.version ?? 0;
