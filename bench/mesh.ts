@@ -94,6 +94,7 @@ try {
   if (!("phase" in phase) || phase.phase !== "throughput")
     throw new Error(`the buyer reported ${JSON.stringify(phase)} instead of its throughput phase`);
   const cpuBefore = pids.map(cpuMs);
+  const ioBefore = pids.map(ioCalls);
   const rssSamples: number[][] = [];
   const sampler = setInterval(() => rssSamples.push(pids.map(residentMb)), 1_000);
   let figures: MeshBuyerFigures;
@@ -103,6 +104,10 @@ try {
     clearInterval(sampler);
   }
   const cpuSpent = pids.map((pid, i) => cpuMs(pid) - cpuBefore[i]!);
+  const ioSpent = pids.map((pid, i) => {
+    const after = ioCalls(pid);
+    return { reads: after.reads - ioBefore[i]!.reads, writes: after.writes - ioBefore[i]!.writes };
+  });
   const { latencyMs, completed, failed, seconds } = figures;
   const jobsPerSec = completed / seconds;
 
@@ -115,6 +120,10 @@ try {
   const perJob = (ms: number) => (ms / Math.max(1, completed)).toFixed(1);
   console.log(
     `cpu  per completed job: ${perJob(cpuSpent.reduce((sum, ms) => sum + ms, 0))} ms over all nodes (buyer ${perJob(cpuSpent[0]!)} ms, donors ${cpuSpent.slice(1).map(perJob).join(" / ")} ms)`,
+  );
+  const callsPerJob = ({ reads, writes }: IoCalls) => `${perJob(reads)}r ${perJob(writes)}w`;
+  console.log(
+    `syscalls  reads and writes per completed job: buyer ${callsPerJob(ioSpent[0]!)}, donors ${ioSpent.slice(1).map(callsPerJob).join(" / ")}`,
   );
   const peak = rssSamples.reduce(
     (max, sample) => sample.map((value, i) => Math.max(value, max[i] ?? 0)),
@@ -207,6 +216,21 @@ function cpuMs(pid: number | undefined): number {
     return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_SECOND;
   } catch {
     return 0;
+  }
+}
+
+interface IoCalls {
+  reads: number;
+  writes: number;
+}
+
+/** Read and write system calls (sockets and files) of a process so far. */
+function ioCalls(pid: number | undefined): IoCalls {
+  try {
+    const io = readFileSync(`/proc/${pid}/io`, "utf8");
+    return { reads: Number(/syscr:\s+(\d+)/.exec(io)?.[1]), writes: Number(/syscw:\s+(\d+)/.exec(io)?.[1]) };
+  } catch {
+    return { reads: 0, writes: 0 };
   }
 }
 

@@ -4,7 +4,8 @@
 // Part 1 times each repository call inside one transaction per group of jobs; part 2 runs
 // the same writes through store.commit (group commit), once as one queued write per call
 // and once as one queued write per job. Last line: one JSON object.
-import { mkdtempSync, rmSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { cidOf } from "../offchain/src/protocol/index.ts";
@@ -30,7 +31,8 @@ const address = (seed: number) => hex(20, seed);
 const SIGNATURE = hex(65, 3);
 
 async function jobWrites(index: number): Promise<JobWrites> {
-  const jobId = `0x${index.toString(16).padStart(64, "0")}`;
+  // Job ids are hashes: each job's rows land on random pages of every index keyed by job.
+  const jobId = `0x${createHash("sha256").update(String(index)).digest("hex")}`;
   const spec = {
     announce: {
       jobId,
@@ -211,13 +213,15 @@ function timeCalls(jobs: JobWrites[]): { perCall: Map<string, number>; commitUs:
 async function timeGroupCommits(
   jobs: JobWrites[],
   queue: "call" | "job",
-): Promise<{ wallUs: number; cpuUs: number }> {
+): Promise<{ wallUs: number; cpuUs: number; io: FileIo }> {
   let wall = 0n;
   let cpu = 0;
+  const io: FileIo = { reads: 0, writes: 0, kbWritten: 0 };
   await withFreshStore(async (store) => {
     for (let group = 0; group < GROUPS; group++) {
       const startedWall = process.hrtime.bigint();
       const startedCpu = process.cpuUsage();
+      const startedIo = fileIo();
       const pending: Array<Promise<unknown>> = [];
       for (const job of jobs.slice(group * GROUP_JOBS, (group + 1) * GROUP_JOBS)) {
         const steps = jobSteps(store, job);
@@ -229,9 +233,31 @@ async function timeGroupCommits(
       wall += process.hrtime.bigint() - startedWall;
       const used = process.cpuUsage(startedCpu);
       cpu += used.user + used.system;
+      const doneIo = fileIo();
+      io.reads += doneIo.reads - startedIo.reads;
+      io.writes += doneIo.writes - startedIo.writes;
+      io.kbWritten += doneIo.kbWritten - startedIo.kbWritten;
     }
   });
-  return { wallUs: Number(wall) / 1000 / measuredJobs, cpuUs: cpu / measuredJobs };
+  const perJob = (count: number) => count / measuredJobs;
+  return {
+    wallUs: Number(wall) / 1000 / measuredJobs,
+    cpuUs: cpu / measuredJobs,
+    io: { reads: perJob(io.reads), writes: perJob(io.writes), kbWritten: perJob(io.kbWritten) },
+  };
+}
+
+interface FileIo {
+  reads: number;
+  writes: number;
+  kbWritten: number;
+}
+
+/** This process's read and write system calls and KB handed to write calls so far (Linux). */
+function fileIo(): FileIo {
+  const io = readFileSync("/proc/self/io", "utf8");
+  const field = (name: string) => Number(new RegExp(`${name}:\\s+(\\d+)`).exec(io)?.[1] ?? 0);
+  return { reads: field("syscr"), writes: field("syscw"), kbWritten: field("wchar") / 1024 };
 }
 
 const jobs = await Promise.all(Array.from({ length: GROUPS * GROUP_JOBS }, (_, i) => jobWrites(i)));
@@ -256,7 +282,8 @@ for (const [label, figures] of [
   ["one queued write per job", perJobQueue],
 ] as const) {
   console.log(
-    `store.commit, ${label}: ${round(figures.wallUs).toFixed(1)} µs wall, ${round(figures.cpuUs).toFixed(1)} µs CPU per job`,
+    `store.commit, ${label}: ${round(figures.wallUs).toFixed(1)} µs wall, ${round(figures.cpuUs).toFixed(1)} µs CPU, ` +
+      `${round(figures.io.reads)} reads, ${round(figures.io.writes)} writes, ${round(figures.io.kbWritten)} KB written per job`,
   );
 }
 
@@ -268,6 +295,11 @@ console.log(
     groupCommitPerJobCpuUs: round(perJobQueue.cpuUs),
     groupCommitPerCallWallUs: round(perCallQueue.wallUs),
     groupCommitPerJobWallUs: round(perJobQueue.wallUs),
+    groupCommitPerJobIo: {
+      reads: round(perJobQueue.io.reads),
+      writes: round(perJobQueue.io.writes),
+      kbWritten: round(perJobQueue.io.kbWritten),
+    },
     calls: Object.fromEntries([...perCall].map(([call, us]) => [call, round(us)])),
   }),
 );
