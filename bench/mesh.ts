@@ -1,7 +1,8 @@
 // `npm run bench -- mesh`: five local nodes on a Hardhat devnet, each in its own process:
 // four staked donors (offchain/src/node/run.ts) and a buyer application that embeds its
 // node and generates the load (bench/_mesh-buyer.ts). Measures submit → verified receipt
-// latency of a tiny job, sustained jobs/s for 30 s, and CPU and resident memory per node.
+// latency of a tiny job, sustained jobs/s for 30 s, and CPU, read/write system calls and
+// resident memory per node.
 import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import { readFileSync } from "node:fs";
