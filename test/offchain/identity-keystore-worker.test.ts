@@ -1,26 +1,17 @@
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
-import { copyFile, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { copyFile, mkdir, readFile, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { after, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import { promisify } from "node:util";
 import { initIdentity, loadOrCreateIdentity } from "../../offchain/src/identity/index.ts";
+import { freshDirs } from "../support/fresh-dirs.ts";
 
 const FAST = 1024;
 const PASSPHRASE = "correct horse battery staple";
 const IDENTITY = new URL("../../offchain/src/identity/index.ts", import.meta.url).href;
 
-let root: string;
-let dirCount = 0;
-const freshDir = () => join(root, `keys-${++dirCount}`);
-
-before(async () => {
-  root = await mkdtemp(join(tmpdir(), "cell-keystore-worker-"));
-});
-after(async () => {
-  await rm(root, { recursive: true, force: true });
-});
+const freshDir = freshDirs("cell-keystore-worker-", "keys");
 
 /** Creates and unlocks keys in a fresh process that records every module its main thread loads. */
 const CHILD_SCRIPT = `
@@ -36,7 +27,9 @@ console.log(JSON.stringify({ created: created.operatorAddress, unlocked: unlocke
 
 describe("operator keystore worker", () => {
   test("the calling thread never loads ethers, and the process exits on its own after unlocking", async () => {
-    const script = join(root, "unlock.mjs");
+    const scriptDir = freshDir();
+    await mkdir(scriptDir);
+    const script = join(scriptDir, "unlock.mjs");
     await writeFile(script, CHILD_SCRIPT);
     const { stdout } = await promisify(execFile)(process.execPath, ["--no-warnings", script], {
       env: { ...process.env, IDENTITY, KEY_DIR: freshDir(), PASSPHRASE },

@@ -1,9 +1,7 @@
 import assert from "node:assert/strict";
-import { chmod, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { chmod, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { Writable } from "node:stream";
-import { after, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import { inspect } from "node:util";
 import { generateKeyPair, generateKeyPairFromSeed } from "@libp2p/crypto/keys";
 import { peerIdFromPrivateKey, peerIdFromString } from "@libp2p/peer-id";
@@ -22,20 +20,12 @@ import {
   verifyPeerSignature,
   type Identity,
 } from "../../offchain/src/identity/index.ts";
+import { freshDirs } from "../support/fresh-dirs.ts";
 
 const FAST = 1024;
 const PASSPHRASE = "correct horse battery staple";
 
-let root: string;
-let dirCount = 0;
-const freshDir = () => join(root, `keys-${++dirCount}`);
-
-before(async () => {
-  root = await mkdtemp(join(tmpdir(), "cell-identity-"));
-});
-after(async () => {
-  await rm(root, { recursive: true, force: true });
-});
+const freshDir = freshDirs("cell-identity-", "keys");
 
 async function secretsOf(identity: Identity): Promise<string[]> {
   const seed = Buffer.from(identity.peerKeySeed);

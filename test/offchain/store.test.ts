@@ -1,9 +1,7 @@
 import assert from "node:assert/strict";
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
-import { after, before, describe, test } from "node:test";
+import { describe, test } from "node:test";
 import { CID } from "multiformats/cid";
 import { sha256 } from "multiformats/hashes/sha2";
 import { cidOf } from "../../offchain/src/protocol/index.ts";
@@ -15,22 +13,14 @@ import {
   type Migration,
   type Store,
 } from "../../offchain/src/store/index.ts";
+import { freshDirs } from "../support/fresh-dirs.ts";
 
 const OPERATOR_A = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8";
 const OPERATOR_B = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC";
 const DAG_PB_CODEC = 0x70;
 const SIGNATURE = `0x${"ab".repeat(65)}` as const;
 
-let root: string;
-let dirCount = 0;
-const freshDir = () => join(root, `store-${++dirCount}`);
-
-before(async () => {
-  root = await mkdtemp(join(tmpdir(), "cell-store-"));
-});
-after(async () => {
-  await rm(root, { recursive: true, force: true });
-});
+const freshDir = freshDirs("cell-store-", "store");
 
 /** A store whose clock the test moves. */
 function clockedStore(dir = ":memory:", start = 1_000): { store: Store; clock: { now: number } } {
