@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { describe, test } from "node:test";
@@ -9,6 +10,7 @@ import {
   DATABASE_FILE,
   LATEST_SCHEMA_VERSION,
   MIGRATIONS,
+  migrate,
   openStore,
   type Migration,
   type Store,
@@ -26,6 +28,18 @@ const freshDir = freshDirs("cell-store-", "store");
 function clockedStore(dir = ":memory:", start = 1_000): { store: Store; clock: { now: number } } {
   const clock = { now: start };
   return { store: openStore(dir, { now: () => clock.now }), clock };
+}
+
+function withJobsClocked(...jobIds: string[]): { store: Store; clock: { now: number } } {
+  const clocked = clockedStore();
+  withJobs(clocked.store, ...jobIds);
+  return clocked;
+}
+
+/** Stores minimal job rows: a job's events, bids, assignments and receipts need their job. */
+function withJobs(store: Store, ...jobIds: string[]): Store {
+  for (const jobId of jobIds) store.jobs.insert({ jobId, spec: {} });
+  return store;
 }
 
 describe("migrations", () => {
@@ -109,48 +123,71 @@ describe("migrations", () => {
     raw.close();
   });
 
-  test("version 2 drops the second job_id indexes, and a job's rows are still found by index", () => {
+  test("version 3 keys a job's rows by the job's row number and keeps every row of a version 2 store", () => {
     const dir = freshDir();
-    const v1 = openStore(dir, { migrations: MIGRATIONS.slice(0, 1) });
-    v1.assignments.insert({ jobId: "job", executor: "peer", operator: OPERATOR_A, attempt: 1, deadline: 9 });
-    v1.receipts.put({ jobId: "job", executor: OPERATOR_A, message: { n: 1 }, signature: SIGNATURE });
-    v1.close();
+    mkdirSync(dir);
+    const v2 = new DatabaseSync(join(dir, DATABASE_FILE));
+    migrate(v2, MIGRATIONS.slice(0, 2), () => 1);
+    v2.exec(`
+      INSERT INTO jobs (job_id, role, spec, state, priority, created_at, updated_at)
+        VALUES ('0xa', 'buyer', '{}', 'completed', 2, 10, 10), ('0xb', 'executor', '{}', 'completed', 2, 20, 20);
+      INSERT INTO job_events (seq, job_id, at, kind) VALUES (7, '0xa', 11, 'announced'), (9, '0xa', 12, 'completed');
+      INSERT INTO bids (job_id, bidder, operator, price_per_mega_fuel, message, signature, state, received_at, updated_at)
+        VALUES ('0xa', 'p1', '${OPERATOR_A}', '5', '{}', '${SIGNATURE}', 'received', 11, 11),
+               ('0xghost', 'p2', '${OPERATOR_B}', '6', '{}', '${SIGNATURE}', 'received', 5, 5);
+      INSERT INTO assignments (id, job_id, executor, operator, attempt, state, deadline, created_at, updated_at)
+        VALUES (4, '0xa', 'p1', '${OPERATOR_A}', 1, 'completed', 99, 11, 12);
+      INSERT INTO receipts (id, job_id, executor, message, signature, cid, stored_at)
+        VALUES (3, '0xb', '${OPERATOR_A}', '{"n":1}', '${SIGNATURE}', 'bafyr', 21);
+    `);
+    v2.close();
 
     const store = openStore(dir);
-    assert.equal(store.schemaVersion(), 2);
+    assert.equal(store.schemaVersion(), 3);
     assert.deepEqual(
-      store.assignments.forJob("job").map((row) => row.executor),
-      ["peer"],
+      store.jobEvents.list("0xa").map((event) => [event.seq, event.kind]),
+      [
+        [7, "announced"],
+        [9, "completed"],
+      ],
     );
-    assert.equal(store.receipts.forJob("job").length, 1);
+    assert.equal(store.jobEvents.append({ jobId: "0xb", kind: "receipt" }), 10, "seq keeps growing");
+    assert.equal(store.bids.get("0xa", "p1")?.pricePerMegaFuel, 5n);
+    assert.deepEqual(
+      store.assignments.forJob("0xa").map((row) => [row.id, row.jobId, row.state]),
+      [[4, "0xa", "completed"]],
+    );
+    assert.deepEqual(store.assignments.get(4)?.jobId, "0xa");
+    assert.deepEqual([store.receipts.byCid("bafyr")?.id, store.receipts.byCid("bafyr")?.jobId], [3, "0xb"]);
+    const ghost = store.jobs.require("0xghost");
+    assert.deepEqual([ghost.state, ghost.reason], ["failed", "job_row_missing"]);
+    assert.equal(store.bids.get("0xghost", "p2")?.operator, OPERATOR_B);
     store.close();
 
     const raw = new DatabaseSync(join(dir, DATABASE_FILE));
-    const indexes = raw
-      .prepare(
-        "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name IN ('assignments', 'receipts')",
-      )
-      .all()
-      .map((row) => row.name);
-    assert.ok(
-      !indexes.includes("assignments_by_job") && !indexes.includes("receipts_by_job"),
-      String(indexes),
-    );
-    for (const query of [
-      "SELECT * FROM assignments WHERE job_id = ? ORDER BY attempt ASC, id ASC",
-      "SELECT MAX(attempt) FROM assignments WHERE job_id = ?",
-      "SELECT * FROM receipts WHERE job_id = ? ORDER BY id ASC",
-    ]) {
+    for (const [query, index] of [
+      ["SELECT * FROM job_events WHERE job = ? AND seq > 0 ORDER BY seq", "job_events_by_job"],
+      ["SELECT * FROM bids WHERE job = ?", "sqlite_autoindex_bids_1"],
+      [
+        "SELECT * FROM assignments WHERE job = ? ORDER BY attempt ASC, id ASC",
+        "sqlite_autoindex_assignments_1",
+      ],
+      ["SELECT * FROM receipts WHERE job = ? ORDER BY id ASC", "sqlite_autoindex_receipts_1"],
+    ] as const) {
       const plan = raw
         .prepare(`EXPLAIN QUERY PLAN ${query}`)
-        .all("job")
-        .map((row) => String(row.detail));
-      assert.match(
-        plan.join(" | "),
-        /SEARCH \w+ USING (COVERING )?INDEX sqlite_autoindex_\w+ \(job_id=\?\)/,
-        query,
-      );
+        .all(1)
+        .map((row) => String(row.detail))
+        .join(" | ");
+      assert.match(plan, new RegExp(`SEARCH \\w+ USING (COVERING )?INDEX ${index} \\(job=\\?`), query);
     }
+    assert.throws(
+      () =>
+        raw.exec(
+          "INSERT INTO bids (job, bidder, operator, price_per_mega_fuel, message, signature, state, received_at, updated_at) VALUES (99, 'p', 'o', '1', '{}', 's', 'received', 1, 1)",
+        ),
+      /FOREIGN KEY constraint failed/,
+    );
     raw.close();
   });
 
@@ -388,7 +425,7 @@ describe("jobs", () => {
 describe("job events", () => {
   test("append-only log, in order, with reason codes and polling by seq", () => {
     const dir = freshDir();
-    const store = openStore(dir);
+    const store = withJobs(openStore(dir), "j", "other");
     const first = store.jobEvents.append({ jobId: "j", kind: "announced", at: 10 });
     const second = store.jobEvents.append({
       jobId: "j",
@@ -427,6 +464,10 @@ describe("job events", () => {
       () => store.jobEvents.append({ jobId: "j", kind: "" }),
       /jobEvents\.append: kind must be a non-empty string/,
     );
+    assert.throws(
+      () => store.jobEvents.append({ jobId: "never stored", kind: "announced" }),
+      /jobEvents\.append: job never stored is not in the store/,
+    );
     store.close();
   });
 });
@@ -434,6 +475,7 @@ describe("job events", () => {
 describe("bids", () => {
   test("cheapest first by numeric bigint price, then earliest; states with reasons", () => {
     const { store, clock } = clockedStore();
+    withJobs(store, "j");
     const bid = (bidder: string, price: bigint, operator = OPERATOR_A) => {
       clock.now += 1;
       return store.bids.insert({
@@ -466,8 +508,8 @@ describe("bids", () => {
     store.close();
   });
 
-  test("duplicates and malformed bids are refused with a reason", () => {
-    const { store } = clockedStore();
+  test("duplicates, malformed bids and bids for unknown jobs are refused with a reason", () => {
+    const { store } = withJobsClocked("j");
     const base = {
       jobId: "j",
       bidder: "p",
@@ -502,13 +544,18 @@ describe("bids", () => {
       /signature must be 0x-prefixed hex/,
     );
     assert.throws(() => store.bids.setState("j", "nobody", "accepted"), /no bid from nobody for job j/);
+    for (const ifAbsent of [false, true])
+      assert.throws(
+        () => store.bids.insert({ ...base, jobId: "unknown" }, { ifAbsent }),
+        /bids\.insert: job unknown is not in the store/,
+      );
     store.close();
   });
 });
 
 describe("assignments", () => {
   test("attempts, active by deadline, overdue and updates", () => {
-    const { store, clock } = clockedStore();
+    const { store, clock } = withJobsClocked("j", "k");
     const first = store.assignments.insert({
       jobId: "j",
       executor: "p1",
@@ -579,10 +626,14 @@ describe("assignments", () => {
     store.close();
   });
 
-  test("the same executor and attempt is refused; bad fields named", () => {
-    const { store } = clockedStore();
+  test("the same executor and attempt is refused; bad fields and unknown jobs named", () => {
+    const { store } = withJobsClocked("j");
     const base = { jobId: "j", executor: "p1", operator: OPERATOR_A, attempt: 1, deadline: 10 };
     store.assignments.insert(base);
+    assert.throws(
+      () => store.assignments.insert({ ...base, jobId: "unknown" }),
+      /assignments\.insert: job unknown is not in the store/,
+    );
     assert.throws(() => store.assignments.insert(base), /job j attempt 1 is already assigned to p1/);
     assert.throws(() => store.assignments.insert({ ...base, attempt: 0 }), /attempt must be an integer ≥ 1/);
     assert.throws(
@@ -599,7 +650,7 @@ describe("assignments", () => {
 
 describe("receipts", () => {
   test("idempotent put, equivocation kept, bigints as strings, lookups", () => {
-    const { store } = clockedStore();
+    const { store } = withJobsClocked("0xj");
     const message = { jobId: "0xj", executor: OPERATOR_A, fuelUsed: 2n ** 63n, status: 0 };
     const first = store.receipts.put({
       jobId: "0xj",
@@ -646,6 +697,10 @@ describe("receipts", () => {
           signature: SIGNATURE,
         }),
       /message must be an object/,
+    );
+    assert.throws(
+      () => store.receipts.put({ jobId: "0xunknown", executor: OPERATOR_A, message, signature: SIGNATURE }),
+      /receipts\.put: job 0xunknown is not in the store/,
     );
     store.close();
   });

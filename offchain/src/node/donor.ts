@@ -471,19 +471,19 @@ export class Donor {
     const stored = await store.commit(() => {
       putKnownBlock(this.#ctx, delivery.outputCid, output);
       putKnownBlock(this.#ctx, receiptCid, receiptBlock);
-      const { row } = store.receipts.put({
-        jobId: execution.job.jobId,
-        executor: delivery.receipt.executor,
-        message: delivery.receipt,
-        signature: delivery.signature,
-        cid: receiptCid,
-      });
       this.#recordExecution(execution, "completed", {
         result: {
           outputCid: delivery.outputCid,
           fuelUsed: delivery.receipt.fuelUsed,
           status: delivery.receipt.status,
         },
+      });
+      const { row } = store.receipts.put({
+        jobId: execution.job.jobId,
+        executor: delivery.receipt.executor,
+        message: delivery.receipt,
+        signature: delivery.signature,
+        cid: receiptCid,
       });
       return row;
     });

@@ -57,7 +57,10 @@ export interface AssignmentPatch {
   reason?: string | null;
 }
 
-const COLUMNS = "id, job_id, executor, operator, attempt, state, deadline, reason, created_at, updated_at";
+const OWN_COLUMNS = "executor, operator, attempt, state, deadline, reason, created_at, updated_at";
+/** An assignment's columns with its job's id, for statements on `assignments` alone (RETURNING). */
+const COLUMNS = `id, (SELECT job_id FROM jobs WHERE jobs.id = assignments.job) AS job_id, ${OWN_COLUMNS}`;
+const JOB = "(SELECT id FROM jobs WHERE job_id = ?)";
 const ACTIVE = `state IN (${ACTIVE_ASSIGNMENT_STATES.map((s) => `'${s}'`).join(", ")})`;
 
 export class AssignmentsRepository {
@@ -71,8 +74,9 @@ export class AssignmentsRepository {
     this.#statements = new StatementCache(db);
     this.#now = now;
     this.#insert = db.prepare(
-      `INSERT INTO assignments (job_id, executor, operator, attempt, state, deadline, reason, created_at, updated_at)
-       VALUES (?, ?, ?, ?, ?, ?, NULL, ?, ?) ON CONFLICT DO NOTHING RETURNING ${COLUMNS}`,
+      `INSERT INTO assignments (job, ${OWN_COLUMNS})
+       SELECT id, ?2, ?3, ?4, ?5, ?6, NULL, ?7, ?8 FROM jobs WHERE job_id = ?1
+       ON CONFLICT DO NOTHING RETURNING id, ?1 AS job_id, ${OWN_COLUMNS}`,
     );
     this.#get = db.prepare(`SELECT ${COLUMNS} FROM assignments WHERE id = ?`);
     // A null state or deadline keeps the stored one; the reason is set only when flagged,
@@ -84,6 +88,7 @@ export class AssignmentsRepository {
     );
   }
 
+  /** Assigns a stored job; the same job, executor and attempt twice is an error. */
   insert(assignment: NewAssignment): AssignmentRow {
     const jobId = requireText(assignment.jobId, "assignments.insert: jobId", 256);
     const executor = requireText(assignment.executor, "assignments.insert: executor", 256);
@@ -101,11 +106,10 @@ export class AssignmentsRepository {
       now,
       now,
     ) as SqlRow | undefined;
-    if (!row)
-      throw new Error(
-        `assignments.insert: job ${jobId} attempt ${attempt} is already assigned to ${executor}`,
-      );
-    return toAssignmentRow(row);
+    if (row) return toAssignmentRow(row);
+    if (this.#statements.get("SELECT 1 FROM jobs WHERE job_id = ?").get(jobId) === undefined)
+      throw new Error(`assignments.insert: job ${jobId} is not in the store`);
+    throw new Error(`assignments.insert: job ${jobId} attempt ${attempt} is already assigned to ${executor}`);
   }
 
   get(id: number): AssignmentRow | undefined {
@@ -115,7 +119,7 @@ export class AssignmentsRepository {
 
   /** A job's assignments, by attempt. */
   forJob(jobId: string): AssignmentRow[] {
-    return this.#all(`WHERE job_id = ? ORDER BY attempt ASC, id ASC`, jobId);
+    return this.#all(`WHERE job = ${JOB} ORDER BY attempt ASC, id ASC`, jobId);
   }
 
   /** Assignments still waiting for an answer, earliest deadline first. */
@@ -134,7 +138,7 @@ export class AssignmentsRepository {
   /** The highest attempt number for a job, 0 when it was never assigned. */
   latestAttempt(jobId: string): number {
     const row = this.#statements
-      .get("SELECT MAX(attempt) AS attempt FROM assignments WHERE job_id = ?")
+      .get(`SELECT MAX(attempt) AS attempt FROM assignments WHERE job = ${JOB}`)
       .get(jobId) as SqlRow;
     return (row.attempt as number | null) ?? 0;
   }

@@ -48,10 +48,12 @@ export interface NewBid {
 }
 
 const COLUMNS =
-  "job_id, bidder, operator, price_per_mega_fuel, message, signature, state, reason, received_at, updated_at";
+  "bidder, operator, price_per_mega_fuel, message, signature, state, reason, received_at, updated_at";
+const JOB = "(SELECT id FROM jobs WHERE job_id = ?)";
 
 export class BidsRepository {
   readonly #now: () => number;
+  readonly #jobs: StatementSync;
   readonly #insert: StatementSync;
   readonly #get: StatementSync;
   readonly #forJob: StatementSync;
@@ -59,20 +61,23 @@ export class BidsRepository {
 
   constructor(db: DatabaseSync, now: () => number) {
     this.#now = now;
+    this.#jobs = db.prepare("SELECT 1 FROM jobs WHERE job_id = ?");
     this.#insert = db.prepare(
-      `INSERT INTO bids (${COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-       ON CONFLICT (job_id, bidder) DO NOTHING`,
+      `INSERT INTO bids (job, ${COLUMNS})
+       SELECT id, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10 FROM jobs WHERE job_id = ?1
+       ON CONFLICT (job, bidder) DO NOTHING`,
     );
-    this.#get = db.prepare(`SELECT ${COLUMNS} FROM bids WHERE job_id = ? AND bidder = ?`);
-    this.#forJob = db.prepare(`SELECT ${COLUMNS} FROM bids WHERE job_id = ?`);
+    this.#get = db.prepare(`SELECT ${COLUMNS} FROM bids WHERE job = ${JOB} AND bidder = ?`);
+    this.#forJob = db.prepare(`SELECT ${COLUMNS} FROM bids WHERE job = ${JOB}`);
     this.#setState = db.prepare(
-      "UPDATE bids SET state = ?, reason = ?, updated_at = ? WHERE job_id = ? AND bidder = ?",
+      `UPDATE bids SET state = ?, reason = ?, updated_at = ? WHERE job = ${JOB} AND bidder = ?`,
     );
   }
 
   /**
-   * Stores a bid; one bid per (job, bidder). A second bid from the same bidder for the same
-   * job is an error, or with `ifAbsent` is skipped. Returns whether the bid was stored.
+   * Stores a bid for a stored job; one bid per (job, bidder). A second bid from the same
+   * bidder for the same job is an error, or with `ifAbsent` is skipped. Returns whether the
+   * bid was stored.
    */
   insert(bid: NewBid, options: { ifAbsent?: boolean } = {}): boolean {
     const jobId = requireText(bid.jobId, "bids.insert: jobId", 256);
@@ -91,19 +96,20 @@ export class BidsRepository {
       now,
     );
     if (changes > 0) return true;
+    if (this.#jobs.get(jobId) === undefined) throw new Error(`bids.insert: job ${jobId} is not in the store`);
     if (options.ifAbsent) return false;
     throw new Error(`bids.insert: a bid from ${bidder} for job ${jobId} is already stored`);
   }
 
   get(jobId: string, bidder: string): BidRow | undefined {
     const row = this.#get.get(jobId, bidder) as SqlRow | undefined;
-    return row && toBidRow(row);
+    return row && toBidRow(jobId, row);
   }
 
   /** A job's bids, cheapest first, then earliest. */
   forJob(jobId: string, options: { state?: BidState } = {}): BidRow[] {
     const bids = (this.#forJob.all(jobId) as SqlRow[])
-      .map(toBidRow)
+      .map((row) => toBidRow(jobId, row))
       .filter((bid) => !options.state || bid.state === options.state);
     return bids.sort((a, b) =>
       a.pricePerMegaFuel < b.pricePerMegaFuel
@@ -127,9 +133,9 @@ export class BidsRepository {
   }
 }
 
-function toBidRow(row: SqlRow): BidRow {
+function toBidRow(jobId: string, row: SqlRow): BidRow {
   return {
-    jobId: str(row, "job_id"),
+    jobId,
     bidder: str(row, "bidder"),
     operator: str(row, "operator") as Address,
     pricePerMegaFuel: BigInt(str(row, "price_per_mega_fuel")),

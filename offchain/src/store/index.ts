@@ -1,6 +1,6 @@
 export { openStore, DATABASE_FILE } from "./store.ts";
 export type { CommitOptions, OpenStoreOptions, Store, StoreLogger } from "./store.ts";
-export { MIGRATIONS, LATEST_SCHEMA_VERSION } from "./migrations.ts";
+export { MIGRATIONS, LATEST_SCHEMA_VERSION, migrate } from "./migrations.ts";
 export type { Migration } from "./migrations.ts";
 export { JOB_ROLES, JOB_STATES, PRIORITIES } from "./jobs.ts";
 export type {

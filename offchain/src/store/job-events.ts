@@ -36,7 +36,7 @@ export interface NewJobEvent {
   at?: number;
 }
 
-const COLUMNS = "seq, job_id, at, kind, reason, peer, data";
+const COLUMNS = "seq, at, kind, reason, peer, data";
 
 export class JobEventsRepository {
   readonly #now: () => number;
@@ -46,17 +46,20 @@ export class JobEventsRepository {
   constructor(db: DatabaseSync, now: () => number) {
     this.#now = now;
     this.#insert = db.prepare(
-      `INSERT INTO job_events (job_id, at, kind, reason, peer, data) VALUES (?, ?, ?, ?, ?, ?)`,
+      `INSERT INTO job_events (job, at, kind, reason, peer, data)
+       SELECT id, ?2, ?3, ?4, ?5, ?6 FROM jobs WHERE job_id = ?1`,
     );
     this.#list = db.prepare(
-      `SELECT ${COLUMNS} FROM job_events WHERE job_id = ? AND seq > ? ORDER BY seq ASC`,
+      `SELECT ${COLUMNS} FROM job_events
+       WHERE job = (SELECT id FROM jobs WHERE job_id = ?) AND seq > ? ORDER BY seq ASC`,
     );
   }
 
-  /** Appends an event and returns its sequence number. */
+  /** Appends an event to a stored job's history and returns its sequence number. */
   append(event: NewJobEvent): number {
-    const { lastInsertRowid } = this.#insert.run(
-      requireText(event.jobId, "jobEvents.append: jobId", 256),
+    const jobId = requireText(event.jobId, "jobEvents.append: jobId", 256);
+    const { changes, lastInsertRowid } = this.#insert.run(
+      jobId,
       requireTimestamp(event.at ?? this.#now(), "jobEvents.append: at"),
       requireText(event.kind, "jobEvents.append: kind", 64),
       optionalText(event.reason, "jobEvents.append: reason"),
@@ -65,19 +68,20 @@ export class JobEventsRepository {
         ? null
         : encodeJson(event.data, "jobEvents.append: data"),
     );
+    if (changes === 0) throw new Error(`jobEvents.append: job ${jobId} is not in the store`);
     return Number(lastInsertRowid);
   }
 
   /** A job's events in order; `afterSeq` returns only newer ones (for polling). */
   list(jobId: string, options: { afterSeq?: number } = {}): JobEventRow[] {
-    return (this.#list.all(jobId, options.afterSeq ?? 0) as SqlRow[]).map(toEventRow);
+    return (this.#list.all(jobId, options.afterSeq ?? 0) as SqlRow[]).map((row) => toEventRow(jobId, row));
   }
 }
 
-function toEventRow(row: SqlRow): JobEventRow {
+function toEventRow(jobId: string, row: SqlRow): JobEventRow {
   return {
     seq: num(row, "seq"),
-    jobId: str(row, "job_id"),
+    jobId,
     at: num(row, "at"),
     kind: str(row, "kind"),
     reason: strOrNull(row, "reason"),

@@ -118,6 +118,126 @@ export const MIGRATIONS: readonly Migration[] = [
       DROP INDEX receipts_by_job;
     `,
   },
+  {
+    version: 3,
+    name: "a job's rows are keyed by the job's row number",
+    // Job ids are hashes: every index that starts with one puts each job's row on a random
+    // page, so a commit writes a page per index and job, and a large database reads them
+    // from disk first. Keyed by jobs.id, which grows with every job, the rows of the jobs in
+    // flight share the last pages of each index. Rows whose job row is missing get a
+    // placeholder job (state 'failed', reason 'job_row_missing') instead of being dropped.
+    sql: `
+      ALTER TABLE jobs RENAME TO jobs_v2;
+      DROP INDEX jobs_by_state;
+      CREATE TABLE jobs (
+        id INTEGER PRIMARY KEY,
+        job_id TEXT NOT NULL UNIQUE,
+        role TEXT NOT NULL,
+        spec TEXT NOT NULL,
+        state TEXT NOT NULL,
+        priority INTEGER NOT NULL,
+        deadline INTEGER,
+        reason TEXT,
+        result TEXT,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+      ) STRICT;
+      INSERT INTO jobs (id, job_id, role, spec, state, priority, deadline, reason, result, created_at, updated_at)
+        SELECT rowid, job_id, role, spec, state, priority, deadline, reason, result, created_at, updated_at
+        FROM jobs_v2 ORDER BY rowid;
+      INSERT INTO jobs (job_id, role, spec, state, priority, deadline, reason, result, created_at, updated_at)
+        SELECT job_id, 'executor', 'null', 'failed', 2, NULL, 'job_row_missing', NULL, MIN(at), MIN(at)
+        FROM (
+          SELECT job_id, at FROM job_events
+          UNION ALL SELECT job_id, received_at FROM bids
+          UNION ALL SELECT job_id, created_at FROM assignments
+          UNION ALL SELECT job_id, stored_at FROM receipts
+        )
+        WHERE job_id NOT IN (SELECT job_id FROM jobs)
+        GROUP BY job_id ORDER BY MIN(at);
+      DROP TABLE jobs_v2;
+      CREATE INDEX jobs_by_state ON jobs (state, priority, deadline, created_at);
+
+      ALTER TABLE job_events RENAME TO job_events_v2;
+      CREATE TABLE job_events (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        job INTEGER NOT NULL REFERENCES jobs (id),
+        at INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        reason TEXT,
+        peer TEXT,
+        data TEXT
+      ) STRICT;
+      INSERT INTO job_events (seq, job, at, kind, reason, peer, data)
+        SELECT e.seq, j.id, e.at, e.kind, e.reason, e.peer, e.data
+        FROM job_events_v2 e JOIN jobs j ON j.job_id = e.job_id ORDER BY e.seq;
+      DROP TABLE job_events_v2;
+      CREATE INDEX job_events_by_job ON job_events (job, seq);
+      CREATE TRIGGER job_events_no_update BEFORE UPDATE ON job_events
+        BEGIN SELECT RAISE(ABORT, 'job_events is append-only'); END;
+      CREATE TRIGGER job_events_no_delete BEFORE DELETE ON job_events
+        BEGIN SELECT RAISE(ABORT, 'job_events is append-only'); END;
+
+      ALTER TABLE bids RENAME TO bids_v2;
+      CREATE TABLE bids (
+        job INTEGER NOT NULL REFERENCES jobs (id),
+        bidder TEXT NOT NULL,
+        operator TEXT NOT NULL,
+        price_per_mega_fuel TEXT NOT NULL,
+        message TEXT NOT NULL,
+        signature TEXT NOT NULL,
+        state TEXT NOT NULL,
+        reason TEXT,
+        received_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        PRIMARY KEY (job, bidder)
+      ) STRICT;
+      INSERT INTO bids (job, bidder, operator, price_per_mega_fuel, message, signature, state, reason, received_at, updated_at)
+        SELECT j.id, b.bidder, b.operator, b.price_per_mega_fuel, b.message, b.signature, b.state, b.reason,
+          b.received_at, b.updated_at
+        FROM bids_v2 b JOIN jobs j ON j.job_id = b.job_id ORDER BY b.rowid;
+      DROP TABLE bids_v2;
+
+      ALTER TABLE assignments RENAME TO assignments_v2;
+      DROP INDEX assignments_by_state;
+      CREATE TABLE assignments (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        job INTEGER NOT NULL REFERENCES jobs (id),
+        executor TEXT NOT NULL,
+        operator TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        deadline INTEGER NOT NULL,
+        reason TEXT,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        UNIQUE (job, executor, attempt)
+      ) STRICT;
+      INSERT INTO assignments (id, job, executor, operator, attempt, state, deadline, reason, created_at, updated_at)
+        SELECT a.id, j.id, a.executor, a.operator, a.attempt, a.state, a.deadline, a.reason, a.created_at, a.updated_at
+        FROM assignments_v2 a JOIN jobs j ON j.job_id = a.job_id ORDER BY a.id;
+      DROP TABLE assignments_v2;
+      CREATE INDEX assignments_by_state ON assignments (state, deadline);
+
+      ALTER TABLE receipts RENAME TO receipts_v2;
+      DROP INDEX receipts_by_cid;
+      CREATE TABLE receipts (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        job INTEGER NOT NULL REFERENCES jobs (id),
+        executor TEXT NOT NULL,
+        message TEXT NOT NULL,
+        signature TEXT NOT NULL,
+        cid TEXT,
+        stored_at INTEGER NOT NULL,
+        UNIQUE (job, executor, signature)
+      ) STRICT;
+      INSERT INTO receipts (id, job, executor, message, signature, cid, stored_at)
+        SELECT r.id, j.id, r.executor, r.message, r.signature, r.cid, r.stored_at
+        FROM receipts_v2 r JOIN jobs j ON j.job_id = r.job_id ORDER BY r.id;
+      DROP TABLE receipts_v2;
+      CREATE INDEX receipts_by_cid ON receipts (cid);
+    `,
+  },
 ];
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS.at(-1)?.version ?? 0;

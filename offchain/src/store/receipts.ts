@@ -38,7 +38,10 @@ export interface NewReceipt {
   storedAt?: number;
 }
 
-const COLUMNS = "id, job_id, executor, message, signature, cid, stored_at";
+const OWN_COLUMNS = "executor, message, signature, cid, stored_at";
+/** A receipt's columns with its job's id. */
+const COLUMNS = `id, (SELECT job_id FROM jobs WHERE jobs.id = receipts.job) AS job_id, ${OWN_COLUMNS}`;
+const JOB = "(SELECT id FROM jobs WHERE job_id = ?)";
 
 export class ReceiptsRepository {
   readonly #now: () => number;
@@ -51,19 +54,20 @@ export class ReceiptsRepository {
   constructor(db: DatabaseSync, now: () => number) {
     this.#now = now;
     this.#insert = db.prepare(
-      `INSERT INTO receipts (job_id, executor, message, signature, cid, stored_at) VALUES (?, ?, ?, ?, ?, ?)
-       ON CONFLICT DO NOTHING RETURNING ${COLUMNS}`,
+      `INSERT INTO receipts (job, ${OWN_COLUMNS})
+       SELECT id, ?2, ?3, ?4, ?5, ?6 FROM jobs WHERE job_id = ?1
+       ON CONFLICT DO NOTHING RETURNING id, ?1 AS job_id, ${OWN_COLUMNS}`,
     );
     this.#find = db.prepare(
-      `SELECT ${COLUMNS} FROM receipts WHERE job_id = ? AND executor = ? AND signature = ?`,
+      `SELECT ${COLUMNS} FROM receipts WHERE job = ${JOB} AND executor = ? AND signature = ?`,
     );
-    this.#forJob = db.prepare(`SELECT ${COLUMNS} FROM receipts WHERE job_id = ? ORDER BY id ASC`);
+    this.#forJob = db.prepare(`SELECT ${COLUMNS} FROM receipts WHERE job = ${JOB} ORDER BY id ASC`);
     this.#byCid = db.prepare(`SELECT ${COLUMNS} FROM receipts WHERE cid = ? ORDER BY id ASC LIMIT 1`);
     this.#list = db.prepare(`SELECT ${COLUMNS} FROM receipts WHERE id > ? ORDER BY id ASC LIMIT ?`);
   }
 
   /**
-   * Stores a signed receipt. Idempotent: the same (job, executor, signature) is stored once.
+   * Stores a signed receipt for a stored job. Idempotent: the same (job, executor, signature) is stored once.
    * Two different receipts from one executor for one job are both kept (equivocation evidence).
    */
   put(receipt: NewReceipt): { row: ReceiptRow; inserted: boolean } {
@@ -82,7 +86,9 @@ export class ReceiptsRepository {
       requireTimestamp(receipt.storedAt ?? this.#now(), "receipts.put: storedAt"),
     ) as SqlRow | undefined;
     if (inserted) return { row: toReceiptRow(inserted), inserted: true };
-    return { row: toReceiptRow(this.#find.get(jobId, executor, signature) as SqlRow), inserted: false };
+    const stored = this.#find.get(jobId, executor, signature) as SqlRow | undefined;
+    if (!stored) throw new Error(`receipts.put: job ${jobId} is not in the store`);
+    return { row: toReceiptRow(stored), inserted: false };
   }
 
   /** A job's receipts in the order they were stored. */
