@@ -171,14 +171,10 @@ export class JobsRepository {
     return this.#select(`WHERE ${where.join(" AND ")} ORDER BY ${URGENCY}`, values, query);
   }
 
-  /** All jobs, newest first. */
+  /** All jobs, the last stored first: a page is read from the end of the table, not sorted. */
   list(query: JobQuery = {}): JobRow[] {
     const values = query.role ? [oneOf(query.role, JOB_ROLES, "jobs.list: role")] : [];
-    return this.#select(
-      `${query.role ? "WHERE role = ?" : ""} ORDER BY created_at DESC, job_id DESC`,
-      values,
-      query,
-    );
+    return this.#select(`${query.role ? "WHERE role = ?" : ""} ORDER BY id DESC`, values, query);
   }
 
   count(state?: JobState): number {
