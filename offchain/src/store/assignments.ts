@@ -12,6 +12,7 @@ import {
   type SqlRow,
 } from "./codec.ts";
 import { StatementCache } from "./statements.ts";
+import { JOB_ROW, JOB_STORED, jobIdOf } from "./job-key.ts";
 
 export const ASSIGNMENT_STATES = [
   "assigned",
@@ -59,8 +60,7 @@ export interface AssignmentPatch {
 
 const OWN_COLUMNS = "executor, operator, attempt, state, deadline, reason, created_at, updated_at";
 /** An assignment's columns with its job's id, for statements on `assignments` alone (RETURNING). */
-const COLUMNS = `id, (SELECT job_id FROM jobs WHERE jobs.id = assignments.job) AS job_id, ${OWN_COLUMNS}`;
-const JOB = "(SELECT id FROM jobs WHERE job_id = ?)";
+const COLUMNS = `id, ${jobIdOf("assignments")}, ${OWN_COLUMNS}`;
 const ACTIVE = `state IN (${ACTIVE_ASSIGNMENT_STATES.map((s) => `'${s}'`).join(", ")})`;
 
 export class AssignmentsRepository {
@@ -107,7 +107,7 @@ export class AssignmentsRepository {
       now,
     ) as SqlRow | undefined;
     if (row) return toAssignmentRow(row);
-    if (this.#statements.get("SELECT 1 FROM jobs WHERE job_id = ?").get(jobId) === undefined)
+    if (this.#statements.get(JOB_STORED).get(jobId) === undefined)
       throw new Error(`assignments.insert: job ${jobId} is not in the store`);
     throw new Error(`assignments.insert: job ${jobId} attempt ${attempt} is already assigned to ${executor}`);
   }
@@ -119,7 +119,7 @@ export class AssignmentsRepository {
 
   /** A job's assignments, by attempt. */
   forJob(jobId: string): AssignmentRow[] {
-    return this.#all(`WHERE job = ${JOB} ORDER BY attempt ASC, id ASC`, jobId);
+    return this.#all(`WHERE job = ${JOB_ROW} ORDER BY attempt ASC, id ASC`, jobId);
   }
 
   /** Assignments still waiting for an answer, earliest deadline first. */
@@ -138,7 +138,7 @@ export class AssignmentsRepository {
   /** The highest attempt number for a job, 0 when it was never assigned. */
   latestAttempt(jobId: string): number {
     const row = this.#statements
-      .get(`SELECT MAX(attempt) AS attempt FROM assignments WHERE job = ${JOB}`)
+      .get(`SELECT MAX(attempt) AS attempt FROM assignments WHERE job = ${JOB_ROW}`)
       .get(jobId) as SqlRow;
     return (row.attempt as number | null) ?? 0;
   }

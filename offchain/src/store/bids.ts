@@ -16,6 +16,7 @@ import {
   type JsonValue,
   type SqlRow,
 } from "./codec.ts";
+import { JOB_ROW, JOB_STORED } from "./job-key.ts";
 
 export const BID_STATES = ["received", "accepted", "rejected", "expired"] as const;
 export type BidState = (typeof BID_STATES)[number];
@@ -49,7 +50,6 @@ export interface NewBid {
 
 const COLUMNS =
   "bidder, operator, price_per_mega_fuel, message, signature, state, reason, received_at, updated_at";
-const JOB = "(SELECT id FROM jobs WHERE job_id = ?)";
 
 export class BidsRepository {
   readonly #now: () => number;
@@ -61,16 +61,16 @@ export class BidsRepository {
 
   constructor(db: DatabaseSync, now: () => number) {
     this.#now = now;
-    this.#jobs = db.prepare("SELECT 1 FROM jobs WHERE job_id = ?");
+    this.#jobs = db.prepare(JOB_STORED);
     this.#insert = db.prepare(
       `INSERT INTO bids (job, ${COLUMNS})
        SELECT id, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10 FROM jobs WHERE job_id = ?1
        ON CONFLICT (job, bidder) DO NOTHING`,
     );
-    this.#get = db.prepare(`SELECT ${COLUMNS} FROM bids WHERE job = ${JOB} AND bidder = ?`);
-    this.#forJob = db.prepare(`SELECT ${COLUMNS} FROM bids WHERE job = ${JOB}`);
+    this.#get = db.prepare(`SELECT ${COLUMNS} FROM bids WHERE job = ${JOB_ROW} AND bidder = ?`);
+    this.#forJob = db.prepare(`SELECT ${COLUMNS} FROM bids WHERE job = ${JOB_ROW}`);
     this.#setState = db.prepare(
-      `UPDATE bids SET state = ?, reason = ?, updated_at = ? WHERE job = ${JOB} AND bidder = ?`,
+      `UPDATE bids SET state = ?, reason = ?, updated_at = ? WHERE job = ${JOB_ROW} AND bidder = ?`,
     );
   }
 

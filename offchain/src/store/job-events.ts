@@ -11,6 +11,7 @@ import {
   type JsonValue,
   type SqlRow,
 } from "./codec.ts";
+import { JOB_ROW } from "./job-key.ts";
 
 /** One entry of a job's append-only history (the database refuses updates and deletes). */
 export interface JobEventRow {
@@ -51,7 +52,7 @@ export class JobEventsRepository {
     );
     this.#list = db.prepare(
       `SELECT ${COLUMNS} FROM job_events
-       WHERE job = (SELECT id FROM jobs WHERE job_id = ?) AND seq > ? ORDER BY seq ASC`,
+       WHERE job = ${JOB_ROW} AND seq > ? ORDER BY seq ASC`,
     );
   }
 

@@ -14,6 +14,7 @@ import {
   type JsonObject,
   type SqlRow,
 } from "./codec.ts";
+import { JOB_ROW, jobIdOf } from "./job-key.ts";
 
 export interface ReceiptRow {
   id: number;
@@ -40,8 +41,7 @@ export interface NewReceipt {
 
 const OWN_COLUMNS = "executor, message, signature, cid, stored_at";
 /** A receipt's columns with its job's id. */
-const COLUMNS = `id, (SELECT job_id FROM jobs WHERE jobs.id = receipts.job) AS job_id, ${OWN_COLUMNS}`;
-const JOB = "(SELECT id FROM jobs WHERE job_id = ?)";
+const COLUMNS = `id, ${jobIdOf("receipts")}, ${OWN_COLUMNS}`;
 
 export class ReceiptsRepository {
   readonly #now: () => number;
@@ -59,9 +59,9 @@ export class ReceiptsRepository {
        ON CONFLICT DO NOTHING RETURNING id, ?1 AS job_id, ${OWN_COLUMNS}`,
     );
     this.#find = db.prepare(
-      `SELECT ${COLUMNS} FROM receipts WHERE job = ${JOB} AND executor = ? AND signature = ?`,
+      `SELECT ${COLUMNS} FROM receipts WHERE job = ${JOB_ROW} AND executor = ? AND signature = ?`,
     );
-    this.#forJob = db.prepare(`SELECT ${COLUMNS} FROM receipts WHERE job = ${JOB} ORDER BY id ASC`);
+    this.#forJob = db.prepare(`SELECT ${COLUMNS} FROM receipts WHERE job = ${JOB_ROW} ORDER BY id ASC`);
     this.#byCid = db.prepare(`SELECT ${COLUMNS} FROM receipts WHERE cid = ? ORDER BY id ASC LIMIT 1`);
     this.#list = db.prepare(`SELECT ${COLUMNS} FROM receipts WHERE id > ? ORDER BY id ASC LIMIT ?`);
   }
