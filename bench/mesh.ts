@@ -2,10 +2,8 @@
 // four staked donors (offchain/src/node/run.ts) and a buyer application that embeds its
 // node and generates the load (bench/_mesh-buyer.ts). Measures submit → verified receipt
 // latency of a tiny job, sustained jobs/s for 30 s, and CPU, read/write system calls and
-// resident memory per node, next to the CPU time of a fixed reference workload before and
-// after (the machine's speed at the time).
+// resident memory per node.
 import { spawn } from "node:child_process";
-import { createHash } from "node:crypto";
 import type { ChildProcess } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { createInterface } from "node:readline";
@@ -28,7 +26,6 @@ const SLOTS_PER_DONOR = Math.ceil(CONCURRENCY / DONORS);
 const CLOCK_TICKS_PER_SECOND = 100; // USER_HZ on Linux
 const STOP_GRACE_MS = 10_000;
 const BUYER_SCRIPT = fileURLToPath(new URL("_mesh-buyer.ts", import.meta.url));
-const REFERENCE_ROUNDS = 100_000;
 
 /** A node process of this benchmark. */
 interface NodeProcess {
@@ -37,7 +34,6 @@ interface NodeProcess {
   kill(signal?: NodeJS.Signals): Promise<void>;
 }
 
-const referenceBefore = referenceCpuMs();
 const children: NodeProcess[] = [];
 /** Children being started, waited for before shutting down so none is left behind. */
 const starting: Promise<unknown>[] = [];
@@ -138,10 +134,6 @@ try {
     console.log(`rss  ${node.name.padEnd(7)} peak ${(peak[i] ?? 0).toFixed(1)} MB`);
   const rssMbPerNode = Math.max(...peak);
   console.log("(each node is a process of its own; the buyer's includes its load generator)");
-  await shutdown();
-  console.log(
-    `machine  reference workload (${REFERENCE_ROUNDS.toLocaleString("en")} chained sha256): ${referenceBefore.toFixed(0)} ms CPU before, ${referenceCpuMs().toFixed(0)} ms after (the same code's CPU per job moves with it)`,
-  );
 
   console.log(
     JSON.stringify({
@@ -199,19 +191,6 @@ function startBuyer(params: MeshBuyerParams): BuyerProcess {
       await exited;
     },
   };
-}
-
-/**
- * CPU time of a fixed workload in this process. The same code's CPU per job varies up to
- * twofold between runs on a shared machine; this figure, taken before and after, tells
- * which state the machine was in.
- */
-function referenceCpuMs(): number {
-  const started = process.cpuUsage();
-  let digest = Buffer.alloc(32);
-  for (let i = 0; i < REFERENCE_ROUNDS; i++) digest = createHash("sha256").update(digest).digest();
-  const { user, system } = process.cpuUsage(started);
-  return (user + system) / 1_000;
 }
 
 /** SIGTERM, then SIGKILL if the process has not exited after STOP_GRACE_MS. */
