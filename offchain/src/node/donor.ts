@@ -471,6 +471,7 @@ export class Donor {
     const stored = await store.commit(() => {
       putKnownBlock(this.#ctx, delivery.outputCid, output);
       putKnownBlock(this.#ctx, receiptCid, receiptBlock);
+      // The job's row goes first: the receipt row points at it.
       this.#recordExecution(execution, "completed", {
         result: {
           outputCid: delivery.outputCid,
