@@ -95,6 +95,22 @@ describe("identity keys on disk", () => {
     assert.equal("peerKeySeed" in pub, false);
   });
 
+  test("a keystore that is not v3 is refused with the field that is wrong", async () => {
+    const dir = freshDir();
+    const identity = await initIdentity({ dir, passphrase: PASSPHRASE, scryptN: FAST });
+    const keystore = JSON.parse(await readFile(identity.keystorePath, "utf8")) as Record<string, unknown>;
+    for (const [change, reason] of [
+      [{ version: 2 }, /is not a v3 keystore: 'version' expected version 3/],
+      [{ address: "0x1234" }, /is not a v3 keystore: 'address' expected a 20-byte hex address/],
+      [{ crypto: undefined, Crypto: undefined }, /is not a v3 keystore: '' missing crypto section/],
+    ] as const) {
+      await writeFile(identity.keystorePath, JSON.stringify({ ...keystore, ...change }));
+      await assert.rejects(readPublicIdentity(dir), reason);
+    }
+    await writeFile(identity.keystorePath, "{ not json");
+    await assert.rejects(readPublicIdentity(dir), /operator keystore .*operator\.json is not valid JSON/);
+  });
+
   test("init refuses to overwrite keys unless forced", async () => {
     const dir = freshDir();
     const first = await initIdentity({ dir, passphrase: PASSPHRASE, scryptN: FAST });

@@ -5,7 +5,7 @@ import { peerIdFromPrivateKey, peerIdFromString } from "@libp2p/peer-id";
 import { lpStream } from "@libp2p/utils";
 import { base58btc } from "multiformats/bases/base58";
 import { pino } from "pino";
-import { z } from "zod";
+import { z } from "zod/v4";
 import { cidOf } from "../../offchain/src/protocol/index.ts";
 import {
   createMeshNode,
@@ -233,7 +233,7 @@ describe("p2p mesh over loopback TCP", { timeout: 60_000 }, () => {
       error: { code: string; reason: string };
     };
     assert.equal(wrongShape.error.code, "malformed");
-    assert.match(wrongShape.error.reason, /b: Required/);
+    assert.match(wrongShape.error.reason, /b: Invalid input: expected number/);
     const tooLarge = (await rawRequest(
       d,
       c,

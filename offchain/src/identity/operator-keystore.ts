@@ -1,5 +1,5 @@
 import { Worker } from "node:worker_threads";
-import { z } from "zod";
+import { z } from "zod/v4";
 import { getAddress, type Address, type Hex } from "viem";
 import { privateKeyToAccount, type PrivateKeyAccount } from "viem/accounts";
 import { operatorAccount } from "./operator-account.ts";
@@ -20,10 +20,10 @@ type KeystoreReply = { ok: true; value: string } | { ok: false; failed: string }
  */
 const KeystoreHeaderSchema = z
   .object({
-    version: z.literal(3),
+    version: z.literal(3, "expected version 3"),
     address: z.string().regex(/^(0x)?[0-9a-fA-F]{40}$/, "expected a 20-byte hex address"),
-    crypto: z.object({}).passthrough().optional(),
-    Crypto: z.object({}).passthrough().optional(),
+    crypto: z.looseObject({}).optional(),
+    Crypto: z.looseObject({}).optional(),
   })
   .refine((keystore) => keystore.crypto ?? keystore.Crypto, "missing crypto section");
 
