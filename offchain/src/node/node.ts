@@ -199,13 +199,13 @@ async function assemble(
   return node;
 }
 
-/** Where recently seen staked donors listened, so a restarted node finds the mesh without its bootstrap peers. */
 /** The runtime worker as a bundle, built like a node's own (launch.ts); undefined runs its TypeScript. */
 export async function runtimeWorkerBundle(): Promise<URL | undefined> {
   const bundle = await bundledEntry(WORKER_SOURCE);
   return bundle === undefined ? undefined : pathToFileURL(bundle);
 }
 
+/** Where recently seen staked donors listened, so a restarted node finds the mesh without its bootstrap peers. */
 function knownDonorAddrs(store: Store): string[] {
   return store.peers
     .list({ limit: 256 })
