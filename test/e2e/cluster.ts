@@ -82,7 +82,7 @@ async function prepareCluster(root: string, devnet: Devnet): Promise<Cluster> {
       dataDir: dir,
       passphrase: PASSPHRASE,
       api: { enabled: false },
-      chain: { rpcUrl: devnet.rpcUrl, deploymentFile, cacheTtlMs: 5_000 },
+      chain: { cacheTtlMs: 5_000, ...options.config?.chain, rpcUrl: devnet.rpcUrl, deploymentFile },
       donor: {
         enabled: options.donor,
         advertIntervalMs: 500,
