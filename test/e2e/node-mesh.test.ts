@@ -331,6 +331,16 @@ describe("Cell node mesh: 4 staked donors and a buyer", { timeout: 240_000 }, ()
         code: "too_large",
       });
 
+      // A message published before the rogue knows the buyer's subscriptions reaches nobody.
+      const subscribed = (topic: string) =>
+        rogue.mesh.libp2p.services.pubsub
+          .getSubscribers(topic)
+          .some((peer) => peer.toString() === buyer.peerId);
+      await until(
+        () => subscribed(TOPIC_JOBS) && subscribed(TOPIC_CAPS),
+        10_000,
+        "the rogue to learn the buyer's topics",
+      );
       await rogue.mesh.publish(
         TOPIC_JOBS,
         anything,
