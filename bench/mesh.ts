@@ -10,7 +10,6 @@ import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { spinModule, startChild, startCluster } from "../test/e2e/cluster.ts";
 import type { ClusterNode } from "../test/e2e/cluster.ts";
-import { NodeConfigSchema } from "../offchain/src/node/index.ts";
 import type { MeshBuyerFigures, MeshBuyerParams } from "./_mesh-buyer.ts";
 
 const DONORS = 4;
@@ -24,12 +23,8 @@ const CONCURRENCY = Number(process.env.MESH_CONCURRENCY ?? 64);
  * for a free slot (at 8 slots each, half of them waited there).
  */
 const SLOTS_PER_DONOR = Math.ceil(CONCURRENCY / DONORS);
-/**
- * The nodes keep their default timers (capability adverts, receipt batches, cached stake
- * reads); the test cluster shortens them so tests need not wait, which at rest alone costs
- * each node a few percent of a core in gossip.
- */
-const DEFAULTS = NodeConfigSchema.parse({});
+// Nodes are prepared with `defaultTimers`: the test cluster's shortened advert, receipt-batch
+// and stake-read timers alone cost each node a few percent of a core at rest.
 const CLOCK_TICKS_PER_SECOND = 100; // USER_HZ on Linux
 const STOP_GRACE_MS = 10_000;
 const BUYER_SCRIPT = fileURLToPath(new URL("_mesh-buyer.ts", import.meta.url));
@@ -61,26 +56,15 @@ try {
       cluster.prepare(`donor${i + 1}`, {
         donor: true,
         stakeWith: i + 1,
-        config: {
-          donor: {
-            slots: SLOTS_PER_DONOR,
-            advertIntervalMs: DEFAULTS.donor.advertIntervalMs,
-            receiptBatchMs: DEFAULTS.donor.receiptBatchMs,
-          },
-          chain: { cacheTtlMs: DEFAULTS.chain.cacheTtlMs },
-          runtime: { poolSize: 1 },
-          logLevel: "error",
-        },
+        config: { donor: { slots: SLOTS_PER_DONOR }, runtime: { poolSize: 1 }, logLevel: "error" },
+        defaultTimers: true,
       }),
     ),
   );
   const buyerNode = await cluster.prepare("buyer", {
     donor: false,
-    config: {
-      logLevel: "error",
-      buyer: { maxInFlight: 1024 },
-      chain: { cacheTtlMs: DEFAULTS.chain.cacheTtlMs },
-    },
+    config: { logLevel: "error", buyer: { maxInFlight: 1024 } },
+    defaultTimers: true,
   });
   const startDonor = async (node: ClusterNode, bootstrap?: string[]) => {
     const started = startChild(node, bootstrap);

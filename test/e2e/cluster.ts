@@ -40,10 +40,14 @@ export interface Cluster {
   devnet: Devnet;
   root: string;
   deploymentFile: string;
-  /** Makes keys and a config for a node; `stakeWith` stakes and registers it from that devnet account. */
+  /**
+   * Makes keys and a config for a node; `stakeWith` stakes and registers it from that devnet
+   * account. The node's adverts, receipt batches and stake reads run on shortened timers so
+   * tests need not wait, unless `defaultTimers` keeps the node's defaults.
+   */
   prepare(
     name: string,
-    options: { donor: boolean; stakeWith?: number; config?: NodeConfigInput },
+    options: { donor: boolean; stakeWith?: number; config?: NodeConfigInput; defaultTimers?: boolean },
   ): Promise<ClusterNode>;
   close(): Promise<void>;
 }
@@ -82,11 +86,14 @@ async function prepareCluster(root: string, devnet: Devnet): Promise<Cluster> {
       dataDir: dir,
       passphrase: PASSPHRASE,
       api: { enabled: false },
-      chain: { cacheTtlMs: 5_000, ...options.config?.chain, rpcUrl: devnet.rpcUrl, deploymentFile },
+      chain: {
+        ...(options.defaultTimers ? {} : { cacheTtlMs: 5_000 }),
+        rpcUrl: devnet.rpcUrl,
+        deploymentFile,
+      },
       donor: {
         enabled: options.donor,
-        advertIntervalMs: 500,
-        receiptBatchMs: 1_000,
+        ...(options.defaultTimers ? {} : { advertIntervalMs: 500, receiptBatchMs: 1_000 }),
         ...options.config?.donor,
       },
       logLevel: options.config?.logLevel ?? "warn",
