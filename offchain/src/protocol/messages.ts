@@ -296,14 +296,6 @@ export type ExecutorState = (typeof EXECUTOR_STATES)[number];
 export const StatusRequestSchema = z.strictObject({ type: z.literal("status"), jobId: Bytes32Schema });
 export type StatusRequest = z.infer<typeof StatusRequestSchema>;
 
-export const StatusResponseSchema = z.strictObject({
-  type: z.literal("status"),
-  jobId: Bytes32Schema,
-  state: z.enum(EXECUTOR_STATES),
-  reason: ReasonCodeSchema.optional(),
-  detail: DetailSchema.optional(),
-});
-export type StatusResponse = z.infer<typeof StatusResponseSchema>;
 
 // ── receipts ────────────────────────────────────────────────────────────────────────
 
@@ -346,6 +338,22 @@ export const ReceiptDeliverySchema = z.discriminatedUnion("type", [
   }),
 ]);
 export type ReceiptDelivery = z.infer<typeof ReceiptDeliverySchema>;
+
+/**
+ * Executor → buyer: the state of an assigned job. A job that is `done` carries its signed
+ * receipt (without inline output), so a buyer whose delivery was lost still gets it.
+ */
+export const StatusResponseSchema = z.strictObject({
+  type: z.literal("status"),
+  jobId: Bytes32Schema,
+  state: z.enum(EXECUTOR_STATES),
+  reason: ReasonCodeSchema.optional(),
+  detail: DetailSchema.optional(),
+  receipt: z
+    .strictObject({ receipt: ReceiptWireSchema, signature: SignatureSchema, outputCid: CidStringSchema })
+    .optional(),
+});
+export type StatusResponse = z.infer<typeof StatusResponseSchema>;
 
 export const ReceiptAckSchema = z.strictObject({
   type: z.literal("ack"),
