@@ -4,6 +4,8 @@
 // 1. `npm install` (brings the pinned Node 22 as node_modules/.bin/node).
 // 2. `npm install` again with that Node first on PATH, so optional native packages whose
 //    engines need Node 22 (Hardhat's EDR binding) are installed too.
+// 3. strace (the store durability test traces fsyncs with it), with apt-get when run as root
+//    and it is missing; best effort: without it only that test fails, saying how to install it.
 // A stamp of package.json + package-lock.json makes a second run a fast no-op.
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
@@ -51,6 +53,33 @@ function npmInstall(pathPrefix) {
   });
 }
 
+function onPath(command) {
+  return (process.env.PATH ?? "")
+    .split(delimiter)
+    .some((dir) => dir.length > 0 && existsSync(join(dir, command)));
+}
+
+function installStrace() {
+  if (process.platform !== "linux" || onPath("strace")) return;
+  if (process.getuid?.() !== 0 || !onPath("apt-get")) {
+    console.error(
+      "[setup] strace is missing (the store durability test needs it): apt-get install -y strace",
+    );
+    return;
+  }
+  console.error("[setup] installing strace ...");
+  const quiet = {
+    stdio: ["ignore", "ignore", "inherit"],
+    env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" },
+  };
+  try {
+    execFileSync("apt-get", ["update", "-qq"], quiet);
+    execFileSync("apt-get", ["install", "-y", "-qq", "strace"], quiet);
+  } catch {
+    console.error("[setup] could not install strace; install it with apt-get install -y strace");
+  }
+}
+
 const stamp = manifestHash();
 if (isReady(stamp)) process.exit(0);
 
@@ -63,5 +92,6 @@ if (!version?.startsWith("v22.")) {
 }
 console.error(`[setup] second pass under ${version} for native optional packages ...`);
 npmInstall(binDir);
+installStrace();
 writeFileSync(stampFile, manifestHash());
 console.error("[setup] ready");
