@@ -1,6 +1,7 @@
 // The `cell` CLI as a user runs it: `node bin/cell.mjs …` in a child process, talking
 // to a real API server over loopback. The node behind the API is a small in-test object
-// implementing the API's node interface, which plays a job's life on a timer.
+// serving the node's own views (JobView, JobEvent, PeerView) with signed specs and
+// receipts; it plays a job's life once someone follows the job's events.
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { EventEmitter } from "node:events";
@@ -14,24 +15,45 @@ import {
   createApiServer,
   ensureApiToken,
   writeApiInfo,
-  type ApiJobEvent,
-  type ApiJobView,
-  type ApiNode,
   type ApiServer,
-  type SubmitJobRequest,
 } from "../../offchain/src/api/index.ts";
 import { freePort } from "../../offchain/src/chain/index.ts";
+import type { JobEvent, JobView, SubmitJobRequest } from "../../offchain/src/node/types.ts";
+import { receiptFromWire, verifyReceipt } from "../../offchain/src/protocol/index.ts";
+import {
+  BUYER,
+  CHAIN_INFO,
+  DOMAIN,
+  DONOR,
+  DONOR_PEER,
+  DONOR_PEER_ID,
+  jobEvent,
+  queuedJob,
+  signedResult,
+  stateAfter,
+  type ServedNode,
+} from "./node-views.ts";
 
 const CELL = fileURLToPath(new URL("../../bin/cell.mjs", import.meta.url));
 const OUTPUT = "digest: 2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824\n";
+const FAILING_INPUT = "please fail";
+const FUEL_BURNING_INPUT = "burn all fuel";
 
-class ScriptedNode extends EventEmitter implements ApiNode {
+interface Step {
+  type: JobEvent["type"];
+  extra?: Partial<JobEvent>;
+  finish?: Pick<JobView, "result" | "receipt">;
+}
+
+class ScriptedNode extends EventEmitter implements ServedNode {
   readonly peerId = "12D3KooWScriptedBuyerScriptedBuyerScriptedBuyer";
   readonly did = "did:key:z6MkScripted";
-  readonly operator = "0x00000000000000000000000000000000000000bb" as const;
-  readonly chainInfo = { chainId: 31337, rpcUrl: "http://127.0.0.1:1", contracts: {} };
-  readonly jobs = new Map<Hex, ApiJobView>();
+  readonly operator = BUYER.address;
+  readonly chainInfo = CHAIN_INFO;
+  readonly jobs = new Map<Hex, JobView>();
   readonly submitted: SubmitJobRequest[] = [];
+  /** Steps of each job not played yet; played when a listener subscribes. */
+  readonly #scripts = new Map<Hex, Step[]>();
 
   multiaddrs() {
     return ["/ip4/127.0.0.1/tcp/1"];
@@ -39,51 +61,37 @@ class ScriptedNode extends EventEmitter implements ApiNode {
 
   async submitJob(request: SubmitJobRequest) {
     this.submitted.push(request);
-    const jobId = `0x${(0xc0de0000 + this.submitted.length).toString(16).padStart(64, "0")}` as Hex;
-    this.jobs.set(jobId, { jobId, state: "queued", events: [] });
-    const fails = Buffer.from(request.input).toString() === "please fail";
-    const steps: [string, Record<string, unknown>][] = fails
-      ? [
-          ["announced", {}],
-          ["failed", { reason: "no_bids" }],
-        ]
-      : [
-          ["announced", {}],
-          ["bid_received", { peerId: "12D3KooWDonor1", pricePerMegaFuel: "1000" }],
-          ["assigned", { peerId: "12D3KooWDonor1" }],
-          ["running", {}],
-          ["receipt", {}],
-          ["completed", {}],
-        ];
-    steps.forEach(([type, extra], index) =>
-      setTimeout(() => this.advance(jobId, type, extra), 20 * (index + 1)),
-    );
-    return { jobId };
+    const job = await queuedJob(request, this.submitted.length);
+    this.jobs.set(job.jobId, job);
+    this.#scripts.set(job.jobId, await scriptFor(job, request));
+    return { jobId: job.jobId };
   }
 
-  advance(jobId: Hex, type: string, extra: Record<string, unknown>) {
-    const job = this.jobs.get(jobId);
-    if (!job) return;
-    const event: ApiJobEvent = { jobId, type, at: Date.now(), ...extra };
-    job.events.push(event);
-    if (["announced", "assigned", "running", "completed", "failed"].includes(type)) job.state = type;
-    if (type === "completed") {
-      job.result = {
-        status: "ok",
-        fuelUsed: "48213",
-        outputCid: "bafkreitestoutput",
-        outputBase64: Buffer.from(OUTPUT).toString("base64"),
-      };
-      job.receipt = {
-        message: {
-          jobId,
-          executor: "0x00000000000000000000000000000000000000d1",
-          fuelUsed: "48213",
-          status: 0,
-        },
-        signature: "0xfeed",
-      };
+  override on(event: "job", listener: (event: JobEvent) => void): this {
+    super.on(event, listener);
+    setImmediate(() => this.#playNextSteps());
+    return this;
+  }
+
+  /** One step of every scripted job per turn of the event loop, as a node's progress arrives. */
+  #playNextSteps(): void {
+    for (const [jobId, steps] of this.#scripts) {
+      const step = steps.shift();
+      if (steps.length === 0) this.#scripts.delete(jobId);
+      if (step) this.#advance(jobId, step);
     }
+    if (this.#scripts.size > 0 && this.listenerCount("job") > 0) setImmediate(() => this.#playNextSteps());
+  }
+
+  #advance(jobId: Hex, step: Step) {
+    const job = this.jobs.get(jobId);
+    assert.ok(job);
+    const event = jobEvent(job, step.type, step.extra);
+    job.events.push(event);
+    job.state = stateAfter(job.state, step.type);
+    if (step.type === "failed") job.reason = step.extra?.reason;
+    if (step.type === "assigned") job.executor = { peerId: DONOR_PEER_ID, operator: DONOR.address };
+    if (step.finish) Object.assign(job, step.finish);
     this.emit("job", event);
   }
 
@@ -96,20 +104,32 @@ class ScriptedNode extends EventEmitter implements ApiNode {
   }
 
   peers() {
-    return [
-      {
-        peerId: "12D3KooWDonor1",
-        connected: true,
-        operator: "0x00000000000000000000000000000000000000d1",
-        staked: true,
-        pricePerMegaFuel: "1000",
-        slots: 2,
-        freeSlots: 1,
-        multiaddrs: ["/ip4/127.0.0.1/tcp/40001"],
-        penaltyScore: 0,
-      },
-    ];
+    return [DONOR_PEER];
   }
+}
+
+/** A job's life by its input: completes ok, fails unplaced, or runs out of fuel. */
+async function scriptFor(job: JobView, request: SubmitJobRequest): Promise<Step[]> {
+  const input = Buffer.from(request.input).toString();
+  if (input === FAILING_INPUT)
+    return [
+      { type: "announced" },
+      { type: "failed", extra: { reason: "deadline_missed", detail: "no bid before the deadline" } },
+    ];
+  const fuelLimit = BigInt(job.spec.fuelLimit);
+  const finish =
+    input === FUEL_BURNING_INPUT
+      ? await signedResult(job, "out_of_fuel", fuelLimit, new Uint8Array())
+      : await signedResult(job, "ok", 48_213n, Buffer.from(OUTPUT));
+  const donor = { peerId: DONOR_PEER_ID, operator: DONOR.address };
+  return [
+    { type: "announced" },
+    { type: "bid_received", extra: { ...donor, pricePerMegaFuel: "1000" } },
+    { type: "assigned", extra: { ...donor, attempt: 1 } },
+    { type: "running", extra: donor },
+    { type: "receipt", extra: donor, finish },
+    { type: "completed" },
+  ];
 }
 
 interface CliResult {
@@ -217,12 +237,16 @@ describe("cell CLI", () => {
     assert.match(stderr, /submitted job 0x[0-9a-f]{64}/);
     const steps = [...stderr.matchAll(/^\[\d+\.\d+s\] (\w+)/gm)].map((match) => match[1]);
     assert.deepEqual(steps, ["announced", "bid_received", "assigned", "running", "receipt", "completed"]);
-    assert.match(stderr, /bid_received peerId=12D3KooWDonor1 pricePerMegaFuel=1000/);
+    assert.match(stderr, /bid_received peerId=12D3KooWDonor1\S* operator=0x\w+ pricePerMegaFuel=1000/);
     assert.match(stdout, /^state\s+completed$/m);
+    assert.match(stdout, /^status\s+ok$/m);
     assert.match(stdout, /^fuel used\s+48213$/m);
     assert.ok(stdout.includes(OUTPUT.trim()), "prints the text output");
-    assert.match(stdout, /^receipt\n\s+jobId\s+0x/m);
-    assert.match(stdout, /^\s+signature\s+0xfeed$/m);
+    const job = [...node.jobs.values()].at(-1);
+    assert.ok(job?.receipt);
+    assert.match(stdout, new RegExp(`^receipt\\n\\s+jobId\\s+${job.jobId}$`, "m"));
+    assert.match(stdout, /^\s+status\s+ok \(0\)$/m);
+    assert.match(stdout, new RegExp(`^\\s+signature\\s+${job.receipt.signature}$`, "m"));
   });
 
   it("finds the API through --data-dir and prints the final job as JSON", async () => {
@@ -240,9 +264,14 @@ describe("cell CLI", () => {
       outFile,
     ]);
     assert.equal(code, 0, stderr);
-    const job = JSON.parse(stdout);
+    const job = JSON.parse(stdout) as JobView;
     assert.equal(job.state, "completed");
-    assert.equal(job.receipt.signature, "0xfeed");
+    assert.ok(job.receipt);
+    assert.equal(
+      await verifyReceipt(DOMAIN, receiptFromWire(job.receipt.message), job.receipt.signature),
+      true,
+      "the printed receipt is the donor's, signature intact",
+    );
     assert.equal(job.events.length, 6);
     assert.equal(await readFile(outFile, "utf8"), OUTPUT);
   });
@@ -256,7 +285,7 @@ describe("cell CLI", () => {
     assert.equal(viaCwd.code, 0, viaCwd.stderr);
     assert.equal(
       viaCwd.stdout,
-      "12D3KooWDonor1  connected  staked donor  operator 0x00000000000000000000000000000000000000d1  price 1000/Mfuel  slots 1/2 free  penalty 0\n    /ip4/127.0.0.1/tcp/40001\n",
+      `${DONOR_PEER_ID}  connected  staked donor  operator ${DONOR.address}  price 1000/Mfuel  slots 1/2 free  penalty 0\n    /ip4/127.0.0.1/tcp/40001\n`,
     );
   });
 
@@ -271,15 +300,18 @@ describe("cell CLI", () => {
     assert.equal(JSON.parse(json.stdout).jobId, jobId);
   });
 
-  it("returns the job id at once with --no-wait", async () => {
+  it("returns the job id at once with --no-wait; status of the unfinished job exits 4", async () => {
     const { code, stdout } = await cell(["job", "submit", modulePath, "--no-wait", "--data-dir", dataDir]);
     assert.equal(code, 0);
     assert.match(stdout, /^0x[0-9a-f]{64}\n$/);
+    const status = await cell(["job", "status", stdout.trim(), "--data-dir", dataDir]);
+    assert.equal(status.code, 4, status.stderr);
+    assert.match(status.stdout, /^state\s+queued$/m);
   });
 
-  it("exits 1 with the reason when the job fails", async () => {
+  it("exits 2 with the reason when the job fails, for submit and status", async () => {
     const failing = join(dir, "fail.txt");
-    await writeFile(failing, "please fail");
+    await writeFile(failing, FAILING_INPUT);
     const { code, stdout, stderr } = await cell([
       "job",
       "submit",
@@ -289,9 +321,47 @@ describe("cell CLI", () => {
       "--data-dir",
       dataDir,
     ]);
-    assert.equal(code, 1);
-    assert.match(stderr, /failed reason=no_bids/);
-    assert.match(stdout, /^state\s+failed\nreason\s+no_bids$/m);
+    assert.equal(code, 2, stderr);
+    assert.match(stderr, /failed reason=deadline_missed detail=no bid before the deadline/);
+    assert.match(stdout, /^state\s+failed\nreason\s+deadline_missed$/m);
+    const jobId = stdout.match(/^job\s+(0x[0-9a-f]{64})$/m)?.[1];
+    assert.ok(jobId);
+    const status = await cell(["job", "status", jobId, "--data-dir", dataDir, "--json"]);
+    assert.equal(status.code, 2, status.stderr);
+    assert.equal((JSON.parse(status.stdout) as JobView).reason, "deadline_missed");
+  });
+
+  it("names a non-ok status and exits 3, for submit and status", async () => {
+    const burning = join(dir, "burn.txt");
+    await writeFile(burning, FUEL_BURNING_INPUT);
+    const submit = ["job", "submit", modulePath, "--input", burning, "--fuel", "7000", "--data-dir", dataDir];
+    const { code, stdout, stderr } = await cell(submit);
+    assert.equal(code, 3, stderr);
+    assert.match(stdout, /^state\s+completed$/m);
+    assert.match(stdout, /^status\s+out_of_fuel$/m);
+    assert.match(stdout, /^fuel used\s+7000$/m);
+    assert.match(stdout, /^\s+status\s+out_of_fuel \(3\)$/m);
+    assert.doesNotMatch(stdout, /status\s+3$/m);
+    const jobId = stdout.match(/^job\s+(0x[0-9a-f]{64})$/m)?.[1];
+    assert.ok(jobId);
+    const status = await cell(["job", "status", jobId, "--data-dir", dataDir]);
+    assert.equal(status.code, 3, status.stderr);
+    assert.match(status.stdout, /^status\s+out_of_fuel$/m);
+    const list = await cell(["job", "list", "--data-dir", dataDir]);
+    assert.equal(list.code, 0, list.stderr);
+    assert.match(list.stdout, new RegExp(`^${jobId}\\s+completed\\s+out_of_fuel$`, "m"));
+  });
+
+  it("documents its exit codes in the help of every job command", async () => {
+    for (const command of [["job", "submit"], ["job", "status"], ["run"]]) {
+      const { stdout } = await cell([...command, "--help"]);
+      assert.match(
+        stdout,
+        /Exit codes: 0 the job (completed|finished) with status ok; 1 usage or other error; 2 the job\nfailed/,
+        command.join(" "),
+      );
+      assert.match(stdout, /3 the job (completed|finished) with another status/, command.join(" "));
+    }
   });
 
   it("names what is wrong: bad flags, missing files, unknown jobs, wrong token, no node", async () => {

@@ -1,16 +1,17 @@
 import type { Command } from "commander";
 import { ApiRequestError } from "../api/index.ts";
+import { EXIT_CODES } from "./exit-codes.ts";
 
 /**
  * Runs a command's body; any failure becomes one clear `error: …` line on stderr and exit
- * code 1. Usage help is for usage mistakes (commander reports those), not for failures.
+ * code 1 (EXIT_CODES.error). Usage help is for usage mistakes (commander reports those), not for failures.
  */
 export async function reportErrors(_command: Command, body: () => Promise<void>): Promise<void> {
   try {
     await body();
   } catch (error) {
     process.stderr.write(`error: ${describe(error)}\n`);
-    process.exitCode = 1;
+    process.exitCode = EXIT_CODES.error;
   }
 }
 

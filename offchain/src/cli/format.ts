@@ -1,8 +1,9 @@
 import type { ApiJobView } from "../api/index.ts";
+import { statusName } from "./exit-codes.ts";
 import { describeEvent } from "./progress.ts";
 
 interface ResultView {
-  status?: string;
+  status?: string | number;
   exitCode?: number;
   reason?: string;
   fuelUsed?: string;
@@ -41,7 +42,7 @@ export function formatJob(job: ApiJobView, { events = false }: { events?: boolea
 }
 
 function formatResult(result: ResultView): string[] {
-  const lines = [row("status", result.status ?? "?")];
+  const lines = [row("status", result.status === undefined ? "?" : statusName(result.status))];
   if (result.exitCode !== undefined) lines.push(row("exit code", String(result.exitCode)));
   if (result.reason) lines.push(row("reason", result.reason));
   if (result.fuelUsed !== undefined) lines.push(row("fuel used", result.fuelUsed));
@@ -55,9 +56,14 @@ function formatResult(result: ResultView): string[] {
 
 function formatReceipt(receipt: ReceiptView): string[] {
   const fields = Object.entries(receipt.message ?? {}).map(
-    ([name, value]) => `  ${name.padEnd(12)}${String(value)}`,
+    ([name, value]) => `  ${name.padEnd(12)}${name === "status" ? namedStatus(value) : String(value)}`,
   );
   return ["receipt", ...fields, `  ${"signature".padEnd(12)}${receipt.signature ?? "?"}`];
+}
+
+/** `out_of_fuel (3)`: the name, and the value the receipt signs. */
+function namedStatus(value: unknown): string {
+  return `${statusName(value)} (${String(value)})`;
 }
 
 /** UTF-8 text when the output is printable text, else hex. */

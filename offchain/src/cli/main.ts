@@ -23,6 +23,9 @@ export function buildProgram(): Command {
         "  $ cell job submit examples/jobs/build/sha256.wasm --input README.md",
         "  $ cell peers",
         "",
+        "Exit codes: 0 ok; 1 usage or other error; for commands that wait on a job, 2 the job",
+        "failed, 3 it completed with a status other than ok, 4 it has not finished yet.",
+        "",
       ].join("\n"),
     );
   registerKeysCommand(program);

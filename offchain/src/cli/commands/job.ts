@@ -10,6 +10,7 @@ import {
 } from "../../api/index.ts";
 import { addApiOptions, API_HELP, connectApi, type ApiOptions } from "../endpoint.ts";
 import { reportErrors } from "../errors.ts";
+import { JOB_EXIT_HELP, jobExitCode, statusName } from "../exit-codes.ts";
 import { formatJob } from "../format.ts";
 import { createProgressView } from "../progress.ts";
 
@@ -62,7 +63,7 @@ function registerSubmit(job: Command): void {
     .option("--json", "print the final job (state, result, receipt, events) as JSON on stdout")
     .addHelpText(
       "after",
-      `\nExamples:\n  $ cell job submit examples/jobs/build/sha256.wasm --input README.md\n  $ cell job submit job.wasm --input data.bin --fuel 50000000 --max-price 2000 --priority high --json\n${API_HELP}\n`,
+      `\nExamples:\n  $ cell job submit examples/jobs/build/sha256.wasm --input README.md\n  $ cell job submit job.wasm --input data.bin --fuel 50000000 --max-price 2000 --priority high --json\n${JOB_EXIT_HELP}\nWith --no-wait: 0 once the node accepted the job, 1 otherwise.\n${API_HELP}\n`,
     );
   addApiOptions(submit).action(async function (this: Command, modulePath: string, options: SubmitOptions) {
     await reportErrors(this, () => submitJob(modulePath, options));
@@ -126,7 +127,7 @@ async function followJob(
 async function printOutcome(job: ApiJobView, options: { json?: boolean; output?: string }): Promise<void> {
   if (options.output) await writeOutput(job, options.output);
   process.stdout.write(options.json ? `${toJson(job)}\n` : formatJob(job));
-  if (job.state !== "completed") process.exitCode = 1;
+  process.exitCode = jobExitCode(job);
 }
 
 async function writeOutput(job: ApiJobView, file: string): Promise<void> {
@@ -143,7 +144,10 @@ function registerStatus(job: Command): void {
     .argument("<id>", "job id (0x + 64 hex digits)")
     .option("--json", "print the job as JSON")
     .option("--output <file>", "write the job's output bytes to a file")
-    .addHelpText("after", `\nExample:\n  $ cell job status 0x9c1d…e4 --json\n${API_HELP}\n`);
+    .addHelpText(
+      "after",
+      `\nExample:\n  $ cell job status 0x9c1d…e4 --json\n${JOB_EXIT_HELP}\n${API_HELP}\n`,
+    );
   addApiOptions(status).action(async function (
     this: Command,
     jobId: string,
@@ -155,6 +159,7 @@ function registerStatus(job: Command): void {
       if (options.json) process.stdout.write(`${toJson(view)}\n`);
       else process.stdout.write(formatJob(view, { events: true }));
       if (options.output) await writeOutput(view, options.output);
+      process.exitCode = jobExitCode(view);
     });
   });
 }
@@ -164,7 +169,10 @@ function registerList(job: Command): void {
     .command("list")
     .description("list the jobs this node has submitted or run")
     .option("--json", "print JSON")
-    .addHelpText("after", `\nExample:\n  $ cell job list\n${API_HELP}\n`);
+    .addHelpText(
+      "after",
+      `\nExample:\n  $ cell job list\n\nExit code: 0 when the node answered (whatever the jobs' states), 1 on error.\n${API_HELP}\n`,
+    );
   addApiOptions(list).action(async function (this: Command, options: ApiOptions & { json?: boolean }) {
     await reportErrors(this, async () => {
       const jobs = await (await connectApi(options)).listJobs();
@@ -174,8 +182,9 @@ function registerList(job: Command): void {
       }
       if (jobs.length === 0) process.stdout.write("no jobs\n");
       for (const view of jobs) {
-        const status = (view.result as { status?: string } | undefined)?.status ?? "";
-        process.stdout.write(`${view.jobId}  ${view.state.padEnd(10)} ${status}\n`);
+        const status = (view.result as { status?: unknown } | undefined)?.status;
+        const named = status === undefined ? "" : statusName(status);
+        process.stdout.write(`${view.jobId}  ${view.state.padEnd(10)} ${named}\n`);
       }
     });
   });

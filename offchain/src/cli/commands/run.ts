@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { InvalidArgumentError, Option, type Command } from "commander";
 import type { ExecutionResult, NoResult } from "../../runtime/index.ts";
 import { reportErrors } from "../errors.ts";
+import { EXIT_CODES, type ExitCode } from "../exit-codes.ts";
 
 interface RunOptions {
   input?: string;
@@ -40,7 +41,7 @@ export function registerRunCommand(program: Command): Command {
     .option("--json", "print one JSON object (output and stderr base64)")
     .addHelpText(
       "after",
-      "\nExit code: 0 when the job returned ok, 2 for any other result, 1 for no result (timeout, host error).\n\nExample:\n  $ cell run examples/jobs/build/sha256.wasm --input README.md --fuel 1000000000 --json\n",
+      "\nExit codes: 0 the job finished with status ok; 1 usage or other error; 2 the job\nfailed (no result: timeout, host error); 3 the job finished with another status\n(exit, trap, out_of_fuel, policy_rejected).\n\nExample:\n  $ cell run examples/jobs/build/sha256.wasm --input README.md --fuel 1000000000 --json\n",
     )
     .action(async function (this: Command, modulePath: string, options: RunOptions) {
       await reportErrors(this, async () => {
@@ -60,12 +61,17 @@ export function registerRunCommand(program: Command): Command {
             ...(options.seed ? { seed: parseSeed(options.seed) } : {}),
           });
           process.stdout.write(options.json ? `${JSON.stringify(toJson(result))}\n` : formatResult(result));
-          process.exitCode = result.kind === "no_result" ? 1 : result.status === "ok" ? 0 : 2;
+          process.exitCode = runExitCode(result);
         } finally {
           await runtime.close();
         }
       });
     });
+}
+
+function runExitCode(result: ExecutionResult | NoResult): ExitCode {
+  if (result.kind === "no_result") return EXIT_CODES.jobFailed;
+  return result.status === "ok" ? EXIT_CODES.ok : EXIT_CODES.notOk;
 }
 
 function collect(value: string, previous: string[]): string[] {
