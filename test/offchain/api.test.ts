@@ -1,6 +1,7 @@
 // HTTP layer of the local API, served over a real loopback socket. The node behind it
-// is a small in-test object implementing the API's node interface; runs of real nodes
-// behind the API are covered by the node's end-to-end tests and the CLI tests.
+// is a small in-test object serving the node's own views (JobView, JobEvent, PeerView)
+// with signed specs and receipts; runs of real nodes behind the API are covered by
+// api-node.test.ts and cli-devnet.test.ts.
 import assert from "node:assert/strict";
 import { EventEmitter } from "node:events";
 import { after, before, describe, it } from "node:test";
@@ -9,22 +10,32 @@ import {
   ApiRequestError,
   createApiClient,
   createApiServer,
-  type ApiJobEvent,
   type ApiJobView,
-  type ApiNode,
   type ApiServer,
-  type SubmitJobRequest,
 } from "../../offchain/src/api/index.ts";
+import type { JobEvent, JobView, SubmitJobRequest } from "../../offchain/src/node/types.ts";
+import {
+  BUYER,
+  CHAIN_INFO,
+  DONOR_PEER,
+  jobEvent,
+  queuedJob,
+  signedResult,
+  stateAfter,
+  type ServedNode,
+} from "./node-views.ts";
 
 const TOKEN = "test-token-0123456789abcdef";
 
-class InTestNode extends EventEmitter implements ApiNode {
+class InTestNode extends EventEmitter implements ServedNode {
   readonly peerId = "12D3KooWInTestNodeInTestNodeInTestNodeInTestNode";
   readonly did = "did:key:z6MkInTest";
-  readonly operator = "0x00000000000000000000000000000000000000aa" as const;
-  readonly chainInfo = { chainId: 31337, rpcUrl: "http://127.0.0.1:1", contracts: {} };
+  readonly operator = BUYER.address;
+  readonly chainInfo = CHAIN_INFO;
   readonly submitted: SubmitJobRequest[] = [];
-  readonly jobs = new Map<Hex, ApiJobView>();
+  readonly jobs = new Map<Hex, JobView>();
+  /** Each job's signed result, set on the job when it completes. */
+  readonly #results = new Map<Hex, Pick<JobView, "result" | "receipt">>();
   rejectWith: string | undefined;
 
   multiaddrs() {
@@ -34,21 +45,21 @@ class InTestNode extends EventEmitter implements ApiNode {
   async submitJob(request: SubmitJobRequest) {
     if (this.rejectWith) throw new Error(this.rejectWith);
     this.submitted.push(request);
-    const jobId = `0x${this.submitted.length.toString(16).padStart(64, "0")}` as Hex;
-    this.jobs.set(jobId, { jobId, state: "queued", events: [], spec: { fuelLimit: request.fuelLimit } });
-    this.advance(jobId, "announced");
-    return { jobId };
+    const job = await queuedJob(request, this.submitted.length);
+    this.jobs.set(job.jobId, job);
+    this.#results.set(job.jobId, await signedResult(job, "ok", 1234n, Buffer.from("hello")));
+    this.advance(job.jobId, "announced");
+    return { jobId: job.jobId };
   }
 
-  advance(jobId: Hex, type: string, extra: Record<string, unknown> = {}) {
+  advance(jobId: Hex, type: JobEvent["type"], extra: Partial<JobEvent> = {}) {
     const job = this.jobs.get(jobId);
     assert.ok(job);
-    const event: ApiJobEvent = { jobId, type, at: Date.now(), ...extra };
+    const event = jobEvent(job, type, extra);
     job.events.push(event);
-    if (type === "completed" || type === "failed" || type === "announced" || type === "running")
-      job.state = type;
-    if (type === "completed")
-      job.result = { status: "ok", fuelUsed: "1234", outputCid: "bafkrei", outputBase64: "aGVsbG8=" };
+    job.state = stateAfter(job.state, type);
+    if (type === "completed") Object.assign(job, this.#results.get(jobId));
+    if (type === "failed") job.reason = extra.reason;
     this.emit("job", event);
   }
 
@@ -61,7 +72,7 @@ class InTestNode extends EventEmitter implements ApiNode {
   }
 
   peers() {
-    return [{ peerId: "12D3KooWPeer", addresses: ["/ip4/127.0.0.1/tcp/2"], latencyMs: 1 }];
+    return [DONOR_PEER];
   }
 }
 
@@ -225,7 +236,7 @@ describe("local API", () => {
     node.advance(jobId, "completed");
     const list = await request(server, "/jobs");
     assert.equal(list.status, 200);
-    const listed = list.body.jobs.find((job: ApiJobView) => job.jobId === jobId);
+    const listed = list.body.jobs.find((job: JobView) => job.jobId === jobId);
     assert.equal(listed.state, "completed");
     assert.equal(listed.result.fuelUsed, "1234");
     assert.equal("outputBase64" in listed.result, false);
@@ -233,6 +244,7 @@ describe("local API", () => {
     assert.equal(one.status, 200);
     assert.equal(one.body.result.outputBase64, "aGVsbG8=");
     assert.equal(one.body.spec.fuelLimit, "5", "bigints travel as decimal strings");
+    assert.deepEqual(one.body.receipt, node.jobs.get(jobId)?.receipt, "the signed receipt, unchanged");
   });
 
   it("answers 404 for unknown jobs and routes, 400 for malformed ids, 405 for wrong methods", async () => {
@@ -263,7 +275,7 @@ describe("local API", () => {
       input: new Uint8Array([2]),
       fuelLimit: 10n,
     });
-    node.advance(jobId, "bid_received", { bidder: "12D3KooWPeer" });
+    node.advance(jobId, "bid_received", { peerId: DONOR_PEER.peerId, pricePerMegaFuel: "1000" });
     const received: string[] = [];
     let final: ApiJobView | undefined;
     for await (const message of client.jobEvents(jobId)) {
@@ -272,20 +284,20 @@ describe("local API", () => {
         break;
       }
       received.push(message.data.type);
-      if (message.data.type === "bid_received") {
-        setTimeout(() => node.advance(jobId, "assigned"), 5);
-        setTimeout(() => node.advance(jobId, "running"), 10);
-        setTimeout(() => node.advance(jobId, "completed"), 120);
-      }
+      // Each next step happens once the stream has shown the one before: live, not replayed.
+      if (message.data.type === "bid_received") node.advance(jobId, "assigned");
+      if (message.data.type === "assigned") node.advance(jobId, "running");
+      if (message.data.type === "running") node.advance(jobId, "completed");
     }
     assert.deepEqual(received, ["announced", "bid_received", "assigned", "running", "completed"]);
     assert.equal(final?.state, "completed");
+    assert.deepEqual(final?.receipt, node.jobs.get(jobId)?.receipt);
     assert.equal(node.listenerCount("job"), 0, "the stream unsubscribes when it ends");
   });
 
   it("streams a finished job's events at once", async () => {
     const { jobId } = await node.submitJob({ module: new Uint8Array([1]), input: new Uint8Array() });
-    node.advance(jobId, "failed", { reason: "no_bids" });
+    node.advance(jobId, "failed", { reason: "deadline_missed" });
     const client = createApiClient({ url: server.url, token: TOKEN });
     const messages = [];
     for await (const message of client.jobEvents(jobId)) messages.push(message);
@@ -293,7 +305,7 @@ describe("local API", () => {
       messages.map((message) => message.event),
       ["job", "job", "end"],
     );
-    assert.equal(messages[1]?.data.reason, "no_bids");
+    assert.equal(messages[1]?.data.reason, "deadline_missed");
   });
 
   it("serves many event streams with one listener on the node", async () => {
