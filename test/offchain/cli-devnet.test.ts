@@ -188,6 +188,34 @@ describe("npm start and the CLI on a devnet", { timeout: 300_000 }, () => {
     assert.match(status.stdout, new RegExp(`^\\s+signature\\s+${job.receipt.signature}$`, "m"));
   });
 
+  it("names a real out-of-fuel receipt's status and exits 3 for submit and status", async () => {
+    const fuelLimit = "1000";
+    const submit = [
+      "job",
+      "submit",
+      modulePath,
+      "--input",
+      inputPath,
+      "--fuel",
+      fuelLimit,
+      "--data-dir",
+      buyerDir,
+    ];
+    const { code, stdout, stderr } = await cell(submit);
+    assert.equal(code, 3, `${stdout}\n${stderr}`);
+    assert.match(stdout, /^state\s+completed$/m);
+    assert.match(stdout, /^status\s+out_of_fuel$/m);
+    assert.match(stdout, new RegExp(`^fuel used\\s+${fuelLimit}$`, "m"));
+    assert.match(stdout, /^\s+status\s+out_of_fuel \(3\)$/m);
+    const jobId = stdout.match(/^job\s+(0x[0-9a-f]{64})$/m)?.[1];
+    assert.ok(jobId);
+    const status = await cell(["job", "status", jobId, "--data-dir", buyerDir, "--json"]);
+    assert.equal(status.code, 3, status.stderr);
+    const job = JSON.parse(status.stdout);
+    assert.equal(job.result.status, "out_of_fuel");
+    await verifyReceipt(deployment, rpcUrl, job.receipt);
+  });
+
   it("lists the staked donors as the buyer's peers", async () => {
     const { code, stdout, stderr } = await cell(["peers", "--data-dir", buyerDir, "--json"]);
     assert.equal(code, 0, stderr);
