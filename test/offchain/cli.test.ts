@@ -38,6 +38,7 @@ const CELL = fileURLToPath(new URL("../../bin/cell.mjs", import.meta.url));
 const OUTPUT = "digest: 2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824\n";
 const FAILING_INPUT = "please fail";
 const FUEL_BURNING_INPUT = "burn all fuel";
+const UNPLACED_INPUT = "wait forever";
 
 interface Step {
   type: JobEvent["type"];
@@ -108,9 +109,10 @@ class ScriptedNode extends EventEmitter implements ServedNode {
   }
 }
 
-/** A job's life by its input: completes ok, fails unplaced, or runs out of fuel. */
+/** A job's life by its input: completes ok, fails unplaced, stays announced, or runs out of fuel. */
 async function scriptFor(job: JobView, request: SubmitJobRequest): Promise<Step[]> {
   const input = Buffer.from(request.input).toString();
+  if (input === UNPLACED_INPUT) return [{ type: "announced" }];
   if (input === FAILING_INPUT)
     return [
       { type: "announced" },
@@ -307,6 +309,16 @@ describe("cell CLI", () => {
     const status = await cell(["job", "status", stdout.trim(), "--data-dir", dataDir]);
     assert.equal(status.code, 4, status.stderr);
     assert.match(status.stdout, /^state\s+queued$/m);
+  });
+
+  it("exits 4 when the job has not finished when --wait-timeout ends", async () => {
+    const waiting = join(dir, "wait.txt");
+    await writeFile(waiting, UNPLACED_INPUT);
+    const submit = ["job", "submit", modulePath, "--input", waiting, "--wait-timeout", "500"];
+    const { code, stdout, stderr } = await cell([...submit, "--data-dir", dataDir]);
+    assert.equal(code, 4, stderr);
+    assert.match(stderr, /still announced after 500 ms; follow it with `cell job status 0x[0-9a-f]{64}`/);
+    assert.match(stdout, /^state\s+announced$/m);
   });
 
   it("exits 2 with the reason when the job fails, for submit and status", async () => {
