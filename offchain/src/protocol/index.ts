@@ -2,3 +2,4 @@ export * from "./eip712.ts";
 export * from "./cid.ts";
 export * from "./messages.ts";
 export * from "./signing.ts";
+export * from "./signature.ts";

@@ -1,4 +1,6 @@
+import type { Hex } from "viem";
 import { z } from "zod/v4";
+import { canonicalSignature, signatureError } from "./signature.ts";
 
 /**
  * Wire schemas of the job market. Every message from the network is parsed by one of
@@ -94,7 +96,19 @@ const hexOf = (bytes: number, what: string) =>
 
 export const Bytes32Schema = hexOf(32, "bytes32");
 export const AddressSchema = hexOf(20, "address");
-export const SignatureSchema = hexOf(65, "signature");
+/**
+ * A signature in a form the contracts accept (signature.ts): 65 bytes with v = 27 or 28 and a
+ * low s, or EIP-2098's 64 bytes, which is expanded to its 65-byte form. Anything that can
+ * never verify on-chain is refused here, with what is wrong.
+ */
+export const SignatureSchema = z
+  .string()
+  .max(2 + 65 * 2, "signature must be 0x + 130 hex digits (or 128 for EIP-2098)")
+  .superRefine((value, context) => {
+    const problem = signatureError(value);
+    if (problem !== undefined) context.addIssue({ code: "custom", message: problem });
+  })
+  .transform((value) => (signatureError(value) === undefined ? canonicalSignature(value) : (value as Hex)));
 
 const DECIMAL = /^(0|[1-9][0-9]{0,77})$/;
 
@@ -295,7 +309,6 @@ export type ExecutorState = (typeof EXECUTOR_STATES)[number];
 /** Buyer → executor on `/cell/status/1`: a liveness probe for an assigned job. */
 export const StatusRequestSchema = z.strictObject({ type: z.literal("status"), jobId: Bytes32Schema });
 export type StatusRequest = z.infer<typeof StatusRequestSchema>;
-
 
 // ── receipts ────────────────────────────────────────────────────────────────────────
 
