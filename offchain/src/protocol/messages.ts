@@ -1,5 +1,6 @@
 import type { Hex } from "viem";
 import { z } from "zod/v4";
+import { isReceiptStatus, RECEIPT_STATUS_LIST } from "./receipts.ts";
 import { canonicalSignature, signatureError } from "./signature.ts";
 
 /**
@@ -320,7 +321,7 @@ export const ReceiptWireSchema = z.strictObject({
   inputCid: Bytes32Schema,
   outputCid: Bytes32Schema,
   fuelUsed: Uint64StringSchema,
-  status: uint(255),
+  status: uint(255).refine(isReceiptStatus, `status must be a known receipt status (${RECEIPT_STATUS_LIST})`),
   startedAt: Uint64StringSchema,
   finishedAt: Uint64StringSchema,
 });
