@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { keccak256, toHex } from "viem";
+import { keccak256, toHex, zeroAddress } from "viem";
 import type { Hex } from "viem";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import {
@@ -11,6 +11,7 @@ import {
   cellDomain,
   signReceipt,
   signatureError,
+  verifyDigest,
   verifyReceipt,
 } from "../../offchain/src/protocol/index.ts";
 import type { Receipt, Signer } from "../../offchain/src/protocol/index.ts";
@@ -124,5 +125,15 @@ describe("signing", () => {
     assert.ok(BigInt(`0x${signature.slice(66, 130)}`) <= SECP256K1_HALF_ORDER);
     assert.match(signature, /(1b|1c)$/);
     assert.equal(await verifyReceipt(domain, receipt, signature), true);
+  });
+
+  it("verification answers false, never throws, for a malformed digest, address or signature", async () => {
+    const digest = keccak256(toHex("digest"));
+    const signature = await key.sign({ hash: digest });
+    assert.equal(await verifyDigest(digest, key.address, signature), true);
+    assert.equal(await verifyDigest(digest.slice(0, 64) as Hex, key.address, signature), false);
+    assert.equal(await verifyDigest(digest, "0x1234", signature), false);
+    assert.equal(await verifyDigest(digest, zeroAddress, signature), false);
+    assert.equal(await verifyDigest(digest, key.address, "0x" as Hex), false);
   });
 });

@@ -225,14 +225,9 @@ export async function verifyReceipt(
  * later serve as evidence on-chain. Anything else proves nothing.
  */
 export async function verifyDigest(digest: Hex, expected: Address, signature: Hex): Promise<boolean> {
-  if (!BYTES32_HEX.test(digest) || isAddressEqual(expected, zeroAddress)) return false;
-  let parts: SignatureParts;
   try {
-    parts = signatureParts(signature);
-  } catch {
-    return false;
-  }
-  try {
+    if (!BYTES32_HEX.test(digest) || isAddressEqual(expected, zeroAddress)) return false;
+    const parts = signatureParts(signature);
     const publicKey =
       recoverNative(digest, parts) ??
       hexToBytes(await recoverPublicKey({ hash: digest, signature: signatureFromParts(parts) }));
