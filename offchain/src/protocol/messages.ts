@@ -109,7 +109,12 @@ export const SignatureSchema = z
     const problem = signatureError(value);
     if (problem !== undefined) context.addIssue({ code: "custom", message: problem });
   })
-  .transform((value) => (signatureError(value) === undefined ? canonicalSignature(value) : (value as Hex)));
+  // A valid 65-byte signature is already canonical; only a valid 64-byte one needs expanding.
+  .transform((value) =>
+    value.length === 2 + 64 * 2 && signatureError(value) === undefined
+      ? canonicalSignature(value)
+      : (value as Hex),
+  );
 
 const DECIMAL = /^(0|[1-9][0-9]{0,77})$/;
 
