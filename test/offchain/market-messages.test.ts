@@ -20,7 +20,8 @@ import {
 
 const bytes32 = `0x${"ab".repeat(32)}`;
 const address = `0x${"12".repeat(20)}`;
-const signature = `0x${"cd".repeat(65)}`;
+/** Of a valid form (r and a low s in range, v = 27); no key signed anything with it. */
+const signature = `0x${"cd".repeat(32)}${"3d".repeat(32)}1b`;
 const peerId = "12D3KooWGzxHqRmjGLBxqvDSkFnnYpNNmEtDMpgqsCBCZQxhYz9C";
 const cid = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku";
 
@@ -96,7 +97,7 @@ describe("job announce schema", () => {
 
   it("rejects non-hex, wrong-length hex and bad export names", () => {
     assert.equal(JobAnnounceSchema.safeParse(announce({ jobId: `0x${"zz".repeat(32)}` })).success, false);
-    assert.equal(JobAnnounceSchema.safeParse(announce({ signature: `0x${"cd".repeat(64)}` })).success, false);
+    assert.equal(JobAnnounceSchema.safeParse(announce({ signature: `0x${"cd".repeat(63)}` })).success, false);
     assert.equal(JobAnnounceSchema.safeParse(announce({ spec: spec({ entry: "run; rm" }) })).success, false);
   });
 

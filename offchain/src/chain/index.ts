@@ -18,6 +18,7 @@ export {
   signChannelClose,
   signVoucher,
   toCompactSignature,
+  verifyVoucher,
   voucherDigest,
 } from "./signing.ts";
 export type { ChannelKey } from "./signing.ts";

@@ -3,18 +3,9 @@
 // payee), uint64 nonce, uint96 cumulativeAmount and an EIP-2098 signature (r, vs). The amount is
 // signed as a uint256 (the Voucher type); the batch carries it in 12 bytes because no voucher can
 // pay more than a deposit and ATP's supply cap (10^28 wei) is below 2^96.
-import {
-  concat,
-  getAddress,
-  hexToBigInt,
-  numberToHex,
-  parseSignature,
-  signatureToCompactSignature,
-  size,
-  slice,
-} from "viem";
+import { concat, getAddress, hexToBigInt, numberToHex, size, slice } from "viem";
 import type { Address, Hex } from "viem";
-import { channelIdOf } from "./signing.ts";
+import { channelIdOf, toCompactSignature } from "./signing.ts";
 import type { ChannelKey } from "./signing.ts";
 
 export interface SignedVoucher {
@@ -40,11 +31,18 @@ const MAX_NONCE = 2n ** 64n - 1n;
 /** Largest cumulativeAmount a batch carries; a larger voucher can still be redeemed on its own. */
 export const MAX_BATCH_AMOUNT = 2n ** 96n - 1n;
 
-/** The EIP-2098 (r, vs) pair; a 64-byte signature is taken as it is (never normalized). */
-function compactParts(signature: Hex): { r: Hex; vs: Hex } {
+/**
+ * The EIP-2098 (r, vs) pair. A 64-byte signature is what the batch carries, so it is taken as it
+ * is and the contract judges it; a 65-byte one must be in a form the contracts accept (v 27 or 28,
+ * low s), since only then does its pair mean the same thing.
+ */
+function compactParts(signature: Hex, index: number): { r: Hex; vs: Hex } {
   if (size(signature) === 64) return { r: slice(signature, 0, 32), vs: slice(signature, 32, 64) };
-  const compact = signatureToCompactSignature(parseSignature(signature));
-  return { r: compact.r, vs: compact.yParityAndS };
+  try {
+    return toCompactSignature(signature);
+  } catch (error) {
+    throw new Error(`voucher ${index}: ${(error as Error).message}`, { cause: error });
+  }
 }
 
 /** Encodes vouchers, in the given order, as the `batch` argument of PaymentChannels.settle. */
@@ -61,7 +59,7 @@ export function encodeSettlementBatch(vouchers: readonly SignedVoucher[]): Hex {
       throw new Error(
         `voucher ${i}: cumulativeAmount ${cumulativeAmount} does not fit the batch's uint96 (must be below 2^96)`,
       );
-    const { r, vs } = compactParts(signature);
+    const { r, vs } = compactParts(signature, i);
     return concat([
       index(key.buyer),
       index(key.signer),

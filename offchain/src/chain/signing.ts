@@ -1,13 +1,14 @@
-import {
-  encodeAbiParameters,
-  hashTypedData,
-  keccak256,
-  parseSignature,
-  serializeCompactSignature,
-  signatureToCompactSignature,
-} from "viem";
+import { concat, encodeAbiParameters, hashTypedData, keccak256 } from "viem";
 import type { Address, Hex, LocalAccount } from "viem";
-import { cellDomain, channelCloseTypes, voucherTypes } from "../protocol/index.ts";
+import {
+  canonicalSignature,
+  cellDomain,
+  channelCloseTypes,
+  eip2098Parts,
+  signatureParts,
+  verifyDigest,
+  voucherTypes,
+} from "../protocol/index.ts";
 import type { Voucher } from "../protocol/index.ts";
 
 /** A channel's identity; its id is keccak256(abi.encode(buyer, signer, payee, nonce)). */
@@ -38,42 +39,63 @@ export function voucherDigest(chainId: number, paymentChannels: Address, voucher
   });
 }
 
-/** Signs a cumulative voucher in the PaymentChannels domain. */
-export function signVoucher(
+/** Signs a cumulative voucher in the PaymentChannels domain (canonical form: v 27/28, low s). */
+export async function signVoucher(
   signer: TypedSigner,
   chainId: number,
   paymentChannels: Address,
   voucher: Voucher,
 ): Promise<Hex> {
-  return signer.signTypedData({
-    domain: cellDomain(chainId, paymentChannels),
-    types: voucherTypes,
-    primaryType: "Voucher",
-    message: voucher,
-  });
+  return canonicalSignature(
+    await signer.signTypedData({
+      domain: cellDomain(chainId, paymentChannels),
+      types: voucherTypes,
+      primaryType: "Voucher",
+      message: voucher,
+    }),
+  );
+}
+
+/**
+ * True when `signature` over the voucher was made by `signer` in a form PaymentChannels accepts
+ * (`redeem` and `settle` alike): what a payee checks before it counts a voucher as money.
+ */
+export function verifyVoucher(
+  chainId: number,
+  paymentChannels: Address,
+  voucher: Voucher,
+  signer: Address,
+  signature: Hex,
+): Promise<boolean> {
+  return verifyDigest(voucherDigest(chainId, paymentChannels, voucher), signer, signature);
 }
 
 /** Signs a ChannelClose (both the voucher key and the payee sign it for a cooperative close). */
-export function signChannelClose(
+export async function signChannelClose(
   signer: TypedSigner,
   chainId: number,
   paymentChannels: Address,
   close: { channelId: Hex; finalAmount: bigint },
 ): Promise<Hex> {
-  return signer.signTypedData({
-    domain: cellDomain(chainId, paymentChannels),
-    types: channelCloseTypes,
-    primaryType: "ChannelClose",
-    message: close,
-  });
+  return canonicalSignature(
+    await signer.signTypedData({
+      domain: cellDomain(chainId, paymentChannels),
+      types: channelCloseTypes,
+      primaryType: "ChannelClose",
+      message: close,
+    }),
+  );
 }
 
-/** Splits a 65-byte signature into the EIP-2098 (r, vs) pair that settlement batches carry. */
+/**
+ * The EIP-2098 (r, vs) pair that settlement batches carry, of a signature the contracts accept;
+ * throws naming what is wrong with any other (a v of 0 or 1, a high s), which has no such pair.
+ */
 export function toCompactSignature(signature: Hex): { r: Hex; vs: Hex } {
-  const compact = signatureToCompactSignature(parseSignature(signature));
-  return { r: compact.r, vs: compact.yParityAndS };
+  return eip2098Parts(signatureParts(signature));
 }
 
 export function compactSignatureHex(signature: Hex): Hex {
-  return serializeCompactSignature(signatureToCompactSignature(parseSignature(signature)));
+  const { r, vs } = toCompactSignature(signature);
+  return concat([r, vs]);
 }

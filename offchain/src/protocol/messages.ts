@@ -1,4 +1,7 @@
+import type { Hex } from "viem";
 import { z } from "zod/v4";
+import { isReceiptStatus, RECEIPT_STATUS_LIST } from "./receipts.ts";
+import { canonicalSignature, signatureError } from "./signature.ts";
 
 /**
  * Wire schemas of the job market. Every message from the network is parsed by one of
@@ -94,7 +97,24 @@ const hexOf = (bytes: number, what: string) =>
 
 export const Bytes32Schema = hexOf(32, "bytes32");
 export const AddressSchema = hexOf(20, "address");
-export const SignatureSchema = hexOf(65, "signature");
+/**
+ * A signature in a form the contracts accept (signature.ts): 65 bytes with v = 27 or 28 and a
+ * low s, or EIP-2098's 64 bytes, which is expanded to its 65-byte form. Anything that can
+ * never verify on-chain is refused here, with what is wrong.
+ */
+export const SignatureSchema = z
+  .string()
+  .max(2 + 65 * 2, "signature must be 0x + 130 hex digits (or 128 for EIP-2098)")
+  .superRefine((value, context) => {
+    const problem = signatureError(value);
+    if (problem !== undefined) context.addIssue({ code: "custom", message: problem });
+  })
+  // A valid 65-byte signature is already canonical; only a valid 64-byte one needs expanding.
+  .transform((value) =>
+    value.length === 2 + 64 * 2 && signatureError(value) === undefined
+      ? canonicalSignature(value)
+      : (value as Hex),
+  );
 
 const DECIMAL = /^(0|[1-9][0-9]{0,77})$/;
 
@@ -296,7 +316,6 @@ export type ExecutorState = (typeof EXECUTOR_STATES)[number];
 export const StatusRequestSchema = z.strictObject({ type: z.literal("status"), jobId: Bytes32Schema });
 export type StatusRequest = z.infer<typeof StatusRequestSchema>;
 
-
 // ── receipts ────────────────────────────────────────────────────────────────────────
 
 /** `Receipt` of eip712.ts, with uint64 as decimal strings. */
@@ -307,7 +326,7 @@ export const ReceiptWireSchema = z.strictObject({
   inputCid: Bytes32Schema,
   outputCid: Bytes32Schema,
   fuelUsed: Uint64StringSchema,
-  status: uint(255),
+  status: uint(255).refine(isReceiptStatus, `status must be a known receipt status (${RECEIPT_STATUS_LIST})`),
   startedAt: Uint64StringSchema,
   finishedAt: Uint64StringSchema,
 });

@@ -9,11 +9,14 @@ import {
   isAddress,
   isAddressEqual,
   recoverPublicKey,
+  zeroAddress,
 } from "viem";
 import type { Address, Hex, LocalAccount, TypedDataDomain, TypedDataParameter } from "viem";
 import { bidTypes, jobSpecTypes, receiptTypes } from "./eip712.ts";
 import type { BidMessage, JobSpecMessage, Receipt } from "./eip712.ts";
 import type { BidWire, JobSpecWire, ReceiptWire } from "./messages.ts";
+import { canonicalSignature, signatureFromParts, signatureParts } from "./signature.ts";
+import type { SignatureParts } from "./signature.ts";
 
 /**
  * EIP-712 signing and checking of the market's statements. Job specs, bids and receipts
@@ -186,10 +189,11 @@ export async function signReceipt(signer: Signer, domain: TypedDataDomain, recei
 
 /**
  * Signs an EIP-712 digest directly when the account can (a local key): the same
- * signature as signTypedData, without hashing and validating the typed data twice.
+ * signature as signTypedData, without hashing and validating the typed data twice. Whatever
+ * form the account returns, the result is the canonical one the contracts accept.
  */
-function signDigest(signer: Signer, digest: Hex, viaTypedData: () => Promise<Hex>): Promise<Hex> {
-  return signer.sign ? signer.sign({ hash: digest }) : viaTypedData();
+async function signDigest(signer: Signer, digest: Hex, viaTypedData: () => Promise<Hex>): Promise<Hex> {
+  return canonicalSignature(await (signer.sign ? signer.sign({ hash: digest }) : viaTypedData()));
 }
 
 /** True when `signature` over the spec was made by the spec's buyer. */
@@ -215,11 +219,18 @@ export async function verifyReceipt(
   return verifyDigest(receiptDigest(domain, receipt), receipt.executor, signature);
 }
 
-/** True when `signature` over an EIP-712 digest recovers to `expected`; a malformed signature proves nothing. */
+/**
+ * True when `signature` over an EIP-712 digest recovers to `expected` and is one the contracts
+ * accept (see signature.ts: v = 27 or 28, low s, or EIP-2098): exactly the signatures that can
+ * later serve as evidence on-chain. Anything else proves nothing.
+ */
 export async function verifyDigest(digest: Hex, expected: Address, signature: Hex): Promise<boolean> {
   try {
+    if (!BYTES32_HEX.test(digest) || isAddressEqual(expected, zeroAddress)) return false;
+    const parts = signatureParts(signature);
     const publicKey =
-      recoverNative(digest, signature) ?? hexToBytes(await recoverPublicKey({ hash: digest, signature }));
+      recoverNative(digest, parts) ??
+      hexToBytes(await recoverPublicKey({ hash: digest, signature: signatureFromParts(parts) }));
     return isAddressEqual(bytesToHex(keccak(publicKey.subarray(1)).subarray(12)), expected);
   } catch {
     return false;
@@ -247,17 +258,15 @@ function loadNativeRecovery(): NativeRecovery | undefined {
 }
 
 /**
- * The uncompressed public key a 65-byte signature (v = 0, 1, 27 or 28) recovers to, or
- * undefined to leave anything else to viem; throws when the signature recovers to no key.
- * Recovery accepts a high s as ecrecover does; its twin with an unchanged v recovers
- * another key.
+ * The uncompressed public key that checked signature parts recover to, or undefined where the
+ * binding is missing; throws when they recover to no key (r is no point's x coordinate).
  */
-function recoverNative(digest: Hex, signature: Hex): Uint8Array | undefined {
-  if (!native || digest.length !== 66 || !/^0x[0-9a-fA-F]{130}$/.test(signature)) return undefined;
-  const v = Number.parseInt(signature.slice(130), 16);
-  if (v !== 0 && v !== 1 && v !== 27 && v !== 28) return undefined;
-  const compact = Buffer.from(signature.slice(2, 130), "hex");
-  return native.ecdsaRecover(compact, v % 27, Buffer.from(digest.slice(2), "hex"), false);
+function recoverNative(digest: Hex, { r, s, yParity }: SignatureParts): Uint8Array | undefined {
+  if (!native) return undefined;
+  const compact = Buffer.alloc(64);
+  compact.write(r.toString(16).padStart(64, "0"), 0, "hex");
+  compact.write(s.toString(16).padStart(64, "0"), 32, "hex");
+  return native.ecdsaRecover(compact, yParity, Buffer.from(digest.slice(2), "hex"), false);
 }
 
 // ── wire codecs: uint64/uint256 travel as decimal strings ───────────────────────────
