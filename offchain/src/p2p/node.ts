@@ -245,6 +245,11 @@ export class MeshNode {
     return this.#rpc.request(target, protocol, spec, message, options);
   }
 
+  /** Outbound (peer, protocol) stream pools kept, at most `maxStreamPools`. */
+  streamPoolCount(): number {
+    return this.#rpc.poolCount;
+  }
+
   serveBlocks(source: BlockSource): Promise<void> {
     return this.#blocks.serve(source);
   }
