@@ -1,7 +1,12 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import type { Hex } from "viem";
+import { peerIdFromPrivateKey } from "@libp2p/peer-id";
+import { pino } from "pino";
+import { toHex, type Hex } from "viem";
+import { AdvertIntake } from "../../offchain/src/node/adverts.ts";
+import type { NodeContext } from "../../offchain/src/node/context.ts";
 import { PeerBook } from "../../offchain/src/node/peer-book.ts";
+import { peerKeyFromSeed } from "../../offchain/src/p2p/index.ts";
 import { StakeCache, type StakeStatus } from "../../offchain/src/node/stake-cache.ts";
 import type { CapabilityAdvert } from "../../offchain/src/protocol/index.ts";
 
@@ -155,5 +160,61 @@ describe("peer book bound", () => {
     );
     assert.ok(book.upsertFromAdvert(advert("b"), 5, false), "a known donor is always updated");
     assert.equal(book.get("b")!.staked, false);
+  });
+});
+
+describe("advert intake", () => {
+  /** An intake over a stake cache whose chain the test scripts, on a fake clock. */
+  async function intake() {
+    const key = await peerKeyFromSeed(new Uint8Array(32).fill(5));
+    const peerId = peerIdFromPrivateKey(key).toString();
+    const donorKey = toHex(key.publicKey.raw);
+    const clock = { now: 1_000_000 };
+    const chainState: { answer: boolean | Error } = { answer: true };
+    const stakes = new StakeCache(
+      async () => {
+        if (chainState.answer instanceof Error) throw chainState.answer;
+        return chainState.answer;
+      },
+      10_000,
+      { now: () => clock.now, staleMs: 1_000 },
+    );
+    const book = new PeerBook();
+    const recorded: string[] = [];
+    const ctx = {
+      mesh: { peerId: "self" },
+      log: pino({ level: "silent" }),
+      stakes,
+      now: () => clock.now,
+      store: {
+        commit: async (fn: () => unknown) => fn(),
+        peers: { upsert: (p: { peerId: string }) => recorded.push(p.peerId) },
+      },
+    } as unknown as NodeContext;
+    const adverts = new AdvertIntake(ctx, book);
+    const hear = async () => {
+      adverts.onAdvert({ ...advert(peerId), peerKey: donorKey }, peerId);
+      await new Promise(setImmediate); // the stake read resolves on the next turn
+    };
+    return { book, clock, chainState, hear, peerId, recorded };
+  }
+
+  it("keeps a staked donor staked when its stake cannot be read, and records an unknown newcomer unstaked", async () => {
+    const { book, clock, chainState, hear, peerId, recorded } = await intake();
+    chainState.answer = new Error("rpc down");
+    await hear();
+    assert.equal(book.get(peerId)?.staked, false, "unknown is not staked for a donor never seen");
+    assert.deepEqual(recorded, []);
+
+    clock.now += 5_001;
+    chainState.answer = true;
+    await hear();
+    assert.equal(book.get(peerId)?.staked, true);
+    assert.deepEqual(recorded, [peerId]);
+
+    clock.now += 20_000; // past the cached answer and its stale allowance
+    chainState.answer = new Error("rpc down");
+    await hear();
+    assert.equal(book.get(peerId)?.staked, true, "an outage does not unstake a known donor");
   });
 });
