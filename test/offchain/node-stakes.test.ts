@@ -97,6 +97,17 @@ describe("stake cache", () => {
     assert.equal(state.reads, 3);
   });
 
+  it("refreshes a donor known to be active even while a flood of unknown identities uses up the total", async () => {
+    const { cache, clock, state } = chain({ readsPerSecond: 1, readBurst: 2, staleMs: 0 });
+    assert.equal(await cache.status(operator, peerKey, "donor"), "active");
+    for (let i = 0; i < 50; i++) await cache.status(operator, keyOf(i), `sybil-${i}`);
+    assert.equal(state.reads, 2, "the sybils got one read between them");
+    clock.now += 10_001; // the donor's answer expired, and no stale answer is allowed
+    for (let i = 50; i < 100; i++) await cache.status(operator, keyOf(i), `sybil-${i}`);
+    assert.equal(await cache.status(operator, peerKey, "donor"), "active", "its refresh is not crowded out");
+    assert.equal(await cache.status(operator, keyOf(1_000), "newcomer"), "unknown", "new pairs still wait");
+  });
+
   it("keeps at most maxEntries answers, dropping the least recently read", async () => {
     const { cache } = chain({ maxEntries: 3, readBurst: 100, readBurstPerPeer: 100 });
     for (let i = 0; i < 4; i++) await cache.status(operator, keyOf(i));

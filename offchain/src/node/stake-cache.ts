@@ -14,7 +14,7 @@ export interface StakeCacheOptions {
   /** Chain reads per second on behalf of one peer (default 1, burst 5). */
   readsPerSecondPerPeer?: number;
   readBurstPerPeer?: number;
-  /** Chain reads per second for all peers together (default 50, burst 100). */
+  /** Chain reads per second for all pairs not known to be active (default 50, burst 100). */
   readsPerSecond?: number;
   readBurst?: number;
   /** Answers kept (default 10,000). */
@@ -37,8 +37,9 @@ interface Entry {
  * A failed read is not a "no": it answers with the last known answer while that is
  * younger than `staleMs` past its expiry, and "unknown" otherwise, so an RPC outage does
  * not turn real donors into unstaked ones. Reads are rate-limited per requesting peer (the
- * peer key when no requester is named) and in total, so a flood of fake adverts or bids
- * cannot make this node hammer its RPC; a refused read is answered like a failed one.
+ * peer key when no requester is named), and reads of pairs not known to be active also in
+ * total, so a flood of fake adverts or bids cannot make this node hammer its RPC, nor keep
+ * a real donor's answer from being refreshed; a refused read is answered like a failed one.
  *
  * Bounds: `maxEntries` answers, the least recently read dropped first; reads under way are
  * bounded by the total read rate; the per-peer limiter keeps at most 4,096 peers (least
@@ -85,7 +86,7 @@ export class StakeCache {
     if (entry !== undefined && entry.freshUntil > this.#now()) return statusOf(entry.active);
     const pending = this.#pending.get(key);
     if (pending) return pending;
-    if (!this.#mayRead(requester ?? peerKey.toLowerCase())) {
+    if (!this.#mayRead(requester ?? peerKey.toLowerCase(), entry?.active === true)) {
       this.#refusedReads++;
       return this.#fallback(key);
     }
@@ -104,8 +105,9 @@ export class StakeCache {
     return this.#refusedReads;
   }
 
-  #mayRead(requester: string): boolean {
-    return this.#perPeer.tryTake(requester) && this.#total.tryTake();
+  /** A pair last seen active is refreshed outside the total cap: identities without stake cannot crowd it out. */
+  #mayRead(requester: string, knownActive: boolean): boolean {
+    return this.#perPeer.tryTake(requester) && (knownActive || this.#total.tryTake());
   }
 
   async #read(key: string, operator: Address, peerKey: Hex): Promise<StakeStatus> {
