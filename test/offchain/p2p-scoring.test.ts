@@ -225,4 +225,40 @@ describe("abuse over loopback TCP", { timeout: 90_000 }, () => {
       }
     assert.equal(client.streamPoolCount(), 2);
   });
+
+  it("refuses with queue_full a request beyond maxStreamWaiters, or when every pool is busy", async () => {
+    const client = await startNode(83, [], { streamsPerPeer: 1, maxStreamWaiters: 1, maxStreamPools: 1 });
+    const server = await startNode(84, [client]);
+    let release: () => void = () => undefined;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    await server.handle("/cell-test/held/1", sumSpec, async ({ a, b }) => {
+      await gate;
+      return { sum: a + b };
+    });
+    await server.handle("/cell-test/other/1", sumSpec, async ({ a, b }) => ({ sum: a + b }));
+    await waitFor(() => client.peers().includes(server.peerId), "the client to connect");
+
+    const running = client.request(server.peerId, "/cell-test/held/1", sumSpec, { a: 1, b: 0 });
+    const waiting = client.request(server.peerId, "/cell-test/held/1", sumSpec, { a: 2, b: 0 });
+    await waitFor(() => client.streamPoolCount() === 1, "the pool to open");
+    const overflow = await client.request(server.peerId, "/cell-test/held/1", sumSpec, { a: 3, b: 0 }).then(
+      () => assert.fail("a third request has no room"),
+      (err: unknown) => err as MeshError,
+    );
+    assert.equal(overflow.code, "queue_full");
+    assert.match(overflow.reason, /1 requests already wait/);
+    const noPool = await client.request(server.peerId, "/cell-test/other/1", sumSpec, { a: 4, b: 0 }).then(
+      () => assert.fail("the only pool is busy"),
+      (err: unknown) => err as MeshError,
+    );
+    assert.equal(noPool.code, "queue_full");
+    assert.match(noPool.reason, /outbound stream pools are in use/);
+
+    release();
+    assert.deepEqual(await Promise.all([running, waiting]), [{ sum: 1 }, { sum: 2 }]);
+    assert.deepEqual(await client.request(server.peerId, "/cell-test/other/1", sumSpec, { a: 4, b: 0 }), {
+      sum: 4,
+    });
+    assert.equal(client.streamPoolCount(), 1, "the idle pool was closed for the new one");
+  });
 });

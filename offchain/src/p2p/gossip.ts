@@ -1,5 +1,10 @@
 import { TopicValidatorResult, type GossipSub, type Message } from "@libp2p/gossipsub";
-import { createTopicScoreParams, type PeerScoreParams, type TopicScoreParams } from "@libp2p/gossipsub/score";
+import {
+  createTopicScoreParams,
+  validateTopicScoreParams,
+  type PeerScoreParams,
+  type TopicScoreParams,
+} from "@libp2p/gossipsub/score";
 import { Queue } from "@libp2p/utils";
 import type { Logger } from "pino";
 import { decodeMessage, encodeMessage, type Schema } from "./codec.ts";
@@ -55,6 +60,10 @@ export const TOPIC_SCORE: Partial<TopicScoreParams> = {
   invalidMessageDeliveriesWeight: -10,
   invalidMessageDeliveriesDecay: 0.5 ** (1 / 60),
 };
+
+/** TOPIC_SCORE completed with the library's defaults; the router checks only the params it starts with. */
+const SCORED_TOPIC = createTopicScoreParams(TOPIC_SCORE);
+validateTopicScoreParams(SCORED_TOPIC);
 
 /** The parts of the gossipsub router that its public interface leaves out: the peer score. */
 interface ScoringRouter {
@@ -131,7 +140,7 @@ export class Gossip {
     const queueMax = options.handlerQueueMax ?? this.#limits.handlerQueueMax;
     const work = new Queue<void>({ concurrency, maxSize: concurrency + queueMax });
     this.#subscriptions.set(topic, { handler: handler as GossipHandler<unknown>, work });
-    this.#scoring.score.params.topics[topic] = createTopicScoreParams(TOPIC_SCORE);
+    this.#scoring.score.params.topics[topic] = SCORED_TOPIC;
     this.#pubsub.topicValidators.set(topic, (propagationSource, message) => {
       const origin = message.type === "signed" ? message.from.toString() : propagationSource.toString();
       if (!limiter.tryTake(origin)) {
