@@ -5,7 +5,6 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadConfig } from "../../offchain/src/node/index.ts";
 import { PeerBook } from "../../offchain/src/node/peer-book.ts";
-import { StakeCache } from "../../offchain/src/node/stake-cache.ts";
 import type { CapabilityAdvert } from "../../offchain/src/protocol/index.ts";
 
 const operator = "0x1111111111111111111111111111111111111111";
@@ -79,61 +78,6 @@ describe("node config", () => {
       if (previous === undefined) delete process.env.CELL_PASSPHRASE;
       else process.env.CELL_PASSPHRASE = previous;
     }
-  });
-});
-
-describe("stake cache", () => {
-  it("shares one chain read among concurrent lookups and caches the answer", async () => {
-    let reads = 0;
-    let now = 1_000;
-    const cache = new StakeCache(
-      async () => {
-        reads++;
-        return true;
-      },
-      10_000,
-      () => now,
-    );
-    const answers = await Promise.all([
-      cache.isActive(operator, peerKey),
-      cache.isActive(operator, peerKey),
-      cache.isActive(operator, peerKey),
-    ]);
-    assert.deepEqual(answers, [true, true, true]);
-    assert.equal(reads, 1);
-    assert.equal(cache.peek(operator.toUpperCase().replace("0X", "0x") as `0x${string}`, peerKey), true);
-    now += 10_001;
-    assert.equal(cache.peek(operator, peerKey), undefined);
-    await cache.isActive(operator, peerKey);
-    assert.equal(reads, 2);
-  });
-
-  it("trusts a negative answer for a shorter time, and a failed read not at all", async () => {
-    let now = 0;
-    let answer: boolean | Error = false;
-    let reads = 0;
-    const cache = new StakeCache(
-      async () => {
-        reads++;
-        if (answer instanceof Error) throw answer;
-        return answer;
-      },
-      10_000,
-      () => now,
-    );
-    assert.equal(await cache.isActive(operator, peerKey), false);
-    now = 2_001;
-    answer = true;
-    assert.equal(
-      await cache.isActive(operator, peerKey),
-      true,
-      "a newly staked donor is seen after a fifth of the TTL",
-    );
-    now = 20_000;
-    answer = new Error("rpc down");
-    assert.equal(await cache.isActive(operator, peerKey), false);
-    assert.equal(cache.peek(operator, peerKey), undefined);
-    assert.equal(reads, 3);
   });
 });
 

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { RequestCoalescer } from "../../offchain/src/p2p/index.ts";
+import { MeshError, RequestCoalescer } from "../../offchain/src/p2p/index.ts";
 
 /** A peer that answers each batch after `delayMs`, doubling every item; records the batches it saw. */
 function echoPeer(delayMs = 5) {
@@ -73,6 +73,44 @@ describe("RequestCoalescer", () => {
 
     const short = new RequestCoalescer<number, number>({ maxItems: 8, send: async () => [1] });
     await assert.rejects(Promise.all([short.request("a", 1), short.request("a", 2)]), /answered 1 of 2/);
+  });
+
+  it("bounds the requests waiting per peer and in total, refusing more with queue_full", async () => {
+    const held: Array<() => void> = [];
+    const coalescer = new RequestCoalescer<number, number>({
+      maxItems: 100,
+      maxQueuedPerPeer: 3,
+      maxQueued: 5,
+      // each batch is answered when the test says so
+      send: (_peerId, items) => new Promise((resolve) => held.push(() => resolve(items))),
+    });
+    const first = coalescer.request("a", 0);
+    await Promise.resolve(); // the first request leaves at once and occupies the one batch in flight
+    assert.equal(held.length, 1);
+    const queuedA = [1, 2, 3].map((item) => coalescer.request("a", item));
+    const refusedA = coalescer.request("a", 4);
+    const queuedB = [5, 6].map((item) => coalescer.request("b", item));
+    const refusedC = coalescer.request("c", 7);
+    const [perPeer, total] = await Promise.allSettled([refusedA, refusedC]);
+    assert.ok(perPeer.status === "rejected" && perPeer.reason instanceof MeshError);
+    assert.equal(perPeer.reason.code, "queue_full");
+    assert.match(perPeer.reason.message, /3 requests already wait for a \(limit 3\)/);
+    assert.ok(total.status === "rejected" && total.reason instanceof MeshError);
+    assert.match(total.reason.message, /5 requests already wait for all peers \(limit 5\)/);
+    assert.equal(coalescer.queued(), 3, "b's requests left at once: b had nothing in flight");
+
+    const answerAll = async (): Promise<void> => {
+      while (held.length === 0) await new Promise(setImmediate);
+      while (held.length > 0) held.shift()!();
+    };
+    await answerAll();
+    assert.equal(await first, 0);
+    await answerAll(); // a's queued requests leave once its first batch is answered
+    assert.deepEqual(await Promise.all([...queuedA, ...queuedB]), [1, 2, 3, 5, 6]);
+    assert.equal(coalescer.queued(), 0);
+    const again = coalescer.request("a", 9);
+    await answerAll();
+    assert.equal(await again, 9, "room again once the queue drained");
   });
 
   it("refuses a batch size below one", () => {

@@ -3,6 +3,7 @@ import type { NodeContext } from "./context.ts";
 import { detach } from "./context.ts";
 import { peerKeyMatches } from "./peer-book.ts";
 import type { PeerBook } from "./peer-book.ts";
+import type { StakeStatus } from "./stake-cache.ts";
 
 const RECORD_INTERVAL_MS = 30_000;
 /** A peer whose advert needs a chain read gets at most one per this interval. */
@@ -13,8 +14,12 @@ const TRACKED_PEERS = 4_096;
  * Takes capability adverts into the peer book. An advert counts only when its sender is
  * the advertised peer, its peer key is that peer's Ed25519 key, and DonorRegistry has the
  * operator active with that key (cached reads; a peer cannot make this node read the chain
- * more than once per CHECK_INTERVAL_MS by changing its claimed operator). Staked donors are
- * recorded in the store now and then, so a restarted node can redial them.
+ * more than once per CHECK_INTERVAL_MS by changing its claimed operator, and the stake cache
+ * limits reads per peer as well). A stake that cannot be read is "unknown": the donor keeps
+ * the standing it had, and a new one is recorded unstaked until a read succeeds. Staked
+ * donors are recorded in the store now and then, so a restarted node can redial them.
+ *
+ * Bounds: both per-peer maps keep TRACKED_PEERS entries, the least recently updated dropped first.
  */
 export class AdvertIntake {
   readonly #ctx: NodeContext;
@@ -35,20 +40,25 @@ export class AdvertIntake {
       return;
     }
     const cached = ctx.stakes.peek(advert.operator, advert.peerKey);
-    if (cached !== undefined) return this.#accept(advert, cached);
+    if (cached !== undefined) return this.#accept(advert, cached ? "active" : "inactive");
     const now = ctx.now();
     if (now - (this.#checkedAt.get(from) ?? -Infinity) < CHECK_INTERVAL_MS) return;
     remember(this.#checkedAt, from, now);
     detach(
       ctx.log,
       "checking an advert's stake",
-      ctx.stakes.isActive(advert.operator, advert.peerKey).then((active) => this.#accept(advert, active)),
+      ctx.stakes.status(advert.operator, advert.peerKey, from).then((status) => this.#accept(advert, status)),
     );
   }
 
-  #accept(advert: CapabilityAdvert, staked: boolean): void {
+  #accept(advert: CapabilityAdvert, status: StakeStatus): void {
     const ctx = this.#ctx;
     const now = ctx.now();
+    const known = this.#peerBook.get(advert.peerId);
+    const staked =
+      status === "unknown"
+        ? known?.staked === true && known.operator === advert.operator
+        : status === "active";
     this.#peerBook.upsertFromAdvert(advert, now, staked);
     if (!staked || now - (this.#recordedAt.get(advert.peerId) ?? -Infinity) < RECORD_INTERVAL_MS) return;
     remember(this.#recordedAt, advert.peerId, now);

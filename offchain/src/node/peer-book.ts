@@ -19,14 +19,30 @@ export interface DonorInfo {
   staked: boolean;
 }
 
-const MAX_DONORS = 4096;
+export const DEFAULT_MAX_DONORS = 4096;
 
-/** Donors known from their capability adverts, freshest first when ranked. */
+/**
+ * Donors known from their capability adverts, freshest first when ranked.
+ *
+ * Bound: `maxDonors` entries. Eviction: a new donor at the bound pushes out the stalest
+ * unstaked one; only when every entry is staked does a staked newcomer push out the
+ * stalest staked one, and an unstaked newcomer is then not recorded. So a flood of
+ * identities without stake can never displace a staked donor.
+ */
 export class PeerBook {
   readonly #donors = new Map<string, DonorInfo>();
+  readonly #maxDonors: number;
 
-  upsertFromAdvert(advert: CapabilityAdvert, now: number, staked: boolean): DonorInfo {
-    if (!this.#donors.has(advert.peerId) && this.#donors.size >= MAX_DONORS) this.#evictStalest();
+  constructor(options: { maxDonors?: number } = {}) {
+    this.#maxDonors = options.maxDonors ?? DEFAULT_MAX_DONORS;
+    if (!Number.isInteger(this.#maxDonors) || this.#maxDonors < 1)
+      throw new Error(`maxDonors must be a positive integer, got ${this.#maxDonors}`);
+  }
+
+  /** Records or refreshes a donor; undefined when the book is full of staked donors and this one is not. */
+  upsertFromAdvert(advert: CapabilityAdvert, now: number, staked: boolean): DonorInfo | undefined {
+    if (!this.#donors.has(advert.peerId) && this.#donors.size >= this.#maxDonors && !this.#makeRoom(staked))
+      return undefined;
     const info: DonorInfo = {
       peerId: advert.peerId,
       operator: advert.operator,
@@ -89,11 +105,23 @@ export class PeerBook {
       .map(({ donor }) => donor);
   }
 
-  #evictStalest(): void {
+  get size(): number {
+    return this.#donors.size;
+  }
+
+  /** Evicts one entry for a newcomer: the stalest unstaked, else (for a staked newcomer) the stalest. */
+  #makeRoom(newcomerStaked: boolean): boolean {
+    const victim = this.#stalest(false) ?? (newcomerStaked ? this.#stalest(true) : undefined);
+    if (victim === undefined) return false;
+    this.#donors.delete(victim.peerId);
+    return true;
+  }
+
+  #stalest(staked: boolean): DonorInfo | undefined {
     let stalest: DonorInfo | undefined;
     for (const donor of this.#donors.values())
-      if (!stalest || donor.lastSeen < stalest.lastSeen) stalest = donor;
-    if (stalest) this.#donors.delete(stalest.peerId);
+      if (donor.staked === staked && (!stalest || donor.lastSeen < stalest.lastSeen)) stalest = donor;
+    return stalest;
   }
 }
 

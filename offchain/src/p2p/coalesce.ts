@@ -1,3 +1,8 @@
+import { MeshError } from "./errors.ts";
+
+export const DEFAULT_MAX_QUEUED_PER_PEER = 4_096;
+export const DEFAULT_MAX_QUEUED = 65_536;
+
 /**
  * Natural batching of requests to one peer. A request goes out at once while fewer than
  * `maxInFlight` batches to that peer are under way; otherwise it waits and leaves with
@@ -5,6 +10,12 @@
  * `maxWeight` weight. An idle peer gets each request without delay, a busy one gets fewer,
  * larger messages: every message costs framing, encryption and a schema parse on both ends,
  * whatever it carries.
+ *
+ * Bounds: at most `maxQueuedPerPeer` requests wait for one peer and `maxQueued` for all peers
+ * together; a request beyond either is refused at once with a `queue_full` MeshError (the
+ * caller decides whether to retry, drop or pick another peer) rather than waiting without
+ * limit behind a slow peer. A peer's entry lives only while it has requests waiting or under
+ * way, so the map of peers is bounded by the same figures.
  */
 export interface CoalescerOptions<Item, Result> {
   /** Sends one batch to a peer; resolves with one result per item, in order. */
@@ -15,6 +26,10 @@ export interface CoalescerOptions<Item, Result> {
   /** Budget of one batch in `weigh` units (e.g. bytes); an item heavier than this goes alone. */
   maxWeight?: number;
   weigh?: (item: Item) => number;
+  /** Requests waiting (not yet sent) for one peer before further ones are refused (default 4,096). */
+  maxQueuedPerPeer?: number;
+  /** Requests waiting for all peers together before further ones are refused (default 65,536). */
+  maxQueued?: number;
 }
 
 interface Pending<Item, Result> {
@@ -38,7 +53,11 @@ export class RequestCoalescer<Item, Result> {
   readonly #maxInFlight: number;
   readonly #maxWeight: number;
   readonly #weigh: (item: Item) => number;
+  readonly #maxQueuedPerPeer: number;
+  readonly #maxQueued: number;
   readonly #peers = new Map<string, PeerQueue<Item, Result>>();
+  /** Requests waiting for all peers. */
+  #queued = 0;
 
   constructor(options: CoalescerOptions<Item, Result>) {
     if (!Number.isInteger(options.maxItems) || options.maxItems < 1)
@@ -48,15 +67,43 @@ export class RequestCoalescer<Item, Result> {
     this.#maxInFlight = options.maxInFlight ?? 1;
     this.#maxWeight = options.maxWeight ?? Number.POSITIVE_INFINITY;
     this.#weigh = options.weigh ?? (() => 1);
+    this.#maxQueuedPerPeer = positiveInteger(
+      "maxQueuedPerPeer",
+      options.maxQueuedPerPeer,
+      DEFAULT_MAX_QUEUED_PER_PEER,
+    );
+    this.#maxQueued = positiveInteger("maxQueued", options.maxQueued, DEFAULT_MAX_QUEUED);
   }
 
+  /** Sends `item` to the peer in the next batch; rejects with `queue_full` when the queue is at its bound. */
   request(peerId: string, item: Item): Promise<Result> {
+    const waiting = this.#peers.get(peerId)?.waiting.length ?? 0;
+    if (waiting >= this.#maxQueuedPerPeer)
+      return Promise.reject(
+        new MeshError(
+          "queue_full",
+          `${waiting} requests already wait for ${peerId} (limit ${this.#maxQueuedPerPeer})`,
+        ),
+      );
+    if (this.#queued >= this.#maxQueued)
+      return Promise.reject(
+        new MeshError(
+          "queue_full",
+          `${this.#queued} requests already wait for all peers (limit ${this.#maxQueued})`,
+        ),
+      );
     return new Promise((resolve, reject) => {
       const queue = this.#queue(peerId);
+      this.#queued++;
       queue.waiting.push({ item, weight: this.#weigh(item), resolve, reject });
       // Requests made in the same turn of the event loop leave together.
       if (queue.waiting.length === 1) queueMicrotask(() => this.#drain(peerId, queue));
     });
+  }
+
+  /** Requests waiting for any peer (not yet sent). */
+  queued(): number {
+    return this.#queued;
   }
 
   /** Requests queued or under way to a peer. */
@@ -77,6 +124,7 @@ export class RequestCoalescer<Item, Result> {
   #drain(peerId: string, queue: PeerQueue<Item, Result>): void {
     while (queue.inFlight < this.#maxInFlight && queue.waiting.length > 0) {
       const batch = this.#take(queue.waiting);
+      this.#queued -= batch.length;
       queue.inFlight++;
       queue.sending += batch.length;
       this.#dispatch(peerId, batch).finally(() => {
@@ -113,4 +161,11 @@ export class RequestCoalescer<Item, Result> {
       for (const pending of batch) pending.reject(err);
     }
   }
+}
+
+function positiveInteger(name: string, value: number | undefined, fallback: number): number {
+  const chosen = value ?? fallback;
+  if (!Number.isInteger(chosen) || chosen < 1)
+    throw new Error(`${name} must be a positive integer, got ${chosen}`);
+  return chosen;
 }

@@ -1,4 +1,9 @@
-/** Why an inbound message or a request was refused. */
+/**
+ * Why an inbound message or a request was refused. The first group is found by the mesh
+ * layer itself; the second by the application (`MeshNode.penalize`) after a message parsed
+ * but was not acceptable; `overloaded` is a drop for this node's own lack of room, never
+ * the sender's fault.
+ */
 export const REJECT_REASONS = [
   "malformed",
   "too_large",
@@ -6,6 +11,13 @@ export const REJECT_REASONS = [
   "hash_mismatch",
   "handler_error",
   "unknown",
+  "bad_signature",
+  "bad_receipt",
+  "bad_bid",
+  "bad_announce",
+  "unstaked",
+  "unsolicited",
+  "overloaded",
 ] as const;
 export type RejectReason = (typeof REJECT_REASONS)[number];
 

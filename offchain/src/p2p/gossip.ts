@@ -1,4 +1,11 @@
 import { TopicValidatorResult, type GossipSub, type Message } from "@libp2p/gossipsub";
+import {
+  createTopicScoreParams,
+  validateTopicScoreParams,
+  type PeerScoreParams,
+  type TopicScoreParams,
+} from "@libp2p/gossipsub/score";
+import { Queue } from "@libp2p/utils";
 import type { Logger } from "pino";
 import { decodeMessage, encodeMessage, type Schema } from "./codec.ts";
 import { MeshError } from "./errors.ts";
@@ -13,6 +20,10 @@ export interface TopicOptions {
   /** Messages per second accepted from one origin peer on this topic. */
   ratePerSecond?: number;
   burst?: number;
+  /** Handler calls running at once on this topic. */
+  handlerConcurrency?: number;
+  /** Accepted messages waiting for a handler beyond the running ones; more are dropped as `overloaded`. */
+  handlerQueueMax?: number;
 }
 
 export interface GossipLimits {
@@ -24,6 +35,47 @@ export interface GossipLimits {
   publishBurst: number;
   /** Publishes waiting beyond this many are refused with `queue_full`. */
   publishQueueMax: number;
+  handlerConcurrency: number;
+  handlerQueueMax: number;
+}
+
+/**
+ * Gossipsub's score of each topic this node subscribes to. Only what a peer controls counts:
+ * a relayed message that fails validation (P4, squared, so a few junk messages drive a peer
+ * below the graylist threshold while a rare slip fades: the count halves every minute) and
+ * a small reward for time in the mesh and first deliveries, capped by the router's
+ * `topicScoreCap`. Mesh delivery deficits (P3, P3b) are not scored: market topics are quiet
+ * for long stretches, which must not count against an honest peer.
+ */
+export const TOPIC_SCORE: Partial<TopicScoreParams> = {
+  topicWeight: 1,
+  timeInMeshWeight: 0.1,
+  timeInMeshQuantum: 1_000,
+  timeInMeshCap: 100,
+  firstMessageDeliveriesWeight: 1,
+  firstMessageDeliveriesDecay: 0.9,
+  firstMessageDeliveriesCap: 10,
+  meshMessageDeliveriesWeight: 0,
+  meshFailurePenaltyWeight: 0,
+  invalidMessageDeliveriesWeight: -10,
+  invalidMessageDeliveriesDecay: 0.5 ** (1 / 60),
+};
+
+/** TOPIC_SCORE completed with the library's defaults; the router checks only the params it starts with. */
+const SCORED_TOPIC = createTopicScoreParams(TOPIC_SCORE);
+validateTopicScoreParams(SCORED_TOPIC);
+
+/** The parts of the gossipsub router that its public interface leaves out: the peer score. */
+interface ScoringRouter {
+  score: { params: PeerScoreParams };
+  getScore(peerId: string): number;
+}
+
+function scoringOf(pubsub: GossipSub): ScoringRouter {
+  const router = pubsub as unknown as Partial<ScoringRouter>;
+  if (typeof router.getScore !== "function" || typeof router.score?.params?.topics !== "object")
+    throw new Error("this gossipsub version does not expose peer scores");
+  return router as ScoringRouter;
 }
 
 export type GossipHandler<T> = (message: T, fromPeerId: string) => void | Promise<void>;
@@ -35,9 +87,19 @@ interface QueuedPublish {
   reject: (err: Error) => void;
 }
 
+interface Subscription {
+  handler: GossipHandler<unknown>;
+  /**
+   * Bound: `handlerConcurrency` calls run and at most `handlerQueueMax` more wait. Eviction:
+   * none; a message arriving at the bound is dropped and counted as `overloaded`.
+   */
+  work: Queue<void>;
+}
+
 /**
- * Topic subscriptions with schema validation and per-origin rate limits, and a paced
- * publish queue: gossipsub has no backpressure, so a burst is spread out, not dropped.
+ * Topic subscriptions with schema validation, per-origin rate limits, topic scoring and a
+ * bounded handler queue per topic, and a paced publish queue: gossipsub has no
+ * backpressure, so a burst of our own is spread out, not dropped.
  */
 export class Gossip {
   readonly #pubsub: GossipSub;
@@ -45,7 +107,8 @@ export class Gossip {
   readonly #log: Logger;
   readonly #limits: GossipLimits;
   readonly #accepted = new WeakMap<Message, unknown>();
-  readonly #handlers = new Map<string, GossipHandler<unknown>>();
+  readonly #subscriptions = new Map<string, Subscription>();
+  readonly #scoring: ScoringRouter;
   readonly #topicMaxBytes = new Map<string, number>();
   readonly #publishBucket: TokenBucket;
   readonly #queue: QueuedPublish[] = [];
@@ -58,6 +121,7 @@ export class Gossip {
     this.#log = log;
     this.#limits = limits;
     this.#publishBucket = new TokenBucket(limits.publishRatePerSecond, limits.publishBurst);
+    this.#scoring = scoringOf(pubsub);
     pubsub.addEventListener("message", (event) => this.#deliver(event.detail));
   }
 
@@ -67,12 +131,16 @@ export class Gossip {
     handler: GossipHandler<T>,
     options: TopicOptions = {},
   ): () => void {
-    if (this.#handlers.has(topic)) throw new Error(`already subscribed to ${topic}`);
+    if (this.#subscriptions.has(topic)) throw new Error(`already subscribed to ${topic}`);
     const maxBytes = options.maxBytes ?? this.#limits.topicMaxBytes;
     const ratePerSecond = options.ratePerSecond ?? this.#limits.inboundRatePerSecond;
     const limiter = new KeyedRateLimiter(ratePerSecond, options.burst ?? this.#limits.inboundBurst);
     this.#topicMaxBytes.set(topic, maxBytes);
-    this.#handlers.set(topic, handler as GossipHandler<unknown>);
+    const concurrency = options.handlerConcurrency ?? this.#limits.handlerConcurrency;
+    const queueMax = options.handlerQueueMax ?? this.#limits.handlerQueueMax;
+    const work = new Queue<void>({ concurrency, maxSize: concurrency + queueMax });
+    this.#subscriptions.set(topic, { handler: handler as GossipHandler<unknown>, work });
+    this.#scoring.score.params.topics[topic] = SCORED_TOPIC;
     this.#pubsub.topicValidators.set(topic, (propagationSource, message) => {
       const origin = message.type === "signed" ? message.from.toString() : propagationSource.toString();
       if (!limiter.tryTake(origin)) {
@@ -92,7 +160,8 @@ export class Gossip {
     return () => {
       this.#pubsub.unsubscribe(topic);
       this.#pubsub.topicValidators.delete(topic);
-      this.#handlers.delete(topic);
+      this.#subscriptions.delete(topic);
+      work.abort();
     };
   }
 
@@ -128,9 +197,20 @@ export class Gossip {
     return this.#queue.length;
   }
 
+  /** Handler calls running or waiting on a topic. */
+  handlerBacklog(topic: string): number {
+    return this.#subscriptions.get(topic)?.work.size ?? 0;
+  }
+
+  /** Gossipsub's score of a peer: below the graylist threshold its messages are ignored. */
+  score(peerId: string): number {
+    return this.#scoring.getScore(peerId);
+  }
+
   stop(): void {
     this.#stopped = true;
     clearTimeout(this.#pumpTimer);
+    for (const { work } of this.#subscriptions.values()) work.abort();
     for (const item of this.#queue.splice(0)) item.reject(new MeshError("stopped", "the mesh node stopped"));
   }
 
@@ -162,20 +242,28 @@ export class Gossip {
   }
 
   #deliver(message: Message): void {
-    const handler = this.#handlers.get(message.topic);
-    if (handler === undefined || !this.#accepted.has(message)) return;
+    const subscription = this.#subscriptions.get(message.topic);
+    if (subscription === undefined || !this.#accepted.has(message)) return;
     const from = message.type === "signed" ? message.from.toString() : "unknown";
-    Promise.resolve()
-      .then(() => handler(this.#accepted.get(message), from))
-      .catch((err: Error) =>
-        this.#log.warn({ topic: message.topic, from, err: err.message }, "gossip handler failed"),
-      );
+    const { handler, work } = subscription;
+    if (work.size >= work.maxSize) {
+      const detail = `${work.size} messages already handled or waiting on ${message.topic}`;
+      this.#reject(from, message.topic, "overloaded", detail);
+      return;
+    }
+    const body = this.#accepted.get(message);
+    work
+      .add(async () => handler(body, from))
+      .catch((err: Error) => {
+        if (err.name !== "AbortError")
+          this.#log.warn({ topic: message.topic, from, err: err.message }, "gossip handler failed");
+      });
   }
 
   #reject(
     peerId: string,
     topic: string,
-    reason: "malformed" | "too_large" | "rate_limited",
+    reason: "malformed" | "too_large" | "rate_limited" | "overloaded",
     detail: string,
   ): void {
     this.#log.debug({ remotePeer: peerId, topic, reason, detail }, "gossip message rejected");

@@ -37,12 +37,20 @@ export interface MeshLimits {
   publishRatePerSecond: number;
   publishBurst: number;
   publishQueueMax: number;
+  /** Gossip handler calls running at once per topic; accepted messages beyond them wait. */
+  gossipHandlerConcurrency: number;
+  /** Messages waiting for a handler per topic; beyond this they are dropped as `overloaded`. */
+  gossipHandlerQueueMax: number;
   /** Default requests per second served to one peer, per protocol. */
   requestRatePerSecond: number;
   requestBurst: number;
   maxInboundStreams: number;
   /** Long-lived outbound streams kept per (peer, protocol). */
   streamsPerPeer: number;
+  /** (peer, protocol) stream pools kept; idle pools of the least recently used peers are closed beyond it. */
+  maxStreamPools: number;
+  /** Requests waiting for a stream of one full pool; more are refused with `queue_full`. */
+  maxStreamWaiters: number;
   requestTimeoutMs: number;
   maxBlockBytes: number;
   /** Penalty score at which a peer is disconnected and refused for blockMs. */
@@ -68,10 +76,14 @@ export const DEFAULT_MESH_LIMITS: MeshLimits = {
   publishRatePerSecond: 200,
   publishBurst: 50,
   publishQueueMax: 10_000,
+  gossipHandlerConcurrency: 64,
+  gossipHandlerQueueMax: 1_024,
   requestRatePerSecond: 1000,
   requestBurst: 2000,
   maxInboundStreams: 32,
   streamsPerPeer: 4,
+  maxStreamPools: 1_024,
+  maxStreamWaiters: 1_024,
   requestTimeoutMs: 10_000,
   maxBlockBytes: 4 * 1024 * 1024,
   penaltyThreshold: DEFAULT_PENALTY_POLICY.blockThreshold,
@@ -101,6 +113,17 @@ export interface MeshServices {
   dht: KadDHT;
   [key: string]: unknown;
 }
+
+/**
+ * Gossipsub score thresholds (the library's defaults, stated): below -10 a peer is sent no
+ * gossip, below -50 nothing is published to it, below -80 everything it sends is ignored.
+ * Topic scores are set per topic as it is subscribed (TOPIC_SCORE in gossip.ts).
+ */
+export const GOSSIP_SCORE_THRESHOLDS = {
+  gossipThreshold: -10,
+  publishThreshold: -50,
+  graylistThreshold: -80,
+} as const;
 
 const BOOTSTRAP_RETRY_MS = 2_000;
 /** A peer lookup gives up after this long, so an unreachable peer fails fast. */
@@ -144,12 +167,16 @@ export class MeshNode {
       publishRatePerSecond: limits.publishRatePerSecond,
       publishBurst: limits.publishBurst,
       publishQueueMax: limits.publishQueueMax,
+      handlerConcurrency: limits.gossipHandlerConcurrency,
+      handlerQueueMax: limits.gossipHandlerQueueMax,
     });
     const rpcLimits = {
       ratePerSecond: limits.requestRatePerSecond,
       burst: limits.requestBurst,
       maxInboundStreams: limits.maxInboundStreams,
       streamsPerPeer: limits.streamsPerPeer,
+      maxPools: limits.maxStreamPools,
+      maxWaiters: limits.maxStreamWaiters,
       timeoutMs: limits.requestTimeoutMs,
     };
     this.#rpc = new Rpc(libp2p, penalties, log, rpcLimits, (peerId, signal, refresh) =>
@@ -187,6 +214,19 @@ export class MeshNode {
     return this.#gossip.queueDepth();
   }
 
+  /** Gossip handler calls running or waiting on a topic. */
+  gossipBacklog(topic: string): number {
+    return this.#gossip.handlerBacklog(topic);
+  }
+
+  /**
+   * Gossipsub's score of a peer (see GOSSIP_SCORE_THRESHOLDS): relaying messages that fail
+   * validation drives it down until the peer is graylisted and nothing it sends is processed.
+   */
+  gossipScore(peerId: string): number {
+    return this.#gossip.score(peerId);
+  }
+
   handle<Req, Res>(
     protocol: string,
     spec: ProtocolSpec<Req, Res>,
@@ -203,6 +243,11 @@ export class MeshNode {
     options?: RequestOptions,
   ): Promise<Res> {
     return this.#rpc.request(target, protocol, spec, message, options);
+  }
+
+  /** Outbound (peer, protocol) stream pools kept, at most `maxStreamPools`. */
+  streamPoolCount(): number {
+    return this.#rpc.poolCount;
   }
 
   serveBlocks(source: BlockSource): Promise<void> {
@@ -234,6 +279,18 @@ export class MeshNode {
   /** Rejections of all peers, by reason. */
   rejectionCounts(): Record<RejectReason, number> {
     return this.#penalties.totals();
+  }
+
+  /**
+   * Counts a message the application refused (it parsed, but was forged, unsolicited or
+   * otherwise unacceptable) against the peer that sent it, exactly as a parse rejection is
+   * counted: in `rejectionCounts()`, `onReject` listeners and the penalty score that blocks
+   * the peer at `penaltyThreshold`. `protocol` names where it came in, for the log.
+   */
+  penalize(peerId: string, reason: RejectReason, detail = "", protocol = "application"): void {
+    if (peerId === this.peerId) return;
+    this.#log.debug({ remotePeer: peerId, reason, detail, protocol }, "message refused by the application");
+    this.#penalties.record({ peerId, reason, protocol, detail });
   }
 
   onReject(listener: (event: RejectEvent) => void): () => void {
@@ -367,6 +424,9 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
         fastMsgIdFn: copyIdOf,
         idontwantMinDataSize: IDONTWANT_MIN_BYTES,
         maxInboundDataLength: Math.max(4 * limits.gossipMaxBytes, 1024 * 1024),
+        // a positive score earned by relaying well is capped, so it cannot buy room for junk
+        scoreParams: { topicScoreCap: 10 },
+        scoreThresholds: GOSSIP_SCORE_THRESHOLDS,
       }),
       dht: kadDHT({
         protocol: `${options.dhtProtocolPrefix ?? "/cell"}/kad/1.0.0`,

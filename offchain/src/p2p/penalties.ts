@@ -29,7 +29,22 @@ export interface PenaltyPolicy {
 }
 
 export const DEFAULT_PENALTY_POLICY: PenaltyPolicy = {
-  weights: { malformed: 10, too_large: 10, rate_limited: 1, hash_mismatch: 25, handler_error: 0, unknown: 5 },
+  weights: {
+    malformed: 10,
+    too_large: 10,
+    rate_limited: 1,
+    hash_mismatch: 25,
+    handler_error: 0,
+    unknown: 5,
+    // a forged signature or receipt cannot be an honest mistake
+    bad_signature: 25,
+    bad_receipt: 25,
+    bad_bid: 10,
+    bad_announce: 10,
+    unstaked: 5,
+    unsolicited: 5,
+    overloaded: 0,
+  },
   blockThreshold: 200,
   blockMs: 60_000,
   scoreHalfLifeMs: 60_000,

@@ -37,6 +37,10 @@ export interface RpcLimits {
   maxInboundStreams: number;
   /** Long-lived outbound streams kept per (peer, protocol). */
   streamsPerPeer: number;
+  /** (peer, protocol) pools kept at once (default 1,024). */
+  maxPools?: number;
+  /** Requests waiting for a stream of one full pool (default 1,024). */
+  maxWaiters?: number;
   timeoutMs: number;
 }
 
@@ -80,13 +84,25 @@ interface StreamPool {
   waiters: Array<(handedOver?: PooledStream) => void>;
 }
 
-/** Request-response over length-prefixed JSON frames, one long-lived stream serving many requests. */
+/**
+ * Request-response over length-prefixed JSON frames, one long-lived stream serving many requests.
+ *
+ * Bounds of the outbound stream pools: `streamsPerPeer` streams per (peer, protocol);
+ * `maxWaiters` requests waiting for a full pool, more refused with `queue_full`; `maxPools`
+ * pools, a pool dropped as soon as it holds nothing (so a peer that was never reached leaves
+ * no entry), and at the bound the least recently used idle pool is closed for a new one (or,
+ * when every pool is busy, the request is refused with `queue_full`). Inbound: per-protocol
+ * rate limiters (bounded, see KeyedRateLimiter) and `maxInboundStreams` per connection.
+ */
 export class Rpc {
   readonly #libp2p: Libp2p;
   readonly #penalties: PenaltyBook;
   readonly #log: Logger;
   readonly #limits: RpcLimits;
+  /** Least recently used first. */
   readonly #pools = new Map<string, StreamPool>();
+  readonly #maxPools: number;
+  readonly #maxWaiters: number;
   readonly #handled = new Set<string>();
   readonly #locate: PeerLocator;
 
@@ -96,6 +112,8 @@ export class Rpc {
     this.#penalties = penalties;
     this.#log = log;
     this.#limits = limits;
+    this.#maxPools = limits.maxPools ?? 1_024;
+    this.#maxWaiters = limits.maxWaiters ?? 1_024;
     libp2p.addEventListener("peer:disconnect", (event) => this.#forgetPeer(event.detail.toString()));
   }
 
@@ -291,8 +309,10 @@ export class Rpc {
     spec: ProtocolSpec<unknown, unknown>,
     signal: AbortSignal,
   ): Promise<PooledStream> {
-    const pool = this.#pool(`${peerId} ${protocol}`);
+    const key = `${peerId} ${protocol}`;
     for (;;) {
+      // looked up on every pass: a pool emptied while this call waited may have been dropped
+      const pool = this.#usePool(key);
       removeWhere(pool.streams, ({ stream }) => !isUsable(stream));
       const idle = pool.streams.find((pooled) => !pooled.busy);
       if (idle !== undefined) {
@@ -301,6 +321,11 @@ export class Rpc {
       }
       if (pool.streams.length + pool.opening < this.#limits.streamsPerPeer)
         return this.#open(pool, peerId, protocol, spec, signal);
+      if (pool.waiters.length >= this.#maxWaiters)
+        throw new MeshError(
+          "queue_full",
+          `${pool.waiters.length} requests already wait for ${protocol} to ${peerId}`,
+        );
       const handedOver = await this.#streamFreed(pool, peerId, protocol, signal);
       if (handedOver === undefined) continue;
       if (isUsable(handedOver.stream)) return handedOver;
@@ -329,6 +354,7 @@ export class Rpc {
       return pooled;
     } catch (err) {
       pool.waiters.shift()?.(); // the slot this call held is free again
+      this.#dropIfEmpty(`${peerId} ${protocol}`, pool, 1);
       if (signal.aborted) throw new MeshError("timeout", `opening ${protocol} to ${peerId} timed out`);
       const code = (err as Error).name === "UnsupportedProtocolError" ? "unsupported" : "unreachable";
       throw new MeshError(code, `cannot open ${protocol} to ${peerId}: ${(err as Error).message}`, {
@@ -376,34 +402,63 @@ export class Rpc {
 
   /** Hands a stream whose exchange finished straight to the longest waiter, or marks it idle. */
   #release(peerId: string, protocol: string, pooled: PooledStream): void {
-    const next = this.#pool(`${peerId} ${protocol}`).waiters.shift();
+    const next = this.#pools.get(`${peerId} ${protocol}`)?.waiters.shift();
     if (next === undefined) pooled.busy = false;
     else next(pooled);
   }
 
-  #pool(key: string): StreamPool {
+  /** The pool of a (peer, protocol), made most recently used; a new one may close an idle one. */
+  #usePool(key: string): StreamPool {
     let pool = this.#pools.get(key);
-    if (pool === undefined) {
+    if (pool !== undefined) {
+      this.#pools.delete(key);
+    } else {
+      if (this.#pools.size >= this.#maxPools && !this.#closeIdlePool())
+        throw new MeshError("queue_full", `all ${this.#pools.size} outbound stream pools are in use`);
       pool = { streams: [], opening: 0, waiters: [] };
-      this.#pools.set(key, pool);
     }
+    this.#pools.set(key, pool);
     return pool;
+  }
+
+  /** Closes the least recently used pool with no request under way; false if every pool is busy. */
+  #closeIdlePool(): boolean {
+    for (const [key, pool] of this.#pools) {
+      if (pool.opening > 0 || pool.waiters.length > 0 || pool.streams.some((pooled) => pooled.busy)) continue;
+      this.#pools.delete(key);
+      for (const { stream } of pool.streams) stream.close().catch((err: Error) => stream.abort(err));
+      return true;
+    }
+    return false;
+  }
+
+  /** Forgets a pool that holds no stream, opening or waiter (`opening` counts calls still winding down). */
+  #dropIfEmpty(key: string, pool: StreamPool, stillOpening = 0): void {
+    if (pool.streams.length === 0 && pool.opening <= stillOpening && pool.waiters.length === 0)
+      if (this.#pools.get(key) === pool) this.#pools.delete(key);
+  }
+
+  /** Pools kept (for tests and diagnostics). */
+  get poolCount(): number {
+    return this.#pools.size;
   }
 
   #forgetPeer(peerId: string): void {
     for (const [key, pool] of this.#pools) {
       if (!key.startsWith(`${peerId} `)) continue;
       removeWhere(pool.streams, ({ stream }) => !isUsable(stream));
-      if (pool.streams.length === 0 && pool.opening === 0 && pool.waiters.length === 0)
-        this.#pools.delete(key);
+      this.#dropIfEmpty(key, pool);
     }
   }
 
   #discard(peerId: string, protocol: string, pooled: PooledStream, reason: Error): void {
-    const pool = this.#pool(`${peerId} ${protocol}`);
-    removeWhere(pool.streams, (entry) => entry === pooled);
     pooled.stream.abort(reason);
+    const key = `${peerId} ${protocol}`;
+    const pool = this.#pools.get(key);
+    if (pool === undefined) return;
+    removeWhere(pool.streams, (entry) => entry === pooled);
     pool.waiters.shift()?.();
+    this.#dropIfEmpty(key, pool);
   }
 
   #reject(peerId: string, protocol: string, reason: RejectReason, detail: string): void {
