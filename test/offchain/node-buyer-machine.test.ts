@@ -404,6 +404,75 @@ describe("buyer machine: the executor at work", () => {
   });
 });
 
+describe("buyer machine: races", () => {
+  it("takes a receipt that arrives before the executor's acceptance, and ignores the acceptance after", () => {
+    const driver = new Driver().placed(["A"]);
+    driver.bid("A", 10n);
+    driver.send({ type: "bid_signature_checked", round: 1, peerId: "A", valid: true });
+    const receipt = receiptFrom("A");
+    driver.send({ type: "receipt_delivered", from: "A", receipt, ack: 1 });
+    driver.send({ type: "receipt_verified", attempt: 1, receipt, output: OUTPUT, ack: 1 });
+    assert.equal(driver.job.state, "completed");
+    assert.equal(driver.of("placement_ended").length, 1, "the placement ends with the job");
+    const after = driver.send({
+      type: "assign_answered",
+      attempt: 1,
+      response: { type: "accept", jobId: JOB_ID },
+    });
+    assert.deepEqual(after, []);
+    assert.deepEqual(
+      driver.of("store_assignment").map((effect) => [effect.state, effect.insert]),
+      [
+        ["assigned", true],
+        ["completed", false],
+      ],
+    );
+    assert.equal(driver.events().filter((event) => event === "assigned").length, 1);
+  });
+
+  it("ignores the answers of an attempt given up on, and the stale stake checks of an earlier round", () => {
+    const driver = new Driver();
+    driver.assigned("A");
+    driver.tick(400);
+    driver.send({
+      type: "probe_answered",
+      attempt: 1,
+      status: { type: "status", jobId: JOB_ID, state: "unknown" },
+    });
+    assert.equal(driver.job.reason, "executor_silent");
+    assert.deepEqual(driver.send({ type: "probe_answered", attempt: 1, status: running() }), []);
+    assert.deepEqual(driver.send({ type: "probe_failed", attempt: 1 }), []);
+    driver.at(1_000).send({ type: "place", expected: ["B"] });
+    const stale = driver.send({
+      type: "bid_checked",
+      from: "C",
+      round: 1,
+      candidate: candidate("C", 1n, 1_000),
+    });
+    assert.deepEqual(stale, []);
+    assert.equal(driver.job.round?.candidates.length, 0);
+  });
+
+  it("does not place a job twice while a placement is under way", () => {
+    const driver = new Driver().placed(["A"]);
+    const again = driver.send({ type: "place", expected: ["A"] });
+    assert.deepEqual(
+      again.map((effect) => effect.type),
+      ["placement_ended"],
+    );
+    assert.equal(driver.of("announce").length, 1);
+  });
+
+  it("fails a job whose deadline passes while it waits, once, and ends a placement under way", () => {
+    const driver = new Driver().placed(["A"]);
+    driver.send({ type: "expired", detail: "deadline" });
+    assert.equal(driver.job.state, "failed");
+    assert.equal(driver.of("placement_ended").length, 1);
+    assert.deepEqual(driver.send({ type: "expired", detail: "again" }), []);
+    assert.deepEqual(driver.bid("A", 1n), [], "a settled job takes no more bids");
+  });
+});
+
 describe("buyer machine: receipts", () => {
   it("completes the job on a valid delivered receipt with inline output, and acknowledges it", () => {
     const driver = new Driver();
@@ -591,6 +660,38 @@ describe("buyer machine: restart", () => {
       ["queue"],
     );
     assert.deepEqual(restored.job.excluded, ["A"]);
+  });
+});
+
+describe("buyer machine: views", () => {
+  it("shows a settled job's events in the same order as the store gives them back after a restart", () => {
+    const driver = new Driver().placed(["A", "B", "C"]);
+    driver.at(1).bid("A", 10n);
+    driver.at(2).bid("B", 20n);
+    driver.tick(60);
+    driver.send({ type: "bid_signature_checked", round: 1, peerId: "A", valid: true });
+    driver.at(70).send({ type: "assign_answered", attempt: 1, response: { type: "accept", jobId: JOB_ID } });
+    driver.at(80).bid("C", 5n); // late
+    const receipt = receiptFrom("A");
+    driver.at(90).send({ type: "receipt_delivered", from: "A", receipt, ack: 1 });
+    driver.send({ type: "receipt_verified", attempt: 1, receipt, output: OUTPUT, ack: 1 });
+    const live = jobView(driver.job).events.map((event) => `${event.type}@${event.at}`);
+
+    const reread = freshJob();
+    reread.state = "completed";
+    reread.events = driver.of("store_event").map((effect) => effect.event);
+    const restored = jobView(reread).events.map((event) => `${event.type}@${event.at}`);
+    assert.deepEqual(restored, live);
+    assert.deepEqual(live, [
+      "announced@0",
+      "bid_received@1",
+      "bid_received@2",
+      "assigned@70",
+      "bid_rejected@80",
+      "receipt@90",
+      "bid_rounds@90",
+      "completed@90",
+    ]);
   });
 });
 

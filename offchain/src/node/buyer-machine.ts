@@ -137,6 +137,8 @@ export interface BuyerJobState {
   past: Attempt[];
   round?: BidRound;
   totals: RoundTotals;
+  /** The bid rounds' totals written when the job settled. */
+  summary?: JobEvent;
   storedBids: number;
   result?: JobResultView;
   receipt?: { message: ReceiptWire; signature: Hex };
@@ -469,8 +471,8 @@ class Transition {
   offerReceived(from: string, offer: Offer, donor: KnownDonor): void {
     const job = this.job;
     const round = job.round;
-    if (job.excluded.includes(from)) return;
-    if (!round || round.closed || isFinal(job)) {
+    if (job.excluded.includes(from) || isFinal(job)) return;
+    if (!round || round.closed) {
       if (offer.type === "bid") this.lateBid(from, donor);
       return;
     }
@@ -970,7 +972,10 @@ class Transition {
       totals.bids += round.events.filter((event) => event.type === "bid_received").length;
       totals.declines += round.refusals.filter((refusal) => refusal.decline).length;
     }
-    if (totals.rounds > 1 || totals.late > 0 || totals.unstaked > 0) this.store(this.summaryEvent(totals));
+    if (totals.rounds > 1 || totals.late > 0 || totals.unstaked > 0) {
+      job.summary = this.summaryEvent(totals);
+      this.store(job.summary);
+    }
     for (const event of round?.events ?? []) this.effects.push({ type: "store_event", event });
   }
 
@@ -1052,8 +1057,8 @@ class Transition {
 export function jobView(job: BuyerJobState): JobView {
   const roundEvents = job.round?.events ?? [];
   const totals = job.totals;
-  const summary: JobEvent[] =
-    totals.rounds > 0
+  const live: JobEvent[] =
+    totals.rounds > 0 && !isFinal(job)
       ? [
           {
             jobId: job.jobId,
@@ -1065,12 +1070,12 @@ export function jobView(job: BuyerJobState): JobView {
           },
         ]
       : [];
-  // The final event stays last, after any bid that came in the same millisecond.
+  const summary = job.summary ? [job.summary] : live;
+  // In time order (a job read back from the store has its bid events written last), the
+  // final event last, after any bid that came in the same millisecond.
   const last = isFinal(job) ? job.events.slice(-1) : [];
-  const events = [
-    ...mergeByTime(job.events.slice(0, job.events.length - last.length), [...summary, ...roundEvents]),
-    ...last,
-  ];
+  const rest = job.events.slice(0, job.events.length - last.length);
+  const events = [...[...rest, ...summary, ...roundEvents].sort((a, b) => a.at - b.at), ...last];
   return {
     jobId: job.jobId,
     state: job.state,
@@ -1084,17 +1089,6 @@ export function jobView(job: BuyerJobState): JobView {
     result: job.result,
     receipt: job.receipt,
   };
-}
-
-function mergeByTime(a: readonly JobEvent[], b: readonly JobEvent[]): JobEvent[] {
-  const merged: JobEvent[] = [];
-  let i = 0;
-  let j = 0;
-  while (i < a.length || j < b.length) {
-    if (j >= b.length || (i < a.length && a[i]!.at <= b[j]!.at)) merged.push(a[i++]!);
-    else merged.push(b[j++]!);
-  }
-  return merged;
 }
 
 // ── pure helpers ────────────────────────────────────────────────────────────────────
