@@ -566,6 +566,31 @@ describe("Cell node mesh: 4 staked donors and a buyer", { timeout: 240_000 }, ()
     });
     assert.equal((await buyer.waitForJob(jobId, { timeoutMs: 30_000 })).state, "completed");
   });
+
+  it("keeps watching the executor of a job running across a restart of the buyer, and takes its receipt", async () => {
+    const module = await spinModule(4_000_000_000);
+    const { jobId } = await buyer.submitJob({
+      module,
+      input: new Uint8Array(),
+      fuelLimit: 45_000_000_000n,
+      timeoutMs: 60_000,
+    });
+    await until(() => buyer.getJob(jobId)?.state === "running", 20_000, "the job to run");
+    const executor = buyer.getJob(jobId)!.executor!.peerId;
+    await buyer.stop();
+    buyer = await startInProcess(
+      buyerNode,
+      donors.flatMap((donor) => donor.multiaddrs.slice(0, 1)),
+    );
+    const restored = buyer.getJob(jobId);
+    assert.equal(restored?.executor?.peerId, executor, "the restored job keeps its executor");
+    assert.ok(restored?.state === "running" || restored?.state === "completed", restored?.state);
+    const view = await buyer.waitForJob(jobId, { timeoutMs: 60_000 });
+    assert.equal(view.state, "completed", JSON.stringify(view.events));
+    assert.ok(!view.events.some((event) => event.type === "reassigned"), "never placed again");
+    assert.equal(view.events.filter((event) => event.type === "assigned").length, 1);
+    assert.equal(view.events.find((event) => event.type === "receipt")?.peerId, executor);
+  });
 });
 
 /** Follows the stored receipt batch chain back from its head; true when a batch lists `receiptCid`. */

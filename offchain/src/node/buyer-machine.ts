@@ -316,7 +316,7 @@ export function restoreJobState(
   if (isFinal(next)) return { job: next, effects };
   if (active) {
     next.current = attemptOf(active);
-    next.state = active.state === "running" ? "running" : "assigned";
+    next.state = active.state === "running" || job.state === "running" ? "running" : "assigned";
     next.reason = undefined;
     return { job: next, effects };
   }
@@ -787,6 +787,12 @@ class Transition {
     attempt.missedProbes = 0;
     if (status.state === "running" && job.state === "assigned") {
       this.setState("running");
+      this.effects.push({
+        type: "store_assignment",
+        attempt: { ...attempt },
+        state: "running",
+        insert: false,
+      });
       this.emit({ type: "running", peerId: attempt.peerId });
     } else if (status.state === "unknown") {
       this.executorFailed("executor_silent", "the executor no longer knows the job");

@@ -652,6 +652,7 @@ export class Buyer {
   }
 
   #later(write: () => void): void {
+    if (this.#stopped) return; // the store closes with the node; the last batch was flushed by stop()
     this.#pendingWrites.push(write);
     this.#writeTimer ??= setTimeout(() => this.#flushWrites(), WRITE_BATCH_MS);
   }
