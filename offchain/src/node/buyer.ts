@@ -1,24 +1,8 @@
 import { EventEmitter } from "node:events";
 import type { Hex } from "viem";
 import { DEFAULT_BACKOFF, JobScheduler, buildJobSpec, toAnnounce } from "../market/index.ts";
-import {
-  CID,
-  INLINE_INPUT_MAX_BYTES,
-  JobAnnounceSchema,
-  bidFromWire,
-  cidOf,
-  cidToBytes32,
-  jobSpecFromWire,
-} from "../protocol/index.ts";
-import type {
-  BidAck,
-  BidBatch,
-  ReasonCode,
-  ReceiptAck,
-  ReceiptDelivery,
-  ReceiptWire,
-} from "../protocol/index.ts";
-import type { JobRow } from "../store/index.ts";
+import { CID, INLINE_INPUT_MAX_BYTES, bidFromWire, cidOf, cidToBytes32 } from "../protocol/index.ts";
+import type { BidAck, BidBatch, ReasonCode, ReceiptAck, ReceiptDelivery } from "../protocol/index.ts";
 import {
   isFinal,
   isPlacing,
@@ -36,16 +20,16 @@ import type {
   BuyerSettings,
   Step,
 } from "./buyer-machine.ts";
+import { BuyerJournal } from "./buyer-journal.ts";
 import type { BuyerPorts } from "./buyer-ports.ts";
 import { peerKeyMatches } from "./peer-book.ts";
-import type { JobEvent, JobResultView, JobView, SubmitJobRequest } from "./types.ts";
+import type { JobEvent, JobView, SubmitJobRequest } from "./types.ts";
 import { detach, errorMessage } from "./util.ts";
 
 const LIVENESS_MS = 15_000;
 const TICK_MS = 250;
 /** Finished jobs kept in memory; older ones are read back from the store when asked for. */
 const RECENT_FINISHED_JOBS = 256;
-const WRITE_BATCH_MS = 25;
 const OUTPUT_FETCH_TIMEOUT_MS = 10_000;
 
 /**
@@ -72,15 +56,13 @@ export class Buyer {
   /** Deliveries waiting for their answer; each is answered once its receipt is judged. */
   readonly #acks = new Map<number, (ack: { accepted: boolean; reason?: ReasonCode }) => void>();
   #ackSeq = 0;
-  /** Store writes of the current batch, flushed every WRITE_BATCH_MS. */
-  readonly #pendingWrites: (() => void)[] = [];
-  readonly #pendingStates = new Map<Hex, { state: JobView["state"]; reason: ReasonCode | null }>();
-  #writeTimer: NodeJS.Timeout | undefined;
+  readonly #journal: BuyerJournal;
   #tick: NodeJS.Timeout | undefined;
   #stopped = false;
 
   constructor(ports: BuyerPorts) {
     this.#ports = ports;
+    this.#journal = new BuyerJournal(ports.store, ports.log);
     const { config } = ports;
     this.#settings = {
       bidTimeoutMs: config.bidTimeoutMs,
@@ -115,7 +97,7 @@ export class Buyer {
     this.#wakes.clear();
     for (const resolve of this.#acks.values()) resolve({ accepted: false, reason: "shutting_down" });
     this.#acks.clear();
-    this.#flushWrites();
+    this.#journal.close();
   }
 
   on(listener: (event: JobEvent) => void): void {
@@ -130,7 +112,7 @@ export class Buyer {
     const job = this.#jobs.get(jobId);
     if (job) return jobView(job);
     const row = this.#ports.store.jobs.get(jobId);
-    const stored = row?.role === "buyer" ? this.#storedJob(row) : undefined;
+    const stored = row?.role === "buyer" ? this.#journal.storedJob(row) : undefined;
     return stored && jobView(stored);
   }
 
@@ -175,8 +157,8 @@ export class Buyer {
     // against a crash of the node; a job is no money, so it does not wait for an fsync).
     const stored = store.commit(
       () => {
-        if (!store.blocks.has(moduleCid)) this.#putBlock(moduleCid, request.module);
-        this.#putBlock(inputCid, request.input);
+        if (!store.blocks.has(moduleCid)) this.#journal.putBlock(moduleCid, request.module);
+        this.#journal.putBlock(inputCid, request.input);
         store.jobs.insert({
           jobId: job.jobId,
           role: "buyer",
@@ -308,7 +290,7 @@ export class Buyer {
       case "misbehaved":
         return this.#ports.misbehaved(effect.peerId, effect.reason, effect.detail);
       default:
-        return this.#write(job.jobId, effect);
+        return this.#journal.write(job.jobId, effect);
     }
   }
 
@@ -564,132 +546,6 @@ export class Buyer {
     while (this.#finished.length > RECENT_FINISHED_JOBS) this.#jobs.delete(this.#finished.shift()!);
   }
 
-  // ── persistence ───────────────────────────────────────────────────────────────────
-
-  /**
-   * Progress records (events, bids, assignments, states, receipts) are written in one
-   * commit every WRITE_BATCH_MS: an fsync blocks the event loop, so one per job step would
-   * cost more than the step. A crash loses at most that window; a job whose completion was
-   * lost is placed again (or its executor probed again) after a restart.
-   */
-  #write(jobId: Hex, effect: BuyerEffect): void {
-    const { store } = this.#ports;
-    switch (effect.type) {
-      case "store_state": {
-        const queuedAlready = this.#pendingStates.has(jobId);
-        this.#pendingStates.set(jobId, { state: effect.state, reason: effect.reason ?? null });
-        if (queuedAlready) return;
-        return this.#later(() => {
-          const latest = this.#pendingStates.get(jobId);
-          this.#pendingStates.delete(jobId);
-          if (latest) store.jobs.update(jobId, latest);
-        });
-      }
-      case "store_event": {
-        const { type, reason, peerId, at, jobId: _jobId, ...data } = effect.event;
-        return this.#later(() =>
-          store.jobEvents.append({
-            jobId,
-            kind: type,
-            reason: reason ?? null,
-            peer: peerId ?? null,
-            at,
-            data,
-          }),
-        );
-      }
-      case "store_bid": {
-        const { candidate } = effect;
-        return this.#later(() =>
-          store.bids.insert(
-            {
-              jobId,
-              bidder: candidate.peerId,
-              operator: candidate.operator,
-              pricePerMegaFuel: candidate.pricePerMegaFuel,
-              message: candidate.bid,
-              signature: candidate.signature,
-            },
-            { ifAbsent: true },
-          ),
-        );
-      }
-      case "store_assignment": {
-        const { attempt, state, reason, insert } = effect;
-        return this.#later(() => {
-          if (insert) {
-            const row = store.assignments.insert({
-              jobId,
-              executor: attempt.peerId,
-              operator: attempt.operator,
-              attempt: attempt.number,
-              deadline: attempt.deadline,
-              state,
-            });
-            if (reason !== undefined) store.assignments.update(row.id, { reason });
-            return;
-          }
-          const row = store.assignments.forJob(jobId).find((stored) => stored.attempt === attempt.number);
-          if (row) store.assignments.update(row.id, { state, reason: reason ?? null });
-        });
-      }
-      case "store_result": {
-        const { receipt, output, result } = effect;
-        return this.#later(() => {
-          this.#putBlock(receipt.outputCid, output);
-          store.receipts.put({
-            jobId,
-            executor: receipt.receipt.executor,
-            message: receipt.receipt,
-            signature: receipt.signature,
-          });
-          store.jobs.update(jobId, { result });
-        });
-      }
-      default:
-        return;
-    }
-  }
-
-  #later(write: () => void): void {
-    if (this.#stopped) return; // the store closes with the node; the last batch was flushed by stop()
-    this.#pendingWrites.push(write);
-    this.#writeTimer ??= setTimeout(() => this.#flushWrites(), WRITE_BATCH_MS);
-  }
-
-  #flushWrites(): void {
-    const { store, log } = this.#ports;
-    clearTimeout(this.#writeTimer);
-    this.#writeTimer = undefined;
-    const writes = this.#pendingWrites.splice(0);
-    if (writes.length === 0) return;
-    const committed = store.commit(
-      () => {
-        for (const write of writes) {
-          try {
-            write();
-          } catch (err) {
-            log.warn({ err: errorMessage(err) }, "a job state write was refused");
-          }
-        }
-      },
-      { durable: false },
-    );
-    committed.catch((err: unknown) => log.error({ err: errorMessage(err) }, "could not persist job state"));
-  }
-
-  /**
-   * Stores a block whose CID is known as part of the surrounding `store.commit` batch:
-   * `putWithCid` checks the hash and inserts synchronously, so the write shares its fsync.
-   */
-  #putBlock(cid: string, bytes: Uint8Array): void {
-    this.#ports.store.blocks
-      .putWithCid(cid, bytes)
-      .catch((err: unknown) =>
-        this.#ports.log.warn({ cid, err: errorMessage(err) }, "could not store a block"),
-      );
-  }
-
   /**
    * Reloads this node's jobs after a restart. An unfinished job whose executor still owes
    * its receipt keeps that executor (probed again, its receipt accepted); the others are
@@ -699,52 +555,20 @@ export class Buyer {
     const { store, clock } = this.#ports;
     const unfinished = store.jobs.byState(["queued", "announced", "assigned", "running"], { role: "buyer" });
     for (const row of unfinished) {
-      const job = this.#storedJob(row);
+      const job = this.#journal.storedJob(row);
       if (!job) continue;
-      const assignments = store.assignments.forJob(row.jobId).map((assignment) => ({
-        attempt: assignment.attempt,
-        peerId: assignment.executor,
-        operator: assignment.operator,
-        state: assignment.state,
-        deadline: assignment.deadline,
-      }));
       this.#jobs.set(job.jobId, job);
+      const assignments = this.#journal.assignments(row.jobId);
       this.#apply(job, restoreJobState(job, assignments, clock.now(), this.#settings));
     }
     const recent = store.jobs.list({ role: "buyer", limit: RECENT_FINISHED_JOBS }).reverse();
     for (const row of recent) {
       if (this.#jobs.has(row.jobId as Hex)) continue;
-      const job = this.#storedJob(row);
+      const job = this.#journal.storedJob(row);
       if (!job) continue;
       this.#jobs.set(job.jobId, job);
       this.#finished.push(job.jobId);
     }
-  }
-
-  #storedJob(row: JobRow): BuyerJobState | undefined {
-    const { store } = this.#ports;
-    const parsed = JobAnnounceSchema.safeParse((row.spec as { announce?: unknown } | null)?.announce);
-    if (!parsed.success) return undefined;
-    const announce = parsed.data;
-    const job = newJobState(announce.jobId, jobSpecFromWire(announce.spec), announce.signature, announce);
-    job.state = row.state === "cancelled" ? "failed" : row.state;
-    job.reason = (row.reason as ReasonCode | null) ?? undefined;
-    job.events = store.jobEvents.list(row.jobId).map((event) => ({
-      ...((event.data ?? {}) as object),
-      jobId: announce.jobId,
-      type: event.kind as JobEvent["type"],
-      at: event.at,
-      reason: (event.reason as ReasonCode | null) ?? undefined,
-      peerId: event.peer ?? undefined,
-    }));
-    job.storedEvents = job.events.length;
-    job.attempts = store.assignments.latestAttempt(row.jobId);
-    job.lastAttempt = job.attempts;
-    const receipt = store.receipts.forJob(row.jobId).at(-1);
-    if (receipt)
-      job.receipt = { message: receipt.message as unknown as ReceiptWire, signature: receipt.signature };
-    if (row.result) job.result = row.result as unknown as JobResultView;
-    return job;
   }
 }
 
