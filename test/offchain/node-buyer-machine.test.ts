@@ -6,13 +6,7 @@ import type { Address, Hex } from "viem";
 import { DEFAULT_BACKOFF, buildJobSpec, toAnnounce } from "../../offchain/src/market/index.ts";
 import { cidOf, cidToBytes32 } from "../../offchain/src/protocol/index.ts";
 import type { StatusResponse } from "../../offchain/src/protocol/index.ts";
-import {
-  jobView,
-  newJobState,
-  nextWakeAt,
-  restoreJobState,
-  step,
-} from "../../offchain/src/node/buyer-machine.ts";
+import { newJobState, nextWakeAt, restoreJobState, step } from "../../offchain/src/node/buyer-machine.ts";
 import type {
   BidCandidate,
   BuyerEffect,
@@ -21,6 +15,7 @@ import type {
   BuyerSettings,
 } from "../../offchain/src/node/buyer-machine.ts";
 import type { SignedReceipt } from "../../offchain/src/node/buyer-receipts.ts";
+import { jobView } from "../../offchain/src/node/buyer-view.ts";
 
 const settings: BuyerSettings = {
   bidTimeoutMs: 2_000,

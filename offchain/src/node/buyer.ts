@@ -3,15 +3,7 @@ import type { Hex } from "viem";
 import { DEFAULT_BACKOFF, JobScheduler, buildJobSpec, toAnnounce } from "../market/index.ts";
 import { CID, INLINE_INPUT_MAX_BYTES, bidFromWire, cidOf, cidToBytes32 } from "../protocol/index.ts";
 import type { BidAck, BidBatch, ReasonCode, ReceiptAck, ReceiptDelivery } from "../protocol/index.ts";
-import {
-  isFinal,
-  isPlacing,
-  jobView,
-  newJobState,
-  nextWakeAt,
-  restoreJobState,
-  step,
-} from "./buyer-machine.ts";
+import { isFinal, isPlacing, newJobState, nextWakeAt, restoreJobState, step } from "./buyer-machine.ts";
 import type {
   BidCandidate,
   BuyerEffect,
@@ -21,6 +13,7 @@ import type {
   Step,
 } from "./buyer-machine.ts";
 import { BuyerJournal } from "./buyer-journal.ts";
+import { jobView } from "./buyer-view.ts";
 import type { BuyerPorts } from "./buyer-ports.ts";
 import { peerKeyMatches } from "./peer-book.ts";
 import type { JobEvent, JobView, SubmitJobRequest } from "./types.ts";
