@@ -231,6 +231,25 @@ describe("buyer machine: placement and bid rounds", () => {
     assert.equal(chosen?.candidate.peerId, "B");
   });
 
+  it("waits for a stake check still out when the bid window ends, then selects", () => {
+    const driver = new Driver().placed(["A", "B", "C"]);
+    driver.at(10).bid("A", 50n);
+    const offer = {
+      type: "bid" as const,
+      bid: { jobId: JOB_ID, executor: operators.B!, pricePerMegaFuel: "20", expiresAt: "99999999" },
+      signature: `0x${"22".repeat(65)}` as Hex,
+      peerKey: `0x${"33".repeat(32)}` as Hex,
+      freeSlots: 1,
+    };
+    driver
+      .at(30)
+      .send({ type: "offer_received", from: "B", offer, donor: { operator: operators.B!, staked: true } });
+    assert.equal(nextWakeAt(driver.job), 2_000, "no wake-up at the window's end while a check is out");
+    assert.equal(driver.tick(60).length, 0);
+    driver.at(70).send({ type: "bid_checked", from: "B", round: 1, candidate: candidate("B", 20n, 70) });
+    assert.equal(driver.of("check_bid_signature").at(-1)?.candidate.peerId, "B");
+  });
+
   it("selects at once when every expected donor has answered", () => {
     const driver = new Driver().placed(["A", "B"]);
     driver.at(5).bid("A", 50n);

@@ -90,7 +90,12 @@ export function nextWakeAt(job: BuyerJobState): number | undefined {
   if (isFinal(job)) return undefined;
   const times: number[] = [];
   const round = job.round;
-  if (round && !round.closed) times.push(round.windowEndsAt ?? round.closesAt, round.closesAt);
+  // While a bid's stake check is out, its answer (not the clock) moves selection on.
+  if (round && !round.closed)
+    times.push(
+      round.checking.length === 0 ? (round.windowEndsAt ?? round.closesAt) : round.closesAt,
+      round.closesAt,
+    );
   const current = job.current;
   if (current?.confirmed) {
     times.push(current.deadline + 1);
