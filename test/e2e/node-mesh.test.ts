@@ -4,7 +4,6 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { setTimeout as sleep } from "node:timers/promises";
 import { recoverTypedDataAddress } from "viem";
 import type { Hex } from "viem";
 import { pino } from "pino";
@@ -151,7 +150,13 @@ describe("Cell node mesh: 4 staked donors and a buyer", { timeout: 240_000 }, ()
     });
     try {
       await until(() => watcher.peers().length >= 2, 10_000, "the watcher to join the mesh");
-      await sleep(1_500); // gossipsub grafts the watcher into the topic mesh on its heartbeat
+      // Subscriptions travel both ways once a pubsub stream is open: when the watcher knows
+      // every donor's, the donors know the watcher's and publish their batches to it.
+      await until(
+        () => donors.every((donor) => subscribersOf(watcher, TOPIC_RECEIPTS).includes(donor.peerId)),
+        15_000,
+        "the donors to learn the watcher's subscription",
+      );
       const { jobId } = await buyer.submitJob({
         module: SHA256_WASM,
         input: new TextEncoder().encode("1\nbatch"),
@@ -245,7 +250,7 @@ describe("Cell node mesh: 4 staked donors and a buyer", { timeout: 240_000 }, ()
     assert.ok(!view.events.some((event) => event.type === "assigned"));
   });
 
-  it("ignores an unstaked peer that advertises and bids below everyone", async () => {
+  it("drops the bids of an unstaked peer that advertises and bids below everyone, in open rounds", async () => {
     const rogue = await startRogue(cluster, buyer);
     try {
       const domain = cellDomain(cluster.devnet.chainId, cluster.devnet.deployment.donorRegistry);
@@ -289,19 +294,41 @@ describe("Cell node mesh: 4 staked donors and a buyer", { timeout: 240_000 }, ()
         20_000,
         "the buyer to hear the rogue's advert",
       );
-      await sleep(1_500); // gossipsub grafts the rogue into the jobs topic on its heartbeat
+      // The buyer heard the rogue's advert, sent after its subscriptions: it knows the rogue
+      // subscribes to the jobs topic, and publishes its announcements to it.
+      await until(
+        () => subscribersOf(rogue.mesh, TOPIC_JOBS).includes(buyer.peerId),
+        10_000,
+        "the rogue to learn the buyer's topics",
+      );
 
-      const { jobId } = await buyer.submitJob({
-        module: SHA256_WASM,
-        input: new TextEncoder().encode("1\nunstaked"),
-        maxPricePerMegaFuel: 10_000n,
-      });
-      const view = await buyer.waitForJob(jobId, { timeoutMs: 30_000 });
-      assert.equal(view.state, "completed");
-      await until(() => bidsSent > 0, 10_000, "the rogue to bid on the announced job");
+      // A bid that reaches a round after its selection is only counted late; the rogue bids
+      // as fast as it can, so within a few jobs one of its bids reaches an open round, where
+      // its stake is checked and it is dropped (removing the check would let it win: it is
+      // the cheapest).
+      const unstakedBefore = buyer.rejections()["bid_unstaked"] ?? 0;
+      const jobs: JobView[] = [];
+      await until(
+        () => (buyer.rejections()["bid_unstaked"] ?? 0) > unstakedBefore,
+        60_000,
+        "a rogue bid to reach an open round and be dropped for stake",
+        async () => {
+          if (jobs.length >= 10) return;
+          const { jobId } = await buyer.submitJob({
+            module: SHA256_WASM,
+            input: new TextEncoder().encode(`1\nunstaked ${jobs.length}`),
+            maxPricePerMegaFuel: 10_000n,
+          });
+          jobs.push(await buyer.waitForJob(jobId, { timeoutMs: 30_000 }));
+        },
+      );
+      assert.ok(bidsSent > 0, "the rogue bid on the announced jobs");
       assert.equal(assignments, 0, "an unstaked peer is never assigned");
-      assert.notEqual(view.receipt!.message.executor, rogue.identity.operatorAddress);
-      assert.ok(!view.events.some((event) => event.peerId === rogue.mesh.peerId));
+      for (const view of jobs) {
+        assert.equal(view.state, "completed");
+        assert.notEqual(view.receipt!.message.executor, rogue.identity.operatorAddress);
+        assert.ok(!view.events.some((event) => event.peerId === rogue.mesh.peerId));
+      }
     } finally {
       await rogue.stop();
     }
@@ -411,10 +438,12 @@ describe("Cell node mesh: 4 staked donors and a buyer", { timeout: 240_000 }, ()
       20_000,
       "the job to run",
     );
-    // 3 s of the 6-12 s job run before the freeze, so the frozen donor, resumed after the
-    // reassignment, is 3 s of work ahead of the newer attempt from scratch (1 s ahead,
-    // it could lose that race on a slow or busy machine).
-    await new Promise((resolve) => setTimeout(resolve, 3_000));
+    // 3 s of the 6-12 s job run before the freeze (CPU time of the donor's process, which
+    // is the job's), so the frozen donor, resumed after the reassignment, is 3 s of work
+    // ahead of the newer attempt from scratch (1 s ahead, it could lose that race on a
+    // slow or busy machine).
+    const startCpu = cpuSeconds(frozen!.process.pid!);
+    await until(() => cpuSeconds(frozen!.process.pid!) - startCpu >= 3, 30_000, "3 s of the job to run");
     frozen!.process.kill("SIGSTOP");
     try {
       await until(
@@ -537,6 +566,31 @@ describe("Cell node mesh: 4 staked donors and a buyer", { timeout: 240_000 }, ()
     });
     assert.equal((await buyer.waitForJob(jobId, { timeoutMs: 30_000 })).state, "completed");
   });
+
+  it("keeps watching the executor of a job running across a restart of the buyer, and takes its receipt", async () => {
+    const module = await spinModule(4_000_000_000);
+    const { jobId } = await buyer.submitJob({
+      module,
+      input: new Uint8Array(),
+      fuelLimit: 45_000_000_000n,
+      timeoutMs: 60_000,
+    });
+    await until(() => buyer.getJob(jobId)?.state === "running", 20_000, "the job to run");
+    const executor = buyer.getJob(jobId)!.executor!.peerId;
+    await buyer.stop();
+    buyer = await startInProcess(
+      buyerNode,
+      donors.flatMap((donor) => donor.multiaddrs.slice(0, 1)),
+    );
+    const restored = buyer.getJob(jobId);
+    assert.equal(restored?.executor?.peerId, executor, "the restored job keeps its executor");
+    assert.ok(restored?.state === "running" || restored?.state === "completed", restored?.state);
+    const view = await buyer.waitForJob(jobId, { timeoutMs: 60_000 });
+    assert.equal(view.state, "completed", JSON.stringify(view.events));
+    assert.ok(!view.events.some((event) => event.type === "reassigned"), "never placed again");
+    assert.equal(view.events.filter((event) => event.type === "assigned").length, 1);
+    assert.equal(view.events.find((event) => event.type === "receipt")?.peerId, executor);
+  });
 });
 
 /** Follows the stored receipt batch chain back from its head; true when a batch lists `receiptCid`. */
@@ -566,6 +620,17 @@ interface Rogue {
 }
 
 /** A peer speaking the protocols directly, with keys but no stake, connected to the buyer. */
+function subscribersOf(mesh: MeshNode, topic: string): string[] {
+  return mesh.libp2p.services.pubsub.getSubscribers(topic).map((peer) => peer.toString());
+}
+
+/** CPU time (user + system) a process has used, from /proc (clock ticks of 1/100 s). */
+function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
 async function startRogue(cluster: Cluster, buyer: CellNode): Promise<Rogue> {
   const { identity } = await cluster.prepare(`rogue-${Date.now()}`, { donor: true });
   const mesh = await createMeshNode({

@@ -58,6 +58,64 @@ describe("scheduler", () => {
       ["new"],
     );
   });
+
+  it("matches a scan of every waiting job over a long random run of operations", () => {
+    const random = seeded(7);
+    const scheduler = new JobScheduler<null>();
+    const model = new Map<string, { priority: number; deadline: number; notBefore: number; seq: number }>();
+    const priorities = ["critical", "high", "normal", "low", "background"] as const;
+    let seq = 0;
+    let now = 0;
+    for (let i = 0; i < 20_000; i++) {
+      const id = `j${Math.floor(random() * 300)}`;
+      const op = random();
+      if (op < 0.35) {
+        const priority = Math.floor(random() * priorities.length);
+        const deadline = now + 50 + Math.floor(random() * 5_000);
+        const notBefore = now + Math.floor(random() * 200);
+        scheduler.enqueue(job(id, priorities[priority]!, deadline), notBefore);
+        model.set(id, { priority, deadline, notBefore, seq: seq++ });
+      } else if (op < 0.5) {
+        const entry = model.get(id);
+        const priority = Math.floor(random() * priorities.length);
+        const deadline = now + 50 + Math.floor(random() * 5_000);
+        const notBefore = now + Math.floor(random() * 200);
+        scheduler.park(job(id, priorities[priority]!, deadline), "no_bid", notBefore);
+        model.set(id, { priority, deadline, notBefore, seq: entry?.seq ?? seq++ });
+      } else if (op < 0.6) {
+        assert.equal(scheduler.remove(id), model.delete(id));
+      } else if (op < 0.9) {
+        const expected = [...model]
+          .filter(([, entry]) => entry.notBefore <= now)
+          .sort(([, a], [, b]) => a.priority - b.priority || a.deadline - b.deadline || a.seq - b.seq)[0];
+        assert.equal(scheduler.next(now)?.jobId, expected?.[0]);
+        if (expected) model.delete(expected[0]);
+      } else if (op < 0.95) {
+        const expired = [...model].filter(([, entry]) => entry.deadline <= now).map(([jobId]) => jobId);
+        for (const jobId of expired) model.delete(jobId);
+        assert.deepEqual(
+          scheduler
+            .expire(now)
+            .map((entry) => entry.jobId)
+            .sort(),
+          expired.sort(),
+        );
+      } else {
+        now += Math.floor(random() * 100);
+      }
+      assert.equal(scheduler.size, model.size);
+    }
+  });
+
+  it("holds memory within a constant factor of the jobs waiting, however often they are re-parked", () => {
+    const scheduler = new JobScheduler<null>();
+    for (let i = 0; i < 100; i++) scheduler.enqueue(job(`j${i}`, "normal", 1_000_000), 10);
+    for (let round = 0; round < 1_000; round++)
+      for (let i = 0; i < 100; i++) scheduler.park(job(`j${i}`, "normal", 1_000_000), "no_bid", round);
+    assert.equal(scheduler.size, 100);
+    assert.ok(scheduler.heldEntries <= 3 * (2 * 100 + 1_024), `${scheduler.heldEntries} heap entries held`);
+    assert.equal(scheduler.nextReadyAt(), 999);
+  });
 });
 
 describe("backoff and reassignment", () => {
@@ -94,3 +152,14 @@ describe("backoff and reassignment", () => {
     assert.equal(late.type === "give_up" && late.reason, "deadline_missed");
   });
 });
+
+/** A small deterministic generator (mulberry32), so a failing run can be replayed. */
+function seeded(seed: number): () => number {
+  let state = seed;
+  return () => {
+    state = (state + 0x6d2b79f5) | 0;
+    let t = Math.imul(state ^ (state >>> 15), 1 | state);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
+  };
+}

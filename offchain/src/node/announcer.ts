@@ -7,7 +7,7 @@ import {
   TOPIC_JOBS,
 } from "../protocol/index.ts";
 import type { JobAnnounce } from "../protocol/index.ts";
-import { detach } from "./context.ts";
+import { detach } from "./util.ts";
 
 /** Least time between two announcements of one buyer. */
 const LINGER_MS = 10;

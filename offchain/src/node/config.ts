@@ -37,6 +37,12 @@ const BuyerConfigSchema = z.strictObject({
   maxPricePerMegaFuel: bigintLike.default(10_000n),
   /** How long an announced job collects bids when not every known donor answers. */
   bidTimeoutMs: z.number().int().min(50).max(60_000).default(3_000),
+  /**
+   * After the first usable bid, how long other bids may still come in before the best
+   * one is chosen (selection starts at once when every expected donor has answered).
+   * Longer windows pick cheaper executors; shorter ones start jobs sooner.
+   */
+  bidWindowMs: z.number().int().min(0).max(10_000).default(50),
   assignTimeoutMs: z.number().int().min(50).max(60_000).default(5_000),
   /** Liveness probe of an assigned executor; two missed probes mean it went silent. */
   heartbeatMs: z.number().int().min(50).max(60_000).default(1_000),

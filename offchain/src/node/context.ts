@@ -6,6 +6,9 @@ import type { Runtime } from "../runtime/index.ts";
 import type { NodeConfig } from "./config.ts";
 import type { ProvideQueue } from "./provide-queue.ts";
 import type { StakeCache } from "./stake-cache.ts";
+import { errorMessage } from "./util.ts";
+
+export { detach, errorMessage, sleep } from "./util.ts";
 
 /** What the donor and buyer halves of a node share. */
 export interface NodeContext {
@@ -24,19 +27,6 @@ export interface NodeContext {
   operatorAddress: Address;
   peerKeyHex: Hex;
   now(): number;
-}
-
-/** Runs `task` without waiting; a failure is logged, never thrown into the event loop. */
-export function detach(log: Logger, what: string, task: Promise<unknown>): void {
-  task.catch((err: unknown) => log.warn({ err: errorMessage(err) }, `${what} failed`));
-}
-
-export function errorMessage(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
-
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms).unref());
 }
 
 /**

@@ -29,9 +29,11 @@ import { createRuntime, WORKER_SOURCE } from "../runtime/index.ts";
 import { openStore } from "../store/index.ts";
 import type { Store } from "../store/index.ts";
 import { Buyer } from "./buyer.ts";
+import { meshBuyerNetwork, operatorSigner } from "./buyer-ports.ts";
+import type { Misbehaved } from "./buyer-ports.ts";
 import type { NodeConfig } from "./config.ts";
 import type { NodeContext } from "./context.ts";
-import { errorMessage } from "./context.ts";
+import { errorMessage } from "./util.ts";
 import { Donor } from "./donor.ts";
 import { bundledEntry } from "./launch.ts";
 import { protocolSpecs } from "./protocols.ts";
@@ -126,7 +128,23 @@ async function assemble(
   const peerBook = new PeerBook();
   const adverts = new AdvertIntake(ctx, peerBook);
   const donor = new Donor(ctx, donorPolicy(ctx.config));
-  const buyer = new Buyer(ctx, peerBook);
+  const misbehaviour = new Map<string, number>();
+  const misbehaved: Misbehaved = (peerId, reason, detail) => {
+    log.debug({ peerId, reason, detail }, "refused a peer's message");
+    // Keyed by reason code: a fixed, small set.
+    misbehaviour.set(reason, (misbehaviour.get(reason) ?? 0) + 1);
+  };
+  const buyer = new Buyer({
+    config: ctx.config.buyer,
+    log,
+    clock: { now: ctx.now },
+    network: meshBuyerNetwork(mesh, ctx.provider, log, ctx.config.buyer),
+    store: ctx.store,
+    signer: operatorSigner(ctx.operator, ctx.domain),
+    stakes: ctx.stakes,
+    donors: peerBook,
+    misbehaved,
+  });
 
   mesh.subscribe(TOPIC_CAPS, CapabilityAdvertSchema, (advert, from) => adverts.onAdvert(advert, from), {
     maxBytes: MESSAGE_LIMITS.advert,
@@ -170,7 +188,7 @@ async function assemble(
     on: (_event, listener) => buyer.on(listener),
     off: (_event, listener) => buyer.off(listener),
     peers: () => peerViews(mesh, peerBook, ctx.stakes),
-    rejections: () => mesh.rejectionCounts(),
+    rejections: () => mergeCounts(mesh.rejectionCounts(), misbehaviour),
     executedReceipts: () => donor.signedReceipts(),
     stop: async () => {
       if (stopped) return;
@@ -240,6 +258,12 @@ function waitForJob(buyer: Buyer, jobId: Hex, timeoutMs: number) {
     }, timeoutMs);
     buyer.on(listener);
   });
+}
+
+function mergeCounts(counts: Record<string, number>, more: ReadonlyMap<string, number>): Record<string, number> {
+  const merged = { ...counts };
+  for (const [reason, count] of more) merged[reason] = (merged[reason] ?? 0) + count;
+  return merged;
 }
 
 function peerViews(mesh: MeshNode, peerBook: PeerBook, stakes: StakeCache): PeerView[] {

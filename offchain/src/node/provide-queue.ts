@@ -1,7 +1,7 @@
 import type { Logger } from "pino";
 import { CID } from "../protocol/index.ts";
 import type { MeshNode } from "../p2p/index.ts";
-import { errorMessage } from "./context.ts";
+import { errorMessage } from "./util.ts";
 
 const REMEMBERED = 10_000;
 

@@ -6,6 +6,8 @@ export const JOB_EVENT_TYPES = [
   "announced",
   "bid_received",
   "bid_rejected",
+  /** Totals of a job's earlier bid rounds (each round's bids are kept only until the next). */
+  "bid_rounds",
   "assigned",
   "reassigned",
   "running",

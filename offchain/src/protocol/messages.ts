@@ -53,6 +53,12 @@ export const REASON_CODES = [
   "bid_rejected_reputation",
   "bid_rejected_expired",
   "bid_rejected_signature",
+  /** The bid came after the buyer had chosen among the bids of its round. */
+  "bid_late",
+  /** The bidder is not active in DonorRegistry with its peer key. */
+  "bid_unstaked",
+  /** The bid names a job this node never announced. */
+  "bid_unknown_job",
   "not_staked",
   "policy_mismatch",
   "author_not_accepted",

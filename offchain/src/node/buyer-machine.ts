@@ -1,0 +1,866 @@
+import { backoffDelay, planRetry, selectExecutors } from "../market/index.ts";
+import type { Address } from "viem";
+import type { AssignResponse, ReasonCode, StatusResponse } from "../protocol/index.ts";
+import { receiptRefusal } from "./buyer-receipts.ts";
+import type { SignedReceipt } from "./buyer-receipts.ts";
+import type {
+  Attempt,
+  BidCandidate,
+  BidRound,
+  BuyerEffect,
+  BuyerEvent,
+  BuyerJobState,
+  BuyerSettings,
+  KnownDonor,
+  Offer,
+  Refusal,
+  RoundTotals,
+  Step,
+} from "./buyer-state.ts";
+import { statusName } from "./buyer-view.ts";
+import type { JobEvent, JobViewState } from "./types.ts";
+
+export { newJobState } from "./buyer-state.ts";
+export type * from "./buyer-state.ts";
+
+/**
+ * A job read back after a restart. An unfinished job whose latest assignment is still
+ * active resumes watching that executor (probing it and accepting its receipt); earlier
+ * assignments stay known so their receipts complete the job too. Otherwise the job is
+ * queued again.
+ */
+export function restoreJobState(
+  job: BuyerJobState,
+  assignments: readonly {
+    attempt: number;
+    peerId: string;
+    operator: Address;
+    state: string;
+    deadline: number;
+  }[],
+  now: number,
+  settings: BuyerSettings,
+): Step {
+  const effects: BuyerEffect[] = [];
+  const next = cloneJob(job);
+  const ordered = [...assignments].sort((a, b) => a.attempt - b.attempt);
+  next.lastAttempt = Math.max(next.lastAttempt, ...ordered.map((row) => row.attempt), 0);
+  next.attempts = ordered.length;
+  const attemptOf = (row: (typeof ordered)[number]): Attempt => ({
+    number: row.attempt,
+    peerId: row.peerId,
+    operator: row.operator,
+    pricePerMegaFuel: 0n,
+    deadline: row.deadline,
+    confirmed: row.state === "assigned" || row.state === "running",
+    missedProbes: 0,
+    probing: false,
+    nextProbeAt: now,
+  });
+  const latest = ordered.at(-1);
+  const active = latest && (latest.state === "assigned" || latest.state === "running") ? latest : undefined;
+  next.past = ordered
+    .filter((row) => row !== active)
+    .map(attemptOf)
+    .slice(-settings.maxPastAttempts);
+  next.excluded = [...new Set(next.past.map((attempt) => attempt.peerId))];
+  if (isFinal(next)) return { job: next, effects };
+  if (active) {
+    next.current = attemptOf(active);
+    next.state = active.state === "running" || job.state === "running" ? "running" : "assigned";
+    next.reason = undefined;
+    return { job: next, effects };
+  }
+  next.state = "queued";
+  effects.push({ type: "queue", notBefore: 0, reason: next.reason });
+  return { job: next, effects };
+}
+
+// ── transitions ─────────────────────────────────────────────────────────────────────
+
+/** The buyer's job state machine: no I/O, no timers; time comes in with the events. */
+export function step(job: BuyerJobState, event: BuyerEvent, settings: BuyerSettings): Step {
+  const machine = new Transition(cloneJob(job), settings, event.now);
+  machine.apply(event);
+  return { job: machine.job, effects: machine.effects };
+}
+
+/** When the job next needs a `tick`, if it waits on time at all. */
+export function nextWakeAt(job: BuyerJobState): number | undefined {
+  if (isFinal(job)) return undefined;
+  const times: number[] = [];
+  const round = job.round;
+  // While a bid's stake check is out, its answer (not the clock) moves selection on.
+  if (round && !round.closed)
+    times.push(
+      round.checking.length === 0 ? (round.windowEndsAt ?? round.closesAt) : round.closesAt,
+      round.closesAt,
+    );
+  const current = job.current;
+  if (current?.confirmed) {
+    times.push(current.deadline + 1);
+    if (!current.probing) times.push(current.nextProbeAt);
+  }
+  return times.length === 0 ? undefined : Math.min(...times);
+}
+
+export function isFinal(job: Pick<BuyerJobState, "state">): boolean {
+  return job.state === "completed" || job.state === "failed";
+}
+
+/** Is a placement (bid round or selection) of the job under way? */
+export function isPlacing(job: BuyerJobState): boolean {
+  return (
+    job.round !== undefined &&
+    (!job.round.closed || job.round.verifying !== undefined || job.round.assigning !== undefined)
+  );
+}
+
+class Transition {
+  readonly effects: BuyerEffect[] = [];
+
+  readonly job: BuyerJobState;
+  readonly settings: BuyerSettings;
+  readonly now: number;
+
+  constructor(job: BuyerJobState, settings: BuyerSettings, now: number) {
+    this.job = job;
+    this.settings = settings;
+    this.now = now;
+  }
+
+  apply(event: BuyerEvent): void {
+    switch (event.type) {
+      case "submitted":
+        return this.submitted();
+      case "place":
+        return this.place(event.expected);
+      case "tick":
+        return this.tick();
+      case "offer_received":
+        return this.offerReceived(event.from, event.offer, event.donor);
+      case "bid_checked":
+        return this.bidChecked(event.from, event.round, event.candidate, event.refusal);
+      case "bid_signature_checked":
+        return this.bidSignatureChecked(event.round, event.peerId, event.valid);
+      case "assign_answered":
+        return this.assignAnswered(event.attempt, event.response);
+      case "assign_failed":
+        return this.assignFailed(event.attempt, event.reason, event.detail);
+      case "probe_answered":
+        return this.probeAnswered(event.attempt, event.status);
+      case "probe_failed":
+        return this.probeFailed(event.attempt);
+      case "receipt_delivered":
+        return this.receiptDelivered(event.from, event.receipt, event.ack);
+      case "no_result_delivered":
+        return this.noResultDelivered(event.from, event.reason, event.detail, event.ack);
+      case "receipt_verified":
+        return this.receiptVerified(event.attempt, event.receipt, event.output, event.ack);
+      case "receipt_refused":
+        return this.receiptRefused(event.attempt, event.detail, event.ack);
+      case "output_fetched":
+        return this.outputFetched(event.attempt, event.receipt, event.output, event.ack);
+      case "output_failed":
+        return this.outputFailed(event.attempt, event.detail, event.ack);
+      case "held":
+        return this.held(event.reason, event.detail);
+      case "expired":
+        return this.fail("deadline_missed", event.detail);
+      case "store_failed":
+        return this.fail("internal_error", `the job could not be stored: ${event.detail}`);
+    }
+  }
+
+  // ── placement ──
+
+  submitted(): void {
+    this.setState("announced");
+    this.emit({ type: "announced" });
+    this.effects.push({ type: "queue", notBefore: 0 });
+  }
+
+  held(reason: ReasonCode, detail: string): void {
+    if (this.job.state !== "announced") return;
+    this.setState("queued", reason);
+    this.emit({ type: "queued", reason, detail });
+  }
+
+  place(expected: string[]): void {
+    const job = this.job;
+    if (isFinal(job) || job.current || isPlacing(job)) {
+      this.effects.push({ type: "placement_ended" });
+      return;
+    }
+    const usable = expected.filter((peerId) => !job.excluded.includes(peerId));
+    if (usable.length === 0) return this.park("no_bid", "no staked donor able to run the job is known");
+    this.openRound(usable);
+  }
+
+  openRound(expected: string[]): void {
+    const job = this.job;
+    const previous = job.round;
+    if (previous) this.addToTotals(previous);
+    job.round = {
+      number: (previous?.number ?? 0) + 1,
+      expected,
+      answered: [],
+      awaiting: expected.length,
+      candidates: [],
+      refusals: [],
+      closesAt: this.now + this.settings.bidTimeoutMs,
+      checking: [],
+      closed: false,
+      refusedOperators: [],
+      events: [],
+    };
+    this.effects.push({ type: "announce" });
+  }
+
+  addToTotals(round: BidRound): void {
+    const totals = this.job.totals;
+    totals.rounds++;
+    totals.bids += round.events.filter((event) => event.type === "bid_received").length;
+    totals.declines += round.refusals.filter((refusal) => refusal.decline).length;
+  }
+
+  offerReceived(from: string, offer: Offer, donor: KnownDonor): void {
+    const job = this.job;
+    const round = job.round;
+    if (job.excluded.includes(from) || isFinal(job)) return;
+    if (!round || round.closed) {
+      if (offer.type === "bid") this.lateBid(from, donor);
+      return;
+    }
+    if (round.answered.includes(from)) return;
+    if (offer.type === "decline") {
+      // Only a staked donor's decline counts; it becomes an event only if no one takes the job.
+      if (!donor?.staked) return;
+      round.answered.push(from);
+      const detail = `declined by the donor: ${offer.detail ?? offer.reason}`;
+      round.refusals.push({
+        reason: offer.reason,
+        detail,
+        decline: { peerId: from, operator: donor.operator },
+      });
+      return this.answered(from);
+    }
+    round.answered.push(from);
+    round.checking.push(from);
+    this.effects.push({ type: "check_bid", round: round.number, from, offer });
+  }
+
+  /** A bid after selection: counted, and an event when it comes from a known staked donor. */
+  lateBid(from: string, donor: KnownDonor): void {
+    const job = this.job;
+    job.totals.late++;
+    if (!donor?.staked || !job.round) return;
+    this.roundEvent({
+      type: "bid_rejected",
+      reason: "bid_late",
+      detail: "the bid came after the selection",
+      peerId: from,
+      operator: donor.operator,
+    });
+  }
+
+  bidChecked(
+    from: string,
+    roundNumber: number,
+    candidate?: BidCandidate,
+    refusal?: { reason: ReasonCode; detail: string },
+  ): void {
+    const job = this.job;
+    const round = job.round;
+    if (!round || round.number !== roundNumber) return;
+    round.checking = round.checking.filter((peerId) => peerId !== from);
+    if (!candidate) {
+      const { reason, detail } = refusal ?? { reason: "bid_unstaked", detail: "the bid was not usable" };
+      if (reason === "bid_unstaked") job.totals.unstaked++;
+      this.effects.push({ type: "misbehaved", peerId: from, reason, detail });
+      return round.closed ? undefined : this.answered(from);
+    }
+    if (round.closed || isFinal(job))
+      return this.lateBid(from, { operator: candidate.operator, staked: true });
+    this.roundEvent({
+      type: "bid_received",
+      peerId: from,
+      operator: candidate.operator,
+      pricePerMegaFuel: candidate.pricePerMegaFuel.toString(),
+    });
+    round.candidates.push(candidate);
+    if (job.storedBids < this.settings.maxStoredBids) {
+      job.storedBids++;
+      this.effects.push({ type: "store_bid", candidate });
+    }
+    round.windowEndsAt ??= this.now + this.settings.bidWindowMs;
+    this.answered(from);
+  }
+
+  answered(from: string): void {
+    const round = this.job.round!;
+    if (round.expected.includes(from)) round.awaiting--;
+    this.maybeSelect();
+  }
+
+  tick(): void {
+    const job = this.job;
+    if (isFinal(job)) return;
+    this.maybeSelect();
+    this.watch();
+  }
+
+  /** Selection starts once every expected donor answered, the bid window passed, or the round timed out. */
+  maybeSelect(): void {
+    const round = this.job.round;
+    if (!round || round.closed) return;
+    const due =
+      this.now >= round.closesAt ||
+      (round.checking.length === 0 &&
+        (round.awaiting <= 0 || (round.windowEndsAt !== undefined && this.now >= round.windowEndsAt)));
+    if (!due) return;
+    round.closed = true;
+    if (round.candidates.length === 0 && round.awaiting > 0)
+      round.refusals.push({ reason: "timeout", detail: "no bid came in time" });
+    this.selectNext();
+  }
+
+  selectNext(): void {
+    const job = this.job;
+    const round = job.round!;
+    if (isFinal(job)) return;
+    const selection = selectExecutors(round.candidates, {
+      replicas: job.spec.replicas,
+      maxPricePerMegaFuel: job.spec.maxPricePerMegaFuel,
+      minReputation: job.spec.minReputation,
+      now: this.now,
+      livenessMs: this.settings.livenessMs,
+      excludePeers: new Set(job.excluded),
+      excludeOperators: new Set(round.refusedOperators),
+    });
+    for (const rejected of selection.rejected) {
+      round.candidates = round.candidates.filter((candidate) => candidate !== rejected.candidate);
+      if (round.refusedOperators.includes(rejected.candidate.operator.toLowerCase())) continue;
+      this.roundEvent({
+        type: "bid_rejected",
+        reason: rejected.reason,
+        detail: rejected.detail,
+        peerId: rejected.candidate.peerId,
+        operator: rejected.candidate.operator,
+      });
+      round.refusals.push({ reason: rejected.reason, detail: rejected.detail });
+    }
+    const chosen = selection.chosen[0] as BidCandidate | undefined;
+    if (!chosen) return this.noneTook();
+    round.candidates = round.candidates.filter((candidate) => candidate !== chosen);
+    // Only the chosen bid's signature is checked: it is the one that binds the executor.
+    round.verifying = chosen;
+    this.effects.push({ type: "check_bid_signature", round: round.number, candidate: chosen });
+  }
+
+  bidSignatureChecked(roundNumber: number, peerId: string, valid: boolean): void {
+    const job = this.job;
+    const round = job.round;
+    const chosen = round?.verifying;
+    if (!round || round.number !== roundNumber || chosen?.peerId !== peerId) return;
+    round.verifying = undefined;
+    if (!valid) {
+      const detail = "the bid is not signed by its executor";
+      this.roundEvent({
+        type: "bid_rejected",
+        reason: "bid_rejected_signature",
+        detail,
+        peerId,
+        operator: chosen.operator,
+      });
+      round.refusals.push({ reason: "bid_rejected_signature", detail });
+      this.effects.push({ type: "misbehaved", peerId, reason: "bid_rejected_signature", detail });
+      return this.selectNext();
+    }
+    this.assign(chosen);
+  }
+
+  assign(chosen: BidCandidate): void {
+    const job = this.job;
+    const attempt: Attempt = {
+      number: job.lastAttempt + 1,
+      peerId: chosen.peerId,
+      operator: chosen.operator,
+      pricePerMegaFuel: chosen.pricePerMegaFuel,
+      deadline: Math.min(job.deadline, this.now + job.spec.timeoutMs + this.settings.deliveryGraceMs),
+      confirmed: false,
+      missedProbes: 0,
+      probing: false,
+      nextProbeAt: this.now + this.settings.heartbeatMs,
+    };
+    job.lastAttempt = attempt.number;
+    job.current = attempt;
+    job.round!.assigning = attempt.number;
+    this.effects.push({ type: "assign", attempt: attempt.number, candidate: chosen });
+  }
+
+  assignAnswered(number: number, response: AssignResponse): void {
+    const job = this.job;
+    const attempt = this.attempt(number);
+    if (!attempt) return;
+    const assigning = job.round?.assigning === number;
+    if (assigning) job.round!.assigning = undefined;
+    if (response.jobId !== job.jobId)
+      return this.assignRefused(attempt, "bad_spec", "the executor answered for another job", assigning);
+    if (response.type === "reject")
+      return this.assignRefused(
+        attempt,
+        response.reason,
+        `the executor refused the assignment: ${response.detail ?? response.reason}`,
+        assigning,
+      );
+    if (assigning) this.effects.push({ type: "placement_ended" });
+    this.confirm(attempt);
+  }
+
+  assignRefused(attempt: Attempt, reason: ReasonCode, detail: string, assigning: boolean): void {
+    const job = this.job;
+    if (attempt.confirmed || !assigning) return;
+    if (job.current === attempt) job.current = undefined;
+    const round = job.round!;
+    this.roundEvent({
+      type: "bid_rejected",
+      reason,
+      detail,
+      peerId: attempt.peerId,
+      operator: attempt.operator,
+    });
+    round.refusals.push({ reason, detail });
+    round.refusedOperators.push(attempt.operator.toLowerCase());
+    if (isFinal(job)) return void this.effects.push({ type: "placement_ended" });
+    this.selectNext();
+  }
+
+  /**
+   * The assignment request got no answer: the executor may have accepted, so the attempt
+   * is recorded and kept (its receipt still completes the job) while the next bid is tried.
+   */
+  assignFailed(number: number, reason: ReasonCode, detail: string): void {
+    const job = this.job;
+    const attempt = this.attempt(number);
+    if (!attempt) return;
+    const assigning = job.round?.assigning === number;
+    if (assigning) job.round!.assigning = undefined;
+    if (attempt.confirmed) return;
+    attempt.unanswered = true;
+    this.retireAttempt(attempt);
+    this.effects.push({ type: "store_assignment", attempt, state: "timed_out", reason, insert: true });
+    if (!assigning || isFinal(job)) return;
+    const round = job.round!;
+    const full = `assignment failed: ${detail}`;
+    this.roundEvent({
+      type: "bid_rejected",
+      reason,
+      detail: full,
+      peerId: attempt.peerId,
+      operator: attempt.operator,
+    });
+    round.refusals.push({ reason, detail: full });
+    round.refusedOperators.push(attempt.operator.toLowerCase());
+    this.selectNext();
+  }
+
+  /** No bid of the round led to an assignment: the job waits with the most telling reason. */
+  noneTook(): void {
+    const round = this.job.round!;
+    for (const { reason, detail, decline } of round.refusals)
+      if (decline) this.roundEvent({ type: "bid_rejected", reason, detail, ...decline });
+    this.park(parkReason(round.refusals), `no donor took the job (${summarize(round.refusals)})`);
+  }
+
+  /** The job could not be placed now: it waits with its reason, backing off, until its deadline. */
+  park(reason: ReasonCode, detail: string): void {
+    const job = this.job;
+    this.effects.push({ type: "placement_ended" });
+    if (isFinal(job)) return;
+    job.placementTries++;
+    const at =
+      this.now + backoffDelay(job.placementTries, this.settings.placementBackoff, this.settings.random);
+    if (at >= job.deadline)
+      return this.fail("deadline_missed", `could not be placed before its deadline: ${detail}`);
+    if (job.state !== "queued" || job.reason !== reason) this.emit({ type: "queued", reason, detail });
+    this.setState("queued", reason);
+    this.effects.push({ type: "queue", notBefore: at, reason, detail });
+  }
+
+  // ── the executor at work ──
+
+  confirm(attempt: Attempt): void {
+    if (attempt.confirmed) return;
+    const job = this.job;
+    // An assignment that went unanswered is in the store already (as timed out).
+    const stored = attempt.unanswered === true;
+    attempt.confirmed = true;
+    attempt.unanswered = false;
+    attempt.nextProbeAt = this.now + this.settings.heartbeatMs;
+    job.attempts++;
+    const isCurrent = job.current === attempt;
+    this.effects.push({
+      type: "store_assignment",
+      attempt: { ...attempt },
+      state: "assigned",
+      insert: !stored,
+    });
+    if (!isCurrent || isFinal(job)) return;
+    this.setState("assigned");
+    this.emit({
+      type: "assigned",
+      peerId: attempt.peerId,
+      operator: attempt.operator,
+      pricePerMegaFuel: attempt.pricePerMegaFuel.toString(),
+      attempt: attempt.number,
+    });
+  }
+
+  /** Deadline and liveness of the current executor. */
+  watch(): void {
+    const attempt = this.job.current;
+    if (!attempt?.confirmed) return;
+    if (this.now > attempt.deadline)
+      return this.executorFailed("deadline_missed", "the executor did not deliver before its deadline");
+    if (attempt.probing || this.now < attempt.nextProbeAt) return;
+    attempt.probing = true;
+    attempt.nextProbeAt = this.now + this.settings.heartbeatMs;
+    this.effects.push({ type: "probe", attempt: attempt.number, peerId: attempt.peerId });
+  }
+
+  probeAnswered(number: number, status: StatusResponse): void {
+    const job = this.job;
+    const attempt = this.attempt(number);
+    if (!attempt) return;
+    attempt.probing = false;
+    if (status.jobId !== job.jobId || isFinal(job)) return;
+    if (status.state === "done" && status.receipt) {
+      const { receipt, signature, outputCid } = status.receipt;
+      return this.checkReceipt(attempt, { receipt, signature, outputCid }, undefined);
+    }
+    if (job.current !== attempt) return;
+    attempt.missedProbes = 0;
+    if (status.state === "running" && job.state === "assigned") {
+      this.setState("running");
+      this.effects.push({
+        type: "store_assignment",
+        attempt: { ...attempt },
+        state: "running",
+        insert: false,
+      });
+      this.emit({ type: "running", peerId: attempt.peerId });
+    } else if (status.state === "unknown") {
+      this.executorFailed("executor_silent", "the executor no longer knows the job");
+    } else if (status.state === "failed") {
+      this.executorFailed(
+        status.reason ?? "no_result",
+        status.detail ?? "the executor reports the job failed",
+      );
+    }
+  }
+
+  probeFailed(number: number): void {
+    const attempt = this.attempt(number);
+    if (!attempt) return;
+    attempt.probing = false;
+    if (this.job.current !== attempt) return;
+    attempt.missedProbes++;
+    if (attempt.missedProbes >= this.settings.missedProbesSilent)
+      this.executorFailed("executor_silent", `${attempt.missedProbes} status probes went unanswered`);
+  }
+
+  executorFailed(reason: ReasonCode, detail: string): void {
+    const job = this.job;
+    const attempt = job.current;
+    if (!attempt) return;
+    this.confirm(attempt);
+    this.retireAttempt(attempt);
+    this.effects.push({
+      type: "store_assignment",
+      attempt,
+      state: reason === "deadline_missed" ? "timed_out" : "failed",
+      reason,
+      insert: false,
+    });
+    const plan = planRetry(
+      job.attempts,
+      reason,
+      { now: this.now, deadline: job.deadline },
+      { maxAttempts: this.settings.maxAttempts, backoff: this.settings.backoff },
+      this.settings.random,
+    );
+    if (plan.type === "give_up") return this.fail(plan.reason, `${plan.detail}; last: ${detail}`);
+    this.emit({ type: "reassigned", reason, detail, peerId: attempt.peerId, attempt: attempt.number });
+    this.setState("queued", reason);
+    this.effects.push({ type: "queue", notBefore: plan.at, reason, detail });
+  }
+
+  /** The attempt is given up on: remembered (bounded) so its late receipt still counts. */
+  retireAttempt(attempt: Attempt): void {
+    const job = this.job;
+    if (job.current === attempt) job.current = undefined;
+    if (!job.past.includes(attempt)) job.past.push(attempt);
+    if (job.past.length > this.settings.maxPastAttempts) job.past.shift();
+    if (!job.excluded.includes(attempt.peerId)) job.excluded.push(attempt.peerId);
+  }
+
+  // ── receipts ──
+
+  receiptDelivered(from: string, receipt: SignedReceipt, ack: number): void {
+    const job = this.job;
+    if (job.state === "completed") return this.ack(ack, true);
+    if (job.state === "failed") return this.ack(ack, true);
+    const attempt = this.attemptOf(from);
+    if (!attempt) return this.ack(ack, false, "unknown_job");
+    this.checkReceipt(attempt, receipt, ack);
+  }
+
+  checkReceipt(attempt: Attempt, receipt: SignedReceipt, ack: number | undefined): void {
+    const job = this.job;
+    const refusal = receiptRefusal(job, attempt.operator, receipt);
+    if (refusal) return this.receiptRefused(attempt.number, refusal, ack);
+    this.effects.push({
+      type: "verify_receipt",
+      attempt: attempt.number,
+      peerId: attempt.peerId,
+      receipt,
+      ack,
+    });
+  }
+
+  noResultDelivered(from: string, reason: ReasonCode, detail: string | undefined, ack: number): void {
+    const job = this.job;
+    if (isFinal(job)) return this.ack(ack, true);
+    const attempt = this.attemptOf(from);
+    if (!attempt) return this.ack(ack, false, "unknown_job");
+    this.ack(ack, true);
+    if (attempt === job.current) this.executorFailed(reason, detail ?? "the executor produced no result");
+  }
+
+  receiptRefused(number: number, detail: string, ack: number | undefined): void {
+    const job = this.job;
+    const attempt = this.attempt(number);
+    if (ack !== undefined) this.ack(ack, false, "receipt_invalid");
+    if (!attempt) return;
+    this.effects.push({ type: "misbehaved", peerId: attempt.peerId, reason: "receipt_invalid", detail });
+    if (attempt === job.current && !isFinal(job)) this.executorFailed("receipt_invalid", detail);
+  }
+
+  receiptVerified(
+    number: number,
+    receipt: SignedReceipt,
+    output: Uint8Array | undefined,
+    ack: number | undefined,
+  ): void {
+    const job = this.job;
+    const attempt = this.attempt(number);
+    if (!attempt || isFinal(job)) {
+      if (ack !== undefined) this.ack(ack, true);
+      return;
+    }
+    if (output === undefined) {
+      this.effects.push({ type: "fetch_output", attempt: number, peerId: attempt.peerId, receipt, ack });
+      return;
+    }
+    this.outputFetched(number, receipt, output, ack);
+  }
+
+  outputFetched(number: number, receipt: SignedReceipt, output: Uint8Array, ack: number | undefined): void {
+    const job = this.job;
+    const attempt = this.attempt(number);
+    if (ack !== undefined) this.ack(ack, true);
+    if (!attempt || isFinal(job)) return;
+    this.complete(attempt, receipt, output);
+  }
+
+  outputFailed(number: number, detail: string, ack: number | undefined): void {
+    const job = this.job;
+    const attempt = this.attempt(number);
+    const full = `could not fetch the output: ${detail}`;
+    if (ack !== undefined) this.ack(ack, false, "receipt_invalid");
+    if (attempt && attempt === job.current && !isFinal(job)) this.executorFailed("receipt_invalid", full);
+  }
+
+  complete(attempt: Attempt, receipt: SignedReceipt, output: Uint8Array): void {
+    const job = this.job;
+    const running = job.current;
+    if (running && running !== attempt) {
+      // A late receipt of an earlier attempt settled the job: the newer attempt is cancelled.
+      this.effects.push({
+        type: "store_assignment",
+        attempt: running,
+        state: "cancelled",
+        reason: "receipt_from_earlier_executor",
+        insert: false,
+      });
+    }
+    if (!attempt.confirmed) this.confirm(attempt);
+    job.current = undefined;
+    this.endPlacement();
+    this.effects.push({ type: "unqueue" });
+    job.receipt = { message: receipt.receipt, signature: receipt.signature };
+    job.result = {
+      status: statusName(receipt.receipt.status),
+      fuelUsed: receipt.receipt.fuelUsed,
+      outputCid: receipt.outputCid,
+      outputBase64: Buffer.from(output).toString("base64"),
+    };
+    this.effects.push({ type: "store_result", receipt, output, result: job.result });
+    this.effects.push({ type: "store_assignment", attempt, state: "completed", insert: false });
+    this.emit({ type: "receipt", peerId: attempt.peerId, operator: attempt.operator });
+    this.finish("completed");
+    this.emit({ type: "completed" });
+  }
+
+  fail(reason: ReasonCode, detail: string): void {
+    const job = this.job;
+    if (isFinal(job)) return;
+    job.current = undefined;
+    this.endPlacement();
+    this.effects.push({ type: "unqueue" });
+    this.finish("failed", reason);
+    this.emit({ type: "failed", reason, detail });
+  }
+
+  /** The job settles: the bid history is written once, summarized, with the last round's bids. */
+  finish(state: "completed" | "failed", reason?: ReasonCode): void {
+    const job = this.job;
+    this.setState(state, reason);
+    const round = job.round;
+    const totals = { ...job.totals };
+    if (round) {
+      totals.rounds++;
+      totals.bids += round.events.filter((event) => event.type === "bid_received").length;
+      totals.declines += round.refusals.filter((refusal) => refusal.decline).length;
+    }
+    if (totals.rounds > 1 || totals.late > 0 || totals.unstaked > 0) {
+      job.summary = this.summaryEvent(totals);
+      this.store(job.summary);
+    }
+    for (const event of round?.events ?? []) this.effects.push({ type: "store_event", event });
+  }
+
+  summaryEvent(totals: RoundTotals): JobEvent {
+    return {
+      jobId: this.job.jobId,
+      type: "bid_rounds",
+      at: this.now,
+      detail:
+        `${totals.rounds} bid rounds: ${totals.bids} bids, ${totals.declines} declines, ` +
+        `${totals.late} late, ${totals.unstaked} from unstaked peers`,
+    };
+  }
+
+  // ── helpers ──
+
+  /** A placement under way ends with the job: later bids and answers find it closed. */
+  endPlacement(): void {
+    const round = this.job.round;
+    if (!round || !isPlacing(this.job)) return;
+    round.closed = true;
+    round.assigning = undefined;
+    round.verifying = undefined;
+    this.effects.push({ type: "placement_ended" });
+  }
+
+  attempt(number: number): Attempt | undefined {
+    const job = this.job;
+    if (job.current?.number === number) return job.current;
+    return job.past.find((attempt) => attempt.number === number);
+  }
+
+  /** The executor's attempt: the current one, else its latest given up on. */
+  attemptOf(peerId: string): Attempt | undefined {
+    const job = this.job;
+    if (job.current?.peerId === peerId) return job.current;
+    return job.past.findLast((attempt) => attempt.peerId === peerId);
+  }
+
+  ack(ack: number, accepted: boolean, reason?: ReasonCode): void {
+    this.effects.push({ type: "ack", ack, accepted, reason });
+  }
+
+  setState(state: JobViewState, reason?: ReasonCode): void {
+    const job = this.job;
+    if (job.state === state && job.reason === reason) return;
+    job.state = state;
+    job.reason = reason;
+    this.effects.push({ type: "store_state", state, reason });
+  }
+
+  emit(fields: Omit<JobEvent, "jobId" | "at">): void {
+    const event: JobEvent = { jobId: this.job.jobId, at: this.now, ...fields };
+    const events = this.job.events;
+    events.push(event);
+    if (events.length > this.settings.maxEvents) events.splice(1, 1);
+    this.effects.push({ type: "emit", event });
+    const final = event.type === "completed" || event.type === "failed";
+    if (final || this.job.storedEvents < this.settings.maxEvents) this.store(event);
+  }
+
+  store(event: JobEvent): void {
+    this.job.storedEvents++;
+    this.effects.push({ type: "store_event", event });
+  }
+
+  /** An event of the current bid round: shown and sent to listeners, written only when the job settles. */
+  roundEvent(fields: Omit<JobEvent, "jobId" | "at">): void {
+    const round = this.job.round;
+    if (!round) return;
+    const event: JobEvent = { jobId: this.job.jobId, at: this.now, ...fields };
+    if (round.events.length < this.settings.maxEvents) round.events.push(event);
+    this.effects.push({ type: "emit", event });
+  }
+}
+
+// ── pure helpers ────────────────────────────────────────────────────────────────────
+
+function cloneAttempt(attempt: Attempt): Attempt {
+  return { ...attempt };
+}
+
+/** A copy the transition may change: every nested collection it writes to is copied. */
+function cloneJob(job: BuyerJobState): BuyerJobState {
+  const current = job.current && cloneAttempt(job.current);
+  return {
+    ...job,
+    events: [...job.events],
+    excluded: [...job.excluded],
+    current,
+    past: job.past.map(cloneAttempt),
+    round: job.round && {
+      ...job.round,
+      expected: job.round.expected,
+      answered: [...job.round.answered],
+      candidates: [...job.round.candidates],
+      refusals: [...job.round.refusals],
+      checking: [...job.round.checking],
+      refusedOperators: [...job.round.refusedOperators],
+      events: [...job.round.events],
+    },
+    totals: { ...job.totals },
+  };
+}
+
+/**
+ * Why a job waits: the reason most donors gave when declining it (a donor that did not
+ * answer in time says less about the job), else the most frequent other refusal.
+ */
+export function parkReason(refusals: readonly Refusal[]): ReasonCode {
+  const declines = refusals.filter((refusal) => refusal.decline !== undefined);
+  const counts = new Map<ReasonCode, number>();
+  for (const { reason } of declines.length > 0 ? declines : refusals)
+    counts.set(reason, (counts.get(reason) ?? 0) + 1);
+  let best: ReasonCode = "no_bid";
+  let bestCount = 0;
+  for (const [reason, count] of counts) if (count > bestCount) [best, bestCount] = [reason, count];
+  return best;
+}
+
+function summarize(refusals: readonly Refusal[]): string {
+  if (refusals.length === 0) return "no answers";
+  const counts = new Map<string, number>();
+  for (const refusal of refusals) counts.set(refusal.reason, (counts.get(refusal.reason) ?? 0) + 1);
+  return [...counts].map(([reason, count]) => `${count}× ${reason}`).join(", ");
+}

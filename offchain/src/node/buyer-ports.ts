@@ -1,0 +1,130 @@
+import type { Logger } from "pino";
+import type { Address, Hex, LocalAccount, TypedDataDomain } from "viem";
+import { signJob } from "../market/index.ts";
+import type { SignedJob } from "../market/index.ts";
+import { RequestCoalescer } from "../p2p/index.ts";
+import type { MeshNode } from "../p2p/index.ts";
+import {
+  PROTOCOL_ASSIGN,
+  PROTOCOL_STATUS,
+  bidFromWire,
+  receiptFromWire,
+  verifyBid,
+  verifyReceipt,
+} from "../protocol/index.ts";
+import type {
+  AssignRequest,
+  AssignResponse,
+  BidWire,
+  CID,
+  JobAnnounce,
+  JobSpecMessage,
+  ReasonCode,
+  ReceiptWire,
+  StatusResponse,
+} from "../protocol/index.ts";
+import type { Store } from "../store/index.ts";
+import { Announcer } from "./announcer.ts";
+import type { NodeConfig } from "./config.ts";
+import type { PeerBook } from "./peer-book.ts";
+import { MARKET_BATCHING, protocolSpecs } from "./protocols.ts";
+
+/** Wall-clock time, unix ms. */
+export interface Clock {
+  now(): number;
+}
+
+/** What the buyer sends and fetches over the mesh. */
+export interface BuyerNetwork {
+  readonly peerId: string;
+  multiaddrs(): string[];
+  /** Gossips a job announcement (batched with others). */
+  announce(job: JobAnnounce): void;
+  assign(peerId: string, request: AssignRequest): Promise<AssignResponse>;
+  status(peerId: string, jobId: Hex, timeoutMs: number): Promise<StatusResponse>;
+  fetchBlock(cid: CID, from: string[], timeoutMs: number): Promise<Uint8Array>;
+  /** Announces a CID as provided in the DHT (queued). */
+  provide(cid: string): void;
+  stop(): void;
+}
+
+/** Signs job specs with the operator key and checks the signatures of bids and receipts. */
+export interface BuyerSigner {
+  readonly address: Address;
+  signJob(spec: JobSpecMessage): Promise<SignedJob>;
+  verifyBid(bid: BidWire, signature: Hex): Promise<boolean>;
+  verifyReceipt(receipt: ReceiptWire, signature: Hex): Promise<boolean>;
+}
+
+/** DonorRegistry: is `operator` active with this peer key? */
+export interface StakeLookup {
+  isActive(operator: Address, peerKey: Hex): Promise<boolean>;
+}
+
+/** The tables the buyer keeps its jobs in. */
+export type BuyerStore = Pick<
+  Store,
+  "commit" | "jobs" | "jobEvents" | "assignments" | "bids" | "receipts" | "blocks"
+>;
+
+/** Donors known from their adverts. */
+export type DonorDirectory = Pick<PeerBook, "candidates" | "get" | "touch" | "all">;
+
+/** A refusal at the application level (bad bid signature, bad receipt, unstaked bidder, …), counted against the sender. */
+export type Misbehaved = (peerId: string, reason: ReasonCode, detail: string) => void;
+
+export interface BuyerPorts {
+  config: NodeConfig["buyer"];
+  log: Logger;
+  clock: Clock;
+  network: BuyerNetwork;
+  store: BuyerStore;
+  signer: BuyerSigner;
+  stakes: StakeLookup;
+  donors: DonorDirectory;
+  misbehaved: Misbehaved;
+}
+
+/** The buyer's network over a mesh node: assignments are coalesced per donor, announcements batched. */
+export function meshBuyerNetwork(
+  mesh: MeshNode,
+  provider: { add(cid: string): void },
+  log: Logger,
+  config: NodeConfig["buyer"],
+): BuyerNetwork {
+  const announcer = new Announcer(mesh, log);
+  const assignments = new RequestCoalescer<AssignRequest, AssignResponse>({
+    ...MARKET_BATCHING,
+    send: async (peerId, batch) => {
+      const { results } = await mesh.request(
+        peerId,
+        PROTOCOL_ASSIGN,
+        protocolSpecs.assign,
+        { type: "assign_batch", assignments: batch },
+        { timeoutMs: config.assignTimeoutMs },
+      );
+      return results;
+    },
+  });
+  return {
+    peerId: mesh.peerId,
+    multiaddrs: () => mesh.multiaddrs(),
+    announce: (job) => announcer.announce(job),
+    assign: (peerId, request) => assignments.request(peerId, request),
+    status: (peerId, jobId, timeoutMs) =>
+      mesh.request(peerId, PROTOCOL_STATUS, protocolSpecs.status, { type: "status", jobId }, { timeoutMs }),
+    fetchBlock: (cid, from, timeoutMs) => mesh.fetchBlock(cid, { from, timeoutMs }),
+    provide: (cid) => provider.add(cid),
+    stop: () => announcer.stop(),
+  };
+}
+
+/** Signatures in DonorRegistry's EIP-712 domain, by the node's operator key. */
+export function operatorSigner(operator: LocalAccount, domain: TypedDataDomain): BuyerSigner {
+  return {
+    address: operator.address,
+    signJob: (spec) => signJob(operator, domain, spec),
+    verifyBid: (bid, signature) => verifyBid(domain, bidFromWire(bid), signature),
+    verifyReceipt: (receipt, signature) => verifyReceipt(domain, receiptFromWire(receipt), signature),
+  };
+}

@@ -1,0 +1,276 @@
+import type { Address, Hex } from "viem";
+import { priorityName } from "../market/index.ts";
+import type { BackoffOptions, Candidate } from "../market/index.ts";
+import type {
+  AssignResponse,
+  BidWire,
+  JobAnnounce,
+  JobSpecMessage,
+  PriorityName,
+  ReasonCode,
+  ReceiptWire,
+  StatusResponse,
+} from "../protocol/index.ts";
+import type { SignedReceipt } from "./buyer-receipts.ts";
+import type { JobEvent, JobResultView, JobViewState } from "./types.ts";
+
+/*
+ * The buyer job state machine's vocabulary: its settings, a job's state, the events it
+ * takes and the effects it asks for (buyer-machine.ts has the transitions).
+ */
+
+// ── settings ────────────────────────────────────────────────────────────────────────
+
+export interface BuyerSettings {
+  /** How long an announced job collects bids when not every expected donor answers. */
+  bidTimeoutMs: number;
+  /** How long bids keep coming in after the first usable one before the best is chosen. */
+  bidWindowMs: number;
+  /** Liveness probe period of an assigned executor. */
+  heartbeatMs: number;
+  /** Probes in a row left unanswered before an executor counts as silent. */
+  missedProbesSilent: number;
+  /** Grace beyond a job's own timeout for fetching its blocks and delivering the receipt. */
+  deliveryGraceMs: number;
+  /** Executor attempts before a job fails. */
+  maxAttempts: number;
+  /** Donors not heard from for this long are passed over. */
+  livenessMs: number;
+  backoff: BackoffOptions;
+  /** Backoff of a job that could not be placed. */
+  placementBackoff: BackoffOptions;
+  /** Bids of one job written to the store; later bidders are kept in memory only. */
+  maxStoredBids: number;
+  /** Events of one job kept (the first, `announced`, always stays). */
+  maxEvents: number;
+  /** Attempts given up on that are remembered (their late receipts still complete the job). */
+  maxPastAttempts: number;
+  /** Uniform in [0, 1): spreads retries of many jobs. Tests pass a constant. */
+  random: () => number;
+}
+
+// ── state ───────────────────────────────────────────────────────────────────────────
+
+/** A usable bid: the bidder is an active staked donor with the bid's peer key. */
+export type BidCandidate = Candidate & { bid: BidWire; signature: Hex };
+
+/** Why a donor did not take a job; a donor's own decline names the donor. */
+export interface Refusal {
+  reason: ReasonCode;
+  detail: string;
+  decline?: { peerId: string; operator: Address };
+}
+
+export interface Attempt {
+  /** Unique per job; also the assignment row's attempt number. */
+  number: number;
+  peerId: string;
+  operator: Address;
+  pricePerMegaFuel: bigint;
+  /** Unix ms by which the receipt is due. */
+  deadline: number;
+  /** The executor accepted (a receipt may arrive before its acceptance is seen). */
+  confirmed: boolean;
+  /** The assignment request failed without an answer: the executor may be running the job. */
+  unanswered?: boolean;
+  missedProbes: number;
+  probing: boolean;
+  nextProbeAt: number;
+}
+
+/** The answers to one announcement of the job. */
+export interface BidRound {
+  number: number;
+  /** Staked donors known able to run the job: once all have answered, selection need not wait. */
+  expected: string[];
+  answered: string[];
+  /** Expected donors yet to answer. */
+  awaiting: number;
+  candidates: BidCandidate[];
+  refusals: Refusal[];
+  /** Selection time when no bid comes (`bidTimeoutMs` after the announcement). */
+  closesAt: number;
+  /** Selection time once a usable bid came (`bidWindowMs` after the first). */
+  windowEndsAt?: number;
+  /** Bids whose stake check is under way; the round selects only once they are in. */
+  checking: string[];
+  /** Set once selection started: later bids are late. */
+  closed: boolean;
+  /** Operators refused during this selection (one bid per operator is tried). */
+  refusedOperators: string[];
+  /** The chosen bid whose signature is being checked. */
+  verifying?: BidCandidate;
+  /** The attempt whose assignment request is in flight. */
+  assigning?: number;
+  /** Job events of this round (bids, rejections); replaced when the next round opens. */
+  events: JobEvent[];
+}
+
+/** Totals of the bid rounds before the last, so a job placed many times keeps a bounded history. */
+export interface RoundTotals {
+  rounds: number;
+  bids: number;
+  declines: number;
+  late: number;
+  unstaked: number;
+}
+
+export interface BuyerJobState {
+  jobId: Hex;
+  spec: JobSpecMessage;
+  announce: JobAnnounce;
+  signature: Hex;
+  priority: PriorityName;
+  deadline: number;
+  state: JobViewState;
+  reason?: ReasonCode;
+  /** Job events outside bid rounds, at most `maxEvents`. */
+  events: JobEvent[];
+  /** Events written to the store so far (writes stop at `maxEvents`, the final event excepted). */
+  storedEvents: number;
+  /** Attempts the executor accepted. */
+  attempts: number;
+  /** Highest attempt number handed out. */
+  lastAttempt: number;
+  placementTries: number;
+  /** Peers that had the job (failed, silent, unanswered): not asked again. */
+  excluded: string[];
+  current?: Attempt;
+  /** Attempts given up on; a valid receipt from one of them still completes the job. */
+  past: Attempt[];
+  round?: BidRound;
+  totals: RoundTotals;
+  /** The bid rounds' totals written when the job settled. */
+  summary?: JobEvent;
+  storedBids: number;
+  result?: JobResultView;
+  receipt?: { message: ReceiptWire; signature: Hex };
+}
+
+// ── events ──────────────────────────────────────────────────────────────────────────
+
+/** What a donor offered, as the shell read it off the wire. */
+export type Offer =
+  | { type: "bid"; bid: BidWire; signature: Hex; peerKey: Hex; freeSlots: number }
+  | { type: "decline"; reason: ReasonCode; detail?: string };
+
+/** What the node's donor directory knows of a peer (undefined: not a known donor). */
+export type KnownDonor = { operator: Address; staked: boolean } | undefined;
+
+export type BuyerEvent =
+  /** A newly submitted job; it waits in the scheduler until placed. */
+  | { type: "submitted"; now: number }
+  /** The scheduler let the job through: `expected` are the donors worth asking. */
+  | { type: "place"; now: number; expected: string[] }
+  /** Time passed: bid windows, attempt deadlines and probe times are checked. */
+  | { type: "tick"; now: number }
+  | { type: "offer_received"; now: number; from: string; offer: Offer; donor: KnownDonor }
+  /** The stake check of a bid asked for by a `check_bid` effect. */
+  | {
+      type: "bid_checked";
+      now: number;
+      from: string;
+      round: number;
+      candidate?: BidCandidate;
+      refusal?: { reason: ReasonCode; detail: string };
+    }
+  /** The signature check of the chosen bid asked for by a `check_bid_signature` effect. */
+  | { type: "bid_signature_checked"; now: number; round: number; peerId: string; valid: boolean }
+  | { type: "assign_answered"; now: number; attempt: number; response: AssignResponse }
+  | { type: "assign_failed"; now: number; attempt: number; reason: ReasonCode; detail: string }
+  | { type: "probe_answered"; now: number; attempt: number; status: StatusResponse }
+  | { type: "probe_failed"; now: number; attempt: number }
+  /** A delivery from `from`; `ack` identifies the answer the shell owes the sender. */
+  | { type: "receipt_delivered"; now: number; from: string; receipt: SignedReceipt; ack: number }
+  | {
+      type: "no_result_delivered";
+      now: number;
+      from: string;
+      reason: ReasonCode;
+      detail?: string;
+      ack: number;
+    }
+  /** Signature (and inline output hash) checks asked for by a `verify_receipt` effect. */
+  | {
+      type: "receipt_verified";
+      now: number;
+      attempt: number;
+      receipt: SignedReceipt;
+      output?: Uint8Array;
+      ack?: number;
+    }
+  | { type: "receipt_refused"; now: number; attempt: number; detail: string; ack?: number }
+  | {
+      type: "output_fetched";
+      now: number;
+      attempt: number;
+      receipt: SignedReceipt;
+      output: Uint8Array;
+      ack?: number;
+    }
+  | { type: "output_failed"; now: number; attempt: number; detail: string; ack?: number }
+  /** The scheduler holds a new job back (every known donor slot is taken, or none is known). */
+  | { type: "held"; now: number; reason: ReasonCode; detail: string }
+  /** The job's deadline passed while it waited in the scheduler. */
+  | { type: "expired"; now: number; detail: string }
+  /** The job's store row could not be written. */
+  | { type: "store_failed"; now: number; detail: string };
+
+// ── effects ─────────────────────────────────────────────────────────────────────────
+
+export type AssignmentState = "assigned" | "running" | "completed" | "failed" | "timed_out" | "cancelled";
+
+export type BuyerEffect =
+  | { type: "announce" }
+  /** Put the job (back) in the scheduler, not placed before `notBefore`. */
+  | { type: "queue"; notBefore: number; reason?: ReasonCode; detail?: string }
+  | { type: "unqueue" }
+  /** The placement that `place` started is over (assigned, parked or failed). */
+  | { type: "placement_ended" }
+  | { type: "check_bid"; round: number; from: string; offer: Extract<Offer, { type: "bid" }> }
+  | { type: "check_bid_signature"; round: number; candidate: BidCandidate }
+  | { type: "assign"; attempt: number; candidate: BidCandidate }
+  | { type: "probe"; attempt: number; peerId: string }
+  | { type: "verify_receipt"; attempt: number; peerId: string; receipt: SignedReceipt; ack?: number }
+  | { type: "fetch_output"; attempt: number; peerId: string; receipt: SignedReceipt; ack?: number }
+  | { type: "ack"; ack: number; accepted: boolean; reason?: ReasonCode }
+  | { type: "emit"; event: JobEvent }
+  | { type: "store_event"; event: JobEvent }
+  | { type: "store_state"; state: JobViewState; reason?: ReasonCode }
+  | { type: "store_bid"; candidate: BidCandidate }
+  | { type: "store_assignment"; attempt: Attempt; state: AssignmentState; reason?: string; insert: boolean }
+  | { type: "store_result"; receipt: SignedReceipt; output: Uint8Array; result: JobResultView }
+  | { type: "misbehaved"; peerId: string; reason: ReasonCode; detail: string };
+
+export interface Step {
+  job: BuyerJobState;
+  effects: BuyerEffect[];
+}
+
+// ── construction ────────────────────────────────────────────────────────────────────
+
+export function newJobState(
+  jobId: Hex,
+  spec: JobSpecMessage,
+  signature: Hex,
+  announce: JobAnnounce,
+): BuyerJobState {
+  return {
+    jobId,
+    spec,
+    signature,
+    announce,
+    priority: priorityName(spec.priority),
+    deadline: Number(spec.deadline),
+    state: "queued",
+    events: [],
+    storedEvents: 0,
+    attempts: 0,
+    lastAttempt: 0,
+    placementTries: 0,
+    excluded: [],
+    past: [],
+    totals: { rounds: 0, bids: 0, declines: 0, late: 0, unstaked: 0 },
+    storedBids: 0,
+  };
+}
