@@ -4,7 +4,7 @@ import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import type { Address, Hex } from "viem";
 import { DEFAULT_BACKOFF, buildJobSpec, toAnnounce } from "../../offchain/src/market/index.ts";
-import { cidOf, cidToBytes32 } from "../../offchain/src/protocol/index.ts";
+import { ReceiptStatus, cidOf, cidToBytes32 } from "../../offchain/src/protocol/index.ts";
 import type { StatusResponse } from "../../offchain/src/protocol/index.ts";
 import { newJobState, nextWakeAt, restoreJobState, step } from "../../offchain/src/node/buyer-machine.ts";
 import type {
@@ -174,7 +174,10 @@ function candidate(peer: string, price: bigint, now: number): BidCandidate {
   };
 }
 
-function receiptFrom(peer: string, options: { inline?: boolean; fuelUsed?: string } = {}): SignedReceipt {
+function receiptFrom(
+  peer: string,
+  options: { inline?: boolean; fuelUsed?: string; status?: number } = {},
+): SignedReceipt {
   return {
     receipt: {
       jobId: JOB_ID,
@@ -183,7 +186,7 @@ function receiptFrom(peer: string, options: { inline?: boolean; fuelUsed?: strin
       inputCid: cidToBytes32(inputCid),
       outputCid: cidToBytes32(outputCid),
       fuelUsed: options.fuelUsed ?? "500",
-      status: 0,
+      status: options.status ?? 0,
       startedAt: "1",
       finishedAt: "2",
     },
@@ -520,6 +523,26 @@ describe("buyer machine: receipts", () => {
     );
     assert.equal(driver.of("misbehaved").at(-1)?.reason, "receipt_invalid");
     assert.equal(driver.job.reason, "receipt_invalid");
+  });
+
+  it("refuses an out_of_fuel receipt that does not report the whole fuel limit", () => {
+    const driver = new Driver();
+    driver.assigned("A");
+    driver.send({
+      type: "receipt_delivered",
+      from: "A",
+      receipt: receiptFrom("A", { status: ReceiptStatus.out_of_fuel, fuelUsed: "999" }),
+      ack: 5,
+    });
+    assert.deepEqual(
+      driver.of("ack").map((effect) => [effect.accepted, effect.reason]),
+      [[false, "receipt_invalid"]],
+    );
+    const details = jobView(driver.job).events.map((event) => event.detail ?? "");
+    assert.ok(
+      details.some((detail) => detail.includes("out_of_fuel receipt must report the whole fuel limit 1000")),
+      `no event names the range error: ${details.join(" | ")}`,
+    );
   });
 
   it("refuses a receipt from a peer that never had the job as unknown_job", () => {

@@ -1,5 +1,5 @@
 import type { Address } from "viem";
-import { CID, cidToBytes32, receiptFromWire } from "../protocol/index.ts";
+import { CID, cidToBytes32, receiptFromWire, receiptSpecError } from "../protocol/index.ts";
 import type { JobSpecMessage, ReceiptWire } from "../protocol/index.ts";
 import { errorMessage } from "./util.ts";
 
@@ -14,10 +14,10 @@ export interface SignedReceipt {
 
 /**
  * Why the buyer refuses a receipt for its job, checking everything that needs no
- * signature recovery or hashing: the executor is the one assigned, the receipt names the
- * job's module and input, stays within its fuel limit, and its output CID is the signed
- * one. Undefined when the receipt passes. Pure: range checks of the receipt against its
- * spec plug in here.
+ * signature recovery or hashing: the executor is the one assigned, the receipt is in range
+ * for the job's spec (`receiptSpecError`: known status, the job's module and input, fuel
+ * within the limit and exactly the limit when out of fuel, times in order), and its output
+ * CID is the signed one. Undefined when the receipt passes.
  */
 export function receiptRefusal(
   job: { jobId: string; spec: Pick<JobSpecMessage, "moduleCid" | "inputCid" | "fuelLimit"> },
@@ -28,9 +28,8 @@ export function receiptRefusal(
   if (receipt.jobId.toLowerCase() !== job.jobId.toLowerCase()) return "the receipt is for another job";
   if (receipt.executor.toLowerCase() !== executor.toLowerCase())
     return "the receipt is not from the assigned executor";
-  if (receipt.moduleCid !== job.spec.moduleCid || receipt.inputCid !== job.spec.inputCid)
-    return "the receipt names another module or input";
-  if (receipt.fuelUsed > job.spec.fuelLimit) return "the receipt claims more fuel than the limit";
+  const outOfRange = receiptSpecError(receipt, job.spec);
+  if (outOfRange) return outOfRange;
   try {
     if (cidToBytes32(CID.parse(signed.outputCid)) !== receipt.outputCid)
       return "the output CID is not the signed one";
