@@ -620,6 +620,22 @@ describe("donor machine: a job's life", () => {
     });
   }
 
+  it("ignores outcomes that belong to another phase, and timers of jobs it no longer holds", () => {
+    const driver = new Driver();
+    const job = announce();
+    driver.accepted(job);
+    assert.deepEqual(driver.feed({ type: "execution_threw", jobId: job.jobId, detail: "stale" }), []);
+    assert.deepEqual(driver.feed({ type: "persist_failed", jobId: job.jobId, detail: "stale" }), []);
+    assert.equal(statusOf(driver.state, job.jobId)?.state, "fetching");
+    assert.equal(driver.state.busySlots, 1);
+    const unknown = announce().jobId;
+    assert.deepEqual(
+      driver.feed({ type: "timer_fired", now: T0, timer: { kind: "redeliver", jobId: unknown } }),
+      [],
+    );
+    assert.deepEqual(driver.feed({ type: "fetch_failed", jobId: unknown, detail: "stale" }), []);
+  });
+
   it("an assignment of a job whose receipt waits in the outbox is accepted again, not run again", () => {
     const driver = new Driver();
     const job = announce();

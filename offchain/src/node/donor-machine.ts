@@ -239,12 +239,16 @@ const HANDLERS: { [T in DonorEvent["type"]]: Handler<T> } = {
   assigned: onAssigned,
   spec_checked: onSpecChecked,
   blocks_fetched: onBlocksFetched,
-  fetch_failed: (state, event, effects) => fail(state, effects, event.jobId, "fetch_failed", event.detail),
+  fetch_failed: (state, event, effects) =>
+    inPhase(state, event.jobId, "fetching") &&
+    fail(state, effects, event.jobId, "fetch_failed", event.detail),
   executed: onExecuted,
   execution_threw: (state, event, effects) =>
+    inPhase(state, event.jobId, "running") &&
     fail(state, effects, event.jobId, "internal_error", `the runtime threw: ${event.detail}`),
   receipt_persisted: onReceiptPersisted,
   persist_failed: (state, event, effects) =>
+    inPhase(state, event.jobId, "persisting") &&
     fail(state, effects, event.jobId, "internal_error", `the receipt could not be stored: ${event.detail}`),
   delivery_acked: onDeliveryAcked,
   delivery_failed: onDeliveryFailed,
@@ -622,6 +626,13 @@ function fail(
   const execution = state.executions.get(jobId);
   if (!execution || execution.phase === "failed") return;
   releaseSlot(state, execution);
+  for (const requestId of execution.waiting)
+    effects.push({
+      type: "answer_assign",
+      requestId,
+      response: { type: "reject", jobId, reason, detail: clip(detail) },
+    });
+  execution.waiting = [];
   execution.phase = "failed";
   execution.reason = reason;
   execution.detail = clip(detail);
@@ -629,6 +640,11 @@ function fail(
   effects.push({ type: "record_failure", jobId, job: execution.job, announce: execution.announce, reason });
   boundFailed(state);
   deliverNoResult(state, effects, jobId, execution);
+}
+
+/** Whether the job is in the phase an outcome belongs to; news of another phase is stale. */
+function inPhase(state: DonorMachineState, jobId: Hex, phase: Phase): boolean {
+  return state.executions.get(jobId)?.phase === phase;
 }
 
 function releaseSlot(state: DonorMachineState, execution: Execution): void {
