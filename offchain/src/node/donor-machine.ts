@@ -239,17 +239,20 @@ const HANDLERS: { [T in DonorEvent["type"]]: Handler<T> } = {
   assigned: onAssigned,
   spec_checked: onSpecChecked,
   blocks_fetched: onBlocksFetched,
-  fetch_failed: (state, event, effects) =>
-    inPhase(state, event.jobId, "fetching") &&
-    fail(state, effects, event.jobId, "fetch_failed", event.detail),
+  fetch_failed: (state, event, effects) => {
+    if (inPhase(state, event.jobId, "fetching"))
+      fail(state, effects, event.jobId, "fetch_failed", event.detail);
+  },
   executed: onExecuted,
-  execution_threw: (state, event, effects) =>
-    inPhase(state, event.jobId, "running") &&
-    fail(state, effects, event.jobId, "internal_error", `the runtime threw: ${event.detail}`),
+  execution_threw: (state, event, effects) => {
+    if (inPhase(state, event.jobId, "running"))
+      fail(state, effects, event.jobId, "internal_error", `the runtime threw: ${event.detail}`);
+  },
   receipt_persisted: onReceiptPersisted,
-  persist_failed: (state, event, effects) =>
-    inPhase(state, event.jobId, "persisting") &&
-    fail(state, effects, event.jobId, "internal_error", `the receipt could not be stored: ${event.detail}`),
+  persist_failed: (state, event, effects) => {
+    if (inPhase(state, event.jobId, "persisting"))
+      fail(state, effects, event.jobId, "internal_error", `the receipt could not be stored: ${event.detail}`);
+  },
   delivery_acked: onDeliveryAcked,
   delivery_failed: onDeliveryFailed,
   timer_fired: onTimerFired,
