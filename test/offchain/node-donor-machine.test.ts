@@ -856,6 +856,7 @@ describe("donor store: the durable outbox", () => {
     });
 
     await second.jobs.leaveOutbox(rowId);
+    await second.jobs.stop();
     assert.deepEqual(second.jobs.outbox(10), []);
     assert.equal(
       second.jobs.storedStatus(job.jobId)?.receipt?.signature,
@@ -863,6 +864,33 @@ describe("donor store: the durable outbox", () => {
       "the receipt itself stays",
     );
     second.store.close();
+  });
+
+  it("acknowledged receipts leave the outbox in the next receipt's commit", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "cell-donor-"));
+    dirs.push(dir);
+    const { store, jobs } = open(dir);
+    const persist = (job: JobAnnounce) =>
+      jobs.persistReceipt(
+        { job: signedJob(job), announce: job, buyerPeer: "buyer-a" },
+        outboxEntry(job.jobId, 0).delivery,
+        OUTPUT,
+      );
+    const [first, second] = [announce(), announce()];
+    const firstRow = await persist(first);
+    await jobs.leaveOutbox(firstRow);
+    assert.deepEqual(
+      jobs.outbox(10).map((entry) => entry.rowId),
+      [firstRow],
+      "not written on its own",
+    );
+    const secondRow = await persist(second);
+    assert.deepEqual(
+      jobs.outbox(10).map((entry) => entry.rowId),
+      [secondRow],
+    );
+    await jobs.stop();
+    store.close();
   });
 
   it("a failed job answers 'failed' with its reason; an unknown one is not the store's", async () => {

@@ -2,6 +2,7 @@ import type { Address, Hex } from "viem";
 import { INLINE_OUTPUT_MAX_BYTES, ReceiptWireSchema, cidOf } from "../protocol/index.ts";
 import type { ReasonCode, ReceiptBatchAnnounce, ReceiptDelivery, StatusResponse } from "../protocol/index.ts";
 import type { Store } from "../store/index.ts";
+import { errorMessage } from "./context.ts";
 import type { OutboxEntry } from "./donor-machine.ts";
 import type { DonorJobStore, DonorLog, ExecutedJob } from "./donor-ports.ts";
 import { ReceiptLog, putKnownBlock } from "./receipt-log.ts";
@@ -19,10 +20,21 @@ export interface DonorStoreDeps {
 
 type ReceiptDeliveryOf = Extract<ReceiptDelivery, { type: "receipt" }>;
 
+/**
+ * Receipts leave the outbox in the next receipt's commit, or at most this long after their
+ * acknowledgement: a commit of its own per acknowledged job would cost a WAL write each.
+ */
+const LEAVE_OUTBOX_DELAY_MS = 1_000;
+/** Acknowledged rows waiting to leave the outbox; at this many they are written at once. */
+const LEAVE_OUTBOX_BATCH = 1_024;
+
 /** The donor's job store on the node's SQLite store, with its receipt log. */
 export class DonorStore implements DonorJobStore {
   readonly #deps: DonorStoreDeps;
   readonly #receiptLog: ReceiptLog;
+  /** Rows acknowledged but still marked in the store; bounded by LEAVE_OUTBOX_BATCH. */
+  #leaving: number[] = [];
+  #leaveTimer: NodeJS.Timeout | undefined;
 
   constructor(deps: DonorStoreDeps) {
     this.#deps = deps;
@@ -42,8 +54,9 @@ export class DonorStore implements DonorJobStore {
     this.#receiptLog.start();
   }
 
-  stop(): Promise<void> {
-    return this.#receiptLog.stop();
+  async stop(): Promise<void> {
+    await this.#writeLeaving();
+    await this.#receiptLog.stop();
   }
 
   get receiptBatchHead(): { cid: string; sequence: number } | undefined {
@@ -88,6 +101,7 @@ export class DonorStore implements DonorJobStore {
         cid: receiptCid,
       });
       store.receipts.enqueueDelivery(row.id, executed.buyerPeer);
+      this.#takeLeaving();
       return row.id;
     });
     this.#receiptLog.add(rowId, executed.job.jobId, receiptCid);
@@ -102,9 +116,29 @@ export class DonorStore implements DonorJobStore {
     });
   }
 
-  /** Not fsynced: a receipt acknowledged again after a power cut costs the buyer one more ack. */
+  /**
+   * Written with the next receipt, or within LEAVE_OUTBOX_DELAY_MS, without an fsync: a
+   * receipt whose acknowledgement a crash loses is delivered again and acknowledged again.
+   */
   async leaveOutbox(rowId: number): Promise<void> {
-    await this.#deps.store.commit(() => this.#deps.store.receipts.leaveOutbox(rowId), { durable: false });
+    this.#leaving.push(rowId);
+    if (this.#leaving.length >= LEAVE_OUTBOX_BATCH) return this.#writeLeaving();
+    this.#leaveTimer ??= setTimeout(() => void this.#writeLeaving(), LEAVE_OUTBOX_DELAY_MS).unref();
+  }
+
+  /** Marks the acknowledged rows in the caller's commit. */
+  #takeLeaving(): void {
+    clearTimeout(this.#leaveTimer);
+    this.#leaveTimer = undefined;
+    for (const rowId of this.#leaving.splice(0)) this.#deps.store.receipts.leaveOutbox(rowId);
+  }
+
+  async #writeLeaving(): Promise<void> {
+    if (this.#leaving.length === 0) return;
+    const { store, log } = this.#deps;
+    await store
+      .commit(() => this.#takeLeaving(), { durable: false })
+      .catch((err: unknown) => log.warn({ err: errorMessage(err) }, "could not update the outbox"));
   }
 
   outbox(limit: number): OutboxEntry[] {
