@@ -1,18 +1,24 @@
-// A real donor node (Hardhat chain, libp2p over loopback, SQLite) restarted with a signed
-// receipt its buyer never acknowledged; the buyer is a bare mesh peer speaking the protocols.
+// Real donor nodes (Hardhat chain, libp2p over loopback, SQLite) facing a buyer that is a
+// bare mesh peer speaking the protocols: a batch of assignments larger than the donor's
+// slots, and a restart with a signed receipt the buyer never acknowledged.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { pino } from "pino";
 import type { Hex } from "viem";
-import { buildJobSpec } from "../../offchain/src/market/index.ts";
+import { buildJobSpec, signJob, toAnnounce } from "../../offchain/src/market/index.ts";
 import { createMeshNode } from "../../offchain/src/p2p/index.ts";
 import type { MeshNode } from "../../offchain/src/p2p/index.ts";
 import type { CellNode } from "../../offchain/src/node/index.ts";
 import { DonorStore } from "../../offchain/src/node/donor-store.ts";
 import { protocolSpecs } from "../../offchain/src/node/protocols.ts";
 import {
+  JobAnnounceBatchSchema,
+  MESSAGE_LIMITS,
+  PROTOCOL_ASSIGN,
+  PROTOCOL_BID,
   PROTOCOL_RECEIPT,
   PROTOCOL_STATUS,
+  TOPIC_JOBS,
   cellDomain,
   cidOf,
   cidToBytes32,
@@ -20,14 +26,14 @@ import {
   receiptToWire,
   signReceipt,
 } from "../../offchain/src/protocol/index.ts";
-import type { JobAnnounce, ReceiptDelivery } from "../../offchain/src/protocol/index.ts";
+import type { BidOffer, JobAnnounce, ReceiptDelivery } from "../../offchain/src/protocol/index.ts";
 import { openStore } from "../../offchain/src/store/index.ts";
-import { startCluster, startInProcess, until } from "./cluster.ts";
+import { spinModule, startCluster, startInProcess, until } from "./cluster.ts";
 import type { Cluster, ClusterNode } from "./cluster.ts";
 
 const silent = { debug: () => {}, info: () => {}, warn: () => {} };
 
-describe("a donor's receipt outbox across a restart", { timeout: 120_000 }, () => {
+describe("a donor facing a bare buyer", { timeout: 180_000 }, () => {
   let cluster: Cluster;
   let donorNode: ClusterNode;
   let buyerMesh: MeshNode;
@@ -65,6 +71,100 @@ describe("a donor's receipt outbox across a restart", { timeout: 120_000 }, () =
     await donor?.stop();
     await buyerMesh?.stop();
     await cluster?.close();
+  });
+
+  it("accepts exactly as many of one batch of assignments as it has slots, refusing the rest slots_full", async () => {
+    const slots = 2;
+    const node = await cluster.prepare("slotted", {
+      donor: true,
+      stakeWith: 1,
+      config: { donor: { slots } },
+    });
+    const { identity: buyerIdentity } = await cluster.prepare("slot-buyer", { donor: false });
+    const module = await spinModule(1_000);
+    const input = new TextEncoder().encode("input");
+    const [moduleCid, inputCid] = [(await cidOf(module)).toString(), (await cidOf(input)).toString()];
+    const blocks = new Map([
+      [moduleCid, module],
+      [inputCid, input],
+    ]);
+    const bids = new Map<Hex, Extract<BidOffer, { type: "bid" }>>();
+    const buyer = await createMeshNode({
+      peerKeySeed: buyerIdentity.peerKeySeed,
+      logger: pino({ level: "silent" }),
+      blockSource: { get: async (cid) => blocks.get(cid.toString()) },
+    });
+    await buyer.handle(PROTOCOL_BID, protocolSpecs.bid, async (batch) => {
+      for (const offer of batch.offers) if (offer.type === "bid") bids.set(offer.bid.jobId, offer);
+      return { type: "ack", received: batch.offers.length };
+    });
+    await buyer.handle(PROTOCOL_RECEIPT, protocolSpecs.receipt, async (batch) => ({
+      type: "acks",
+      acks: batch.deliveries.map((delivery) => ({
+        type: "ack" as const,
+        jobId: delivery.type === "receipt" ? delivery.receipt.jobId : delivery.jobId,
+        accepted: true,
+      })),
+    }));
+    const slotted = await startInProcess(node, buyer.multiaddrs().slice(0, 1));
+    try {
+      const domain = cellDomain(cluster.devnet.chainId, cluster.devnet.deployment.donorRegistry);
+      const jobs = await Promise.all(
+        Array.from({ length: 5 }, () =>
+          signJob(
+            buyerIdentity.operator,
+            domain,
+            buildJobSpec({
+              buyer: buyerIdentity.operatorAddress,
+              moduleCid: cidToBytes32(moduleCid),
+              inputCid: cidToBytes32(inputCid),
+              maxPricePerMegaFuel: 10_000n,
+            }),
+          ),
+        ),
+      );
+      const context = {
+        moduleCid,
+        inputCid,
+        moduleSize: module.byteLength,
+        inputSize: input.byteLength,
+        buyerPeer: buyer.peerId,
+      };
+      await until(
+        () =>
+          buyer.libp2p.services.pubsub
+            .getSubscribers(TOPIC_JOBS)
+            .some((peer) => peer.toString() === slotted.peerId),
+        20_000,
+        "the buyer to learn the donor's topics",
+      );
+      await buyer.publish(
+        TOPIC_JOBS,
+        JobAnnounceBatchSchema,
+        { type: "jobs", jobs: jobs.map((job) => toAnnounce(job, context)) },
+        { maxBytes: MESSAGE_LIMITS.announceBatch },
+      );
+      await until(() => bids.size === jobs.length, 20_000, "the donor to bid on every job");
+
+      const { results } = await buyer.request(slotted.peerId, PROTOCOL_ASSIGN, protocolSpecs.assign, {
+        type: "assign_batch",
+        assignments: [...bids.values()].map((offer) => ({
+          type: "assign" as const,
+          jobId: offer.bid.jobId,
+          bid: offer.bid,
+          bidSignature: offer.signature,
+          attempt: 1,
+        })),
+      });
+      const outcomes = results.map((result) => (result.type === "accept" ? "accept" : result.reason));
+      assert.deepEqual(
+        outcomes.toSorted(),
+        [...Array(slots).fill("accept"), ...Array(jobs.length - slots).fill("slots_full")].toSorted(),
+      );
+    } finally {
+      await slotted.stop();
+      await buyer.stop();
+    }
   });
 
   it("delivers a stored, unacknowledged receipt after the restart until the buyer acknowledges it; a probe returns it", async () => {
