@@ -301,6 +301,26 @@ describe("buyer machine: placement and bid rounds", () => {
     assert.ok(!jobView(driver.job).events.some((event) => event.peerId === "D"));
   });
 
+  it("drops a bid whose stake cannot be read without reporting the bidder", () => {
+    const driver = new Driver().placed(["A"]);
+    const offer = {
+      type: "bid" as const,
+      bid: { jobId: JOB_ID, executor: operators.A!, pricePerMegaFuel: "1", expiresAt: "99999999" },
+      signature: `0x${"22".repeat(65)}` as Hex,
+      peerKey: `0x${"33".repeat(32)}` as Hex,
+      freeSlots: 1,
+    };
+    driver.send({ type: "offer_received", from: "A", offer, donor: undefined });
+    driver.send({
+      type: "bid_checked",
+      from: "A",
+      round: 1,
+      refusal: { reason: "stake_unknown", detail: "the chain cannot be read" },
+    });
+    assert.equal(driver.of("misbehaved").length, 0);
+    assert.equal(driver.job.round?.candidates.length ?? 0, 0);
+  });
+
   it("parks with the donors' own reason when all decline, and with timeout when no one answers", () => {
     const declined = new Driver().placed(["A", "B"]);
     for (const peer of ["A", "B"])

@@ -277,7 +277,8 @@ class Transition {
     if (!candidate) {
       const { reason, detail } = refusal ?? { reason: "bid_unstaked", detail: "the bid was not usable" };
       if (reason === "bid_unstaked") job.totals.unstaked++;
-      this.effects.push({ type: "misbehaved", peerId: from, reason, detail });
+      // A stake that cannot be read says nothing against the bidder.
+      if (reason !== "stake_unknown") this.effects.push({ type: "misbehaved", peerId: from, reason, detail });
       return round.closed ? undefined : this.answered(from);
     }
     if (round.closed || isFinal(job))

@@ -58,7 +58,8 @@ export interface BuyerSigner {
 
 /** DonorRegistry: is `operator` active with this peer key? */
 export interface StakeLookup {
-  isActive(operator: Address, peerKey: Hex): Promise<boolean>;
+  /** `requester` is the peer whose message asks for the lookup: reads are rate-limited per requester. */
+  status(operator: Address, peerKey: Hex, requester?: string): Promise<"active" | "inactive" | "unknown">;
 }
 
 /** The tables the buyer keeps its jobs in. */

@@ -328,7 +328,12 @@ export class Buyer {
     const bid = bidFromWire(offer.bid);
     if (bid.jobId !== jobId)
       return checked({ refusal: { reason: "bad_spec", detail: "the bid names another job" } });
-    if (!(await stakes.isActive(bid.executor, offer.peerKey)))
+    const stake = await stakes.status(bid.executor, offer.peerKey, from);
+    if (stake === "unknown")
+      return checked({
+        refusal: { reason: "stake_unknown", detail: "the bidder's stake cannot be read right now" },
+      });
+    if (stake === "inactive")
       return checked({
         refusal: { reason: "bid_unstaked", detail: "the bidder is not an active staked donor" },
       });

@@ -4,6 +4,8 @@ import { dirname, extname, isAbsolute, join, resolve } from "node:path";
 import { parse as parseToml } from "smol-toml";
 import { z } from "zod/v4";
 import { AddressSchema, MultiaddrStringSchema } from "../protocol/index.ts";
+import { DEFAULT_POLICY_LIMITS } from "../runtime/policy.ts";
+import { OFFER_LIMIT } from "./donor-machine.ts";
 
 const bigintLike = z
   .union([
@@ -24,12 +26,31 @@ const DonorConfigSchema = z.strictObject({
   /** Buyers whose jobs this donor runs; empty runs everyone's. */
   acceptedAuthors: z.array(AddressSchema).max(1024).default([]),
   maxFuel: bigintLike.default(50_000_000_000n),
-  maxMemoryPages: z.number().int().min(1).max(65_536).default(1024),
+  /** Largest memory cap accepted, in 64 KiB pages; the runtime runs no job above its own cap. */
+  maxMemoryPages: z
+    .number()
+    .int()
+    .min(1)
+    .max(
+      DEFAULT_POLICY_LIMITS.maxMemoryPages,
+      `must be at most the runtime's memory cap of ${DEFAULT_POLICY_LIMITS.maxMemoryPages} pages`,
+    )
+    .default(1024),
   maxTimeoutMs: z.number().int().min(1).max(3_600_000).default(120_000),
   /** How often the capability advert is gossiped. */
   advertIntervalMs: z.number().int().min(100).max(600_000).default(2_000),
   /** How long signed receipts collect before they are written, provided and announced as one batch. */
   receiptBatchMs: z.number().int().min(10).max(600_000).default(10_000),
+  /**
+   * Announced jobs considered per buyer and second; the rest of that second's jobs from
+   * the buyer get no answer. Bounds the bids one buyer can make this node sign.
+   */
+  announcedJobsPerBuyerPerSecond: z.number().int().min(1).max(100_000).default(1_000),
+  /**
+   * Bids kept per buyer until it assigns them; a newer bid pushes out that buyer's oldest
+   * (assigning it is then refused as expired). No buyer can push out another's bids.
+   */
+  outstandingBidsPerBuyer: z.number().int().min(1).max(OFFER_LIMIT).default(512),
 });
 
 const BuyerConfigSchema = z.strictObject({

@@ -16,6 +16,7 @@ import {
   CapabilityAdvertSchema,
   JobAnnounceBatchSchema,
   MESSAGE_LIMITS,
+  PROTOCOL_ASSIGN,
   PROTOCOL_BID,
   PROTOCOL_RECEIPT,
   PROTOCOL_STATUS,
@@ -23,18 +24,24 @@ import {
   TOPIC_JOBS,
   TOPIC_RECEIPTS,
   ReceiptBatchAnnounceSchema,
+  CID,
   cellDomain,
+  signBid,
+  signReceipt,
 } from "../protocol/index.ts";
 import { createRuntime, WORKER_SOURCE } from "../runtime/index.ts";
 import { openStore } from "../store/index.ts";
 import type { Store } from "../store/index.ts";
 import { Buyer } from "./buyer.ts";
 import { meshBuyerNetwork, operatorSigner } from "./buyer-ports.ts";
-import type { Misbehaved } from "./buyer-ports.ts";
+import { refusalRecorder } from "./refusals.ts";
+import type { Misbehaved } from "./refusals.ts";
 import type { NodeConfig } from "./config.ts";
 import type { NodeContext } from "./context.ts";
 import { errorMessage } from "./util.ts";
 import { Donor } from "./donor.ts";
+import type { DonorPorts } from "./donor-ports.ts";
+import { DonorStore } from "./donor-store.ts";
 import { bundledEntry } from "./launch.ts";
 import { protocolSpecs } from "./protocols.ts";
 import { AdvertIntake } from "./adverts.ts";
@@ -53,6 +60,8 @@ const HEAP_GROWING_FLAG = "--heap-growing-percent=30";
 
 /** Job announcements accepted per buyer and second; a busy buyer batches its jobs into fewer. */
 const ANNOUNCES_PER_SECOND = 200;
+/** How long a buyer has to acknowledge a batch of deliveries. */
+const DELIVERY_TIMEOUT_MS = 5_000;
 
 export interface StartNodeOptions {
   logger?: Logger;
@@ -127,13 +136,13 @@ async function assemble(
   const { mesh, log } = ctx;
   const peerBook = new PeerBook();
   const adverts = new AdvertIntake(ctx, peerBook);
-  const donor = new Donor(ctx, donorPolicy(ctx.config));
-  const misbehaviour = new Map<string, number>();
-  const misbehaved: Misbehaved = (peerId, reason, detail) => {
-    log.debug({ peerId, reason, detail }, "refused a peer's message");
-    // Keyed by reason code: a fixed, small set.
-    misbehaviour.set(reason, (misbehaviour.get(reason) ?? 0) + 1);
-  };
+  const refusals = refusalRecorder(mesh, log);
+  const donor = new Donor(donorPorts(ctx, refusals.misbehaved), {
+    policy: donorPolicy(ctx.config),
+    advertIntervalMs: ctx.config.donor.advertIntervalMs,
+    announcedJobsPerBuyerPerSecond: ctx.config.donor.announcedJobsPerBuyerPerSecond,
+    outstandingBidsPerBuyer: ctx.config.donor.outstandingBidsPerBuyer,
+  });
   const buyer = new Buyer({
     config: ctx.config.buyer,
     log,
@@ -143,7 +152,7 @@ async function assemble(
     signer: operatorSigner(ctx.operator, ctx.domain),
     stakes: ctx.stakes,
     donors: peerBook,
-    misbehaved,
+    misbehaved: refusals.misbehaved,
   });
 
   mesh.subscribe(TOPIC_CAPS, CapabilityAdvertSchema, (advert, from) => adverts.onAdvert(advert, from), {
@@ -171,7 +180,10 @@ async function assemble(
     acks: await Promise.all(batch.deliveries.map((delivery) => buyer.onDelivery(delivery, from))),
   }));
   await mesh.handle(PROTOCOL_BID, protocolSpecs.bid, async (batch, from) => buyer.onBids(batch, from));
-  if (ctx.config.donor.enabled) await donor.start();
+  if (ctx.config.donor.enabled) {
+    await mesh.handle(PROTOCOL_ASSIGN, protocolSpecs.assign, (batch, from) => donor.onAssign(batch, from));
+    donor.start();
+  }
   buyer.start();
 
   let stopped = false;
@@ -188,7 +200,7 @@ async function assemble(
     on: (_event, listener) => buyer.on(listener),
     off: (_event, listener) => buyer.off(listener),
     peers: () => peerViews(mesh, peerBook, ctx.stakes),
-    rejections: () => mergeCounts(mesh.rejectionCounts(), misbehaviour),
+    rejections: () => mergeCounts(mesh.rejectionCounts(), refusals.counts),
     executedReceipts: () => donor.signedReceipts(),
     stop: async () => {
       if (stopped) return;
@@ -260,7 +272,10 @@ function waitForJob(buyer: Buyer, jobId: Hex, timeoutMs: number) {
   });
 }
 
-function mergeCounts(counts: Record<string, number>, more: ReadonlyMap<string, number>): Record<string, number> {
+function mergeCounts(
+  counts: Record<string, number>,
+  more: ReadonlyMap<string, number>,
+): Record<string, number> {
   const merged = { ...counts };
   for (const [reason, count] of more) merged[reason] = (merged[reason] ?? 0) + count;
   return merged;
@@ -293,6 +308,66 @@ function peerViews(mesh: MeshNode, peerBook: PeerBook, stakes: StakeCache): Peer
     });
   }
   return [...views.values()];
+}
+
+/** The donor's ports on the node's mesh, store, keys and stake cache. */
+function donorPorts(ctx: NodeContext, misbehaved: Misbehaved): DonorPorts {
+  const { mesh, log, operator, domain } = ctx;
+  return {
+    clock: {
+      now: ctx.now,
+      after: (delayMs, fire) => {
+        const timer = setTimeout(fire, delayMs);
+        timer.unref();
+        return () => clearTimeout(timer);
+      },
+    },
+    network: {
+      peerId: mesh.peerId,
+      multiaddrs: () => mesh.multiaddrs(),
+      sendBids: async (buyerPeer, offers) => {
+        await mesh.request(buyerPeer, PROTOCOL_BID, protocolSpecs.bid, { type: "bids", offers });
+      },
+      sendDeliveries: async (buyerPeer, deliveries) => {
+        const { acks } = await mesh.request(
+          buyerPeer,
+          PROTOCOL_RECEIPT,
+          protocolSpecs.receipt,
+          { type: "deliveries", deliveries },
+          { timeoutMs: DELIVERY_TIMEOUT_MS },
+        );
+        return acks;
+      },
+      publishAdvert: async (advert) => {
+        await mesh.publish(TOPIC_CAPS, CapabilityAdvertSchema, advert, { maxBytes: MESSAGE_LIMITS.advert });
+      },
+      fetchBlock: (cid, from, timeoutMs) => mesh.fetchBlock(CID.parse(cid), { from, timeoutMs }),
+    },
+    jobs: new DonorStore({
+      store: ctx.store,
+      log,
+      executor: ctx.operatorAddress,
+      provider: ctx.provider,
+      publishReceiptBatch: async (announce) => {
+        await mesh.publish(TOPIC_RECEIPTS, ReceiptBatchAnnounceSchema, announce, {
+          maxBytes: MESSAGE_LIMITS.receiptBatchAnnounce,
+        });
+      },
+      receiptBatchMs: ctx.config.donor.receiptBatchMs,
+    }),
+    signer: {
+      address: ctx.operatorAddress,
+      peerKey: ctx.peerKeyHex,
+      domain,
+      signBid: (bid) => signBid(operator, domain, bid),
+      signReceipt: (receipt) => signReceipt(operator, domain, receipt),
+    },
+    stakes: { selfActive: () => ctx.stakes.isActive(ctx.operatorAddress, ctx.peerKeyHex) },
+    runtime: ctx.runtime,
+    // Application-level refusals; they count against the peer once the mesh scores them.
+    misbehaved,
+    log,
+  };
 }
 
 function donorPolicy(config: NodeConfig): DonorPolicy {

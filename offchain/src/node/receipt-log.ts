@@ -1,14 +1,18 @@
 import type { Address, Hex } from "viem";
-import {
-  MESSAGE_LIMITS,
-  RECEIPT_BATCH_MAX,
-  ReceiptBatchAnnounceSchema,
-  TOPIC_RECEIPTS,
-  cidOf,
-} from "../protocol/index.ts";
-import type { ReceiptBatchBlock } from "../protocol/index.ts";
-import type { NodeContext } from "./context.ts";
-import { errorMessage, putKnownBlock } from "./context.ts";
+import { RECEIPT_BATCH_MAX, cidOf } from "../protocol/index.ts";
+import type { ReceiptBatchAnnounce, ReceiptBatchBlock } from "../protocol/index.ts";
+import type { Store } from "../store/index.ts";
+import { errorMessage } from "./context.ts";
+import type { DonorLog } from "./donor-ports.ts";
+
+/** What the log writes to: the store, the DHT's provide queue and the receipts topic. */
+export interface ReceiptLogDeps {
+  store: Store;
+  log: DonorLog;
+  executor: Address;
+  provider: { add(cid: string): void; withdraw(cid: string): void };
+  publish(announce: ReceiptBatchAnnounce): Promise<void>;
+}
 
 /** Where the log keeps its head: the last batched receipt row, the newest batch and its number. */
 const HEAD_KEY = "receipts.batchHead";
@@ -36,7 +40,7 @@ interface Entry {
  * a crash before their batch is written batches them at the next start.
  */
 export class ReceiptLog {
-  readonly #ctx: NodeContext;
+  readonly #deps: ReceiptLogDeps;
   readonly #intervalMs: number;
   #pending: Entry[] = [];
   #head: Head = { through: 0, cid: null, sequence: 0 };
@@ -45,8 +49,8 @@ export class ReceiptLog {
   #writing: Promise<void> = Promise.resolve();
   #stopped = false;
 
-  constructor(ctx: NodeContext, intervalMs: number) {
-    this.#ctx = ctx;
+  constructor(deps: ReceiptLogDeps, intervalMs: number) {
+    this.#deps = deps;
     this.#intervalMs = intervalMs;
   }
 
@@ -57,10 +61,10 @@ export class ReceiptLog {
 
   /** Loads the head and queues this executor's receipts that no batch lists yet. */
   start(): void {
-    const stored = this.#ctx.store.meta.getJson(HEAD_KEY) as Head | undefined;
+    const stored = this.#deps.store.meta.getJson(HEAD_KEY) as Head | undefined;
     if (stored) this.#head = stored;
-    const own = this.#ctx.operatorAddress.toLowerCase();
-    for (const row of this.#ctx.store.receipts.list({ afterId: this.#head.through })) {
+    const own = this.#deps.executor.toLowerCase();
+    for (const row of this.#deps.store.receipts.list({ afterId: this.#head.through })) {
       if (row.cid !== null && row.executor.toLowerCase() === own)
         this.#pending.push({ rowId: row.id, jobId: row.jobId as Hex, cid: row.cid });
     }
@@ -94,17 +98,17 @@ export class ReceiptLog {
     if (this.#pending.length > 0) this.#schedule();
     this.#writing = this.#writing.then(() =>
       this.#write(entries).catch((err: unknown) =>
-        this.#ctx.log.warn({ err: errorMessage(err) }, "could not write a receipt batch"),
+        this.#deps.log.warn({ err: errorMessage(err) }, "could not write a receipt batch"),
       ),
     );
   }
 
   async #write(entries: Entry[]): Promise<void> {
-    const ctx = this.#ctx;
+    const deps = this.#deps;
     const sequence = this.#head.cid === null ? 0 : this.#head.sequence + 1;
     const block: ReceiptBatchBlock = {
       type: "cell-receipt-batch/1",
-      executor: ctx.operatorAddress.toLowerCase() as Address,
+      executor: deps.executor.toLowerCase() as Address,
       sequence,
       previous: this.#head.cid,
       receipts: entries.map(({ jobId, cid }) => ({ jobId, cid })),
@@ -113,10 +117,10 @@ export class ReceiptLog {
     const batchCid = (await cidOf(bytes)).toString();
     const head: Head = { through: entries.at(-1)!.rowId, cid: batchCid, sequence };
     // Not fsynced on its own: the receipts are, and a batch lost to a power cut is written again.
-    await ctx.store.commit(
+    await deps.store.commit(
       () => {
-        putKnownBlock(ctx, batchCid, bytes);
-        ctx.store.meta.setJson(HEAD_KEY, head);
+        putKnownBlock(deps, batchCid, bytes);
+        deps.store.meta.setJson(HEAD_KEY, head);
       },
       { durable: false },
     );
@@ -124,17 +128,23 @@ export class ReceiptLog {
     this.#head = head;
     if (this.#stopped) return;
     // Only the newest batch is provided: older ones are reached through its `previous` links.
-    ctx.provider.add(batchCid);
-    if (previous !== null) ctx.provider.withdraw(previous);
-    ctx.mesh
-      .publish(
-        TOPIC_RECEIPTS,
-        ReceiptBatchAnnounceSchema,
-        { type: "receipt_batch", executor: block.executor, batchCid, sequence, count: entries.length },
-        { maxBytes: MESSAGE_LIMITS.receiptBatchAnnounce },
-      )
+    deps.provider.add(batchCid);
+    if (previous !== null) deps.provider.withdraw(previous);
+    deps
+      .publish({ type: "receipt_batch", executor: block.executor, batchCid, sequence, count: entries.length })
       .catch((err: unknown) =>
-        ctx.log.debug({ batchCid, err: errorMessage(err) }, "receipt batch announce not sent"),
+        deps.log.debug({ batchCid, err: errorMessage(err) }, "receipt batch announce not sent"),
       );
   }
+}
+
+/**
+ * Stores a block whose CID is known as part of the caller's `store.commit` batch:
+ * `putWithCid` checks the hash and inserts synchronously, so the write joins the
+ * surrounding transaction and shares its fsync.
+ */
+export function putKnownBlock(deps: { store: Store; log: DonorLog }, cid: string, bytes: Uint8Array): void {
+  deps.store.blocks
+    .putWithCid(cid, bytes)
+    .catch((err: unknown) => deps.log.warn({ cid, err: errorMessage(err) }, "could not store a block"));
 }

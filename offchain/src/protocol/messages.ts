@@ -57,6 +57,7 @@ export const REASON_CODES = [
   "bid_late",
   /** The bidder is not active in DonorRegistry with its peer key. */
   "bid_unstaked",
+  "stake_unknown",
   /** The bid names a job this node never announced. */
   "bid_unknown_job",
   "not_staked",

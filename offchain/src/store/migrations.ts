@@ -238,6 +238,16 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX receipts_by_cid ON receipts (cid);
     `,
   },
+  {
+    version: 4,
+    name: "an executor's outbox of receipts its buyer has not acknowledged",
+    // outbox_peer is the buyer a signed receipt still goes to; NULL once acknowledged (or
+    // given up on). The partial index holds only the receipts waiting, oldest first.
+    sql: `
+      ALTER TABLE receipts ADD COLUMN outbox_peer TEXT;
+      CREATE INDEX receipts_outbox ON receipts (id) WHERE outbox_peer IS NOT NULL;
+    `,
+  },
 ];
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS.at(-1)?.version ?? 0;

@@ -50,6 +50,8 @@ export class ReceiptsRepository {
   readonly #forJob: StatementSync;
   readonly #byCid: StatementSync;
   readonly #list: StatementSync;
+  readonly #setOutbox: StatementSync;
+  readonly #outbox: StatementSync;
 
   constructor(db: DatabaseSync, now: () => number) {
     this.#now = now;
@@ -64,6 +66,28 @@ export class ReceiptsRepository {
     this.#forJob = db.prepare(`SELECT ${COLUMNS} FROM receipts WHERE job = ${JOB_ROW} ORDER BY id ASC`);
     this.#byCid = db.prepare(`SELECT ${COLUMNS} FROM receipts WHERE cid = ? ORDER BY id ASC LIMIT 1`);
     this.#list = db.prepare(`SELECT ${COLUMNS} FROM receipts WHERE id > ? ORDER BY id ASC LIMIT ?`);
+    this.#setOutbox = db.prepare("UPDATE receipts SET outbox_peer = ? WHERE id = ?");
+    this.#outbox = db.prepare(
+      `SELECT ${COLUMNS}, outbox_peer FROM receipts WHERE outbox_peer IS NOT NULL ORDER BY id ASC LIMIT ?`,
+    );
+  }
+
+  /** Puts receipt `id` in the outbox: it is still to be delivered to `peerId`. */
+  enqueueDelivery(id: number, peerId: string): void {
+    this.#setOutbox.run(requireText(peerId, "receipts.enqueueDelivery: peerId", 256), id);
+  }
+
+  /** Takes receipt `id` out of the outbox (acknowledged, or given up on). */
+  leaveOutbox(id: number): void {
+    this.#setOutbox.run(null, id);
+  }
+
+  /** Receipts in the outbox with the peer each goes to, oldest first. */
+  outbox(limit = -1): (ReceiptRow & { peerId: string })[] {
+    return (this.#outbox.all(limit) as SqlRow[]).map((row) => ({
+      ...toReceiptRow(row),
+      peerId: str(row, "outbox_peer"),
+    }));
   }
 
   /**
