@@ -53,14 +53,30 @@ class RequestCount {
   }
 }
 
-/** An HTTP relay in front of the devnet that can be cut off, as an RPC provider outage. */
-async function relay(target: string): Promise<{ url: string; down: boolean; server: Server }> {
-  const state = { url: "", down: false, server: undefined as unknown as Server };
+interface Relay {
+  url: string;
+  /** Cut off: every connection is reset, as in an RPC provider outage. */
+  down: boolean;
+  /** Refuses eth_getLogs over more blocks than this, as providers do. */
+  maxLogRange: bigint | undefined;
+  server: Server;
+}
+
+/** An HTTP relay in front of the devnet with a provider's failures. */
+async function relay(target: string): Promise<Relay> {
+  const state: Relay = {
+    url: "",
+    down: false,
+    maxLogRange: undefined,
+    server: undefined as unknown as Server,
+  };
   state.server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on("data", (chunk: Buffer) => chunks.push(chunk));
     req.on("end", () => {
       if (state.down) return void res.socket?.destroy();
+      const refusal = refusedLogRange(Buffer.concat(chunks).toString(), state.maxLogRange);
+      if (refusal) return void res.writeHead(200, { "content-type": "application/json" }).end(refusal);
       fetch(target, {
         method: "POST",
         headers: { "content-type": "application/json" },
@@ -75,6 +91,19 @@ async function relay(target: string): Promise<{ url: string; down: boolean; serv
   await new Promise<void>((resolve) => state.server.listen(0, "127.0.0.1", resolve));
   state.url = `http://127.0.0.1:${(state.server.address() as AddressInfo).port}`;
   return state;
+}
+
+/** A JSON-RPC error answer to an eth_getLogs call over more than `max` blocks. */
+function refusedLogRange(body: string, max: bigint | undefined): string | undefined {
+  const call = JSON.parse(body) as { id: number; method: string; params: [{ fromBlock: Hex; toBlock: Hex }] };
+  if (max === undefined || call.method !== "eth_getLogs") return undefined;
+  const range = BigInt(call.params[0].toBlock) - BigInt(call.params[0].fromBlock) + 1n;
+  if (range <= max) return undefined;
+  return JSON.stringify({
+    jsonrpc: "2.0",
+    id: call.id,
+    error: { code: -32005, message: `query exceeds max block range ${max}` },
+  });
 }
 
 async function waitFor(what: string, condition: () => boolean, timeoutMs = 20_000): Promise<void> {
@@ -187,6 +216,23 @@ describe("registry follower on a Hardhat chain", () => {
     );
     assert.equal(replay.count.of("eth_call"), 0, "no per-donor reads");
     await replay.follower.stop();
+  });
+
+  it("halves the block range of a call the provider refuses", async () => {
+    rpc.maxLogRange = 2n;
+    try {
+      const capped = follow({ blockRange: 1_000 });
+      assert.equal(await capped.follower.synced(20_000), true);
+      assert.equal(capped.follower.status(a.operator.address, a.peerKey), "active");
+      assert.ok(
+        capped.count.logRanges.some((range) => range > 2n),
+        "the first calls were refused",
+      );
+      assert.ok(capped.count.logRanges.at(-1)! <= 2n, "the last ones fit the provider's cap");
+      await capped.follower.stop();
+    } finally {
+      rpc.maxLogRange = undefined;
+    }
   });
 
   it("follows registration, top-up, unbonding, slashing and a new minimum within one poll", async () => {

@@ -25,7 +25,8 @@ export interface RegistryFollowerOptions {
  * Follows DonorRegistry's events into a RegistryView: the first poll replays the registry's
  * logs from the deployment block, and every `pollMs` after that one eth_blockNumber is read
  * and, when the chain moved, the new blocks' logs are fetched, at most `blockRange` blocks a
- * call. An idle chain therefore costs one request a poll, however many donors there are, and
+ * call (a refused call is retried with half the range, down to one block, for the rest of
+ * that poll). An idle chain therefore costs one request a poll, however many donors there are, and
  * stake lookups never touch the RPC. A failed poll changes nothing; the view answers from
  * what it has until it is `staleMs` behind, then "unknown" until a poll succeeds again.
  * A head below the view's (a restarted devnet, a reorganisation deeper than `confirmations`)
@@ -89,15 +90,24 @@ export class RegistryFollower {
     const target = latest - BigInt(this.#options.confirmations);
     if (this.#view.head !== undefined && target < this.#view.head) this.#view.reset();
     let from = this.#view.head === undefined ? deployment.deployBlock : this.#view.head + 1n;
+    let range = BigInt(this.#options.blockRange);
     while (from <= target) {
-      const to = minBig(from + BigInt(this.#options.blockRange) - 1n, target);
-      const logs = await publicClient.getContractEvents({
-        address: deployment.donorRegistry,
-        abi: donorRegistryAbi,
-        fromBlock: from,
-        toBlock: to,
-        strict: true,
-      });
+      const to = minBig(from + range - 1n, target);
+      let logs;
+      try {
+        logs = await publicClient.getContractEvents({
+          address: deployment.donorRegistry,
+          abi: donorRegistryAbi,
+          fromBlock: from,
+          toBlock: to,
+          strict: true,
+        });
+      } catch (err) {
+        // Providers cap a call's block range or result count: halve the range, down to one block.
+        if (to === from) throw err;
+        range = (to - from + 1n) / 2n;
+        continue;
+      }
       for (const log of logs) {
         const event = registryEventOf(log);
         if (event) this.#view.apply(event);
