@@ -87,7 +87,7 @@ async function prepareCluster(root: string, devnet: Devnet): Promise<Cluster> {
       passphrase: PASSPHRASE,
       api: { enabled: false },
       chain: {
-        ...(options.defaultTimers ? {} : { cacheTtlMs: 5_000 }),
+        ...(options.defaultTimers ? {} : { stakePollMs: 1_000 }),
         rpcUrl: devnet.rpcUrl,
         deploymentFile,
       },

@@ -60,6 +60,10 @@ export {
   paidVoucherFlags,
 } from "./settlement.ts";
 export type { BatchVoucher, SignedVoucher } from "./settlement.ts";
+export { RegistryFollower, registryEventOf } from "./registry-follower.ts";
+export type { RegistryFollowerOptions } from "./registry-follower.ts";
+export { RegistryView } from "./registry-view.ts";
+export type { RegistryEvent, RegistryViewOptions, StakeStatus } from "./registry-view.ts";
 export { DEFAULT_CHALLENGE_WINDOW, defaultDonorParams, deployCell } from "./deploy.ts";
 export type { DeployOptions } from "./deploy.ts";
 export {

@@ -75,14 +75,25 @@ const BuyerConfigSchema = z.strictObject({
   maxInFlight: z.number().int().min(1).max(100_000).default(256),
 });
 
-const ChainConfigSchema = z.strictObject({
-  rpcUrl: z.url().default("http://127.0.0.1:8545"),
-  chainId: z.number().int().positive().optional(),
-  /** deployments/<chainId>.json by default. */
-  deploymentFile: z.string().max(4096).optional(),
-  /** How long a DonorRegistry read is trusted. */
-  cacheTtlMs: z.number().int().min(0).max(3_600_000).default(30_000),
-});
+const ChainConfigSchema = z
+  .strictObject({
+    rpcUrl: z.url().default("http://127.0.0.1:8545"),
+    chainId: z.number().int().positive().optional(),
+    /** deployments/<chainId>.json by default. */
+    deploymentFile: z.string().max(4096).optional(),
+    /** How often DonorRegistry's new events are fetched (one eth_blockNumber a poll while the chain is idle). */
+    stakePollMs: z.number().int().min(50).max(600_000).default(10_000),
+    /** Stake answers turn "unknown" once the registry view has not caught up with the chain for this long. */
+    stakeStaleMs: z.number().int().min(100).max(86_400_000).default(120_000),
+    /** Most blocks asked for in one eth_getLogs call (providers cap the range). */
+    logBlockRange: z.number().int().min(1).max(1_000_000).default(1_000),
+    /** Blocks behind the head the registry view follows; public networks set their reorganisation depth. */
+    confirmations: z.number().int().min(0).max(10_000).default(0),
+  })
+  .refine((chain) => chain.stakeStaleMs > chain.stakePollMs, {
+    message: "must be longer than chain.stakePollMs",
+    path: ["stakeStaleMs"],
+  });
 
 export const NodeConfigSchema = z.strictObject({
   dataDir: z.string().min(1).max(4096).default(join(homedir(), ".cell")),

@@ -5,7 +5,8 @@ import { pino } from "pino";
 import type { Logger } from "pino";
 import { createPublicClient, http } from "viem";
 import type { Address, Hex } from "viem";
-import { createReader, isActiveDonor, parseDeployment, readDeployment } from "../chain/index.ts";
+import { createReader, parseDeployment, readDeployment, RegistryFollower } from "../chain/index.ts";
+import type { ChainReader } from "../chain/index.ts";
 import type { Deployment } from "../chain/index.ts";
 import { loadOrCreateIdentity } from "../identity/index.ts";
 import { DEFAULT_DONOR_POLICY } from "../market/index.ts";
@@ -110,10 +111,7 @@ export async function startNode(config: NodeConfig, options: StartNodeOptions = 
       store,
       runtime,
       provider,
-      stakes: new StakeCache(
-        (operator, peerKey) => isActiveDonor(reader, operator, peerKey),
-        config.chain.cacheTtlMs,
-      ),
+      stakes: new StakeCache(await followRegistry(reader, config, log, cleanup)),
       domain: cellDomain(deployment.chainId, deployment.donorRegistry),
       operator: identity.operator,
       operatorAddress: identity.operatorAddress,
@@ -227,6 +225,35 @@ async function assemble(
     "cell node started",
   );
   return node;
+}
+
+/** How long a starting node waits for its first view of DonorRegistry before it goes on without. */
+const FIRST_SYNC_TIMEOUT_MS = 10_000;
+
+/** Follows DonorRegistry's events for the node's stake lookups; stopped with the node. */
+async function followRegistry(
+  reader: ChainReader,
+  config: NodeConfig,
+  log: Logger,
+  cleanup: (() => Promise<void> | void)[],
+): Promise<RegistryFollower> {
+  const { stakePollMs, stakeStaleMs, logBlockRange, confirmations } = config.chain;
+  const follower = new RegistryFollower(reader, {
+    pollMs: stakePollMs,
+    staleMs: stakeStaleMs,
+    blockRange: logBlockRange,
+    confirmations,
+    onError: (err, failuresInARow) =>
+      log[failuresInARow === 1 ? "warn" : "debug"](
+        { err: errorMessage(err), failuresInARow },
+        "reading DonorRegistry's events failed",
+      ),
+  });
+  follower.start();
+  cleanup.unshift(() => follower.stop());
+  if (!(await follower.synced(FIRST_SYNC_TIMEOUT_MS)))
+    log.warn("no view of DonorRegistry yet: stakes are unknown until the chain answers");
+  return follower;
 }
 
 /** The runtime worker as a bundle, built like a node's own (launch.ts); undefined runs its TypeScript. */

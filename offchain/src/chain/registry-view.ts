@@ -1,0 +1,171 @@
+import type { Address, Hex } from "viem";
+
+/** What is known of a donor's stake: "unknown" when the chain could not be (or was not) read. */
+export type StakeStatus = "active" | "inactive" | "unknown";
+
+/** The DonorRegistry events that decide whether an operator is active, reduced to what matters. */
+export type RegistryEvent =
+  | { type: "params"; minStake: bigint }
+  | { type: "staked"; donor: Address; bonded: bigint }
+  | { type: "registered"; donor: Address; operator: Address; peerKey: Hex }
+  | { type: "unbond"; donor: Address; amount: bigint }
+  | { type: "slashed"; operator: Address; amount: bigint };
+
+export interface RegistryViewOptions {
+  /** A view not caught up with the chain for longer than this answers "unknown". */
+  staleMs: number;
+  /** Registered donors kept (default 100,000). */
+  maxDonors?: number;
+  /** Bonded amounts of donors that staked but did not register yet (default 10,000). */
+  maxStakers?: number;
+}
+
+interface Donor {
+  donor: string;
+  peerKey: string;
+  /** Undefined when the amount was not followed (the donor's stake was dropped before it registered). */
+  bonded: bigint | undefined;
+}
+
+/**
+ * DonorRegistry's state as far as stake checks need it, built by applying the registry's
+ * events in chain order: an operator is active while it is registered with the asked peer
+ * key and its donor's bonded stake is at least `minStake` (DonorRegistry.isActive).
+ *
+ * `Staked` carries the donor's new bonded total; `UnbondRequested` and `Slashed` take from it
+ * (a slash takes from bonded stake first, so `min(amount, bonded)`); `Withdrawn` and
+ * `MetadataUpdated` change nothing that matters here. Registrations are final: the contract
+ * has no deregistration and no key rotation.
+ *
+ * Answers: "unknown" while the view has never caught up with the chain, has not for longer
+ * than `staleMs`, or does not hold the operator (it may have registered after the view's
+ * head, or been dropped by the bound below); "inactive" only for a registered operator the
+ * view holds with another peer key or too little bonded stake.
+ *
+ * Bounds: `maxDonors` registered donors and `maxStakers` unregistered stakers, the least
+ * recently changed dropped first. A dropped operator answers "unknown", never a wrong
+ * "active" or "inactive"; a staker dropped before it registers is held with an unknown amount
+ * (answering "unknown") until its next `Staked` event. Registering costs `minStake` bonded,
+ * staking a transaction, so filling either bound is paid for on-chain.
+ */
+export class RegistryView {
+  readonly #staleMs: number;
+  readonly #maxDonors: number;
+  readonly #maxStakers: number;
+  /** Registered donors by lower-cased operator. */
+  readonly #byOperator = new Map<string, Donor>();
+  /** Lower-cased donor wallet → lower-cased operator, for the registered ones. */
+  readonly #operatorOf = new Map<string, string>();
+  /** Bonded stake of donors not registered yet, by lower-cased donor wallet. */
+  readonly #stakers = new Map<string, bigint>();
+  #minStake: bigint | undefined;
+  #head: bigint | undefined;
+  #caughtUpAt: number | undefined;
+
+  constructor(options: RegistryViewOptions) {
+    this.#staleMs = options.staleMs;
+    this.#maxDonors = options.maxDonors ?? 100_000;
+    this.#maxStakers = options.maxStakers ?? 10_000;
+  }
+
+  /** The last block whose events are applied; undefined before the first. */
+  get head(): bigint | undefined {
+    return this.#head;
+  }
+
+  get minStake(): bigint | undefined {
+    return this.#minStake;
+  }
+
+  /** Registered donors held. */
+  get size(): number {
+    return this.#byOperator.size;
+  }
+
+  apply(event: RegistryEvent): void {
+    switch (event.type) {
+      case "params":
+        this.#minStake = event.minStake;
+        return;
+      case "staked":
+        return this.#setBonded(event.donor.toLowerCase(), () => event.bonded);
+      case "unbond":
+        return this.#setBonded(event.donor.toLowerCase(), (bonded) => minus(bonded, event.amount));
+      case "slashed": {
+        const donor = this.#byOperator.get(event.operator.toLowerCase());
+        if (donor) this.#setBonded(donor.donor, (bonded) => minus(bonded, event.amount));
+        return;
+      }
+      case "registered":
+        return this.#register(event);
+    }
+  }
+
+  /** The events of every block up to `block` are applied; `caughtUp` when that is the chain's head (at `now`). */
+  advanceTo(block: bigint, caughtUp: boolean, now: number): void {
+    this.#head = block;
+    if (caughtUp) this.#caughtUpAt = now;
+  }
+
+  /** Forgets everything, as before the first event (the chain was reset or reorganised below the head). */
+  reset(): void {
+    this.#byOperator.clear();
+    this.#operatorOf.clear();
+    this.#stakers.clear();
+    this.#minStake = undefined;
+    this.#head = undefined;
+    this.#caughtUpAt = undefined;
+  }
+
+  /** True while the view caught up with the chain less than `staleMs` ago. */
+  isFresh(now: number): boolean {
+    return this.#caughtUpAt !== undefined && now - this.#caughtUpAt <= this.#staleMs;
+  }
+
+  status(operator: Address, peerKey: Hex, now: number): StakeStatus {
+    if (!this.isFresh(now) || this.#minStake === undefined) return "unknown";
+    const donor = this.#byOperator.get(operator.toLowerCase());
+    if (!donor) return "unknown";
+    if (donor.peerKey !== peerKey.toLowerCase()) return "inactive";
+    if (donor.bonded === undefined) return "unknown";
+    return donor.bonded >= this.#minStake ? "active" : "inactive";
+  }
+
+  #register(event: Extract<RegistryEvent, { type: "registered" }>): void {
+    const wallet = event.donor.toLowerCase();
+    const operator = event.operator.toLowerCase();
+    const bonded = this.#stakers.get(wallet);
+    this.#stakers.delete(wallet);
+    this.#byOperator.delete(operator);
+    this.#byOperator.set(operator, { donor: wallet, peerKey: event.peerKey.toLowerCase(), bonded });
+    this.#operatorOf.set(wallet, operator);
+    if (this.#byOperator.size > this.#maxDonors) {
+      const [oldest, dropped] = this.#byOperator.entries().next().value as [string, Donor];
+      this.#byOperator.delete(oldest);
+      this.#operatorOf.delete(dropped.donor);
+    }
+  }
+
+  /** Changes a donor's bonded stake and marks it the most recently changed. */
+  #setBonded(wallet: string, change: (bonded: bigint | undefined) => bigint | undefined): void {
+    const operator = this.#operatorOf.get(wallet);
+    const donor = operator === undefined ? undefined : this.#byOperator.get(operator);
+    if (operator !== undefined && donor) {
+      donor.bonded = change(donor.bonded);
+      this.#byOperator.delete(operator);
+      this.#byOperator.set(operator, donor);
+      return;
+    }
+    const bonded = change(this.#stakers.get(wallet));
+    this.#stakers.delete(wallet);
+    if (bonded === undefined) return;
+    this.#stakers.set(wallet, bonded);
+    if (this.#stakers.size > this.#maxStakers)
+      this.#stakers.delete(this.#stakers.keys().next().value as string);
+  }
+}
+
+function minus(bonded: bigint | undefined, amount: bigint): bigint | undefined {
+  if (bonded === undefined) return undefined;
+  return amount >= bonded ? 0n : bonded - amount;
+}
