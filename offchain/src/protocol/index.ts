@@ -1,4 +1,5 @@
 export * from "./eip712.ts";
 export * from "./cid.ts";
+export * from "./limits.ts";
 export * from "./messages.ts";
 export * from "./signing.ts";

@@ -1,4 +1,5 @@
 import { z } from "zod/v4";
+import { DATA_LIMITS } from "./limits.ts";
 
 /**
  * Wire schemas of the job market. Every message from the network is parsed by one of
@@ -166,8 +167,8 @@ export const JobAnnounceSchema = z.strictObject({
   signature: SignatureSchema,
   moduleCid: CidStringSchema,
   inputCid: CidStringSchema,
-  moduleSize: uint(64 * 1024 * 1024),
-  inputSize: uint(64 * 1024 * 1024),
+  moduleSize: uint(DATA_LIMITS.moduleBytes),
+  inputSize: uint(DATA_LIMITS.inputBytes),
   buyerPeer: PeerIdStringSchema,
   providers: ProviderListSchema,
   providerAddrs: MultiaddrListSchema,
@@ -295,7 +296,6 @@ export type ExecutorState = (typeof EXECUTOR_STATES)[number];
 /** Buyer → executor on `/cell/status/1`: a liveness probe for an assigned job. */
 export const StatusRequestSchema = z.strictObject({ type: z.literal("status"), jobId: Bytes32Schema });
 export type StatusRequest = z.infer<typeof StatusRequestSchema>;
-
 
 // ── receipts ────────────────────────────────────────────────────────────────────────
 
