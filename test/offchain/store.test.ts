@@ -143,7 +143,7 @@ describe("migrations", () => {
     v2.close();
 
     const store = openStore(dir);
-    assert.equal(store.schemaVersion(), 3);
+    assert.equal(store.schemaVersion(), LATEST_SCHEMA_VERSION);
     assert.deepEqual(
       store.jobEvents.list("0xa").map((event) => [event.seq, event.kind]),
       [

@@ -238,6 +238,65 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX receipts_by_cid ON receipts (cid);
     `,
   },
+  {
+    version: 4,
+    name: "blocks keep their last use and the jobs that reference them, for garbage collection",
+    // The bytes move to the last column: the collector reads size and use of every block,
+    // and columns after a large blob are only reached through its overflow pages.
+    // block_refs is kept by triggers on jobs: a job's module and input (from its announce)
+    // and its output (from its result), so the collector and the block server find the jobs
+    // that reference a block by its CID. Receipt batch blocks are pinned (recognised by
+    // their type tag, 7b2274797065223a2263656c6c2d726563656970742d62617463682f3122 is
+    // '{"type":"cell-receipt-batch/1"'): they chain an executor's receipts and are never collected.
+    sql: `
+      ALTER TABLE blocks RENAME TO blocks_v3;
+      CREATE TABLE blocks (
+        cid TEXT PRIMARY KEY,
+        size INTEGER NOT NULL,
+        stored_at INTEGER NOT NULL,
+        used_at INTEGER NOT NULL,
+        pinned INTEGER NOT NULL DEFAULT 0,
+        bytes BLOB NOT NULL
+      ) STRICT;
+      INSERT INTO blocks (cid, size, stored_at, used_at, pinned, bytes)
+        SELECT cid, size, stored_at, stored_at,
+          substr(bytes, 1, 30) = X'7b2274797065223a2263656c6c2d726563656970742d62617463682f3122', bytes
+        FROM blocks_v3;
+      DROP TABLE blocks_v3;
+      CREATE INDEX blocks_by_use ON blocks (pinned, used_at);
+
+      CREATE TABLE block_refs (
+        job INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        cid TEXT NOT NULL,
+        PRIMARY KEY (job, kind)
+      ) STRICT, WITHOUT ROWID;
+      CREATE INDEX block_refs_by_cid ON block_refs (cid);
+      INSERT INTO block_refs (job, kind, cid)
+        SELECT id, 'module', spec ->> '$.announce.moduleCid' FROM jobs
+          WHERE spec ->> '$.announce.moduleCid' IS NOT NULL
+        UNION ALL SELECT id, 'input', spec ->> '$.announce.inputCid' FROM jobs
+          WHERE spec ->> '$.announce.inputCid' IS NOT NULL
+        UNION ALL SELECT id, 'output', result ->> '$.outputCid' FROM jobs
+          WHERE result ->> '$.outputCid' IS NOT NULL;
+      CREATE TRIGGER jobs_reference_blocks AFTER INSERT ON jobs BEGIN
+        INSERT OR REPLACE INTO block_refs (job, kind, cid)
+          SELECT NEW.id, 'module', NEW.spec ->> '$.announce.moduleCid'
+            WHERE NEW.spec ->> '$.announce.moduleCid' IS NOT NULL
+          UNION ALL SELECT NEW.id, 'input', NEW.spec ->> '$.announce.inputCid'
+            WHERE NEW.spec ->> '$.announce.inputCid' IS NOT NULL
+          UNION ALL SELECT NEW.id, 'output', NEW.result ->> '$.outputCid'
+            WHERE NEW.result ->> '$.outputCid' IS NOT NULL;
+      END;
+      CREATE TRIGGER jobs_reference_output AFTER UPDATE OF result ON jobs
+        WHEN NEW.result ->> '$.outputCid' IS NOT NULL BEGIN
+        INSERT OR REPLACE INTO block_refs (job, kind, cid) VALUES (NEW.id, 'output', NEW.result ->> '$.outputCid');
+      END;
+      CREATE TRIGGER jobs_unreference_blocks BEFORE DELETE ON jobs BEGIN
+        DELETE FROM block_refs WHERE job = OLD.id;
+      END;
+    `,
+  },
 ];
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS.at(-1)?.version ?? 0;
