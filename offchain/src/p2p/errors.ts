@@ -4,6 +4,7 @@ export const REJECT_REASONS = [
   "too_large",
   "rate_limited",
   "hash_mismatch",
+  "not_entitled",
   "handler_error",
   "unknown",
 ] as const;

@@ -29,7 +29,16 @@ export interface PenaltyPolicy {
 }
 
 export const DEFAULT_PENALTY_POLICY: PenaltyPolicy = {
-  weights: { malformed: 10, too_large: 10, rate_limited: 1, hash_mismatch: 25, handler_error: 0, unknown: 5 },
+  weights: {
+    malformed: 10,
+    too_large: 10,
+    rate_limited: 1,
+    hash_mismatch: 25,
+    // A block asked for by a peer not entitled to it: a stranger probing, or a fetch that raced its grant.
+    not_entitled: 5,
+    handler_error: 0,
+    unknown: 5,
+  },
   blockThreshold: 200,
   blockMs: 60_000,
   scoreHalfLifeMs: 60_000,
