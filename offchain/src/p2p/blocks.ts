@@ -220,10 +220,15 @@ export class BlockExchange {
       offsets.push(offset);
     const worker = async (): Promise<void> => {
       for (let offset = offsets.shift(); offset !== undefined; offset = offsets.shift()) {
-        const chunk = await this.#chunk(peerId, cid, offset, budget);
-        if (chunk === undefined || chunk.size !== first.size)
-          throw this.#lied(peerId, `the peer changed its answer for ${cid.toString()} mid-block`);
-        block.set(chunk.bytes, offset);
+        try {
+          const chunk = await this.#chunk(peerId, cid, offset, budget);
+          if (chunk === undefined || chunk.size !== first.size)
+            throw this.#lied(peerId, `the peer changed its answer for ${cid.toString()} mid-block`);
+          block.set(chunk.bytes, offset);
+        } catch (err) {
+          offsets.length = 0; // one failed chunk fails the block: the other workers stop asking
+          throw err;
+        }
       }
     };
     await Promise.all(Array.from({ length: Math.min(CHUNKS_IN_FLIGHT, offsets.length) }, worker));
