@@ -80,11 +80,13 @@ export interface Blockstore {
 export class SqliteBlockstore implements Blockstore {
   readonly #now: () => number;
   readonly #insert: StatementSync;
+  readonly #insertMeta: StatementSync;
   readonly #get: StatementSync;
   readonly #read: StatementSync;
   readonly #size: StatementSync;
   readonly #touch: StatementSync;
   readonly #delete: StatementSync;
+  readonly #deleteMeta: StatementSync;
   readonly #references: StatementSync;
   readonly #evidence: StatementSync;
   readonly #total: StatementSync;
@@ -94,35 +96,42 @@ export class SqliteBlockstore implements Blockstore {
   constructor(db: DatabaseSync, now: () => number) {
     this.#now = now;
     this.#insert = db.prepare(
-      `INSERT INTO blocks (cid, size, stored_at, used_at, pinned, bytes) VALUES (?, ?, ?, ?, ?, ?)
-       ON CONFLICT DO UPDATE SET used_at = excluded.used_at`,
+      "INSERT INTO blocks (cid, bytes, size, stored_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+    );
+    this.#insertMeta = db.prepare(
+      `INSERT INTO block_meta (cid, size, stored_at, used_at, pinned) VALUES (?, ?, ?, ?, ?)
+       ON CONFLICT DO UPDATE SET used_at = excluded.used_at WHERE used_at < excluded.used_at - ${USE_GRANULARITY_MS}`,
     );
     this.#get = db.prepare("SELECT bytes FROM blocks WHERE cid = ?");
     // substr reads the blob in SQLite's memory, the caller sees only the range.
-    this.#read = db.prepare("SELECT size, substr(bytes, ?, ?) AS bytes FROM blocks WHERE cid = ?");
-    this.#size = db.prepare("SELECT size FROM blocks WHERE cid = ?");
-    this.#touch = db.prepare("UPDATE blocks SET used_at = ? WHERE cid = ? AND used_at < ?");
+    this.#read = db.prepare(
+      "SELECT m.size, substr(b.bytes, ?, ?) AS bytes FROM block_meta m JOIN blocks b ON b.cid = m.cid WHERE m.cid = ?",
+    );
+    this.#size = db.prepare("SELECT size FROM block_meta WHERE cid = ?");
+    this.#touch = db.prepare("UPDATE block_meta SET used_at = ? WHERE cid = ? AND used_at < ?");
     this.#delete = db.prepare("DELETE FROM blocks WHERE cid = ?");
+    this.#deleteMeta = db.prepare("DELETE FROM block_meta WHERE cid = ?");
     this.#references = db.prepare(
       `SELECT j.job_id, j.role, j.state, r.kind, j.spec ->> '$.announce.buyerPeer' AS buyer_peer
        FROM block_refs r JOIN jobs j ON j.id = r.job WHERE r.cid = ? ORDER BY r.job DESC LIMIT ?`,
     );
     this.#evidence = db.prepare(
-      "SELECT (SELECT pinned FROM blocks WHERE cid = ?) = 1 OR EXISTS (SELECT 1 FROM receipts WHERE cid = ?) AS yes",
+      "SELECT (SELECT pinned FROM block_meta WHERE cid = ?) = 1 OR EXISTS (SELECT 1 FROM receipts WHERE cid = ?) AS yes",
     );
-    this.#total = db.prepare("SELECT COALESCE(SUM(size), 0) AS total FROM blocks");
+    this.#total = db.prepare("SELECT COALESCE(SUM(size), 0) AS total FROM block_meta");
     const collectable = `b.pinned = 0
       AND NOT EXISTS (SELECT 1 FROM block_refs r JOIN jobs j ON j.id = r.job
         WHERE r.cid = b.cid AND j.state IN ${UNFINISHED_STATES})
       AND NOT EXISTS (SELECT 1 FROM receipts WHERE cid = b.cid)`;
     const recentOutput = `EXISTS (SELECT 1 FROM block_refs r JOIN jobs j ON j.id = r.job
         WHERE r.cid = b.cid AND r.kind = 'output' AND j.updated_at >= ?)`;
+    // Both scan block_meta (small rows, no index to keep up on every put) once a collection.
     this.#idle = db.prepare(
-      `SELECT b.cid, b.size FROM blocks b
+      `SELECT b.cid, b.size FROM block_meta b
        WHERE b.used_at < ? AND ${collectable} AND NOT ${recentOutput}`,
     );
     this.#evictable = db.prepare(
-      `SELECT b.cid, b.size, ${recentOutput} AS recent_output FROM blocks b
+      `SELECT b.cid, b.size, ${recentOutput} AS recent_output FROM block_meta b
        WHERE ${collectable} ORDER BY recent_output ASC, b.used_at ASC`,
     );
   }
@@ -176,7 +185,9 @@ export class SqliteBlockstore implements Blockstore {
   }
 
   delete(cid: string): boolean {
-    return this.#delete.run(parseBlockCid(cid, "blocks.delete").toString()).changes > 0;
+    const key = parseBlockCid(cid, "blocks.delete").toString();
+    this.#deleteMeta.run(key);
+    return this.#delete.run(key).changes > 0;
   }
 
   references(cid: string, limit = 64): BlockReference[] {
@@ -212,6 +223,7 @@ export class SqliteBlockstore implements Blockstore {
     let deleted = 0;
     let freedBytes = 0;
     const drop = (row: { cid: string; size: number }): void => {
+      this.#deleteMeta.run(row.cid);
       if (this.#delete.run(row.cid).changes === 0) return;
       deleted += 1;
       freedBytes += row.size;
@@ -231,7 +243,8 @@ export class SqliteBlockstore implements Blockstore {
 
   #store(cid: string, bytes: Uint8Array): void {
     const now = this.#now();
-    this.#insert.run(cid, bytes.length, now, now, isReceiptBatch(bytes) ? 1 : 0, bytes);
+    this.#insert.run(cid, bytes, bytes.length, now);
+    this.#insertMeta.run(cid, bytes.length, now, now, isReceiptBatch(bytes) ? 1 : 0);
   }
 
   /** Records a use for the eviction order; a failed write (a busy database) only loses the hint. */

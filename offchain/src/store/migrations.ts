@@ -241,56 +241,52 @@ export const MIGRATIONS: readonly Migration[] = [
   {
     version: 4,
     name: "blocks keep their last use and the jobs that reference them, for garbage collection",
-    // The bytes move to the last column: the collector reads size and use of every block,
-    // and columns after a large blob are only reached through its overflow pages.
-    // block_refs is kept by triggers on jobs: a job's module and input (from its announce)
-    // and its output (from its result), so the collector and the block server find the jobs
-    // that reference a block by its CID. Receipt batch blocks are pinned (recognised by
-    // their type tag, 7b2274797065223a2263656c6c2d726563656970742d62617463682f3122 is
-    // '{"type":"cell-receipt-batch/1"'): they chain an executor's receipts and are never collected.
+    // block_meta holds what the collector reads of every block, apart from the bytes: a
+    // column after a large blob is only reached through its overflow pages, and rewriting
+    // a row to record a use would copy the blob. Receipt batch blocks are pinned
+    // (recognised by their type tag, X'7b22...3122' is '{"type":"cell-receipt-batch/1"'):
+    // they chain an executor's receipts and are never collected. block_refs is kept by
+    // triggers on jobs: a job's module and input (from its announce) and output (from its
+    // result), keyed by CID for the block server and the collector. Job rows are never
+    // deleted (their events are append-only), so the delete trigger's scan does not run.
     sql: `
-      ALTER TABLE blocks RENAME TO blocks_v3;
-      CREATE TABLE blocks (
+      CREATE TABLE block_meta (
         cid TEXT PRIMARY KEY,
         size INTEGER NOT NULL,
         stored_at INTEGER NOT NULL,
         used_at INTEGER NOT NULL,
-        pinned INTEGER NOT NULL DEFAULT 0,
-        bytes BLOB NOT NULL
-      ) STRICT;
-      INSERT INTO blocks (cid, size, stored_at, used_at, pinned, bytes)
+        pinned INTEGER NOT NULL DEFAULT 0
+      ) STRICT, WITHOUT ROWID;
+      INSERT INTO block_meta (cid, size, stored_at, used_at, pinned)
         SELECT cid, size, stored_at, stored_at,
-          substr(bytes, 1, 30) = X'7b2274797065223a2263656c6c2d726563656970742d62617463682f3122', bytes
-        FROM blocks_v3;
-      DROP TABLE blocks_v3;
-      CREATE INDEX blocks_by_use ON blocks (pinned, used_at);
+          substr(bytes, 1, 30) = X'7b2274797065223a2263656c6c2d726563656970742d62617463682f3122'
+        FROM blocks;
 
       CREATE TABLE block_refs (
+        cid TEXT NOT NULL,
         job INTEGER NOT NULL,
         kind TEXT NOT NULL,
-        cid TEXT NOT NULL,
-        PRIMARY KEY (job, kind)
+        PRIMARY KEY (cid, job, kind)
       ) STRICT, WITHOUT ROWID;
-      CREATE INDEX block_refs_by_cid ON block_refs (cid);
-      INSERT INTO block_refs (job, kind, cid)
-        SELECT id, 'module', spec ->> '$.announce.moduleCid' FROM jobs
+      INSERT OR IGNORE INTO block_refs (cid, job, kind)
+        SELECT spec ->> '$.announce.moduleCid', id, 'module' FROM jobs
           WHERE spec ->> '$.announce.moduleCid' IS NOT NULL
-        UNION ALL SELECT id, 'input', spec ->> '$.announce.inputCid' FROM jobs
+        UNION ALL SELECT spec ->> '$.announce.inputCid', id, 'input' FROM jobs
           WHERE spec ->> '$.announce.inputCid' IS NOT NULL
-        UNION ALL SELECT id, 'output', result ->> '$.outputCid' FROM jobs
+        UNION ALL SELECT result ->> '$.outputCid', id, 'output' FROM jobs
           WHERE result ->> '$.outputCid' IS NOT NULL;
       CREATE TRIGGER jobs_reference_blocks AFTER INSERT ON jobs BEGIN
-        INSERT OR REPLACE INTO block_refs (job, kind, cid)
-          SELECT NEW.id, 'module', NEW.spec ->> '$.announce.moduleCid'
+        INSERT OR IGNORE INTO block_refs (cid, job, kind)
+          SELECT NEW.spec ->> '$.announce.moduleCid', NEW.id, 'module'
             WHERE NEW.spec ->> '$.announce.moduleCid' IS NOT NULL
-          UNION ALL SELECT NEW.id, 'input', NEW.spec ->> '$.announce.inputCid'
+          UNION ALL SELECT NEW.spec ->> '$.announce.inputCid', NEW.id, 'input'
             WHERE NEW.spec ->> '$.announce.inputCid' IS NOT NULL
-          UNION ALL SELECT NEW.id, 'output', NEW.result ->> '$.outputCid'
+          UNION ALL SELECT NEW.result ->> '$.outputCid', NEW.id, 'output'
             WHERE NEW.result ->> '$.outputCid' IS NOT NULL;
       END;
       CREATE TRIGGER jobs_reference_output AFTER UPDATE OF result ON jobs
         WHEN NEW.result ->> '$.outputCid' IS NOT NULL BEGIN
-        INSERT OR REPLACE INTO block_refs (job, kind, cid) VALUES (NEW.id, 'output', NEW.result ->> '$.outputCid');
+        INSERT OR IGNORE INTO block_refs (cid, job, kind) VALUES (NEW.result ->> '$.outputCid', NEW.id, 'output');
       END;
       CREATE TRIGGER jobs_unreference_blocks BEFORE DELETE ON jobs BEGIN
         DELETE FROM block_refs WHERE job = OLD.id;
