@@ -102,10 +102,13 @@ export class SqliteBlockstore implements Blockstore {
       `INSERT INTO block_meta (cid, size, stored_at, used_at, pinned) VALUES (?, ?, ?, ?, ?)
        ON CONFLICT DO UPDATE SET used_at = excluded.used_at WHERE used_at < excluded.used_at - ${USE_GRANULARITY_MS}`,
     );
-    this.#get = db.prepare("SELECT bytes FROM blocks WHERE cid = ?");
+    this.#get = db.prepare(
+      "SELECT b.bytes, m.used_at FROM blocks b JOIN block_meta m ON m.cid = b.cid WHERE b.cid = ?",
+    );
     // substr reads the blob in SQLite's memory, the caller sees only the range.
     this.#read = db.prepare(
-      "SELECT m.size, substr(b.bytes, ?, ?) AS bytes FROM block_meta m JOIN blocks b ON b.cid = m.cid WHERE m.cid = ?",
+      `SELECT m.size, m.used_at, substr(b.bytes, ?, ?) AS bytes
+       FROM block_meta m JOIN blocks b ON b.cid = m.cid WHERE m.cid = ?`,
     );
     this.#size = db.prepare("SELECT size FROM block_meta WHERE cid = ?");
     this.#touch = db.prepare("UPDATE block_meta SET used_at = ? WHERE cid = ? AND used_at < ?");
@@ -159,8 +162,8 @@ export class SqliteBlockstore implements Blockstore {
 
   get(cid: string): Uint8Array | undefined {
     const key = parseBlockCid(cid, "blocks.get").toString();
-    const row = this.#get.get(key) as { bytes: Uint8Array } | undefined;
-    if (row !== undefined) this.#used(key);
+    const row = this.#get.get(key) as { bytes: Uint8Array; used_at: number } | undefined;
+    if (row !== undefined) this.#used(key, row.used_at);
     return row?.bytes;
   }
 
@@ -169,9 +172,9 @@ export class SqliteBlockstore implements Blockstore {
     if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length < 0)
       throw new Error(`blocks.read: offset ${offset} and length ${length} must be non-negative integers`);
     const row = this.#read.get(offset + 1, length, key) as
-      { size: number; bytes: Uint8Array | null } | undefined;
+      { size: number; used_at: number; bytes: Uint8Array | null } | undefined;
     if (row === undefined) return undefined;
-    if (offset === 0) this.#used(key);
+    if (offset === 0) this.#used(key, row.used_at);
     return { size: row.size, bytes: row.bytes ?? new Uint8Array(0) };
   }
 
@@ -247,9 +250,13 @@ export class SqliteBlockstore implements Blockstore {
     this.#insertMeta.run(cid, bytes.length, now, now, isReceiptBatch(bytes) ? 1 : 0);
   }
 
-  /** Records a use for the eviction order; a failed write (a busy database) only loses the hint. */
-  #used(cid: string): void {
+  /**
+   * Records a use for the eviction order, at most once per USE_GRANULARITY_MS, so most reads
+   * write nothing; a failed write (a busy database) only loses the hint.
+   */
+  #used(cid: string, usedAt: number): void {
     const now = this.#now();
+    if (usedAt >= now - USE_GRANULARITY_MS) return;
     try {
       this.#touch.run(now, cid, now - USE_GRANULARITY_MS);
     } catch {
