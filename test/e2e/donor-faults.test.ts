@@ -6,12 +6,13 @@ import assert from "node:assert/strict";
 import { pino } from "pino";
 import type { Hex } from "viem";
 import { buildJobSpec, signJob, toAnnounce } from "../../offchain/src/market/index.ts";
-import { createMeshNode } from "../../offchain/src/p2p/index.ts";
+import { MemoryBlockSource, createMeshNode } from "../../offchain/src/p2p/index.ts";
 import type { MeshNode } from "../../offchain/src/p2p/index.ts";
 import type { CellNode } from "../../offchain/src/node/index.ts";
 import { DonorStore } from "../../offchain/src/node/donor-store.ts";
 import { protocolSpecs } from "../../offchain/src/node/protocols.ts";
 import {
+  CID,
   JobAnnounceBatchSchema,
   MESSAGE_LIMITS,
   PROTOCOL_ASSIGN,
@@ -84,15 +85,14 @@ describe("a donor facing a bare buyer", { timeout: 180_000 }, () => {
     const module = await spinModule(1_000);
     const input = new TextEncoder().encode("input");
     const [moduleCid, inputCid] = [(await cidOf(module)).toString(), (await cidOf(input)).toString()];
-    const blocks = new Map([
-      [moduleCid, module],
-      [inputCid, input],
-    ]);
+    const blocks = new MemoryBlockSource();
+    blocks.put(CID.parse(moduleCid), module);
+    blocks.put(CID.parse(inputCid), input);
     const bids = new Map<Hex, Extract<BidOffer, { type: "bid" }>>();
     const buyer = await createMeshNode({
       peerKeySeed: buyerIdentity.peerKeySeed,
       logger: pino({ level: "silent" }),
-      blockSource: { get: async (cid) => blocks.get(cid.toString()) },
+      blockSource: blocks,
     });
     await buyer.handle(PROTOCOL_BID, protocolSpecs.bid, async (batch) => {
       for (const offer of batch.offers) if (offer.type === "bid") bids.set(offer.bid.jobId, offer);

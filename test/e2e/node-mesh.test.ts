@@ -10,7 +10,7 @@ import { pino } from "pino";
 import { z } from "zod/v4";
 import { createReader, donorRegistryAbi, verifyReceiptOnChain } from "../../offchain/src/chain/index.ts";
 import type { ChainReader } from "../../offchain/src/chain/index.ts";
-import { createMeshNode } from "../../offchain/src/p2p/index.ts";
+import { createMeshNode, MeshError } from "../../offchain/src/p2p/index.ts";
 import type { MeshNode } from "../../offchain/src/p2p/index.ts";
 import type { CellNode, JobView } from "../../offchain/src/node/index.ts";
 import {
@@ -137,7 +137,7 @@ describe("Cell node mesh: 4 staked donors and a buyer", { timeout: 240_000 }, ()
     assert.equal(onChainJobId, jobId, "the job id is DonorRegistry's EIP-712 digest of the signed spec");
   });
 
-  it("announces receipt batches, provides them in the DHT and serves their receipts by CID", async () => {
+  it("announces receipt batches, provides them in the DHT and serves their receipts by CID, not outputs", async () => {
     const { identity } = await cluster.prepare(`reader-${Date.now()}`, { donor: false });
     const watcher = await createMeshNode({
       peerKeySeed: identity.peerKeySeed,
@@ -215,11 +215,11 @@ describe("Cell node mesh: 4 staked donors and a buyer", { timeout: 240_000 }, ()
         receipt: job.receipt!.message,
         signature: job.receipt!.signature,
       });
-      const output = await watcher.fetchBlock(CID.parse(job.result!.outputCid), {
-        from: [executorPeer],
-        timeoutMs: 10_000,
-      });
-      assert.equal(Buffer.from(output).toString("base64"), job.result!.outputBase64);
+      // The output goes to the job's buyer only: the watcher is refused.
+      await assert.rejects(
+        watcher.fetchBlock(CID.parse(job.result!.outputCid), { from: [executorPeer], timeoutMs: 10_000 }),
+        (err: unknown) => err instanceof MeshError && err.code === "not_entitled",
+      );
     } finally {
       await watcher.stop();
     }

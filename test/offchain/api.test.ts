@@ -10,6 +10,7 @@ import {
   ApiRequestError,
   createApiClient,
   createApiServer,
+  DEFAULT_MAX_BODY_BYTES,
   type ApiJobView,
   type ApiServer,
 } from "../../offchain/src/api/index.ts";
@@ -24,6 +25,7 @@ import {
   stateAfter,
   type ServedNode,
 } from "./node-views.ts";
+import { DATA_LIMITS } from "../../offchain/src/protocol/limits.ts";
 
 const TOKEN = "test-token-0123456789abcdef";
 
@@ -353,5 +355,54 @@ describe("local API", () => {
     assert.equal((await stream.next()).done, true);
     assert.equal(node.listenerCount("job"), 0);
     await assert.rejects(client.health(), /cannot reach the Cell API/);
+  });
+});
+
+describe("local API at the data limits", () => {
+  let node: InTestNode;
+  let server: ApiServer;
+
+  before(async () => {
+    node = new InTestNode();
+    server = await createApiServer({ node, token: TOKEN, port: 0 });
+  });
+  after(() => server.close());
+
+  const submit = (moduleBytes: number, inputBytes: number) =>
+    request(server, "/jobs", {
+      method: "POST",
+      body: JSON.stringify({
+        moduleBase64: Buffer.alloc(moduleBytes, 1).toString("base64"),
+        inputBase64: Buffer.alloc(inputBytes, 2).toString("base64"),
+      }),
+    });
+
+  it("accepts a module and an input at their limits with the default body limit", async () => {
+    assert.ok(DEFAULT_MAX_BODY_BYTES > DATA_LIMITS.moduleBytes + DATA_LIMITS.inputBytes);
+    const { status } = await submit(DATA_LIMITS.moduleBytes, DATA_LIMITS.inputBytes);
+    assert.equal(status, 202);
+    const submitted = node.submitted.at(-1)!;
+    assert.equal(submitted.module.length, DATA_LIMITS.moduleBytes);
+    assert.equal(submitted.input.length, DATA_LIMITS.inputBytes);
+  });
+
+  it("refuses a module or an input one byte above its limit, naming the limit", async () => {
+    const before = node.submitted.length;
+    const module = await submit(DATA_LIMITS.moduleBytes + 1, 0);
+    assert.equal(module.status, 400);
+    assert.equal(module.body.error.code, "invalid_body");
+    assert.match(
+      module.body.error.message,
+      new RegExp(
+        `moduleBase64: the module is ${DATA_LIMITS.moduleBytes + 1} bytes, above the ${DATA_LIMITS.moduleBytes}-byte limit \\(DATA_LIMITS.moduleBytes\\)`,
+      ),
+    );
+    const input = await submit(1, DATA_LIMITS.inputBytes + 1);
+    assert.equal(input.status, 400);
+    assert.match(
+      input.body.error.message,
+      /inputBase64: the input is \d+ bytes, above the \d+-byte limit \(DATA_LIMITS.inputBytes\)/,
+    );
+    assert.equal(node.submitted.length, before, "the node was handed neither");
   });
 });

@@ -8,6 +8,7 @@ import { pino } from "pino";
 import { z } from "zod/v4";
 import { cidOf } from "../../offchain/src/protocol/index.ts";
 import {
+  BLOCK_PROTOCOL,
   createMeshNode,
   MemoryBlockSource,
   MeshError,
@@ -364,7 +365,7 @@ describe("p2p mesh over loopback TCP", { timeout: 60_000 }, () => {
     assert.equal(b.penalties(d.peerId).counts.hash_mismatch, 1);
     assert.deepEqual(
       rejected.map(({ peerId, reason, protocol }) => ({ peerId, reason, protocol })),
-      [{ peerId: d.peerId, reason: "hash_mismatch", protocol: "/cell/block/1" }],
+      [{ peerId: d.peerId, reason: "hash_mismatch", protocol: BLOCK_PROTOCOL }],
     );
     assert.deepEqual(await b.fetchBlock(cid, { from: [d.peerId, c.peerId] }), payload);
 

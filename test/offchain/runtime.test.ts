@@ -10,7 +10,7 @@ import {
   type Runtime,
 } from "../../offchain/src/runtime/index.ts";
 import { runtimeWorkerBundle } from "../../offchain/src/node/index.ts";
-import { cidOf } from "../../offchain/src/protocol/index.ts";
+import { cidOf, DATA_LIMITS } from "../../offchain/src/protocol/index.ts";
 import { ensureJobs, type JobName } from "../../scripts/build-jobs.ts";
 import { fixture, watToWasm } from "./fixtures/wat/compile.ts";
 
@@ -240,6 +240,45 @@ describe("WASI shim", () => {
     const missing = await expectResult(runtime.execute(job(module)));
     assert.equal(missing.status, "policy_rejected");
     assert.match(missing.reason ?? "", /entry "_start"/);
+  });
+
+  test("an output at the output limit is a result; one byte more is no result, naming the limit", async () => {
+    // Reads a little-endian length from stdin and writes that many bytes to stdout at once.
+    const writer = watToWasm(`(module
+      (import "wasi_snapshot_preview1" "fd_read" (func $read (param i32 i32 i32 i32) (result i32)))
+      (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+      (memory (export "memory") 258)
+      (func (export "_start")
+        (i32.store (i32.const 0) (i32.const 16))
+        (i32.store (i32.const 4) (i32.const 4))
+        (drop (call $read (i32.const 0) (i32.const 0) (i32.const 1) (i32.const 8)))
+        (i32.store (i32.const 0) (i32.const 64))
+        (i32.store (i32.const 4) (i32.load (i32.const 16)))
+        (drop (call $write (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))`);
+    const length = (bytes: number) => {
+      const input = Buffer.alloc(4);
+      input.writeUInt32LE(bytes);
+      return { input: new Uint8Array(input), memoryPages: 258 };
+    };
+    const atLimit = await expectResult(
+      runtime.execute({ ...job(writer), ...length(DATA_LIMITS.outputBytes) }),
+    );
+    assert.equal(atLimit.status, "ok");
+    assert.equal(atLimit.output.length, DATA_LIMITS.outputBytes);
+    const over = await runtime.execute({ ...job(writer), ...length(DATA_LIMITS.outputBytes + 1) });
+    assert.equal(over.kind, "no_result");
+    assert.equal(over.kind === "no_result" && over.reason, "output_too_large");
+    assert.match(
+      over.kind === "no_result" ? over.detail : "",
+      new RegExp(`above the ${DATA_LIMITS.outputBytes}-byte output limit \\(DATA_LIMITS.outputBytes\\)`),
+    );
+  });
+
+  test("a runtime looser than the data limits is refused", async () => {
+    await assert.rejects(
+      createRuntime({ stdoutLimit: DATA_LIMITS.outputBytes + 1 }),
+      /stdoutLimit must be an integer in 0\.\.\d+ \(DATA_LIMITS.outputBytes\)/,
+    );
   });
 
   test("invalid job parameters are refused with the field named", async () => {

@@ -1,17 +1,28 @@
 import { z } from "zod/v4";
+import { base64Length, dataLimit, dataLimitProblem, type DataKind } from "../protocol/limits.ts";
 import { JOB_PRIORITIES, type SubmitJobRequest } from "./types.ts";
 
 const UINT64_MAX = (1n << 64n) - 1n;
 const UINT256_MAX = (1n << 256n) - 1n;
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
 
-const base64 = (what: string) =>
+/** Base64 of one kind of job data, refused above its DATA_LIMITS entry before and after decoding. */
+const base64 = (what: string, kind: DataKind) =>
   z
     .string()
+    .refine((text) => text.length <= base64Length(dataLimit(kind)), {
+      message: `${what} is longer than the base64 of the ${dataLimit(kind)}-byte ${kind} limit (DATA_LIMITS.${kind}Bytes)`,
+      abort: true,
+    })
     .refine((text) => text.length % 4 === 0 && BASE64.test(text), {
       message: `${what} must be standard base64`,
+      abort: true,
     })
-    .transform((text) => new Uint8Array(Buffer.from(text, "base64")));
+    .transform((text) => new Uint8Array(Buffer.from(text, "base64")))
+    .superRefine((bytes, context) => {
+      const problem = dataLimitProblem(kind, bytes.length);
+      if (problem !== undefined) context.addIssue({ code: "custom", message: `${what}: ${problem}` });
+    });
 
 /** An unsigned integer given as a decimal string or a safe JSON integer, up to `max`. */
 const uint = (max: bigint, what: string, min = 0n) =>
@@ -39,10 +50,10 @@ const uint = (max: bigint, what: string, min = 0n) =>
 
 export const SubmitJobBodySchema = z
   .strictObject({
-    moduleBase64: base64("moduleBase64").refine((bytes) => bytes.length > 0, {
+    moduleBase64: base64("moduleBase64", "module").refine((bytes) => bytes.length > 0, {
       message: "moduleBase64 is empty",
     }),
-    inputBase64: base64("inputBase64").optional(),
+    inputBase64: base64("inputBase64", "input").optional(),
     fuelLimit: uint(UINT64_MAX, "fuelLimit", 1n).optional(),
     memoryPages: z.number().int().min(1).max(65_536).optional(),
     timeoutMs: z.number().int().min(1).max(3_600_000).optional(),

@@ -3,13 +3,16 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from "node:net";
 import type { Logger } from "pino";
 import type { Hex } from "viem";
+import { base64Length, DATA_LIMITS } from "../protocol/limits.ts";
 import { ApiError, sendError, sendJson } from "./errors.ts";
 import { JobEventHub } from "./hub.ts";
 import { describeIssues, JOB_ID, SubmitJobBodySchema } from "./schemas.ts";
 import { openEventStream, type EventStream } from "./sse.ts";
 import { TERMINAL_EVENT_TYPES, TERMINAL_JOB_STATES, type ApiJobView, type ApiNode } from "./types.ts";
 
-export const DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024;
+/** A job request at the data limits: module and input in base64, with room for the other fields. */
+export const DEFAULT_MAX_BODY_BYTES =
+  base64Length(DATA_LIMITS.moduleBytes) + base64Length(DATA_LIMITS.inputBytes) + 64 * 1024;
 
 export interface ApiServerOptions {
   node: ApiNode;
@@ -19,7 +22,7 @@ export interface ApiServerOptions {
   /** 0 (the default) picks a free port. */
   port?: number;
   logger?: Logger;
-  /** Largest accepted request body (POST /jobs), in bytes. */
+  /** Largest accepted request body (POST /jobs), in bytes; DEFAULT_MAX_BODY_BYTES fits the data limits. */
   maxBodyBytes?: number;
   /** Interval of SSE keep-alive comments. */
   heartbeatMs?: number;

@@ -3,6 +3,8 @@ import type { Address, Hex, TypedDataDomain } from "viem";
 import { randomBytes } from "node:crypto";
 import {
   PRIORITIES,
+  checkDataSize,
+  dataLimitProblem,
   jobIdOf,
   jobSpecFromWire,
   jobSpecToWire,
@@ -102,7 +104,10 @@ export interface AnnounceContext {
   providerAddrs?: string[];
 }
 
+/** The announce of a signed job; a module or input above its DATA_LIMITS entry is refused, naming the limit. */
 export function toAnnounce(job: SignedJob, context: AnnounceContext): JobAnnounce {
+  checkDataSize("module", context.moduleSize);
+  checkDataSize("input", context.inputSize);
   return {
     type: "job",
     jobId: job.jobId,
@@ -133,6 +138,9 @@ export async function checkAnnouncedJob(
   now = Date.now(),
   options: { verifySignature?: boolean } = {},
 ): Promise<JobCheck> {
+  const sizeProblem =
+    dataLimitProblem("module", announce.moduleSize) ?? dataLimitProblem("input", announce.inputSize);
+  if (sizeProblem !== undefined) return { ok: false, reason: "bad_spec", detail: sizeProblem };
   const spec = jobSpecFromWire(announce.spec);
   const jobId = jobIdOf(domain, spec);
   if (jobId !== announce.jobId)

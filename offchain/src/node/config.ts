@@ -6,6 +6,7 @@ import { z } from "zod/v4";
 import { AddressSchema, MultiaddrStringSchema } from "../protocol/index.ts";
 import { DEFAULT_POLICY_LIMITS } from "../runtime/policy.ts";
 import { OFFER_LIMIT } from "./donor-machine.ts";
+import { DEFAULT_BLOCK_RETENTION } from "../store/index.ts";
 
 const bigintLike = z
   .union([
@@ -95,6 +96,16 @@ const ChainConfigSchema = z
     path: ["stakeStaleMs"],
   });
 
+/** The blockstore's retention (store/blockstore.ts BlockRetention; defaults in DEFAULT_BLOCK_RETENTION). */
+const BlockstoreConfigSchema = z.strictObject({
+  /** Total bytes of blocks kept; above it unreferenced blocks go, least recently used first (1 GiB). */
+  maxBytes: z.number().int().min(0).default(DEFAULT_BLOCK_RETENTION.maxBytes),
+  /** An unreferenced module or input unused this long is deleted (1 hour). */
+  idleMs: z.number().int().min(0).default(DEFAULT_BLOCK_RETENTION.idleMs),
+  /** A finished job's output is kept this long for its buyer, unless over maxBytes (24 hours). */
+  outputMs: z.number().int().min(0).default(DEFAULT_BLOCK_RETENTION.outputMs),
+});
+
 export const NodeConfigSchema = z.strictObject({
   dataDir: z.string().min(1).max(4096).default(join(homedir(), ".cell")),
   /** Unlocks the keys; CELL_PASSPHRASE overrides an absent value. */
@@ -116,6 +127,7 @@ export const NodeConfigSchema = z.strictObject({
   chain: ChainConfigSchema.prefault({}),
   donor: DonorConfigSchema.prefault({}),
   buyer: BuyerConfigSchema.prefault({}),
+  blockstore: BlockstoreConfigSchema.prefault({}),
   runtime: z.strictObject({ poolSize: z.number().int().min(1).max(64).default(2) }).prefault({}),
   logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 });

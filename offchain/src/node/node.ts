@@ -33,6 +33,7 @@ import {
 import { createRuntime, WORKER_SOURCE } from "../runtime/index.ts";
 import { openStore } from "../store/index.ts";
 import type { Store } from "../store/index.ts";
+import { BlockAccess, storeBlockSource } from "./block-access.ts";
 import { Buyer } from "./buyer.ts";
 import { meshBuyerNetwork, operatorSigner } from "./buyer-ports.ts";
 import { refusalRecorder } from "./refusals.ts";
@@ -59,6 +60,9 @@ import type { CellNode, ChainInfo, JobEvent, PeerView } from "./types.ts";
  */
 const HEAP_GROWING_FLAG = "--heap-growing-percent=30";
 
+/** How often the blockstore lets go of blocks its retention rules no longer keep. */
+const BLOCK_COLLECT_INTERVAL_MS = 60_000;
+
 /** Job announcements accepted per buyer and second; a busy buyer batches its jobs into fewer. */
 const ANNOUNCES_PER_SECOND = 200;
 /** How long a buyer has to acknowledge a batch of deliveries. */
@@ -84,6 +88,7 @@ export async function startNode(config: NodeConfig, options: StartNodeOptions = 
   const reader = createReader(config.chain.rpcUrl, deployment);
   const store = openStore(config.dataDir, { logger: log });
   const cleanup: (() => Promise<void> | void)[] = [() => store.close()];
+  const blockAccess = new BlockAccess(store);
   try {
     const runtime = config.donor.enabled
       ? await createRuntime({
@@ -99,9 +104,10 @@ export async function startNode(config: NodeConfig, options: StartNodeOptions = 
       bootstrap: [...new Set([...config.bootstrap, ...knownDonorAddrs(store)])],
       dhtProtocolPrefix: config.dhtProtocolPrefix,
       logger: log.child({ part: "p2p" }),
-      blockSource: { get: async (cid) => store.blocks.get(cid.toString()) },
+      blockSource: storeBlockSource(store, blockAccess),
     });
     cleanup.unshift(() => mesh.stop());
+    cleanup.unshift(collectBlocks(store, config, log));
     const provider = new ProvideQueue(mesh, log);
     cleanup.unshift(() => provider.stop());
     const ctx: NodeContext = {
@@ -118,7 +124,7 @@ export async function startNode(config: NodeConfig, options: StartNodeOptions = 
       peerKeyHex: identity.peerKeyHex,
       now: Date.now,
     };
-    return await assemble(ctx, identity.did, chainInfo(config, deployment), cleanup);
+    return await assemble(ctx, identity.did, chainInfo(config, deployment), cleanup, blockAccess);
   } catch (err) {
     for (const step of cleanup) await step();
     throw err;
@@ -130,6 +136,7 @@ async function assemble(
   did: string,
   chain: ChainInfo,
   cleanup: (() => Promise<void> | void)[],
+  blockAccess: BlockAccess,
 ): Promise<CellNode> {
   const { mesh, log } = ctx;
   const peerBook = new PeerBook();
@@ -151,6 +158,12 @@ async function assemble(
     stakes: ctx.stakes,
     donors: peerBook,
     misbehaved: refusals.misbehaved,
+  });
+  // A donor that bid may fetch the job's module and input at once: its bid row is written
+  // in the buyer's next write batch, which can come after the donor's first block request.
+  buyer.on((event) => {
+    if ((event.type === "bid_received" || event.type === "assigned") && event.peerId !== undefined)
+      blockAccess.grantJob(event.peerId, event.jobId);
   });
 
   mesh.subscribe(TOPIC_CAPS, CapabilityAdvertSchema, (advert, from) => adverts.onAdvert(advert, from), {
@@ -260,6 +273,21 @@ async function followRegistry(
 export async function runtimeWorkerBundle(): Promise<URL | undefined> {
   const bundle = await bundledEntry(WORKER_SOURCE);
   return bundle === undefined ? undefined : pathToFileURL(bundle);
+}
+
+/** Runs the blockstore's garbage collection every BLOCK_COLLECT_INTERVAL_MS; returns its stop step. */
+function collectBlocks(store: Store, config: NodeConfig, log: Logger): () => void {
+  const collect = (): void => {
+    store
+      .commit(() => store.blocks.collect(config.blockstore), { durable: false })
+      .then((report) => {
+        if (report.deleted > 0) log.info(report, "blocks collected");
+      })
+      .catch((err: unknown) => log.warn({ err: errorMessage(err) }, "block collection failed"));
+  };
+  const timer = setInterval(collect, BLOCK_COLLECT_INTERVAL_MS);
+  timer.unref();
+  return () => clearInterval(timer);
 }
 
 /** Where recently seen staked donors listened, so a restarted node finds the mesh without its bootstrap peers. */

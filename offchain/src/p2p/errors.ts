@@ -9,6 +9,7 @@ export const REJECT_REASONS = [
   "too_large",
   "rate_limited",
   "hash_mismatch",
+  "not_entitled",
   "handler_error",
   "unknown",
   "bad_signature",

@@ -11,7 +11,7 @@ import { tcp } from "@libp2p/tcp";
 import { multiaddr } from "@multiformats/multiaddr";
 import { createLibp2p } from "libp2p";
 import { pino, type Logger } from "pino";
-import type { CID } from "../protocol/index.ts";
+import { MAX_BLOCK_BYTES, type CID } from "../protocol/index.ts";
 import { BlockExchange, type BlockSource, type FetchBlockOptions } from "./blocks.ts";
 import type { Schema } from "./codec.ts";
 import type { RejectReason } from "./errors.ts";
@@ -52,6 +52,7 @@ export interface MeshLimits {
   /** Requests waiting for a stream of one full pool; more are refused with `queue_full`. */
   maxStreamWaiters: number;
   requestTimeoutMs: number;
+  /** Largest block fetched; at most MAX_BLOCK_BYTES, the largest of the DATA_LIMITS. */
   maxBlockBytes: number;
   /** Penalty score at which a peer is disconnected and refused for blockMs. */
   penaltyThreshold: number;
@@ -85,7 +86,7 @@ export const DEFAULT_MESH_LIMITS: MeshLimits = {
   maxStreamPools: 1_024,
   maxStreamWaiters: 1_024,
   requestTimeoutMs: 10_000,
-  maxBlockBytes: 4 * 1024 * 1024,
+  maxBlockBytes: MAX_BLOCK_BYTES,
   penaltyThreshold: DEFAULT_PENALTY_POLICY.blockThreshold,
   blockMs: DEFAULT_PENALTY_POLICY.blockMs,
   penaltyWeights: DEFAULT_PENALTY_POLICY.weights,

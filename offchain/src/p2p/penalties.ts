@@ -44,6 +44,8 @@ export const DEFAULT_PENALTY_POLICY: PenaltyPolicy = {
     unstaked: 5,
     unsolicited: 5,
     overloaded: 0,
+    // A block asked for by a peer not entitled to it: a stranger probing, or a fetch that raced its grant.
+    not_entitled: 5,
   },
   blockThreshold: 200,
   blockMs: 60_000,

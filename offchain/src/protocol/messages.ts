@@ -2,6 +2,7 @@ import type { Hex } from "viem";
 import { z } from "zod/v4";
 import { isReceiptStatus, RECEIPT_STATUS_LIST } from "./receipts.ts";
 import { canonicalSignature, signatureError } from "./signature.ts";
+import { DATA_LIMITS } from "./limits.ts";
 
 /**
  * Wire schemas of the job market. Every message from the network is parsed by one of
@@ -193,8 +194,8 @@ export const JobAnnounceSchema = z.strictObject({
   signature: SignatureSchema,
   moduleCid: CidStringSchema,
   inputCid: CidStringSchema,
-  moduleSize: uint(64 * 1024 * 1024),
-  inputSize: uint(64 * 1024 * 1024),
+  moduleSize: uint(DATA_LIMITS.moduleBytes),
+  inputSize: uint(DATA_LIMITS.inputBytes),
   buyerPeer: PeerIdStringSchema,
   providers: ProviderListSchema,
   providerAddrs: MultiaddrListSchema,

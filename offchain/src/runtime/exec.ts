@@ -1,3 +1,4 @@
+import { DATA_LIMITS } from "../protocol/limits.ts";
 import { Instrumented } from "./instrument.ts";
 import { WASI_MODULE } from "./policy.ts";
 import { createWasi, HostOutOfFuel, OutputLimitExceeded, ProcExit, type Grant } from "./wasi.ts";
@@ -15,7 +16,7 @@ export type RunOutcome =
       output: Uint8Array;
       stderr: Uint8Array;
     }
-  | { kind: "no_result"; reason: "host_error"; detail: string };
+  | { kind: "no_result"; reason: "host_error" | "output_too_large"; detail: string };
 
 export interface RunRequest {
   module: WebAssembly.Module;
@@ -95,6 +96,11 @@ export function runModule(request: RunRequest): RunOutcome {
   }
 }
 
+function outputLimitDetail(limit: number): string {
+  const named = limit === DATA_LIMITS.outputBytes ? " (DATA_LIMITS.outputBytes)" : "";
+  return `the output is above the ${limit}-byte output limit${named}`;
+}
+
 function classify(
   error: unknown,
   finish: (status: ResultStatus, extra?: { exitCode?: number; reason?: string }) => RunOutcome,
@@ -103,6 +109,9 @@ function classify(
   if (error instanceof ProcExit)
     return error.code === 0 ? finish("ok", { exitCode: 0 }) : finish("exit", { exitCode: error.code });
   if (error instanceof HostOutOfFuel) return finish("out_of_fuel", { reason: "out of fuel" });
+  // The output (stdout) is the job's result: one above the limit could not travel, so there is none.
+  if (error instanceof OutputLimitExceeded && error.stream === "stdout")
+    return { kind: "no_result", reason: "output_too_large", detail: outputLimitDetail(error.limit) };
   if (error instanceof OutputLimitExceeded) return finish("trap", { reason: error.message });
   if (error instanceof WebAssembly.RuntimeError) {
     const fuel = exports?.[Instrumented.fuelExport] as WebAssembly.Global | undefined;

@@ -1,3 +1,4 @@
+import { DATA_LIMITS } from "../protocol/limits.ts";
 import { readInstruction, Op } from "./opcodes.ts";
 import { PolicyError, Reader, readSections, SectionId, ValType, type Section } from "./wasm-binary.ts";
 
@@ -12,7 +13,7 @@ export interface PolicyLimits {
 }
 
 export const DEFAULT_POLICY_LIMITS: PolicyLimits = {
-  maxModuleBytes: 16 * 1024 * 1024,
+  maxModuleBytes: DATA_LIMITS.moduleBytes,
   maxMemoryPages: 16384,
   maxTableElements: 100_000,
   maxFunctions: 100_000,

@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import { statSync } from "node:fs";
 import { pino, type Logger } from "pino";
 import { cidOf } from "../protocol/index.ts";
+import { DATA_LIMITS, dataLimitProblem } from "../protocol/limits.ts";
 import type { ResultStatus, RunOutcome } from "./exec.ts";
 import { memoryCapVerdict, DEFAULT_POLICY_LIMITS, type PolicyLimits } from "./policy.ts";
 import { WorkerPool, type PoolReply } from "./pool.ts";
@@ -36,7 +37,8 @@ export interface ExecutionResult {
 /** A timeout or a host resource error: the job produced no result to vote on. */
 export interface NoResult {
   kind: "no_result";
-  reason: "timeout" | "host_error";
+  /** `output_too_large`: stdout went above the output limit (DATA_LIMITS.outputBytes by default). */
+  reason: "timeout" | "host_error" | "output_too_large";
   detail: string;
 }
 
@@ -44,7 +46,9 @@ export interface RuntimeOptions {
   poolSize?: number;
   logger?: Logger;
   policy?: Partial<PolicyLimits>;
+  /** At most DATA_LIMITS.inputBytes (the default). */
   maxInputBytes?: number;
+  /** The output limit, at most DATA_LIMITS.outputBytes (the default): a larger output could not travel. */
   stdoutLimit?: number;
   stderrLimit?: number;
   maxFileBytes?: number;
@@ -70,8 +74,8 @@ export interface Runtime {
 const MAX_FUEL = (1n << 63n) - 1n;
 const DEFAULTS = {
   poolSize: 2,
-  maxInputBytes: 64 * 1024 * 1024,
-  stdoutLimit: 16 * 1024 * 1024,
+  maxInputBytes: DATA_LIMITS.inputBytes,
+  stdoutLimit: DATA_LIMITS.outputBytes,
   stderrLimit: 1024 * 1024,
   maxFileBytes: 64 * 1024 * 1024,
   cacheEntries: 256,
@@ -87,6 +91,7 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
   if (!Number.isInteger(settings.poolSize) || settings.poolSize < 1 || settings.poolSize > 256) {
     throw new RangeError(`poolSize must be an integer in 1..256, got ${settings.poolSize}`);
   }
+  checkDataLimits(settings, limits);
   const pool = new WorkerPool(settings.poolSize, logger, options.workerEntry);
   try {
     await pool.ready();
@@ -138,7 +143,10 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
     checkJob(job, limits);
     const cid = (await cidOf(job.module)).toString();
     if (job.input.length > settings.maxInputBytes) {
-      return rejected(`input of ${job.input.length} bytes is above the cap of ${settings.maxInputBytes}`);
+      return rejected(
+        dataLimitProblem("input", job.input.length) ??
+          `input of ${job.input.length} bytes is above the cap of ${settings.maxInputBytes}`,
+      );
     }
     const preparation = await prepared(cid, job.module, job.timeoutMs);
     if (!preparation.ok) return preparation.result;
@@ -172,7 +180,8 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
     if (reply.kind !== "reply") return noResult(reply);
     const outcome = reply.reply;
     if (outcome.kind === "no_result") {
-      logger.warn({ cid, detail: outcome.detail }, "host error while running a job");
+      if (outcome.reason === "host_error")
+        logger.warn({ cid, detail: outcome.detail }, "host error while running a job");
       return outcome;
     }
     return { ...outcome, outputCid: (await cidOf(outcome.output)).toString() };
@@ -210,6 +219,22 @@ function noResult(reply: PoolReply<unknown>): NoResult {
 /** Without a seed, randomness is derived from the module and the input. */
 function defaultSeed(job: Job): Uint8Array {
   return createHash("sha256").update("cell/seed/v1").update(job.module).update(job.input).digest();
+}
+
+/** The runtime may be stricter than the data limits, never looser: what it takes and makes must travel. */
+function checkDataLimits(
+  settings: { maxInputBytes: number; stdoutLimit: number },
+  limits: PolicyLimits,
+): void {
+  const looser = [
+    ["maxInputBytes", settings.maxInputBytes, DATA_LIMITS.inputBytes, "inputBytes"],
+    ["stdoutLimit", settings.stdoutLimit, DATA_LIMITS.outputBytes, "outputBytes"],
+    ["policy.maxModuleBytes", limits.maxModuleBytes, DATA_LIMITS.moduleBytes, "moduleBytes"],
+  ] as const;
+  for (const [option, value, limit, name] of looser) {
+    if (!Number.isSafeInteger(value) || value < 0 || value > limit)
+      throw new RangeError(`${option} must be an integer in 0..${limit} (DATA_LIMITS.${name}), got ${value}`);
+  }
 }
 
 function checkJob(job: Job, limits: PolicyLimits): void {

@@ -17,9 +17,17 @@ export class ProcExit extends Error {
   }
 }
 
-/** The job wrote more than its stdout/stderr cap: a deterministic trap. */
+/** The job wrote more than its stdout/stderr cap. */
 export class OutputLimitExceeded extends Error {
   override readonly name = "OutputLimitExceeded";
+  readonly stream: string;
+  readonly limit: number;
+
+  constructor(stream: string, limit: number) {
+    super(`${stream} exceeded its cap of ${limit} bytes`);
+    this.stream = stream;
+    this.limit = limit;
+  }
 }
 
 /** A host call found the fuel exhausted (the fuel global is left negative). */
@@ -105,7 +113,7 @@ class Output {
 
   write(bytes: Uint8Array): void {
     if (this.size + bytes.length > this.limit) {
-      throw new OutputLimitExceeded(`${this.label} exceeded its cap of ${this.limit} bytes`);
+      throw new OutputLimitExceeded(this.label, this.limit);
     }
     this.chunks.push(bytes.slice());
     this.size += bytes.length;

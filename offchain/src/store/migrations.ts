@@ -248,6 +248,61 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX receipts_outbox ON receipts (id) WHERE outbox_peer IS NOT NULL;
     `,
   },
+  {
+    version: 5,
+    name: "blocks keep their last use and the jobs that reference them, for garbage collection",
+    // block_meta holds what the collector reads of every block, apart from the bytes: a
+    // column after a large blob is only reached through its overflow pages, and rewriting
+    // a row to record a use would copy the blob. Receipt batch blocks are pinned
+    // (recognised by their type tag, X'7b22...3122' is '{"type":"cell-receipt-batch/1"'):
+    // they chain an executor's receipts and are never collected. block_refs is kept by
+    // triggers on jobs: a job's module and input (from its announce) and output (from its
+    // result), keyed by CID for the block server and the collector. Job rows are never
+    // deleted (their events are append-only), so the delete trigger's scan does not run.
+    sql: `
+      CREATE TABLE block_meta (
+        cid TEXT PRIMARY KEY,
+        size INTEGER NOT NULL,
+        stored_at INTEGER NOT NULL,
+        used_at INTEGER NOT NULL,
+        pinned INTEGER NOT NULL DEFAULT 0
+      ) STRICT, WITHOUT ROWID;
+      INSERT INTO block_meta (cid, size, stored_at, used_at, pinned)
+        SELECT cid, size, stored_at, stored_at,
+          substr(bytes, 1, 30) = X'7b2274797065223a2263656c6c2d726563656970742d62617463682f3122'
+        FROM blocks;
+
+      CREATE TABLE block_refs (
+        cid TEXT NOT NULL,
+        job INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        PRIMARY KEY (cid, job, kind)
+      ) STRICT, WITHOUT ROWID;
+      INSERT OR IGNORE INTO block_refs (cid, job, kind)
+        SELECT spec ->> '$.announce.moduleCid', id, 'module' FROM jobs
+          WHERE spec ->> '$.announce.moduleCid' IS NOT NULL
+        UNION ALL SELECT spec ->> '$.announce.inputCid', id, 'input' FROM jobs
+          WHERE spec ->> '$.announce.inputCid' IS NOT NULL
+        UNION ALL SELECT result ->> '$.outputCid', id, 'output' FROM jobs
+          WHERE result ->> '$.outputCid' IS NOT NULL;
+      CREATE TRIGGER jobs_reference_blocks AFTER INSERT ON jobs BEGIN
+        INSERT OR IGNORE INTO block_refs (cid, job, kind)
+          SELECT NEW.spec ->> '$.announce.moduleCid', NEW.id, 'module'
+            WHERE NEW.spec ->> '$.announce.moduleCid' IS NOT NULL
+          UNION ALL SELECT NEW.spec ->> '$.announce.inputCid', NEW.id, 'input'
+            WHERE NEW.spec ->> '$.announce.inputCid' IS NOT NULL
+          UNION ALL SELECT NEW.result ->> '$.outputCid', NEW.id, 'output'
+            WHERE NEW.result ->> '$.outputCid' IS NOT NULL;
+      END;
+      CREATE TRIGGER jobs_reference_output AFTER UPDATE OF result ON jobs
+        WHEN NEW.result ->> '$.outputCid' IS NOT NULL BEGIN
+        INSERT OR IGNORE INTO block_refs (cid, job, kind) VALUES (NEW.result ->> '$.outputCid', NEW.id, 'output');
+      END;
+      CREATE TRIGGER jobs_unreference_blocks BEFORE DELETE ON jobs BEGIN
+        DELETE FROM block_refs WHERE job = OLD.id;
+      END;
+    `,
+  },
 ];
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS.at(-1)?.version ?? 0;
