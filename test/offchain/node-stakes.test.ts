@@ -40,11 +40,7 @@ function view(options: Partial<RegistryViewOptions> = {}) {
 describe("registry view", () => {
   it("follows registration, stake, unbonding, slashing and the minimum stake", () => {
     const { registry, status } = view();
-    assert.equal(
-      status(),
-      "unknown",
-      "an operator the view does not hold may have registered after its head",
-    );
+    assert.equal(status(), "inactive", "a caught-up view that dropped nothing holds every registration");
     registry.apply({ type: "staked", donor: donorWallet, bonded: MIN });
     registry.apply({ type: "registered", donor: donorWallet, operator, peerKey });
     assert.equal(status(), "active");
@@ -108,6 +104,7 @@ describe("registry view", () => {
         operator: walletOf(100 + n),
         peerKey: keyOf(n),
       });
+    assert.equal(status(walletOf(150), keyOf(50)), "inactive", "nothing dropped yet: unregistered");
     for (const n of [1, 2]) {
       register(n);
       registry.apply({ type: "staked", donor: walletOf(n), bonded: MIN });
@@ -117,6 +114,7 @@ describe("registry view", () => {
     assert.equal(registry.size, 2);
     assert.equal(status(walletOf(101), keyOf(1)), "active");
     assert.equal(status(walletOf(102), keyOf(2)), "unknown", "dropped: unknown, not inactive");
+    assert.equal(status(walletOf(150), keyOf(50)), "unknown", "a missing operator may now be a dropped one");
     assert.equal(status(walletOf(103), keyOf(3)), "unknown", "registered without a followed stake");
     registry.apply({ type: "staked", donor: walletOf(3), bonded: MIN });
     assert.equal(status(walletOf(103), keyOf(3)), "active", "its next Staked event gives the amount");
@@ -170,9 +168,8 @@ describe("stake view config", () => {
 describe("stake cache", () => {
   it("answers status, isActive and peek from the view, whoever asks", async () => {
     const { cache, registry } = cacheOverView();
-    assert.equal(cache.peek(operator, peerKey), undefined, "unknown peeks as undefined");
-    assert.equal(await cache.status(operator, peerKey, "peer-a"), "unknown");
-    assert.equal(await cache.isActive(operator, peerKey), false, "isActive treats unknown as not active");
+    assert.equal(cache.peek(operator, peerKey), false, "an unregistered operator is inactive");
+    assert.equal(await cache.status(operator, peerKey, "peer-a"), "inactive");
     registry.apply({ type: "registered", donor: donorWallet, operator, peerKey });
     assert.equal(cache.peek(operator, peerKey), true);
     assert.equal(await cache.status(operator, peerKey, "peer-b"), "active");

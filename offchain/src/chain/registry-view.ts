@@ -37,10 +37,12 @@ interface Donor {
  * `MetadataUpdated` change nothing that matters here. Registrations are final: the contract
  * has no deregistration and no key rotation.
  *
- * Answers: "unknown" while the view has never caught up with the chain, has not for longer
- * than `staleMs`, or does not hold the operator (it may have registered after the view's
- * head, or been dropped by the bound below); "inactive" only for a registered operator the
- * view holds with another peer key or too little bonded stake.
+ * Answers: "unknown" while the view has never caught up with the chain or has not for longer
+ * than `staleMs`; "inactive" for a registered operator the view holds with another peer key
+ * or too little bonded stake, and for an operator it does not hold while it has dropped
+ * none: a caught-up view holds every registration up to its head, so such an operator is
+ * unregistered, or registered after the head and seen at the next poll. Once the bound
+ * below has dropped a donor, an operator it does not hold is "unknown".
  *
  * Bounds: `maxDonors` registered donors and `maxStakers` unregistered stakers, the least
  * recently changed dropped first. A dropped operator answers "unknown", never a wrong
@@ -58,6 +60,8 @@ export class RegistryView {
   readonly #operatorOf = new Map<string, string>();
   /** Bonded stake of donors not registered yet, by lower-cased donor wallet. */
   readonly #stakers = new Map<string, bigint>();
+  /** Set once `maxDonors` dropped a donor: from then on a missing operator may be a dropped one. */
+  #droppedDonors = false;
   #minStake: bigint | undefined;
   #head: bigint | undefined;
   #caughtUpAt: number | undefined;
@@ -125,7 +129,7 @@ export class RegistryView {
   status(operator: Address, peerKey: Hex, now: number): StakeStatus {
     if (!this.isFresh(now) || this.#minStake === undefined) return "unknown";
     const donor = this.#byOperator.get(operator.toLowerCase());
-    if (!donor) return "unknown";
+    if (!donor) return this.#droppedDonors ? "unknown" : "inactive";
     if (donor.peerKey !== peerKey.toLowerCase()) return "inactive";
     if (donor.bonded === undefined) return "unknown";
     return donor.bonded >= this.#minStake ? "active" : "inactive";
@@ -143,6 +147,7 @@ export class RegistryView {
       const [oldest, dropped] = this.#byOperator.entries().next().value as [string, Donor];
       this.#byOperator.delete(oldest);
       this.#operatorOf.delete(dropped.donor);
+      this.#droppedDonors = true;
     }
   }
 
