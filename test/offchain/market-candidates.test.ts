@@ -23,7 +23,6 @@ function prospect(n: number, fields: Partial<Prospect> = {}): Prospect {
     operator: operatorOf(n),
     pricePerMegaFuel: 100n,
     slots: 4,
-    busy: 0,
     maxFuel: 1_000_000n,
     maxMemoryPages: 256,
     staked: true,
@@ -149,11 +148,12 @@ describe("candidate selection", () => {
     const donors = [
       prospect(0, { stake: 1_000n * ATP }),
       prospect(1, { operator: operatorOf(101) }),
-      prospect(2, { busy: 3 }),
+      prospect(2),
       ...Array.from({ length: 13 }, (_, n) => prospect(n + 3)),
     ];
     const reputation = (operator: Address) => (operator === operatorOf(101) ? 65_535 : NEUTRAL_REPUTATION);
-    const share = askedShares(donors, 10_000, { reputation });
+    const busy = (peerId: string) => (peerId === "peer-2" ? 3 : 0);
+    const share = askedShares(donors, 10_000, { reputation, busy });
     const typical = share("peer-5");
     assert.ok(share("peer-0") > 1.3 * typical, `large stake ${share("peer-0")} vs ${typical}`);
     assert.ok(share("peer-1") > 1.3 * typical, `high reputation ${share("peer-1")} vs ${typical}`);

@@ -148,8 +148,6 @@ export interface Prospect {
   operator: Address;
   pricePerMegaFuel: bigint;
   slots: number;
-  /** Jobs of this buyer the donor runs now. */
-  busy: number;
   maxFuel: bigint;
   maxMemoryPages: number;
   /** DonorRegistry shows the operator active with this peer key. */
@@ -177,12 +175,14 @@ export interface CandidateOptions {
   exclude?: ReadonlySet<string>;
   /** Uniform in [0, 1): the draw that breaks ties. Seeded in tests. */
   random: () => number;
+  /** Jobs of this buyer each donor runs now (default none). */
+  busy?: (peerId: string) => number;
   /** Reputation in 0..65535; defaults to neutral, so a new donor weighs as much as any other. */
   reputation?: (operator: Address) => number;
 }
 
-export interface CandidateSet {
-  chosen: Prospect[];
+export interface CandidateSet<P extends Prospect = Prospect> {
+  chosen: P[];
   /** Donors passed over, counted by reason: a summary whose size does not grow with the donors known. */
   passedOver: Partial<Record<ReasonCode, number>>;
   /** Suitable donors left out to keep the set at its limit. */
@@ -197,8 +197,8 @@ export function candidateLimit(
   return Math.max(settings.minCandidates, settings.candidatesPerReplica * Math.max(1, replicas));
 }
 
-interface Ranked {
-  prospect: Prospect;
+interface Ranked<P extends Prospect = Prospect> {
+  prospect: P;
   /** 0 while the donor has a slot free of this buyer's jobs, else 1. */
   tier: number;
   /** Exponential race: lower is better; a donor of weight w is first among equals with odds w / Σw. */
@@ -210,24 +210,25 @@ interface Ranked {
  * live, able to run the job and within its price. Cheaper donors come first; among equal
  * prices, donors with a slot free of this buyer's jobs, then a weighted draw (stake,
  * reputation and free slots), so every donor, a new one included, is asked in proportion
- * to its weight. One pass over the donors plus an insertion into a list of `limit`.
+ * to its weight. One pass over the donors (no copy of them) plus an insertion into a list
+ * of `limit`.
  */
-export function pickCandidates(
-  prospects: Iterable<Prospect>,
+export function pickCandidates<P extends Prospect>(
+  prospects: Iterable<P>,
   job: ProspectJob,
   options: CandidateOptions,
-): CandidateSet {
+): CandidateSet<P> {
   const passedOver: Partial<Record<ReasonCode, number>> = {};
   const pass = (reason: ReasonCode) => (passedOver[reason] = (passedOver[reason] ?? 0) + 1);
   const reputation = options.reputation ?? (() => NEUTRAL_REPUTATION);
-  const bestOfOperator = new Map<string, Ranked>();
+  const bestOfOperator = new Map<string, Ranked<P>>();
   for (const prospect of prospects) {
     const refusal = prospectRefusal(prospect, job, options, reputation);
     if (refusal) {
       pass(refusal);
       continue;
     }
-    const free = Math.max(0, prospect.slots - prospect.busy);
+    const free = Math.max(0, prospect.slots - (options.busy?.(prospect.peerId) ?? 0));
     const weight =
       stakeWeight(prospect.stake) *
       reputationWeight(reputation(prospect.operator)) *
@@ -238,7 +239,7 @@ export function pickCandidates(
     if (rival) pass("duplicate_operator");
     if (!rival || compareRanked(ranked, rival) < 0) bestOfOperator.set(operator, ranked);
   }
-  const chosen: Ranked[] = [];
+  const chosen: Ranked<P>[] = [];
   for (const ranked of bestOfOperator.values()) insertBounded(chosen, ranked, options.limit);
   return {
     chosen: chosen.map((ranked) => ranked.prospect),
@@ -271,7 +272,7 @@ function compareRanked(a: Ranked, b: Ranked): number {
 }
 
 /** Keeps `list` sorted and at most `limit` long. */
-function insertBounded(list: Ranked[], ranked: Ranked, limit: number): void {
+function insertBounded<P extends Prospect>(list: Ranked<P>[], ranked: Ranked<P>, limit: number): void {
   if (list.length >= limit && compareRanked(ranked, list.at(-1)!) >= 0) return;
   let at = list.length;
   while (at > 0 && compareRanked(ranked, list[at - 1]!) < 0) at--;

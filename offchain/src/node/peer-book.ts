@@ -2,7 +2,7 @@ import type { Address, Hex } from "viem";
 import { hexToBytes } from "viem";
 import { peerIdFromPublicKey } from "../identity/index.ts";
 import { pickCandidates } from "../market/index.ts";
-import type { CandidateSet, Prospect, ProspectJob } from "../market/index.ts";
+import type { CandidateSet, ProspectJob } from "../market/index.ts";
 import type { CapabilityAdvert } from "../protocol/index.ts";
 
 export interface DonorInfo {
@@ -93,19 +93,16 @@ export class PeerBook {
       random?: () => number;
       reputation?: (operator: Address) => number;
     },
-  ): Omit<CandidateSet, "chosen"> & { chosen: DonorInfo[] } {
-    const busy = options.busy ?? (() => 0);
-    const prospects = new Map<Prospect, DonorInfo>();
-    for (const donor of this.#donors.values()) prospects.set({ ...donor, busy: busy(donor.peerId) }, donor);
-    const set = pickCandidates(prospects.keys(), job, {
+  ): CandidateSet<DonorInfo> {
+    return pickCandidates(this.#donors.values(), job, {
       limit: options.limit ?? Number.POSITIVE_INFINITY,
       now: options.now,
       livenessMs: options.livenessMs,
       exclude: options.exclude,
       random: options.random ?? Math.random,
+      busy: options.busy,
       reputation: options.reputation,
     });
-    return { ...set, chosen: set.chosen.map((prospect) => prospects.get(prospect)!) };
   }
 
   get size(): number {
