@@ -4,6 +4,8 @@ import {
   AssignBatchSchema,
   AssignRequestSchema,
   BidBatchSchema,
+  BidRequestAckSchema,
+  BidRequestBatchSchema,
   DeliveryBatchSchema,
   MARKET_BATCH_MAX,
   BidOfferSchema,
@@ -128,6 +130,37 @@ describe("job announce batches", () => {
     });
     assert.equal(result.success, false);
     assert.deepEqual(issuePaths(result), ["jobs.1.jobId"]);
+  });
+});
+
+describe("bid requests", () => {
+  it("carry one to MARKET_BATCH_MAX well-formed jobs, within the byte limit", () => {
+    const full = Array.from({ length: MARKET_BATCH_MAX }, () => announce());
+    assert.equal(BidRequestBatchSchema.safeParse({ type: "bid_requests", jobs: full }).success, true);
+    assert.ok(JSON.stringify({ type: "bid_requests", jobs: full }).length <= MESSAGE_LIMITS.bidRequestBatch);
+    assert.equal(BidRequestBatchSchema.safeParse({ type: "bid_requests", jobs: [] }).success, false);
+    assert.equal(
+      BidRequestBatchSchema.safeParse({ type: "bid_requests", jobs: [...full, announce()] }).success,
+      false,
+    );
+    assert.equal(BidRequestBatchSchema.safeParse({ type: "jobs", jobs: [announce()] }).success, false);
+    assert.equal(
+      BidRequestBatchSchema.safeParse({ type: "bid_requests", jobs: [announce()], extra: 1 }).success,
+      false,
+    );
+  });
+
+  it("reject a request with one bad job, naming it, and acks out of range", () => {
+    const result = BidRequestBatchSchema.safeParse({
+      type: "bid_requests",
+      jobs: [announce(), announce({ jobId: "0x12" })],
+    });
+    assert.deepEqual(issuePaths(result), ["jobs.1.jobId"]);
+    assert.equal(BidRequestAckSchema.safeParse({ type: "ack", received: 3 }).success, true);
+    assert.equal(
+      BidRequestAckSchema.safeParse({ type: "ack", received: MARKET_BATCH_MAX + 1 }).success,
+      false,
+    );
   });
 });
 

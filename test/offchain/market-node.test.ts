@@ -7,7 +7,8 @@ import { loadConfig } from "../../offchain/src/node/index.ts";
 import { PeerBook } from "../../offchain/src/node/peer-book.ts";
 import type { CapabilityAdvert } from "../../offchain/src/protocol/index.ts";
 
-const operator = "0x1111111111111111111111111111111111111111";
+const operatorOf = (peerId: string) =>
+  `0x${Buffer.from(peerId).toString("hex").padStart(40, "0").slice(-40)}` as `0x${string}`;
 const peerKey = `0x${"22".repeat(32)}` as const;
 
 async function withDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
@@ -81,10 +82,11 @@ describe("node config", () => {
   });
 });
 
+/** A donor's advert; each donor has its own operator. */
 function advert(peerId: string, overrides: Partial<CapabilityAdvert> = {}): CapabilityAdvert {
   return {
     type: "caps",
-    operator,
+    operator: operatorOf(peerId),
     peerId,
     peerKey,
     pricePerMegaFuel: "1000",
@@ -103,7 +105,7 @@ function advert(peerId: string, overrides: Partial<CapabilityAdvert> = {}): Capa
 describe("peer book", () => {
   const job = { fuelLimit: 1_000_000n, memoryPages: 16, maxPricePerMegaFuel: 2_000n };
 
-  it("offers only staked, live, able and affordable donors, cheapest first", () => {
+  it("offers only staked, live, able and affordable donors, cheapest first, with the reasons of the rest", () => {
     const book = new PeerBook();
     book.upsertFromAdvert(advert("cheap", { pricePerMegaFuel: "500" }), 1_000, true);
     book.upsertFromAdvert(advert("normal"), 1_000, true);
@@ -112,33 +114,40 @@ describe("peer book", () => {
     book.upsertFromAdvert(advert("small", { maxMemoryPages: 8 }), 1_000, true);
     book.upsertFromAdvert(advert("pricey", { pricePerMegaFuel: "5000" }), 1_000, true);
     book.upsertFromAdvert(advert("excluded"), 1_000, true);
-    const ids = book
-      .candidates(job, { now: 1_500, livenessMs: 1_000, exclude: new Set(["excluded"]), limit: 10 })
-      .map((d) => d.peerId);
-    assert.deepEqual(ids, ["cheap", "normal"]);
+    const set = book.candidates(job, {
+      now: 1_500,
+      livenessMs: 1_000,
+      exclude: new Set(["excluded"]),
+      limit: 10,
+    });
+    assert.deepEqual(
+      set.chosen.map((d) => d.peerId),
+      ["cheap", "normal"],
+    );
+    assert.deepEqual(set.passedOver, {
+      not_staked: 1,
+      executor_silent: 1,
+      memory_too_high: 1,
+      bid_rejected_price: 1,
+      duplicate_operator: 1,
+    });
     book.touch("stale", 1_400);
     assert.ok(
       book
         .candidates(job, { now: 1_500, livenessMs: 1_000, exclude: new Set(), limit: 10 })
-        .some((d) => d.peerId === "stale"),
+        .chosen.some((d) => d.peerId === "stale"),
     );
   });
 
-  it("prefers donors with more slots not taken by this buyer, and spreads ties", () => {
+  it("puts donors whose slots this buyer fills last, and spreads ties", () => {
     const book = new PeerBook();
     for (const id of ["a", "b", "c"]) book.upsertFromAdvert(advert(id), 0, true);
-    const busy = (peerId: string) => (peerId === "a" ? 4 : peerId === "b" ? 1 : 0);
-    assert.deepEqual(
-      book
-        .candidates(job, { now: 0, livenessMs: 1_000, exclude: new Set(), limit: 3, busy })
-        .map((d) => d.peerId),
-      ["c", "b", "a"],
-    );
+    const busy = (peerId: string) => (peerId === "a" ? 4 : 0);
+    const options = { now: 0, livenessMs: 1_000, exclude: new Set<string>() };
+    for (let i = 0; i < 20; i++)
+      assert.equal(book.candidates(job, { ...options, limit: 3, busy }).chosen.at(-1)?.peerId, "a");
     const firsts = new Set<string>();
-    for (let i = 0; i < 50; i++)
-      firsts.add(
-        book.candidates(job, { now: 0, livenessMs: 1_000, exclude: new Set(), limit: 1 })[0]!.peerId,
-      );
+    for (let i = 0; i < 50; i++) firsts.add(book.candidates(job, { ...options, limit: 1 }).chosen[0]!.peerId);
     assert.ok(firsts.size > 1, "equal donors are not always asked in the same order");
   });
 });

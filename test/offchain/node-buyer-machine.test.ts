@@ -25,6 +25,8 @@ const settings: BuyerSettings = {
   deliveryGraceMs: 1_000,
   maxAttempts: 3,
   livenessMs: 15_000,
+  minCandidates: 4,
+  candidatesPerReplica: 4,
   backoff: { ...DEFAULT_BACKOFF, jitter: 0 },
   placementBackoff: { ...DEFAULT_BACKOFF, jitter: 0, maxMs: 2_000 },
   maxStoredBids: 8,
@@ -209,16 +211,98 @@ describe("buyer machine: placement and bid rounds", () => {
     );
   });
 
-  it("parks a job no donor is known for, backing off, and announces nothing", () => {
+  it("announces a job no donor is known for to all, then parks it with no_bid when no one bids", () => {
     const driver = new Driver();
     driver.send({ type: "submitted" });
     const effects = driver.send({ type: "place", expected: [] });
+    assert.deepEqual(
+      effects.filter((effect) => effect.type === "announce" || effect.type === "request_bids"),
+      [{ type: "announce" }],
+      "a discovery announcement, and no donor asked directly",
+    );
+    assert.equal(driver.job.state, "announced", "the round waits for donors it does not know");
+    assert.equal(nextWakeAt(driver.job), settings.bidTimeoutMs);
+    const parked = driver.tick(settings.bidTimeoutMs);
     assert.equal(driver.job.state, "queued");
     assert.equal(driver.job.reason, "no_bid");
-    assert.ok(!effects.some((effect) => effect.type === "announce"));
-    const queue = effects.find((effect) => effect.type === "queue");
-    assert.deepEqual(queue && [queue.notBefore, queue.reason], [200, "no_bid"]);
+    const queue = parked.find((effect) => effect.type === "queue");
+    assert.deepEqual(queue && [queue.notBefore, queue.reason], [settings.bidTimeoutMs + 200, "no_bid"]);
     assert.equal(driver.of("placement_ended").length, 1);
+  });
+
+  it("parks with the reason the known donors were passed over for when none could be asked", () => {
+    const driver = new Driver();
+    driver.send({ type: "submitted" });
+    driver.send({ type: "place", expected: [], passedOver: { bid_rejected_price: 5, executor_silent: 2 } });
+    driver.tick(settings.bidTimeoutMs);
+    assert.equal(driver.job.reason, "bid_rejected_price");
+    const queued = driver.job.events.findLast((event) => event.type === "queued");
+    assert.match(queued?.detail ?? "", /bid_rejected_price.*executor_silent/);
+  });
+
+  it("asks only its candidates, directly, and announces nothing when it knows enough donors", () => {
+    const driver = new Driver();
+    driver.send({ type: "submitted" });
+    const effects = driver.send({ type: "place", expected: ["A", "B", "C", "D", "E", "F"] });
+    const asked = effects.filter((effect) => effect.type === "request_bids");
+    assert.deepEqual(
+      asked.map((effect) => effect.peers),
+      [["A", "B", "C", "D"]],
+      "never more than the candidate limit, best first",
+    );
+    assert.equal(driver.of("announce").length, 0, "no gossip when enough donors are known");
+    assert.deepEqual(driver.job.round?.expected, ["A", "B", "C", "D"]);
+    for (const peer of ["A", "B", "C"])
+      driver.at(5).send({
+        type: "offer_received",
+        from: peer,
+        offer: { type: "decline", reason: "slots_full" },
+        donor: { operator: operators[peer]!, staked: true },
+      });
+    driver.at(6).bid("D", 40n);
+    assert.equal(
+      driver.of("check_bid_signature").at(-1)?.candidate.peerId,
+      "D",
+      "selection starts once every candidate answered",
+    );
+  });
+
+  it("counts a candidate its bid request did not reach as answered, with its reason", () => {
+    const driver = new Driver();
+    driver.send({ type: "submitted" });
+    driver.send({ type: "place", expected: ["A", "B", "C", "D"] });
+    for (const peer of ["A", "B", "C", "D"])
+      driver.at(3).send({ type: "bid_request_failed", round: 1, from: peer, detail: "dial failed" });
+    assert.equal(driver.job.state, "queued", "no need to wait for the round's end");
+    assert.equal(driver.job.reason, "unreachable");
+    driver.send({ type: "bid_request_failed", round: 1, from: "A", detail: "again" });
+    assert.equal(driver.of("queue").length, 2, "a repeated failure changes nothing");
+  });
+
+  it("also announces to all when it knows fewer donors than it would ask, and waits for strangers when the known decline", () => {
+    const driver = new Driver();
+    driver.send({ type: "submitted" });
+    const effects = driver.send({ type: "place", expected: ["A", "B"] });
+    assert.deepEqual(
+      effects.filter((effect) => effect.type === "request_bids").map((effect) => effect.peers),
+      [["A", "B"]],
+    );
+    assert.equal(driver.of("announce").length, 1);
+    for (const peer of ["A", "B"])
+      driver.at(5).send({
+        type: "offer_received",
+        from: peer,
+        offer: { type: "decline", reason: "slots_full" },
+        donor: { operator: operators[peer]!, staked: true },
+      });
+    assert.equal(driver.job.round?.closed, false, "an unknown donor may still bid");
+    assert.equal(driver.tick(1_000).length, 0);
+    const chosen = driver.at(1_100).bid("C", 30n);
+    assert.equal(
+      chosen.find((effect) => effect.type === "check_bid_signature")?.candidate.peerId,
+      "C",
+      "the stranger's bid is taken",
+    );
   });
 
   it("waits the bid window after the first bid and picks the cheaper later bid over the faster one", () => {
@@ -330,6 +414,8 @@ describe("buyer machine: placement and bid rounds", () => {
         offer: { type: "decline", reason: "timeout_too_long" },
         donor: { operator: operators[peer]!, staked: true },
       });
+    assert.equal(declined.job.state, "announced", "a discovery round waits for donors it did not ask");
+    declined.tick(settings.bidTimeoutMs);
     assert.equal(declined.job.reason, "timeout_too_long");
     assert.equal(declined.events().filter((event) => event === "bid_rejected:timeout_too_long").length, 2);
 

@@ -10,8 +10,25 @@ export {
 export type { AnnounceContext, JobCheck, JobSpecInput, SignedJob } from "./spec.ts";
 export { DEFAULT_DONOR_POLICY, decideBid, maxCost } from "./policy.ts";
 export type { BidDecision, DonorPolicy, DonorState } from "./policy.ts";
-export { NEUTRAL_REPUTATION, selectExecutors } from "./selection.ts";
-export type { Candidate, Rejection, Selection, SelectionOptions } from "./selection.ts";
+export {
+  NEUTRAL_REPUTATION,
+  candidateLimit,
+  pickCandidates,
+  reputationWeight,
+  seededRandom,
+  selectExecutors,
+  stakeWeight,
+} from "./selection.ts";
+export type {
+  Candidate,
+  CandidateOptions,
+  CandidateSet,
+  Prospect,
+  ProspectJob,
+  Rejection,
+  Selection,
+  SelectionOptions,
+} from "./selection.ts";
 export { JobScheduler } from "./scheduler.ts";
 export type { QueuedJob, WaitingJob } from "./scheduler.ts";
 export { DEFAULT_BACKOFF, DEFAULT_RETRY_PLAN, backoffDelay, planRetry } from "./backoff.ts";

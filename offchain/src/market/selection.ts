@@ -27,6 +27,11 @@ export interface SelectionOptions {
   /** Operators and peers to pass over (earlier attempts of this job). */
   excludeOperators?: ReadonlySet<string>;
   excludePeers?: ReadonlySet<string>;
+  /**
+   * Uniform in [0, 1): breaks ties between bids of one price by a draw weighted by stake and
+   * reputation, so equal donors share the work. Without it the order is fixed (see below).
+   */
+  random?: () => number;
 }
 
 export interface Rejection {
@@ -43,9 +48,9 @@ export interface Selection {
 export const NEUTRAL_REPUTATION = 32_768;
 
 /**
- * Picks up to `replicas` executors: eligible bids ranked by price, then reputation,
- * stake, free slots and peer id (so the choice is deterministic), never two with one
- * operator. Every bid passed over is returned with its reason.
+ * Picks up to `replicas` executors: eligible bids ranked by price, then (given `random`) a
+ * draw weighted by stake and reputation, then reputation, stake, free slots and peer id,
+ * never two with one operator. Every bid passed over is returned with its reason.
  */
 export function selectExecutors(candidates: readonly Candidate[], options: SelectionOptions): Selection {
   const reputation = options.reputation ?? (() => NEUTRAL_REPUTATION);
@@ -56,7 +61,20 @@ export function selectExecutors(candidates: readonly Candidate[], options: Selec
     if (refusal) rejected.push({ candidate, ...refusal });
     else eligible.push(candidate);
   }
-  eligible.sort((a, b) => compareCandidates(a, b, reputation));
+  const keys = new Map<Candidate, number>();
+  if (options.random)
+    for (const candidate of eligible)
+      keys.set(
+        candidate,
+        raceKey(
+          options.random(),
+          stakeWeight(candidate.stake) * reputationWeight(reputation(candidate.operator)),
+        ),
+      );
+  eligible.sort(
+    (a, b) =>
+      priceOrder(a, b) || (keys.get(a) ?? 0) - (keys.get(b) ?? 0) || compareCandidates(a, b, reputation),
+  );
 
   const chosen: Candidate[] = [];
   const operators = new Set<string>();
@@ -109,6 +127,10 @@ function ineligibility(
   return undefined;
 }
 
+function priceOrder(a: Candidate, b: Candidate): number {
+  return a.pricePerMegaFuel === b.pricePerMegaFuel ? 0 : a.pricePerMegaFuel < b.pricePerMegaFuel ? -1 : 1;
+}
+
 function compareCandidates(a: Candidate, b: Candidate, reputation: (operator: Address) => number): number {
   if (a.pricePerMegaFuel !== b.pricePerMegaFuel) return a.pricePerMegaFuel < b.pricePerMegaFuel ? -1 : 1;
   const byReputation = reputation(b.operator) - reputation(a.operator);
@@ -116,4 +138,174 @@ function compareCandidates(a: Candidate, b: Candidate, reputation: (operator: Ad
   if (a.stake !== b.stake) return a.stake > b.stake ? -1 : 1;
   if (a.freeSlots !== b.freeSlots) return b.freeSlots - a.freeSlots;
   return a.peerId < b.peerId ? -1 : a.peerId > b.peerId ? 1 : 0;
+}
+
+// ── candidate sets ───────────────────────────────────────────────────────────────────
+
+/** What a buyer knows of a donor before asking it to bid: its advert, its stake, its own jobs there. */
+export interface Prospect {
+  peerId: string;
+  operator: Address;
+  pricePerMegaFuel: bigint;
+  slots: number;
+  maxFuel: bigint;
+  maxMemoryPages: number;
+  /** DonorRegistry shows the operator active with this peer key. */
+  staked: boolean;
+  /** Unix ms the donor was last heard from. */
+  lastSeen: number;
+  /** Stake in base units when known; an unknown stake weighs as the smallest. */
+  stake?: bigint;
+}
+
+export interface ProspectJob {
+  fuelLimit: bigint;
+  memoryPages: number;
+  maxPricePerMegaFuel: bigint;
+  minReputation?: number;
+}
+
+export interface CandidateOptions {
+  /** Most donors asked (k). */
+  limit: number;
+  now: number;
+  /** Donors not heard from for this long are passed over. */
+  livenessMs: number;
+  /** Peers that had the job already. */
+  exclude?: ReadonlySet<string>;
+  /** Uniform in [0, 1): the draw that breaks ties. Seeded in tests. */
+  random: () => number;
+  /** Jobs of this buyer each donor runs now (default none). */
+  busy?: (peerId: string) => number;
+  /** Reputation in 0..65535; defaults to neutral, so a new donor weighs as much as any other. */
+  reputation?: (operator: Address) => number;
+}
+
+export interface CandidateSet<P extends Prospect = Prospect> {
+  chosen: P[];
+  /** Donors passed over, counted by reason: a summary whose size does not grow with the donors known. */
+  passedOver: Partial<Record<ReasonCode, number>>;
+  /** Suitable donors left out to keep the set at its limit. */
+  notAsked: number;
+}
+
+/** How many donors a job of `replicas` executors asks to bid. */
+export function candidateLimit(
+  replicas: number,
+  settings: { minCandidates: number; candidatesPerReplica: number },
+): number {
+  return Math.max(settings.minCandidates, settings.candidatesPerReplica * Math.max(1, replicas));
+}
+
+interface Ranked<P extends Prospect = Prospect> {
+  prospect: P;
+  /** 0 while the donor has a slot free of this buyer's jobs, else 1. */
+  tier: number;
+  /** Exponential race: lower is better; a donor of weight w is first among equals with odds w / Σw. */
+  key: number;
+}
+
+/**
+ * The donors a job asks to bid: at most `limit`, at most one per operator, all staked,
+ * live, able to run the job and within its price. Cheaper donors come first; among equal
+ * prices, donors with a slot free of this buyer's jobs, then a weighted draw (stake,
+ * reputation and free slots), so every donor, a new one included, is asked in proportion
+ * to its weight. One pass over the donors (no copy of them) plus an insertion into a list
+ * of `limit`.
+ */
+export function pickCandidates<P extends Prospect>(
+  prospects: Iterable<P>,
+  job: ProspectJob,
+  options: CandidateOptions,
+): CandidateSet<P> {
+  const passedOver: Partial<Record<ReasonCode, number>> = {};
+  const pass = (reason: ReasonCode) => (passedOver[reason] = (passedOver[reason] ?? 0) + 1);
+  const reputation = options.reputation ?? (() => NEUTRAL_REPUTATION);
+  const bestOfOperator = new Map<string, Ranked<P>>();
+  for (const prospect of prospects) {
+    const refusal = prospectRefusal(prospect, job, options, reputation);
+    if (refusal) {
+      pass(refusal);
+      continue;
+    }
+    const free = Math.max(0, prospect.slots - (options.busy?.(prospect.peerId) ?? 0));
+    const weight =
+      stakeWeight(prospect.stake) *
+      reputationWeight(reputation(prospect.operator)) *
+      (free > 0 ? free / prospect.slots : 1);
+    const ranked = { prospect, tier: free > 0 ? 0 : 1, key: raceKey(options.random(), weight) };
+    const operator = prospect.operator.toLowerCase();
+    const rival = bestOfOperator.get(operator);
+    if (rival) pass("duplicate_operator");
+    if (!rival || compareRanked(ranked, rival) < 0) bestOfOperator.set(operator, ranked);
+  }
+  const chosen: Ranked<P>[] = [];
+  for (const ranked of bestOfOperator.values()) insertBounded(chosen, ranked, options.limit);
+  return {
+    chosen: chosen.map((ranked) => ranked.prospect),
+    passedOver,
+    notAsked: bestOfOperator.size - chosen.length,
+  };
+}
+
+function prospectRefusal(
+  prospect: Prospect,
+  job: ProspectJob,
+  options: CandidateOptions,
+  reputation: (operator: Address) => number,
+): ReasonCode | undefined {
+  if (!prospect.staked) return "not_staked";
+  if (options.exclude?.has(prospect.peerId)) return "duplicate_operator";
+  if (options.now - prospect.lastSeen > options.livenessMs) return "executor_silent";
+  if (prospect.maxFuel < job.fuelLimit) return "fuel_too_high";
+  if (prospect.maxMemoryPages < job.memoryPages) return "memory_too_high";
+  if (prospect.pricePerMegaFuel > job.maxPricePerMegaFuel) return "bid_rejected_price";
+  if (reputation(prospect.operator) < (job.minReputation ?? 0)) return "bid_rejected_reputation";
+  return undefined;
+}
+
+function compareRanked(a: Ranked, b: Ranked): number {
+  const pa = a.prospect.pricePerMegaFuel;
+  const pb = b.prospect.pricePerMegaFuel;
+  if (pa !== pb) return pa < pb ? -1 : 1;
+  return a.tier - b.tier || a.key - b.key;
+}
+
+/** Keeps `list` sorted and at most `limit` long. */
+function insertBounded<P extends Prospect>(list: Ranked<P>[], ranked: Ranked<P>, limit: number): void {
+  if (list.length >= limit && compareRanked(ranked, list.at(-1)!) >= 0) return;
+  let at = list.length;
+  while (at > 0 && compareRanked(ranked, list[at - 1]!) < 0) at--;
+  list.splice(at, 0, ranked);
+  if (list.length > limit) list.pop();
+}
+
+const ONE_TOKEN = 10n ** 18n;
+
+/** 1 for the smallest stake, growing with its logarithm: a large stake is asked more, never exclusively. */
+export function stakeWeight(stake: bigint | undefined): number {
+  if (stake === undefined || stake <= 0n) return 1;
+  return 1 + Math.log2(1 + Number(stake / ONE_TOKEN));
+}
+
+/** 1 at neutral reputation, 2 at the top, near 0 at the bottom. */
+export function reputationWeight(reputation: number): number {
+  return (Math.min(Math.max(reputation, 0), 65_535) + 1) / (NEUTRAL_REPUTATION + 1);
+}
+
+/** An exponential draw of rate `weight`: the smallest of several is each one's with odds proportional to its weight. */
+function raceKey(uniform: number, weight: number): number {
+  return -Math.log(1 - Math.min(Math.max(uniform, 0), 1 - Number.EPSILON)) / weight;
+}
+
+/** A seeded uniform generator in [0, 1) (mulberry32), for draws that must repeat. */
+export function seededRandom(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296;
+  };
 }

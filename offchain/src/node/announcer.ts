@@ -9,40 +9,54 @@ import {
 import type { JobAnnounce } from "../protocol/index.ts";
 import { detach } from "./util.ts";
 
-/** Least time between two announcements of one buyer. */
-const LINGER_MS = 10;
 /** Room left in a batch for its envelope. */
 const ENVELOPE_BYTES = 64;
 
 /**
- * Gossips job announces in batches. A job announced after a quiet spell goes out at once
- * (with whatever else is announced in the same turn of the event loop); while jobs keep
- * coming, they leave together at most every `LINGER_MS` (at most
- * `ANNOUNCE_BATCH_MAX_JOBS`, within the batch byte limit, per message).
+ * Gossips the discovery announcements of jobs, rate-limited: at most one message per
+ * `intervalMs`. A job announced after a quiet spell goes out at once (with whatever else is
+ * announced in the same turn of the event loop); later ones wait for the next interval and
+ * leave together.
+ *
+ * Bound: one batch waits (at most `ANNOUNCE_BATCH_MAX_JOBS` jobs within the batch byte
+ * limit); a job beyond it is not announced (counted in `dropped`): it was asked of the
+ * donors its buyer knows, and its placement retries later.
  */
 export class Announcer {
   readonly #mesh: MeshNode;
   readonly #log: Logger;
+  readonly #intervalMs: number;
   #pending: JobAnnounce[] = [];
   #pendingBytes = ENVELOPE_BYTES;
   #timer: NodeJS.Timeout | undefined;
-  #lastFlush = 0;
+  #lastFlush = Number.NEGATIVE_INFINITY;
+  #announced = 0;
+  #dropped = 0;
 
-  constructor(mesh: MeshNode, log: Logger) {
+  constructor(mesh: MeshNode, log: Logger, intervalMs: number) {
     this.#mesh = mesh;
     this.#log = log;
+    this.#intervalMs = intervalMs;
+  }
+
+  /** Jobs announced and jobs left out for the rate limit. */
+  get stats(): { announced: number; dropped: number } {
+    return { announced: this.#announced, dropped: this.#dropped };
   }
 
   announce(job: JobAnnounce): void {
+    if (this.#pending.some((pending) => pending.jobId === job.jobId)) return;
     const bytes = JSON.stringify(job).length + 1;
     if (
       this.#pending.length >= ANNOUNCE_BATCH_MAX_JOBS ||
       this.#pendingBytes + bytes > MESSAGE_LIMITS.announceBatch
-    )
-      this.flush();
+    ) {
+      this.#dropped++;
+      return;
+    }
     this.#pending.push(job);
     this.#pendingBytes += bytes;
-    const wait = Math.max(0, this.#lastFlush + LINGER_MS - performance.now());
+    const wait = Math.max(0, this.#lastFlush + this.#intervalMs - performance.now());
     this.#timer ??= setTimeout(() => this.flush(), wait);
   }
 
@@ -52,6 +66,7 @@ export class Announcer {
     if (this.#pending.length === 0) return;
     this.#lastFlush = performance.now();
     const batch = { type: "jobs" as const, jobs: this.#pending };
+    this.#announced += batch.jobs.length;
     this.#pending = [];
     this.#pendingBytes = ENVELOPE_BYTES;
     detach(

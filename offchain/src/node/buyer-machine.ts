@@ -1,4 +1,4 @@
-import { backoffDelay, planRetry, selectExecutors } from "../market/index.ts";
+import { backoffDelay, candidateLimit, planRetry, selectExecutors } from "../market/index.ts";
 import type { Address } from "viem";
 import type { AssignResponse, ReasonCode, StatusResponse } from "../protocol/index.ts";
 import { receiptRefusal } from "./buyer-receipts.ts";
@@ -13,6 +13,7 @@ import type {
   BuyerSettings,
   KnownDonor,
   Offer,
+  PassedOver,
   Refusal,
   RoundTotals,
   Step,
@@ -134,11 +135,13 @@ class Transition {
       case "submitted":
         return this.submitted();
       case "place":
-        return this.place(event.expected);
+        return this.place(event.expected, event.passedOver);
       case "tick":
         return this.tick();
       case "offer_received":
         return this.offerReceived(event.from, event.offer, event.donor);
+      case "bid_request_failed":
+        return this.bidRequestFailed(event.round, event.from, event.detail);
       case "bid_checked":
         return this.bidChecked(event.from, event.round, event.candidate, event.refusal);
       case "bid_signature_checked":
@@ -186,24 +189,30 @@ class Transition {
     this.emit({ type: "queued", reason, detail });
   }
 
-  place(expected: string[]): void {
+  place(expected: string[], passedOver: PassedOver = {}): void {
     const job = this.job;
     if (isFinal(job) || job.current || isPlacing(job)) {
       this.effects.push({ type: "placement_ended" });
       return;
     }
-    const usable = expected.filter((peerId) => !job.excluded.includes(peerId));
-    if (usable.length === 0) return this.park("no_bid", "no staked donor able to run the job is known");
-    this.openRound(usable);
+    const limit = candidateLimit(job.spec.replicas, this.settings);
+    const usable = expected.filter((peerId) => !job.excluded.includes(peerId)).slice(0, limit);
+    this.openRound(usable, usable.length < limit);
+    if (usable.length === 0) this.job.round!.refusals.push(...unknownDonorRefusals(passedOver));
   }
 
-  openRound(expected: string[]): void {
+  /**
+   * Asks the chosen donors to bid; when fewer than the candidate limit are known, the job is
+   * also announced to all so that donors this node does not know yet can bid.
+   */
+  openRound(expected: string[], discovery: boolean): void {
     const job = this.job;
     const previous = job.round;
     if (previous) this.addToTotals(previous);
     job.round = {
       number: (previous?.number ?? 0) + 1,
       expected,
+      discovery,
       answered: [],
       awaiting: expected.length,
       candidates: [],
@@ -214,7 +223,23 @@ class Transition {
       refusedOperators: [],
       events: [],
     };
-    this.effects.push({ type: "announce" });
+    const round = job.round;
+    if (expected.length > 0)
+      this.effects.push({ type: "request_bids", round: round.number, peers: expected });
+    if (discovery) this.effects.push({ type: "announce" });
+  }
+
+  /** A donor that could not be asked counts as answered, with its reason. */
+  bidRequestFailed(roundNumber: number, from: string, detail: string): void {
+    const round = this.job.round;
+    if (!round || round.number !== roundNumber || round.closed || round.answered.includes(from)) return;
+    if (!round.expected.includes(from)) return;
+    round.answered.push(from);
+    round.refusals.push({
+      reason: "unreachable",
+      detail: `the bid request did not reach ${from}: ${detail}`,
+    });
+    this.answered(from);
   }
 
   addToTotals(round: BidRound): void {
@@ -315,14 +340,19 @@ class Transition {
   maybeSelect(): void {
     const round = this.job.round;
     if (!round || round.closed) return;
+    // A discovery round whose asked donors all answered without a usable bid may still hear
+    // from donors it did not ask: it waits for the bid window or the round's end.
+    const allAnswered = round.awaiting <= 0 && (!round.discovery || round.candidates.length > 0);
     const due =
       this.now >= round.closesAt ||
       (round.checking.length === 0 &&
-        (round.awaiting <= 0 || (round.windowEndsAt !== undefined && this.now >= round.windowEndsAt)));
+        (allAnswered || (round.windowEndsAt !== undefined && this.now >= round.windowEndsAt)));
     if (!due) return;
     round.closed = true;
     if (round.candidates.length === 0 && round.awaiting > 0)
       round.refusals.push({ reason: "timeout", detail: "no bid came in time" });
+    if (round.candidates.length === 0 && round.refusals.length === 0)
+      round.refusals.push({ reason: "no_bid", detail: "no staked donor able to run the job is known" });
     this.selectNext();
   }
 
@@ -338,6 +368,7 @@ class Transition {
       livenessMs: this.settings.livenessMs,
       excludePeers: new Set(job.excluded),
       excludeOperators: new Set(round.refusedOperators),
+      random: this.settings.random,
     });
     for (const rejected of selection.rejected) {
       round.candidates = round.candidates.filter((candidate) => candidate !== rejected.candidate);
@@ -842,6 +873,14 @@ function cloneJob(job: BuyerJobState): BuyerJobState {
     },
     totals: { ...job.totals },
   };
+}
+
+/** Why no known donor was asked, most frequent reason first (one refusal per reason). */
+function unknownDonorRefusals(passedOver: PassedOver): Refusal[] {
+  return (Object.entries(passedOver) as [ReasonCode, number][])
+    .filter(([, count]) => count > 0)
+    .sort((a, b) => b[1] - a[1])
+    .map(([reason, count]) => ({ reason, detail: `${count} known donors passed over: ${reason}` }));
 }
 
 /**

@@ -5,7 +5,9 @@ import type { SignedJob } from "../market/index.ts";
 import { RequestCoalescer } from "../p2p/index.ts";
 import type { MeshNode } from "../p2p/index.ts";
 import {
+  MESSAGE_LIMITS,
   PROTOCOL_ASSIGN,
+  PROTOCOL_BID_REQUEST,
   PROTOCOL_STATUS,
   bidFromWire,
   receiptFromWire,
@@ -38,8 +40,12 @@ export interface Clock {
 export interface BuyerNetwork {
   readonly peerId: string;
   multiaddrs(): string[];
-  /** Gossips a job announcement (batched with others). */
+  /** Gossips a job announcement for discovery (batched with others, rate-limited). */
   announce(job: JobAnnounce): void;
+  /** Asks one donor to bid on the job (batched with other requests to that donor). */
+  requestBids(peerId: string, job: JobAnnounce): Promise<void>;
+  /** Jobs gossiped for discovery, and jobs left out by its rate limit. */
+  announceStats(): { announced: number; dropped: number };
   assign(peerId: string, request: AssignRequest): Promise<AssignResponse>;
   status(peerId: string, jobId: Hex, timeoutMs: number): Promise<StatusResponse>;
   fetchBlock(cid: CID, from: string[], timeoutMs: number): Promise<Uint8Array>;
@@ -86,14 +92,29 @@ export interface BuyerPorts {
   misbehaved: Misbehaved;
 }
 
-/** The buyer's network over a mesh node: assignments are coalesced per donor, announcements batched. */
+/** The buyer's network over a mesh node: bid requests and assignments are coalesced per donor, announcements batched. */
 export function meshBuyerNetwork(
   mesh: MeshNode,
   provider: { add(cid: string): void },
   log: Logger,
   config: NodeConfig["buyer"],
 ): BuyerNetwork {
-  const announcer = new Announcer(mesh, log);
+  const announcer = new Announcer(mesh, log, config.discoveryIntervalMs);
+  const bidRequests = new RequestCoalescer<JobAnnounce, undefined>({
+    ...MARKET_BATCHING,
+    maxWeight: MESSAGE_LIMITS.bidRequestBatch - 64,
+    weigh: (job) => JSON.stringify(job).length + 1,
+    send: async (peerId, jobs) => {
+      await mesh.request(
+        peerId,
+        PROTOCOL_BID_REQUEST,
+        protocolSpecs.bidRequest,
+        { type: "bid_requests", jobs },
+        { timeoutMs: config.bidTimeoutMs },
+      );
+      return jobs.map(() => undefined);
+    },
+  });
   const assignments = new RequestCoalescer<AssignRequest, AssignResponse>({
     ...MARKET_BATCHING,
     send: async (peerId, batch) => {
@@ -111,6 +132,8 @@ export function meshBuyerNetwork(
     peerId: mesh.peerId,
     multiaddrs: () => mesh.multiaddrs(),
     announce: (job) => announcer.announce(job),
+    requestBids: (peerId, job) => bidRequests.request(peerId, job),
+    announceStats: () => announcer.stats,
     assign: (peerId, request) => assignments.request(peerId, request),
     status: (peerId, jobId, timeoutMs) =>
       mesh.request(peerId, PROTOCOL_STATUS, protocolSpecs.status, { type: "status", jobId }, { timeoutMs }),

@@ -36,6 +36,9 @@ export interface BuyerSettings {
   maxAttempts: number;
   /** Donors not heard from for this long are passed over. */
   livenessMs: number;
+  /** Donors asked to bid per job: max(minCandidates, candidatesPerReplica × replicas). */
+  minCandidates: number;
+  candidatesPerReplica: number;
   backoff: BackoffOptions;
   /** Backoff of a job that could not be placed. */
   placementBackoff: BackoffOptions;
@@ -45,7 +48,7 @@ export interface BuyerSettings {
   maxEvents: number;
   /** Attempts given up on that are remembered (their late receipts still complete the job). */
   maxPastAttempts: number;
-  /** Uniform in [0, 1): spreads retries of many jobs. Tests pass a constant. */
+  /** Uniform in [0, 1): spreads retries of many jobs and breaks ties between bids. Tests pass a constant or a seeded draw. */
   random: () => number;
 }
 
@@ -81,8 +84,13 @@ export interface Attempt {
 /** The answers to one announcement of the job. */
 export interface BidRound {
   number: number;
-  /** Staked donors known able to run the job: once all have answered, selection need not wait. */
+  /** The donors asked to bid (at most the candidate limit): once all have answered, selection need not wait. */
   expected: string[];
+  /**
+   * The job was also announced to all, as too few suitable donors are known: unknown donors
+   * may bid too, so selection waits for the bid window or the round's end.
+   */
+  discovery: boolean;
   answered: string[];
   /** Expected donors yet to answer. */
   awaiting: number;
@@ -149,6 +157,9 @@ export interface BuyerJobState {
 
 // ── events ──────────────────────────────────────────────────────────────────────────
 
+/** Known donors not asked to bid, counted by reason. */
+export type PassedOver = Partial<Record<ReasonCode, number>>;
+
 /** What a donor offered, as the shell read it off the wire. */
 export type Offer =
   | { type: "bid"; bid: BidWire; signature: Hex; peerKey: Hex; freeSlots: number }
@@ -160,11 +171,13 @@ export type KnownDonor = { operator: Address; staked: boolean } | undefined;
 export type BuyerEvent =
   /** A newly submitted job; it waits in the scheduler until placed. */
   | { type: "submitted"; now: number }
-  /** The scheduler let the job through: `expected` are the donors worth asking. */
-  | { type: "place"; now: number; expected: string[] }
+  /** The scheduler let the job through: `expected` are the donors worth asking, best first. */
+  | { type: "place"; now: number; expected: string[]; passedOver?: PassedOver }
   /** Time passed: bid windows, attempt deadlines and probe times are checked. */
   | { type: "tick"; now: number }
   | { type: "offer_received"; now: number; from: string; offer: Offer; donor: KnownDonor }
+  /** A bid request of a `request_bids` effect did not reach the donor. */
+  | { type: "bid_request_failed"; now: number; round: number; from: string; detail: string }
   /** The stake check of a bid asked for by a `check_bid` effect. */
   | {
       type: "bid_checked";
@@ -221,7 +234,10 @@ export type BuyerEvent =
 export type AssignmentState = "assigned" | "running" | "completed" | "failed" | "timed_out" | "cancelled";
 
 export type BuyerEffect =
+  /** Gossip the job to all, for discovery of donors this node does not know (rate-limited by the shell). */
   | { type: "announce" }
+  /** Ask these donors, and only them, to bid on the job. */
+  | { type: "request_bids"; round: number; peers: string[] }
   /** Put the job (back) in the scheduler, not placed before `notBefore`. */
   | { type: "queue"; notBefore: number; reason?: ReasonCode; detail?: string }
   | { type: "unqueue" }

@@ -1,6 +1,6 @@
 import { EventEmitter } from "node:events";
 import type { Hex } from "viem";
-import { DEFAULT_BACKOFF, JobScheduler, buildJobSpec, toAnnounce } from "../market/index.ts";
+import { DEFAULT_BACKOFF, JobScheduler, buildJobSpec, candidateLimit, toAnnounce } from "../market/index.ts";
 import { CID, INLINE_INPUT_MAX_BYTES, bidFromWire, cidOf, cidToBytes32 } from "../protocol/index.ts";
 import type { BidAck, BidBatch, ReasonCode, ReceiptAck, ReceiptDelivery } from "../protocol/index.ts";
 import { isFinal, isPlacing, newJobState, nextWakeAt, restoreJobState, step } from "./buyer-machine.ts";
@@ -19,8 +19,9 @@ import { peerKeyMatches } from "./peer-book.ts";
 import type { JobEvent, JobView, SubmitJobRequest } from "./types.ts";
 import { detach, errorMessage } from "./util.ts";
 
-const LIVENESS_MS = 15_000;
 const TICK_MS = 250;
+/** Donors whose bid requests are counted one by one. */
+const MAX_COUNTED_PEERS = 4_096;
 /** Finished jobs kept in memory; older ones are read back from the store when asked for. */
 const RECENT_FINISHED_JOBS = 256;
 const OUTPUT_FETCH_TIMEOUT_MS = 10_000;
@@ -49,6 +50,12 @@ export class Buyer {
   /** Deliveries waiting for their answer; each is answered once its receipt is judged. */
   readonly #acks = new Map<number, (ack: { accepted: boolean; reason?: ReasonCode }) => void>();
   #ackSeq = 0;
+  readonly #stats = { placements: 0, bidRequestsSent: 0, bidRequestsFailed: 0, discoveryRounds: 0 };
+  /**
+   * Jobs asked of each donor (for tests and benchmarks). Bound: `MAX_COUNTED_PEERS` entries;
+   * a new donor beyond it pushes out the one counted first.
+   */
+  readonly #bidRequestsTo = new Map<string, number>();
   readonly #journal: BuyerJournal;
   #tick: NodeJS.Timeout | undefined;
   #stopped = false;
@@ -64,7 +71,9 @@ export class Buyer {
       missedProbesSilent: 2,
       deliveryGraceMs: config.deliveryGraceMs,
       maxAttempts: config.maxAttempts,
-      livenessMs: LIVENESS_MS,
+      livenessMs: config.livenessMs,
+      minCandidates: config.minCandidates,
+      candidatesPerReplica: config.candidatesPerReplica,
       backoff: DEFAULT_BACKOFF,
       placementBackoff: { ...DEFAULT_BACKOFF, maxMs: 2_000 },
       maxStoredBids: 64,
@@ -248,7 +257,10 @@ export class Buyer {
     const { network } = this.#ports;
     switch (effect.type) {
       case "announce":
+        this.#stats.discoveryRounds++;
         return network.announce(job.announce);
+      case "request_bids":
+        return this.#requestBids(job, effect);
       case "queue":
         if (effect.reason === undefined) this.#scheduler.enqueue(queued(job), effect.notBefore);
         else this.#scheduler.park(queued(job), effect.reason, effect.notBefore, effect.detail);
@@ -315,6 +327,40 @@ export class Buyer {
   }
 
   // ── effects that wait on the network or on crypto ──────────────────────────────────
+
+  #requestBids(job: BuyerJobState, { round, peers }: Extract<BuyerEffect, { type: "request_bids" }>): void {
+    const { network, clock } = this.#ports;
+    for (const peerId of peers) {
+      this.#stats.bidRequestsSent++;
+      this.#countRequest(peerId);
+      network.requestBids(peerId, job.announce).catch((err: unknown) => {
+        this.#stats.bidRequestsFailed++;
+        this.#dispatch(job.jobId, {
+          type: "bid_request_failed",
+          now: clock.now(),
+          round,
+          from: peerId,
+          detail: errorMessage(err),
+        });
+      });
+    }
+  }
+
+  #countRequest(peerId: string): void {
+    const count = this.#bidRequestsTo.get(peerId) ?? 0;
+    if (count === 0 && this.#bidRequestsTo.size >= MAX_COUNTED_PEERS)
+      this.#bidRequestsTo.delete(this.#bidRequestsTo.keys().next().value!);
+    this.#bidRequestsTo.set(peerId, count + 1);
+  }
+
+  /** Placement counters: placements started, bid requests sent (in all and per donor), discovery announcements. */
+  stats(): BuyerStats {
+    return {
+      ...this.#stats,
+      discovery: this.#ports.network.announceStats(),
+      bidRequestsTo: Object.fromEntries(this.#bidRequestsTo),
+    };
+  }
 
   async #checkBid(jobId: Hex, effect: Extract<BuyerEffect, { type: "check_bid" }>): Promise<void> {
     const { clock, stakes } = this.#ports;
@@ -483,16 +529,18 @@ export class Buyer {
       if (!next) return;
       const job = this.#jobs.get(next.item);
       if (!job) continue;
-      const expected = donors
-        .candidates(job.spec, {
-          now: clock.now(),
-          livenessMs: LIVENESS_MS,
-          exclude: new Set(job.excluded),
-          busy: (peerId) => this.#busyWith(peerId),
-        })
-        .map((donor) => donor.peerId);
+      const { chosen, passedOver } = donors.candidates(job.spec, {
+        now: clock.now(),
+        livenessMs: config.livenessMs,
+        exclude: new Set(job.excluded),
+        limit: candidateLimit(job.spec.replicas, config),
+        busy: (peerId) => this.#busyWith(peerId),
+        random: this.#settings.random,
+      });
       this.#inFlight++;
-      this.#dispatch(job.jobId, { type: "place", now: clock.now(), expected });
+      this.#stats.placements++;
+      const expected = chosen.map((donor) => donor.peerId);
+      this.#dispatch(job.jobId, { type: "place", now: clock.now(), expected, passedOver });
     }
   }
 
@@ -515,7 +563,7 @@ export class Buyer {
     const now = this.#ports.clock.now();
     let free = 0;
     for (const donor of this.#ports.donors.all()) {
-      if (donor.staked && now - donor.lastSeen <= LIVENESS_MS)
+      if (donor.staked && now - donor.lastSeen <= this.#ports.config.livenessMs)
         free += Math.max(0, donor.slots - this.#busyWith(donor.peerId));
     }
     return free;
@@ -568,6 +616,20 @@ export class Buyer {
       this.#finished.push(job.jobId);
     }
   }
+}
+
+export interface BuyerStats {
+  /** Placements started (one bid round each). */
+  placements: number;
+  /** Bid requests sent (one per job and donor asked), and those that did not arrive. */
+  bidRequestsSent: number;
+  bidRequestsFailed: number;
+  /** Rounds that also announced the job to all, as too few suitable donors were known. */
+  discoveryRounds: number;
+  /** Jobs gossiped for discovery, and jobs its rate limit left out. */
+  discovery: { announced: number; dropped: number };
+  /** Bid requests sent to each donor. */
+  bidRequestsTo: Record<string, number>;
 }
 
 function queued(job: BuyerJobState) {

@@ -74,6 +74,20 @@ const BuyerConfigSchema = z.strictObject({
   maxAttempts: z.number().int().min(1).max(64).default(6),
   /** Jobs being placed or run at once; the rest wait in the scheduler. */
   maxInFlight: z.number().int().min(1).max(100_000).default(256),
+  /** Donors not heard from (advert, bid, answer) for this long are not asked to bid. */
+  livenessMs: z.number().int().min(100).max(86_400_000).default(15_000),
+  /**
+   * Donors asked to bid per job: max(minCandidates, candidatesPerReplica × replicas), picked
+   * from the donors this node knows. Only they are asked, directly.
+   */
+  minCandidates: z.number().int().min(1).max(256).default(4),
+  candidatesPerReplica: z.number().int().min(1).max(64).default(3),
+  /**
+   * A job that finds fewer suitable donors than it would ask is also announced on
+   * `/cell/jobs/1`, so donors this node does not know yet can bid; such announcements
+   * leave at most once per this interval (batched).
+   */
+  discoveryIntervalMs: z.number().int().min(10).max(600_000).default(1_000),
 });
 
 const ChainConfigSchema = z

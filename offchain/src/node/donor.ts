@@ -16,6 +16,8 @@ import type {
   AssignResponse,
   AssignResults,
   BidOffer,
+  BidRequestAck,
+  BidRequestBatch,
   JobAnnounce,
   JobAnnounceBatch,
   ReceiptAck,
@@ -65,6 +67,8 @@ export class Donor {
   readonly #timers = new Map<Hex, () => void>();
   readonly #receipts: SignedReceipt[] = [];
   #nextRequestId = 0;
+  /** Jobs this node was asked to bid on: directly (as a candidate), and in discovery announcements. */
+  readonly #asked = { bidRequests: 0, announcedJobs: 0 };
   #advertTimer: NodeJS.Timeout | undefined;
   #stopping = false;
 
@@ -141,14 +145,31 @@ export class Donor {
     );
   }
 
+  /** Jobs this node was asked to bid on, directly and by announcement. */
+  get askedStats(): { bidRequests: number; announcedJobs: number } {
+    return { ...this.#asked };
+  }
+
   /**
-   * Jobs a buyer announced (`buyer` is the gossip message's signed origin): each gets a
-   * signed bid or a decline with its reason, sent back to the buyer together.
+   * Jobs a buyer announced to all (`buyer` is the gossip message's signed origin): each gets
+   * a signed bid or a decline with its reason, sent back to the buyer together.
    */
   async onAnnounce(batch: JobAnnounceBatch, buyer: string): Promise<void> {
+    this.#asked.announcedJobs += batch.jobs.length;
+    await this.#consider(batch.jobs, buyer);
+  }
+
+  /** Jobs a buyer asked this node, one of its few candidates, to bid on; answered as announced jobs are. */
+  async onBidRequest(batch: BidRequestBatch, buyer: string): Promise<BidRequestAck> {
+    this.#asked.bidRequests += batch.jobs.length;
+    await this.#consider(batch.jobs, buyer);
+    return { type: "ack", received: batch.jobs.length };
+  }
+
+  async #consider(jobs: JobAnnounce[], buyer: string): Promise<void> {
     if (this.#stopping) return;
     const staked = await this.#ports.stakes.selfActive();
-    this.#dispatch({ type: "announced", now: this.#ports.clock.now(), buyer, jobs: batch.jobs, staked });
+    this.#dispatch({ type: "announced", now: this.#ports.clock.now(), buyer, jobs, staked });
   }
 
   /** A buyer's assignments: one answer each, in order; slots are taken before anything is awaited. */

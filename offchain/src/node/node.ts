@@ -19,6 +19,7 @@ import {
   MESSAGE_LIMITS,
   PROTOCOL_ASSIGN,
   PROTOCOL_BID,
+  PROTOCOL_BID_REQUEST,
   PROTOCOL_RECEIPT,
   PROTOCOL_STATUS,
   TOPIC_CAPS,
@@ -193,6 +194,9 @@ async function assemble(
   await mesh.handle(PROTOCOL_BID, protocolSpecs.bid, async (batch, from) => buyer.onBids(batch, from));
   if (ctx.config.donor.enabled) {
     await mesh.handle(PROTOCOL_ASSIGN, protocolSpecs.assign, (batch, from) => donor.onAssign(batch, from));
+    await mesh.handle(PROTOCOL_BID_REQUEST, protocolSpecs.bidRequest, (batch, from) =>
+      donor.onBidRequest(batch, from),
+    );
     donor.start();
   }
   buyer.start();
@@ -212,6 +216,7 @@ async function assemble(
     off: (_event, listener) => buyer.off(listener),
     peers: () => peerViews(mesh, peerBook, ctx.stakes),
     rejections: () => mergeCounts(mesh.rejectionCounts(), refusals.counts),
+    stats: () => ({ buyer: buyer.stats(), donor: donor.askedStats }),
     executedReceipts: () => donor.signedReceipts(),
     stop: async () => {
       if (stopped) return;

@@ -1,6 +1,8 @@
 import type { Address, Hex } from "viem";
 import { hexToBytes } from "viem";
 import { peerIdFromPublicKey } from "../identity/index.ts";
+import { pickCandidates } from "../market/index.ts";
+import type { CandidateSet, ProspectJob } from "../market/index.ts";
 import type { CapabilityAdvert } from "../protocol/index.ts";
 
 export interface DonorInfo {
@@ -75,34 +77,32 @@ export class PeerBook {
   }
 
   /**
-   * Donors worth asking for a bid: staked, heard from recently, able to take the job, not
-   * excluded; cheapest first, then the most slots not taken by this buyer's own jobs, then
-   * at random, so equal donors share the load.
+   * The donors a job asks to bid (market/selection.ts `pickCandidates`): at most `limit`
+   * (default: all), one per operator, staked, heard from recently, able to take the job,
+   * not excluded; cheapest first, then a draw weighted by stake, reputation and the slots
+   * not taken by this buyer's own jobs, so equal donors share the load.
    */
   candidates(
-    job: { fuelLimit: bigint; memoryPages: number; maxPricePerMegaFuel: bigint },
+    job: ProspectJob,
     options: {
       now: number;
       livenessMs: number;
       exclude: ReadonlySet<string>;
       limit?: number;
       busy?: (peerId: string) => number;
+      random?: () => number;
+      reputation?: (operator: Address) => number;
     },
-  ): DonorInfo[] {
-    const free = (donor: DonorInfo) => donor.slots - (options.busy?.(donor.peerId) ?? 0);
-    return this.all()
-      .filter((donor) => donor.staked && options.now - donor.lastSeen <= options.livenessMs)
-      .filter((donor) => !options.exclude.has(donor.peerId))
-      .filter((donor) => donor.maxFuel >= job.fuelLimit && donor.maxMemoryPages >= job.memoryPages)
-      .filter((donor) => donor.pricePerMegaFuel <= job.maxPricePerMegaFuel)
-      .map((donor) => ({ donor, free: free(donor), tie: Math.random() }))
-      .sort((a, b) => {
-        if (a.donor.pricePerMegaFuel !== b.donor.pricePerMegaFuel)
-          return a.donor.pricePerMegaFuel < b.donor.pricePerMegaFuel ? -1 : 1;
-        return b.free - a.free || a.tie - b.tie;
-      })
-      .slice(0, options.limit ?? Number.POSITIVE_INFINITY)
-      .map(({ donor }) => donor);
+  ): CandidateSet<DonorInfo> {
+    return pickCandidates(this.#donors.values(), job, {
+      limit: options.limit ?? Number.POSITIVE_INFINITY,
+      now: options.now,
+      livenessMs: options.livenessMs,
+      exclude: options.exclude,
+      random: options.random ?? Math.random,
+      busy: options.busy,
+      reputation: options.reputation,
+    });
   }
 
   get size(): number {

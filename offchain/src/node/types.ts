@@ -1,5 +1,6 @@
 import type { Address, Hex } from "viem";
 import type { JobSpecWire, PriorityName, ReasonCode, ReceiptWire } from "../protocol/index.ts";
+import type { BuyerStats } from "./buyer.ts";
 
 export const JOB_EVENT_TYPES = [
   "queued",
@@ -106,7 +107,15 @@ export interface CellNode {
   peers(): PeerView[];
   /** Inbound messages this node refused, by reason (malformed, too_large, rate_limited, …). */
   rejections(): Record<string, number>;
+  /** Placement counters: bid requests this node sent as a buyer, and jobs it was asked to bid on as a donor. */
+  stats(): NodeStats;
   /** Receipts this node signed as an executor, newest last. */
   executedReceipts(): { message: ReceiptWire; signature: Hex }[];
   stop(): Promise<void>;
+}
+
+export interface NodeStats {
+  buyer: BuyerStats;
+  /** Jobs this node was asked to bid on: directly as a candidate, and in discovery announcements. */
+  donor: { bidRequests: number; announcedJobs: number };
 }

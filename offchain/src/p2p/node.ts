@@ -422,6 +422,8 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
       pubsub: gossipsub({
         emitSelf: false,
         fallbackToFloodsub: false,
+        // A message goes to the mesh peers only (bounded by the mesh degree), not to every peer of the topic.
+        floodPublish: false,
         fastMsgIdFn: copyIdOf,
         idontwantMinDataSize: IDONTWANT_MIN_BYTES,
         maxInboundDataLength: Math.max(4 * limits.gossipMaxBytes, 1024 * 1024),

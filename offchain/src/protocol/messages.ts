@@ -14,6 +14,8 @@ export const TOPIC_JOBS = "/cell/jobs/1";
 export const TOPIC_CAPS = "/cell/caps/1";
 export const TOPIC_RECEIPTS = "/cell/receipts/1";
 export const PROTOCOL_BID = "/cell/bid/1";
+/** Buyer → the few donors it chose for a job: asks them (and only them) to bid. */
+export const PROTOCOL_BID_REQUEST = "/cell/bidreq/1";
 export const PROTOCOL_ASSIGN = "/cell/assign/1";
 export const PROTOCOL_STATUS = "/cell/status/1";
 export const PROTOCOL_RECEIPT = "/cell/receipt/1";
@@ -24,6 +26,8 @@ export const MESSAGE_LIMITS = {
   announceBatch: 48 * 1024,
   advert: 4 * 1024,
   bidBatch: 32 * 1024,
+  bidRequestBatch: 64 * 1024,
+  bidRequestAck: 256,
   bidAck: 256,
   assignBatch: 256 * 1024,
   assignResults: 32 * 1024,
@@ -271,6 +275,22 @@ export type BidBatch = z.infer<typeof BidBatchSchema>;
 
 export const BidAckSchema = z.strictObject({ type: z.literal("ack"), received: uint(MARKET_BATCH_MAX) });
 export type BidAck = z.infer<typeof BidAckSchema>;
+
+/**
+ * Buyer → donor on `/cell/bidreq/1`: jobs the buyer asks this donor to bid on (it picked the
+ * donor among a few candidates per job). The answers come back on `/cell/bid/1`.
+ */
+export const BidRequestBatchSchema = z.strictObject({
+  type: z.literal("bid_requests"),
+  jobs: z.array(JobAnnounceSchema).min(1).max(MARKET_BATCH_MAX),
+});
+export type BidRequestBatch = z.infer<typeof BidRequestBatchSchema>;
+
+export const BidRequestAckSchema = z.strictObject({
+  type: z.literal("ack"),
+  received: uint(MARKET_BATCH_MAX),
+});
+export type BidRequestAck = z.infer<typeof BidRequestAckSchema>;
 
 // ── assignment ─────────────────────────────────────────────────────────────────────
 

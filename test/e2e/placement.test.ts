@@ -1,0 +1,119 @@
+// Bounded placement over a real network: one buyer and sixteen staked donors over loopback
+// libp2p, a real Hardhat chain and real SQLite stores, all nodes in this process. Each job
+// asks only a few donors to bid, directly; no donor hears of a job it was not asked about.
+import { after, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { NodeConfigSchema } from "../../offchain/src/node/index.ts";
+import type { CellNode, JobView, NodeConfigInput } from "../../offchain/src/node/index.ts";
+import { ensureJobs } from "../../scripts/build-jobs.ts";
+import { startCluster, startInProcess, until } from "./cluster.ts";
+import type { Cluster } from "./cluster.ts";
+
+const SHA256_WASM = readFileSync((await ensureJobs(["sha256"])).sha256);
+/**
+ * Every node listens on 127.0.0.1. Without a trusted-network setting, gossipsub's IP
+ * colocation score graylists peers once more than about ten share an address, so the
+ * buyer would not hear most donors' adverts: the cluster is then kept at ten donors.
+ */
+const TRUSTS_LOOPBACK = "network" in NodeConfigSchema.shape;
+const DONORS = Number(process.env.PLACEMENT_DONORS ?? (TRUSTS_LOOPBACK ? 16 : 10));
+const JOBS = 200;
+const SLOTS = 4;
+/** The buyer's default candidate set for a one-replica job: max(4, 3 × 1). */
+const K = 4;
+
+describe(`bounded placement: ${DONORS} staked donors and a buyer`, { timeout: 180_000 }, () => {
+  let cluster: Cluster;
+  const donors: CellNode[] = [];
+  let buyer: CellNode;
+
+  before(async () => {
+    cluster = await startCluster();
+    const network = TRUSTS_LOOPBACK ? { network: { trustedCidrs: ["127.0.0.0/8"] } } : {};
+    const config = (fields: NodeConfigInput): NodeConfigInput => ({
+      ...fields,
+      ...network,
+      runtime: { poolSize: 1 },
+    });
+    const prepared = await Promise.all(
+      Array.from({ length: DONORS }, (_, i) =>
+        cluster.prepare(`donor${i + 1}`, {
+          donor: true,
+          stakeWith: i + 1,
+          defaultTimers: true,
+          config: config({ donor: { slots: SLOTS } }),
+        }),
+      ),
+    );
+    const buyerNode = await cluster.prepare("buyer", {
+      donor: false,
+      defaultTimers: true,
+      config: config({ buyer: { heartbeatMs: 1_000 } }),
+    });
+    const first = await startInProcess(prepared[0]!);
+    donors.push(first);
+    const bootstrap = first.multiaddrs().slice(0, 1);
+    donors.push(...(await Promise.all(prepared.slice(1).map((node) => startInProcess(node, bootstrap)))));
+    buyer = await startInProcess(buyerNode, bootstrap);
+  });
+
+  after(async () => {
+    await buyer?.stop();
+    await Promise.all(donors.map((donor) => donor.stop()));
+    await cluster?.close();
+  });
+
+  it("sees every donor staked", async () => {
+    await until(
+      () => buyer.peers().filter((peer) => peer.staked === true).length === DONORS,
+      60_000,
+      `the buyer to see all ${DONORS} staked donors`,
+    );
+  });
+
+  it(`completes ${JOBS} jobs, each asking at most ${K} donors, and no donor hears of a job it was not asked about`, async () => {
+    const before = buyer.stats().buyer;
+    const asked = new Map(donors.map((donor) => [donor.peerId, donor.stats().donor]));
+    const submitted = await Promise.all(
+      Array.from({ length: JOBS }, (_, i) =>
+        buyer.submitJob({
+          module: SHA256_WASM,
+          input: new TextEncoder().encode(`1\njob ${i}`),
+          fuelLimit: 100_000_000n,
+        }),
+      ),
+    );
+    const views: JobView[] = await Promise.all(
+      submitted.map(({ jobId }) => buyer.waitForJob(jobId, { timeoutMs: 120_000 })),
+    );
+    const failed = views.filter((view) => view.state !== "completed");
+    assert.equal(failed.length, 0, JSON.stringify(failed.slice(0, 3).map((view) => view.events)));
+
+    const after = buyer.stats().buyer;
+    const placements = after.placements - before.placements;
+    const sent = after.bidRequestsSent - before.bidRequestsSent;
+    assert.ok(placements >= JOBS, `${placements} placements`);
+    assert.ok(sent <= K * placements, `${sent} bid requests for ${placements} placements`);
+    assert.equal(after.discoveryRounds, before.discoveryRounds, "no job was announced to all");
+    assert.equal(after.bidRequestsFailed - before.bidRequestsFailed, 0);
+
+    let received = 0;
+    for (const donor of donors) {
+      const now = donor.stats().donor;
+      const then = asked.get(donor.peerId)!;
+      const requests = now.bidRequests - then.bidRequests;
+      const toDonor = (after.bidRequestsTo[donor.peerId] ?? 0) - (before.bidRequestsTo[donor.peerId] ?? 0);
+      assert.equal(requests, toDonor, `donor ${donor.peerId} received exactly the requests sent to it`);
+      assert.equal(now.announcedJobs, then.announcedJobs, `donor ${donor.peerId} heard of no other job`);
+      received += requests;
+    }
+    assert.equal(received, sent);
+
+    // The work spreads: most donors ran some of the jobs.
+    const executors = new Set(
+      views.map((view) => view.events.findLast((event) => event.type === "assigned")?.peerId),
+    );
+    assert.ok(executors.size >= DONORS / 2, `${executors.size} of ${DONORS} donors ran jobs`);
+  });
+});
