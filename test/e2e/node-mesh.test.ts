@@ -302,6 +302,7 @@ describe("Cell node mesh: 4 staked donors and a buyer", { timeout: 240_000 }, ()
         "the rogue to learn the buyer's topics",
       );
 
+      const unstakedBefore = buyer.rejections().bid_unstaked ?? 0;
       // The staked donors ask more than this job pays, so the buyer asks none of them and
       // announces the job to all (discovery); the rogue, the cheapest, answers in the open
       // round, where its stake is checked and its bid dropped (removing the check would let
@@ -312,12 +313,13 @@ describe("Cell node mesh: 4 staked donors and a buyer", { timeout: 240_000 }, ()
         maxPricePerMegaFuel: 500n,
         deadlineMs: Date.now() + 15_000,
       });
-      // The round closes without a usable bid: the rogue's (an unregistered operator's stake
-      // reads as unknown, a deregistered one's as inactive) is never a candidate.
+      // The round closes without a usable bid: the rogue's is dropped for stake (an
+      // unregistered operator is inactive in the buyer's registry view) and counted against it.
       await until(
-        () => bidsSent > 0 && buyer.getJob(jobId)?.state === "queued",
+        () =>
+          (buyer.rejections().bid_unstaked ?? 0) > unstakedBefore && buyer.getJob(jobId)?.state === "queued",
         20_000,
-        "the rogue to bid in an open round and the round to close without it",
+        "the rogue to bid in an open round, be dropped for stake, and the round to close without it",
       );
       assert.ok(bidsSent > 0, "the rogue bid on the announced job");
       assert.equal(assignments, 0, "an unstaked peer is never assigned");
