@@ -84,6 +84,7 @@ describe("node config", () => {
 function advert(peerId: string, overrides: Partial<CapabilityAdvert> = {}): CapabilityAdvert {
   return {
     type: "caps",
+    seq: 1,
     operator,
     peerId,
     peerKey,

@@ -19,7 +19,6 @@ import { peerKeyMatches } from "./peer-book.ts";
 import type { JobEvent, JobView, SubmitJobRequest } from "./types.ts";
 import { detach, errorMessage } from "./util.ts";
 
-const LIVENESS_MS = 15_000;
 const TICK_MS = 250;
 /** Finished jobs kept in memory; older ones are read back from the store when asked for. */
 const RECENT_FINISHED_JOBS = 256;
@@ -64,7 +63,7 @@ export class Buyer {
       missedProbesSilent: 2,
       deliveryGraceMs: config.deliveryGraceMs,
       maxAttempts: config.maxAttempts,
-      livenessMs: LIVENESS_MS,
+      livenessMs: config.donorLivenessMs,
       backoff: DEFAULT_BACKOFF,
       placementBackoff: { ...DEFAULT_BACKOFF, maxMs: 2_000 },
       maxStoredBids: 64,
@@ -214,6 +213,7 @@ export class Buyer {
       this.#acks.set(ack, resolve),
     );
     const now = this.#ports.clock.now();
+    this.#ports.donors.touch(from, now);
     this.#dispatch(
       jobId,
       delivery.type === "receipt"
@@ -486,7 +486,7 @@ export class Buyer {
       const expected = donors
         .candidates(job.spec, {
           now: clock.now(),
-          livenessMs: LIVENESS_MS,
+          livenessMs: this.#settings.livenessMs,
           exclude: new Set(job.excluded),
           busy: (peerId) => this.#busyWith(peerId),
         })
@@ -515,7 +515,7 @@ export class Buyer {
     const now = this.#ports.clock.now();
     let free = 0;
     for (const donor of this.#ports.donors.all()) {
-      if (donor.staked && now - donor.lastSeen <= LIVENESS_MS)
+      if (donor.staked && now - donor.lastSeen <= this.#settings.livenessMs)
         free += Math.max(0, donor.slots - this.#busyWith(donor.peerId));
     }
     return free;

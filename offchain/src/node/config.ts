@@ -37,8 +37,6 @@ const DonorConfigSchema = z.strictObject({
     )
     .default(1024),
   maxTimeoutMs: z.number().int().min(1).max(3_600_000).default(120_000),
-  /** How often the capability advert is gossiped. */
-  advertIntervalMs: z.number().int().min(100).max(600_000).default(2_000),
   /** How long signed receipts collect before they are written, provided and announced as one batch. */
   receiptBatchMs: z.number().int().min(10).max(600_000).default(10_000),
   /**
@@ -75,6 +73,30 @@ const BuyerConfigSchema = z.strictObject({
   maxInFlight: z.number().int().min(1).max(100_000).default(256),
 });
 
+/**
+ * Capability adverts: a donor publishes one when its terms change (no sooner than
+ * `minIntervalMs` after the last) and repeats it every `heartbeatMs`. Buyers count a donor
+ * as alive for LIVENESS_HEARTBEATS heartbeats after they last heard from it (an advert, a
+ * bid or a receipt), so every node of a network should use the same heartbeat.
+ */
+const AdvertConfigSchema = z
+  .strictObject({
+    heartbeatMs: z.number().int().min(100).max(3_600_000).default(30_000),
+    minIntervalMs: z.number().int().min(50).max(3_600_000).default(5_000),
+  })
+  .refine((adverts) => adverts.minIntervalMs <= adverts.heartbeatMs, {
+    message: "must not be longer than adverts.heartbeatMs",
+    path: ["minIntervalMs"],
+  });
+
+/** Heartbeats a donor may miss before buyers stop asking it for bids. */
+export const LIVENESS_HEARTBEATS = 2.5;
+
+/** How long a buyer counts a donor as alive after last hearing from it. */
+export function donorLivenessMs(adverts: { heartbeatMs: number }): number {
+  return Math.ceil(LIVENESS_HEARTBEATS * adverts.heartbeatMs);
+}
+
 const ChainConfigSchema = z
   .strictObject({
     rpcUrl: z.url().default("http://127.0.0.1:8545"),
@@ -95,30 +117,37 @@ const ChainConfigSchema = z
     path: ["stakeStaleMs"],
   });
 
-export const NodeConfigSchema = z.strictObject({
-  dataDir: z.string().min(1).max(4096).default(join(homedir(), ".cell")),
-  /** Unlocks the keys; CELL_PASSPHRASE overrides an absent value. */
-  passphrase: z.string().min(1).max(1024).optional(),
-  listen: z.array(MultiaddrStringSchema).max(16).default(["/ip4/127.0.0.1/tcp/0"]),
-  bootstrap: z.array(MultiaddrStringSchema).max(64).default([]),
-  dhtProtocolPrefix: z
-    .string()
-    .regex(/^\/[a-z0-9/-]{1,63}$/)
-    .default("/cell"),
-  api: z
-    .strictObject({
-      enabled: z.boolean().default(true),
-      host: z.string().max(255).default("127.0.0.1"),
-      port: port.default(7474),
-      token: z.string().min(16).max(256).optional(),
-    })
-    .prefault({}),
-  chain: ChainConfigSchema.prefault({}),
-  donor: DonorConfigSchema.prefault({}),
-  buyer: BuyerConfigSchema.prefault({}),
-  runtime: z.strictObject({ poolSize: z.number().int().min(1).max(64).default(2) }).prefault({}),
-  logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
-});
+export const NodeConfigSchema = z
+  .strictObject({
+    dataDir: z.string().min(1).max(4096).default(join(homedir(), ".cell")),
+    /** Unlocks the keys; CELL_PASSPHRASE overrides an absent value. */
+    passphrase: z.string().min(1).max(1024).optional(),
+    listen: z.array(MultiaddrStringSchema).max(16).default(["/ip4/127.0.0.1/tcp/0"]),
+    bootstrap: z.array(MultiaddrStringSchema).max(64).default([]),
+    dhtProtocolPrefix: z
+      .string()
+      .regex(/^\/[a-z0-9/-]{1,63}$/)
+      .default("/cell"),
+    api: z
+      .strictObject({
+        enabled: z.boolean().default(true),
+        host: z.string().max(255).default("127.0.0.1"),
+        port: port.default(7474),
+        token: z.string().min(16).max(256).optional(),
+      })
+      .prefault({}),
+    chain: ChainConfigSchema.prefault({}),
+    donor: DonorConfigSchema.prefault({}),
+    buyer: BuyerConfigSchema.prefault({}),
+    runtime: z.strictObject({ poolSize: z.number().int().min(1).max(64).default(2) }).prefault({}),
+    logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+    adverts: AdvertConfigSchema.prefault({}),
+  })
+  // the buyer's liveness window follows the advert heartbeat; it is not set on its own
+  .transform((config) => ({
+    ...config,
+    buyer: { ...config.buyer, donorLivenessMs: donorLivenessMs(config.adverts) },
+  }));
 
 export type NodeConfig = z.output<typeof NodeConfigSchema>;
 export type NodeConfigInput = z.input<typeof NodeConfigSchema>;
