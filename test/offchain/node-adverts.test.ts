@@ -11,6 +11,7 @@ import {
 } from "../../offchain/src/node/advert-publisher.ts";
 import type { AdvertTerms, AdvertTiming, PublisherState } from "../../offchain/src/node/advert-publisher.ts";
 import { ADVERT_TRACKED_PEERS, AdvertIntake } from "../../offchain/src/node/adverts.ts";
+import { loadConfig } from "../../offchain/src/node/config.ts";
 import type { NodeContext } from "../../offchain/src/node/context.ts";
 import { PeerBook } from "../../offchain/src/node/peer-book.ts";
 import { StakeCache } from "../../offchain/src/node/stake-cache.ts";
@@ -97,6 +98,23 @@ describe("advert publisher (pure)", () => {
     const changed = look(terms({ pricePerMegaFuel: 2_000n }));
     assert.equal(changed.reason, "change");
     assert.ok(changed.seq! > first.seq!);
+  });
+});
+
+describe("advert timing config", () => {
+  it("derives the buyer's liveness window from the heartbeat and refuses a minimum interval above it", async () => {
+    const defaults = await loadConfig(undefined, { passphrase: "x" });
+    assert.deepEqual(defaults.adverts, { heartbeatMs: 30_000, minIntervalMs: 5_000 });
+    assert.equal(defaults.buyer.donorLivenessMs, 75_000);
+    const fast = await loadConfig(undefined, {
+      passphrase: "x",
+      adverts: { heartbeatMs: 2_000, minIntervalMs: 500 },
+    });
+    assert.equal(fast.buyer.donorLivenessMs, 5_000);
+    await assert.rejects(
+      loadConfig(undefined, { passphrase: "x", adverts: { heartbeatMs: 1_000, minIntervalMs: 2_000 } }),
+      /adverts\.minIntervalMs: must not be longer than adverts\.heartbeatMs/,
+    );
   });
 });
 

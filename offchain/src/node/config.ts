@@ -117,37 +117,37 @@ const ChainConfigSchema = z
     path: ["stakeStaleMs"],
   });
 
-export const NodeConfigSchema = z
-  .strictObject({
-    dataDir: z.string().min(1).max(4096).default(join(homedir(), ".cell")),
-    /** Unlocks the keys; CELL_PASSPHRASE overrides an absent value. */
-    passphrase: z.string().min(1).max(1024).optional(),
-    listen: z.array(MultiaddrStringSchema).max(16).default(["/ip4/127.0.0.1/tcp/0"]),
-    bootstrap: z.array(MultiaddrStringSchema).max(64).default([]),
-    dhtProtocolPrefix: z
-      .string()
-      .regex(/^\/[a-z0-9/-]{1,63}$/)
-      .default("/cell"),
-    api: z
-      .strictObject({
-        enabled: z.boolean().default(true),
-        host: z.string().max(255).default("127.0.0.1"),
-        port: port.default(7474),
-        token: z.string().min(16).max(256).optional(),
-      })
-      .prefault({}),
-    chain: ChainConfigSchema.prefault({}),
-    donor: DonorConfigSchema.prefault({}),
-    buyer: BuyerConfigSchema.prefault({}),
-    runtime: z.strictObject({ poolSize: z.number().int().min(1).max(64).default(2) }).prefault({}),
-    logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
-    adverts: AdvertConfigSchema.prefault({}),
-  })
-  // the buyer's liveness window follows the advert heartbeat; it is not set on its own
-  .transform((config) => ({
-    ...config,
-    buyer: { ...config.buyer, donorLivenessMs: donorLivenessMs(config.adverts) },
-  }));
+const NodeConfigFields = z.strictObject({
+  dataDir: z.string().min(1).max(4096).default(join(homedir(), ".cell")),
+  /** Unlocks the keys; CELL_PASSPHRASE overrides an absent value. */
+  passphrase: z.string().min(1).max(1024).optional(),
+  listen: z.array(MultiaddrStringSchema).max(16).default(["/ip4/127.0.0.1/tcp/0"]),
+  bootstrap: z.array(MultiaddrStringSchema).max(64).default([]),
+  dhtProtocolPrefix: z
+    .string()
+    .regex(/^\/[a-z0-9/-]{1,63}$/)
+    .default("/cell"),
+  api: z
+    .strictObject({
+      enabled: z.boolean().default(true),
+      host: z.string().max(255).default("127.0.0.1"),
+      port: port.default(7474),
+      token: z.string().min(16).max(256).optional(),
+    })
+    .prefault({}),
+  chain: ChainConfigSchema.prefault({}),
+  donor: DonorConfigSchema.prefault({}),
+  buyer: BuyerConfigSchema.prefault({}),
+  runtime: z.strictObject({ poolSize: z.number().int().min(1).max(64).default(2) }).prefault({}),
+  logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+  adverts: AdvertConfigSchema.prefault({}),
+});
+
+/** The buyer's liveness window follows the advert heartbeat; it is not set on its own. */
+export const NodeConfigSchema = NodeConfigFields.transform((config) => ({
+  ...config,
+  buyer: { ...config.buyer, donorLivenessMs: donorLivenessMs(config.adverts) },
+}));
 
 export type NodeConfig = z.output<typeof NodeConfigSchema>;
 export type NodeConfigInput = z.input<typeof NodeConfigSchema>;
