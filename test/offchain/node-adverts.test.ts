@@ -179,6 +179,47 @@ describe("advert publisher (shell on a fake clock)", () => {
     assert.equal(sent.length, quiet, "a stopped publisher sends nothing");
   });
 
+  it("does not lose a fill-up that comes while an advert is still going out", async () => {
+    const clock = { now: 0 };
+    const pending: { at: number; fire: () => void }[] = [];
+    let release: () => void = () => undefined;
+    let free = 2;
+    const sent: number[] = [];
+    const publisher = new AdvertPublisher(
+      {
+        now: () => clock.now,
+        after: (delayMs, fire) => {
+          const timer = { at: clock.now + delayMs, fire };
+          pending.push(timer);
+          return () => pending.splice(pending.indexOf(timer) >>> 0, 1);
+        },
+        terms: () => terms({ slots: 2, freeSlots: free }),
+        selfActive: async () => true,
+        publish: (_seq, said) => {
+          sent.push(said.freeSlots);
+          return new Promise((resolve) => (release = resolve));
+        },
+        onError: (err) => assert.fail(String(err)),
+      },
+      TIMING,
+    );
+    publisher.start();
+    await new Promise(setImmediate);
+    assert.deepEqual(sent, [2], "the first advert is on its way, not yet out");
+    free = 0;
+    publisher.poke();
+    release();
+    await new Promise(setImmediate);
+    assert.equal(pending.length, 1);
+    clock.now = pending[0]!.at;
+    assert.ok(clock.now <= TIMING.minIntervalMs, "the fill-up goes out at the minimum interval");
+    pending.shift()!.fire();
+    await new Promise(setImmediate);
+    assert.deepEqual(sent, [2, 0]);
+    release();
+    publisher.stop();
+  });
+
   it("waits for its own stake before the first advert", async () => {
     const clock = { now: 0 };
     const pending: (() => void)[] = [];

@@ -139,6 +139,8 @@ export class AdvertPublisher {
   #cancel: (() => void) | undefined;
   #wakeAt = Infinity;
   #busy = false;
+  /** A poke or a timer came while an advert was going out: look again once it is out. */
+  #missed = false;
   #stopped = true;
 
   constructor(ports: AdvertPublisherPorts, timing: AdvertTiming) {
@@ -158,11 +160,15 @@ export class AdvertPublisher {
   }
 
   poke(): void {
-    if (!this.#stopped && !this.#busy && freeSlotsChanged(this.#state, this.#ports.terms())) this.#review();
+    if (!this.#stopped && freeSlotsChanged(this.#state, this.#ports.terms())) this.#review();
   }
 
   #review(): void {
-    if (this.#stopped || this.#busy) return;
+    if (this.#stopped) return;
+    if (this.#busy) {
+      this.#missed = true;
+      return;
+    }
     const now = this.#ports.now();
     const terms = this.#ports.terms();
     const decision = decideAdvert(this.#state, terms, now, this.#timing);
@@ -173,18 +179,23 @@ export class AdvertPublisher {
     this.#busy = true;
     void this.#publish(decision, terms).finally(() => {
       this.#busy = false;
+      if (this.#missed) {
+        this.#missed = false;
+        this.#review();
+      }
     });
   }
 
   async #publish(decision: PublisherDecision, terms: AdvertTerms): Promise<void> {
-    try {
-      if (!(await this.#ports.selfActive())) return this.#wake(this.#ports.now() + INACTIVE_RETRY_MS);
-      this.#state = decision.state;
-      this.#wake(decision.wakeAt);
-      await this.#ports.publish(decision.publish!.seq, terms);
-    } catch (err) {
+    const active = await this.#ports.selfActive().catch((err: unknown) => {
       this.#ports.onError(err);
-    }
+      return false;
+    });
+    if (!active) return this.#wake(this.#ports.now() + INACTIVE_RETRY_MS);
+    this.#state = decision.state;
+    this.#wake(decision.wakeAt);
+    // a lost advert is not retried: the next change or heartbeat says the same
+    await this.#ports.publish(decision.publish!.seq, terms).catch((err: unknown) => this.#ports.onError(err));
   }
 
   #wake(at: number): void {
