@@ -25,8 +25,8 @@ export interface AdvertIntakeCounts {
 
 interface Verified {
   seq: number;
-  /** The advert's peer key is its sender's: its repeats may refresh the peer book. */
-  genuine: boolean;
+  /** The advert as verified, when its peer key is its sender's: a repeat refreshes this, whatever it says. */
+  advert: CapabilityAdvert | undefined;
 }
 
 /**
@@ -72,12 +72,12 @@ export class AdvertIntake {
     }
     if (last !== undefined && advert.seq === last.seq) {
       counts.repeated++;
-      if (last.genuine) this.#accept(advert, false);
+      if (last.advert !== undefined) this.#accept(last.advert, false);
       return;
     }
     counts.verified++;
     const genuine = peerKeyMatches(advert.peerKey, advert.peerId);
-    remember(this.#verified, from, { seq: advert.seq, genuine });
+    remember(this.#verified, from, { seq: advert.seq, advert: genuine ? advert : undefined });
     if (!genuine) {
       this.#ctx.log.debug({ from }, "advert with a peer key that is not the sender's");
       return;
