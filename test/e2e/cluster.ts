@@ -29,6 +29,12 @@ export const PASSPHRASE = "cell-test-passphrase";
 const SCRYPT_N = 2 ** 10;
 const RUNNER = fileURLToPath(new URL("../../offchain/src/node/run.ts", import.meta.url));
 
+/**
+ * Advert timers of a test node: a heartbeat of 2 s (so a buyer started after its donors
+ * hears them within 2 s, and counts them alive for 5 s after the last word).
+ */
+export const TEST_ADVERT_TIMING = { heartbeatMs: 2_000, minIntervalMs: 500 };
+
 export interface ClusterNode {
   name: string;
   dir: string;
@@ -93,8 +99,12 @@ async function prepareCluster(root: string, devnet: Devnet): Promise<Cluster> {
       },
       donor: {
         enabled: options.donor,
-        ...(options.defaultTimers ? {} : { advertIntervalMs: 500, receiptBatchMs: 1_000 }),
+        ...(options.defaultTimers ? {} : { receiptBatchMs: 1_000 }),
         ...options.config?.donor,
+      },
+      adverts: {
+        ...(options.defaultTimers ? {} : TEST_ADVERT_TIMING),
+        ...options.config?.adverts,
       },
       logLevel: options.config?.logLevel ?? "warn",
     };

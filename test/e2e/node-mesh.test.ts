@@ -639,6 +639,7 @@ async function startRogue(cluster: Cluster, buyer: CellNode): Promise<Rogue> {
     mesh
       .publish(TOPIC_CAPS, CapabilityAdvertSchema, {
         type: "caps",
+        seq: Date.now(),
         operator: identity.operatorAddress,
         peerId: mesh.peerId,
         peerKey: identity.peerKeyHex,

@@ -4,20 +4,14 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
-import { NodeConfigSchema } from "../../offchain/src/node/index.ts";
 import type { CellNode, JobView, NodeConfigInput } from "../../offchain/src/node/index.ts";
 import { ensureJobs } from "../../scripts/build-jobs.ts";
 import { startCluster, startInProcess, until } from "./cluster.ts";
 import type { Cluster } from "./cluster.ts";
 
 const SHA256_WASM = readFileSync((await ensureJobs(["sha256"])).sha256);
-/**
- * Every node listens on 127.0.0.1. Without a trusted-network setting, gossipsub's IP
- * colocation score graylists peers once more than about ten share an address, so the
- * buyer would not hear most donors' adverts: the cluster is then kept at ten donors.
- */
-const TRUSTS_LOOPBACK = "network" in NodeConfigSchema.shape;
-const DONORS = Number(process.env.PLACEMENT_DONORS ?? (TRUSTS_LOOPBACK ? 16 : 10));
+/** 16 donors on 127.0.0.1: the test cluster trusts loopback (no IP-colocation penalty). */
+const DONORS = Number(process.env.PLACEMENT_DONORS ?? 16);
 const JOBS = 200;
 const SLOTS = 4;
 /** The buyer's default candidate set for a one-replica job: max(4, 3 × 1). */

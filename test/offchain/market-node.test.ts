@@ -86,6 +86,7 @@ describe("node config", () => {
 function advert(peerId: string, overrides: Partial<CapabilityAdvert> = {}): CapabilityAdvert {
   return {
     type: "caps",
+    seq: 1,
     operator: operatorOf(peerId),
     peerId,
     peerKey,

@@ -193,6 +193,7 @@ describe("stake cache", () => {
 function advert(peerId: string): CapabilityAdvert {
   return {
     type: "caps",
+    seq: 1,
     operator,
     peerId,
     peerKey,

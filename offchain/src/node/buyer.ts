@@ -71,7 +71,7 @@ export class Buyer {
       missedProbesSilent: 2,
       deliveryGraceMs: config.deliveryGraceMs,
       maxAttempts: config.maxAttempts,
-      livenessMs: config.livenessMs,
+      livenessMs: config.donorLivenessMs,
       minCandidates: config.minCandidates,
       candidatesPerReplica: config.candidatesPerReplica,
       backoff: DEFAULT_BACKOFF,
@@ -223,6 +223,7 @@ export class Buyer {
       this.#acks.set(ack, resolve),
     );
     const now = this.#ports.clock.now();
+    this.#ports.donors.touch(from, now);
     this.#dispatch(
       jobId,
       delivery.type === "receipt"
@@ -531,7 +532,7 @@ export class Buyer {
       if (!job) continue;
       const { chosen, passedOver } = donors.candidates(job.spec, {
         now: clock.now(),
-        livenessMs: config.livenessMs,
+        livenessMs: this.#settings.livenessMs,
         exclude: new Set(job.excluded),
         limit: candidateLimit(job.spec.replicas, config),
         busy: (peerId) => this.#busyWith(peerId),
@@ -563,7 +564,7 @@ export class Buyer {
     const now = this.#ports.clock.now();
     let free = 0;
     for (const donor of this.#ports.donors.all()) {
-      if (donor.staked && now - donor.lastSeen <= this.#ports.config.livenessMs)
+      if (donor.staked && now - donor.lastSeen <= this.#settings.livenessMs)
         free += Math.max(0, donor.slots - this.#busyWith(donor.peerId));
     }
     return free;

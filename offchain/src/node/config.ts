@@ -38,8 +38,6 @@ const DonorConfigSchema = z.strictObject({
     )
     .default(1024),
   maxTimeoutMs: z.number().int().min(1).max(3_600_000).default(120_000),
-  /** How often the capability advert is gossiped. */
-  advertIntervalMs: z.number().int().min(100).max(600_000).default(2_000),
   /** How long signed receipts collect before they are written, provided and announced as one batch. */
   receiptBatchMs: z.number().int().min(10).max(600_000).default(10_000),
   /**
@@ -74,8 +72,6 @@ const BuyerConfigSchema = z.strictObject({
   maxAttempts: z.number().int().min(1).max(64).default(6),
   /** Jobs being placed or run at once; the rest wait in the scheduler. */
   maxInFlight: z.number().int().min(1).max(100_000).default(256),
-  /** Donors not heard from (advert, bid, answer) for this long are not asked to bid. */
-  livenessMs: z.number().int().min(100).max(86_400_000).default(15_000),
   /**
    * Donors asked to bid per job: max(minCandidates, candidatesPerReplica × replicas), picked
    * from the donors this node knows. Only they are asked, directly.
@@ -89,6 +85,30 @@ const BuyerConfigSchema = z.strictObject({
    */
   discoveryIntervalMs: z.number().int().min(10).max(600_000).default(1_000),
 });
+
+/**
+ * Capability adverts: a donor publishes one when its terms change (no sooner than
+ * `minIntervalMs` after the last) and repeats it every `heartbeatMs`. Buyers count a donor
+ * as alive for LIVENESS_HEARTBEATS heartbeats after they last heard from it (an advert, a
+ * bid or a receipt), so every node of a network should use the same heartbeat.
+ */
+const AdvertConfigSchema = z
+  .strictObject({
+    heartbeatMs: z.number().int().min(100).max(3_600_000).default(30_000),
+    minIntervalMs: z.number().int().min(50).max(3_600_000).default(5_000),
+  })
+  .refine((adverts) => adverts.minIntervalMs <= adverts.heartbeatMs, {
+    message: "must not be longer than adverts.heartbeatMs",
+    path: ["minIntervalMs"],
+  });
+
+/** Heartbeats a donor may miss before buyers stop asking it for bids. */
+export const LIVENESS_HEARTBEATS = 2.5;
+
+/** How long a buyer counts a donor as alive after last hearing from it. */
+export function donorLivenessMs(adverts: { heartbeatMs: number }): number {
+  return Math.ceil(LIVENESS_HEARTBEATS * adverts.heartbeatMs);
+}
 
 const ChainConfigSchema = z
   .strictObject({
@@ -120,7 +140,7 @@ const BlockstoreConfigSchema = z.strictObject({
   outputMs: z.number().int().min(0).default(DEFAULT_BLOCK_RETENTION.outputMs),
 });
 
-export const NodeConfigSchema = z.strictObject({
+const NodeConfigFields = z.strictObject({
   dataDir: z.string().min(1).max(4096).default(join(homedir(), ".cell")),
   /** Unlocks the keys; CELL_PASSPHRASE overrides an absent value. */
   passphrase: z.string().min(1).max(1024).optional(),
@@ -144,7 +164,14 @@ export const NodeConfigSchema = z.strictObject({
   blockstore: BlockstoreConfigSchema.prefault({}),
   runtime: z.strictObject({ poolSize: z.number().int().min(1).max(64).default(2) }).prefault({}),
   logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+  adverts: AdvertConfigSchema.prefault({}),
 });
+
+/** The buyer's liveness window follows the advert heartbeat; it is not set on its own. */
+export const NodeConfigSchema = NodeConfigFields.transform((config) => ({
+  ...config,
+  buyer: { ...config.buyer, donorLivenessMs: donorLivenessMs(config.adverts) },
+}));
 
 export type NodeConfig = z.output<typeof NodeConfigSchema>;
 export type NodeConfigInput = z.input<typeof NodeConfigSchema>;

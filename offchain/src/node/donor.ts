@@ -29,6 +29,8 @@ import { errorMessage } from "./context.ts";
 import { OUTBOX_LIMIT, freeSlots, initialDonorState, statusOf, step } from "./donor-machine.ts";
 import type { DonorEffect, DonorEvent, DonorMachineState, DonorTimer } from "./donor-machine.ts";
 import type { DonorPorts } from "./donor-ports.ts";
+import { AdvertPublisher } from "./advert-publisher.ts";
+import type { AdvertTerms, AdvertTiming } from "./advert-publisher.ts";
 import { MARKET_BATCHING } from "./protocols.ts";
 
 export const RUNTIME_VERSION = "cell-wasm/1";
@@ -40,7 +42,7 @@ const RECENT_RECEIPTS = 1_000;
 
 export interface DonorOptions {
   policy: DonorPolicy;
-  advertIntervalMs: number;
+  adverts: AdvertTiming;
   announcedJobsPerBuyerPerSecond: number;
   outstandingBidsPerBuyer: number;
 }
@@ -69,7 +71,7 @@ export class Donor {
   #nextRequestId = 0;
   /** Jobs this node was asked to bid on: directly (as a candidate), and in discovery announcements. */
   readonly #asked = { bidRequests: 0, announcedJobs: 0 };
-  #advertTimer: NodeJS.Timeout | undefined;
+  readonly #adverts: AdvertPublisher;
   #stopping = false;
 
   constructor(ports: DonorPorts, options: DonorOptions) {
@@ -95,6 +97,7 @@ export class Donor {
       weigh: (delivery) => (delivery.type === "receipt" ? (delivery.outputBase64?.length ?? 0) : 0),
       send: (buyerPeer, deliveries) => network.sendDeliveries(buyerPeer, deliveries),
     });
+    this.#adverts = this.#advertPublisher();
   }
 
   /** The newest batch of receipts this node signed, if any. */
@@ -115,19 +118,13 @@ export class Donor {
     const { jobs, clock } = this.#ports;
     jobs.start();
     this.#dispatch({ type: "restored", now: clock.now(), outbox: jobs.outbox(OUTBOX_LIMIT) });
-    const advertise = () =>
-      this.#advertise().catch((err: unknown) =>
-        this.#ports.log.warn({ err: errorMessage(err) }, "capability advert failed"),
-      );
-    this.#advertTimer = setInterval(advertise, this.#options.advertIntervalMs);
-    this.#advertTimer.unref();
-    void advertise();
+    this.#adverts.start();
   }
 
   async stop(): Promise<void> {
     this.#stopping = true;
     this.#dispatch({ type: "stopping" });
-    clearInterval(this.#advertTimer);
+    this.#adverts.stop();
     for (const cancel of this.#timers.values()) cancel();
     this.#timers.clear();
     await this.#ports.jobs.stop();
@@ -185,6 +182,7 @@ export class Donor {
   #dispatch(event: DonorEvent): void {
     const { effects } = step(this.#state, event);
     for (const effect of effects) this.#perform(effect);
+    this.#adverts.poke();
   }
 
   /** Runs an effect's work; its outcome, success or failure, comes back as one event. */
@@ -382,25 +380,45 @@ export class Donor {
     this.#timers.set(timer.jobId, cancel);
   }
 
-  async #advertise(): Promise<void> {
-    if (this.#stopping) return;
-    const { stakes, signer, network, clock } = this.#ports;
-    if (!(await stakes.selfActive())) return;
+  /** Adverts on change plus a heartbeat (advert-publisher.ts), while this donor is staked. */
+  #advertPublisher(): AdvertPublisher {
+    const { stakes, signer, network, clock, log } = this.#ports;
     const policy = this.#options.policy;
-    await network.publishAdvert({
-      type: "caps",
-      operator: signer.address,
-      peerId: network.peerId,
-      peerKey: signer.peerKey,
-      pricePerMegaFuel: policy.pricePerMegaFuel.toString(),
+    const terms = (): AdvertTerms => ({
+      pricePerMegaFuel: policy.pricePerMegaFuel,
       slots: policy.slots,
       freeSlots: freeSlots(this.#state),
-      fuelPerSecond: "100000000",
-      maxFuel: policy.maxFuel.toString(),
+      maxFuel: policy.maxFuel,
       maxMemoryPages: policy.maxMemoryPages,
-      runtimeVersion: RUNTIME_VERSION,
       multiaddrs: network.multiaddrs().slice(0, 8),
-      timestamp: clock.now().toString(),
     });
+    const publish = (seq: number, said: AdvertTerms) =>
+      network.publishAdvert({
+        type: "caps",
+        seq,
+        operator: signer.address,
+        peerId: network.peerId,
+        peerKey: signer.peerKey,
+        pricePerMegaFuel: said.pricePerMegaFuel.toString(),
+        slots: said.slots,
+        freeSlots: said.freeSlots,
+        fuelPerSecond: "100000000",
+        maxFuel: said.maxFuel.toString(),
+        maxMemoryPages: said.maxMemoryPages,
+        runtimeVersion: RUNTIME_VERSION,
+        multiaddrs: [...said.multiaddrs],
+        timestamp: clock.now().toString(),
+      });
+    return new AdvertPublisher(
+      {
+        now: () => clock.now(),
+        after: (delayMs, fire) => clock.after(delayMs, fire),
+        terms,
+        selfActive: () => stakes.selfActive(),
+        publish,
+        onError: (err) => log.warn({ err: errorMessage(err) }, "capability advert failed"),
+      },
+      this.#options.adverts,
+    );
   }
 }

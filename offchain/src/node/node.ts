@@ -145,7 +145,7 @@ async function assemble(
   const refusals = refusalRecorder(mesh, log);
   const donor = new Donor(donorPorts(ctx, refusals.misbehaved), {
     policy: donorPolicy(ctx.config),
-    advertIntervalMs: ctx.config.donor.advertIntervalMs,
+    adverts: ctx.config.adverts,
     announcedJobsPerBuyerPerSecond: ctx.config.donor.announcedJobsPerBuyerPerSecond,
     outstandingBidsPerBuyer: ctx.config.donor.outstandingBidsPerBuyer,
   });

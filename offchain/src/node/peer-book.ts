@@ -72,6 +72,15 @@ export class PeerBook {
     if (info) info.lastSeen = now;
   }
 
+  /** A repeated advert: the donor is alive, with the stake standing the registry gives now. */
+  refresh(peerId: string, now: number, staked: boolean): void {
+    const info = this.#donors.get(peerId);
+    if (info) {
+      info.lastSeen = now;
+      info.staked = staked;
+    }
+  }
+
   all(): DonorInfo[] {
     return [...this.#donors.values()];
   }

@@ -220,9 +220,16 @@ export type JobAnnounceBatch = z.infer<typeof JobAnnounceBatchSchema>;
 
 // ── capability adverts ─────────────────────────────────────────────────────────────
 
-/** What a donor offers, on `/cell/caps/1`. */
+/**
+ * What a donor offers, on `/cell/caps/1`. A donor publishes it when its terms change and
+ * repeats it as a heartbeat; `seq` grows with every change and stays the same in a
+ * heartbeat, so a receiver checks an advert once per change and only refreshes liveness on
+ * a repeat. Donors take `seq` from their clock (milliseconds), so it keeps growing across
+ * restarts.
+ */
 export const CapabilityAdvertSchema = z.strictObject({
   type: z.literal("caps"),
+  seq: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
   operator: AddressSchema,
   peerId: PeerIdStringSchema,
   peerKey: Bytes32Schema,
