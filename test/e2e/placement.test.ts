@@ -24,10 +24,8 @@ describe(`bounded placement: ${DONORS} staked donors and a buyer`, { timeout: 18
 
   before(async () => {
     cluster = await startCluster();
-    const network = TRUSTS_LOOPBACK ? { network: { trustedCidrs: ["127.0.0.0/8"] } } : {};
     const config = (fields: NodeConfigInput): NodeConfigInput => ({
       ...fields,
-      ...network,
       runtime: { poolSize: 1 },
     });
     const prepared = await Promise.all(
