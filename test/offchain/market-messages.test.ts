@@ -268,6 +268,7 @@ describe("bid, assign, status and receipt schemas", () => {
   it("capability adverts bound slots and runtime version", () => {
     const advert = {
       type: "caps",
+      seq: 1,
       operator: address,
       peerId,
       peerKey: bytes32,
@@ -283,6 +284,7 @@ describe("bid, assign, status and receipt schemas", () => {
     };
     assert.equal(CapabilityAdvertSchema.safeParse(advert).success, true);
     assert.equal(CapabilityAdvertSchema.safeParse({ ...advert, slots: 5000 }).success, false);
+    assert.equal(CapabilityAdvertSchema.safeParse({ ...advert, seq: 0 }).success, false, "seq starts at 1");
     assert.equal(
       CapabilityAdvertSchema.safeParse({ ...advert, runtimeVersion: "v".repeat(33) }).success,
       false,
