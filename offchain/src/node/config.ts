@@ -3,6 +3,7 @@ import { homedir } from "node:os";
 import { dirname, extname, isAbsolute, join, resolve } from "node:path";
 import { parse as parseToml } from "smol-toml";
 import { z } from "zod/v4";
+import { parseCidr } from "../p2p/trusted.ts";
 import { AddressSchema, MultiaddrStringSchema } from "../protocol/index.ts";
 
 const bigintLike = z
@@ -48,6 +49,28 @@ const BuyerConfigSchema = z.strictObject({
   maxInFlight: z.number().int().min(1).max(100_000).default(256),
 });
 
+const CidrSchema = z
+  .string()
+  .max(64)
+  .superRefine((cidr, context) => {
+    try {
+      parseCidr(cidr);
+    } catch (err) {
+      context.addIssue({ code: "custom", message: (err as Error).message });
+    }
+  });
+
+const NetworkConfigSchema = z.strictObject({
+  /**
+   * IP ranges (CIDR) of a network this operator runs, such as ["127.0.0.0/8"] for a devnet,
+   * test cluster or benchmark on one host, or the LAN of nodes behind one NAT. Peers there
+   * share addresses, which public-network defences read as an attack: they are exempt from
+   * gossipsub's IP-colocation score and libp2p's per-host inbound connection limits. Leave
+   * empty on a public network.
+   */
+  trustedCidrs: z.array(CidrSchema).max(64).default([]),
+});
+
 const ChainConfigSchema = z.strictObject({
   rpcUrl: z.url().default("http://127.0.0.1:8545"),
   chainId: z.number().int().positive().optional(),
@@ -67,6 +90,7 @@ export const NodeConfigSchema = z.strictObject({
     .string()
     .regex(/^\/[a-z0-9/-]{1,63}$/)
     .default("/cell"),
+  network: NetworkConfigSchema.prefault({}),
   api: z
     .strictObject({
       enabled: z.boolean().default(true),

@@ -86,6 +86,7 @@ export async function startNode(config: NodeConfig, options: StartNodeOptions = 
       listen: config.listen,
       bootstrap: [...new Set([...config.bootstrap, ...knownDonorAddrs(store)])],
       dhtProtocolPrefix: config.dhtProtocolPrefix,
+      trustedNetworks: config.network.trustedCidrs,
       logger: log.child({ part: "p2p" }),
       blockSource: { get: async (cid) => store.blocks.get(cid.toString()) },
     });

@@ -71,6 +71,19 @@ interface ScoringRouter {
   getScore(peerId: string): number;
 }
 
+/** Gossip traffic this node received, counted per topic it subscribes to. */
+export interface GossipCounts {
+  /** Every copy received from a peer, duplicates included (what the network costs this node). */
+  copies: number;
+  /** Distinct messages that reached validation. */
+  messages: number;
+}
+
+/** Where the router takes in each message copy of an RPC; wrapped to count them. */
+interface ReceivingRouter {
+  handleReceivedMessage(from: unknown, message: { topic?: string }): Promise<void>;
+}
+
 function scoringOf(pubsub: GossipSub): ScoringRouter {
   const router = pubsub as unknown as Partial<ScoringRouter>;
   if (typeof router.getScore !== "function" || typeof router.score?.params?.topics !== "object")
@@ -112,6 +125,8 @@ export class Gossip {
   readonly #topicMaxBytes = new Map<string, number>();
   readonly #publishBucket: TokenBucket;
   readonly #queue: QueuedPublish[] = [];
+  /** Bound: one entry per subscribed topic, removed on unsubscribe. */
+  readonly #counts = new Map<string, GossipCounts>();
   #pumpTimer: NodeJS.Timeout | undefined;
   #stopped = false;
 
@@ -123,6 +138,12 @@ export class Gossip {
     this.#publishBucket = new TokenBucket(limits.publishRatePerSecond, limits.publishBurst);
     this.#scoring = scoringOf(pubsub);
     pubsub.addEventListener("message", (event) => this.#deliver(event.detail));
+    this.#countCopies(pubsub);
+  }
+
+  /** Gossip received so far, per subscribed topic. */
+  counts(): Record<string, GossipCounts> {
+    return Object.fromEntries([...this.#counts].map(([topic, counts]) => [topic, { ...counts }]));
   }
 
   subscribe<T>(
@@ -140,8 +161,11 @@ export class Gossip {
     const queueMax = options.handlerQueueMax ?? this.#limits.handlerQueueMax;
     const work = new Queue<void>({ concurrency, maxSize: concurrency + queueMax });
     this.#subscriptions.set(topic, { handler: handler as GossipHandler<unknown>, work });
+    const counts: GossipCounts = { copies: 0, messages: 0 };
+    this.#counts.set(topic, counts);
     this.#scoring.score.params.topics[topic] = SCORED_TOPIC;
     this.#pubsub.topicValidators.set(topic, (propagationSource, message) => {
+      counts.messages++;
       const origin = message.type === "signed" ? message.from.toString() : propagationSource.toString();
       if (!limiter.tryTake(origin)) {
         this.#reject(origin, topic, "rate_limited", `over ${ratePerSecond} messages/s on ${topic}`);
@@ -161,6 +185,7 @@ export class Gossip {
       this.#pubsub.unsubscribe(topic);
       this.#pubsub.topicValidators.delete(topic);
       this.#subscriptions.delete(topic);
+      this.#counts.delete(topic);
       work.abort();
     };
   }
@@ -239,6 +264,19 @@ export class Gossip {
           );
       },
     );
+  }
+
+  /** Counts each message copy as the router takes it in, before duplicates are dropped. */
+  #countCopies(pubsub: GossipSub): void {
+    const router = pubsub as unknown as Partial<ReceivingRouter>;
+    const receive = router.handleReceivedMessage;
+    if (typeof receive !== "function")
+      throw new Error("this gossipsub version does not expose message intake");
+    router.handleReceivedMessage = (from, message) => {
+      const counts = message.topic === undefined ? undefined : this.#counts.get(message.topic);
+      if (counts !== undefined) counts.copies++;
+      return receive.call(pubsub, from, message);
+    };
   }
 
   #deliver(message: Message): void {

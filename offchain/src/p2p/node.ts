@@ -13,10 +13,11 @@ import { createLibp2p } from "libp2p";
 import { pino, type Logger } from "pino";
 import type { CID } from "../protocol/index.ts";
 import { BlockExchange, type BlockSource, type FetchBlockOptions } from "./blocks.ts";
+import { BootstrapSchedule, DEFAULT_BOOTSTRAP_POLICY, type BootstrapPolicy } from "./bootstrap.ts";
 import type { Schema } from "./codec.ts";
 import type { RejectReason } from "./errors.ts";
 import { gatheredWrites } from "./gathered-writes.ts";
-import { Gossip, type GossipHandler, type TopicOptions } from "./gossip.ts";
+import { Gossip, type GossipCounts, type GossipHandler, type TopicOptions } from "./gossip.ts";
 import { DEFAULT_PENALTY_POLICY, PenaltyBook, type PeerPenalties, type RejectEvent } from "./penalties.ts";
 import { didKeyFromEd25519, peerKeyFromSeed } from "./peer-key.ts";
 import {
@@ -26,6 +27,7 @@ import {
   type RequestOptions,
   type RequestTarget,
 } from "./rpc.ts";
+import { TrustedNetworks } from "./trusted.ts";
 
 export interface MeshLimits {
   /** Default largest gossip message, per topic. */
@@ -96,8 +98,18 @@ export interface MeshNodeOptions {
   /** 32-byte Ed25519 seed of the peer key. */
   peerKeySeed: Uint8Array;
   listen?: string[];
-  /** Multiaddrs ending in /p2p/<peer id>, dialed at start and redialed while unreachable. */
+  /**
+   * Multiaddrs ending in /p2p/<peer id>, dialed at start and retried with backoff until
+   * reached, and again whenever this node has lost most of its connections.
+   */
   bootstrap?: string[];
+  bootstrapPolicy?: Partial<BootstrapPolicy>;
+  /**
+   * IP ranges (CIDR) of a network the operator runs, e.g. `127.0.0.0/8` for a devnet on one
+   * host: peers there are exempt from gossipsub's IP-colocation score and libp2p's per-host
+   * inbound connection limits and pruning (see TrustedNetworks). Empty on public networks.
+   */
+  trustedNetworks?: string[];
   /** Private prefix of the DHT protocol, so the mesh never mixes with the public DHT. */
   dhtProtocolPrefix?: string;
   logger?: Logger;
@@ -125,7 +137,16 @@ export const GOSSIP_SCORE_THRESHOLDS = {
   graylistThreshold: -80,
 } as const;
 
-const BOOTSTRAP_RETRY_MS = 2_000;
+/** What this node has received and sent so far (for benchmarks and diagnostics). */
+export interface MeshStats {
+  /** Gossip received per subscribed topic. */
+  gossip: Record<string, GossipCounts>;
+  /** Requests received (served or refused) and sent per protocol. */
+  requests: { received: Record<string, number>; sent: Record<string, number> };
+  connections: number;
+}
+
+const BOOTSTRAP_DIAL_TIMEOUT_MS = 5_000;
 /** A peer lookup gives up after this long, so an unreachable peer fails fast. */
 const LOOKUP_BUDGET_MS = 3_000;
 
@@ -142,8 +163,11 @@ export class MeshNode {
   readonly #gossip: Gossip;
   readonly #rpc: Rpc;
   readonly #blocks: BlockExchange;
-  readonly #bootstrap: string[];
+  readonly #bootstrap: BootstrapSchedule;
+  /** Bootstrap address by peer id. Bound: the configured bootstrap list. */
+  readonly #bootstrapByPeer = new Map<string, string>();
   #bootstrapTimer: NodeJS.Timeout | undefined;
+  #bootstrapTimerAt = Infinity;
 
   constructor(
     libp2p: Libp2p<MeshServices>,
@@ -152,6 +176,7 @@ export class MeshNode {
     log: Logger,
     limits: MeshLimits,
     bootstrap: string[],
+    bootstrapPolicy: BootstrapPolicy = DEFAULT_BOOTSTRAP_POLICY,
   ) {
     this.libp2p = libp2p;
     this.peerId = libp2p.peerId.toString();
@@ -159,7 +184,20 @@ export class MeshNode {
     this.did = did;
     this.#log = log;
     this.#penalties = penalties;
-    this.#bootstrap = bootstrap.filter((address) => address.split("/p2p/").at(-1) !== this.peerId);
+    for (const address of bootstrap) {
+      const peer = address.split("/p2p/").at(-1);
+      if (peer !== undefined && peer !== this.peerId) this.#bootstrapByPeer.set(peer, address);
+    }
+    this.#bootstrap = new BootstrapSchedule([...this.#bootstrapByPeer.values()], bootstrapPolicy);
+    libp2p.addEventListener("peer:connect", (event) => {
+      const address = this.#bootstrapByPeer.get(event.detail.toString());
+      if (address !== undefined) this.#bootstrap.connected(address);
+    });
+    libp2p.addEventListener("peer:disconnect", (event) => {
+      const address = this.#bootstrapByPeer.get(event.detail.toString());
+      if (address !== undefined) this.#bootstrap.disconnected(address, Date.now());
+      this.#scheduleBootstrap();
+    });
     this.#gossip = new Gossip(libp2p.services.pubsub, penalties, log, {
       topicMaxBytes: limits.gossipMaxBytes,
       inboundRatePerSecond: limits.gossipRatePerSecond,
@@ -243,6 +281,15 @@ export class MeshNode {
     options?: RequestOptions,
   ): Promise<Res> {
     return this.#rpc.request(target, protocol, spec, message, options);
+  }
+
+  /** Gossip and requests received and sent so far, and the open connections. */
+  stats(): MeshStats {
+    return {
+      gossip: this.#gossip.counts(),
+      requests: this.#rpc.counts(),
+      connections: this.libp2p.getConnections().length,
+    };
   }
 
   /** Outbound (peer, protocol) stream pools kept, at most `maxStreamPools`. */
@@ -358,29 +405,50 @@ export class MeshNode {
     }
   }
 
-  /** Dials bootstrap peers that are not connected; repeats until all have been reached once. */
+  /**
+   * Dials the bootstrap peers that are due (see BootstrapSchedule) and waits for those dials;
+   * later retries run on a timer, and again whenever a connection closes.
+   */
   async connectBootstrap(): Promise<void> {
-    const missing = this.#bootstrap.filter((address) => !this.#isConnected(address));
-    await Promise.all(
-      missing.map((address) =>
-        this.libp2p.dial(multiaddr(address), { signal: AbortSignal.timeout(5_000) }).catch((err: Error) => {
-          this.#log.debug({ address, err: err.message }, "bootstrap dial failed");
-        }),
-      ),
-    );
-    if (this.#bootstrap.some((address) => !this.#isConnected(address)) && this.libp2p.status === "started") {
-      this.#bootstrapTimer = setTimeout(() => void this.connectBootstrap(), BOOTSTRAP_RETRY_MS);
-      this.#bootstrapTimer.unref();
+    if (this.libp2p.status !== "started") return;
+    const due = this.#bootstrap.due(Date.now(), this.#peerCount());
+    await Promise.all(due.map((address) => this.#dialBootstrap(address)));
+    this.#scheduleBootstrap();
+  }
+
+  async #dialBootstrap(address: string): Promise<void> {
+    try {
+      await this.libp2p.dial(multiaddr(address), { signal: AbortSignal.timeout(BOOTSTRAP_DIAL_TIMEOUT_MS) });
+      this.#bootstrap.dialed(address, true, Date.now());
+    } catch (err) {
+      this.#bootstrap.dialed(address, false, Date.now());
+      this.#log.debug(
+        { address, failures: this.#bootstrap.failures(address), err: (err as Error).message },
+        "bootstrap dial failed",
+      );
     }
   }
 
-  #isConnected(address: string): boolean {
-    const peer = address.split("/p2p/").at(-1);
-    return (
-      peer !== undefined &&
-      peer !== this.peerId &&
-      this.libp2p.getConnections(peerIdFromString(peer)).length > 0
+  /** Sets the retry timer for the next bootstrap dial that falls due, if any. */
+  #scheduleBootstrap(): void {
+    if (this.libp2p.status !== "started") return;
+    const at = this.#bootstrap.nextDueAt(this.#peerCount());
+    if (at === undefined || at >= this.#bootstrapTimerAt) return;
+    clearTimeout(this.#bootstrapTimer);
+    this.#bootstrapTimerAt = at;
+    this.#bootstrapTimer = setTimeout(
+      () => {
+        this.#bootstrapTimerAt = Infinity;
+        this.#bootstrapTimer = undefined;
+        void this.connectBootstrap();
+      },
+      Math.max(0, at - Date.now()),
     );
+    this.#bootstrapTimer.unref();
+  }
+
+  #peerCount(): number {
+    return this.libp2p.getPeers().length;
   }
 }
 
@@ -390,6 +458,7 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
   const privateKey = await peerKeyFromSeed(options.peerKeySeed);
   const baseLog = options.logger ?? pino({ name: "p2p", level: process.env.LOG_LEVEL ?? "info" });
   const bootstrap = options.bootstrap ?? [];
+  const trusted = new TrustedNetworks(options.trustedNetworks ?? []);
   for (const address of bootstrap) {
     if (!address.includes("/p2p/")) throw new Error(`bootstrap address ${address} lacks /p2p/<peer id>`);
   }
@@ -410,6 +479,7 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
     transports: [tcp()],
     connectionEncrypters: [gatheredWrites(noise())],
     streamMuxers: [yamux()],
+    ...(trusted.empty ? {} : { connectionManager: { allow: trusted.multiaddrs() } }),
     connectionGater: {
       denyDialPeer: isBlocked,
       denyInboundEncryptedConnection: isBlocked,
@@ -425,7 +495,10 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
         idontwantMinDataSize: IDONTWANT_MIN_BYTES,
         maxInboundDataLength: Math.max(4 * limits.gossipMaxBytes, 1024 * 1024),
         // a positive score earned by relaying well is capped, so it cannot buy room for junk
-        scoreParams: { topicScoreCap: 10 },
+        scoreParams: {
+          topicScoreCap: 10,
+          ...(trusted.empty ? {} : { IPColocationFactorWhitelist: trusted.colocationWhitelist() }),
+        },
         scoreThresholds: GOSSIP_SCORE_THRESHOLDS,
       }),
       dht: kadDHT({
@@ -452,6 +525,7 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
     log,
     limits,
     bootstrap,
+    { ...DEFAULT_BOOTSTRAP_POLICY, ...options.bootstrapPolicy },
   );
   node.dialDiscoveredPeers(limits.targetPeers);
   if (options.blockSource !== undefined) await node.serveBlocks(options.blockSource);
