@@ -173,6 +173,7 @@ async function assemble(
     peers: () => peerViews(mesh, peerBook, ctx.stakes),
     rejections: () => mesh.rejectionCounts(),
     executedReceipts: () => donor.signedReceipts(),
+    meshStats: () => mesh.stats(),
     stop: async () => {
       if (stopped) return;
       stopped = true;
