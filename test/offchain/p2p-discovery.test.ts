@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { createServer } from "node:net";
 import { after, describe, it } from "node:test";
 import { peerIdFromPrivateKey } from "@libp2p/peer-id";
+import { multiaddr } from "@multiformats/multiaddr";
 import { pino } from "pino";
 import { z } from "zod/v4";
 import {
@@ -94,4 +95,57 @@ describe("discovery at scale over loopback TCP", { timeout: 90_000 }, () => {
       assert.ok(counts.copies >= counts.messages, "copies count duplicates as well");
     }
   });
+
+  it("keeps gossiping to a peer after one of two connections to it closes", async () => {
+    const topic = "/cell-test/two-connections/1";
+    const sender = await createMeshNode({ peerKeySeed: new Uint8Array(32).fill(240), logger });
+    started.push(sender);
+    const receiver = await createMeshNode({
+      peerKeySeed: new Uint8Array(32).fill(241),
+      bootstrap: sender.multiaddrs(),
+      logger,
+    });
+    started.push(receiver);
+    const got: number[] = [];
+    receiver.subscribe(topic, Count, (message) => void got.push(message.n));
+    sender.subscribe(topic, Count, () => undefined);
+    await waitFor(
+      async () => (await sender.publish(topic, Count, { n: 0 })) > 0,
+      "the sender to see the subscription",
+    );
+    await waitFor(async () => got.includes(0), "the first message");
+    // the second connection two nodes get when they dial each other at once
+    await receiver.libp2p.dial(multiaddr(sender.multiaddrs()[0]!), { force: true });
+    await waitFor(
+      async () => sender.libp2p.getConnections().length === 2,
+      "the sender to hold both connections",
+    );
+
+    const carrying = sender.libp2p
+      .getConnections()
+      .find((connection) =>
+        connection.streams.some(
+          (stream) => stream.direction === "outbound" && stream.protocol?.includes("meshsub"),
+        ),
+      );
+    assert.ok(carrying, "one connection carries the sender's gossip stream");
+    await carrying.close();
+    assert.equal(sender.libp2p.getConnections().length, 1, "the peers stay connected");
+
+    let n = 1;
+    await waitFor(async () => {
+      await sender.publish(topic, Count, { n: n++ });
+      return got.length > 1;
+    }, "gossip to flow again over the remaining connection");
+  });
 });
+
+const Count = z.object({ n: z.number().int() }).strict();
+
+async function waitFor(check: () => Promise<boolean>, what: string, timeoutMs = 5_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}

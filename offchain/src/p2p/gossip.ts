@@ -5,6 +5,7 @@ import {
   type PeerScoreParams,
   type TopicScoreParams,
 } from "@libp2p/gossipsub/score";
+import type { Connection } from "@libp2p/interface";
 import { Queue } from "@libp2p/utils";
 import type { Logger } from "pino";
 import { decodeMessage, encodeMessage, type Schema } from "./codec.ts";
@@ -79,6 +80,18 @@ export interface GossipCounts {
   messages: number;
 }
 
+/**
+ * The router's outbound streams, one per peer, each opened on one connection. When that
+ * connection closes while another to the peer stays open, the router drops the stream and
+ * never opens a new one (it does so only when a peer connects): everything it would send
+ * the peer is lost for good. `onPeerConnected` opens one on a given open connection.
+ */
+interface StreamingRouter {
+  peers: Map<string, unknown>;
+  streamsOutbound: Map<string, unknown>;
+  onPeerConnected(peerId: Connection["remotePeer"], connection: Connection): void;
+}
+
 /** Where the router takes in each message copy of an RPC; wrapped to count them. */
 interface ReceivingRouter {
   handleReceivedMessage(from: unknown, message: { topic?: string }): Promise<void>;
@@ -139,6 +152,20 @@ export class Gossip {
     this.#scoring = scoringOf(pubsub);
     pubsub.addEventListener("message", (event) => this.#deliver(event.detail));
     this.#countCopies(pubsub);
+  }
+
+  /**
+   * Opens an outbound gossip stream to a connected peer that lost its own (see
+   * StreamingRouter) on one of the peer's open connections; true if one was missing.
+   */
+  restoreOutboundStream(connections: Connection[]): boolean {
+    const router = this.#pubsub as unknown as StreamingRouter;
+    const open = connections.find((connection) => connection.status === "open");
+    if (open === undefined) return false;
+    const peerId = open.remotePeer.toString();
+    if (!router.peers.has(peerId) || router.streamsOutbound.has(peerId)) return false;
+    router.onPeerConnected(open.remotePeer, open);
+    return true;
   }
 
   /** Gossip received so far, per subscribed topic. */

@@ -3,7 +3,7 @@ import { noise } from "@chainsafe/libp2p-noise";
 import { yamux } from "@chainsafe/libp2p-yamux";
 import { gossipsub, type GossipSub } from "@libp2p/gossipsub";
 import { identify, type Identify } from "@libp2p/identify";
-import type { Libp2p } from "@libp2p/interface";
+import type { Libp2p, PeerId } from "@libp2p/interface";
 import { kadDHT, passthroughMapper, type KadDHT } from "@libp2p/kad-dht";
 import { peerIdFromString } from "@libp2p/peer-id";
 import { ping, type Ping } from "@libp2p/ping";
@@ -147,6 +147,7 @@ export interface MeshStats {
 }
 
 const BOOTSTRAP_DIAL_TIMEOUT_MS = 5_000;
+const STREAM_RESTORE_DELAY_MS = 50;
 /** A peer lookup gives up after this long, so an unreachable peer fails fast. */
 const LOOKUP_BUDGET_MS = 3_000;
 
@@ -193,6 +194,9 @@ export class MeshNode {
       const address = this.#bootstrapByPeer.get(event.detail.toString());
       if (address !== undefined) this.#bootstrap.connected(address);
     });
+    libp2p.addEventListener("connection:close", (event) =>
+      this.#restoreGossipStream(event.detail.remotePeer),
+    );
     libp2p.addEventListener("peer:disconnect", (event) => {
       const address = this.#bootstrapByPeer.get(event.detail.toString());
       if (address !== undefined) this.#bootstrap.disconnected(address, Date.now());
@@ -445,6 +449,20 @@ export class MeshNode {
       Math.max(0, at - Date.now()),
     );
     this.#bootstrapTimer.unref();
+  }
+
+  /**
+   * Two nodes that dial each other at once hold two connections; gossipsub sends on a stream
+   * over one of them, and if that one closes it would send the peer nothing more for good.
+   */
+  #restoreGossipStream(peer: PeerId): void {
+    if (this.libp2p.status !== "started") return;
+    // after the router has seen the stream close, which may come after the connection's event
+    setTimeout(() => {
+      if (this.libp2p.status !== "started") return;
+      if (this.#gossip.restoreOutboundStream(this.libp2p.getConnections(peer)))
+        this.#log.debug({ remotePeer: peer.toString() }, "gossip stream reopened on a remaining connection");
+    }, STREAM_RESTORE_DELAY_MS).unref();
   }
 
   #peerCount(): number {
