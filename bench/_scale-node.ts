@@ -2,6 +2,7 @@
 // reads its parameters as one JSON line on stdin, starts the node with the runner's flags
 // and logging (run.ts) and answers commands, one JSON line each way:
 //   → {"cmd":"stats"}                               ← {"stats": MeshStats}
+//   → {"cmd":"peers"}                               ← {"peers": [{peerId, staked, connected}]}
 //   → {"cmd":"jobs","jobs":N,"maxSeconds":S}        ← {"latency": {...}}  (buyer: N jobs one after another)
 //   → {"cmd":"load","seconds":S,"concurrency":C}    ← {"load": {...}}     (buyer: C jobs in flight for S s)
 // It writes {"started":{…}} once its node runs; a buyer also writes {"seen":k,"at":ms} as
@@ -68,6 +69,10 @@ for await (const line of commands) {
   };
   try {
     if (command.cmd === "stats") writeLine({ stats: node.meshStats() });
+    else if (command.cmd === "peers")
+      writeLine({
+        peers: node.peers().map(({ peerId, staked, connected }) => ({ peerId, staked, connected })),
+      });
     else if (command.cmd === "jobs")
       writeLine({ latency: await sequential(command.jobs ?? 0, command.maxSeconds ?? 60) });
     else if (command.cmd === "load")

@@ -13,7 +13,8 @@
 // 33 nodes, idle CPU ≤ 2 % of a core per node.
 //
 // Overrides: SCALE_NODES=5,9 SCALE_SECONDS=20 SCALE_IDLE_SECONDS=15 SCALE_LATENCY_JOBS=50
-// SCALE_CONCURRENCY=64 SCALE_DISCOVERY_TIMEOUT_SECONDS=120 SCALE_BOOTSTRAP_PEERS=2.
+// SCALE_CONCURRENCY=64 SCALE_DISCOVERY_TIMEOUT_SECONDS=120 SCALE_BOOTSTRAP_PEERS=2, and
+// SCALE_TRUST=0 to run without trusting loopback (as a public network would).
 import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import { createInterface } from "node:readline";
@@ -31,6 +32,8 @@ const LATENCY_JOBS = numberFromEnv("SCALE_LATENCY_JOBS", 50);
 const CONCURRENCY = numberFromEnv("SCALE_CONCURRENCY", 64);
 const DISCOVERY_TIMEOUT_SECONDS = numberFromEnv("SCALE_DISCOVERY_TIMEOUT_SECONDS", 120);
 const BOOTSTRAP_PEERS = numberFromEnv("SCALE_BOOTSTRAP_PEERS", 2);
+/** SCALE_TRUST=0 runs the nodes as on a public network: loopback is not a trusted network. */
+const TRUSTED_CIDRS = process.env.SCALE_TRUST === "0" ? [] : ["127.0.0.0/8"];
 const WARMUP_JOBS = 20;
 /** The latency phase stops after this long even if not all its jobs ran. */
 const LATENCY_MAX_SECONDS = 90;
@@ -106,6 +109,7 @@ async function measure(
         stakeWith: i + 1,
         config: {
           listen: [`/ip4/127.0.0.1/tcp/${ports[i + 1]}`],
+          network: { trustedCidrs: TRUSTED_CIDRS },
           donor: { slots },
           runtime: { poolSize: 1 },
           logLevel: "error",
@@ -118,6 +122,7 @@ async function measure(
     donor: false,
     config: {
       listen: [`/ip4/127.0.0.1/tcp/${ports[0]}`],
+      network: { trustedCidrs: TRUSTED_CIDRS },
       buyer: { maxInFlight: 1024 },
       logLevel: "error",
     },
@@ -166,6 +171,7 @@ async function measure(
       connections: number;
     };
     const found = discovered.seen >= donors;
+    if (!found) await reportMissing(buyer, children.slice(1));
     const discoverySeconds = found ? Math.max(0, discovered.at - allUpAt) / 1000 : null;
     progress(
       found
@@ -230,6 +236,27 @@ async function measure(
   } finally {
     clearInterval(sampler);
   }
+}
+
+/** Which donors the buyer does not see staked, and what their own nodes say about their connections. */
+async function reportMissing(buyer: ScaleProcess, donors: ScaleProcess[]): Promise<void> {
+  const views = (await buyer.command({ cmd: "peers" }, "peers", 30_000)) as PeerSummary[];
+  const seen = new Set(views.filter((view) => view.staked).map((view) => view.peerId));
+  for (const donor of donors) {
+    const peerId = donor.peerId ?? "";
+    if (seen.has(peerId)) continue;
+    const stats = (await donor.command({ cmd: "stats" }, "stats", 30_000)) as MeshStats;
+    const view = views.find((candidate) => candidate.peerId === peerId);
+    progress(
+      `  missing ${donor.name} ${peerId}: ${stats.connections} connections, buyer ${view ? `knows it (staked ${String(view.staked)}, connected ${String(view.connected)})` : "has never heard of it"}, gossip it received ${JSON.stringify(stats.gossip)}`,
+    );
+  }
+}
+
+interface PeerSummary {
+  peerId: string;
+  staked?: boolean;
+  connected: boolean;
 }
 
 async function allStats(children: ScaleProcess[]): Promise<MeshStats[]> {
@@ -324,6 +351,7 @@ class ScaleProcess {
   #wake: (() => void) | undefined;
   #listener: ((line: Record<string, unknown>) => void) | undefined;
   #stderr = "";
+  peerId: string | undefined;
 
   constructor(name: string, params: ScaleNodeParams) {
     this.name = name;
@@ -335,6 +363,7 @@ class ScaleProcess {
     this.#exited = new Promise((resolve) => this.#child.once("exit", () => resolve()));
     createInterface({ input: this.#child.stdout! }).on("line", (text) => {
       const line = JSON.parse(text) as Record<string, unknown>;
+      if ("started" in line) this.peerId = (line.started as { peerId: string }).peerId;
       this.#listener?.(line);
       this.#pending.push(line);
       this.#wake?.();
