@@ -215,7 +215,10 @@ async function measure(
     const after = received(statsAfter);
     const gossip = after.reduce((sum, node, i) => sum + node.gossip - before[i]!.gossip, 0);
     const requests = after.reduce((sum, node, i) => sum + node.requests - before[i]!.requests, 0);
-    progress(`${load.completed} jobs completed, ${load.failed} failed`);
+    const restored = statsAfter.reduce((sum, stats) => sum + stats.gossipStreamsRestored, 0);
+    progress(
+      `${load.completed} jobs completed, ${load.failed} failed; gossip streams reopened after a connection of two closed: ${restored}`,
+    );
     printTraffic(statsBefore, statsAfter, load.completed, nodes);
 
     return {

@@ -137,6 +137,7 @@ describe("discovery at scale over loopback TCP", { timeout: 90_000 }, () => {
       await sender.publish(topic, Count, { n: n++ });
       return got.length > 1;
     }, "gossip to flow again over the remaining connection");
+    assert.equal(sender.stats().gossipStreamsRestored, 1, "the sender reopened its stream");
   });
 });
 

@@ -144,6 +144,8 @@ export interface MeshStats {
   /** Requests received (served or refused) and sent per protocol. */
   requests: { received: Record<string, number>; sent: Record<string, number> };
   connections: number;
+  /** Gossip streams reopened on a remaining connection after the one carrying them closed. */
+  gossipStreamsRestored: number;
 }
 
 const BOOTSTRAP_DIAL_TIMEOUT_MS = 5_000;
@@ -169,6 +171,7 @@ export class MeshNode {
   readonly #bootstrapByPeer = new Map<string, string>();
   #bootstrapTimer: NodeJS.Timeout | undefined;
   #bootstrapTimerAt = Infinity;
+  #gossipStreamsRestored = 0;
 
   constructor(
     libp2p: Libp2p<MeshServices>,
@@ -293,6 +296,7 @@ export class MeshNode {
       gossip: this.#gossip.counts(),
       requests: this.#rpc.counts(),
       connections: this.libp2p.getConnections().length,
+      gossipStreamsRestored: this.#gossipStreamsRestored,
     };
   }
 
@@ -460,8 +464,9 @@ export class MeshNode {
     // after the router has seen the stream close, which may come after the connection's event
     setTimeout(() => {
       if (this.libp2p.status !== "started") return;
-      if (this.#gossip.restoreOutboundStream(this.libp2p.getConnections(peer)))
-        this.#log.debug({ remotePeer: peer.toString() }, "gossip stream reopened on a remaining connection");
+      if (!this.#gossip.restoreOutboundStream(this.libp2p.getConnections(peer))) return;
+      this.#gossipStreamsRestored++;
+      this.#log.debug({ remotePeer: peer.toString() }, "gossip stream reopened on a remaining connection");
     }, STREAM_RESTORE_DELAY_MS).unref();
   }
 
