@@ -6,7 +6,7 @@
 //   → {"cmd":"jobs","jobs":N,"maxSeconds":S}        ← {"latency": {...}}  (buyer: N jobs one after another)
 //   → {"cmd":"load","seconds":S,"concurrency":C}    ← {"load": {...}}     (buyer: C jobs in flight for S s)
 // It writes {"started":{…}} once its node runs; a buyer also writes {"seen":k,"at":ms} as
-// the number of donors it sees staked changes, and {"discovered":{…}} when it sees all of
+// the number of donors it sees staked changes (with how many it has adverts from), and {"discovered":{…}} when it sees all of
 // them (or gives up after `discoveryTimeoutMs`). It stops its node when stdin closes or on SIGTERM.
 import { createInterface } from "node:readline";
 import { withNodeFlags } from "../offchain/src/node/launch.ts";
@@ -134,10 +134,16 @@ async function load(seconds: number, concurrency: number): Promise<LoadFigures> 
 
 async function watchDiscovery(buyer: CellNode, donors: number, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
-  let seen = -1;
+  let last = "";
   for (;;) {
-    const staked = buyer.peers().filter((peer) => peer.staked === true).length;
-    if (staked !== seen) writeLine({ seen: (seen = staked), at: Date.now() });
+    const views = buyer.peers();
+    const staked = views.filter((peer) => peer.staked === true).length;
+    // donors whose adverts arrived, staked or not yet known to be
+    const advertised = views.filter((peer) => peer.operator !== undefined).length;
+    if (`${staked}/${advertised}` !== last) {
+      last = `${staked}/${advertised}`;
+      writeLine({ seen: staked, advertised, at: Date.now() });
+    }
     if (staked >= donors || Date.now() > deadline) {
       writeLine({ discovered: { seen: staked, at: Date.now(), connections: buyer.meshStats().connections } });
       return;

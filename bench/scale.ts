@@ -155,7 +155,10 @@ async function measure(
   );
   try {
     buyer.onLine((line) => {
-      if ("seen" in line) progress(`buyer sees ${String(line.seen)} of ${donors} donors staked`);
+      if ("seen" in line)
+        progress(
+          `buyer sees ${String(line.seen)} of ${donors} donors staked (adverts from ${String(line.advertised)})`,
+        );
     });
     const startTimeoutMs = 180_000;
     const nodesStarted = await Promise.all(
