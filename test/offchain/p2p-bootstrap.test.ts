@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import { loadConfig } from "../../offchain/src/node/index.ts";
 import {
   BootstrapSchedule,
   DEFAULT_BOOTSTRAP_POLICY,
@@ -131,5 +132,18 @@ describe("trusted networks", () => {
     assert.throws(() => parseCidr("127.0.0.0/33"), /"127\.0\.0\.0\/33" has a prefix length outside 0-32/);
     assert.throws(() => parseCidr("localhost/8"), /"localhost\/8" is not an IP range/);
     assert.deepEqual(parseCidr("192.168.0.7"), { address: "192.168.0.7", prefix: 32, family: "ipv4" });
+  });
+
+  it("are read from the node config, empty unless set, and a bad one is named", async () => {
+    assert.deepEqual((await loadConfig(undefined, { passphrase: "pw" })).network.trustedCidrs, []);
+    const local = await loadConfig(undefined, {
+      passphrase: "pw",
+      network: { trustedCidrs: ["127.0.0.0/8"] },
+    });
+    assert.deepEqual(local.network.trustedCidrs, ["127.0.0.0/8"]);
+    await assert.rejects(
+      loadConfig(undefined, { passphrase: "pw", network: { trustedCidrs: ["127.0.0.0/8", "10.0.0.0/99"] } }),
+      /network\.trustedCidrs\.1: trusted network "10\.0\.0\.0\/99" has a prefix length outside 0-32/,
+    );
   });
 });
