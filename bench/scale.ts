@@ -20,6 +20,7 @@ import type { ChildProcess } from "node:child_process";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { freePort } from "../offchain/src/chain/index.ts";
+import { bundledEntry } from "../offchain/src/node/launch.ts";
 import type { MeshStats } from "../offchain/src/p2p/index.ts";
 import { processCpuMs, processRssMb, spinModule, startCluster } from "../test/e2e/cluster.ts";
 import type { Cluster, ClusterNode } from "../test/e2e/cluster.ts";
@@ -65,6 +66,8 @@ for (const signal of ["SIGINT", "SIGTERM"] as const)
   process.once(signal, () => void (shuttingDown?.() ?? Promise.resolve()).finally(() => process.exit(130)));
 
 async function main(): Promise<void> {
+  // built once here, not by every node process at once
+  await bundledEntry(NODE_SCRIPT);
   const module = Buffer.from(await spinModule(1)).toString("base64");
   const results: ScaleFigures[] = [];
   for (const nodes of NODE_COUNTS) {

@@ -139,6 +139,25 @@ describe("discovery at scale over loopback TCP", { timeout: 90_000 }, () => {
     }, "gossip to flow again over the remaining connection");
     assert.equal(sender.stats().gossipStreamsRestored, 1, "the sender reopened its stream");
   });
+
+  it("counts the requests it sends and serves, per protocol", async () => {
+    const protocol = "/cell-test/count/1";
+    const spec = { request: Count, response: Count, maxRequestBytes: 64, maxResponseBytes: 64 };
+    const server = await createMeshNode({ peerKeySeed: new Uint8Array(32).fill(242), logger });
+    started.push(server);
+    const client = await createMeshNode({
+      peerKeySeed: new Uint8Array(32).fill(243),
+      bootstrap: server.multiaddrs(),
+      logger,
+    });
+    started.push(client);
+    await server.handle(protocol, spec, async ({ n }) => ({ n: n + 1 }));
+    for (let n = 0; n < 3; n++)
+      assert.deepEqual(await client.request(server.peerId, protocol, spec, { n }), { n: n + 1 });
+    assert.equal(client.stats().requests.sent[protocol], 3);
+    assert.equal(server.stats().requests.received[protocol], 3);
+    assert.equal(server.stats().requests.sent[protocol], undefined);
+  });
 });
 
 const Count = z.object({ n: z.number().int() }).strict();
