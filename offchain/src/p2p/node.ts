@@ -149,6 +149,16 @@ export interface MeshStats {
 }
 
 const BOOTSTRAP_DIAL_TIMEOUT_MS = 5_000;
+/**
+ * Below this many connections a node looks for more peers in the DHT (a lookup of its own
+ * id), first 2 s after start and then at doubling intervals up to a minute, until it has
+ * them: its one start-up lookup ran when the bootstrap peers knew few others, and
+ * gossipsub wants six mesh peers per topic. A node with enough connections never looks.
+ */
+const PEER_SEARCH_BELOW = 8;
+const PEER_SEARCH_FIRST_MS = 2_000;
+const PEER_SEARCH_MAX_MS = 60_000;
+const PEER_SEARCH_BUDGET_MS = 10_000;
 const STREAM_RESTORE_DELAY_MS = 50;
 /** A peer lookup gives up after this long, so an unreachable peer fails fast. */
 const LOOKUP_BUDGET_MS = 3_000;
@@ -172,6 +182,9 @@ export class MeshNode {
   #bootstrapTimer: NodeJS.Timeout | undefined;
   #bootstrapTimerAt = Infinity;
   #gossipStreamsRestored = 0;
+  #peerSearchTimer: NodeJS.Timeout | undefined;
+  #peerSearchDelayMs = PEER_SEARCH_FIRST_MS;
+  #targetPeers = DEFAULT_MESH_LIMITS.targetPeers;
 
   constructor(
     libp2p: Libp2p<MeshServices>,
@@ -204,6 +217,7 @@ export class MeshNode {
       const address = this.#bootstrapByPeer.get(event.detail.toString());
       if (address !== undefined) this.#bootstrap.disconnected(address, Date.now());
       this.#scheduleBootstrap();
+      this.#schedulePeerSearch();
     });
     this.#gossip = new Gossip(libp2p.services.pubsub, penalties, log, {
       topicMaxBytes: limits.gossipMaxBytes,
@@ -359,6 +373,8 @@ export class MeshNode {
   async stop(): Promise<void> {
     clearTimeout(this.#bootstrapTimer);
     this.#bootstrapTimer = undefined;
+    clearTimeout(this.#peerSearchTimer);
+    this.#peerSearchTimer = undefined;
     this.#gossip.stop();
     await this.#rpc.stop();
     await this.libp2p.stop();
@@ -383,6 +399,12 @@ export class MeshNode {
           this.#log.debug({ remotePeer: peerId, err: err.message }, "dial to discovered peer failed"),
         );
     });
+  }
+
+  /** Starts looking for more peers while this node has fewer than PEER_SEARCH_BELOW connections. */
+  searchPeersWhileFew(targetPeers: number): void {
+    this.#targetPeers = targetPeers;
+    this.#schedulePeerSearch();
   }
 
   /**
@@ -453,6 +475,49 @@ export class MeshNode {
       Math.max(0, at - Date.now()),
     );
     this.#bootstrapTimer.unref();
+  }
+
+  /** Looks for more peers later if this node has few (see PEER_SEARCH_BELOW); no timer otherwise. */
+  #schedulePeerSearch(): void {
+    if (this.libp2p.status !== "started" || this.#peerSearchTimer !== undefined) return;
+    if (this.#peerCount() >= PEER_SEARCH_BELOW) {
+      this.#peerSearchDelayMs = PEER_SEARCH_FIRST_MS;
+      return;
+    }
+    this.#peerSearchTimer = setTimeout(() => void this.#searchPeers(), this.#peerSearchDelayMs);
+    this.#peerSearchTimer.unref();
+    this.#peerSearchDelayMs = Math.min(2 * this.#peerSearchDelayMs, PEER_SEARCH_MAX_MS);
+  }
+
+  /** A lookup of this node's own id; the closest peers it finds that are not connected are dialed. */
+  async #searchPeers(): Promise<void> {
+    try {
+      if (this.libp2p.status !== "started" || this.#peerCount() >= PEER_SEARCH_BELOW) return;
+      const self = this.libp2p.peerId.toMultihash().bytes;
+      const signal = AbortSignal.timeout(PEER_SEARCH_BUDGET_MS);
+      const found: PeerId[] = [];
+      for await (const event of this.libp2p.services.dht.getClosestPeers(self, { signal }))
+        if (event.name === "FINAL_PEER") found.push(event.peer.id);
+      const unconnected = found.filter(
+        (id) => this.libp2p.getConnections(id).length === 0 && !this.isBlocked(id.toString()),
+      );
+      const dials = unconnected.slice(
+        0,
+        Math.max(0, this.#targetPeers - this.libp2p.getConnections().length),
+      );
+      await Promise.all(
+        dials.map((id) =>
+          this.libp2p
+            .dial(id, { signal: AbortSignal.timeout(BOOTSTRAP_DIAL_TIMEOUT_MS) })
+            .catch(() => undefined),
+        ),
+      );
+    } catch (err) {
+      this.#log.debug({ err: (err as Error).message }, "peer search failed");
+    } finally {
+      this.#peerSearchTimer = undefined;
+      this.#schedulePeerSearch();
+    }
   }
 
   /**
@@ -551,6 +616,7 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
     { ...DEFAULT_BOOTSTRAP_POLICY, ...options.bootstrapPolicy },
   );
   node.dialDiscoveredPeers(limits.targetPeers);
+  node.searchPeersWhileFew(limits.targetPeers);
   if (options.blockSource !== undefined) await node.serveBlocks(options.blockSource);
   log.info({ did: node.did, multiaddrs: node.multiaddrs() }, "mesh node started");
   await node.connectBootstrap();
