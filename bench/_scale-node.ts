@@ -25,10 +25,11 @@ export interface ScaleNodeParams {
   module: string;
 }
 
+/** Percentiles are NaN (null once sent as JSON) when no job completed. */
 export interface LatencyFigures {
-  p50: number;
-  p95: number;
-  max: number;
+  p50: number | null;
+  p95: number | null;
+  max: number | null;
   jobs: number;
   failed: number;
 }

@@ -72,9 +72,15 @@ async function main(): Promise<void> {
   const results: ScaleFigures[] = [];
   for (const nodes of NODE_COUNTS) {
     console.log(`\nN = ${nodes}: 1 buyer + ${nodes - 1} donors, all started at once`);
-    const figures = await runScale(nodes, module);
-    results.push(figures);
-    printFigures(figures);
+    try {
+      const figures = await runScale(nodes, module);
+      results.push(figures);
+      printFigures(figures);
+    } catch (err) {
+      // the other node counts still run, and the summary reports this one as not measured
+      console.log(`N ${nodes}: FAILED: ${(err as Error).message.slice(0, 2_000)}`);
+      process.exitCode = 1;
+    }
   }
   printSummary(results);
 }
@@ -200,7 +206,9 @@ async function measure(
       { cmd: "jobs", jobs: LATENCY_JOBS, maxSeconds: LATENCY_MAX_SECONDS },
       "latency",
     )) as LatencyFigures;
-    progress(`p50 ${latency.p50.toFixed(1)} ms over ${latency.jobs} jobs (${latency.failed} failed)`);
+    // JSON carries "no job completed" (NaN) as null
+    const p50Ms = latency.p50 ?? NaN;
+    progress(`p50 ${p50Ms.toFixed(1)} ms over ${latency.jobs} jobs (${latency.failed} failed)`);
 
     progress(`load: ${CONCURRENCY} jobs in flight for ${LOAD_SECONDS} s`);
     const statsBefore = await allStats(children);
@@ -233,7 +241,7 @@ async function measure(
       donorsSeen: discovered.seen,
       idleCpuPctPerNode: mean(idlePct),
       idleCpuPctPerNodeMax: Math.max(...idlePct),
-      p50Ms: latency.p50,
+      p50Ms,
       jobsPerSec: load.completed / load.seconds,
       cpuMsPerJob: perJob(cpuSpent.reduce((sum, ms) => sum + ms, 0)),
       buyerCpuMsPerJob: perJob(cpuSpent[0]!),
