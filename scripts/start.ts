@@ -194,6 +194,7 @@ async function startCellNode(
     passphrase: DEVNET_PASSPHRASE,
     listen: ["/ip4/127.0.0.1/tcp/0"],
     bootstrap,
+    network: { trustedCidrs: ["127.0.0.0/8"] },
     api: { enabled: role === "buyer", port: apiPort ?? 0 },
     chain: { rpcUrl: devnet.rpcUrl, chainId: devnet.chainId, deploymentFile },
     donor: { enabled: role === "donor" },

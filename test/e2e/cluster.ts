@@ -3,6 +3,7 @@
 // run in this process or as child processes.
 import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -28,6 +29,11 @@ import type { CellNode, NodeConfigInput } from "../../offchain/src/node/index.ts
 export const PASSPHRASE = "cell-test-passphrase";
 const SCRYPT_N = 2 ** 10;
 const RUNNER = fileURLToPath(new URL("../../offchain/src/node/run.ts", import.meta.url));
+/** Every node of a cluster listens on loopback: the mesh trusts it (see `network.trustedCidrs`). */
+export const LOOPBACK_CIDRS = ["127.0.0.0/8"];
+/** Hardhat funds this many development accounts; later ones get a balance before they stake. */
+const FUNDED_ACCOUNTS = 20;
+const CLOCK_TICKS_PER_SECOND = 100; // USER_HZ on Linux
 
 /**
  * Advert timers of a test node: a heartbeat of 2 s (so a buyer started after its donors
@@ -92,6 +98,7 @@ async function prepareCluster(root: string, devnet: Devnet): Promise<Cluster> {
       dataDir: dir,
       passphrase: PASSPHRASE,
       api: { enabled: false },
+      network: { trustedCidrs: LOOPBACK_CIDRS, ...options.config?.network },
       chain: {
         ...(options.defaultTimers ? {} : { stakePollMs: 1_000 }),
         rpcUrl: devnet.rpcUrl,
@@ -136,6 +143,7 @@ async function stakeAndRegister(
   amount: bigint,
 ): Promise<void> {
   const wallet = createWriter(devnet.rpcUrl, devnet.deployment, devnetPrivateKey(account) as Hex);
+  if (account >= FUNDED_ACCOUNTS) await fundWithEth(devnet.rpcUrl, wallet.walletClient.account.address);
   await mint(wallet.walletClient.account.address);
   await stake(wallet, amount);
   await registerDonor(wallet, {
@@ -143,6 +151,22 @@ async function stakeAndRegister(
     peerKey: identity.peerKeyHex,
     metadataURI: "",
   });
+}
+
+/** Gives a development account beyond Hardhat's funded ones 1,000 ETH for gas. */
+async function fundWithEth(rpcUrl: string, address: Hex): Promise<void> {
+  const response = await fetch(rpcUrl, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({
+      jsonrpc: "2.0",
+      id: 1,
+      method: "hardhat_setBalance",
+      params: [address, `0x${(10n ** 21n).toString(16)}`],
+    }),
+  });
+  const reply = (await response.json()) as { error?: { message: string } };
+  if (reply.error) throw new Error(`cannot fund ${address}: ${reply.error.message}`);
 }
 
 /** Starts a prepared node in this process, with extra bootstrap peers. */
@@ -233,5 +257,29 @@ export async function spinModule(iterations: number): Promise<Uint8Array> {
     return new Uint8Array(module.toBinary({}).buffer);
   } finally {
     module.destroy();
+  }
+}
+
+/** CPU time (user + system, all threads) a process has used so far, in ms; 0 once it is gone. */
+export function processCpuMs(pid: number | undefined): number {
+  if (pid === undefined) return 0;
+  try {
+    // Fields 14 and 15 of /proc/PID/stat (after the parenthesised name): utime, stime in clock ticks.
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_SECOND;
+  } catch {
+    return 0;
+  }
+}
+
+/** Resident memory of a process now, in MB; 0 once it is gone. */
+export function processRssMb(pid: number | undefined): number {
+  if (pid === undefined) return 0;
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, "utf8");
+    return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024;
+  } catch {
+    return 0;
   }
 }

@@ -3,6 +3,7 @@ import { homedir } from "node:os";
 import { dirname, extname, isAbsolute, join, resolve } from "node:path";
 import { parse as parseToml } from "smol-toml";
 import { z } from "zod/v4";
+import { parseCidr } from "../p2p/trusted.ts";
 import { AddressSchema, MultiaddrStringSchema } from "../protocol/index.ts";
 import { DEFAULT_POLICY_LIMITS } from "../runtime/policy.ts";
 import { OFFER_LIMIT } from "./donor-machine.ts";
@@ -110,6 +111,28 @@ export function donorLivenessMs(adverts: { heartbeatMs: number }): number {
   return Math.ceil(LIVENESS_HEARTBEATS * adverts.heartbeatMs);
 }
 
+const CidrSchema = z
+  .string()
+  .max(64)
+  .superRefine((cidr, context) => {
+    try {
+      parseCidr(cidr);
+    } catch (err) {
+      context.addIssue({ code: "custom", message: (err as Error).message });
+    }
+  });
+
+const NetworkConfigSchema = z.strictObject({
+  /**
+   * IP ranges (CIDR) of a network this operator runs, such as ["127.0.0.0/8"] for a devnet,
+   * test cluster or benchmark on one host, or the LAN of nodes behind one NAT. Peers there
+   * share addresses, which public-network defences read as an attack: they are exempt from
+   * gossipsub's IP-colocation score and libp2p's per-host inbound connection limits. Leave
+   * empty on a public network.
+   */
+  trustedCidrs: z.array(CidrSchema).max(64).default([]),
+});
+
 const ChainConfigSchema = z
   .strictObject({
     rpcUrl: z.url().default("http://127.0.0.1:8545"),
@@ -150,6 +173,7 @@ const NodeConfigFields = z.strictObject({
     .string()
     .regex(/^\/[a-z0-9/-]{1,63}$/)
     .default("/cell"),
+  network: NetworkConfigSchema.prefault({}),
   api: z
     .strictObject({
       enabled: z.boolean().default(true),

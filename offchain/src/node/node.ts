@@ -104,6 +104,7 @@ export async function startNode(config: NodeConfig, options: StartNodeOptions = 
       listen: config.listen,
       bootstrap: [...new Set([...config.bootstrap, ...knownDonorAddrs(store)])],
       dhtProtocolPrefix: config.dhtProtocolPrefix,
+      trustedNetworks: config.network.trustedCidrs,
       logger: log.child({ part: "p2p" }),
       blockSource: storeBlockSource(store, blockAccess),
     });
@@ -218,6 +219,7 @@ async function assemble(
     rejections: () => mergeCounts(mesh.rejectionCounts(), refusals.counts),
     stats: () => ({ buyer: buyer.stats(), donor: donor.askedStats }),
     executedReceipts: () => donor.signedReceipts(),
+    meshStats: () => mesh.stats(),
     stop: async () => {
       if (stopped) return;
       stopped = true;

@@ -1,6 +1,7 @@
 import type { Address, Hex } from "viem";
 import type { JobSpecWire, PriorityName, ReasonCode, ReceiptWire } from "../protocol/index.ts";
 import type { BuyerStats } from "./buyer.ts";
+import type { MeshStats } from "../p2p/index.ts";
 
 export const JOB_EVENT_TYPES = [
   "queued",
@@ -111,6 +112,8 @@ export interface CellNode {
   stats(): NodeStats;
   /** Receipts this node signed as an executor, newest last. */
   executedReceipts(): { message: ReceiptWire; signature: Hex }[];
+  /** Gossip and requests this node's mesh received and sent so far, and its open connections. */
+  meshStats(): MeshStats;
   stop(): Promise<void>;
 }
 

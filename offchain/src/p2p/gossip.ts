@@ -5,6 +5,7 @@ import {
   type PeerScoreParams,
   type TopicScoreParams,
 } from "@libp2p/gossipsub/score";
+import type { Connection } from "@libp2p/interface";
 import { Queue } from "@libp2p/utils";
 import type { Logger } from "pino";
 import { decodeMessage, encodeMessage, type Schema } from "./codec.ts";
@@ -71,6 +72,31 @@ interface ScoringRouter {
   getScore(peerId: string): number;
 }
 
+/** Gossip traffic this node received, counted per topic it subscribes to. */
+export interface GossipCounts {
+  /** Every copy received from a peer, duplicates included (what the network costs this node). */
+  copies: number;
+  /** Distinct messages that reached validation. */
+  messages: number;
+}
+
+/**
+ * The router's outbound streams, one per peer, each opened on one connection. When that
+ * connection closes while another to the peer stays open, the router drops the stream and
+ * never opens a new one (it does so only when a peer connects): everything it would send
+ * the peer is lost for good. `onPeerConnected` opens one on a given open connection.
+ */
+interface StreamingRouter {
+  peers: Map<string, unknown>;
+  streamsOutbound: Map<string, unknown>;
+  onPeerConnected(peerId: Connection["remotePeer"], connection: Connection): void;
+}
+
+/** Where the router takes in each message copy of an RPC; wrapped to count them. */
+interface ReceivingRouter {
+  handleReceivedMessage(from: unknown, message: { topic?: string }): Promise<void>;
+}
+
 function scoringOf(pubsub: GossipSub): ScoringRouter {
   const router = pubsub as unknown as Partial<ScoringRouter>;
   if (typeof router.getScore !== "function" || typeof router.score?.params?.topics !== "object")
@@ -112,6 +138,8 @@ export class Gossip {
   readonly #topicMaxBytes = new Map<string, number>();
   readonly #publishBucket: TokenBucket;
   readonly #queue: QueuedPublish[] = [];
+  /** Bound: one entry per subscribed topic, removed on unsubscribe. */
+  readonly #counts = new Map<string, GossipCounts>();
   #pumpTimer: NodeJS.Timeout | undefined;
   #stopped = false;
 
@@ -123,6 +151,26 @@ export class Gossip {
     this.#publishBucket = new TokenBucket(limits.publishRatePerSecond, limits.publishBurst);
     this.#scoring = scoringOf(pubsub);
     pubsub.addEventListener("message", (event) => this.#deliver(event.detail));
+    this.#countCopies(pubsub);
+  }
+
+  /**
+   * Opens an outbound gossip stream to a connected peer that lost its own (see
+   * StreamingRouter) on one of the peer's open connections; true if one was missing.
+   */
+  restoreOutboundStream(connections: Connection[]): boolean {
+    const router = this.#pubsub as unknown as StreamingRouter;
+    const open = connections.find((connection) => connection.status === "open");
+    if (open === undefined) return false;
+    const peerId = open.remotePeer.toString();
+    if (!router.peers.has(peerId) || router.streamsOutbound.has(peerId)) return false;
+    router.onPeerConnected(open.remotePeer, open);
+    return true;
+  }
+
+  /** Gossip received so far, per subscribed topic. */
+  counts(): Record<string, GossipCounts> {
+    return Object.fromEntries([...this.#counts].map(([topic, counts]) => [topic, { ...counts }]));
   }
 
   subscribe<T>(
@@ -140,8 +188,11 @@ export class Gossip {
     const queueMax = options.handlerQueueMax ?? this.#limits.handlerQueueMax;
     const work = new Queue<void>({ concurrency, maxSize: concurrency + queueMax });
     this.#subscriptions.set(topic, { handler: handler as GossipHandler<unknown>, work });
+    const counts: GossipCounts = { copies: 0, messages: 0 };
+    this.#counts.set(topic, counts);
     this.#scoring.score.params.topics[topic] = SCORED_TOPIC;
     this.#pubsub.topicValidators.set(topic, (propagationSource, message) => {
+      counts.messages++;
       const origin = message.type === "signed" ? message.from.toString() : propagationSource.toString();
       if (!limiter.tryTake(origin)) {
         this.#reject(origin, topic, "rate_limited", `over ${ratePerSecond} messages/s on ${topic}`);
@@ -161,6 +212,7 @@ export class Gossip {
       this.#pubsub.unsubscribe(topic);
       this.#pubsub.topicValidators.delete(topic);
       this.#subscriptions.delete(topic);
+      this.#counts.delete(topic);
       work.abort();
     };
   }
@@ -239,6 +291,19 @@ export class Gossip {
           );
       },
     );
+  }
+
+  /** Counts each message copy as the router takes it in, before duplicates are dropped. */
+  #countCopies(pubsub: GossipSub): void {
+    const router = pubsub as unknown as Partial<ReceivingRouter>;
+    const receive = router.handleReceivedMessage;
+    if (typeof receive !== "function")
+      throw new Error("this gossipsub version does not expose message intake");
+    router.handleReceivedMessage = (from, message) => {
+      const counts = message.topic === undefined ? undefined : this.#counts.get(message.topic);
+      if (counts !== undefined) counts.copies++;
+      return receive.call(pubsub, from, message);
+    };
   }
 
   #deliver(message: Message): void {

@@ -1,10 +1,13 @@
 export { createMeshNode, DEFAULT_MESH_LIMITS, GOSSIP_SCORE_THRESHOLDS, MeshNode } from "./node.ts";
-export type { MeshLimits, MeshNodeOptions, MeshServices } from "./node.ts";
+export type { MeshLimits, MeshNodeOptions, MeshServices, MeshStats } from "./node.ts";
+export { BootstrapSchedule, DEFAULT_BOOTSTRAP_POLICY } from "./bootstrap.ts";
+export type { BootstrapPolicy } from "./bootstrap.ts";
+export { parseCidr, TrustedNetworks } from "./trusted.ts";
 export type { Schema } from "./codec.ts";
 export { MeshError, REJECT_REASONS } from "./errors.ts";
 export type { MeshErrorCode, RejectReason } from "./errors.ts";
 export { TOPIC_SCORE } from "./gossip.ts";
-export type { TopicOptions, GossipHandler } from "./gossip.ts";
+export type { TopicOptions, GossipCounts, GossipHandler } from "./gossip.ts";
 export type { ProtocolSpec, RequestHandler, RequestOptions, RequestTarget } from "./rpc.ts";
 export { BLOCK_CHUNK_BYTES, BLOCK_PROTOCOL, MemoryBlockSource } from "./blocks.ts";
 export type { BlockRead, BlockSlice, BlockSource, FetchBlockOptions } from "./blocks.ts";

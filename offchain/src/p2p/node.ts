@@ -3,7 +3,7 @@ import { noise } from "@chainsafe/libp2p-noise";
 import { yamux } from "@chainsafe/libp2p-yamux";
 import { gossipsub, type GossipSub } from "@libp2p/gossipsub";
 import { identify, type Identify } from "@libp2p/identify";
-import type { Libp2p } from "@libp2p/interface";
+import type { Libp2p, PeerId } from "@libp2p/interface";
 import { kadDHT, passthroughMapper, type KadDHT } from "@libp2p/kad-dht";
 import { peerIdFromString } from "@libp2p/peer-id";
 import { ping, type Ping } from "@libp2p/ping";
@@ -13,10 +13,11 @@ import { createLibp2p } from "libp2p";
 import { pino, type Logger } from "pino";
 import { MAX_BLOCK_BYTES, type CID } from "../protocol/index.ts";
 import { BlockExchange, type BlockSource, type FetchBlockOptions } from "./blocks.ts";
+import { BootstrapSchedule, DEFAULT_BOOTSTRAP_POLICY, type BootstrapPolicy } from "./bootstrap.ts";
 import type { Schema } from "./codec.ts";
 import type { RejectReason } from "./errors.ts";
 import { gatheredWrites } from "./gathered-writes.ts";
-import { Gossip, type GossipHandler, type TopicOptions } from "./gossip.ts";
+import { Gossip, type GossipCounts, type GossipHandler, type TopicOptions } from "./gossip.ts";
 import { DEFAULT_PENALTY_POLICY, PenaltyBook, type PeerPenalties, type RejectEvent } from "./penalties.ts";
 import { didKeyFromEd25519, peerKeyFromSeed } from "./peer-key.ts";
 import {
@@ -26,6 +27,7 @@ import {
   type RequestOptions,
   type RequestTarget,
 } from "./rpc.ts";
+import { TrustedNetworks } from "./trusted.ts";
 
 export interface MeshLimits {
   /** Default largest gossip message, per topic. */
@@ -97,8 +99,18 @@ export interface MeshNodeOptions {
   /** 32-byte Ed25519 seed of the peer key. */
   peerKeySeed: Uint8Array;
   listen?: string[];
-  /** Multiaddrs ending in /p2p/<peer id>, dialed at start and redialed while unreachable. */
+  /**
+   * Multiaddrs ending in /p2p/<peer id>, dialed at start and retried with backoff until
+   * reached, and again whenever this node has lost most of its connections.
+   */
   bootstrap?: string[];
+  bootstrapPolicy?: Partial<BootstrapPolicy>;
+  /**
+   * IP ranges (CIDR) of a network the operator runs, e.g. `127.0.0.0/8` for a devnet on one
+   * host: peers there are exempt from gossipsub's IP-colocation score and libp2p's per-host
+   * inbound connection limits and pruning (see TrustedNetworks). Empty on public networks.
+   */
+  trustedNetworks?: string[];
   /** Private prefix of the DHT protocol, so the mesh never mixes with the public DHT. */
   dhtProtocolPrefix?: string;
   logger?: Logger;
@@ -126,7 +138,29 @@ export const GOSSIP_SCORE_THRESHOLDS = {
   graylistThreshold: -80,
 } as const;
 
-const BOOTSTRAP_RETRY_MS = 2_000;
+/** What this node has received and sent so far (for benchmarks and diagnostics). */
+export interface MeshStats {
+  /** Gossip received per subscribed topic. */
+  gossip: Record<string, GossipCounts>;
+  /** Requests received (served or refused) and sent per protocol. */
+  requests: { received: Record<string, number>; sent: Record<string, number> };
+  connections: number;
+  /** Gossip streams reopened on a remaining connection after the one carrying them closed. */
+  gossipStreamsRestored: number;
+}
+
+const BOOTSTRAP_DIAL_TIMEOUT_MS = 5_000;
+/**
+ * Below this many connections a node looks for more peers in the DHT (a lookup of its own
+ * id), first 2 s after start and then at doubling intervals up to a minute, until it has
+ * them: its one start-up lookup ran when the bootstrap peers knew few others, and
+ * gossipsub wants six mesh peers per topic. A node with enough connections never looks.
+ */
+const PEER_SEARCH_BELOW = 8;
+const PEER_SEARCH_FIRST_MS = 2_000;
+const PEER_SEARCH_MAX_MS = 60_000;
+const PEER_SEARCH_BUDGET_MS = 10_000;
+const STREAM_RESTORE_DELAY_MS = 50;
 /** A peer lookup gives up after this long, so an unreachable peer fails fast. */
 const LOOKUP_BUDGET_MS = 3_000;
 
@@ -143,8 +177,15 @@ export class MeshNode {
   readonly #gossip: Gossip;
   readonly #rpc: Rpc;
   readonly #blocks: BlockExchange;
-  readonly #bootstrap: string[];
+  readonly #bootstrap: BootstrapSchedule;
+  /** Bootstrap address by peer id. Bound: the configured bootstrap list. */
+  readonly #bootstrapByPeer = new Map<string, string>();
   #bootstrapTimer: NodeJS.Timeout | undefined;
+  #bootstrapTimerAt = Infinity;
+  #gossipStreamsRestored = 0;
+  #peerSearchTimer: NodeJS.Timeout | undefined;
+  #peerSearchDelayMs = PEER_SEARCH_FIRST_MS;
+  #targetPeers = DEFAULT_MESH_LIMITS.targetPeers;
 
   constructor(
     libp2p: Libp2p<MeshServices>,
@@ -153,6 +194,7 @@ export class MeshNode {
     log: Logger,
     limits: MeshLimits,
     bootstrap: string[],
+    bootstrapPolicy: BootstrapPolicy = DEFAULT_BOOTSTRAP_POLICY,
   ) {
     this.libp2p = libp2p;
     this.peerId = libp2p.peerId.toString();
@@ -160,7 +202,24 @@ export class MeshNode {
     this.did = did;
     this.#log = log;
     this.#penalties = penalties;
-    this.#bootstrap = bootstrap.filter((address) => address.split("/p2p/").at(-1) !== this.peerId);
+    for (const address of bootstrap) {
+      const peer = address.split("/p2p/").at(-1);
+      if (peer !== undefined && peer !== this.peerId) this.#bootstrapByPeer.set(peer, address);
+    }
+    this.#bootstrap = new BootstrapSchedule([...this.#bootstrapByPeer.values()], bootstrapPolicy);
+    libp2p.addEventListener("peer:connect", (event) => {
+      const address = this.#bootstrapByPeer.get(event.detail.toString());
+      if (address !== undefined) this.#bootstrap.connected(address);
+    });
+    libp2p.addEventListener("connection:close", (event) =>
+      this.#restoreGossipStream(event.detail.remotePeer),
+    );
+    libp2p.addEventListener("peer:disconnect", (event) => {
+      const address = this.#bootstrapByPeer.get(event.detail.toString());
+      if (address !== undefined) this.#bootstrap.disconnected(address, Date.now());
+      this.#scheduleBootstrap();
+      this.#schedulePeerSearch();
+    });
     this.#gossip = new Gossip(libp2p.services.pubsub, penalties, log, {
       topicMaxBytes: limits.gossipMaxBytes,
       inboundRatePerSecond: limits.gossipRatePerSecond,
@@ -246,6 +305,16 @@ export class MeshNode {
     return this.#rpc.request(target, protocol, spec, message, options);
   }
 
+  /** Gossip and requests received and sent so far, and the open connections. */
+  stats(): MeshStats {
+    return {
+      gossip: this.#gossip.counts(),
+      requests: this.#rpc.counts(),
+      connections: this.libp2p.getConnections().length,
+      gossipStreamsRestored: this.#gossipStreamsRestored,
+    };
+  }
+
   /** Outbound (peer, protocol) stream pools kept, at most `maxStreamPools`. */
   streamPoolCount(): number {
     return this.#rpc.poolCount;
@@ -305,6 +374,8 @@ export class MeshNode {
   async stop(): Promise<void> {
     clearTimeout(this.#bootstrapTimer);
     this.#bootstrapTimer = undefined;
+    clearTimeout(this.#peerSearchTimer);
+    this.#peerSearchTimer = undefined;
     this.#gossip.stop();
     await this.#rpc.stop();
     await this.libp2p.stop();
@@ -329,6 +400,12 @@ export class MeshNode {
           this.#log.debug({ remotePeer: peerId, err: err.message }, "dial to discovered peer failed"),
         );
     });
+  }
+
+  /** Starts looking for more peers while this node has fewer than PEER_SEARCH_BELOW connections. */
+  searchPeersWhileFew(targetPeers: number): void {
+    this.#targetPeers = targetPeers;
+    this.#schedulePeerSearch();
   }
 
   /**
@@ -359,29 +436,108 @@ export class MeshNode {
     }
   }
 
-  /** Dials bootstrap peers that are not connected; repeats until all have been reached once. */
+  /**
+   * Dials the bootstrap peers that are due (see BootstrapSchedule) and waits for those dials;
+   * later retries run on a timer, and again whenever a connection closes.
+   */
   async connectBootstrap(): Promise<void> {
-    const missing = this.#bootstrap.filter((address) => !this.#isConnected(address));
-    await Promise.all(
-      missing.map((address) =>
-        this.libp2p.dial(multiaddr(address), { signal: AbortSignal.timeout(5_000) }).catch((err: Error) => {
-          this.#log.debug({ address, err: err.message }, "bootstrap dial failed");
-        }),
-      ),
-    );
-    if (this.#bootstrap.some((address) => !this.#isConnected(address)) && this.libp2p.status === "started") {
-      this.#bootstrapTimer = setTimeout(() => void this.connectBootstrap(), BOOTSTRAP_RETRY_MS);
-      this.#bootstrapTimer.unref();
+    if (this.libp2p.status !== "started") return;
+    const due = this.#bootstrap.due(Date.now(), this.#peerCount());
+    await Promise.all(due.map((address) => this.#dialBootstrap(address)));
+    this.#scheduleBootstrap();
+  }
+
+  async #dialBootstrap(address: string): Promise<void> {
+    try {
+      await this.libp2p.dial(multiaddr(address), { signal: AbortSignal.timeout(BOOTSTRAP_DIAL_TIMEOUT_MS) });
+      this.#bootstrap.dialed(address, true, Date.now());
+    } catch (err) {
+      this.#bootstrap.dialed(address, false, Date.now());
+      this.#log.debug(
+        { address, failures: this.#bootstrap.failures(address), err: (err as Error).message },
+        "bootstrap dial failed",
+      );
     }
   }
 
-  #isConnected(address: string): boolean {
-    const peer = address.split("/p2p/").at(-1);
-    return (
-      peer !== undefined &&
-      peer !== this.peerId &&
-      this.libp2p.getConnections(peerIdFromString(peer)).length > 0
+  /** Sets the retry timer for the next bootstrap dial that falls due, if any. */
+  #scheduleBootstrap(): void {
+    if (this.libp2p.status !== "started") return;
+    const at = this.#bootstrap.nextDueAt(this.#peerCount());
+    if (at === undefined || at >= this.#bootstrapTimerAt) return;
+    clearTimeout(this.#bootstrapTimer);
+    this.#bootstrapTimerAt = at;
+    this.#bootstrapTimer = setTimeout(
+      () => {
+        this.#bootstrapTimerAt = Infinity;
+        this.#bootstrapTimer = undefined;
+        void this.connectBootstrap();
+      },
+      Math.max(0, at - Date.now()),
     );
+    this.#bootstrapTimer.unref();
+  }
+
+  /** Looks for more peers later if this node has few (see PEER_SEARCH_BELOW); no timer otherwise. */
+  #schedulePeerSearch(): void {
+    if (this.libp2p.status !== "started" || this.#peerSearchTimer !== undefined) return;
+    if (this.#peerCount() >= PEER_SEARCH_BELOW) {
+      this.#peerSearchDelayMs = PEER_SEARCH_FIRST_MS;
+      return;
+    }
+    this.#peerSearchTimer = setTimeout(() => void this.#searchPeers(), this.#peerSearchDelayMs);
+    this.#peerSearchTimer.unref();
+    this.#peerSearchDelayMs = Math.min(2 * this.#peerSearchDelayMs, PEER_SEARCH_MAX_MS);
+  }
+
+  /** A lookup of this node's own id; the closest peers it finds that are not connected are dialed. */
+  async #searchPeers(): Promise<void> {
+    try {
+      if (this.libp2p.status !== "started" || this.#peerCount() >= PEER_SEARCH_BELOW) return;
+      const self = this.libp2p.peerId.toMultihash().bytes;
+      const signal = AbortSignal.timeout(PEER_SEARCH_BUDGET_MS);
+      const found: PeerId[] = [];
+      for await (const event of this.libp2p.services.dht.getClosestPeers(self, { signal }))
+        if (event.name === "FINAL_PEER") found.push(event.peer.id);
+      const unconnected = found.filter(
+        (id) => this.libp2p.getConnections(id).length === 0 && !this.isBlocked(id.toString()),
+      );
+      const dials = unconnected.slice(
+        0,
+        Math.max(0, this.#targetPeers - this.libp2p.getConnections().length),
+      );
+      await Promise.all(
+        dials.map((id) =>
+          this.libp2p
+            .dial(id, { signal: AbortSignal.timeout(BOOTSTRAP_DIAL_TIMEOUT_MS) })
+            .catch(() => undefined),
+        ),
+      );
+    } catch (err) {
+      this.#log.debug({ err: (err as Error).message }, "peer search failed");
+    } finally {
+      this.#peerSearchTimer = undefined;
+      this.#schedulePeerSearch();
+    }
+  }
+
+  /**
+   * Two nodes that dial each other at once hold two connections; gossipsub sends on a stream
+   * over one of them, and if that one closes it would send the peer nothing more for good.
+   */
+  #restoreGossipStream(peer: PeerId): void {
+    if (this.libp2p.status !== "started") return;
+    // after the router has seen the stream close, which may come after the connection's event
+    setTimeout(() => {
+      if (this.libp2p.status !== "started") return;
+      if (!this.#gossip.restoreOutboundStream(this.libp2p.getConnections(peer))) return;
+      this.#gossipStreamsRestored++;
+      this.#log.debug({ remotePeer: peer.toString() }, "gossip stream reopened on a remaining connection");
+    }, STREAM_RESTORE_DELAY_MS).unref();
+  }
+
+  #peerCount(): number {
+    return this.libp2p.getPeers().length;
   }
 }
 
@@ -391,6 +547,7 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
   const privateKey = await peerKeyFromSeed(options.peerKeySeed);
   const baseLog = options.logger ?? pino({ name: "p2p", level: process.env.LOG_LEVEL ?? "info" });
   const bootstrap = options.bootstrap ?? [];
+  const trusted = new TrustedNetworks(options.trustedNetworks ?? []);
   for (const address of bootstrap) {
     if (!address.includes("/p2p/")) throw new Error(`bootstrap address ${address} lacks /p2p/<peer id>`);
   }
@@ -411,6 +568,7 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
     transports: [tcp()],
     connectionEncrypters: [gatheredWrites(noise())],
     streamMuxers: [yamux()],
+    ...(trusted.empty ? {} : { connectionManager: { allow: trusted.multiaddrs() } }),
     connectionGater: {
       denyDialPeer: isBlocked,
       denyInboundEncryptedConnection: isBlocked,
@@ -428,7 +586,10 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
         idontwantMinDataSize: IDONTWANT_MIN_BYTES,
         maxInboundDataLength: Math.max(4 * limits.gossipMaxBytes, 1024 * 1024),
         // a positive score earned by relaying well is capped, so it cannot buy room for junk
-        scoreParams: { topicScoreCap: 10 },
+        scoreParams: {
+          topicScoreCap: 10,
+          ...(trusted.empty ? {} : { IPColocationFactorWhitelist: trusted.colocationWhitelist() }),
+        },
         scoreThresholds: GOSSIP_SCORE_THRESHOLDS,
       }),
       dht: kadDHT({
@@ -455,8 +616,10 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
     log,
     limits,
     bootstrap,
+    { ...DEFAULT_BOOTSTRAP_POLICY, ...options.bootstrapPolicy },
   );
   node.dialDiscoveredPeers(limits.targetPeers);
+  node.searchPeersWhileFew(limits.targetPeers);
   if (options.blockSource !== undefined) await node.serveBlocks(options.blockSource);
   log.info({ did: node.did, multiaddrs: node.multiaddrs() }, "mesh node started");
   await node.connectBootstrap();

@@ -104,6 +104,9 @@ export class Rpc {
   readonly #maxPools: number;
   readonly #maxWaiters: number;
   readonly #handled = new Set<string>();
+  /** Requests served and sent, per protocol. Bound: the protocols this node handles or calls (fixed in code). */
+  readonly #served = new Map<string, number>();
+  readonly #sent = new Map<string, number>();
   readonly #locate: PeerLocator;
 
   constructor(libp2p: Libp2p, penalties: PenaltyBook, log: Logger, limits: RpcLimits, locate: PeerLocator) {
@@ -154,6 +157,7 @@ export class Rpc {
       ...(options.signal ? [options.signal] : []),
     ]);
     const peerId = await this.#resolve(target, signal);
+    this.#sent.set(protocol, (this.#sent.get(protocol) ?? 0) + 1);
     for (;;) {
       const pooled = await this.#acquire(peerId, protocol, spec, signal);
       const reused = pooled.exchanges > 0;
@@ -179,6 +183,11 @@ export class Rpc {
       pooled.exchanges += 1;
       return this.#readReply(peerId, protocol, spec, pooled, reply);
     }
+  }
+
+  /** Requests received (served or refused) and sent so far, per protocol. */
+  counts(): { received: Record<string, number>; sent: Record<string, number> } {
+    return { received: Object.fromEntries(this.#served), sent: Object.fromEntries(this.#sent) };
   }
 
   async stop(): Promise<void> {
@@ -227,6 +236,7 @@ export class Rpc {
     handler: RequestHandler<Req, Res>,
     frame: Uint8Array,
   ): Promise<Uint8Array> {
+    this.#served.set(protocol, (this.#served.get(protocol) ?? 0) + 1);
     if (!limiter.tryTake(peerId)) {
       const reason = `over ${spec.ratePerSecond ?? this.#limits.ratePerSecond} requests/s on ${protocol}`;
       this.#reject(peerId, protocol, "rate_limited", reason);

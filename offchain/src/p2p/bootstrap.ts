@@ -1,0 +1,130 @@
+/** How bootstrap dials are retried. */
+export interface BootstrapPolicy {
+  /** Wait after the first failed dial of a peer. */
+  initialDelayMs: number;
+  /** Each further failure multiplies the wait by this… */
+  factor: number;
+  /** …up to this. */
+  maxDelayMs: number;
+  /** Each wait is shortened by up to this fraction at random, so nodes started together spread out. */
+  jitter: number;
+  /**
+   * Once every bootstrap peer has been reached, they are dialed again only while this node
+   * has fewer connections than this (it lost the mesh), not kept connected for good.
+   */
+  minPeers: number;
+}
+
+export const DEFAULT_BOOTSTRAP_POLICY: BootstrapPolicy = {
+  initialDelayMs: 500,
+  factor: 2,
+  maxDelayMs: 30_000,
+  jitter: 0.5,
+  minPeers: 3,
+};
+
+interface BootstrapPeer {
+  address: string;
+  connected: boolean;
+  dialing: boolean;
+  reachedOnce: boolean;
+  /** Failed dials since the last success; sets the wait. */
+  failures: number;
+  /** Not dialed before this time. */
+  notBefore: number;
+}
+
+/**
+ * When to dial which bootstrap peer: a pure schedule driven by the caller's clock. A peer
+ * is dialed until reached once, with exponential backoff and jitter between failed dials;
+ * afterwards it is dialed again only while this node has fewer than `minPeers`
+ * connections. A peer that disconnects is redialed (if wanted) without waiting.
+ *
+ * Bound: one entry per configured bootstrap address (the config caps them); nothing is added later.
+ */
+export class BootstrapSchedule {
+  readonly #peers = new Map<string, BootstrapPeer>();
+  readonly #policy: BootstrapPolicy;
+  readonly #random: () => number;
+
+  constructor(addresses: readonly string[], policy: BootstrapPolicy, random: () => number = Math.random) {
+    if (policy.factor < 1 || policy.initialDelayMs <= 0 || policy.maxDelayMs < policy.initialDelayMs)
+      throw new Error("bootstrap policy needs factor ≥ 1 and 0 < initialDelayMs ≤ maxDelayMs");
+    if (policy.jitter < 0 || policy.jitter >= 1) throw new Error("bootstrap jitter must be in [0, 1)");
+    this.#policy = policy;
+    this.#random = random;
+    for (const address of addresses)
+      this.#peers.set(address, {
+        address,
+        connected: false,
+        dialing: false,
+        reachedOnce: false,
+        failures: 0,
+        notBefore: 0,
+      });
+  }
+
+  /** Addresses to dial now, given how many connections this node has; they are marked as being dialed. */
+  due(now: number, peerCount: number): string[] {
+    const due = [...this.#peers.values()].filter((peer) => this.#isDue(peer, now, peerCount));
+    for (const peer of due) peer.dialing = true;
+    return due.map((peer) => peer.address);
+  }
+
+  /** The outcome of a dial that `due` handed out. */
+  dialed(address: string, connected: boolean, now: number): void {
+    const peer = this.#peers.get(address);
+    if (peer === undefined) return;
+    peer.dialing = false;
+    if (connected) return this.connected(address);
+    peer.failures++;
+    peer.notBefore = now + this.#delay(peer.failures);
+  }
+
+  /** A connection to the peer opened, whoever dialed. */
+  connected(address: string): void {
+    const peer = this.#peers.get(address);
+    if (peer === undefined) return;
+    peer.connected = true;
+    peer.reachedOnce = true;
+    peer.failures = 0;
+  }
+
+  /** The last connection to the peer closed. */
+  disconnected(address: string, now: number): void {
+    const peer = this.#peers.get(address);
+    if (peer === undefined) return;
+    peer.connected = false;
+    peer.notBefore = now;
+  }
+
+  /**
+   * When `due` may next return something, if this node keeps `peerCount` connections;
+   * undefined when nothing is waiting (all reached and enough peers, or all being dialed).
+   */
+  nextDueAt(peerCount: number): number | undefined {
+    let next: number | undefined;
+    for (const peer of this.#peers.values())
+      if (this.#wanted(peer, peerCount) && !peer.dialing) next = Math.min(next ?? Infinity, peer.notBefore);
+    return next;
+  }
+
+  /** Failed dials in a row, per address (for logs and tests). */
+  failures(address: string): number {
+    return this.#peers.get(address)?.failures ?? 0;
+  }
+
+  #isDue(peer: BootstrapPeer, now: number, peerCount: number): boolean {
+    return this.#wanted(peer, peerCount) && !peer.dialing && peer.notBefore <= now;
+  }
+
+  #wanted(peer: BootstrapPeer, peerCount: number): boolean {
+    return !peer.connected && (!peer.reachedOnce || peerCount < this.#policy.minPeers);
+  }
+
+  #delay(failures: number): number {
+    const { initialDelayMs, factor, maxDelayMs, jitter } = this.#policy;
+    const full = Math.min(maxDelayMs, initialDelayMs * factor ** (failures - 1));
+    return Math.round(full * (1 - jitter * this.#random()));
+  }
+}

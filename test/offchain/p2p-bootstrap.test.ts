@@ -1,0 +1,149 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { loadConfig } from "../../offchain/src/node/index.ts";
+import {
+  BootstrapSchedule,
+  DEFAULT_BOOTSTRAP_POLICY,
+  parseCidr,
+  TrustedNetworks,
+  type BootstrapPolicy,
+} from "../../offchain/src/p2p/index.ts";
+
+const A = "/ip4/127.0.0.1/tcp/4001/p2p/A";
+const B = "/ip4/127.0.0.1/tcp/4002/p2p/B";
+const policy: BootstrapPolicy = {
+  initialDelayMs: 500,
+  factor: 2,
+  maxDelayMs: 4_000,
+  jitter: 0.5,
+  minPeers: 3,
+};
+
+/** Fails every dial of `address` that falls due, `times` times, and returns when each was dialed. */
+function failRepeatedly(
+  schedule: BootstrapSchedule,
+  address: string,
+  times: number,
+  peerCount = 0,
+): number[] {
+  const dialedAt: number[] = [];
+  let now = 0;
+  while (dialedAt.length < times) {
+    const due = schedule.due(now, peerCount);
+    if (due.includes(address)) {
+      dialedAt.push(now);
+      schedule.dialed(address, false, now);
+    }
+    now = schedule.nextDueAt(peerCount) ?? assert.fail("a failed peer must be retried");
+  }
+  return dialedAt;
+}
+
+describe("bootstrap schedule", () => {
+  it("dials every bootstrap peer at once at start", () => {
+    const schedule = new BootstrapSchedule([A, B], policy, () => 0);
+    assert.deepEqual(schedule.due(0, 0), [A, B]);
+    assert.deepEqual(schedule.due(0, 0), [], "a peer being dialed is not handed out twice");
+    assert.equal(schedule.nextDueAt(0), undefined, "nothing waits while both dials run");
+  });
+
+  it("retries a failing peer with exponential backoff up to the cap", () => {
+    const schedule = new BootstrapSchedule([A], policy, () => 0);
+    const dialedAt = failRepeatedly(schedule, A, 7);
+    const waits = dialedAt.slice(1).map((at, i) => at - dialedAt[i]!);
+    assert.deepEqual(waits, [500, 1_000, 2_000, 4_000, 4_000, 4_000]);
+    assert.equal(schedule.failures(A), 7);
+  });
+
+  it("shortens each wait by up to the jitter fraction, so nodes started together spread out", () => {
+    const early = failRepeatedly(new BootstrapSchedule([A], policy, () => 0.5), A, 4);
+    const late = failRepeatedly(new BootstrapSchedule([A], policy, () => 0), A, 4);
+    assert.deepEqual(late, [0, 500, 1_500, 3_500]);
+    assert.deepEqual(early, [0, 375, 1_125, 2_625], "half the jitter: each wait ¾ as long");
+  });
+
+  it("stops dialing a peer once reached while this node keeps enough connections", () => {
+    const schedule = new BootstrapSchedule([A, B], policy, () => 0);
+    schedule.due(0, 0);
+    schedule.dialed(A, true, 10);
+    schedule.dialed(B, false, 10);
+    assert.equal(schedule.nextDueAt(5), 510, "only B, which failed, is still wanted");
+    assert.deepEqual(schedule.due(510, 5), [B]);
+    schedule.dialed(B, true, 520);
+    assert.equal(schedule.nextDueAt(5), undefined);
+    schedule.disconnected(A, 1_000);
+    assert.deepEqual(schedule.due(1_000, 5), [], "with five other peers a lost bootstrap peer is left alone");
+  });
+
+  it("redials at once and with a fresh backoff when this node has lost the mesh", () => {
+    const schedule = new BootstrapSchedule([A], policy, () => 0);
+    failRepeatedly(schedule, A, 4);
+    schedule.due(100_000, 0);
+    schedule.dialed(A, true, 100_000);
+    assert.equal(schedule.failures(A), 0, "a success resets the backoff");
+    schedule.disconnected(A, 200_000);
+    assert.deepEqual(schedule.due(200_000, 1), [A], "one peer left is below minPeers: redial now");
+    schedule.dialed(A, false, 200_000);
+    assert.equal(schedule.nextDueAt(1), 200_500, "the first retry waits the initial delay again");
+  });
+
+  it("treats a connection the peer opened like a successful dial", () => {
+    const schedule = new BootstrapSchedule([A], policy, () => 0);
+    schedule.due(0, 0);
+    schedule.dialed(A, false, 0);
+    schedule.connected(A);
+    assert.equal(schedule.nextDueAt(10), undefined);
+    assert.equal(schedule.failures(A), 0);
+  });
+
+  it("refuses a policy that would never back off or never retry", () => {
+    assert.throws(() => new BootstrapSchedule([A], { ...DEFAULT_BOOTSTRAP_POLICY, factor: 0.5 }), /factor/);
+    assert.throws(() => new BootstrapSchedule([A], { ...DEFAULT_BOOTSTRAP_POLICY, jitter: 1 }), /jitter/);
+  });
+});
+
+describe("trusted networks", () => {
+  const trusted = new TrustedNetworks(["127.0.0.0/8", "10.1.0.0/16", "fd00::/8"]);
+
+  it("contains exactly the addresses of its ranges", () => {
+    assert.ok(trusted.contains("127.0.0.1"));
+    assert.ok(trusted.contains("127.200.3.4"));
+    assert.ok(trusted.contains("10.1.255.1"));
+    assert.ok(trusted.contains("fd12::1"));
+    assert.ok(!trusted.contains("10.2.0.1"));
+    assert.ok(!trusted.contains("8.8.8.8"));
+    assert.ok(!trusted.contains("::1"));
+    assert.ok(!trusted.contains("not an address"));
+    assert.ok(!new TrustedNetworks([]).contains("127.0.0.1"), "a public network trusts nothing");
+  });
+
+  it("answers gossipsub's whitelist lookups and libp2p's allow list for the same ranges", () => {
+    const whitelist = trusted.colocationWhitelist();
+    assert.ok(whitelist.has("127.0.0.9"));
+    assert.ok(!whitelist.has("192.168.1.1"));
+    assert.deepEqual(trusted.multiaddrs(), [
+      "/ip4/127.0.0.0/ipcidr/8",
+      "/ip4/10.1.0.0/ipcidr/16",
+      "/ip6/fd00::/ipcidr/8",
+    ]);
+  });
+
+  it("names a range that is not one", () => {
+    assert.throws(() => parseCidr("127.0.0.0/33"), /"127\.0\.0\.0\/33" has a prefix length outside 0-32/);
+    assert.throws(() => parseCidr("localhost/8"), /"localhost\/8" is not an IP range/);
+    assert.deepEqual(parseCidr("192.168.0.7"), { address: "192.168.0.7", prefix: 32, family: "ipv4" });
+  });
+
+  it("are read from the node config, empty unless set, and a bad one is named", async () => {
+    assert.deepEqual((await loadConfig(undefined, { passphrase: "pw" })).network.trustedCidrs, []);
+    const local = await loadConfig(undefined, {
+      passphrase: "pw",
+      network: { trustedCidrs: ["127.0.0.0/8"] },
+    });
+    assert.deepEqual(local.network.trustedCidrs, ["127.0.0.0/8"]);
+    await assert.rejects(
+      loadConfig(undefined, { passphrase: "pw", network: { trustedCidrs: ["127.0.0.0/8", "10.0.0.0/99"] } }),
+      /network\.trustedCidrs\.1: trusted network "10\.0\.0\.0\/99" has a prefix length outside 0-32/,
+    );
+  });
+});
