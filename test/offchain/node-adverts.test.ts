@@ -284,8 +284,9 @@ function stakedView(donors: Donor[], clock: { now: number }) {
 function intakeOver(stakes: StakeCache, clock: { now: number }, self = "self") {
   const book = new PeerBook();
   const recorded: string[] = [];
+  const addressed: string[] = [];
   const ctx = {
-    mesh: { peerId: self },
+    mesh: { peerId: self, rememberAddresses: (peerId: string) => addressed.push(peerId) },
     log: pino({ level: "silent" }),
     stakes,
     now: () => clock.now,
@@ -294,7 +295,7 @@ function intakeOver(stakes: StakeCache, clock: { now: number }, self = "self") {
       peers: { upsert: (p: { peerId: string }) => recorded.push(p.peerId) },
     },
   } as unknown as NodeContext;
-  return { intake: new AdvertIntake(ctx, book), book, recorded };
+  return { intake: new AdvertIntake(ctx, book), book, recorded, addressed };
 }
 
 function advertOf(donor: Donor, seq: number, overrides: Partial<CapabilityAdvert> = {}): CapabilityAdvert {
@@ -321,7 +322,7 @@ describe("advert intake", () => {
   it("verifies each (peer, seq) once; repeats only refresh liveness; an older seq is ignored", async () => {
     const donor = await donorIdentity(7);
     const clock = { now: 1_000_000 };
-    const { intake, book, recorded } = intakeOver(stakedView([donor], clock), clock);
+    const { intake, book, recorded, addressed } = intakeOver(stakedView([donor], clock), clock);
     for (let copy = 0; copy < 10; copy++) {
       clock.now += 1_000;
       intake.onAdvert(advertOf(donor, 50), donor.peerId);
@@ -330,6 +331,7 @@ describe("advert intake", () => {
     assert.equal(book.get(donor.peerId)?.staked, true);
     assert.equal(book.get(donor.peerId)?.lastSeen, clock.now, "a repeat refreshes liveness");
     assert.deepEqual(recorded, [donor.peerId], "recorded once, not per repeat");
+    assert.deepEqual(addressed, [donor.peerId], "its addresses kept for dialing, once");
 
     intake.onAdvert(advertOf(donor, 51, { pricePerMegaFuel: "2000" }), donor.peerId);
     intake.onAdvert(advertOf(donor, 49, { pricePerMegaFuel: "1" }), donor.peerId);

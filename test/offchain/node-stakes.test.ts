@@ -261,7 +261,7 @@ describe("advert intake", () => {
     const book = new PeerBook();
     const recorded: string[] = [];
     const ctx = {
-      mesh: { peerId: "self" },
+      mesh: { peerId: "self", rememberAddresses: () => undefined },
       log: pino({ level: "silent" }),
       stakes,
       now: () => clock.now,

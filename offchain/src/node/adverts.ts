@@ -108,6 +108,9 @@ export class AdvertIntake {
   #record(advert: CapabilityAdvert, now: number): void {
     const ctx = this.#ctx;
     remember(this.#recordedAt, advert.peerId, now);
+    // A staked donor's own addresses: asking it to bid then dials them instead of first
+    // looking the peer up in the DHT.
+    ctx.mesh.rememberAddresses(advert.peerId, advert.multiaddrs);
     const write = ctx.store.commit(() =>
       ctx.store.peers.upsert({
         peerId: advert.peerId,

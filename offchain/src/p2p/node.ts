@@ -251,6 +251,27 @@ export class MeshNode {
     return [...this.#addresses];
   }
 
+  /**
+   * Records addresses a peer announced for itself (in a signed message whose origin it is)
+   * in libp2p's peer store, so dialing it needs no DHT lookup. Malformed addresses and
+   * addresses of other peers are skipped.
+   */
+  rememberAddresses(peerId: string, addresses: readonly string[]): void {
+    const multiaddrs = addresses.flatMap((address) => {
+      try {
+        const parsed = multiaddr(address);
+        const target = parsed.getComponents().find((component) => component.name === "p2p")?.value;
+        return target === undefined || target === peerId ? [parsed] : [];
+      } catch {
+        return [];
+      }
+    });
+    if (multiaddrs.length === 0) return;
+    this.libp2p.peerStore
+      .merge(peerIdFromString(peerId), { multiaddrs })
+      .catch((err: unknown) => this.#log.debug({ peerId, err: (err as Error).message }, "addresses not kept"));
+  }
+
   /** Peer ids of the current connections. */
   peers(): string[] {
     return [...new Set(this.libp2p.getConnections().map((connection) => connection.remotePeer.toString()))];
