@@ -269,7 +269,9 @@ export class MeshNode {
     if (multiaddrs.length === 0) return;
     this.libp2p.peerStore
       .merge(peerIdFromString(peerId), { multiaddrs })
-      .catch((err: unknown) => this.#log.debug({ peerId, err: (err as Error).message }, "addresses not kept"));
+      .catch((err: unknown) =>
+        this.#log.debug({ peerId, err: (err as Error).message }, "addresses not kept"),
+      );
   }
 
   /** Peer ids of the current connections. */
