@@ -10,7 +10,7 @@ import type { ChildProcess } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
-import { spinModule, startChild, startCluster } from "../test/e2e/cluster.ts";
+import { processCpuMs, processRssMb, spinModule, startChild, startCluster } from "../test/e2e/cluster.ts";
 import type { ClusterNode } from "../test/e2e/cluster.ts";
 import type { MeshBuyerFigures, MeshBuyerParams } from "./_mesh-buyer.ts";
 
@@ -27,7 +27,6 @@ const CONCURRENCY = Number(process.env.MESH_CONCURRENCY ?? 64);
 const SLOTS_PER_DONOR = Math.ceil(CONCURRENCY / DONORS);
 // Nodes are prepared with `defaultTimers`: the test cluster's shortened advert, receipt-batch
 // and stake-read timers alone cost each node a few percent of a core at rest.
-const CLOCK_TICKS_PER_SECOND = 100; // USER_HZ on Linux
 const STOP_GRACE_MS = 10_000;
 const BUYER_SCRIPT = fileURLToPath(new URL("_mesh-buyer.ts", import.meta.url));
 const GOALS = { p50Ms: 50, jobsPerSec: 300, rssMbPerNode: 150 };
@@ -101,17 +100,17 @@ try {
   const phase = await buyer.nextLine(phaseTimeoutMs);
   if (!("phase" in phase) || phase.phase !== "throughput")
     throw new Error(`the buyer reported ${JSON.stringify(phase)} instead of its throughput phase`);
-  const cpuBefore = pids.map(cpuMs);
+  const cpuBefore = pids.map(processCpuMs);
   const ioBefore = pids.map(ioCalls);
   const rssSamples: number[][] = [];
-  const sampler = setInterval(() => rssSamples.push(pids.map(residentMb)), 1_000);
+  const sampler = setInterval(() => rssSamples.push(pids.map(processRssMb)), 1_000);
   let figures: MeshBuyerFigures;
   try {
     figures = (await buyer.nextLine(THROUGHPUT_SECONDS * 1_000 + 120_000)) as MeshBuyerFigures;
   } finally {
     clearInterval(sampler);
   }
-  const cpuSpent = pids.map((pid, i) => cpuMs(pid) - cpuBefore[i]!);
+  const cpuSpent = pids.map((pid, i) => processCpuMs(pid) - cpuBefore[i]!);
   const ioSpent = pids.map((pid, i) => {
     const after = ioCalls(pid);
     return { reads: after.reads - ioBefore[i]!.reads, writes: after.writes - ioBefore[i]!.writes };
@@ -220,19 +219,6 @@ function round(value: number): number {
   return Math.round(value * 10) / 10;
 }
 
-/** CPU time (user + system) of a process so far, in ms. */
-function cpuMs(pid: number | undefined): number {
-  if (pid === undefined) return 0;
-  try {
-    // Fields 14 and 15 of /proc/PID/stat (after the parenthesised name): utime, stime in clock ticks.
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS_PER_SECOND;
-  } catch {
-    return 0;
-  }
-}
-
 interface IoCalls {
   reads: number;
   writes: number;
@@ -245,16 +231,5 @@ function ioCalls(pid: number | undefined): IoCalls {
     return { reads: Number(/syscr:\s+(\d+)/.exec(io)?.[1]), writes: Number(/syscw:\s+(\d+)/.exec(io)?.[1]) };
   } catch {
     return { reads: 0, writes: 0 };
-  }
-}
-
-function residentMb(pid: number | undefined): number {
-  if (pid === undefined) return 0;
-  try {
-    const status = readFileSync(`/proc/${pid}/status`, "utf8");
-    const kb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
-    return kb / 1024;
-  } catch {
-    return 0;
   }
 }
