@@ -100,10 +100,18 @@ export function meshBuyerNetwork(
   config: NodeConfig["buyer"],
 ): BuyerNetwork {
   const announcer = new Announcer(mesh, log, config.discoveryIntervalMs);
+  // A job goes to several candidates: its encoded size is measured once, not per request.
+  // Entries leave with their announce object (a WeakMap holds no job alive).
+  const encodedSizes = new WeakMap<JobAnnounce, number>();
+  const encodedSize = (job: JobAnnounce): number => {
+    let size = encodedSizes.get(job);
+    if (size === undefined) encodedSizes.set(job, (size = JSON.stringify(job).length + 1));
+    return size;
+  };
   const bidRequests = new RequestCoalescer<JobAnnounce, undefined>({
     ...MARKET_BATCHING,
     maxWeight: MESSAGE_LIMITS.bidRequestBatch - 64,
-    weigh: (job) => JSON.stringify(job).length + 1,
+    weigh: encodedSize,
     send: async (peerId, jobs) => {
       await mesh.request(
         peerId,
