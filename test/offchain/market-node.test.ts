@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { loadConfig } from "../../offchain/src/node/index.ts";
 import { PeerBook } from "../../offchain/src/node/peer-book.ts";
 import type { CapabilityAdvert } from "../../offchain/src/protocol/index.ts";
+import { testAdvert } from "../support/adverts.ts";
 
 const operatorOf = (peerId: string) =>
   `0x${Buffer.from(peerId).toString("hex").padStart(40, "0").slice(-40)}` as `0x${string}`;
@@ -84,23 +85,7 @@ describe("node config", () => {
 
 /** A donor's advert; each donor has its own operator. */
 function advert(peerId: string, overrides: Partial<CapabilityAdvert> = {}): CapabilityAdvert {
-  return {
-    type: "caps",
-    seq: 1,
-    operator: operatorOf(peerId),
-    peerId,
-    peerKey,
-    pricePerMegaFuel: "1000",
-    slots: 4,
-    freeSlots: 4,
-    fuelPerSecond: "1000000",
-    maxFuel: "1000000000",
-    maxMemoryPages: 256,
-    runtimeVersion: "cell-wasm/1",
-    multiaddrs: [],
-    timestamp: "0",
-    ...overrides,
-  };
+  return testAdvert({ peerId, operator: operatorOf(peerId), peerKey, ...overrides });
 }
 
 describe("peer book", () => {

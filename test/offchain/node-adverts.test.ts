@@ -19,6 +19,7 @@ import { createMeshNode, peerKeyFromSeed } from "../../offchain/src/p2p/index.ts
 import type { MeshNode } from "../../offchain/src/p2p/index.ts";
 import { CapabilityAdvertSchema, MESSAGE_LIMITS, TOPIC_CAPS } from "../../offchain/src/protocol/index.ts";
 import type { CapabilityAdvert } from "../../offchain/src/protocol/index.ts";
+import { testAdvert } from "../support/adverts.ts";
 
 const TIMING: AdvertTiming = { heartbeatMs: 30_000, minIntervalMs: 5_000 };
 const MIN = 100n;
@@ -299,23 +300,13 @@ function intakeOver(stakes: StakeCache, clock: { now: number }, self = "self") {
 }
 
 function advertOf(donor: Donor, seq: number, overrides: Partial<CapabilityAdvert> = {}): CapabilityAdvert {
-  return {
-    type: "caps",
-    seq,
-    operator: donor.operator,
+  return testAdvert({
     peerId: donor.peerId,
+    operator: donor.operator,
     peerKey: donor.peerKey,
-    pricePerMegaFuel: "1000",
-    slots: 4,
-    freeSlots: 4,
-    fuelPerSecond: "1000000",
-    maxFuel: "1000000000",
-    maxMemoryPages: 256,
-    runtimeVersion: "cell-wasm/1",
-    multiaddrs: [],
-    timestamp: "0",
+    seq,
     ...overrides,
-  };
+  });
 }
 
 describe("advert intake", () => {

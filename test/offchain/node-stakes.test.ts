@@ -11,6 +11,7 @@ import { PeerBook } from "../../offchain/src/node/peer-book.ts";
 import { peerKeyFromSeed } from "../../offchain/src/p2p/index.ts";
 import { StakeCache } from "../../offchain/src/node/stake-cache.ts";
 import type { CapabilityAdvert } from "../../offchain/src/protocol/index.ts";
+import { testAdvert } from "../support/adverts.ts";
 
 const operator = "0x1111111111111111111111111111111111111111";
 const peerKey = `0x${"22".repeat(32)}` as const;
@@ -191,22 +192,7 @@ describe("stake cache", () => {
 });
 
 function advert(peerId: string): CapabilityAdvert {
-  return {
-    type: "caps",
-    seq: 1,
-    operator,
-    peerId,
-    peerKey,
-    pricePerMegaFuel: "1000",
-    slots: 4,
-    freeSlots: 4,
-    fuelPerSecond: "1000000",
-    maxFuel: "1000000000",
-    maxMemoryPages: 256,
-    runtimeVersion: "cell-wasm/1",
-    multiaddrs: [],
-    timestamp: "0",
-  };
+  return testAdvert({ peerId, operator, peerKey });
 }
 
 describe("peer book bound", () => {
