@@ -232,13 +232,24 @@ describe("block access policy over the store", () => {
     store.close();
   });
 
-  test("an executed job's blocks go to its buyer only", async () => {
+  test("an executed job's output goes to its buyer only, and naming a block as module or input gains nothing", async () => {
     const { store } = clockedStore();
     const output = await put(store, "an output");
-    job(store, "0x07", { module: output, input: output, output }, { role: "executor", state: "completed" });
+    const othersOutput = await put(store, "another buyer's output");
+    job(
+      store,
+      "0x07",
+      { module: othersOutput, input: othersOutput, output },
+      { role: "executor", state: "completed" },
+    );
     const access = new BlockAccess(store);
     assert.equal(access.entitled(output, BUYER_PEER), true);
     assert.equal(access.entitled(output, DONOR_PEER), false);
+    assert.equal(
+      access.entitled(othersOutput, BUYER_PEER),
+      false,
+      "a block the buyer named as its module or input is not served back to it",
+    );
     store.close();
   });
 

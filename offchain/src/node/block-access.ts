@@ -72,7 +72,9 @@ export class BlockAccess {
   }
 
   #participates(reference: BlockReference, peerId: string): boolean {
-    if (reference.role === "executor") return reference.buyerPeer === peerId;
+    // A job this node executed names its module and input as its buyer chose them (any CID,
+    // another buyer's output too): only the output it produced goes back, to that buyer.
+    if (reference.role === "executor") return reference.kind === "output" && reference.buyerPeer === peerId;
     if (reference.kind === "output") return false;
     if (this.#granted(`${peerId} job:${reference.jobId}`)) return true;
     return (
