@@ -6,7 +6,13 @@ import type { Address, Hex } from "viem";
 import { DEFAULT_BACKOFF, buildJobSpec, toAnnounce } from "../../offchain/src/market/index.ts";
 import { ReceiptStatus, cidOf, cidToBytes32 } from "../../offchain/src/protocol/index.ts";
 import type { StatusResponse } from "../../offchain/src/protocol/index.ts";
-import { newJobState, nextWakeAt, restoreJobState, step } from "../../offchain/src/node/buyer-machine.ts";
+import {
+  MAX_ROUND_ANSWERS,
+  newJobState,
+  nextWakeAt,
+  restoreJobState,
+  step,
+} from "../../offchain/src/node/buyer-machine.ts";
 import type {
   BidCandidate,
   BuyerEffect,
@@ -303,6 +309,30 @@ describe("buyer machine: placement and bid rounds", () => {
       "C",
       "the stranger's bid is taken",
     );
+  });
+
+  it("reads at most MAX_ROUND_ANSWERS answers in a round, however many strangers bid", () => {
+    const driver = new Driver();
+    driver.send({ type: "submitted" });
+    driver.send({ type: "place", expected: ["A"] });
+    let checks = 0;
+    for (let i = 0; i < MAX_ROUND_ANSWERS + 50; i++) {
+      const effects = driver.send({
+        type: "offer_received",
+        from: `sybil-${i}`,
+        offer: {
+          type: "bid",
+          bid: { jobId: JOB_ID, executor: operators.D!, pricePerMegaFuel: "1", expiresAt: "99999999" },
+          signature: `0x${"22".repeat(65)}` as Hex,
+          peerKey: `0x${"33".repeat(32)}` as Hex,
+          freeSlots: 1,
+        },
+        donor: undefined,
+      });
+      checks += effects.filter((effect) => effect.type === "check_bid").length;
+    }
+    assert.equal(checks, MAX_ROUND_ANSWERS);
+    assert.equal(driver.job.round?.answered.length, MAX_ROUND_ANSWERS);
   });
 
   it("waits the bid window after the first bid and picks the cheaper later bid over the faster one", () => {

@@ -80,6 +80,9 @@ export function restoreJobState(
 // ── transitions ─────────────────────────────────────────────────────────────────────
 
 /** The buyer's job state machine: no I/O, no timers; time comes in with the events. */
+/** Answers read per bid round (candidates asked plus strangers in a discovery round); later ones are ignored. */
+export const MAX_ROUND_ANSWERS = 128;
+
 export function step(job: BuyerJobState, event: BuyerEvent, settings: BuyerSettings): Step {
   const machine = new Transition(cloneJob(job), settings, event.now);
   machine.apply(event);
@@ -257,7 +260,8 @@ class Transition {
       if (offer.type === "bid") this.lateBid(from, donor);
       return;
     }
-    if (round.answered.includes(from)) return;
+    // Bounded: strangers may answer a discovery round, but only so many are read.
+    if (round.answered.length >= MAX_ROUND_ANSWERS || round.answered.includes(from)) return;
     if (offer.type === "decline") {
       // Only a staked donor's decline counts; it becomes an event only if no one takes the job.
       if (!donor?.staked) return;

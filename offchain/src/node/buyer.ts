@@ -35,7 +35,10 @@ const OUTPUT_FETCH_TIMEOUT_MS = 10_000;
 export class Buyer {
   readonly #ports: BuyerPorts;
   readonly #settings: BuyerSettings;
-  /** Unfinished jobs, plus the `RECENT_FINISHED_JOBS` latest finished ones (oldest evicted first). */
+  /**
+   * Unfinished jobs (at most `buyer.maxUnfinishedJobs`: submit refuses more), plus the
+   * `RECENT_FINISHED_JOBS` latest finished ones (oldest evicted first).
+   */
   readonly #jobs = new Map<Hex, BuyerJobState>();
   /** Bounded by the unfinished jobs: a job is in it only while it waits to be placed. */
   readonly #scheduler = new JobScheduler<Hex>();
@@ -128,6 +131,11 @@ export class Buyer {
 
   async submit(request: SubmitJobRequest): Promise<{ jobId: Hex }> {
     const { config, clock, network, store, signer } = this.#ports;
+    const unfinished = this.#jobs.size - this.#finished.length;
+    if (unfinished >= config.maxUnfinishedJobs)
+      throw new Error(
+        `this node has ${unfinished} unfinished jobs, the most buyer.maxUnfinishedJobs allows; submit again once some finish`,
+      );
     const [moduleCid, inputCid] = (await Promise.all([cidOf(request.module), cidOf(request.input)])).map(
       String,
     ) as [string, string];

@@ -73,6 +73,8 @@ const BuyerConfigSchema = z.strictObject({
   maxAttempts: z.number().int().min(1).max(64).default(6),
   /** Jobs being placed or run at once; the rest wait in the scheduler. */
   maxInFlight: z.number().int().min(1).max(100_000).default(256),
+  /** Jobs submitted and not yet finished; a submit beyond it is refused until some finish. */
+  maxUnfinishedJobs: z.number().int().min(1).max(10_000_000).default(100_000),
   /**
    * Donors asked to bid per job: max(minCandidates, candidatesPerReplica × replicas), picked
    * from the donors this node knows. Only they are asked, directly.

@@ -11,11 +11,17 @@ const PENALTY_OF: Readonly<Record<string, RejectReason>> = {
   receipt_invalid: "bad_receipt",
   assign_wrong_price: "bad_bid",
   bad_announce: "bad_announce",
-  bid_unstaked: "unstaked",
   bid_unknown_job: "unsolicited",
   assign_without_bid: "unsolicited",
   assign_not_from_buyer: "unsolicited",
 };
+
+/**
+ * Refusals counted but not charged: a donor registered after the buyer's registry view was
+ * last caught up reads as unstaked until the next poll, and an unstaked identity costs
+ * nothing to replace, so charging it would only hurt the honest newcomer.
+ */
+const UNCHARGED = new Set(["bid_unstaked", "stake_unknown"]);
 
 export type Misbehaved = (peerId: string, reason: string, detail: string) => void;
 
@@ -32,7 +38,8 @@ export function refusalRecorder(
   const misbehaved: Misbehaved = (peerId, reason, detail) => {
     log.debug({ peerId, reason, detail }, "refused a peer's message");
     counts.set(reason, (counts.get(reason) ?? 0) + 1);
-    mesh.penalize(peerId, PENALTY_OF[reason] ?? "unknown", `${reason}: ${detail}`);
+    if (!UNCHARGED.has(reason))
+      mesh.penalize(peerId, PENALTY_OF[reason] ?? "unknown", `${reason}: ${detail}`);
   };
   return { misbehaved, counts };
 }
