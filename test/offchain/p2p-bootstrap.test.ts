@@ -87,6 +87,22 @@ describe("bootstrap schedule", () => {
     assert.equal(schedule.nextDueAt(1), 200_500, "the first retry waits the initial delay again");
   });
 
+  it("backs off from a peer that accepts and at once closes, and redials at once after a lasting connection", () => {
+    const schedule = new BootstrapSchedule([A], policy, () => 0);
+    schedule.due(0, 0);
+    schedule.dialed(A, true, 0);
+    schedule.disconnected(A, 10);
+    assert.equal(schedule.nextDueAt(0), 510, "a connection closed within 10 s waits the first delay");
+    schedule.due(510, 0);
+    schedule.dialed(A, true, 510);
+    schedule.disconnected(A, 520);
+    assert.equal(schedule.nextDueAt(0), 1_520, "and longer each time it happens again");
+    schedule.due(1_520, 0);
+    schedule.dialed(A, true, 1_520);
+    schedule.disconnected(A, 60_000);
+    assert.equal(schedule.nextDueAt(0), 60_000, "a lasting connection lost is redialed at once");
+  });
+
   it("treats a connection the peer opened like a successful dial", () => {
     const schedule = new BootstrapSchedule([A], policy, () => 0);
     schedule.due(0, 0);
@@ -129,7 +145,13 @@ describe("trusted networks", () => {
   });
 
   it("names a range that is not one", () => {
-    assert.throws(() => parseCidr("127.0.0.0/33"), /"127\.0\.0\.0\/33" has a prefix length outside 0-32/);
+    assert.throws(() => parseCidr("127.0.0.0/33"), /"127\.0\.0\.0\/33" has a prefix length outside 8-32/);
+    assert.throws(
+      () => parseCidr("0.0.0.0/0"),
+      /"0\.0\.0\.0\/0" has a prefix length outside 8-32/,
+      "the whole Internet is never trusted",
+    );
+    assert.throws(() => parseCidr("::/0"), /outside 32-128/);
     assert.throws(() => parseCidr("localhost/8"), /"localhost\/8" is not an IP range/);
     assert.deepEqual(parseCidr("192.168.0.7"), { address: "192.168.0.7", prefix: 32, family: "ipv4" });
   });
@@ -143,7 +165,7 @@ describe("trusted networks", () => {
     assert.deepEqual(local.network.trustedCidrs, ["127.0.0.0/8"]);
     await assert.rejects(
       loadConfig(undefined, { passphrase: "pw", network: { trustedCidrs: ["127.0.0.0/8", "10.0.0.0/99"] } }),
-      /network\.trustedCidrs\.1: trusted network "10\.0\.0\.0\/99" has a prefix length outside 0-32/,
+      /network\.trustedCidrs\.1: trusted network "10\.0\.0\.0\/99" has a prefix length outside 8-32/,
     );
   });
 });

@@ -32,7 +32,14 @@ interface BootstrapPeer {
   failures: number;
   /** Not dialed before this time. */
   notBefore: number;
+  /** When the current connection opened (the caller's clock). */
+  connectedAt?: number;
+  /** Connections in a row that closed within STABLE_CONNECTION_MS; sets the wait after such a close. */
+  flaps: number;
 }
+
+/** A connection that lasted this long was a real one: losing it redials at once. */
+const STABLE_CONNECTION_MS = 10_000;
 
 /**
  * When to dial which bootstrap peer: a pure schedule driven by the caller's clock. A peer
@@ -59,6 +66,7 @@ export class BootstrapSchedule {
         connected: false,
         dialing: false,
         reachedOnce: false,
+        flaps: 0,
         failures: 0,
         notBefore: 0,
       });
@@ -76,16 +84,17 @@ export class BootstrapSchedule {
     const peer = this.#peers.get(address);
     if (peer === undefined) return;
     peer.dialing = false;
-    if (connected) return this.connected(address);
+    if (connected) return this.connected(address, now);
     peer.failures++;
     peer.notBefore = now + this.#delay(peer.failures);
   }
 
   /** A connection to the peer opened, whoever dialed. */
-  connected(address: string): void {
+  connected(address: string, now?: number): void {
     const peer = this.#peers.get(address);
     if (peer === undefined) return;
     peer.connected = true;
+    peer.connectedAt = now;
     peer.reachedOnce = true;
     peer.failures = 0;
   }
@@ -95,7 +104,10 @@ export class BootstrapSchedule {
     const peer = this.#peers.get(address);
     if (peer === undefined) return;
     peer.connected = false;
-    peer.notBefore = now;
+    // A peer that accepts and at once closes is redialed with backoff, not at dial speed.
+    const brief = peer.connectedAt !== undefined && now - peer.connectedAt < STABLE_CONNECTION_MS;
+    peer.flaps = brief ? peer.flaps + 1 : 0;
+    peer.notBefore = brief ? now + this.#delay(peer.flaps) : now;
   }
 
   /**

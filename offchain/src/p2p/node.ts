@@ -209,7 +209,7 @@ export class MeshNode {
     this.#bootstrap = new BootstrapSchedule([...this.#bootstrapByPeer.values()], bootstrapPolicy);
     libp2p.addEventListener("peer:connect", (event) => {
       const address = this.#bootstrapByPeer.get(event.detail.toString());
-      if (address !== undefined) this.#bootstrap.connected(address);
+      if (address !== undefined) this.#bootstrap.connected(address, Date.now());
     });
     libp2p.addEventListener("connection:close", (event) =>
       this.#restoreGossipStream(event.detail.remotePeer),
