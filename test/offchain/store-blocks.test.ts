@@ -140,16 +140,25 @@ describe("blockstore garbage collection (real SQLite)", () => {
       signature: SIGNATURE,
       cid: receipt,
     });
-    const batch = await store.blocks.put(
-      bytesOf(JSON.stringify({ type: "cell-receipt-batch/1", executor: OPERATOR, sequence: 0 })),
+    const batchBytes = bytesOf(
+      JSON.stringify({ type: "cell-receipt-batch/1", executor: OPERATOR, sequence: 0 }),
     );
+    const batch = await store.blocks.putWithCid((await cidOf(batchBytes)).toString(), batchBytes, {
+      pin: true,
+    });
     const other = await put(store, "not evidence");
+    // Bytes that only look like a batch (a module or output anyone can send) are not pinned.
+    const lookAlike = await store.blocks.put(
+      bytesOf(JSON.stringify({ type: "cell-receipt-batch/1", executor: OPERATOR, sequence: 9 })),
+    );
     assert.equal(store.blocks.isEvidence(receipt), true);
     assert.equal(store.blocks.isEvidence(batch), true);
     assert.equal(store.blocks.isEvidence(other), false);
+    assert.equal(store.blocks.isEvidence(lookAlike), false);
     clock.now += 48 * 60 * MINUTE;
-    assert.equal(store.blocks.collect({ maxBytes: 0 }).deleted, 1);
+    assert.equal(store.blocks.collect({ maxBytes: 0 }).deleted, 2);
     assert.ok(store.blocks.has(receipt) && store.blocks.has(batch));
+    assert.equal(store.blocks.has(lookAlike), false);
     store.close();
   });
 
@@ -168,17 +177,29 @@ describe("blockstore garbage collection (real SQLite)", () => {
     store.close();
   });
 
-  test("version 5 keeps every block, records its jobs' references and pins receipt batches", async () => {
+  test("version 5 keeps every block, records its jobs' references and pins the receipt log's batches", async () => {
     const dir = freshDir();
     mkdirSync(dir);
     const v3 = new DatabaseSync(join(dir, DATABASE_FILE));
     migrate(v3, MIGRATIONS.slice(0, 3), () => 1);
     const module = bytesOf("module bytes");
-    const batch = bytesOf('{"type":"cell-receipt-batch/1","sequence":0}');
-    const [moduleCid, batchCid] = await Promise.all([cidOf(module), cidOf(batch)]);
+    const first = bytesOf('{"type":"cell-receipt-batch/1","sequence":0,"previous":null}');
+    const firstCid = (await cidOf(first)).toString();
+    const batch = bytesOf(`{"type":"cell-receipt-batch/1","sequence":1,"previous":"${firstCid}"}`);
+    const lookAlike = bytesOf('{"type":"cell-receipt-batch/1","sequence":7}');
+    const [moduleCid, batchCid, lookAlikeCid] = await Promise.all([
+      cidOf(module),
+      cidOf(batch),
+      cidOf(lookAlike),
+    ]);
     const insert = v3.prepare("INSERT INTO blocks (cid, bytes, size, stored_at) VALUES (?, ?, ?, 7)");
     insert.run(moduleCid.toString(), module, module.length);
+    insert.run(firstCid, first, first.length);
     insert.run(batchCid.toString(), batch, batch.length);
+    insert.run(lookAlikeCid.toString(), lookAlike, lookAlike.length);
+    v3.prepare("INSERT INTO meta (key, value) VALUES ('receipts.batchHead', ?)").run(
+      JSON.stringify({ through: 1, cid: batchCid.toString(), sequence: 1 }),
+    );
     v3.prepare(
       "INSERT INTO jobs (job_id, role, spec, state, priority, created_at, updated_at) VALUES (?, 'buyer', ?, 'queued', 2, 5, 5)",
     ).run(
@@ -194,7 +215,13 @@ describe("blockstore garbage collection (real SQLite)", () => {
       store.blocks.references(moduleCid.toString()).map(({ jobId, kind }) => [jobId, kind]),
       [["0x05", "module"]],
     );
-    assert.equal(store.blocks.isEvidence(batchCid.toString()), true);
+    assert.equal(store.blocks.isEvidence(batchCid.toString()), true, "the head batch");
+    assert.equal(store.blocks.isEvidence(firstCid), true, "the batch its previous link names");
+    assert.equal(
+      store.blocks.isEvidence(lookAlikeCid.toString()),
+      false,
+      "bytes that only look like a batch",
+    );
     assert.equal(store.blocks.isEvidence(moduleCid.toString()), false);
     store.close();
   });

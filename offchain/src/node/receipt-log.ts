@@ -119,7 +119,7 @@ export class ReceiptLog {
     // Not fsynced on its own: the receipts are, and a batch lost to a power cut is written again.
     await deps.store.commit(
       () => {
-        putKnownBlock(deps, batchCid, bytes);
+        putKnownBlock(deps, batchCid, bytes, { pin: true });
         deps.store.meta.setJson(HEAD_KEY, head);
       },
       { durable: false },
@@ -143,8 +143,13 @@ export class ReceiptLog {
  * `putWithCid` checks the hash and inserts synchronously, so the write joins the
  * surrounding transaction and shares its fsync.
  */
-export function putKnownBlock(deps: { store: Store; log: DonorLog }, cid: string, bytes: Uint8Array): void {
+export function putKnownBlock(
+  deps: { store: Store; log: DonorLog },
+  cid: string,
+  bytes: Uint8Array,
+  options?: { pin?: boolean },
+): void {
   deps.store.blocks
-    .putWithCid(cid, bytes)
+    .putWithCid(cid, bytes, options)
     .catch((err: unknown) => deps.log.warn({ cid, err: errorMessage(err) }, "could not store a block"));
 }

@@ -6,9 +6,6 @@ const RAW_CODEC = 0x55;
 const SHA2_256 = 0x12;
 export { MAX_BLOCK_BYTES };
 
-/** The type tag a receipt batch block starts with (ReceiptBatchBlockSchema): such blocks are pinned. */
-const RECEIPT_BATCH_PREFIX = Buffer.from('{"type":"cell-receipt-batch/1"');
-
 /** A block's last use is rewritten at most this often, so reads seldom write. */
 const USE_GRANULARITY_MS = 60_000;
 
@@ -60,8 +57,12 @@ export interface BlockReference {
 export interface Blockstore {
   /** Stores bytes and returns their CID string. */
   put(bytes: Uint8Array): Promise<string>;
-  /** Stores bytes that arrived under `cid`; throws when they do not hash to it. */
-  putWithCid(cid: string, bytes: Uint8Array): Promise<string>;
+  /**
+   * Stores bytes that arrived under `cid`; throws when they do not hash to it. `pin` keeps
+   * the block from collection for good: only the node's own receipt batches are pinned,
+   * never by what the bytes say (anyone can send bytes that look like a batch).
+   */
+  putWithCid(cid: string, bytes: Uint8Array, options?: { pin?: boolean }): Promise<string>;
   get(cid: string): Uint8Array | undefined;
   /** Up to `length` bytes from `offset`, with the block's size; undefined when not held. */
   read(cid: string, offset: number, length: number): { size: number; bytes: Uint8Array } | undefined;
@@ -85,6 +86,7 @@ export class SqliteBlockstore implements Blockstore {
   readonly #read: StatementSync;
   readonly #size: StatementSync;
   readonly #touch: StatementSync;
+  readonly #pin: StatementSync;
   readonly #delete: StatementSync;
   readonly #deleteMeta: StatementSync;
   readonly #references: StatementSync;
@@ -112,6 +114,7 @@ export class SqliteBlockstore implements Blockstore {
     );
     this.#size = db.prepare("SELECT size FROM block_meta WHERE cid = ?");
     this.#touch = db.prepare("UPDATE block_meta SET used_at = ? WHERE cid = ? AND used_at < ?");
+    this.#pin = db.prepare("UPDATE block_meta SET pinned = 1 WHERE cid = ?");
     this.#delete = db.prepare("DELETE FROM blocks WHERE cid = ?");
     this.#deleteMeta = db.prepare("DELETE FROM block_meta WHERE cid = ?");
     this.#references = db.prepare(
@@ -146,7 +149,7 @@ export class SqliteBlockstore implements Blockstore {
     return cid;
   }
 
-  async putWithCid(cid: string, bytes: Uint8Array): Promise<string> {
+  async putWithCid(cid: string, bytes: Uint8Array, options: { pin?: boolean } = {}): Promise<string> {
     const parsed = parseBlockCid(cid, "blocks.putWithCid");
     checkBytes(bytes, "blocks.putWithCid");
     const digest = createHash("sha256").update(bytes).digest();
@@ -156,7 +159,7 @@ export class SqliteBlockstore implements Blockstore {
       );
     }
     const canonical = parsed.toString();
-    this.#store(canonical, bytes);
+    this.#store(canonical, bytes, options.pin === true);
     return canonical;
   }
 
@@ -244,10 +247,11 @@ export class SqliteBlockstore implements Blockstore {
     return { deleted, freedBytes, totalBytes: this.totalBytes() };
   }
 
-  #store(cid: string, bytes: Uint8Array): void {
+  #store(cid: string, bytes: Uint8Array, pin = false): void {
     const now = this.#now();
     this.#insert.run(cid, bytes, bytes.length, now);
-    this.#insertMeta.run(cid, bytes.length, now, now, isReceiptBatch(bytes) ? 1 : 0);
+    this.#insertMeta.run(cid, bytes.length, now, now, pin ? 1 : 0);
+    if (pin) this.#pin.run(cid);
   }
 
   /**
@@ -263,13 +267,6 @@ export class SqliteBlockstore implements Blockstore {
       // the use is recorded by the next read
     }
   }
-}
-
-function isReceiptBatch(bytes: Uint8Array): boolean {
-  return (
-    bytes.length >= RECEIPT_BATCH_PREFIX.length &&
-    RECEIPT_BATCH_PREFIX.equals(bytes.subarray(0, RECEIPT_BATCH_PREFIX.length))
-  );
 }
 
 /** Parses a CID string the blockstore can hold: CIDv1, raw codec, sha2-256. */

@@ -253,9 +253,10 @@ export const MIGRATIONS: readonly Migration[] = [
     name: "blocks keep their last use and the jobs that reference them, for garbage collection",
     // block_meta holds what the collector reads of every block, apart from the bytes: a
     // column after a large blob is only reached through its overflow pages, and rewriting
-    // a row to record a use would copy the blob. Receipt batch blocks are pinned
-    // (recognised by their type tag, X'7b22...3122' is '{"type":"cell-receipt-batch/1"'):
-    // they chain an executor's receipts and are never collected. block_refs is kept by
+    // a row to record a use would copy the blob. The node's own receipt batches are pinned:
+    // the chain of `previous` links from the head the receipt log recorded in meta (not
+    // bytes that only look like a batch, which anyone can send); they chain an executor's
+    // receipts and are never collected. block_refs is kept by
     // triggers on jobs: a job's module and input (from its announce) and output (from its
     // result), keyed by CID for the block server and the collector. Job rows are never
     // deleted (their events are append-only), so the delete trigger's scan does not run.
@@ -267,9 +268,13 @@ export const MIGRATIONS: readonly Migration[] = [
         used_at INTEGER NOT NULL,
         pinned INTEGER NOT NULL DEFAULT 0
       ) STRICT, WITHOUT ROWID;
+      WITH RECURSIVE batches(cid) AS (
+        SELECT value ->> '$.cid' FROM meta WHERE key = 'receipts.batchHead'
+        UNION
+        SELECT CAST(b.bytes AS TEXT) ->> '$.previous' FROM blocks b JOIN batches ON b.cid = batches.cid
+      )
       INSERT INTO block_meta (cid, size, stored_at, used_at, pinned)
-        SELECT cid, size, stored_at, stored_at,
-          substr(bytes, 1, 30) = X'7b2274797065223a2263656c6c2d726563656970742d62617463682f3122'
+        SELECT cid, size, stored_at, stored_at, cid IN (SELECT cid FROM batches WHERE cid IS NOT NULL)
         FROM blocks;
 
       CREATE TABLE block_refs (
