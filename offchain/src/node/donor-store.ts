@@ -157,7 +157,8 @@ export class DonorStore implements DonorJobStore {
     const stored = this.#deps.store.jobs.get(jobId);
     if (stored?.role !== "executor") return undefined;
     if (stored.state === "completed") {
-      const delivery = this.#storedDelivery(jobId);
+      // A status answer carries no output: a probe (anyone may send one) reads no blob.
+      const delivery = this.#storedDelivery(jobId, stored.result, { withOutput: false });
       if (delivery) {
         const { receipt, signature, outputCid } = delivery;
         return { type: "status", jobId, state: "done", receipt: { receipt, signature, outputCid } };
@@ -172,23 +173,26 @@ export class DonorStore implements DonorJobStore {
     };
   }
 
-  /** This node's stored receipt for a job, as delivered: the output inline when small. */
-  #storedDelivery(jobId: Hex): ReceiptDeliveryOf | undefined {
+  /** This node's stored receipt for a job, as delivered: the output inline when small (and wanted). */
+  #storedDelivery(
+    jobId: Hex,
+    jobResult: unknown = this.#deps.store.jobs.get(jobId)?.result,
+    { withOutput = true } = {},
+  ): ReceiptDeliveryOf | undefined {
     const { store, executor } = this.#deps;
     const row = store.receipts.get(jobId, executor);
-    const result = store.jobs.get(jobId)?.result as { outputCid?: unknown } | null | undefined;
+    const result = jobResult as { outputCid?: unknown } | null | undefined;
     const receipt = ReceiptWireSchema.safeParse(row?.message);
     if (!row || !receipt.success || typeof result?.outputCid !== "string") return undefined;
-    const output = store.blocks.get(result.outputCid);
+    const size = withOutput ? store.blocks.size(result.outputCid) : undefined;
+    const output =
+      size !== undefined && size <= INLINE_OUTPUT_MAX_BYTES ? store.blocks.get(result.outputCid) : undefined;
     return {
       type: "receipt",
       receipt: receipt.data,
       signature: row.signature,
       outputCid: result.outputCid,
-      outputBase64:
-        output && output.byteLength <= INLINE_OUTPUT_MAX_BYTES
-          ? Buffer.from(output).toString("base64")
-          : undefined,
+      outputBase64: output && Buffer.from(output).toString("base64"),
     };
   }
 
