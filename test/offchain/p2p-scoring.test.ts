@@ -167,6 +167,43 @@ describe("abuse over loopback TCP", { timeout: 90_000 }, () => {
     });
   });
 
+  it("limits what one relaying connection carries, however many origins its messages claim", async () => {
+    const topic = "/cell-test/relay/1";
+    const node = await startNode(73, []);
+    node.subscribe(topic, News, () => undefined, { ratePerSecond: 10, burst: 10 });
+    const validate = node.libp2p.services.pubsub.topicValidators.get(topic)!;
+    const relay = peerIdFromPrivateKey(await peerKeyFromSeed(new Uint8Array(32).fill(74)));
+    const origins = await Promise.all(
+      Array.from({ length: 200 }, async (_, i) => {
+        const seed = new Uint8Array(32).fill(200);
+        seed[1] = i;
+        return peerIdFromPrivateKey(await peerKeyFromSeed(seed));
+      }),
+    );
+    const results: string[] = [];
+    const startedAt = Date.now();
+    for (const [i, origin] of origins.entries()) {
+      const message = {
+        type: "signed" as const,
+        from: origin,
+        topic,
+        data: encoder.encode(JSON.stringify({ seq: i, text: "minted" })),
+        sequenceNumber: BigInt(i),
+        signature: new Uint8Array(64),
+        key: origin.publicKey!,
+      };
+      results.push(String(await validate(relay, message)));
+    }
+    const accepted = results.filter((result) => result === "accept").length;
+    // 8 × the per-origin burst of 10 from one relay, plus what its rate refilled meanwhile.
+    const refilled = Math.ceil((80 * (Date.now() - startedAt)) / 1000);
+    assert.ok(
+      accepted >= 80 && accepted <= 80 + refilled,
+      `${accepted} accepted of 200 (refill ${refilled})`,
+    );
+    assert.equal(results.at(-1), "ignore");
+  });
+
   it("bounds gossip handler work per topic, dropping the excess as overloaded without blaming the sender", async () => {
     const topic = "/cell-test/slow/1";
     const slow = await startNode(71, []);

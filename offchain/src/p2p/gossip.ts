@@ -127,6 +127,9 @@ interface Subscription {
  * bounded handler queue per topic, and a paced publish queue: gossipsub has no
  * backpressure, so a burst of our own is spread out, not dropped.
  */
+/** How many times an origin's rate one relaying connection may carry on a topic. */
+const RELAY_RATE_FACTOR = 8;
+
 export class Gossip {
   readonly #pubsub: GossipSub;
   readonly #penalties: PenaltyBook;
@@ -182,7 +185,11 @@ export class Gossip {
     if (this.#subscriptions.has(topic)) throw new Error(`already subscribed to ${topic}`);
     const maxBytes = options.maxBytes ?? this.#limits.topicMaxBytes;
     const ratePerSecond = options.ratePerSecond ?? this.#limits.inboundRatePerSecond;
-    const limiter = new KeyedRateLimiter(ratePerSecond, options.burst ?? this.#limits.inboundBurst);
+    const burst = options.burst ?? this.#limits.inboundBurst;
+    const limiter = new KeyedRateLimiter(ratePerSecond, burst);
+    // Origins cost nothing to mint, so the connection that relays is limited too (more
+    // loosely: an honest relay forwards many origins); beyond it messages are ignored.
+    const relayLimiter = new KeyedRateLimiter(RELAY_RATE_FACTOR * ratePerSecond, RELAY_RATE_FACTOR * burst);
     this.#topicMaxBytes.set(topic, maxBytes);
     const concurrency = options.handlerConcurrency ?? this.#limits.handlerConcurrency;
     const queueMax = options.handlerQueueMax ?? this.#limits.handlerQueueMax;
@@ -194,6 +201,7 @@ export class Gossip {
     this.#pubsub.topicValidators.set(topic, (propagationSource, message) => {
       counts.messages++;
       const origin = message.type === "signed" ? message.from.toString() : propagationSource.toString();
+      if (!relayLimiter.tryTake(propagationSource.toString())) return TopicValidatorResult.Ignore;
       if (!limiter.tryTake(origin)) {
         this.#reject(origin, topic, "rate_limited", `over ${ratePerSecond} messages/s on ${topic}`);
         return TopicValidatorResult.Ignore;
