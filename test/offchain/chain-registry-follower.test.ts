@@ -59,6 +59,8 @@ interface Relay {
   down: boolean;
   /** Refuses eth_getLogs over more blocks than this, as providers do. */
   maxLogRange: bigint | undefined;
+  /** Answers this many eth_blockNumber calls with block 1, as a lagging node behind a load balancer. */
+  lagging: number;
   server: Server;
 }
 
@@ -68,6 +70,7 @@ async function relay(target: string): Promise<Relay> {
     url: "",
     down: false,
     maxLogRange: undefined,
+    lagging: 0,
     server: undefined as unknown as Server,
   };
   state.server = createServer((req, res) => {
@@ -75,6 +78,12 @@ async function relay(target: string): Promise<Relay> {
     req.on("data", (chunk: Buffer) => chunks.push(chunk));
     req.on("end", () => {
       if (state.down) return void res.socket?.destroy();
+      const call = JSON.parse(Buffer.concat(chunks).toString()) as { id: number; method: string };
+      if (state.lagging > 0 && call.method === "eth_blockNumber") {
+        state.lagging--;
+        const lagged = JSON.stringify({ jsonrpc: "2.0", id: call.id, result: "0x1" });
+        return void res.writeHead(200, { "content-type": "application/json" }).end(lagged);
+      }
       const refusal = refusedLogRange(Buffer.concat(chunks).toString(), state.maxLogRange);
       if (refusal) return void res.writeHead(200, { "content-type": "application/json" }).end(refusal);
       fetch(target, {
@@ -302,6 +311,18 @@ describe("registry follower on a Hardhat chain", () => {
     const target = count.of("eth_blockNumber") + 5;
     await waitFor("five more polls", () => count.of("eth_blockNumber") >= target);
     assert.equal(count.total - start.total, count.of("eth_blockNumber") - start.polls);
+  });
+
+  it("skips a poll whose head is below the view's instead of rebuilding the view", async () => {
+    const { follower, count } = main;
+    const status = () => follower.status(a.operator.address, a.peerKey);
+    assert.equal(status(), "active");
+    const polls = count.of("eth_blockNumber");
+    const replays = count.of("eth_getLogs");
+    rpc.lagging = 1;
+    await waitFor("the lagging answer and one more poll", () => count.of("eth_blockNumber") >= polls + 2);
+    assert.equal(status(), "active", "one lagging answer does not reset the view");
+    assert.equal(count.of("eth_getLogs"), replays, "nor replay the registry's history");
   });
 
   it("answers unknown once an RPC outage outlasts the staleness bound, and recovers", async () => {

@@ -77,6 +77,9 @@ export class RegistryFollower {
     await this.#loop;
   }
 
+  /** Polls in a row whose chain head was below the view's. */
+  #pollsBehind = 0;
+
   /** Resolves once the view first caught up with the chain, or after `timeoutMs` (false then). */
   async synced(timeoutMs: number): Promise<boolean> {
     const timeout = sleep(timeoutMs, false, { signal: this.#stop.signal, ref: false }).catch(() => false);
@@ -88,7 +91,14 @@ export class RegistryFollower {
     const { publicClient, deployment } = this.#reader;
     const latest = await publicClient.getBlockNumber({ cacheTime: 0 });
     const target = latest - BigInt(this.#options.confirmations);
-    if (this.#view.head !== undefined && target < this.#view.head) this.#view.reset();
+    if (this.#view.head !== undefined && target < this.#view.head) {
+      // One answer below the view's head may come from a lagging node behind a load
+      // balancer: skip the poll. Twice in a row, the chain went back (a restarted devnet, a
+      // deep reorganisation): rebuild from the deployment block.
+      if (++this.#pollsBehind < 2) return;
+      this.#view.reset();
+    }
+    this.#pollsBehind = 0;
     let from = this.#view.head === undefined ? deployment.deployBlock : this.#view.head + 1n;
     let range = BigInt(this.#options.blockRange);
     while (from <= target) {
