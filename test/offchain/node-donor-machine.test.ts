@@ -179,7 +179,7 @@ class Driver {
   }
 
   /** A job run to its signed receipt, stored as row `rowId`: it waits in the outbox. */
-  completed(job: JobAnnounce, rowId = 1): ReceiptDeliveryOf {
+  completed(job: JobAnnounce, rowId = 1, outputBase64?: string): ReceiptDeliveryOf {
     this.accepted(job);
     this.feed({
       type: "blocks_fetched",
@@ -190,7 +190,7 @@ class Driver {
     });
     this.feed({ type: "executed", now: this.now, jobId: job.jobId, result: okResult() });
     const { receipt } = this.one("persist_receipt");
-    const delivery = receiptDelivery(receipt);
+    const delivery = { ...receiptDelivery(receipt), ...(outputBase64 === undefined ? {} : { outputBase64 }) };
     this.feed({ type: "receipt_persisted", jobId: job.jobId, rowId, delivery });
     return delivery;
   }
@@ -650,6 +650,24 @@ describe("donor machine: a job's life", () => {
 });
 
 describe("donor machine: delivery and the outbox", () => {
+  it("keeps no inline output for a receipt waiting to be redelivered", () => {
+    const driver = new Driver();
+    const job = announce();
+    driver.completed(job, 3, Buffer.from("output").toString("base64"));
+    const first = driver.one("deliver").delivery;
+    assert.equal(first.type === "receipt" && first.outputBase64, Buffer.from("output").toString("base64"));
+    driver.feed({ type: "delivery_failed", now: T0, jobId: job.jobId, detail: "unreachable" });
+    const { at } = driver.one("schedule");
+    driver.feed({ type: "timer_fired", now: at, timer: { kind: "redeliver", jobId: job.jobId } });
+    const again = driver.one("deliver").delivery;
+    assert.equal(again.type, "receipt");
+    assert.equal(
+      again.type === "receipt" ? again.outputBase64 : "no receipt",
+      undefined,
+      "the buyer fetches it by CID",
+    );
+  });
+
   it("redelivers a receipt with growing backoff until the bound, then gives up on it", () => {
     const driver = new Driver();
     const job = announce();

@@ -735,6 +735,10 @@ function onDeliveryFailed(
   target.delivering = false;
   target.attempts++;
   const isReceipt = "rowId" in target;
+  // A receipt waiting for redelivery keeps no inline output (up to 256 KB each): the buyer
+  // fetches the output by CID, so a buyer that never acknowledges holds ~1 KB per receipt.
+  if (isReceipt && target.delivery.outputBase64 !== undefined)
+    target.delivery = { ...target.delivery, outputBase64: undefined };
   const bound = isReceipt ? REDELIVERY_ATTEMPTS : NO_RESULT_ATTEMPTS;
   log(effects, "debug", "delivery failed", { jobId, attempt: target.attempts, detail: event.detail });
   if (target.attempts < bound) {
