@@ -650,8 +650,8 @@ describe("donor machine: a job's life", () => {
 });
 
 describe("donor machine: delivery and the outbox", () => {
-  it("keeps no inline output for a receipt waiting to be redelivered", () => {
-    const driver = new Driver();
+  it("keeps inline outputs for redelivery only within its byte budget", () => {
+    const driver = new Driver({ outboxInlineBytes: 4 });
     const job = announce();
     driver.completed(job, 3, Buffer.from("output").toString("base64"));
     const first = driver.one("deliver").delivery;

@@ -59,7 +59,16 @@ export interface DonorMachineConfig {
   announcedJobsPerBuyerPerSecond: number;
   /** Bids kept per buyer until assigned; a newer bid pushes out that buyer's oldest. */
   outstandingBidsPerBuyer: number;
+  /**
+   * Inline output bytes (base64) the outbox keeps for redelivery, over all receipts; past
+   * it a receipt that failed a delivery is sent again without its output, which the buyer
+   * then fetches by CID. Default OUTBOX_INLINE_BYTES.
+   */
+  outboxInlineBytes?: number;
 }
+
+/** 64 MiB of inline outputs held for redelivery at most (the outbox holds up to 4,096 receipts). */
+export const OUTBOX_INLINE_BYTES = 64 * 1024 * 1024;
 
 /** A bid this node made: the job as announced (its id checked), kept until assigned or dropped. */
 interface Offer {
@@ -735,9 +744,13 @@ function onDeliveryFailed(
   target.delivering = false;
   target.attempts++;
   const isReceipt = "rowId" in target;
-  // A receipt waiting for redelivery keeps no inline output (up to 256 KB each): the buyer
-  // fetches the output by CID, so a buyer that never acknowledges holds ~1 KB per receipt.
-  if (isReceipt && target.delivery.outputBase64 !== undefined)
+  // Inline outputs (up to 256 KB each) held for redelivery are bounded in total: past the
+  // budget a waiting receipt goes again without its output, which the buyer fetches by CID.
+  if (
+    isReceipt &&
+    target.delivery.outputBase64 !== undefined &&
+    outboxInlineBytes(state) > inlineBudget(state)
+  )
     target.delivery = { ...target.delivery, outputBase64: undefined };
   const bound = isReceipt ? REDELIVERY_ATTEMPTS : NO_RESULT_ATTEMPTS;
   log(effects, "debug", "delivery failed", { jobId, attempt: target.attempts, detail: event.detail });
@@ -755,6 +768,16 @@ function onDeliveryFailed(
     state.outbox.delete(jobId);
     effects.push({ type: "leave_outbox", jobId, rowId: target.rowId, why: "given_up" });
   } else state.executions.delete(jobId);
+}
+
+function outboxInlineBytes(state: DonorMachineState): number {
+  let bytes = 0;
+  for (const entry of state.outbox.values()) bytes += entry.delivery.outputBase64?.length ?? 0;
+  return bytes;
+}
+
+function inlineBudget(state: DonorMachineState): number {
+  return state.config.outboxInlineBytes ?? OUTBOX_INLINE_BYTES;
 }
 
 function failedExecution(state: DonorMachineState, jobId: Hex): Execution | undefined {

@@ -71,9 +71,9 @@ export function parseCidr(cidr: string): { address: string; prefix: number; fami
     throw new Error(`trusted network ${JSON.stringify(cidr)} is not an IP range like 127.0.0.0/8`);
   const bits = version === 4 ? 32 : 128;
   const prefix = prefixText === undefined ? bits : Number(prefixText);
-  // A range wider than a /8 (or /32 for IPv6) would exempt most of the Internet from the
-  // colocation score and connection limits: it is a mistake, never a network one runs.
-  const widest = version === 4 ? 8 : 32;
+  // A range wider than a /8 would exempt much of the Internet from the colocation score and
+  // connection limits: a mistake, never a network one runs (IPv6's fd00::/8 is the widest private one).
+  const widest = 8;
   if (!/^\d{1,3}$/.test(prefixText ?? String(bits)) || prefix > bits || prefix < widest)
     throw new Error(`trusted network ${JSON.stringify(cidr)} has a prefix length outside ${widest}-${bits}`);
   return { address, prefix, family: version === 4 ? "ipv4" : "ipv6" };
