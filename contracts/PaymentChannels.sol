@@ -61,6 +61,11 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
         0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0;
     uint256 private constant UINT96_MASK = 0xffffffffffffffffffffffff;
 
+    /// @notice Bounds of the challenge window: at least a minute (devnets), at most 30 days (a buyer's
+    /// refund must not be locked for longer). Public networks deploy with hours (ignition/).
+    uint64 public constant MIN_CHALLENGE_WINDOW = 1 minutes;
+    uint64 public constant MAX_CHALLENGE_WINDOW = 30 days;
+
     IERC20 public immutable token;
     /// @notice Seconds a payee has, after the buyer starts a close, to redeem its latest voucher.
     uint64 public immutable challengeWindow;
@@ -98,6 +103,9 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
 
     error ZeroAmount();
     error ZeroAddress();
+    error TokenHasNoCode(address token);
+    error ChallengeWindowOutOfBounds(uint64 challengeWindow, uint64 min, uint64 max);
+    error CloseExpired(uint64 deadline);
     error ChannelExists(bytes32 channelId);
     error ChannelNotOpen(bytes32 channelId);
     error ChannelClosing(bytes32 channelId);
@@ -112,8 +120,13 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
     error AddressIndexOutOfRange(uint256 voucher);
 
     /// @param token_ the ATP token
-    /// @param challengeWindow_ seconds between startClose and finalizeClose
+    /// @param challengeWindow_ seconds between startClose and finalizeClose, within
+    /// [MIN_CHALLENGE_WINDOW, MAX_CHALLENGE_WINDOW]
     constructor(IERC20 token_, uint64 challengeWindow_) EIP712("Cell", "1") {
+        if (address(token_) == address(0)) revert ZeroAddress();
+        if (address(token_).code.length == 0) revert TokenHasNoCode(address(token_));
+        if (challengeWindow_ < MIN_CHALLENGE_WINDOW || challengeWindow_ > MAX_CHALLENGE_WINDOW)
+            revert ChallengeWindowOutOfBounds(challengeWindow_, MIN_CHALLENGE_WINDOW, MAX_CHALLENGE_WINDOW);
         token = token_;
         challengeWindow = challengeWindow_;
     }
@@ -267,21 +280,25 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
     }
 
     /// @notice Closes a channel at once with a final amount signed by both the voucher key and the
-    /// payee (ChannelClose). Pays the payee up to the deposit, refunds the rest. Anyone may submit.
+    /// payee (ChannelClose). Pays the payee up to the deposit, refunds the rest. Anyone may submit,
+    /// until the deadline both signed: a close agreed long ago cannot be held back and used later.
     /// @param key the channel
     /// @param finalAmount the agreed cumulative amount
+    /// @param deadline last second (block timestamp) at which the close may be submitted
     /// @param signerSignature ChannelClose signature by key.signer
     /// @param payeeSignature ChannelClose signature by key.payee
     function cooperativeClose(
         ChannelKey calldata key,
         uint256 finalAmount,
+        uint64 deadline,
         bytes calldata signerSignature,
         bytes calldata payeeSignature
     ) external nonReentrant {
+        if (block.timestamp > deadline) revert CloseExpired(deadline);
         bytes32 channelId = _channelIdOfCalldata(key);
         Channel storage ch = _channel(channelId);
         if (ch.deposit == 0 || ch.closesAt == CLOSED) revert ChannelNotOpen(channelId);
-        bytes32 digest = channelCloseDigest(channelId, finalAmount);
+        bytes32 digest = channelCloseDigest(channelId, finalAmount, deadline);
         _requireSignature(digest, signerSignature, key.signer);
         _requireSignature(digest, payeeSignature, key.payee);
         uint256 amount = _pay(channelId, finalAmount);
@@ -328,8 +345,13 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
     /// @notice EIP-712 digest of a ChannelClose under this contract's domain.
     /// @param channelId the channel
     /// @param finalAmount the agreed cumulative amount
-    function channelCloseDigest(bytes32 channelId, uint256 finalAmount) public view returns (bytes32) {
-        return _hashTypedDataV4(CellTypes.channelCloseHash(channelId, finalAmount));
+    /// @param deadline last second at which the close may be submitted
+    function channelCloseDigest(
+        bytes32 channelId,
+        uint256 finalAmount,
+        uint64 deadline
+    ) public view returns (bytes32) {
+        return _hashTypedDataV4(CellTypes.channelCloseHash(channelId, finalAmount, deadline));
     }
 
     /// @notice Leaf of a receipt in an anchored tree: keccak256(keccak256(abi.encode(structHash))),

@@ -77,7 +77,17 @@ async function deployWithIgnition(): Promise<Deployment> {
   const exitCode = await new Promise<number | null>((resolve) => {
     const child = spawn(
       process.execPath,
-      [hardhat, "ignition", "deploy", "ignition/modules/Cell.ts", "--network", "localhost", "--reset"],
+      [
+        hardhat,
+        "ignition",
+        "deploy",
+        "ignition/modules/Cell.ts",
+        "--network",
+        "localhost",
+        "--parameters",
+        "ignition/parameters/devnet.json",
+        "--reset",
+      ],
       { cwd: root, stdio: ["ignore", "inherit", "inherit"], env: { ...process.env, CELL_RPC_URL: rpcUrl } },
     );
     child.on("exit", resolve);

@@ -53,7 +53,7 @@ library CellTypes {
         "Voucher(bytes32 channelId,uint256 cumulativeAmount)"
     );
     bytes32 internal constant CHANNEL_CLOSE_TYPEHASH = keccak256(
-        "ChannelClose(bytes32 channelId,uint256 finalAmount)"
+        "ChannelClose(bytes32 channelId,uint256 finalAmount,uint64 deadline)"
     );
     bytes32 internal constant JOB_SPEC_TYPEHASH = keccak256(
         "JobSpec(address buyer,bytes32 moduleCid,bytes32 inputCid,string entry,uint64 fuelLimit,uint32 memoryPages,uint32 timeoutMs,uint8 replicas,uint256 maxPricePerMegaFuel,uint16 minReputation,uint64 deadline,uint8 priority,bytes32 channel,bytes32 salt)"
@@ -123,8 +123,12 @@ library CellTypes {
     }
 
     /// @notice EIP-712 struct hash of a cooperative close.
-    function channelCloseHash(bytes32 channelId, uint256 finalAmount) internal pure returns (bytes32) {
-        return keccak256(abi.encode(CHANNEL_CLOSE_TYPEHASH, channelId, finalAmount));
+    function channelCloseHash(
+        bytes32 channelId,
+        uint256 finalAmount,
+        uint64 deadline
+    ) internal pure returns (bytes32) {
+        return keccak256(abi.encode(CHANNEL_CLOSE_TYPEHASH, channelId, finalAmount, deadline));
     }
 
     /// @notice True when two receipts report different results (status, output or fuel).

@@ -2,7 +2,9 @@ import { buildModule } from "@nomicfoundation/hardhat-ignition/modules";
 
 /**
  * Cell's contracts. Parameters (ignition/parameters/<network>.json on public networks):
- * admin and treasury default to the deploying account; amounts are in ATP wei.
+ * admin and treasury default to the deploying account; amounts are in ATP wei. The channels'
+ * challenge window defaults to a day, safe on a public network; the local devnet passes 60 s
+ * (ignition/parameters/devnet.json).
  */
 export default buildModule("Cell", (m) => {
   const deployer = m.getAccount(0);
@@ -23,7 +25,10 @@ export default buildModule("Cell", (m) => {
       treasury,
     },
   ]);
-  const paymentChannels = m.contract("PaymentChannels", [atpToken, m.getParameter("challengeWindow", 60n)]);
+  const paymentChannels = m.contract("PaymentChannels", [
+    atpToken,
+    m.getParameter("challengeWindow", 86_400n),
+  ]);
 
   return { atpToken, donorRegistry, paymentChannels };
 });

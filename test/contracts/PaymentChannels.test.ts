@@ -67,6 +67,46 @@ describe("PaymentChannels", async () => {
     return { ...fx, key, channelId: channelIdOf(key), voucher };
   }
 
+  /** A close deadline `ttl` seconds after the latest block. */
+  async function closeDeadline(ttl = 3_600n): Promise<bigint> {
+    return BigInt(await networkHelpers.time.latest()) + ttl;
+  }
+
+  describe("deployment", () => {
+    it("refuses a challenge window outside its bounds and a token that is not a contract", async () => {
+      const { viem, token, typed } = await networkHelpers.loadFixture(cell);
+      const [min, max] = [60n, 30n * 86_400n];
+      const probe = typed.channels(
+        (await viem.deployContract("PaymentChannels", [token.address, min])).address,
+      );
+      assert.deepEqual(
+        [await probe.read.MIN_CHALLENGE_WINDOW(), await probe.read.MAX_CHALLENGE_WINDOW()],
+        [min, max],
+      );
+      for (const window of [0n, min - 1n, max + 1n]) {
+        await viem.assertions.revertWithCustomErrorWithArgs(
+          viem.deployContract("PaymentChannels", [token.address, window]),
+          probe,
+          "ChallengeWindowOutOfBounds",
+          [window, min, max],
+        );
+      }
+      await viem.deployContract("PaymentChannels", [token.address, max]);
+      await viem.assertions.revertWithCustomError(
+        viem.deployContract("PaymentChannels", [zeroAddress, CHALLENGE_WINDOW]),
+        probe,
+        "ZeroAddress",
+      );
+      const notAContract = voucherKey.address;
+      await viem.assertions.revertWithCustomErrorWithArgs(
+        viem.deployContract("PaymentChannels", [notAContract, CHALLENGE_WINDOW]),
+        probe,
+        "TokenHasNoCode",
+        [notAContract],
+      );
+    });
+  });
+
   describe("opening and topping up", () => {
     it("opens a channel whose id matches the off-chain derivation, taking the deposit", async () => {
       const { viem, channels, buyer, payee, balance } = await networkHelpers.loadFixture(cell);
@@ -350,10 +390,10 @@ describe("PaymentChannels", async () => {
       const { channels, channelId, key, buyer, balance, chainId } =
         await networkHelpers.loadFixture(openChannel);
       await channels.write.startClose([key.signer, key.payee, key.nonce], { account: buyer.account });
-      const close = { channelId, finalAmount: DEPOSIT * 5n };
+      const close = { channelId, finalAmount: DEPOSIT * 5n, deadline: await closeDeadline() };
       const bySigner = await signChannelClose(voucherKey, chainId, channels.address, close);
       const byPayee = await signChannelClose(payeeKey, chainId, channels.address, close);
-      await channels.write.cooperativeClose([key, close.finalAmount, bySigner, byPayee]);
+      await channels.write.cooperativeClose([key, close.finalAmount, close.deadline, bySigner, byPayee]);
       assert.equal(await balance(key.payee), DEPOSIT);
       assert.equal(await balance(channels.address), 0n);
       assert.deepEqual(await channels.read.channels([channelId]), [DEPOSIT, DEPOSIT, CLOSED]);
@@ -372,22 +412,28 @@ describe("PaymentChannels", async () => {
     it("closes cooperatively at once with both signatures, and the close cannot be replayed", async () => {
       const { viem, channels, channelId, key, buyer, balance, chainId } =
         await networkHelpers.loadFixture(openChannel);
-      const close = { channelId, finalAmount: 25n };
+      const deadline = await closeDeadline();
+      const close = { channelId, finalAmount: 25n, deadline };
       const bySigner = await signChannelClose(voucherKey, chainId, channels.address, close);
       const byPayee = await signChannelClose(payeeKey, chainId, channels.address, close);
       await viem.assertions.revertWithCustomError(
-        channels.write.cooperativeClose([key, 25n, bySigner, bySigner]),
+        channels.write.cooperativeClose([key, 25n, deadline, bySigner, bySigner]),
         channels,
         "InvalidSignature",
       );
       await viem.assertions.revertWithCustomError(
-        channels.write.cooperativeClose([key, 26n, bySigner, byPayee]),
+        channels.write.cooperativeClose([key, 26n, deadline, bySigner, byPayee]),
+        channels,
+        "InvalidSignature",
+      );
+      await viem.assertions.revertWithCustomError(
+        channels.write.cooperativeClose([key, 25n, deadline + 1n, bySigner, byPayee]),
         channels,
         "InvalidSignature",
       );
       const buyerBefore = await balance(buyer.account.address);
       await viem.assertions.emitWithArgs(
-        channels.write.cooperativeClose([key, 25n, bySigner, byPayee]),
+        channels.write.cooperativeClose([key, 25n, deadline, bySigner, byPayee]),
         channels,
         "ChannelClosed",
         [channelId, 25n, DEPOSIT - 25n],
@@ -395,10 +441,40 @@ describe("PaymentChannels", async () => {
       assert.equal(await balance(key.payee), 25n);
       assert.equal(await balance(buyer.account.address), buyerBefore + DEPOSIT - 25n);
       await viem.assertions.revertWithCustomError(
-        channels.write.cooperativeClose([key, 25n, bySigner, byPayee]),
+        channels.write.cooperativeClose([key, 25n, deadline, bySigner, byPayee]),
         channels,
         "ChannelNotOpen",
       );
+    });
+
+    it("refuses a cooperative close mined after its signed deadline", async () => {
+      const { viem, channels, channelId, key, chainId, balance } =
+        await networkHelpers.loadFixture(openChannel);
+      const deadline = await closeDeadline(600n);
+      const close = { channelId, finalAmount: 25n, deadline };
+      const bySigner = await signChannelClose(voucherKey, chainId, channels.address, close);
+      const byPayee = await signChannelClose(payeeKey, chainId, channels.address, close);
+      await networkHelpers.time.setNextBlockTimestamp(deadline + 1n);
+      await viem.assertions.revertWithCustomErrorWithArgs(
+        channels.write.cooperativeClose([key, 25n, deadline, bySigner, byPayee]),
+        channels,
+        "CloseExpired",
+        [deadline],
+      );
+      assert.deepEqual(await channels.read.channels([channelId]), [DEPOSIT, 0n, 0n]);
+      assert.equal(await balance(key.payee), 0n);
+    });
+
+    it("accepts a cooperative close mined exactly at its deadline", async () => {
+      const { channels, channelId, key, chainId, balance } = await networkHelpers.loadFixture(openChannel);
+      const deadline = await closeDeadline(600n);
+      const close = { channelId, finalAmount: 25n, deadline };
+      const bySigner = await signChannelClose(voucherKey, chainId, channels.address, close);
+      const byPayee = await signChannelClose(payeeKey, chainId, channels.address, close);
+      await networkHelpers.time.setNextBlockTimestamp(deadline);
+      await channels.write.cooperativeClose([key, 25n, deadline, bySigner, byPayee]);
+      assert.deepEqual(await channels.read.channels([channelId]), [25n, 25n, CLOSED]);
+      assert.equal(await balance(key.payee), 25n);
     });
   });
 

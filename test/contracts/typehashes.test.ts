@@ -95,9 +95,9 @@ describe("EIP-712 types: Solidity and viem agree", async () => {
       await channels.read.voucherDigest([voucher.channelId, voucher.cumulativeAmount]),
       voucherDigest(chainId, channels.address, voucher),
     );
-    const close = { channelId: voucher.channelId, finalAmount: 5n };
+    const close = { channelId: voucher.channelId, finalAmount: 5n, deadline: 1_700_000_000n };
     assert.equal(
-      await channels.read.channelCloseDigest([close.channelId, close.finalAmount]),
+      await channels.read.channelCloseDigest([close.channelId, close.finalAmount, close.deadline]),
       hashTypedData({
         domain: channelsDomain,
         types: channelCloseTypes,

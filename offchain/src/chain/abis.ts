@@ -2542,6 +2542,27 @@ export const paymentChannelsAbi = [
   {
     inputs: [
       {
+        internalType: "uint64",
+        name: "challengeWindow",
+        type: "uint64",
+      },
+      {
+        internalType: "uint64",
+        name: "min",
+        type: "uint64",
+      },
+      {
+        internalType: "uint64",
+        name: "max",
+        type: "uint64",
+      },
+    ],
+    name: "ChallengeWindowOutOfBounds",
+    type: "error",
+  },
+  {
+    inputs: [
+      {
         internalType: "bytes32",
         name: "channelId",
         type: "bytes32",
@@ -2570,6 +2591,17 @@ export const paymentChannelsAbi = [
       },
     ],
     name: "ChannelNotOpen",
+    type: "error",
+  },
+  {
+    inputs: [
+      {
+        internalType: "uint64",
+        name: "deadline",
+        type: "uint64",
+      },
+    ],
+    name: "CloseExpired",
     type: "error",
   },
   {
@@ -2677,6 +2709,17 @@ export const paymentChannelsAbi = [
       },
     ],
     name: "StringTooLong",
+    type: "error",
+  },
+  {
+    inputs: [
+      {
+        internalType: "address",
+        name: "token",
+        type: "address",
+      },
+    ],
+    name: "TokenHasNoCode",
     type: "error",
   },
   {
@@ -2958,6 +3001,32 @@ export const paymentChannelsAbi = [
   },
   {
     inputs: [],
+    name: "MAX_CHALLENGE_WINDOW",
+    outputs: [
+      {
+        internalType: "uint64",
+        name: "",
+        type: "uint64",
+      },
+    ],
+    stateMutability: "view",
+    type: "function",
+  },
+  {
+    inputs: [],
+    name: "MIN_CHALLENGE_WINDOW",
+    outputs: [
+      {
+        internalType: "uint64",
+        name: "",
+        type: "uint64",
+      },
+    ],
+    stateMutability: "view",
+    type: "function",
+  },
+  {
+    inputs: [],
     name: "VOUCHER_TYPEHASH",
     outputs: [
       {
@@ -3017,6 +3086,11 @@ export const paymentChannelsAbi = [
         internalType: "uint256",
         name: "finalAmount",
         type: "uint256",
+      },
+      {
+        internalType: "uint64",
+        name: "deadline",
+        type: "uint64",
       },
     ],
     name: "channelCloseDigest",
@@ -3133,6 +3207,11 @@ export const paymentChannelsAbi = [
         internalType: "uint256",
         name: "finalAmount",
         type: "uint256",
+      },
+      {
+        internalType: "uint64",
+        name: "deadline",
+        type: "uint64",
       },
       {
         internalType: "bytes",

@@ -292,16 +292,18 @@ export function finalizeChannelClose(writer: ChainWriter, key: ChannelKey): Prom
   return send(writer, writer.deployment.paymentChannels, paymentChannelsAbi, "finalizeClose", [key]);
 }
 
+/** Submits a ChannelClose both ends signed (`signChannelClose`) with the same amount and deadline. */
 export function cooperativeClose(
   writer: ChainWriter,
   key: ChannelKey,
-  finalAmount: bigint,
+  close: { finalAmount: bigint; deadline: bigint },
   signerSignature: Hex,
   payeeSignature: Hex,
 ): Promise<TransactionReceipt> {
   return send(writer, writer.deployment.paymentChannels, paymentChannelsAbi, "cooperativeClose", [
     key,
-    finalAmount,
+    close.finalAmount,
+    close.deadline,
     signerSignature,
     payeeSignature,
   ]);

@@ -13,6 +13,8 @@ export {
 } from "./deployments.ts";
 export type { Deployment } from "./deployments.ts";
 export {
+  CHANNEL_CLOSE_TTL_SECONDS,
+  channelCloseDeadline,
   channelIdOf,
   compactSignatureHex,
   signChannelClose,

@@ -9,7 +9,7 @@ import {
   verifyDigest,
   voucherTypes,
 } from "../protocol/index.ts";
-import type { Voucher } from "../protocol/index.ts";
+import type { ChannelClose, Voucher } from "../protocol/index.ts";
 
 /** A channel's identity; its id is keccak256(abi.encode(buyer, signer, payee, nonce)). */
 export interface ChannelKey {
@@ -70,12 +70,27 @@ export function verifyVoucher(
   return verifyDigest(voucherDigest(chainId, paymentChannels, voucher), signer, signature);
 }
 
-/** Signs a ChannelClose (both the voucher key and the payee sign it for a cooperative close). */
+/** Seconds a cooperative close stays valid by default after it is signed. */
+export const CHANNEL_CLOSE_TTL_SECONDS = 3_600n;
+
+/** The deadline a close signed at `nowSeconds` carries by default (CHANNEL_CLOSE_TTL_SECONDS later). */
+export function channelCloseDeadline(
+  nowSeconds: bigint = BigInt(Math.floor(Date.now() / 1000)),
+  ttlSeconds: bigint = CHANNEL_CLOSE_TTL_SECONDS,
+): bigint {
+  if (ttlSeconds <= 0n) throw new Error(`channel close ttl must be positive, got ${ttlSeconds}`);
+  return nowSeconds + ttlSeconds;
+}
+
+/**
+ * Signs a ChannelClose (both the voucher key and the payee sign it for a cooperative close); the
+ * contract refuses it after `close.deadline` (see `channelCloseDeadline`).
+ */
 export async function signChannelClose(
   signer: TypedSigner,
   chainId: number,
   paymentChannels: Address,
-  close: { channelId: Hex; finalAmount: bigint },
+  close: ChannelClose,
 ): Promise<Hex> {
   return canonicalSignature(
     await signer.signTypedData({

@@ -46,11 +46,15 @@ export const voucherTypes = {
   ],
 } as const;
 
-/** Both ends of a channel sign this to close it at once with a final cumulative amount. */
+/**
+ * Both ends of a channel sign this to close it at once with a final cumulative amount; the
+ * contract refuses it after `deadline` (unix seconds), so an old agreement cannot be used later.
+ */
 export const channelCloseTypes = {
   ChannelClose: [
     { name: "channelId", type: "bytes32" },
     { name: "finalAmount", type: "uint256" },
+    { name: "deadline", type: "uint64" },
   ],
 } as const;
 
@@ -86,7 +90,7 @@ export const bidTypes = {
 export const RECEIPT_TYPE =
   "Receipt(bytes32 jobId,address executor,bytes32 moduleCid,bytes32 inputCid,bytes32 outputCid,uint64 fuelUsed,uint8 status,uint64 startedAt,uint64 finishedAt)";
 export const VOUCHER_TYPE = "Voucher(bytes32 channelId,uint256 cumulativeAmount)";
-export const CHANNEL_CLOSE_TYPE = "ChannelClose(bytes32 channelId,uint256 finalAmount)";
+export const CHANNEL_CLOSE_TYPE = "ChannelClose(bytes32 channelId,uint256 finalAmount,uint64 deadline)";
 export const JOB_SPEC_TYPE =
   "JobSpec(address buyer,bytes32 moduleCid,bytes32 inputCid,string entry,uint64 fuelLimit,uint32 memoryPages,uint32 timeoutMs,uint8 replicas,uint256 maxPricePerMegaFuel,uint16 minReputation,uint64 deadline,uint8 priority,bytes32 channel,bytes32 salt)";
 export const BID_TYPE = "Bid(bytes32 jobId,address executor,uint256 pricePerMegaFuel,uint64 expiresAt)";
@@ -111,6 +115,8 @@ export interface Voucher {
 export interface ChannelClose {
   channelId: Hex;
   finalAmount: bigint;
+  /** Last unix second at which the close may be submitted. */
+  deadline: bigint;
 }
 
 export interface JobSpecMessage {
