@@ -17,8 +17,17 @@ function publicL2(chainId: number, rpcVariable: string) {
   };
 }
 
+// Every simulated network (tests, `hardhat node`, the devnet) runs the OP Stack simulation, so
+// receipts carry the L1 data fee an L2 user pays (`l1GasUsed`, `l1Fee`); `hardhatMainnet` stays L1.
+declare module "hardhat/types/network" {
+  interface ChainTypeConfig {
+    defaultChainType: "op";
+  }
+}
+
 export default defineConfig({
   plugins: [hardhatToolboxViem],
+  defaultChainType: "op",
   solidity: {
     version: solcVersion,
     path: solcPath,
@@ -34,7 +43,7 @@ export default defineConfig({
   },
   networks: {
     hardhatMainnet: { type: "edr-simulated", chainType: "l1" },
-    localhost: { type: "http", chainType: "l1", url: process.env.CELL_RPC_URL ?? "http://127.0.0.1:8546" },
+    localhost: { type: "http", chainType: "op", url: process.env.CELL_RPC_URL ?? "http://127.0.0.1:8546" },
     baseSepolia: publicL2(84532, "BASE_SEPOLIA_RPC_URL"),
     opSepolia: publicL2(11155420, "OP_SEPOLIA_RPC_URL"),
     arbitrumSepolia: { ...publicL2(421614, "ARBITRUM_SEPOLIA_RPC_URL"), chainType: "generic" as const },

@@ -28,7 +28,8 @@ function lastNumber(output: string, pattern: RegExp): number {
 
 const stripAnsi = (text: string) => text.replace(/\x1b\[[0-9;]*m/g, "");
 
-const contracts = await run("hardhat", ["test"], (out) => ({
+// Solidity tests run on the OP Stack simulation too (TypeScript tests get it from hardhat.config.ts).
+const contracts = await run("hardhat", ["test", "--chain-type", "op"], (out) => ({
   passed: lastNumber(stripAnsi(out), /(\d+) passing/g),
   failed: lastNumber(stripAnsi(out), /(\d+) failing/g),
 }));

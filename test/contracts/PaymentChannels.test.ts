@@ -733,6 +733,24 @@ describe("PaymentChannels", async () => {
       );
     });
 
+    it("runs on the OP Stack simulation: a settlement's receipt carries the L1 data gas of its calldata", async () => {
+      const { keys, signed, settle, publicClient } = await networkHelpers.loadFixture(manyChannels);
+      const one = await publicClient.waitForTransactionReceipt({
+        hash: await settle([await signed(keys[0]!, 1n)]),
+      });
+      const batch = await Promise.all(keys.slice(1).map((key) => signed(key, 1n)));
+      const five = await publicClient.waitForTransactionReceipt({ hash: await settle(batch) });
+      const l1GasUsed = async (hash: Hex) => {
+        const raw = (await publicClient.request({
+          method: "eth_getTransactionReceipt",
+          params: [hash],
+        })) as unknown as { l1GasUsed?: Hex };
+        assert.ok(raw.l1GasUsed !== undefined, "an OP Stack receipt carries l1GasUsed");
+        return BigInt(raw.l1GasUsed);
+      };
+      assert.ok((await l1GasUsed(five.transactionHash)) > (await l1GasUsed(one.transactionHash)));
+    });
+
     it("rejects an empty settlement", async () => {
       const { viem, channels, settle } = await networkHelpers.loadFixture(manyChannels);
       await viem.assertions.revertWithCustomError(settle([]), channels, "EmptySettlement");

@@ -105,6 +105,18 @@ describe("chain bindings on a devnet", () => {
     rmSync(deploymentsDir, { recursive: true, force: true });
   });
 
+  it("simulates an OP Stack L2: every receipt carries the L1 data fee fields", async () => {
+    const admin = createWriter(devnet.rpcUrl, devnet.deployment, devnet.deployerKey);
+    const minted = await mintAtp(admin, privateKeyToAccount(devnetPrivateKey(4)).address, 1n);
+    const raw = (await admin.publicClient.request({
+      method: "eth_getTransactionReceipt",
+      params: [minted.transactionHash],
+    })) as unknown as Record<string, string | undefined>;
+    for (const field of ["l1GasUsed", "l1Fee", "l1GasPrice", "l1BlobBaseFee"])
+      assert.match(raw[field] ?? "", /^0x[0-9a-f]+$/, `receipt field ${field}`);
+    assert.ok(BigInt(raw.l1GasUsed!) > 0n, "a transaction's calldata costs L1 data gas");
+  });
+
   it("writes the deployment where off-chain code reads it", () => {
     assert.deepEqual(readDeployment(devnet.chainId, deploymentsDir), devnet.deployment);
   });

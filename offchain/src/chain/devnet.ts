@@ -15,6 +15,8 @@ import type { Deployment } from "./deployments.ts";
 /** Hardhat's default development mnemonic: its accounts are funded with ETH on every Hardhat node. */
 export const DEVNET_MNEMONIC = "test test test test test test test test test test test junk";
 export const DEVNET_CHAIN_ID = 31337;
+/** Hardhat chain type of the devnet: the OP Stack simulation, as on the L2s Cell targets. */
+export const DEVNET_CHAIN_TYPE = "op";
 
 const REPO_ROOT = fileURLToPath(new URL("../../../", import.meta.url));
 
@@ -60,6 +62,8 @@ export async function freePort(): Promise<number> {
 /**
  * Starts `hardhat node` on loopback, waits until it answers, deploys the contracts (from the
  * committed bytecode) and returns where everything is. `stop()` ends the node process group.
+ * The node simulates an OP Stack L2 (`--chain-type op`): every receipt carries the L1 data fee
+ * fields an L2 user pays (`l1GasUsed`, `l1Fee`, `l1GasPrice`, ...).
  */
 export async function startDevnet(options: DevnetOptions = {}): Promise<Devnet> {
   const port = options.port ?? (await freePort());
@@ -70,6 +74,8 @@ export async function startDevnet(options: DevnetOptions = {}): Promise<Devnet> 
     [
       join(REPO_ROOT, "node_modules/hardhat/dist/src/cli.js"),
       "node",
+      "--chain-type",
+      DEVNET_CHAIN_TYPE,
       "--hostname",
       "127.0.0.1",
       "--port",

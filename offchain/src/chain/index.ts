@@ -70,6 +70,7 @@ export { DEFAULT_CHALLENGE_WINDOW, defaultDonorParams, deployCell } from "./depl
 export type { DeployOptions } from "./deploy.ts";
 export {
   DEVNET_CHAIN_ID,
+  DEVNET_CHAIN_TYPE,
   DEVNET_MNEMONIC,
   devnetPrivateKey,
   freePort,
