@@ -569,20 +569,40 @@ describe("PaymentChannels", async () => {
       assert.deepEqual(await channels.read.channels([channelIdOf(keys[1]!)]), [DEPOSIT, 0n, 0n]);
     });
 
-    it("skips a malleated (high-s) signature of a valid voucher", async () => {
-      const { viem, channels, keys, signed, settle } = await networkHelpers.loadFixture(manyChannels);
+    it("skips a high-s signature before recovering it, so a malleated twin of a voucher never pays", async () => {
+      // A batch carries s in the 255 low bits of vs, so the twin (r, n - s) of a valid signature fits
+      // only when the original s lies in (n - 2^255, n/2]: about 2^-127 of signatures, and no test can
+      // aim a channel-bound digest there. What the low-s rule decides is therefore shown on the
+      // smallest s it refuses, n/2 + 1, against n/2 - 1 with the same r: both recover to a stranger
+      // and are skipped as BadSignature, but only the low one may reach ecrecover (3 000 gas). Without
+      // the rule the two cost the same.
+      const { viem, channels, keys, signed, settle, publicClient } =
+        await networkHelpers.loadFixture(manyChannels);
       const good = await signed(keys[0]!, 10n);
-      const compact = toCompactSignature(good.signature);
-      const n = 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141n;
-      const vs = BigInt(compact.vs);
-      const s = vs & ((1n << 255n) - 1n);
-      const flippedParity = (vs >> 255n) ^ 1n;
-      const malleatedVs = toHex((flippedParity << 255n) | (n - s), { size: 32 });
-      const malleated = { ...good, signature: concat([compact.r, malleatedVs]) };
-      await viem.assertions.emitWithArgs(settle([malleated]), channels, "VoucherSkipped", [
-        channelIdOf(keys[0]!),
-        1,
-      ]);
+      const { r } = toCompactSignature(good.signature);
+      const halfOrder = 0x7fffffffffffffffffffffffffffffff5d576e7357a4501ddfe92f46681b20a0n;
+      const withS = (s: bigint): SignedVoucher => ({
+        ...good,
+        signature: concat([r, toHex(s, { size: 32 })]),
+      });
+      const gasOfSkipped = async (voucher: SignedVoucher) => {
+        const { logs, gasUsed } = await publicClient.waitForTransactionReceipt({
+          hash: await settle([voucher]),
+        });
+        const skipped = parseEventLogs({ abi: channels.abi, logs, eventName: "VoucherSkipped" });
+        assert.deepEqual(
+          skipped.map((log) => [log.args.channelId, log.args.reason]),
+          [[channelIdOf(keys[0]!), 1]],
+        );
+        return gasUsed;
+      };
+      const highS = await gasOfSkipped(withS(halfOrder + 1n));
+      const lowS = await gasOfSkipped(withS(halfOrder - 1n));
+      assert.ok(
+        highS + 3_000n <= lowS,
+        `high s cost ${highS} gas, low s ${lowS}: the high one was recovered`,
+      );
+      assert.deepEqual(await channels.read.channels([channelIdOf(keys[0]!)]), [DEPOSIT, 0n, 0n]);
       await viem.assertions.emit(settle([good]), channels, "BatchSettled");
       assert.deepEqual(await channels.read.channels([channelIdOf(keys[0]!)]), [DEPOSIT, 10n, 0n]);
     });
