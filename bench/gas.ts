@@ -1,6 +1,8 @@
 // `npm run bench -- gas`: gas of the main on-chain operations, measured from transaction
-// receipts on a real Hardhat node. Prints a table; the last line is one JSON object.
-import { keccak256, parseEther, toHex } from "viem";
+// receipts on the devnet (a Hardhat node simulating an OP Stack L2). For each operation it reports
+// the L2 gas and what the L1 data fee adds (`l1GasUsed`, `l1Fee` of the OP receipt). Prints a
+// table; the last line is one JSON object.
+import { keccak256, numberToHex, parseEther, toHex } from "viem";
 import type { Hex, TransactionReceipt } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import {
@@ -23,28 +25,68 @@ import type { ChainWriter, SignedVoucher } from "../offchain/src/chain/index.ts"
 import { cellDomain, signReceipt } from "../offchain/src/protocol/index.ts";
 import type { Receipt } from "../offchain/src/protocol/index.ts";
 
+/** The L1Block predeploy; slot 3 packs baseFeeScalar (bits 96..127) and blobBaseFeeScalar (64..95). */
+const L1_BLOCK = "0x4200000000000000000000000000000000000015";
+/** OP Mainnet's Ecotone fee scalars; L1 base fee and blob base fee stay at the node's 10 gwei. */
+const BASE_FEE_SCALAR = 5_227n;
+const BLOB_BASE_FEE_SCALAR = 1_014_213n;
+
+interface Measured {
+  /** L2 execution gas (receipt gasUsed). */
+  gas: number;
+  /** L1 data gas the OP Stack charges for the transaction's compressed size (receipt l1GasUsed). */
+  l1Gas: number;
+  /** L1 data fee in wei (receipt l1Fee) at the scalars and L1 prices above. */
+  l1Fee: bigint;
+}
+
 const devnet = await startDevnet();
 try {
   const { rpcUrl, deployment } = devnet;
-  const writer = (index: number) => createWriter(rpcUrl, deployment, devnetPrivateKey(index));
-  const operator = (label: string) => privateKeyToAccount(keccak256(toHex(`bench-${label}`)));
+  const writer = (key: number | Hex) =>
+    createWriter(rpcUrl, deployment, typeof key === "number" ? devnetPrivateKey(key) : key);
+  const labelled = (label: string) => privateKeyToAccount(keccak256(toHex(`bench-${label}`)));
   const admin = writer(0);
-  const gas = (receipt: TransactionReceipt) => Number(receipt.gasUsed);
+  const rpc = (method: string, params: unknown[]) =>
+    admin.publicClient.request({ method, params } as never) as Promise<unknown>;
 
-  async function funded(index: number): Promise<ChainWriter> {
-    const w = writer(index);
+  await rpc("hardhat_setStorageAt", [
+    L1_BLOCK,
+    "0x3",
+    numberToHex((BASE_FEE_SCALAR << 96n) | (BLOB_BASE_FEE_SCALAR << 64n), { size: 32 }),
+  ]);
+  async function measure(receipt: TransactionReceipt): Promise<Measured> {
+    const raw = (await rpc("eth_getTransactionReceipt", [receipt.transactionHash])) as {
+      l1GasUsed?: Hex;
+      l1Fee?: Hex;
+    };
+    if (raw.l1GasUsed === undefined || raw.l1Fee === undefined)
+      throw new Error("the devnet's receipts carry no l1GasUsed/l1Fee: is it an OP Stack chain?");
+    return { gas: Number(receipt.gasUsed), l1Gas: Number(raw.l1GasUsed), l1Fee: BigInt(raw.l1Fee) };
+  }
+  const perVoucher = (m: Measured, n: number): Measured => ({
+    gas: Math.round(m.gas / n),
+    l1Gas: Math.round(m.l1Gas / n),
+    l1Fee: m.l1Fee / BigInt(n),
+  });
+
+  async function funded(key: number | Hex): Promise<ChainWriter> {
+    const w = writer(key);
+    if (typeof key !== "number")
+      await rpc("hardhat_setBalance", [w.walletClient.account.address, numberToHex(parseEther("10"))]);
     await mintAtp(admin, w.walletClient.account.address, parseEther("1000000"));
     await ensureAllowance(w, deployment.donorRegistry, 1n);
     await ensureAllowance(w, deployment.paymentChannels, 1n);
     return w;
   }
 
-  // Donors: the first warms the registry's token balance; the second is measured.
+  // Donors: the first stake on the fresh registry (its ATP balance and the donor's slot start at
+  // zero), then a second donor's first stake.
   const donors = [await funded(1), await funded(2)];
-  await stake(donors[0]!, parseEther("1000"));
-  const stakeGas = gas(await stake(donors[1]!, parseEther("1000")));
-  const op = operator("donor");
-  const registerGas = gas(
+  const stakeFirst = await measure(await stake(donors[0]!, parseEther("1000")));
+  const stakeSecond = await measure(await stake(donors[1]!, parseEther("1000")));
+  const op = labelled("donor");
+  const register = await measure(
     await registerDonor(donors[1]!, {
       operator: op.address,
       peerKey: keccak256(toHex("peer")),
@@ -52,26 +94,31 @@ try {
     }),
   );
 
-  // Channels: buyer and voucher key; payees 10..19.
+  // Channels: buyer and voucher key; payees 10..19 (development accounts, which hold no ATP until
+  // their first payment below).
   const buyer = await funded(3);
-  const voucherKey = operator("buyer");
+  const voucherKey = labelled("buyer");
   const payees = Array.from({ length: 10 }, (_, i) => privateKeyToAccount(devnetPrivateKey(10 + i)).address);
   let nonce = 0n;
   const open = (payee: Hex, amount = parseEther("10")) =>
     openChannel(buyer, { signer: voucherKey.address, payee, amount, nonce: nonce++ });
-  await open(payees[0]!);
+  const openFirst = await measure((await open(payees[0]!)).receipt);
   const opened = await open(payees[1]!);
-  const openGas = gas(opened.receipt);
+  const openSecond = await measure(opened.receipt);
 
-  const voucher = async (key: SignedVoucher["key"], cumulativeAmount: bigint): Promise<SignedVoucher> => ({
+  const voucher = async (
+    key: SignedVoucher["key"],
+    cumulativeAmount: bigint,
+    signer = voucherKey,
+  ): Promise<SignedVoucher> => ({
     key,
     cumulativeAmount,
-    signature: await signVoucher(voucherKey, deployment.chainId, deployment.paymentChannels, {
+    signature: await signVoucher(signer, deployment.chainId, deployment.paymentChannels, {
       channelId: channelIdOf(key),
       cumulativeAmount,
     }),
   });
-  const redeemGas = gas(await redeemVoucher(buyer, await voucher(opened.key, parseEther("1"))));
+  const redeem = await measure(await redeemVoucher(buyer, await voucher(opened.key, parseEther("1"))));
 
   const receipt = (i: number): Receipt => ({
     jobId: keccak256(toHex(`job-${i}`)),
@@ -85,33 +132,57 @@ try {
     finishedAt: 2n,
   });
   let epoch = 0n;
-  const calldataPerVoucher = new Map<number, number>();
+  const calldataPerVoucher = new Map<string, number>();
   const calldataGas = (input: Hex) =>
     Buffer.from(input.slice(2), "hex").reduce((sum, byte) => sum + (byte === 0 ? 4 : 16), 0);
-  async function settlePerVoucher(size: number): Promise<number> {
+  async function settleBatch(label: string, batch: SignedVoucher[]): Promise<Measured> {
+    const tree = buildReceiptTree(batch.map((_, i) => receipt(i)));
+    const settled = await settleVouchers(admin, batch, {
+      epoch: epoch++,
+      receiptRoot: tree.root,
+      receiptCount: BigInt(batch.length),
+    });
+    const tx = await admin.publicClient.getTransaction({ hash: settled.transactionHash });
+    calldataPerVoucher.set(label, Math.round(calldataGas(tx.input) / batch.length));
+    return perVoucher(await measure(settled), batch.length);
+  }
+  /** Best case: one buyer and one voucher key; payees that already hold ATP after the first batch. */
+  async function settleOneBuyer(size: number): Promise<Measured> {
     const batch: SignedVoucher[] = [];
     for (let i = 0; i < size; i++) {
       const { key } = await open(payees[i % payees.length]!);
       batch.push(await voucher(key, parseEther("1")));
     }
-    const tree = buildReceiptTree(Array.from({ length: size }, (_, i) => receipt(i)));
-    const settled = await settleVouchers(admin, batch, {
-      epoch: epoch++,
-      receiptRoot: tree.root,
-      receiptCount: BigInt(size),
-    });
-    const tx = await admin.publicClient.getTransaction({ hash: settled.transactionHash });
-    calldataPerVoucher.set(size, Math.round(calldataGas(tx.input) / size));
-    return Math.round(gas(settled) / size);
+    return settleBatch(`best-${size}`, batch);
   }
-  const settlePerVoucher1 = await settlePerVoucher(1);
-  const settlePerVoucher10 = await settlePerVoucher(10);
-  const settlePerVoucher100 = await settlePerVoucher(100);
+  const settle1 = await settleOneBuyer(1);
+  const settle10 = await settleOneBuyer(10);
+  const settle100 = await settleOneBuyer(100);
+
+  // Realistic: 50 buyers, each with its own voucher key, pay 10 payees that have never held ATP;
+  // each buyer has a channel to two of them, so the batch of 100 names 110 addresses.
+  const freshPayees = Array.from({ length: 10 }, (_, i) => labelled(`fresh-payee-${i}`).address);
+  const realisticBatch: SignedVoucher[] = [];
+  for (let b = 0; b < 50; b++) {
+    const buyerKey = keccak256(toHex(`bench-buyer-${b}`));
+    const w = await funded(buyerKey);
+    const signer = labelled(`voucher-key-${b}`);
+    for (const payee of [freshPayees[(2 * b) % 10]!, freshPayees[(2 * b + 1) % 10]!]) {
+      const { key } = await openChannel(w, {
+        signer: signer.address,
+        payee,
+        amount: parseEther("10"),
+        nonce: 0n,
+      });
+      realisticBatch.push(await voucher(key, parseEther("1"), signer));
+    }
+  }
+  const settle100Realistic = await settleBatch("realistic-100", realisticBatch);
 
   const domain = cellDomain(deployment.chainId, deployment.donorRegistry);
   const honest = receipt(0);
   const lie = { ...honest, outputCid: keccak256(toHex("lie")) };
-  const slashGas = gas(
+  const slash = await measure(
     await slashEquivocation(
       admin,
       { receipt: honest, signature: await signReceipt(op, domain, honest) },
@@ -119,48 +190,73 @@ try {
     ),
   );
 
-  const rows: [string, number, number | undefined, string][] = [
-    ["stake", stakeGas, 80_000, "second donor's first stake, unlimited allowance"],
-    ["register", registerGas, undefined, "operator + peer key + 12-byte URI"],
-    ["openChannel", openGas, 70_000, "new channel, unlimited allowance"],
-    ["redeem", redeemGas, undefined, "first redeem of a channel"],
+  const rows: [string, Measured, number | undefined, string][] = [
+    [
+      "stakeFirst",
+      stakeFirst,
+      80_000,
+      "first stake on a fresh registry (cold contract), unlimited allowance",
+    ],
+    ["stake", stakeSecond, 80_000, "second donor's first stake, unlimited allowance"],
+    ["register", register, undefined, "operator + peer key + 12-byte URI"],
+    ["openChannelFirst", openFirst, 70_000, "first channel on a fresh contract (cold contract)"],
+    ["openChannel", openSecond, 70_000, "a buyer's second channel, unlimited allowance"],
+    ["redeem", redeem, undefined, "first redeem of a channel, payee already holds ATP"],
     [
       "settlePerVoucher1",
-      settlePerVoucher1,
+      settle1,
       undefined,
-      `1 channel, 1 payee, root anchored; calldata ${calldataPerVoucher.get(1)}`,
+      `1 channel, 1 payee, root anchored; calldata ${calldataPerVoucher.get("best-1")}`,
     ],
     [
       "settlePerVoucher10",
-      settlePerVoucher10,
+      settle10,
       undefined,
-      `10 channels, 10 payees, root anchored; calldata ${calldataPerVoucher.get(10)}/voucher`,
+      `1 buyer, 10 channels, 10 payees, root anchored; calldata ${calldataPerVoucher.get("best-10")}/voucher`,
     ],
     [
       "settlePerVoucher100",
-      settlePerVoucher100,
-      12_000,
-      `100 channels, 10 payees, root anchored; calldata ${calldataPerVoucher.get(100)}/voucher`,
+      settle100,
+      undefined,
+      `best case: 1 buyer and key, 100 channels, 10 payees holding ATP, root anchored; calldata ${calldataPerVoucher.get("best-100")}/voucher`,
     ],
-    ["slash", slashGas, undefined, "equivocation, reporter reward + treasury"],
+    [
+      "settlePerVoucher100Realistic",
+      settle100Realistic,
+      12_000,
+      `50 buyers, 50 voucher keys, 100 channels, 10 payees with no ATP before, root anchored; calldata ${calldataPerVoucher.get("realistic-100")}/voucher`,
+    ],
+    ["slash", slash, undefined, "equivocation, reporter reward + treasury"],
   ];
-  console.log(`${"operation".padEnd(22)}${"gas".padStart(9)}${"goal".padStart(9)}  setting`);
-  for (const [name, value, goal, setting] of rows) {
-    const mark = goal === undefined ? "" : value <= goal ? " ok" : " OVER";
+  const gwei = (wei: bigint) => (Number(wei) / 1e9).toFixed(0);
+  console.log(
+    `${"operation".padEnd(30)}${"L2 gas".padStart(9)}${"goal".padStart(9)}      ${"L1 gas".padStart(7)}${"L1 fee gwei".padStart(13)}  setting`,
+  );
+  for (const [name, m, goal, setting] of rows) {
+    const mark = goal === undefined ? "" : m.gas <= goal ? " ok" : " OVER";
     console.log(
-      `${name.padEnd(22)}${String(value).padStart(9)}${(goal === undefined ? "-" : String(goal)).padStart(9)}${mark.padEnd(6)} ${setting}`,
+      `${name.padEnd(30)}${String(m.gas).padStart(9)}${(goal === undefined ? "-" : String(goal)).padStart(9)}${mark.padEnd(6)}${String(m.l1Gas).padStart(7)}${gwei(m.l1Fee).padStart(13)}  ${setting}`,
     );
   }
   console.log(
+    "L1 data fee at OP Mainnet's Ecotone scalars (base 5 227, blob 1 014 213), L1 base fee and blob base fee 10 gwei; settle rows are per voucher",
+  );
+  console.log(
     JSON.stringify({
-      stake: stakeGas,
-      register: registerGas,
-      openChannel: openGas,
-      redeem: redeemGas,
-      settlePerVoucher1,
-      settlePerVoucher10,
-      settlePerVoucher100,
-      slash: slashGas,
+      stake: stakeSecond.gas,
+      register: register.gas,
+      openChannel: openSecond.gas,
+      redeem: redeem.gas,
+      settlePerVoucher1: settle1.gas,
+      settlePerVoucher10: settle10.gas,
+      settlePerVoucher100: settle100.gas,
+      slash: slash.gas,
+      stakeFirst: stakeFirst.gas,
+      openChannelFirst: openFirst.gas,
+      settlePerVoucher100Realistic: settle100Realistic.gas,
+      l1DataGasPerVoucher100: settle100Realistic.l1Gas,
+      l1DataGas: Object.fromEntries(rows.map(([name, m]) => [name, m.l1Gas])),
+      l1FeeGwei: Object.fromEntries(rows.map(([name, m]) => [name, Number(gwei(m.l1Fee))])),
     }),
   );
 } finally {
