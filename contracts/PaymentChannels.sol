@@ -87,6 +87,10 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
     event CloseStarted(bytes32 indexed channelId, uint256 closesAt);
     event ChannelClosed(bytes32 indexed channelId, uint256 paid, uint256 refund);
     event VoucherSkipped(bytes32 indexed channelId, SkipReason reason);
+    /// @notice The settlement batch whose BatchSettled precedes this event paid `payee` `amount` in
+    /// all, in one transfer. Lets an indexer follow payouts, also of batches sent through a
+    /// contract wallet or a multicall, without decoding calldata.
+    event PayeeSettled(address indexed payee, uint256 amount);
     /// @notice One settlement batch of `vouchers` vouchers paying `total`. Bit i of
     /// paidBitmap[i / 256] (least significant first) is set when the batch's voucher i paid; that
     /// voucher raised its channel's `paid` to min(cumulativeAmount, deposit). Channel ids, payees
@@ -246,7 +250,11 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
         emit BatchSettled(msg.sender, voucherCount, total, paidBitmap);
         uint256 table = _tableOffset(batch);
         for (uint256 j = 0; j < addressCount; ++j) {
-            if (earned[j] != 0) token.safeTransfer(_addressAt(table, j), earned[j]);
+            uint256 amount = earned[j];
+            if (amount == 0) continue;
+            address payee = _addressAt(table, j);
+            emit PayeeSettled(payee, amount);
+            token.safeTransfer(payee, amount);
         }
     }
 

@@ -532,6 +532,13 @@ describe("PaymentChannels", async () => {
       const [settled] = parseEventLogs({ abi: channels.abi, logs: receipt.logs, eventName: "BatchSettled" });
       assert.equal(settled!.args.total, 210n);
       assert.equal(settled!.args.vouchers, 6n);
+      // The indexer's view without calldata: one PayeeSettled per payee, after BatchSettled.
+      const payouts = parseEventLogs({ abi: channels.abi, logs: receipt.logs, eventName: "PayeeSettled" });
+      assert.deepEqual(
+        payouts.map((log) => [log.args.payee, log.args.amount]).sort(),
+        payees.map((payee, i) => [getAddress(payee), expected[i]!]).sort(),
+      );
+      assert.ok(payouts.every((log) => log.logIndex > settled!.logIndex));
       // The explorer's view: the batch from calldata, which of its vouchers paid from the bitmap.
       const input = (await publicClient.getTransaction({ hash })).input;
       const { args } = decodeFunctionData({ abi: channels.abi, data: input });
@@ -720,6 +727,7 @@ describe("PaymentChannels", async () => {
       assert.equal(settled!.args.total, 0n);
       assert.deepEqual(paidVoucherFlags(settled!.args.paidBitmap, batch.length), [false, false, false]);
       assert.equal(parseEventLogs({ abi: atpTokenAbi, logs, eventName: "Transfer" }).length, 0);
+      assert.equal(parseEventLogs({ abi: channels.abi, logs, eventName: "PayeeSettled" }).length, 0);
       assert.equal(await channels.read.remaining([channelIdOf(keys[1]!)]), before);
       await viem.assertions.emit(settle([await signed(keys[1]!, 1n)]), channels, "BatchSettled");
     });
