@@ -241,21 +241,9 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
         // What each address of the table earned, indexed like the table: netting is O(1) per voucher.
         uint256[] memory earned = new uint256[](addressCount);
         uint256[] memory paidBitmap = new uint256[]((voucherCount + 255) >> 8);
-        _settleVouchers(batch, addressCount, voucherCount, earned, paidBitmap);
-        uint256 total;
-        // Each entry is a sum of increases of distinct channels' `paid`, all within the escrow.
-        unchecked {
-            for (uint256 j = 0; j < addressCount; ++j) total += earned[j];
-        }
+        uint256 total = _settleVouchers(batch, addressCount, voucherCount, earned, paidBitmap);
         emit BatchSettled(msg.sender, voucherCount, total, paidBitmap);
-        uint256 table = _tableOffset(batch);
-        for (uint256 j = 0; j < addressCount; ++j) {
-            uint256 amount = earned[j];
-            if (amount == 0) continue;
-            address payee = _addressAt(table, j);
-            emit PayeeSettled(payee, amount);
-            token.safeTransfer(payee, amount);
-        }
+        _payOut(_tableOffset(batch), earned);
     }
 
     // ---------------------------------------------------------------- closing
@@ -421,12 +409,67 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
         if (batch.length < tableEnd || (batch.length - tableEnd) % VOUCHER_BYTES != 0)
             revert MalformedBatch();
         voucherCount = (batch.length - tableEnd) / VOUCHER_BYTES;
-        uint256 table = _tableOffset(batch);
-        uint256 previous;
-        for (uint256 j = 0; j < addressCount; ++j) {
-            uint256 current = uint160(_addressAt(table, j));
-            if (j != 0 && current <= previous) revert UnsortedAddresses(j);
-            previous = current;
+        bytes4 unsorted = UnsortedAddresses.selector;
+        assembly ("memory-safe") {
+            let table := add(batch.offset, 2)
+            let previous := shr(96, calldataload(table))
+            for {
+                let j := 1
+            } lt(j, addressCount) {
+                j := add(j, 1)
+            } {
+                let current := shr(96, calldataload(add(table, mul(j, ADDRESS_BYTES))))
+                if iszero(gt(current, previous)) {
+                    mstore(0x00, unsorted)
+                    mstore(0x04, j)
+                    revert(0x00, 0x24)
+                }
+                previous := current
+            }
+        }
+    }
+
+    /// @dev Pays every address of the table its nonzero `earned` entry in one transfer each, with
+    /// its PayeeSettled, in assembly for the same reason as the voucher loop (the table is as long
+    /// as 3 addresses per voucher). The transfer is checked like SafeERC20.safeTransfer: it must not
+    /// revert and must return true or nothing from a contract.
+    function _payOut(uint256 table, uint256[] memory earned) private {
+        address tokenAddress = address(token);
+        bytes32 payeeSettled = PayeeSettled.selector;
+        bytes4 failed = SafeERC20.SafeERC20FailedOperation.selector;
+        assembly ("memory-safe") {
+            let count := mload(earned)
+            let ptr := mload(0x40)
+            for {
+                let j := 0
+            } lt(j, count) {
+                j := add(j, 1)
+            } {
+                let amount := mload(add(earned, shl(5, add(j, 1))))
+                if amount {
+                    let payee := shr(96, calldataload(add(table, mul(j, ADDRESS_BYTES))))
+                    mstore(0x00, amount)
+                    log2(0x00, 0x20, payeeSettled, payee)
+                    // transfer(payee, amount)
+                    mstore(ptr, 0xa9059cbb00000000000000000000000000000000000000000000000000000000)
+                    mstore(add(ptr, 0x04), payee)
+                    mstore(add(ptr, 0x24), amount)
+                    mstore(0x00, 0)
+                    let ok := call(gas(), tokenAddress, 0, ptr, 0x44, 0x00, 0x20)
+                    switch returndatasize()
+                    case 0 {
+                        ok := and(ok, gt(extcodesize(tokenAddress), 0))
+                    }
+                    default {
+                        ok := and(ok, eq(mload(0x00), 1))
+                    }
+                    if iszero(ok) {
+                        mstore(0x00, failed)
+                        mstore(0x04, tokenAddress)
+                        revert(0x00, 0x24)
+                    }
+                }
+            }
         }
     }
 
@@ -445,7 +488,7 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
         uint256 voucherCount,
         uint256[] memory earned,
         uint256[] memory paidBitmap
-    ) private {
+    ) private returns (uint256 total) {
         uint256 buf;
         {
             bytes32 domainSeparator = _domainSeparatorV4();
@@ -543,6 +586,7 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
                         sstore(channelId, or(and(packed, not(shl(96, UINT96_MASK))), shl(96, capped)))
                         let entry := add(mload(add(buf, 0x200)), shl(5, add(payeeIndex, 1)))
                         mstore(entry, add(mload(entry), sub(capped, paid)))
+                        total := add(total, sub(capped, paid))
                         let word := add(mload(add(buf, 0x220)), shl(5, add(shr(8, i), 1)))
                         mstore(word, or(mload(word), shl(and(i, 0xff), 1)))
                     }
