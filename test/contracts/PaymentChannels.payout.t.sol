@@ -1,0 +1,166 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.27;
+
+import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
+import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
+import {PaymentChannels} from "../../contracts/PaymentChannels.sol";
+
+/// Cheatcodes of the Hardhat 3 Solidity test runner (the forge-std Vm subset used here).
+interface Vm {
+    function sign(uint256 privateKey, bytes32 digest) external pure returns (uint8 v, bytes32 r, bytes32 s);
+    function addr(uint256 privateKey) external pure returns (address);
+    function prank(address sender) external;
+}
+
+/// An ERC-20 whose `transfer` answers as a token of `mode` does: true, false, nothing, or a revert.
+/// ATP always answers true; these are the tokens `settle`'s payout check must also judge the way
+/// SafeERC20.safeTransfer does.
+contract PayoutToken {
+    enum Mode {
+        ReturnsTrue,
+        ReturnsFalse,
+        ReturnsNothing,
+        Reverts
+    }
+
+    Mode public mode;
+    mapping(address account => uint256 balance) public balanceOf;
+
+    function setMode(Mode mode_) external {
+        mode = mode_;
+    }
+
+    function mint(address to, uint256 amount) external {
+        balanceOf[to] += amount;
+    }
+
+    function transferFrom(address from, address to, uint256 amount) external returns (bool) {
+        balanceOf[from] -= amount;
+        balanceOf[to] += amount;
+        return true;
+    }
+
+    function transfer(address to, uint256 amount) external {
+        Mode current = mode;
+        if (current == Mode.Reverts) revert("transfer refused");
+        if (current == Mode.ReturnsFalse) _return(false);
+        balanceOf[msg.sender] -= amount;
+        balanceOf[to] += amount;
+        if (current == Mode.ReturnsTrue) _return(true);
+    }
+
+    function _return(bool value) private pure {
+        assembly ("memory-safe") {
+            mstore(0x00, value)
+            return(0x00, 0x20)
+        }
+    }
+}
+
+/// `settle` pays each payee with an assembly call to the token; it must accept exactly what
+/// SafeERC20.safeTransfer accepts (no revert, and true or no return data) and undo the batch
+/// otherwise.
+contract PaymentChannelsPayoutTest {
+    Vm private constant VM = Vm(address(uint160(uint256(keccak256("hevm cheat code")))));
+    uint256 private constant SIGNER_KEY = 0xA11CE;
+    address private constant BUYER = address(0xB0B);
+    address private constant PAYEE = address(0xCAFE);
+    uint96 private constant DEPOSIT = 1e20;
+    uint96 private constant AMOUNT = 7e18;
+
+    PayoutToken private token;
+    PaymentChannels private channels;
+    bytes32 private channelId;
+    bytes private batch;
+
+    function setUp() public {
+        token = new PayoutToken();
+        channels = new PaymentChannels(IERC20(address(token)), 1 hours);
+        token.mint(BUYER, DEPOSIT);
+        address signer = VM.addr(SIGNER_KEY);
+        VM.prank(BUYER);
+        channelId = channels.open(signer, PAYEE, 0, DEPOSIT);
+        batch = _batch(signer);
+    }
+
+    function test_paysWhenTheTokenReturnsTrue() public {
+        token.setMode(PayoutToken.Mode.ReturnsTrue);
+        channels.settle(batch, 0, bytes32(0), 0);
+        _checkPaid(AMOUNT);
+    }
+
+    function test_paysWhenTheTokenReturnsNothing() public {
+        token.setMode(PayoutToken.Mode.ReturnsNothing);
+        channels.settle(batch, 0, bytes32(0), 0);
+        _checkPaid(AMOUNT);
+    }
+
+    function test_undoesTheBatchWhenTheTokenReturnsFalse() public {
+        token.setMode(PayoutToken.Mode.ReturnsFalse);
+        _checkRefused();
+    }
+
+    function test_undoesTheBatchWhenTheTokenReverts() public {
+        token.setMode(PayoutToken.Mode.Reverts);
+        _checkRefused();
+    }
+
+    function _checkRefused() private {
+        try channels.settle(batch, 0, bytes32(0), 0) {
+            revert("settle accepted a failed transfer");
+        } catch (bytes memory reason) {
+            bytes memory expected = abi.encodeWithSelector(
+                SafeERC20.SafeERC20FailedOperation.selector,
+                address(token)
+            );
+            _check(keccak256(reason) == keccak256(expected), "not SafeERC20FailedOperation(token)");
+        }
+        _checkPaid(0);
+    }
+
+    function _checkPaid(uint256 amount) private view {
+        (, uint96 paid, ) = channels.channels(channelId);
+        _check(paid == amount, "channel paid differs");
+        _check(token.balanceOf(PAYEE) == amount, "payee balance differs");
+        _check(token.balanceOf(address(channels)) == DEPOSIT - amount, "escrow differs");
+    }
+
+    /// One voucher of AMOUNT on the channel, in the packed layout `settle` takes.
+    function _batch(address signer) private view returns (bytes memory) {
+        address[3] memory table = _sorted([BUYER, signer, PAYEE]);
+        (uint8 v, bytes32 r, bytes32 s) = VM.sign(SIGNER_KEY, channels.voucherDigest(channelId, AMOUNT));
+        bytes32 vs = bytes32(uint256(s) | (uint256(v - 27) << 255));
+        return
+            abi.encodePacked(
+                uint16(3),
+                table[0],
+                table[1],
+                table[2],
+                _indexOf(table, BUYER),
+                _indexOf(table, signer),
+                _indexOf(table, PAYEE),
+                uint64(0),
+                AMOUNT,
+                r,
+                vs
+            );
+    }
+
+    function _sorted(address[3] memory a) private pure returns (address[3] memory) {
+        for (uint256 i = 0; i < 3; ++i) {
+            for (uint256 j = i + 1; j < 3; ++j) {
+                if (a[j] < a[i]) (a[i], a[j]) = (a[j], a[i]);
+            }
+        }
+        return a;
+    }
+
+    function _indexOf(address[3] memory table, address account) private pure returns (uint16) {
+        for (uint16 i = 0; i < 3; ++i) if (table[i] == account) return i;
+        revert("not in the table");
+    }
+
+    function _check(bool condition, string memory message) private pure {
+        require(condition, message);
+    }
+}
