@@ -431,8 +431,8 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
 
     /// @dev Pays every address of the table its nonzero `earned` entry in one transfer each, with
     /// its PayeeSettled, in assembly for the same reason as the voucher loop (the table is as long
-    /// as 3 addresses per voucher). The transfer is checked like SafeERC20.safeTransfer: it must not
-    /// revert and must return true or nothing from a contract.
+    /// as 3 addresses per voucher). The transfer is checked as SafeERC20.safeTransfer checks it: a
+    /// revert is passed on, and the call must return true, or nothing from a contract.
     function _payOut(uint256 table, uint256[] memory earned) private {
         address tokenAddress = address(token);
         bytes32 payeeSettled = PayeeSettled.selector;
@@ -456,12 +456,16 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
                     mstore(add(ptr, 0x24), amount)
                     mstore(0x00, 0)
                     let ok := call(gas(), tokenAddress, 0, ptr, 0x44, 0x00, 0x20)
+                    if iszero(ok) {
+                        returndatacopy(ptr, 0, returndatasize())
+                        revert(ptr, returndatasize())
+                    }
                     switch returndatasize()
                     case 0 {
-                        ok := and(ok, gt(extcodesize(tokenAddress), 0))
+                        ok := gt(extcodesize(tokenAddress), 0)
                     }
                     default {
-                        ok := and(ok, eq(mload(0x00), 1))
+                        ok := eq(mload(0x00), 1)
                     }
                     if iszero(ok) {
                         mstore(0x00, failed)
@@ -479,7 +483,8 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
     /// the channel id from the table, reads the channel slot, skips with VoucherSkipped when the
     /// voucher pays nothing new (NothingNew) or is not signed by the channel's signer with a low-s
     /// signature (BadSignature), and otherwise raises `paid` to min(cumulativeAmount, deposit) and
-    /// adds the increase to the payee's `earned` entry and the voucher's bit to `paidBitmap`.
+    /// adds the increase to the payee's `earned` entry and to the returned total, and the voucher's
+    /// bit to `paidBitmap`.
     /// Bounds: indices are checked against the table, `capped <= deposit < 2^96` so the `paid`
     /// field cannot overflow, and sums of increases stay below the escrowed total (< 2^96 each).
     function _settleVouchers(
