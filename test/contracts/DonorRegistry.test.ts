@@ -400,6 +400,12 @@ describe("DonorRegistry", async () => {
         ]),
         operatorRegistrationDigest(chainId, registry.address, registration),
       );
+      assert.equal(
+        await registry.read.OPERATOR_REGISTRATION_TYPEHASH(),
+        keccak256(
+          toHex("OperatorRegistration(address donor,address operator,bytes32 peerKey,uint256 nonce)"),
+        ),
+      );
     });
 
     it("updates the metadata URI of a registered donor only", async () => {
