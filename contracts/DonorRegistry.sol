@@ -667,21 +667,28 @@ contract DonorRegistry is EIP712, Ownable2Step, ReentrancyGuardTransient {
     }
 
     function _checkParams(Params memory p) private pure {
-        if (p.treasury == address(0)) revert InvalidParams("treasury");
-        if (p.minStake == 0) revert InvalidParams("minStake");
-        if (p.minOutvoteQuorum == 0) revert InvalidParams("minOutvoteQuorum");
-        if (p.equivocationSlashBps > MAX_SLASH_BPS) revert InvalidParams("equivocationSlashBps");
-        if (p.outvotedSlashBps > MAX_SLASH_BPS) revert InvalidParams("outvotedSlashBps");
-        if (p.reporterRewardBps > BPS) revert InvalidParams("reporterRewardBps");
-        if (p.outvoteRewardBps > BPS) revert InvalidParams("outvoteRewardBps");
-        if (!_isDelay(p.rotationDelay)) revert InvalidParams("rotationDelay");
-        if (!_isDelay(p.jailDelay)) revert InvalidParams("jailDelay");
-        if (!_isDelay(p.paramsTimelock)) revert InvalidParams("paramsTimelock");
-        if (p.disputeWindow > MAX_DELAY) revert InvalidParams("disputeWindow");
+        bytes32 field = _invalidField(p);
+        if (field != bytes32(0)) revert InvalidParams(field);
+    }
+
+    /// @dev The first field of `p` outside the hard bounds, or 0.
+    function _invalidField(Params memory p) private pure returns (bytes32) {
+        if (p.treasury == address(0)) return "treasury";
+        if (p.minStake == 0) return "minStake";
+        if (p.minOutvoteQuorum == 0) return "minOutvoteQuorum";
+        if (p.equivocationSlashBps > MAX_SLASH_BPS) return "equivocationSlashBps";
+        if (p.outvotedSlashBps > MAX_SLASH_BPS) return "outvotedSlashBps";
+        if (p.reporterRewardBps > BPS) return "reporterRewardBps";
+        if (p.outvoteRewardBps > BPS) return "outvoteRewardBps";
+        if (!_isDelay(p.rotationDelay)) return "rotationDelay";
+        if (!_isDelay(p.jailDelay)) return "jailDelay";
+        if (!_isDelay(p.paramsTimelock)) return "paramsTimelock";
+        if (p.disputeWindow > MAX_DELAY) return "disputeWindow";
         uint256 unbonding = p.unbondingDelay;
         if (unbonding < uint256(p.rotationDelay) + p.disputeWindow || unbonding > MAX_UNBONDING_DELAY) {
-            revert InvalidParams("unbondingDelay");
+            return "unbondingDelay";
         }
+        return bytes32(0);
     }
 
     function _isDelay(uint32 delay) private pure returns (bool) {
