@@ -920,6 +920,42 @@ describe("DonorRegistry", async () => {
       await fresh.slash(fresh.accused, fresh.quorum);
     });
 
+    it("counts a quorum key rotated away from only while it is still accountable", async () => {
+      const fx = await networkHelpers.loadFixture(registeredDonors);
+      const { viem, registry, donors, chainId, operators } = fx;
+      const [first, second] = [await outvote(fx), await outvote(fx, 4, "second")];
+      const donor = donors[3]!;
+      const next = operatorAccount("op3-next");
+      const proof = await proofOf(next, chainId, registry.address, {
+        donor: donor.account.address,
+        peerKey: peerKeyOf("p3-next"),
+        nonce: 1n,
+      });
+      await registry.write.rotateOperator([next.address, peerKeyOf("p3-next"), proof], {
+        account: donor.account,
+      });
+      await first.slash(first.accused, first.quorum);
+      await networkHelpers.time.increase(ROTATION_DELAY);
+      await viem.assertions.revertWithCustomErrorWithArgs(
+        second.slash(second.accused, second.quorum),
+        registry,
+        "OperatorNotActive",
+        [operators[3]!.address],
+      );
+    });
+
+    it("reads bondedSince against today's minimum; a top-up over a raised minimum starts it again", async () => {
+      const fx = await networkHelpers.loadFixture(registeredDonors);
+      const { registry, donors, treasury } = fx;
+      const wallet = donors[1]!.account.address;
+      const before = await registry.read.bondedSince([wallet]);
+      assert.ok(before > 0n);
+      await changeParams(fx, { ...donorParams(treasury.account.address), minStake: STAKE + 1n });
+      assert.equal(await registry.read.bondedSince([wallet]), 0n, "below today's minimum");
+      await registry.write.stake([1n], { account: donors[1]!.account });
+      assert.equal(await registry.read.bondedSince([wallet]), await now(fx));
+    });
+
     it("rejects quorums too small or too large, duplicate donors and operators that may not vote", async () => {
       const fx = await networkHelpers.loadFixture(registeredDonors);
       const { viem, registry, donors, chainId, operators } = fx;
