@@ -718,6 +718,43 @@ describe("DonorRegistry", async () => {
       assert.equal(unbonding, STAKE - (STAKE * BigInt(EQUIVOCATION_BPS)) / 10_000n);
     });
 
+    it("finds unbonded stake for evidence within rotationDelay of the unbond; evidence after the withdrawal finds none", async () => {
+      const fx = await networkHelpers.loadFixture(registeredDonors);
+      const { viem, registry, chainId, operators, reporter, donors } = fx;
+      const equivocation = async (operator: ReturnType<typeof operatorAccount>, job: Hex) => {
+        const a = await signedReceipt(operator, chainId, registry.address, job);
+        const b = await signedReceipt(operator, chainId, registry.address, job, { status: 2 });
+        return registry.write.slashEquivocation([a.receipt, a.signature, b.receipt, b.signature], {
+          account: reporter.account,
+        });
+      };
+      // Donor 0 unbonds everything; evidence comes at the end of the accountability horizon.
+      await registry.write.requestUnbond([STAKE], { account: donors[0]!.account });
+      const unbondedAt = await now(fx);
+      await networkHelpers.time.setNextBlockTimestamp(unbondedAt + BigInt(ROTATION_DELAY));
+      await equivocation(operators[0]!, JOB);
+      assert.deepEqual(await registry.read.stakes([donors[0]!.account.address]), [
+        0n,
+        STAKE / 2n,
+        unbondedAt + BigInt(UNBONDING_DELAY),
+      ]);
+      await viem.assertions.revertWithCustomError(
+        registry.write.withdraw({ account: donors[0]!.account }),
+        registry,
+        "StillUnbonding",
+      );
+      // Donor 1 unbonds and withdraws once matured: evidence after that has nothing left to take.
+      await registry.write.requestUnbond([STAKE], { account: donors[1]!.account });
+      await networkHelpers.time.increase(UNBONDING_DELAY);
+      await registry.write.withdraw({ account: donors[1]!.account });
+      await viem.assertions.revertWithCustomErrorWithArgs(
+        equivocation(operators[1]!, JOB),
+        registry,
+        "NothingToSlash",
+        [operators[1]!.address],
+      );
+    });
+
     it("rejects different jobs, different executors, equal results, bad signatures, unknown operators, empty stake", async () => {
       const fx = await networkHelpers.loadFixture(registeredDonors);
       const { viem, registry, chainId, operators, reporter, donors } = fx;
