@@ -88,7 +88,7 @@ try {
   const op = labelled("donor");
   const register = await measure(
     await registerDonor(donors[1]!, {
-      operator: op.address,
+      operator: op,
       peerKey: keccak256(toHex("peer")),
       metadataURI: "ipfs://donor",
     }),
@@ -198,7 +198,7 @@ try {
       "first stake on a fresh registry (cold contract), unlimited allowance",
     ],
     ["stake", stakeSecond, 80_000, "second donor's first stake, unlimited allowance"],
-    ["register", register, undefined, "operator + peer key + 12-byte URI"],
+    ["register", register, undefined, "operator + peer key + 12-byte URI + proof of possession"],
     ["openChannelFirst", openFirst, 70_000, "first channel on a fresh contract (cold contract)"],
     ["openChannel", openSecond, 70_000, "a buyer's second channel, unlimited allowance"],
     ["redeem", redeem, undefined, "first redeem of a channel, payee already holds ATP"],

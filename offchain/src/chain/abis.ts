@@ -867,6 +867,26 @@ export const donorRegistryAbi = [
             type: "uint32",
           },
           {
+            internalType: "uint32",
+            name: "disputeWindow",
+            type: "uint32",
+          },
+          {
+            internalType: "uint32",
+            name: "rotationDelay",
+            type: "uint32",
+          },
+          {
+            internalType: "uint32",
+            name: "jailDelay",
+            type: "uint32",
+          },
+          {
+            internalType: "uint32",
+            name: "paramsTimelock",
+            type: "uint32",
+          },
+          {
             internalType: "uint16",
             name: "equivocationSlashBps",
             type: "uint16",
@@ -879,6 +899,11 @@ export const donorRegistryAbi = [
           {
             internalType: "uint16",
             name: "reporterRewardBps",
+            type: "uint16",
+          },
+          {
+            internalType: "uint16",
+            name: "outvoteRewardBps",
             type: "uint16",
           },
           {
@@ -962,11 +987,11 @@ export const donorRegistryAbi = [
     inputs: [
       {
         internalType: "address",
-        name: "operator",
+        name: "donor",
         type: "address",
       },
     ],
-    name: "DuplicateOperator",
+    name: "DuplicateDonor",
     type: "error",
   },
   {
@@ -991,13 +1016,30 @@ export const donorRegistryAbi = [
     type: "error",
   },
   {
-    inputs: [],
+    inputs: [
+      {
+        internalType: "bytes32",
+        name: "field",
+        type: "bytes32",
+      },
+    ],
     name: "InvalidParams",
     type: "error",
   },
   {
     inputs: [],
     name: "InvalidPeerKey",
+    type: "error",
+  },
+  {
+    inputs: [
+      {
+        internalType: "address",
+        name: "operator",
+        type: "address",
+      },
+    ],
+    name: "InvalidProofOfPossession",
     type: "error",
   },
   {
@@ -1025,6 +1067,32 @@ export const donorRegistryAbi = [
       },
     ],
     name: "JobSpecMismatch",
+    type: "error",
+  },
+  {
+    inputs: [],
+    name: "NoPendingParams",
+    type: "error",
+  },
+  {
+    inputs: [
+      {
+        internalType: "address",
+        name: "operator",
+        type: "address",
+      },
+      {
+        internalType: "uint256",
+        name: "bondedSince",
+        type: "uint256",
+      },
+      {
+        internalType: "uint256",
+        name: "startedAt",
+        type: "uint256",
+      },
+    ],
+    name: "NotBondedBeforeJob",
     type: "error",
   },
   {
@@ -1067,7 +1135,34 @@ export const donorRegistryAbi = [
         type: "address",
       },
     ],
+    name: "OperatorJailed",
+    type: "error",
+  },
+  {
+    inputs: [
+      {
+        internalType: "address",
+        name: "operator",
+        type: "address",
+      },
+    ],
     name: "OperatorNotActive",
+    type: "error",
+  },
+  {
+    inputs: [
+      {
+        internalType: "address",
+        name: "operator",
+        type: "address",
+      },
+      {
+        internalType: "uint256",
+        name: "accountableUntil",
+        type: "uint256",
+      },
+    ],
+    name: "OperatorRetired",
     type: "error",
   },
   {
@@ -1101,6 +1196,22 @@ export const donorRegistryAbi = [
       },
     ],
     name: "OwnableUnauthorizedAccount",
+    type: "error",
+  },
+  {
+    inputs: [
+      {
+        internalType: "uint256",
+        name: "count",
+        type: "uint256",
+      },
+      {
+        internalType: "uint256",
+        name: "maximum",
+        type: "uint256",
+      },
+    ],
+    name: "QuorumTooLarge",
     type: "error",
   },
   {
@@ -1166,6 +1277,38 @@ export const donorRegistryAbi = [
     inputs: [
       {
         internalType: "uint256",
+        name: "receipts",
+        type: "uint256",
+      },
+      {
+        internalType: "uint256",
+        name: "signatures",
+        type: "uint256",
+      },
+    ],
+    name: "SignatureCountMismatch",
+    type: "error",
+  },
+  {
+    inputs: [
+      {
+        internalType: "address",
+        name: "operator",
+        type: "address",
+      },
+      {
+        internalType: "uint256",
+        name: "rotatableAt",
+        type: "uint256",
+      },
+    ],
+    name: "StillJailed",
+    type: "error",
+  },
+  {
+    inputs: [
+      {
+        internalType: "uint256",
         name: "unbondableAt",
         type: "uint256",
       },
@@ -1182,6 +1325,17 @@ export const donorRegistryAbi = [
       },
     ],
     name: "StringTooLong",
+    type: "error",
+  },
+  {
+    inputs: [
+      {
+        internalType: "uint256",
+        name: "applicableAt",
+        type: "uint256",
+      },
+    ],
+    name: "TimelockNotExpired",
     type: "error",
   },
   {
@@ -1212,6 +1366,31 @@ export const donorRegistryAbi = [
       {
         indexed: true,
         internalType: "address",
+        name: "operator",
+        type: "address",
+      },
+      {
+        indexed: true,
+        internalType: "address",
+        name: "donor",
+        type: "address",
+      },
+      {
+        indexed: false,
+        internalType: "uint256",
+        name: "rotatableAt",
+        type: "uint256",
+      },
+    ],
+    name: "Jailed",
+    type: "event",
+  },
+  {
+    anonymous: false,
+    inputs: [
+      {
+        indexed: true,
+        internalType: "address",
         name: "donor",
         type: "address",
       },
@@ -1223,6 +1402,62 @@ export const donorRegistryAbi = [
       },
     ],
     name: "MetadataUpdated",
+    type: "event",
+  },
+  {
+    anonymous: false,
+    inputs: [
+      {
+        indexed: true,
+        internalType: "address",
+        name: "donor",
+        type: "address",
+      },
+      {
+        indexed: true,
+        internalType: "address",
+        name: "oldOperator",
+        type: "address",
+      },
+      {
+        indexed: true,
+        internalType: "address",
+        name: "newOperator",
+        type: "address",
+      },
+      {
+        indexed: false,
+        internalType: "bytes32",
+        name: "peerKey",
+        type: "bytes32",
+      },
+      {
+        indexed: false,
+        internalType: "uint256",
+        name: "oldAccountableUntil",
+        type: "uint256",
+      },
+    ],
+    name: "OperatorRotated",
+    type: "event",
+  },
+  {
+    anonymous: false,
+    inputs: [
+      {
+        indexed: true,
+        internalType: "address",
+        name: "previousOwner",
+        type: "address",
+      },
+      {
+        indexed: true,
+        internalType: "address",
+        name: "newOwner",
+        type: "address",
+      },
+    ],
+    name: "OwnershipTransferStarted",
     type: "event",
   },
   {
@@ -1260,6 +1495,26 @@ export const donorRegistryAbi = [
             type: "uint32",
           },
           {
+            internalType: "uint32",
+            name: "disputeWindow",
+            type: "uint32",
+          },
+          {
+            internalType: "uint32",
+            name: "rotationDelay",
+            type: "uint32",
+          },
+          {
+            internalType: "uint32",
+            name: "jailDelay",
+            type: "uint32",
+          },
+          {
+            internalType: "uint32",
+            name: "paramsTimelock",
+            type: "uint32",
+          },
+          {
             internalType: "uint16",
             name: "equivocationSlashBps",
             type: "uint16",
@@ -1272,6 +1527,92 @@ export const donorRegistryAbi = [
           {
             internalType: "uint16",
             name: "reporterRewardBps",
+            type: "uint16",
+          },
+          {
+            internalType: "uint16",
+            name: "outvoteRewardBps",
+            type: "uint16",
+          },
+          {
+            internalType: "uint8",
+            name: "minOutvoteQuorum",
+            type: "uint8",
+          },
+          {
+            internalType: "address",
+            name: "treasury",
+            type: "address",
+          },
+        ],
+        indexed: false,
+        internalType: "struct DonorRegistry.Params",
+        name: "params",
+        type: "tuple",
+      },
+      {
+        indexed: false,
+        internalType: "uint256",
+        name: "applicableAt",
+        type: "uint256",
+      },
+    ],
+    name: "ParamsProposed",
+    type: "event",
+  },
+  {
+    anonymous: false,
+    inputs: [
+      {
+        components: [
+          {
+            internalType: "uint96",
+            name: "minStake",
+            type: "uint96",
+          },
+          {
+            internalType: "uint32",
+            name: "unbondingDelay",
+            type: "uint32",
+          },
+          {
+            internalType: "uint32",
+            name: "disputeWindow",
+            type: "uint32",
+          },
+          {
+            internalType: "uint32",
+            name: "rotationDelay",
+            type: "uint32",
+          },
+          {
+            internalType: "uint32",
+            name: "jailDelay",
+            type: "uint32",
+          },
+          {
+            internalType: "uint32",
+            name: "paramsTimelock",
+            type: "uint32",
+          },
+          {
+            internalType: "uint16",
+            name: "equivocationSlashBps",
+            type: "uint16",
+          },
+          {
+            internalType: "uint16",
+            name: "outvotedSlashBps",
+            type: "uint16",
+          },
+          {
+            internalType: "uint16",
+            name: "reporterRewardBps",
+            type: "uint16",
+          },
+          {
+            internalType: "uint16",
+            name: "outvoteRewardBps",
             type: "uint16",
           },
           {
@@ -1350,6 +1691,12 @@ export const donorRegistryAbi = [
         indexed: true,
         internalType: "address",
         name: "reporter",
+        type: "address",
+      },
+      {
+        indexed: false,
+        internalType: "address",
+        name: "donor",
         type: "address",
       },
       {
@@ -1465,6 +1812,71 @@ export const donorRegistryAbi = [
   },
   {
     inputs: [],
+    name: "MAX_DELAY",
+    outputs: [
+      {
+        internalType: "uint32",
+        name: "",
+        type: "uint32",
+      },
+    ],
+    stateMutability: "view",
+    type: "function",
+  },
+  {
+    inputs: [],
+    name: "MAX_SLASH_BPS",
+    outputs: [
+      {
+        internalType: "uint16",
+        name: "",
+        type: "uint16",
+      },
+    ],
+    stateMutability: "view",
+    type: "function",
+  },
+  {
+    inputs: [],
+    name: "MAX_UNBONDING_DELAY",
+    outputs: [
+      {
+        internalType: "uint32",
+        name: "",
+        type: "uint32",
+      },
+    ],
+    stateMutability: "view",
+    type: "function",
+  },
+  {
+    inputs: [],
+    name: "MIN_DELAY",
+    outputs: [
+      {
+        internalType: "uint32",
+        name: "",
+        type: "uint32",
+      },
+    ],
+    stateMutability: "view",
+    type: "function",
+  },
+  {
+    inputs: [],
+    name: "OPERATOR_REGISTRATION_TYPEHASH",
+    outputs: [
+      {
+        internalType: "bytes32",
+        name: "",
+        type: "bytes32",
+      },
+    ],
+    stateMutability: "view",
+    type: "function",
+  },
+  {
+    inputs: [],
     name: "RECEIPT_TYPEHASH",
     outputs: [
       {
@@ -1474,6 +1886,20 @@ export const donorRegistryAbi = [
       },
     ],
     stateMutability: "view",
+    type: "function",
+  },
+  {
+    inputs: [],
+    name: "acceptOwnership",
+    outputs: [],
+    stateMutability: "nonpayable",
+    type: "function",
+  },
+  {
+    inputs: [],
+    name: "applyParams",
+    outputs: [],
+    stateMutability: "nonpayable",
     type: "function",
   },
   {
@@ -1521,6 +1947,224 @@ export const donorRegistryAbi = [
     inputs: [
       {
         internalType: "address",
+        name: "donor",
+        type: "address",
+      },
+    ],
+    name: "bondedSince",
+    outputs: [
+      {
+        internalType: "uint256",
+        name: "",
+        type: "uint256",
+      },
+    ],
+    stateMutability: "view",
+    type: "function",
+  },
+  {
+    inputs: [
+      {
+        components: [
+          {
+            internalType: "address",
+            name: "buyer",
+            type: "address",
+          },
+          {
+            internalType: "bytes32",
+            name: "moduleCid",
+            type: "bytes32",
+          },
+          {
+            internalType: "bytes32",
+            name: "inputCid",
+            type: "bytes32",
+          },
+          {
+            internalType: "string",
+            name: "entry",
+            type: "string",
+          },
+          {
+            internalType: "uint64",
+            name: "fuelLimit",
+            type: "uint64",
+          },
+          {
+            internalType: "uint32",
+            name: "memoryPages",
+            type: "uint32",
+          },
+          {
+            internalType: "uint32",
+            name: "timeoutMs",
+            type: "uint32",
+          },
+          {
+            internalType: "uint8",
+            name: "replicas",
+            type: "uint8",
+          },
+          {
+            internalType: "uint256",
+            name: "maxPricePerMegaFuel",
+            type: "uint256",
+          },
+          {
+            internalType: "uint16",
+            name: "minReputation",
+            type: "uint16",
+          },
+          {
+            internalType: "uint64",
+            name: "deadline",
+            type: "uint64",
+          },
+          {
+            internalType: "uint8",
+            name: "priority",
+            type: "uint8",
+          },
+          {
+            internalType: "bytes32",
+            name: "channel",
+            type: "bytes32",
+          },
+          {
+            internalType: "bytes32",
+            name: "salt",
+            type: "bytes32",
+          },
+        ],
+        internalType: "struct CellTypes.JobSpec",
+        name: "spec",
+        type: "tuple",
+      },
+      {
+        components: [
+          {
+            internalType: "bytes32",
+            name: "jobId",
+            type: "bytes32",
+          },
+          {
+            internalType: "address",
+            name: "executor",
+            type: "address",
+          },
+          {
+            internalType: "bytes32",
+            name: "moduleCid",
+            type: "bytes32",
+          },
+          {
+            internalType: "bytes32",
+            name: "inputCid",
+            type: "bytes32",
+          },
+          {
+            internalType: "bytes32",
+            name: "outputCid",
+            type: "bytes32",
+          },
+          {
+            internalType: "uint64",
+            name: "fuelUsed",
+            type: "uint64",
+          },
+          {
+            internalType: "uint8",
+            name: "status",
+            type: "uint8",
+          },
+          {
+            internalType: "uint64",
+            name: "startedAt",
+            type: "uint64",
+          },
+          {
+            internalType: "uint64",
+            name: "finishedAt",
+            type: "uint64",
+          },
+        ],
+        internalType: "struct CellTypes.Receipt",
+        name: "accused",
+        type: "tuple",
+      },
+      {
+        internalType: "bytes",
+        name: "accusedSig",
+        type: "bytes",
+      },
+      {
+        components: [
+          {
+            internalType: "bytes32",
+            name: "jobId",
+            type: "bytes32",
+          },
+          {
+            internalType: "address",
+            name: "executor",
+            type: "address",
+          },
+          {
+            internalType: "bytes32",
+            name: "moduleCid",
+            type: "bytes32",
+          },
+          {
+            internalType: "bytes32",
+            name: "inputCid",
+            type: "bytes32",
+          },
+          {
+            internalType: "bytes32",
+            name: "outputCid",
+            type: "bytes32",
+          },
+          {
+            internalType: "uint64",
+            name: "fuelUsed",
+            type: "uint64",
+          },
+          {
+            internalType: "uint8",
+            name: "status",
+            type: "uint8",
+          },
+          {
+            internalType: "uint64",
+            name: "startedAt",
+            type: "uint64",
+          },
+          {
+            internalType: "uint64",
+            name: "finishedAt",
+            type: "uint64",
+          },
+        ],
+        internalType: "struct CellTypes.Receipt[]",
+        name: "quorum",
+        type: "tuple[]",
+      },
+      {
+        internalType: "bytes[]",
+        name: "quorumSigs",
+        type: "bytes[]",
+      },
+    ],
+    name: "checkOutvote",
+    outputs: [],
+    stateMutability: "view",
+    type: "function",
+  },
+  {
+    inputs: [
+      {
+        internalType: "address",
         name: "operator",
         type: "address",
       },
@@ -1529,7 +2173,7 @@ export const donorRegistryAbi = [
     outputs: [
       {
         internalType: "address",
-        name: "donor",
+        name: "",
         type: "address",
       },
     ],
@@ -1692,6 +2336,76 @@ export const donorRegistryAbi = [
   {
     inputs: [
       {
+        internalType: "address",
+        name: "operator",
+        type: "address",
+      },
+    ],
+    name: "operatorOf",
+    outputs: [
+      {
+        components: [
+          {
+            internalType: "address",
+            name: "donor",
+            type: "address",
+          },
+          {
+            internalType: "uint32",
+            name: "accountableUntil",
+            type: "uint32",
+          },
+          {
+            internalType: "uint32",
+            name: "jailedUntil",
+            type: "uint32",
+          },
+        ],
+        internalType: "struct DonorRegistry.Operator",
+        name: "",
+        type: "tuple",
+      },
+    ],
+    stateMutability: "view",
+    type: "function",
+  },
+  {
+    inputs: [
+      {
+        internalType: "address",
+        name: "donor",
+        type: "address",
+      },
+      {
+        internalType: "address",
+        name: "operator",
+        type: "address",
+      },
+      {
+        internalType: "bytes32",
+        name: "peerKey",
+        type: "bytes32",
+      },
+      {
+        internalType: "uint256",
+        name: "nonce",
+        type: "uint256",
+      },
+    ],
+    name: "operatorRegistrationDigest",
+    outputs: [
+      {
+        internalType: "bytes32",
+        name: "",
+        type: "bytes32",
+      },
+    ],
+    stateMutability: "view",
+    type: "function",
+  },
+  {
+    inputs: [
+      {
         internalType: "uint256",
         name: "replicas",
         type: "uint256",
@@ -1738,6 +2452,26 @@ export const donorRegistryAbi = [
             type: "uint32",
           },
           {
+            internalType: "uint32",
+            name: "disputeWindow",
+            type: "uint32",
+          },
+          {
+            internalType: "uint32",
+            name: "rotationDelay",
+            type: "uint32",
+          },
+          {
+            internalType: "uint32",
+            name: "jailDelay",
+            type: "uint32",
+          },
+          {
+            internalType: "uint32",
+            name: "paramsTimelock",
+            type: "uint32",
+          },
+          {
             internalType: "uint16",
             name: "equivocationSlashBps",
             type: "uint16",
@@ -1750,6 +2484,11 @@ export const donorRegistryAbi = [
           {
             internalType: "uint16",
             name: "reporterRewardBps",
+            type: "uint16",
+          },
+          {
+            internalType: "uint16",
+            name: "outvoteRewardBps",
             type: "uint16",
           },
           {
@@ -1769,6 +2508,182 @@ export const donorRegistryAbi = [
       },
     ],
     stateMutability: "view",
+    type: "function",
+  },
+  {
+    inputs: [],
+    name: "pendingOwner",
+    outputs: [
+      {
+        internalType: "address",
+        name: "",
+        type: "address",
+      },
+    ],
+    stateMutability: "view",
+    type: "function",
+  },
+  {
+    inputs: [],
+    name: "pendingParams",
+    outputs: [
+      {
+        components: [
+          {
+            internalType: "uint96",
+            name: "minStake",
+            type: "uint96",
+          },
+          {
+            internalType: "uint32",
+            name: "unbondingDelay",
+            type: "uint32",
+          },
+          {
+            internalType: "uint32",
+            name: "disputeWindow",
+            type: "uint32",
+          },
+          {
+            internalType: "uint32",
+            name: "rotationDelay",
+            type: "uint32",
+          },
+          {
+            internalType: "uint32",
+            name: "jailDelay",
+            type: "uint32",
+          },
+          {
+            internalType: "uint32",
+            name: "paramsTimelock",
+            type: "uint32",
+          },
+          {
+            internalType: "uint16",
+            name: "equivocationSlashBps",
+            type: "uint16",
+          },
+          {
+            internalType: "uint16",
+            name: "outvotedSlashBps",
+            type: "uint16",
+          },
+          {
+            internalType: "uint16",
+            name: "reporterRewardBps",
+            type: "uint16",
+          },
+          {
+            internalType: "uint16",
+            name: "outvoteRewardBps",
+            type: "uint16",
+          },
+          {
+            internalType: "uint8",
+            name: "minOutvoteQuorum",
+            type: "uint8",
+          },
+          {
+            internalType: "address",
+            name: "treasury",
+            type: "address",
+          },
+        ],
+        internalType: "struct DonorRegistry.Params",
+        name: "",
+        type: "tuple",
+      },
+    ],
+    stateMutability: "view",
+    type: "function",
+  },
+  {
+    inputs: [],
+    name: "pendingParamsAt",
+    outputs: [
+      {
+        internalType: "uint256",
+        name: "",
+        type: "uint256",
+      },
+    ],
+    stateMutability: "view",
+    type: "function",
+  },
+  {
+    inputs: [
+      {
+        components: [
+          {
+            internalType: "uint96",
+            name: "minStake",
+            type: "uint96",
+          },
+          {
+            internalType: "uint32",
+            name: "unbondingDelay",
+            type: "uint32",
+          },
+          {
+            internalType: "uint32",
+            name: "disputeWindow",
+            type: "uint32",
+          },
+          {
+            internalType: "uint32",
+            name: "rotationDelay",
+            type: "uint32",
+          },
+          {
+            internalType: "uint32",
+            name: "jailDelay",
+            type: "uint32",
+          },
+          {
+            internalType: "uint32",
+            name: "paramsTimelock",
+            type: "uint32",
+          },
+          {
+            internalType: "uint16",
+            name: "equivocationSlashBps",
+            type: "uint16",
+          },
+          {
+            internalType: "uint16",
+            name: "outvotedSlashBps",
+            type: "uint16",
+          },
+          {
+            internalType: "uint16",
+            name: "reporterRewardBps",
+            type: "uint16",
+          },
+          {
+            internalType: "uint16",
+            name: "outvoteRewardBps",
+            type: "uint16",
+          },
+          {
+            internalType: "uint8",
+            name: "minOutvoteQuorum",
+            type: "uint8",
+          },
+          {
+            internalType: "address",
+            name: "treasury",
+            type: "address",
+          },
+        ],
+        internalType: "struct DonorRegistry.Params",
+        name: "params_",
+        type: "tuple",
+      },
+    ],
+    name: "proposeParams",
+    outputs: [],
+    stateMutability: "nonpayable",
     type: "function",
   },
   {
@@ -1854,6 +2769,11 @@ export const donorRegistryAbi = [
         name: "metadataURI",
         type: "string",
       },
+      {
+        internalType: "bytes",
+        name: "proof",
+        type: "bytes",
+      },
     ],
     name: "register",
     outputs: [],
@@ -1876,6 +2796,11 @@ export const donorRegistryAbi = [
             internalType: "address",
             name: "operator",
             type: "address",
+          },
+          {
+            internalType: "uint64",
+            name: "nonce",
+            type: "uint64",
           },
           {
             internalType: "bytes32",
@@ -1919,12 +2844,22 @@ export const donorRegistryAbi = [
   {
     inputs: [
       {
-        internalType: "string",
-        name: "metadataURI",
-        type: "string",
+        internalType: "address",
+        name: "operator",
+        type: "address",
+      },
+      {
+        internalType: "bytes32",
+        name: "peerKey",
+        type: "bytes32",
+      },
+      {
+        internalType: "bytes",
+        name: "proof",
+        type: "bytes",
       },
     ],
-    name: "setMetadataURI",
+    name: "rotateOperator",
     outputs: [],
     stateMutability: "nonpayable",
     type: "function",
@@ -1932,49 +2867,12 @@ export const donorRegistryAbi = [
   {
     inputs: [
       {
-        components: [
-          {
-            internalType: "uint96",
-            name: "minStake",
-            type: "uint96",
-          },
-          {
-            internalType: "uint32",
-            name: "unbondingDelay",
-            type: "uint32",
-          },
-          {
-            internalType: "uint16",
-            name: "equivocationSlashBps",
-            type: "uint16",
-          },
-          {
-            internalType: "uint16",
-            name: "outvotedSlashBps",
-            type: "uint16",
-          },
-          {
-            internalType: "uint16",
-            name: "reporterRewardBps",
-            type: "uint16",
-          },
-          {
-            internalType: "uint8",
-            name: "minOutvoteQuorum",
-            type: "uint8",
-          },
-          {
-            internalType: "address",
-            name: "treasury",
-            type: "address",
-          },
-        ],
-        internalType: "struct DonorRegistry.Params",
-        name: "params_",
-        type: "tuple",
+        internalType: "string",
+        name: "metadataURI",
+        type: "string",
       },
     ],
-    name: "setParams",
+    name: "setMetadataURI",
     outputs: [],
     stateMutability: "nonpayable",
     type: "function",

@@ -16,10 +16,16 @@ export interface DeployOptions {
 export function defaultDonorParams(treasury: Address): DonorParams {
   return {
     minStake: 100n * 10n ** 18n,
-    unbondingDelay: 60,
+    // The shortest the bounds allow: unbondingDelay >= rotationDelay + disputeWindow.
+    unbondingDelay: 180,
+    disputeWindow: 60,
+    rotationDelay: 60,
+    jailDelay: 60,
+    paramsTimelock: 60,
     equivocationSlashBps: 5_000,
     outvotedSlashBps: 1_000,
     reporterRewardBps: 1_000,
+    outvoteRewardBps: 0,
     minOutvoteQuorum: 3,
     treasury,
   };
