@@ -20,6 +20,7 @@ import {
   slashEquivocation,
   stake,
   startDevnet,
+  withdrawPaid,
 } from "../offchain/src/chain/index.ts";
 import type { ChainWriter, SignedVoucher } from "../offchain/src/chain/index.ts";
 import { cellDomain, signReceipt } from "../offchain/src/protocol/index.ts";
@@ -179,6 +180,14 @@ try {
   }
   const settle100Realistic = await settleBatch("realistic-100", realisticBatch);
 
+  // Withdrawals of what the realistic batch credited: each fresh payee holds no ATP yet, so its
+  // first withdrawal also creates its balance. One channel for one payee, then all ten channels
+  // of another payee in one call.
+  const channelsOf = (payee: Hex) => realisticBatch.filter((v) => v.key.payee === payee).map((v) => v.key);
+  const withdraw1 = await measure(await withdrawPaid(admin, channelsOf(freshPayees[0]!).slice(0, 1)));
+  const withdraw10 = await measure(await withdrawPaid(admin, channelsOf(freshPayees[1]!)));
+  if (channelsOf(freshPayees[1]!).length !== 10) throw new Error("expected 10 channels per fresh payee");
+
   const domain = cellDomain(deployment.chainId, deployment.donorRegistry);
   const honest = receipt(0);
   const lie = { ...honest, outputCid: keccak256(toHex("lie")) };
@@ -226,6 +235,18 @@ try {
       12_000,
       `50 buyers, 50 voucher keys, 100 channels, 10 payees with no ATP before, root anchored; calldata ${calldataPerVoucher.get("realistic-100")}/voucher`,
     ],
+    [
+      "withdrawPaid1",
+      withdraw1,
+      undefined,
+      "1 channel credited by the realistic batch, payee with no ATP before",
+    ],
+    [
+      "withdrawPaid10",
+      withdraw10,
+      undefined,
+      "10 channels of one payee credited by the realistic batch, payee with no ATP before",
+    ],
     ["slash", slash, undefined, "equivocation, reporter reward + treasury"],
   ];
   const gwei = (wei: bigint) => (Number(wei) / 1e9).toFixed(0);
@@ -254,6 +275,7 @@ try {
       stakeFirst: stakeFirst.gas,
       openChannelFirst: openFirst.gas,
       settlePerVoucher100Realistic: settle100Realistic.gas,
+      withdrawPaid: { channels1: withdraw1.gas, channels10: withdraw10.gas },
       l1DataGasPerVoucher100: settle100Realistic.l1Gas,
       l1DataGas: Object.fromEntries(rows.map(([name, m]) => [name, m.l1Gas])),
       l1FeeGwei: Object.fromEntries(rows.map(([name, m]) => [name, Number(gwei(m.l1Fee))])),

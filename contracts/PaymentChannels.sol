@@ -12,13 +12,17 @@ import {CellTypes} from "./libraries/CellTypes.sol";
 
 /// @title PaymentChannels
 /// @notice Unidirectional ATP channels from a buyer to a payee, paid with cumulative EIP-712
-/// vouchers signed by the buyer's voucher key, plus net settlement: one transaction pays the
-/// latest vouchers of many channels, moves each payee's balance once and anchors the Merkle
-/// root of an epoch's receipts.
+/// vouchers signed by the buyer's voucher key, plus net settlement: one transaction credits the
+/// latest vouchers of many channels and anchors the Merkle root of an epoch's receipts. Settled
+/// amounts stay in the contract until the payee pulls them with `withdrawPaid`, one transfer for
+/// many channels and epochs.
 /// @dev A channel is identified by keccak256(abi.encode(buyer, signer, payee, nonce)) and holds one
 /// storage slot (deposit, paid, closesAt): the slot whose number is the channel id itself (see
 /// `_channel`). A closed channel stays closed; a new one takes a new nonce, so no voucher or close
-/// signature of an old channel ever applies to a new one.
+/// signature of an old channel ever applies to a new one. What a channel has paid out to its payee
+/// lives in `withdrawn`, a second slot written only when money leaves: what the payee can still
+/// withdraw is paid - withdrawn, and the buyer's refund at close is deposit - paid, so credited
+/// but unwithdrawn money is never refunded.
 contract PaymentChannels is EIP712, ReentrancyGuardTransient {
     using SafeERC20 for IERC20;
 
@@ -74,6 +78,10 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
     /// slot); its receipt count is in ReceiptsAnchored and its block is that event's block.
     mapping(address submitter => mapping(uint64 epoch => bytes32 receiptRoot)) public anchors;
 
+    /// @notice What each channel has transferred to its payee so far (never above its `paid`).
+    /// Bound: one slot per channel that ever paid out, never deleted (like the channel slot).
+    mapping(bytes32 channelId => uint256 amount) public withdrawn;
+
     event ChannelOpened(
         bytes32 indexed channelId,
         address indexed buyer,
@@ -87,10 +95,18 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
     event CloseStarted(bytes32 indexed channelId, uint256 closesAt);
     event ChannelClosed(bytes32 indexed channelId, uint256 paid, uint256 refund);
     event VoucherSkipped(bytes32 indexed channelId, SkipReason reason);
-    /// @notice The settlement batch whose BatchSettled precedes this event paid `payee` `amount` in
-    /// all, in one transfer. Lets an indexer follow payouts, also of batches sent through a
-    /// contract wallet or a multicall, without decoding calldata.
+    /// @notice The settlement batch whose BatchSettled precedes this event credited `payee`
+    /// `amount` in all, withdrawable with `withdrawPaid`. Lets an indexer follow settlements, also
+    /// of batches sent through a contract wallet or a multicall, without decoding calldata.
     event PayeeSettled(address indexed payee, uint256 amount);
+    /// @notice `amount` of what the channel paid left the contract to `payee` (by `withdrawPaid`,
+    /// `redeem` or `cooperativeClose`); the channel's `withdrawn` is now `withdrawnTotal`.
+    event PaidWithdrawn(
+        bytes32 indexed channelId,
+        address indexed payee,
+        uint256 amount,
+        uint256 withdrawnTotal
+    );
     /// @notice One settlement batch of `vouchers` vouchers paying `total`. Bit i of
     /// paidBitmap[i / 256] (least significant first) is set when the batch's voucher i paid; that
     /// voucher raised its channel's `paid` to min(cumulativeAmount, deposit). Channel ids, payees
@@ -122,6 +138,9 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
     error MalformedBatch();
     error UnsortedAddresses(uint256 index);
     error AddressIndexOutOfRange(uint256 voucher);
+    error NoChannels();
+    error MixedPayees(uint256 index, address payee, address expected);
+    error NothingToWithdraw(address payee);
 
     /// @param token_ the ATP token
     /// @param challengeWindow_ seconds between startClose and finalizeClose, within
@@ -198,11 +217,13 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
     // ---------------------------------------------------------------- paying
 
     /// @notice Pays the payee what a voucher adds to what the channel already paid, without
-    /// closing. Never pays beyond the deposit. Anyone may submit; money goes to the payee.
+    /// closing, and transfers it everything the channel has paid and not yet transferred (also
+    /// earlier settlement credits). Never pays beyond the deposit. Anyone may submit; money goes to
+    /// the payee.
     /// @param key the channel
     /// @param cumulativeAmount the voucher's cumulative amount
     /// @param signature the voucher signature by key.signer (65 bytes or EIP-2098 64 bytes)
-    /// @return amount what was paid now
+    /// @return amount what the voucher added to the channel's `paid`
     function redeem(
         ChannelKey calldata key,
         uint256 cumulativeAmount,
@@ -212,11 +233,31 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
         _requireSignature(voucherDigest(channelId, cumulativeAmount), signature, key.signer);
         amount = _pay(channelId, cumulativeAmount);
         if (amount == 0) revert NothingToPay(channelId);
-        token.safeTransfer(key.payee, amount);
+        token.safeTransfer(key.payee, _markWithdrawn(channelId, key.payee));
     }
 
-    /// @notice Net settlement: pays the latest vouchers of many channels in one transaction and
-    /// transfers to each payee once, the sum of what it earned. A voucher that pays nothing new or
+    /// @notice Transfers to the payee what the channels paid and it has not received yet (paid -
+    /// withdrawn of each), in one transfer. Settlements only credit channels; this is how a payee
+    /// collects them, as rarely as it likes. Works on open, closing and closed channels. Anyone may
+    /// call; the money always goes to the channels' payee.
+    /// @param keys channels of one payee (a channel listed twice pays once)
+    /// @return amount what was transferred
+    function withdrawPaid(ChannelKey[] calldata keys) external nonReentrant returns (uint256 amount) {
+        if (keys.length == 0) revert NoChannels();
+        address payee = keys[0].payee;
+        for (uint256 i = 0; i < keys.length; ++i) {
+            if (keys[i].payee != payee) revert MixedPayees(i, keys[i].payee, payee);
+            amount += _markWithdrawn(_channelIdOfCalldata(keys[i]), payee);
+        }
+        if (amount == 0) revert NothingToWithdraw(payee);
+        token.safeTransfer(payee, amount);
+    }
+
+    /// @notice Net settlement: pays the latest vouchers of many channels in one transaction. It
+    /// moves no tokens: each channel's `paid` rises and the payee withdraws it later with
+    /// `withdrawPaid` (pull, not push: no payee's transfer can block a batch, and a payee pays its
+    /// token transfer once for many channels and epochs). One PayeeSettled per credited payee
+    /// gives its total. A voucher that pays nothing new or
     /// carries a bad signature is skipped with VoucherSkipped, so one bad voucher never blocks a
     /// batch. When `receiptRoot` is not zero it is anchored as the caller's `epoch`. One
     /// BatchSettled event marks which vouchers paid.
@@ -243,7 +284,7 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
         uint256[] memory paidBitmap = new uint256[]((voucherCount + 255) >> 8);
         uint256 total = _settleVouchers(batch, addressCount, voucherCount, earned, paidBitmap);
         emit BatchSettled(msg.sender, voucherCount, total, paidBitmap);
-        _payOut(_tableOffset(batch), earned);
+        _emitPayeeTotals(_tableOffset(batch), earned);
     }
 
     // ---------------------------------------------------------------- closing
@@ -297,8 +338,9 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
         bytes32 digest = channelCloseDigest(channelId, finalAmount, deadline);
         _requireSignature(digest, signerSignature, key.signer);
         _requireSignature(digest, payeeSignature, key.payee);
-        uint256 amount = _pay(channelId, finalAmount);
+        _pay(channelId, finalAmount);
         _closeAndRefund(channelId, key.buyer);
+        uint256 amount = _markWithdrawn(channelId, key.payee);
         if (amount > 0) token.safeTransfer(key.payee, amount);
     }
 
@@ -329,6 +371,12 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
     function remaining(bytes32 channelId) external view returns (uint256) {
         Channel storage ch = _channel(channelId);
         return ch.deposit - ch.paid;
+    }
+
+    /// @notice What the channel has paid and not yet transferred to its payee (`withdrawPaid`).
+    /// @param channelId the channel
+    function withdrawable(bytes32 channelId) external view returns (uint256) {
+        return _channel(channelId).paid - withdrawn[channelId];
     }
 
     /// @notice EIP-712 digest of a voucher under this contract's domain.
@@ -429,17 +477,13 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
         }
     }
 
-    /// @dev Pays every address of the table its nonzero `earned` entry in one transfer each, with
-    /// its PayeeSettled, in assembly for the same reason as the voucher loop (the table is as long
-    /// as 3 addresses per voucher). The transfer is checked as SafeERC20.safeTransfer checks it: a
-    /// revert is passed on, and the call must return true, or nothing from a contract.
-    function _payOut(uint256 table, uint256[] memory earned) private {
-        address tokenAddress = address(token);
+    /// @dev Emits PayeeSettled for every address of the table with a nonzero `earned` entry, in
+    /// assembly for the same reason as the voucher loop (the table is as long as 3 addresses per
+    /// voucher).
+    function _emitPayeeTotals(uint256 table, uint256[] memory earned) private {
         bytes32 payeeSettled = PayeeSettled.selector;
-        bytes4 failed = SafeERC20.SafeERC20FailedOperation.selector;
         assembly ("memory-safe") {
             let count := mload(earned)
-            let ptr := mload(0x40)
             for {
                 let j := 0
             } lt(j, count) {
@@ -447,31 +491,8 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
             } {
                 let amount := mload(add(earned, shl(5, add(j, 1))))
                 if amount {
-                    let payee := shr(96, calldataload(add(table, mul(j, ADDRESS_BYTES))))
                     mstore(0x00, amount)
-                    log2(0x00, 0x20, payeeSettled, payee)
-                    // transfer(payee, amount)
-                    mstore(ptr, 0xa9059cbb00000000000000000000000000000000000000000000000000000000)
-                    mstore(add(ptr, 0x04), payee)
-                    mstore(add(ptr, 0x24), amount)
-                    mstore(0x00, 0)
-                    let ok := call(gas(), tokenAddress, 0, ptr, 0x44, 0x00, 0x20)
-                    if iszero(ok) {
-                        returndatacopy(ptr, 0, returndatasize())
-                        revert(ptr, returndatasize())
-                    }
-                    switch returndatasize()
-                    case 0 {
-                        ok := gt(extcodesize(tokenAddress), 0)
-                    }
-                    default {
-                        ok := eq(mload(0x00), 1)
-                    }
-                    if iszero(ok) {
-                        mstore(0x00, failed)
-                        mstore(0x04, tokenAddress)
-                        revert(0x00, 0x24)
-                    }
+                    log2(0x00, 0x20, payeeSettled, shr(96, calldataload(add(table, mul(j, ADDRESS_BYTES)))))
                 }
             }
         }
@@ -640,6 +661,17 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
         if (roots[epoch] != bytes32(0)) revert EpochAlreadyAnchored(msg.sender, epoch);
         roots[epoch] = receiptRoot;
         emit ReceiptsAnchored(msg.sender, epoch, receiptRoot, receiptCount);
+    }
+
+    /// @dev Records that the channel's payee receives all the channel paid and it has not received
+    /// yet, and returns that amount; the caller transfers it after its other effects.
+    function _markWithdrawn(bytes32 channelId, address payee) private returns (uint256 amount) {
+        uint256 paid = _channel(channelId).paid;
+        uint256 before = withdrawn[channelId];
+        if (paid == before) return 0;
+        amount = paid - before;
+        withdrawn[channelId] = paid;
+        emit PaidWithdrawn(channelId, payee, amount, paid);
     }
 
     function _closeAndRefund(bytes32 channelId, address buyer) private {

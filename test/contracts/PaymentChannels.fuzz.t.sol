@@ -12,8 +12,9 @@ interface Vm {
     function warp(uint256 timestamp) external;
 }
 
-/// Property tests: a channel never pays out more than was deposited, and a settlement batch
-/// conserves the total of balances.
+/// Property tests: a channel never pays out more than was deposited, a settlement batch moves no
+/// token and conserves the total of balances, and withdrawals then pay each payee exactly what its
+/// channels were credited.
 contract PaymentChannelsFuzzTest {
     Vm private constant VM = Vm(address(uint160(uint256(keccak256("hevm cheat code")))));
     uint256 private constant SIGNER_KEY = 0xA11CE;
@@ -93,7 +94,9 @@ contract PaymentChannelsFuzzTest {
         uint256 before = _total(payees);
         uint256 contractBefore = token.balanceOf(address(channels));
         channels.settle(bytes.concat(batch, vouchers), 0, bytes32(0), 0);
-        _check(_total(payees) == before, "settlement changed the total of balances");
+        _check(token.balanceOf(address(channels)) == contractBefore, "settlement moved tokens");
+        for (uint256 p = 0; p < payees.length; ++p) _withdrawAll(keys, payees[p]);
+        _check(_total(payees) == before, "settlement and withdrawals changed the total of balances");
 
         uint256 paidSum;
         for (uint256 i = 0; i < count; ++i) {
@@ -109,6 +112,25 @@ contract PaymentChannelsFuzzTest {
         uint256 received =
             token.balanceOf(payees[0]) + token.balanceOf(payees[1]) + token.balanceOf(payees[2]);
         _check(received == paidSum, "payees received other than paid");
+    }
+
+    /// Withdraws everything `payee`'s channels among `keys` were credited, checking the amount.
+    function _withdrawAll(PaymentChannels.ChannelKey[] memory keys, address payee) private {
+        uint256 count;
+        for (uint256 i = 0; i < keys.length; ++i) if (keys[i].payee == payee) ++count;
+        if (count == 0) return;
+        PaymentChannels.ChannelKey[] memory own = new PaymentChannels.ChannelKey[](count);
+        uint256 credited;
+        count = 0;
+        for (uint256 i = 0; i < keys.length; ++i) {
+            if (keys[i].payee != payee) continue;
+            own[count++] = keys[i];
+            credited += channels.withdrawable(channels.channelIdOf(keys[i]));
+        }
+        if (credited == 0) return;
+        uint256 balanceBefore = token.balanceOf(payee);
+        _check(channels.withdrawPaid(own) == credited, "withdrawal differs from credit");
+        _check(token.balanceOf(payee) - balanceBefore == credited, "payee received other than credited");
     }
 
     /// One voucher of a settlement batch: table indices, nonce, uint96 amount (signed as the

@@ -12,22 +12,28 @@ interface Vm {
     function prank(address sender) external;
 }
 
-/// An ERC-20 whose `transfer` answers as a token of `mode` does: true, false, nothing, or a revert.
-/// ATP always answers true; these are the tokens `settle`'s payout check must also judge the way
-/// SafeERC20.safeTransfer does.
+/// An ERC-20 whose `transfer` answers as a token of `mode` does: true, false, nothing, a revert, or
+/// a call back into `withdrawPaid` before it moves anything. ATP always answers true; these are the
+/// tokens a payout must also judge the way SafeERC20.safeTransfer does.
 contract PayoutToken {
     enum Mode {
         ReturnsTrue,
         ReturnsFalse,
         ReturnsNothing,
-        Reverts
+        Reverts,
+        Reenters
     }
 
     Mode public mode;
     mapping(address account => uint256 balance) public balanceOf;
+    PaymentChannels.ChannelKey[] private reentryKeys;
 
     function setMode(Mode mode_) external {
         mode = mode_;
+    }
+
+    function setReentry(PaymentChannels.ChannelKey calldata key) external {
+        reentryKeys.push(key);
     }
 
     function mint(address to, uint256 amount) external {
@@ -43,6 +49,7 @@ contract PayoutToken {
     function transfer(address to, uint256 amount) external {
         Mode current = mode;
         if (current == Mode.Reverts) revert("transfer refused");
+        if (current == Mode.Reenters) PaymentChannels(msg.sender).withdrawPaid(reentryKeys);
         if (current == Mode.ReturnsFalse) _return(false);
         balanceOf[msg.sender] -= amount;
         balanceOf[to] += amount;
@@ -57,9 +64,9 @@ contract PayoutToken {
     }
 }
 
-/// `settle` pays each payee with an assembly call to the token; it must accept exactly what
-/// SafeERC20.safeTransfer accepts (no revert, and true or no return data), undo the batch
-/// otherwise, and pass a token's revert on as SafeERC20 does.
+/// `settle` only credits channels, so a payee whose transfer fails cannot block a batch; the payee's
+/// `withdrawPaid` must accept exactly what SafeERC20.safeTransfer accepts (no revert, and true or no
+/// return data), undo the withdrawal otherwise, pass a token's revert on, and refuse reentry.
 contract PaymentChannelsPayoutTest {
     Vm private constant VM = Vm(address(uint160(uint256(keccak256("hevm cheat code")))));
     uint256 private constant SIGNER_KEY = 0xA11CE;
@@ -83,42 +90,68 @@ contract PaymentChannelsPayoutTest {
         batch = _batch(signer);
     }
 
-    function test_paysWhenTheTokenReturnsTrue() public {
-        token.setMode(PayoutToken.Mode.ReturnsTrue);
+    function test_settlesWhileThePayeesTransferWouldFail() public {
+        token.setMode(PayoutToken.Mode.Reverts);
         channels.settle(batch, 0, bytes32(0), 0);
-        _checkPaid(AMOUNT);
+        _checkCredited(AMOUNT);
+        _checkPaidOut(0);
+    }
+
+    function test_paysWhenTheTokenReturnsTrue() public {
+        channels.settle(batch, 0, bytes32(0), 0);
+        token.setMode(PayoutToken.Mode.ReturnsTrue);
+        channels.withdrawPaid(_keys());
+        _checkPaidOut(AMOUNT);
     }
 
     function test_paysWhenTheTokenReturnsNothing() public {
-        token.setMode(PayoutToken.Mode.ReturnsNothing);
         channels.settle(batch, 0, bytes32(0), 0);
-        _checkPaid(AMOUNT);
+        token.setMode(PayoutToken.Mode.ReturnsNothing);
+        channels.withdrawPaid(_keys());
+        _checkPaidOut(AMOUNT);
     }
 
-    function test_undoesTheBatchWhenTheTokenReturnsFalse() public {
+    function test_undoesTheWithdrawalWhenTheTokenReturnsFalse() public {
         token.setMode(PayoutToken.Mode.ReturnsFalse);
         _checkRefused(abi.encodeWithSelector(SafeERC20.SafeERC20FailedOperation.selector, address(token)));
     }
 
-    function test_undoesTheBatchAndPassesOnTheRevertWhenTheTokenReverts() public {
+    function test_undoesTheWithdrawalAndPassesOnTheRevertWhenTheTokenReverts() public {
         token.setMode(PayoutToken.Mode.Reverts);
         _checkRefused(abi.encodeWithSignature("Error(string)", "transfer refused"));
     }
 
-    function _checkRefused(bytes memory expected) private {
-        try channels.settle(batch, 0, bytes32(0), 0) {
-            revert("settle accepted a failed transfer");
-        } catch (bytes memory reason) {
-            _check(keccak256(reason) == keccak256(expected), "settle reverted with another reason");
-        }
-        _checkPaid(0);
+    function test_refusesAWithdrawalThatReentersDuringItsTransfer() public {
+        token.setReentry(_keys()[0]);
+        token.setMode(PayoutToken.Mode.Reenters);
+        _checkRefused(abi.encodeWithSignature("ReentrancyGuardReentrantCall()"));
     }
 
-    function _checkPaid(uint256 amount) private view {
+    function _checkRefused(bytes memory expected) private {
+        channels.settle(batch, 0, bytes32(0), 0);
+        try channels.withdrawPaid(_keys()) {
+            revert("withdrawPaid accepted a failed transfer");
+        } catch (bytes memory reason) {
+            _check(keccak256(reason) == keccak256(expected), "withdrawPaid reverted with another reason");
+        }
+        _checkCredited(AMOUNT);
+        _checkPaidOut(0);
+    }
+
+    function _checkCredited(uint256 amount) private view {
         (, uint96 paid, ) = channels.channels(channelId);
         _check(paid == amount, "channel paid differs");
+    }
+
+    function _checkPaidOut(uint256 amount) private view {
+        _check(channels.withdrawn(channelId) == amount, "channel withdrawn differs");
         _check(token.balanceOf(PAYEE) == amount, "payee balance differs");
         _check(token.balanceOf(address(channels)) == DEPOSIT - amount, "escrow differs");
+    }
+
+    function _keys() private pure returns (PaymentChannels.ChannelKey[] memory keys) {
+        keys = new PaymentChannels.ChannelKey[](1);
+        keys[0] = PaymentChannels.ChannelKey(BUYER, VM.addr(SIGNER_KEY), PAYEE, 0);
     }
 
     /// One voucher of AMOUNT on the channel, in the packed layout `settle` takes.

@@ -517,18 +517,32 @@ describe("PaymentChannels", async () => {
       return { ...fx, payees, keys, signed, settle };
     }
 
-    it("pays many channels and moves each payee's balance once", async () => {
+    it("credits many channels without moving a token, then each payee withdraws in one transfer", async () => {
       const { channels, keys, signed, settle, payees, publicClient, token } =
         await networkHelpers.loadFixture(manyChannels);
       const batch = await Promise.all(keys.map((key, i) => signed(key, BigInt(10 * (i + 1)))));
+      const escrow = await token.read.balanceOf([channels.address]);
       const hash = await settle(batch);
       const receipt = await publicClient.waitForTransactionReceipt({ hash });
       const transfers = parseEventLogs({ abi: atpTokenAbi, logs: receipt.logs, eventName: "Transfer" });
-      assert.equal(transfers.length, 2, "one transfer per payee");
+      assert.equal(transfers.length, 0, "settle moves no token");
+      assert.equal(await token.read.balanceOf([channels.address]), escrow);
       const expected = [10n + 30n + 50n, 20n + 40n + 60n];
       for (const [i, payee] of payees.entries()) {
+        const own = keys.filter((key) => key.payee === payee);
+        assert.equal(await token.read.balanceOf([payee]), FUNDS);
+        const withdrawal = await publicClient.waitForTransactionReceipt({
+          hash: await channels.write.withdrawPaid([own]),
+        });
+        const moved = parseEventLogs({ abi: atpTokenAbi, logs: withdrawal.logs, eventName: "Transfer" });
+        assert.deepEqual(
+          moved.map((t) => [t.args.to, t.args.value]),
+          [[getAddress(payee), expected[i]!]],
+          "one transfer per payee",
+        );
         assert.equal(await token.read.balanceOf([payee]), FUNDS + expected[i]!);
       }
+      assert.equal(await token.read.balanceOf([channels.address]), escrow - 210n);
       const [settled] = parseEventLogs({ abi: channels.abi, logs: receipt.logs, eventName: "BatchSettled" });
       assert.equal(settled!.args.total, 210n);
       assert.equal(settled!.args.vouchers, 6n);
@@ -571,6 +585,10 @@ describe("PaymentChannels", async () => {
         channelIdOf(keys[1]!),
         1,
       ]);
+      assert.equal(await channels.read.withdrawable([channelIdOf(keys[0]!)]), 10n);
+      assert.equal(await channels.read.withdrawable([channelIdOf(keys[2]!)]), 30n);
+      assert.equal(await channels.read.withdrawable([channelIdOf(keys[1]!)]), 0n);
+      await channels.write.withdrawPaid([[keys[0]!, keys[2]!]]);
       assert.equal(await token.read.balanceOf([payees[0]!]), FUNDS + 40n);
       assert.equal(await token.read.balanceOf([payees[1]!]), FUNDS);
       assert.deepEqual(await channels.read.channels([channelIdOf(keys[1]!)]), [DEPOSIT, 0n, 0n]);
@@ -628,6 +646,9 @@ describe("PaymentChannels", async () => {
         channelIdOf(keys[0]!),
         0,
       ]);
+      assert.equal(await channels.read.withdrawable([channelIdOf(keys[0]!)]), 15n);
+      assert.equal(await channels.read.withdrawable([channelIdOf(keys[2]!)]), DEPOSIT);
+      await channels.write.withdrawPaid([[keys[0]!, keys[2]!]]);
       assert.equal(await token.read.balanceOf([payees[0]!]), FUNDS + 15n + DEPOSIT);
       assert.deepEqual(await channels.read.channels([channelIdOf(keys[2]!)]), [DEPOSIT, DEPOSIT, 0n]);
     });
@@ -777,6 +798,94 @@ describe("PaymentChannels", async () => {
         return BigInt(raw.l1GasUsed);
       };
       assert.ok((await l1GasUsed(five.transactionHash)) > (await l1GasUsed(one.transactionHash)));
+    });
+
+    it("lets a payee withdraw what settlements credited, once, on open and closed channels", async () => {
+      const { viem, channels, keys, signed, settle, payees, buyer, reporter, publicClient, token } =
+        await networkHelpers.loadFixture(manyChannels);
+      const [first, second] = [keys[0]!, keys[2]!];
+      await settle([await signed(first, 30n), await signed(second, 5n)]);
+      // Anyone may send it; the money goes to the payee. A channel listed twice pays once.
+      const hash = await channels.write.withdrawPaid([[first, second, first]], { account: reporter.account });
+      const logs = (await publicClient.waitForTransactionReceipt({ hash })).logs;
+      assert.deepEqual(
+        parseEventLogs({ abi: channels.abi, logs, eventName: "PaidWithdrawn" }).map((l) => [
+          l.args.channelId,
+          l.args.amount,
+          l.args.withdrawnTotal,
+        ]),
+        [
+          [channelIdOf(first), 30n, 30n],
+          [channelIdOf(second), 5n, 5n],
+        ],
+      );
+      assert.equal(await token.read.balanceOf([payees[0]!]), FUNDS + 35n);
+      await viem.assertions.revertWithCustomErrorWithArgs(
+        channels.write.withdrawPaid([[first, second]]),
+        channels,
+        "NothingToWithdraw",
+        [getAddress(payees[0]!)],
+      );
+      // A later settlement credits only its increase; the buyer's refund at close leaves the
+      // credited but unwithdrawn amount in the contract for the payee.
+      await settle([await signed(first, 70n)]);
+      await channels.write.startClose([first.signer, first.payee, first.nonce], { account: buyer.account });
+      await networkHelpers.time.increase(Number(CHALLENGE_WINDOW));
+      const buyerBefore = await token.read.balanceOf([buyer.account.address]);
+      await channels.write.finalizeClose([first]);
+      assert.equal(await token.read.balanceOf([buyer.account.address]), buyerBefore + DEPOSIT - 70n);
+      assert.equal(await channels.read.withdrawable([channelIdOf(first)]), 40n);
+      await channels.write.withdrawPaid([[first]]);
+      assert.equal(await token.read.balanceOf([payees[0]!]), FUNDS + 75n);
+      assert.equal(await channels.read.withdrawn([channelIdOf(first)]), 70n);
+      assert.equal(await channels.read.withdrawable([channelIdOf(first)]), 0n);
+      // What the contract holds is exactly what it owes: every deposit less what left it.
+      const held = 6n * DEPOSIT - (DEPOSIT - 70n) - 75n;
+      assert.equal(await token.read.balanceOf([channels.address]), held);
+    });
+
+    it("refuses a withdrawal of no channels or of channels of several payees, naming the first stranger", async () => {
+      const { viem, channels, keys, signed, settle, payees } = await networkHelpers.loadFixture(manyChannels);
+      await settle([await signed(keys[0]!, 10n), await signed(keys[1]!, 10n)]);
+      await viem.assertions.revertWithCustomError(channels.write.withdrawPaid([[]]), channels, "NoChannels");
+      await viem.assertions.revertWithCustomErrorWithArgs(
+        channels.write.withdrawPaid([[keys[0]!, keys[2]!, keys[1]!]]),
+        channels,
+        "MixedPayees",
+        [2n, getAddress(payees[1]!), getAddress(payees[0]!)],
+      );
+      assert.equal(await channels.read.withdrawable([channelIdOf(keys[0]!)]), 10n);
+      // A key whose channel does not exist withdraws nothing.
+      await viem.assertions.revertWithCustomError(
+        channels.write.withdrawPaid([[{ ...keys[0]!, nonce: 999n }]]),
+        channels,
+        "NothingToWithdraw",
+      );
+    });
+
+    it("pays a settlement's credit out with a later redeem or cooperative close, never twice", async () => {
+      const { channels, key, channelId, voucher, balance, chainId } =
+        await networkHelpers.loadFixture(openChannel);
+      const settle = async (cumulativeAmount: bigint) =>
+        channels.write.settle([
+          encodeSettlementBatch([{ key, cumulativeAmount, signature: await voucher(cumulativeAmount) }]),
+          0n,
+          zeroHash,
+          0n,
+        ]);
+      await settle(10n);
+      await channels.write.redeem([key, 25n, await voucher(25n)]);
+      assert.equal(await balance(key.payee), 25n);
+      assert.equal(await channels.read.withdrawable([channelId]), 0n);
+      await settle(40n);
+      const close = { channelId, finalAmount: 50n, deadline: await closeDeadline() };
+      const bySigner = await signChannelClose(voucherKey, chainId, channels.address, close);
+      const byPayee = await signChannelClose(payeeKey, chainId, channels.address, close);
+      await channels.write.cooperativeClose([key, close.finalAmount, close.deadline, bySigner, byPayee]);
+      assert.equal(await balance(key.payee), 50n);
+      assert.equal(await balance(channels.address), 0n);
+      assert.equal(await channels.read.withdrawn([channelId]), 50n);
+      assert.equal(await channels.read.withdrawable([channelId]), 0n);
     });
 
     it("rejects an empty settlement", async () => {

@@ -35,6 +35,8 @@ import {
   verifyReceiptInclusionOnChain,
   verifyReceiptOnChain,
   verifyReceiptProof,
+  withdrawPaid,
+  withdrawableOf,
   writeDeployment,
 } from "../../offchain/src/chain/index.ts";
 import type { Devnet } from "../../offchain/src/chain/index.ts";
@@ -183,7 +185,16 @@ describe("chain bindings on a devnet", () => {
       receiptRoot: tree.root,
       receiptCount: 2n,
     });
+    assert.equal(await atpBalance(reader, payee), payeeBefore + parseEther("1"));
+    assert.equal(await withdrawableOf(reader, channelId), parseEther("3"));
+    assert.throws(() => withdrawPaid(admin, []), /withdrawPaid: no channels given/);
+    assert.throws(
+      () => withdrawPaid(admin, [key, { ...key, payee: voucherKey.address }]),
+      /withdrawPaid: channels of several payees/,
+    );
+    await withdrawPaid(admin, [key]);
     assert.equal(await atpBalance(reader, payee), payeeBefore + parseEther("4"));
+    assert.equal(await withdrawableOf(reader, channelId), 0n);
     assert.deepEqual(await getChannel(reader, channelId), {
       deposit: parseEther("10"),
       paid: parseEther("4"),

@@ -1,6 +1,7 @@
 // Randomized model check of net settlement: random channels, deposits, top-ups and batches with
-// duplicates, stale and forged vouchers; after every batch the chain must match a plain model and
-// the total of balances must be unchanged. The seed is printed so a failure can be replayed.
+// duplicates, stale and forged vouchers, and withdrawals by random payees; after every round the
+// chain must match a plain model and the total of balances must be unchanged. The seed is printed so
+// a failure can be replayed.
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { network } from "hardhat";
@@ -36,7 +37,7 @@ function random(seed: number) {
 describe("net settlement against a model (randomized)", async () => {
   const connection = await network.create();
 
-  it("pays exactly what the model pays, once per payee per batch, conserving balances", async () => {
+  it("credits what the model credits, and withdrawals pay it once per payee, conserving balances", async () => {
     const seed = Number(process.env.CELL_PROPERTY_SEED ?? Date.now() % 2 ** 31);
     const rng = random(seed);
     const fx = await connection.networkHelpers.loadFixture(function cell() {
@@ -50,7 +51,7 @@ describe("net settlement against a model (randomized)", async () => {
     const total = async () =>
       (await Promise.all(accounts.map((a) => token.read.balanceOf([a])))).reduce((x, y) => x + y, 0n);
 
-    const model = new Map<string, { key: ChannelKey; deposit: bigint; paid: bigint }>();
+    const model = new Map<string, { key: ChannelKey; deposit: bigint; paid: bigint; withdrawn: bigint }>();
     for (let i = 0; i < 8; i++) {
       const key = {
         buyer: buyer.account.address,
@@ -60,7 +61,7 @@ describe("net settlement against a model (randomized)", async () => {
       };
       const deposit = BigInt(1 + rng.int(1_000));
       await channels.write.open([key.signer, key.payee, key.nonce, deposit], { account: buyer.account });
-      model.set(channelIdOf(key), { key, deposit, paid: 0n });
+      model.set(channelIdOf(key), { key, deposit, paid: 0n, withdrawn: 0n });
     }
     const before = await total();
 
@@ -91,22 +92,51 @@ describe("net settlement against a model (randomized)", async () => {
       }
       const hash = await channels.write.settle([encodeSettlementBatch(batch), 0n, zeroHash, 0n]);
       const logs = (await publicClient.waitForTransactionReceipt({ hash })).logs;
-      const transfers = parseEventLogs({ abi: atpTokenAbi, logs, eventName: "Transfer" });
-      const paidTo = new Map(transfers.map((t) => [t.args.to, t.args.value]));
-      assert.equal(transfers.length, expected.size, `seed ${seed}: one transfer per paid payee`);
-      for (const [payee, amount] of expected)
-        assert.equal(paidTo.get(payee), amount, `seed ${seed}: payee ${payee}`);
-      for (const [channelId, channel] of model) {
+      assert.equal(
+        parseEventLogs({ abi: atpTokenAbi, logs, eventName: "Transfer" }).length,
+        0,
+        `seed ${seed}`,
+      );
+      const credits = parseEventLogs({ abi: channels.abi, logs, eventName: "PayeeSettled" });
+      assert.deepEqual(
+        new Map(credits.map((c) => [c.args.payee, c.args.amount])),
+        expected,
+        `seed ${seed}: one PayeeSettled per credited payee`,
+      );
+
+      // A random payee withdraws a random subset of its channels (possibly none credited).
+      const payee = rng.pick(payees);
+      const chosen = entries.filter((c) => c.key.payee === payee && rng.next() < 0.7);
+      const owed = chosen.reduce((sum, c) => sum + c.paid - c.withdrawn, 0n);
+      if (owed > 0n) {
+        const withdrawal = await publicClient.waitForTransactionReceipt({
+          hash: await channels.write.withdrawPaid([chosen.map((c) => c.key)]),
+        });
+        const moved = parseEventLogs({ abi: atpTokenAbi, logs: withdrawal.logs, eventName: "Transfer" });
         assert.deepEqual(
-          await channels.read.channels([channelId as `0x${string}`]),
+          moved.map((t) => [t.args.to, t.args.value]),
+          [[payee, owed]],
+          `seed ${seed}: one transfer of what the chosen channels owe`,
+        );
+        for (const c of chosen) c.withdrawn = c.paid;
+      }
+      for (const [channelId, channel] of model) {
+        const id = channelId as `0x${string}`;
+        assert.deepEqual(
+          await channels.read.channels([id]),
           [channel.deposit, channel.paid, 0n],
           `seed ${seed}`,
         );
-        assert.ok(channel.paid <= channel.deposit);
+        assert.equal(await channels.read.withdrawn([id]), channel.withdrawn, `seed ${seed}`);
+        assert.ok(channel.withdrawn <= channel.paid && channel.paid <= channel.deposit);
       }
       const deposits = [...model.values()].reduce((sum, c) => sum + c.deposit, 0n);
-      const paid = [...model.values()].reduce((sum, c) => sum + c.paid, 0n);
-      assert.equal(await token.read.balanceOf([channels.address]), deposits - paid, `seed ${seed}: escrow`);
+      const withdrawn = [...model.values()].reduce((sum, c) => sum + c.withdrawn, 0n);
+      assert.equal(
+        await token.read.balanceOf([channels.address]),
+        deposits - withdrawn,
+        `seed ${seed}: escrow`,
+      );
       assert.equal(await total(), before, `seed ${seed}: total of balances`);
     }
   });

@@ -3547,6 +3547,32 @@ export const paymentChannelsAbi = [
   {
     inputs: [
       {
+        internalType: "uint256",
+        name: "index",
+        type: "uint256",
+      },
+      {
+        internalType: "address",
+        name: "payee",
+        type: "address",
+      },
+      {
+        internalType: "address",
+        name: "expected",
+        type: "address",
+      },
+    ],
+    name: "MixedPayees",
+    type: "error",
+  },
+  {
+    inputs: [],
+    name: "NoChannels",
+    type: "error",
+  },
+  {
+    inputs: [
+      {
         internalType: "bytes32",
         name: "channelId",
         type: "bytes32",
@@ -3564,6 +3590,17 @@ export const paymentChannelsAbi = [
       },
     ],
     name: "NothingToPay",
+    type: "error",
+  },
+  {
+    inputs: [
+      {
+        internalType: "address",
+        name: "payee",
+        type: "address",
+      },
+    ],
+    name: "NothingToWithdraw",
     type: "error",
   },
   {
@@ -3819,6 +3856,37 @@ export const paymentChannelsAbi = [
     anonymous: false,
     inputs: [],
     name: "EIP712DomainChanged",
+    type: "event",
+  },
+  {
+    anonymous: false,
+    inputs: [
+      {
+        indexed: true,
+        internalType: "bytes32",
+        name: "channelId",
+        type: "bytes32",
+      },
+      {
+        indexed: true,
+        internalType: "address",
+        name: "payee",
+        type: "address",
+      },
+      {
+        indexed: false,
+        internalType: "uint256",
+        name: "amount",
+        type: "uint256",
+      },
+      {
+        indexed: false,
+        internalType: "uint256",
+        name: "withdrawnTotal",
+        type: "uint256",
+      },
+    ],
+    name: "PaidWithdrawn",
     type: "event",
   },
   {
@@ -4652,6 +4720,85 @@ export const paymentChannelsAbi = [
         internalType: "bytes32",
         name: "",
         type: "bytes32",
+      },
+    ],
+    stateMutability: "view",
+    type: "function",
+  },
+  {
+    inputs: [
+      {
+        components: [
+          {
+            internalType: "address",
+            name: "buyer",
+            type: "address",
+          },
+          {
+            internalType: "address",
+            name: "signer",
+            type: "address",
+          },
+          {
+            internalType: "address",
+            name: "payee",
+            type: "address",
+          },
+          {
+            internalType: "uint64",
+            name: "nonce",
+            type: "uint64",
+          },
+        ],
+        internalType: "struct PaymentChannels.ChannelKey[]",
+        name: "keys",
+        type: "tuple[]",
+      },
+    ],
+    name: "withdrawPaid",
+    outputs: [
+      {
+        internalType: "uint256",
+        name: "amount",
+        type: "uint256",
+      },
+    ],
+    stateMutability: "nonpayable",
+    type: "function",
+  },
+  {
+    inputs: [
+      {
+        internalType: "bytes32",
+        name: "channelId",
+        type: "bytes32",
+      },
+    ],
+    name: "withdrawable",
+    outputs: [
+      {
+        internalType: "uint256",
+        name: "",
+        type: "uint256",
+      },
+    ],
+    stateMutability: "view",
+    type: "function",
+  },
+  {
+    inputs: [
+      {
+        internalType: "bytes32",
+        name: "channelId",
+        type: "bytes32",
+      },
+    ],
+    name: "withdrawn",
+    outputs: [
+      {
+        internalType: "uint256",
+        name: "amount",
+        type: "uint256",
       },
     ],
     stateMutability: "view",

@@ -340,7 +340,10 @@ export async function getChannel(reader: ChainReader, channelId: Hex): Promise<C
   return { deposit, paid, closesAt };
 }
 
-/** Pays the payee what the voucher adds, without closing. */
+/**
+ * Pays the payee what the voucher adds, without closing, and transfers it everything the channel
+ * has paid and not yet transferred (earlier settlement credits too).
+ */
 export function redeemVoucher(writer: ChainWriter, voucher: SignedVoucher): Promise<TransactionReceipt> {
   return send(writer, writer.deployment.paymentChannels, paymentChannelsAbi, "redeem", [
     voucher.key,
@@ -351,7 +354,8 @@ export function redeemVoucher(writer: ChainWriter, voucher: SignedVoucher): Prom
 
 /**
  * Net settlement of many channels' latest vouchers (in the given order), optionally anchoring a
- * receipt root. Bad or stale vouchers are skipped on-chain (VoucherSkipped), not reverted.
+ * receipt root. Bad or stale vouchers are skipped on-chain (VoucherSkipped), not reverted. It moves
+ * no tokens: the payees collect what it credits with `withdrawPaid`.
  */
 export function settleVouchers(
   writer: ChainWriter,
@@ -364,6 +368,31 @@ export function settleVouchers(
     anchor?.receiptRoot ?? "0x0000000000000000000000000000000000000000000000000000000000000000",
     anchor?.receiptCount ?? 0n,
   ]);
+}
+
+/**
+ * Transfers to the payee of `keys` what those channels paid and it has not received yet, in one
+ * transfer. All keys must name the same payee; anyone may send it, the money goes to the payee.
+ */
+export function withdrawPaid(writer: ChainWriter, keys: readonly ChannelKey[]): Promise<TransactionReceipt> {
+  const payee = keys[0]?.payee;
+  if (payee === undefined) throw new Error("withdrawPaid: no channels given");
+  const other = keys.find((key) => !isAddressEqual(key.payee, payee));
+  if (other !== undefined)
+    throw new Error(
+      `withdrawPaid: channels of several payees (${payee} and ${other.payee}); send one call per payee`,
+    );
+  return send(writer, writer.deployment.paymentChannels, paymentChannelsAbi, "withdrawPaid", [keys]);
+}
+
+/** What a channel has paid and not yet transferred to its payee. */
+export function withdrawableOf(reader: ChainReader, channelId: Hex): Promise<bigint> {
+  return reader.publicClient.readContract({
+    address: reader.deployment.paymentChannels,
+    abi: paymentChannelsAbi,
+    functionName: "withdrawable",
+    args: [channelId],
+  });
 }
 
 export function startChannelClose(writer: ChainWriter, key: ChannelKey): Promise<TransactionReceipt> {

@@ -56,7 +56,9 @@ export {
   topUpChannel,
   verifyReceiptInclusionOnChain,
   verifyReceiptOnChain,
+  withdrawPaid,
   withdrawStake,
+  withdrawableOf,
 } from "./actions.ts";
 export type { ChannelState, DonorParams, OperatorSigner, OperatorState, ReceiptAnchor } from "./actions.ts";
 export {
