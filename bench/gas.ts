@@ -164,6 +164,7 @@ try {
   // each buyer has a channel to two of them, so the batch of 100 names 110 addresses.
   const freshPayees = Array.from({ length: 10 }, (_, i) => labelled(`fresh-payee-${i}`).address);
   const realisticBatch: SignedVoucher[] = [];
+  const signerOf = new Map<Hex, ReturnType<typeof labelled>>();
   for (let b = 0; b < 50; b++) {
     const buyerKey = keccak256(toHex(`bench-buyer-${b}`));
     const w = await funded(buyerKey);
@@ -176,17 +177,25 @@ try {
         nonce: 0n,
       });
       realisticBatch.push(await voucher(key, parseEther("1"), signer));
+      signerOf.set(channelIdOf(key), signer);
     }
   }
   const settle100Realistic = await settleBatch("realistic-100", realisticBatch);
 
   // Withdrawals of what the realistic batch credited: each fresh payee holds no ATP yet, so its
-  // first withdrawal also creates its balance. One channel for one payee, then all ten channels
-  // of another payee in one call.
+  // first withdrawal also creates its balance, and each channel's first withdrawal its `withdrawn`
+  // slot. One channel for one payee, then all ten channels of another payee in one call; then,
+  // after a later settlement credits those ten again, the same withdrawal once more.
   const channelsOf = (payee: Hex) => realisticBatch.filter((v) => v.key.payee === payee).map((v) => v.key);
+  const tenChannels = channelsOf(freshPayees[1]!);
+  if (tenChannels.length !== 10) throw new Error("expected 10 channels per fresh payee");
   const withdraw1 = await measure(await withdrawPaid(admin, channelsOf(freshPayees[0]!).slice(0, 1)));
-  const withdraw10 = await measure(await withdrawPaid(admin, channelsOf(freshPayees[1]!)));
-  if (channelsOf(freshPayees[1]!).length !== 10) throw new Error("expected 10 channels per fresh payee");
+  const withdraw10 = await measure(await withdrawPaid(admin, tenChannels));
+  const laterVouchers = await Promise.all(
+    tenChannels.map((key) => voucher(key, parseEther("2"), signerOf.get(channelIdOf(key))!)),
+  );
+  await settleVouchers(admin, laterVouchers);
+  const withdraw10Again = await measure(await withdrawPaid(admin, tenChannels));
 
   const domain = cellDomain(deployment.chainId, deployment.donorRegistry);
   const honest = receipt(0);
@@ -247,6 +256,12 @@ try {
       undefined,
       "10 channels of one payee credited by the realistic batch, payee with no ATP before",
     ],
+    [
+      "withdrawPaid10Again",
+      withdraw10Again,
+      undefined,
+      "the same 10 channels after a later settlement: payee holds ATP, withdrawn slots exist",
+    ],
     ["slash", slash, undefined, "equivocation, reporter reward + treasury"],
   ];
   const gwei = (wei: bigint) => (Number(wei) / 1e9).toFixed(0);
@@ -275,7 +290,11 @@ try {
       stakeFirst: stakeFirst.gas,
       openChannelFirst: openFirst.gas,
       settlePerVoucher100Realistic: settle100Realistic.gas,
-      withdrawPaid: { channels1: withdraw1.gas, channels10: withdraw10.gas },
+      withdrawPaid: {
+        channels1: withdraw1.gas,
+        channels10: withdraw10.gas,
+        channels10Again: withdraw10Again.gas,
+      },
       l1DataGasPerVoucher100: settle100Realistic.l1Gas,
       l1DataGas: Object.fromEntries(rows.map(([name, m]) => [name, m.l1Gas])),
       l1FeeGwei: Object.fromEntries(rows.map(([name, m]) => [name, Number(gwei(m.l1Fee))])),

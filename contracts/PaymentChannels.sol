@@ -99,14 +99,11 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
     /// `amount` in all, withdrawable with `withdrawPaid`. Lets an indexer follow settlements, also
     /// of batches sent through a contract wallet or a multicall, without decoding calldata.
     event PayeeSettled(address indexed payee, uint256 amount);
-    /// @notice `amount` of what the channel paid left the contract to `payee` (by `withdrawPaid`,
-    /// `redeem` or `cooperativeClose`); the channel's `withdrawn` is now `withdrawnTotal`.
-    event PaidWithdrawn(
-        bytes32 indexed channelId,
-        address indexed payee,
-        uint256 amount,
-        uint256 withdrawnTotal
-    );
+    /// @notice `amount` of what channels paid left the contract to `payee` in one transfer (by
+    /// `withdrawPaid`, `redeem` or `cooperativeClose`). Per payee like PayeeSettled, so an indexer
+    /// keeps each payee's credited and withdrawn totals from logs alone; a channel's own figure is
+    /// `withdrawn(channelId)`.
+    event PaidWithdrawn(address indexed payee, uint256 amount);
     /// @notice One settlement batch of `vouchers` vouchers paying `total`. Bit i of
     /// paidBitmap[i / 256] (least significant first) is set when the batch's voucher i paid; that
     /// voucher raised its channel's `paid` to min(cumulativeAmount, deposit). Channel ids, payees
@@ -233,7 +230,7 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
         _requireSignature(voucherDigest(channelId, cumulativeAmount), signature, key.signer);
         amount = _pay(channelId, cumulativeAmount);
         if (amount == 0) revert NothingToPay(channelId);
-        token.safeTransfer(key.payee, _markWithdrawn(channelId, key.payee));
+        _transferWithdrawn(key.payee, _markWithdrawn(channelId));
     }
 
     /// @notice Transfers to the payee what the channels paid and it has not received yet (paid -
@@ -247,10 +244,10 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
         address payee = keys[0].payee;
         for (uint256 i = 0; i < keys.length; ++i) {
             if (keys[i].payee != payee) revert MixedPayees(i, keys[i].payee, payee);
-            amount += _markWithdrawn(_channelIdOfCalldata(keys[i]), payee);
+            amount += _markWithdrawn(_channelIdOfCalldata(keys[i]));
         }
         if (amount == 0) revert NothingToWithdraw(payee);
-        token.safeTransfer(payee, amount);
+        _transferWithdrawn(payee, amount);
     }
 
     /// @notice Net settlement: pays the latest vouchers of many channels in one transaction. It
@@ -340,8 +337,8 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
         _requireSignature(digest, payeeSignature, key.payee);
         _pay(channelId, finalAmount);
         _closeAndRefund(channelId, key.buyer);
-        uint256 amount = _markWithdrawn(channelId, key.payee);
-        if (amount > 0) token.safeTransfer(key.payee, amount);
+        uint256 amount = _markWithdrawn(channelId);
+        if (amount > 0) _transferWithdrawn(key.payee, amount);
     }
 
     // ---------------------------------------------------------------- views
@@ -664,14 +661,19 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
     }
 
     /// @dev Records that the channel's payee receives all the channel paid and it has not received
-    /// yet, and returns that amount; the caller transfers it after its other effects.
-    function _markWithdrawn(bytes32 channelId, address payee) private returns (uint256 amount) {
+    /// yet, and returns that amount; the caller transfers it with `_transferWithdrawn` after its
+    /// other effects.
+    function _markWithdrawn(bytes32 channelId) private returns (uint256 amount) {
         uint256 paid = _channel(channelId).paid;
         uint256 before = withdrawn[channelId];
         if (paid == before) return 0;
         amount = paid - before;
         withdrawn[channelId] = paid;
-        emit PaidWithdrawn(channelId, payee, amount, paid);
+    }
+
+    function _transferWithdrawn(address payee, uint256 amount) private {
+        emit PaidWithdrawn(payee, amount);
+        token.safeTransfer(payee, amount);
     }
 
     function _closeAndRefund(bytes32 channelId, address buyer) private {

@@ -809,15 +809,15 @@ describe("PaymentChannels", async () => {
       const hash = await channels.write.withdrawPaid([[first, second, first]], { account: reporter.account });
       const logs = (await publicClient.waitForTransactionReceipt({ hash })).logs;
       assert.deepEqual(
-        parseEventLogs({ abi: channels.abi, logs, eventName: "PaidWithdrawn" }).map((l) => [
-          l.args.channelId,
-          l.args.amount,
-          l.args.withdrawnTotal,
-        ]),
+        parseEventLogs({ abi: channels.abi, logs, eventName: "PaidWithdrawn" }).map((l) => l.args),
+        [{ payee: getAddress(payees[0]!), amount: 35n }],
+      );
+      assert.deepEqual(
         [
-          [channelIdOf(first), 30n, 30n],
-          [channelIdOf(second), 5n, 5n],
+          await channels.read.withdrawn([channelIdOf(first)]),
+          await channels.read.withdrawn([channelIdOf(second)]),
         ],
+        [30n, 5n],
       );
       assert.equal(await token.read.balanceOf([payees[0]!]), FUNDS + 35n);
       await viem.assertions.revertWithCustomErrorWithArgs(

@@ -3863,12 +3863,6 @@ export const paymentChannelsAbi = [
     inputs: [
       {
         indexed: true,
-        internalType: "bytes32",
-        name: "channelId",
-        type: "bytes32",
-      },
-      {
-        indexed: true,
         internalType: "address",
         name: "payee",
         type: "address",
@@ -3877,12 +3871,6 @@ export const paymentChannelsAbi = [
         indexed: false,
         internalType: "uint256",
         name: "amount",
-        type: "uint256",
-      },
-      {
-        indexed: false,
-        internalType: "uint256",
-        name: "withdrawnTotal",
         type: "uint256",
       },
     ],
