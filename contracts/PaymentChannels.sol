@@ -314,7 +314,8 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
     }
 
     /// @notice Closes a channel at once with a final amount signed by both the voucher key and the
-    /// payee (ChannelClose). Pays the payee up to the deposit, refunds the rest. Anyone may submit,
+    /// payee (ChannelClose). Pays the payee up to the deposit (with what earlier settlements credited
+    /// and it has not withdrawn), refunds the rest. Anyone may submit,
     /// until the deadline both signed: a close agreed long ago cannot be held back and used later.
     /// @param key the channel
     /// @param finalAmount the agreed cumulative amount
@@ -354,7 +355,7 @@ contract PaymentChannels is EIP712, ReentrancyGuardTransient {
     /// @notice A channel's state; all zero for an id that no channel has.
     /// @param channelId the channel
     /// @return deposit what the buyer escrowed (after a close: what was paid)
-    /// @return paid what the payee has been paid so far
+    /// @return paid what the channel has paid so far (`withdrawable` of it not yet transferred)
     /// @return closesAt end of the challenge window, 0 while open, CLOSED once closed
     function channels(
         bytes32 channelId
