@@ -15,7 +15,7 @@ import {
 } from "../../offchain/src/chain/index.ts";
 import type { ChannelKey, SignedVoucher } from "../../offchain/src/chain/index.ts";
 import { deployCell } from "../support/contracts/deploy.ts";
-import { operatorAccount } from "../support/contracts/fixture.ts";
+import { CHALLENGE_WINDOW, operatorAccount } from "../support/contracts/fixture.ts";
 
 /** mulberry32: small deterministic PRNG. */
 function random(seed: number) {
@@ -139,5 +139,25 @@ describe("net settlement against a model (randomized)", async () => {
       );
       assert.equal(await total(), before, `seed ${seed}: total of balances`);
     }
+
+    // The buyer closes every channel: its refunds are exactly deposit − paid (credited but
+    // unwithdrawn money stays), and once every payee has withdrawn, nothing is left behind.
+    const buyerBefore = await token.read.balanceOf([buyer.account.address]);
+    for (const { key } of model.values())
+      await channels.write.startClose([key.signer, key.payee, key.nonce], { account: buyer.account });
+    await connection.networkHelpers.time.increase(Number(CHALLENGE_WINDOW));
+    for (const { key } of model.values()) await channels.write.finalizeClose([key]);
+    const refunds = [...model.values()].reduce((sum, c) => sum + c.deposit - c.paid, 0n);
+    assert.equal(await token.read.balanceOf([buyer.account.address]), buyerBefore + refunds, `seed ${seed}`);
+    for (const payee of payees) {
+      const own = [...model.values()].filter((c) => c.key.payee === payee);
+      const owed = own.reduce((sum, c) => sum + c.paid - c.withdrawn, 0n);
+      if (owed === 0n) continue;
+      const payeeBefore = await token.read.balanceOf([payee]);
+      await channels.write.withdrawPaid([own.map((c) => c.key)]);
+      assert.equal(await token.read.balanceOf([payee]), payeeBefore + owed, `seed ${seed}: payee ${payee}`);
+    }
+    assert.equal(await token.read.balanceOf([channels.address]), 0n, `seed ${seed}: nothing left behind`);
+    assert.equal(await total(), before, `seed ${seed}: total of balances`);
   });
 });
