@@ -219,7 +219,12 @@ try {
     ["register", register, undefined, "operator + peer key + 12-byte URI + proof of possession"],
     ["openChannelFirst", openFirst, 70_000, "first channel on a fresh contract (cold contract)"],
     ["openChannel", openSecond, 70_000, "a buyer's second channel, unlimited allowance"],
-    ["redeem", redeem, undefined, "first redeem of a channel, payee already holds ATP"],
+    [
+      "redeem",
+      redeem,
+      undefined,
+      "first redeem of a channel: the payee's first ATP balance, the channel's withdrawn slot",
+    ],
     [
       "settlePerVoucher1",
       settle1,
