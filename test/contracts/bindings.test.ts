@@ -187,9 +187,9 @@ describe("chain bindings on a devnet", () => {
     });
     assert.equal(await atpBalance(reader, payee), payeeBefore + parseEther("1"));
     assert.equal(await withdrawableOf(reader, channelId), parseEther("3"));
-    assert.throws(() => withdrawPaid(admin, []), /withdrawPaid: no channels given/);
-    assert.throws(
-      () => withdrawPaid(admin, [key, { ...key, payee: voucherKey.address }]),
+    await assert.rejects(withdrawPaid(admin, []), /withdrawPaid: no channels given/);
+    await assert.rejects(
+      withdrawPaid(admin, [key, { ...key, payee: voucherKey.address }]),
       /withdrawPaid: channels of several payees/,
     );
     await withdrawPaid(admin, [key]);

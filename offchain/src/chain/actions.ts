@@ -374,7 +374,10 @@ export function settleVouchers(
  * Transfers to the payee of `keys` what those channels paid and it has not received yet, in one
  * transfer. All keys must name the same payee; anyone may send it, the money goes to the payee.
  */
-export function withdrawPaid(writer: ChainWriter, keys: readonly ChannelKey[]): Promise<TransactionReceipt> {
+export async function withdrawPaid(
+  writer: ChainWriter,
+  keys: readonly ChannelKey[],
+): Promise<TransactionReceipt> {
   const payee = keys[0]?.payee;
   if (payee === undefined) throw new Error("withdrawPaid: no channels given");
   const other = keys.find((key) => !isAddressEqual(key.payee, payee));
