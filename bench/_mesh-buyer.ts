@@ -18,6 +18,8 @@ export interface MeshBuyerParams {
   latencyJobs: number;
   seconds: number;
   concurrency: number;
+  /** Jobs started per second in the throughput phase; 0 starts the next as soon as one ends. */
+  rate: number;
   /** The job's WebAssembly module, base64. */
   module: string;
 }
@@ -68,8 +70,18 @@ try {
   let failed = 0;
   const started = performance.now();
   const endAt = started + params.seconds * 1000;
+  // With a rate, jobs start on a fixed schedule, so two builds compared at the same rate do the
+  // same work per second and CPU per job compares the work per job alone.
+  const spacingMs = params.rate > 0 ? 1000 / params.rate : 0;
+  let nextStartAt = started;
   const worker = async () => {
     while (performance.now() < endAt) {
+      if (spacingMs > 0) {
+        const startAt = (nextStartAt += spacingMs);
+        const wait = startAt - performance.now();
+        if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+        if (performance.now() >= endAt) break;
+      }
       try {
         await runOne();
         completed++;
@@ -131,7 +143,7 @@ function firstLine(input: NodeJS.ReadStream): Promise<string> {
 
 function parseParams(line: string): MeshBuyerParams {
   const value = JSON.parse(line) as Partial<MeshBuyerParams>;
-  const counts = ["donors", "warmupJobs", "latencyJobs", "seconds", "concurrency"] as const;
+  const counts = ["donors", "warmupJobs", "latencyJobs", "seconds", "concurrency", "rate"] as const;
   for (const key of counts) {
     const count = value[key];
     if (typeof count !== "number" || !Number.isFinite(count) || count < 0)

@@ -20,6 +20,12 @@ const LATENCY_JOBS = Number(process.env.MESH_LATENCY_JOBS ?? 200);
 const THROUGHPUT_SECONDS = Number(process.env.MESH_SECONDS ?? 30);
 const CONCURRENCY = Number(process.env.MESH_CONCURRENCY ?? 64);
 /**
+ * MESH_RATE=N starts N jobs per second (still at most CONCURRENCY in flight) instead of as
+ * many as finish: CPU per job then compares two builds at the same load, free of the
+ * per-second costs a faster run spreads over more jobs.
+ */
+const RATE = Number(process.env.MESH_RATE ?? 0);
+/**
  * Jobs each donor takes at once. The donors together have a slot for every job in flight,
  * so the throughput phase measures the network rather than jobs held in the buyer's queue
  * for a free slot (at 8 slots each, half of them waited there).
@@ -90,6 +96,7 @@ try {
     latencyJobs: LATENCY_JOBS,
     seconds: THROUGHPUT_SECONDS,
     concurrency: CONCURRENCY,
+    rate: RATE,
     module: Buffer.from(await spinModule(1)).toString("base64"),
   });
   children.unshift(buyer);
@@ -122,12 +129,12 @@ try {
     `latency  ${LATENCY_JOBS} sequential tiny jobs: p50 ${latencyMs.p50.toFixed(1)} ms, p95 ${latencyMs.p95.toFixed(1)} ms, max ${latencyMs.max.toFixed(1)} ms`,
   );
   console.log(
-    `throughput  ${CONCURRENCY} jobs in flight for ${seconds.toFixed(1)} s: ${completed} completed, ${failed} failed, ${jobsPerSec.toFixed(1)} jobs/s`,
+    `throughput  ${CONCURRENCY} jobs in flight${RATE > 0 ? ` at most, ${RATE} started per second,` : ""} for ${seconds.toFixed(1)} s: ${completed} completed, ${failed} failed, ${jobsPerSec.toFixed(1)} jobs/s`,
   );
-  const perJob = (ms: number) => (ms / Math.max(1, completed)).toFixed(1);
+  const perJob = (ms: number) => (ms / Math.max(1, completed)).toFixed(2);
   const cpuMsPerJob = cpuSpent.reduce((sum, ms) => sum + ms, 0) / Math.max(1, completed);
   console.log(
-    `cpu  per completed job: ${cpuMsPerJob.toFixed(1)} ms over all nodes (buyer ${perJob(cpuSpent[0]!)} ms, donors ${cpuSpent.slice(1).map(perJob).join(" / ")} ms)`,
+    `cpu  per completed job: ${cpuMsPerJob.toFixed(2)} ms over all nodes (buyer ${perJob(cpuSpent[0]!)} ms, donors ${cpuSpent.slice(1).map(perJob).join(" / ")} ms)`,
   );
   const callsPerJob = ({ reads, writes }: IoCalls) => `${perJob(reads)}r ${perJob(writes)}w`;
   console.log(
@@ -152,7 +159,7 @@ try {
       p95Ms: round(latencyMs.p95),
       jobsPerSec: round(jobsPerSec),
       rssMbPerNode: round(rssMbPerNode),
-      cpuMsPerJob: round(cpuMsPerJob),
+      cpuMsPerJob: Math.round(cpuMsPerJob * 100) / 100,
     }),
   );
 } finally {

@@ -627,6 +627,48 @@ describe("assignments", () => {
     store.close();
   });
 
+  test("an attempt is updated by its key; another job's or executor's attempt is left alone", () => {
+    const { store, clock } = withJobsClocked("j", "k");
+    const base = { executor: "p1", operator: OPERATOR_A, attempt: 1, deadline: 3_000 };
+    const mine = store.assignments.insert({ ...base, jobId: "j" });
+    const other = store.assignments.insert({ ...base, jobId: "k" });
+    clock.now = 2_000;
+    assert.equal(
+      store.assignments.updateAttempt(
+        { jobId: "j", executor: "p1", attempt: 1 },
+        { state: "completed", reason: null },
+      ),
+      true,
+    );
+    const updated = store.assignments.get(mine.id)!;
+    assert.deepEqual([updated.state, updated.reason, updated.updatedAt], ["completed", null, 2_000]);
+    assert.equal(store.assignments.get(other.id)!.state, "assigned");
+    assert.equal(
+      store.assignments.updateAttempt(
+        { jobId: "j", executor: "p2", attempt: 1 },
+        { state: "failed", reason: "deadline_missed" },
+      ),
+      false,
+    );
+    assert.equal(
+      store.assignments.updateAttempt(
+        { jobId: "j", executor: "p1", attempt: 2 },
+        { state: "failed", reason: null },
+      ),
+      false,
+    );
+    assert.throws(
+      () =>
+        store.assignments.updateAttempt(
+          { jobId: "j", executor: "p1", attempt: 1 },
+          { state: "bogus" as never, reason: null },
+        ),
+      /assignments\.updateAttempt: state/,
+    );
+    assert.equal(store.assignments.get(mine.id)!.state, "completed");
+    store.close();
+  });
+
   test("the same executor and attempt is refused; bad fields and unknown jobs named", () => {
     const { store } = withJobsClocked("j");
     const base = { jobId: "j", executor: "p1", operator: OPERATOR_A, attempt: 1, deadline: 10 };

@@ -115,8 +115,10 @@ export class BuyerJournal {
             if (reason !== undefined) store.assignments.update(row.id, { reason });
             return;
           }
-          const row = store.assignments.forJob(jobId).find((stored) => stored.attempt === attempt.number);
-          if (row) store.assignments.update(row.id, { state, reason: reason ?? null });
+          store.assignments.updateAttempt(
+            { jobId, executor: attempt.peerId, attempt: attempt.number },
+            { state, reason: reason ?? null },
+          );
         });
       }
       case "store_result": {

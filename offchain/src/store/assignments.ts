@@ -157,6 +157,30 @@ export class AssignmentsRepository {
     return toAssignmentRow(row);
   }
 
+  /**
+   * Sets the state and reason of one attempt of a job, found by its key instead of its row
+   * id; false when there is no such assignment.
+   */
+  updateAttempt(
+    key: { jobId: string; executor: string; attempt: number },
+    patch: { state: AssignmentState; reason: string | null },
+  ): boolean {
+    const { changes } = this.#statements
+      .get(
+        `UPDATE assignments SET state = ?, reason = ?, updated_at = ?
+         WHERE job = ${JOB_ROW} AND executor = ? AND attempt = ?`,
+      )
+      .run(
+        oneOf(patch.state, ASSIGNMENT_STATES, "assignments.updateAttempt: state"),
+        optionalText(patch.reason, "assignments.updateAttempt: reason"),
+        this.#now(),
+        requireText(key.jobId, "assignments.updateAttempt: jobId", 256),
+        requireText(key.executor, "assignments.updateAttempt: executor", 256),
+        key.attempt,
+      );
+    return Number(changes) > 0;
+  }
+
   #all(clause: string, ...values: Array<string | number>): AssignmentRow[] {
     return (
       this.#statements.get(`SELECT ${COLUMNS} FROM assignments ${clause}`).all(...values) as SqlRow[]
