@@ -8,6 +8,7 @@ import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
+import {IJuryCourt} from "./interfaces/IJuryCourt.sol";
 import {CellTypes} from "./libraries/CellTypes.sol";
 
 /// @title DonorRegistry
@@ -68,6 +69,8 @@ contract DonorRegistry is EIP712, Ownable, ReentrancyGuardTransient {
     mapping(address operator => address donor) public donorOf;
     /// @notice keccak256(jobId, operator) => already slashed for that job
     mapping(bytes32 key => bool) public slashed;
+    /// @notice The court that decides outvote slashes (set once, see setCourt).
+    IJuryCourt public court;
 
     event Staked(address indexed donor, uint256 amount, uint256 bonded);
     event Registered(address indexed donor, address indexed operator, bytes32 peerKey, string metadataURI);
@@ -83,6 +86,9 @@ contract DonorRegistry is EIP712, Ownable, ReentrancyGuardTransient {
         uint256 reward
     );
     event ParamsUpdated(Params params);
+    event CourtSet(address court);
+    event OutvoteAccused(address indexed operator, bytes32 indexed jobId, uint256 caseId, uint256 amount);
+    event CourtSlashed(address indexed donor, uint256 amount);
 
     error ZeroAmount();
     error BelowMinimumStake(uint256 bonded, uint256 minimum);
@@ -108,6 +114,10 @@ contract DonorRegistry is EIP712, Ownable, ReentrancyGuardTransient {
     error JobSpecMismatch(bytes32 jobId);
     error AlreadySlashed(bytes32 jobId, address operator);
     error NothingToSlash(address operator);
+    error CourtAlreadySet();
+    error NoCourt();
+    error OnlyCourt();
+    error FrozenByCase(address donor);
 
     /// @param token_ the ATP token staked here
     /// @param owner_ may change the parameters
@@ -162,6 +172,7 @@ contract DonorRegistry is EIP712, Ownable, ReentrancyGuardTransient {
         reg.metadataURI = metadataURI;
         donorOf[operator] = msg.sender;
         emit Registered(msg.sender, operator, peerKey, metadataURI);
+        _syncJuryWeight(msg.sender);
     }
 
     /// @notice Replaces the caller's metadata URI.
@@ -185,6 +196,7 @@ contract DonorRegistry is EIP712, Ownable, ReentrancyGuardTransient {
         st.unbonding += uint96(amount);
         st.unbondableAt = unbondableAt;
         emit UnbondRequested(msg.sender, amount, unbondableAt);
+        _syncJuryWeight(msg.sender);
     }
 
     /// @notice Pays the caller's unbonding stake once its delay has passed.
@@ -193,6 +205,7 @@ contract DonorRegistry is EIP712, Ownable, ReentrancyGuardTransient {
         uint256 amount = st.unbonding;
         if (amount == 0) revert NothingToWithdraw();
         if (block.timestamp < st.unbondableAt) revert StillUnbonding(st.unbondableAt);
+        if (_inOpenCase(msg.sender)) revert FrozenByCase(msg.sender);
         st.unbonding = 0;
         st.unbondableAt = 0;
         emit Withdrawn(msg.sender, amount);
@@ -270,8 +283,9 @@ contract DonorRegistry is EIP712, Ownable, ReentrancyGuardTransient {
         _slash(a.executor, a.jobId, SlashReason.Equivocation, _params.equivocationSlashBps);
     }
 
-    /// @notice Slashes an operator whose signed receipt disagrees with a quorum of receipts of
-    /// other operators for the same job. A job id is the EIP-712 digest of its spec under this
+    /// @notice Accuses an operator whose signed receipt disagrees with a quorum of receipts of
+    /// other operators for the same job. The slash is not taken here: the evidence opens a case in
+    /// the court (`court.openCase`), which slashes after a dispute window or lets a jury decide. A job id is the EIP-712 digest of its spec under this
     /// domain, so the spec proves the job's replica count n; with f = floor((n - 1) / 3) the
     /// quorum needs k >= 2f + 1 receipts, and never fewer than minOutvoteQuorum. Every quorum
     /// receipt must be signed by a distinct operator, not the accused, that is active now.
@@ -297,7 +311,7 @@ contract DonorRegistry is EIP712, Ownable, ReentrancyGuardTransient {
             _checkQuorumReceipt(accused, quorum, i);
             _requireSigned(quorum[i], quorumSigs[i]);
         }
-        _slash(accused.executor, accused.jobId, SlashReason.Outvoted, _params.outvotedSlashBps);
+        _accuse(spec, accused, quorum);
     }
 
     /// @notice Agreeing receipts an outvote slash needs for a job with `replicas` executions:
@@ -317,6 +331,112 @@ contract DonorRegistry is EIP712, Ownable, ReentrancyGuardTransient {
         _setParams(params_);
     }
 
+    // ---------------------------------------------------------------- jury court
+
+    /// @notice Sets the court that decides outvote slashes; once, by the owner, at deployment
+    /// (the court's constructor needs this registry's address, so it cannot come first).
+    /// @param court_ the JuryCourt
+    function setCourt(IJuryCourt court_) external onlyOwner {
+        if (address(court) != address(0)) revert CourtAlreadySet();
+        if (address(court_) == address(0)) revert NoCourt();
+        court = court_;
+        emit CourtSet(address(court_));
+    }
+
+    /// @notice A donor's weight in jury draws: its bonded stake while its operator is active, else 0.
+    /// @param donor the staking wallet
+    function juryWeightOf(address donor) public view returns (uint256) {
+        address operator = _registrations[donor].operator;
+        return operator != address(0) && isActive(operator) ? stakes[donor].bonded : 0;
+    }
+
+    /// @notice Receiver of slashed stake that nobody is rewarded with.
+    function treasury() external view returns (address) {
+        return _params.treasury;
+    }
+
+    /// @notice Slashes `donor` for the court: min(maxAmount, bps of its bonded + unbonding stake),
+    /// bonded first, and sends it to the court, which pays it out. Only the court.
+    /// @param donor the staking wallet
+    /// @param maxAmount most to take
+    /// @param bps share of the donor's slashable stake to take
+    /// @return taken the amount slashed
+    function courtSlash(
+        address donor,
+        uint256 maxAmount,
+        uint16 bps
+    ) external nonReentrant returns (uint256 taken) {
+        if (msg.sender != address(court)) revert OnlyCourt();
+        Stake storage st = stakes[donor];
+        uint96 bonded = st.bonded;
+        uint96 unbonding = st.unbonding;
+        taken = ((uint256(bonded) + unbonding) * bps) / BPS;
+        if (taken > maxAmount) taken = maxAmount;
+        uint96 fromBonded = taken > bonded ? bonded : uint96(taken);
+        st.bonded = bonded - fromBonded;
+        st.unbonding = unbonding - uint96(taken - fromBonded);
+        emit CourtSlashed(donor, taken);
+        _syncJuryWeight(donor);
+        if (taken != 0) token.safeTransfer(msg.sender, taken);
+    }
+
+    function _accuse(
+        CellTypes.JobSpec calldata spec,
+        CellTypes.Receipt calldata accused,
+        CellTypes.Receipt[] calldata quorum
+    ) private {
+        IJuryCourt court_ = court;
+        if (address(court_) == address(0)) revert NoCourt();
+        address operator = accused.executor;
+        address donor = donorOf[operator];
+        if (donor == address(0)) revert UnknownOperator(operator);
+        bytes32 key = keccak256(abi.encode(accused.jobId, operator));
+        if (slashed[key]) revert AlreadySlashed(accused.jobId, operator);
+        slashed[key] = true;
+        Stake storage st = stakes[donor];
+        uint16 bps = _params.outvotedSlashBps;
+        uint256 amount = ((uint256(st.bonded) + st.unbonding) * bps) / BPS;
+        if (amount == 0) revert NothingToSlash(operator);
+        uint256 caseId = court_.openCase(_accusation(accused, quorum, donor, amount, bps), spec);
+        emit OutvoteAccused(operator, accused.jobId, caseId, amount);
+    }
+
+    function _accusation(
+        CellTypes.Receipt calldata accused,
+        CellTypes.Receipt[] calldata quorum,
+        address donor,
+        uint256 amount,
+        uint16 bps
+    ) private view returns (IJuryCourt.Accusation memory a) {
+        uint256 k = quorum.length;
+        a.jobId = accused.jobId;
+        a.accusedOperator = accused.executor;
+        a.accusedDonor = donor;
+        a.amount = uint96(amount);
+        a.outvoteBps = bps;
+        a.accusedResult = CellTypes.resultOf(accused);
+        a.quorumResult = CellTypes.resultOf(quorum[0]);
+        a.quorumOperators = new address[](k);
+        a.quorumDonors = new address[](k);
+        for (uint256 i = 0; i < k; ++i) {
+            a.quorumOperators[i] = quorum[i].executor;
+            a.quorumDonors[i] = donorOf[quorum[i].executor];
+        }
+    }
+
+    /// Pushes a registered donor's jury weight to the court; unregistered stake is never drawn.
+    function _syncJuryWeight(address donor) private {
+        IJuryCourt court_ = court;
+        if (address(court_) != address(0) && _registrations[donor].operator != address(0)) {
+            court_.onWeightChanged(donor, juryWeightOf(donor));
+        }
+    }
+
+    function _inOpenCase(address donor) private view returns (bool) {
+        IJuryCourt court_ = court;
+        return address(court_) != address(0) && court_.openCasesOf(donor) != 0;
+    }
+
     // ---------------------------------------------------------------- internals
 
     function _stake(address donor, uint256 amount) private {
@@ -325,6 +445,7 @@ contract DonorRegistry is EIP712, Ownable, ReentrancyGuardTransient {
         uint96 bonded = st.bonded + SafeCast.toUint96(amount);
         st.bonded = bonded;
         emit Staked(donor, amount, bonded);
+        _syncJuryWeight(donor);
         token.safeTransferFrom(donor, address(this), amount);
     }
 
@@ -371,6 +492,7 @@ contract DonorRegistry is EIP712, Ownable, ReentrancyGuardTransient {
         st.bonded = bonded - fromBonded;
         st.unbonding = unbonding - uint96(amount - fromBonded);
         slashed[key] = true;
+        _syncJuryWeight(donor);
 
         uint256 reward = (amount * _params.reporterRewardBps) / BPS;
         emit Slashed(operator, jobId, reason, msg.sender, amount, reward);

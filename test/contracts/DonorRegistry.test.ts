@@ -432,20 +432,19 @@ describe("DonorRegistry", async () => {
       assert.deepEqual(required, [3n, 3n, 3n, 5n, 7n, 9n]);
     });
 
-    it("slashes an operator outvoted by 2f+1 distinct active operators, once", async () => {
+    it("accuses an operator outvoted by 2f+1 distinct active operators, once, without slashing yet", async () => {
       const fx = await networkHelpers.loadFixture(registeredDonors);
-      const { viem, registry, reporter, operators, donors } = fx;
+      const { viem, registry, court, operators, donors } = fx;
       const { job, accused, quorum, slash } = await outvote(fx);
-      const slashed = (STAKE * BigInt(OUTVOTED_BPS)) / 10_000n;
-      await viem.assertions.emitWithArgs(slash(accused, quorum), registry, "Slashed", [
+      const amount = (STAKE * BigInt(OUTVOTED_BPS)) / 10_000n;
+      await viem.assertions.emitWithArgs(slash(accused, quorum), registry, "OutvoteAccused", [
         operators[0]!.address,
         job,
-        1,
-        reporter.account.address,
-        slashed,
-        (slashed * BigInt(REPORTER_BPS)) / 10_000n,
+        1n,
+        amount,
       ]);
-      assert.equal((await registry.read.stakes([donors[0]!.account.address]))[0], STAKE - slashed);
+      assert.equal((await registry.read.stakes([donors[0]!.account.address]))[0], STAKE);
+      assert.equal((await court.read.caseOf([1n])).amount, amount);
       await viem.assertions.revertWithCustomError(slash(accused, quorum), registry, "AlreadySlashed");
     });
 

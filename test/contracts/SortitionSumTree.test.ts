@@ -1,8 +1,21 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { network } from "hardhat";
-import { keccak256, pad, toHex } from "viem";
+import { getContract, keccak256, pad, parseAbi, toHex } from "viem";
 import type { Hex } from "viem";
+
+const harnessAbi = parseAbi([
+  "constructor(uint256 k)",
+  "function set(bytes32 id, uint256 weight)",
+  "function setInPlace(bytes32 id, uint256 weight)",
+  "function weightOf(bytes32 id) view returns (uint256)",
+  "function total() view returns (uint256)",
+  "function draw(uint256 random) view returns (bytes32)",
+  "function drawCounts(bytes32 seed, uint256 n, bytes32[] ids) view returns (uint256[])",
+  "function nodes() view returns (uint256[])",
+  "error EmptyTree()",
+  "error UnknownId(bytes32 id)",
+]);
 
 const idOf = (i: number): Hex => pad(toHex(i + 1), { size: 32 });
 
@@ -29,6 +42,14 @@ const CHI2_9_P999 = 27.877;
 
 describe("SortitionSumTree", async () => {
   const { viem } = await network.create();
+  const publicClient = await viem.getPublicClient();
+  const [wallet] = await viem.getWalletClients();
+
+  /** A tree of arity k behind the harness contract, typed by the ABI above. */
+  async function harness(k: number) {
+    const { address } = await viem.deployContract("SortitionSumTreeHarness", [BigInt(k)]);
+    return getContract({ abi: harnessAbi, address, client: { public: publicClient, wallet: wallet! } });
+  }
 
   async function checkShape(tree: { read: { nodes: () => Promise<readonly bigint[]> } }, k: number) {
     const nodes = await tree.read.nodes();
@@ -41,7 +62,7 @@ describe("SortitionSumTree", async () => {
 
   for (const k of [2, 3, 4]) {
     it(`keeps every inner node the sum of its children through inserts, updates and removals (K = ${k})`, async () => {
-      const tree = await viem.deployContract("SortitionSumTreeHarness", [BigInt(k)]);
+      const tree = await harness(k);
       const next = prng(7 * k);
       const model = new Map<number, bigint>();
       for (let step = 0; step < 60; step++) {
@@ -67,7 +88,7 @@ describe("SortitionSumTree", async () => {
   }
 
   it("draws each id with probability weight / total (chi-square over 2,000 seeded draws)", async () => {
-    const tree = await viem.deployContract("SortitionSumTreeHarness", [4n]);
+    const tree = await harness(4);
     // Churn first, so vacated leaves are reused and leaves have moved down: the draw must not care.
     for (let i = 0; i < 14; i++) await tree.write.set([idOf(i), 5n]);
     for (let i = 10; i < 14; i++) await tree.write.set([idOf(i), 0n]);
@@ -93,7 +114,7 @@ describe("SortitionSumTree", async () => {
   });
 
   it("never draws an id of weight 0, and a zero-weight tree cannot be drawn from", async () => {
-    const tree = await viem.deployContract("SortitionSumTreeHarness", [4n]);
+    const tree = await harness(4);
     for (let i = 0; i < 6; i++) await tree.write.set([idOf(i), 10n]);
     await tree.write.setInPlace([idOf(2), 0n]);
     await tree.write.set([idOf(4), 0n]);

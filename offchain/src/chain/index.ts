@@ -1,5 +1,5 @@
 // The chain domain: typed viem bindings for Cell's contracts, deployments, devnet.
-export { atpTokenAbi, donorRegistryAbi, paymentChannelsAbi } from "./abis.ts";
+export { atpTokenAbi, donorRegistryAbi, juryCourtAbi, paymentChannelsAbi } from "./abis.ts";
 export { cellChain, createReader, createWriter } from "./clients.ts";
 export type { CellWalletClient, ChainReader, ChainWriter } from "./clients.ts";
 export {
