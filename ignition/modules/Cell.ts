@@ -23,7 +23,24 @@ export default buildModule("Cell", (m) => {
       treasury,
     },
   ]);
+  // Public-network defaults: a day to dispute and to vote, five jurors seeded 5 blocks after the dispute.
+  const juryCourt = m.contract("JuryCourt", [
+    donorRegistry,
+    admin,
+    {
+      disputeWindow: m.getParameter("disputeWindow", 86_400),
+      voteWindow: m.getParameter("voteWindow", 86_400),
+      drawDelay: m.getParameter("drawDelay", 5),
+      jurySize: m.getParameter("jurySize", 5),
+      jurorRewardBps: m.getParameter("jurorRewardBps", 2_000),
+      winnerRewardBps: m.getParameter("winnerRewardBps", 3_000),
+      silentJurorBps: m.getParameter("silentJurorBps", 100),
+      disputeBond: m.getParameter("disputeBond", 10n * 10n ** 18n),
+    },
+  ]);
+  // setCourt is owner-only: with an `admin` other than the deployer, the admin sends it instead.
+  m.call(donorRegistry, "setCourt", [juryCourt], { from: deployer });
   const paymentChannels = m.contract("PaymentChannels", [atpToken, m.getParameter("challengeWindow", 60n)]);
 
-  return { atpToken, donorRegistry, paymentChannels };
+  return { atpToken, donorRegistry, juryCourt, paymentChannels };
 });

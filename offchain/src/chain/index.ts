@@ -64,7 +64,8 @@ export { RegistryFollower, registryEventOf } from "./registry-follower.ts";
 export type { RegistryFollowerOptions } from "./registry-follower.ts";
 export { RegistryView } from "./registry-view.ts";
 export type { RegistryEvent, RegistryViewOptions, StakeStatus } from "./registry-view.ts";
-export { DEFAULT_CHALLENGE_WINDOW, defaultDonorParams, deployCell } from "./deploy.ts";
+export { DEFAULT_CHALLENGE_WINDOW, defaultCourtParams, defaultDonorParams, deployCell } from "./deploy.ts";
+export type { CourtParams } from "./deploy.ts";
 export type { DeployOptions } from "./deploy.ts";
 export {
   DEVNET_CHAIN_ID,
