@@ -38,6 +38,8 @@ contract JuryCourt is IJuryCourt, Ownable2Step, ReentrancyGuardTransient {
     uint256 public constant MAX_QUORUM = 32;
     /// @notice Largest jury; resolving a case visits every juror.
     uint256 public constant MAX_JURY = 15;
+    /// @notice Draws tried per jury seat before a draw gives up on filling it.
+    uint256 public constant DRAW_ATTEMPTS_PER_SEAT = 16;
     /// @notice Seconds a proposed parameter change waits before it can apply.
     uint256 public constant PARAMS_DELAY = 1 days;
 
@@ -429,44 +431,39 @@ contract JuryCourt is IJuryCourt, Ownable2Step, ReentrancyGuardTransient {
         if (c.stage != stage) revert WrongStage(caseId, c.stage);
     }
 
-    /// Draws without replacement: excluded and already drawn donors are set to weight 0 for the
-    /// length of this call and restored at its end, so every draw is exact and O(log n).
-    function _drawJurors(Case storage c, bytes32 seed) private returns (address[] memory jurors) {
-        uint256 parties = c.quorumDonors.length + 1;
+    /// Draws by rejection: a draw that lands on a party or on a donor already drawn is redrawn
+    /// with the next nonce, which yields exactly the stake-weighted draw without replacement among
+    /// the eligible donors, and reads the tree without writing it. After
+    /// DRAW_ATTEMPTS_PER_SEAT * jurySize draws the jury is what has been found so far (this only
+    /// happens when the parties hold nearly all the stake).
+    function _drawJurors(Case storage c, bytes32 seed) private view returns (address[] memory jurors) {
         uint256 size = c.terms.jurySize;
-        bytes32[] memory held = new bytes32[](parties + size);
-        uint256[] memory weights = new uint256[](parties + size);
-        uint256 count = _hold(c.accusedDonor, held, weights, 0);
-        for (uint256 i = 0; i < parties - 1; ++i) count = _hold(c.quorumDonors[i], held, weights, count);
         jurors = new address[](size);
         uint256 drawn = 0;
-        while (drawn < size && _jurors.total() != 0) {
-            bytes32 id = _jurors.draw(uint256(keccak256(abi.encode(seed, drawn))));
-            jurors[drawn++] = address(uint160(uint256(id)));
-            count = _hold(jurors[drawn - 1], held, weights, count);
-        }
-        while (count != 0) {
-            --count;
-            _jurors.setInPlace(held[count], weights[count]);
+        if (_jurors.total() != 0) {
+            uint256 attempts = size * DRAW_ATTEMPTS_PER_SEAT;
+            for (uint256 attempt = 0; attempt < attempts && drawn < size; ++attempt) {
+                bytes32 id = _jurors.draw(uint256(keccak256(abi.encode(seed, attempt))));
+                address donor = address(uint160(uint256(id)));
+                if (_isParty(c, donor) || _isAmong(jurors, drawn, donor)) continue;
+                jurors[drawn++] = donor;
+            }
         }
         assembly ("memory-safe") {
             mstore(jurors, drawn)
         }
     }
 
-    function _hold(
-        address donor,
-        bytes32[] memory held,
-        uint256[] memory weights,
-        uint256 count
-    ) private returns (uint256) {
-        bytes32 id = _idOf(donor);
-        uint256 weight = _jurors.weightOf(id);
-        if (weight == 0) return count;
-        held[count] = id;
-        weights[count] = weight;
-        _jurors.setInPlace(id, 0);
-        return count + 1;
+    function _isParty(Case storage c, address donor) private view returns (bool) {
+        if (donor == c.accusedDonor) return true;
+        uint256 k = c.quorumDonors.length;
+        for (uint256 i = 0; i < k; ++i) if (c.quorumDonors[i] == donor) return true;
+        return false;
+    }
+
+    function _isAmong(address[] memory list, uint256 count, address donor) private pure returns (bool) {
+        for (uint256 i = 0; i < count; ++i) if (list[i] == donor) return true;
+        return false;
     }
 
     function _tally(uint256 caseId, Case storage c) private view returns (Tally memory tally) {

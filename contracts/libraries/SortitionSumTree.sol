@@ -22,7 +22,7 @@ library SortitionSumTree {
     error InvalidArity(uint256 k);
     error AlreadyInitialized();
     error EmptyTree();
-    error UnknownId(bytes32 id);
+    error ZeroId();
 
     /// @notice Prepares an empty tree with `k` children per node (2 <= k <= 16).
     function init(Tree storage tree, uint256 k) internal {
@@ -34,7 +34,7 @@ library SortitionSumTree {
 
     /// @notice Sets the weight of `id`; weight 0 removes it and frees its leaf for reuse.
     function set(Tree storage tree, bytes32 id, uint256 weight) internal {
-        if (id == bytes32(0)) revert UnknownId(id);
+        if (id == bytes32(0)) revert ZeroId();
         uint256 index = tree.indexOf[id];
         if (index == 0) {
             if (weight != 0) _insert(tree, id, weight);
@@ -50,23 +50,10 @@ library SortitionSumTree {
         _update(tree, index, weight);
     }
 
-    /// @notice Changes the weight of an id that is in the tree without freeing its leaf, even at 0.
-    /// For weights changed only for the length of one transaction (a draw that excludes some ids).
-    function setInPlace(Tree storage tree, bytes32 id, uint256 weight) internal {
-        uint256 index = tree.indexOf[id];
-        if (index == 0) revert UnknownId(id);
-        _update(tree, index, weight);
-    }
-
     /// @notice Weight of `id` (0 when absent).
     function weightOf(Tree storage tree, bytes32 id) internal view returns (uint256) {
         uint256 index = tree.indexOf[id];
         return index == 0 ? 0 : tree.nodes[index];
-    }
-
-    /// @notice True when `id` holds a leaf (possibly of weight 0 after setInPlace).
-    function contains(Tree storage tree, bytes32 id) internal view returns (bool) {
-        return tree.indexOf[id] != 0;
     }
 
     /// @notice Sum of all weights.

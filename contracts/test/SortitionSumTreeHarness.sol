@@ -18,10 +18,6 @@ contract SortitionSumTreeHarness {
         _tree.set(id, weight);
     }
 
-    function setInPlace(bytes32 id, uint256 weight) external {
-        _tree.setInPlace(id, weight);
-    }
-
     function weightOf(bytes32 id) external view returns (uint256) {
         return _tree.weightOf(id);
     }

@@ -4089,17 +4089,6 @@ export const juryCourtAbi = [
   {
     inputs: [
       {
-        internalType: "bytes32",
-        name: "id",
-        type: "bytes32",
-      },
-    ],
-    name: "UnknownId",
-    type: "error",
-  },
-  {
-    inputs: [
-      {
         internalType: "uint256",
         name: "voteDeadline",
         type: "uint256",
@@ -4144,6 +4133,11 @@ export const juryCourtAbi = [
       },
     ],
     name: "WrongStage",
+    type: "error",
+  },
+  {
+    inputs: [],
+    name: "ZeroId",
     type: "error",
   },
   {
@@ -4625,6 +4619,19 @@ export const juryCourtAbi = [
     ],
     name: "VoteCast",
     type: "event",
+  },
+  {
+    inputs: [],
+    name: "DRAW_ATTEMPTS_PER_SEAT",
+    outputs: [
+      {
+        internalType: "uint256",
+        name: "",
+        type: "uint256",
+      },
+    ],
+    stateMutability: "view",
+    type: "function",
   },
   {
     inputs: [],

@@ -60,6 +60,19 @@ export {
   paidVoucherFlags,
 } from "./settlement.ts";
 export type { BatchVoucher, SignedVoucher } from "./settlement.ts";
+export {
+  CaseOutcome,
+  CaseStage,
+  caseIdOf,
+  courtAddress,
+  disputeCase,
+  drawJury,
+  finalizeOutvote,
+  readCase,
+  readCourtParams,
+  resolveDispute,
+  submitJurorVote,
+} from "./court.ts";
 export { RegistryFollower, registryEventOf } from "./registry-follower.ts";
 export type { RegistryFollowerOptions } from "./registry-follower.ts";
 export { RegistryView } from "./registry-view.ts";
