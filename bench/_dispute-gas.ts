@@ -60,7 +60,7 @@ export async function measureDisputeGas(devnet: Devnet): Promise<DisputeGas> {
     await ensureAllowance(donor, deployment.donorRegistry, 1n);
     await stake(donor, parseEther(String(1_000 + 100 * i)));
     await registerDonor(donor, {
-      operator: operator.address,
+      operator,
       peerKey: keccak256(toHex(`bench-court-peer-${i}`)),
       metadataURI: `ipfs://bench-${i}`,
     });
@@ -68,6 +68,8 @@ export async function measureDisputeGas(devnet: Devnet): Promise<DisputeGas> {
     operators.push(operator);
   }
   const domain = cellDomain(deployment.chainId, deployment.donorRegistry);
+  // Jobs start after every donor bonded, so the quorum may outvote.
+  const startedAt = (await admin.publicClient.getBlock()).timestamp + 1n;
   const signed = async (operator: PrivateKeyAccount, job: Hex, outputCid: Hex) => {
     const receipt: Receipt = {
       jobId: job,
@@ -77,8 +79,8 @@ export async function measureDisputeGas(devnet: Devnet): Promise<DisputeGas> {
       outputCid,
       fuelUsed: 1_000_000n,
       status: 0,
-      startedAt: 1n,
-      finishedAt: 2n,
+      startedAt,
+      finishedAt: startedAt + 1n,
     };
     return { receipt, signature: await signReceipt(operator, domain, receipt) };
   };

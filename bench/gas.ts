@@ -46,7 +46,7 @@ try {
   const op = operator("donor");
   const registerGas = gas(
     await registerDonor(donors[1]!, {
-      operator: op.address,
+      operator: op,
       peerKey: keccak256(toHex("peer")),
       metadataURI: "ipfs://donor",
     }),
@@ -121,7 +121,7 @@ try {
 
   const rows: [string, number, number | undefined, string][] = [
     ["stake", stakeGas, 80_000, "second donor's first stake, unlimited allowance"],
-    ["register", registerGas, undefined, "operator + peer key + 12-byte URI"],
+    ["register", registerGas, undefined, "operator + peer key + 12-byte URI + proof of possession"],
     ["openChannel", openGas, 70_000, "new channel, unlimited allowance"],
     ["redeem", redeemGas, undefined, "first redeem of a channel"],
     [

@@ -40,12 +40,9 @@ contract JuryCourt is IJuryCourt, Ownable2Step, ReentrancyGuardTransient {
     uint256 public constant MAX_JURY = 15;
     /// @notice Draws tried per jury seat before a draw gives up on filling it.
     uint256 public constant DRAW_ATTEMPTS_PER_SEAT = 16;
-    /// @notice Seconds a proposed parameter change waits before it can apply.
-    uint256 public constant PARAMS_DELAY = 1 days;
 
     /// @notice Court settings; a case copies them when it opens, so a change never reaches a case
     /// already open.
-    /// @param disputeWindow seconds after a case opens in which anyone may dispute it
     /// @param voteWindow seconds after the draw in which jurors submit receipts
     /// @param drawDelay blocks between the dispute and the block whose hash seeds the draw
     /// @param jurySize jurors drawn (odd, at most MAX_JURY)
@@ -54,7 +51,6 @@ contract JuryCourt is IJuryCourt, Ownable2Step, ReentrancyGuardTransient {
     /// @param silentJurorBps share of a silent or incoherent juror's stake slashed
     /// @param disputeBond ATP a disputer deposits
     struct Params {
-        uint32 disputeWindow;
         uint32 voteWindow;
         uint16 drawDelay;
         uint8 jurySize;
@@ -104,6 +100,8 @@ contract JuryCourt is IJuryCourt, Ownable2Step, ReentrancyGuardTransient {
         uint64 disputeBlock;
         uint16 outvoteBps;
         uint64 voteDeadline;
+        address reporter;
+        uint16 reporterRewardBps;
         Params terms;
         address[] quorumDonors;
         address[] jurors;
@@ -138,8 +136,7 @@ contract JuryCourt is IJuryCourt, Ownable2Step, ReentrancyGuardTransient {
         address accusedDonor,
         uint256 amount,
         uint64 deadline,
-        address[] quorumOperators,
-        CellTypes.JobSpec spec
+        address[] quorumDonors
     );
     event Disputed(uint256 indexed caseId, address indexed disputer, uint256 bond, uint256 drawBlock);
     event DrawRetargeted(uint256 indexed caseId, uint256 drawBlock);
@@ -196,15 +193,12 @@ contract JuryCourt is IJuryCourt, Ownable2Step, ReentrancyGuardTransient {
     // ---------------------------------------------------------------- registry hooks
 
     /// @inheritdoc IJuryCourt
-    function openCase(
-        Accusation calldata accusation,
-        CellTypes.JobSpec calldata spec
-    ) external onlyRegistry returns (uint256 caseId) {
+    function openCase(Accusation calldata accusation) external onlyRegistry returns (uint256 caseId) {
         uint256 k = accusation.quorumDonors.length;
         if (k > MAX_QUORUM) revert QuorumTooLarge(k);
         caseId = ++caseCount;
         Case storage c = _cases[caseId];
-        uint64 deadline = uint64(block.timestamp) + _params.disputeWindow;
+        uint64 deadline = accusation.deadline;
         c.accusedDonor = accusation.accusedDonor;
         c.deadline = deadline;
         c.stage = Stage.Open;
@@ -214,6 +208,8 @@ contract JuryCourt is IJuryCourt, Ownable2Step, ReentrancyGuardTransient {
         c.accusedResult = accusation.accusedResult;
         c.quorumResult = accusation.quorumResult;
         c.outvoteBps = accusation.outvoteBps;
+        c.reporter = accusation.reporter;
+        c.reporterRewardBps = accusation.reporterRewardBps;
         c.terms = _params;
         ++openCasesOf[accusation.accusedDonor];
         for (uint256 i = 0; i < k; ++i) {
@@ -231,8 +227,7 @@ contract JuryCourt is IJuryCourt, Ownable2Step, ReentrancyGuardTransient {
             accusation.accusedDonor,
             accusation.amount,
             deadline,
-            accusation.quorumOperators,
-            spec
+            accusation.quorumDonors
         );
     }
 
@@ -251,15 +246,18 @@ contract JuryCourt is IJuryCourt, Ownable2Step, ReentrancyGuardTransient {
     // ---------------------------------------------------------------- case life
 
     /// @notice Slashes the accused of an undisputed case once its dispute window has passed.
-    /// The slashed stake goes entirely to the treasury. Anyone may call.
+    /// The reporter gets the registry's outvoteRewardBps of it as it stood when the case opened
+    /// (0 by default), the treasury the rest. Anyone may call.
     /// @param caseId the case
     function finalizeOutvote(uint256 caseId) external nonReentrant {
         Case storage c = _caseAt(caseId, Stage.Open);
         if (block.timestamp <= c.deadline) revert DisputeWindowOpen(c.deadline);
         _close(c, Outcome.Undisputed);
         uint256 slashed = registry.courtSlash(c.accusedDonor, c.amount, BPS);
+        uint256 reward = (slashed * c.reporterRewardBps) / BPS;
         emit OutvoteFinalized(caseId, c.accusedDonor, slashed);
-        _pay(_treasury(), slashed);
+        _pay(c.reporter, reward);
+        _pay(_treasury(), slashed - reward);
     }
 
     /// @notice Disputes a case before its deadline, depositing the dispute bond (needs an allowance).
@@ -394,14 +392,14 @@ contract JuryCourt is IJuryCourt, Ownable2Step, ReentrancyGuardTransient {
 
     // ---------------------------------------------------------------- owner
 
-    /// @notice Proposes new parameters; they can apply PARAMS_DELAY seconds later. Only the owner.
-    /// Bounds: windows between 1 hour and 30 days, drawDelay 1..128 blocks, jurySize odd and at most
+    /// @notice Proposes new parameters; they can apply after the registry's paramsTimelock. Only the
+    /// owner. Bounds: a vote window between 1 minute and 30 days, drawDelay 1..128 blocks, jurySize odd and at most
     /// MAX_JURY, jurorRewardBps + winnerRewardBps <= 9000, silentJurorBps <= 1000, a bond above 0.
     /// @param params_ the new parameters
     function proposeParams(Params calldata params_) external onlyOwner {
         _validate(params_);
         _pendingParams = params_;
-        pendingParamsAt = block.timestamp + PARAMS_DELAY;
+        pendingParamsAt = block.timestamp + registry.params().paramsTimelock;
         emit ParamsProposed(params_, pendingParamsAt);
     }
 
@@ -550,7 +548,7 @@ contract JuryCourt is IJuryCourt, Ownable2Step, ReentrancyGuardTransient {
     }
 
     function _treasury() private view returns (address) {
-        return registry.treasury();
+        return registry.params().treasury;
     }
 
     function _idOf(address donor) private pure returns (bytes32) {
@@ -559,9 +557,7 @@ contract JuryCourt is IJuryCourt, Ownable2Step, ReentrancyGuardTransient {
 
     function _validate(Params memory p) private pure {
         bool bad =
-            p.disputeWindow < 1 hours ||
-                p.disputeWindow > 30 days ||
-                p.voteWindow < 1 hours ||
+            p.voteWindow < 1 minutes ||
                 p.voteWindow > 30 days ||
                 p.drawDelay == 0 ||
                 p.drawDelay > 128 ||

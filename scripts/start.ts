@@ -172,7 +172,7 @@ async function fundAndRegister(
     await mintAtp(faucet, wallet.walletClient.account.address, minStake * 2n);
     await stake(wallet, minStake);
     await registerDonor(wallet, {
-      operator,
+      operator: identity.operator,
       peerKey: identity.peerKeyHex,
       metadataURI: `cell-devnet:${name}`,
     });

@@ -61,6 +61,9 @@ library CellTypes {
     bytes32 internal constant BID_TYPEHASH = keccak256(
         "Bid(bytes32 jobId,address executor,uint256 pricePerMegaFuel,uint64 expiresAt)"
     );
+    bytes32 internal constant OPERATOR_REGISTRATION_TYPEHASH = keccak256(
+        "OperatorRegistration(address donor,address operator,bytes32 peerKey,uint256 nonce)"
+    );
 
     /// @notice EIP-712 struct hash of a receipt.
     function hash(Receipt calldata r) internal pure returns (bytes32) {
@@ -108,6 +111,17 @@ library CellTypes {
     /// @notice EIP-712 struct hash of a bid.
     function hash(Bid calldata b) internal pure returns (bytes32) {
         return keccak256(abi.encode(BID_TYPEHASH, b.jobId, b.executor, b.pricePerMegaFuel, b.expiresAt));
+    }
+
+    /// @notice EIP-712 struct hash of an operator's proof of possession: the operator key signs
+    /// that `donor` may register it with `peerKey`, at the donor's registration nonce.
+    function operatorRegistrationHash(
+        address donor,
+        address operator,
+        bytes32 peerKey,
+        uint256 nonce
+    ) internal pure returns (bytes32) {
+        return keccak256(abi.encode(OPERATOR_REGISTRATION_TYPEHASH, donor, operator, peerKey, nonce));
     }
 
     /// @notice EIP-712 struct hash of a cumulative voucher.

@@ -1,5 +1,7 @@
 import { buildModule } from "@nomicfoundation/hardhat-ignition/modules";
 
+const DAY = 86_400;
+
 /**
  * Cell's contracts. Parameters (ignition/parameters/<network>.json on public networks):
  * admin and treasury default to the deploying account; amounts are in ATP wei.
@@ -15,20 +17,26 @@ export default buildModule("Cell", (m) => {
     admin,
     {
       minStake: m.getParameter("minStake", 100n * 10n ** 18n),
-      unbondingDelay: m.getParameter("unbondingDelay", 60),
+      // unbondingDelay >= rotationDelay + disputeWindow (a hard bound): a week, three days, a day.
+      unbondingDelay: m.getParameter("unbondingDelay", 7 * DAY),
+      disputeWindow: m.getParameter("disputeWindow", DAY),
+      rotationDelay: m.getParameter("rotationDelay", 3 * DAY),
+      jailDelay: m.getParameter("jailDelay", DAY),
+      paramsTimelock: m.getParameter("paramsTimelock", 2 * DAY),
       equivocationSlashBps: m.getParameter("equivocationSlashBps", 5_000),
       outvotedSlashBps: m.getParameter("outvotedSlashBps", 1_000),
       reporterRewardBps: m.getParameter("reporterRewardBps", 1_000),
+      outvoteRewardBps: m.getParameter("outvoteRewardBps", 0),
       minOutvoteQuorum: m.getParameter("minOutvoteQuorum", 3),
       treasury,
     },
   ]);
-  // Public-network defaults: a day to dispute and to vote, five jurors seeded 5 blocks after the dispute.
+  // Public-network defaults: a day to vote (the dispute window is the registry's), five jurors
+  // seeded by the block 5 blocks after the dispute.
   const juryCourt = m.contract("JuryCourt", [
     donorRegistry,
     admin,
     {
-      disputeWindow: m.getParameter("disputeWindow", 86_400),
       voteWindow: m.getParameter("voteWindow", 86_400),
       drawDelay: m.getParameter("drawDelay", 5),
       jurySize: m.getParameter("jurySize", 5),

@@ -14,6 +14,7 @@ import {
   JURY_SIZE,
   JUROR_REWARD_BPS,
   OUTVOTED_BPS,
+  PARAMS_TIMELOCK,
   SILENT_JUROR_BPS,
   UNBONDING_DELAY,
   VOTE_WINDOW,
@@ -22,6 +23,7 @@ import {
   jobSpec,
   operatorAccount,
   peerKeyOf,
+  proofOf,
   signedReceipt,
 } from "../support/contracts/fixture.ts";
 
@@ -43,7 +45,12 @@ describe("JuryCourt", async () => {
     for (const [i, operator] of operators.entries()) {
       const donor = donors[i]!;
       await registry.write.stake([stakeOf(i)], { account: donor.account });
-      await registry.write.register([operator.address, peerKeyOf(`jury-p${i}`), `ipfs://donor-${i}`], {
+      const peerKey = peerKeyOf(`jury-p${i}`);
+      const proof = await proofOf(operator, chainId, registry.address, {
+        donor: donor.account.address,
+        peerKey,
+      });
+      await registry.write.register([operator.address, peerKey, `ipfs://donor-${i}`, proof], {
         account: donor.account,
       });
     }
@@ -62,9 +69,14 @@ describe("JuryCourt", async () => {
   ): Promise<bigint> {
     const { registry, chainId, operators } = fx;
     const job = jobIdOf(cellDomain(chainId, registry.address), spec);
-    const accused = await signedReceipt(operators[0]!, chainId, registry.address, job, { outputCid: WRONG });
+    // The job starts after every donor bonded, so the quorum may outvote.
+    const startedAt = (await fx.publicClient.getBlock()).timestamp + 1n;
+    const accused = await signedReceipt(operators[0]!, chainId, registry.address, job, {
+      outputCid: WRONG,
+      startedAt,
+    });
     const quorum = await Promise.all(
-      operators.slice(1, 4).map((op) => signedReceipt(op, chainId, registry.address, job)),
+      operators.slice(1, 4).map((op) => signedReceipt(op, chainId, registry.address, job, { startedAt })),
     );
     const hash = await registry.write.slashOutvoted(
       [
@@ -138,20 +150,19 @@ describe("JuryCourt", async () => {
     const fx = await networkHelpers.loadFixture(accusedCase);
     const { court, caseId, donors, donorAddress, treasury, viem } = fx;
     const amount = (stakeOf(0) * BigInt(OUTVOTED_BPS)) / BPS;
-    // The accused cannot walk away with its stake while the case is open.
-    await fx.registry.write.requestUnbond([stakeOf(0)], { account: donors[0]!.account });
-    await networkHelpers.time.increase(UNBONDING_DELAY);
-    await viem.assertions.revertWithCustomError(
-      fx.registry.write.withdraw({ account: donors[0]!.account }),
-      fx.registry,
-      "FrozenByCase",
-    );
     await viem.assertions.revertWithCustomError(
       court.write.finalizeOutvote([caseId]),
       court,
       "DisputeWindowOpen",
     );
-    await networkHelpers.time.increase(DISPUTE_WINDOW - UNBONDING_DELAY + 1);
+    // The accused cannot walk away with its stake while the case is open, even past its unbonding.
+    await fx.registry.write.requestUnbond([stakeOf(0)], { account: donors[0]!.account });
+    await networkHelpers.time.increase(Math.max(UNBONDING_DELAY, DISPUTE_WINDOW) + 1);
+    await viem.assertions.revertWithCustomError(
+      fx.registry.write.withdraw({ account: donors[0]!.account }),
+      fx.registry,
+      "FrozenByCase",
+    );
     const treasuryBefore = await balance(fx, treasury.account.address);
     const reporterBefore = await balance(fx, fx.reporter.account.address);
     await viem.assertions.emitWithArgs(court.write.finalizeOutvote([caseId]), court, "OutvoteFinalized", [
@@ -315,7 +326,7 @@ describe("JuryCourt", async () => {
       { ...next, jurySize: 4 },
       { ...next, jurySize: 17 },
       { ...next, drawDelay: 0 },
-      { ...next, disputeWindow: 60 },
+      { ...next, voteWindow: 59 },
       { ...next, jurorRewardBps: 6_000, winnerRewardBps: 3_001 },
       { ...next, silentJurorBps: 1_001 },
       { ...next, disputeBond: 0n },
@@ -324,9 +335,9 @@ describe("JuryCourt", async () => {
     }
     await court.write.proposeParams([next]);
     await viem.assertions.revertWithCustomError(court.write.applyParams(), court, "ParamsTimelocked");
-    await networkHelpers.time.increase(24 * 3600 - 600);
+    await networkHelpers.time.increase(PARAMS_TIMELOCK - 100);
     const second = await accuse(fx, { ...jobSpec(4), salt: keccak256(toHex("second")) });
-    await networkHelpers.time.increase(600);
+    await networkHelpers.time.increase(100);
     await court.write.applyParams();
     assert.equal((await court.read.params()).disputeBond, parseEther("50"));
     // The case opened before the change keeps the bond it opened with.

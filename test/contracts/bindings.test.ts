@@ -126,7 +126,7 @@ describe("chain bindings on a devnet", () => {
     const { minStake } = await donorParams(reader);
     await stake(donor, minStake);
     assert.equal(await isActiveDonor(reader, operator.address, peerKey), false);
-    await registerDonor(donor, { operator: operator.address, peerKey, metadataURI: "ipfs://bindings" });
+    await registerDonor(donor, { operator, peerKey, metadataURI: "ipfs://bindings" });
     assert.equal(await isActiveOperator(reader, operator.address), true);
     assert.equal(await isActiveDonor(reader, operator.address, peerKey), true);
     assert.equal(await isActiveDonor(reader, operator.address, keccak256(toHex("other-peer"))), false);

@@ -147,7 +147,7 @@ async function stakeAndRegister(
   await mint(wallet.walletClient.account.address);
   await stake(wallet, amount);
   await registerDonor(wallet, {
-    operator: identity.operatorAddress,
+    operator: identity.operator,
     peerKey: identity.peerKeyHex,
     metadataURI: "",
   });

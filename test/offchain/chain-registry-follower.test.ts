@@ -9,13 +9,15 @@ import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import type { PrivateKeyAccount } from "viem/accounts";
 import {
   RegistryFollower,
+  applyDonorParams,
   cellChain,
   createWriter,
   donorParams,
-  donorRegistryAbi,
   mintAtp,
+  proposeDonorParams,
   registerDonor,
   requestUnbond,
+  rotateOperator,
   slashEquivocation,
   stake,
   startDevnet,
@@ -168,9 +170,17 @@ describe("registry follower on a Hardhat chain", () => {
     return donor;
   }
 
+  /** Moves the devnet's clock `seconds` ahead (the next block is at least that much later). */
+  async function passTime(seconds: number): Promise<void> {
+    await faucet.publicClient.request({
+      method: "evm_increaseTime" as "eth_chainId",
+      params: [seconds] as unknown as undefined,
+    });
+  }
+
   async function register(donor: TestDonor): Promise<bigint> {
     const { blockNumber } = await registerDonor(donor.wallet, {
-      operator: donor.operator.address,
+      operator: donor.operator,
       peerKey: donor.peerKey,
       metadataURI: "",
     });
@@ -244,7 +254,7 @@ describe("registry follower on a Hardhat chain", () => {
     }
   });
 
-  it("follows registration, top-up, unbonding, slashing and a new minimum within one poll", async () => {
+  it("follows registration, top-up, unbonding, slashing, jailing, a new minimum and a rotation within one poll", async () => {
     main = follow();
     const { follower, count } = main;
     assert.equal(await follower.synced(20_000), true);
@@ -262,7 +272,7 @@ describe("registry follower on a Hardhat chain", () => {
       assert.equal(status(), expected, what);
     };
     await expect(
-      registerDonor(b.wallet, { operator: b.operator.address, peerKey: b.peerKey, metadataURI: "" }),
+      registerDonor(b.wallet, { operator: b.operator, peerKey: b.peerKey, metadataURI: "" }),
       "active",
       "registered",
     );
@@ -279,17 +289,19 @@ describe("registry follower on a Hardhat chain", () => {
     await expect(slashEquivocation(faucet, one, other), "inactive", "slashed for equivocation");
 
     const params = await donorParams(faucet);
-    const lower = faucet.walletClient
-      .writeContract({
-        address: deployment.donorRegistry,
-        abi: donorRegistryAbi,
-        functionName: "setParams",
-        args: [{ ...params, minStake: minStake / 4n }],
-        account: faucet.walletClient.account,
-        chain: faucet.walletClient.chain,
-      })
-      .then((hash) => faucet.publicClient.waitForTransactionReceipt({ hash }));
-    await expect(lower, "active", "half the stake left meets a quarter of the old minimum");
+    await proposeDonorParams(faucet, { ...params, minStake: minStake / 4n });
+    await passTime(params.paramsTimelock);
+    await expect(applyDonorParams(faucet), "inactive", "a jailed key stays inactive under a lower minimum");
+    const next = {
+      operator: privateKeyToAccount(generatePrivateKey()),
+      peerKey: keccak256(toHex("peer-b-next")),
+    };
+    await expect(rotateOperator(b.wallet, next), "inactive", "the jailed key is rotated away from");
+    assert.equal(
+      follower.status(next.operator.address, next.peerKey),
+      "active",
+      "the new key: half the stake left meets a quarter of the old minimum",
+    );
     assert.equal(
       follower.status(a.operator.address, a.peerKey),
       "active",

@@ -56,11 +56,11 @@ describe("registry view", () => {
     assert.equal(status(), "inactive", "unbonding stake does not count");
     registry.apply({ type: "staked", donor: donorWallet, bonded: 150n });
     assert.equal(status(), "active", "Staked carries the new bonded total");
-    registry.apply({ type: "slashed", operator, amount: 60n });
+    registry.apply({ type: "slashed", donor: donorWallet, amount: 60n });
     assert.equal(status(), "inactive", "150 - 60 is below the minimum");
     registry.apply({ type: "params", minStake: 90n });
     assert.equal(status(), "active", "a lower minimum makes 90 enough");
-    registry.apply({ type: "slashed", operator, amount: 1_000n });
+    registry.apply({ type: "slashed", donor: donorWallet, amount: 1_000n });
     registry.apply({ type: "staked", donor: donorWallet, bonded: 90n });
     assert.equal(status(), "active", "a slash beyond the bonded stake empties it, a top-up restores it");
     assert.equal(registry.size, 1);

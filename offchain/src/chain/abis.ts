@@ -867,6 +867,26 @@ export const donorRegistryAbi = [
             type: "uint32",
           },
           {
+            internalType: "uint32",
+            name: "disputeWindow",
+            type: "uint32",
+          },
+          {
+            internalType: "uint32",
+            name: "rotationDelay",
+            type: "uint32",
+          },
+          {
+            internalType: "uint32",
+            name: "jailDelay",
+            type: "uint32",
+          },
+          {
+            internalType: "uint32",
+            name: "paramsTimelock",
+            type: "uint32",
+          },
+          {
             internalType: "uint16",
             name: "equivocationSlashBps",
             type: "uint16",
@@ -879,6 +899,11 @@ export const donorRegistryAbi = [
           {
             internalType: "uint16",
             name: "reporterRewardBps",
+            type: "uint16",
+          },
+          {
+            internalType: "uint16",
+            name: "outvoteRewardBps",
             type: "uint16",
           },
           {
@@ -967,11 +992,11 @@ export const donorRegistryAbi = [
     inputs: [
       {
         internalType: "address",
-        name: "operator",
+        name: "donor",
         type: "address",
       },
     ],
-    name: "DuplicateOperator",
+    name: "DuplicateDonor",
     type: "error",
   },
   {
@@ -1007,13 +1032,30 @@ export const donorRegistryAbi = [
     type: "error",
   },
   {
-    inputs: [],
+    inputs: [
+      {
+        internalType: "bytes32",
+        name: "field",
+        type: "bytes32",
+      },
+    ],
     name: "InvalidParams",
     type: "error",
   },
   {
     inputs: [],
     name: "InvalidPeerKey",
+    type: "error",
+  },
+  {
+    inputs: [
+      {
+        internalType: "address",
+        name: "operator",
+        type: "address",
+      },
+    ],
+    name: "InvalidProofOfPossession",
     type: "error",
   },
   {
@@ -1046,6 +1088,32 @@ export const donorRegistryAbi = [
   {
     inputs: [],
     name: "NoCourt",
+    type: "error",
+  },
+  {
+    inputs: [],
+    name: "NoPendingParams",
+    type: "error",
+  },
+  {
+    inputs: [
+      {
+        internalType: "address",
+        name: "operator",
+        type: "address",
+      },
+      {
+        internalType: "uint256",
+        name: "bondedSince",
+        type: "uint256",
+      },
+      {
+        internalType: "uint256",
+        name: "startedAt",
+        type: "uint256",
+      },
+    ],
+    name: "NotBondedBeforeJob",
     type: "error",
   },
   {
@@ -1093,7 +1161,34 @@ export const donorRegistryAbi = [
         type: "address",
       },
     ],
+    name: "OperatorJailed",
+    type: "error",
+  },
+  {
+    inputs: [
+      {
+        internalType: "address",
+        name: "operator",
+        type: "address",
+      },
+    ],
     name: "OperatorNotActive",
+    type: "error",
+  },
+  {
+    inputs: [
+      {
+        internalType: "address",
+        name: "operator",
+        type: "address",
+      },
+      {
+        internalType: "uint256",
+        name: "accountableUntil",
+        type: "uint256",
+      },
+    ],
+    name: "OperatorRetired",
     type: "error",
   },
   {
@@ -1127,6 +1222,22 @@ export const donorRegistryAbi = [
       },
     ],
     name: "OwnableUnauthorizedAccount",
+    type: "error",
+  },
+  {
+    inputs: [
+      {
+        internalType: "uint256",
+        name: "count",
+        type: "uint256",
+      },
+      {
+        internalType: "uint256",
+        name: "maximum",
+        type: "uint256",
+      },
+    ],
+    name: "QuorumTooLarge",
     type: "error",
   },
   {
@@ -1192,6 +1303,38 @@ export const donorRegistryAbi = [
     inputs: [
       {
         internalType: "uint256",
+        name: "receipts",
+        type: "uint256",
+      },
+      {
+        internalType: "uint256",
+        name: "signatures",
+        type: "uint256",
+      },
+    ],
+    name: "SignatureCountMismatch",
+    type: "error",
+  },
+  {
+    inputs: [
+      {
+        internalType: "address",
+        name: "operator",
+        type: "address",
+      },
+      {
+        internalType: "uint256",
+        name: "rotatableAt",
+        type: "uint256",
+      },
+    ],
+    name: "StillJailed",
+    type: "error",
+  },
+  {
+    inputs: [
+      {
+        internalType: "uint256",
         name: "unbondableAt",
         type: "uint256",
       },
@@ -1208,6 +1351,17 @@ export const donorRegistryAbi = [
       },
     ],
     name: "StringTooLong",
+    type: "error",
+  },
+  {
+    inputs: [
+      {
+        internalType: "uint256",
+        name: "applicableAt",
+        type: "uint256",
+      },
+    ],
+    name: "TimelockNotExpired",
     type: "error",
   },
   {
@@ -1270,6 +1424,31 @@ export const donorRegistryAbi = [
       {
         indexed: true,
         internalType: "address",
+        name: "operator",
+        type: "address",
+      },
+      {
+        indexed: true,
+        internalType: "address",
+        name: "donor",
+        type: "address",
+      },
+      {
+        indexed: false,
+        internalType: "uint256",
+        name: "rotatableAt",
+        type: "uint256",
+      },
+    ],
+    name: "Jailed",
+    type: "event",
+  },
+  {
+    anonymous: false,
+    inputs: [
+      {
+        indexed: true,
+        internalType: "address",
         name: "donor",
         type: "address",
       },
@@ -1281,6 +1460,43 @@ export const donorRegistryAbi = [
       },
     ],
     name: "MetadataUpdated",
+    type: "event",
+  },
+  {
+    anonymous: false,
+    inputs: [
+      {
+        indexed: true,
+        internalType: "address",
+        name: "donor",
+        type: "address",
+      },
+      {
+        indexed: true,
+        internalType: "address",
+        name: "oldOperator",
+        type: "address",
+      },
+      {
+        indexed: true,
+        internalType: "address",
+        name: "newOperator",
+        type: "address",
+      },
+      {
+        indexed: false,
+        internalType: "bytes32",
+        name: "peerKey",
+        type: "bytes32",
+      },
+      {
+        indexed: false,
+        internalType: "uint256",
+        name: "oldAccountableUntil",
+        type: "uint256",
+      },
+    ],
+    name: "OperatorRotated",
     type: "event",
   },
   {
@@ -1330,6 +1546,25 @@ export const donorRegistryAbi = [
         type: "address",
       },
     ],
+    name: "OwnershipTransferStarted",
+    type: "event",
+  },
+  {
+    anonymous: false,
+    inputs: [
+      {
+        indexed: true,
+        internalType: "address",
+        name: "previousOwner",
+        type: "address",
+      },
+      {
+        indexed: true,
+        internalType: "address",
+        name: "newOwner",
+        type: "address",
+      },
+    ],
     name: "OwnershipTransferred",
     type: "event",
   },
@@ -1349,6 +1584,26 @@ export const donorRegistryAbi = [
             type: "uint32",
           },
           {
+            internalType: "uint32",
+            name: "disputeWindow",
+            type: "uint32",
+          },
+          {
+            internalType: "uint32",
+            name: "rotationDelay",
+            type: "uint32",
+          },
+          {
+            internalType: "uint32",
+            name: "jailDelay",
+            type: "uint32",
+          },
+          {
+            internalType: "uint32",
+            name: "paramsTimelock",
+            type: "uint32",
+          },
+          {
             internalType: "uint16",
             name: "equivocationSlashBps",
             type: "uint16",
@@ -1361,6 +1616,92 @@ export const donorRegistryAbi = [
           {
             internalType: "uint16",
             name: "reporterRewardBps",
+            type: "uint16",
+          },
+          {
+            internalType: "uint16",
+            name: "outvoteRewardBps",
+            type: "uint16",
+          },
+          {
+            internalType: "uint8",
+            name: "minOutvoteQuorum",
+            type: "uint8",
+          },
+          {
+            internalType: "address",
+            name: "treasury",
+            type: "address",
+          },
+        ],
+        indexed: false,
+        internalType: "struct DonorRegistry.Params",
+        name: "params",
+        type: "tuple",
+      },
+      {
+        indexed: false,
+        internalType: "uint256",
+        name: "applicableAt",
+        type: "uint256",
+      },
+    ],
+    name: "ParamsProposed",
+    type: "event",
+  },
+  {
+    anonymous: false,
+    inputs: [
+      {
+        components: [
+          {
+            internalType: "uint96",
+            name: "minStake",
+            type: "uint96",
+          },
+          {
+            internalType: "uint32",
+            name: "unbondingDelay",
+            type: "uint32",
+          },
+          {
+            internalType: "uint32",
+            name: "disputeWindow",
+            type: "uint32",
+          },
+          {
+            internalType: "uint32",
+            name: "rotationDelay",
+            type: "uint32",
+          },
+          {
+            internalType: "uint32",
+            name: "jailDelay",
+            type: "uint32",
+          },
+          {
+            internalType: "uint32",
+            name: "paramsTimelock",
+            type: "uint32",
+          },
+          {
+            internalType: "uint16",
+            name: "equivocationSlashBps",
+            type: "uint16",
+          },
+          {
+            internalType: "uint16",
+            name: "outvotedSlashBps",
+            type: "uint16",
+          },
+          {
+            internalType: "uint16",
+            name: "reporterRewardBps",
+            type: "uint16",
+          },
+          {
+            internalType: "uint16",
+            name: "outvoteRewardBps",
             type: "uint16",
           },
           {
@@ -1439,6 +1780,12 @@ export const donorRegistryAbi = [
         indexed: true,
         internalType: "address",
         name: "reporter",
+        type: "address",
+      },
+      {
+        indexed: false,
+        internalType: "address",
+        name: "donor",
         type: "address",
       },
       {
@@ -1554,6 +1901,71 @@ export const donorRegistryAbi = [
   },
   {
     inputs: [],
+    name: "MAX_DELAY",
+    outputs: [
+      {
+        internalType: "uint32",
+        name: "",
+        type: "uint32",
+      },
+    ],
+    stateMutability: "view",
+    type: "function",
+  },
+  {
+    inputs: [],
+    name: "MAX_SLASH_BPS",
+    outputs: [
+      {
+        internalType: "uint16",
+        name: "",
+        type: "uint16",
+      },
+    ],
+    stateMutability: "view",
+    type: "function",
+  },
+  {
+    inputs: [],
+    name: "MAX_UNBONDING_DELAY",
+    outputs: [
+      {
+        internalType: "uint32",
+        name: "",
+        type: "uint32",
+      },
+    ],
+    stateMutability: "view",
+    type: "function",
+  },
+  {
+    inputs: [],
+    name: "MIN_DELAY",
+    outputs: [
+      {
+        internalType: "uint32",
+        name: "",
+        type: "uint32",
+      },
+    ],
+    stateMutability: "view",
+    type: "function",
+  },
+  {
+    inputs: [],
+    name: "OPERATOR_REGISTRATION_TYPEHASH",
+    outputs: [
+      {
+        internalType: "bytes32",
+        name: "",
+        type: "bytes32",
+      },
+    ],
+    stateMutability: "view",
+    type: "function",
+  },
+  {
+    inputs: [],
     name: "RECEIPT_TYPEHASH",
     outputs: [
       {
@@ -1563,6 +1975,20 @@ export const donorRegistryAbi = [
       },
     ],
     stateMutability: "view",
+    type: "function",
+  },
+  {
+    inputs: [],
+    name: "acceptOwnership",
+    outputs: [],
+    stateMutability: "nonpayable",
+    type: "function",
+  },
+  {
+    inputs: [],
+    name: "applyParams",
+    outputs: [],
+    stateMutability: "nonpayable",
     type: "function",
   },
   {
@@ -1603,6 +2029,224 @@ export const donorRegistryAbi = [
         type: "bytes32",
       },
     ],
+    stateMutability: "view",
+    type: "function",
+  },
+  {
+    inputs: [
+      {
+        internalType: "address",
+        name: "donor",
+        type: "address",
+      },
+    ],
+    name: "bondedSince",
+    outputs: [
+      {
+        internalType: "uint256",
+        name: "",
+        type: "uint256",
+      },
+    ],
+    stateMutability: "view",
+    type: "function",
+  },
+  {
+    inputs: [
+      {
+        components: [
+          {
+            internalType: "address",
+            name: "buyer",
+            type: "address",
+          },
+          {
+            internalType: "bytes32",
+            name: "moduleCid",
+            type: "bytes32",
+          },
+          {
+            internalType: "bytes32",
+            name: "inputCid",
+            type: "bytes32",
+          },
+          {
+            internalType: "string",
+            name: "entry",
+            type: "string",
+          },
+          {
+            internalType: "uint64",
+            name: "fuelLimit",
+            type: "uint64",
+          },
+          {
+            internalType: "uint32",
+            name: "memoryPages",
+            type: "uint32",
+          },
+          {
+            internalType: "uint32",
+            name: "timeoutMs",
+            type: "uint32",
+          },
+          {
+            internalType: "uint8",
+            name: "replicas",
+            type: "uint8",
+          },
+          {
+            internalType: "uint256",
+            name: "maxPricePerMegaFuel",
+            type: "uint256",
+          },
+          {
+            internalType: "uint16",
+            name: "minReputation",
+            type: "uint16",
+          },
+          {
+            internalType: "uint64",
+            name: "deadline",
+            type: "uint64",
+          },
+          {
+            internalType: "uint8",
+            name: "priority",
+            type: "uint8",
+          },
+          {
+            internalType: "bytes32",
+            name: "channel",
+            type: "bytes32",
+          },
+          {
+            internalType: "bytes32",
+            name: "salt",
+            type: "bytes32",
+          },
+        ],
+        internalType: "struct CellTypes.JobSpec",
+        name: "spec",
+        type: "tuple",
+      },
+      {
+        components: [
+          {
+            internalType: "bytes32",
+            name: "jobId",
+            type: "bytes32",
+          },
+          {
+            internalType: "address",
+            name: "executor",
+            type: "address",
+          },
+          {
+            internalType: "bytes32",
+            name: "moduleCid",
+            type: "bytes32",
+          },
+          {
+            internalType: "bytes32",
+            name: "inputCid",
+            type: "bytes32",
+          },
+          {
+            internalType: "bytes32",
+            name: "outputCid",
+            type: "bytes32",
+          },
+          {
+            internalType: "uint64",
+            name: "fuelUsed",
+            type: "uint64",
+          },
+          {
+            internalType: "uint8",
+            name: "status",
+            type: "uint8",
+          },
+          {
+            internalType: "uint64",
+            name: "startedAt",
+            type: "uint64",
+          },
+          {
+            internalType: "uint64",
+            name: "finishedAt",
+            type: "uint64",
+          },
+        ],
+        internalType: "struct CellTypes.Receipt",
+        name: "accused",
+        type: "tuple",
+      },
+      {
+        internalType: "bytes",
+        name: "accusedSig",
+        type: "bytes",
+      },
+      {
+        components: [
+          {
+            internalType: "bytes32",
+            name: "jobId",
+            type: "bytes32",
+          },
+          {
+            internalType: "address",
+            name: "executor",
+            type: "address",
+          },
+          {
+            internalType: "bytes32",
+            name: "moduleCid",
+            type: "bytes32",
+          },
+          {
+            internalType: "bytes32",
+            name: "inputCid",
+            type: "bytes32",
+          },
+          {
+            internalType: "bytes32",
+            name: "outputCid",
+            type: "bytes32",
+          },
+          {
+            internalType: "uint64",
+            name: "fuelUsed",
+            type: "uint64",
+          },
+          {
+            internalType: "uint8",
+            name: "status",
+            type: "uint8",
+          },
+          {
+            internalType: "uint64",
+            name: "startedAt",
+            type: "uint64",
+          },
+          {
+            internalType: "uint64",
+            name: "finishedAt",
+            type: "uint64",
+          },
+        ],
+        internalType: "struct CellTypes.Receipt[]",
+        name: "quorum",
+        type: "tuple[]",
+      },
+      {
+        internalType: "bytes[]",
+        name: "quorumSigs",
+        type: "bytes[]",
+      },
+    ],
+    name: "checkOutvote",
+    outputs: [],
     stateMutability: "view",
     type: "function",
   },
@@ -1660,7 +2304,7 @@ export const donorRegistryAbi = [
     outputs: [
       {
         internalType: "address",
-        name: "donor",
+        name: "",
         type: "address",
       },
     ],
@@ -1842,6 +2486,76 @@ export const donorRegistryAbi = [
   {
     inputs: [
       {
+        internalType: "address",
+        name: "operator",
+        type: "address",
+      },
+    ],
+    name: "operatorOf",
+    outputs: [
+      {
+        components: [
+          {
+            internalType: "address",
+            name: "donor",
+            type: "address",
+          },
+          {
+            internalType: "uint32",
+            name: "accountableUntil",
+            type: "uint32",
+          },
+          {
+            internalType: "uint32",
+            name: "jailedUntil",
+            type: "uint32",
+          },
+        ],
+        internalType: "struct DonorRegistry.Operator",
+        name: "",
+        type: "tuple",
+      },
+    ],
+    stateMutability: "view",
+    type: "function",
+  },
+  {
+    inputs: [
+      {
+        internalType: "address",
+        name: "donor",
+        type: "address",
+      },
+      {
+        internalType: "address",
+        name: "operator",
+        type: "address",
+      },
+      {
+        internalType: "bytes32",
+        name: "peerKey",
+        type: "bytes32",
+      },
+      {
+        internalType: "uint256",
+        name: "nonce",
+        type: "uint256",
+      },
+    ],
+    name: "operatorRegistrationDigest",
+    outputs: [
+      {
+        internalType: "bytes32",
+        name: "",
+        type: "bytes32",
+      },
+    ],
+    stateMutability: "view",
+    type: "function",
+  },
+  {
+    inputs: [
+      {
         internalType: "uint256",
         name: "replicas",
         type: "uint256",
@@ -1888,6 +2602,26 @@ export const donorRegistryAbi = [
             type: "uint32",
           },
           {
+            internalType: "uint32",
+            name: "disputeWindow",
+            type: "uint32",
+          },
+          {
+            internalType: "uint32",
+            name: "rotationDelay",
+            type: "uint32",
+          },
+          {
+            internalType: "uint32",
+            name: "jailDelay",
+            type: "uint32",
+          },
+          {
+            internalType: "uint32",
+            name: "paramsTimelock",
+            type: "uint32",
+          },
+          {
             internalType: "uint16",
             name: "equivocationSlashBps",
             type: "uint16",
@@ -1900,6 +2634,11 @@ export const donorRegistryAbi = [
           {
             internalType: "uint16",
             name: "reporterRewardBps",
+            type: "uint16",
+          },
+          {
+            internalType: "uint16",
+            name: "outvoteRewardBps",
             type: "uint16",
           },
           {
@@ -1919,6 +2658,182 @@ export const donorRegistryAbi = [
       },
     ],
     stateMutability: "view",
+    type: "function",
+  },
+  {
+    inputs: [],
+    name: "pendingOwner",
+    outputs: [
+      {
+        internalType: "address",
+        name: "",
+        type: "address",
+      },
+    ],
+    stateMutability: "view",
+    type: "function",
+  },
+  {
+    inputs: [],
+    name: "pendingParams",
+    outputs: [
+      {
+        components: [
+          {
+            internalType: "uint96",
+            name: "minStake",
+            type: "uint96",
+          },
+          {
+            internalType: "uint32",
+            name: "unbondingDelay",
+            type: "uint32",
+          },
+          {
+            internalType: "uint32",
+            name: "disputeWindow",
+            type: "uint32",
+          },
+          {
+            internalType: "uint32",
+            name: "rotationDelay",
+            type: "uint32",
+          },
+          {
+            internalType: "uint32",
+            name: "jailDelay",
+            type: "uint32",
+          },
+          {
+            internalType: "uint32",
+            name: "paramsTimelock",
+            type: "uint32",
+          },
+          {
+            internalType: "uint16",
+            name: "equivocationSlashBps",
+            type: "uint16",
+          },
+          {
+            internalType: "uint16",
+            name: "outvotedSlashBps",
+            type: "uint16",
+          },
+          {
+            internalType: "uint16",
+            name: "reporterRewardBps",
+            type: "uint16",
+          },
+          {
+            internalType: "uint16",
+            name: "outvoteRewardBps",
+            type: "uint16",
+          },
+          {
+            internalType: "uint8",
+            name: "minOutvoteQuorum",
+            type: "uint8",
+          },
+          {
+            internalType: "address",
+            name: "treasury",
+            type: "address",
+          },
+        ],
+        internalType: "struct DonorRegistry.Params",
+        name: "",
+        type: "tuple",
+      },
+    ],
+    stateMutability: "view",
+    type: "function",
+  },
+  {
+    inputs: [],
+    name: "pendingParamsAt",
+    outputs: [
+      {
+        internalType: "uint256",
+        name: "",
+        type: "uint256",
+      },
+    ],
+    stateMutability: "view",
+    type: "function",
+  },
+  {
+    inputs: [
+      {
+        components: [
+          {
+            internalType: "uint96",
+            name: "minStake",
+            type: "uint96",
+          },
+          {
+            internalType: "uint32",
+            name: "unbondingDelay",
+            type: "uint32",
+          },
+          {
+            internalType: "uint32",
+            name: "disputeWindow",
+            type: "uint32",
+          },
+          {
+            internalType: "uint32",
+            name: "rotationDelay",
+            type: "uint32",
+          },
+          {
+            internalType: "uint32",
+            name: "jailDelay",
+            type: "uint32",
+          },
+          {
+            internalType: "uint32",
+            name: "paramsTimelock",
+            type: "uint32",
+          },
+          {
+            internalType: "uint16",
+            name: "equivocationSlashBps",
+            type: "uint16",
+          },
+          {
+            internalType: "uint16",
+            name: "outvotedSlashBps",
+            type: "uint16",
+          },
+          {
+            internalType: "uint16",
+            name: "reporterRewardBps",
+            type: "uint16",
+          },
+          {
+            internalType: "uint16",
+            name: "outvoteRewardBps",
+            type: "uint16",
+          },
+          {
+            internalType: "uint8",
+            name: "minOutvoteQuorum",
+            type: "uint8",
+          },
+          {
+            internalType: "address",
+            name: "treasury",
+            type: "address",
+          },
+        ],
+        internalType: "struct DonorRegistry.Params",
+        name: "params_",
+        type: "tuple",
+      },
+    ],
+    name: "proposeParams",
+    outputs: [],
+    stateMutability: "nonpayable",
     type: "function",
   },
   {
@@ -2004,6 +2919,11 @@ export const donorRegistryAbi = [
         name: "metadataURI",
         type: "string",
       },
+      {
+        internalType: "bytes",
+        name: "proof",
+        type: "bytes",
+      },
     ],
     name: "register",
     outputs: [],
@@ -2026,6 +2946,11 @@ export const donorRegistryAbi = [
             internalType: "address",
             name: "operator",
             type: "address",
+          },
+          {
+            internalType: "uint64",
+            name: "nonce",
+            type: "uint64",
           },
           {
             internalType: "bytes32",
@@ -2069,6 +2994,29 @@ export const donorRegistryAbi = [
   {
     inputs: [
       {
+        internalType: "address",
+        name: "operator",
+        type: "address",
+      },
+      {
+        internalType: "bytes32",
+        name: "peerKey",
+        type: "bytes32",
+      },
+      {
+        internalType: "bytes",
+        name: "proof",
+        type: "bytes",
+      },
+    ],
+    name: "rotateOperator",
+    outputs: [],
+    stateMutability: "nonpayable",
+    type: "function",
+  },
+  {
+    inputs: [
+      {
         internalType: "contract IJuryCourt",
         name: "court_",
         type: "address",
@@ -2088,56 +3036,6 @@ export const donorRegistryAbi = [
       },
     ],
     name: "setMetadataURI",
-    outputs: [],
-    stateMutability: "nonpayable",
-    type: "function",
-  },
-  {
-    inputs: [
-      {
-        components: [
-          {
-            internalType: "uint96",
-            name: "minStake",
-            type: "uint96",
-          },
-          {
-            internalType: "uint32",
-            name: "unbondingDelay",
-            type: "uint32",
-          },
-          {
-            internalType: "uint16",
-            name: "equivocationSlashBps",
-            type: "uint16",
-          },
-          {
-            internalType: "uint16",
-            name: "outvotedSlashBps",
-            type: "uint16",
-          },
-          {
-            internalType: "uint16",
-            name: "reporterRewardBps",
-            type: "uint16",
-          },
-          {
-            internalType: "uint8",
-            name: "minOutvoteQuorum",
-            type: "uint8",
-          },
-          {
-            internalType: "address",
-            name: "treasury",
-            type: "address",
-          },
-        ],
-        internalType: "struct DonorRegistry.Params",
-        name: "params_",
-        type: "tuple",
-      },
-    ],
-    name: "setParams",
     outputs: [],
     stateMutability: "nonpayable",
     type: "function",
@@ -2581,19 +3479,6 @@ export const donorRegistryAbi = [
     name: "transferOwnership",
     outputs: [],
     stateMutability: "nonpayable",
-    type: "function",
-  },
-  {
-    inputs: [],
-    name: "treasury",
-    outputs: [
-      {
-        internalType: "address",
-        name: "",
-        type: "address",
-      },
-    ],
-    stateMutability: "view",
     type: "function",
   },
   {
@@ -3856,11 +4741,6 @@ export const juryCourtAbi = [
         components: [
           {
             internalType: "uint32",
-            name: "disputeWindow",
-            type: "uint32",
-          },
-          {
-            internalType: "uint32",
             name: "voteWindow",
             type: "uint32",
           },
@@ -4182,86 +5062,8 @@ export const juryCourtAbi = [
       {
         indexed: false,
         internalType: "address[]",
-        name: "quorumOperators",
+        name: "quorumDonors",
         type: "address[]",
-      },
-      {
-        components: [
-          {
-            internalType: "address",
-            name: "buyer",
-            type: "address",
-          },
-          {
-            internalType: "bytes32",
-            name: "moduleCid",
-            type: "bytes32",
-          },
-          {
-            internalType: "bytes32",
-            name: "inputCid",
-            type: "bytes32",
-          },
-          {
-            internalType: "string",
-            name: "entry",
-            type: "string",
-          },
-          {
-            internalType: "uint64",
-            name: "fuelLimit",
-            type: "uint64",
-          },
-          {
-            internalType: "uint32",
-            name: "memoryPages",
-            type: "uint32",
-          },
-          {
-            internalType: "uint32",
-            name: "timeoutMs",
-            type: "uint32",
-          },
-          {
-            internalType: "uint8",
-            name: "replicas",
-            type: "uint8",
-          },
-          {
-            internalType: "uint256",
-            name: "maxPricePerMegaFuel",
-            type: "uint256",
-          },
-          {
-            internalType: "uint16",
-            name: "minReputation",
-            type: "uint16",
-          },
-          {
-            internalType: "uint64",
-            name: "deadline",
-            type: "uint64",
-          },
-          {
-            internalType: "uint8",
-            name: "priority",
-            type: "uint8",
-          },
-          {
-            internalType: "bytes32",
-            name: "channel",
-            type: "bytes32",
-          },
-          {
-            internalType: "bytes32",
-            name: "salt",
-            type: "bytes32",
-          },
-        ],
-        indexed: false,
-        internalType: "struct CellTypes.JobSpec",
-        name: "spec",
-        type: "tuple",
       },
     ],
     name: "CaseOpened",
@@ -4486,11 +5288,6 @@ export const juryCourtAbi = [
         components: [
           {
             internalType: "uint32",
-            name: "disputeWindow",
-            type: "uint32",
-          },
-          {
-            internalType: "uint32",
             name: "voteWindow",
             type: "uint32",
           },
@@ -4545,11 +5342,6 @@ export const juryCourtAbi = [
     inputs: [
       {
         components: [
-          {
-            internalType: "uint32",
-            name: "disputeWindow",
-            type: "uint32",
-          },
           {
             internalType: "uint32",
             name: "voteWindow",
@@ -4649,19 +5441,6 @@ export const juryCourtAbi = [
   {
     inputs: [],
     name: "MAX_QUORUM",
-    outputs: [
-      {
-        internalType: "uint256",
-        name: "",
-        type: "uint256",
-      },
-    ],
-    stateMutability: "view",
-    type: "function",
-  },
-  {
-    inputs: [],
-    name: "PARAMS_DELAY",
     outputs: [
       {
         internalType: "uint256",
@@ -4789,12 +5568,17 @@ export const juryCourtAbi = [
             type: "uint64",
           },
           {
+            internalType: "address",
+            name: "reporter",
+            type: "address",
+          },
+          {
+            internalType: "uint16",
+            name: "reporterRewardBps",
+            type: "uint16",
+          },
+          {
             components: [
-              {
-                internalType: "uint32",
-                name: "disputeWindow",
-                type: "uint32",
-              },
               {
                 internalType: "uint32",
                 name: "voteWindow",
@@ -4955,8 +5739,23 @@ export const juryCourtAbi = [
             type: "uint96",
           },
           {
+            internalType: "uint64",
+            name: "deadline",
+            type: "uint64",
+          },
+          {
             internalType: "uint16",
             name: "outvoteBps",
+            type: "uint16",
+          },
+          {
+            internalType: "address",
+            name: "reporter",
+            type: "address",
+          },
+          {
+            internalType: "uint16",
+            name: "reporterRewardBps",
             type: "uint16",
           },
           {
@@ -4971,94 +5770,12 @@ export const juryCourtAbi = [
           },
           {
             internalType: "address[]",
-            name: "quorumOperators",
-            type: "address[]",
-          },
-          {
-            internalType: "address[]",
             name: "quorumDonors",
             type: "address[]",
           },
         ],
         internalType: "struct IJuryCourt.Accusation",
         name: "accusation",
-        type: "tuple",
-      },
-      {
-        components: [
-          {
-            internalType: "address",
-            name: "buyer",
-            type: "address",
-          },
-          {
-            internalType: "bytes32",
-            name: "moduleCid",
-            type: "bytes32",
-          },
-          {
-            internalType: "bytes32",
-            name: "inputCid",
-            type: "bytes32",
-          },
-          {
-            internalType: "string",
-            name: "entry",
-            type: "string",
-          },
-          {
-            internalType: "uint64",
-            name: "fuelLimit",
-            type: "uint64",
-          },
-          {
-            internalType: "uint32",
-            name: "memoryPages",
-            type: "uint32",
-          },
-          {
-            internalType: "uint32",
-            name: "timeoutMs",
-            type: "uint32",
-          },
-          {
-            internalType: "uint8",
-            name: "replicas",
-            type: "uint8",
-          },
-          {
-            internalType: "uint256",
-            name: "maxPricePerMegaFuel",
-            type: "uint256",
-          },
-          {
-            internalType: "uint16",
-            name: "minReputation",
-            type: "uint16",
-          },
-          {
-            internalType: "uint64",
-            name: "deadline",
-            type: "uint64",
-          },
-          {
-            internalType: "uint8",
-            name: "priority",
-            type: "uint8",
-          },
-          {
-            internalType: "bytes32",
-            name: "channel",
-            type: "bytes32",
-          },
-          {
-            internalType: "bytes32",
-            name: "salt",
-            type: "bytes32",
-          },
-        ],
-        internalType: "struct CellTypes.JobSpec",
-        name: "spec",
         type: "tuple",
       },
     ],
@@ -5111,11 +5828,6 @@ export const juryCourtAbi = [
     outputs: [
       {
         components: [
-          {
-            internalType: "uint32",
-            name: "disputeWindow",
-            type: "uint32",
-          },
           {
             internalType: "uint32",
             name: "voteWindow",
@@ -5181,11 +5893,6 @@ export const juryCourtAbi = [
         components: [
           {
             internalType: "uint32",
-            name: "disputeWindow",
-            type: "uint32",
-          },
-          {
-            internalType: "uint32",
             name: "voteWindow",
             type: "uint32",
           },
@@ -5245,11 +5952,6 @@ export const juryCourtAbi = [
     inputs: [
       {
         components: [
-          {
-            internalType: "uint32",
-            name: "disputeWindow",
-            type: "uint32",
-          },
           {
             internalType: "uint32",
             name: "voteWindow",

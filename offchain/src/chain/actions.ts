@@ -1,22 +1,49 @@
 import { isAddressEqual, maxUint256 } from "viem";
-import type { Abi, Address, ContractFunctionArgs, ContractFunctionName, Hex, TransactionReceipt } from "viem";
+import type {
+  Abi,
+  Address,
+  ContractFunctionArgs,
+  ContractFunctionName,
+  Hex,
+  LocalAccount,
+  TransactionReceipt,
+} from "viem";
 import type { JobSpecMessage, Receipt } from "../protocol/index.ts";
 import { atpTokenAbi, donorRegistryAbi, paymentChannelsAbi } from "./abis.ts";
 import type { ChainReader, ChainWriter } from "./clients.ts";
+import { signOperatorRegistration } from "./registration.ts";
 import { encodeSettlementBatch } from "./settlement.ts";
 import type { SignedVoucher } from "./settlement.ts";
 import { channelIdOf } from "./signing.ts";
 import type { ChannelKey } from "./signing.ts";
 
+/** DonorRegistry.Params; delays in seconds, shares in basis points (see docs/contracts.md). */
 export interface DonorParams {
   minStake: bigint;
   unbondingDelay: number;
+  disputeWindow: number;
+  rotationDelay: number;
+  jailDelay: number;
+  paramsTimelock: number;
   equivocationSlashBps: number;
   outvotedSlashBps: number;
   reporterRewardBps: number;
+  outvoteRewardBps: number;
   minOutvoteQuorum: number;
   treasury: Address;
 }
+
+/** An operator key the registry knows (see DonorRegistry.Operator); times are unix seconds, 0 for none. */
+export interface OperatorState {
+  donor: Address;
+  /** 0 while current; after a rotation, evidence against it is accepted until then. */
+  accountableUntil: number;
+  /** 0 unless jailed; the wallet may rotate away from it from then on. */
+  jailedUntil: number;
+}
+
+/** The operator key signing a registration or rotation: the node's operator account. */
+export type OperatorSigner = Pick<LocalAccount, "address" | "signTypedData">;
 
 export interface ChannelState {
   deposit: bigint;
@@ -90,16 +117,78 @@ export async function stake(writer: ChainWriter, amount: bigint): Promise<Transa
   return send(writer, writer.deployment.donorRegistry, donorRegistryAbi, "stake", [amount]);
 }
 
-export function registerDonor(
+/**
+ * Registers the writer's wallet as a donor with `operator` (the node's operator key, which signs
+ * its proof of possession here) and the node's Ed25519 peer key.
+ */
+export async function registerDonor(
   writer: ChainWriter,
-  registration: { operator: Address; peerKey: Hex; metadataURI: string },
+  registration: { operator: OperatorSigner; peerKey: Hex; metadataURI: string },
 ): Promise<TransactionReceipt> {
   const { operator, peerKey, metadataURI } = registration;
+  const proof = await proofOfPossession(writer, operator, peerKey, 0n);
   return send(writer, writer.deployment.donorRegistry, donorRegistryAbi, "register", [
-    operator,
+    operator.address,
     peerKey,
     metadataURI,
+    proof,
   ]);
+}
+
+/**
+ * Makes `operator` (a key never registered before, which signs its proof here) and `peerKey` the
+ * writer's donor registration's current keys. The old operator is inactive at once and stays
+ * slashable for the registry's `rotationDelay`; a jailed one may be rotated away from only after
+ * its `jailedUntil`.
+ */
+export async function rotateOperator(
+  writer: ChainWriter,
+  rotation: { operator: OperatorSigner; peerKey: Hex },
+): Promise<TransactionReceipt> {
+  const { nonce } = await registrationOf(writer, writer.walletClient.account.address);
+  const proof = await proofOfPossession(writer, rotation.operator, rotation.peerKey, nonce);
+  return send(writer, writer.deployment.donorRegistry, donorRegistryAbi, "rotateOperator", [
+    rotation.operator.address,
+    rotation.peerKey,
+    proof,
+  ]);
+}
+
+function proofOfPossession(writer: ChainWriter, operator: OperatorSigner, peerKey: Hex, nonce: bigint) {
+  const { chainId, donorRegistry } = writer.deployment;
+  const donor = writer.walletClient.account.address;
+  return signOperatorRegistration(operator, chainId, donorRegistry, { donor, peerKey, nonce });
+}
+
+export function registrationOf(
+  reader: ChainReader,
+  donor: Address,
+): Promise<{ operator: Address; nonce: bigint; peerKey: Hex; metadataURI: string }> {
+  return reader.publicClient.readContract({
+    address: reader.deployment.donorRegistry,
+    abi: donorRegistryAbi,
+    functionName: "registrationOf",
+    args: [donor],
+  });
+}
+
+export function operatorState(reader: ChainReader, operator: Address): Promise<OperatorState> {
+  return reader.publicClient.readContract({
+    address: reader.deployment.donorRegistry,
+    abi: donorRegistryAbi,
+    functionName: "operatorOf",
+    args: [operator],
+  });
+}
+
+/** Proposes new registry parameters (owner only); `applyDonorParams` applies them after the timelock. */
+export function proposeDonorParams(writer: ChainWriter, params: DonorParams): Promise<TransactionReceipt> {
+  return send(writer, writer.deployment.donorRegistry, donorRegistryAbi, "proposeParams", [params]);
+}
+
+/** Applies the proposed registry parameters once `pendingParamsAt` has passed (owner only). */
+export function applyDonorParams(writer: ChainWriter): Promise<TransactionReceipt> {
+  return send(writer, writer.deployment.donorRegistry, donorRegistryAbi, "applyParams", []);
 }
 
 export function requestUnbond(writer: ChainWriter, amount: bigint): Promise<TransactionReceipt> {
@@ -147,6 +236,7 @@ export async function isActiveDonor(reader: ChainReader, operator: Address, peer
   return isActiveOperator(reader, operator);
 }
 
+/** The registration whose current operator is `operator`; undefined for unknown and rotated-away keys. */
 export async function registrationOfOperator(
   reader: ChainReader,
   operator: Address,
@@ -159,13 +249,9 @@ export async function registrationOfOperator(
     args: [operator],
   });
   if (isAddressEqual(donor, "0x0000000000000000000000000000000000000000")) return undefined;
-  const registration = await publicClient.readContract({
-    address: deployment.donorRegistry,
-    abi: donorRegistryAbi,
-    functionName: "registrationOf",
-    args: [donor],
-  });
-  return { donor, ...registration };
+  const registration = await registrationOf(reader, donor);
+  if (!isAddressEqual(registration.operator, operator)) return undefined;
+  return { donor, operator, peerKey: registration.peerKey, metadataURI: registration.metadataURI };
 }
 
 /** Asks DonorRegistry whether `signature` over `receipt` is the executor's. */

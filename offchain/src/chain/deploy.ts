@@ -20,7 +20,6 @@ export interface DeployOptions {
 
 /** JuryCourt settings (see contracts/JuryCourt.sol, `Params`). */
 export interface CourtParams {
-  disputeWindow: number;
   voteWindow: number;
   drawDelay: number;
   jurySize: number;
@@ -30,11 +29,10 @@ export interface CourtParams {
   disputeBond: bigint;
 }
 
-/** Devnet court: the shortest windows the contract accepts (1 hour), a jury of three. */
+/** Devnet court: ten minutes to vote, a jury of three (the dispute window is the registry's). */
 export function defaultCourtParams(): CourtParams {
   return {
-    disputeWindow: 3_600,
-    voteWindow: 3_600,
+    voteWindow: 600,
     drawDelay: 2,
     jurySize: 3,
     jurorRewardBps: 2_000,
@@ -48,10 +46,16 @@ export function defaultCourtParams(): CourtParams {
 export function defaultDonorParams(treasury: Address): DonorParams {
   return {
     minStake: 100n * 10n ** 18n,
-    unbondingDelay: 60,
+    // The shortest the bounds allow: unbondingDelay >= rotationDelay + disputeWindow.
+    unbondingDelay: 180,
+    disputeWindow: 60,
+    rotationDelay: 60,
+    jailDelay: 60,
+    paramsTimelock: 60,
     equivocationSlashBps: 5_000,
     outvotedSlashBps: 1_000,
     reporterRewardBps: 1_000,
+    outvoteRewardBps: 0,
     minOutvoteQuorum: 3,
     treasury,
   };

@@ -38,8 +38,13 @@ export {
   mintAtp,
   openChannel,
   redeemVoucher,
+  applyDonorParams,
+  operatorState,
+  proposeDonorParams,
   registerDonor,
+  registrationOf,
   registrationOfOperator,
+  rotateOperator,
   requestUnbond,
   settleVouchers,
   slashEquivocation,
@@ -51,7 +56,13 @@ export {
   verifyReceiptOnChain,
   withdrawStake,
 } from "./actions.ts";
-export type { ChannelState, DonorParams, ReceiptAnchor } from "./actions.ts";
+export type { ChannelState, DonorParams, OperatorSigner, OperatorState, ReceiptAnchor } from "./actions.ts";
+export {
+  operatorRegistrationDigest,
+  operatorRegistrationTypes,
+  signOperatorRegistration,
+} from "./registration.ts";
+export type { OperatorRegistration } from "./registration.ts";
 export {
   MAX_BATCH_AMOUNT,
   VOUCHER_BYTES,

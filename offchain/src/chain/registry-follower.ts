@@ -177,10 +177,19 @@ export function registryEventOf(log: DecodedLog): RegistryEvent | undefined {
         operator: args.operator as Address,
         peerKey: args.peerKey as Hex,
       };
+    case "OperatorRotated":
+      return {
+        type: "rotated",
+        donor: args.donor as Address,
+        operator: args.newOperator as Address,
+        peerKey: args.peerKey as Hex,
+      };
+    case "Jailed":
+      return { type: "jailed", operator: args.operator as Address };
     case "UnbondRequested":
       return { type: "unbond", donor: args.donor as Address, amount: args.amount as bigint };
     case "Slashed":
-      return { type: "slashed", operator: args.operator as Address, amount: args.amount as bigint };
+      return { type: "slashed", donor: args.donor as Address, amount: args.amount as bigint };
     default:
       return undefined;
   }

@@ -8,8 +8,10 @@ export type RegistryEvent =
   | { type: "params"; minStake: bigint }
   | { type: "staked"; donor: Address; bonded: bigint }
   | { type: "registered"; donor: Address; operator: Address; peerKey: Hex }
+  | { type: "rotated"; donor: Address; operator: Address; peerKey: Hex }
+  | { type: "jailed"; operator: Address }
   | { type: "unbond"; donor: Address; amount: bigint }
-  | { type: "slashed"; operator: Address; amount: bigint };
+  | { type: "slashed"; donor: Address; amount: bigint };
 
 export interface RegistryViewOptions {
   /** A view not caught up with the chain for longer than this answers "unknown". */
@@ -25,6 +27,8 @@ interface Donor {
   peerKey: string;
   /** Undefined when the amount was not followed (the donor's stake was dropped before it registered). */
   bonded: bigint | undefined;
+  /** Jailed after an equivocation: inactive until the wallet rotates to a new operator. */
+  jailed: boolean;
 }
 
 /**
@@ -34,8 +38,9 @@ interface Donor {
  *
  * `Staked` carries the donor's new bonded total; `UnbondRequested` and `Slashed` take from it
  * (a slash takes from bonded stake first, so `min(amount, bonded)`); `Withdrawn` and
- * `MetadataUpdated` change nothing that matters here. Registrations are final: the contract
- * has no deregistration and no key rotation.
+ * `MetadataUpdated` change nothing that matters here. `OperatorRotated` replaces a donor's
+ * operator and peer key: the old operator is never active again, so the view forgets it.
+ * `Jailed` makes an operator inactive for good (its wallet rotates to a new one to come back).
  *
  * Answers: "unknown" while the view has never caught up with the chain or has not for longer
  * than `staleMs`; "inactive" for a registered operator the view holds with another peer key
@@ -95,13 +100,17 @@ export class RegistryView {
         return this.#setBonded(event.donor.toLowerCase(), () => event.bonded);
       case "unbond":
         return this.#setBonded(event.donor.toLowerCase(), (bonded) => minus(bonded, event.amount));
-      case "slashed": {
+      case "slashed":
+        return this.#setBonded(event.donor.toLowerCase(), (bonded) => minus(bonded, event.amount));
+      case "registered":
+        return this.#register(event, this.#takeStaker(event.donor.toLowerCase()));
+      case "rotated":
+        return this.#rotate(event);
+      case "jailed": {
         const donor = this.#byOperator.get(event.operator.toLowerCase());
-        if (donor) this.#setBonded(donor.donor, (bonded) => minus(bonded, event.amount));
+        if (donor) donor.jailed = true;
         return;
       }
-      case "registered":
-        return this.#register(event);
     }
   }
 
@@ -130,18 +139,36 @@ export class RegistryView {
     if (!this.isFresh(now) || this.#minStake === undefined) return "unknown";
     const donor = this.#byOperator.get(operator.toLowerCase());
     if (!donor) return this.#droppedDonors ? "unknown" : "inactive";
-    if (donor.peerKey !== peerKey.toLowerCase()) return "inactive";
+    if (donor.peerKey !== peerKey.toLowerCase() || donor.jailed) return "inactive";
     if (donor.bonded === undefined) return "unknown";
     return donor.bonded >= this.#minStake ? "active" : "inactive";
   }
 
-  #register(event: Extract<RegistryEvent, { type: "registered" }>): void {
-    const wallet = event.donor.toLowerCase();
-    const operator = event.operator.toLowerCase();
+  #takeStaker(wallet: string): bigint | undefined {
     const bonded = this.#stakers.get(wallet);
     this.#stakers.delete(wallet);
+    return bonded;
+  }
+
+  /** The donor's old operator is dropped; the new one takes its stake (unknown if the donor was dropped). */
+  #rotate(event: Extract<RegistryEvent, { type: "rotated" }>): void {
+    const wallet = event.donor.toLowerCase();
+    const old = this.#operatorOf.get(wallet);
+    const bonded = old === undefined ? undefined : this.#byOperator.get(old)?.bonded;
+    if (old !== undefined) this.#byOperator.delete(old);
+    this.#register(event, bonded);
+  }
+
+  #register(event: { donor: Address; operator: Address; peerKey: Hex }, bonded: bigint | undefined): void {
+    const wallet = event.donor.toLowerCase();
+    const operator = event.operator.toLowerCase();
     this.#byOperator.delete(operator);
-    this.#byOperator.set(operator, { donor: wallet, peerKey: event.peerKey.toLowerCase(), bonded });
+    this.#byOperator.set(operator, {
+      donor: wallet,
+      peerKey: event.peerKey.toLowerCase(),
+      bonded,
+      jailed: false,
+    });
     this.#operatorOf.set(wallet, operator);
     if (this.#byOperator.size > this.#maxDonors) {
       const [oldest, dropped] = this.#byOperator.entries().next().value as [string, Donor];

@@ -3,12 +3,17 @@ import { keccak256, parseEther, parseSignature, toHex } from "viem";
 import type { Address, Hex } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import type { PrivateKeyAccount } from "viem/accounts";
+import { signOperatorRegistration } from "../../../offchain/src/chain/index.ts";
 import { signReceipt } from "../../../offchain/src/protocol/index.ts";
 import { cellDomain } from "../../../offchain/src/protocol/index.ts";
 import type { JobSpecMessage, Receipt } from "../../../offchain/src/protocol/index.ts";
 
 export const MIN_STAKE = parseEther("100");
 export const UNBONDING_DELAY = 3_600;
+export const DISPUTE_WINDOW = 600;
+export const ROTATION_DELAY = 1_800;
+export const JAIL_DELAY = 7_200;
+export const PARAMS_TIMELOCK = 86_400;
 export const CHALLENGE_WINDOW = 7_200n;
 export const EQUIVOCATION_BPS = 5_000;
 export const OUTVOTED_BPS = 1_000;
@@ -17,6 +22,16 @@ export const REPORTER_BPS = 1_000;
 /** A deterministic operator key, distinct per label. */
 export function operatorAccount(label: string): PrivateKeyAccount {
   return privateKeyToAccount(keccak256(toHex(`cell-test-operator-${label}`)));
+}
+
+/** The operator key's proof of possession for `donor` at the donor's registration `nonce`. */
+export function proofOf(
+  operator: PrivateKeyAccount,
+  chainId: number,
+  registry: Address,
+  registration: { donor: Address; peerKey: Hex; nonce?: bigint },
+): Promise<Hex> {
+  return signOperatorRegistration(operator, chainId, registry, { nonce: 0n, ...registration });
 }
 
 export function peerKeyOf(label: string): Hex {
@@ -73,15 +88,19 @@ export function donorParams(treasury: Address) {
   return {
     minStake: MIN_STAKE,
     unbondingDelay: UNBONDING_DELAY,
+    disputeWindow: DISPUTE_WINDOW,
+    rotationDelay: ROTATION_DELAY,
+    jailDelay: JAIL_DELAY,
+    paramsTimelock: PARAMS_TIMELOCK,
     equivocationSlashBps: EQUIVOCATION_BPS,
     outvotedSlashBps: OUTVOTED_BPS,
     reporterRewardBps: REPORTER_BPS,
+    outvoteRewardBps: 0,
     minOutvoteQuorum: 3,
     treasury,
   };
 }
 
-export const DISPUTE_WINDOW = 7_200;
 export const VOTE_WINDOW = 3_600;
 export const DRAW_DELAY = 2;
 export const JURY_SIZE = 3;
@@ -92,7 +111,6 @@ export const DISPUTE_BOND = parseEther("10");
 
 export function courtParams() {
   return {
-    disputeWindow: DISPUTE_WINDOW,
     voteWindow: VOTE_WINDOW,
     drawDelay: DRAW_DELAY,
     jurySize: JURY_SIZE,
