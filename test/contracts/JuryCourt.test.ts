@@ -13,6 +13,7 @@ import {
   DRAW_DELAY,
   JURY_SIZE,
   JUROR_REWARD_BPS,
+  JAIL_DELAY,
   OUTVOTED_BPS,
   PARAMS_TIMELOCK,
   SILENT_JUROR_BPS,
@@ -143,6 +144,43 @@ describe("JuryCourt", async () => {
       registry.write.setCourt([court.address]),
       registry,
       "CourtAlreadySet",
+    );
+  });
+
+  it("keeps each donor's jury weight at its bonded stake while active: stake, unbond, jail, rotation", async () => {
+    const fx = await networkHelpers.loadFixture(accusedCase);
+    const { court, registry, donors, donorAddress, chainId } = fx;
+    const weight = (i: number) => court.read.jurorWeightOf([donorAddress(i)]);
+    await registry.write.stake([parseEther("5")], { account: donors[5]!.account });
+    assert.equal(await weight(5), stakeOf(5) + parseEther("5"));
+    await registry.write.requestUnbond([parseEther("105")], { account: donors[5]!.account });
+    assert.equal(await weight(5), stakeOf(5) - parseEther("100"));
+    // An equivocation slashes half and jails: a jailed operator is never drawn.
+    const a = await signedReceipt(fx.operators[6]!, chainId, registry.address, fx.job);
+    const b = await signedReceipt(fx.operators[6]!, chainId, registry.address, fx.job, { status: 2 });
+    await registry.write.slashEquivocation([a.receipt, a.signature, b.receipt, b.signature]);
+    assert.equal(await weight(6), 0n);
+    // Rotating to a new key after the jail delay makes the donor drawable again at its stake.
+    await networkHelpers.time.increase(JAIL_DELAY);
+    const next = operatorAccount("jury-op6-next");
+    const peerKey = peerKeyOf("jury-p6-next");
+    const proof = await proofOf(next, chainId, registry.address, {
+      donor: donorAddress(6),
+      peerKey,
+      nonce: 1n,
+    });
+    await registry.write.rotateOperator([next.address, peerKey, proof], { account: donors[6]!.account });
+    const [bonded] = await registry.read.stakes([donorAddress(6)]);
+    assert.equal(await weight(6), bonded);
+    assert.equal(bonded, stakeOf(6) / 2n);
+    // Below the minimum stake a donor is inactive and weighs nothing.
+    await registry.write.requestUnbond([bonded], { account: donors[6]!.account });
+    assert.equal(await weight(6), 0n);
+    assert.equal(
+      await court.read.totalJurorWeight(),
+      Array.from({ length: DONORS }, (_, i) => stakeOf(i)).reduce((x, y) => x + y) -
+        parseEther("100") -
+        stakeOf(6),
     );
   });
 
