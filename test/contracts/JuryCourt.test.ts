@@ -339,6 +339,26 @@ describe("JuryCourt", async () => {
     await fx.registry.write.withdraw({ account: fx.donors[silent]!.account });
   });
 
+  it("voids a dispute when no donor outside the case can sit on the jury: bond back, nobody slashed", async () => {
+    const fx = await networkHelpers.loadFixture(accusedCase);
+    const { court, caseId, donors, donorAddress, viem } = fx;
+    for (let i = 4; i < DONORS; i++) {
+      await fx.registry.write.requestUnbond([stakeOf(i)], { account: donors[i]!.account });
+    }
+    const before = await balance(fx, donorAddress(0));
+    await court.write.dispute([caseId], { account: donors[0]!.account });
+    await networkHelpers.mine(DRAW_DELAY);
+    await viem.assertions.emit(court.write.drawJury([caseId]), court, "DisputeResolved");
+    const c = await court.read.caseOf([caseId]);
+    assert.equal(c.stage, 4);
+    assert.equal(c.outcome, 4);
+    assert.equal(await balance(fx, donorAddress(0)), before);
+    for (const i of [0, 1, 2, 3]) {
+      assert.equal(await bonded(fx, donorAddress(i)), stakeOf(i));
+      assert.equal(await court.read.openCasesOf([donorAddress(i)]), 0n);
+    }
+  });
+
   it("re-targets a draw whose seed block has left the 256-block window", async () => {
     const fx = await networkHelpers.loadFixture(accusedCase);
     const { court, caseId, donors, viem } = fx;
