@@ -111,6 +111,17 @@ contract DonorRegistry is EIP712, Ownable2Step, ReentrancyGuardTransient {
         Outvoted
     }
 
+    /// @dev One slash: whose stake, which key and job, why, the shares, who reported it.
+    struct Slash {
+        address donor;
+        address operator;
+        bytes32 jobId;
+        SlashReason reason;
+        uint16 bps;
+        uint16 rewardBps;
+        address reporter;
+    }
+
     IERC20 public immutable token;
     Params internal _params;
     Params internal _pendingParams;
@@ -733,10 +744,8 @@ contract DonorRegistry is EIP712, Ownable2Step, ReentrancyGuardTransient {
         }
     }
 
-    /// @dev Slashes `bps` of the operator's donor's stake (bonded first, then unbonding), once per
-    /// (job, operator), jails the operator when `jail`, and pays `rewardBps` of the slash to the
-    /// caller and the rest to the treasury. The shares are passed in so that a slash decided
-    /// later can use those recorded when its evidence was submitted.
+    /// @dev Slashes an operator evidence may still be brought against (see `_slashDonor`); the
+    /// caller is the reporter.
     function _slash(
         address operator,
         bytes32 jobId,
@@ -746,14 +755,23 @@ contract DonorRegistry is EIP712, Ownable2Step, ReentrancyGuardTransient {
         bool jail
     ) internal returns (address donor) {
         donor = _accountableDonor(operator);
-        bytes32 key = keccak256(abi.encode(jobId, operator));
-        if (slashed[key]) revert AlreadySlashed(jobId, operator);
+        _slashDonor(Slash(donor, operator, jobId, reason, bps, rewardBps, msg.sender), jail);
+    }
 
-        Stake storage st = _stakes[donor];
+    /// @dev Slashes `s.bps` of the donor's stake (bonded first, then unbonding), once per
+    /// (job, operator), jails the operator when `jail`, and pays `s.rewardBps` of the slash to
+    /// the reporter and the rest to the treasury. It does not check that the operator is still
+    /// accountable: a slash decided later (after a dispute) checks that when its evidence is
+    /// submitted and passes the shares recorded then.
+    function _slashDonor(Slash memory s, bool jail) internal {
+        bytes32 key = keccak256(abi.encode(s.jobId, s.operator));
+        if (slashed[key]) revert AlreadySlashed(s.jobId, s.operator);
+
+        Stake storage st = _stakes[s.donor];
         uint96 bonded = st.bonded;
         uint96 unbonding = st.unbonding;
-        uint256 amount = ((uint256(bonded) + unbonding) * bps) / BPS;
-        if (amount == 0) revert NothingToSlash(operator);
+        uint256 amount = ((uint256(bonded) + unbonding) * s.bps) / BPS;
+        if (amount == 0) revert NothingToSlash(s.operator);
         uint96 fromBonded = amount > bonded ? bonded : uint96(amount);
         bonded -= fromBonded;
         st.bonded = bonded;
@@ -761,11 +779,11 @@ contract DonorRegistry is EIP712, Ownable2Step, ReentrancyGuardTransient {
         if (bonded < _params.minStake) st.bondedSince = 0;
         slashed[key] = true;
 
-        uint256 reward = (amount * rewardBps) / BPS;
-        emit Slashed(operator, jobId, reason, msg.sender, donor, amount, reward);
-        if (jail) _jail(operator, donor);
-        _syncJuryWeight(donor);
-        if (reward > 0) token.safeTransfer(msg.sender, reward);
+        uint256 reward = (amount * s.rewardBps) / BPS;
+        emit Slashed(s.operator, s.jobId, s.reason, s.reporter, s.donor, amount, reward);
+        if (jail) _jail(s.operator, s.donor);
+        _syncJuryWeight(s.donor);
+        if (reward > 0) token.safeTransfer(s.reporter, reward);
         if (amount > reward) token.safeTransfer(_params.treasury, amount - reward);
     }
 

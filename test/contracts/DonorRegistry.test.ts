@@ -719,6 +719,43 @@ describe("DonorRegistry", async () => {
       assert.equal(unbonding, STAKE - (STAKE * BigInt(EQUIVOCATION_BPS)) / 10_000n);
     });
 
+    it("finds unbonded stake for evidence within rotationDelay of the unbond; evidence after the withdrawal finds none", async () => {
+      const fx = await networkHelpers.loadFixture(registeredDonors);
+      const { viem, registry, chainId, operators, reporter, donors } = fx;
+      const equivocation = async (operator: ReturnType<typeof operatorAccount>, job: Hex) => {
+        const a = await signedReceipt(operator, chainId, registry.address, job);
+        const b = await signedReceipt(operator, chainId, registry.address, job, { status: 2 });
+        return registry.write.slashEquivocation([a.receipt, a.signature, b.receipt, b.signature], {
+          account: reporter.account,
+        });
+      };
+      // Donor 0 unbonds everything; evidence comes at the end of the accountability horizon.
+      await registry.write.requestUnbond([STAKE], { account: donors[0]!.account });
+      const unbondedAt = await now(fx);
+      await networkHelpers.time.setNextBlockTimestamp(unbondedAt + BigInt(ROTATION_DELAY));
+      await equivocation(operators[0]!, JOB);
+      assert.deepEqual(await registry.read.stakes([donors[0]!.account.address]), [
+        0n,
+        STAKE / 2n,
+        unbondedAt + BigInt(UNBONDING_DELAY),
+      ]);
+      await viem.assertions.revertWithCustomError(
+        registry.write.withdraw({ account: donors[0]!.account }),
+        registry,
+        "StillUnbonding",
+      );
+      // Donor 1 unbonds and withdraws once matured: evidence after that has nothing left to take.
+      await registry.write.requestUnbond([STAKE], { account: donors[1]!.account });
+      await networkHelpers.time.increase(UNBONDING_DELAY);
+      await registry.write.withdraw({ account: donors[1]!.account });
+      await viem.assertions.revertWithCustomErrorWithArgs(
+        equivocation(operators[1]!, JOB),
+        registry,
+        "NothingToSlash",
+        [operators[1]!.address],
+      );
+    });
+
     it("rejects different jobs, different executors, equal results, bad signatures, unknown operators, empty stake", async () => {
       const fx = await networkHelpers.loadFixture(registeredDonors);
       const { viem, registry, chainId, operators, reporter, donors } = fx;
@@ -915,6 +952,42 @@ describe("DonorRegistry", async () => {
       const fresh = await outvote(fx, 4, "later");
       await registry.write.requestUnbond([STAKE - MIN_STAKE], { account: donors[1]!.account });
       await fresh.slash(fresh.accused, fresh.quorum);
+    });
+
+    it("counts a quorum key rotated away from only while it is still accountable", async () => {
+      const fx = await networkHelpers.loadFixture(registeredDonors);
+      const { viem, registry, donors, chainId, operators } = fx;
+      const [first, second] = [await outvote(fx), await outvote(fx, 4, "second")];
+      const donor = donors[3]!;
+      const next = operatorAccount("op3-next");
+      const proof = await proofOf(next, chainId, registry.address, {
+        donor: donor.account.address,
+        peerKey: peerKeyOf("p3-next"),
+        nonce: 1n,
+      });
+      await registry.write.rotateOperator([next.address, peerKeyOf("p3-next"), proof], {
+        account: donor.account,
+      });
+      await first.slash(first.accused, first.quorum);
+      await networkHelpers.time.increase(ROTATION_DELAY);
+      await viem.assertions.revertWithCustomErrorWithArgs(
+        second.slash(second.accused, second.quorum),
+        registry,
+        "OperatorNotActive",
+        [operators[3]!.address],
+      );
+    });
+
+    it("reads bondedSince against today's minimum; a top-up over a raised minimum starts it again", async () => {
+      const fx = await networkHelpers.loadFixture(registeredDonors);
+      const { registry, donors, treasury } = fx;
+      const wallet = donors[1]!.account.address;
+      const before = await registry.read.bondedSince([wallet]);
+      assert.ok(before > 0n);
+      await changeParams(fx, { ...donorParams(treasury.account.address), minStake: STAKE + 1n });
+      assert.equal(await registry.read.bondedSince([wallet]), 0n, "below today's minimum");
+      await registry.write.stake([1n], { account: donors[1]!.account });
+      assert.equal(await registry.read.bondedSince([wallet]), await now(fx));
     });
 
     it("rejects quorums too small or too large, duplicate donors and operators that may not vote", async () => {

@@ -20,11 +20,13 @@ import {
   isActiveOperator,
   mintAtp,
   openChannel,
+  operatorState,
   parseDeployment,
   paymentChannelsAbi,
   readDeployment,
   redeemVoucher,
   registerDonor,
+  registrationOf,
   serializeDeployment,
   settleVouchers,
   signVoucher,
@@ -130,6 +132,12 @@ describe("chain bindings on a devnet", () => {
     assert.equal(await isActiveOperator(reader, operator.address), true);
     assert.equal(await isActiveDonor(reader, operator.address, peerKey), true);
     assert.equal(await isActiveDonor(reader, operator.address, keccak256(toHex("other-peer"))), false);
+    assert.deepEqual(await operatorState(reader, operator.address), {
+      donor: donor.walletClient.account.address,
+      accountableUntil: 0,
+      jailedUntil: 0,
+    });
+    assert.equal((await registrationOf(reader, donor.walletClient.account.address)).nonce, 1n);
 
     const receipt = receiptFor(operator.address, keccak256(toHex("bindings-job")));
     const signature = await signReceipt(
