@@ -79,11 +79,14 @@ export {
   disputeCase,
   drawJury,
   finalizeOutvote,
+  jurorDutiesOf,
+  outvoteEvidenceOf,
   readCase,
   readCourtParams,
   resolveDispute,
   submitJurorVote,
 } from "./court.ts";
+export type { JurorDuty, OutvoteEvidence } from "./court.ts";
 export { RegistryFollower, registryEventOf } from "./registry-follower.ts";
 export type { RegistryFollowerOptions } from "./registry-follower.ts";
 export { RegistryView } from "./registry-view.ts";
