@@ -339,6 +339,30 @@ describe("JuryCourt", async () => {
     await fx.registry.write.withdraw({ account: fx.donors[silent]!.account });
   });
 
+  it("convicts without a majority for the accused, and pays no juror whose receipt matches neither side", async () => {
+    const fx = await networkHelpers.loadFixture(accusedCase);
+    const { court, caseId, donorAddress, treasury } = fx;
+    const jurors = await disputeAndDraw(fx);
+    const [forAccused, ...junk] = jurors as [number, ...number[]];
+    await voteAs(fx, forAccused, WRONG);
+    for (const [k, j] of junk.entries()) await voteAs(fx, j, keccak256(toHex(`junk-${k}`)));
+    const treasuryBefore = await balance(fx, treasury.account.address);
+    await court.write.resolveDispute([caseId]);
+
+    const amount = (stakeOf(0) * BigInt(OUTVOTED_BPS)) / BPS;
+    assert.equal(await bonded(fx, donorAddress(0)), stakeOf(0) - amount);
+    // No juror voted the quorum's result: every one of them is incoherent and loses its share.
+    const penalties = jurors.map((j) => (stakeOf(j) * BigInt(SILENT_JUROR_BPS)) / BPS);
+    for (const [k, j] of jurors.entries()) {
+      assert.equal(await bonded(fx, donorAddress(j)), stakeOf(j) - penalties[k]!);
+    }
+    assert.equal(
+      await balance(fx, treasury.account.address),
+      treasuryBefore + amount + DISPUTE_BOND + penalties.reduce((a, b) => a + b),
+    );
+    assert.equal((await court.read.caseOf([caseId])).outcome, 3);
+  });
+
   it("voids a dispute when no donor outside the case can sit on the jury: bond back, nobody slashed", async () => {
     const fx = await networkHelpers.loadFixture(accusedCase);
     const { court, caseId, donors, donorAddress, viem } = fx;
