@@ -76,10 +76,9 @@ contract JuryCourt is IJuryCourt, Ownable2Step, ReentrancyGuardTransient {
         Void
     }
 
-    /// @dev Silent marks a drawn juror that has not voted; None is a donor that is no juror.
+    /// @dev None until a drawn juror votes (membership is the case's juror list, not this map).
     enum Vote {
         None,
-        Silent,
         Accused,
         Quorum,
         Other
@@ -123,7 +122,7 @@ contract JuryCourt is IJuryCourt, Ownable2Step, ReentrancyGuardTransient {
     SortitionSumTree.Tree internal _jurors;
     /// @dev At most one case per (job, accused operator): the registry marks the pair before opening.
     mapping(uint256 caseId => Case) internal _cases;
-    /// @dev Entries only for the drawn jurors of a case (at most MAX_JURY per case).
+    /// @dev Entries only for the drawn jurors of a case that voted (at most MAX_JURY per case).
     mapping(uint256 caseId => mapping(address donor => Vote)) public votes;
     /// @inheritdoc IJuryCourt
     mapping(address donor => uint256) public openCasesOf;
@@ -299,7 +298,6 @@ contract JuryCourt is IJuryCourt, Ownable2Step, ReentrancyGuardTransient {
         c.voteDeadline = uint64(block.timestamp) + c.terms.voteWindow;
         for (uint256 i = 0; i < jurors.length; ++i) {
             c.jurors.push(jurors[i]);
-            votes[caseId][jurors[i]] = Vote.Silent;
             ++openCasesOf[jurors[i]];
         }
         emit JurorsDrawn(caseId, jurors, c.voteDeadline);
@@ -316,9 +314,8 @@ contract JuryCourt is IJuryCourt, Ownable2Step, ReentrancyGuardTransient {
         if (receipt.jobId != c.jobId) revert WrongJob(receipt.jobId);
         if (!registry.verifyReceipt(receipt, signature)) revert InvalidSignature(receipt.executor);
         address juror = registry.donorOf(receipt.executor);
-        Vote current = votes[caseId][juror];
-        if (current == Vote.None) revert NotAJuror(caseId, juror);
-        if (current != Vote.Silent) revert AlreadyVoted(caseId, juror);
+        if (!_isJuror(c, juror)) revert NotAJuror(caseId, juror);
+        if (votes[caseId][juror] != Vote.None) revert AlreadyVoted(caseId, juror);
         bytes32 result = CellTypes.resultOf(receipt);
         Vote cast =
             result == c.accusedResult
@@ -459,6 +456,12 @@ contract JuryCourt is IJuryCourt, Ownable2Step, ReentrancyGuardTransient {
         return false;
     }
 
+    function _isJuror(Case storage c, address donor) private view returns (bool) {
+        uint256 n = c.jurors.length;
+        for (uint256 i = 0; i < n; ++i) if (c.jurors[i] == donor) return true;
+        return false;
+    }
+
     function _isAmong(address[] memory list, uint256 count, address donor) private pure returns (bool) {
         for (uint256 i = 0; i < count; ++i) if (list[i] == donor) return true;
         return false;
@@ -468,7 +471,7 @@ contract JuryCourt is IJuryCourt, Ownable2Step, ReentrancyGuardTransient {
         uint256 n = c.jurors.length;
         for (uint256 i = 0; i < n; ++i) {
             Vote v = votes[caseId][c.jurors[i]];
-            if (v == Vote.Silent) continue;
+            if (v == Vote.None) continue;
             ++tally.cast;
             if (v == Vote.Accused) ++tally.forAccused;
             else if (v == Vote.Quorum) ++tally.forQuorum;

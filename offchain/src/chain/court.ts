@@ -128,14 +128,14 @@ export async function jurorDutiesOf(
         args: [caseId, donor],
       }),
     ]);
-    if (stored.stage !== CaseStage.Drawn || vote !== JUROR_SILENT) continue;
+    if (stored.stage !== CaseStage.Drawn || vote !== NOT_VOTED) continue;
     duties.push({ caseId, jobId: stored.jobId, voteDeadline: stored.voteDeadline });
   }
   return duties;
 }
 
-/** JuryCourt.Vote.Silent: a drawn juror that has not voted. */
-const JUROR_SILENT = 1;
+/** JuryCourt.Vote.None: a drawn juror that has not voted yet. */
+const NOT_VOTED = 0;
 
 /**
  * The spec and receipts a case was opened with, decoded from the calldata of the slashOutvoted
