@@ -13,8 +13,9 @@ import {SortitionSumTree} from "./libraries/SortitionSumTree.sol";
 
 /// @title JuryCourt
 /// @notice Decides outvote slashes optimistically. DonorRegistry validates an outvote and opens a
-/// case here; the slash waits for a dispute window. Undisputed, `finalizeOutvote` slashes the
-/// accused and sends everything to the treasury, so an accusation alone never pays anyone.
+/// case here; the slash waits for the registry's dispute window. Undisputed, `finalizeOutvote`
+/// slashes the accused for the treasury (less the registry's outvote reward to the reporter, 0 by
+/// default), so by default an accusation alone never pays anyone.
 /// Disputed (with a bond), a jury of up to `jurySize` donors is drawn stake-weighted from the
 /// active donors, excluding the accused and the accusers, with randomness fixed only after the
 /// dispute (the hash of a block `drawDelay` blocks later). Jurors re-execute the deterministic
