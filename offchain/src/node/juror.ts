@@ -26,6 +26,7 @@ export interface JurorPorts {
     peerKeyOf(donor: Address): Promise<Hex>;
     /** This node's staking wallet; undefined while its operator is not registered. */
     ownDonor(): Promise<Address | undefined>;
+    hasVoted(caseId: bigint, donor: Address): Promise<boolean>;
     vote(caseId: bigint, vote: { receipt: Receipt; signature: Hex }): Promise<void>;
   };
   blocks: {
@@ -54,6 +55,8 @@ export interface JurorOptions {
 
 /** Peers asked for a case's blocks besides the parties: at most this many of the connected ones. */
 const EXTRA_BLOCK_SOURCES = 8;
+/** Duties that failed (a block not found yet, the chain busy) and are tried again at every poll. */
+const MAX_RETRIED_DUTIES = 16;
 
 /**
  * Watches the JuryCourt. For every jury drawn, a node that holds the case's module and input
@@ -61,7 +64,9 @@ const EXTRA_BLOCK_SOURCES = 8;
  * does its juror duty: it fetches the module and input (from the parties, then from its other
  * peers), runs the job in its runtime, signs a receipt with its operator key and submits it as
  * its vote. Cases are handled one at a time, in chain order, at most `blockRange` blocks per poll;
- * a duty past its vote deadline is skipped. A run without a result casts no vote.
+ * a duty past its vote deadline is skipped. A run without a result casts no vote. A duty that
+ * failed is tried again at every poll until its deadline; at most MAX_RETRIED_DUTIES wait, the
+ * oldest dropped first.
  */
 export class CourtWatcher {
   readonly #ports: JurorPorts;
@@ -70,6 +75,8 @@ export class CourtWatcher {
   #timer: NodeJS.Timeout | undefined;
   #stopped = false;
   #polling: Promise<void> = Promise.resolve();
+  /** caseId → the draw of a duty to try again; bounded by MAX_RETRIED_DUTIES, evicted at its deadline. */
+  readonly #retries = new Map<bigint, DrawnCase>();
 
   constructor(ports: JurorPorts, options: JurorOptions) {
     this.#ports = ports;
@@ -97,6 +104,7 @@ export class CourtWatcher {
   async #poll(): Promise<void> {
     const { chain } = this.#ports;
     try {
+      await this.#retry();
       const head = await chain.head();
       const lookback = this.#options.lookbackBlocks ?? 256n;
       const from = this.#cursor ?? (head > lookback ? head - lookback : 0n);
@@ -114,13 +122,46 @@ export class CourtWatcher {
 
   async #onDrawn(drawn: DrawnCase): Promise<void> {
     const { log } = this.#ports;
+    const caseId = drawn.caseId.toString();
+    let evidence: OutvoteEvidence;
     try {
-      const evidence = await this.#ports.chain.evidence(drawn.caseId);
+      evidence = await this.#ports.chain.evidence(drawn.caseId);
       await this.#grantJurors(drawn, evidence);
-      if (await this.#drawnHere(drawn)) await this.#serve(drawn, evidence);
     } catch (err) {
-      log.warn({ caseId: drawn.caseId.toString(), err: errorMessage(err) }, "juror duty failed");
+      log.warn({ caseId, err: errorMessage(err) }, "reading a drawn case failed");
+      return;
     }
+    if (!(await this.#drawnHere(drawn).catch(() => false))) return;
+    try {
+      await this.#serve(drawn, evidence);
+    } catch (err) {
+      log.warn({ caseId, err: errorMessage(err) }, "juror duty failed; trying again at the next poll");
+      this.#retries.set(drawn.caseId, drawn);
+      if (this.#retries.size > MAX_RETRIED_DUTIES) this.#retries.delete(this.#retries.keys().next().value!);
+    }
+  }
+
+  async #retry(): Promise<void> {
+    for (const [caseId, drawn] of [...this.#retries]) {
+      if (this.#stopped) return;
+      if (this.#pastDeadline(drawn)) {
+        this.#retries.delete(caseId);
+        continue;
+      }
+      try {
+        await this.#serve(drawn, await this.#ports.chain.evidence(caseId));
+        this.#retries.delete(caseId);
+      } catch (err) {
+        this.#ports.log.debug(
+          { caseId: caseId.toString(), err: errorMessage(err) },
+          "juror duty failed again",
+        );
+      }
+    }
+  }
+
+  #pastDeadline(drawn: DrawnCase): boolean {
+    return BigInt(Math.floor(this.#ports.now() / 1000)) > drawn.voteDeadline;
   }
 
   /** A node holding the case's blocks serves them to the drawn jurors. */
@@ -140,7 +181,8 @@ export class CourtWatcher {
 
   async #serve(drawn: DrawnCase, evidence: OutvoteEvidence): Promise<void> {
     const { chain, log, runtime } = this.#ports;
-    if (BigInt(Math.floor(this.#ports.now() / 1000)) > drawn.voteDeadline || !runtime) return;
+    const own = await chain.ownDonor();
+    if (this.#pastDeadline(drawn) || !runtime || !own || (await chain.hasVoted(drawn.caseId, own))) return;
     const caseId = drawn.caseId.toString();
     const sources = await this.#sources(drawn.caseId);
     const [moduleCid, inputCid] = blockCids(evidence);

@@ -303,6 +303,13 @@ function startCourtWatcher(
           if (donor !== zeroAddress) ownDonor = donor;
           return ownDonor;
         },
+        hasVoted: async (caseId, donor) =>
+          (await publicClient.readContract({
+            address: court,
+            abi: juryCourtAbi,
+            functionName: "votes",
+            args: [caseId, donor],
+          })) !== 0,
         vote: async (caseId, vote) => {
           await submitJurorVote(writer, caseId, vote);
         },
