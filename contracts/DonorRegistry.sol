@@ -9,6 +9,7 @@ import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {SafeCast} from "@openzeppelin/contracts/utils/math/SafeCast.sol";
 import {ReentrancyGuardTransient} from "@openzeppelin/contracts/utils/ReentrancyGuardTransient.sol";
+import {IJuryCourt} from "./interfaces/IJuryCourt.sol";
 import {CellTypes} from "./libraries/CellTypes.sol";
 
 /// @title DonorRegistry
@@ -132,6 +133,8 @@ contract DonorRegistry is EIP712, Ownable2Step, ReentrancyGuardTransient {
     mapping(address operator => Operator) internal _operators;
     /// @notice keccak256(jobId, operator) => already slashed for that job
     mapping(bytes32 key => bool) public slashed;
+    /// @notice The court that decides outvote slashes (set once, see setCourt).
+    IJuryCourt public court;
 
     event Staked(address indexed donor, uint256 amount, uint256 bonded);
     event Registered(address indexed donor, address indexed operator, bytes32 peerKey, string metadataURI);
@@ -157,6 +160,9 @@ contract DonorRegistry is EIP712, Ownable2Step, ReentrancyGuardTransient {
     );
     event ParamsProposed(Params params, uint256 applicableAt);
     event ParamsUpdated(Params params);
+    event CourtSet(address court);
+    event OutvoteAccused(address indexed operator, bytes32 indexed jobId, uint256 caseId, uint256 amount);
+    event CourtSlashed(address indexed donor, uint256 amount);
 
     error ZeroAmount();
     error BelowMinimumStake(uint256 bonded, uint256 minimum);
@@ -191,6 +197,10 @@ contract DonorRegistry is EIP712, Ownable2Step, ReentrancyGuardTransient {
     error JobSpecMismatch(bytes32 jobId);
     error AlreadySlashed(bytes32 jobId, address operator);
     error NothingToSlash(address operator);
+    error CourtAlreadySet();
+    error NoCourt();
+    error OnlyCourt();
+    error FrozenByCase(address donor);
 
     /// @param token_ the ATP token staked here
     /// @param owner_ may propose and apply parameters
@@ -249,6 +259,7 @@ contract DonorRegistry is EIP712, Ownable2Step, ReentrancyGuardTransient {
         _bindOperator(reg, operator, peerKey, proof);
         reg.metadataURI = metadataURI;
         emit Registered(msg.sender, operator, peerKey, metadataURI);
+        _syncJuryWeight(msg.sender);
     }
 
     /// @notice Replaces the caller's operator and peer key, with the new operator key's proof of
@@ -270,6 +281,7 @@ contract DonorRegistry is EIP712, Ownable2Step, ReentrancyGuardTransient {
         uint32 accountableUntil = uint32(block.timestamp) + _params.rotationDelay;
         retired.accountableUntil = accountableUntil;
         emit OperatorRotated(msg.sender, old, operator, peerKey, accountableUntil);
+        _syncJuryWeight(msg.sender);
     }
 
     /// @notice Replaces the caller's metadata URI.
@@ -305,6 +317,7 @@ contract DonorRegistry is EIP712, Ownable2Step, ReentrancyGuardTransient {
         st.unbondableAt = unbondableAt;
         if (bonded < _params.minStake) st.bondedSince = 0;
         emit UnbondRequested(msg.sender, amount, unbondableAt);
+        _syncJuryWeight(msg.sender);
     }
 
     /// @notice Pays the caller's unbonding stake once its delay has passed.
@@ -313,6 +326,7 @@ contract DonorRegistry is EIP712, Ownable2Step, ReentrancyGuardTransient {
         uint256 amount = st.unbonding;
         if (amount == 0) revert NothingToWithdraw();
         if (block.timestamp < st.unbondableAt) revert StillUnbonding(st.unbondableAt);
+        if (_inOpenCase(msg.sender)) revert FrozenByCase(msg.sender);
         st.unbonding = 0;
         st.unbondableAt = 0;
         emit Withdrawn(msg.sender, amount);
@@ -453,9 +467,11 @@ contract DonorRegistry is EIP712, Ownable2Step, ReentrancyGuardTransient {
         );
     }
 
-    /// @notice Slashes an operator whose signed receipt disagrees with a quorum of receipts of
+    /// @notice Accuses an operator whose signed receipt disagrees with a quorum of receipts of
     /// other donors for the same job (see `checkOutvote` for what the evidence must show). The
-    /// caller gets `outvoteRewardBps` of the slash (0 by default).
+    /// slash is not taken here: the evidence opens a case in the court (`court.openCase`), which
+    /// slashes after `disputeWindow` or lets a jury decide. The caller gets `outvoteRewardBps` of
+    /// an undisputed slash (0 by default).
     /// @param spec the job's spec (its digest must be the receipts' jobId)
     /// @param accused the accused operator's receipt
     /// @param accusedSig its signature
@@ -469,15 +485,7 @@ contract DonorRegistry is EIP712, Ownable2Step, ReentrancyGuardTransient {
         bytes[] calldata quorumSigs
     ) external nonReentrant {
         checkOutvote(spec, accused, accusedSig, quorum, quorumSigs);
-        Params storage p = _params;
-        _slash(
-            accused.executor,
-            accused.jobId,
-            SlashReason.Outvoted,
-            p.outvotedSlashBps,
-            p.outvoteRewardBps,
-            false
-        );
+        _accuse(accused, quorum);
     }
 
     /// @notice Reverts unless the evidence shows `accused` outvoted. A job id is the EIP-712
@@ -553,6 +561,105 @@ contract DonorRegistry is EIP712, Ownable2Step, ReentrancyGuardTransient {
         emit ParamsUpdated(next);
     }
 
+    // ---------------------------------------------------------------- jury court
+
+    /// @notice Sets the court that decides outvote slashes; once, by the owner, at deployment
+    /// (the court's constructor needs this registry's address, so it cannot come first).
+    /// @param court_ the JuryCourt
+    function setCourt(IJuryCourt court_) external onlyOwner {
+        if (address(court) != address(0)) revert CourtAlreadySet();
+        if (address(court_) == address(0)) revert NoCourt();
+        court = court_;
+        emit CourtSet(address(court_));
+    }
+
+    /// @notice A donor's weight in jury draws: its bonded stake while its operator is active, else 0.
+    /// @param donor the staking wallet
+    function juryWeightOf(address donor) public view returns (uint256) {
+        address operator = _registrations[donor].operator;
+        return operator != address(0) && isActive(operator) ? _stakes[donor].bonded : 0;
+    }
+
+    /// @notice Slashes `donor` for the court: min(maxAmount, bps of its bonded + unbonding stake),
+    /// bonded first, and sends it to the court, which pays it out. Only the court.
+    /// @param donor the staking wallet
+    /// @param maxAmount most to take
+    /// @param bps share of the donor's slashable stake to take
+    /// @return taken the amount slashed
+    function courtSlash(
+        address donor,
+        uint256 maxAmount,
+        uint16 bps
+    ) external nonReentrant returns (uint256 taken) {
+        if (msg.sender != address(court)) revert OnlyCourt();
+        Stake storage st = _stakes[donor];
+        uint96 bonded = st.bonded;
+        uint96 unbonding = st.unbonding;
+        taken = ((uint256(bonded) + unbonding) * bps) / BPS;
+        if (taken > maxAmount) taken = maxAmount;
+        uint96 fromBonded = taken > bonded ? bonded : uint96(taken);
+        bonded -= fromBonded;
+        st.bonded = bonded;
+        st.unbonding = unbonding - uint96(taken - fromBonded);
+        if (bonded < _params.minStake) st.bondedSince = 0;
+        emit CourtSlashed(donor, taken);
+        _syncJuryWeight(donor);
+        if (taken != 0) token.safeTransfer(msg.sender, taken);
+    }
+
+    function _accuse(CellTypes.Receipt calldata accused, CellTypes.Receipt[] calldata quorum) private {
+        IJuryCourt court_ = court;
+        if (address(court_) == address(0)) revert NoCourt();
+        address operator = accused.executor;
+        address donor = _accountableDonor(operator);
+        bytes32 key = keccak256(abi.encode(accused.jobId, operator));
+        if (slashed[key]) revert AlreadySlashed(accused.jobId, operator);
+        slashed[key] = true;
+        Stake storage st = _stakes[donor];
+        Params storage p = _params;
+        uint256 amount = ((uint256(st.bonded) + st.unbonding) * p.outvotedSlashBps) / BPS;
+        if (amount == 0) revert NothingToSlash(operator);
+        IJuryCourt.Accusation memory a = _accusation(accused, quorum, donor, amount);
+        a.deadline = uint64(block.timestamp) + p.disputeWindow;
+        a.outvoteBps = p.outvotedSlashBps;
+        a.reporter = msg.sender;
+        a.reporterRewardBps = p.outvoteRewardBps;
+        uint256 caseId = court_.openCase(a);
+        emit OutvoteAccused(operator, accused.jobId, caseId, amount);
+    }
+
+    function _accusation(
+        CellTypes.Receipt calldata accused,
+        CellTypes.Receipt[] calldata quorum,
+        address donor,
+        uint256 amount
+    ) private view returns (IJuryCourt.Accusation memory a) {
+        uint256 k = quorum.length;
+        a.jobId = accused.jobId;
+        a.accusedOperator = accused.executor;
+        a.accusedDonor = donor;
+        a.amount = uint96(amount);
+        a.accusedResult = CellTypes.resultOf(accused);
+        a.quorumResult = CellTypes.resultOf(quorum[0]);
+        a.quorumDonors = new address[](k);
+        for (uint256 i = 0; i < k; ++i) {
+            a.quorumDonors[i] = _operators[quorum[i].executor].donor;
+        }
+    }
+
+    /// Pushes a registered donor's jury weight to the court; unregistered stake is never drawn.
+    function _syncJuryWeight(address donor) private {
+        IJuryCourt court_ = court;
+        if (address(court_) != address(0) && _registrations[donor].operator != address(0)) {
+            court_.onWeightChanged(donor, juryWeightOf(donor));
+        }
+    }
+
+    function _inOpenCase(address donor) private view returns (bool) {
+        IJuryCourt court_ = court;
+        return address(court_) != address(0) && court_.openCasesOf(donor) != 0;
+    }
+
     // ---------------------------------------------------------------- internals
 
     function _stake(address donor, uint256 amount) private {
@@ -566,6 +673,7 @@ contract DonorRegistry is EIP712, Ownable2Step, ReentrancyGuardTransient {
         }
         st.bonded = bonded;
         emit Staked(donor, amount, bonded);
+        _syncJuryWeight(donor);
         token.safeTransferFrom(donor, address(this), amount);
     }
 
@@ -674,6 +782,7 @@ contract DonorRegistry is EIP712, Ownable2Step, ReentrancyGuardTransient {
         uint256 reward = (amount * s.rewardBps) / BPS;
         emit Slashed(s.operator, s.jobId, s.reason, s.reporter, s.donor, amount, reward);
         if (jail) _jail(s.operator, s.donor);
+        _syncJuryWeight(s.donor);
         if (reward > 0) token.safeTransfer(s.reporter, reward);
         if (amount > reward) token.safeTransfer(_params.treasury, amount - reward);
     }

@@ -6,7 +6,7 @@ import { fileURLToPath } from "node:url";
 import { format, resolveConfig } from "prettier";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
-const contracts = ["ATPToken", "DonorRegistry", "PaymentChannels"] as const;
+const contracts = ["ATPToken", "DonorRegistry", "PaymentChannels", "JuryCourt"] as const;
 
 function artifactOf(name: string): { abi: unknown[]; bytecode: string } {
   return JSON.parse(readFileSync(`${root}artifacts/contracts/${name}.sol/${name}.json`, "utf8")) as {

@@ -150,6 +150,11 @@ library CellTypes {
         return a.status == b.status && a.outputCid == b.outputCid && a.fuelUsed == b.fuelUsed;
     }
 
+    /// @notice What a receipt reports as its result, (status, outputCid, fuelUsed), in one word.
+    function resultOf(Receipt calldata r) internal pure returns (bytes32) {
+        return keccak256(abi.encode(r.status, r.outputCid, r.fuelUsed));
+    }
+
     /// @notice Signer of `digest` from a 65-byte or EIP-2098 64-byte signature; zero when invalid.
     function signerOf(bytes32 digest, bytes calldata signature) internal pure returns (address) {
         address recovered;

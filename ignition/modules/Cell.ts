@@ -33,10 +33,27 @@ export default buildModule("Cell", (m) => {
       treasury,
     },
   ]);
+  // Public-network defaults: a day to vote (the dispute window is the registry's), five jurors
+  // seeded by the block 5 blocks after the dispute.
+  const juryCourt = m.contract("JuryCourt", [
+    donorRegistry,
+    admin,
+    {
+      voteWindow: m.getParameter("voteWindow", 86_400),
+      drawDelay: m.getParameter("drawDelay", 5),
+      jurySize: m.getParameter("jurySize", 5),
+      jurorRewardBps: m.getParameter("jurorRewardBps", 2_000),
+      winnerRewardBps: m.getParameter("winnerRewardBps", 3_000),
+      silentJurorBps: m.getParameter("silentJurorBps", 100),
+      disputeBond: m.getParameter("disputeBond", 10n * 10n ** 18n),
+    },
+  ]);
+  // setCourt is owner-only: with an `admin` other than the deployer, the admin sends it instead.
+  m.call(donorRegistry, "setCourt", [juryCourt], { from: deployer });
   const paymentChannels = m.contract("PaymentChannels", [
     atpToken,
     m.getParameter("challengeWindow", 86_400n),
   ]);
 
-  return { atpToken, donorRegistry, paymentChannels };
+  return { atpToken, donorRegistry, juryCourt, paymentChannels };
 });

@@ -17,6 +17,7 @@ import { cellDomain, jobIdOf } from "../../offchain/src/protocol/index.ts";
 import type { Receipt } from "../../offchain/src/protocol/index.ts";
 import { deployCell } from "../support/contracts/deploy.ts";
 import {
+  DISPUTE_WINDOW,
   EQUIVOCATION_BPS,
   JAIL_DELAY,
   MIN_STAKE,
@@ -825,36 +826,32 @@ describe("DonorRegistry", async () => {
       assert.deepEqual(required, [3n, 3n, 3n, 5n, 7n, 9n]);
     });
 
-    it("slashes an operator outvoted by donors bonded since before the job, once, with no reward by default", async () => {
+    it("accuses an operator outvoted by 2f+1 distinct active operators, once, without slashing yet", async () => {
       const fx = await networkHelpers.loadFixture(registeredDonors);
-      const { viem, registry, token, reporter, treasury, operators, donors } = fx;
+      const { viem, registry, court, operators, donors } = fx;
       const { job, accused, quorum, slash } = await outvote(fx);
-      const slashed = (STAKE * BigInt(OUTVOTED_BPS)) / 10_000n;
-      const reporterBefore = await token.read.balanceOf([reporter.account.address]);
-      const treasuryBefore = await token.read.balanceOf([treasury.account.address]);
-      await viem.assertions.emitWithArgs(slash(accused, quorum), registry, "Slashed", [
+      const amount = (STAKE * BigInt(OUTVOTED_BPS)) / 10_000n;
+      await viem.assertions.emitWithArgs(slash(accused, quorum), registry, "OutvoteAccused", [
         operators[0]!.address,
         job,
-        1,
-        reporter.account.address,
-        getAddress(donors[0]!.account.address),
-        slashed,
-        0n,
+        1n,
+        amount,
       ]);
-      assert.equal((await registry.read.stakes([donors[0]!.account.address]))[0], STAKE - slashed);
-      assert.equal(await token.read.balanceOf([reporter.account.address]), reporterBefore);
-      assert.equal(await token.read.balanceOf([treasury.account.address]), treasuryBefore + slashed);
+      assert.equal((await registry.read.stakes([donors[0]!.account.address]))[0], STAKE);
+      assert.equal((await court.read.caseOf([1n])).amount, amount);
       assert.equal(await registry.read.isActive([operators[0]!.address]), true, "an outvote does not jail");
       await viem.assertions.revertWithCustomError(slash(accused, quorum), registry, "AlreadySlashed");
     });
 
-    it("pays outvoteRewardBps, not reporterRewardBps, when governance sets one", async () => {
+    it("pays outvoteRewardBps, not reporterRewardBps, of an undisputed slash when governance sets one", async () => {
       const fx = await networkHelpers.loadFixture(registeredDonors);
-      const { registry, token, reporter, treasury } = fx;
+      const { registry, court, token, reporter, treasury } = fx;
       await changeParams(fx, { ...donorParams(treasury.account.address), outvoteRewardBps: 2_500 });
       const { accused, quorum, slash } = await outvote(fx);
       const before = await token.read.balanceOf([reporter.account.address]);
       await slash(accused, quorum);
+      await networkHelpers.time.increase(DISPUTE_WINDOW + 1);
+      await court.write.finalizeOutvote([1n]);
       assert.equal(await token.read.balanceOf([reporter.account.address]), before + parseEther("25"));
       const key = keccak256(
         encodeAbiParameters(

@@ -20,7 +20,7 @@ import {
   stake,
   startDevnet,
 } from "../../offchain/src/chain/index.ts";
-import type { Devnet } from "../../offchain/src/chain/index.ts";
+import type { Devnet, DevnetOptions } from "../../offchain/src/chain/index.ts";
 import { initIdentity } from "../../offchain/src/identity/index.ts";
 import type { Identity } from "../../offchain/src/identity/index.ts";
 import { loadConfig, startNode } from "../../offchain/src/node/index.ts";
@@ -64,9 +64,9 @@ export interface Cluster {
   close(): Promise<void>;
 }
 
-export async function startCluster(): Promise<Cluster> {
+export async function startCluster(devnetOptions: DevnetOptions = {}): Promise<Cluster> {
   const root = await mkdtemp(join(tmpdir(), "cell-e2e-"));
-  const devnet = await startDevnet();
+  const devnet = await startDevnet(devnetOptions);
   try {
     return await prepareCluster(root, devnet);
   } catch (err) {
@@ -154,7 +154,7 @@ async function stakeAndRegister(
 }
 
 /** Gives a development account beyond Hardhat's funded ones 1,000 ETH for gas. */
-async function fundWithEth(rpcUrl: string, address: Hex): Promise<void> {
+export async function fundWithEth(rpcUrl: string, address: Hex): Promise<void> {
   const response = await fetch(rpcUrl, {
     method: "POST",
     headers: { "content-type": "application/json" },

@@ -64,6 +64,11 @@ describe("registry view: rotation and jail", () => {
       }),
       { type: "slashed", donor, amount: 7n },
     );
+    assert.deepEqual(registryEventOf({ eventName: "CourtSlashed", args: { donor, amount: 9n } }), {
+      type: "slashed",
+      donor,
+      amount: 9n,
+    });
     assert.equal(registryEventOf({ eventName: "ParamsProposed", args: {} }), undefined);
   });
 });

@@ -975,6 +975,11 @@ export const donorRegistryAbi = [
   },
   {
     inputs: [],
+    name: "CourtAlreadySet",
+    type: "error",
+  },
+  {
+    inputs: [],
     name: "DifferentExecutors",
     type: "error",
   },
@@ -992,6 +997,17 @@ export const donorRegistryAbi = [
       },
     ],
     name: "DuplicateDonor",
+    type: "error",
+  },
+  {
+    inputs: [
+      {
+        internalType: "address",
+        name: "donor",
+        type: "address",
+      },
+    ],
+    name: "FrozenByCase",
     type: "error",
   },
   {
@@ -1071,6 +1087,11 @@ export const donorRegistryAbi = [
   },
   {
     inputs: [],
+    name: "NoCourt",
+    type: "error",
+  },
+  {
+    inputs: [],
     name: "NoPendingParams",
     type: "error",
   },
@@ -1125,6 +1146,11 @@ export const donorRegistryAbi = [
   {
     inputs: [],
     name: "NothingToWithdraw",
+    type: "error",
+  },
+  {
+    inputs: [],
+    name: "OnlyCourt",
     type: "error",
   },
   {
@@ -1356,6 +1382,38 @@ export const donorRegistryAbi = [
   },
   {
     anonymous: false,
+    inputs: [
+      {
+        indexed: false,
+        internalType: "address",
+        name: "court",
+        type: "address",
+      },
+    ],
+    name: "CourtSet",
+    type: "event",
+  },
+  {
+    anonymous: false,
+    inputs: [
+      {
+        indexed: true,
+        internalType: "address",
+        name: "donor",
+        type: "address",
+      },
+      {
+        indexed: false,
+        internalType: "uint256",
+        name: "amount",
+        type: "uint256",
+      },
+    ],
+    name: "CourtSlashed",
+    type: "event",
+  },
+  {
+    anonymous: false,
     inputs: [],
     name: "EIP712DomainChanged",
     type: "event",
@@ -1439,6 +1497,37 @@ export const donorRegistryAbi = [
       },
     ],
     name: "OperatorRotated",
+    type: "event",
+  },
+  {
+    anonymous: false,
+    inputs: [
+      {
+        indexed: true,
+        internalType: "address",
+        name: "operator",
+        type: "address",
+      },
+      {
+        indexed: true,
+        internalType: "bytes32",
+        name: "jobId",
+        type: "bytes32",
+      },
+      {
+        indexed: false,
+        internalType: "uint256",
+        name: "caseId",
+        type: "uint256",
+      },
+      {
+        indexed: false,
+        internalType: "uint256",
+        name: "amount",
+        type: "uint256",
+      },
+    ],
+    name: "OutvoteAccused",
     type: "event",
   },
   {
@@ -2162,6 +2251,48 @@ export const donorRegistryAbi = [
     type: "function",
   },
   {
+    inputs: [],
+    name: "court",
+    outputs: [
+      {
+        internalType: "contract IJuryCourt",
+        name: "",
+        type: "address",
+      },
+    ],
+    stateMutability: "view",
+    type: "function",
+  },
+  {
+    inputs: [
+      {
+        internalType: "address",
+        name: "donor",
+        type: "address",
+      },
+      {
+        internalType: "uint256",
+        name: "maxAmount",
+        type: "uint256",
+      },
+      {
+        internalType: "uint16",
+        name: "bps",
+        type: "uint16",
+      },
+    ],
+    name: "courtSlash",
+    outputs: [
+      {
+        internalType: "uint256",
+        name: "taken",
+        type: "uint256",
+      },
+    ],
+    stateMutability: "nonpayable",
+    type: "function",
+  },
+  {
     inputs: [
       {
         internalType: "address",
@@ -2328,6 +2459,25 @@ export const donorRegistryAbi = [
         internalType: "bytes32",
         name: "",
         type: "bytes32",
+      },
+    ],
+    stateMutability: "view",
+    type: "function",
+  },
+  {
+    inputs: [
+      {
+        internalType: "address",
+        name: "donor",
+        type: "address",
+      },
+    ],
+    name: "juryWeightOf",
+    outputs: [
+      {
+        internalType: "uint256",
+        name: "",
+        type: "uint256",
       },
     ],
     stateMutability: "view",
@@ -2860,6 +3010,19 @@ export const donorRegistryAbi = [
       },
     ],
     name: "rotateOperator",
+    outputs: [],
+    stateMutability: "nonpayable",
+    type: "function",
+  },
+  {
+    inputs: [
+      {
+        internalType: "contract IJuryCourt",
+        name: "court_",
+        type: "address",
+      },
+    ],
+    name: "setCourt",
     outputs: [],
     stateMutability: "nonpayable",
     type: "function",
@@ -4787,6 +4950,1461 @@ export const paymentChannelsAbi = [
         internalType: "uint256",
         name: "amount",
         type: "uint256",
+      },
+    ],
+    stateMutability: "view",
+    type: "function",
+  },
+] as const;
+
+export const juryCourtAbi = [
+  {
+    inputs: [
+      {
+        internalType: "contract DonorRegistry",
+        name: "registry_",
+        type: "address",
+      },
+      {
+        internalType: "address",
+        name: "owner_",
+        type: "address",
+      },
+      {
+        components: [
+          {
+            internalType: "uint32",
+            name: "voteWindow",
+            type: "uint32",
+          },
+          {
+            internalType: "uint16",
+            name: "drawDelay",
+            type: "uint16",
+          },
+          {
+            internalType: "uint8",
+            name: "jurySize",
+            type: "uint8",
+          },
+          {
+            internalType: "uint16",
+            name: "jurorRewardBps",
+            type: "uint16",
+          },
+          {
+            internalType: "uint16",
+            name: "winnerRewardBps",
+            type: "uint16",
+          },
+          {
+            internalType: "uint16",
+            name: "silentJurorBps",
+            type: "uint16",
+          },
+          {
+            internalType: "uint96",
+            name: "disputeBond",
+            type: "uint96",
+          },
+        ],
+        internalType: "struct JuryCourt.Params",
+        name: "params_",
+        type: "tuple",
+      },
+    ],
+    stateMutability: "nonpayable",
+    type: "constructor",
+  },
+  {
+    inputs: [],
+    name: "AlreadyInitialized",
+    type: "error",
+  },
+  {
+    inputs: [
+      {
+        internalType: "uint256",
+        name: "caseId",
+        type: "uint256",
+      },
+      {
+        internalType: "address",
+        name: "donor",
+        type: "address",
+      },
+    ],
+    name: "AlreadyVoted",
+    type: "error",
+  },
+  {
+    inputs: [
+      {
+        internalType: "uint256",
+        name: "deadline",
+        type: "uint256",
+      },
+    ],
+    name: "DisputeWindowClosed",
+    type: "error",
+  },
+  {
+    inputs: [
+      {
+        internalType: "uint256",
+        name: "deadline",
+        type: "uint256",
+      },
+    ],
+    name: "DisputeWindowOpen",
+    type: "error",
+  },
+  {
+    inputs: [
+      {
+        internalType: "uint256",
+        name: "drawableAtBlock",
+        type: "uint256",
+      },
+    ],
+    name: "DrawTooEarly",
+    type: "error",
+  },
+  {
+    inputs: [
+      {
+        internalType: "address",
+        name: "donor",
+        type: "address",
+      },
+    ],
+    name: "DuplicateDonor",
+    type: "error",
+  },
+  {
+    inputs: [],
+    name: "EmptyTree",
+    type: "error",
+  },
+  {
+    inputs: [
+      {
+        internalType: "uint256",
+        name: "k",
+        type: "uint256",
+      },
+    ],
+    name: "InvalidArity",
+    type: "error",
+  },
+  {
+    inputs: [],
+    name: "InvalidParams",
+    type: "error",
+  },
+  {
+    inputs: [
+      {
+        internalType: "address",
+        name: "executor",
+        type: "address",
+      },
+    ],
+    name: "InvalidSignature",
+    type: "error",
+  },
+  {
+    inputs: [],
+    name: "NoPendingParams",
+    type: "error",
+  },
+  {
+    inputs: [
+      {
+        internalType: "uint256",
+        name: "caseId",
+        type: "uint256",
+      },
+      {
+        internalType: "address",
+        name: "donor",
+        type: "address",
+      },
+    ],
+    name: "NotAJuror",
+    type: "error",
+  },
+  {
+    inputs: [],
+    name: "OnlyRegistry",
+    type: "error",
+  },
+  {
+    inputs: [
+      {
+        internalType: "address",
+        name: "owner",
+        type: "address",
+      },
+    ],
+    name: "OwnableInvalidOwner",
+    type: "error",
+  },
+  {
+    inputs: [
+      {
+        internalType: "address",
+        name: "account",
+        type: "address",
+      },
+    ],
+    name: "OwnableUnauthorizedAccount",
+    type: "error",
+  },
+  {
+    inputs: [
+      {
+        internalType: "uint256",
+        name: "applicableAt",
+        type: "uint256",
+      },
+    ],
+    name: "ParamsTimelocked",
+    type: "error",
+  },
+  {
+    inputs: [
+      {
+        internalType: "uint256",
+        name: "count",
+        type: "uint256",
+      },
+    ],
+    name: "QuorumTooLarge",
+    type: "error",
+  },
+  {
+    inputs: [],
+    name: "ReentrancyGuardReentrantCall",
+    type: "error",
+  },
+  {
+    inputs: [
+      {
+        internalType: "address",
+        name: "token",
+        type: "address",
+      },
+    ],
+    name: "SafeERC20FailedOperation",
+    type: "error",
+  },
+  {
+    inputs: [
+      {
+        internalType: "uint256",
+        name: "voteDeadline",
+        type: "uint256",
+      },
+    ],
+    name: "VoteWindowClosed",
+    type: "error",
+  },
+  {
+    inputs: [
+      {
+        internalType: "uint256",
+        name: "voteDeadline",
+        type: "uint256",
+      },
+    ],
+    name: "VoteWindowOpen",
+    type: "error",
+  },
+  {
+    inputs: [
+      {
+        internalType: "bytes32",
+        name: "jobId",
+        type: "bytes32",
+      },
+    ],
+    name: "WrongJob",
+    type: "error",
+  },
+  {
+    inputs: [
+      {
+        internalType: "uint256",
+        name: "caseId",
+        type: "uint256",
+      },
+      {
+        internalType: "enum JuryCourt.Stage",
+        name: "stage",
+        type: "uint8",
+      },
+    ],
+    name: "WrongStage",
+    type: "error",
+  },
+  {
+    inputs: [],
+    name: "ZeroId",
+    type: "error",
+  },
+  {
+    anonymous: false,
+    inputs: [
+      {
+        indexed: true,
+        internalType: "uint256",
+        name: "caseId",
+        type: "uint256",
+      },
+      {
+        indexed: true,
+        internalType: "address",
+        name: "accusedOperator",
+        type: "address",
+      },
+      {
+        indexed: true,
+        internalType: "bytes32",
+        name: "jobId",
+        type: "bytes32",
+      },
+      {
+        indexed: false,
+        internalType: "address",
+        name: "accusedDonor",
+        type: "address",
+      },
+      {
+        indexed: false,
+        internalType: "uint256",
+        name: "amount",
+        type: "uint256",
+      },
+      {
+        indexed: false,
+        internalType: "uint64",
+        name: "deadline",
+        type: "uint64",
+      },
+      {
+        indexed: false,
+        internalType: "address[]",
+        name: "quorumDonors",
+        type: "address[]",
+      },
+    ],
+    name: "CaseOpened",
+    type: "event",
+  },
+  {
+    anonymous: false,
+    inputs: [
+      {
+        indexed: true,
+        internalType: "uint256",
+        name: "caseId",
+        type: "uint256",
+      },
+      {
+        indexed: false,
+        internalType: "enum JuryCourt.Outcome",
+        name: "outcome",
+        type: "uint8",
+      },
+      {
+        indexed: false,
+        internalType: "uint256",
+        name: "forAccused",
+        type: "uint256",
+      },
+      {
+        indexed: false,
+        internalType: "uint256",
+        name: "forQuorum",
+        type: "uint256",
+      },
+      {
+        indexed: false,
+        internalType: "uint256",
+        name: "cast",
+        type: "uint256",
+      },
+      {
+        indexed: false,
+        internalType: "uint256",
+        name: "slashed",
+        type: "uint256",
+      },
+      {
+        indexed: false,
+        internalType: "uint256",
+        name: "jurorPenalties",
+        type: "uint256",
+      },
+    ],
+    name: "DisputeResolved",
+    type: "event",
+  },
+  {
+    anonymous: false,
+    inputs: [
+      {
+        indexed: true,
+        internalType: "uint256",
+        name: "caseId",
+        type: "uint256",
+      },
+      {
+        indexed: true,
+        internalType: "address",
+        name: "disputer",
+        type: "address",
+      },
+      {
+        indexed: false,
+        internalType: "uint256",
+        name: "bond",
+        type: "uint256",
+      },
+      {
+        indexed: false,
+        internalType: "uint256",
+        name: "drawBlock",
+        type: "uint256",
+      },
+    ],
+    name: "Disputed",
+    type: "event",
+  },
+  {
+    anonymous: false,
+    inputs: [
+      {
+        indexed: true,
+        internalType: "uint256",
+        name: "caseId",
+        type: "uint256",
+      },
+      {
+        indexed: false,
+        internalType: "uint256",
+        name: "drawBlock",
+        type: "uint256",
+      },
+    ],
+    name: "DrawRetargeted",
+    type: "event",
+  },
+  {
+    anonymous: false,
+    inputs: [
+      {
+        indexed: true,
+        internalType: "uint256",
+        name: "caseId",
+        type: "uint256",
+      },
+      {
+        indexed: true,
+        internalType: "address",
+        name: "juror",
+        type: "address",
+      },
+      {
+        indexed: false,
+        internalType: "uint256",
+        name: "amount",
+        type: "uint256",
+      },
+    ],
+    name: "JurorPaid",
+    type: "event",
+  },
+  {
+    anonymous: false,
+    inputs: [
+      {
+        indexed: true,
+        internalType: "uint256",
+        name: "caseId",
+        type: "uint256",
+      },
+      {
+        indexed: false,
+        internalType: "address[]",
+        name: "jurors",
+        type: "address[]",
+      },
+      {
+        indexed: false,
+        internalType: "uint64",
+        name: "voteDeadline",
+        type: "uint64",
+      },
+    ],
+    name: "JurorsDrawn",
+    type: "event",
+  },
+  {
+    anonymous: false,
+    inputs: [
+      {
+        indexed: true,
+        internalType: "uint256",
+        name: "caseId",
+        type: "uint256",
+      },
+      {
+        indexed: true,
+        internalType: "address",
+        name: "accusedDonor",
+        type: "address",
+      },
+      {
+        indexed: false,
+        internalType: "uint256",
+        name: "slashed",
+        type: "uint256",
+      },
+    ],
+    name: "OutvoteFinalized",
+    type: "event",
+  },
+  {
+    anonymous: false,
+    inputs: [
+      {
+        indexed: true,
+        internalType: "address",
+        name: "previousOwner",
+        type: "address",
+      },
+      {
+        indexed: true,
+        internalType: "address",
+        name: "newOwner",
+        type: "address",
+      },
+    ],
+    name: "OwnershipTransferStarted",
+    type: "event",
+  },
+  {
+    anonymous: false,
+    inputs: [
+      {
+        indexed: true,
+        internalType: "address",
+        name: "previousOwner",
+        type: "address",
+      },
+      {
+        indexed: true,
+        internalType: "address",
+        name: "newOwner",
+        type: "address",
+      },
+    ],
+    name: "OwnershipTransferred",
+    type: "event",
+  },
+  {
+    anonymous: false,
+    inputs: [
+      {
+        components: [
+          {
+            internalType: "uint32",
+            name: "voteWindow",
+            type: "uint32",
+          },
+          {
+            internalType: "uint16",
+            name: "drawDelay",
+            type: "uint16",
+          },
+          {
+            internalType: "uint8",
+            name: "jurySize",
+            type: "uint8",
+          },
+          {
+            internalType: "uint16",
+            name: "jurorRewardBps",
+            type: "uint16",
+          },
+          {
+            internalType: "uint16",
+            name: "winnerRewardBps",
+            type: "uint16",
+          },
+          {
+            internalType: "uint16",
+            name: "silentJurorBps",
+            type: "uint16",
+          },
+          {
+            internalType: "uint96",
+            name: "disputeBond",
+            type: "uint96",
+          },
+        ],
+        indexed: false,
+        internalType: "struct JuryCourt.Params",
+        name: "params",
+        type: "tuple",
+      },
+      {
+        indexed: false,
+        internalType: "uint256",
+        name: "applicableAt",
+        type: "uint256",
+      },
+    ],
+    name: "ParamsProposed",
+    type: "event",
+  },
+  {
+    anonymous: false,
+    inputs: [
+      {
+        components: [
+          {
+            internalType: "uint32",
+            name: "voteWindow",
+            type: "uint32",
+          },
+          {
+            internalType: "uint16",
+            name: "drawDelay",
+            type: "uint16",
+          },
+          {
+            internalType: "uint8",
+            name: "jurySize",
+            type: "uint8",
+          },
+          {
+            internalType: "uint16",
+            name: "jurorRewardBps",
+            type: "uint16",
+          },
+          {
+            internalType: "uint16",
+            name: "winnerRewardBps",
+            type: "uint16",
+          },
+          {
+            internalType: "uint16",
+            name: "silentJurorBps",
+            type: "uint16",
+          },
+          {
+            internalType: "uint96",
+            name: "disputeBond",
+            type: "uint96",
+          },
+        ],
+        indexed: false,
+        internalType: "struct JuryCourt.Params",
+        name: "params",
+        type: "tuple",
+      },
+    ],
+    name: "ParamsUpdated",
+    type: "event",
+  },
+  {
+    anonymous: false,
+    inputs: [
+      {
+        indexed: true,
+        internalType: "uint256",
+        name: "caseId",
+        type: "uint256",
+      },
+      {
+        indexed: true,
+        internalType: "address",
+        name: "juror",
+        type: "address",
+      },
+      {
+        indexed: false,
+        internalType: "enum JuryCourt.Vote",
+        name: "vote",
+        type: "uint8",
+      },
+    ],
+    name: "VoteCast",
+    type: "event",
+  },
+  {
+    inputs: [],
+    name: "DRAW_ATTEMPTS_PER_SEAT",
+    outputs: [
+      {
+        internalType: "uint256",
+        name: "",
+        type: "uint256",
+      },
+    ],
+    stateMutability: "view",
+    type: "function",
+  },
+  {
+    inputs: [],
+    name: "MAX_JURY",
+    outputs: [
+      {
+        internalType: "uint256",
+        name: "",
+        type: "uint256",
+      },
+    ],
+    stateMutability: "view",
+    type: "function",
+  },
+  {
+    inputs: [],
+    name: "MAX_QUORUM",
+    outputs: [
+      {
+        internalType: "uint256",
+        name: "",
+        type: "uint256",
+      },
+    ],
+    stateMutability: "view",
+    type: "function",
+  },
+  {
+    inputs: [],
+    name: "acceptOwnership",
+    outputs: [],
+    stateMutability: "nonpayable",
+    type: "function",
+  },
+  {
+    inputs: [],
+    name: "applyParams",
+    outputs: [],
+    stateMutability: "nonpayable",
+    type: "function",
+  },
+  {
+    inputs: [],
+    name: "cancelParams",
+    outputs: [],
+    stateMutability: "nonpayable",
+    type: "function",
+  },
+  {
+    inputs: [],
+    name: "caseCount",
+    outputs: [
+      {
+        internalType: "uint256",
+        name: "",
+        type: "uint256",
+      },
+    ],
+    stateMutability: "view",
+    type: "function",
+  },
+  {
+    inputs: [
+      {
+        internalType: "uint256",
+        name: "caseId",
+        type: "uint256",
+      },
+    ],
+    name: "caseOf",
+    outputs: [
+      {
+        components: [
+          {
+            internalType: "address",
+            name: "accusedDonor",
+            type: "address",
+          },
+          {
+            internalType: "uint64",
+            name: "deadline",
+            type: "uint64",
+          },
+          {
+            internalType: "enum JuryCourt.Stage",
+            name: "stage",
+            type: "uint8",
+          },
+          {
+            internalType: "enum JuryCourt.Outcome",
+            name: "outcome",
+            type: "uint8",
+          },
+          {
+            internalType: "uint8",
+            name: "votesCast",
+            type: "uint8",
+          },
+          {
+            internalType: "address",
+            name: "accusedOperator",
+            type: "address",
+          },
+          {
+            internalType: "uint96",
+            name: "amount",
+            type: "uint96",
+          },
+          {
+            internalType: "bytes32",
+            name: "jobId",
+            type: "bytes32",
+          },
+          {
+            internalType: "bytes32",
+            name: "accusedResult",
+            type: "bytes32",
+          },
+          {
+            internalType: "bytes32",
+            name: "quorumResult",
+            type: "bytes32",
+          },
+          {
+            internalType: "address",
+            name: "disputer",
+            type: "address",
+          },
+          {
+            internalType: "uint64",
+            name: "disputeBlock",
+            type: "uint64",
+          },
+          {
+            internalType: "uint16",
+            name: "outvoteBps",
+            type: "uint16",
+          },
+          {
+            internalType: "uint64",
+            name: "voteDeadline",
+            type: "uint64",
+          },
+          {
+            internalType: "address",
+            name: "reporter",
+            type: "address",
+          },
+          {
+            internalType: "uint16",
+            name: "reporterRewardBps",
+            type: "uint16",
+          },
+          {
+            components: [
+              {
+                internalType: "uint32",
+                name: "voteWindow",
+                type: "uint32",
+              },
+              {
+                internalType: "uint16",
+                name: "drawDelay",
+                type: "uint16",
+              },
+              {
+                internalType: "uint8",
+                name: "jurySize",
+                type: "uint8",
+              },
+              {
+                internalType: "uint16",
+                name: "jurorRewardBps",
+                type: "uint16",
+              },
+              {
+                internalType: "uint16",
+                name: "winnerRewardBps",
+                type: "uint16",
+              },
+              {
+                internalType: "uint16",
+                name: "silentJurorBps",
+                type: "uint16",
+              },
+              {
+                internalType: "uint96",
+                name: "disputeBond",
+                type: "uint96",
+              },
+            ],
+            internalType: "struct JuryCourt.Params",
+            name: "terms",
+            type: "tuple",
+          },
+          {
+            internalType: "address[]",
+            name: "quorumDonors",
+            type: "address[]",
+          },
+          {
+            internalType: "address[]",
+            name: "jurors",
+            type: "address[]",
+          },
+        ],
+        internalType: "struct JuryCourt.Case",
+        name: "",
+        type: "tuple",
+      },
+    ],
+    stateMutability: "view",
+    type: "function",
+  },
+  {
+    inputs: [
+      {
+        internalType: "uint256",
+        name: "caseId",
+        type: "uint256",
+      },
+    ],
+    name: "dispute",
+    outputs: [],
+    stateMutability: "nonpayable",
+    type: "function",
+  },
+  {
+    inputs: [
+      {
+        internalType: "uint256",
+        name: "caseId",
+        type: "uint256",
+      },
+    ],
+    name: "drawJury",
+    outputs: [],
+    stateMutability: "nonpayable",
+    type: "function",
+  },
+  {
+    inputs: [
+      {
+        internalType: "uint256",
+        name: "caseId",
+        type: "uint256",
+      },
+    ],
+    name: "finalizeOutvote",
+    outputs: [],
+    stateMutability: "nonpayable",
+    type: "function",
+  },
+  {
+    inputs: [
+      {
+        internalType: "address",
+        name: "donor",
+        type: "address",
+      },
+    ],
+    name: "jurorWeightOf",
+    outputs: [
+      {
+        internalType: "uint256",
+        name: "",
+        type: "uint256",
+      },
+    ],
+    stateMutability: "view",
+    type: "function",
+  },
+  {
+    inputs: [
+      {
+        internalType: "address",
+        name: "donor",
+        type: "address",
+      },
+      {
+        internalType: "uint256",
+        name: "weight",
+        type: "uint256",
+      },
+    ],
+    name: "onWeightChanged",
+    outputs: [],
+    stateMutability: "nonpayable",
+    type: "function",
+  },
+  {
+    inputs: [
+      {
+        components: [
+          {
+            internalType: "bytes32",
+            name: "jobId",
+            type: "bytes32",
+          },
+          {
+            internalType: "address",
+            name: "accusedOperator",
+            type: "address",
+          },
+          {
+            internalType: "address",
+            name: "accusedDonor",
+            type: "address",
+          },
+          {
+            internalType: "uint96",
+            name: "amount",
+            type: "uint96",
+          },
+          {
+            internalType: "uint64",
+            name: "deadline",
+            type: "uint64",
+          },
+          {
+            internalType: "uint16",
+            name: "outvoteBps",
+            type: "uint16",
+          },
+          {
+            internalType: "address",
+            name: "reporter",
+            type: "address",
+          },
+          {
+            internalType: "uint16",
+            name: "reporterRewardBps",
+            type: "uint16",
+          },
+          {
+            internalType: "bytes32",
+            name: "accusedResult",
+            type: "bytes32",
+          },
+          {
+            internalType: "bytes32",
+            name: "quorumResult",
+            type: "bytes32",
+          },
+          {
+            internalType: "address[]",
+            name: "quorumDonors",
+            type: "address[]",
+          },
+        ],
+        internalType: "struct IJuryCourt.Accusation",
+        name: "accusation",
+        type: "tuple",
+      },
+    ],
+    name: "openCase",
+    outputs: [
+      {
+        internalType: "uint256",
+        name: "caseId",
+        type: "uint256",
+      },
+    ],
+    stateMutability: "nonpayable",
+    type: "function",
+  },
+  {
+    inputs: [
+      {
+        internalType: "address",
+        name: "donor",
+        type: "address",
+      },
+    ],
+    name: "openCasesOf",
+    outputs: [
+      {
+        internalType: "uint256",
+        name: "",
+        type: "uint256",
+      },
+    ],
+    stateMutability: "view",
+    type: "function",
+  },
+  {
+    inputs: [],
+    name: "owner",
+    outputs: [
+      {
+        internalType: "address",
+        name: "",
+        type: "address",
+      },
+    ],
+    stateMutability: "view",
+    type: "function",
+  },
+  {
+    inputs: [],
+    name: "params",
+    outputs: [
+      {
+        components: [
+          {
+            internalType: "uint32",
+            name: "voteWindow",
+            type: "uint32",
+          },
+          {
+            internalType: "uint16",
+            name: "drawDelay",
+            type: "uint16",
+          },
+          {
+            internalType: "uint8",
+            name: "jurySize",
+            type: "uint8",
+          },
+          {
+            internalType: "uint16",
+            name: "jurorRewardBps",
+            type: "uint16",
+          },
+          {
+            internalType: "uint16",
+            name: "winnerRewardBps",
+            type: "uint16",
+          },
+          {
+            internalType: "uint16",
+            name: "silentJurorBps",
+            type: "uint16",
+          },
+          {
+            internalType: "uint96",
+            name: "disputeBond",
+            type: "uint96",
+          },
+        ],
+        internalType: "struct JuryCourt.Params",
+        name: "",
+        type: "tuple",
+      },
+    ],
+    stateMutability: "view",
+    type: "function",
+  },
+  {
+    inputs: [],
+    name: "pendingOwner",
+    outputs: [
+      {
+        internalType: "address",
+        name: "",
+        type: "address",
+      },
+    ],
+    stateMutability: "view",
+    type: "function",
+  },
+  {
+    inputs: [],
+    name: "pendingParams",
+    outputs: [
+      {
+        components: [
+          {
+            internalType: "uint32",
+            name: "voteWindow",
+            type: "uint32",
+          },
+          {
+            internalType: "uint16",
+            name: "drawDelay",
+            type: "uint16",
+          },
+          {
+            internalType: "uint8",
+            name: "jurySize",
+            type: "uint8",
+          },
+          {
+            internalType: "uint16",
+            name: "jurorRewardBps",
+            type: "uint16",
+          },
+          {
+            internalType: "uint16",
+            name: "winnerRewardBps",
+            type: "uint16",
+          },
+          {
+            internalType: "uint16",
+            name: "silentJurorBps",
+            type: "uint16",
+          },
+          {
+            internalType: "uint96",
+            name: "disputeBond",
+            type: "uint96",
+          },
+        ],
+        internalType: "struct JuryCourt.Params",
+        name: "",
+        type: "tuple",
+      },
+    ],
+    stateMutability: "view",
+    type: "function",
+  },
+  {
+    inputs: [],
+    name: "pendingParamsAt",
+    outputs: [
+      {
+        internalType: "uint256",
+        name: "",
+        type: "uint256",
+      },
+    ],
+    stateMutability: "view",
+    type: "function",
+  },
+  {
+    inputs: [
+      {
+        components: [
+          {
+            internalType: "uint32",
+            name: "voteWindow",
+            type: "uint32",
+          },
+          {
+            internalType: "uint16",
+            name: "drawDelay",
+            type: "uint16",
+          },
+          {
+            internalType: "uint8",
+            name: "jurySize",
+            type: "uint8",
+          },
+          {
+            internalType: "uint16",
+            name: "jurorRewardBps",
+            type: "uint16",
+          },
+          {
+            internalType: "uint16",
+            name: "winnerRewardBps",
+            type: "uint16",
+          },
+          {
+            internalType: "uint16",
+            name: "silentJurorBps",
+            type: "uint16",
+          },
+          {
+            internalType: "uint96",
+            name: "disputeBond",
+            type: "uint96",
+          },
+        ],
+        internalType: "struct JuryCourt.Params",
+        name: "params_",
+        type: "tuple",
+      },
+    ],
+    name: "proposeParams",
+    outputs: [],
+    stateMutability: "nonpayable",
+    type: "function",
+  },
+  {
+    inputs: [],
+    name: "registry",
+    outputs: [
+      {
+        internalType: "contract DonorRegistry",
+        name: "",
+        type: "address",
+      },
+    ],
+    stateMutability: "view",
+    type: "function",
+  },
+  {
+    inputs: [],
+    name: "renounceOwnership",
+    outputs: [],
+    stateMutability: "nonpayable",
+    type: "function",
+  },
+  {
+    inputs: [
+      {
+        internalType: "uint256",
+        name: "caseId",
+        type: "uint256",
+      },
+    ],
+    name: "resolveDispute",
+    outputs: [],
+    stateMutability: "nonpayable",
+    type: "function",
+  },
+  {
+    inputs: [
+      {
+        internalType: "address",
+        name: "donor",
+        type: "address",
+      },
+    ],
+    name: "syncWeight",
+    outputs: [],
+    stateMutability: "nonpayable",
+    type: "function",
+  },
+  {
+    inputs: [],
+    name: "token",
+    outputs: [
+      {
+        internalType: "contract IERC20",
+        name: "",
+        type: "address",
+      },
+    ],
+    stateMutability: "view",
+    type: "function",
+  },
+  {
+    inputs: [],
+    name: "totalJurorWeight",
+    outputs: [
+      {
+        internalType: "uint256",
+        name: "",
+        type: "uint256",
+      },
+    ],
+    stateMutability: "view",
+    type: "function",
+  },
+  {
+    inputs: [
+      {
+        internalType: "address",
+        name: "newOwner",
+        type: "address",
+      },
+    ],
+    name: "transferOwnership",
+    outputs: [],
+    stateMutability: "nonpayable",
+    type: "function",
+  },
+  {
+    inputs: [
+      {
+        internalType: "uint256",
+        name: "caseId",
+        type: "uint256",
+      },
+      {
+        components: [
+          {
+            internalType: "bytes32",
+            name: "jobId",
+            type: "bytes32",
+          },
+          {
+            internalType: "address",
+            name: "executor",
+            type: "address",
+          },
+          {
+            internalType: "bytes32",
+            name: "moduleCid",
+            type: "bytes32",
+          },
+          {
+            internalType: "bytes32",
+            name: "inputCid",
+            type: "bytes32",
+          },
+          {
+            internalType: "bytes32",
+            name: "outputCid",
+            type: "bytes32",
+          },
+          {
+            internalType: "uint64",
+            name: "fuelUsed",
+            type: "uint64",
+          },
+          {
+            internalType: "uint8",
+            name: "status",
+            type: "uint8",
+          },
+          {
+            internalType: "uint64",
+            name: "startedAt",
+            type: "uint64",
+          },
+          {
+            internalType: "uint64",
+            name: "finishedAt",
+            type: "uint64",
+          },
+        ],
+        internalType: "struct CellTypes.Receipt",
+        name: "receipt",
+        type: "tuple",
+      },
+      {
+        internalType: "bytes",
+        name: "signature",
+        type: "bytes",
+      },
+    ],
+    name: "vote",
+    outputs: [],
+    stateMutability: "nonpayable",
+    type: "function",
+  },
+  {
+    inputs: [
+      {
+        internalType: "uint256",
+        name: "caseId",
+        type: "uint256",
+      },
+      {
+        internalType: "address",
+        name: "donor",
+        type: "address",
+      },
+    ],
+    name: "votes",
+    outputs: [
+      {
+        internalType: "enum JuryCourt.Vote",
+        name: "",
+        type: "uint8",
       },
     ],
     stateMutability: "view",

@@ -60,7 +60,8 @@ export interface ReceiptAnchor {
 
 export const CHANNEL_CLOSED = 2n ** 64n - 1n;
 
-async function send<const abi extends Abi, name extends ContractFunctionName<abi, "nonpayable">>(
+/** Sends one contract call and waits for it; throws when it reverted. */
+export async function send<const abi extends Abi, name extends ContractFunctionName<abi, "nonpayable">>(
   writer: ChainWriter,
   address: Address,
   abi: abi,

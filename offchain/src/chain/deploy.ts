@@ -1,7 +1,12 @@
 import { getAddress } from "viem";
 import type { Abi, Address, Hex } from "viem";
-import { atpTokenAbi, donorRegistryAbi, paymentChannelsAbi } from "./abis.ts";
-import { atpTokenBytecode, donorRegistryBytecode, paymentChannelsBytecode } from "./bytecode.ts";
+import { atpTokenAbi, donorRegistryAbi, juryCourtAbi, paymentChannelsAbi } from "./abis.ts";
+import {
+  atpTokenBytecode,
+  donorRegistryBytecode,
+  juryCourtBytecode,
+  paymentChannelsBytecode,
+} from "./bytecode.ts";
 import type { ChainWriter } from "./clients.ts";
 import type { DonorParams } from "./actions.ts";
 import type { Deployment } from "./deployments.ts";
@@ -10,6 +15,31 @@ export interface DeployOptions {
   donorParams?: Partial<DonorParams>;
   /** Seconds between startClose and finalizeClose. */
   challengeWindow?: bigint;
+  courtParams?: Partial<CourtParams>;
+}
+
+/** JuryCourt settings (see contracts/JuryCourt.sol, `Params`). */
+export interface CourtParams {
+  voteWindow: number;
+  drawDelay: number;
+  jurySize: number;
+  jurorRewardBps: number;
+  winnerRewardBps: number;
+  silentJurorBps: number;
+  disputeBond: bigint;
+}
+
+/** Devnet court: ten minutes to vote, a jury of three (the dispute window is the registry's). */
+export function defaultCourtParams(): CourtParams {
+  return {
+    voteWindow: 600,
+    drawDelay: 2,
+    jurySize: 3,
+    jurorRewardBps: 2_000,
+    winnerRewardBps: 3_000,
+    silentJurorBps: 100,
+    disputeBond: 10n * 10n ** 18n,
+  };
 }
 
 /** Devnet defaults; public networks pass their own through Ignition parameters. */
@@ -48,8 +78,22 @@ async function deployOne(writer: ChainWriter, abi: Abi, bytecode: Hex, args: rea
   return { address: getAddress(receipt.contractAddress), blockNumber: receipt.blockNumber };
 }
 
+async function setCourt(writer: ChainWriter, registry: Address, court: Address): Promise<void> {
+  const { walletClient, publicClient } = writer;
+  const hash = await walletClient.writeContract({
+    address: registry,
+    abi: donorRegistryAbi,
+    functionName: "setCourt",
+    args: [court],
+    account: walletClient.account,
+    chain: walletClient.chain,
+  });
+  const receipt = await publicClient.waitForTransactionReceipt({ hash });
+  if (receipt.status !== "success") throw new Error(`setCourt transaction ${hash} failed`);
+}
+
 /**
- * Deploys ATPToken, DonorRegistry and PaymentChannels from the committed bytecode, with the
+ * Deploys ATPToken, DonorRegistry, JuryCourt (set as the registry's court) and PaymentChannels from the committed bytecode, with the
  * writer's account as token admin (minter), registry owner and default treasury. Same contracts
  * and arguments as the Ignition module `ignition/modules/Cell.ts`.
  */
@@ -67,6 +111,12 @@ export async function deployCell(
     admin,
     params,
   ]);
+  const court = await deployOne(w, juryCourtAbi, juryCourtBytecode, [
+    registry.address,
+    admin,
+    { ...defaultCourtParams(), ...options.courtParams },
+  ]);
+  await setCourt(w, registry.address, court.address);
   const channels = await deployOne(w, paymentChannelsAbi, paymentChannelsBytecode, [
     token.address,
     options.challengeWindow ?? DEFAULT_CHALLENGE_WINDOW,
@@ -76,6 +126,7 @@ export async function deployCell(
     atpToken: token.address,
     donorRegistry: registry.address,
     paymentChannels: channels.address,
+    juryCourt: court.address,
     deployBlock: token.blockNumber,
   };
 }

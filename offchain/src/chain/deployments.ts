@@ -10,6 +10,8 @@ export interface Deployment {
   atpToken: Address;
   donorRegistry: Address;
   paymentChannels: Address;
+  /** The court deciding outvote slashes; absent in deployments made before it existed. */
+  juryCourt?: Address;
   /** Block of the first deployment transaction: event scans start here. */
   deployBlock: bigint;
 }
@@ -56,6 +58,7 @@ export function parseDeployment(raw: unknown, source = "deployment"): Deployment
     atpToken: address("atpToken"),
     donorRegistry: address("donorRegistry"),
     paymentChannels: address("paymentChannels"),
+    ...(record.juryCourt === undefined ? {} : { juryCourt: address("juryCourt") }),
     deployBlock: BigInt(deployBlock),
   };
 }
@@ -79,6 +82,7 @@ export function deploymentFromIgnition(ignitionDir: string, chainId: number): De
       atpToken: addresses["Cell#ATPToken"],
       donorRegistry: addresses["Cell#DonorRegistry"],
       paymentChannels: addresses["Cell#PaymentChannels"],
+      juryCourt: addresses["Cell#JuryCourt"],
       deployBlock: blocks.reduce((min, b) => (b < min ? b : min)).toString(),
     },
     ignitionDir,

@@ -1,5 +1,5 @@
 // The chain domain: typed viem bindings for Cell's contracts, deployments, devnet.
-export { atpTokenAbi, donorRegistryAbi, paymentChannelsAbi } from "./abis.ts";
+export { atpTokenAbi, donorRegistryAbi, juryCourtAbi, paymentChannelsAbi } from "./abis.ts";
 export { cellChain, createReader, createWriter } from "./clients.ts";
 export type { CellWalletClient, ChainReader, ChainWriter } from "./clients.ts";
 export {
@@ -75,11 +75,28 @@ export {
   paidVoucherFlags,
 } from "./settlement.ts";
 export type { BatchVoucher, SignedVoucher } from "./settlement.ts";
+export {
+  CaseOutcome,
+  CaseStage,
+  caseIdOf,
+  courtAddress,
+  disputeCase,
+  drawJury,
+  finalizeOutvote,
+  jurorDutiesOf,
+  outvoteEvidenceOf,
+  readCase,
+  readCourtParams,
+  resolveDispute,
+  submitJurorVote,
+} from "./court.ts";
+export type { JurorDuty, OutvoteEvidence } from "./court.ts";
 export { RegistryFollower, registryEventOf } from "./registry-follower.ts";
 export type { RegistryFollowerOptions } from "./registry-follower.ts";
 export { RegistryView } from "./registry-view.ts";
 export type { RegistryEvent, RegistryViewOptions, StakeStatus } from "./registry-view.ts";
-export { DEFAULT_CHALLENGE_WINDOW, defaultDonorParams, deployCell } from "./deploy.ts";
+export { DEFAULT_CHALLENGE_WINDOW, defaultCourtParams, defaultDonorParams, deployCell } from "./deploy.ts";
+export type { CourtParams } from "./deploy.ts";
 export type { DeployOptions } from "./deploy.ts";
 export {
   DEVNET_CHAIN_ID,

@@ -189,6 +189,8 @@ export function registryEventOf(log: DecodedLog): RegistryEvent | undefined {
     case "UnbondRequested":
       return { type: "unbond", donor: args.donor as Address, amount: args.amount as bigint };
     case "Slashed":
+    case "CourtSlashed":
+      // A slash the JuryCourt decides takes from bonded stake first, like any other.
       return { type: "slashed", donor: args.donor as Address, amount: args.amount as bigint };
     default:
       return undefined;

@@ -36,7 +36,7 @@ interface Donor {
  * events in chain order: an operator is active while it is registered with the asked peer
  * key and its donor's bonded stake is at least `minStake` (DonorRegistry.isActive).
  *
- * `Staked` carries the donor's new bonded total; `UnbondRequested` and `Slashed` take from it
+ * `Staked` carries the donor's new bonded total; `UnbondRequested`, `Slashed` and `CourtSlashed` take from it
  * (a slash takes from bonded stake first, so `min(amount, bonded)`); `Withdrawn` and
  * `MetadataUpdated` change nothing that matters here. `OperatorRotated` replaces a donor's
  * operator and peer key: the old operator is never active again, so the view forgets it.

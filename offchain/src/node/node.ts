@@ -3,9 +3,21 @@ import { pathToFileURL } from "node:url";
 import { setFlagsFromString } from "node:v8";
 import { pino } from "pino";
 import type { Logger } from "pino";
-import { createPublicClient, http } from "viem";
+import { createPublicClient, http, zeroAddress } from "viem";
 import type { Address, Hex } from "viem";
-import { createReader, parseDeployment, readDeployment, RegistryFollower } from "../chain/index.ts";
+import {
+  createReader,
+  createWriter,
+  juryCourtAbi,
+  operatorState,
+  outvoteEvidenceOf,
+  parseDeployment,
+  readCase,
+  readDeployment,
+  registrationOf,
+  RegistryFollower,
+  submitJurorVote,
+} from "../chain/index.ts";
 import type { ChainReader } from "../chain/index.ts";
 import type { Deployment } from "../chain/index.ts";
 import { loadOrCreateIdentity } from "../identity/index.ts";
@@ -43,6 +55,7 @@ import type { NodeConfig } from "./config.ts";
 import type { NodeContext } from "./context.ts";
 import { errorMessage } from "./util.ts";
 import { Donor } from "./donor.ts";
+import { CourtWatcher } from "./juror.ts";
 import type { DonorPorts } from "./donor-ports.ts";
 import { DonorStore } from "./donor-store.ts";
 import { bundledEntry } from "./launch.ts";
@@ -126,7 +139,9 @@ export async function startNode(config: NodeConfig, options: StartNodeOptions = 
       peerKeyHex: identity.peerKeyHex,
       now: Date.now,
     };
-    return await assemble(ctx, identity.did, chainInfo(config, deployment), cleanup, blockAccess);
+    const node = await assemble(ctx, identity.did, chainInfo(config, deployment), cleanup, blockAccess);
+    if (deployment.juryCourt) startCourtWatcher(ctx, reader, blockAccess, cleanup);
+    return node;
   } catch (err) {
     for (const step of cleanup) await step();
     throw err;
@@ -245,6 +260,76 @@ async function assemble(
     "cell node started",
   );
   return node;
+}
+
+/**
+ * Serves drawn jurors the blocks of cases this node holds, and does this donor's juror duty
+ * (see CourtWatcher); the vote is sent from the operator key, which needs gas on the chain.
+ */
+function startCourtWatcher(
+  ctx: NodeContext,
+  reader: ChainReader,
+  blockAccess: BlockAccess,
+  cleanup: (() => Promise<void> | void)[],
+): void {
+  const { deployment, publicClient } = reader;
+  const court = deployment.juryCourt!;
+  const writer = createWriter(ctx.config.chain.rpcUrl, deployment, ctx.operator);
+  let ownDonor: Address | undefined;
+  const watcher = new CourtWatcher(
+    {
+      chain: {
+        head: () => publicClient.getBlockNumber(),
+        drawnCases: async (fromBlock, toBlock) => {
+          const logs = await publicClient.getContractEvents({
+            address: court,
+            abi: juryCourtAbi,
+            eventName: "JurorsDrawn",
+            fromBlock,
+            toBlock,
+            strict: true,
+          });
+          return logs.map(({ args }) => args);
+        },
+        evidence: (caseId) => outvoteEvidenceOf(reader, caseId),
+        parties: async (caseId) => {
+          const stored = await readCase(reader, caseId);
+          return [stored.accusedDonor, ...stored.quorumDonors];
+        },
+        peerKeyOf: async (donor) => (await registrationOf(reader, donor)).peerKey,
+        ownDonor: async () => {
+          if (ownDonor) return ownDonor;
+          const { donor } = await operatorState(reader, ctx.operatorAddress);
+          if (donor !== zeroAddress) ownDonor = donor;
+          return ownDonor;
+        },
+        hasVoted: async (caseId, donor) =>
+          (await publicClient.readContract({
+            address: court,
+            abi: juryCourtAbi,
+            functionName: "votes",
+            args: [caseId, donor],
+          })) !== 0,
+        vote: async (caseId, vote) => {
+          await submitJurorVote(writer, caseId, vote);
+        },
+      },
+      blocks: {
+        local: (cid) => ctx.store.blocks.get(cid),
+        fetch: (cid, from, timeoutMs) => ctx.mesh.fetchBlock(CID.parse(cid), { from, timeoutMs }),
+        grant: (peerId, cids, jobId) => blockAccess.grantBlocks(peerId, cids, jobId),
+        connectedPeers: () => ctx.mesh.peers(),
+      },
+      runtime: ctx.runtime,
+      operator: ctx.operatorAddress,
+      signReceipt: (receipt) => signReceipt(ctx.operator, ctx.domain, receipt),
+      now: ctx.now,
+      log: ctx.log.child({ part: "court" }),
+    },
+    { pollMs: ctx.config.chain.stakePollMs, blockRange: BigInt(ctx.config.chain.logBlockRange) },
+  );
+  watcher.start();
+  cleanup.unshift(() => watcher.stop());
 }
 
 /** How long a starting node waits for its first view of DonorRegistry before it goes on without. */

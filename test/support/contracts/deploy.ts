@@ -2,8 +2,13 @@
 import type { NetworkConnection } from "hardhat/types/network";
 import { getContract, maxUint256, parseEther } from "viem";
 import type { Abi, Address } from "viem";
-import { atpTokenAbi, donorRegistryAbi, paymentChannelsAbi } from "../../../offchain/src/chain/index.ts";
-import { CHALLENGE_WINDOW, donorParams } from "./fixture.ts";
+import {
+  atpTokenAbi,
+  donorRegistryAbi,
+  juryCourtAbi,
+  paymentChannelsAbi,
+} from "../../../offchain/src/chain/index.ts";
+import { CHALLENGE_WINDOW, courtParams, donorParams } from "./fixture.ts";
 
 export const FUNDS = parseEther("1000000");
 
@@ -27,10 +32,11 @@ export async function typedContracts(connection: NetworkConnection) {
     token: (address: Address) => bind(atpTokenAbi, address),
     registry: (address: Address) => bind(donorRegistryAbi, address),
     channels: (address: Address) => bind(paymentChannelsAbi, address),
+    court: (address: Address) => bind(juryCourtAbi, address),
   };
 }
 
-/** Token, registry and channels; every test account holds FUNDS and approved both contracts. */
+/** Token, registry, court and channels; every test account holds FUNDS and approved the three. */
 export async function deployCell(connection: NetworkConnection) {
   const { viem } = connection;
   const wallets = await viem.getWalletClients();
@@ -49,6 +55,11 @@ export async function deployCell(connection: NetworkConnection) {
       ])
     ).address,
   );
+  const court = typed.court(
+    (await viem.deployContract("JuryCourt", [registry.address, deployer.account.address, courtParams()]))
+      .address,
+  );
+  await registry.write.setCourt([court.address]);
   const channels = typed.channels(
     (await viem.deployContract("PaymentChannels", [token.address, CHALLENGE_WINDOW])).address,
   );
@@ -56,6 +67,7 @@ export async function deployCell(connection: NetworkConnection) {
     await token.write.mint([wallet.account.address, FUNDS]);
     await token.write.approve([registry.address, maxUint256], { account: wallet.account });
     await token.write.approve([channels.address, maxUint256], { account: wallet.account });
+    await token.write.approve([court.address, maxUint256], { account: wallet.account });
   }
   return {
     viem,
@@ -64,6 +76,7 @@ export async function deployCell(connection: NetworkConnection) {
     chainId,
     token,
     registry,
+    court,
     channels,
     deployer,
     treasury,

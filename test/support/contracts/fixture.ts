@@ -101,6 +101,26 @@ export function donorParams(treasury: Address) {
   };
 }
 
+export const VOTE_WINDOW = 3_600;
+export const DRAW_DELAY = 2;
+export const JURY_SIZE = 3;
+export const JUROR_REWARD_BPS = 2_000;
+export const WINNER_REWARD_BPS = 3_000;
+export const SILENT_JUROR_BPS = 100;
+export const DISPUTE_BOND = parseEther("10");
+
+export function courtParams() {
+  return {
+    voteWindow: VOTE_WINDOW,
+    drawDelay: DRAW_DELAY,
+    jurySize: JURY_SIZE,
+    jurorRewardBps: JUROR_REWARD_BPS,
+    winnerRewardBps: WINNER_REWARD_BPS,
+    silentJurorBps: SILENT_JUROR_BPS,
+    disputeBond: DISPUTE_BOND,
+  };
+}
+
 const permitTypes = {
   Permit: [
     { name: "owner", type: "address" },
