@@ -495,7 +495,7 @@ contract DonorRegistry is EIP712, Ownable2Step, ReentrancyGuardTransient {
     /// each signed by an operator that is still accountable (not jailed, not rotated away from
     /// for longer than rotationDelay) of a distinct donor other than the accused's, and every
     /// such donor has been bonded at least minStake without a break since before the accused's
-    /// `startedAt` (and is now), so identities staked after the job cannot outvote it.
+    /// `startedAt` (Unix milliseconds) and is now, so identities staked after the job cannot outvote it.
     /// @param spec the job's spec
     /// @param accused the accused operator's receipt
     /// @param accusedSig its signature
@@ -725,7 +725,8 @@ contract DonorRegistry is EIP712, Ownable2Step, ReentrancyGuardTransient {
             if (donors[j] == donor) revert DuplicateDonor(donor);
         }
         uint256 since = bondedSince(donor);
-        if (since == 0 || since >= accused.startedAt)
+        // Receipt times are Unix milliseconds (as nodes sign them); bondedSince is in seconds.
+        if (since == 0 || since * 1000 >= accused.startedAt)
             revert NotBondedBeforeJob(operator, since, accused.startedAt);
     }
 

@@ -16,6 +16,7 @@ library CellTypes {
         bytes32 outputCid;
         uint64 fuelUsed;
         uint8 status;
+        /// Unix milliseconds, as the executor's clock read them (self-reported)
         uint64 startedAt;
         uint64 finishedAt;
     }

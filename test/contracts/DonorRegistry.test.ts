@@ -802,7 +802,7 @@ describe("DonorRegistry", async () => {
       const { chainId, registry, operators } = fx;
       const spec = { ...jobSpec(replicas), salt: keccak256(toHex(`salt${label}`)) };
       const job = jobIdOf(cellDomain(chainId, registry.address), spec);
-      const startedAt = await now(fx);
+      const startedAt = (await now(fx)) * 1000n;
       const accused = await signedReceipt(operators[0]!, chainId, registry.address, job, {
         outputCid: keccak256(toHex("wrong")),
         startedAt,
@@ -871,7 +871,7 @@ describe("DonorRegistry", async () => {
       await register(fx, honest, honestOp, peerKeyOf("honest"));
       // The attacker buys five one-replica jobs and one four-replica job; the honest donor runs them.
       const domain = cellDomain(chainId, registry.address);
-      const startedAt = await now(fx);
+      const startedAt = (await now(fx)) * 1000n;
       const jobs = await Promise.all(
         [1, 1, 1, 1, 1, 4].map(async (replicas, i) => {
           const spec = { ...jobSpec(replicas), salt: keccak256(toHex(`sybil-${i}`)) };

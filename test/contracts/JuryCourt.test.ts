@@ -71,7 +71,7 @@ describe("JuryCourt", async () => {
     const { registry, chainId, operators } = fx;
     const job = jobIdOf(cellDomain(chainId, registry.address), spec);
     // The job starts after every donor bonded, so the quorum may outvote.
-    const startedAt = (await fx.publicClient.getBlock()).timestamp + 1n;
+    const startedAt = ((await fx.publicClient.getBlock()).timestamp + 1n) * 1000n;
     const accused = await signedReceipt(operators[0]!, chainId, registry.address, job, {
       outputCid: WRONG,
       startedAt,
@@ -387,7 +387,10 @@ describe("JuryCourt", async () => {
     const fx = await networkHelpers.loadFixture(accusedCase);
     const { court, caseId, donors, viem } = fx;
     await court.write.dispute([caseId], { account: donors[0]!.account });
-    await networkHelpers.mine(DRAW_DELAY + 300);
+    // Block by block: on the OP Stack simulation, a block after a multi-block `hardhat_mine`
+    // makes the node fail to read its parent's fee parameters.
+    for (let block = 0; block < DRAW_DELAY + 300; block++)
+      await connection.provider.request({ method: "evm_mine" });
     await viem.assertions.emit(court.write.drawJury([caseId]), court, "DrawRetargeted");
     assert.equal((await court.read.caseOf([caseId])).stage, 2);
     await viem.assertions.revertWithCustomError(court.write.drawJury([caseId]), court, "DrawTooEarly");

@@ -80,7 +80,7 @@ describe("court bindings on a devnet", () => {
       salt: keccak256(toHex("court-bindings")),
     };
     const jobId = jobIdOf(domain, spec);
-    const startedAt = (await reader.publicClient.getBlock()).timestamp + 1n;
+    const startedAt = ((await reader.publicClient.getBlock()).timestamp + 1n) * 1000n;
     const truth = keccak256(toHex("the deterministic output"));
     const signed = async (operator: PrivateKeyAccount, outputCid: Hex) => {
       const receipt: Receipt = {

@@ -47,8 +47,8 @@ export function receiptFor(executor: Address, jobId: Hex, overrides: Partial<Rec
     outputCid: keccak256(toHex("output-agreed")),
     fuelUsed: 1_000_000n,
     status: 0,
-    startedAt: 1_700_000_000n,
-    finishedAt: 1_700_000_005n,
+    startedAt: 1_700_000_000_000n,
+    finishedAt: 1_700_000_005_000n,
     ...overrides,
   };
 }
