@@ -69,7 +69,7 @@ export async function measureDisputeGas(devnet: Devnet): Promise<DisputeGas> {
   }
   const domain = cellDomain(deployment.chainId, deployment.donorRegistry);
   // Jobs start after every donor bonded, so the quorum may outvote.
-  const startedAt = (await admin.publicClient.getBlock()).timestamp + 1n;
+  const startedAt = ((await admin.publicClient.getBlock()).timestamp + 1n) * 1000n;
   const signed = async (operator: PrivateKeyAccount, job: Hex, outputCid: Hex) => {
     const receipt: Receipt = {
       jobId: job,
@@ -80,7 +80,7 @@ export async function measureDisputeGas(devnet: Devnet): Promise<DisputeGas> {
       fuelUsed: 1_000_000n,
       status: 0,
       startedAt,
-      finishedAt: startedAt + 1n,
+      finishedAt: startedAt + 1_000n,
     };
     return { receipt, signature: await signReceipt(operator, domain, receipt) };
   };

@@ -2,6 +2,7 @@
 // receipts on the devnet (a Hardhat node simulating an OP Stack L2). For each operation it reports
 // the L2 gas and what the L1 data fee adds (`l1GasUsed`, `l1Fee` of the OP receipt). Prints a
 // table; the last line is one JSON object.
+import { measureDisputeGas } from "./_dispute-gas.ts";
 import { keccak256, numberToHex, parseEther, toHex } from "viem";
 import type { Hex, TransactionReceipt } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
@@ -269,6 +270,9 @@ try {
     ],
     ["slash", slash, undefined, "equivocation, reporter reward + treasury"],
   ];
+  // A dispute on a devnet of its own: its ten donors and their stakes stay out of the rows above.
+  const disputeDevnet = await startDevnet();
+  const dispute = await measureDisputeGas(disputeDevnet).finally(() => disputeDevnet.stop());
   const gwei = (wei: bigint) => (Number(wei) / 1e9).toFixed(0);
   console.log(
     `${"operation".padEnd(30)}${"L2 gas".padStart(9)}${"goal".padStart(9)}      ${"L1 gas".padStart(7)}${"L1 fee gwei".padStart(13)}  setting`,
@@ -279,6 +283,9 @@ try {
       `${name.padEnd(30)}${String(m.gas).padStart(9)}${(goal === undefined ? "-" : String(goal)).padStart(9)}${mark.padEnd(6)}${String(m.l1Gas).padStart(7)}${gwei(m.l1Fee).padStart(13)}  ${setting}`,
     );
   }
+  console.log(
+    `${"disputeGas".padEnd(30)}${String(dispute.total).padStart(9)}${"-".padStart(9)}${"".padEnd(6)}${"".padStart(7)}${"".padStart(13)}  dispute + jury draw + ${dispute.jurors} votes + resolve (accused cleared); accusing ${dispute.accuse}, finalizing an undisputed case ${dispute.finalizeUndisputed}`,
+  );
   console.log(
     "L1 data fee at OP Mainnet's Ecotone scalars (base 5 227, blob 1 014 213), L1 base fee and blob base fee 10 gwei; settle rows are per voucher",
   );
@@ -301,6 +308,7 @@ try {
         channels10Again: withdraw10Again.gas,
       },
       l1DataGasPerVoucher100: settle100Realistic.l1Gas,
+      disputeGas: dispute.total,
       l1DataGas: Object.fromEntries(rows.map(([name, m]) => [name, m.l1Gas])),
       l1FeeGwei: Object.fromEntries(rows.map(([name, m]) => [name, Number(gwei(m.l1Fee))])),
     }),

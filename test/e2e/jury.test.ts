@@ -92,7 +92,7 @@ describe("a drawn juror's node", { timeout: 180_000 }, () => {
     const domain = cellDomain(devnet.chainId, devnet.deployment.donorRegistry);
     const spec = { ...jobSpecFromWire(done.spec), replicas: 2, salt: keccak256(toHex("disputed")) };
     const jobId = jobIdOf(domain, spec);
-    const startedAt = (await reader.publicClient.getBlock()).timestamp + 1n;
+    const startedAt = ((await reader.publicClient.getBlock()).timestamp + 1n) * 1000n;
     const claim = async (node: ClusterNode, outputCid: Hex) => {
       const receipt: Receipt = {
         ...truth,
@@ -100,7 +100,7 @@ describe("a drawn juror's node", { timeout: 180_000 }, () => {
         executor: node.identity.operatorAddress,
         outputCid,
         startedAt,
-        finishedAt: startedAt + 1n,
+        finishedAt: startedAt + 1_000n,
       };
       return { receipt, signature: await signReceipt(node.identity.operator, domain, receipt) };
     };
