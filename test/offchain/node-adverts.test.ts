@@ -69,23 +69,21 @@ describe("advert publisher (pure)", () => {
     assert.deepEqual([...seqs], [first.seq], "a heartbeat carries the seq of the last change");
   });
 
-  it("does not republish while jobs come and go below full, and publishes when the donor fills up", () => {
+  it("does not republish as jobs come and go, not even when the donor fills up", () => {
     const { clock, look } = driver();
     const first = look(terms({ freeSlots: 4 }));
     for (let second = 1; second <= 70; second++) {
       clock.now += 1_000; // past the start-up repeats; the last advert went out at 61 s
       look(terms({ freeSlots: 4 }));
     }
-    for (const free of [3, 2, 1, 2, 4, 2, 1]) {
+    for (const free of [3, 2, 1, 0, 1, 4, 0, 2, 1]) {
       clock.now += 1_000;
       assert.equal(look(terms({ freeSlots: free })).reason, undefined, `no advert at ${free} free slots`);
     }
     clock.now += 1_000;
-    const full = look(terms({ freeSlots: 0 }));
-    assert.equal(full.reason, "change");
-    assert.ok(full.seq! > first.seq!);
-    clock.now += TIMING.minIntervalMs;
-    assert.equal(look(terms({ freeSlots: 1 })).reason, "change", "and when it has room again");
+    const changed = look(terms({ freeSlots: 0, pricePerMegaFuel: 2_000n }));
+    assert.equal(changed.reason, "change", "a new price is a change");
+    assert.ok(changed.seq! > first.seq!);
   });
 
   it("holds a change back until minIntervalMs after the last advert, then gives it a new seq", () => {
@@ -168,24 +166,26 @@ describe("advert publisher (shell on a fake clock)", () => {
     const heartbeats = (jobs * 2_000) / TIMING.heartbeatMs;
     assert.ok(during.length <= heartbeats + 1, `${during.length} adverts for ${jobs} jobs`);
     assert.equal(new Set(during.map((advert) => advert.seq)).size, 1, "all of them heartbeats");
-    free = 0; // full: buyers hear it without waiting for the heartbeat
-    const fullAt = clock.now;
+    free = 0; // full: buyers learn it from its bid answers, not from an advert
+    const fullAt = sent.length;
     publisher.poke();
-    await new Promise(setImmediate);
-    await advanceTo(clock.now + TIMING.minIntervalMs);
-    assert.ok(sent.some((advert) => advert.free === 0 && advert.at - fullAt <= TIMING.minIntervalMs));
+    await advanceTo(clock.now + TIMING.heartbeatMs - 1);
+    assert.ok(
+      sent.slice(fullAt).every((advert) => advert.seq === during[0]!.seq),
+      "no new advert when full",
+    );
     publisher.stop();
     const quiet = sent.length;
     await advanceTo(clock.now + 10 * TIMING.heartbeatMs);
     assert.equal(sent.length, quiet, "a stopped publisher sends nothing");
   });
 
-  it("does not lose a fill-up that comes while an advert is still going out", async () => {
+  it("does not lose a change of terms that comes while an advert is still going out", async () => {
     const clock = { now: 0 };
     const pending: { at: number; fire: () => void }[] = [];
     let release: () => void = () => undefined;
-    let free = 2;
-    const sent: number[] = [];
+    let price = 1_000n;
+    const sent: bigint[] = [];
     const publisher = new AdvertPublisher(
       {
         now: () => clock.now,
@@ -194,10 +194,10 @@ describe("advert publisher (shell on a fake clock)", () => {
           pending.push(timer);
           return () => pending.splice(pending.indexOf(timer) >>> 0, 1);
         },
-        terms: () => terms({ slots: 2, freeSlots: free }),
+        terms: () => terms({ pricePerMegaFuel: price }),
         selfActive: async () => true,
         publish: (_seq, said) => {
-          sent.push(said.freeSlots);
+          sent.push(said.pricePerMegaFuel);
           return new Promise((resolve) => (release = resolve));
         },
         onError: (err) => assert.fail(String(err)),
@@ -206,17 +206,17 @@ describe("advert publisher (shell on a fake clock)", () => {
     );
     publisher.start();
     await new Promise(setImmediate);
-    assert.deepEqual(sent, [2], "the first advert is on its way, not yet out");
-    free = 0;
+    assert.deepEqual(sent, [1_000n], "the first advert is on its way, not yet out");
+    price = 2_000n;
     publisher.poke();
     release();
     await new Promise(setImmediate);
     assert.equal(pending.length, 1);
     clock.now = pending[0]!.at;
-    assert.ok(clock.now <= TIMING.minIntervalMs, "the fill-up goes out at the minimum interval");
+    assert.ok(clock.now <= TIMING.minIntervalMs, "the change goes out at the minimum interval");
     pending.shift()!.fire();
     await new Promise(setImmediate);
-    assert.deepEqual(sent, [2, 0]);
+    assert.deepEqual(sent, [1_000n, 2_000n]);
     release();
     publisher.stop();
   });
