@@ -3,6 +3,7 @@
 // and logging (run.ts) and answers commands, one JSON line each way:
 //   → {"cmd":"stats"}                               ← {"stats": MeshStats}
 //   → {"cmd":"peers"}                               ← {"peers": [{peerId, staked, connected}]}
+//   → {"cmd":"buyer"}                               ← {"buyer": BuyerStats without bidRequestsTo}
 //   → {"cmd":"jobs","jobs":N,"maxSeconds":S}        ← {"latency": {...}}  (buyer: N jobs one after another)
 //   → {"cmd":"load","seconds":S,"concurrency":C}    ← {"load": {...}}     (buyer: C jobs in flight for S s)
 // It writes {"started":{…}} once its node runs; a buyer also writes {"seen":k,"at":ms} as
@@ -70,7 +71,10 @@ for await (const line of commands) {
   };
   try {
     if (command.cmd === "stats") writeLine({ stats: node.meshStats() });
-    else if (command.cmd === "peers")
+    else if (command.cmd === "buyer") {
+      const { bidRequestsTo: _perDonor, ...stats } = node.stats().buyer;
+      writeLine({ buyer: stats });
+    } else if (command.cmd === "peers")
       writeLine({
         peers: node.peers().map(({ peerId, staked, connected }) => ({ peerId, staked, connected })),
       });

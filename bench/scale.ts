@@ -193,11 +193,13 @@ async function measure(
 
     await sleep(SETTLE_SECONDS * 1000);
     progress(`measuring idle CPU for ${IDLE_SECONDS} s`);
+    const idleStats = await allStats(children);
     const idleBefore = pids.map(processCpuMs);
     const idleStart = performance.now();
     await sleep(IDLE_SECONDS * 1000);
     const idleMs = performance.now() - idleStart;
     const idlePct = pids.map((pid, i) => ((processCpuMs(pid) - idleBefore[i]!) / idleMs) * 100);
+    printIdleTraffic(idleStats, await allStats(children), idleMs / 1000);
 
     progress(`warm-up: ${WARMUP_JOBS} jobs`);
     await buyer.command({ cmd: "jobs", jobs: WARMUP_JOBS, maxSeconds: LATENCY_MAX_SECONDS }, "latency");
@@ -212,6 +214,7 @@ async function measure(
 
     progress(`load: ${CONCURRENCY} jobs in flight for ${LOAD_SECONDS} s`);
     const statsBefore = await allStats(children);
+    const bidsBefore = (await buyer.command({ cmd: "buyer" }, "buyer", 30_000)) as BidFigures;
     const cpuBefore = pids.map(processCpuMs);
     const load = (await buyer.command(
       { cmd: "load", seconds: LOAD_SECONDS, concurrency: CONCURRENCY },
@@ -234,6 +237,10 @@ async function measure(
       `${load.completed} jobs completed, ${load.failed} failed; gossip streams reopened after a connection of two closed: ${restored}`,
     );
     printTraffic(statsBefore, statsAfter, load.completed, nodes);
+    const bidsAfter = (await buyer.command({ cmd: "buyer" }, "buyer", 30_000)) as BidFigures;
+    progress(
+      `bid requests ${bidsAfter.bidRequestsSent - bidsBefore.bidRequestsSent} sent, ${bidsAfter.bidRequestsFailed - bidsBefore.bidRequestsFailed} failed; placements ${bidsAfter.placements - bidsBefore.placements}, discovery rounds ${bidsAfter.discoveryRounds - bidsBefore.discoveryRounds}`,
+    );
 
     return {
       nodes,
@@ -270,6 +277,13 @@ async function reportMissing(buyer: ScaleProcess, donors: ScaleProcess[]): Promi
   }
 }
 
+interface BidFigures {
+  placements: number;
+  bidRequestsSent: number;
+  bidRequestsFailed: number;
+  discoveryRounds: number;
+}
+
 interface PeerSummary {
   peerId: string;
   staked?: boolean;
@@ -279,6 +293,28 @@ interface PeerSummary {
 async function allStats(children: ScaleProcess[]): Promise<MeshStats[]> {
   return Promise.all(
     children.map(async (child) => (await child.command({ cmd: "stats" }, "stats", 30_000)) as MeshStats),
+  );
+}
+
+/** What an idle node receives per second, by topic, and how its connections come and go. */
+function printIdleTraffic(before: MeshStats[], after: MeshStats[], seconds: number): void {
+  const nodes = after.length;
+  const perNodeSecond = (total: number) => (total / nodes / seconds).toFixed(2);
+  const topics = new Set(after.flatMap((stats) => Object.keys(stats.gossip)));
+  const gossip = [...topics].map((topic) => {
+    const copies = after.reduce(
+      (sum, stats, i) => sum + (stats.gossip[topic]?.copies ?? 0) - (before[i]!.gossip[topic]?.copies ?? 0),
+      0,
+    );
+    return `${topic} ${perNodeSecond(copies)}`;
+  });
+  const opened = after.reduce(
+    (sum, stats, i) => sum + stats.connectionsOpened - before[i]!.connectionsOpened,
+    0,
+  );
+  const connections = after.reduce((sum, stats) => sum + stats.connections, 0) / nodes;
+  progress(
+    `idle, per node and second: gossip ${gossip.join(", ")}; connections opened ${perNodeSecond(opened)}; ${connections.toFixed(1)} connections per node`,
   );
 }
 
@@ -292,6 +328,11 @@ function printTraffic(before: MeshStats[], after: MeshStats[], completed: number
     for (const [protocol, count] of Object.entries(stats.requests.received))
       add(`request ${protocol}`, count - (before[i]!.requests.received[protocol] ?? 0));
   });
+  const opened = after.reduce(
+    (sum, stats, i) => sum + stats.connectionsOpened - before[i]!.connectionsOpened,
+    0,
+  );
+  add("connections opened", opened);
   const parts = [...totals]
     .filter(([, count]) => count > 0)
     .map(([key, count]) => `${key} ${(count / Math.max(1, completed) / nodes).toFixed(2)}`);

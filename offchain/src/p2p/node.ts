@@ -145,6 +145,9 @@ export interface MeshStats {
   /** Requests received (served or refused) and sent per protocol. */
   requests: { received: Record<string, number>; sent: Record<string, number> };
   connections: number;
+  /** Connections opened (dialed or accepted) and closed since start: churn costs handshakes. */
+  connectionsOpened: number;
+  connectionsClosed: number;
   /** Gossip streams reopened on a remaining connection after the one carrying them closed. */
   gossipStreamsRestored: number;
 }
@@ -183,6 +186,8 @@ export class MeshNode {
   #bootstrapTimer: NodeJS.Timeout | undefined;
   #bootstrapTimerAt = Infinity;
   #gossipStreamsRestored = 0;
+  #connectionsOpened = 0;
+  #connectionsClosed = 0;
   #peerSearchTimer: NodeJS.Timeout | undefined;
   #peerSearchDelayMs = PEER_SEARCH_FIRST_MS;
   #targetPeers = DEFAULT_MESH_LIMITS.targetPeers;
@@ -211,9 +216,11 @@ export class MeshNode {
       const address = this.#bootstrapByPeer.get(event.detail.toString());
       if (address !== undefined) this.#bootstrap.connected(address, Date.now());
     });
-    libp2p.addEventListener("connection:close", (event) =>
-      this.#restoreGossipStream(event.detail.remotePeer),
-    );
+    libp2p.addEventListener("connection:open", () => this.#connectionsOpened++);
+    libp2p.addEventListener("connection:close", (event) => {
+      this.#connectionsClosed++;
+      this.#restoreGossipStream(event.detail.remotePeer);
+    });
     libp2p.addEventListener("peer:disconnect", (event) => {
       const address = this.#bootstrapByPeer.get(event.detail.toString());
       if (address !== undefined) this.#bootstrap.disconnected(address, Date.now());
@@ -334,6 +341,8 @@ export class MeshNode {
       gossip: this.#gossip.counts(),
       requests: this.#rpc.counts(),
       connections: this.libp2p.getConnections().length,
+      connectionsOpened: this.#connectionsOpened,
+      connectionsClosed: this.#connectionsClosed,
       gossipStreamsRestored: this.#gossipStreamsRestored,
     };
   }
