@@ -601,6 +601,7 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
     connectionEncrypters: [gatheredWrites(noise())],
     streamMuxers: [yamux()],
     ...(trusted.empty ? {} : { connectionManager: { allow: trusted.multiaddrs() } }),
+    connectionMonitor: CONNECTION_MONITOR,
     connectionGater: {
       denyDialPeer: isBlocked,
       denyInboundEncryptedConnection: isBlocked,
@@ -608,7 +609,7 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
     },
     services: {
       identify: identify(),
-      ping: ping(),
+      ping: ping(PING_STREAMS),
       pubsub: gossipsub({
         emitSelf: false,
         fallbackToFloodsub: false,
@@ -659,6 +660,20 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
 }
 
 const PROVIDER_RECORD_SECONDS = 3_600;
+
+/**
+ * libp2p's connection monitor is off. It pings every connection every 10 s and closes the
+ * connection when a ping fails or takes over 5 s: on a busy node pings wait behind work
+ * and time out, and a new connection's ping collided with the DHT's own ping of the new
+ * peer (one outbound ping stream allowed). Either way the connection closed with its
+ * requests, was dialed again, paid a new handshake and made the node busier still; under
+ * load most connections went this way. A dead peer's connection still closes: yamux pings
+ * every 30 s, and a socket that receives nothing for two minutes is closed.
+ */
+const CONNECTION_MONITOR = { enabled: false };
+
+/** The DHT pings each peer it adds to its routing table; the library allows one ping stream out, two in. */
+const PING_STREAMS = { maxOutboundStreams: 4, maxInboundStreams: 8 };
 
 /**
  * Identifies copies of one gossip message by origin and sequence number (both signed under
