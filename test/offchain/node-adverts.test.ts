@@ -221,6 +221,41 @@ describe("advert publisher (shell on a fake clock)", () => {
     publisher.stop();
   });
 
+  it("repeats an advert that reached no peer after 1 s, without backing off", async () => {
+    const clock = { now: 0 };
+    const pending: { at: number; fire: () => void }[] = [];
+    const sent: number[] = [];
+    const publisher = new AdvertPublisher(
+      {
+        now: () => clock.now,
+        after: (delayMs, fire) => {
+          const timer = { at: clock.now + delayMs, fire };
+          pending.push(timer);
+          return () => pending.splice(pending.indexOf(timer) >>> 0, 1);
+        },
+        terms: () => terms(),
+        selfActive: async () => true,
+        // no peer follows adverts until 3 s after the start
+        publish: async () => {
+          sent.push(clock.now);
+          return clock.now < 3_000 ? 0 : 5;
+        },
+        onError: (err) => assert.fail(String(err)),
+      },
+      TIMING,
+    );
+    publisher.start();
+    for (let step = 0; step < 8; step++) {
+      await new Promise(setImmediate);
+      const next = pending.sort((a, b) => a.at - b.at).shift()!;
+      clock.now = next.at;
+      next.fire();
+    }
+    await new Promise(setImmediate);
+    assert.deepEqual(sent, [0, 1_000, 2_000, 3_000, 4_000, 6_000, 10_000, 18_000, 34_000]);
+    publisher.stop();
+  });
+
   it("waits for its own stake before the first advert", async () => {
     const clock = { now: 0 };
     const pending: (() => void)[] = [];

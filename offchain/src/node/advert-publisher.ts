@@ -1,7 +1,10 @@
 /**
  * When a donor publishes its capability advert: at once when its terms change (price,
  * limits, addresses), never sooner than `minIntervalMs` after the previous advert, and
- * otherwise as a heartbeat every `heartbeatMs`. Free slots ride along but never trigger an
+ * otherwise as a heartbeat every `heartbeatMs`. An advert that reached no peer (a donor
+ * whose connections have not yet told it who follows adverts) does not count: it goes
+ * again after 1 s, so a donor that starts with the network is heard within seconds, not
+ * after its start-up repeats have backed off. Free slots ride along but never trigger an
  * advert: under load every donor fills up and frees a slot every few seconds, and an advert
  * for each flip reaches every node, so the network's advert traffic would grow with the
  * square of its size. Buyers rank donors by the jobs they run there themselves and learn
@@ -87,6 +90,12 @@ function published(
   return { state: next, publish: { seq, reason }, wakeAt: now + repeatAfter(next.published, timing) };
 }
 
+/** The advert just published reached no peer: it is repeated after 1 s, as if it had not gone out. */
+export function advertUnheard(state: PublisherState, now: number): PublisherDecision {
+  const next = { ...state, published: Math.max(0, state.published - 1) };
+  return { state: next, wakeAt: now + FIRST_REPEAT_MS };
+}
+
 /** The wait after the n-th advert: 1 s, 2 s, 4 s… while starting, then the heartbeat. */
 function repeatAfter(published: number, timing: AdvertTiming): number {
   return Math.min(timing.heartbeatMs, FIRST_REPEAT_MS * 2 ** Math.min(30, Math.max(0, published - 1)));
@@ -109,7 +118,8 @@ export interface AdvertPublisherPorts {
   terms(): AdvertTerms;
   /** An advert goes out only while the registry has this donor active. */
   selfActive(): Promise<boolean>;
-  publish(seq: number, terms: AdvertTerms): Promise<void>;
+  /** Resolves with the number of peers the advert was sent to (undefined: not known). */
+  publish(seq: number, terms: AdvertTerms): Promise<number | void>;
   onError(err: unknown): void;
 }
 
@@ -179,8 +189,15 @@ export class AdvertPublisher {
     if (!active) return this.#wake(this.#ports.now() + INACTIVE_RETRY_MS);
     this.#state = decision.state;
     this.#wake(decision.wakeAt);
-    // a lost advert is not retried: the next change or heartbeat says the same
-    await this.#ports.publish(decision.publish!.seq, terms).catch((err: unknown) => this.#ports.onError(err));
+    // an advert that failed is not retried: the next change or heartbeat says the same
+    const reached = await this.#ports
+      .publish(decision.publish!.seq, terms)
+      .catch((err: unknown) => this.#ports.onError(err));
+    if (reached === 0 && !this.#stopped) {
+      const unheard = advertUnheard(this.#state, this.#ports.now());
+      this.#state = unheard.state;
+      this.#wake(unheard.wakeAt);
+    }
   }
 
   #wake(at: number): void {

@@ -400,9 +400,8 @@ function donorPorts(ctx: NodeContext, misbehaved: Misbehaved): DonorPorts {
         );
         return acks;
       },
-      publishAdvert: async (advert) => {
-        await mesh.publish(TOPIC_CAPS, CapabilityAdvertSchema, advert, { maxBytes: MESSAGE_LIMITS.advert });
-      },
+      publishAdvert: (advert) =>
+        mesh.publish(TOPIC_CAPS, CapabilityAdvertSchema, advert, { maxBytes: MESSAGE_LIMITS.advert }),
       fetchBlock: (cid, from, timeoutMs) => mesh.fetchBlock(CID.parse(cid), { from, timeoutMs }),
     },
     jobs: new DonorStore({
