@@ -133,6 +133,13 @@ const NetworkConfigSchema = z.strictObject({
    * empty on a public network.
    */
   trustedCidrs: z.array(CidrSchema).max(64).default([]),
+  /**
+   * Subscribe to `/cell/receipts/1`, every donor's receipt batch announcements: for
+   * auditors and explorers. Off by default: each node would receive every busy donor's
+   * announcement every `donor.receiptBatchMs`, a cost that grows with the network, and the
+   * batches are also provided in the DHT. Donors announce either way.
+   */
+  followReceipts: z.boolean().default(false),
 });
 
 const ChainConfigSchema = z

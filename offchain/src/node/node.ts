@@ -170,6 +170,8 @@ async function assemble(
 
   mesh.subscribe(TOPIC_CAPS, CapabilityAdvertSchema, (advert, from) => adverts.onAdvert(advert, from), {
     maxBytes: MESSAGE_LIMITS.advert,
+    // a starting donor's adverts reach its direct peers before its mesh forms
+    floodPublish: true,
   });
   mesh.subscribe(
     TOPIC_JOBS,
@@ -181,12 +183,13 @@ async function assemble(
       burst: 2 * ANNOUNCES_PER_SECOND,
     },
   );
-  mesh.subscribe(
-    TOPIC_RECEIPTS,
-    ReceiptBatchAnnounceSchema,
-    (batch, from) => log.debug({ from, executor: batch.executor, batch: batch.batchCid }, "receipt batch"),
-    { maxBytes: MESSAGE_LIMITS.receiptBatchAnnounce },
-  );
+  if (ctx.config.network.followReceipts)
+    mesh.subscribe(
+      TOPIC_RECEIPTS,
+      ReceiptBatchAnnounceSchema,
+      (batch, from) => log.debug({ from, executor: batch.executor, batch: batch.batchCid }, "receipt batch"),
+      { maxBytes: MESSAGE_LIMITS.receiptBatchAnnounce },
+    );
   await mesh.handle(PROTOCOL_STATUS, protocolSpecs.status, async (request) => donor.onStatus(request));
   await mesh.handle(PROTOCOL_RECEIPT, protocolSpecs.receipt, async (batch, from) => ({
     type: "acks" as const,
