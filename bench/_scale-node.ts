@@ -140,8 +140,11 @@ async function load(seconds: number, concurrency: number): Promise<LoadFigures> 
 async function watchDiscovery(buyer: CellNode, donors: number, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let last = "";
+  /** When each donor was first seen staked. Bound: the donors of the benchmark. */
+  const firstSeen: Record<string, number> = {};
   for (;;) {
     const views = buyer.peers();
+    for (const view of views) if (view.staked === true) firstSeen[view.peerId] ??= Date.now();
     const staked = views.filter((peer) => peer.staked === true).length;
     // donors whose adverts arrived, staked or not yet known to be
     const advertised = views.filter((peer) => peer.operator !== undefined).length;
@@ -150,7 +153,8 @@ async function watchDiscovery(buyer: CellNode, donors: number, timeoutMs: number
       writeLine({ seen: staked, advertised, at: Date.now() });
     }
     if (staked >= donors || Date.now() > deadline) {
-      writeLine({ discovered: { seen: staked, at: Date.now(), connections: buyer.meshStats().connections } });
+      const connections = buyer.meshStats().connections;
+      writeLine({ discovered: { seen: staked, at: Date.now(), connections, firstSeen } });
       return;
     }
     await new Promise((resolve) => setTimeout(resolve, 50));

@@ -9,7 +9,9 @@
 // nodes (user + system of every process, /proc/<pid>/stat), and messages received per job
 // per node (gossip copies, duplicates included, and requests), plus peak RSS per node.
 // The last line is one JSON object; `cpuPerJobRatio33to5` divides CPU per job at 33 nodes
-// by CPU per job at 5 in the same run. Goals: ratio ≤ 1.5, all donors seen within 10 s at
+// by CPU per job at 5 in the same run. CPU per job counts every node's CPU while the jobs
+// run, idle upkeep included; `cpuPerJobAboveIdleRatio33to5` divides the jobs' own cost
+// (that CPU less each node's idle rate over the same time) at 33 by that at 5. Goals: ratio ≤ 1.5, all donors seen within 10 s at
 // 33 nodes, idle CPU ≤ 2 % of a core per node.
 //
 // Overrides: SCALE_NODES=5,9 SCALE_SECONDS=20 SCALE_IDLE_SECONDS=15 SCALE_LATENCY_JOBS=50
@@ -53,6 +55,8 @@ interface ScaleFigures {
   p50Ms: number;
   jobsPerSec: number;
   cpuMsPerJob: number;
+  /** CPU per job beyond what the nodes spend idle over the same time: the jobs' own cost. */
+  cpuMsPerJobAboveIdle: number;
   buyerCpuMsPerJob: number;
   gossipPerJobPerNode: number;
   requestsPerJobPerNode: number;
@@ -181,7 +185,9 @@ async function measure(
       seen: number;
       at: number;
       connections: number;
+      firstSeen: Record<string, number>;
     };
+    printLastSeen(children.slice(1), nodesStarted.slice(1), discovered.firstSeen, allUpAt);
     const found = discovered.seen >= donors;
     if (!found) await reportMissing(buyer, children.slice(1));
     const discoverySeconds = found ? Math.max(0, discovered.at - allUpAt) / 1000 : null;
@@ -216,11 +222,14 @@ async function measure(
     const statsBefore = await allStats(children);
     const bidsBefore = (await buyer.command({ cmd: "buyer" }, "buyer", 30_000)) as BidFigures;
     const cpuBefore = pids.map(processCpuMs);
+    const loadStart = performance.now();
     const load = (await buyer.command(
       { cmd: "load", seconds: LOAD_SECONDS, concurrency: CONCURRENCY },
       "load",
     )) as LoadFigures;
     const cpuSpent = pids.map((pid, i) => processCpuMs(pid) - cpuBefore[i]!);
+    const loadMs = performance.now() - loadStart;
+    const idleSpent = idlePct.reduce((sum, pct) => sum + (pct / 100) * loadMs, 0);
     const statsAfter = await allStats(children);
     const perJob = (value: number) => value / Math.max(1, load.completed);
     const received = (stats: MeshStats[]) =>
@@ -251,6 +260,7 @@ async function measure(
       p50Ms,
       jobsPerSec: load.completed / load.seconds,
       cpuMsPerJob: perJob(cpuSpent.reduce((sum, ms) => sum + ms, 0)),
+      cpuMsPerJobAboveIdle: perJob(Math.max(0, cpuSpent.reduce((sum, ms) => sum + ms, 0) - idleSpent)),
       buyerCpuMsPerJob: perJob(cpuSpent[0]!),
       gossipPerJobPerNode: perJob(gossip) / nodes,
       requestsPerJobPerNode: perJob(requests) / nodes,
@@ -260,6 +270,24 @@ async function measure(
   } finally {
     clearInterval(sampler);
   }
+}
+
+/** The donors the buyer saw last: when each started and when the buyer first saw it staked. */
+function printLastSeen(
+  donors: ScaleProcess[],
+  startedAt: number[],
+  firstSeen: Record<string, number>,
+  allUpAt: number,
+): void {
+  const rows = donors
+    .map((donor, i) => ({ donor, started: startedAt[i]!, seen: firstSeen[donor.peerId ?? ""] }))
+    .filter((row) => row.seen !== undefined)
+    .sort((a, b) => b.seen! - a.seen!)
+    .slice(0, 5);
+  const at = (ms: number) => `${((ms - allUpAt) / 1000).toFixed(1)} s`;
+  progress(
+    `seen last (times from all running): ${rows.map((row) => `${row.donor.name} started ${at(row.started)}, seen ${at(row.seen!)}`).join("; ")}`,
+  );
 }
 
 /** Which donors the buyer does not see staked, and what their own nodes say about their connections. */
@@ -349,7 +377,7 @@ function printFigures(f: ScaleFigures): void {
       `N ${f.nodes}: all donors seen staked ${discovery}`,
       `p50 ${f.p50Ms.toFixed(1)} ms`,
       `${f.jobsPerSec.toFixed(1)} jobs/s`,
-      `CPU per job ${f.cpuMsPerJob.toFixed(1)} ms over all nodes (buyer ${f.buyerCpuMsPerJob.toFixed(1)} ms)`,
+      `CPU per job ${f.cpuMsPerJob.toFixed(1)} ms over all nodes (buyer ${f.buyerCpuMsPerJob.toFixed(1)} ms; ${f.cpuMsPerJobAboveIdle.toFixed(1)} ms beyond idle)`,
       `received per job per node: ${f.gossipPerJobPerNode.toFixed(2)} gossip, ${f.requestsPerJobPerNode.toFixed(2)} requests`,
       `idle CPU per node ${f.idleCpuPctPerNode.toFixed(2)} % of a core (max ${f.idleCpuPctPerNodeMax.toFixed(2)} %)`,
       `peak RSS per node ${f.peakRssMbPerNode.toFixed(0)} MB (max ${f.peakRssMbMax.toFixed(0)} MB)`,
@@ -359,18 +387,21 @@ function printFigures(f: ScaleFigures): void {
 
 function printSummary(all: ScaleFigures[]): void {
   console.log(
-    "\n  N | seen in | p50 ms | jobs/s | CPU ms/job | gossip/job/node | req/job/node | idle %/node | RSS MB/node",
+    "\n  N | seen in | p50 ms | jobs/s | CPU ms/job | beyond idle | gossip/job/node | req/job/node | idle %/node | RSS MB/node",
   );
   for (const f of all)
     console.log(
-      `${String(f.nodes).padStart(3)} | ${(f.discoverySeconds === null ? `${f.donorsSeen}/${f.nodes - 1}` : `${f.discoverySeconds.toFixed(1)} s`).padStart(7)} | ${f.p50Ms.toFixed(1).padStart(6)} | ${f.jobsPerSec.toFixed(1).padStart(6)} | ${f.cpuMsPerJob.toFixed(1).padStart(10)} | ${f.gossipPerJobPerNode.toFixed(2).padStart(15)} | ${f.requestsPerJobPerNode.toFixed(2).padStart(12)} | ${f.idleCpuPctPerNode.toFixed(2).padStart(11)} | ${f.peakRssMbPerNode.toFixed(0).padStart(11)}`,
+      `${String(f.nodes).padStart(3)} | ${(f.discoverySeconds === null ? `${f.donorsSeen}/${f.nodes - 1}` : `${f.discoverySeconds.toFixed(1)} s`).padStart(7)} | ${f.p50Ms.toFixed(1).padStart(6)} | ${f.jobsPerSec.toFixed(1).padStart(6)} | ${f.cpuMsPerJob.toFixed(1).padStart(10)} | ${f.cpuMsPerJobAboveIdle.toFixed(1).padStart(11)} | ${f.gossipPerJobPerNode.toFixed(2).padStart(15)} | ${f.requestsPerJobPerNode.toFixed(2).padStart(12)} | ${f.idleCpuPctPerNode.toFixed(2).padStart(11)} | ${f.peakRssMbPerNode.toFixed(0).padStart(11)}`,
     );
   const at = (n: number) => all.find((f) => f.nodes === n);
   const five = at(5);
   const large = at(33);
   const ratio = five && large ? large.cpuMsPerJob / five.cpuMsPerJob : null;
+  const ratioAboveIdle = five && large ? large.cpuMsPerJobAboveIdle / five.cpuMsPerJobAboveIdle : null;
   const summary = {
     cpuPerJobRatio33to5: roundOrNull(ratio, 2),
+    // the same ratio of the jobs' own cost, the nodes' idle CPU over the load taken out
+    cpuPerJobAboveIdleRatio33to5: roundOrNull(ratioAboveIdle, 2),
     jobsPerSec33: roundOrNull(large?.jobsPerSec ?? null, 1),
     discoverySeconds33: roundOrNull(large?.discoverySeconds ?? null, 1),
     idleCpuPctPerNode33: roundOrNull(large?.idleCpuPctPerNode ?? null, 2),
@@ -387,6 +418,7 @@ function printSummary(all: ScaleFigures[]): void {
       p50Ms: round(f.p50Ms, 1),
       jobsPerSec: round(f.jobsPerSec, 1),
       cpuMsPerJob: round(f.cpuMsPerJob, 1),
+      cpuMsPerJobAboveIdle: round(f.cpuMsPerJobAboveIdle, 1),
       gossipPerJobPerNode: round(f.gossipPerJobPerNode, 2),
       requestsPerJobPerNode: round(f.requestsPerJobPerNode, 2),
       idleCpuPctPerNode: round(f.idleCpuPctPerNode, 2),
