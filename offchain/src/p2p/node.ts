@@ -189,6 +189,8 @@ export class MeshNode {
   #connectionsOpened = 0;
   #connectionsClosed = 0;
   #peerSearchTimer: NodeJS.Timeout | undefined;
+  /** When the pending peer search runs; -Infinity while one runs. */
+  #peerSearchAt = Infinity;
   #peerSearchDelayMs = PEER_SEARCH_FIRST_MS;
   #targetPeers = DEFAULT_MESH_LIMITS.targetPeers;
 
@@ -215,6 +217,7 @@ export class MeshNode {
     libp2p.addEventListener("peer:connect", (event) => {
       const address = this.#bootstrapByPeer.get(event.detail.toString());
       if (address !== undefined) this.#bootstrap.connected(address, Date.now());
+      this.#searchPeersSoon();
     });
     libp2p.addEventListener("connection:open", () => this.#connectionsOpened++);
     libp2p.addEventListener("connection:close", (event) => {
@@ -517,9 +520,27 @@ export class MeshNode {
       this.#peerSearchDelayMs = PEER_SEARCH_FIRST_MS;
       return;
     }
-    this.#peerSearchTimer = setTimeout(() => void this.#searchPeers(), this.#peerSearchDelayMs);
+    this.#peerSearchAt = Date.now() + this.#peerSearchDelayMs;
+    this.#peerSearchTimer = setTimeout(() => {
+      this.#peerSearchAt = -Infinity;
+      void this.#searchPeers();
+    }, this.#peerSearchDelayMs);
     this.#peerSearchTimer.unref();
     this.#peerSearchDelayMs = Math.min(2 * this.#peerSearchDelayMs, PEER_SEARCH_MAX_MS);
+  }
+
+  /**
+   * A new connection while this node has few: the new peer's routing table is worth a
+   * lookup soon, whatever the backoff had grown to while the node was alone.
+   */
+  #searchPeersSoon(): void {
+    if (this.#peerCount() >= PEER_SEARCH_BELOW) return;
+    this.#peerSearchDelayMs = PEER_SEARCH_FIRST_MS;
+    if (this.#peerSearchTimer === undefined || this.#peerSearchAt <= Date.now() + PEER_SEARCH_FIRST_MS)
+      return;
+    clearTimeout(this.#peerSearchTimer);
+    this.#peerSearchTimer = undefined;
+    this.#schedulePeerSearch();
   }
 
   /** A lookup of this node's own id; the closest peers it finds that are not connected are dialed. */
