@@ -15,7 +15,8 @@
 // 33 nodes, idle CPU ≤ 2 % of a core per node.
 //
 // Overrides: SCALE_NODES=5,9 SCALE_SECONDS=20 SCALE_IDLE_SECONDS=15 SCALE_LATENCY_JOBS=50
-// SCALE_CONCURRENCY=64 SCALE_DISCOVERY_TIMEOUT_SECONDS=120 SCALE_BOOTSTRAP_PEERS=2, and
+// SCALE_CONCURRENCY=64 SCALE_DISCOVERY_TIMEOUT_SECONDS=120 SCALE_BOOTSTRAP_PEERS=2
+// SCALE_RECEIPT_BATCH_MS=10000, and
 // SCALE_TRUST=0 to run without trusting loopback (as a public network would).
 import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
@@ -35,6 +36,10 @@ const LATENCY_JOBS = numberFromEnv("SCALE_LATENCY_JOBS", 50);
 const CONCURRENCY = numberFromEnv("SCALE_CONCURRENCY", 64);
 const DISCOVERY_TIMEOUT_SECONDS = numberFromEnv("SCALE_DISCOVERY_TIMEOUT_SECONDS", 120);
 const BOOTSTRAP_PEERS = numberFromEnv("SCALE_BOOTSTRAP_PEERS", 2);
+/** SCALE_RECEIPT_BATCH_MS sets the donors' `donor.receiptBatchMs`; unset, the node's default. */
+const RECEIPT_BATCH_MS = process.env.SCALE_RECEIPT_BATCH_MS
+  ? numberFromEnv("SCALE_RECEIPT_BATCH_MS", 0)
+  : undefined;
 /** SCALE_TRUST=0 runs the nodes as on a public network: loopback is not a trusted network. */
 const TRUSTED_CIDRS = process.env.SCALE_TRUST === "0" ? [] : ["127.0.0.0/8"];
 const WARMUP_JOBS = 20;
@@ -123,7 +128,7 @@ async function measure(
         config: {
           listen: [`/ip4/127.0.0.1/tcp/${ports[i + 1]}`],
           network: { trustedCidrs: TRUSTED_CIDRS },
-          donor: { slots },
+          donor: { slots, ...(RECEIPT_BATCH_MS === undefined ? {} : { receiptBatchMs: RECEIPT_BATCH_MS }) },
           runtime: { poolSize: 1 },
           logLevel: "error",
         },
