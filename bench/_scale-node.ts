@@ -3,6 +3,7 @@
 // and logging (run.ts) and answers commands, one JSON line each way:
 //   → {"cmd":"stats"}                               ← {"stats": MeshStats}
 //   → {"cmd":"peers"}                               ← {"peers": [{peerId, staked, connected}]}
+//   → {"cmd":"buyer"}                               ← {"buyer": BuyerStats without bidRequestsTo}
 //   → {"cmd":"jobs","jobs":N,"maxSeconds":S}        ← {"latency": {...}}  (buyer: N jobs one after another)
 //   → {"cmd":"load","seconds":S,"concurrency":C}    ← {"load": {...}}     (buyer: C jobs in flight for S s)
 // It writes {"started":{…}} once its node runs; a buyer also writes {"seen":k,"at":ms} as
@@ -70,7 +71,10 @@ for await (const line of commands) {
   };
   try {
     if (command.cmd === "stats") writeLine({ stats: node.meshStats() });
-    else if (command.cmd === "peers")
+    else if (command.cmd === "buyer") {
+      const { bidRequestsTo: _perDonor, ...stats } = node.stats().buyer;
+      writeLine({ buyer: stats });
+    } else if (command.cmd === "peers")
       writeLine({
         peers: node.peers().map(({ peerId, staked, connected }) => ({ peerId, staked, connected })),
       });
@@ -136,8 +140,11 @@ async function load(seconds: number, concurrency: number): Promise<LoadFigures> 
 async function watchDiscovery(buyer: CellNode, donors: number, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let last = "";
+  /** When each donor was first seen staked. Bound: the donors of the benchmark. */
+  const firstSeen: Record<string, number> = {};
   for (;;) {
     const views = buyer.peers();
+    for (const view of views) if (view.staked === true) firstSeen[view.peerId] ??= Date.now();
     const staked = views.filter((peer) => peer.staked === true).length;
     // donors whose adverts arrived, staked or not yet known to be
     const advertised = views.filter((peer) => peer.operator !== undefined).length;
@@ -146,7 +153,8 @@ async function watchDiscovery(buyer: CellNode, donors: number, timeoutMs: number
       writeLine({ seen: staked, advertised, at: Date.now() });
     }
     if (staked >= donors || Date.now() > deadline) {
-      writeLine({ discovered: { seen: staked, at: Date.now(), connections: buyer.meshStats().connections } });
+      const connections = buyer.meshStats().connections;
+      writeLine({ discovered: { seen: staked, at: Date.now(), connections, firstSeen } });
       return;
     }
     await new Promise((resolve) => setTimeout(resolve, 50));

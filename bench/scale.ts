@@ -9,11 +9,14 @@
 // nodes (user + system of every process, /proc/<pid>/stat), and messages received per job
 // per node (gossip copies, duplicates included, and requests), plus peak RSS per node.
 // The last line is one JSON object; `cpuPerJobRatio33to5` divides CPU per job at 33 nodes
-// by CPU per job at 5 in the same run. Goals: ratio ≤ 1.5, all donors seen within 10 s at
+// by CPU per job at 5 in the same run. CPU per job counts every node's CPU while the jobs
+// run, idle upkeep included; `cpuPerJobAboveIdleRatio33to5` divides the jobs' own cost
+// (that CPU less each node's idle rate over the same time) at 33 by that at 5. Goals: ratio ≤ 1.5, all donors seen within 10 s at
 // 33 nodes, idle CPU ≤ 2 % of a core per node.
 //
-// Overrides: SCALE_NODES=5,9 SCALE_SECONDS=20 SCALE_IDLE_SECONDS=15 SCALE_LATENCY_JOBS=50
-// SCALE_CONCURRENCY=64 SCALE_DISCOVERY_TIMEOUT_SECONDS=120 SCALE_BOOTSTRAP_PEERS=2, and
+// Overrides: SCALE_NODES=5,9 SCALE_SECONDS=60 SCALE_IDLE_SECONDS=15 SCALE_LATENCY_JOBS=50
+// SCALE_CONCURRENCY=64 SCALE_DISCOVERY_TIMEOUT_SECONDS=120 SCALE_BOOTSTRAP_PEERS=2
+// SCALE_RECEIPT_BATCH_MS=10000, and
 // SCALE_TRUST=0 to run without trusting loopback (as a public network would).
 import { spawn } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
@@ -27,12 +30,20 @@ import type { Cluster, ClusterNode } from "../test/e2e/cluster.ts";
 import type { LatencyFigures, LoadFigures, ScaleNodeParams } from "./_scale-node.ts";
 
 const NODE_COUNTS = listFromEnv("SCALE_NODES", [5, 17, 33]);
-const LOAD_SECONDS = numberFromEnv("SCALE_SECONDS", 20);
+/**
+ * Long enough to hold a receipt batch of every donor (`donor.receiptBatchMs`, 60 s by
+ * default): a shorter window would leave the batches' DHT provides out of the CPU per job.
+ */
+const LOAD_SECONDS = numberFromEnv("SCALE_SECONDS", 60);
 const IDLE_SECONDS = numberFromEnv("SCALE_IDLE_SECONDS", 15);
 const LATENCY_JOBS = numberFromEnv("SCALE_LATENCY_JOBS", 50);
 const CONCURRENCY = numberFromEnv("SCALE_CONCURRENCY", 64);
 const DISCOVERY_TIMEOUT_SECONDS = numberFromEnv("SCALE_DISCOVERY_TIMEOUT_SECONDS", 120);
 const BOOTSTRAP_PEERS = numberFromEnv("SCALE_BOOTSTRAP_PEERS", 2);
+/** SCALE_RECEIPT_BATCH_MS sets the donors' `donor.receiptBatchMs`; unset, the node's default. */
+const RECEIPT_BATCH_MS = process.env.SCALE_RECEIPT_BATCH_MS
+  ? numberFromEnv("SCALE_RECEIPT_BATCH_MS", 0)
+  : undefined;
 /** SCALE_TRUST=0 runs the nodes as on a public network: loopback is not a trusted network. */
 const TRUSTED_CIDRS = process.env.SCALE_TRUST === "0" ? [] : ["127.0.0.0/8"];
 const WARMUP_JOBS = 20;
@@ -53,6 +64,8 @@ interface ScaleFigures {
   p50Ms: number;
   jobsPerSec: number;
   cpuMsPerJob: number;
+  /** CPU per job beyond what the nodes spend idle over the same time: the jobs' own cost. */
+  cpuMsPerJobAboveIdle: number;
   buyerCpuMsPerJob: number;
   gossipPerJobPerNode: number;
   requestsPerJobPerNode: number;
@@ -119,7 +132,7 @@ async function measure(
         config: {
           listen: [`/ip4/127.0.0.1/tcp/${ports[i + 1]}`],
           network: { trustedCidrs: TRUSTED_CIDRS },
-          donor: { slots },
+          donor: { slots, ...(RECEIPT_BATCH_MS === undefined ? {} : { receiptBatchMs: RECEIPT_BATCH_MS }) },
           runtime: { poolSize: 1 },
           logLevel: "error",
         },
@@ -181,7 +194,9 @@ async function measure(
       seen: number;
       at: number;
       connections: number;
+      firstSeen: Record<string, number>;
     };
+    printLastSeen(children.slice(1), nodesStarted.slice(1), discovered.firstSeen, allUpAt);
     const found = discovered.seen >= donors;
     if (!found) await reportMissing(buyer, children.slice(1));
     const discoverySeconds = found ? Math.max(0, discovered.at - allUpAt) / 1000 : null;
@@ -193,11 +208,13 @@ async function measure(
 
     await sleep(SETTLE_SECONDS * 1000);
     progress(`measuring idle CPU for ${IDLE_SECONDS} s`);
+    const idleStats = await allStats(children);
     const idleBefore = pids.map(processCpuMs);
     const idleStart = performance.now();
     await sleep(IDLE_SECONDS * 1000);
     const idleMs = performance.now() - idleStart;
     const idlePct = pids.map((pid, i) => ((processCpuMs(pid) - idleBefore[i]!) / idleMs) * 100);
+    printIdleTraffic(idleStats, await allStats(children), idleMs / 1000);
 
     progress(`warm-up: ${WARMUP_JOBS} jobs`);
     await buyer.command({ cmd: "jobs", jobs: WARMUP_JOBS, maxSeconds: LATENCY_MAX_SECONDS }, "latency");
@@ -212,12 +229,16 @@ async function measure(
 
     progress(`load: ${CONCURRENCY} jobs in flight for ${LOAD_SECONDS} s`);
     const statsBefore = await allStats(children);
+    const bidsBefore = (await buyer.command({ cmd: "buyer" }, "buyer", 30_000)) as BidFigures;
     const cpuBefore = pids.map(processCpuMs);
+    const loadStart = performance.now();
     const load = (await buyer.command(
       { cmd: "load", seconds: LOAD_SECONDS, concurrency: CONCURRENCY },
       "load",
     )) as LoadFigures;
     const cpuSpent = pids.map((pid, i) => processCpuMs(pid) - cpuBefore[i]!);
+    const loadMs = performance.now() - loadStart;
+    const idleSpent = idlePct.reduce((sum, pct) => sum + (pct / 100) * loadMs, 0);
     const statsAfter = await allStats(children);
     const perJob = (value: number) => value / Math.max(1, load.completed);
     const received = (stats: MeshStats[]) =>
@@ -234,6 +255,10 @@ async function measure(
       `${load.completed} jobs completed, ${load.failed} failed; gossip streams reopened after a connection of two closed: ${restored}`,
     );
     printTraffic(statsBefore, statsAfter, load.completed, nodes);
+    const bidsAfter = (await buyer.command({ cmd: "buyer" }, "buyer", 30_000)) as BidFigures;
+    progress(
+      `bid requests ${bidsAfter.bidRequestsSent - bidsBefore.bidRequestsSent} sent, ${bidsAfter.bidRequestsFailed - bidsBefore.bidRequestsFailed} failed; placements ${bidsAfter.placements - bidsBefore.placements}, discovery rounds ${bidsAfter.discoveryRounds - bidsBefore.discoveryRounds}`,
+    );
 
     return {
       nodes,
@@ -244,6 +269,7 @@ async function measure(
       p50Ms,
       jobsPerSec: load.completed / load.seconds,
       cpuMsPerJob: perJob(cpuSpent.reduce((sum, ms) => sum + ms, 0)),
+      cpuMsPerJobAboveIdle: perJob(Math.max(0, cpuSpent.reduce((sum, ms) => sum + ms, 0) - idleSpent)),
       buyerCpuMsPerJob: perJob(cpuSpent[0]!),
       gossipPerJobPerNode: perJob(gossip) / nodes,
       requestsPerJobPerNode: perJob(requests) / nodes,
@@ -253,6 +279,24 @@ async function measure(
   } finally {
     clearInterval(sampler);
   }
+}
+
+/** The donors the buyer saw last: when each started and when the buyer first saw it staked. */
+function printLastSeen(
+  donors: ScaleProcess[],
+  startedAt: number[],
+  firstSeen: Record<string, number>,
+  allUpAt: number,
+): void {
+  const rows = donors
+    .map((donor, i) => ({ donor, started: startedAt[i]!, seen: firstSeen[donor.peerId ?? ""] }))
+    .filter((row) => row.seen !== undefined)
+    .sort((a, b) => b.seen! - a.seen!)
+    .slice(0, 5);
+  const at = (ms: number) => `${((ms - allUpAt) / 1000).toFixed(1)} s`;
+  progress(
+    `seen last (times from all running): ${rows.map((row) => `${row.donor.name} started ${at(row.started)}, seen ${at(row.seen!)}`).join("; ")}`,
+  );
 }
 
 /** Which donors the buyer does not see staked, and what their own nodes say about their connections. */
@@ -270,6 +314,13 @@ async function reportMissing(buyer: ScaleProcess, donors: ScaleProcess[]): Promi
   }
 }
 
+interface BidFigures {
+  placements: number;
+  bidRequestsSent: number;
+  bidRequestsFailed: number;
+  discoveryRounds: number;
+}
+
 interface PeerSummary {
   peerId: string;
   staked?: boolean;
@@ -279,6 +330,28 @@ interface PeerSummary {
 async function allStats(children: ScaleProcess[]): Promise<MeshStats[]> {
   return Promise.all(
     children.map(async (child) => (await child.command({ cmd: "stats" }, "stats", 30_000)) as MeshStats),
+  );
+}
+
+/** What an idle node receives per second, by topic, and how its connections come and go. */
+function printIdleTraffic(before: MeshStats[], after: MeshStats[], seconds: number): void {
+  const nodes = after.length;
+  const perNodeSecond = (total: number) => (total / nodes / seconds).toFixed(2);
+  const topics = new Set(after.flatMap((stats) => Object.keys(stats.gossip)));
+  const gossip = [...topics].map((topic) => {
+    const copies = after.reduce(
+      (sum, stats, i) => sum + (stats.gossip[topic]?.copies ?? 0) - (before[i]!.gossip[topic]?.copies ?? 0),
+      0,
+    );
+    return `${topic} ${perNodeSecond(copies)}`;
+  });
+  const opened = after.reduce(
+    (sum, stats, i) => sum + stats.connectionsOpened - before[i]!.connectionsOpened,
+    0,
+  );
+  const connections = after.reduce((sum, stats) => sum + stats.connections, 0) / nodes;
+  progress(
+    `idle, per node and second: gossip ${gossip.join(", ")}; connections opened ${perNodeSecond(opened)}; ${connections.toFixed(1)} connections per node`,
   );
 }
 
@@ -292,6 +365,11 @@ function printTraffic(before: MeshStats[], after: MeshStats[], completed: number
     for (const [protocol, count] of Object.entries(stats.requests.received))
       add(`request ${protocol}`, count - (before[i]!.requests.received[protocol] ?? 0));
   });
+  const opened = after.reduce(
+    (sum, stats, i) => sum + stats.connectionsOpened - before[i]!.connectionsOpened,
+    0,
+  );
+  add("connections opened", opened);
   const parts = [...totals]
     .filter(([, count]) => count > 0)
     .map(([key, count]) => `${key} ${(count / Math.max(1, completed) / nodes).toFixed(2)}`);
@@ -308,7 +386,7 @@ function printFigures(f: ScaleFigures): void {
       `N ${f.nodes}: all donors seen staked ${discovery}`,
       `p50 ${f.p50Ms.toFixed(1)} ms`,
       `${f.jobsPerSec.toFixed(1)} jobs/s`,
-      `CPU per job ${f.cpuMsPerJob.toFixed(1)} ms over all nodes (buyer ${f.buyerCpuMsPerJob.toFixed(1)} ms)`,
+      `CPU per job ${f.cpuMsPerJob.toFixed(1)} ms over all nodes (buyer ${f.buyerCpuMsPerJob.toFixed(1)} ms; ${f.cpuMsPerJobAboveIdle.toFixed(1)} ms beyond idle)`,
       `received per job per node: ${f.gossipPerJobPerNode.toFixed(2)} gossip, ${f.requestsPerJobPerNode.toFixed(2)} requests`,
       `idle CPU per node ${f.idleCpuPctPerNode.toFixed(2)} % of a core (max ${f.idleCpuPctPerNodeMax.toFixed(2)} %)`,
       `peak RSS per node ${f.peakRssMbPerNode.toFixed(0)} MB (max ${f.peakRssMbMax.toFixed(0)} MB)`,
@@ -318,18 +396,21 @@ function printFigures(f: ScaleFigures): void {
 
 function printSummary(all: ScaleFigures[]): void {
   console.log(
-    "\n  N | seen in | p50 ms | jobs/s | CPU ms/job | gossip/job/node | req/job/node | idle %/node | RSS MB/node",
+    "\n  N | seen in | p50 ms | jobs/s | CPU ms/job | beyond idle | gossip/job/node | req/job/node | idle %/node | RSS MB/node",
   );
   for (const f of all)
     console.log(
-      `${String(f.nodes).padStart(3)} | ${(f.discoverySeconds === null ? `${f.donorsSeen}/${f.nodes - 1}` : `${f.discoverySeconds.toFixed(1)} s`).padStart(7)} | ${f.p50Ms.toFixed(1).padStart(6)} | ${f.jobsPerSec.toFixed(1).padStart(6)} | ${f.cpuMsPerJob.toFixed(1).padStart(10)} | ${f.gossipPerJobPerNode.toFixed(2).padStart(15)} | ${f.requestsPerJobPerNode.toFixed(2).padStart(12)} | ${f.idleCpuPctPerNode.toFixed(2).padStart(11)} | ${f.peakRssMbPerNode.toFixed(0).padStart(11)}`,
+      `${String(f.nodes).padStart(3)} | ${(f.discoverySeconds === null ? `${f.donorsSeen}/${f.nodes - 1}` : `${f.discoverySeconds.toFixed(1)} s`).padStart(7)} | ${f.p50Ms.toFixed(1).padStart(6)} | ${f.jobsPerSec.toFixed(1).padStart(6)} | ${f.cpuMsPerJob.toFixed(1).padStart(10)} | ${f.cpuMsPerJobAboveIdle.toFixed(1).padStart(11)} | ${f.gossipPerJobPerNode.toFixed(2).padStart(15)} | ${f.requestsPerJobPerNode.toFixed(2).padStart(12)} | ${f.idleCpuPctPerNode.toFixed(2).padStart(11)} | ${f.peakRssMbPerNode.toFixed(0).padStart(11)}`,
     );
   const at = (n: number) => all.find((f) => f.nodes === n);
   const five = at(5);
   const large = at(33);
   const ratio = five && large ? large.cpuMsPerJob / five.cpuMsPerJob : null;
+  const ratioAboveIdle = five && large ? large.cpuMsPerJobAboveIdle / five.cpuMsPerJobAboveIdle : null;
   const summary = {
     cpuPerJobRatio33to5: roundOrNull(ratio, 2),
+    // the same ratio of the jobs' own cost, the nodes' idle CPU over the load taken out
+    cpuPerJobAboveIdleRatio33to5: roundOrNull(ratioAboveIdle, 2),
     jobsPerSec33: roundOrNull(large?.jobsPerSec ?? null, 1),
     discoverySeconds33: roundOrNull(large?.discoverySeconds ?? null, 1),
     idleCpuPctPerNode33: roundOrNull(large?.idleCpuPctPerNode ?? null, 2),
@@ -346,6 +427,7 @@ function printSummary(all: ScaleFigures[]): void {
       p50Ms: round(f.p50Ms, 1),
       jobsPerSec: round(f.jobsPerSec, 1),
       cpuMsPerJob: round(f.cpuMsPerJob, 1),
+      cpuMsPerJobAboveIdle: round(f.cpuMsPerJobAboveIdle, 1),
       gossipPerJobPerNode: round(f.gossipPerJobPerNode, 2),
       requestsPerJobPerNode: round(f.requestsPerJobPerNode, 2),
       idleCpuPctPerNode: round(f.idleCpuPctPerNode, 2),

@@ -151,9 +151,9 @@ describe("Cell node mesh: 4 staked donors and a buyer", { timeout: 240_000 }, ()
     try {
       await until(() => watcher.peers().length >= 2, 10_000, "the watcher to join the mesh");
       // Subscriptions travel both ways once a pubsub stream is open: when the watcher knows
-      // every donor's, the donors know the watcher's and publish their batches to it.
+      // every donor's (to adverts), the donors know the watcher's and publish their batches to it.
       await until(
-        () => donors.every((donor) => subscribersOf(watcher, TOPIC_RECEIPTS).includes(donor.peerId)),
+        () => donors.every((donor) => subscribersOf(watcher, TOPIC_CAPS).includes(donor.peerId)),
         15_000,
         "the donors to learn the watcher's subscription",
       );

@@ -94,7 +94,11 @@ describe(`bounded placement: ${DONORS} staked donors and a buyer`, { timeout: 18
     assert.ok(sent <= K * placements, `${sent} bid requests for ${placements} placements`);
     assert.equal(after.discoveryRounds, before.discoveryRounds, "no job was announced to all");
     // A request whose stream did not open in time counts its donor as unreachable for that
-    // round; it must stay rare, and it is the only way sent and received may differ.
+    // round; it must stay rare, and it is the only way sent and received may differ. Most
+    // such failures came from libp2p's connection monitor closing connections whose ping
+    // collided with the DHT's or waited behind work (now off, see p2p.md): since then runs
+    // saw 0–3 %, one batch to one donor going unanswered for 3 s, most likely while the
+    // donors' receipt batches were provided in the DHT together (then every 10 s).
     const failedRequests = after.bidRequestsFailed - before.bidRequestsFailed;
     assert.ok(failedRequests <= sent / 10, `${failedRequests} of ${sent} bid requests failed`);
 

@@ -27,7 +27,7 @@ describe("node config", () => {
     assert.equal(config.api.host, "127.0.0.1");
     assert.equal(config.donor.enabled, false);
     assert.equal(config.buyer.bidTimeoutMs, 3_000);
-    assert.equal(config.donor.receiptBatchMs, 10_000);
+    assert.equal(config.donor.receiptBatchMs, 60_000);
     assert.deepEqual(config.listen, ["/ip4/127.0.0.1/tcp/0"]);
   });
 

@@ -69,23 +69,21 @@ describe("advert publisher (pure)", () => {
     assert.deepEqual([...seqs], [first.seq], "a heartbeat carries the seq of the last change");
   });
 
-  it("does not republish while jobs come and go below full, and publishes when the donor fills up", () => {
+  it("does not republish as jobs come and go, not even when the donor fills up", () => {
     const { clock, look } = driver();
     const first = look(terms({ freeSlots: 4 }));
     for (let second = 1; second <= 70; second++) {
       clock.now += 1_000; // past the start-up repeats; the last advert went out at 61 s
       look(terms({ freeSlots: 4 }));
     }
-    for (const free of [3, 2, 1, 2, 4, 2, 1]) {
+    for (const free of [3, 2, 1, 0, 1, 4, 0, 2, 1]) {
       clock.now += 1_000;
       assert.equal(look(terms({ freeSlots: free })).reason, undefined, `no advert at ${free} free slots`);
     }
     clock.now += 1_000;
-    const full = look(terms({ freeSlots: 0 }));
-    assert.equal(full.reason, "change");
-    assert.ok(full.seq! > first.seq!);
-    clock.now += TIMING.minIntervalMs;
-    assert.equal(look(terms({ freeSlots: 1 })).reason, "change", "and when it has room again");
+    const changed = look(terms({ freeSlots: 0, pricePerMegaFuel: 2_000n }));
+    assert.equal(changed.reason, "change", "a new price is a change");
+    assert.ok(changed.seq! > first.seq!);
   });
 
   it("holds a change back until minIntervalMs after the last advert, then gives it a new seq", () => {
@@ -168,23 +166,64 @@ describe("advert publisher (shell on a fake clock)", () => {
     const heartbeats = (jobs * 2_000) / TIMING.heartbeatMs;
     assert.ok(during.length <= heartbeats + 1, `${during.length} adverts for ${jobs} jobs`);
     assert.equal(new Set(during.map((advert) => advert.seq)).size, 1, "all of them heartbeats");
-    free = 0; // full: buyers hear it without waiting for the heartbeat
-    const fullAt = clock.now;
+    free = 0; // full: buyers learn it from its bid answers, not from an advert
+    const fullAt = sent.length;
     publisher.poke();
-    await new Promise(setImmediate);
-    await advanceTo(clock.now + TIMING.minIntervalMs);
-    assert.ok(sent.some((advert) => advert.free === 0 && advert.at - fullAt <= TIMING.minIntervalMs));
+    await advanceTo(clock.now + TIMING.heartbeatMs - 1);
+    assert.ok(
+      sent.slice(fullAt).every((advert) => advert.seq === during[0]!.seq),
+      "no new advert when full",
+    );
     publisher.stop();
     const quiet = sent.length;
     await advanceTo(clock.now + 10 * TIMING.heartbeatMs);
     assert.equal(sent.length, quiet, "a stopped publisher sends nothing");
   });
 
-  it("does not lose a fill-up that comes while an advert is still going out", async () => {
+  it("does not lose a change of terms that comes while an advert is still going out", async () => {
     const clock = { now: 0 };
     const pending: { at: number; fire: () => void }[] = [];
     let release: () => void = () => undefined;
-    let free = 2;
+    let price = 1_000n;
+    const sent: bigint[] = [];
+    const publisher = new AdvertPublisher(
+      {
+        now: () => clock.now,
+        after: (delayMs, fire) => {
+          const timer = { at: clock.now + delayMs, fire };
+          pending.push(timer);
+          return () => pending.splice(pending.indexOf(timer) >>> 0, 1);
+        },
+        terms: () => terms({ pricePerMegaFuel: price }),
+        selfActive: async () => true,
+        publish: (_seq, said) => {
+          sent.push(said.pricePerMegaFuel);
+          return new Promise((resolve) => (release = resolve));
+        },
+        onError: (err) => assert.fail(String(err)),
+      },
+      TIMING,
+    );
+    publisher.start();
+    await new Promise(setImmediate);
+    assert.deepEqual(sent, [1_000n], "the first advert is on its way, not yet out");
+    price = 2_000n;
+    publisher.poke();
+    release();
+    await new Promise(setImmediate);
+    assert.equal(pending.length, 1);
+    clock.now = pending[0]!.at;
+    assert.ok(clock.now <= TIMING.minIntervalMs, "the change goes out at the minimum interval");
+    pending.shift()!.fire();
+    await new Promise(setImmediate);
+    assert.deepEqual(sent, [1_000n, 2_000n]);
+    release();
+    publisher.stop();
+  });
+
+  it("repeats an advert that reached no peer after 1 s, without backing off", async () => {
+    const clock = { now: 0 };
+    const pending: { at: number; fire: () => void }[] = [];
     const sent: number[] = [];
     const publisher = new AdvertPublisher(
       {
@@ -194,30 +233,26 @@ describe("advert publisher (shell on a fake clock)", () => {
           pending.push(timer);
           return () => pending.splice(pending.indexOf(timer) >>> 0, 1);
         },
-        terms: () => terms({ slots: 2, freeSlots: free }),
+        terms: () => terms(),
         selfActive: async () => true,
-        publish: (_seq, said) => {
-          sent.push(said.freeSlots);
-          return new Promise((resolve) => (release = resolve));
+        // no peer follows adverts until 3 s after the start
+        publish: async () => {
+          sent.push(clock.now);
+          return clock.now < 3_000 ? 0 : 5;
         },
         onError: (err) => assert.fail(String(err)),
       },
       TIMING,
     );
     publisher.start();
+    for (let step = 0; step < 8; step++) {
+      await new Promise(setImmediate);
+      const next = pending.sort((a, b) => a.at - b.at).shift()!;
+      clock.now = next.at;
+      next.fire();
+    }
     await new Promise(setImmediate);
-    assert.deepEqual(sent, [2], "the first advert is on its way, not yet out");
-    free = 0;
-    publisher.poke();
-    release();
-    await new Promise(setImmediate);
-    assert.equal(pending.length, 1);
-    clock.now = pending[0]!.at;
-    assert.ok(clock.now <= TIMING.minIntervalMs, "the fill-up goes out at the minimum interval");
-    pending.shift()!.fire();
-    await new Promise(setImmediate);
-    assert.deepEqual(sent, [2, 0]);
-    release();
+    assert.deepEqual(sent, [0, 1_000, 2_000, 3_000, 4_000, 6_000, 10_000, 18_000, 34_000]);
     publisher.stop();
   });
 

@@ -15,6 +15,7 @@ const policy: BootstrapPolicy = {
   initialDelayMs: 500,
   factor: 2,
   maxDelayMs: 4_000,
+  isolatedMaxDelayMs: 4_000,
   jitter: 0.5,
   minPeers: 3,
 };
@@ -53,6 +54,25 @@ describe("bootstrap schedule", () => {
     const waits = dialedAt.slice(1).map((at, i) => at - dialedAt[i]!);
     assert.deepEqual(waits, [500, 1_000, 2_000, 4_000, 4_000, 4_000]);
     assert.equal(schedule.failures(A), 7);
+  });
+
+  it("caps the wait at isolatedMaxDelayMs while the node has fewer than minPeers connections", () => {
+    const wide = { ...policy, maxDelayMs: 30_000, isolatedMaxDelayMs: 2_000 };
+    const waitsWith = (peerCount: number) => {
+      const dialedAt = failRepeatedly(new BootstrapSchedule([A], wide, () => 0), A, 8, peerCount);
+      return dialedAt.slice(1).map((at, i) => at - dialedAt[i]!);
+    };
+    assert.deepEqual(waitsWith(0), [500, 1_000, 2_000, 2_000, 2_000, 2_000, 2_000], "alone: keeps trying");
+    // with the mesh (an unreached bootstrap peer is still wanted) the waits grow to maxDelayMs
+    assert.deepEqual(waitsWith(5), [500, 1_000, 2_000, 4_000, 8_000, 16_000, 30_000]);
+    const schedule = new BootstrapSchedule([A], wide, () => 0);
+    const dialedAt = failRepeatedly(schedule, A, 7, 5);
+    assert.equal(schedule.nextDueAt(5), dialedAt.at(-1)! + 30_000);
+    assert.equal(
+      schedule.nextDueAt(0),
+      dialedAt.at(-1)! + 2_000,
+      "losing the mesh brings the next dial forward",
+    );
   });
 
   it("shortens each wait by up to the jitter fraction, so nodes started together spread out", () => {

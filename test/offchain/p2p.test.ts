@@ -120,6 +120,20 @@ describe("p2p mesh over loopback TCP", { timeout: 60_000 }, () => {
     await assert.rejects(peerKeyFromSeed(new Uint8Array(31)), /32 bytes/);
   });
 
+  it("carries concurrent pings on one connection and keeps it open", async () => {
+    // The DHT pings every new peer while libp2p's connection monitor pinged it too; with
+    // one ping stream allowed the second failed and the monitor closed the connection.
+    await waitFor(() => a.peers().includes(b.peerId), "a connection from a to b");
+    const connection = a.libp2p.getConnections(peerIdFromString(b.peerId))[0]!;
+    const rtts = await Promise.all(
+      Array.from({ length: 4 }, () => a.libp2p.services.ping.ping(peerIdFromString(b.peerId))),
+    );
+    assert.equal(rtts.length, 4);
+    assert.ok(rtts.every((rtt) => Number.isFinite(rtt)));
+    assert.equal(connection.status, "open");
+    assert.equal(b.stats().connectionsClosed, 0, "no connection of b was closed");
+  });
+
   it("delivers schema-valid gossip to every subscriber, with the origin peer id", async () => {
     const topic = "/cell-test/news/1";
     const received = new Map<string, Array<{ message: News; from: string }>>();

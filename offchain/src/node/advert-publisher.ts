@@ -1,8 +1,14 @@
 /**
  * When a donor publishes its capability advert: at once when its terms change (price,
- * limits, addresses, or the donor filling up or freeing a slot again), never sooner
- * than `minIntervalMs` after the previous advert, and otherwise as a heartbeat every
- * `heartbeatMs`. A donor that just started repeats its first advert after 1 s, 2 s, 4 s…
+ * limits, addresses), never sooner than `minIntervalMs` after the previous advert, and
+ * otherwise as a heartbeat every `heartbeatMs`. An advert that reached no peer (a donor
+ * whose connections have not yet told it who follows adverts) does not count: it goes
+ * again after 1 s, so a donor that starts with the network is heard within seconds, not
+ * after its start-up repeats have backed off. Free slots ride along but never trigger an
+ * advert: under load every donor fills up and frees a slot every few seconds, and an advert
+ * for each flip reaches every node, so the network's advert traffic would grow with the
+ * square of its size. Buyers rank donors by the jobs they run there themselves and learn
+ * of a full donor from its bid answer. A donor that just started repeats its first advert after 1 s, 2 s, 4 s…
  * up to the heartbeat, so peers whose mesh was still forming hear it soon. A change takes
  * a new `seq` (at least the clock's milliseconds, so it grows across restarts); a
  * heartbeat repeats the last one. Pure: the shell (AdvertPublisher) owns the timer.
@@ -25,9 +31,8 @@ export interface AdvertTiming {
 export interface PublisherState {
   /** `seq` of the last advert; 0 before the first. */
   seq: number;
-  /** What the last advert said, free slots by bucket; undefined before the first. */
+  /** What the last advert said, free slots left out; undefined before the first. */
   said: string | undefined;
-  freeBucket: FreeBucket | undefined;
   publishedAt: number;
   /** Adverts since the first, for the start-up repeats. */
   published: number;
@@ -42,17 +47,10 @@ export interface PublisherDecision {
   wakeAt: number;
 }
 
-/** Free slots as adverts tell them: jobs coming and going below full change nothing. */
-type FreeBucket = "full" | "free";
-
 const FIRST_REPEAT_MS = 1_000;
 
 export function initialPublisherState(): PublisherState {
-  return { seq: 0, said: undefined, freeBucket: undefined, publishedAt: -Infinity, published: 0 };
-}
-
-export function freeBucketOf(terms: Pick<AdvertTerms, "freeSlots">): FreeBucket {
-  return terms.freeSlots <= 0 ? "full" : "free";
+  return { seq: 0, said: undefined, publishedAt: -Infinity, published: 0 };
 }
 
 /** Whether an advert is due now, and the state after it. */
@@ -74,11 +72,6 @@ export function decideAdvert(
   return published(state, terms, said, now, timing, "heartbeat");
 }
 
-/** True when `terms` would say something the last advert did not (cheap: free slots only). */
-export function freeSlotsChanged(state: PublisherState, terms: AdvertTerms): boolean {
-  return state.freeBucket !== undefined && freeBucketOf(terms) !== state.freeBucket;
-}
-
 function published(
   state: PublisherState,
   terms: AdvertTerms,
@@ -91,11 +84,16 @@ function published(
   const next: PublisherState = {
     seq,
     said,
-    freeBucket: freeBucketOf(terms),
     publishedAt: now,
     published: state.published + 1,
   };
   return { state: next, publish: { seq, reason }, wakeAt: now + repeatAfter(next.published, timing) };
+}
+
+/** The advert just published reached no peer: it is repeated after 1 s, as if it had not gone out. */
+export function advertUnheard(state: PublisherState, now: number): PublisherDecision {
+  const next = { ...state, published: Math.max(0, state.published - 1) };
+  return { state: next, wakeAt: now + FIRST_REPEAT_MS };
 }
 
 /** The wait after the n-th advert: 1 s, 2 s, 4 s… while starting, then the heartbeat. */
@@ -107,7 +105,6 @@ function describe(terms: AdvertTerms): string {
   return [
     terms.pricePerMegaFuel,
     terms.slots,
-    freeBucketOf(terms),
     terms.maxFuel,
     terms.maxMemoryPages,
     terms.multiaddrs.join(","),
@@ -121,17 +118,15 @@ export interface AdvertPublisherPorts {
   terms(): AdvertTerms;
   /** An advert goes out only while the registry has this donor active. */
   selfActive(): Promise<boolean>;
-  publish(seq: number, terms: AdvertTerms): Promise<void>;
+  /** Resolves with the number of peers the advert was sent to (undefined: not known). */
+  publish(seq: number, terms: AdvertTerms): Promise<number | void>;
   onError(err: unknown): void;
 }
 
 /** While this donor is not (yet) active in the registry, how often that is looked at again. */
 const INACTIVE_RETRY_MS = 2_000;
 
-/**
- * The timer around decideAdvert. `poke()` after anything that may change the donor's free
- * slots: it costs one comparison unless the bucket moved.
- */
+/** The timer around decideAdvert. `poke()` after a change of the donor's terms (price, limits, addresses). */
 export class AdvertPublisher {
   readonly #ports: AdvertPublisherPorts;
   readonly #timing: AdvertTiming;
@@ -160,7 +155,7 @@ export class AdvertPublisher {
   }
 
   poke(): void {
-    if (!this.#stopped && freeSlotsChanged(this.#state, this.#ports.terms())) this.#review();
+    this.#review();
   }
 
   #review(): void {
@@ -194,8 +189,15 @@ export class AdvertPublisher {
     if (!active) return this.#wake(this.#ports.now() + INACTIVE_RETRY_MS);
     this.#state = decision.state;
     this.#wake(decision.wakeAt);
-    // a lost advert is not retried: the next change or heartbeat says the same
-    await this.#ports.publish(decision.publish!.seq, terms).catch((err: unknown) => this.#ports.onError(err));
+    // an advert that failed is not retried: the next change or heartbeat says the same
+    const reached = await this.#ports
+      .publish(decision.publish!.seq, terms)
+      .catch((err: unknown) => this.#ports.onError(err));
+    if (reached === 0 && !this.#stopped) {
+      const unheard = advertUnheard(this.#state, this.#ports.now());
+      this.#state = unheard.state;
+      this.#wake(unheard.wakeAt);
+    }
   }
 
   #wake(at: number): void {

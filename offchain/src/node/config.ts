@@ -39,8 +39,13 @@ const DonorConfigSchema = z.strictObject({
     )
     .default(1024),
   maxTimeoutMs: z.number().int().min(1).max(3_600_000).default(120_000),
-  /** How long signed receipts collect before they are written, provided and announced as one batch. */
-  receiptBatchMs: z.number().int().min(10).max(600_000).default(10_000),
+  /**
+   * How long signed receipts collect before they are written, provided and announced as one
+   * batch. Each batch is a DHT provide, a walk that touches up to 20 nodes: in the scale
+   * benchmark (33 nodes, 60 s of load) batches every 10 s cost 17.2 ms CPU per job in all
+   * and 113 jobs/s, every 60 s 9.7 ms and 191 jobs/s.
+   */
+  receiptBatchMs: z.number().int().min(10).max(600_000).default(60_000),
   /**
    * Announced jobs considered per buyer and second; the rest of that second's jobs from
    * the buyer get no answer. Bounds the bids one buyer can make this node sign.
@@ -133,6 +138,13 @@ const NetworkConfigSchema = z.strictObject({
    * empty on a public network.
    */
   trustedCidrs: z.array(CidrSchema).max(64).default([]),
+  /**
+   * Subscribe to `/cell/receipts/1`, every donor's receipt batch announcements: for
+   * auditors and explorers. Off by default: each node would receive every busy donor's
+   * announcement every `donor.receiptBatchMs`, a cost that grows with the network, and the
+   * batches are also provided in the DHT. Donors announce either way.
+   */
+  followReceipts: z.boolean().default(false),
 });
 
 const ChainConfigSchema = z

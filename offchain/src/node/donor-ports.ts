@@ -41,7 +41,8 @@ export interface DonorNetwork {
   sendBids(buyerPeer: string, offers: BidOffer[]): Promise<void>;
   /** One `/cell/receipt/1` request; the buyer's acknowledgements come back in order. */
   sendDeliveries(buyerPeer: string, deliveries: ReceiptDelivery[]): Promise<ReceiptAck[]>;
-  publishAdvert(advert: CapabilityAdvert): Promise<void>;
+  /** Gossips a capability advert; resolves with the number of peers it was sent to. */
+  publishAdvert(advert: CapabilityAdvert): Promise<number>;
   /** A block by CID from the given peers (or the DHT's providers), hash-checked. */
   fetchBlock(cid: string, from: string[], timeoutMs: number): Promise<Uint8Array>;
 }

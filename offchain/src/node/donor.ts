@@ -182,7 +182,6 @@ export class Donor {
   #dispatch(event: DonorEvent): void {
     const { effects } = step(this.#state, event);
     for (const effect of effects) this.#perform(effect);
-    this.#adverts.poke();
   }
 
   /** Runs an effect's work; its outcome, success or failure, comes back as one event. */

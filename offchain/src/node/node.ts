@@ -185,6 +185,8 @@ async function assemble(
 
   mesh.subscribe(TOPIC_CAPS, CapabilityAdvertSchema, (advert, from) => adverts.onAdvert(advert, from), {
     maxBytes: MESSAGE_LIMITS.advert,
+    // a starting donor's adverts reach its direct peers before its mesh forms
+    floodPublish: true,
   });
   mesh.subscribe(
     TOPIC_JOBS,
@@ -196,12 +198,13 @@ async function assemble(
       burst: 2 * ANNOUNCES_PER_SECOND,
     },
   );
-  mesh.subscribe(
-    TOPIC_RECEIPTS,
-    ReceiptBatchAnnounceSchema,
-    (batch, from) => log.debug({ from, executor: batch.executor, batch: batch.batchCid }, "receipt batch"),
-    { maxBytes: MESSAGE_LIMITS.receiptBatchAnnounce },
-  );
+  if (ctx.config.network.followReceipts)
+    mesh.subscribe(
+      TOPIC_RECEIPTS,
+      ReceiptBatchAnnounceSchema,
+      (batch, from) => log.debug({ from, executor: batch.executor, batch: batch.batchCid }, "receipt batch"),
+      { maxBytes: MESSAGE_LIMITS.receiptBatchAnnounce },
+    );
   await mesh.handle(PROTOCOL_STATUS, protocolSpecs.status, async (request) => donor.onStatus(request));
   await mesh.handle(PROTOCOL_RECEIPT, protocolSpecs.receipt, async (batch, from) => ({
     type: "acks" as const,
@@ -485,9 +488,8 @@ function donorPorts(ctx: NodeContext, misbehaved: Misbehaved): DonorPorts {
         );
         return acks;
       },
-      publishAdvert: async (advert) => {
-        await mesh.publish(TOPIC_CAPS, CapabilityAdvertSchema, advert, { maxBytes: MESSAGE_LIMITS.advert });
-      },
+      publishAdvert: (advert) =>
+        mesh.publish(TOPIC_CAPS, CapabilityAdvertSchema, advert, { maxBytes: MESSAGE_LIMITS.advert }),
       fetchBlock: (cid, from, timeoutMs) => mesh.fetchBlock(CID.parse(cid), { from, timeoutMs }),
     },
     jobs: new DonorStore({

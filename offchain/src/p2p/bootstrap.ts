@@ -4,8 +4,14 @@ export interface BootstrapPolicy {
   initialDelayMs: number;
   /** Each further failure multiplies the wait by this… */
   factor: number;
-  /** …up to this. */
+  /** …up to this… */
   maxDelayMs: number;
+  /**
+   * …or up to this while the node has fewer than `minPeers` connections: a node without
+   * the mesh keeps trying its way in (nodes started together often dial a bootstrap peer
+   * before it listens), and one that has the mesh retries an absent bootstrap peer rarely.
+   */
+  isolatedMaxDelayMs: number;
   /** Each wait is shortened by up to this fraction at random, so nodes started together spread out. */
   jitter: number;
   /**
@@ -19,6 +25,7 @@ export const DEFAULT_BOOTSTRAP_POLICY: BootstrapPolicy = {
   initialDelayMs: 500,
   factor: 2,
   maxDelayMs: 30_000,
+  isolatedMaxDelayMs: 4_000,
   jitter: 0.5,
   minPeers: 3,
 };
@@ -30,8 +37,11 @@ interface BootstrapPeer {
   reachedOnce: boolean;
   /** Failed dials since the last success; sets the wait. */
   failures: number;
-  /** Not dialed before this time. */
+  /** Not dialed before this time (after a failed dial: `failedAt` plus the wait). */
   notBefore: number;
+  /** When the last dial failed, and the jitter drawn for the wait after it. */
+  failedAt?: number;
+  jitterDraw: number;
   /** When the current connection opened (the caller's clock). */
   connectedAt?: number;
   /** Connections in a row that closed within STABLE_CONNECTION_MS; sets the wait after such a close. */
@@ -55,8 +65,15 @@ export class BootstrapSchedule {
   readonly #random: () => number;
 
   constructor(addresses: readonly string[], policy: BootstrapPolicy, random: () => number = Math.random) {
-    if (policy.factor < 1 || policy.initialDelayMs <= 0 || policy.maxDelayMs < policy.initialDelayMs)
-      throw new Error("bootstrap policy needs factor ≥ 1 and 0 < initialDelayMs ≤ maxDelayMs");
+    if (
+      policy.factor < 1 ||
+      policy.initialDelayMs <= 0 ||
+      policy.maxDelayMs < policy.initialDelayMs ||
+      policy.isolatedMaxDelayMs < policy.initialDelayMs
+    )
+      throw new Error(
+        "bootstrap policy needs factor ≥ 1 and 0 < initialDelayMs ≤ maxDelayMs, isolatedMaxDelayMs",
+      );
     if (policy.jitter < 0 || policy.jitter >= 1) throw new Error("bootstrap jitter must be in [0, 1)");
     this.#policy = policy;
     this.#random = random;
@@ -69,6 +86,7 @@ export class BootstrapSchedule {
         flaps: 0,
         failures: 0,
         notBefore: 0,
+        jitterDraw: 0,
       });
   }
 
@@ -86,7 +104,8 @@ export class BootstrapSchedule {
     peer.dialing = false;
     if (connected) return this.connected(address, now);
     peer.failures++;
-    peer.notBefore = now + this.#delay(peer.failures);
+    peer.failedAt = now;
+    peer.jitterDraw = this.#random();
   }
 
   /** A connection to the peer opened, whoever dialed. */
@@ -97,6 +116,7 @@ export class BootstrapSchedule {
     peer.connectedAt = now;
     peer.reachedOnce = true;
     peer.failures = 0;
+    peer.failedAt = undefined;
   }
 
   /** The last connection to the peer closed. */
@@ -107,7 +127,7 @@ export class BootstrapSchedule {
     // A peer that accepts and at once closes is redialed with backoff, not at dial speed.
     const brief = peer.connectedAt !== undefined && now - peer.connectedAt < STABLE_CONNECTION_MS;
     peer.flaps = brief ? peer.flaps + 1 : 0;
-    peer.notBefore = brief ? now + this.#delay(peer.flaps) : now;
+    peer.notBefore = brief ? now + this.#delay(peer.flaps, this.#random(), this.#policy.maxDelayMs) : now;
   }
 
   /**
@@ -117,7 +137,8 @@ export class BootstrapSchedule {
   nextDueAt(peerCount: number): number | undefined {
     let next: number | undefined;
     for (const peer of this.#peers.values())
-      if (this.#wanted(peer, peerCount) && !peer.dialing) next = Math.min(next ?? Infinity, peer.notBefore);
+      if (this.#wanted(peer, peerCount) && !peer.dialing)
+        next = Math.min(next ?? Infinity, this.#dueAt(peer, peerCount));
     return next;
   }
 
@@ -127,16 +148,24 @@ export class BootstrapSchedule {
   }
 
   #isDue(peer: BootstrapPeer, now: number, peerCount: number): boolean {
-    return this.#wanted(peer, peerCount) && !peer.dialing && peer.notBefore <= now;
+    return this.#wanted(peer, peerCount) && !peer.dialing && this.#dueAt(peer, peerCount) <= now;
+  }
+
+  /** After a failed dial, the wait depends on whether the node has the mesh by now. */
+  #dueAt(peer: BootstrapPeer, peerCount: number): number {
+    if (peer.failedAt === undefined) return peer.notBefore;
+    const { maxDelayMs, isolatedMaxDelayMs, minPeers } = this.#policy;
+    const cap = peerCount < minPeers ? isolatedMaxDelayMs : maxDelayMs;
+    return peer.failedAt + this.#delay(peer.failures, peer.jitterDraw, cap);
   }
 
   #wanted(peer: BootstrapPeer, peerCount: number): boolean {
     return !peer.connected && (!peer.reachedOnce || peerCount < this.#policy.minPeers);
   }
 
-  #delay(failures: number): number {
-    const { initialDelayMs, factor, maxDelayMs, jitter } = this.#policy;
-    const full = Math.min(maxDelayMs, initialDelayMs * factor ** (failures - 1));
-    return Math.round(full * (1 - jitter * this.#random()));
+  #delay(failures: number, draw: number, cap: number): number {
+    const { initialDelayMs, factor, jitter } = this.#policy;
+    const full = Math.min(cap, initialDelayMs * factor ** (failures - 1));
+    return Math.round(full * (1 - jitter * draw));
   }
 }

@@ -25,6 +25,12 @@ export interface TopicOptions {
   handlerConcurrency?: number;
   /** Accepted messages waiting for a handler beyond the running ones; more are dropped as `overloaded`. */
   handlerQueueMax?: number;
+  /**
+   * Our own messages on this topic go to every connected subscriber, not only the mesh
+   * peers: for rare messages that must reach the network soon after a node starts, before
+   * its mesh has formed (capability adverts). Bounded by the connections a node keeps.
+   */
+  floodPublish?: boolean;
 }
 
 export interface GossipLimits {
@@ -92,6 +98,15 @@ interface StreamingRouter {
   onPeerConnected(peerId: Connection["remotePeer"], connection: Connection): void;
 }
 
+/** The router's publish takes per-message options its public interface leaves out. */
+interface PublishingRouter {
+  publish(
+    topic: string,
+    data: Uint8Array,
+    options: { floodPublish?: boolean },
+  ): ReturnType<GossipSub["publish"]>;
+}
+
 /** Where the router takes in each message copy of an RPC; wrapped to count them. */
 interface ReceivingRouter {
   handleReceivedMessage(from: unknown, message: { topic?: string }): Promise<void>;
@@ -139,6 +154,8 @@ export class Gossip {
   readonly #subscriptions = new Map<string, Subscription>();
   readonly #scoring: ScoringRouter;
   readonly #topicMaxBytes = new Map<string, number>();
+  /** Topics whose own messages are flood-published. Bound: the subscribed topics. */
+  readonly #floodTopics = new Set<string>();
   readonly #publishBucket: TokenBucket;
   readonly #queue: QueuedPublish[] = [];
   /** Bound: one entry per subscribed topic, removed on unsubscribe. */
@@ -191,6 +208,7 @@ export class Gossip {
     // loosely: an honest relay forwards many origins); beyond it messages are ignored.
     const relayLimiter = new KeyedRateLimiter(RELAY_RATE_FACTOR * ratePerSecond, RELAY_RATE_FACTOR * burst);
     this.#topicMaxBytes.set(topic, maxBytes);
+    if (options.floodPublish === true) this.#floodTopics.add(topic);
     const concurrency = options.handlerConcurrency ?? this.#limits.handlerConcurrency;
     const queueMax = options.handlerQueueMax ?? this.#limits.handlerQueueMax;
     const work = new Queue<void>({ concurrency, maxSize: concurrency + queueMax });
@@ -221,6 +239,7 @@ export class Gossip {
       this.#pubsub.topicValidators.delete(topic);
       this.#subscriptions.delete(topic);
       this.#counts.delete(topic);
+      this.#floodTopics.delete(topic);
       work.abort();
     };
   }
@@ -289,7 +308,8 @@ export class Gossip {
   }
 
   #send(item: QueuedPublish): void {
-    this.#pubsub.publish(item.topic, item.data).then(
+    const floodPublish = this.#floodTopics.has(item.topic);
+    (this.#pubsub as PublishingRouter).publish(item.topic, item.data, { floodPublish }).then(
       (result) => item.resolve(result.recipients.length),
       (err: Error) => {
         if (err.message === NO_SUBSCRIBERS) item.resolve(0);

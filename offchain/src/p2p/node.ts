@@ -145,6 +145,9 @@ export interface MeshStats {
   /** Requests received (served or refused) and sent per protocol. */
   requests: { received: Record<string, number>; sent: Record<string, number> };
   connections: number;
+  /** Connections opened (dialed or accepted) and closed since start: churn costs handshakes. */
+  connectionsOpened: number;
+  connectionsClosed: number;
   /** Gossip streams reopened on a remaining connection after the one carrying them closed. */
   gossipStreamsRestored: number;
 }
@@ -183,7 +186,11 @@ export class MeshNode {
   #bootstrapTimer: NodeJS.Timeout | undefined;
   #bootstrapTimerAt = Infinity;
   #gossipStreamsRestored = 0;
+  #connectionsOpened = 0;
+  #connectionsClosed = 0;
   #peerSearchTimer: NodeJS.Timeout | undefined;
+  /** When the pending peer search runs; -Infinity while one runs. */
+  #peerSearchAt = Infinity;
   #peerSearchDelayMs = PEER_SEARCH_FIRST_MS;
   #targetPeers = DEFAULT_MESH_LIMITS.targetPeers;
 
@@ -210,10 +217,13 @@ export class MeshNode {
     libp2p.addEventListener("peer:connect", (event) => {
       const address = this.#bootstrapByPeer.get(event.detail.toString());
       if (address !== undefined) this.#bootstrap.connected(address, Date.now());
+      this.#searchPeersSoon();
     });
-    libp2p.addEventListener("connection:close", (event) =>
-      this.#restoreGossipStream(event.detail.remotePeer),
-    );
+    libp2p.addEventListener("connection:open", () => this.#connectionsOpened++);
+    libp2p.addEventListener("connection:close", (event) => {
+      this.#connectionsClosed++;
+      this.#restoreGossipStream(event.detail.remotePeer);
+    });
     libp2p.addEventListener("peer:disconnect", (event) => {
       const address = this.#bootstrapByPeer.get(event.detail.toString());
       if (address !== undefined) this.#bootstrap.disconnected(address, Date.now());
@@ -334,6 +344,8 @@ export class MeshNode {
       gossip: this.#gossip.counts(),
       requests: this.#rpc.counts(),
       connections: this.libp2p.getConnections().length,
+      connectionsOpened: this.#connectionsOpened,
+      connectionsClosed: this.#connectionsClosed,
       gossipStreamsRestored: this.#gossipStreamsRestored,
     };
   }
@@ -508,9 +520,27 @@ export class MeshNode {
       this.#peerSearchDelayMs = PEER_SEARCH_FIRST_MS;
       return;
     }
-    this.#peerSearchTimer = setTimeout(() => void this.#searchPeers(), this.#peerSearchDelayMs);
+    this.#peerSearchAt = Date.now() + this.#peerSearchDelayMs;
+    this.#peerSearchTimer = setTimeout(() => {
+      this.#peerSearchAt = -Infinity;
+      void this.#searchPeers();
+    }, this.#peerSearchDelayMs);
     this.#peerSearchTimer.unref();
     this.#peerSearchDelayMs = Math.min(2 * this.#peerSearchDelayMs, PEER_SEARCH_MAX_MS);
+  }
+
+  /**
+   * A new connection while this node has few: the new peer's routing table is worth a
+   * lookup soon, whatever the backoff had grown to while the node was alone.
+   */
+  #searchPeersSoon(): void {
+    if (this.#peerCount() >= PEER_SEARCH_BELOW) return;
+    this.#peerSearchDelayMs = PEER_SEARCH_FIRST_MS;
+    if (this.#peerSearchTimer === undefined || this.#peerSearchAt <= Date.now() + PEER_SEARCH_FIRST_MS)
+      return;
+    clearTimeout(this.#peerSearchTimer);
+    this.#peerSearchTimer = undefined;
+    this.#schedulePeerSearch();
   }
 
   /** A lookup of this node's own id; the closest peers it finds that are not connected are dialed. */
@@ -592,6 +622,7 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
     connectionEncrypters: [gatheredWrites(noise())],
     streamMuxers: [yamux()],
     ...(trusted.empty ? {} : { connectionManager: { allow: trusted.multiaddrs() } }),
+    connectionMonitor: CONNECTION_MONITOR,
     connectionGater: {
       denyDialPeer: isBlocked,
       denyInboundEncryptedConnection: isBlocked,
@@ -599,7 +630,7 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
     },
     services: {
       identify: identify(),
-      ping: ping(),
+      ping: ping(PING_STREAMS),
       pubsub: gossipsub({
         emitSelf: false,
         fallbackToFloodsub: false,
@@ -650,6 +681,20 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
 }
 
 const PROVIDER_RECORD_SECONDS = 3_600;
+
+/**
+ * libp2p's connection monitor is off. It pings every connection every 10 s and closes the
+ * connection when a ping fails or takes over 5 s: on a busy node pings wait behind work
+ * and time out, and a new connection's ping collided with the DHT's own ping of the new
+ * peer (one outbound ping stream allowed). Either way the connection closed with its
+ * requests, was dialed again, paid a new handshake and made the node busier still; under
+ * load most connections went this way. A dead peer's connection still closes: yamux pings
+ * every 30 s, and a socket that receives nothing for two minutes is closed.
+ */
+const CONNECTION_MONITOR = { enabled: false };
+
+/** The DHT pings each peer it adds to its routing table; the library allows one ping stream out, two in. */
+const PING_STREAMS = { maxOutboundStreams: 4, maxInboundStreams: 8 };
 
 /**
  * Identifies copies of one gossip message by origin and sequence number (both signed under
