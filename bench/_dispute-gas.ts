@@ -26,6 +26,7 @@ import type { ChainWriter, Devnet } from "../offchain/src/chain/index.ts";
 import { cellDomain, jobIdOf, signReceipt } from "../offchain/src/protocol/index.ts";
 import type { JobSpecMessage, Receipt } from "../offchain/src/protocol/index.ts";
 import { parseEventLogs } from "viem";
+import { jobSpec } from "../test/support/contracts/fixture.ts";
 
 export interface DisputeGas {
   accuse: number;
@@ -126,21 +127,7 @@ export async function measureDisputeGas(devnet: Devnet): Promise<DisputeGas> {
   };
 }
 
+/** The fixtures' 4-replica job spec, made distinct by `salt`. */
 function benchSpec(salt: string): JobSpecMessage {
-  return {
-    buyer: "0x00000000000000000000000000000000000000bb",
-    moduleCid: keccak256(toHex("module")),
-    inputCid: keccak256(toHex("input")),
-    entry: "main",
-    fuelLimit: 10n ** 9n,
-    memoryPages: 16,
-    timeoutMs: 5_000,
-    replicas: 4,
-    maxPricePerMegaFuel: 1_000n,
-    minReputation: 0,
-    deadline: 1_800_000_000n,
-    priority: 1,
-    channel: keccak256(toHex("channel")),
-    salt: keccak256(toHex(salt)),
-  };
+  return { ...jobSpec(4), salt: keccak256(toHex(salt)) };
 }

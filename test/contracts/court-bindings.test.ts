@@ -28,6 +28,7 @@ import {
 } from "../../offchain/src/chain/index.ts";
 import type { ChainWriter, Devnet } from "../../offchain/src/chain/index.ts";
 import { cellDomain, jobIdOf, signReceipt } from "../../offchain/src/protocol/index.ts";
+import { jobSpec } from "../support/contracts/fixture.ts";
 import type { JobSpecMessage, Receipt } from "../../offchain/src/protocol/index.ts";
 
 const DONORS = 8;
@@ -63,22 +64,7 @@ describe("court bindings on a devnet", () => {
     const address = (i: number) => donors[i]!.walletClient.account.address;
 
     const domain = cellDomain(deployment.chainId, deployment.donorRegistry);
-    const spec: JobSpecMessage = {
-      buyer: "0x00000000000000000000000000000000000000bb",
-      moduleCid: keccak256(toHex("module")),
-      inputCid: keccak256(toHex("input")),
-      entry: "main",
-      fuelLimit: 10n ** 9n,
-      memoryPages: 16,
-      timeoutMs: 5_000,
-      replicas: 4,
-      maxPricePerMegaFuel: 1_000n,
-      minReputation: 0,
-      deadline: 1_800_000_000n,
-      priority: 1,
-      channel: keccak256(toHex("channel")),
-      salt: keccak256(toHex("court-bindings")),
-    };
+    const spec: JobSpecMessage = { ...jobSpec(4), salt: keccak256(toHex("court-bindings")) };
     const jobId = jobIdOf(domain, spec);
     const startedAt = ((await reader.publicClient.getBlock()).timestamp + 1n) * 1000n;
     const truth = keccak256(toHex("the deterministic output"));
