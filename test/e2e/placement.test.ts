@@ -103,6 +103,7 @@ describe(`bounded placement: ${DONORS} staked donors and a buyer`, { timeout: 18
     assert.ok(failedRequests <= sent / 10, `${failedRequests} of ${sent} bid requests failed`);
 
     let received = 0;
+    let inResponse = 0;
     for (const donor of donors) {
       const now = donor.stats().donor;
       const then = asked.get(donor.peerId)!;
@@ -111,8 +112,11 @@ describe(`bounded placement: ${DONORS} staked donors and a buyer`, { timeout: 18
       assert.ok(requests <= toDonor, `donor ${donor.peerId} received only requests sent to it`);
       assert.equal(now.announcedJobs, then.announcedJobs, `donor ${donor.peerId} heard of no other job`);
       received += requests;
+      inResponse += now.answeredInResponse - then.answeredInResponse;
     }
     assert.ok(received >= sent - failedRequests && received <= sent, `${received} received of ${sent} sent`);
+    // The bids travel back in the requests' responses, not as requests of their own.
+    assert.ok(inResponse >= received * 0.9, `${inResponse} of ${received} answered in the response`);
 
     // The work spreads: most donors ran some of the jobs.
     const executors = new Set(

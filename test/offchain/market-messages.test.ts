@@ -4,7 +4,7 @@ import {
   AssignBatchSchema,
   AssignRequestSchema,
   BidBatchSchema,
-  BidRequestAckSchema,
+  BidRequestAnswerSchema,
   BidRequestBatchSchema,
   DeliveryBatchSchema,
   MARKET_BATCH_MAX,
@@ -150,16 +150,25 @@ describe("bid requests", () => {
     );
   });
 
-  it("reject a request with one bad job, naming it, and acks out of range", () => {
+  it("reject a request with one bad job, naming it, and answers with too many or bad offers", () => {
     const result = BidRequestBatchSchema.safeParse({
       type: "bid_requests",
       jobs: [announce(), announce({ jobId: "0x12" })],
     });
     assert.deepEqual(issuePaths(result), ["jobs.1.jobId"]);
-    assert.equal(BidRequestAckSchema.safeParse({ type: "ack", received: 3 }).success, true);
+    const decline = { type: "decline", jobId: `0x${"ab".repeat(32)}`, reason: "slots_full" } as const;
+    assert.equal(BidRequestAnswerSchema.safeParse({ type: "bids", offers: [] }).success, true);
+    assert.equal(BidRequestAnswerSchema.safeParse({ type: "bids", offers: [decline] }).success, true);
     assert.equal(
-      BidRequestAckSchema.safeParse({ type: "ack", received: MARKET_BATCH_MAX + 1 }).success,
+      BidRequestAnswerSchema.safeParse({
+        type: "bids",
+        offers: Array.from({ length: MARKET_BATCH_MAX + 1 }, () => decline),
+      }).success,
       false,
+    );
+    assert.deepEqual(
+      issuePaths(BidRequestAnswerSchema.safeParse({ type: "bids", offers: [{ ...decline, jobId: "0x12" }] })),
+      ["offers.0.jobId"],
     );
   });
 });

@@ -17,6 +17,7 @@ import {
 import type {
   AssignRequest,
   AssignResponse,
+  BidOffer,
   BidWire,
   CID,
   JobAnnounce,
@@ -42,8 +43,11 @@ export interface BuyerNetwork {
   multiaddrs(): string[];
   /** Gossips a job announcement for discovery (batched with others, rate-limited). */
   announce(job: JobAnnounce): void;
-  /** Asks one donor to bid on the job (batched with other requests to that donor). */
-  requestBids(peerId: string, job: JobAnnounce): Promise<void>;
+  /**
+   * Asks one donor to bid on the job (batched with other requests to that donor); resolves
+   * with the donor's answers for it that came back with the response (none if they come later).
+   */
+  requestBids(peerId: string, job: JobAnnounce): Promise<BidOffer[]>;
   /** Jobs gossiped for discovery, and jobs left out by its rate limit. */
   announceStats(): { announced: number; dropped: number };
   assign(peerId: string, request: AssignRequest): Promise<AssignResponse>;
@@ -108,19 +112,24 @@ export function meshBuyerNetwork(
     if (size === undefined) encodedSizes.set(job, (size = JSON.stringify(job).length + 1));
     return size;
   };
-  const bidRequests = new RequestCoalescer<JobAnnounce, undefined>({
+  const bidRequests = new RequestCoalescer<JobAnnounce, BidOffer[]>({
     ...MARKET_BATCHING,
     maxWeight: MESSAGE_LIMITS.bidRequestBatch - 64,
     weigh: encodedSize,
     send: async (peerId, jobs) => {
-      await mesh.request(
+      const { offers } = await mesh.request(
         peerId,
         PROTOCOL_BID_REQUEST,
         protocolSpecs.bidRequest,
         { type: "bid_requests", jobs },
         { timeoutMs: config.bidTimeoutMs },
       );
-      return jobs.map(() => undefined);
+      const byJob = new Map<string, BidOffer[]>();
+      for (const offer of offers) {
+        const jobId = offer.type === "bid" ? offer.bid.jobId : offer.jobId;
+        byJob.set(jobId, [...(byJob.get(jobId) ?? []), offer]);
+      }
+      return jobs.map((job) => byJob.get(job.jobId) ?? []);
     },
   });
   const assignments = new RequestCoalescer<AssignRequest, AssignResponse>({

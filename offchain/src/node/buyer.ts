@@ -342,16 +342,21 @@ export class Buyer {
     for (const peerId of peers) {
       this.#stats.bidRequestsSent++;
       this.#countRequest(peerId);
-      network.requestBids(peerId, job.announce).catch((err: unknown) => {
-        this.#stats.bidRequestsFailed++;
-        this.#dispatch(job.jobId, {
-          type: "bid_request_failed",
-          now: clock.now(),
-          round,
-          from: peerId,
-          detail: errorMessage(err),
-        });
-      });
+      network.requestBids(peerId, job.announce).then(
+        (offers) => {
+          if (offers.length > 0) this.onBids({ type: "bids", offers }, peerId);
+        },
+        (err: unknown) => {
+          this.#stats.bidRequestsFailed++;
+          this.#dispatch(job.jobId, {
+            type: "bid_request_failed",
+            now: clock.now(),
+            round,
+            from: peerId,
+            detail: errorMessage(err),
+          });
+        },
+      );
     }
   }
 

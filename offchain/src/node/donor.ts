@@ -16,7 +16,7 @@ import type {
   AssignResponse,
   AssignResults,
   BidOffer,
-  BidRequestAck,
+  BidRequestAnswer,
   BidRequestBatch,
   JobAnnounce,
   JobAnnounceBatch,
@@ -39,6 +39,11 @@ const FETCH_TIMEOUT_MS = 10_000;
 const DELIVERY_ENVELOPE_BYTES = 2_048;
 /** Signed receipts kept in memory for `executedReceipts()`; all of them are in the store. */
 const RECENT_RECEIPTS = 1_000;
+/**
+ * How long a bid request's response waits for its answers (a signature each); one not ready
+ * by then goes on `/cell/bid/1`. Well below the buyers' default bid timeout (3 s).
+ */
+const BID_ANSWER_WAIT_MS = 500;
 
 export interface DonorOptions {
   policy: DonorPolicy;
@@ -65,12 +70,18 @@ export class Donor {
   readonly #deliveries: RequestCoalescer<ReceiptDelivery, ReceiptAck>;
   /** Assign requests waiting for their answer; each is answered (the machine answers every request). */
   readonly #answers = new Map<number, (response: AssignResponse) => void>();
+  /**
+   * Bid requests waiting for their answers, by buyer then job. Bounded by the requests the
+   * mesh lets each buyer have open (its stream limit) × MARKET_BATCH_MAX jobs; every entry
+   * leaves when answered or after BID_ANSWER_WAIT_MS.
+   */
+  readonly #awaitedOffers = new Map<string, Map<Hex, (offer: BidOffer) => void>>();
   /** One redelivery timer per job; bounded by the outbox and the failed jobs the machine keeps. */
   readonly #timers = new Map<Hex, () => void>();
   readonly #receipts: SignedReceipt[] = [];
   #nextRequestId = 0;
   /** Jobs this node was asked to bid on: directly (as a candidate), and in discovery announcements. */
-  readonly #asked = { bidRequests: 0, announcedJobs: 0 };
+  readonly #asked = { bidRequests: 0, announcedJobs: 0, answeredInResponse: 0, answeredLater: 0 };
   readonly #adverts: AdvertPublisher;
   #stopping = false;
 
@@ -142,8 +153,16 @@ export class Donor {
     );
   }
 
-  /** Jobs this node was asked to bid on, directly and by announcement. */
-  get askedStats(): { bidRequests: number; announcedJobs: number } {
+  /**
+   * Jobs this node was asked to bid on, directly and by announcement, and how its answers
+   * went: in a bid request's response, or later on `/cell/bid/1`.
+   */
+  get askedStats(): {
+    bidRequests: number;
+    announcedJobs: number;
+    answeredInResponse: number;
+    answeredLater: number;
+  } {
     return { ...this.#asked };
   }
 
@@ -156,11 +175,38 @@ export class Donor {
     await this.#consider(batch.jobs, buyer);
   }
 
-  /** Jobs a buyer asked this node, one of its few candidates, to bid on; answered as announced jobs are. */
-  async onBidRequest(batch: BidRequestBatch, buyer: string): Promise<BidRequestAck> {
+  /**
+   * Jobs a buyer asked this node, one of its few candidates, to bid on: decided as announced
+   * jobs are, and the bids and declines ready within BID_ANSWER_WAIT_MS go back in the response.
+   */
+  async onBidRequest(batch: BidRequestBatch, buyer: string): Promise<BidRequestAnswer> {
     this.#asked.bidRequests += batch.jobs.length;
-    await this.#consider(batch.jobs, buyer);
-    return { type: "ack", received: batch.jobs.length };
+    const awaited = this.#awaitedOffers.get(buyer) ?? new Map<Hex, (offer: BidOffer) => void>();
+    this.#awaitedOffers.set(buyer, awaited);
+    const offers: BidOffer[] = [];
+    // A job already awaited by another open request of this buyer is answered there.
+    const mine = batch.jobs.map(({ jobId }) => jobId).filter((jobId) => !awaited.has(jobId));
+    let timer: NodeJS.Timeout | undefined;
+    const answered = new Promise<void>((resolve) => {
+      let waiting = mine.length;
+      for (const jobId of mine)
+        awaited.set(jobId, (offer) => {
+          awaited.delete(jobId);
+          offers.push(offer);
+          if (--waiting === 0) resolve();
+        });
+      if (waiting === 0) resolve();
+      timer = setTimeout(resolve, BID_ANSWER_WAIT_MS);
+    });
+    try {
+      await this.#consider(batch.jobs, buyer);
+      await answered;
+    } finally {
+      clearTimeout(timer);
+      for (const jobId of mine) awaited.delete(jobId);
+      if (awaited.size === 0) this.#awaitedOffers.delete(buyer);
+    }
+    return { type: "bids", offers };
   }
 
   async #consider(jobs: JobAnnounce[], buyer: string): Promise<void> {
@@ -203,13 +249,21 @@ export class Donor {
     switch (effect.type) {
       case "sign_bid":
         return this.#signBid(effect);
-      case "send_offer":
+      case "send_offer": {
+        const jobId = effect.offer.type === "bid" ? effect.offer.bid.jobId : effect.offer.jobId;
+        const awaited = this.#awaitedOffers.get(effect.buyer)?.get(jobId);
+        if (awaited) {
+          this.#asked.answeredInResponse++;
+          return awaited(effect.offer);
+        }
+        this.#asked.answeredLater++;
         this.#bids
           .request(effect.buyer, effect.offer)
           .catch((err: unknown) =>
             log.debug({ buyer: effect.buyer, err: errorMessage(err) }, "bids not delivered"),
           );
         return;
+      }
       case "answer_assign":
         this.#answers.get(effect.requestId)?.(effect.response);
         this.#answers.delete(effect.requestId);

@@ -120,5 +120,5 @@ export interface CellNode {
 export interface NodeStats {
   buyer: BuyerStats;
   /** Jobs this node was asked to bid on: directly as a candidate, and in discovery announcements. */
-  donor: { bidRequests: number; announcedJobs: number };
+  donor: { bidRequests: number; announcedJobs: number; answeredInResponse: number; answeredLater: number };
 }

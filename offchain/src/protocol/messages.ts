@@ -15,7 +15,7 @@ export const TOPIC_CAPS = "/cell/caps/1";
 export const TOPIC_RECEIPTS = "/cell/receipts/1";
 export const PROTOCOL_BID = "/cell/bid/1";
 /** Buyer → the few donors it chose for a job: asks them (and only them) to bid. */
-export const PROTOCOL_BID_REQUEST = "/cell/bidreq/1";
+export const PROTOCOL_BID_REQUEST = "/cell/bidreq/2";
 export const PROTOCOL_ASSIGN = "/cell/assign/1";
 export const PROTOCOL_STATUS = "/cell/status/1";
 export const PROTOCOL_RECEIPT = "/cell/receipt/1";
@@ -27,7 +27,7 @@ export const MESSAGE_LIMITS = {
   advert: 4 * 1024,
   bidBatch: 32 * 1024,
   bidRequestBatch: 64 * 1024,
-  bidRequestAck: 256,
+  bidRequestAnswer: 32 * 1024,
   bidAck: 256,
   assignBatch: 256 * 1024,
   assignResults: 32 * 1024,
@@ -284,8 +284,9 @@ export const BidAckSchema = z.strictObject({ type: z.literal("ack"), received: u
 export type BidAck = z.infer<typeof BidAckSchema>;
 
 /**
- * Buyer → donor on `/cell/bidreq/1`: jobs the buyer asks this donor to bid on (it picked the
- * donor among a few candidates per job). The answers come back on `/cell/bid/1`.
+ * Buyer → donor on `/cell/bidreq/2`: jobs the buyer asks this donor to bid on (it picked the
+ * donor among a few candidates per job). The answers come back in the response; an answer not
+ * ready in time comes later on `/cell/bid/1`.
  */
 export const BidRequestBatchSchema = z.strictObject({
   type: z.literal("bid_requests"),
@@ -293,11 +294,12 @@ export const BidRequestBatchSchema = z.strictObject({
 });
 export type BidRequestBatch = z.infer<typeof BidRequestBatchSchema>;
 
-export const BidRequestAckSchema = z.strictObject({
-  type: z.literal("ack"),
-  received: uint(MARKET_BATCH_MAX),
+/** Donor → buyer, the response on `/cell/bidreq/2`: the bids and declines ready in time (maybe none). */
+export const BidRequestAnswerSchema = z.strictObject({
+  type: z.literal("bids"),
+  offers: z.array(BidOfferSchema).max(MARKET_BATCH_MAX),
 });
-export type BidRequestAck = z.infer<typeof BidRequestAckSchema>;
+export type BidRequestAnswer = z.infer<typeof BidRequestAnswerSchema>;
 
 // ── assignment ─────────────────────────────────────────────────────────────────────
 
