@@ -17,6 +17,7 @@ import {
   MESSAGE_LIMITS,
   PROTOCOL_ASSIGN,
   PROTOCOL_BID,
+  PROTOCOL_BID_REQUEST,
   PROTOCOL_RECEIPT,
   PROTOCOL_STATUS,
   TOPIC_JOBS,
@@ -145,6 +146,37 @@ describe("a donor facing a bare buyer", { timeout: 180_000 }, () => {
         { maxBytes: MESSAGE_LIMITS.announceBatch },
       );
       await until(() => bids.size === jobs.length, 20_000, "the donor to bid on every job");
+
+      // A bid request is answered in its response; a job the donor does not answer (it names
+      // another buyer) holds the response at most BID_ANSWER_WAIT_MS, and gets nothing.
+      const [asked, foreign] = await Promise.all(
+        [buyer.peerId, slotted.peerId].map(async (buyerPeer, index) =>
+          toAnnounce(
+            await signJob(
+              buyerIdentity.operator,
+              domain,
+              buildJobSpec({
+                buyer: buyerIdentity.operatorAddress,
+                moduleCid: cidToBytes32(moduleCid),
+                inputCid: cidToBytes32(inputCid),
+                maxPricePerMegaFuel: 10_000n + BigInt(index),
+              }),
+            ),
+            { ...context, buyerPeer },
+          ),
+        ),
+      );
+      const started = Date.now();
+      const answer = await buyer.request(slotted.peerId, PROTOCOL_BID_REQUEST, protocolSpecs.bidRequest, {
+        type: "bid_requests",
+        jobs: [asked!, foreign!],
+      });
+      const answeredFor = answer.offers.map((offer) =>
+        offer.type === "bid" ? offer.bid.jobId : offer.jobId,
+      );
+      assert.deepEqual(answeredFor, [asked!.jobId]);
+      assert.equal(answer.offers[0]!.type, "bid");
+      assert.ok(Date.now() - started < 2_000, `answered after ${Date.now() - started} ms`);
 
       const { results } = await buyer.request(slotted.peerId, PROTOCOL_ASSIGN, protocolSpecs.assign, {
         type: "assign_batch",
