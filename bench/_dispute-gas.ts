@@ -2,31 +2,26 @@
 // and the resolution, plus an undisputed case finalized after its window. Used by bench/court.ts.
 import { keccak256, parseEther, toHex } from "viem";
 import type { Hex, TransactionReceipt } from "viem";
-import { privateKeyToAccount } from "viem/accounts";
 import type { PrivateKeyAccount } from "viem/accounts";
 import {
   caseIdOf,
   createWriter,
-  devnetPrivateKey,
   disputeCase,
   drawJury,
-  ensureAllowance,
   finalizeOutvote,
   juryCourtAbi,
-  mintAtp,
   readCase,
   readCourtParams,
-  registerDonor,
   resolveDispute,
   slashOutvoted,
-  stake,
   submitJurorVote,
 } from "../offchain/src/chain/index.ts";
-import type { ChainWriter, Devnet } from "../offchain/src/chain/index.ts";
+import type { Devnet } from "../offchain/src/chain/index.ts";
 import { cellDomain, jobIdOf, signReceipt } from "../offchain/src/protocol/index.ts";
 import type { JobSpecMessage, Receipt } from "../offchain/src/protocol/index.ts";
 import { parseEventLogs } from "viem";
 import { jobSpec } from "../test/support/contracts/fixture.ts";
+import { mineBlocks, stakedDonors } from "../test/support/devnet-donors.ts";
 
 export interface DisputeGas {
   accuse: number;
@@ -52,22 +47,13 @@ export async function measureDisputeGas(devnet: Devnet): Promise<DisputeGas> {
     params?: unknown[];
   }) => Promise<unknown>;
   const gas = (receipt: TransactionReceipt) => Number(receipt.gasUsed);
-  const donors: ChainWriter[] = [];
-  const operators: PrivateKeyAccount[] = [];
-  for (let i = 0; i < DONORS; i++) {
-    const donor = createWriter(rpcUrl, deployment, devnetPrivateKey(FIRST_ACCOUNT + i));
-    const operator = privateKeyToAccount(keccak256(toHex(`bench-court-operator-${i}`)));
-    await mintAtp(admin, donor.walletClient.account.address, parseEther("10000"));
-    await ensureAllowance(donor, deployment.donorRegistry, 1n);
-    await stake(donor, parseEther(String(1_000 + 100 * i)));
-    await registerDonor(donor, {
-      operator,
-      peerKey: keccak256(toHex(`bench-court-peer-${i}`)),
-      metadataURI: `ipfs://bench-${i}`,
-    });
-    donors.push(donor);
-    operators.push(operator);
-  }
+  const { donors, operators } = await stakedDonors(admin, {
+    rpcUrl,
+    count: DONORS,
+    firstAccount: FIRST_ACCOUNT,
+    label: "bench-court",
+    mint: parseEther("10000"),
+  });
   const domain = cellDomain(deployment.chainId, deployment.donorRegistry);
   // Jobs start after every donor bonded, so the quorum may outvote.
   const startedAt = ((await admin.publicClient.getBlock()).timestamp + 1n) * 1000n;
@@ -100,7 +86,7 @@ export async function measureDisputeGas(devnet: Devnet): Promise<DisputeGas> {
   const undisputed = await accuse("undisputed");
   const disputed = await accuse("disputed");
   const disputeGas = gas(await disputeCase(donors[0]!, disputed.caseId));
-  await rpc({ method: "hardhat_mine", params: [toHex(params.drawDelay)] });
+  await mineBlocks(admin, params.drawDelay);
   const drawn = await drawJury(admin, disputed.caseId);
   const [event] = parseEventLogs({ abi: juryCourtAbi, logs: drawn.logs, eventName: "JurorsDrawn" });
   const jurors = event!.args.jurors;

@@ -3,32 +3,28 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { keccak256, parseEther, toHex } from "viem";
 import type { Hex } from "viem";
-import { privateKeyToAccount } from "viem/accounts";
 import type { PrivateKeyAccount } from "viem/accounts";
 import {
   CaseOutcome,
   caseIdOf,
   createReader,
   createWriter,
-  devnetPrivateKey,
   disputeCase,
   donorStake,
   drawJury,
   jurorDutiesOf,
-  mintAtp,
   outvoteEvidenceOf,
   readCase,
   readCourtParams,
-  registerDonor,
   resolveDispute,
   slashOutvoted,
-  stake,
   startDevnet,
   submitJurorVote,
 } from "../../offchain/src/chain/index.ts";
-import type { ChainWriter, Devnet } from "../../offchain/src/chain/index.ts";
+import type { Devnet } from "../../offchain/src/chain/index.ts";
 import { cellDomain, jobIdOf, signReceipt } from "../../offchain/src/protocol/index.ts";
 import { jobSpec } from "../support/contracts/fixture.ts";
+import { mineBlocks, stakedDonors } from "../support/devnet-donors.ts";
 import type { JobSpecMessage, Receipt } from "../../offchain/src/protocol/index.ts";
 
 const DONORS = 8;
@@ -46,21 +42,13 @@ describe("court bindings on a devnet", () => {
     const { rpcUrl, deployment } = devnet;
     const admin = createWriter(rpcUrl, deployment, devnet.deployerKey);
     const reader = createReader(rpcUrl, deployment);
-    const donors: ChainWriter[] = [];
-    const operators: PrivateKeyAccount[] = [];
-    for (let i = 0; i < DONORS; i++) {
-      const donor = createWriter(rpcUrl, deployment, devnetPrivateKey(1 + i));
-      const operator = privateKeyToAccount(keccak256(toHex(`court-bindings-operator-${i}`)));
-      await mintAtp(admin, donor.walletClient.account.address, parseEther("5000"));
-      await stake(donor, parseEther(String(1_000 + 100 * i)));
-      await registerDonor(donor, {
-        operator,
-        peerKey: keccak256(toHex(`court-bindings-peer-${i}`)),
-        metadataURI: `ipfs://court-${i}`,
-      });
-      donors.push(donor);
-      operators.push(operator);
-    }
+    const { donors, operators } = await stakedDonors(admin, {
+      rpcUrl,
+      count: DONORS,
+      firstAccount: 1,
+      label: "court-bindings",
+      mint: parseEther("5000"),
+    });
     const address = (i: number) => donors[i]!.walletClient.account.address;
 
     const domain = cellDomain(deployment.chainId, deployment.donorRegistry);
@@ -91,11 +79,7 @@ describe("court bindings on a devnet", () => {
 
     await disputeCase(donors[0]!, caseId);
     const { drawDelay } = await readCourtParams(reader);
-    const rpc = reader.publicClient.request as unknown as (call: {
-      method: string;
-      params: unknown[];
-    }) => Promise<unknown>;
-    await rpc({ method: "hardhat_mine", params: [toHex(drawDelay)] });
+    await mineBlocks(reader, drawDelay);
     await drawJury(admin, caseId);
 
     const head = await reader.publicClient.getBlockNumber();

@@ -35,6 +35,7 @@ import {
 } from "../../offchain/src/protocol/index.ts";
 import type { Receipt } from "../../offchain/src/protocol/index.ts";
 import { ensureJobs } from "../../scripts/build-jobs.ts";
+import { mineBlocks } from "../support/devnet-donors.ts";
 import { fundWithEth, startCluster, startInProcess, until } from "./cluster.ts";
 import type { Cluster, ClusterNode } from "./cluster.ts";
 
@@ -112,11 +113,7 @@ describe("a drawn juror's node", { timeout: 180_000 }, () => {
     await mintAtp(admin, admin.walletClient.account.address, parseEther("100"));
     await disputeCase(admin, caseId);
     const { drawDelay } = await readCourtParams(reader);
-    const rpc = reader.publicClient.request as unknown as (call: {
-      method: string;
-      params: unknown[];
-    }) => Promise<unknown>;
-    await rpc({ method: "hardhat_mine", params: [toHex(drawDelay)] });
+    await mineBlocks(reader, drawDelay);
     await drawJury(admin, caseId);
     const [jurorDonor] = (await readCase(reader, caseId)).jurors;
     assert.equal(
