@@ -6,7 +6,7 @@
 // then its figures as one JSON line. It stops its node when stdin closes or on SIGTERM.
 import { withNodeFlags } from "../offchain/src/node/launch.ts";
 import { startNodeFromFile } from "../offchain/src/node/run.ts";
-import type { CellNode } from "../offchain/src/node/index.ts";
+import { firstLine, percentile, requireCounts, waitForDonors, writeLine } from "./_line-child.ts";
 
 await withNodeFlags();
 
@@ -107,48 +107,9 @@ try {
   await stop(1);
 }
 
-function writeLine(value: object): void {
-  process.stdout.write(`${JSON.stringify(value)}\n`);
-}
-
-function percentile(sorted: number[], q: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] ?? NaN;
-}
-
-async function waitForDonors(node: CellNode, donors: number, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (node.peers().filter((peer) => peer.staked).length < donors) {
-    if (Date.now() > deadline)
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${donors} donors`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
-
-function firstLine(input: NodeJS.ReadStream): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let text = "";
-    const onData = (chunk: Buffer) => {
-      text += chunk.toString();
-      const end = text.indexOf("\n");
-      if (end === -1) return;
-      input.off("end", onEnd);
-      input.off("data", onData);
-      resolve(text.slice(0, end));
-    };
-    const onEnd = () => reject(new Error("stdin closed before the parameters arrived"));
-    input.on("data", onData);
-    input.once("end", onEnd);
-  });
-}
-
 function parseParams(line: string): MeshBuyerParams {
   const value = JSON.parse(line) as Partial<MeshBuyerParams>;
-  const counts = ["donors", "warmupJobs", "latencyJobs", "seconds", "concurrency", "rate"] as const;
-  for (const key of counts) {
-    const count = value[key];
-    if (typeof count !== "number" || !Number.isFinite(count) || count < 0)
-      throw new Error(`parameter ${key} must be a non-negative number, got ${String(count)}`);
-  }
+  requireCounts(value, ["donors", "warmupJobs", "latencyJobs", "seconds", "concurrency", "rate"]);
   if (typeof value.configFile !== "string") throw new Error("parameter configFile must be a path");
   if (!Array.isArray(value.bootstrap)) throw new Error("parameter bootstrap must be a list of multiaddrs");
   if (typeof value.module !== "string") throw new Error("parameter module must be base64");

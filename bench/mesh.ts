@@ -5,13 +5,11 @@
 // system calls and resident memory per node. The final JSON line's `cpuMsPerJob` (CPU time
 // of every node process, all threads, per completed job) is the figure least disturbed by
 // other load on the machine. Goals: p50 ≤ 50 ms, ≥ 300 jobs/s, ≤ 150 MB per node.
-import { spawn } from "node:child_process";
-import type { ChildProcess } from "node:child_process";
-import { readFileSync } from "node:fs";
-import { createInterface } from "node:readline";
 import { fileURLToPath } from "node:url";
 import { processCpuMs, processRssMb, spinModule, startChild, startCluster } from "../test/e2e/cluster.ts";
 import type { ClusterNode } from "../test/e2e/cluster.ts";
+import { ioCalls, startLineChild, stopProcess } from "./_line-child.ts";
+import type { BenchProcess, IoCalls } from "./_line-child.ts";
 import type { MeshBuyerFigures, MeshBuyerParams } from "./_mesh-buyer.ts";
 
 const DONORS = 4;
@@ -33,18 +31,10 @@ const RATE = Number(process.env.MESH_RATE ?? 0);
 const SLOTS_PER_DONOR = Math.ceil(CONCURRENCY / DONORS);
 // Nodes are prepared with `defaultTimers`: the test cluster's shortened advert, receipt-batch
 // and stake-read timers alone cost each node a few percent of a core at rest.
-const STOP_GRACE_MS = 10_000;
 const BUYER_SCRIPT = fileURLToPath(new URL("_mesh-buyer.ts", import.meta.url));
 const GOALS = { p50Ms: 50, jobsPerSec: 300, rssMbPerNode: 150 };
 
-/** A node process of this benchmark. */
-interface NodeProcess {
-  name: string;
-  process: ChildProcess;
-  kill(signal?: NodeJS.Signals): Promise<void>;
-}
-
-const children: NodeProcess[] = [];
+const children: BenchProcess[] = [];
 /** Children being started, waited for before shutting down so none is left behind. */
 const starting: Promise<unknown>[] = [];
 let shuttingDown: Promise<void> | undefined;
@@ -88,7 +78,7 @@ try {
     ...(await Promise.all(donorNodes.slice(1).map((node) => startDonor(node, bootstrap)))),
   ];
 
-  const buyer = startBuyer({
+  const buyer = startLineChild("buyer", BUYER_SCRIPT, {
     configFile: buyerNode.configFile,
     bootstrap,
     donors: DONORS,
@@ -98,14 +88,14 @@ try {
     concurrency: CONCURRENCY,
     rate: RATE,
     module: Buffer.from(await spinModule(1)).toString("base64"),
-  });
+  } satisfies MeshBuyerParams);
   children.unshift(buyer);
   const nodes = [buyer, ...donors];
   const pids = nodes.map((node) => node.process.pid);
 
   const phaseTimeoutMs = (WARMUP_JOBS + LATENCY_JOBS) * 1_000 + 120_000;
-  const phase = await buyer.nextLine(phaseTimeoutMs);
-  if (!("phase" in phase) || phase.phase !== "throughput")
+  const phase = await buyer.nextLine<{ phase?: string }>(phaseTimeoutMs);
+  if (phase.phase !== "throughput")
     throw new Error(`the buyer reported ${JSON.stringify(phase)} instead of its throughput phase`);
   const cpuBefore = pids.map(processCpuMs);
   const ioBefore = pids.map(ioCalls);
@@ -113,7 +103,7 @@ try {
   const sampler = setInterval(() => rssSamples.push(pids.map(processRssMb)), 1_000);
   let figures: MeshBuyerFigures;
   try {
-    figures = (await buyer.nextLine(THROUGHPUT_SECONDS * 1_000 + 120_000)) as MeshBuyerFigures;
+    figures = await buyer.nextLine<MeshBuyerFigures>(THROUGHPUT_SECONDS * 1_000 + 120_000);
   } finally {
     clearInterval(sampler);
   }
@@ -166,77 +156,6 @@ try {
   await shutdown();
 }
 
-interface BuyerProcess extends NodeProcess {
-  /** The buyer's next JSON line on stdout; rejects if it exits or stays silent for `timeoutMs`. */
-  nextLine(timeoutMs: number): Promise<{ phase: string } | MeshBuyerFigures>;
-}
-
-/** Starts the buyer application and hands it its parameters on stdin. */
-function startBuyer(params: MeshBuyerParams): BuyerProcess {
-  const child = spawn(process.execPath, [BUYER_SCRIPT], { stdio: ["pipe", "pipe", "pipe"] });
-  let stderr = "";
-  child.stderr!.on("data", (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-8000)));
-  const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
-  const pending: string[] = [];
-  let wake: (() => void) | undefined;
-  createInterface({ input: child.stdout! }).on("line", (line) => {
-    pending.push(line);
-    wake?.();
-  });
-  // stdin stays open: the buyer stops its node when it closes, so it never outlives this process.
-  child.stdin!.on("error", () => undefined);
-  child.stdin!.write(`${JSON.stringify(params)}\n`);
-
-  const nextLine = async (timeoutMs: number) => {
-    const deadline = Date.now() + timeoutMs;
-    while (pending.length === 0) {
-      if (child.exitCode !== null || child.signalCode !== null)
-        throw new Error(`the buyer exited (${child.exitCode ?? child.signalCode}): ${stderr}`);
-      if (Date.now() > deadline) throw new Error(`the buyer was silent for ${timeoutMs} ms: ${stderr}`);
-      await Promise.race([
-        new Promise<void>((resolve) => (wake = resolve)),
-        exited,
-        new Promise((resolve) => setTimeout(resolve, 1_000)),
-      ]);
-    }
-    return JSON.parse(pending.shift()!) as { phase: string } | MeshBuyerFigures;
-  };
-  return {
-    name: "buyer",
-    process: child,
-    nextLine,
-    kill: async (signal = "SIGTERM") => {
-      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
-      await exited;
-    },
-  };
-}
-
-/** SIGTERM, then SIGKILL if the process has not exited after STOP_GRACE_MS. */
-async function stopProcess(node: NodeProcess): Promise<void> {
-  const timer = setTimeout(() => node.process.kill("SIGKILL"), STOP_GRACE_MS);
-  try {
-    await node.kill("SIGTERM");
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 function round(value: number): number {
   return Math.round(value * 10) / 10;
-}
-
-interface IoCalls {
-  reads: number;
-  writes: number;
-}
-
-/** Read and write system calls (sockets and files) of a process so far. */
-function ioCalls(pid: number | undefined): IoCalls {
-  try {
-    const io = readFileSync(`/proc/${pid}/io`, "utf8");
-    return { reads: Number(/syscr:\s+(\d+)/.exec(io)?.[1]), writes: Number(/syscw:\s+(\d+)/.exec(io)?.[1]) };
-  } catch {
-    return { reads: 0, writes: 0 };
-  }
 }

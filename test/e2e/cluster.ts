@@ -185,13 +185,20 @@ export interface ChildNode {
   kill(signal?: NodeJS.Signals): Promise<void>;
 }
 
-/** Starts a prepared node as a child process (`offchain/src/node/run.ts`). */
-export async function startChild(node: ClusterNode, bootstrap: string[] = []): Promise<ChildNode> {
+/**
+ * Starts a prepared node as a child process: `offchain/src/node/run.ts`, or `runner`, a script
+ * taking the same `--config FILE` and printing the same first line.
+ */
+export async function startChild(
+  node: ClusterNode,
+  bootstrap: string[] = [],
+  runner: string = RUNNER,
+): Promise<ChildNode> {
   if (bootstrap.length > 0) {
     const config = JSON.parse(await readFile(node.configFile, "utf8"));
     await writeFile(node.configFile, JSON.stringify({ ...config, bootstrap }));
   }
-  const child = spawn(process.execPath, [RUNNER, "--config", node.configFile], {
+  const child = spawn(process.execPath, [runner, "--config", node.configFile], {
     stdio: ["ignore", "pipe", "pipe"],
   });
   let stderr = "";

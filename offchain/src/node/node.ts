@@ -44,6 +44,7 @@ import {
   signReceipt,
 } from "../protocol/index.ts";
 import { createRuntime, WORKER_SOURCE } from "../runtime/index.ts";
+import type { Runtime } from "../runtime/index.ts";
 import { openStore } from "../store/index.ts";
 import type { Store } from "../store/index.ts";
 import { BlockAccess, storeBlockSource } from "./block-access.ts";
@@ -84,6 +85,11 @@ const DELIVERY_TIMEOUT_MS = 5_000;
 
 export interface StartNodeOptions {
   logger?: Logger;
+  /**
+   * Replaces the donor's executor with one built around the real runtime. Tests and
+   * benchmarks use it to make a faulty donor (test/support/lying-runtime.ts); no config sets it.
+   */
+  wrapRuntime?: (runtime: Runtime) => Pick<Runtime, "execute">;
 }
 
 /**
@@ -112,6 +118,8 @@ export async function startNode(config: NodeConfig, options: StartNodeOptions = 
         })
       : undefined;
     if (runtime) cleanup.unshift(() => runtime.close());
+    const executor =
+      runtime && options.wrapRuntime ? { ...runtime, ...options.wrapRuntime(runtime) } : runtime;
     const mesh = await createMeshNode({
       peerKeySeed: identity.peerKeySeed,
       listen: config.listen,
@@ -130,7 +138,7 @@ export async function startNode(config: NodeConfig, options: StartNodeOptions = 
       log,
       mesh,
       store,
-      runtime,
+      runtime: executor,
       provider,
       stakes: new StakeCache(await followRegistry(reader, config, log, cleanup)),
       domain: cellDomain(deployment.chainId, deployment.donorRegistry),

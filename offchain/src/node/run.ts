@@ -5,12 +5,14 @@
 // (launch.ts) and `startNodeFromFile` so they run under the same conditions.
 import type { DeepPartial, NodeConfigInput } from "./config.ts";
 import { withNodeFlags } from "./launch.ts";
+import type { StartNodeOptions } from "./node.ts";
 import type { CellNode } from "./types.ts";
 
 /** Starts a node from a config file, logging to stderr so stdout stays free for JSON lines. */
 export async function startNodeFromFile(
   file: string | undefined,
   overrides: DeepPartial<NodeConfigInput> = {},
+  options: Omit<StartNodeOptions, "logger"> = {},
 ): Promise<CellNode> {
   const [{ pino }, { loadConfig }, { startNode }] = await Promise.all([
     import("pino"),
@@ -19,7 +21,7 @@ export async function startNodeFromFile(
   ]);
   const config = await loadConfig(file, overrides);
   const logger = pino({ level: config.logLevel, base: undefined }, pino.destination(2));
-  return startNode(config, { logger });
+  return startNode(config, { ...options, logger });
 }
 
 function configArgument(argv: readonly string[]): string | undefined {
@@ -30,8 +32,15 @@ function configArgument(argv: readonly string[]): string | undefined {
   return file;
 }
 
-async function main(): Promise<void> {
-  const node = await startNodeFromFile(configArgument(process.argv.slice(2)));
+/**
+ * Starts the node of `--config` in `argv`, prints its peer id, operator and addresses as one
+ * JSON line on stdout, and stops it on SIGTERM or SIGINT.
+ */
+export async function serveNode(
+  argv: readonly string[],
+  options: Omit<StartNodeOptions, "logger"> = {},
+): Promise<void> {
+  const node = await startNodeFromFile(configArgument(argv), {}, options);
   process.stdout.write(
     `${JSON.stringify({ peerId: node.peerId, did: node.did, operator: node.operator, multiaddrs: node.multiaddrs() })}\n`,
   );
@@ -49,5 +58,5 @@ async function main(): Promise<void> {
 
 if (import.meta.main) {
   await withNodeFlags();
-  await main();
+  await serveNode(process.argv.slice(2));
 }
