@@ -1,0 +1,30 @@
+export { DEFAULT_TRUST_SETTINGS, trustSettings } from "./settings.ts";
+export type { SuspicionWeights, TrustSettings } from "./settings.ts";
+export {
+  NEUTRAL_SCORE,
+  OUTCOME_WEIGHTS,
+  blendedScore,
+  decayStats,
+  emptyStats,
+  recordOutcome,
+  reputationScore,
+} from "./reputation.ts";
+export type { ReputationEvent, ReputationStats } from "./reputation.ts";
+export {
+  MAX_EVIDENCE_NOTES,
+  TRUST_STATUSES,
+  advance,
+  applySuspicion,
+  blocksAt,
+  initialSuspicion,
+  suspicionScore,
+} from "./quarantine.ts";
+export type {
+  EvidenceNote,
+  OffenceKind,
+  StatusChange,
+  SuspicionComponents,
+  SuspicionEvent,
+  SuspicionState,
+  TrustStatus,
+} from "./quarantine.ts";
