@@ -1,3 +1,5 @@
+export { TrustBook } from "./book.ts";
+export type { SlashKind, SlashNote, TrustLog, TrustPorts, TrustView } from "./book.ts";
 export { DEFAULT_TRUST_SETTINGS, trustSettings } from "./settings.ts";
 export type { SuspicionWeights, TrustSettings } from "./settings.ts";
 export {
