@@ -300,8 +300,8 @@ export class TrustBook implements VerdictListener {
       this.#subjects.set(key, subject);
     }
     if (operator !== null && subject.operator === null) subject.operator = operator;
-    if (operator !== null && peerId !== null && subject.peerId !== peerId) {
-      if (subject.peerId !== null) this.#operatorOfPeer.delete(subject.peerId);
+    if (operator !== null && peerId !== null && this.#operatorOfPeer.get(peerId) !== key) {
+      if (subject.peerId !== null && subject.peerId !== peerId) this.#operatorOfPeer.delete(subject.peerId);
       subject.peerId = peerId;
       this.#operatorOfPeer.set(peerId, key);
     }
