@@ -8,6 +8,7 @@ import { AddressSchema, MultiaddrStringSchema } from "../protocol/index.ts";
 import { DEFAULT_POLICY_LIMITS } from "../runtime/policy.ts";
 import { OFFER_LIMIT } from "./donor-machine.ts";
 import { DEFAULT_BLOCK_RETENTION } from "../store/index.ts";
+import { TrustConfigSchema } from "../trust/index.ts";
 
 const bigintLike = z
   .union([
@@ -203,6 +204,8 @@ const NodeConfigFields = z.strictObject({
   runtime: z.strictObject({ poolSize: z.number().int().min(1).max(64).default(2) }).prefault({}),
   logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   adverts: AdvertConfigSchema.prefault({}),
+  /** Reputation and quarantine (offchain/src/trust settings; docs/trust.md). */
+  trust: TrustConfigSchema.prefault({}),
 });
 
 /** The buyer's liveness window follows the advert heartbeat; it is not set on its own. */

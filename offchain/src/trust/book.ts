@@ -1,5 +1,5 @@
 import { isAddress, type Address, type Hex } from "viem";
-import { z } from "zod";
+import { z } from "zod/v4";
 import type { EquivocationSighting, VerdictListener, VerdictReport } from "../quorum/report.ts";
 import type { Store } from "../store/index.ts";
 import {

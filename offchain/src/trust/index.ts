@@ -1,7 +1,7 @@
 export { TrustBook } from "./book.ts";
 export type { SlashKind, SlashNote, TrustLog, TrustPorts, TrustView } from "./book.ts";
-export { DEFAULT_TRUST_SETTINGS, trustSettings } from "./settings.ts";
-export type { SuspicionWeights, TrustSettings } from "./settings.ts";
+export { DEFAULT_TRUST_SETTINGS, TrustConfigSchema, trustSettings } from "./settings.ts";
+export type { SuspicionWeights, TrustConfig, TrustSettings } from "./settings.ts";
 export {
   NEUTRAL_SCORE,
   OUTCOME_WEIGHTS,

@@ -1,3 +1,5 @@
+import { z } from "zod/v4";
+
 const MINUTE = 60_000;
 const HOUR = 60 * MINUTE;
 
@@ -74,9 +76,10 @@ export const DEFAULT_TRUST_SETTINGS: TrustSettings = Object.freeze({
 
 /** The defaults with `overrides` applied; throws naming the first setting out of range. */
 export function trustSettings(overrides: Partial<TrustSettings> = {}): TrustSettings {
+  const given = Object.fromEntries(Object.entries(overrides).filter(([, value]) => value !== undefined));
   const settings: TrustSettings = {
     ...DEFAULT_TRUST_SETTINGS,
-    ...overrides,
+    ...given,
     weights: { ...DEFAULT_TRUST_SETTINGS.weights, ...overrides.weights },
   };
   for (const key of [
@@ -119,3 +122,42 @@ function unit(value: number, key: string): void {
   if (!Number.isFinite(value) || value < 0 || value > 1)
     throw new Error(`trust settings: ${key} must be in 0..1, got ${value}`);
 }
+
+const ms = z
+  .number()
+  .int()
+  .positive()
+  .max(365 * 24 * HOUR);
+const share = z.number().min(0).max(1);
+
+/**
+ * The `trust` section of the node's config: any of the settings above; the rest keep
+ * their defaults. Cross-field rules (weights sum to 1, …) are checked by `trustSettings`.
+ */
+export const TrustConfigSchema = z.strictObject({
+  reputationHalfLifeMs: ms.optional(),
+  latencyAlpha: share.optional(),
+  referenceLatencyMs: ms.optional(),
+  minModuleSamples: z.number().int().min(0).max(1_000_000).optional(),
+  suspicionHalfLifeMs: ms.optional(),
+  weights: z
+    .strictObject({
+      consensusViolations: share,
+      equivocations: share,
+      resultInconsistencies: share,
+      networkAnomalies: share,
+      timingAnomalies: share,
+      recentBehaviour: share,
+    })
+    .optional(),
+  quarantineThreshold: share.optional(),
+  verifiedOffenceScore: share.optional(),
+  quarantineMs: z.array(ms).min(1).max(16).optional(),
+  observationMs: ms.optional(),
+  banAtStrike: z.number().int().min(1).max(100).optional(),
+  networkAnomalyStep: share.optional(),
+  timingAnomalyStep: share.optional(),
+  maxSubjects: z.number().int().min(1).max(1_000_000).optional(),
+  maxReputationRows: z.number().int().min(1).max(10_000_000).optional(),
+});
+export type TrustConfig = z.output<typeof TrustConfigSchema>;
