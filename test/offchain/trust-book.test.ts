@@ -8,6 +8,7 @@ import { openStore, type Store } from "../../offchain/src/store/index.ts";
 import { NEUTRAL_SCORE, TrustBook, type TrustSettings } from "../../offchain/src/trust/index.ts";
 import type { ReplicaReceipt, SilentReplica, VerdictReport } from "../../offchain/src/quorum/report.ts";
 import type { JobSpecMessage, ReceiptWire } from "../../offchain/src/protocol/index.ts";
+import { loadConfig } from "../../offchain/src/node/index.ts";
 import { freshDirs } from "../support/fresh-dirs.ts";
 
 const MIN = 60_000;
@@ -195,6 +196,16 @@ describe("trust book", () => {
     store.close();
   });
 
+  it("counts a forged message as a network anomaly against its peer", () => {
+    const { book, store } = open(freshDir());
+    book.onProtocolAbuse(peer(9), "receipt_invalid: signature does not recover the executor");
+    const [abuser] = book.view().filter((v) => v.subject === peer(9));
+    assert.equal(abuser!.status, "clear");
+    assert.equal(abuser!.evidence[0]!.kind, "network_anomaly");
+    assert.match(abuser!.evidence[0]!.detail!, /receipt_invalid/);
+    store.close();
+  });
+
   it("counts silent replicas: timeouts lower reputation, cancellations do not; no quorum counts no dissent", () => {
     const { book, store } = open(freshDir());
     const silent = (n: number, why: SilentReplica["why"]): SilentReplica => ({
@@ -243,5 +254,38 @@ describe("trust book", () => {
     assert.ok(h.book.reputation(operator(4)) > NEUTRAL_SCORE);
     assert.equal(h.store.trust.allReputation().length, 4);
     h.store.close();
+  });
+});
+
+describe("trust settings in the node config", () => {
+  it("takes a trust section, keeps the defaults for the rest, and refuses settings that cannot work", async () => {
+    const config = await loadConfig(undefined, { passphrase: "pw", trust: { quarantineMs: [1_000, 2_000] } });
+    assert.deepEqual(config.trust, { quarantineMs: [1_000, 2_000] });
+    const book = new TrustBook(
+      { store: openStore(":memory:"), now: () => 0, log: { info() {}, warn() {} } },
+      config.trust,
+    );
+    assert.deepEqual(book.settings.quarantineMs, [1_000, 2_000]);
+    assert.equal(book.settings.observationMs, 10 * MIN);
+    await assert.rejects(
+      loadConfig(undefined, {
+        passphrase: "pw",
+        trust: {
+          weights: {
+            consensusViolations: 0.5,
+            equivocations: 0.5,
+            resultInconsistencies: 0.5,
+            networkAnomalies: 0,
+            timingAnomalies: 0,
+            recentBehaviour: 0,
+          },
+        },
+      }),
+      /trust.*weights must sum to 1/s,
+    );
+    await assert.rejects(
+      loadConfig(undefined, { passphrase: "pw", trust: { quarantineThreshold: 2 } }),
+      /trust/,
+    );
   });
 });

@@ -161,7 +161,8 @@ async function assemble(
   const peerBook = new PeerBook({ trust });
   const adverts = new AdvertIntake(ctx, peerBook);
   const refusals = refusalRecorder(mesh, log);
-  const donor = new Donor(donorPorts(ctx, refusals.misbehaved), {
+  const misbehaved = reportingForgeries(refusals.misbehaved, trust);
+  const donor = new Donor(donorPorts(ctx, misbehaved), {
     policy: donorPolicy(ctx.config),
     adverts: ctx.config.adverts,
     announcedJobsPerBuyerPerSecond: ctx.config.donor.announcedJobsPerBuyerPerSecond,
@@ -176,7 +177,7 @@ async function assemble(
     signer: operatorSigner(ctx.operator, ctx.domain),
     stakes: ctx.stakes,
     donors: peerBook,
-    misbehaved: refusals.misbehaved,
+    misbehaved,
   });
   // A donor that bid may fetch the job's module and input at once: its bid row is written
   // in the buyer's next write batch, which can come after the donor's first block request.
@@ -422,6 +423,16 @@ function waitForJob(buyer: Buyer, jobId: Hex, timeoutMs: number) {
     }, timeoutMs);
     buyer.on(listener);
   });
+}
+
+/** Refusals that prove a peer forged something: also a network anomaly in its trust state. */
+const FORGERIES = new Set(["bid_rejected_signature", "bad_spec_signature", "receipt_invalid"]);
+
+function reportingForgeries(misbehaved: Misbehaved, trust: TrustBook): Misbehaved {
+  return (peerId, reason, detail) => {
+    misbehaved(peerId, reason, detail);
+    if (FORGERIES.has(reason)) trust.onProtocolAbuse(peerId, `${reason}: ${detail}`);
+  };
 }
 
 function mergeCounts(

@@ -162,6 +162,11 @@ export class TrustBook implements VerdictListener {
     );
   }
 
+  /** A message of this peer that proves abuse (a forged signature or receipt): a network anomaly. */
+  onProtocolAbuse(peerId: string, detail: string): void {
+    this.#suspect(null, peerId, { type: "network_anomaly", detail }, this.#ports.now());
+  }
+
   /** A slash submitted on-chain against `operator` (fed by the evidence desk). */
   onSlashed(operator: Address, note: { jobId: Hex; kind: SlashKind; tx?: Hex }): void {
     const now = this.#ports.now();
@@ -438,7 +443,7 @@ const SubjectStateSchema = z.object({
     evidence: z
       .array(
         z.object({
-          kind: z.enum(["outvote", "equivocation", "invalid_evidence"]),
+          kind: z.enum(["outvote", "equivocation", "network_anomaly"]),
           jobId: hex.optional(),
           detail: z.string().max(1000).optional(),
           at: z.number().int(),

@@ -19,7 +19,7 @@ export interface SuspicionComponents {
   timingAnomalies: number;
 }
 
-export type OffenceKind = "outvote" | "equivocation" | "invalid_evidence";
+export type OffenceKind = "outvote" | "equivocation" | "network_anomaly";
 
 export interface EvidenceNote {
   kind: OffenceKind;
@@ -197,7 +197,7 @@ function counted(
         ...state,
         components,
         recentBad: state.recentBad + 1,
-        evidence: note("invalid_evidence", { detail: event.detail.slice(0, 200) }),
+        evidence: note("network_anomaly", { detail: event.detail.slice(0, 200) }),
       };
     case "outvoted":
       components.consensusViolations = 1;

@@ -134,30 +134,38 @@ const share = z.number().min(0).max(1);
  * The `trust` section of the node's config: any of the settings above; the rest keep
  * their defaults. Cross-field rules (weights sum to 1, …) are checked by `trustSettings`.
  */
-export const TrustConfigSchema = z.strictObject({
-  reputationHalfLifeMs: ms.optional(),
-  latencyAlpha: share.optional(),
-  referenceLatencyMs: ms.optional(),
-  minModuleSamples: z.number().int().min(0).max(1_000_000).optional(),
-  suspicionHalfLifeMs: ms.optional(),
-  weights: z
-    .strictObject({
-      consensusViolations: share,
-      equivocations: share,
-      resultInconsistencies: share,
-      networkAnomalies: share,
-      timingAnomalies: share,
-      recentBehaviour: share,
-    })
-    .optional(),
-  quarantineThreshold: share.optional(),
-  verifiedOffenceScore: share.optional(),
-  quarantineMs: z.array(ms).min(1).max(16).optional(),
-  observationMs: ms.optional(),
-  banAtStrike: z.number().int().min(1).max(100).optional(),
-  networkAnomalyStep: share.optional(),
-  timingAnomalyStep: share.optional(),
-  maxSubjects: z.number().int().min(1).max(1_000_000).optional(),
-  maxReputationRows: z.number().int().min(1).max(10_000_000).optional(),
-});
+export const TrustConfigSchema = z
+  .strictObject({
+    reputationHalfLifeMs: ms.optional(),
+    latencyAlpha: share.optional(),
+    referenceLatencyMs: ms.optional(),
+    minModuleSamples: z.number().int().min(0).max(1_000_000).optional(),
+    suspicionHalfLifeMs: ms.optional(),
+    weights: z
+      .strictObject({
+        consensusViolations: share,
+        equivocations: share,
+        resultInconsistencies: share,
+        networkAnomalies: share,
+        timingAnomalies: share,
+        recentBehaviour: share,
+      })
+      .optional(),
+    quarantineThreshold: share.optional(),
+    verifiedOffenceScore: share.optional(),
+    quarantineMs: z.array(ms).min(1).max(16).optional(),
+    observationMs: ms.optional(),
+    banAtStrike: z.number().int().min(1).max(100).optional(),
+    networkAnomalyStep: share.optional(),
+    timingAnomalyStep: share.optional(),
+    maxSubjects: z.number().int().min(1).max(1_000_000).optional(),
+    maxReputationRows: z.number().int().min(1).max(10_000_000).optional(),
+  })
+  .superRefine((config, context) => {
+    try {
+      trustSettings(config);
+    } catch (error) {
+      context.addIssue({ code: "custom", message: (error as Error).message.replace("trust settings: ", "") });
+    }
+  });
 export type TrustConfig = z.output<typeof TrustConfigSchema>;
