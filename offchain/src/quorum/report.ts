@@ -48,3 +48,27 @@ export interface VerdictListener {
   onVerdict(report: VerdictReport): void;
   onEquivocation(sighting: EquivocationSighting): void;
 }
+
+/**
+ * One listener that hands every report to each of `listeners` in order. A listener that throws
+ * does not keep the report from the others; the first error is rethrown after all were called.
+ */
+export function fanOut(...listeners: VerdictListener[]): VerdictListener {
+  const each = (call: (listener: VerdictListener) => void): void => {
+    let firstError: unknown;
+    let failed = false;
+    for (const listener of listeners) {
+      try {
+        call(listener);
+      } catch (error) {
+        if (!failed) firstError = error;
+        failed = true;
+      }
+    }
+    if (failed) throw firstError;
+  };
+  return {
+    onVerdict: (report) => each((listener) => listener.onVerdict(report)),
+    onEquivocation: (sighting) => each((listener) => listener.onEquivocation(sighting)),
+  };
+}
