@@ -201,11 +201,11 @@ const NodeConfigFields = z.strictObject({
   donor: DonorConfigSchema.prefault({}),
   buyer: BuyerConfigSchema.prefault({}),
   blockstore: BlockstoreConfigSchema.prefault({}),
+  /** Reputation and quarantine (offchain/src/trust settings; docs/trust.md). */
+  trust: TrustConfigSchema.prefault({}),
   runtime: z.strictObject({ poolSize: z.number().int().min(1).max(64).default(2) }).prefault({}),
   logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   adverts: AdvertConfigSchema.prefault({}),
-  /** Reputation and quarantine (offchain/src/trust settings; docs/trust.md). */
-  trust: TrustConfigSchema.prefault({}),
 });
 
 /** The buyer's liveness window follows the advert heartbeat; it is not set on its own. */

@@ -1,8 +1,8 @@
 import type { Address, Hex } from "viem";
 import type { JobSpecWire, PriorityName, ReasonCode, ReceiptWire } from "../protocol/index.ts";
+import type { TrustView } from "../trust/index.ts";
 import type { BuyerStats } from "./buyer.ts";
 import type { MeshStats } from "../p2p/index.ts";
-import type { TrustView } from "../trust/index.ts";
 
 export const JOB_EVENT_TYPES = [
   "queued",

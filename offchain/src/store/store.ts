@@ -6,11 +6,11 @@ import { BidsRepository } from "./bids.ts";
 import { SqliteBlockstore, type Blockstore } from "./blockstore.ts";
 import { JobEventsRepository } from "./job-events.ts";
 import { JobsRepository } from "./jobs.ts";
+import { TrustRepository } from "./trust.ts";
 import { MetaRepository } from "./meta.ts";
 import { migrate, readSchemaVersion, type Migration, MIGRATIONS } from "./migrations.ts";
 import { PeersRepository } from "./peers.ts";
 import { ReceiptsRepository } from "./receipts.ts";
-import { TrustRepository } from "./trust.ts";
 
 export const DATABASE_FILE = "cell.db";
 const IN_MEMORY = ":memory:";
