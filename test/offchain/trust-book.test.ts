@@ -112,6 +112,7 @@ describe("trust book", () => {
       [["outvote", jobId(1)]],
     );
     assert.equal(liar!.stats!.dissents, 1);
+    assert.equal(liar!.suspicion, 0.95, "the score of a verified outvote, not the weighted 0.45");
     store.close();
   });
 

@@ -58,7 +58,7 @@ export interface TrustView {
   /** End of the current quarantine or observation (unix ms). */
   until: number | null;
   reason: string | null;
-  /** Suspicion score now, 0..1. */
+  /** Suspicion score, 0..1: while quarantined or banned the score that struck, else the score now. */
   suspicion: number;
   evidence: EvidenceNote[];
   slashes: SlashNote[];
@@ -221,7 +221,7 @@ export class TrustBook implements VerdictListener {
       strikes: state.strikes,
       until: state.until,
       reason: state.reason,
-      suspicion: Number(suspicionScore(state, this.#settings.weights).toFixed(4)),
+      suspicion: Number(shownScore(state, this.#settings.weights).toFixed(4)),
       evidence: state.evidence,
       slashes: subject.slashes,
     };
@@ -392,6 +392,13 @@ export class TrustBook implements VerdictListener {
   }
 }
 
+/** While quarantined or banned, the score that struck; otherwise the weighted score now. */
+function shownScore(state: SuspicionState, weights: TrustSettings["weights"]): number {
+  const weighted = suspicionScore(state, weights);
+  const blocked = state.status === "quarantined" || state.status === "banned";
+  return blocked ? Math.max(weighted, state.strikeScore ?? 0) : weighted;
+}
+
 function reputationKey(operator: string, module: string): string {
   return `${operator}|${module}`;
 }
@@ -431,6 +438,7 @@ const SubjectStateSchema = z.object({
     strikes: z.number().int().nonnegative(),
     until: z.number().int().nullable(),
     reason: z.string().max(1000).nullable(),
+    strikeScore: z.number().min(0).max(1).nullable().default(null),
     components: z.object({
       consensusViolations: finite,
       equivocations: finite,

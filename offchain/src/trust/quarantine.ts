@@ -35,6 +35,8 @@ export interface SuspicionState {
   until: number | null;
   /** Why the current (or last) strike was given. */
   reason: string | null;
+  /** The score that gave the current (or last) strike; a verified offence's is `verifiedOffenceScore`. */
+  strikeScore: number | null;
   components: SuspicionComponents;
   /** Decayed counts of good and bad recent outcomes (the recent-behaviour component). */
   recentGood: number;
@@ -71,6 +73,7 @@ export function initialSuspicion(now: number): SuspicionState {
     strikes: 0,
     until: null,
     reason: null,
+    strikeScore: null,
     components: {
       consensusViolations: 0,
       equivocations: 0,
@@ -153,7 +156,10 @@ export function applySuspicion(
     (state.status === "clear" && (conclusive || score > settings.quarantineThreshold)) ||
     (state.status === "observation" && offence);
   if (!due) return { state, changes, score };
-  const struck = strike(state, reasonOf(event, score, state.status), now, settings);
+  const struck = {
+    ...strike(state, reasonOf(event, score, state.status), now, settings),
+    strikeScore: score,
+  };
   changes.push({ from: state.status, to: "quarantined", at: now });
   return { state: struck, changes, score };
 }
