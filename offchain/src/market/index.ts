@@ -20,12 +20,14 @@ export {
   stakeWeight,
 } from "./selection.ts";
 export type {
+  Blocked,
   Candidate,
   CandidateOptions,
   CandidateSet,
   Prospect,
   ProspectJob,
   Rejection,
+  Reputation,
   Selection,
   SelectionOptions,
 } from "./selection.ts";

@@ -23,7 +23,11 @@ export interface SelectionOptions {
   /** Peers not heard from for this long are passed over. */
   livenessMs: number;
   /** Reputation in 0..65535 (the spec's `minReputation` scale); defaults to neutral. */
-  reputation?: (operator: Address) => number;
+  reputation?: Reputation;
+  /** The job's module, handed to `reputation` for per-module stats. */
+  moduleCid?: string;
+  /** Quarantined or banned bidders (trust layer): never chosen. */
+  blocked?: Blocked;
   /** Operators and peers to pass over (earlier attempts of this job). */
   excludeOperators?: ReadonlySet<string>;
   excludePeers?: ReadonlySet<string>;
@@ -47,13 +51,29 @@ export interface Selection {
 
 export const NEUTRAL_REPUTATION = 32_768;
 
+/** An operator's reputation, 0..65535 (neutral 32768), on the job's module when given. */
+export type Reputation = (operator: Address, moduleCid?: string) => number;
+
+/** True for a peer or operator the trust layer quarantined or banned. */
+export type Blocked = (peerId: string, operator: Address) => boolean;
+
+/**
+ * How reputation weighs in selection (docs/trust.md):
+ * - below the job's `minReputation` a donor is passed over (bid_rejected_reputation);
+ * - among donors of one price, the weighted draw gives each a weight of
+ *   stakeWeight × reputationWeight (× the share of its slots free, when asking for bids),
+ *   where reputationWeight is 1 at neutral, 2 at the top and near 0 at the bottom;
+ * - without a draw, or between equal draws, the higher reputation comes first.
+ * Price always comes first: reputation never makes a dearer bid win.
+ */
+
 /**
  * Picks up to `replicas` executors: eligible bids ranked by price, then (given `random`) a
  * draw weighted by stake and reputation, then reputation, stake, free slots and peer id,
  * never two with one operator. Every bid passed over is returned with its reason.
  */
 export function selectExecutors(candidates: readonly Candidate[], options: SelectionOptions): Selection {
-  const reputation = options.reputation ?? (() => NEUTRAL_REPUTATION);
+  const reputation = onModule(options.reputation, options.moduleCid);
   const rejected: Rejection[] = [];
   const eligible: Candidate[] = [];
   for (const candidate of candidates) {
@@ -99,6 +119,11 @@ function ineligibility(
   options: SelectionOptions,
   reputation: (operator: Address) => number,
 ): { reason: ReasonCode; detail: string } | undefined {
+  if (options.blocked?.(candidate.peerId, candidate.operator))
+    return {
+      reason: "bid_rejected_reputation",
+      detail: `operator ${candidate.operator} is quarantined or banned`,
+    };
   if (!candidate.staked)
     return {
       reason: "not_staked",
@@ -125,6 +150,10 @@ function ineligibility(
     return { reason: "executor_silent", detail: `not heard from for ${options.now - candidate.lastSeen} ms` };
   }
   return undefined;
+}
+
+function onModule(reputation: Reputation | undefined, moduleCid: string | undefined) {
+  return reputation ? (operator: Address) => reputation(operator, moduleCid) : () => NEUTRAL_REPUTATION;
 }
 
 function priceOrder(a: Candidate, b: Candidate): number {
@@ -163,6 +192,8 @@ export interface ProspectJob {
   memoryPages: number;
   maxPricePerMegaFuel: bigint;
   minReputation?: number;
+  /** For per-module reputation. */
+  moduleCid?: string;
 }
 
 export interface CandidateOptions {
@@ -178,7 +209,9 @@ export interface CandidateOptions {
   /** Jobs of this buyer each donor runs now (default none). */
   busy?: (peerId: string) => number;
   /** Reputation in 0..65535; defaults to neutral, so a new donor weighs as much as any other. */
-  reputation?: (operator: Address) => number;
+  reputation?: Reputation;
+  /** Quarantined or banned donors (trust layer): never asked. */
+  blocked?: Blocked;
 }
 
 export interface CandidateSet<P extends Prospect = Prospect> {
@@ -220,7 +253,7 @@ export function pickCandidates<P extends Prospect>(
 ): CandidateSet<P> {
   const passedOver: Partial<Record<ReasonCode, number>> = {};
   const pass = (reason: ReasonCode) => (passedOver[reason] = (passedOver[reason] ?? 0) + 1);
-  const reputation = options.reputation ?? (() => NEUTRAL_REPUTATION);
+  const reputation = onModule(options.reputation, job.moduleCid);
   const bestOfOperator = new Map<string, Ranked<P>>();
   for (const prospect of prospects) {
     const refusal = prospectRefusal(prospect, job, options, reputation);
@@ -254,6 +287,7 @@ function prospectRefusal(
   options: CandidateOptions,
   reputation: (operator: Address) => number,
 ): ReasonCode | undefined {
+  if (options.blocked?.(prospect.peerId, prospect.operator)) return "bid_rejected_reputation";
   if (!prospect.staked) return "not_staked";
   if (options.exclude?.has(prospect.peerId)) return "duplicate_operator";
   if (options.now - prospect.lastSeen > options.livenessMs) return "executor_silent";

@@ -79,7 +79,7 @@ export type BuyerStore = Pick<
 >;
 
 /** Donors known from their adverts. */
-export type DonorDirectory = Pick<PeerBook, "candidates" | "get" | "touch" | "all">;
+export type DonorDirectory = Pick<PeerBook, "candidates" | "get" | "touch" | "all" | "isBlocked">;
 
 /** A refusal at the application level (bad bid signature, bad receipt, unstaked bidder, …), counted against the sender. */
 export type Misbehaved = (peerId: string, reason: ReasonCode, detail: string) => void;

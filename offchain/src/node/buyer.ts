@@ -199,6 +199,7 @@ export class Buyer {
   /** Donor → buyer: bids and declines for jobs this node announced. */
   onBids(batch: BidBatch, from: string): BidAck {
     const { clock, donors } = this.#ports;
+    if (donors.isBlocked(from)) return { type: "ack", received: 0 }; // quarantined or banned
     for (const offer of batch.offers) {
       const jobId = offer.type === "bid" ? offer.bid.jobId : offer.jobId;
       if (!this.#jobs.has(jobId)) {

@@ -8,6 +8,7 @@ import { AddressSchema, MultiaddrStringSchema } from "../protocol/index.ts";
 import { DEFAULT_POLICY_LIMITS } from "../runtime/policy.ts";
 import { OFFER_LIMIT } from "./donor-machine.ts";
 import { DEFAULT_BLOCK_RETENTION } from "../store/index.ts";
+import { TrustConfigSchema } from "../trust/index.ts";
 
 const bigintLike = z
   .union([
@@ -200,6 +201,8 @@ const NodeConfigFields = z.strictObject({
   donor: DonorConfigSchema.prefault({}),
   buyer: BuyerConfigSchema.prefault({}),
   blockstore: BlockstoreConfigSchema.prefault({}),
+  /** Reputation and quarantine (offchain/src/trust settings; docs/trust.md). */
+  trust: TrustConfigSchema.prefault({}),
   runtime: z.strictObject({ poolSize: z.number().int().min(1).max(64).default(2) }).prefault({}),
   logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   adverts: AdvertConfigSchema.prefault({}),

@@ -66,6 +66,7 @@ import { PeerBook } from "./peer-book.ts";
 import { ProvideQueue } from "./provide-queue.ts";
 import { StakeCache } from "./stake-cache.ts";
 import type { CellNode, ChainInfo, JobEvent, PeerView } from "./types.ts";
+import { TrustBook, type TrustView } from "../trust/index.ts";
 
 /**
  * V8 lets a large old generation grow up to 4x between full collections, so the garbage
@@ -164,10 +165,12 @@ async function assemble(
   blockAccess: BlockAccess,
 ): Promise<CellNode> {
   const { mesh, log } = ctx;
-  const peerBook = new PeerBook();
+  const trust = new TrustBook({ store: ctx.store, now: ctx.now, log }, ctx.config.trust);
+  const peerBook = new PeerBook({ trust });
   const adverts = new AdvertIntake(ctx, peerBook);
   const refusals = refusalRecorder(mesh, log);
-  const donor = new Donor(donorPorts(ctx, refusals.misbehaved), {
+  const misbehaved = reportingForgeries(refusals.misbehaved, trust);
+  const donor = new Donor(donorPorts(ctx, misbehaved), {
     policy: donorPolicy(ctx.config),
     adverts: ctx.config.adverts,
     announcedJobsPerBuyerPerSecond: ctx.config.donor.announcedJobsPerBuyerPerSecond,
@@ -182,7 +185,7 @@ async function assemble(
     signer: operatorSigner(ctx.operator, ctx.domain),
     stakes: ctx.stakes,
     donors: peerBook,
-    misbehaved: refusals.misbehaved,
+    misbehaved,
   });
   // A donor that bid may fetch the job's module and input at once: its bid row is written
   // in the buyer's next write batch, which can come after the donor's first block request.
@@ -241,7 +244,7 @@ async function assemble(
     waitForJob: (jobId, options) => waitForJob(buyer, jobId, options?.timeoutMs ?? 60_000),
     on: (_event, listener) => buyer.on(listener),
     off: (_event, listener) => buyer.off(listener),
-    peers: () => peerViews(mesh, peerBook, ctx.stakes),
+    peers: () => peerViews(mesh, peerBook, ctx.stakes, trust),
     rejections: () => mergeCounts(mesh.rejectionCounts(), refusals.counts),
     stats: () => ({ buyer: buyer.stats(), donor: donor.askedStats }),
     executedReceipts: () => donor.signedReceipts(),
@@ -430,6 +433,16 @@ function waitForJob(buyer: Buyer, jobId: Hex, timeoutMs: number) {
   });
 }
 
+/** Refusals that prove a peer forged something: also a network anomaly in its trust state. */
+const FORGERIES = new Set(["bid_rejected_signature", "bad_spec_signature", "receipt_invalid"]);
+
+function reportingForgeries(misbehaved: Misbehaved, trust: TrustBook): Misbehaved {
+  return (peerId, reason, detail) => {
+    misbehaved(peerId, reason, detail);
+    if (FORGERIES.has(reason)) trust.onProtocolAbuse(peerId, `${reason}: ${detail}`);
+  };
+}
+
 function mergeCounts(
   counts: Record<string, number>,
   more: ReadonlyMap<string, number>,
@@ -439,7 +452,7 @@ function mergeCounts(
   return merged;
 }
 
-function peerViews(mesh: MeshNode, peerBook: PeerBook, stakes: StakeCache): PeerView[] {
+function peerViews(mesh: MeshNode, peerBook: PeerBook, stakes: StakeCache, trust: TrustBook): PeerView[] {
   const connected = new Set(mesh.peers());
   const views = new Map<string, PeerView>();
   for (const peerId of connected)
@@ -464,6 +477,39 @@ function peerViews(mesh: MeshNode, peerBook: PeerBook, stakes: StakeCache): Peer
       multiaddrs: donor.multiaddrs,
       penaltyScore: mesh.penalties(donor.peerId).score,
     });
+  }
+  return withTrust(views, trust, connected, (peerId) => mesh.penalties(peerId).score);
+}
+
+/**
+ * Adds each peer's reputation and trust state, and lists the quarantined and banned peers
+ * the node is neither connected to nor has an advert of, so they stay visible.
+ */
+function withTrust(
+  views: Map<string, PeerView>,
+  trust: TrustBook,
+  connected: ReadonlySet<string>,
+  penaltyScore: (peerId: string) => number,
+): PeerView[] {
+  const subjects = new Map<string, TrustView>();
+  for (const subject of trust.view()) {
+    if (subject.peerId !== undefined && !subjects.has(subject.peerId)) subjects.set(subject.peerId, subject);
+    if (subject.peerId === undefined && subject.operator === undefined)
+      subjects.set(subject.subject, subject);
+  }
+  for (const [peerId, subject] of subjects)
+    if (!views.has(peerId) && subject.status !== "clear")
+      views.set(peerId, {
+        peerId,
+        connected: connected.has(peerId),
+        ...(subject.operator && { operator: subject.operator }),
+        multiaddrs: [],
+        penaltyScore: penaltyScore(peerId),
+      });
+  for (const view of views.values()) {
+    if (view.operator !== undefined) view.reputation = trust.reputation(view.operator);
+    const subject = (view.operator && trust.view(view.operator)[0]) || subjects.get(view.peerId);
+    if (subject) view.trust = subject;
   }
   return [...views.values()];
 }

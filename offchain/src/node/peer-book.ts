@@ -2,7 +2,7 @@ import type { Address, Hex } from "viem";
 import { hexToBytes } from "viem";
 import { peerIdFromPublicKey } from "../identity/index.ts";
 import { pickCandidates } from "../market/index.ts";
-import type { CandidateSet, ProspectJob } from "../market/index.ts";
+import type { CandidateSet, ProspectJob, Reputation } from "../market/index.ts";
 import type { CapabilityAdvert } from "../protocol/index.ts";
 
 export interface DonorInfo {
@@ -23,6 +23,13 @@ export interface DonorInfo {
 
 export const DEFAULT_MAX_DONORS = 4096;
 
+/** What the book asks the trust layer (trust/TrustBook): reputation and quarantine. */
+export interface DonorTrust {
+  reputation: Reputation;
+  /** Quarantined or banned now, by peer id or operator address. */
+  isBlocked(idOrOperator: string): boolean;
+}
+
 /**
  * Donors known from their capability adverts, freshest first when ranked.
  *
@@ -34,9 +41,11 @@ export const DEFAULT_MAX_DONORS = 4096;
 export class PeerBook {
   readonly #donors = new Map<string, DonorInfo>();
   readonly #maxDonors: number;
+  readonly #trust: DonorTrust | undefined;
 
-  constructor(options: { maxDonors?: number } = {}) {
+  constructor(options: { maxDonors?: number; trust?: DonorTrust } = {}) {
     this.#maxDonors = options.maxDonors ?? DEFAULT_MAX_DONORS;
+    this.#trust = options.trust;
     if (!Number.isInteger(this.#maxDonors) || this.#maxDonors < 1)
       throw new Error(`maxDonors must be a positive integer, got ${this.#maxDonors}`);
   }
@@ -81,6 +90,13 @@ export class PeerBook {
     }
   }
 
+  /** Quarantined or banned, by its peer id or by the operator it advertised. */
+  isBlocked(peerId: string): boolean {
+    if (!this.#trust) return false;
+    const operator = this.#donors.get(peerId)?.operator;
+    return this.#trust.isBlocked(peerId) || (operator !== undefined && this.#trust.isBlocked(operator));
+  }
+
   all(): DonorInfo[] {
     return [...this.#donors.values()];
   }
@@ -89,7 +105,9 @@ export class PeerBook {
    * The donors a job asks to bid (market/selection.ts `pickCandidates`): at most `limit`
    * (default: all), one per operator, staked, heard from recently, able to take the job,
    * not excluded; cheapest first, then a draw weighted by stake, reputation and the slots
-   * not taken by this buyer's own jobs, so equal donors share the load.
+   * not taken by this buyer's own jobs, so equal donors share the load. Quarantined and
+   * banned donors are never asked; reputation (on the job's module) comes from the trust
+   * layer unless the caller passes its own.
    */
   candidates(
     job: ProspectJob,
@@ -100,9 +118,10 @@ export class PeerBook {
       limit?: number;
       busy?: (peerId: string) => number;
       random?: () => number;
-      reputation?: (operator: Address) => number;
+      reputation?: Reputation;
     },
   ): CandidateSet<DonorInfo> {
+    const trust = this.#trust;
     return pickCandidates(this.#donors.values(), job, {
       limit: options.limit ?? Number.POSITIVE_INFINITY,
       now: options.now,
@@ -110,7 +129,9 @@ export class PeerBook {
       exclude: options.exclude,
       random: options.random ?? Math.random,
       busy: options.busy,
-      reputation: options.reputation,
+      reputation:
+        options.reputation ?? (trust && ((operator, moduleCid) => trust.reputation(operator, moduleCid))),
+      blocked: trust && ((peerId, operator) => trust.isBlocked(peerId) || trust.isBlocked(operator)),
     });
   }
 

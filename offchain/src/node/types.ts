@@ -1,5 +1,6 @@
 import type { Address, Hex } from "viem";
 import type { JobSpecWire, PriorityName, ReasonCode, ReceiptWire } from "../protocol/index.ts";
+import type { TrustView } from "../trust/index.ts";
 import type { BuyerStats } from "./buyer.ts";
 import type { MeshStats } from "../p2p/index.ts";
 
@@ -72,6 +73,10 @@ export type PeerView = {
   lastSeen?: number;
   multiaddrs: string[];
   penaltyScore: number;
+  /** 0..65535, neutral 32768 (trust layer). */
+  reputation?: number;
+  /** Quarantine state, reason, evidence and slashes (trust layer), when there is any. */
+  trust?: TrustView;
 };
 
 export interface SubmitJobRequest {

@@ -27,6 +27,7 @@ export type {
 export type { NewReceipt, ReceiptRow, ReceiptsRepository } from "./receipts.ts";
 export type { PeerRow, PeersRepository, PeerUpdate } from "./peers.ts";
 export type { MetaRepository } from "./meta.ts";
+export type { TrustRepository, TrustReputationRow, TrustSubjectRow } from "./trust.ts";
 export { DEFAULT_BLOCK_RETENTION, MAX_BLOCK_BYTES, parseBlockCid } from "./blockstore.ts";
 export type { BlockReference, BlockRetention, Blockstore, CollectionReport } from "./blockstore.ts";
 export type { JsonObject, JsonValue } from "./codec.ts";

@@ -308,6 +308,31 @@ export const MIGRATIONS: readonly Migration[] = [
       END;
     `,
   },
+  {
+    version: 6,
+    name: "reputation and quarantine state of operators and peers",
+    // trust_reputation: one row per operator (module '') and per operator and module, the
+    // decayed counters as JSON; trust_subjects: one row per operator (lowercase address) or
+    // peer id with a suspicion/quarantine state as JSON. Both are bounded by the trust layer,
+    // which evicts the least recently seen first (offchain/src/trust/book.ts).
+    sql: `
+      CREATE TABLE trust_reputation (
+        operator TEXT NOT NULL,
+        module TEXT NOT NULL,
+        stats TEXT NOT NULL,
+        updated_at INTEGER NOT NULL,
+        PRIMARY KEY (operator, module)
+      ) STRICT;
+      CREATE TABLE trust_subjects (
+        subject TEXT PRIMARY KEY,
+        peer_id TEXT,
+        operator TEXT,
+        status TEXT NOT NULL,
+        state TEXT NOT NULL,
+        last_seen INTEGER NOT NULL
+      ) STRICT;
+    `,
+  },
 ];
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS.at(-1)?.version ?? 0;

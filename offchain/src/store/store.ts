@@ -6,6 +6,7 @@ import { BidsRepository } from "./bids.ts";
 import { SqliteBlockstore, type Blockstore } from "./blockstore.ts";
 import { JobEventsRepository } from "./job-events.ts";
 import { JobsRepository } from "./jobs.ts";
+import { TrustRepository } from "./trust.ts";
 import { MetaRepository } from "./meta.ts";
 import { migrate, readSchemaVersion, type Migration, MIGRATIONS } from "./migrations.ts";
 import { PeersRepository } from "./peers.ts";
@@ -39,6 +40,8 @@ export interface Store {
   readonly assignments: AssignmentsRepository;
   readonly receipts: ReceiptsRepository;
   readonly peers: PeersRepository;
+  /** Reputation and quarantine state (offchain/src/trust). */
+  readonly trust: TrustRepository;
   readonly meta: MetaRepository;
   readonly blocks: Blockstore;
   schemaVersion(): number;
@@ -131,6 +134,7 @@ function createStore(db: DatabaseSync, location: string, path: string, now: () =
     assignments: new AssignmentsRepository(db, now),
     receipts: new ReceiptsRepository(db, now),
     peers: new PeersRepository(db, now),
+    trust: new TrustRepository(db),
     meta: new MetaRepository(db),
     blocks: new SqliteBlockstore(db, now),
     schemaVersion: () => readSchemaVersion(db),
