@@ -8,6 +8,7 @@ import {
   MESSAGE_LIMITS,
   PROTOCOL_ASSIGN,
   PROTOCOL_BID_REQUEST,
+  PROTOCOL_CANCEL,
   PROTOCOL_STATUS,
   bidFromWire,
   receiptFromWire,
@@ -26,6 +27,7 @@ import type {
   ReceiptWire,
   StatusResponse,
 } from "../protocol/index.ts";
+import type { VerdictListener } from "../quorum/index.ts";
 import type { Store } from "../store/index.ts";
 import { Announcer } from "./announcer.ts";
 import type { NodeConfig } from "./config.ts";
@@ -52,6 +54,8 @@ export interface BuyerNetwork {
   announceStats(): { announced: number; dropped: number };
   assign(peerId: string, request: AssignRequest): Promise<AssignResponse>;
   status(peerId: string, jobId: Hex, timeoutMs: number): Promise<StatusResponse>;
+  /** Tells an executor to stop the job; resolves with whether it stopped a run. */
+  cancel(peerId: string, jobId: Hex, attempt: number): Promise<boolean>;
   fetchBlock(cid: CID, from: string[], timeoutMs: number): Promise<Uint8Array>;
   /** Announces a CID as provided in the DHT (queued). */
   provide(cid: string): void;
@@ -94,6 +98,8 @@ export interface BuyerPorts {
   stakes: StakeLookup;
   donors: DonorDirectory;
   misbehaved: Misbehaved;
+  /** Hears every verdict and equivocation of replicated jobs (reputation, evidence). */
+  verdictListener?: VerdictListener;
 }
 
 /** The buyer's network over a mesh node: bid requests and assignments are coalesced per donor, announcements batched. */
@@ -154,6 +160,16 @@ export function meshBuyerNetwork(
     assign: (peerId, request) => assignments.request(peerId, request),
     status: (peerId, jobId, timeoutMs) =>
       mesh.request(peerId, PROTOCOL_STATUS, protocolSpecs.status, { type: "status", jobId }, { timeoutMs }),
+    cancel: async (peerId, jobId, attempt) => {
+      const answer = await mesh.request(
+        peerId,
+        PROTOCOL_CANCEL,
+        protocolSpecs.cancel,
+        { type: "cancel", jobId, attempt: Math.min(attempt, 64) },
+        { timeoutMs: config.assignTimeoutMs },
+      );
+      return answer.stopped;
+    },
     fetchBlock: (cid, from, timeoutMs) => mesh.fetchBlock(cid, { from, timeoutMs }),
     provide: (cid) => provider.add(cid),
     stop: () => announcer.stop(),
