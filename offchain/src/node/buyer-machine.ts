@@ -582,8 +582,10 @@ class Transition {
     const at =
       this.now + backoffDelay(job.placementTries, this.settings.placementBackoff, this.settings.random);
     if (job.votes.length > 0 && (at >= job.deadline || job.placementTries >= this.settings.maxAttempts)) {
-      // Replicas that cannot be placed give no vote: the votes in hand decide, or no quorum.
+      // Replicas that cannot be placed give no vote, and no fresh operator is around to add
+      // more: the votes in hand decide, or there is no quorum.
       for (const slot of openSlots(job)) slot.gaveUp = reason;
+      job.addedReplicas = Math.max(job.addedReplicas, this.maxExtraReplicas());
       return this.decide();
     }
     if (at >= job.deadline)

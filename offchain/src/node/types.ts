@@ -161,5 +161,14 @@ export interface CellNode {
 export interface NodeStats {
   buyer: BuyerStats;
   /** Jobs this node was asked to bid on: directly as a candidate, and in discovery announcements. */
-  donor: { bidRequests: number; announcedJobs: number; answeredInResponse: number; answeredLater: number };
+  donor: {
+    bidRequests: number;
+    announcedJobs: number;
+    answeredInResponse: number;
+    answeredLater: number;
+    /** Slots taken by accepted jobs now. */
+    busySlots: number;
+    /** Jobs stopped because their buyer cancelled them. */
+    cancelled: number;
+  };
 }
