@@ -721,6 +721,11 @@ describe("buyer machine: receipts", () => {
       [1, "assigned", false],
       [1, "completed", false],
     ]);
+    assert.deepEqual(
+      driver.of("cancel").map((cancel) => [cancel.peerId, cancel.attempt]),
+      [["B", 2]],
+      "the superseded executor is told to stop",
+    );
   });
 
   it("completes the job from a status probe that answers done with the receipt, fetching the output by CID", () => {

@@ -713,9 +713,9 @@ class Transition {
       reason,
       insert: false,
     });
-    // An executor given up on while it may still run is told to stop.
-    if (reason === "deadline_missed" || reason === "executor_silent")
-      this.effects.push({ type: "cancel", attempt: attempt.number, peerId: attempt.peerId });
+    // An executor given up on may still be running: its late receipt still counts, and it
+    // is told to stop only once the job settles.
+    if (reason === "deadline_missed" || reason === "executor_silent") attempt.mayRun = true;
     this.noVote(attempt, reason);
     const plan = planRetry(
       slot.attempts,
@@ -865,6 +865,7 @@ class Transition {
     const job = this.job;
     this.endPlacement();
     this.effects.push({ type: "unqueue" });
+    this.cancelGivenUp(attempt);
     job.receipt = { message: receipt.receipt, signature: receipt.signature };
     job.result = {
       status: statusName(receipt.receipt.status),
@@ -1074,6 +1075,15 @@ class Transition {
     });
   }
 
+  /** Executors given up on that may still run the job are told to stop, once it settles. */
+  cancelGivenUp(except?: Attempt): void {
+    for (const attempt of this.job.past) {
+      if (!attempt.mayRun || attempt.number === except?.number) continue;
+      attempt.mayRun = false;
+      this.effects.push({ type: "cancel", attempt: attempt.number, peerId: attempt.peerId });
+    }
+  }
+
   /** Replicas still at work once the verdict is in are cancelled. */
   cancelRemaining(): void {
     for (const attempt of activeAttempts(this.job)) this.cancelAttempt(attempt, "verdict_reached");
@@ -1114,6 +1124,7 @@ class Transition {
     for (const slot of job.slots) slot.current = undefined;
     this.endPlacement();
     this.effects.push({ type: "unqueue" });
+    this.cancelGivenUp();
     this.finish("failed", reason);
     this.emit({ type: "failed", reason, detail });
   }

@@ -88,6 +88,8 @@ export interface Attempt {
   nextProbeAt: number;
   /** A probe found it running (replicated jobs record this per executor). */
   running?: boolean;
+  /** Given up on (deadline, silence) while it may still run: cancelled once the job settles. */
+  mayRun?: boolean;
 }
 
 /** The answers to one announcement of the job. */
