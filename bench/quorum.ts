@@ -11,7 +11,14 @@ import { cidOf } from "../offchain/src/protocol/index.ts";
 import type { VerdictReport } from "../offchain/src/quorum/index.ts";
 import { createRuntime } from "../offchain/src/runtime/index.ts";
 import type { ExecutionResult, Job, NoResult, Runtime } from "../offchain/src/runtime/index.ts";
-import { spinModule, startChild, startCluster, startInProcess, until } from "../test/e2e/cluster.ts";
+import {
+  processCpuMs,
+  spinModule,
+  startChild,
+  startCluster,
+  startInProcess,
+  until,
+} from "../test/e2e/cluster.ts";
 import type { ChildNode, ClusterNode } from "../test/e2e/cluster.ts";
 
 const DONORS = 6;
@@ -96,7 +103,20 @@ try {
     if (view.state !== "completed") throw new Error(`job ${jobId} ended ${view.state}: ${view.reason}`);
     return performance.now() - started;
   };
+  /** CPU time of every node so far: this process (the buyer and one donor) and each donor process. */
+  const cpuMs = () => [process.cpuUsage(), ...children.map((child) => processCpuMs(child.process.pid))];
+  const spentSince = (before: ReturnType<typeof cpuMs>) => {
+    const now = cpuMs();
+    const own = now[0] as NodeJS.CpuUsage;
+    const ownBefore = before[0] as NodeJS.CpuUsage;
+    const mine = (own.user + own.system - ownBefore.user - ownBefore.system) / 1_000;
+    const donors = now
+      .slice(1)
+      .reduce<number>((sum, ms, i) => sum + (ms as number) - (before[i + 1] as number), 0);
+    return { mine, donors };
+  };
   const sustained = async (replicas: number): Promise<number> => {
+    const cpuBefore = cpuMs();
     const endAt = performance.now() + SECONDS * 1_000;
     let completed = 0;
     const worker = async () => {
@@ -107,6 +127,10 @@ try {
     };
     const started = performance.now();
     await Promise.all(Array.from({ length: CONCURRENCY }, worker));
+    const { mine, donors } = spentSince(cpuBefore);
+    console.log(
+      `cpu  ${replicas} replica(s): ${(mine / completed).toFixed(2)} ms per job in this process (buyer and one donor), ${(donors / completed).toFixed(2)} ms in the other donors`,
+    );
     return completed / ((performance.now() - started) / 1_000);
   };
 
