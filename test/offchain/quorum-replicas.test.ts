@@ -48,7 +48,7 @@ const PEERS = ["A", "B", "C", "D", "E", "F", "G", "H"];
 const operatorOf = (peer: string): Address =>
   `0x${(PEERS.indexOf(peer) + 10).toString(16).padStart(40, "0")}` as Address;
 
-function freshJob(replicas: number, verification?: Verification): BuyerJobState {
+function freshJob(replicas: number, verification?: Verification, minReputation = 0): BuyerJobState {
   const spec = buildJobSpec({
     buyer: "0x00000000000000000000000000000000000000bb",
     moduleCid: cidToBytes32(cids.get(MODULE)!),
@@ -58,6 +58,7 @@ function freshJob(replicas: number, verification?: Verification): BuyerJobState 
     timeoutMs: 1_000,
     deadlineMs: 60_000,
     replicas,
+    minReputation,
     now: 0,
   });
   const signature = `0x${"11".repeat(65)}` as Hex;
@@ -215,6 +216,24 @@ describe("replicated jobs: placement", () => {
     driver.place(["A", "B", "C"]);
     assert.deepEqual(driver.working().sort(), ["A", "B", "C"]);
     assert.ok(!driver.of("request_bids").at(-1)?.peers.includes("A"), "A is not asked again");
+  });
+});
+
+describe("replicated jobs: reputation", () => {
+  it("passes over donors below the spec's minReputation, by the module's reputation the trust layer gives", () => {
+    const asked: string[] = [];
+    const reputation = (operator: string, moduleCid: string) => {
+      asked.push(moduleCid);
+      return operator === operatorOf("B") ? 10_000 : 40_000;
+    };
+    const driver = new Driver(freshJob(2, undefined, 30_000), { reputation }).place(["A", "B", "C"]);
+    assert.deepEqual(driver.working().sort(), ["A", "C"]);
+    assert.ok(
+      driver.job.round?.events.some(
+        (event) => event.reason === "bid_rejected_reputation" && event.peerId === "B",
+      ),
+    );
+    assert.ok(asked.every((moduleCid) => moduleCid === cids.get(MODULE)));
   });
 });
 

@@ -394,6 +394,7 @@ class Transition {
       excludePeers: this.takenPeers(),
       excludeOperators: new Set([...round.refusedOperators, ...this.usedOperators()]),
       random: this.settings.random,
+      reputation: this.reputation(),
     });
     for (const rejected of selection.rejected) {
       round.candidates = round.candidates.filter((candidate) => candidate !== rejected.candidate);
@@ -426,6 +427,13 @@ class Transition {
     if (round.verifying.length > 0 || round.assigning.length > 0) return;
     if (openSlots(this.job).length === 0) return void this.effects.push({ type: "placement_ended" });
     this.noneTook();
+  }
+
+  /** Donors' reputation for this job's module, when the node has a trust layer. */
+  reputation(): ((operator: Address) => number) | undefined {
+    const { reputation } = this.settings;
+    const moduleCid = this.job.announce.moduleCid;
+    return reputation && ((operator) => reputation(operator, moduleCid));
   }
 
   /** Peers that have or had the job: not asked to bid or chosen again. */

@@ -85,6 +85,14 @@ export type BuyerStore = Pick<
 /** Donors known from their adverts. */
 export type DonorDirectory = Pick<PeerBook, "candidates" | "get" | "touch" | "all">;
 
+/** What the trust layer tells the buyer about donors (the TrustBook provides it). */
+export interface BuyerTrust {
+  /** 0..65535, neutral 32768 (the spec's `minReputation` scale); per module when given. */
+  reputation(operator: Address, moduleCid?: string): number;
+  /** Quarantined or banned now: its bids are dropped and it is not asked to bid. */
+  isBlocked(idOrOperator: string): boolean;
+}
+
 /** A refusal at the application level (bad bid signature, bad receipt, unstaked bidder, …), counted against the sender. */
 export type Misbehaved = (peerId: string, reason: ReasonCode, detail: string) => void;
 
@@ -100,6 +108,8 @@ export interface BuyerPorts {
   misbehaved: Misbehaved;
   /** Hears every verdict and equivocation of replicated jobs (reputation, evidence). */
   verdictListener?: VerdictListener;
+  /** Reputation for selection and `minReputation`, and who is blocked; without it every donor is neutral. */
+  trust?: BuyerTrust;
 }
 
 /** The buyer's network over a mesh node: bid requests and assignments are coalesced per donor, announcements batched. */

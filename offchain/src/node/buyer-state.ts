@@ -49,6 +49,8 @@ export interface BuyerSettings {
   maxEvents: number;
   /** Attempts given up on that are remembered (their late receipts still complete the job). */
   maxPastAttempts: number;
+  /** A donor's reputation (0..65535) for selection and the spec's `minReputation`; neutral when absent. */
+  reputation?: (operator: Address, moduleCid: string) => number;
   /** Replicas a job may add on fresh operators when its quorum can no longer be reached (undefined: the job's replica count). */
   maxExtraReplicas?: number;
   /** Uniform in [0, 1): spreads retries of many jobs and breaks ties between bids. Tests pass a constant or a seeded draw. */

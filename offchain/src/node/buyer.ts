@@ -104,6 +104,9 @@ export class Buyer {
       maxEvents: 128,
       maxPastAttempts: 64,
       random: Math.random,
+      ...(ports.trust
+        ? { reputation: (operator, moduleCid) => ports.trust!.reputation(operator, moduleCid) }
+        : {}),
     };
     this.#events.setMaxListeners(0);
   }
@@ -224,6 +227,7 @@ export class Buyer {
     const { clock, donors } = this.#ports;
     for (const offer of batch.offers) {
       const jobId = offer.type === "bid" ? offer.bid.jobId : offer.jobId;
+      if (this.#blocked(from, offer.type === "bid" ? offer.bid.executor : undefined)) continue;
       if (!this.#jobs.has(jobId)) {
         this.#unknownJobOffer(jobId, from);
         continue;
@@ -356,6 +360,15 @@ export class Buyer {
     );
     timer.unref();
     this.#wakes.set(job.jobId, { at, timer });
+  }
+
+  /** A quarantined or banned donor: not asked to bid, its bids dropped. */
+  #blocked(peerId: string, operator?: string): boolean {
+    const trust = this.#ports.trust;
+    return (
+      trust !== undefined &&
+      (trust.isBlocked(peerId) || (operator !== undefined && trust.isBlocked(operator)))
+    );
   }
 
   /** A listener's failure is logged: it never stops the job's own steps. */
@@ -595,10 +608,15 @@ export class Buyer {
         limit: candidateLimit(Math.max(1, openSlots(job).length), config),
         busy: (peerId) => this.#busyWith(peerId),
         random: this.#settings.random,
+        reputation:
+          this.#settings.reputation &&
+          ((operator) => this.#settings.reputation!(operator, job.announce.moduleCid)),
       });
       this.#inFlight++;
       this.#stats.placements++;
-      const expected = chosen.map((donor) => donor.peerId);
+      const expected = chosen
+        .filter((donor) => !this.#blocked(donor.peerId, donor.operator))
+        .map((donor) => donor.peerId);
       this.#dispatch(job.jobId, { type: "place", now: clock.now(), expected, passedOver });
     }
   }
