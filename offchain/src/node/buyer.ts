@@ -103,6 +103,7 @@ export class Buyer {
       maxStoredBids: 64,
       maxEvents: 128,
       maxPastAttempts: 64,
+      maxExtraReplicas: config.maxExtraReplicas,
       random: Math.random,
       ...(ports.trust
         ? { reputation: (operator, moduleCid) => ports.trust!.reputation(operator, moduleCid) }
