@@ -16,6 +16,9 @@ import type {
 } from "../../offchain/src/node/buyer-machine.ts";
 import type { SignedReceipt } from "../../offchain/src/node/buyer-receipts.ts";
 import { jobView } from "../../offchain/src/node/buyer-view.ts";
+import { BuyerJournal } from "../../offchain/src/node/buyer-journal.ts";
+import { openStore } from "../../offchain/src/store/index.ts";
+import { pino } from "pino";
 
 const settings: BuyerSettings = {
   bidTimeoutMs: 2_000,
@@ -61,7 +64,7 @@ function freshJob(replicas: number, verification?: Verification, minReputation =
     minReputation,
     now: 0,
   });
-  const signature = `0x${"11".repeat(65)}` as Hex;
+  const signature = `0x${"11".repeat(64)}1b` as Hex;
   const announce = toAnnounce(
     { jobId: JOB_ID, spec, signature },
     {
@@ -69,7 +72,7 @@ function freshJob(replicas: number, verification?: Verification, minReputation =
       inputCid: cids.get(INPUT)!,
       moduleSize: MODULE.length,
       inputSize: INPUT.length,
-      buyerPeer: "buyer",
+      buyerPeer: "12D3KooWBuyerBuyerBuyerBuyerBuyerBuyerBuyer",
     },
   );
   return newJobState(JOB_ID, spec, signature, announce, verification);
@@ -464,5 +467,56 @@ describe("replicated jobs: spot checks", () => {
       report.dissenting.map((vote) => vote.peerId),
       ["A"],
     );
+  });
+});
+
+describe("replicated jobs: the store", () => {
+  it("reads a finished job back with its agreeing receipt, every vote and the verdict", async () => {
+    const driver = new Driver(freshJob(4)).place(["A", "B", "C", "D"]);
+    for (const [peer, output] of [
+      ["B", WRONG],
+      ["A", RIGHT],
+      ["C", RIGHT],
+      ["D", RIGHT],
+    ] as const)
+      driver.deliver(peer, output);
+    assert.equal(driver.job.state, "completed");
+    const store = openStore(":memory:");
+    const journal = new BuyerJournal(store, pino({ level: "silent" }));
+    try {
+      store.jobs.insert({
+        jobId: JOB_ID,
+        role: "buyer",
+        spec: { announce: driver.job.announce },
+        state: "queued",
+        priority: "normal",
+        deadline: driver.job.deadline,
+      });
+      for (const effect of driver.effects) journal.write(JOB_ID, effect);
+      journal.flush();
+      await store.commit(() => undefined, { durable: false });
+      const reread = journal.storedJob(store.jobs.get(JOB_ID)!)!;
+      assert.equal(reread.state, "completed");
+      assert.equal(
+        reread.receipt?.message.executor,
+        operatorOf("A"),
+        "the job's receipt agrees with its result",
+      );
+      assert.equal(store.receipts.forJob(JOB_ID).length, 4, "every replica's receipt is stored");
+      const view = jobView(reread);
+      assert.deepEqual(view.verdict, jobView(driver.job).verdict);
+      assert.deepEqual(
+        view.replicas?.map((replica) => [replica.peerId, replica.agrees]),
+        [
+          ["A", true],
+          ["B", false],
+          ["C", true],
+          ["D", true],
+        ],
+      );
+    } finally {
+      journal.close();
+      store.close();
+    }
   });
 });
