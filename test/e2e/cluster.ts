@@ -24,7 +24,7 @@ import type { Devnet, DevnetOptions } from "../../offchain/src/chain/index.ts";
 import { initIdentity } from "../../offchain/src/identity/index.ts";
 import type { Identity } from "../../offchain/src/identity/index.ts";
 import { loadConfig, startNode } from "../../offchain/src/node/index.ts";
-import type { CellNode, NodeConfigInput } from "../../offchain/src/node/index.ts";
+import type { CellNode, NodeConfigInput, StartNodeOptions } from "../../offchain/src/node/index.ts";
 
 export const PASSPHRASE = "cell-test-passphrase";
 const SCRYPT_N = 2 ** 10;
@@ -170,9 +170,13 @@ export async function fundWithEth(rpcUrl: string, address: Hex): Promise<void> {
 }
 
 /** Starts a prepared node in this process, with extra bootstrap peers. */
-export async function startInProcess(node: ClusterNode, bootstrap: string[] = []): Promise<CellNode> {
+export async function startInProcess(
+  node: ClusterNode,
+  bootstrap: string[] = [],
+  options: StartNodeOptions = {},
+): Promise<CellNode> {
   const config = await loadConfig(node.configFile, { bootstrap });
-  return startNode(config);
+  return startNode(config, options);
 }
 
 export interface ChildNode {

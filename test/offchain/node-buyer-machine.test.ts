@@ -8,6 +8,7 @@ import { ReceiptStatus, cidOf, cidToBytes32 } from "../../offchain/src/protocol/
 import type { StatusResponse } from "../../offchain/src/protocol/index.ts";
 import {
   MAX_ROUND_ANSWERS,
+  activeAttempts,
   newJobState,
   nextWakeAt,
   restoreJobState,
@@ -146,7 +147,7 @@ class Driver {
     this.placed(donors);
     this.bid(peer, 10n);
     this.send({ type: "bid_signature_checked", round: this.job.round!.number, peerId: peer, valid: true });
-    const attempt = this.job.current!.number;
+    const attempt = activeAttempts(this.job)[0]!.number;
     this.send({ type: "assign_answered", attempt, response: { type: "accept", jobId: JOB_ID } });
     return attempt;
   }
@@ -479,7 +480,7 @@ describe("buyer machine: placement and bid rounds", () => {
       attempt,
       response: { type: "reject", jobId: JOB_ID, reason: "slots_full" },
     });
-    assert.equal(driver.job.current, undefined);
+    assert.deepEqual(activeAttempts(driver.job), []);
     assert.equal(driver.of("check_bid_signature").at(-1)?.candidate.peerId, "B");
     assert.equal(driver.of("store_assignment").length, 0, "a refused assignment leaves no assignment row");
   });
@@ -521,7 +522,7 @@ describe("buyer machine: the executor at work", () => {
   it("reassigns an executor that misses its deadline", () => {
     const driver = new Driver();
     driver.assigned("A");
-    const deadline = driver.job.current!.deadline;
+    const deadline = activeAttempts(driver.job)[0]!.deadline;
     assert.equal(deadline, 2_000, "timeout plus delivery grace");
     driver.tick(400);
     driver.send({ type: "probe_answered", attempt: 1, status: running() });
@@ -547,7 +548,7 @@ describe("buyer machine: the executor at work", () => {
       });
       driver.send({
         type: "assign_answered",
-        attempt: driver.job.current!.number,
+        attempt: activeAttempts(driver.job)[0]!.number,
         response: { type: "accept", jobId: JOB_ID },
       });
       driver.send({ type: "no_result_delivered", from: peer, reason: "no_result", ack: 2 });
@@ -704,7 +705,7 @@ describe("buyer machine: receipts", () => {
     );
     driver.send({ type: "bid_signature_checked", round: 1, peerId: "B", valid: true });
     driver.send({ type: "assign_answered", attempt: 2, response: { type: "accept", jobId: JOB_ID } });
-    assert.equal(driver.job.current?.peerId, "B");
+    assert.equal(activeAttempts(driver.job)[0]?.peerId, "B");
 
     const receipt = receiptFrom("A");
     const [verify] = driver.at(300).send({ type: "receipt_delivered", from: "A", receipt, ack: 9 });
@@ -720,6 +721,11 @@ describe("buyer machine: receipts", () => {
       [1, "assigned", false],
       [1, "completed", false],
     ]);
+    assert.deepEqual(
+      driver.of("cancel").map((cancel) => [cancel.peerId, cancel.attempt]),
+      [["B", 2]],
+      "the superseded executor is told to stop",
+    );
   });
 
   it("completes the job from a status probe that answers done with the receipt, fetching the output by CID", () => {
@@ -798,7 +804,7 @@ describe("buyer machine: restart", () => {
     );
     assert.deepEqual(restored.effects, [], "not placed again");
     const driver = new Driver(restored.job);
-    assert.equal(driver.job.current?.peerId, "B");
+    assert.equal(activeAttempts(driver.job)[0]?.peerId, "B");
     assert.equal(driver.job.lastAttempt, 2);
     assert.equal(nextWakeAt(driver.job), 3_000);
     const [probe] = driver.tick(3_000);

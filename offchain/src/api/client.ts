@@ -104,6 +104,9 @@ function submitBody(job: SubmitJobOptions): Record<string, unknown> {
     priority: job.priority,
     deadlineMs: job.deadlineMs,
     entry: job.entry,
+    replicas: job.replicas,
+    verification: job.verification,
+    spotRate: job.spotRate,
   };
   return Object.fromEntries(Object.entries(body).filter(([, value]) => value !== undefined));
 }

@@ -25,9 +25,13 @@ export { toJson } from "./json.ts";
 export {
   JOB_PRIORITIES,
   TERMINAL_JOB_STATES,
+  VERIFICATION_MODES,
   type ApiNode,
   type ApiJobEvent,
   type ApiJobView,
+  type ApiReplicaView,
+  type ApiVerdictView,
+  type VerificationMode,
   type JobPriority,
   type SubmitJobRequest,
 } from "./types.ts";

@@ -1,6 +1,6 @@
 import { z } from "zod/v4";
 import { base64Length, dataLimit, dataLimitProblem, type DataKind } from "../protocol/limits.ts";
-import { JOB_PRIORITIES, type SubmitJobRequest } from "./types.ts";
+import { JOB_PRIORITIES, VERIFICATION_MODES, type SubmitJobRequest } from "./types.ts";
 
 const UINT64_MAX = (1n << 64n) - 1n;
 const UINT256_MAX = (1n << 256n) - 1n;
@@ -61,6 +61,18 @@ export const SubmitJobBodySchema = z
     priority: z.enum(JOB_PRIORITIES).optional(),
     deadlineMs: z.number().int().positive().optional(),
     entry: z.string().min(1).max(64).optional(),
+    replicas: z.number().int().min(1).max(255).optional(),
+    verification: z.enum(VERIFICATION_MODES).optional(),
+    spotRate: z.number().min(0).max(1).optional(),
+  })
+  .refine((body) => body.spotRate === undefined || body.verification === "spot", {
+    message: 'spotRate applies to verification "spot" only',
+    path: ["spotRate"],
+  })
+  .refine((body) => body.verification !== "spot" || body.replicas === undefined, {
+    message:
+      'replicas cannot be set with verification "spot" (one replica runs, a full quorum on disagreement)',
+    path: ["replicas"],
   })
   .transform(({ moduleBase64, inputBase64, ...options }): SubmitJobRequest => ({
     module: moduleBase64,

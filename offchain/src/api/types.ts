@@ -16,10 +16,40 @@ export interface ApiJobEvent {
   [field: string]: unknown;
 }
 
+/** How a job's result is checked: a quorum of its replicas, or spot checks at a rate. */
+export const VERIFICATION_MODES = ["quorum", "spot"] as const;
+export type VerificationMode = (typeof VERIFICATION_MODES)[number];
+
+/** One executor attempt of a replicated job and the receipt it voted with. */
+export interface ApiReplicaView {
+  slot: number;
+  attempt: number;
+  peerId: string;
+  operator: Address;
+  state: "assigning" | "assigned" | "running" | "voted" | "silent";
+  receipt?: { status: string; outputCid: Hex; fuelUsed: string };
+  /** Whether its receipt agrees with the accepted result (once decided). */
+  agrees?: boolean;
+}
+
+export interface ApiVerdictView {
+  outcome: "accepted" | "no_quorum";
+  /** Agreeing receipts needed: q(n). */
+  quorum: number;
+  /** Each result voted for and how many distinct operators signed it, most first. */
+  tally: { status: string; outputCid: Hex; fuelUsed: string; votes: number }[];
+  dissenters: { peerId: string; operator: Address }[];
+  /** Operators that signed two different receipts (neither counted). */
+  equivocators: Address[];
+}
+
 export interface ApiJobView {
   jobId: Hex;
   state: string;
   events: ApiJobEvent[];
+  verification?: { mode: VerificationMode; rate?: number };
+  replicas?: ApiReplicaView[];
+  verdict?: ApiVerdictView;
   [field: string]: unknown;
 }
 
@@ -33,6 +63,11 @@ export interface SubmitJobRequest {
   priority?: JobPriority;
   deadlineMs?: number;
   entry?: string;
+  /** Executors on distinct operators; a result needs q(n) agreeing receipts (default 1). */
+  replicas?: number;
+  verification?: VerificationMode;
+  /** Probability of a spot check (spot mode only; default 0.1). */
+  spotRate?: number;
 }
 
 /**

@@ -1,4 +1,4 @@
-import type { ApiJobView } from "../api/index.ts";
+import type { ApiJobView, ApiReplicaView, ApiVerdictView } from "../api/index.ts";
 import { statusName } from "./exit-codes.ts";
 import { describeEvent } from "./progress.ts";
 
@@ -32,6 +32,17 @@ export function formatJob(job: ApiJobView, { events = false }: { events?: boolea
     lines.push(
       row("executor", `${executor.peerId}${executor.operator ? ` (operator ${executor.operator})` : ""}`),
     );
+  if (job.verification)
+    lines.push(
+      row(
+        "verify",
+        job.verification.mode === "spot"
+          ? `spot checks at p = ${job.verification.rate ?? "?"}`
+          : `quorum of ${String((job.spec as { replicas?: unknown } | undefined)?.replicas ?? "?")} replicas`,
+      ),
+    );
+  if (job.verdict) lines.push(...formatVerdict(job.verdict));
+  if (job.replicas && job.replicas.length > 0) lines.push(...formatReplicas(job.replicas));
   if (result) lines.push(...formatResult(result));
   if (receipt?.message) lines.push(...formatReceipt(receipt));
   if (events && job.events.length > 0) {
@@ -52,6 +63,33 @@ function formatResult(result: ResultView): string[] {
     lines.push(row("output", `${output.length} bytes`), ...indent(previewBytes(output)));
   }
   return lines;
+}
+
+/** The verdict, its tally (most votes first) and who dissented or equivocated. */
+function formatVerdict(verdict: ApiVerdictView): string[] {
+  const lines = [row("verdict", `${verdict.outcome} (quorum ${verdict.quorum})`)];
+  for (const entry of verdict.tally)
+    lines.push(
+      `  ${String(entry.votes).padStart(3)}× ${entry.status.padEnd(12)}output ${entry.outputCid}  fuel ${entry.fuelUsed}`,
+    );
+  for (const dissenter of verdict.dissenters)
+    lines.push(row("dissenter", `${dissenter.peerId} (operator ${dissenter.operator})`));
+  for (const operator of verdict.equivocators) lines.push(row("equivocated", `operator ${operator}`));
+  return lines;
+}
+
+/** One line per replica: its slot, attempt, state, executor and the receipt it voted with. */
+function formatReplicas(replicas: readonly ApiReplicaView[]): string[] {
+  return [
+    "replicas",
+    ...replicas.map((replica) => {
+      const vote = replica.receipt
+        ? `  ${replica.receipt.status} output ${replica.receipt.outputCid.slice(0, 18)}… fuel ${replica.receipt.fuelUsed}`
+        : "";
+      const agreement = replica.agrees === undefined ? "" : replica.agrees ? "  agrees" : "  DISSENTS";
+      return `  #${replica.slot} attempt ${replica.attempt} ${replica.state.padEnd(9)} ${replica.peerId} (operator ${replica.operator})${vote}${agreement}`;
+    }),
+  ];
 }
 
 function formatReceipt(receipt: ReceiptView): string[] {

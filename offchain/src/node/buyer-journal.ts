@@ -1,10 +1,11 @@
 import type { Logger } from "pino";
 import type { Hex } from "viem";
-import { JobAnnounceSchema, jobSpecFromWire } from "../protocol/index.ts";
+import { JobAnnounceSchema, ReceiptStatus, bytes32ToCid, jobSpecFromWire } from "../protocol/index.ts";
+import { statusName } from "./buyer-view.ts";
 import type { ReasonCode, ReceiptWire } from "../protocol/index.ts";
 import type { JobRow } from "../store/index.ts";
 import { newJobState } from "./buyer-state.ts";
-import type { BuyerEffect, BuyerJobState } from "./buyer-state.ts";
+import type { BuyerEffect, BuyerJobState, ReplicaVote, Verification } from "./buyer-state.ts";
 import type { BuyerStore } from "./buyer-ports.ts";
 import type { JobEvent, JobResultView, JobView } from "./types.ts";
 import { errorMessage } from "./util.ts";
@@ -121,6 +122,17 @@ export class BuyerJournal {
           );
         });
       }
+      case "store_receipt": {
+        const { vote } = effect;
+        return this.#later(() =>
+          store.receipts.put({
+            jobId,
+            executor: vote.operator,
+            message: vote.receipt,
+            signature: vote.signature,
+          }),
+        );
+      }
       case "store_result": {
         const { receipt, output, result } = effect;
         return this.#later(() => {
@@ -173,7 +185,13 @@ export class BuyerJournal {
     const parsed = JobAnnounceSchema.safeParse((row.spec as { announce?: unknown } | null)?.announce);
     if (!parsed.success) return undefined;
     const announce = parsed.data;
-    const job = newJobState(announce.jobId, jobSpecFromWire(announce.spec), announce.signature, announce);
+    const job = newJobState(
+      announce.jobId,
+      jobSpecFromWire(announce.spec),
+      announce.signature,
+      announce,
+      storedVerification(row.spec),
+    );
     job.state = row.state === "cancelled" ? "failed" : row.state;
     job.reason = (row.reason as ReasonCode | null) ?? undefined;
     job.events = store.jobEvents.list(row.jobId).map((event) => ({
@@ -187,11 +205,53 @@ export class BuyerJournal {
     job.storedEvents = job.events.length;
     job.attempts = store.assignments.latestAttempt(row.jobId);
     job.lastAttempt = job.attempts;
-    const receipt = store.receipts.forJob(row.jobId).at(-1);
+    const receipts = store.receipts.forJob(row.jobId);
+    if (row.result) job.result = row.result as unknown as JobResultView;
+    // A replicated job stored every replica's receipt: its own is the one matching its result.
+    const result = job.result;
+    const receipt = result
+      ? (receipts.find((stored) => matchesResult(stored.message as unknown as ReceiptWire, result)) ??
+        receipts.at(-1))
+      : receipts.at(-1);
     if (receipt)
       job.receipt = { message: receipt.message as unknown as ReceiptWire, signature: receipt.signature };
-    if (row.result) job.result = row.result as unknown as JobResultView;
+    if (job.spec.replicas > 1 || job.verification.mode === "spot") this.#restoreVotes(job, receipts);
     return job;
+  }
+
+  /**
+   * A finished replicated job's votes and verdict for its view (outputs are not kept);
+   * an unfinished job's votes are not restored, its slots run again.
+   */
+  #restoreVotes(job: BuyerJobState, receipts: readonly { message: unknown; signature: Hex }[]): void {
+    if (job.state !== "completed" && job.state !== "failed") return;
+    const assignments = this.#store.assignments.forJob(job.jobId);
+    job.votes = receipts.map((stored, index): ReplicaVote => {
+      const receipt = stored.message as ReceiptWire;
+      const row = assignments.find(
+        (assignment) => assignment.operator.toLowerCase() === receipt.executor.toLowerCase(),
+      );
+      return {
+        peerId: row?.executor ?? "",
+        operator: receipt.executor,
+        attempt: row?.attempt ?? -index,
+        slot: 0,
+        receipt,
+        signature: stored.signature,
+        outputCid: bytes32ToCid(receipt.outputCid).toString(),
+        output: new Uint8Array(),
+        latencyMs: 0,
+      };
+    });
+    const verdict = job.events.findLast((event) => event.type === "verdict")?.verdict;
+    if (verdict)
+      job.verdict = {
+        ...verdict,
+        tally: verdict.tally.map((entry) => ({
+          key: `${statusCode(entry.status)}/${entry.outputCid.toLowerCase()}/${entry.fuelUsed}`,
+          votes: entry.votes,
+        })),
+      };
   }
 
   /** The assignments of a job, for the machine's restore. */
@@ -204,4 +264,28 @@ export class BuyerJournal {
       deadline: assignment.deadline,
     }));
   }
+}
+
+/** The verification a job was submitted with (stored beside its announcement; quorum when absent). */
+function storedVerification(spec: unknown): Verification {
+  const stored = (spec as { verification?: Partial<Extract<Verification, { mode: "spot" }>> } | null)
+    ?.verification;
+  if (stored?.mode !== "spot" || typeof stored.rate !== "number") return { mode: "quorum" };
+  return { mode: "spot", rate: stored.rate, phase: "first" };
+}
+
+function matchesResult(receipt: ReceiptWire, result: JobResultView): boolean {
+  try {
+    return (
+      receipt.fuelUsed === result.fuelUsed &&
+      bytes32ToCid(receipt.outputCid).toString() === result.outputCid &&
+      statusName(receipt.status) === result.status
+    );
+  } catch {
+    return false;
+  }
+}
+
+function statusCode(name: string): number {
+  return (ReceiptStatus as Record<string, number>)[name] ?? Number(name.replace(/^status_/, ""));
 }

@@ -1,6 +1,8 @@
 import { backoffDelay, candidateLimit, planRetry, selectExecutors } from "../market/index.ts";
 import type { Address } from "viem";
 import type { AssignResponse, ReasonCode, StatusResponse } from "../protocol/index.ts";
+import { quorumSize, tally, voteKey } from "../quorum/index.ts";
+import type { ReplicaReceipt, SilentReplica, TallyEntry, Verdict } from "../quorum/index.ts";
 import { receiptRefusal } from "./buyer-receipts.ts";
 import type { SignedReceipt } from "./buyer-receipts.ts";
 import type {
@@ -15,20 +17,24 @@ import type {
   Offer,
   PassedOver,
   Refusal,
+  ReplicaSlot,
+  ReplicaVote,
   RoundTotals,
   Step,
 } from "./buyer-state.ts";
-import { statusName } from "./buyer-view.ts";
+import { statusName, verdictView } from "./buyer-view.ts";
 import type { JobEvent, JobViewState } from "./types.ts";
 
-export { newJobState } from "./buyer-state.ts";
+import { activeAttempts, isReplicated, openSlots } from "./buyer-state.ts";
+export { activeAttempts, isReplicated, newJobState, openSlots } from "./buyer-state.ts";
 export type * from "./buyer-state.ts";
 
 /**
- * A job read back after a restart. An unfinished job whose latest assignment is still
- * active resumes watching that executor (probing it and accepting its receipt); earlier
- * assignments stay known so their receipts complete the job too. Otherwise the job is
- * queued again.
+ * A job read back after a restart. An unfinished job resumes watching every executor whose
+ * assignment is still active (probing it and accepting its receipt), one per replica slot;
+ * earlier assignments stay known so their receipts count too. Slots without an active
+ * executor are placed again. Votes received before the restart are not restored: their
+ * slots run again.
  */
 export function restoreJobState(
   job: BuyerJobState,
@@ -47,8 +53,9 @@ export function restoreJobState(
   const ordered = [...assignments].sort((a, b) => a.attempt - b.attempt);
   next.lastAttempt = Math.max(next.lastAttempt, ...ordered.map((row) => row.attempt), 0);
   next.attempts = ordered.length;
-  const attemptOf = (row: (typeof ordered)[number]): Attempt => ({
+  const attemptOf = (row: (typeof ordered)[number], slot: number): Attempt => ({
     number: row.attempt,
+    slot,
     peerId: row.peerId,
     operator: row.operator,
     pricePerMegaFuel: 0n,
@@ -58,22 +65,30 @@ export function restoreJobState(
     probing: false,
     nextProbeAt: now,
   });
-  const latest = ordered.at(-1);
-  const active = latest && (latest.state === "assigned" || latest.state === "running") ? latest : undefined;
+  const isActiveRow = (row: (typeof ordered)[number]) => row.state === "assigned" || row.state === "running";
+  // With one replica only the latest assignment can be active; with more, the latest active ones.
+  const active =
+    next.slots.length === 1
+      ? ordered.slice(-1).filter(isActiveRow)
+      : ordered.filter(isActiveRow).slice(-next.slots.length);
   next.past = ordered
-    .filter((row) => row !== active)
-    .map(attemptOf)
+    .filter((row) => !active.includes(row))
+    .map((row) => attemptOf(row, 0))
     .slice(-settings.maxPastAttempts);
   next.excluded = [...new Set(next.past.map((attempt) => attempt.peerId))];
   if (isFinal(next)) return { job: next, effects };
-  if (active) {
-    next.current = attemptOf(active);
-    next.state = active.state === "running" || job.state === "running" ? "running" : "assigned";
+  next.slots = next.slots.map((slot) => ({ index: slot.index, attempts: 0 }));
+  active.forEach((row, index) => {
+    const slot = next.slots[index]!;
+    slot.current = attemptOf(row, index);
+    slot.attempts = 1;
+  });
+  if (active.length > 0) {
+    next.state =
+      active.some((row) => row.state === "running") || job.state === "running" ? "running" : "assigned";
     next.reason = undefined;
-    return { job: next, effects };
-  }
-  next.state = "queued";
-  effects.push({ type: "queue", notBefore: 0, reason: next.reason });
+  } else next.state = "queued";
+  if (active.length < next.slots.length) effects.push({ type: "queue", notBefore: 0, reason: next.reason });
   return { job: next, effects };
 }
 
@@ -100,10 +115,10 @@ export function nextWakeAt(job: BuyerJobState): number | undefined {
       round.checking.length === 0 ? (round.windowEndsAt ?? round.closesAt) : round.closesAt,
       round.closesAt,
     );
-  const current = job.current;
-  if (current?.confirmed) {
-    times.push(current.deadline + 1);
-    if (!current.probing) times.push(current.nextProbeAt);
+  for (const attempt of activeAttempts(job)) {
+    if (!attempt.confirmed) continue;
+    times.push(attempt.deadline + 1);
+    if (!attempt.probing) times.push(attempt.nextProbeAt);
   }
   return times.length === 0 ? undefined : Math.min(...times);
 }
@@ -116,7 +131,7 @@ export function isFinal(job: Pick<BuyerJobState, "state">): boolean {
 export function isPlacing(job: BuyerJobState): boolean {
   return (
     job.round !== undefined &&
-    (!job.round.closed || job.round.verifying !== undefined || job.round.assigning !== undefined)
+    (!job.round.closed || job.round.verifying.length > 0 || job.round.assigning.length > 0)
   );
 }
 
@@ -194,12 +209,13 @@ class Transition {
 
   place(expected: string[], passedOver: PassedOver = {}): void {
     const job = this.job;
-    if (isFinal(job) || job.current || isPlacing(job)) {
+    if (isFinal(job) || openSlots(job).length === 0 || isPlacing(job)) {
       this.effects.push({ type: "placement_ended" });
       return;
     }
-    const limit = candidateLimit(job.spec.replicas, this.settings);
-    const usable = expected.filter((peerId) => !job.excluded.includes(peerId)).slice(0, limit);
+    const limit = candidateLimit(openSlots(job).length, this.settings);
+    const taken = this.takenPeers();
+    const usable = expected.filter((peerId) => !taken.has(peerId)).slice(0, limit);
     this.openRound(usable, usable.length < limit);
     if (usable.length === 0) this.job.round!.refusals.push(...unknownDonorRefusals(passedOver));
   }
@@ -224,6 +240,8 @@ class Transition {
       checking: [],
       closed: false,
       refusedOperators: [],
+      verifying: [],
+      assigning: [],
       events: [],
     };
     const round = job.round;
@@ -255,7 +273,7 @@ class Transition {
   offerReceived(from: string, offer: Offer, donor: KnownDonor): void {
     const job = this.job;
     const round = job.round;
-    if (job.excluded.includes(from) || isFinal(job)) return;
+    if (this.takenPeers().has(from) || isFinal(job)) return;
     if (!round || round.closed) {
       if (offer.type === "bid") this.lateBid(from, donor);
       return;
@@ -360,19 +378,23 @@ class Transition {
     this.selectNext();
   }
 
+  /** Chooses executors for the open slots not yet being filled, all at once. */
   selectNext(): void {
     const job = this.job;
     const round = job.round!;
     if (isFinal(job)) return;
+    const wanted = openSlots(job).length - round.verifying.length;
+    if (wanted <= 0) return this.settlePlacement();
     const selection = selectExecutors(round.candidates, {
-      replicas: job.spec.replicas,
+      replicas: wanted,
       maxPricePerMegaFuel: job.spec.maxPricePerMegaFuel,
       minReputation: job.spec.minReputation,
       now: this.now,
       livenessMs: this.settings.livenessMs,
-      excludePeers: new Set(job.excluded),
-      excludeOperators: new Set(round.refusedOperators),
+      excludePeers: this.takenPeers(),
+      excludeOperators: new Set([...round.refusedOperators, ...this.usedOperators()]),
       random: this.settings.random,
+      reputation: this.reputation(),
     });
     for (const rejected of selection.rejected) {
       round.candidates = round.candidates.filter((candidate) => candidate !== rejected.candidate);
@@ -386,20 +408,59 @@ class Transition {
       });
       round.refusals.push({ reason: rejected.reason, detail: rejected.detail });
     }
-    const chosen = selection.chosen[0] as BidCandidate | undefined;
-    if (!chosen) return this.noneTook();
-    round.candidates = round.candidates.filter((candidate) => candidate !== chosen);
-    // Only the chosen bid's signature is checked: it is the one that binds the executor.
-    round.verifying = chosen;
-    this.effects.push({ type: "check_bid_signature", round: round.number, candidate: chosen });
+    const chosen = selection.chosen as BidCandidate[];
+    if (chosen.length === 0) return this.settlePlacement();
+    for (const candidate of chosen) {
+      round.candidates = round.candidates.filter((other) => other !== candidate);
+      // Only the chosen bids' signatures are checked: they are the ones that bind executors.
+      round.verifying.push(candidate);
+      this.effects.push({ type: "check_bid_signature", round: round.number, candidate });
+    }
+  }
+
+  /**
+   * Once no chosen bid is being checked or assigned, the placement ends: done when every
+   * open slot got an executor, else the job waits for another round with the best reason.
+   */
+  settlePlacement(): void {
+    const round = this.job.round!;
+    if (round.verifying.length > 0 || round.assigning.length > 0) return;
+    if (openSlots(this.job).length === 0) return void this.effects.push({ type: "placement_ended" });
+    this.noneTook();
+  }
+
+  /** Donors' reputation for this job's module, when the node has a trust layer. */
+  reputation(): ((operator: Address) => number) | undefined {
+    const { reputation } = this.settings;
+    const moduleCid = this.job.announce.moduleCid;
+    return reputation && ((operator) => reputation(operator, moduleCid));
+  }
+
+  /** Peers that have or had the job: not asked to bid or chosen again. */
+  takenPeers(): Set<string> {
+    const job = this.job;
+    const peers = new Set(job.excluded);
+    for (const attempt of activeAttempts(job)) peers.add(attempt.peerId);
+    for (const vote of job.votes) peers.add(vote.peerId);
+    for (const candidate of job.round?.verifying ?? []) peers.add(candidate.peerId);
+    return peers;
+  }
+
+  /** Operators already executing or chosen for a replicated job (never two replicas on one operator). */
+  usedOperators(): string[] {
+    const job = this.job;
+    if (!isReplicated(job)) return [];
+    return [...activeAttempts(job), ...job.past, ...job.votes, ...(job.round?.verifying ?? [])].map((entry) =>
+      entry.operator.toLowerCase(),
+    );
   }
 
   bidSignatureChecked(roundNumber: number, peerId: string, valid: boolean): void {
     const job = this.job;
     const round = job.round;
-    const chosen = round?.verifying;
-    if (!round || round.number !== roundNumber || chosen?.peerId !== peerId) return;
-    round.verifying = undefined;
+    const chosen = round?.verifying.find((candidate) => candidate.peerId === peerId);
+    if (!round || round.number !== roundNumber || !chosen) return;
+    round.verifying = round.verifying.filter((candidate) => candidate !== chosen);
     if (!valid) {
       const detail = "the bid is not signed by its executor";
       this.roundEvent({
@@ -418,8 +479,11 @@ class Transition {
 
   assign(chosen: BidCandidate): void {
     const job = this.job;
+    const slot = openSlots(job)[0];
+    if (!slot) return this.settlePlacement();
     const attempt: Attempt = {
       number: job.lastAttempt + 1,
+      slot: slot.index,
       peerId: chosen.peerId,
       operator: chosen.operator,
       pricePerMegaFuel: chosen.pricePerMegaFuel,
@@ -430,8 +494,8 @@ class Transition {
       nextProbeAt: this.now + this.settings.heartbeatMs,
     };
     job.lastAttempt = attempt.number;
-    job.current = attempt;
-    job.round!.assigning = attempt.number;
+    slot.current = attempt;
+    job.round!.assigning.push(attempt.number);
     this.effects.push({ type: "assign", attempt: attempt.number, candidate: chosen });
   }
 
@@ -439,8 +503,7 @@ class Transition {
     const job = this.job;
     const attempt = this.attempt(number);
     if (!attempt) return;
-    const assigning = job.round?.assigning === number;
-    if (assigning) job.round!.assigning = undefined;
+    const assigning = this.stopAssigning(number);
     if (response.jobId !== job.jobId)
       return this.assignRefused(attempt, "bad_spec", "the executor answered for another job", assigning);
     if (response.type === "reject")
@@ -450,14 +513,23 @@ class Transition {
         `the executor refused the assignment: ${response.detail ?? response.reason}`,
         assigning,
       );
-    if (assigning) this.effects.push({ type: "placement_ended" });
+    if (assigning) this.settlePlacement();
     this.confirm(attempt);
+  }
+
+  /** Is attempt `number`'s assignment request one of the round's in flight? It no longer is. */
+  stopAssigning(number: number): boolean {
+    const round = this.job.round;
+    if (!round?.assigning.includes(number)) return false;
+    round.assigning = round.assigning.filter((other) => other !== number);
+    return true;
   }
 
   assignRefused(attempt: Attempt, reason: ReasonCode, detail: string, assigning: boolean): void {
     const job = this.job;
     if (attempt.confirmed || !assigning) return;
-    if (job.current === attempt) job.current = undefined;
+    const slot = this.slotOf(attempt);
+    if (slot?.current === attempt) slot.current = undefined;
     const round = job.round!;
     this.roundEvent({
       type: "bid_rejected",
@@ -468,7 +540,7 @@ class Transition {
     });
     round.refusals.push({ reason, detail });
     round.refusedOperators.push(attempt.operator.toLowerCase());
-    if (isFinal(job)) return void this.effects.push({ type: "placement_ended" });
+    if (isFinal(job)) return this.settlePlacement();
     this.selectNext();
   }
 
@@ -480,13 +552,13 @@ class Transition {
     const job = this.job;
     const attempt = this.attempt(number);
     if (!attempt) return;
-    const assigning = job.round?.assigning === number;
-    if (assigning) job.round!.assigning = undefined;
+    const assigning = this.stopAssigning(number);
     if (attempt.confirmed) return;
     attempt.unanswered = true;
     this.retireAttempt(attempt);
     this.effects.push({ type: "store_assignment", attempt, state: "timed_out", reason, insert: true });
-    if (!assigning || isFinal(job)) return;
+    if (!assigning) return;
+    if (isFinal(job)) return this.settlePlacement();
     const round = job.round!;
     const full = `assignment failed: ${detail}`;
     this.roundEvent({
@@ -517,10 +589,20 @@ class Transition {
     job.placementTries++;
     const at =
       this.now + backoffDelay(job.placementTries, this.settings.placementBackoff, this.settings.random);
+    if (job.votes.length > 0 && (at >= job.deadline || job.placementTries >= this.settings.maxAttempts)) {
+      // Replicas that cannot be placed give no vote, and no fresh operator is around to add
+      // more: the votes in hand decide, or there is no quorum.
+      for (const slot of openSlots(job)) slot.gaveUp = reason;
+      job.addedReplicas = Math.max(job.addedReplicas, this.maxExtraReplicas());
+      return this.decide();
+    }
     if (at >= job.deadline)
       return this.fail("deadline_missed", `could not be placed before its deadline: ${detail}`);
-    if (job.state !== "queued" || job.reason !== reason) this.emit({ type: "queued", reason, detail });
-    this.setState("queued", reason);
+    // While other replicas work, the job stays assigned or running: only the missing slots wait.
+    if (activeAttempts(job).length === 0 && job.votes.length === 0) {
+      if (job.state !== "queued" || job.reason !== reason) this.emit({ type: "queued", reason, detail });
+      this.setState("queued", reason);
+    }
     this.effects.push({ type: "queue", notBefore: at, reason, detail });
   }
 
@@ -533,9 +615,14 @@ class Transition {
     const stored = attempt.unanswered === true;
     attempt.confirmed = true;
     attempt.unanswered = false;
+    attempt.acceptedAt = this.now;
     attempt.nextProbeAt = this.now + this.settings.heartbeatMs;
     job.attempts++;
-    const isCurrent = job.current === attempt;
+    const slot = this.slotOf(attempt);
+    if (slot) slot.attempts++;
+    // A replicated job counts the rounds that placed no one since its last executor was found.
+    if (isReplicated(job)) job.placementTries = 0;
+    const isCurrent = slot?.current === attempt;
     this.effects.push({
       type: "store_assignment",
       attempt: { ...attempt },
@@ -543,7 +630,7 @@ class Transition {
       insert: !stored,
     });
     if (!isCurrent || isFinal(job)) return;
-    this.setState("assigned");
+    if (job.state !== "running") this.setState("assigned");
     this.emit({
       type: "assigned",
       peerId: attempt.peerId,
@@ -553,16 +640,20 @@ class Transition {
     });
   }
 
-  /** Deadline and liveness of the current executor. */
+  /** Deadline and liveness of every executor at work. */
   watch(): void {
-    const attempt = this.job.current;
-    if (!attempt?.confirmed) return;
-    if (this.now > attempt.deadline)
-      return this.executorFailed("deadline_missed", "the executor did not deliver before its deadline");
-    if (attempt.probing || this.now < attempt.nextProbeAt) return;
-    attempt.probing = true;
-    attempt.nextProbeAt = this.now + this.settings.heartbeatMs;
-    this.effects.push({ type: "probe", attempt: attempt.number, peerId: attempt.peerId });
+    for (const attempt of activeAttempts(this.job)) {
+      if (isFinal(this.job)) return;
+      if (!attempt.confirmed) continue;
+      if (this.now > attempt.deadline) {
+        this.executorFailed(attempt, "deadline_missed", "the executor did not deliver before its deadline");
+        continue;
+      }
+      if (attempt.probing || this.now < attempt.nextProbeAt) continue;
+      attempt.probing = true;
+      attempt.nextProbeAt = this.now + this.settings.heartbeatMs;
+      this.effects.push({ type: "probe", attempt: attempt.number, peerId: attempt.peerId });
+    }
   }
 
   probeAnswered(number: number, status: StatusResponse): void {
@@ -575,9 +666,10 @@ class Transition {
       const { receipt, signature, outputCid } = status.receipt;
       return this.checkReceipt(attempt, { receipt, signature, outputCid }, undefined);
     }
-    if (job.current !== attempt) return;
+    if (!this.isActive(attempt)) return;
     attempt.missedProbes = 0;
-    if (status.state === "running" && job.state === "assigned") {
+    if (status.state === "running" && !attempt.running && (job.state === "assigned" || isReplicated(job))) {
+      attempt.running = true;
       this.setState("running");
       this.effects.push({
         type: "store_assignment",
@@ -587,9 +679,10 @@ class Transition {
       });
       this.emit({ type: "running", peerId: attempt.peerId });
     } else if (status.state === "unknown") {
-      this.executorFailed("executor_silent", "the executor no longer knows the job");
+      this.executorFailed(attempt, "executor_silent", "the executor no longer knows the job");
     } else if (status.state === "failed") {
       this.executorFailed(
+        attempt,
         status.reason ?? "no_result",
         status.detail ?? "the executor reports the job failed",
       );
@@ -600,16 +693,25 @@ class Transition {
     const attempt = this.attempt(number);
     if (!attempt) return;
     attempt.probing = false;
-    if (this.job.current !== attempt) return;
+    if (!this.isActive(attempt)) return;
     attempt.missedProbes++;
     if (attempt.missedProbes >= this.settings.missedProbesSilent)
-      this.executorFailed("executor_silent", `${attempt.missedProbes} status probes went unanswered`);
+      this.executorFailed(
+        attempt,
+        "executor_silent",
+        `${attempt.missedProbes} status probes went unanswered`,
+      );
   }
 
-  executorFailed(reason: ReasonCode, detail: string): void {
+  /**
+   * An executor at work failed: its slot is tried again on another donor (with its own
+   * attempts and backoff); once the slot's attempts run out, a single-replica job fails and
+   * a replicated one counts the slot as no vote.
+   */
+  executorFailed(attempt: Attempt, reason: ReasonCode, detail: string): void {
     const job = this.job;
-    const attempt = job.current;
-    if (!attempt) return;
+    const slot = this.slotOf(attempt);
+    if (!slot || slot.current !== attempt) return;
     this.confirm(attempt);
     this.retireAttempt(attempt);
     this.effects.push({
@@ -619,23 +721,48 @@ class Transition {
       reason,
       insert: false,
     });
+    // An executor given up on may still be running: its late receipt still counts, and it
+    // is told to stop only once the job settles.
+    if (reason === "deadline_missed" || reason === "executor_silent") attempt.mayRun = true;
+    this.noVote(attempt, reason);
     const plan = planRetry(
-      job.attempts,
+      slot.attempts,
       reason,
       { now: this.now, deadline: job.deadline },
       { maxAttempts: this.settings.maxAttempts, backoff: this.settings.backoff },
       this.settings.random,
     );
-    if (plan.type === "give_up") return this.fail(plan.reason, `${plan.detail}; last: ${detail}`);
+    if (plan.type === "give_up") {
+      if (!isReplicated(job)) return this.fail(plan.reason, `${plan.detail}; last: ${detail}`);
+      slot.gaveUp = plan.reason;
+      return this.decide();
+    }
     this.emit({ type: "reassigned", reason, detail, peerId: attempt.peerId, attempt: attempt.number });
-    this.setState("queued", reason);
+    if (activeAttempts(job).length === 0 && job.votes.length === 0) this.setState("queued", reason);
     this.effects.push({ type: "queue", notBefore: plan.at, reason, detail });
+  }
+
+  /** A replicated job remembers (bounded) which replica gave no vote, and why. */
+  noVote(attempt: Attempt, reason: ReasonCode | "cancelled"): void {
+    const job = this.job;
+    if (!isReplicated(job)) return;
+    const why: SilentReplica["why"] =
+      reason === "cancelled"
+        ? "cancelled"
+        : reason === "deadline_missed" || reason === "executor_silent" || reason === "timeout"
+          ? "timeout"
+          : reason === "unreachable"
+            ? "unreachable"
+            : "no_result";
+    job.silent.push({ peerId: attempt.peerId, operator: attempt.operator, why });
+    if (job.silent.length > this.settings.maxPastAttempts) job.silent.shift();
   }
 
   /** The attempt is given up on: remembered (bounded) so its late receipt still counts. */
   retireAttempt(attempt: Attempt): void {
     const job = this.job;
-    if (job.current === attempt) job.current = undefined;
+    const slot = this.slotOf(attempt);
+    if (slot?.current === attempt) slot.current = undefined;
     if (!job.past.includes(attempt)) job.past.push(attempt);
     if (job.past.length > this.settings.maxPastAttempts) job.past.shift();
     if (!job.excluded.includes(attempt.peerId)) job.excluded.push(attempt.peerId);
@@ -671,7 +798,8 @@ class Transition {
     const attempt = this.attemptOf(from);
     if (!attempt) return this.ack(ack, false, "unknown_job");
     this.ack(ack, true);
-    if (attempt === job.current) this.executorFailed(reason, detail ?? "the executor produced no result");
+    if (this.isActive(attempt))
+      this.executorFailed(attempt, reason, detail ?? "the executor produced no result");
   }
 
   receiptRefused(number: number, detail: string, ack: number | undefined): void {
@@ -680,7 +808,7 @@ class Transition {
     if (ack !== undefined) this.ack(ack, false, "receipt_invalid");
     if (!attempt) return;
     this.effects.push({ type: "misbehaved", peerId: attempt.peerId, reason: "receipt_invalid", detail });
-    if (attempt === job.current && !isFinal(job)) this.executorFailed("receipt_invalid", detail);
+    if (this.isActive(attempt) && !isFinal(job)) this.executorFailed(attempt, "receipt_invalid", detail);
   }
 
   receiptVerified(
@@ -707,7 +835,8 @@ class Transition {
     const attempt = this.attempt(number);
     if (ack !== undefined) this.ack(ack, true);
     if (!attempt || isFinal(job)) return;
-    this.complete(attempt, receipt, output);
+    if (!isReplicated(job)) return this.complete(attempt, receipt, output);
+    this.vote(attempt, receipt, output);
   }
 
   outputFailed(number: number, detail: string, ack: number | undefined): void {
@@ -715,13 +844,15 @@ class Transition {
     const attempt = this.attempt(number);
     const full = `could not fetch the output: ${detail}`;
     if (ack !== undefined) this.ack(ack, false, "receipt_invalid");
-    if (attempt && attempt === job.current && !isFinal(job)) this.executorFailed("receipt_invalid", full);
+    if (attempt && this.isActive(attempt) && !isFinal(job))
+      this.executorFailed(attempt, "receipt_invalid", full);
   }
 
+  /** A single-replica job takes its first verified receipt. */
   complete(attempt: Attempt, receipt: SignedReceipt, output: Uint8Array): void {
     const job = this.job;
-    const running = job.current;
-    if (running && running !== attempt) {
+    for (const running of activeAttempts(job)) {
+      if (running === attempt) continue;
       // A late receipt of an earlier attempt settled the job: the newer attempt is cancelled.
       this.effects.push({
         type: "store_assignment",
@@ -730,11 +861,19 @@ class Transition {
         reason: "receipt_from_earlier_executor",
         insert: false,
       });
+      this.effects.push({ type: "cancel", attempt: running.number, peerId: running.peerId });
     }
     if (!attempt.confirmed) this.confirm(attempt);
-    job.current = undefined;
+    for (const slot of job.slots) slot.current = undefined;
+    this.settle(attempt, receipt, output);
+  }
+
+  /** The job's result is decided: written, shown and the job completed (a vote was recorded already). */
+  settle(attempt: Attempt, receipt: SignedReceipt, output: Uint8Array, voted = false): void {
+    const job = this.job;
     this.endPlacement();
     this.effects.push({ type: "unqueue" });
+    this.cancelGivenUp(attempt);
     job.receipt = { message: receipt.receipt, signature: receipt.signature };
     job.result = {
       status: statusName(receipt.receipt.status),
@@ -743,18 +882,257 @@ class Transition {
       outputBase64: Buffer.from(output).toString("base64"),
     };
     this.effects.push({ type: "store_result", receipt, output, result: job.result });
-    this.effects.push({ type: "store_assignment", attempt, state: "completed", insert: false });
-    this.emit({ type: "receipt", peerId: attempt.peerId, operator: attempt.operator });
+    if (!voted) {
+      this.effects.push({ type: "store_assignment", attempt, state: "completed", insert: false });
+      this.emit({ type: "receipt", peerId: attempt.peerId, operator: attempt.operator });
+    }
     this.finish("completed");
     this.emit({ type: "completed" });
+  }
+
+  // ── replicas and the verdict ──
+
+  /**
+   * A replica's verified receipt is its vote: kept and stored, and the verdict is decided
+   * again. A second, different receipt of one operator is an equivocation: reported, and
+   * neither of its receipts counts.
+   */
+  vote(attempt: Attempt, receipt: SignedReceipt, output: Uint8Array): void {
+    const job = this.job;
+    const key = voteKey(receipt.receipt);
+    const operator = attempt.operator.toLowerCase();
+    const earlier = job.votes.filter((vote) => vote.operator.toLowerCase() === operator);
+    if (earlier.some((vote) => voteKey(vote.receipt) === key) || earlier.length >= 2) return;
+    if (!attempt.confirmed) this.confirm(attempt);
+    const vote: ReplicaVote = {
+      peerId: attempt.peerId,
+      operator: attempt.operator,
+      attempt: attempt.number,
+      slot: attempt.slot,
+      receipt: receipt.receipt,
+      signature: receipt.signature,
+      outputCid: receipt.outputCid,
+      output,
+      latencyMs: attempt.acceptedAt === undefined ? 0 : Math.max(0, this.now - attempt.acceptedAt),
+    };
+    job.votes.push(vote);
+    this.effects.push({ type: "store_receipt", vote });
+    const first = earlier[0];
+    if (first)
+      this.effects.push({
+        type: "equivocation",
+        sighting: {
+          jobId: job.jobId,
+          operator: attempt.operator,
+          peerId: attempt.peerId,
+          a: { receipt: first.receipt, signature: first.signature },
+          b: { receipt: receipt.receipt, signature: receipt.signature },
+          seenAt: this.now,
+        },
+      });
+    this.emit({
+      type: "receipt",
+      peerId: attempt.peerId,
+      operator: attempt.operator,
+      attempt: attempt.number,
+    });
+    this.effects.push({ type: "store_assignment", attempt, state: "completed", insert: false });
+    const slot = this.slotOf(attempt);
+    if (slot && slot.votedBy === undefined) {
+      // A late receipt of the slot's earlier executor fills it: the newer executor stops.
+      const superseded = slot.current !== attempt ? slot.current : undefined;
+      slot.votedBy = attempt.number;
+      if (superseded) this.cancelAttempt(superseded, "receipt_from_earlier_executor");
+    }
+    // Kept with the attempts given up on, so a second receipt of the executor is still read.
+    this.retireAttempt(attempt);
+    this.decide();
+  }
+
+  /** Counts the votes: accept, fail without a quorum, add replicas, or wait for more. */
+  decide(): void {
+    const job = this.job;
+    if (isFinal(job)) return;
+    const spot = job.verification.mode === "spot" ? job.verification : undefined;
+    if (spot && spot.phase !== "escalated") return this.decideSpot(spot);
+    const n = this.quorumReplicas();
+    const verdict = tally(job.votes, { n, stillRunning: this.stillRunning() });
+    if (verdict.kind === "accepted") return this.accept(verdict, quorumSize(n));
+    if (verdict.kind === "pending") return;
+    const leading = verdict.tally[0]?.votes ?? 0;
+    const missing = quorumSize(n) - leading - this.stillRunning();
+    const room = this.maxExtraReplicas() - job.addedReplicas;
+    if (missing > room) return this.noQuorum(verdict);
+    this.addReplicas(
+      missing,
+      `the replicas still running cannot reach a quorum (${tallyText(verdict.tally)})`,
+    );
+  }
+
+  /**
+   * Spot mode: one replica runs; once its receipt is verified, a second donor re-executes
+   * with probability `rate` (drawn only now, so the first cannot know). Agreement decides;
+   * disagreement (or a check that gives no vote) escalates to a full quorum.
+   */
+  decideSpot(spot: Extract<BuyerJobState["verification"], { mode: "spot" }>): void {
+    const job = this.job;
+    if (spot.phase === "first") {
+      const gaveUp = job.slots[0]?.gaveUp;
+      if (gaveUp !== undefined) return this.fail(gaveUp, "the replica's attempts ran out");
+      const first = tally(job.votes, { n: 1, stillRunning: 0 });
+      if (first.kind !== "accepted") return;
+      const only = first.agreeing[0]!;
+      if (this.settings.random() >= spot.rate)
+        return this.settle(this.attemptFor(only), ...voteResult(only), true);
+      spot.phase = "check";
+      return this.addReplicas(1, "spot check: a second donor re-executes the job");
+    }
+    const checked = tally(job.votes, { n: 2, stillRunning: this.stillRunning() });
+    if (checked.kind === "accepted") return this.accept(checked, 2);
+    if (checked.kind === "pending") return;
+    spot.phase = "escalated";
+    this.addReplicas(
+      this.quorumReplicas() - job.slots.length,
+      "the spot check disagreed: a full quorum decides",
+    );
+    this.decide();
+  }
+
+  /** Replicas still able to vote: at work, or waiting to be placed. */
+  stillRunning(): number {
+    return this.job.slots.filter((slot) => slot.votedBy === undefined && slot.gaveUp === undefined).length;
+  }
+
+  /** The n of q(n): the spec's replicas; a spot job that escalates is decided by at least 4 (the smallest that can outvote on-chain). */
+  quorumReplicas(): number {
+    const job = this.job;
+    return job.verification.mode === "spot" ? Math.max(4, job.spec.replicas) : job.spec.replicas;
+  }
+
+  maxExtraReplicas(): number {
+    return this.settings.maxExtraReplicas ?? this.quorumReplicas();
+  }
+
+  addReplicas(count: number, detail: string): void {
+    const job = this.job;
+    if (count <= 0) return;
+    for (let i = 0; i < count; i++) job.slots.push({ index: job.slots.length, attempts: 0 });
+    job.addedReplicas += count;
+    this.emit({ type: "replicas_added", detail: `${count} added: ${detail}` });
+    if (!isPlacing(job)) this.effects.push({ type: "queue", notBefore: this.now });
+  }
+
+  accept(verdict: Extract<Verdict<ReplicaVote>, { kind: "accepted" }>, quorum: number): void {
+    const job = this.job;
+    const winner = verdict.agreeing[0]!;
+    this.cancelRemaining();
+    this.report("accepted", quorum, verdict, tallyOf(job.votes, verdict));
+    this.settle(this.attemptFor(winner), ...voteResult(winner), true);
+  }
+
+  noQuorum(verdict: Extract<Verdict<ReplicaVote>, { kind: "impossible" }>): void {
+    const job = this.job;
+    const quorum = quorumSize(job.spec.replicas);
+    this.cancelRemaining();
+    const counted = job.votes.filter(
+      (vote) => !verdict.equivocations.some((e) => e.operator === vote.operator.toLowerCase()),
+    );
+    this.report("no_quorum", quorum, { agreeing: [], dissenting: counted, ...verdict }, verdict.tally);
+    this.fail("no_quorum", `no result reached ${quorum} agreeing receipts: ${tallyText(verdict.tally)}`);
+  }
+
+  report(
+    outcome: "accepted" | "no_quorum",
+    quorum: number,
+    votes: Pick<Verdict<ReplicaVote> & { kind: "accepted" }, "agreeing" | "dissenting" | "equivocations">,
+    entries: TallyEntry[],
+  ): void {
+    const job = this.job;
+    const { agreeing, dissenting } = votes;
+    const replica = (vote: ReplicaVote): ReplicaReceipt => ({
+      peerId: vote.peerId,
+      operator: vote.operator,
+      receipt: vote.receipt,
+      signature: vote.signature,
+      latencyMs: vote.latencyMs,
+    });
+    job.verdict = {
+      outcome,
+      quorum,
+      tally: entries,
+      dissenters: dissenting.map((vote) => ({ peerId: vote.peerId, operator: vote.operator })),
+      equivocators: votes.equivocations.map((equivocation) => equivocation.a.operator),
+    };
+    this.emit({
+      type: "verdict",
+      detail: `${outcome}: ${tallyText(entries)} (quorum ${quorum}, ${dissenting.length} dissenting)`,
+      verdict: verdictView(job.verdict),
+    });
+    this.effects.push({
+      type: "verdict",
+      report: {
+        jobId: job.jobId,
+        spec: job.spec,
+        outcome,
+        quorum,
+        agreeing: agreeing.map(replica),
+        dissenting: dissenting.map(replica),
+        silent: [...job.silent],
+        decidedAt: this.now,
+      },
+    });
+  }
+
+  /** Executors given up on that may still run the job are told to stop, once it settles. */
+  cancelGivenUp(except?: Attempt): void {
+    for (const attempt of this.job.past) {
+      if (!attempt.mayRun || attempt.number === except?.number) continue;
+      attempt.mayRun = false;
+      this.effects.push({ type: "cancel", attempt: attempt.number, peerId: attempt.peerId });
+    }
+  }
+
+  /** Replicas still at work once the verdict is in are cancelled. */
+  cancelRemaining(): void {
+    for (const attempt of activeAttempts(this.job)) this.cancelAttempt(attempt, "verdict_reached");
+  }
+
+  cancelAttempt(attempt: Attempt, reason: string): void {
+    const slot = this.slotOf(attempt);
+    if (slot?.current === attempt) slot.current = undefined;
+    if (attempt.confirmed || attempt.unanswered) {
+      this.effects.push({ type: "store_assignment", attempt, state: "cancelled", reason, insert: false });
+    }
+    this.effects.push({ type: "cancel", attempt: attempt.number, peerId: attempt.peerId });
+    this.noVote(attempt, "cancelled");
+    this.retireAttempt(attempt);
+  }
+
+  /** The attempt a vote came from (kept while its job is unfinished). */
+  attemptFor(vote: ReplicaVote): Attempt {
+    return (
+      this.attempt(vote.attempt) ?? {
+        number: vote.attempt,
+        slot: vote.slot,
+        peerId: vote.peerId,
+        operator: vote.operator,
+        pricePerMegaFuel: 0n,
+        deadline: 0,
+        confirmed: true,
+        missedProbes: 0,
+        probing: false,
+        nextProbeAt: 0,
+      }
+    );
   }
 
   fail(reason: ReasonCode, detail: string): void {
     const job = this.job;
     if (isFinal(job)) return;
-    job.current = undefined;
+    for (const slot of job.slots) slot.current = undefined;
     this.endPlacement();
     this.effects.push({ type: "unqueue" });
+    this.cancelGivenUp();
     this.finish("failed", reason);
     this.emit({ type: "failed", reason, detail });
   }
@@ -795,22 +1173,31 @@ class Transition {
     const round = this.job.round;
     if (!round || !isPlacing(this.job)) return;
     round.closed = true;
-    round.assigning = undefined;
-    round.verifying = undefined;
+    round.assigning = [];
+    round.verifying = [];
     this.effects.push({ type: "placement_ended" });
   }
 
   attempt(number: number): Attempt | undefined {
     const job = this.job;
-    if (job.current?.number === number) return job.current;
-    return job.past.find((attempt) => attempt.number === number);
+    const active = activeAttempts(job).find((attempt) => attempt.number === number);
+    return active ?? job.past.find((attempt) => attempt.number === number);
   }
 
-  /** The executor's attempt: the current one, else its latest given up on. */
+  /** The executor's attempt: the one at work, else its latest given up on. */
   attemptOf(peerId: string): Attempt | undefined {
     const job = this.job;
-    if (job.current?.peerId === peerId) return job.current;
-    return job.past.findLast((attempt) => attempt.peerId === peerId);
+    const active = activeAttempts(job).find((attempt) => attempt.peerId === peerId);
+    return active ?? job.past.findLast((attempt) => attempt.peerId === peerId);
+  }
+
+  slotOf(attempt: Attempt): ReplicaSlot | undefined {
+    return this.job.slots[attempt.slot];
+  }
+
+  /** Is the attempt its slot's executor at work (not given up on, not superseded)? */
+  isActive(attempt: Attempt): boolean {
+    return this.slotOf(attempt)?.current === attempt;
   }
 
   ack(ack: number, accepted: boolean, reason?: ReasonCode): void {
@@ -858,13 +1245,15 @@ function cloneAttempt(attempt: Attempt): Attempt {
 
 /** A copy the transition may change: every nested collection it writes to is copied. */
 function cloneJob(job: BuyerJobState): BuyerJobState {
-  const current = job.current && cloneAttempt(job.current);
   return {
     ...job,
     events: [...job.events],
     excluded: [...job.excluded],
-    current,
+    slots: job.slots.map((slot) => ({ ...slot, current: slot.current && cloneAttempt(slot.current) })),
     past: job.past.map(cloneAttempt),
+    verification: { ...job.verification },
+    votes: [...job.votes],
+    silent: [...job.silent],
     round: job.round && {
       ...job.round,
       expected: job.round.expected,
@@ -873,6 +1262,8 @@ function cloneJob(job: BuyerJobState): BuyerJobState {
       refusals: [...job.round.refusals],
       checking: [...job.round.checking],
       refusedOperators: [...job.round.refusedOperators],
+      verifying: [...job.round.verifying],
+      assigning: [...job.round.assigning],
       events: [...job.round.events],
     },
     totals: { ...job.totals },
@@ -907,4 +1298,32 @@ function summarize(refusals: readonly Refusal[]): string {
   const counts = new Map<string, number>();
   for (const refusal of refusals) counts.set(refusal.reason, (counts.get(refusal.reason) ?? 0) + 1);
   return [...counts].map(([reason, count]) => `${count}× ${reason}`).join(", ");
+}
+
+/** Votes per result, most first (the tally of an accepted verdict, from its votes). */
+function tallyOf(
+  votes: readonly ReplicaVote[],
+  verdict: Pick<Extract<Verdict<ReplicaVote>, { kind: "accepted" }>, "equivocations">,
+): TallyEntry[] {
+  const equivocators = new Set(verdict.equivocations.map((equivocation) => equivocation.operator));
+  const pending = tally(
+    votes.filter((vote) => !equivocators.has(vote.operator.toLowerCase())),
+    { n: 255, stillRunning: 255 },
+  );
+  return pending.kind === "accepted" ? [] : pending.tally;
+}
+
+function tallyText(entries: readonly TallyEntry[]): string {
+  if (entries.length === 0) return "no votes";
+  return entries
+    .map((entry) => {
+      const [status, outputCid, fuel] = entry.key.split("/");
+      return `${entry.votes}× (status ${status}, output ${outputCid?.slice(0, 10)}…, fuel ${fuel})`;
+    })
+    .join(", ");
+}
+
+/** A vote as the signed receipt and output a job completes with. */
+function voteResult(vote: ReplicaVote): [SignedReceipt, Uint8Array] {
+  return [{ receipt: vote.receipt, signature: vote.signature, outputCid: vote.outputCid }, vote.output];
 }

@@ -8,6 +8,7 @@ import {
   MESSAGE_LIMITS,
   PROTOCOL_ASSIGN,
   PROTOCOL_BID_REQUEST,
+  PROTOCOL_CANCEL,
   PROTOCOL_STATUS,
   bidFromWire,
   receiptFromWire,
@@ -26,6 +27,7 @@ import type {
   ReceiptWire,
   StatusResponse,
 } from "../protocol/index.ts";
+import type { VerdictListener } from "../quorum/index.ts";
 import type { Store } from "../store/index.ts";
 import { Announcer } from "./announcer.ts";
 import type { NodeConfig } from "./config.ts";
@@ -52,6 +54,8 @@ export interface BuyerNetwork {
   announceStats(): { announced: number; dropped: number };
   assign(peerId: string, request: AssignRequest): Promise<AssignResponse>;
   status(peerId: string, jobId: Hex, timeoutMs: number): Promise<StatusResponse>;
+  /** Tells an executor to stop the job; resolves with whether it stopped a run. */
+  cancel(peerId: string, jobId: Hex, attempt: number): Promise<boolean>;
   fetchBlock(cid: CID, from: string[], timeoutMs: number): Promise<Uint8Array>;
   /** Announces a CID as provided in the DHT (queued). */
   provide(cid: string): void;
@@ -81,6 +85,14 @@ export type BuyerStore = Pick<
 /** Donors known from their adverts. */
 export type DonorDirectory = Pick<PeerBook, "candidates" | "get" | "touch" | "all" | "isBlocked">;
 
+/** What the trust layer tells the buyer about donors (the TrustBook provides it). */
+export interface BuyerTrust {
+  /** 0..65535, neutral 32768 (the spec's `minReputation` scale); per module when given. */
+  reputation(operator: Address, moduleCid?: string): number;
+  /** Quarantined or banned now: its bids are dropped and it is not asked to bid. */
+  isBlocked(idOrOperator: string): boolean;
+}
+
 /** A refusal at the application level (bad bid signature, bad receipt, unstaked bidder, …), counted against the sender. */
 export type Misbehaved = (peerId: string, reason: ReasonCode, detail: string) => void;
 
@@ -94,6 +106,10 @@ export interface BuyerPorts {
   stakes: StakeLookup;
   donors: DonorDirectory;
   misbehaved: Misbehaved;
+  /** Hears every verdict and equivocation of replicated jobs (reputation, evidence). */
+  verdictListener?: VerdictListener;
+  /** Reputation for selection and `minReputation`, and who is blocked; without it every donor is neutral. */
+  trust?: BuyerTrust;
 }
 
 /** The buyer's network over a mesh node: bid requests and assignments are coalesced per donor, announcements batched. */
@@ -154,6 +170,16 @@ export function meshBuyerNetwork(
     assign: (peerId, request) => assignments.request(peerId, request),
     status: (peerId, jobId, timeoutMs) =>
       mesh.request(peerId, PROTOCOL_STATUS, protocolSpecs.status, { type: "status", jobId }, { timeoutMs }),
+    cancel: async (peerId, jobId, attempt) => {
+      const answer = await mesh.request(
+        peerId,
+        PROTOCOL_CANCEL,
+        protocolSpecs.cancel,
+        { type: "cancel", jobId, attempt: Math.min(attempt, 64) },
+        { timeoutMs: config.assignTimeoutMs },
+      );
+      return answer.stopped;
+    },
     fetchBlock: (cid, from, timeoutMs) => mesh.fetchBlock(cid, { from, timeoutMs }),
     provide: (cid) => provider.add(cid),
     stop: () => announcer.stop(),

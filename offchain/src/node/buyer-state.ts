@@ -11,6 +11,7 @@ import type {
   ReceiptWire,
   StatusResponse,
 } from "../protocol/index.ts";
+import type { EquivocationSighting, SilentReplica, TallyEntry, VerdictReport } from "../quorum/index.ts";
 import type { SignedReceipt } from "./buyer-receipts.ts";
 import type { JobEvent, JobResultView, JobViewState } from "./types.ts";
 
@@ -48,6 +49,10 @@ export interface BuyerSettings {
   maxEvents: number;
   /** Attempts given up on that are remembered (their late receipts still complete the job). */
   maxPastAttempts: number;
+  /** A donor's reputation (0..65535) for selection and the spec's `minReputation`; neutral when absent. */
+  reputation?: (operator: Address, moduleCid: string) => number;
+  /** Replicas a job may add on fresh operators when its quorum can no longer be reached (undefined: the job's replica count). */
+  maxExtraReplicas?: number;
   /** Uniform in [0, 1): spreads retries of many jobs and breaks ties between bids. Tests pass a constant or a seeded draw. */
   random: () => number;
 }
@@ -67,6 +72,10 @@ export interface Refusal {
 export interface Attempt {
   /** Unique per job; also the assignment row's attempt number. */
   number: number;
+  /** The replica slot the attempt fills. */
+  slot: number;
+  /** When the executor's acceptance was seen (unix ms; 0 when restored). */
+  acceptedAt?: number;
   peerId: string;
   operator: Address;
   pricePerMegaFuel: bigint;
@@ -79,6 +88,10 @@ export interface Attempt {
   missedProbes: number;
   probing: boolean;
   nextProbeAt: number;
+  /** A probe found it running (replicated jobs record this per executor). */
+  running?: boolean;
+  /** Given up on (deadline, silence) while it may still run: cancelled once the job settles. */
+  mayRun?: boolean;
 }
 
 /** The answers to one announcement of the job. */
@@ -106,10 +119,10 @@ export interface BidRound {
   closed: boolean;
   /** Operators refused during this selection (one bid per operator is tried). */
   refusedOperators: string[];
-  /** The chosen bid whose signature is being checked. */
-  verifying?: BidCandidate;
-  /** The attempt whose assignment request is in flight. */
-  assigning?: number;
+  /** The chosen bids whose signatures are being checked (at most one per slot to fill). */
+  verifying: BidCandidate[];
+  /** The attempts whose assignment requests are in flight (at most one per slot). */
+  assigning: number[];
   /** Job events of this round (bids, rejections); replaced when the next round opens. */
   events: JobEvent[];
 }
@@ -121,6 +134,55 @@ export interface RoundTotals {
   declines: number;
   late: number;
   unstaked: number;
+}
+
+/**
+ * One of a job's replicas: its executor attempts (each with its own retries and backoff)
+ * until one delivers a verified receipt (its vote) or its attempts run out.
+ */
+export interface ReplicaSlot {
+  index: number;
+  /** Attempts of this slot that an executor accepted (retries are counted per slot). */
+  attempts: number;
+  current?: Attempt;
+  /** The attempt whose verified receipt is this slot's vote. */
+  votedBy?: number;
+  /** The slot's attempts ran out: it will give no vote. */
+  gaveUp?: ReasonCode;
+}
+
+/** A replica's verified receipt with its output, as the verdict counts it. */
+export interface ReplicaVote {
+  peerId: string;
+  operator: Address;
+  attempt: number;
+  slot: number;
+  receipt: ReceiptWire;
+  signature: Hex;
+  /** The output's CID (the receipt signs its bytes32 form). */
+  outputCid: string;
+  output: Uint8Array;
+  latencyMs: number;
+}
+
+/** How the buyer checks a job's result: every replica votes, or one runs and a second checks it at random. */
+export type Verification =
+  | { mode: "quorum" }
+  | {
+      mode: "spot";
+      /** Probability that a second donor re-executes, drawn after the first receipt is verified. */
+      rate: number;
+      /** first: one replica runs; check: a second re-executes; escalated: a full quorum decides. */
+      phase: "first" | "check" | "escalated";
+    };
+
+/** The decided verdict, as shown. */
+export interface VerdictSummary {
+  outcome: VerdictReport["outcome"];
+  quorum: number;
+  tally: TallyEntry[];
+  dissenters: { peerId: string; operator: Address }[];
+  equivocators: Address[];
 }
 
 export interface BuyerJobState {
@@ -143,9 +205,18 @@ export interface BuyerJobState {
   placementTries: number;
   /** Peers that had the job (failed, silent, unanswered): not asked again. */
   excluded: string[];
-  current?: Attempt;
-  /** Attempts given up on; a valid receipt from one of them still completes the job. */
+  /** The job's replicas: `spec.replicas` (one at first in spot mode), plus any added for the quorum. */
+  slots: ReplicaSlot[];
+  /** Attempts given up on; a valid receipt from one of them still counts. */
   past: Attempt[];
+  verification: Verification;
+  /** Verified receipts (n > 1 or spot): at most two per operator, one per attempt. */
+  votes: ReplicaVote[];
+  /** Replicas that gave no vote, at most `maxPastAttempts` (oldest dropped). */
+  silent: SilentReplica[];
+  /** Replicas added because the quorum could no longer be reached. */
+  addedReplicas: number;
+  verdict?: VerdictSummary;
   round?: BidRound;
   totals: RoundTotals;
   /** The bid rounds' totals written when the job settled. */
@@ -256,7 +327,13 @@ export type BuyerEffect =
   | { type: "store_bid"; candidate: BidCandidate }
   | { type: "store_assignment"; attempt: Attempt; state: AssignmentState; reason?: string; insert: boolean }
   | { type: "store_result"; receipt: SignedReceipt; output: Uint8Array; result: JobResultView }
-  | { type: "misbehaved"; peerId: string; reason: ReasonCode; detail: string };
+  | { type: "misbehaved"; peerId: string; reason: ReasonCode; detail: string }
+  /** Every verified replica receipt is kept (jobs of more than one replica). */
+  | { type: "store_receipt"; vote: ReplicaVote }
+  /** Tell an executor still running the job to stop: the verdict is in, or its attempt was superseded. */
+  | { type: "cancel"; attempt: number; peerId: string }
+  | { type: "verdict"; report: VerdictReport }
+  | { type: "equivocation"; sighting: EquivocationSighting };
 
 export interface Step {
   job: BuyerJobState;
@@ -270,7 +347,9 @@ export function newJobState(
   spec: JobSpecMessage,
   signature: Hex,
   announce: JobAnnounce,
+  verification: Verification = { mode: "quorum" },
 ): BuyerJobState {
+  const replicas = verification.mode === "spot" ? 1 : spec.replicas;
   return {
     jobId,
     spec,
@@ -285,8 +364,30 @@ export function newJobState(
     lastAttempt: 0,
     placementTries: 0,
     excluded: [],
+    slots: Array.from({ length: replicas }, (_, index) => ({ index, attempts: 0 })),
     past: [],
+    verification,
+    votes: [],
+    silent: [],
+    addedReplicas: 0,
     totals: { rounds: 0, bids: 0, declines: 0, late: 0, unstaked: 0 },
     storedBids: 0,
   };
+}
+
+/** The executors a job has at work or being assigned right now, one per slot. */
+export function activeAttempts(job: Pick<BuyerJobState, "slots">): Attempt[] {
+  const attempts: Attempt[] = [];
+  for (const slot of job.slots) if (slot.current) attempts.push(slot.current);
+  return attempts;
+}
+
+/** Slots without an executor that may still vote: a placement fills them. */
+export function openSlots(job: Pick<BuyerJobState, "slots">): ReplicaSlot[] {
+  return job.slots.filter((slot) => !slot.current && slot.votedBy === undefined && slot.gaveUp === undefined);
+}
+
+/** Does the job decide by a vote (more than one replica, or spot checks), or take its single receipt? */
+export function isReplicated(job: Pick<BuyerJobState, "spec" | "verification">): boolean {
+  return job.spec.replicas > 1 || job.verification.mode === "spot";
 }

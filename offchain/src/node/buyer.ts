@@ -3,7 +3,16 @@ import type { Hex } from "viem";
 import { DEFAULT_BACKOFF, JobScheduler, buildJobSpec, candidateLimit, toAnnounce } from "../market/index.ts";
 import { CID, INLINE_INPUT_MAX_BYTES, bidFromWire, cidOf, cidToBytes32 } from "../protocol/index.ts";
 import type { BidAck, BidBatch, ReasonCode, ReceiptAck, ReceiptDelivery } from "../protocol/index.ts";
-import { isFinal, isPlacing, newJobState, nextWakeAt, restoreJobState, step } from "./buyer-machine.ts";
+import {
+  activeAttempts,
+  isFinal,
+  isPlacing,
+  newJobState,
+  nextWakeAt,
+  openSlots,
+  restoreJobState,
+  step,
+} from "./buyer-machine.ts";
 import type {
   BidCandidate,
   BuyerEffect,
@@ -11,6 +20,7 @@ import type {
   BuyerJobState,
   BuyerSettings,
   Step,
+  Verification,
 } from "./buyer-machine.ts";
 import { BuyerJournal } from "./buyer-journal.ts";
 import { jobView } from "./buyer-view.ts";
@@ -25,6 +35,10 @@ const MAX_COUNTED_PEERS = 4_096;
 /** Finished jobs kept in memory; older ones are read back from the store when asked for. */
 const RECENT_FINISHED_JOBS = 256;
 const OUTPUT_FETCH_TIMEOUT_MS = 10_000;
+/** Probability of a spot check when the submitter names none. */
+const DEFAULT_SPOT_RATE = 0.1;
+/** Replicas a spot job's spec signs: the smallest quorum that can outvote a liar on-chain. */
+const SPOT_SPEC_REPLICAS = 4;
 
 /**
  * The buying half of a node: the shell around the job state machine (buyer-machine.ts).
@@ -53,7 +67,14 @@ export class Buyer {
   /** Deliveries waiting for their answer; each is answered once its receipt is judged. */
   readonly #acks = new Map<number, (ack: { accepted: boolean; reason?: ReasonCode }) => void>();
   #ackSeq = 0;
-  readonly #stats = { placements: 0, bidRequestsSent: 0, bidRequestsFailed: 0, discoveryRounds: 0 };
+  readonly #stats = {
+    placements: 0,
+    bidRequestsSent: 0,
+    bidRequestsFailed: 0,
+    discoveryRounds: 0,
+    cancelsSent: 0,
+    cancelsStopped: 0,
+  };
   /**
    * Jobs asked of each donor (for tests and benchmarks). Bound: `MAX_COUNTED_PEERS` entries;
    * a new donor beyond it pushes out the one counted first.
@@ -82,7 +103,11 @@ export class Buyer {
       maxStoredBids: 64,
       maxEvents: 128,
       maxPastAttempts: 64,
+      maxExtraReplicas: config.maxExtraReplicas,
       random: Math.random,
+      ...(ports.trust
+        ? { reputation: (operator, moduleCid) => ports.trust!.reputation(operator, moduleCid) }
+        : {}),
     };
     this.#events.setMaxListeners(0);
   }
@@ -136,6 +161,7 @@ export class Buyer {
       throw new Error(
         `this node has ${unfinished} unfinished jobs, the most buyer.maxUnfinishedJobs allows; submit again once some finish`,
       );
+    const verification = verificationOf(request);
     const [moduleCid, inputCid] = (await Promise.all([cidOf(request.module), cidOf(request.input)])).map(
       String,
     ) as [string, string];
@@ -150,6 +176,7 @@ export class Buyer {
       priority: request.priority,
       deadlineMs: request.deadlineMs,
       entry: request.entry,
+      replicas: verification.mode === "spot" ? SPOT_SPEC_REPLICAS : (request.replicas ?? 1),
       now: clock.now(),
     });
     const signed = await signer.signJob(spec);
@@ -161,7 +188,7 @@ export class Buyer {
       buyerPeer: network.peerId,
       providerAddrs: network.multiaddrs().slice(0, 8),
     });
-    const job = newJobState(signed.jobId, spec, signed.signature, announce);
+    const job = newJobState(signed.jobId, spec, signed.signature, announce, verification);
     // Placement starts while the commit is pending: the commit runs before this node reads
     // any answer from the network, and submitJob returns only once it is stored (safe
     // against a crash of the node; a job is no money, so it does not wait for an fsync).
@@ -172,7 +199,7 @@ export class Buyer {
         store.jobs.insert({
           jobId: job.jobId,
           role: "buyer",
-          spec: { announce },
+          spec: verification.mode === "spot" ? { announce, verification } : { announce },
           state: "queued",
           priority: job.priority,
           deadline: job.deadline,
@@ -202,6 +229,7 @@ export class Buyer {
     if (donors.isBlocked(from)) return { type: "ack", received: 0 }; // quarantined or banned
     for (const offer of batch.offers) {
       const jobId = offer.type === "bid" ? offer.bid.jobId : offer.jobId;
+      if (this.#blocked(from, offer.type === "bid" ? offer.bid.executor : undefined)) continue;
       if (!this.#jobs.has(jobId)) {
         this.#unknownJobOffer(jobId, from);
         continue;
@@ -257,7 +285,7 @@ export class Buyer {
 
   #apply(before: BuyerJobState, { job, effects }: Step): void {
     this.#jobs.set(job.jobId, job);
-    this.#trackBusy(before.current?.peerId, job.current?.peerId);
+    this.#trackBusy(before, job);
     for (const effect of effects) this.#run(job, effect);
     if (isFinal(job) && !isFinal(before)) this.#retire(job.jobId);
     this.#arm(job);
@@ -304,6 +332,12 @@ export class Buyer {
         return;
       case "misbehaved":
         return this.#ports.misbehaved(effect.peerId, effect.reason, effect.detail);
+      case "cancel":
+        return detach(this.#ports.log, "cancelling an execution", this.#cancel(job.jobId, effect));
+      case "verdict":
+        return this.#tell("verdict", () => this.#ports.verdictListener?.onVerdict(effect.report));
+      case "equivocation":
+        return this.#tell("equivocation", () => this.#ports.verdictListener?.onEquivocation(effect.sighting));
       default:
         return this.#journal.write(job.jobId, effect);
     }
@@ -328,6 +362,31 @@ export class Buyer {
     );
     timer.unref();
     this.#wakes.set(job.jobId, { at, timer });
+  }
+
+  /** A quarantined or banned donor: not asked to bid, its bids dropped. */
+  #blocked(peerId: string, operator?: string): boolean {
+    const trust = this.#ports.trust;
+    return (
+      trust !== undefined &&
+      (trust.isBlocked(peerId) || (operator !== undefined && trust.isBlocked(operator)))
+    );
+  }
+
+  /** A listener's failure is logged: it never stops the job's own steps. */
+  #tell(what: string, call: () => void): void {
+    try {
+      call();
+    } catch (err) {
+      this.#ports.log.warn({ err: errorMessage(err) }, `the verdict listener failed on a ${what}`);
+    }
+  }
+
+  /** Best effort: an executor that does not hear the cancel finishes and its receipt is ignored. */
+  async #cancel(jobId: Hex, { attempt, peerId }: Extract<BuyerEffect, { type: "cancel" }>): Promise<void> {
+    const stopped = await this.#ports.network.cancel(peerId, jobId, attempt).catch(() => false);
+    this.#stats.cancelsSent++;
+    if (stopped) this.#stats.cancelsStopped++;
   }
 
   #answer(ack: number, accepted: boolean, reason?: ReasonCode): void {
@@ -547,14 +606,19 @@ export class Buyer {
       const { chosen, passedOver } = donors.candidates(job.spec, {
         now: clock.now(),
         livenessMs: this.#settings.livenessMs,
-        exclude: new Set(job.excluded),
-        limit: candidateLimit(job.spec.replicas, config),
+        exclude: new Set([...job.excluded, ...activeAttempts(job).map((attempt) => attempt.peerId)]),
+        limit: candidateLimit(Math.max(1, openSlots(job).length), config),
         busy: (peerId) => this.#busyWith(peerId),
         random: this.#settings.random,
+        reputation:
+          this.#settings.reputation &&
+          ((operator) => this.#settings.reputation!(operator, job.announce.moduleCid)),
       });
       this.#inFlight++;
       this.#stats.placements++;
-      const expected = chosen.map((donor) => donor.peerId);
+      const expected = chosen
+        .filter((donor) => !this.#blocked(donor.peerId, donor.operator))
+        .map((donor) => donor.peerId);
       this.#dispatch(job.jobId, { type: "place", now: clock.now(), expected, passedOver });
     }
   }
@@ -588,14 +652,20 @@ export class Buyer {
     return this.#busy.get(peerId) ?? 0;
   }
 
-  #trackBusy(before: string | undefined, after: string | undefined): void {
-    if (before === after) return;
-    if (after !== undefined) this.#busy.set(after, this.#busyWith(after) + 1);
-    if (before === undefined) return;
-    const left = this.#busyWith(before) - 1;
-    if (left > 0) this.#busy.set(before, left);
-    else this.#busy.delete(before);
-    queueMicrotask(() => this.#pump());
+  /** Counts the executors a step put to work and those it freed. */
+  #trackBusy(before: BuyerJobState, after: BuyerJobState): void {
+    const was = activeAttempts(before).map((attempt) => attempt.peerId);
+    const is = activeAttempts(after).map((attempt) => attempt.peerId);
+    if (was.length === is.length && was.every((peerId, i) => peerId === is[i])) return;
+    for (const peerId of is) this.#busy.set(peerId, this.#busyWith(peerId) + 1);
+    let freed = false;
+    for (const peerId of was) {
+      const left = this.#busyWith(peerId) - 1;
+      if (left > 0) this.#busy.set(peerId, left);
+      else this.#busy.delete(peerId);
+      freed ||= !is.includes(peerId);
+    }
+    if (freed) queueMicrotask(() => this.#pump());
   }
 
   /** Finished jobs stay in memory while recent; older ones are read back from the store. */
@@ -645,6 +715,17 @@ export interface BuyerStats {
   discovery: { announced: number; dropped: number };
   /** Bid requests sent to each donor. */
   bidRequestsTo: Record<string, number>;
+  /** Cancels sent to executors of replicated or reassigned jobs, and those that stopped a run. */
+  cancelsSent: number;
+  cancelsStopped: number;
+}
+
+/** A submission's verification: spot checks at their rate, else a quorum of its replicas. */
+function verificationOf(request: SubmitJobRequest): Verification {
+  if (request.verification !== "spot") return { mode: "quorum" };
+  const rate = request.spotRate ?? DEFAULT_SPOT_RATE;
+  if (!(rate >= 0 && rate <= 1)) throw new Error(`spotRate must be within [0, 1], got ${rate}`);
+  return { mode: "spot", rate, phase: "first" };
 }
 
 function queued(job: BuyerJobState) {

@@ -75,8 +75,13 @@ const BuyerConfigSchema = z.strictObject({
   heartbeatMs: z.number().int().min(50).max(60_000).default(1_000),
   /** Grace beyond a job's own timeout for fetching its blocks and delivering the receipt. */
   deliveryGraceMs: z.number().int().min(0).max(600_000).default(10_000),
-  /** Executor attempts before a job fails. */
+  /** Executor attempts before a job fails (per replica of a replicated job). */
   maxAttempts: z.number().int().min(1).max(64).default(6),
+  /**
+   * Replicas a job may add on fresh operators when its quorum can no longer be reached;
+   * unset: as many as the job's replica count (docs/quorum.md).
+   */
+  maxExtraReplicas: z.number().int().min(0).max(255).optional(),
   /** Jobs being placed or run at once; the rest wait in the scheduler. */
   maxInFlight: z.number().int().min(1).max(100_000).default(256),
   /** Jobs submitted and not yet finished; a submit beyond it is refused until some finish. */

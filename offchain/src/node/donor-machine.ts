@@ -150,6 +150,8 @@ export type DonorEvent =
   | { type: "delivery_failed"; now: number; jobId: Hex; detail: string }
   | { type: "timer_fired"; now: number; timer: DonorTimer }
   | { type: "restored"; now: number; outbox: OutboxEntry[] }
+  /** The job's buyer (`from`, authenticated by the connection) cancels it. */
+  | { type: "cancel_requested"; jobId: Hex; from: string }
   | { type: "stopping" };
 
 export type LogLevel = "debug" | "info" | "warn";
@@ -161,6 +163,8 @@ export type DonorEffect =
   | { type: "check_spec"; jobId: Hex; job: SignedJob }
   | { type: "fetch_blocks"; jobId: Hex; announce: JobAnnounce; inlineInput?: Uint8Array }
   | { type: "run"; jobId: Hex; job: RuntimeJob }
+  /** Stop the job's run (its worker), if one is under way. */
+  | { type: "abort_run"; jobId: Hex }
   | {
       type: "persist_receipt";
       jobId: Hex;
@@ -266,6 +270,7 @@ const HANDLERS: { [T in DonorEvent["type"]]: Handler<T> } = {
   delivery_failed: onDeliveryFailed,
   timer_fired: onTimerFired,
   restored: onRestored,
+  cancel_requested: onCancelRequested,
   stopping: (state) => {
     state.stopping = true;
   },
@@ -652,6 +657,50 @@ function fail(
   effects.push({ type: "record_failure", jobId, job: execution.job, announce: execution.announce, reason });
   boundFailed(state);
   deliverNoResult(state, effects, jobId, execution);
+}
+
+/**
+ * Can `from` cancel the job now? Only its buyer, and only before the receipt is being
+ * signed: a job that finished keeps its receipt.
+ */
+export function cancellable(state: DonorMachineState, jobId: Hex, from: string): boolean {
+  const execution = state.executions.get(jobId);
+  return (
+    execution !== undefined &&
+    execution.buyerPeer === from &&
+    (execution.phase === "verifying" || execution.phase === "fetching" || execution.phase === "running")
+  );
+}
+
+/**
+ * The buyer no longer needs the job: its run stops, its slot frees, and it ends `cancelled`
+ * without a receipt (and without a "no result" delivery: the buyer knows).
+ */
+function onCancelRequested(
+  state: DonorMachineState,
+  event: Extract<DonorEvent, { type: "cancel_requested" }>,
+  effects: DonorEffect[],
+): void {
+  const { jobId } = event;
+  if (!cancellable(state, jobId, event.from)) return;
+  const execution = state.executions.get(jobId)!;
+  if (execution.phase === "running") effects.push({ type: "abort_run", jobId });
+  releaseSlot(state, execution);
+  for (const requestId of execution.waiting)
+    effects.push({
+      type: "answer_assign",
+      requestId,
+      response: { type: "reject", jobId, reason: "cancelled", detail: "the buyer cancelled the job" },
+    });
+  state.executions.delete(jobId);
+  log(effects, "info", "job cancelled by its buyer", { jobId });
+  effects.push({
+    type: "record_failure",
+    jobId,
+    job: execution.job,
+    announce: execution.announce,
+    reason: "cancelled",
+  });
 }
 
 /** Whether the job is in the phase an outcome belongs to; news of another phase is stale. */

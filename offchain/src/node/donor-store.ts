@@ -111,7 +111,9 @@ export class DonorStore implements DonorJobStore {
   }
 
   async recordFailure(executed: Omit<ExecutedJob, "buyerPeer">, reason: ReasonCode): Promise<void> {
-    await this.#deps.store.commit(() => this.#recordExecution(executed, "failed", { reason }), {
+    // A job its buyer cancelled ends `cancelled`; any other job without a result, `failed`.
+    const state = reason === "cancelled" ? "cancelled" : "failed";
+    await this.#deps.store.commit(() => this.#recordExecution(executed, state, { reason }), {
       durable: false,
     });
   }
@@ -203,7 +205,7 @@ export class DonorStore implements DonorJobStore {
    */
   #recordExecution(
     executed: Omit<ExecutedJob, "buyerPeer">,
-    state: "completed" | "failed",
+    state: "completed" | "failed" | "cancelled",
     outcome: { reason?: ReasonCode; result?: unknown },
   ): void {
     const { store } = this.#deps;

@@ -22,11 +22,13 @@ import type {
   JobAnnounceBatch,
   ReceiptAck,
   ReceiptDelivery,
+  CancelRequest,
+  CancelResponse,
   StatusRequest,
   StatusResponse,
 } from "../protocol/index.ts";
 import { errorMessage } from "./context.ts";
-import { OUTBOX_LIMIT, freeSlots, initialDonorState, statusOf, step } from "./donor-machine.ts";
+import { OUTBOX_LIMIT, cancellable, freeSlots, initialDonorState, statusOf, step } from "./donor-machine.ts";
 import type { DonorEffect, DonorEvent, DonorMachineState, DonorTimer } from "./donor-machine.ts";
 import type { DonorPorts } from "./donor-ports.ts";
 import { AdvertPublisher } from "./advert-publisher.ts";
@@ -79,6 +81,9 @@ export class Donor {
   /** One redelivery timer per job; bounded by the outbox and the failed jobs the machine keeps. */
   readonly #timers = new Map<Hex, () => void>();
   readonly #receipts: SignedReceipt[] = [];
+  /** Runs under way, to stop one its buyer cancels; bounded by the slots (an entry leaves when its run ends). */
+  readonly #runs = new Map<Hex, AbortController>();
+  #cancelled = 0;
   #nextRequestId = 0;
   /** Jobs this node was asked to bid on: directly (as a candidate), and in discovery announcements. */
   readonly #asked = { bidRequests: 0, announcedJobs: 0, answeredInResponse: 0, answeredLater: 0 };
@@ -139,6 +144,25 @@ export class Donor {
     for (const cancel of this.#timers.values()) cancel();
     this.#timers.clear();
     await this.#ports.jobs.stop();
+  }
+
+  /**
+   * Buyer → executor: stop a job. Only the job's buyer peer (authenticated by the
+   * connection) may; `stopped` says whether a run was stopped (false once its receipt is
+   * being signed, or for a job this node does not hold).
+   */
+  onCancel(request: CancelRequest, from: string): CancelResponse {
+    const stopped = cancellable(this.#state, request.jobId, from);
+    if (stopped) {
+      this.#cancelled++;
+      this.#dispatch({ type: "cancel_requested", jobId: request.jobId, from });
+    }
+    return { type: "cancelled", jobId: request.jobId, stopped };
+  }
+
+  /** Jobs this node stopped because their buyer cancelled them. */
+  get cancelledJobs(): number {
+    return this.#cancelled;
   }
 
   /** Answers status probes for the jobs this node executes (also when the donor half is off). */
@@ -281,6 +305,9 @@ export class Donor {
         return this.#fetchBlocks(effect);
       case "run":
         return this.#run(effect);
+      case "abort_run":
+        this.#runs.get(effect.jobId)?.abort();
+        return;
       case "persist_receipt":
         return this.#persistReceipt(effect);
       case "record_failure":
@@ -388,11 +415,17 @@ export class Donor {
   #run(effect: Extract<DonorEffect, { type: "run" }>): void {
     const { runtime, clock } = this.#ports;
     const { jobId } = effect;
+    const controller = new AbortController();
+    this.#runs.set(jobId, controller);
     this.#settle(
       async () => {
-        if (!runtime) throw new Error("this node runs no runtime");
-        const result = await runtime.execute(effect.job);
-        return { type: "executed", now: clock.now(), jobId, result };
+        try {
+          if (!runtime) throw new Error("this node runs no runtime");
+          const result = await runtime.execute(effect.job, { signal: controller.signal });
+          return { type: "executed", now: clock.now(), jobId, result };
+        } finally {
+          if (this.#runs.get(jobId) === controller) this.#runs.delete(jobId);
+        }
       },
       (detail) => ({ type: "execution_threw", jobId, detail }),
     );

@@ -33,6 +33,7 @@ import {
   PROTOCOL_BID,
   PROTOCOL_BID_REQUEST,
   PROTOCOL_RECEIPT,
+  PROTOCOL_CANCEL,
   PROTOCOL_STATUS,
   TOPIC_CAPS,
   TOPIC_JOBS,
@@ -45,6 +46,8 @@ import {
 } from "../protocol/index.ts";
 import { createRuntime, WORKER_SOURCE } from "../runtime/index.ts";
 import type { Runtime } from "../runtime/index.ts";
+import { fanOut } from "../quorum/index.ts";
+import type { VerdictListener } from "../quorum/index.ts";
 import { openStore } from "../store/index.ts";
 import type { Store } from "../store/index.ts";
 import { BlockAccess, storeBlockSource } from "./block-access.ts";
@@ -91,6 +94,10 @@ export interface StartNodeOptions {
    * benchmarks use it to make a faulty donor (test/support/lying-runtime.ts); no config sets it.
    */
   wrapRuntime?: (runtime: Runtime) => Pick<Runtime, "execute">;
+  /** Runs the donor's jobs instead of the node's own runtime (tests build faulty donors with it). */
+  runtime?: Pick<Runtime, "execute">;
+  /** Hears the verdicts and equivocations of this node's replicated jobs. */
+  verdictListener?: VerdictListener;
 }
 
 /**
@@ -148,7 +155,14 @@ export async function startNode(config: NodeConfig, options: StartNodeOptions = 
       peerKeyHex: identity.peerKeyHex,
       now: Date.now,
     };
-    const node = await assemble(ctx, identity.did, chainInfo(config, deployment), cleanup, blockAccess);
+    const node = await assemble(
+      ctx,
+      identity.did,
+      chainInfo(config, deployment),
+      cleanup,
+      blockAccess,
+      options,
+    );
     if (deployment.juryCourt) startCourtWatcher(ctx, reader, blockAccess, cleanup);
     return node;
   } catch (err) {
@@ -163,6 +177,7 @@ async function assemble(
   chain: ChainInfo,
   cleanup: (() => Promise<void> | void)[],
   blockAccess: BlockAccess,
+  options: Pick<StartNodeOptions, "runtime" | "verdictListener"> = {},
 ): Promise<CellNode> {
   const { mesh, log } = ctx;
   const trust = new TrustBook({ store: ctx.store, now: ctx.now, log }, ctx.config.trust);
@@ -170,7 +185,7 @@ async function assemble(
   const adverts = new AdvertIntake(ctx, peerBook);
   const refusals = refusalRecorder(mesh, log);
   const misbehaved = reportingForgeries(refusals.misbehaved, trust);
-  const donor = new Donor(donorPorts(ctx, misbehaved), {
+  const donor = new Donor(donorPorts(ctx, misbehaved, options.runtime), {
     policy: donorPolicy(ctx.config),
     adverts: ctx.config.adverts,
     announcedJobsPerBuyerPerSecond: ctx.config.donor.announcedJobsPerBuyerPerSecond,
@@ -186,6 +201,8 @@ async function assemble(
     stakes: ctx.stakes,
     donors: peerBook,
     misbehaved,
+    trust,
+    verdictListener: fanOut(trust, ...(options.verdictListener ? [options.verdictListener] : [])),
   });
   // A donor that bid may fetch the job's module and input at once: its bid row is written
   // in the buyer's next write batch, which can come after the donor's first block request.
@@ -217,6 +234,9 @@ async function assemble(
       { maxBytes: MESSAGE_LIMITS.receiptBatchAnnounce },
     );
   await mesh.handle(PROTOCOL_STATUS, protocolSpecs.status, async (request) => donor.onStatus(request));
+  await mesh.handle(PROTOCOL_CANCEL, protocolSpecs.cancel, async (request, from) =>
+    donor.onCancel(request, from),
+  );
   await mesh.handle(PROTOCOL_RECEIPT, protocolSpecs.receipt, async (batch, from) => ({
     type: "acks" as const,
     acks: await Promise.all(batch.deliveries.map((delivery) => buyer.onDelivery(delivery, from))),
@@ -246,7 +266,10 @@ async function assemble(
     off: (_event, listener) => buyer.off(listener),
     peers: () => peerViews(mesh, peerBook, ctx.stakes, trust),
     rejections: () => mergeCounts(mesh.rejectionCounts(), refusals.counts),
-    stats: () => ({ buyer: buyer.stats(), donor: donor.askedStats }),
+    stats: () => ({
+      buyer: buyer.stats(),
+      donor: { ...donor.askedStats, busySlots: donor.busySlots, cancelled: donor.cancelledJobs },
+    }),
     executedReceipts: () => donor.signedReceipts(),
     meshStats: () => mesh.stats(),
     stop: async () => {
@@ -515,7 +538,11 @@ function withTrust(
 }
 
 /** The donor's ports on the node's mesh, store, keys and stake cache. */
-function donorPorts(ctx: NodeContext, misbehaved: Misbehaved): DonorPorts {
+function donorPorts(
+  ctx: NodeContext,
+  misbehaved: Misbehaved,
+  runtime: Pick<Runtime, "execute"> | undefined = ctx.runtime,
+): DonorPorts {
   const { mesh, log, operator, domain } = ctx;
   return {
     clock: {
@@ -566,7 +593,7 @@ function donorPorts(ctx: NodeContext, misbehaved: Misbehaved): DonorPorts {
       signReceipt: (receipt) => signReceipt(operator, domain, receipt),
     },
     stakes: { selfActive: () => ctx.stakes.isActive(ctx.operatorAddress, ctx.peerKeyHex) },
-    runtime: ctx.runtime,
+    runtime,
     // Application-level refusals; they count against the peer once the mesh scores them.
     misbehaved,
     log,

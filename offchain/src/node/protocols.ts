@@ -5,6 +5,8 @@ import {
   BidBatchSchema,
   BidRequestAnswerSchema,
   BidRequestBatchSchema,
+  CancelRequestSchema,
+  CancelResponseSchema,
   DeliveryAcksSchema,
   DeliveryBatchSchema,
   MARKET_BATCH_MAX,
@@ -50,6 +52,14 @@ export const protocolSpecs = {
     maxResponseBytes: MESSAGE_LIMITS.statusResponse,
     ratePerSecond: 50,
     burst: 100,
+  },
+  cancel: {
+    request: CancelRequestSchema,
+    response: CancelResponseSchema,
+    maxRequestBytes: MESSAGE_LIMITS.cancelRequest,
+    maxResponseBytes: MESSAGE_LIMITS.cancelResponse,
+    ratePerSecond: 100,
+    burst: 200,
   },
   receipt: {
     request: DeliveryBatchSchema,

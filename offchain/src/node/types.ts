@@ -15,6 +15,10 @@ export const JOB_EVENT_TYPES = [
   "reassigned",
   "running",
   "receipt",
+  /** Replicas added on fresh operators (the quorum was out of reach, or a spot check). */
+  "replicas_added",
+  /** The replicas' verdict: accepted or no quorum, with the tally. */
+  "verdict",
   "completed",
   "failed",
 ] as const;
@@ -32,6 +36,33 @@ export type JobEvent = {
   operator?: Address;
   pricePerMegaFuel?: string;
   attempt?: number;
+  /** On a `verdict` event: the decided verdict. */
+  verdict?: VerdictView;
+};
+
+/** One result the replicas voted for, and how many distinct operators signed it. */
+export type TallyView = { status: string; outputCid: Hex; fuelUsed: string; votes: number };
+
+export type VerdictView = {
+  outcome: "accepted" | "no_quorum";
+  /** Agreeing receipts needed. */
+  quorum: number;
+  tally: TallyView[];
+  dissenters: { peerId: string; operator: Address }[];
+  /** Operators that signed two different receipts (neither counted). */
+  equivocators: Address[];
+};
+
+/** One executor attempt of a replicated job, and the receipt it voted with. */
+export type ReplicaView = {
+  slot: number;
+  attempt: number;
+  peerId: string;
+  operator: Address;
+  state: "assigning" | "assigned" | "running" | "voted" | "silent";
+  receipt?: { status: string; outputCid: Hex; fuelUsed: string };
+  /** Whether its receipt agrees with the accepted result (once decided). */
+  agrees?: boolean;
 };
 
 export const JOB_VIEW_STATES = ["queued", "announced", "assigned", "running", "completed", "failed"] as const;
@@ -57,6 +88,11 @@ export type JobView = {
   events: JobEvent[];
   result?: JobResultView;
   receipt?: { message: ReceiptWire; signature: Hex };
+  /** How the result is checked: by a quorum of `spec.replicas`, or by spot checks at `rate`. */
+  verification?: { mode: "quorum" | "spot"; rate?: number };
+  /** Replicated jobs: every executor attempt with its vote. */
+  replicas?: ReplicaView[];
+  verdict?: VerdictView;
 };
 
 export type PeerView = {
@@ -90,6 +126,11 @@ export interface SubmitJobRequest {
   /** Absolute deadline, unix ms. */
   deadlineMs?: number;
   entry?: string;
+  /** Executors on distinct operators that must agree (q(n) of them); default 1. */
+  replicas?: number;
+  /** "spot": one replica runs and a second re-executes with probability `spotRate` (default 0.1). */
+  verification?: "quorum" | "spot";
+  spotRate?: number;
 }
 
 export interface ChainInfo {
@@ -125,5 +166,14 @@ export interface CellNode {
 export interface NodeStats {
   buyer: BuyerStats;
   /** Jobs this node was asked to bid on: directly as a candidate, and in discovery announcements. */
-  donor: { bidRequests: number; announcedJobs: number; answeredInResponse: number; answeredLater: number };
+  donor: {
+    bidRequests: number;
+    announcedJobs: number;
+    answeredInResponse: number;
+    answeredLater: number;
+    /** Slots taken by accepted jobs now. */
+    busySlots: number;
+    /** Jobs stopped because their buyer cancelled them. */
+    cancelled: number;
+  };
 }

@@ -19,6 +19,8 @@ export const PROTOCOL_BID_REQUEST = "/cell/bidreq/2";
 export const PROTOCOL_ASSIGN = "/cell/assign/1";
 export const PROTOCOL_STATUS = "/cell/status/1";
 export const PROTOCOL_RECEIPT = "/cell/receipt/1";
+/** Buyer → executor: stop a job (its verdict is in, or the attempt was superseded). */
+export const PROTOCOL_CANCEL = "/cell/cancel/1";
 
 /** Byte limits of each message kind, enforced by the mesh before parsing. */
 export const MESSAGE_LIMITS = {
@@ -33,6 +35,8 @@ export const MESSAGE_LIMITS = {
   assignResults: 32 * 1024,
   statusRequest: 1024,
   statusResponse: 4 * 1024,
+  cancelRequest: 256,
+  cancelResponse: 256,
   deliveryBatch: 512 * 1024,
   deliveryAcks: 32 * 1024,
   receiptBatchAnnounce: 1024,
@@ -85,6 +89,10 @@ export const REASON_CODES = [
   "unreachable",
   "receipt_invalid",
   "attempts_exhausted",
+  /** The replicas' receipts reached no quorum, even with replicas added. */
+  "no_quorum",
+  /** The buyer cancelled the execution (its verdict is in, or the attempt was superseded). */
+  "cancelled",
   "shutting_down",
   "internal_error",
 ] as const;
@@ -343,6 +351,28 @@ export const AssignResultsSchema = z.strictObject({
   results: answersTo(AssignResponseSchema),
 });
 export type AssignResults = z.infer<typeof AssignResultsSchema>;
+
+// ── cancel ──────────────────────────────────────────────────────────────────────────
+
+/**
+ * Buyer → executor on `/cell/cancel/1`. Unsigned: the connection's peer id (Noise)
+ * authenticates the buyer, and an executor accepts it only from the job's buyer peer.
+ */
+export const CancelRequestSchema = z.strictObject({
+  type: z.literal("cancel"),
+  jobId: Bytes32Schema,
+  /** The assignment's attempt number (as sent with the assignment). */
+  attempt: uint(64),
+});
+export type CancelRequest = z.infer<typeof CancelRequestSchema>;
+
+/** `stopped`: the executor stopped a run of the job; false when it had none (already done, or unknown). */
+export const CancelResponseSchema = z.strictObject({
+  type: z.literal("cancelled"),
+  jobId: Bytes32Schema,
+  stopped: z.boolean(),
+});
+export type CancelResponse = z.infer<typeof CancelResponseSchema>;
 
 // ── status ──────────────────────────────────────────────────────────────────────────
 

@@ -32,7 +32,12 @@ interface Task {
   request: WorkerRequest;
   timeoutMs: number;
   resolve: (reply: PoolReply<unknown>) => void;
+  /** Its caller gave up on it: answered already, and its worker is replaced once it runs. */
+  cancelled?: boolean;
 }
+
+/** The answer to a task whose caller aborted it. */
+export const CANCELLED_DETAIL = "cancelled";
 
 interface Slot {
   worker: Worker;
@@ -70,18 +75,40 @@ export class WorkerPool {
     await Promise.all(this.slots.map((slot) => slot.ready));
   }
 
-  run<T>(request: WithoutId<WorkerRequest>, timeoutMs: number): Promise<PoolReply<T>> {
+  /**
+   * Runs a task on the next free worker. Aborting `signal` answers the task at once with a
+   * `cancelled` crash: a queued task leaves the queue, and a worker that runs (or is about to
+   * run) it is terminated and replaced.
+   */
+  run<T>(request: WithoutId<WorkerRequest>, timeoutMs: number, signal?: AbortSignal): Promise<PoolReply<T>> {
     if (this.closed) return Promise.resolve({ kind: "crash", detail: "runtime is closed" });
     if (this.slots.length === 0) return Promise.resolve({ kind: "crash", detail: "no runtime worker" });
+    if (signal?.aborted) return Promise.resolve({ kind: "crash", detail: CANCELLED_DETAIL });
     return new Promise((resolve) => {
+      const onAbort = () => this.cancel(task);
       const task = {
         request: { ...request, id: this.nextId++ } as WorkerRequest,
         timeoutMs,
-        resolve,
+        resolve: (reply: PoolReply<unknown>) => {
+          signal?.removeEventListener("abort", onAbort);
+          resolve(reply as PoolReply<T>);
+        },
       } as Task;
+      signal?.addEventListener("abort", onAbort, { once: true });
       this.queue.push(task);
       this.dispatch();
     });
+  }
+
+  private cancel(task: Task): void {
+    if (task.cancelled) return;
+    task.cancelled = true;
+    task.resolve({ kind: "crash", detail: CANCELLED_DETAIL });
+    const queued = this.queue.indexOf(task);
+    if (queued >= 0) return void this.queue.splice(queued, 1);
+    const slot = this.slots.find((candidate) => candidate.tasks[0] === task);
+    // A task waiting behind another in a worker is dropped when its turn comes (startClock).
+    if (slot) this.replace(slot, undefined);
   }
 
   async close(): Promise<void> {
@@ -133,6 +160,7 @@ export class WorkerPool {
 
   private startClock(slot: Slot): void {
     const running = slot.tasks[0];
+    if (running?.cancelled) return this.replace(slot, undefined);
     if (running) slot.timer = setTimeout(() => this.onTimeout(slot), running.timeoutMs);
   }
 
@@ -159,8 +187,8 @@ export class WorkerPool {
     if (crash) this.logger.error({ detail: crash }, "runtime worker lost; replacing it");
     clearTimeout(slot.timer);
     const [running, ...waiting] = slot.tasks.splice(0);
-    running?.resolve(crash ? { kind: "crash", detail: crash } : { kind: "timeout" });
-    this.queue.unshift(...waiting);
+    if (!running?.cancelled) running?.resolve(crash ? { kind: "crash", detail: crash } : { kind: "timeout" });
+    this.queue.unshift(...waiting.filter((task) => !task.cancelled));
     if (!slot.isReady && ++this.startFailures >= MAX_START_FAILURES) {
       this.logger.error({ detail: crash }, "runtime workers keep failing to start; giving up");
       this.slots.splice(index, 1);

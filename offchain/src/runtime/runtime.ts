@@ -62,7 +62,8 @@ export interface RuntimeOptions {
 }
 
 export interface Runtime {
-  execute(job: Job): Promise<ExecutionResult | NoResult>;
+  /** Aborting `options.signal` stops the run (its worker is replaced) and ends it with no result. */
+  execute(job: Job, options?: { signal?: AbortSignal }): Promise<ExecutionResult | NoResult>;
   /** Policy check + instrumentation of a module (cached by CID), without running it. */
   prepare(
     module: Uint8Array,
@@ -139,7 +140,10 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
     }
   }
 
-  async function execute(job: Job): Promise<ExecutionResult | NoResult> {
+  async function execute(
+    job: Job,
+    options: { signal?: AbortSignal } = {},
+  ): Promise<ExecutionResult | NoResult> {
     checkJob(job, limits);
     const cid = (await cidOf(job.module)).toString();
     if (job.input.length > settings.maxInputBytes) {
@@ -176,6 +180,7 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
         maxFileBytes: settings.maxFileBytes,
       },
       job.timeoutMs,
+      options.signal,
     );
     if (reply.kind !== "reply") return noResult(reply);
     const outcome = reply.reply;

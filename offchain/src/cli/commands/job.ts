@@ -4,6 +4,7 @@ import { Command, InvalidArgumentError, Option } from "commander";
 import {
   JOB_PRIORITIES,
   TERMINAL_JOB_STATES,
+  VERIFICATION_MODES,
   toJson,
   type ApiClient,
   type ApiJobView,
@@ -23,6 +24,9 @@ interface SubmitOptions extends ApiOptions {
   timeout?: number;
   deadline?: number;
   entry?: string;
+  replicas?: number;
+  verification?: (typeof VERIFICATION_MODES)[number];
+  spotRate?: number;
   wait: boolean;
   waitTimeout: number;
   output?: string;
@@ -57,13 +61,28 @@ function registerSubmit(job: Command): void {
     .option("--timeout <ms>", "execution timeout on the donor, in ms", parsePositiveInt)
     .option("--deadline <ms>", "give up placing the job after this many ms", parsePositiveInt)
     .option("--entry <name>", "exported function to run (default _start)")
+    .option(
+      "--replicas <n>",
+      "executors on distinct operators; q(n) of them must agree (n=3 → 2, n=4 → 3)",
+      parseReplicas,
+    )
+    .addOption(
+      new Option("--verification <mode>", "quorum of --replicas, or spot checks at --spot-rate").choices(
+        VERIFICATION_MODES,
+      ),
+    )
+    .option(
+      "--spot-rate <p>",
+      "probability that a second donor re-executes (spot mode; default 0.1)",
+      parseRate,
+    )
     .option("--no-wait", "print the job id and return at once")
     .option("--wait-timeout <ms>", "stop following the job after this many ms", parsePositiveInt, 600_000)
     .option("--output <file>", "write the job's output bytes to a file")
     .option("--json", "print the final job (state, result, receipt, events) as JSON on stdout")
     .addHelpText(
       "after",
-      `\nExamples:\n  $ cell job submit examples/jobs/build/sha256.wasm --input README.md\n  $ cell job submit job.wasm --input data.bin --fuel 50000000 --max-price 2000 --priority high --json\n${JOB_EXIT_HELP}\nWith --no-wait: 0 once the node accepted the job, 1 otherwise.\n${API_HELP}\n`,
+      `\nExamples:\n  $ cell job submit examples/jobs/build/sha256.wasm --input README.md\n  $ cell job submit job.wasm --input data.bin --fuel 50000000 --max-price 2000 --priority high --json\n  $ cell job submit job.wasm --input data.bin --replicas 4\n  $ cell job submit job.wasm --input data.bin --verification spot --spot-rate 0.2\n${JOB_EXIT_HELP}\nWith --no-wait: 0 once the node accepted the job, 1 otherwise.\n${API_HELP}\n`,
     );
   addApiOptions(submit).action(async function (this: Command, modulePath: string, options: SubmitOptions) {
     await reportErrors(this, () => submitJob(modulePath, options));
@@ -87,6 +106,9 @@ async function submitJob(modulePath: string, options: SubmitOptions): Promise<vo
     timeoutMs: options.timeout,
     deadlineMs: options.deadline === undefined ? undefined : Date.now() + options.deadline,
     entry: options.entry,
+    replicas: options.replicas,
+    verification: options.verification,
+    spotRate: options.spotRate,
   });
   if (!options.wait) {
     process.stdout.write(options.json ? `${JSON.stringify({ jobId })}\n` : `${jobId}\n`);
@@ -209,6 +231,20 @@ function isWasm(bytes: Uint8Array): boolean {
 function parseUint(value: string): bigint {
   if (!/^\d+$/.test(value)) throw new InvalidArgumentError(`expected a non-negative integer, got '${value}'`);
   return BigInt(value);
+}
+
+function parseReplicas(value: string): number {
+  const parsed = Number(value);
+  if (!Number.isInteger(parsed) || parsed < 1 || parsed > 255)
+    throw new InvalidArgumentError(`expected a replica count from 1 to 255, got '${value}'`);
+  return parsed;
+}
+
+function parseRate(value: string): number {
+  const parsed = Number(value);
+  if (value.trim() === "" || !(parsed >= 0 && parsed <= 1))
+    throw new InvalidArgumentError(`expected a probability from 0 to 1, got '${value}'`);
+  return parsed;
 }
 
 function parsePositiveInt(value: string): number {
