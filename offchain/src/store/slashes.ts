@@ -74,6 +74,7 @@ export class SlashesRepository {
   readonly #get: StatementSync;
   readonly #due: StatementSync;
   readonly #pendingCount: StatementSync;
+  readonly #nextDue: StatementSync;
   readonly #count: StatementSync;
   readonly #trim: StatementSync;
   readonly #settle: StatementSync;
@@ -91,6 +92,9 @@ export class SlashesRepository {
     this.#due = db.prepare(
       `SELECT ${COLUMNS} FROM slash_submissions WHERE state = 'pending' AND next_attempt_at <= ?
        ORDER BY next_attempt_at LIMIT ?`,
+    );
+    this.#nextDue = db.prepare(
+      "SELECT MIN(next_attempt_at) AS at FROM slash_submissions WHERE state = 'pending'",
     );
     this.#pendingCount = db.prepare("SELECT COUNT(*) AS n FROM slash_submissions WHERE state = 'pending'");
     this.#count = db.prepare("SELECT COUNT(*) AS n FROM slash_submissions");
@@ -140,6 +144,11 @@ export class SlashesRepository {
   /** Waiting submissions whose next attempt is due at `now`, soonest first. */
   due(now: number, limit = 16): SlashRow[] {
     return (this.#due.all(now, limit) as SqlRow[]).map(toRow);
+  }
+
+  /** When the next waiting submission is due; undefined when none waits. */
+  nextDueAt(): number | undefined {
+    return (this.#nextDue.get() as { at: number | null }).at ?? undefined;
   }
 
   /** Records how a submission settled; it is not sent again. */
