@@ -233,15 +233,22 @@ export class EvidenceDesk implements VerdictListener {
   async #own(evidence: EvidenceMessage): Promise<void> {
     const key = digestOf(evidence);
     if (this.#seen.has(key)) return;
-    const verification = await this.#verify(evidence);
+    this.#remember(key, "accept");
+    let verification: Verification;
+    try {
+      verification = await this.#verify(evidence);
+    } catch (err) {
+      this.#seen.delete(key);
+      throw err;
+    }
     if (verification.status !== "valid") {
+      this.#seen.delete(key);
       this.#ports.log.info(
         { kind: evidence.kind, reason: verification.reason },
         "own evidence not usable on-chain: not sent",
       );
       return;
     }
-    this.#remember(key, "accept");
     const wanted = evidence.kind === "equivocation" ? this.#settings.equivocations : this.#settings.outvotes;
     if (wanted) await this.#enqueue(evidence, verification, "own");
     await this.#ports.publish(evidence);
