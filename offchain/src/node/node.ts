@@ -38,12 +38,16 @@ import {
   TOPIC_JOBS,
   TOPIC_RECEIPTS,
   ReceiptBatchAnnounceSchema,
+  EVIDENCE_MAX_BYTES,
+  EvidenceMessageSchema,
   CID,
   cellDomain,
   signBid,
   signReceipt,
 } from "../protocol/index.ts";
 import { createRuntime, WORKER_SOURCE } from "../runtime/index.ts";
+import { EVIDENCE_TOPIC, EvidenceDesk, chainSubmitterOf, evidenceChainOf } from "../evidence/index.ts";
+import type { EvidenceTrust } from "../evidence/index.ts";
 import { openStore } from "../store/index.ts";
 import type { Store } from "../store/index.ts";
 import { BlockAccess, storeBlockSource } from "./block-access.ts";
@@ -84,7 +88,12 @@ const DELIVERY_TIMEOUT_MS = 5_000;
 
 export interface StartNodeOptions {
   logger?: Logger;
+  /** Told of evidence this node verified and of peers that sent evidence proving nothing. */
+  evidenceTrust?: EvidenceTrust;
 }
+
+/** Evidence messages checked at once; more wait (each check may read the chain). */
+const EVIDENCE_CHECKS_AT_ONCE = 4;
 
 /**
  * Starts a Cell node: unlocks its keys, opens its store, joins the mesh, reads
@@ -139,7 +148,16 @@ export async function startNode(config: NodeConfig, options: StartNodeOptions = 
       peerKeyHex: identity.peerKeyHex,
       now: Date.now,
     };
-    const node = await assemble(ctx, identity.did, chainInfo(config, deployment), cleanup, blockAccess);
+    const evidence = evidenceDesk(ctx, reader, options.evidenceTrust);
+    cleanup.unshift(() => evidence.stop());
+    const node = await assemble(
+      ctx,
+      identity.did,
+      chainInfo(config, deployment),
+      cleanup,
+      blockAccess,
+      evidence,
+    );
     if (deployment.juryCourt) startCourtWatcher(ctx, reader, blockAccess, cleanup);
     return node;
   } catch (err) {
@@ -154,6 +172,7 @@ async function assemble(
   chain: ChainInfo,
   cleanup: (() => Promise<void> | void)[],
   blockAccess: BlockAccess,
+  evidence: EvidenceDesk,
 ): Promise<CellNode> {
   const { mesh, log } = ctx;
   const peerBook = new PeerBook();
@@ -205,6 +224,14 @@ async function assemble(
       (batch, from) => log.debug({ from, executor: batch.executor, batch: batch.batchCid }, "receipt batch"),
       { maxBytes: MESSAGE_LIMITS.receiptBatchAnnounce },
     );
+  mesh.subscribe(EVIDENCE_TOPIC, EvidenceMessageSchema, () => undefined, {
+    maxBytes: EVIDENCE_MAX_BYTES,
+    handlerConcurrency: EVIDENCE_CHECKS_AT_ONCE,
+    // checked (and acted on) before it is relayed: only verified evidence travels on
+    verify: (message: Parameters<EvidenceDesk["receive"]>[0], from: string) =>
+      evidence.receive(message, from),
+  });
+  evidence.start();
   await mesh.handle(PROTOCOL_STATUS, protocolSpecs.status, async (request) => donor.onStatus(request));
   await mesh.handle(PROTOCOL_RECEIPT, protocolSpecs.receipt, async (batch, from) => ({
     type: "acks" as const,
@@ -238,6 +265,7 @@ async function assemble(
     stats: () => ({ buyer: buyer.stats(), donor: donor.askedStats }),
     executedReceipts: () => donor.signedReceipts(),
     meshStats: () => mesh.stats(),
+    slashes: () => ({ pending: evidence.pending(), history: evidence.history() }),
     stop: async () => {
       if (stopped) return;
       stopped = true;
@@ -263,6 +291,43 @@ async function assemble(
     "cell node started",
   );
   return node;
+}
+
+/**
+ * The node's evidence desk: checks evidence gossiped on EVIDENCE_TOPIC and sends the slashes it
+ * verified from the operator key (which pays their gas and gets the reporter's reward). Evidence
+ * that proves nothing counts against its sender in the mesh, and is reported to `trust`.
+ */
+function evidenceDesk(ctx: NodeContext, reader: ChainReader, trust: EvidenceTrust | undefined): EvidenceDesk {
+  const { mesh, log, config } = ctx;
+  return new EvidenceDesk(
+    {
+      domain: ctx.domain,
+      chain: evidenceChainOf(reader),
+      submit: chainSubmitterOf(createWriter(config.chain.rpcUrl, reader.deployment, ctx.operator)),
+      publish: async (message) => {
+        await mesh.publish(EVIDENCE_TOPIC, EvidenceMessageSchema, message, { maxBytes: EVIDENCE_MAX_BYTES });
+      },
+      trust: {
+        onVerifiedEvidence: (verified) => trust?.onVerifiedEvidence(verified),
+        onInvalidEvidence: (peerId, detail) => {
+          mesh.penalize(peerId, "bad_receipt", `evidence: ${detail}`, EVIDENCE_TOPIC);
+          trust?.onInvalidEvidence(peerId, detail);
+        },
+      },
+      store: ctx.store,
+      clock: {
+        now: ctx.now,
+        after: (delayMs, fire) => {
+          const timer = setTimeout(fire, delayMs);
+          timer.unref();
+          return () => clearTimeout(timer);
+        },
+      },
+      log: log.child({ part: "evidence" }),
+    },
+    config.slashing,
+  );
 }
 
 /**

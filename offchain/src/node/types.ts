@@ -2,6 +2,7 @@ import type { Address, Hex } from "viem";
 import type { JobSpecWire, PriorityName, ReasonCode, ReceiptWire } from "../protocol/index.ts";
 import type { BuyerStats } from "./buyer.ts";
 import type { MeshStats } from "../p2p/index.ts";
+import type { SlashRow } from "../store/index.ts";
 
 export const JOB_EVENT_TYPES = [
   "queued",
@@ -114,6 +115,8 @@ export interface CellNode {
   executedReceipts(): { message: ReceiptWire; signature: Hex }[];
   /** Gossip and requests this node's mesh received and sent so far, and its open connections. */
   meshStats(): MeshStats;
+  /** Slash submissions of evidence this node verified: those still waiting, and every one kept (newest first). */
+  slashes(): { pending: SlashRow[]; history: SlashRow[] };
   stop(): Promise<void>;
 }
 

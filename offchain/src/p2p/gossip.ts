@@ -31,6 +31,12 @@ export interface TopicOptions {
    * its mesh has formed (capability adverts). Bounded by the connections a node keeps.
    */
   floodPublish?: boolean;
+  /**
+   * Checks a parsed message before it is delivered or relayed (evidence needs chain reads):
+   * `accept` passes it on, `ignore` drops it, `reject` drops it and counts against the relay in
+   * gossipsub's score. Whoever is blamed beyond that, the check itself decides.
+   */
+  verify?: (message: never, fromPeerId: string) => Promise<"accept" | "ignore" | "reject">;
 }
 
 export interface GossipLimits {
@@ -110,6 +116,21 @@ interface PublishingRouter {
 /** Where the router takes in each message copy of an RPC; wrapped to count them. */
 interface ReceivingRouter {
   handleReceivedMessage(from: unknown, message: { topic?: string }): Promise<void>;
+}
+
+const VERIFY_RESULTS = {
+  accept: TopicValidatorResult.Accept,
+  ignore: TopicValidatorResult.Ignore,
+  reject: TopicValidatorResult.Reject,
+} as const;
+
+/** A topic's own check as gossipsub's validation result; a check that fails ignores the message. */
+async function verified(check: Promise<keyof typeof VERIFY_RESULTS>): Promise<TopicValidatorResult> {
+  try {
+    return VERIFY_RESULTS[await check];
+  } catch {
+    return TopicValidatorResult.Ignore;
+  }
 }
 
 function scoringOf(pubsub: GossipSub): ScoringRouter {
@@ -225,8 +246,11 @@ export class Gossip {
         return TopicValidatorResult.Ignore;
       }
       try {
-        this.#accepted.set(message, decodeMessage(schema, message.data, maxBytes, `message on ${topic}`));
-        return TopicValidatorResult.Accept;
+        const decoded = decodeMessage(schema, message.data, maxBytes, `message on ${topic}`);
+        this.#accepted.set(message, decoded);
+        return options.verify
+          ? verified(options.verify(decoded as never, origin))
+          : TopicValidatorResult.Accept;
       } catch (err) {
         const { code, reason } = err as MeshError;
         this.#reject(origin, topic, code === "too_large" ? "too_large" : "malformed", reason);

@@ -1,0 +1,142 @@
+// Evidence gossip between real nodes over loopback libp2p, against a real Hardhat chain: a node
+// that only saw the gossip verifies an equivocation itself and slashes the liar on-chain, and
+// evidence that proves nothing is refused and counted against the peer that sent it.
+import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
+import { after, before, describe, it } from "node:test";
+import { pino } from "pino";
+import { keccak256, toHex } from "viem";
+import type { Address, Hex } from "viem";
+import { privateKeyToAccount } from "viem/accounts";
+import { createReader, donorStake, operatorState } from "../../offchain/src/chain/index.ts";
+import type { ChainReader } from "../../offchain/src/chain/index.ts";
+import { EVIDENCE_TOPIC } from "../../offchain/src/evidence/index.ts";
+import { loadConfig, startNode } from "../../offchain/src/node/index.ts";
+import type { CellNode } from "../../offchain/src/node/index.ts";
+import { createMeshNode } from "../../offchain/src/p2p/index.ts";
+import type { MeshNode } from "../../offchain/src/p2p/index.ts";
+import {
+  EVIDENCE_MAX_BYTES,
+  EvidenceMessageSchema,
+  cellDomain,
+  jobIdOf,
+  receiptToWire,
+  signReceipt,
+} from "../../offchain/src/protocol/index.ts";
+import type { EvidenceMessage, Receipt, Signer } from "../../offchain/src/protocol/index.ts";
+import { jobSpec } from "../support/contracts/fixture.ts";
+import { fundWithEth, startCluster, until } from "./cluster.ts";
+import type { Cluster, ClusterNode } from "./cluster.ts";
+
+describe("evidence gossip", { timeout: 180_000 }, () => {
+  let cluster: Cluster;
+  let reader: ChainReader;
+  let liar: ClusterNode;
+  let watcher: CellNode;
+  let accuser: MeshNode;
+  const verified: { kind: string; operator: Address; jobId: Hex }[] = [];
+  const blamed: { peerId: string; detail: string }[] = [];
+
+  before(async () => {
+    cluster = await startCluster();
+    reader = createReader(cluster.devnet.rpcUrl, cluster.devnet.deployment);
+    liar = await cluster.prepare("liar", { donor: false, stakeWith: 1 });
+    const watcherNode = await cluster.prepare("watcher", { donor: false });
+    // The slash is a transaction from the watcher's operator key.
+    await fundWithEth(cluster.devnet.rpcUrl, watcherNode.identity.operatorAddress);
+    watcher = await startNode(await loadConfig(watcherNode.configFile), {
+      evidenceTrust: {
+        onVerifiedEvidence: (evidence) => verified.push(evidence),
+        onInvalidEvidence: (peerId, detail) => blamed.push({ peerId, detail }),
+      },
+    });
+    accuser = await createMeshNode({
+      peerKeySeed: randomBytes(32),
+      bootstrap: watcher.multiaddrs().slice(0, 1),
+      trustedNetworks: ["127.0.0.0/8"],
+      logger: pino({ level: "silent" }),
+    });
+    accuser.subscribe(EVIDENCE_TOPIC, EvidenceMessageSchema, () => undefined, {
+      maxBytes: EVIDENCE_MAX_BYTES,
+    });
+  });
+
+  after(async () => {
+    await accuser?.stop();
+    await watcher?.stop();
+    await cluster?.close();
+  });
+
+  const domain = () => cellDomain(cluster.devnet.chainId, cluster.devnet.deployment.donorRegistry);
+
+  async function signedReceipt(signer: Signer, outputCid: Hex) {
+    const spec = { ...jobSpec(4), salt: keccak256(toHex("evidence e2e")) };
+    const receipt: Receipt = {
+      jobId: jobIdOf(domain(), spec),
+      executor: liar.identity.operatorAddress,
+      moduleCid: spec.moduleCid,
+      inputCid: spec.inputCid,
+      outputCid,
+      fuelUsed: 42_000n,
+      status: 0,
+      startedAt: BigInt(Date.now()),
+      finishedAt: BigInt(Date.now() + 5),
+    };
+    const signature = await signReceipt(signer, domain(), { ...receipt, executor: signer.address });
+    return { receipt: receiptToWire(receipt), signature };
+  }
+
+  /** Gossips `evidence` from the accuser until `seen` holds (the mesh may take a moment to form). */
+  async function gossipUntil(evidence: EvidenceMessage, seen: () => boolean, what: string) {
+    await until(seen, 30_000, what, async () => {
+      if (!seen()) await accuser.publish(EVIDENCE_TOPIC, EvidenceMessageSchema, evidence);
+    });
+  }
+
+  it("refuses evidence with a forged signature and counts it against the accuser", async () => {
+    const impostor = privateKeyToAccount(keccak256(toHex("not the liar's key")));
+    const forged = await signedReceipt(impostor, keccak256(toHex("b")));
+    const evidence: EvidenceMessage = {
+      kind: "equivocation",
+      a: await signedReceipt(liar.identity.operator, keccak256(toHex("a"))),
+      // claims to be the liar's receipt, but the impostor signed it
+      b: { receipt: forged.receipt, signature: forged.signature },
+    };
+    await gossipUntil(evidence, () => blamed.length > 0, "the watcher to refuse the forgery");
+    assert.equal(blamed[0]?.peerId, accuser.peerId);
+    assert.match(blamed[0]?.detail ?? "", /signature is not its executor/);
+    assert.ok(watcher.peers().find((peer) => peer.peerId === accuser.peerId)!.penaltyScore > 0);
+    assert.deepEqual(watcher.slashes().history, [], "nothing is done on a forger's word");
+    assert.deepEqual(verified, []);
+  });
+
+  it("slashes an equivocating donor on-chain from evidence it only saw on gossip", async () => {
+    const liarDonor = (await operatorState(reader, liar.identity.operatorAddress)).donor;
+    const stakeBefore = await donorStake(reader, liarDonor);
+    const evidence: EvidenceMessage = {
+      kind: "equivocation",
+      a: await signedReceipt(liar.identity.operator, keccak256(toHex("the output"))),
+      b: await signedReceipt(liar.identity.operator, keccak256(toHex("another output"))),
+    };
+    await gossipUntil(evidence, () => verified.length > 0, "the watcher to verify the equivocation");
+    assert.equal(verified[0]?.kind, "equivocation");
+    assert.equal(verified[0]?.operator, liar.identity.operatorAddress);
+
+    await until(
+      () => watcher.slashes().history.some((row) => row.state !== "pending"),
+      60_000,
+      "the watcher's slash to settle",
+    );
+    const [row] = watcher.slashes().history;
+    assert.equal(row?.state, "done", JSON.stringify(row));
+    assert.equal(row?.outcome, "slashed");
+    assert.equal(row?.source, "gossip");
+    const stakeAfter = await donorStake(reader, liarDonor);
+    assert.ok(stakeAfter.bonded < stakeBefore.bonded, "the liar's bonded stake went down");
+    assert.notEqual(
+      (await operatorState(reader, liar.identity.operatorAddress)).jailedUntil,
+      0,
+      "and it is jailed",
+    );
+  });
+});
