@@ -46,7 +46,15 @@ import {
   signReceipt,
 } from "../protocol/index.ts";
 import { createRuntime, WORKER_SOURCE } from "../runtime/index.ts";
-import { EVIDENCE_TOPIC, EvidenceDesk, chainSubmitterOf, evidenceChainOf } from "../evidence/index.ts";
+import {
+  AccusationWatcher,
+  EVIDENCE_TOPIC,
+  EvidenceDesk,
+  chainSubmitterOf,
+  disputerChainOf,
+  evidenceChainOf,
+  reexecutorOf,
+} from "../evidence/index.ts";
 import type { EvidenceTrust } from "../evidence/index.ts";
 import { openStore } from "../store/index.ts";
 import type { Store } from "../store/index.ts";
@@ -159,6 +167,7 @@ export async function startNode(config: NodeConfig, options: StartNodeOptions = 
       evidence,
     );
     if (deployment.juryCourt) startCourtWatcher(ctx, reader, blockAccess, cleanup);
+    if (deployment.juryCourt && config.slashing.autoDispute) startDisputer(ctx, reader, cleanup);
     return node;
   } catch (err) {
     for (const step of cleanup) await step();
@@ -328,6 +337,30 @@ function evidenceDesk(ctx: NodeContext, reader: ChainReader, trust: EvidenceTrus
     },
     config.slashing,
   );
+}
+
+/**
+ * A donor's answer to an outvote of its own receipt: it re-executes the job and disputes the
+ * case when its receipt matches (AccusationWatcher). The bond and gas come from the operator key.
+ */
+function startDisputer(ctx: NodeContext, reader: ChainReader, cleanup: (() => Promise<void> | void)[]): void {
+  if (!ctx.runtime) return;
+  const writer = createWriter(ctx.config.chain.rpcUrl, reader.deployment, ctx.operator);
+  const watcher = new AccusationWatcher(
+    {
+      chain: disputerChainOf(reader, writer, ctx.operatorAddress),
+      reexecute: reexecutorOf(ctx.runtime, {
+        local: (cid) => ctx.store.blocks.get(cid),
+        fetch: (cid, from, timeoutMs) => ctx.mesh.fetchBlock(CID.parse(cid), { from, timeoutMs }),
+        connectedPeers: () => ctx.mesh.peers(),
+      }),
+      now: ctx.now,
+      log: ctx.log.child({ part: "disputer" }),
+    },
+    { pollMs: ctx.config.chain.stakePollMs, blockRange: BigInt(ctx.config.chain.logBlockRange) },
+  );
+  watcher.start();
+  cleanup.unshift(() => watcher.stop());
 }
 
 /**
