@@ -8,6 +8,7 @@ import { pino } from "pino";
 import { keccak256, toHex } from "viem";
 import type { Address, Hex } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
+import { createApiClient, createApiServer } from "../../offchain/src/api/index.ts";
 import { createReader, donorStake, operatorState } from "../../offchain/src/chain/index.ts";
 import type { ChainReader } from "../../offchain/src/chain/index.ts";
 import { EVIDENCE_TOPIC } from "../../offchain/src/evidence/index.ts";
@@ -138,5 +139,15 @@ describe("evidence gossip", { timeout: 180_000 }, () => {
       0,
       "and it is jailed",
     );
+
+    const token = "evidence-test-token-0123456789";
+    const api = await createApiServer({ node: watcher, token, port: 0 });
+    try {
+      const { pending, history } = await createApiClient({ url: api.url, token }).slashes();
+      assert.deepEqual(pending, []);
+      assert.equal((history[0] as { outcome: string }).outcome, "slashed", "GET /slashes shows the slash");
+    } finally {
+      await api.close();
+    }
   });
 });
