@@ -21,6 +21,7 @@ import {
   EvidenceMessageSchema,
   cellDomain,
   jobIdOf,
+  jobSpecToWire,
   receiptToWire,
   signReceipt,
 } from "../../offchain/src/protocol/index.ts";
@@ -109,6 +110,36 @@ describe("evidence gossip", { timeout: 180_000 }, () => {
     assert.ok(watcher.peers().find((peer) => peer.peerId === accuser.peerId)!.penaltyScore > 0);
     assert.deepEqual(watcher.slashes().history, [], "nothing is done on a forger's word");
     assert.deepEqual(verified, []);
+  });
+
+  it("refuses outvote evidence with a wrong spec or unstaked signers, blaming the accuser each time", async () => {
+    const spec = { ...jobSpec(4), salt: keccak256(toHex("evidence e2e")) };
+    const strangers = [1, 2, 3].map((i) => privateKeyToAccount(keccak256(toHex(`unstaked signer ${i}`))));
+    const quorumOf = async () =>
+      Promise.all(
+        strangers.map(async (signer) => {
+          const signed = await signedReceipt(signer, keccak256(toHex("their output")));
+          return { receipt: { ...signed.receipt, executor: signer.address }, signature: signed.signature };
+        }),
+      );
+    const accused = await signedReceipt(liar.identity.operator, keccak256(toHex("the liar's output")));
+    const unstaked: EvidenceMessage = {
+      kind: "outvote",
+      spec: jobSpecToWire(spec),
+      accused,
+      quorum: await quorumOf(),
+    };
+    const wrongSpec: EvidenceMessage = {
+      ...unstaked,
+      spec: jobSpecToWire({ ...spec, salt: keccak256(toHex("another job")) }),
+    };
+    const before = blamed.length;
+    await gossipUntil(unstaked, () => blamed.length > before, "the watcher to refuse unstaked signers");
+    assert.match(blamed.at(-1)?.detail ?? "", /OperatorNotActive/);
+    await gossipUntil(wrongSpec, () => blamed.length > before + 1, "the watcher to refuse a wrong spec");
+    assert.match(blamed.at(-1)?.detail ?? "", /spec's digest .* is not the accused receipt's job id/);
+    assert.ok(blamed.slice(before).every((entry) => entry.peerId === accuser.peerId));
+    assert.deepEqual(watcher.slashes().history, []);
   });
 
   it("slashes an equivocating donor on-chain from evidence it only saw on gossip", async () => {

@@ -100,6 +100,8 @@ export interface StartNodeOptions {
   evidenceTrust?: EvidenceTrust;
 }
 
+/** Evidence messages accepted per origin and second: evidence is rare, and each check may read the chain. */
+const EVIDENCE_PER_SECOND = 5;
 /** Evidence messages checked at once; more wait (each check may read the chain). */
 const EVIDENCE_CHECKS_AT_ONCE = 4;
 
@@ -235,6 +237,8 @@ async function assemble(
     );
   mesh.subscribe(EVIDENCE_TOPIC, EvidenceMessageSchema, () => undefined, {
     maxBytes: EVIDENCE_MAX_BYTES,
+    ratePerSecond: EVIDENCE_PER_SECOND,
+    burst: 4 * EVIDENCE_PER_SECOND,
     handlerConcurrency: EVIDENCE_CHECKS_AT_ONCE,
     // checked (and acted on) before it is relayed: only verified evidence travels on
     verify: (message: Parameters<EvidenceDesk["receive"]>[0], from: string) =>

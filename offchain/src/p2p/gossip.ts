@@ -34,7 +34,9 @@ export interface TopicOptions {
   /**
    * Checks a parsed message before it is delivered or relayed (evidence needs chain reads):
    * `accept` passes it on, `ignore` drops it, `reject` drops it and counts against the relay in
-   * gossipsub's score. Whoever is blamed beyond that, the check itself decides.
+   * gossipsub's score. Whoever is blamed beyond that, the check itself decides. Checks share the
+   * topic's handler bound: `handlerConcurrency` run at once, `handlerQueueMax` more wait, and a
+   * message beyond it is ignored as `overloaded`.
    */
   verify?: (message: never, fromPeerId: string) => Promise<"accept" | "ignore" | "reject">;
 }
@@ -233,6 +235,7 @@ export class Gossip {
     const concurrency = options.handlerConcurrency ?? this.#limits.handlerConcurrency;
     const queueMax = options.handlerQueueMax ?? this.#limits.handlerQueueMax;
     const work = new Queue<void>({ concurrency, maxSize: concurrency + queueMax });
+    const checks = new Queue<TopicValidatorResult>({ concurrency, maxSize: concurrency + queueMax });
     this.#subscriptions.set(topic, { handler: handler as GossipHandler<unknown>, work });
     const counts: GossipCounts = { copies: 0, messages: 0 };
     this.#counts.set(topic, counts);
@@ -248,9 +251,20 @@ export class Gossip {
       try {
         const decoded = decodeMessage(schema, message.data, maxBytes, `message on ${topic}`);
         this.#accepted.set(message, decoded);
-        return options.verify
-          ? verified(options.verify(decoded as never, origin))
-          : TopicValidatorResult.Accept;
+        const { verify } = options;
+        if (verify === undefined) return TopicValidatorResult.Accept;
+        if (checks.size >= checks.maxSize) {
+          this.#reject(
+            origin,
+            topic,
+            "overloaded",
+            `${checks.size} messages already being checked on ${topic}`,
+          );
+          return TopicValidatorResult.Ignore;
+        }
+        return checks
+          .add(() => verified(verify(decoded as never, origin)))
+          .catch(() => TopicValidatorResult.Ignore);
       } catch (err) {
         const { code, reason } = err as MeshError;
         this.#reject(origin, topic, code === "too_large" ? "too_large" : "malformed", reason);
@@ -265,6 +279,7 @@ export class Gossip {
       this.#counts.delete(topic);
       this.#floodTopics.delete(topic);
       work.abort();
+      checks.abort();
     };
   }
 
