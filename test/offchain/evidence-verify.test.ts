@@ -7,7 +7,13 @@ import { keccak256, parseEther, toHex } from "viem";
 import type { Hex } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import type { PrivateKeyAccount } from "viem/accounts";
-import { createReader, createWriter, donorStake, startDevnet } from "../../offchain/src/chain/index.ts";
+import {
+  createReader,
+  createWriter,
+  donorStake,
+  readCase,
+  startDevnet,
+} from "../../offchain/src/chain/index.ts";
 import type { ChainReader, Devnet } from "../../offchain/src/chain/index.ts";
 import {
   EvidenceDesk,
@@ -183,6 +189,54 @@ describe("evidence verification on a devnet", () => {
     assert.match(unstaked.status === "invalid" ? unstaked.reason : "", /OperatorNotActive/);
     const small = await verify(await outvote(operators[0]!, operators.slice(1, 3)));
     assert.match(small.status === "invalid" ? small.reason : "", /QuorumTooSmall/);
+  });
+
+  it("claims an outvote slash from a verdict's dissent: the registry opens a court case", async () => {
+    const { rpcUrl, deployment } = devnet;
+    const store = openStore(":memory:");
+    const published: string[] = [];
+    const desk = new EvidenceDesk({
+      domain,
+      chain,
+      submit: chainSubmitterOf(createWriter(rpcUrl, deployment, devnet.deployerKey)),
+      publish: async (evidence) => void published.push(evidence.kind),
+      trust: { onVerifiedEvidence: () => undefined, onInvalidEvidence: () => undefined },
+      store,
+      clock: {
+        now: Date.now,
+        after: (ms, fire) => {
+          const t = setTimeout(fire, ms);
+          return () => clearTimeout(t);
+        },
+      },
+      log,
+    });
+    const replica = async (operator: PrivateKeyAccount, outputCid: Hex) => ({
+      peerId: `peer-${operator.address}`,
+      operator: operator.address,
+      latencyMs: 3,
+      ...(await signed(operator, outputCid)),
+    });
+    desk.onVerdict({
+      jobId: jobIdOf(domain, spec),
+      spec,
+      outcome: "accepted",
+      quorum: 3,
+      agreeing: await Promise.all(operators.slice(1, 4).map((operator) => replica(operator, truth))),
+      dissenting: [await replica(operators[0]!, lie)],
+      silent: [],
+      decidedAt: Date.now(),
+    });
+    for (let i = 0; i < 200 && desk.history()[0]?.state !== "done"; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 25));
+      await desk.settled();
+    }
+    const [row] = desk.history();
+    assert.equal(row?.outcome, "case_opened", JSON.stringify(row));
+    assert.equal((await readCase(reader, BigInt(row!.caseId!))).accusedOperator, operators[0]!.address);
+    assert.deepEqual(published, ["outvote"]);
+    await desk.stop();
+    store.close();
   });
 
   it("slashes a verified equivocation on-chain; a later one against the jailed operator is true but ignored", async () => {
