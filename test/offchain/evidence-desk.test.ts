@@ -24,6 +24,7 @@ const operators = [0, 1, 2, 3, 4].map((i) => privateKeyToAccount(keccak256(toHex
 const TRUTH = keccak256(toHex("truth"));
 const LIE = keccak256(toHex("lie"));
 const freshDir = freshDirs("cell-desk-", "store");
+const DISPUTE_WINDOW_MS = 60_000;
 
 /** A clock whose time the test moves; timers fire when it passes them. */
 class FakeClock {
@@ -65,7 +66,7 @@ interface Harness {
   store: Store;
   published: EvidenceMessage[];
   sent: string[];
-  trust: { verified: string[]; invalid: [string, string][] };
+  trust: { verified: string[]; invalid: [string, string][]; slashed: string[] };
   /** What the next submissions do: "ok", "down" (the chain unreachable) or a revert name. */
   outcomes: string[];
 }
@@ -77,7 +78,8 @@ function harness(
   const published: EvidenceMessage[] = [];
   const sent: string[] = [];
   const outcomes: string[] = [];
-  const trust = { verified: [] as string[], invalid: [] as [string, string][] };
+  const trust = { verified: [] as string[], invalid: [] as [string, string][], slashed: [] as string[] };
+  let caseDeadline = Number.MAX_SAFE_INTEGER;
   const attempt = async (what: string) => {
     sent.push(what);
     const outcome = outcomes.shift() ?? "ok";
@@ -91,7 +93,14 @@ function harness(
     },
     outvote: async (_spec, accused) => {
       await attempt(`outvote ${accused.receipt.executor}`);
+      caseDeadline = clock.now + DISPUTE_WINDOW_MS;
       return { txHash: keccak256(toHex(sent.length)), caseId: 7n };
+    },
+    // A court whose only case is finalized once its dispute window has passed.
+    advanceCase: async (_caseId, nowMs) => {
+      if (nowMs <= caseDeadline) return { settled: false, nextAt: caseDeadline + 1 };
+      sent.push("finalize 7");
+      return { settled: true, outcome: "slashed" };
     },
     revertName: (err) => (err instanceof RevertError ? err.errorName : undefined),
   };
@@ -103,6 +112,7 @@ function harness(
     trust: {
       onVerifiedEvidence: (e) => trust.verified.push(`${e.kind} ${e.operator}`),
       onInvalidEvidence: (peer, detail) => trust.invalid.push([peer, detail]),
+      onSlashed: (operator, note) => trust.slashed.push(`${note.kind} ${operator}`),
     },
     store,
     clock: { now: () => clock.now, after: clock.after },
@@ -154,7 +164,7 @@ async function drain(h: Harness): Promise<void> {
 }
 
 describe("evidence desk", () => {
-  it("turns each dissent from an accepted verdict into outvote evidence: gossiped and claimed once", async () => {
+  it("turns each dissent from an accepted verdict into outvote evidence: gossiped, claimed once, finalized after the window", async () => {
     const h = harness();
     const report: VerdictReport = {
       jobId,
@@ -176,8 +186,21 @@ describe("evidence desk", () => {
     assert.deepEqual(h.sent, [`outvote ${operators[0]!.address}`]);
     const [row] = h.desk.history();
     assert.equal(row?.outcome, "case_opened");
+    assert.equal(row?.state, "pending", "the slash waits for the dispute window");
     assert.equal(row?.caseId, "7");
     assert.equal(row?.source, "own");
+    assert.deepEqual(h.trust.slashed, []);
+
+    h.clock.advance(DISPUTE_WINDOW_MS);
+    await drain(h);
+    assert.equal(h.desk.history()[0]?.state, "pending", "not before the window has passed");
+    h.clock.advance(1_000);
+    await drain(h);
+    assert.deepEqual(h.sent, [`outvote ${operators[0]!.address}`, "finalize 7"]);
+    assert.equal(h.desk.history()[0]?.state, "done");
+    assert.equal(h.desk.history()[0]?.outcome, "slashed");
+    assert.equal(h.desk.history()[0]?.attempts, 1, "waiting for the window is no failed attempt");
+    assert.deepEqual(h.trust.slashed, [`outvote ${operators[0]!.address}`]);
   });
 
   it("gossips and slashes an equivocation it saw itself", async () => {

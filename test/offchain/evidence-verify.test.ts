@@ -191,19 +191,26 @@ describe("evidence verification on a devnet", () => {
     assert.match(small.status === "invalid" ? small.reason : "", /QuorumTooSmall/);
   });
 
-  it("claims an outvote slash from a verdict's dissent: the registry opens a court case", async () => {
+  it("claims an outvote slash from a verdict's dissent and finalizes the court case after its window", async () => {
     const { rpcUrl, deployment } = devnet;
     const store = openStore(":memory:");
     const published: string[] = [];
+    const slashed: string[] = [];
+    // The desk's clock follows the chain's, which the test moves past the dispute window.
+    let chainAheadMs = 0;
     const desk = new EvidenceDesk({
       domain,
       chain,
       submit: chainSubmitterOf(createWriter(rpcUrl, deployment, devnet.deployerKey)),
       publish: async (evidence) => void published.push(evidence.kind),
-      trust: { onVerifiedEvidence: () => undefined, onInvalidEvidence: () => undefined },
+      trust: {
+        onVerifiedEvidence: () => undefined,
+        onInvalidEvidence: () => undefined,
+        onSlashed: (operator, note) => slashed.push(`${note.kind} ${operator}`),
+      },
       store,
       clock: {
-        now: Date.now,
+        now: () => Date.now() + chainAheadMs,
         after: (ms, fire) => {
           const t = setTimeout(fire, ms);
           return () => clearTimeout(t);
@@ -227,14 +234,35 @@ describe("evidence verification on a devnet", () => {
       silent: [],
       decidedAt: Date.now(),
     });
-    for (let i = 0; i < 200 && desk.history()[0]?.state !== "done"; i++) {
+    for (let i = 0; i < 200 && desk.history()[0]?.caseId == null; i++) {
       await new Promise((resolve) => setTimeout(resolve, 25));
       await desk.settled();
     }
     const [row] = desk.history();
     assert.equal(row?.outcome, "case_opened", JSON.stringify(row));
-    assert.equal((await readCase(reader, BigInt(row!.caseId!))).accusedOperator, operators[0]!.address);
+    assert.equal(row?.state, "pending", "the slash waits for the dispute window");
+    const caseId = BigInt(row!.caseId!);
+    assert.equal((await readCase(reader, caseId)).accusedOperator, operators[0]!.address);
     assert.deepEqual(published, ["outvote"]);
+
+    const stakeBefore = await donorStake(reader, donorWallets[0]!);
+    const { deadline } = await readCase(reader, caseId);
+    const chainNow = (await reader.publicClient.getBlock()).timestamp;
+    const ahead = Number(deadline - chainNow) + 2;
+    await reader.publicClient.request({ method: "evm_increaseTime" as never, params: [ahead] as never });
+    await reader.publicClient.request({ method: "evm_mine" as never, params: [] as never });
+    chainAheadMs = Number((await reader.publicClient.getBlock()).timestamp) * 1000 - Date.now() + 1_000;
+    desk.start();
+    for (let i = 0; i < 200 && desk.history()[0]?.state !== "done"; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 25));
+      await desk.settled();
+    }
+    assert.equal(desk.history()[0]?.outcome, "slashed", JSON.stringify(desk.history()[0]));
+    assert.ok(
+      (await donorStake(reader, donorWallets[0]!)).bonded < stakeBefore.bonded,
+      "the outvoted donor lost stake",
+    );
+    assert.deepEqual(slashed, [`outvote ${operators[0]!.address}`]);
     await desk.stop();
     store.close();
   });

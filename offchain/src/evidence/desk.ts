@@ -27,7 +27,13 @@ export interface EvidenceTrust {
   onVerifiedEvidence(evidence: { kind: SlashKind; operator: Address; jobId: Hex }): void;
   /** Evidence that failed verification: its sender (a peer id) is at fault. */
   onInvalidEvidence(fromPeer: string, detail: string): void;
+  /** A slash this node submitted was taken on-chain. */
+  onSlashed?(operator: Address, note: { jobId: Hex; kind: SlashKind; tx?: Hex }): void;
 }
+
+/** Where an opened outvote case stands: settled (slashed, cleared by a jury, void), or to be looked at again. */
+export type CaseProgress =
+  { settled: true; outcome: "slashed" | "cleared" | "void" } | { settled: false; nextAt: number };
 
 type SignedReceipt = { receipt: Receipt; signature: Hex };
 
@@ -39,6 +45,8 @@ export interface SlashSubmitter {
     accused: SignedReceipt,
     quorum: SignedReceipt[],
   ): Promise<{ txHash: Hex; caseId: bigint }>;
+  /** Moves an opened outvote case on (finalize after the window, draw the jury, resolve the dispute). */
+  advanceCase(caseId: bigint, nowMs: number): Promise<CaseProgress>;
   /** The contract error a failed submission reverted with; undefined for a failure to reach the chain. */
   revertName(err: unknown): string | undefined;
 }
@@ -63,6 +71,11 @@ export interface EvidenceSettings {
   equivocations: boolean;
   /** Also claim outvote slashes from verified gossip (the buyer that saw the verdict claims first). */
   gossipedOutvotes: boolean;
+  /**
+   * Follow this node's outvote claims to the end: finalize an undisputed case after its window
+   * (the slash is taken then), and move a disputed one through its jury draw and resolution.
+   */
+  followCases: boolean;
   /** Attempts at a submission that fails to reach the chain before it is given up. */
   maxAttempts: number;
   backoff: BackoffOptions;
@@ -72,6 +85,7 @@ export const DEFAULT_EVIDENCE_SETTINGS: EvidenceSettings = {
   outvotes: true,
   equivocations: true,
   gossipedOutvotes: false,
+  followCases: true,
   maxAttempts: 12,
   backoff: { baseMs: 2_000, factor: 2, maxMs: 5 * 60_000, jitter: 0.2 },
 };
@@ -87,6 +101,8 @@ export const SETTLED_REVERTS = new Set(["AlreadySlashed", "OperatorJailed", "Not
 
 /** Evidence messages remembered as checked, so re-gossip costs a lookup; the oldest are forgotten first. */
 const SEEN_MAX = 4_096;
+/** Least wait before a case is looked at again, whatever the chain's clock says. */
+const CASE_RECHECK_MIN_MS = 1_000;
 /** Submissions sent per pass of the queue before the pass yields. */
 const SUBMIT_BATCH = 8;
 
@@ -318,24 +334,59 @@ export class EvidenceDesk implements VerdictListener {
     }
     const fields = { kind: row.kind, jobId: row.jobId, operator: row.operator, attempt: row.attempts + 1 };
     try {
-      const settled = await this.#send(parsed.data);
-      await store.commit(() => store.slashes.settle(row.id, { state: "done", ...settled }));
-      log.info({ ...fields, ...settled }, "slash submitted");
-    } catch (err) {
-      const name = submit.revertName(err);
-      if (name !== undefined) {
-        const state = SETTLED_REVERTS.has(name) ? "done" : "failed";
+      if (row.caseId !== null) return await this.#followCase(row, BigInt(row.caseId));
+      const sent = await this.#send(parsed.data);
+      log.info({ ...fields, ...sent }, "slash submitted");
+      if (sent.caseId !== undefined && this.#settings.followCases) {
+        const step = { outcome: sent.outcome, txHash: sent.txHash, caseId: sent.caseId };
         await store.commit(() =>
-          store.slashes.settle(row.id, { state, outcome: name, error: errorText(err) }),
-        );
-        log[state === "done" ? "info" : "warn"](
-          { ...fields, outcome: name },
-          "slash submission settled by the contract",
+          store.slashes.progress(row.id, { ...step, nextAttemptAt: this.#ports.clock.now() }),
         );
         return;
       }
-      await this.#retryLater(row, errorText(err));
+      await this.#settle(row, { state: "done", ...sent });
+    } catch (err) {
+      const name = row.caseId === null ? submit.revertName(err) : undefined;
+      if (name === undefined) return this.#retryLater(row, errorText(err));
+      const state = SETTLED_REVERTS.has(name) ? "done" : "failed";
+      await this.#settle(row, { state, outcome: name, error: errorText(err) });
+      log[state === "done" ? "info" : "warn"](
+        { ...fields, outcome: name },
+        "slash submission settled by the contract",
+      );
     }
+  }
+
+  /** An outvote claim's court case: moved on as far as it goes now, or looked at again later. */
+  async #followCase(row: SlashRow, caseId: bigint): Promise<void> {
+    const { store, submit, clock, log } = this.#ports;
+    const progress = await submit.advanceCase(caseId, clock.now());
+    if (progress.settled) {
+      await this.#settle(row, { state: "done", outcome: progress.outcome });
+      log.info(
+        { caseId: row.caseId, operator: row.operator, outcome: progress.outcome },
+        "outvote case closed",
+      );
+      return;
+    }
+    const nextAttemptAt = Math.max(progress.nextAt, clock.now() + CASE_RECHECK_MIN_MS);
+    await store.commit(() =>
+      store.slashes.progress(row.id, { outcome: row.outcome ?? "case_opened", nextAttemptAt }),
+    );
+  }
+
+  async #settle(
+    row: SlashRow,
+    settled: { state: "done" | "failed"; outcome: string; txHash?: Hex; caseId?: string; error?: string },
+  ): Promise<void> {
+    const { store, trust } = this.#ports;
+    await store.commit(() => store.slashes.settle(row.id, settled));
+    if (settled.outcome === "slashed")
+      trust.onSlashed?.(row.operator, {
+        jobId: row.jobId,
+        kind: row.kind,
+        tx: settled.txHash ?? row.txHash ?? undefined,
+      });
   }
 
   async #send(evidence: EvidenceMessage): Promise<{ outcome: string; txHash: Hex; caseId?: string }> {

@@ -79,6 +79,7 @@ export class SlashesRepository {
   readonly #trim: StatementSync;
   readonly #settle: StatementSync;
   readonly #retry: StatementSync;
+  readonly #progress: StatementSync;
   readonly #list: StatementSync;
   readonly #listByState: StatementSync;
 
@@ -109,6 +110,10 @@ export class SlashesRepository {
     this.#retry = db.prepare(
       `UPDATE slash_submissions SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?, updated_at = ?
        WHERE id = ? AND state = 'pending'`,
+    );
+    this.#progress = db.prepare(
+      `UPDATE slash_submissions SET outcome = ?, tx_hash = COALESCE(?, tx_hash), case_id = COALESCE(?, case_id),
+       next_attempt_at = ?, updated_at = ? WHERE id = ? AND state = 'pending'`,
     );
     this.#list = db.prepare(`SELECT ${COLUMNS} FROM slash_submissions ORDER BY updated_at DESC LIMIT ?`);
     this.#listByState = db.prepare(
@@ -176,6 +181,24 @@ export class SlashesRepository {
   /** Counts a failed attempt and schedules the next at `nextAttemptAt`. */
   retryAt(id: string, nextAttemptAt: number, error: string): void {
     this.#retry.run(nextAttemptAt, error.slice(0, 1024), this.#now(), id);
+  }
+
+  /**
+   * Records a step that leaves the submission waiting for a later one (an outvote claim whose
+   * court case is open): its outcome so far, and when to look again. Counts no failed attempt.
+   */
+  progress(
+    id: string,
+    step: { outcome: string; txHash?: Hex; caseId?: string; nextAttemptAt: number },
+  ): void {
+    this.#progress.run(
+      step.outcome,
+      step.txHash ?? null,
+      step.caseId ?? null,
+      step.nextAttemptAt,
+      this.#now(),
+      id,
+    );
   }
 
   /** The most recently updated submissions, of one state when given. */
