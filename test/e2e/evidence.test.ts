@@ -5,11 +5,21 @@ import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { after, before, describe, it } from "node:test";
 import { pino } from "pino";
-import { keccak256, toHex } from "viem";
+import { keccak256, parseEther, toHex } from "viem";
 import type { Address, Hex } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { createApiClient, createApiServer } from "../../offchain/src/api/index.ts";
-import { createReader, donorStake, operatorState } from "../../offchain/src/chain/index.ts";
+import {
+  CaseStage,
+  caseIdOf,
+  createReader,
+  createWriter,
+  donorStake,
+  mintAtp,
+  operatorState,
+  readCase,
+  slashOutvoted,
+} from "../../offchain/src/chain/index.ts";
 import type { ChainReader } from "../../offchain/src/chain/index.ts";
 import { EVIDENCE_TOPIC } from "../../offchain/src/evidence/index.ts";
 import { loadConfig, startNode } from "../../offchain/src/node/index.ts";
@@ -21,13 +31,15 @@ import {
   EvidenceMessageSchema,
   cellDomain,
   jobIdOf,
+  jobSpecFromWire,
   jobSpecToWire,
+  receiptFromWire,
   receiptToWire,
   signReceipt,
 } from "../../offchain/src/protocol/index.ts";
 import type { EvidenceMessage, Receipt, Signer } from "../../offchain/src/protocol/index.ts";
 import { jobSpec } from "../support/contracts/fixture.ts";
-import { fundWithEth, startCluster, until } from "./cluster.ts";
+import { fundWithEth, spinModule, startCluster, until } from "./cluster.ts";
 import type { Cluster, ClusterNode } from "./cluster.ts";
 
 describe("evidence gossip", { timeout: 180_000 }, () => {
@@ -180,5 +192,92 @@ describe("evidence gossip", { timeout: 180_000 }, () => {
     } finally {
       await api.close();
     }
+  });
+});
+
+describe("an accused donor's node", { timeout: 240_000 }, () => {
+  let cluster: Cluster;
+  let reader: ChainReader;
+  let donorNode: ClusterNode;
+  let donor: CellNode;
+  let buyer: CellNode;
+  const colluders: ClusterNode[] = [];
+
+  before(async () => {
+    cluster = await startCluster();
+    reader = createReader(cluster.devnet.rpcUrl, cluster.devnet.deployment);
+    donorNode = await cluster.prepare("accused", { donor: true, stakeWith: 1 });
+    for (const account of [2, 3, 4])
+      colluders.push(await cluster.prepare(`colluder-${account}`, { donor: false, stakeWith: account }));
+    const buyerNode = await cluster.prepare("buyer", {
+      donor: false,
+      config: { buyer: { heartbeatMs: 400, bidTimeoutMs: 2_000 } },
+    });
+    // The dispute is a transaction from the donor's operator key, with the court's bond in ATP.
+    const operator = donorNode.identity.operatorAddress;
+    await fundWithEth(cluster.devnet.rpcUrl, operator);
+    const admin = createWriter(cluster.devnet.rpcUrl, cluster.devnet.deployment, cluster.devnet.deployerKey);
+    await mintAtp(admin, operator, parseEther("100"));
+    donor = await startNode(await loadConfig(donorNode.configFile));
+    buyer = await startNode(
+      await loadConfig(buyerNode.configFile, { bootstrap: donor.multiaddrs().slice(0, 1) }),
+    );
+    await until(
+      () => buyer.peers().some((peer) => peer.staked === true),
+      30_000,
+      "the buyer to see the donor",
+    );
+  });
+
+  after(async () => {
+    await buyer?.stop();
+    await donor?.stop();
+    await cluster?.close();
+  });
+
+  it("re-executes a job it is outvoted on by a colluding quorum and disputes the case", async () => {
+    const module = await spinModule(1_000);
+    const { jobId: realJob } = await buyer.submitJob({
+      module,
+      input: new TextEncoder().encode("x"),
+      fuelLimit: 10_000_000n,
+    });
+    const done = await buyer.waitForJob(realJob, { timeoutMs: 60_000 });
+    assert.equal(done.state, "completed", JSON.stringify(done.events));
+    const truth = receiptFromWire(done.receipt!.message);
+
+    // The same module and input as a four-replica job: the donor's true receipt, three lies.
+    const domain = cellDomain(cluster.devnet.chainId, cluster.devnet.deployment.donorRegistry);
+    const spec = { ...jobSpecFromWire(done.spec), replicas: 4, salt: keccak256(toHex("outvoted")) };
+    const jobId = jobIdOf(domain, spec);
+    const startedAt = ((await reader.publicClient.getBlock()).timestamp + 1n) * 1000n;
+    const claim = async (node: ClusterNode, outputCid: Hex) => {
+      const receipt = {
+        ...truth,
+        jobId,
+        executor: node.identity.operatorAddress,
+        outputCid,
+        startedAt,
+        finishedAt: startedAt + 1_000n,
+      };
+      return { receipt, signature: await signReceipt(node.identity.operator, domain, receipt) };
+    };
+    const accused = await claim(donorNode, truth.outputCid);
+    const lies = await Promise.all(
+      colluders.map((node) => claim(node, keccak256(toHex("the colluders' output")))),
+    );
+    const admin = createWriter(cluster.devnet.rpcUrl, cluster.devnet.deployment, cluster.devnet.deployerKey);
+    const caseId = caseIdOf(await slashOutvoted(admin, spec, accused, lies));
+
+    let stage: number = CaseStage.Open;
+    await until(
+      () => stage === CaseStage.Disputed,
+      60_000,
+      "the accused donor's node to dispute",
+      async () => {
+        stage = (await readCase(reader, caseId)).stage;
+      },
+    );
+    assert.equal((await readCase(reader, caseId)).disputer, donorNode.identity.operatorAddress);
   });
 });
