@@ -9,7 +9,12 @@ import type { Address, Hex } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import type { PrivateKeyAccount } from "viem/accounts";
 import { EvidenceDesk } from "../../offchain/src/evidence/index.ts";
-import type { EvidenceChain, EvidenceDeskPorts, SlashSubmitter } from "../../offchain/src/evidence/index.ts";
+import type {
+  EvidenceChain,
+  EvidenceDeskPorts,
+  EvidenceSettings,
+  SlashSubmitter,
+} from "../../offchain/src/evidence/index.ts";
 import { cellDomain, jobIdOf, receiptToWire, signReceipt } from "../../offchain/src/protocol/index.ts";
 import type { EvidenceMessage, JobSpecMessage, Receipt } from "../../offchain/src/protocol/index.ts";
 import type { ReplicaReceipt, VerdictReport } from "../../offchain/src/quorum/report.ts";
@@ -74,6 +79,7 @@ interface Harness {
 function harness(
   clock = new FakeClock(),
   store: Store = openStore(":memory:", { now: () => clock.now }),
+  settings: Partial<EvidenceSettings> = { gossipSpreadMs: 0 },
 ): Harness {
   const published: EvidenceMessage[] = [];
   const sent: string[] = [];
@@ -119,7 +125,7 @@ function harness(
     log,
     random: () => 0.5,
   };
-  const desk = new EvidenceDesk(ports);
+  const desk = new EvidenceDesk(ports, settings);
   desk.start();
   return { desk, clock, store, published, sent, trust, outcomes };
 }
@@ -283,6 +289,21 @@ describe("evidence desk", () => {
     assert.equal(byOperator.get(operators[0]!.address)?.outcome, "AlreadySlashed");
     assert.equal(byOperator.get(operators[1]!.address)?.state, "failed");
     assert.equal(byOperator.get(operators[1]!.address)?.outcome, "InvalidSignature");
+  });
+
+  it("spreads submissions of gossiped evidence over a random wait; its own go at once", async () => {
+    const h = harness(new FakeClock(), undefined, { gossipSpreadMs: 3_000 });
+    await h.desk.receive(await equivocation(operators[0]), "peer");
+    const { a, b } = (await equivocation(operators[1])) as Extract<EvidenceMessage, { kind: "equivocation" }>;
+    h.desk.onEquivocation({ jobId, operator: operators[1]!.address, peerId: "p", a, b, seenAt: h.clock.now });
+    await drain(h);
+    assert.deepEqual(h.sent, [`equivocation ${operators[1]!.address}`], "its own at once");
+    h.clock.advance(1_499);
+    await drain(h);
+    assert.equal(h.sent.length, 1, "the gossiped one waits its draw (0.5 × 3 s)");
+    h.clock.advance(1);
+    await drain(h);
+    assert.deepEqual(h.sent.at(-1), `equivocation ${operators[0]!.address}`);
   });
 
   it("resumes a waiting submission after a restart, and does not queue the same evidence twice", async () => {

@@ -272,22 +272,25 @@ describe("evidence verification on a devnet", () => {
     const store = openStore(":memory:");
     const reporter = createWriter(rpcUrl, deployment, devnet.deployerKey);
     const invalid: string[] = [];
-    const desk = new EvidenceDesk({
-      domain,
-      chain,
-      submit: chainSubmitterOf(reporter),
-      publish: async () => undefined,
-      trust: { onVerifiedEvidence: () => undefined, onInvalidEvidence: (peer) => invalid.push(peer) },
-      store,
-      clock: {
-        now: Date.now,
-        after: (ms, fire) => {
-          const t = setTimeout(fire, ms);
-          return () => clearTimeout(t);
+    const desk = new EvidenceDesk(
+      {
+        domain,
+        chain,
+        submit: chainSubmitterOf(reporter),
+        publish: async () => undefined,
+        trust: { onVerifiedEvidence: () => undefined, onInvalidEvidence: (peer) => invalid.push(peer) },
+        store,
+        clock: {
+          now: Date.now,
+          after: (ms, fire) => {
+            const t = setTimeout(fire, ms);
+            return () => clearTimeout(t);
+          },
         },
+        log,
       },
-      log,
-    });
+      { gossipSpreadMs: 0 },
+    );
     const liar = operators[4]!;
     const before = await donorStake(reader, donorWallets[4]!);
     const evidence = EvidenceMessageSchema.parse({

@@ -76,6 +76,12 @@ export interface EvidenceSettings {
    * (the slash is taken then), and move a disputed one through its jury draw and resolution.
    */
   followCases: boolean;
+  /**
+   * Longest wait, drawn at random, before evidence from gossip is submitted: every node that sees
+   * it may send it, and the first one slashed makes the rest unnecessary (they settle as
+   * `OperatorJailed` or `AlreadySlashed` without paying gas, when they come after it was mined).
+   */
+  gossipSpreadMs: number;
   /** Attempts at a submission that fails to reach the chain before it is given up. */
   maxAttempts: number;
   backoff: BackoffOptions;
@@ -86,6 +92,7 @@ export const DEFAULT_EVIDENCE_SETTINGS: EvidenceSettings = {
   equivocations: true,
   gossipedOutvotes: false,
   followCases: true,
+  gossipSpreadMs: 3_000,
   maxAttempts: 12,
   backoff: { baseMs: 2_000, factor: 2, maxMs: 5 * 60_000, jitter: 0.2 },
 };
@@ -275,7 +282,8 @@ export class EvidenceDesk implements VerdictListener {
     verified: { kind: SlashKind; jobId: Hex; operator: Address },
     source: "own" | "gossip",
   ): Promise<void> {
-    const { store, log } = this.#ports;
+    const { store, log, clock, random = Math.random } = this.#ports;
+    const spread = source === "gossip" ? Math.floor(random() * this.#settings.gossipSpreadMs) : 0;
     const row = await store.commit(() =>
       store.slashes.add({
         kind: verified.kind,
@@ -283,6 +291,7 @@ export class EvidenceDesk implements VerdictListener {
         operator: verified.operator,
         source,
         evidence,
+        notBefore: clock.now() + spread,
       }),
     );
     if (row === undefined) return;

@@ -49,6 +49,8 @@ export interface NewSlash {
   operator: Address;
   source: SlashSource;
   evidence: unknown;
+  /** When to send it first (unix ms); now by default. */
+  notBefore?: number;
 }
 
 /** Most rows kept; beyond it the settled rows updated longest ago are deleted. */
@@ -134,7 +136,8 @@ export class SlashesRepository {
     const id = slashId(kind, jobId, operator);
     const now = this.#now();
     const evidence = encodeJson(slash.evidence, "slashes.add: evidence");
-    const { changes } = this.#insert.run(id, kind, jobId, operator, source, evidence, now, now, now);
+    const notBefore = slash.notBefore ?? now;
+    const { changes } = this.#insert.run(id, kind, jobId, operator, source, evidence, notBefore, now, now);
     if (changes === 0) return undefined;
     const excess = (this.#count.get() as { n: number }).n - SLASH_ROWS_MAX;
     if (excess > 0) this.#trim.run(excess);
