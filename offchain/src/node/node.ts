@@ -104,6 +104,8 @@ export interface StartNodeOptions {
 const EVIDENCE_PER_SECOND = 5;
 /** Evidence messages checked at once; more wait (each check may read the chain). */
 const EVIDENCE_CHECKS_AT_ONCE = 4;
+/** Evidence messages waiting for a check; more are dropped as `overloaded` (the sender is not blamed). */
+const EVIDENCE_CHECKS_WAITING = 64;
 
 /**
  * Starts a Cell node: unlocks its keys, opens its store, joins the mesh, reads
@@ -240,6 +242,7 @@ async function assemble(
     ratePerSecond: EVIDENCE_PER_SECOND,
     burst: 4 * EVIDENCE_PER_SECOND,
     handlerConcurrency: EVIDENCE_CHECKS_AT_ONCE,
+    handlerQueueMax: EVIDENCE_CHECKS_WAITING,
     // checked (and acted on) before it is relayed: only verified evidence travels on
     verify: (message: Parameters<EvidenceDesk["receive"]>[0], from: string) =>
       evidence.receive(message, from),
