@@ -25,7 +25,7 @@ import type { JobSpecMessage, Receipt } from "../../offchain/src/protocol/index.
 import { jobSpec } from "../support/contracts/fixture.ts";
 import { stakedDonors } from "../support/devnet-donors.ts";
 
-const log = pino({ level: "silent" });
+const log = pino({ level: process.env.TEST_LOG ?? "silent" });
 const TRUTH = keccak256(toHex("the deterministic output"));
 const LIE = keccak256(toHex("a made-up output"));
 const outcome = (outputCid: Hex): ExecutionOutcome => ({ status: 0, outputCid, fuelUsed: 1_000_000n });
@@ -116,6 +116,11 @@ describe("the accused donor's watcher on a devnet", () => {
     );
     assert.equal(accusedWriter.walletClient.account.address, operators[0]!.address);
     const reexecuted: bigint[] = [];
+    const saved = new Map<string, bigint>();
+    const cursor = {
+      load: () => saved.get("cursor"),
+      save: (next: bigint) => void saved.set("cursor", next),
+    };
     const watcher = new AccusationWatcher(
       {
         chain: disputerChainOf(reader, accusedWriter, operators[0]!.address),
@@ -126,6 +131,7 @@ describe("the accused donor's watcher on a devnet", () => {
         },
         now: Date.now,
         log,
+        cursor,
       },
       { pollMs: 60_000, blockRange: 1_000n },
     );
@@ -142,5 +148,27 @@ describe("the accused donor's watcher on a devnet", () => {
     await watcher.poll();
     assert.equal(reexecuted.length, 2, "an accusation is handled once");
     await watcher.stop();
+
+    // Restarted later, with a saved cursor: it reads on from there, however far the chain moved.
+    const whileDown = await accuse("while the node was down", TRUTH, LIE);
+    for (let i = 0; i < 20; i++)
+      await reader.publicClient.request({ method: "evm_mine" as never, params: [] as never });
+    const restarted = new AccusationWatcher(
+      {
+        chain: disputerChainOf(reader, accusedWriter, operators[0]!.address),
+        reexecute: async (evidence) => {
+          reexecuted.push(BigInt(evidence.accused.receipt.jobId));
+          return outcome(TRUTH);
+        },
+        now: Date.now,
+        log,
+        cursor,
+      },
+      { pollMs: 60_000, blockRange: 1_000n, lookbackBlocks: 1n },
+    );
+    await restarted.poll();
+    assert.equal(reexecuted.length, 3, "only the new accusation");
+    assert.equal((await readCase(reader, whileDown)).stage, CaseStage.Disputed);
+    await restarted.stop();
   });
 });

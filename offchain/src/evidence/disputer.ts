@@ -30,13 +30,15 @@ export interface DisputerPorts {
   /** Unix milliseconds. */
   now(): number;
   log: Logger;
+  /** Where the next block to read is kept across restarts (the node's meta table). */
+  cursor?: { load(): bigint | undefined; save(nextBlock: bigint): void };
 }
 
 export interface DisputerOptions {
   pollMs: number;
   /** Most blocks read in one poll. */
   blockRange: bigint;
-  /** Blocks looked back at start, so a restarted node still sees an accusation within its window. */
+  /** Blocks looked back at a first start (no saved cursor), so an accusation just made is seen. */
   lookbackBlocks?: bigint;
 }
 
@@ -121,15 +123,18 @@ export class AccusationWatcher {
       for (const accusation of [...this.#retries.values()]) await this.#handle(accusation);
       const head = await chain.head();
       const lookback = this.#options.lookbackBlocks ?? 256n;
+      this.#cursor ??= this.#ports.cursor?.load();
       const from = this.#cursor ?? (head > lookback ? head - lookback : 0n);
       if (from > head) return;
       const last = from + this.#options.blockRange - 1n;
       const to = last < head ? last : head;
+      log.debug({ from, to }, "reading outvote accusations");
       for (const accusation of await chain.accusations(from, to)) {
         if (this.#stopped) return;
         await this.#handle(accusation);
       }
       this.#cursor = to + 1n;
+      this.#ports.cursor?.save(this.#cursor);
     } catch (err) {
       log.warn({ err: errorText(err) }, "reading outvote accusations failed");
     }
@@ -147,7 +152,9 @@ export class AccusationWatcher {
     const { chain, log, now } = this.#ports;
     const caseId = accusation.caseId.toString();
     try {
-      if (whyClosed(await chain.caseOf(accusation.caseId), now()) !== undefined) {
+      const closed = whyClosed(await chain.caseOf(accusation.caseId), now());
+      if (closed !== undefined) {
+        log.debug({ caseId, why: closed }, "an outvote of our receipt that can no longer be disputed");
         this.#retries.delete(accusation.caseId);
         return;
       }
@@ -187,7 +194,7 @@ export function disputerChainOf(
   operator: Address,
 ): DisputerPorts["chain"] {
   return {
-    head: () => reader.publicClient.getBlockNumber(),
+    head: () => reader.publicClient.getBlockNumber({ cacheTime: 0 }),
     accusations: (fromBlock, toBlock) => accusationsOf(reader, operator, fromBlock, toBlock),
     caseOf: async (caseId) => {
       const stored = await readCase(reader, caseId);

@@ -346,6 +346,9 @@ function evidenceDesk(ctx: NodeContext, reader: ChainReader, trust: EvidenceTrus
   );
 }
 
+/** The meta key of the next block the disputer reads: a restarted donor misses no accusation. */
+const ACCUSATIONS_CURSOR = "evidence.accusationsCursor";
+
 /**
  * A donor's answer to an outvote of its own receipt: it re-executes the job and disputes the
  * case when its receipt matches (AccusationWatcher). The bond and gas come from the operator key.
@@ -363,6 +366,13 @@ function startDisputer(ctx: NodeContext, reader: ChainReader, cleanup: (() => Pr
       }),
       now: ctx.now,
       log: ctx.log.child({ part: "disputer" }),
+      cursor: {
+        load: () => {
+          const saved = ctx.store.meta.get(ACCUSATIONS_CURSOR);
+          return saved === undefined ? undefined : BigInt(saved);
+        },
+        save: (nextBlock) => ctx.store.meta.set(ACCUSATIONS_CURSOR, nextBlock.toString()),
+      },
     },
     { pollMs: ctx.config.chain.stakePollMs, blockRange: BigInt(ctx.config.chain.logBlockRange) },
   );
