@@ -26,6 +26,7 @@ import {
   EvidenceMessageSchema,
   SECP256K1_ORDER,
   cellDomain,
+  eip2098Parts,
   jobIdOf,
   jobSpecToWire,
   receiptToWire,
@@ -148,6 +149,18 @@ describe("evidence verification on a devnet", () => {
     assert.match(JSON.stringify(parsed.error?.issues), /above n\/2/);
     const result = await verifyEvidence(evidence, { domain, chain, now: Date.now });
     assert.equal(result.status, "invalid");
+  });
+
+  it("accepts a compact (EIP-2098) signature, which the contracts take too", async () => {
+    const b = await signed(operators[0]!, lie);
+    const { r, vs } = eip2098Parts(signatureParts(b.signature));
+    const compact = `${r}${vs.slice(2)}` as Hex;
+    const evidence = EvidenceMessageSchema.parse({
+      kind: "equivocation",
+      a: await signed(operators[0]!, truth),
+      b: { ...b, signature: compact },
+    });
+    assert.equal((await verifyEvidence(evidence, { domain, chain, now: Date.now })).status, "valid");
   });
 
   it("refuses two receipts with the same result, and an operator the registry does not know", async () => {
