@@ -222,8 +222,16 @@ describe("evidence desk", () => {
   it("acts on verified gossip once, and blames the sender of a forgery without acting", async () => {
     const h = harness();
     const evidence = await equivocation();
-    assert.equal(await h.desk.receive(evidence, "honest-peer"), "accept");
-    assert.equal(await h.desk.receive(evidence, "relay-peer"), "ignore", "a repeat is a lookup");
+    const [first, concurrent] = await Promise.all([
+      h.desk.receive(evidence, "honest-peer"),
+      h.desk.receive(evidence, "relay-peer"),
+    ]);
+    assert.deepEqual(
+      [first, concurrent],
+      ["accept", "ignore"],
+      "a copy arriving during the check waits for it",
+    );
+    assert.equal(await h.desk.receive(evidence, "late-peer"), "ignore", "a repeat is a lookup");
     const forged: EvidenceMessage = {
       kind: "equivocation",
       a: await signed(operators[1]!, TRUTH),

@@ -124,8 +124,12 @@ const SUBMIT_BATCH = 8;
 export class EvidenceDesk implements VerdictListener {
   readonly #ports: EvidenceDeskPorts;
   readonly #settings: EvidenceSettings;
-  /** Digest of an evidence message → how it was judged. Bound SEEN_MAX; eviction: oldest first. */
-  readonly #seen = new Map<string, GossipVerdict>();
+  /**
+   * Digest of an evidence message → how it was (or is being) judged. Bound SEEN_MAX; eviction:
+   * oldest first. Evidence the chain could not be asked about is forgotten, to be checked again
+   * when it comes again.
+   */
+  readonly #seen = new Map<string, GossipVerdict | Promise<GossipVerdict>>();
   #cancelTimer: (() => void) | undefined;
   #pumping: Promise<void> | undefined;
   #stopped = false;
@@ -187,7 +191,26 @@ export class EvidenceDesk implements VerdictListener {
   async receive(evidence: EvidenceMessage, fromPeer: string): Promise<GossipVerdict> {
     const key = digestOf(evidence);
     const known = this.#seen.get(key);
-    if (known !== undefined) return known === "accept" ? "ignore" : known;
+    if (known !== undefined) {
+      const verdict = await known;
+      return verdict === "accept" ? "ignore" : verdict;
+    }
+    const judged = this.#check(evidence, fromPeer);
+    this.#remember(
+      key,
+      judged.then(({ verdict }) => verdict),
+    );
+    const { verdict, checked } = await judged;
+    if (!checked) this.#seen.delete(key);
+    else if (this.#seen.has(key)) this.#seen.set(key, verdict);
+    return verdict;
+  }
+
+  /** Verifies gossiped evidence, tells the trust layer, and queues what it proves. */
+  async #check(
+    evidence: EvidenceMessage,
+    fromPeer: string,
+  ): Promise<{ verdict: GossipVerdict; checked: boolean }> {
     let verification: Verification;
     try {
       verification = await this.#verify(evidence);
@@ -196,12 +219,11 @@ export class EvidenceDesk implements VerdictListener {
         { fromPeer, err: errorText(err) },
         "evidence could not be checked: the chain did not answer",
       );
-      return "ignore";
+      return { verdict: "ignore", checked: false };
     }
     const verdict = this.#judge(verification, fromPeer);
-    this.#remember(key, verdict);
     if (verification.status === "valid") await this.#actOnGossip(evidence, verification);
-    return verdict;
+    return { verdict, checked: true };
   }
 
   /** Submissions still waiting, newest first (for the API and `cell peers`). */
@@ -429,7 +451,7 @@ export class EvidenceDesk implements VerdictListener {
     );
   }
 
-  #remember(key: string, verdict: GossipVerdict): void {
+  #remember(key: string, verdict: GossipVerdict | Promise<GossipVerdict>): void {
     this.#seen.delete(key);
     this.#seen.set(key, verdict);
     if (this.#seen.size > SEEN_MAX) this.#seen.delete(this.#seen.keys().next().value!);
