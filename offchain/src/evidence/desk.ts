@@ -108,8 +108,8 @@ export const SETTLED_REVERTS = new Set(["AlreadySlashed", "OperatorJailed", "Not
 
 /** Evidence messages remembered as checked, so re-gossip costs a lookup; the oldest are forgotten first. */
 const SEEN_MAX = 4_096;
-/** Least wait before a case is looked at again, whatever the chain's clock says. */
-const CASE_RECHECK_MIN_MS = 1_000;
+/** Least wait before the queue or a case is looked at again, whatever the chain's clock says. */
+const RECHECK_MIN_MS = 1_000;
 /** Submissions sent per pass of the queue before the pass yields. */
 const SUBMIT_BATCH = 8;
 
@@ -325,10 +325,12 @@ export class EvidenceDesk implements VerdictListener {
     if (this.#stopped || this.#pumping !== undefined) return;
     this.#cancelTimer?.();
     this.#cancelTimer = undefined;
-    this.#pumping = this.#pump().finally(() => {
-      this.#pumping = undefined;
-      this.#scheduleNext();
-    });
+    this.#pumping = this.#pump()
+      .catch((err: unknown) => this.#ports.log.warn({ err: errorText(err) }, "slash submissions failed"))
+      .finally(() => {
+        this.#pumping = undefined;
+        this.#scheduleNext();
+      });
   }
 
   async #pump(): Promise<void> {
@@ -346,8 +348,9 @@ export class EvidenceDesk implements VerdictListener {
   #scheduleNext(): void {
     if (this.#stopped) return;
     const { store, clock } = this.#ports;
-    const at = store.slashes.nextDueAt();
-    if (at === undefined) return;
+    // a pass that failed as a whole (the store) waits at least this long before the next
+    const at = Math.max(store.slashes.nextDueAt() ?? Infinity, clock.now() + RECHECK_MIN_MS);
+    if (at === Infinity) return;
     this.#cancelTimer = clock.after(Math.max(0, at - clock.now()), () => {
       this.#cancelTimer = undefined;
       this.#kick();
@@ -400,7 +403,7 @@ export class EvidenceDesk implements VerdictListener {
       );
       return;
     }
-    const nextAttemptAt = Math.max(progress.nextAt, clock.now() + CASE_RECHECK_MIN_MS);
+    const nextAttemptAt = Math.max(progress.nextAt, clock.now() + RECHECK_MIN_MS);
     await store.commit(() =>
       store.slashes.progress(row.id, { outcome: row.outcome ?? "case_opened", nextAttemptAt }),
     );
