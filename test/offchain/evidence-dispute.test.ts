@@ -52,6 +52,46 @@ describe("deciding a dispute", () => {
   });
 });
 
+describe("the accused donor's watcher", () => {
+  it("tries an accusation it could not handle again at the next poll, until it disputes", async () => {
+    const accusation = {
+      caseId: 9n,
+      operator: "0x00000000000000000000000000000000000000aa",
+      jobId: LIE,
+      amount: 1n,
+    } as const;
+    const receipt = { outputCid: TRUTH, fuelUsed: 1_000_000n, status: 0 };
+    let evidenceFailures = 1;
+    const disputed: bigint[] = [];
+    let head = 10n;
+    const watcher = new AccusationWatcher(
+      {
+        chain: {
+          head: async () => head,
+          accusations: async (from, to) => (from <= 10n && 10n <= to ? [accusation] : []),
+          caseOf: async () => ({ stage: CaseStage.Open, deadline: 2_000n }),
+          evidence: async () => {
+            if (evidenceFailures-- > 0) throw new Error("the block exchange found no provider");
+            return { accused: { receipt } } as never;
+          },
+          dispute: async (caseId) => void disputed.push(caseId),
+        },
+        reexecute: async () => outcome(TRUTH),
+        now: () => 1_000_000,
+        log,
+      },
+      { pollMs: 60_000, blockRange: 100n },
+    );
+    await watcher.poll();
+    assert.deepEqual(disputed, [], "the first try failed");
+    head = 11n;
+    await watcher.poll();
+    assert.deepEqual(disputed, [9n], "the next poll tried it again");
+    await watcher.poll();
+    assert.deepEqual(disputed, [9n], "and only once");
+  });
+});
+
 describe("the accused donor's watcher on a devnet", () => {
   let devnet: Devnet;
   let reader: ChainReader;
