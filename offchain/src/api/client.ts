@@ -40,6 +40,8 @@ export interface ApiClient {
   /** The job's events so far and as they happen; ends with its final view. */
   jobEvents(jobId: string, options?: { signal?: AbortSignal }): AsyncGenerator<JobStreamMessage>;
   peers(): Promise<unknown[]>;
+  /** Slash submissions of evidence the node verified: still waiting, and every one kept. */
+  slashes(): Promise<{ pending: unknown[]; history: unknown[] }>;
 }
 
 export function createApiClient(options: ApiClientOptions): ApiClient {
@@ -76,6 +78,7 @@ export function createApiClient(options: ApiClientOptions): ApiClient {
     getJob: (jobId) => call("GET", `/jobs/${encodeURIComponent(jobId)}`),
     submitJob: (job) => call("POST", "/jobs", submitBody(job)),
     peers: async () => (await call<{ peers: unknown[] }>("GET", "/peers")).peers,
+    slashes: () => call("GET", "/slashes"),
     async *jobEvents(jobId, { signal } = {}) {
       let response: Response;
       try {

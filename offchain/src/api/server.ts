@@ -93,6 +93,11 @@ export async function createApiServer(options: ApiServerOptions): Promise<ApiSer
       pattern: /^\/peers$/,
       handler: ({ response }) => sendJson(response, 200, { peers: node.peers() }),
     },
+    {
+      method: "GET",
+      pattern: /^\/slashes$/,
+      handler: ({ response }) => sendJson(response, 200, node.slashes?.() ?? { pending: [], history: [] }),
+    },
   ];
 
   const server = createServer((request, response) => {

@@ -84,6 +84,8 @@ export interface ApiNode {
   getJob(jobId: Hex): ApiJobView | undefined;
   listJobs(): ApiJobView[];
   peers(): unknown[];
+  /** Slash submissions of evidence the node verified (GET /slashes); a node without them serves none. */
+  slashes?(): { pending: unknown[]; history: unknown[] };
   on(event: "job", listener: (event: ApiJobEvent) => void): unknown;
   off?(event: "job", listener: (event: ApiJobEvent) => void): unknown;
 }

@@ -1,4 +1,4 @@
-import { isAddressEqual, maxUint256 } from "viem";
+import { BaseError, ContractFunctionRevertedError, isAddressEqual, maxUint256 } from "viem";
 import type {
   Abi,
   Address,
@@ -441,4 +441,87 @@ export function verifyReceiptInclusionOnChain(
     functionName: "verifyReceiptInclusion",
     args: [anchor.submitter, anchor.epoch, receipt, proof],
   });
+}
+
+// ---------------------------------------------------------------- evidence
+
+/**
+ * The name of the custom error a contract call reverted with (`AlreadySlashed`,
+ * `QuorumTooSmall`, …), decoded with the bindings' ABIs; undefined when the call failed for
+ * another reason (the chain unreachable, a timeout) or reverted without a known error.
+ */
+export function revertErrorName(err: unknown): string | undefined {
+  if (!(err instanceof BaseError)) return undefined;
+  const reverted = err.walk((cause) => cause instanceof ContractFunctionRevertedError);
+  if (!(reverted instanceof ContractFunctionRevertedError)) return undefined;
+  return reverted.data?.errorName;
+}
+
+/**
+ * Asks DonorRegistry.checkOutvote whether the evidence would open an outvote case: undefined
+ * when it would, else the custom error it reverts with (`JobSpecMismatch`, `QuorumTooSmall`,
+ * `OperatorNotActive`, `InvalidSignature`, …). Throws when the chain cannot answer.
+ */
+export async function checkOutvote(
+  reader: ChainReader,
+  spec: JobSpecMessage,
+  accused: { receipt: Receipt; signature: Hex },
+  quorum: readonly { receipt: Receipt; signature: Hex }[],
+): Promise<string | undefined> {
+  try {
+    await reader.publicClient.readContract({
+      address: reader.deployment.donorRegistry,
+      abi: donorRegistryAbi,
+      functionName: "checkOutvote",
+      args: [
+        spec,
+        accused.receipt,
+        accused.signature,
+        quorum.map((q) => q.receipt),
+        quorum.map((q) => q.signature),
+      ],
+    });
+    return undefined;
+  } catch (err) {
+    const name = revertErrorName(err);
+    if (name === undefined) throw err;
+    return name;
+  }
+}
+
+/** Agreeing receipts DonorRegistry needs to outvote one executor of a job with `replicas` replicas. */
+export function outvoteQuorum(reader: ChainReader, replicas: number): Promise<bigint> {
+  return reader.publicClient.readContract({
+    address: reader.deployment.donorRegistry,
+    abi: donorRegistryAbi,
+    functionName: "outvoteQuorum",
+    args: [BigInt(replicas)],
+  });
+}
+
+/** An OutvoteAccused event: an operator's receipt was outvoted and a court case opened. */
+export interface OutvoteAccusation {
+  caseId: bigint;
+  operator: Address;
+  jobId: Hex;
+  amount: bigint;
+}
+
+/** The outvote accusations against `operator` in blocks `fromBlock..toBlock`. */
+export async function accusationsOf(
+  reader: ChainReader,
+  operator: Address,
+  fromBlock: bigint,
+  toBlock: bigint,
+): Promise<OutvoteAccusation[]> {
+  const logs = await reader.publicClient.getContractEvents({
+    address: reader.deployment.donorRegistry,
+    abi: donorRegistryAbi,
+    eventName: "OutvoteAccused",
+    args: { operator },
+    fromBlock,
+    toBlock,
+    strict: true,
+  });
+  return logs.map(({ args }) => ({ ...args }));
 }

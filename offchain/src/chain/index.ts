@@ -59,7 +59,12 @@ export {
   withdrawPaid,
   withdrawStake,
   withdrawableOf,
+  accusationsOf,
+  checkOutvote,
+  outvoteQuorum,
+  revertErrorName,
 } from "./actions.ts";
+export type { OutvoteAccusation } from "./actions.ts";
 export type { ChannelState, DonorParams, OperatorSigner, OperatorState, ReceiptAnchor } from "./actions.ts";
 export {
   operatorRegistrationDigest,

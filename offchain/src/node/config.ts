@@ -183,6 +183,18 @@ const BlockstoreConfigSchema = z.strictObject({
   outputMs: z.number().int().min(0).default(DEFAULT_BLOCK_RETENTION.outputMs),
 });
 
+/** What this node sends to DonorRegistry on evidence it verified (evidence/desk.ts). */
+const SlashingConfigSchema = z.strictObject({
+  /** Claim outvote slashes for this buyer's verdicts (n ≥ 4); the accused may dispute them in the court. */
+  outvotes: z.boolean().default(true),
+  /** Submit equivocations: this node's own sightings and verified evidence from gossip. */
+  equivocations: z.boolean().default(true),
+  /** Also claim outvote slashes from verified gossip, not only this node's own verdicts. */
+  gossipedOutvotes: z.boolean().default(false),
+  /** Dispute an outvote accusation of this node's operator when re-executing the job agrees with its receipt. */
+  autoDispute: z.boolean().default(true),
+});
+
 const NodeConfigFields = z.strictObject({
   dataDir: z.string().min(1).max(4096).default(join(homedir(), ".cell")),
   /** Unlocks the keys; CELL_PASSPHRASE overrides an absent value. */
@@ -211,6 +223,7 @@ const NodeConfigFields = z.strictObject({
   runtime: z.strictObject({ poolSize: z.number().int().min(1).max(64).default(2) }).prefault({}),
   logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   adverts: AdvertConfigSchema.prefault({}),
+  slashing: SlashingConfigSchema.prefault({}),
 });
 
 /** The buyer's liveness window follows the advert heartbeat; it is not set on its own. */

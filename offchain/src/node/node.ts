@@ -39,6 +39,8 @@ import {
   TOPIC_JOBS,
   TOPIC_RECEIPTS,
   ReceiptBatchAnnounceSchema,
+  EVIDENCE_MAX_BYTES,
+  EvidenceMessageSchema,
   CID,
   cellDomain,
   signBid,
@@ -48,6 +50,16 @@ import { createRuntime, WORKER_SOURCE } from "../runtime/index.ts";
 import type { Runtime } from "../runtime/index.ts";
 import { fanOut } from "../quorum/index.ts";
 import type { VerdictListener } from "../quorum/index.ts";
+import {
+  AccusationWatcher,
+  EVIDENCE_TOPIC,
+  EvidenceDesk,
+  chainSubmitterOf,
+  disputerChainOf,
+  evidenceChainOf,
+  reexecutorOf,
+} from "../evidence/index.ts";
+import type { EvidenceTrust } from "../evidence/index.ts";
 import { openStore } from "../store/index.ts";
 import type { Store } from "../store/index.ts";
 import { BlockAccess, storeBlockSource } from "./block-access.ts";
@@ -98,7 +110,16 @@ export interface StartNodeOptions {
   runtime?: Pick<Runtime, "execute">;
   /** Hears the verdicts and equivocations of this node's replicated jobs. */
   verdictListener?: VerdictListener;
+  /** Told of evidence this node verified and of peers that sent evidence proving nothing. */
+  evidenceTrust?: EvidenceTrust;
 }
+
+/** Evidence messages accepted per origin and second: evidence is rare, and each check may read the chain. */
+const EVIDENCE_PER_SECOND = 5;
+/** Evidence messages checked at once; more wait (each check may read the chain). */
+const EVIDENCE_CHECKS_AT_ONCE = 4;
+/** Evidence messages waiting for a check; more are dropped as `overloaded` (the sender is not blamed). */
+const EVIDENCE_CHECKS_WAITING = 64;
 
 /**
  * Starts a Cell node: unlocks its keys, opens its store, joins the mesh, reads
@@ -155,6 +176,12 @@ export async function startNode(config: NodeConfig, options: StartNodeOptions = 
       peerKeyHex: identity.peerKeyHex,
       now: Date.now,
     };
+    const trust = new TrustBook({ store: ctx.store, now: ctx.now, log }, config.trust);
+    const evidence = evidenceDesk(ctx, reader, [
+      trust,
+      ...(options.evidenceTrust ? [options.evidenceTrust] : []),
+    ]);
+    cleanup.unshift(() => evidence.stop());
     const node = await assemble(
       ctx,
       identity.did,
@@ -162,8 +189,11 @@ export async function startNode(config: NodeConfig, options: StartNodeOptions = 
       cleanup,
       blockAccess,
       options,
+      evidence,
+      trust,
     );
     if (deployment.juryCourt) startCourtWatcher(ctx, reader, blockAccess, cleanup);
+    if (deployment.juryCourt && config.slashing.autoDispute) startDisputer(ctx, reader, cleanup);
     return node;
   } catch (err) {
     for (const step of cleanup) await step();
@@ -177,10 +207,11 @@ async function assemble(
   chain: ChainInfo,
   cleanup: (() => Promise<void> | void)[],
   blockAccess: BlockAccess,
-  options: Pick<StartNodeOptions, "runtime" | "verdictListener"> = {},
+  options: Pick<StartNodeOptions, "runtime" | "verdictListener">,
+  evidence: EvidenceDesk,
+  trust: TrustBook,
 ): Promise<CellNode> {
   const { mesh, log } = ctx;
-  const trust = new TrustBook({ store: ctx.store, now: ctx.now, log }, ctx.config.trust);
   const peerBook = new PeerBook({ trust });
   const adverts = new AdvertIntake(ctx, peerBook);
   const refusals = refusalRecorder(mesh, log);
@@ -202,7 +233,7 @@ async function assemble(
     donors: peerBook,
     misbehaved,
     trust,
-    verdictListener: fanOut(trust, ...(options.verdictListener ? [options.verdictListener] : [])),
+    verdictListener: fanOut(trust, evidence, ...(options.verdictListener ? [options.verdictListener] : [])),
   });
   // A donor that bid may fetch the job's module and input at once: its bid row is written
   // in the buyer's next write batch, which can come after the donor's first block request.
@@ -233,6 +264,18 @@ async function assemble(
       (batch, from) => log.debug({ from, executor: batch.executor, batch: batch.batchCid }, "receipt batch"),
       { maxBytes: MESSAGE_LIMITS.receiptBatchAnnounce },
     );
+  mesh.subscribe(EVIDENCE_TOPIC, EvidenceMessageSchema, () => undefined, {
+    maxBytes: EVIDENCE_MAX_BYTES,
+    ratePerSecond: EVIDENCE_PER_SECOND,
+    burst: 4 * EVIDENCE_PER_SECOND,
+    handlerConcurrency: EVIDENCE_CHECKS_AT_ONCE,
+    handlerQueueMax: EVIDENCE_CHECKS_WAITING,
+    // checked (and acted on) before it is relayed: only verified evidence travels on
+    // A quarantined or banned peer's messages are dropped unread.
+    verify: async (message: Parameters<EvidenceDesk["receive"]>[0], from: string) =>
+      trust.isBlocked(from) ? "ignore" : evidence.receive(message, from),
+  });
+  evidence.start();
   await mesh.handle(PROTOCOL_STATUS, protocolSpecs.status, async (request) => donor.onStatus(request));
   await mesh.handle(PROTOCOL_CANCEL, protocolSpecs.cancel, async (request, from) =>
     donor.onCancel(request, from),
@@ -272,6 +315,7 @@ async function assemble(
     }),
     executedReceipts: () => donor.signedReceipts(),
     meshStats: () => mesh.stats(),
+    slashes: () => ({ pending: evidence.pending(), history: evidence.history() }),
     stop: async () => {
       if (stopped) return;
       stopped = true;
@@ -297,6 +341,78 @@ async function assemble(
     "cell node started",
   );
   return node;
+}
+
+/**
+ * The node's evidence desk: checks evidence gossiped on EVIDENCE_TOPIC and sends the slashes it
+ * verified from the operator key (which pays their gas and gets the reporter's reward). Evidence
+ * that proves nothing counts against its sender in the mesh, and is reported to `trust`.
+ */
+function evidenceDesk(ctx: NodeContext, reader: ChainReader, listeners: EvidenceTrust[]): EvidenceDesk {
+  const { mesh, log, config } = ctx;
+  return new EvidenceDesk(
+    {
+      domain: ctx.domain,
+      chain: evidenceChainOf(reader),
+      submit: chainSubmitterOf(createWriter(config.chain.rpcUrl, reader.deployment, ctx.operator)),
+      publish: async (message) => {
+        await mesh.publish(EVIDENCE_TOPIC, EvidenceMessageSchema, message, { maxBytes: EVIDENCE_MAX_BYTES });
+      },
+      trust: {
+        onVerifiedEvidence: (verified) => listeners.forEach((trust) => trust.onVerifiedEvidence(verified)),
+        onInvalidEvidence: (peerId, detail) => {
+          mesh.penalize(peerId, "bad_receipt", `evidence: ${detail}`, EVIDENCE_TOPIC);
+          listeners.forEach((trust) => trust.onInvalidEvidence(peerId, detail));
+        },
+        onSlashed: (operator, note) => listeners.forEach((trust) => trust.onSlashed?.(operator, note)),
+      },
+      store: ctx.store,
+      clock: {
+        now: ctx.now,
+        after: (delayMs, fire) => {
+          const timer = setTimeout(fire, delayMs);
+          timer.unref();
+          return () => clearTimeout(timer);
+        },
+      },
+      log: log.child({ part: "evidence" }),
+    },
+    config.slashing,
+  );
+}
+
+/** The meta key of the next block the disputer reads: a restarted donor misses no accusation. */
+const ACCUSATIONS_CURSOR = "evidence.accusationsCursor";
+
+/**
+ * A donor's answer to an outvote of its own receipt: it re-executes the job and disputes the
+ * case when its receipt matches (AccusationWatcher). The bond and gas come from the operator key.
+ */
+function startDisputer(ctx: NodeContext, reader: ChainReader, cleanup: (() => Promise<void> | void)[]): void {
+  if (!ctx.runtime) return;
+  const writer = createWriter(ctx.config.chain.rpcUrl, reader.deployment, ctx.operator);
+  const watcher = new AccusationWatcher(
+    {
+      chain: disputerChainOf(reader, writer, ctx.operatorAddress),
+      reexecute: reexecutorOf(ctx.runtime, {
+        local: (cid) => ctx.store.blocks.get(cid),
+        fetch: (cid, from, timeoutMs) => ctx.mesh.fetchBlock(CID.parse(cid), { from, timeoutMs }),
+        connectedPeers: () => ctx.mesh.peers(),
+      }),
+      now: ctx.now,
+      log: ctx.log.child({ part: "disputer" }),
+      cursor: {
+        load: () => {
+          const saved = ctx.store.meta.get(ACCUSATIONS_CURSOR);
+          return saved === undefined ? undefined : BigInt(saved);
+        },
+        save: (nextBlock) => ctx.store.meta.set(ACCUSATIONS_CURSOR, nextBlock.toString()),
+      },
+    },
+    { pollMs: ctx.config.chain.stakePollMs, blockRange: BigInt(ctx.config.chain.logBlockRange) },
+  );
+  watcher.start();
+  cleanup.unshift(() => watcher.stop());
 }
 
 /**

@@ -3,6 +3,7 @@ import type { JobSpecWire, PriorityName, ReasonCode, ReceiptWire } from "../prot
 import type { TrustView } from "../trust/index.ts";
 import type { BuyerStats } from "./buyer.ts";
 import type { MeshStats } from "../p2p/index.ts";
+import type { SlashRow } from "../store/index.ts";
 
 export const JOB_EVENT_TYPES = [
   "queued",
@@ -160,6 +161,8 @@ export interface CellNode {
   executedReceipts(): { message: ReceiptWire; signature: Hex }[];
   /** Gossip and requests this node's mesh received and sent so far, and its open connections. */
   meshStats(): MeshStats;
+  /** Slash submissions of evidence this node verified: those still waiting, and every one kept (newest first). */
+  slashes(): { pending: SlashRow[]; history: SlashRow[] };
   stop(): Promise<void>;
 }
 

@@ -31,6 +31,14 @@ export interface TopicOptions {
    * its mesh has formed (capability adverts). Bounded by the connections a node keeps.
    */
   floodPublish?: boolean;
+  /**
+   * Checks a parsed message before it is delivered or relayed (evidence needs chain reads):
+   * `accept` passes it on, `ignore` drops it, `reject` drops it and counts against the relay in
+   * gossipsub's score. Whoever is blamed beyond that, the check itself decides. Checks share the
+   * topic's handler bound: `handlerConcurrency` run at once, `handlerQueueMax` more wait, and a
+   * message beyond it is ignored as `overloaded`.
+   */
+  verify?: (message: never, fromPeerId: string) => Promise<"accept" | "ignore" | "reject">;
 }
 
 export interface GossipLimits {
@@ -110,6 +118,21 @@ interface PublishingRouter {
 /** Where the router takes in each message copy of an RPC; wrapped to count them. */
 interface ReceivingRouter {
   handleReceivedMessage(from: unknown, message: { topic?: string }): Promise<void>;
+}
+
+const VERIFY_RESULTS = {
+  accept: TopicValidatorResult.Accept,
+  ignore: TopicValidatorResult.Ignore,
+  reject: TopicValidatorResult.Reject,
+} as const;
+
+/** A topic's own check as gossipsub's validation result; a check that fails ignores the message. */
+async function verified(check: Promise<keyof typeof VERIFY_RESULTS>): Promise<TopicValidatorResult> {
+  try {
+    return VERIFY_RESULTS[await check];
+  } catch {
+    return TopicValidatorResult.Ignore;
+  }
 }
 
 function scoringOf(pubsub: GossipSub): ScoringRouter {
@@ -212,6 +235,7 @@ export class Gossip {
     const concurrency = options.handlerConcurrency ?? this.#limits.handlerConcurrency;
     const queueMax = options.handlerQueueMax ?? this.#limits.handlerQueueMax;
     const work = new Queue<void>({ concurrency, maxSize: concurrency + queueMax });
+    const checks = new Queue<TopicValidatorResult>({ concurrency, maxSize: concurrency + queueMax });
     this.#subscriptions.set(topic, { handler: handler as GossipHandler<unknown>, work });
     const counts: GossipCounts = { copies: 0, messages: 0 };
     this.#counts.set(topic, counts);
@@ -225,8 +249,22 @@ export class Gossip {
         return TopicValidatorResult.Ignore;
       }
       try {
-        this.#accepted.set(message, decodeMessage(schema, message.data, maxBytes, `message on ${topic}`));
-        return TopicValidatorResult.Accept;
+        const decoded = decodeMessage(schema, message.data, maxBytes, `message on ${topic}`);
+        this.#accepted.set(message, decoded);
+        const { verify } = options;
+        if (verify === undefined) return TopicValidatorResult.Accept;
+        if (checks.size >= checks.maxSize) {
+          this.#reject(
+            origin,
+            topic,
+            "overloaded",
+            `${checks.size} messages already being checked on ${topic}`,
+          );
+          return TopicValidatorResult.Ignore;
+        }
+        return checks
+          .add(() => verified(verify(decoded as never, origin)))
+          .catch(() => TopicValidatorResult.Ignore);
       } catch (err) {
         const { code, reason } = err as MeshError;
         this.#reject(origin, topic, code === "too_large" ? "too_large" : "malformed", reason);
@@ -241,6 +279,7 @@ export class Gossip {
       this.#counts.delete(topic);
       this.#floodTopics.delete(topic);
       work.abort();
+      checks.abort();
     };
   }
 

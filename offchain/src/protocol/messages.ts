@@ -495,3 +495,51 @@ export const ReceiptBatchAnnounceSchema = z.strictObject({
   count: uint(RECEIPT_BATCH_MAX).min(1),
 });
 export type ReceiptBatchAnnounce = z.infer<typeof ReceiptBatchAnnounceSchema>;
+
+// ── evidence ────────────────────────────────────────────────────────────────────────
+
+/** Where nodes gossip evidence of misbehaviour that any receiver can check for itself. */
+export const TOPIC_EVIDENCE = "/cell/evidence/1";
+
+/**
+ * Most agreeing receipts one outvote evidence carries: a spec has at most 255 replicas, and the
+ * accused ran one of them (DonorRegistry.checkOutvote takes at most n − 1).
+ */
+export const OUTVOTE_QUORUM_MAX = 254;
+
+/** A receipt with its executor's signature, as evidence carries it. */
+export const SignedReceiptSchema = z.strictObject({
+  receipt: ReceiptWireSchema,
+  signature: SignatureSchema,
+});
+export type SignedReceiptWire = z.infer<typeof SignedReceiptSchema>;
+
+/** One operator signed two receipts for one job that differ in status, output or fuel used. */
+export const EquivocationEvidenceSchema = z.strictObject({
+  kind: z.literal("equivocation"),
+  a: SignedReceiptSchema,
+  b: SignedReceiptSchema,
+});
+export type EquivocationEvidence = z.infer<typeof EquivocationEvidenceSchema>;
+
+/** A receipt that disagrees with `quorum`, agreeing receipts of the job's other executors. */
+export const OutvoteEvidenceSchema = z.strictObject({
+  kind: z.literal("outvote"),
+  spec: JobSpecWireSchema,
+  accused: SignedReceiptSchema,
+  quorum: z.array(SignedReceiptSchema).min(1).max(OUTVOTE_QUORUM_MAX),
+});
+export type OutvoteEvidenceWire = z.infer<typeof OutvoteEvidenceSchema>;
+
+/** What `/cell/evidence/1` carries. Receivers re-verify it themselves before acting on it. */
+export const EvidenceMessageSchema = z.discriminatedUnion("kind", [
+  EquivocationEvidenceSchema,
+  OutvoteEvidenceSchema,
+]);
+export type EvidenceMessage = z.infer<typeof EvidenceMessageSchema>;
+
+/**
+ * Largest evidence message: 255 signed receipts of about 700 bytes of JSON each and a spec fit
+ * well within it.
+ */
+export const EVIDENCE_MAX_BYTES = 256 * 1024;

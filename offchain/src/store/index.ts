@@ -31,3 +31,12 @@ export type { TrustRepository, TrustReputationRow, TrustSubjectRow } from "./tru
 export { DEFAULT_BLOCK_RETENTION, MAX_BLOCK_BYTES, parseBlockCid } from "./blockstore.ts";
 export type { BlockReference, BlockRetention, Blockstore, CollectionReport } from "./blockstore.ts";
 export type { JsonObject, JsonValue } from "./codec.ts";
+export {
+  SLASH_KINDS,
+  SLASH_PENDING_MAX,
+  SLASH_ROWS_MAX,
+  SLASH_SOURCES,
+  SLASH_STATES,
+  slashId,
+} from "./slashes.ts";
+export type { NewSlash, SlashKind, SlashRow, SlashSource, SlashState, SlashesRepository } from "./slashes.ts";

@@ -333,6 +333,35 @@ export const MIGRATIONS: readonly Migration[] = [
       ) STRICT;
     `,
   },
+  {
+    version: 7,
+    name: "slash submissions: verified evidence this node sends to DonorRegistry, retried until settled",
+    // One row per (kind, job, operator): the contract slashes a job's operator once, so a
+    // second piece of evidence for the same pair is a duplicate. Rows waiting are read by
+    // next_attempt_at; settled rows are kept for history and the oldest are deleted first
+    // (store/slashes.ts bounds the table).
+    sql: `
+      CREATE TABLE slash_submissions (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL,
+        job_id TEXT NOT NULL,
+        operator TEXT NOT NULL,
+        source TEXT NOT NULL,
+        evidence TEXT NOT NULL,
+        state TEXT NOT NULL,
+        outcome TEXT,
+        tx_hash TEXT,
+        case_id TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at INTEGER NOT NULL,
+        last_error TEXT,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+      ) STRICT;
+      CREATE INDEX slash_submissions_due ON slash_submissions (next_attempt_at) WHERE state = 'pending';
+      CREATE INDEX slash_submissions_by_update ON slash_submissions (updated_at);
+    `,
+  },
 ];
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS.at(-1)?.version ?? 0;

@@ -11,6 +11,7 @@ import { MetaRepository } from "./meta.ts";
 import { migrate, readSchemaVersion, type Migration, MIGRATIONS } from "./migrations.ts";
 import { PeersRepository } from "./peers.ts";
 import { ReceiptsRepository } from "./receipts.ts";
+import { SlashesRepository } from "./slashes.ts";
 
 export const DATABASE_FILE = "cell.db";
 const IN_MEMORY = ":memory:";
@@ -44,6 +45,8 @@ export interface Store {
   readonly trust: TrustRepository;
   readonly meta: MetaRepository;
   readonly blocks: Blockstore;
+  /** Slash submissions this node owes the chain (evidence it verified). */
+  readonly slashes: SlashesRepository;
   schemaVersion(): number;
   /** The connection's journal mode and synchronous level, e.g. { journalMode: "wal", synchronous: "full" }. */
   durability(): { journalMode: string; synchronous: string };
@@ -137,6 +140,7 @@ function createStore(db: DatabaseSync, location: string, path: string, now: () =
     trust: new TrustRepository(db),
     meta: new MetaRepository(db),
     blocks: new SqliteBlockstore(db, now),
+    slashes: new SlashesRepository(db, now),
     schemaVersion: () => readSchemaVersion(db),
     durability: () => readDurability(db),
     transaction,
