@@ -43,6 +43,10 @@ export default defineConfig({
   },
   networks: {
     hardhatMainnet: { type: "edr-simulated", chainType: "l1" },
+    // The devnet (`startDevnet`): transactions sent within one second share its timestamp, so
+    // the chain's clock does not run ahead of the wall clock while a burst of setup transactions
+    // is mined (nodes stamp receipts with the wall clock; the registry compares them with stake times).
+    devnet: { type: "edr-simulated", chainType: "op", allowBlocksWithSameTimestamp: true },
     localhost: { type: "http", chainType: "op", url: process.env.CELL_RPC_URL ?? "http://127.0.0.1:8546" },
     baseSepolia: publicL2(84532, "BASE_SEPOLIA_RPC_URL"),
     opSepolia: publicL2(11155420, "OP_SEPOLIA_RPC_URL"),

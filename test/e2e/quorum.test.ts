@@ -21,7 +21,8 @@ const DONORS = 4;
 /** About 3 ns an iteration: a run of several seconds, unless it is stopped. */
 const LONG_SPIN = 3_000_000_000;
 
-type Behaviour = "honest" | "lie" | "stall";
+/** `slow`: honest, 300 ms late, so a liar's receipt is in before the honest quorum forms. */
+type Behaviour = "honest" | "slow" | "lie" | "stall";
 
 /** A donor's executor: the real runtime, made to lie or stall when the test says so. */
 class SwitchableExecutor implements Pick<Runtime, "execute"> {
@@ -38,6 +39,7 @@ class SwitchableExecutor implements Pick<Runtime, "execute"> {
 
   async execute(job: Job, options: { signal?: AbortSignal } = {}): Promise<ExecutionResult | NoResult> {
     if (this.behaviour === "stall") return this.#stall(job, options.signal);
+    if (this.behaviour === "slow") await new Promise((resolve) => setTimeout(resolve, 300));
     const result = await this.#runtime.execute(job, options);
     if (this.behaviour !== "lie" || result.kind !== "result") return result;
     // Every liar makes up the same output, as colluding donors would.
@@ -84,7 +86,12 @@ describe("replicated jobs: verdicts, cancels and spot checks on real nodes", { t
     );
     const buyerNode = await cluster.prepare("buyer", {
       donor: false,
-      config: { buyer: { heartbeatMs: 400, bidTimeoutMs: 1_000, maxAttempts: 2 } },
+      // An outvoted donor's quarantine lasts 1 ms here and never ends in a ban, so every test
+      // can pick its liars again (quarantine has tests of its own: trust-*.test.ts, liar.test.ts).
+      config: {
+        buyer: { heartbeatMs: 400, bidTimeoutMs: 1_000, maxAttempts: 2 },
+        trust: { quarantineMs: [1], banAtStrike: 100 },
+      },
     });
     for (let i = 0; i < DONORS; i++) executors.push(new SwitchableExecutor(runtime, spin));
     const first = await startInProcess(donorNodes[0]!, [], { runtime: executors[0] });
@@ -133,7 +140,7 @@ describe("replicated jobs: verdicts, cancels and spot checks on real nodes", { t
   const reportOf = (job: JobView) => verdicts.find((report) => report.jobId === job.jobId);
 
   it("n = 4 with one liar: the right result is accepted and the liar is the one dissenter", async () => {
-    behave("lie");
+    behave("lie", "slow", "slow", "slow");
     const job = await submit("one liar", { replicas: 4 });
     assert.equal(job.state, "completed", JSON.stringify(job.events));
     const report = reportOf(job);

@@ -73,6 +73,8 @@ export async function startDevnet(options: DevnetOptions = {}): Promise<Devnet> 
     process.execPath,
     [
       join(REPO_ROOT, "node_modules/hardhat/dist/src/cli.js"),
+      "--network",
+      "devnet",
       "node",
       "--chain-type",
       DEVNET_CHAIN_TYPE,
