@@ -3,7 +3,8 @@
 // an observer node, real libp2p over loopback, real SQLite and a real Hardhat chain. Each
 // liar is outvoted by a quorum of four replicas, quarantined by the buyer at the verdict and
 // by the observer from the gossiped evidence, and slashed on-chain once the court's dispute
-// window has passed; a restarted buyer still holds both quarantines and both slashes.
+// window has passed; a third liar is caught by a spot check; a restarted buyer still holds
+// the quarantines and the slashes.
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { after, before, describe, it } from "node:test";
@@ -61,12 +62,13 @@ describe("lying donors: outvoted, quarantined and slashed", { timeout: 360_000 }
   let buyer: CellNode;
   const liar = () => prepared[3]!.identity.operatorAddress;
   const rider = () => prepared[4]!.identity.operatorAddress;
+  const spotLiar = () => prepared[5]!.identity.operatorAddress;
 
   before(async () => {
     cluster = await startCluster();
     reader = createReader(cluster.devnet.rpcUrl, cluster.devnet.deployment);
     prepared = await Promise.all(
-      [1, 2, 3, 4, 5].map((i) =>
+      [1, 2, 3, 4, 5, 6].map((i) =>
         cluster.prepare(`donor${i}`, { donor: true, stakeWith: i, config: { runtime: { poolSize: 1 } } }),
       ),
     );
@@ -101,7 +103,7 @@ describe("lying donors: outvoted, quarantined and slashed", { timeout: 360_000 }
     const job = await runJob("the liar's job");
     assert.deepEqual(dissenters(job), [liar()]);
     assert.notEqual(Buffer.from(job.result!.outputBase64, "base64").toString().at(-1), "!");
-    assert.equal(trustOf(buyer, liar())?.status, "quarantined", "quarantined by the verdict itself");
+    await quarantinedBy(buyer, liar());
     assert.match(trustOf(buyer, liar())?.reason ?? "", new RegExp(job.jobId));
     for (const honest of prepared.slice(0, 3))
       assert.notEqual(trustOf(buyer, honest.identity.operatorAddress)?.status, "quarantined");
@@ -118,15 +120,45 @@ describe("lying donors: outvoted, quarantined and slashed", { timeout: 360_000 }
     await until(() => stakedDonors(buyer) === 5, 60_000, "the buyer to see the free rider");
     const job = await runJob("the free rider's job");
     assert.deepEqual(dissenters(job), [rider()], "the quarantined liar was not asked again");
-    assert.equal(trustOf(buyer, rider())?.status, "quarantined");
+    await quarantinedBy(buyer, rider());
   });
 
-  it("slashes both on-chain once the dispute window has passed, paying the treasury and no one else", async () => {
+  it("catches a liar in spot mode at p = 1 whenever it runs, escalating to a quorum of four", async () => {
+    donors.push(
+      await startInProcess(prepared[5]!, bootstrap, {
+        wrapRuntime: (runtime) => lyingRuntime(runtime, () => true),
+      }),
+    );
+    await until(() => stakedDonors(buyer) === 6, 60_000, "the buyer to see the third liar");
+    // The buyer picks the spot replica and its checker at random among the four donors it
+    // still asks: run spot jobs until the liar had one.
+    for (let i = 0; i < 20; i++) {
+      const { jobId } = await buyer.submitJob({
+        module: SHA256_WASM,
+        input: input(`spot ${i}`),
+        verification: "spot",
+        spotRate: 1,
+      });
+      const job = await buyer.waitForJob(jobId, { timeoutMs: 60_000 });
+      assert.equal(job.state, "completed", JSON.stringify(job.events));
+      if (!job.replicas?.some((replica) => replica.operator === spotLiar())) {
+        assert.deepEqual(dissenters(job), []);
+        continue;
+      }
+      assert.deepEqual(dissenters(job), [spotLiar()]);
+      assert.equal(job.verdict?.quorum, 3, "the disagreement escalated to four replicas");
+      await quarantinedBy(buyer, spotLiar());
+      return;
+    }
+    assert.fail("the liar ran none of 20 spot jobs");
+  });
+
+  it("slashes the three liars on-chain once the dispute window has passed, paying the treasury and no one else", async () => {
     const claims = () => buyer.slashes().history.filter((row) => row.kind === "outvote");
     await until(
-      () => claims().filter((row) => row.caseId !== null).length === 2,
+      () => claims().filter((row) => row.caseId !== null).length === 3,
       60_000,
-      "both outvote cases to be opened",
+      "the three outvote cases to be opened",
     );
     const wallets = await Promise.all(
       prepared.map(
@@ -147,17 +179,20 @@ describe("lying donors: outvoted, quarantined and slashed", { timeout: 360_000 }
     await until(
       () => claims().every((row) => row.state === "done"),
       150_000,
-      "both cases to be finalized after the dispute window",
+      "the cases to be finalized after the dispute window",
     );
     assert.deepEqual(
       claims().map((row) => row.outcome),
-      ["slashed", "slashed"],
+      ["slashed", "slashed", "slashed"],
     );
     const afterStakes = await stakes();
     const lost = before.map((bonded, i) => bonded - afterStakes[i]!);
     assert.deepEqual(lost.slice(0, 3), [0n, 0n, 0n], "honest donors keep their stake");
-    assert.ok(lost[3]! > 0n && lost[4]! > 0n, "the liar and the free rider lost stake");
-    assert.equal(await atpBalance(reader, treasury), treasuryBefore + lost[3]! + lost[4]!);
+    assert.ok(
+      lost.slice(3).every((amount) => amount > 0n),
+      "every liar lost stake",
+    );
+    assert.equal(await atpBalance(reader, treasury), treasuryBefore + lost[3]! + lost[4]! + lost[5]!);
     assert.equal(
       await atpBalance(reader, buyerNode.identity.operatorAddress),
       reporterBefore,
@@ -165,18 +200,19 @@ describe("lying donors: outvoted, quarantined and slashed", { timeout: 360_000 }
     );
   });
 
-  it("keeps both quarantines and both slashes across a restart of the buyer", async () => {
+  it("keeps the quarantines and the slashes across a restart of the buyer", async () => {
     await buyer.stop();
     buyer = await startInProcess(buyerNode, bootstrap);
     assert.equal(trustOf(buyer, liar())?.status, "quarantined");
     assert.equal(trustOf(buyer, rider())?.status, "quarantined");
+    assert.equal(trustOf(buyer, spotLiar())?.status, "quarantined");
     assert.deepEqual(
       buyer
         .slashes()
         .history.filter((row) => row.kind === "outvote")
         .map((row) => [row.operator.toLowerCase(), row.outcome])
         .sort(),
-      [liar(), rider()].map((operator) => [operator.toLowerCase(), "slashed"]).sort(),
+      [liar(), rider(), spotLiar()].map((operator) => [operator.toLowerCase(), "slashed"]).sort(),
     );
   });
 
@@ -194,6 +230,15 @@ function stakedDonors(node: CellNode): number {
 
 function dissenters(job: JobView): Address[] {
   return (job.verdict?.dissenters ?? []).map((dissenter) => dissenter.operator);
+}
+
+/** Waits (briefly: the buyer quarantines at the verdict) until `node` holds `operator` quarantined. */
+async function quarantinedBy(node: CellNode, operator: Address): Promise<void> {
+  await until(
+    () => trustOf(node, operator)?.status === "quarantined",
+    2_000,
+    `${operator} to be quarantined`,
+  );
 }
 
 /** The node's trust state of `operator`, whether or not its donor is connected and has advertised yet. */
