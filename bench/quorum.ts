@@ -115,23 +115,33 @@ try {
       .reduce<number>((sum, ms, i) => sum + (ms as number) - (before[i + 1] as number), 0);
     return { mine, donors };
   };
-  const sustained = async (replicas: number): Promise<number> => {
+  /** Load with `replicas` per job for `seconds`, added to `totals`. */
+  const sustained = async (replicas: number, seconds: number, totals: LoadTotals): Promise<void> => {
     const cpuBefore = cpuMs();
-    const endAt = performance.now() + SECONDS * 1_000;
-    let completed = 0;
+    const cancelsBefore = buyer.stats().buyer;
+    const endAt = performance.now() + seconds * 1_000;
     const worker = async () => {
       while (performance.now() < endAt) {
         await runOne(replicas);
-        completed++;
+        totals.completed++;
       }
     };
     const started = performance.now();
     await Promise.all(Array.from({ length: CONCURRENCY }, worker));
+    totals.seconds += (performance.now() - started) / 1_000;
     const { mine, donors } = spentSince(cpuBefore);
+    totals.mineMs += mine;
+    totals.donorsMs += donors;
+    const cancels = buyer.stats().buyer;
+    totals.cancelsSent += cancels.cancelsSent - cancelsBefore.cancelsSent;
+    totals.cancelsStopped += cancels.cancelsStopped - cancelsBefore.cancelsStopped;
+  };
+  const report = (replicas: number, totals: LoadTotals) => {
+    const perJob = (value: number) => (value / Math.max(1, totals.completed)).toFixed(2);
     console.log(
-      `cpu  ${replicas} replica(s): ${(mine / completed).toFixed(2)} ms per job in this process (buyer and one donor), ${(donors / completed).toFixed(2)} ms in the other donors`,
+      `cpu  ${replicas} replica(s): ${perJob(totals.mineMs)} ms per job in this process (buyer and one donor), ${perJob(totals.donorsMs)} ms in the other donors; cancels per job ${perJob(totals.cancelsSent)} sent, ${perJob(totals.cancelsStopped)} stopped a run`,
     );
-    return completed / ((performance.now() - started) / 1_000);
+    return totals.completed / totals.seconds;
   };
 
   for (let i = 0; i < WARMUP_JOBS; i++) await runOne(3);
@@ -144,10 +154,17 @@ try {
   console.log(
     `latency  ${LATENCY_JOBS} sequential 3-replica jobs: p50 ${p50.toFixed(1)} ms, p95 ${p95.toFixed(1)} ms`,
   );
-  const jobsPerSec = await sustained(3);
-  const singleJobsPerSec = await sustained(1);
+  // Alternating halves, so a change in the machine's load weighs on both modes alike.
+  const replicated = newTotals();
+  const single = newTotals();
+  for (let half = 0; half < 2; half++) {
+    await sustained(3, SECONDS / 2, replicated);
+    await sustained(1, SECONDS / 2, single);
+  }
+  const jobsPerSec = report(3, replicated);
+  const singleJobsPerSec = report(1, single);
   console.log(
-    `throughput  ${CONCURRENCY} jobs in flight for ${SECONDS} s each: ${jobsPerSec.toFixed(1)} jobs/s with 3 replicas, ${singleJobsPerSec.toFixed(1)} with 1 (${((100 * jobsPerSec) / singleJobsPerSec).toFixed(0)} %)`,
+    `throughput  ${CONCURRENCY} jobs in flight for ${SECONDS} s each, in alternating halves: ${jobsPerSec.toFixed(1)} jobs/s with 3 replicas, ${singleJobsPerSec.toFixed(1)} with 1 (${((100 * jobsPerSec) / singleJobsPerSec).toFixed(0)} %)`,
   );
 
   const liarQuarantineMs = await timeToQuarantine(buyer, liar, liarNode, runOne, verdicts);
@@ -207,6 +224,19 @@ async function timeToQuarantine(
     await new Promise((resolve) => setTimeout(resolve, 5));
   }
   return null;
+}
+
+interface LoadTotals {
+  completed: number;
+  seconds: number;
+  mineMs: number;
+  donorsMs: number;
+  cancelsSent: number;
+  cancelsStopped: number;
+}
+
+function newTotals(): LoadTotals {
+  return { completed: 0, seconds: 0, mineMs: 0, donorsMs: 0, cancelsSent: 0, cancelsStopped: 0 };
 }
 
 function round(value: number): number {

@@ -172,10 +172,41 @@ describe("runtime: an aborted run", () => {
       assert.ok(Date.now() - started < 5_000, `stopped after ${Date.now() - started} ms`);
       const next = await runtime.execute({ ...job, module: short, fuelLimit: 1_000_000n });
       assert.equal(next.kind, "result", "a fresh worker runs the next job");
+      assert.equal(runtime.replacedWorkers(), 1, "the long run's worker was replaced");
       const aborted = new AbortController();
       aborted.abort();
       const never = await runtime.execute({ ...job, module: short }, { signal: aborted.signal });
       assert.equal(never.kind, "no_result");
+    } finally {
+      await runtime.close();
+    }
+  });
+});
+
+describe("runtime: a cancelled short run", () => {
+  it("keeps its worker when the run ends within the grace", { timeout: 60_000 }, async () => {
+    const runtime = await createRuntime({ poolSize: 1, logger: pino({ level: "silent" }) });
+    try {
+      const job = {
+        module: await spinModule(1_000),
+        input: new Uint8Array(),
+        fuelLimit: 1_000_000n,
+        memoryPages: 16,
+        timeoutMs: 60_000,
+      };
+      assert.equal((await runtime.execute(job)).kind, "result", "compiled and warm");
+      for (let i = 0; i < 5; i++) {
+        const controller = new AbortController();
+        const run = runtime.execute(job, { signal: controller.signal });
+        queueMicrotask(() => controller.abort());
+        assert.equal((await run).kind, "no_result");
+      }
+      assert.equal((await runtime.execute(job)).kind, "result");
+      assert.equal(
+        runtime.replacedWorkers(),
+        0,
+        "no worker was replaced for a run that ended within its grace",
+      );
     } finally {
       await runtime.close();
     }

@@ -36,6 +36,13 @@ interface Task {
   cancelled?: boolean;
 }
 
+/**
+ * A cancelled run is given this long to end on its own before its worker is replaced:
+ * a new worker (a thread, its modules compiled again) costs more than the rest of a short
+ * run. The caller is answered at once either way.
+ */
+export const CANCEL_GRACE_MS = 100;
+
 /** The answer to a task whose caller aborted it. */
 export const CANCELLED_DETAIL = "cancelled";
 
@@ -63,6 +70,8 @@ export class WorkerPool {
   private closed = false;
   /** Workers that died before they were ready, in a row; past a few the pool gives up. */
   private startFailures = 0;
+  /** Workers terminated and started again (timeouts, cancels past their grace, crashes). */
+  replacedWorkers = 0;
 
   constructor(size: number, logger: Logger, entry: URL = WORKER_SOURCE) {
     this.logger = logger;
@@ -78,7 +87,7 @@ export class WorkerPool {
   /**
    * Runs a task on the next free worker. Aborting `signal` answers the task at once with a
    * `cancelled` crash: a queued task leaves the queue, and a worker that runs (or is about to
-   * run) it is terminated and replaced.
+   * run) it is terminated and replaced unless the run ends within CANCEL_GRACE_MS.
    */
   run<T>(request: WithoutId<WorkerRequest>, timeoutMs: number, signal?: AbortSignal): Promise<PoolReply<T>> {
     if (this.closed) return Promise.resolve({ kind: "crash", detail: "runtime is closed" });
@@ -107,8 +116,8 @@ export class WorkerPool {
     const queued = this.queue.indexOf(task);
     if (queued >= 0) return void this.queue.splice(queued, 1);
     const slot = this.slots.find((candidate) => candidate.tasks[0] === task);
-    // A task waiting behind another in a worker is dropped when its turn comes (startClock).
-    if (slot) this.replace(slot, undefined);
+    // A task waiting behind another in a worker gets its grace when its turn comes (startClock).
+    if (slot) this.giveGrace(slot);
   }
 
   async close(): Promise<void> {
@@ -160,8 +169,14 @@ export class WorkerPool {
 
   private startClock(slot: Slot): void {
     const running = slot.tasks[0];
-    if (running?.cancelled) return this.replace(slot, undefined);
+    if (running?.cancelled) return this.giveGrace(slot);
     if (running) slot.timer = setTimeout(() => this.onTimeout(slot), running.timeoutMs);
+  }
+
+  /** The running task was cancelled: its worker goes unless the run ends within CANCEL_GRACE_MS. */
+  private giveGrace(slot: Slot): void {
+    clearTimeout(slot.timer);
+    slot.timer = setTimeout(() => this.replace(slot, undefined), CANCEL_GRACE_MS);
   }
 
   private onReply(slot: Slot, message: { id: number; reply: unknown }): void {
@@ -198,6 +213,7 @@ export class WorkerPool {
       }
     } else {
       this.slots.splice(index, 1, this.spawn());
+      this.replacedWorkers++;
     }
     slot.worker.removeAllListeners();
     slot.worker.on("error", () => undefined);

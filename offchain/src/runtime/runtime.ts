@@ -62,13 +62,18 @@ export interface RuntimeOptions {
 }
 
 export interface Runtime {
-  /** Aborting `options.signal` stops the run (its worker is replaced) and ends it with no result. */
+  /**
+   * Aborting `options.signal` ends the run at once with no result; its worker is replaced
+   * unless the run ends on its own within CANCEL_GRACE_MS.
+   */
   execute(job: Job, options?: { signal?: AbortSignal }): Promise<ExecutionResult | NoResult>;
   /** Policy check + instrumentation of a module (cached by CID), without running it. */
   prepare(
     module: Uint8Array,
     timeoutMs?: number,
   ): Promise<{ cid: string; ok: true } | { cid: string; ok: false; reason: string }>;
+  /** Workers replaced so far (timeouts, cancelled runs past their grace, crashes). */
+  replacedWorkers(): number;
   close(): Promise<void>;
 }
 
@@ -207,6 +212,7 @@ export async function createRuntime(options: RuntimeOptions = {}): Promise<Runti
             : preparation.result.detail,
       };
     },
+    replacedWorkers: () => pool.replacedWorkers,
     close: () => pool.close(),
   };
 }
