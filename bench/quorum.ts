@@ -5,11 +5,9 @@
 // and then with 1 replica on the same nodes, and the time from a lie's verdict to the
 // liar's quarantine at the buyer (null when this build's trust layer quarantines no one).
 // Goals: p50 ≤ 50 ms; 3-replica jobs/s ≥ 0.5 × 1-replica jobs/s; quarantine ≤ 1,000 ms.
-import { pino } from "pino";
 import type { CellNode } from "../offchain/src/node/index.ts";
 import { cidOf } from "../offchain/src/protocol/index.ts";
 import type { VerdictReport } from "../offchain/src/quorum/index.ts";
-import { createRuntime } from "../offchain/src/runtime/index.ts";
 import type { ExecutionResult, Job, NoResult, Runtime } from "../offchain/src/runtime/index.ts";
 import {
   processCpuMs,
@@ -49,7 +47,6 @@ class SwitchableExecutor implements Pick<Runtime, "execute"> {
 }
 
 const cluster = await startCluster();
-const runtime = await createRuntime({ poolSize: 1, logger: pino({ level: "silent" }) });
 const children: ChildNode[] = [];
 const inProcess: CellNode[] = [];
 try {
@@ -73,8 +70,12 @@ try {
   const bootstrap = first.multiaddrs.slice(0, 1);
   children.push(...(await Promise.all(nodes.slice(1, -1).map((node) => startChild(node, bootstrap)))));
   const liarNode: ClusterNode = nodes.at(-1)!;
-  const liar = new SwitchableExecutor(runtime);
-  inProcess.push(await startInProcess(liarNode, bootstrap, { runtime: liar }));
+  let liar!: SwitchableExecutor;
+  inProcess.push(
+    await startInProcess(liarNode, bootstrap, {
+      wrapRuntime: (runtime) => (liar = new SwitchableExecutor(runtime)),
+    }),
+  );
   const verdicts = new Map<string, { report: VerdictReport; at: number }>();
   const buyer = await startInProcess(buyerNode, bootstrap, {
     verdictListener: {
@@ -189,7 +190,6 @@ try {
 } finally {
   for (const node of inProcess) await node.stop();
   await Promise.all(children.map((child) => child.kill("SIGTERM")));
-  await runtime.close();
   await cluster.close();
 }
 

@@ -5,12 +5,10 @@
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
-import { pino } from "pino";
 import type { Address } from "viem";
 import type { CellNode, JobView } from "../../offchain/src/node/index.ts";
 import { cidOf } from "../../offchain/src/protocol/index.ts";
 import type { EquivocationSighting, VerdictReport } from "../../offchain/src/quorum/index.ts";
-import { createRuntime } from "../../offchain/src/runtime/index.ts";
 import type { ExecutionResult, Job, NoResult, Runtime } from "../../offchain/src/runtime/index.ts";
 import { ensureJobs } from "../../scripts/build-jobs.ts";
 import { spinModule, startCluster, startInProcess, until } from "./cluster.ts";
@@ -63,7 +61,6 @@ class SwitchableExecutor implements Pick<Runtime, "execute"> {
 
 describe("replicated jobs: verdicts, cancels and spot checks on real nodes", { timeout: 300_000 }, () => {
   let cluster: Cluster;
-  let runtime: Runtime;
   let donorNodes: ClusterNode[];
   const executors: SwitchableExecutor[] = [];
   let donors: CellNode[] = [];
@@ -73,7 +70,6 @@ describe("replicated jobs: verdicts, cancels and spot checks on real nodes", { t
 
   before(async () => {
     cluster = await startCluster();
-    runtime = await createRuntime({ poolSize: 2, logger: pino({ level: "silent" }) });
     const spin = await spinModule(LONG_SPIN);
     donorNodes = await Promise.all(
       Array.from({ length: DONORS }, (_, i) =>
@@ -93,13 +89,16 @@ describe("replicated jobs: verdicts, cancels and spot checks on real nodes", { t
         trust: { quarantineMs: [1], banAtStrike: 100 },
       },
     });
-    for (let i = 0; i < DONORS; i++) executors.push(new SwitchableExecutor(runtime, spin));
-    const first = await startInProcess(donorNodes[0]!, [], { runtime: executors[0] });
+    // Each donor's executor wraps the donor's own runtime.
+    const switchable = (i: number) => ({
+      wrapRuntime: (runtime: Runtime) => (executors[i] = new SwitchableExecutor(runtime, spin)),
+    });
+    const first = await startInProcess(donorNodes[0]!, [], switchable(0));
     const bootstrap = first.multiaddrs().slice(0, 1);
     donors = [
       first,
       ...(await Promise.all(
-        donorNodes.slice(1).map((node, i) => startInProcess(node, bootstrap, { runtime: executors[i + 1] })),
+        donorNodes.slice(1).map((node, i) => startInProcess(node, bootstrap, switchable(i + 1))),
       )),
     ];
     buyer = await startInProcess(buyerNode, bootstrap, {
@@ -118,7 +117,6 @@ describe("replicated jobs: verdicts, cancels and spot checks on real nodes", { t
   after(async () => {
     await buyer?.stop();
     await Promise.all(donors.map((donor) => donor.stop()));
-    await runtime?.close();
     await cluster?.close();
   });
 

@@ -347,6 +347,13 @@ describe("buyer machine: placement and bid rounds", () => {
     const effects = driver.tick(60);
     const chosen = effects.find((effect) => effect.type === "check_bid_signature");
     assert.equal(chosen?.candidate.peerId, "B");
+    assert.equal(driver.of("store_bid").length, 0, "no bid is written before one binds an executor");
+    driver.send({ type: "bid_signature_checked", round: 1, peerId: "B", valid: true });
+    assert.deepEqual(
+      driver.of("store_bid").map((effect) => effect.candidate.peerId),
+      ["B"],
+      "only the chosen bid is written",
+    );
   });
 
   it("waits for a stake check still out when the bid window ends, then selects", () => {
@@ -890,7 +897,7 @@ describe("buyer machine: bounds", () => {
     assert.equal(driver.job.totals.rounds, 99);
     assert.equal(driver.job.totals.bids, 396);
     assert.ok(view.events.some((event) => event.type === "bid_rounds"));
-    assert.equal(driver.of("store_bid").length, settings.maxStoredBids);
+    assert.equal(driver.of("store_bid").length, 0, "no bid bound an executor, so none is written");
     const stored = driver.of("store_event").filter((effect) => effect.event.type === "bid_received");
     assert.equal(stored.length, 0, "bid events are written only when the job settles");
 

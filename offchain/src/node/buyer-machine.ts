@@ -337,10 +337,6 @@ class Transition {
       pricePerMegaFuel: candidate.pricePerMegaFuel.toString(),
     });
     round.candidates.push(candidate);
-    if (job.storedBids < this.settings.maxStoredBids) {
-      job.storedBids++;
-      this.effects.push({ type: "store_bid", candidate });
-    }
     round.windowEndsAt ??= this.now + this.settings.bidWindowMs;
     this.answered(from);
   }
@@ -496,6 +492,11 @@ class Transition {
     job.lastAttempt = attempt.number;
     slot.current = attempt;
     job.round!.assigning.push(attempt.number);
+    // Only the bids that bind an executor are written; the others live on as round events.
+    if (job.storedBids < this.settings.maxStoredBids) {
+      job.storedBids++;
+      this.effects.push({ type: "store_bid", candidate: chosen });
+    }
     this.effects.push({ type: "assign", attempt: attempt.number, candidate: chosen });
   }
 

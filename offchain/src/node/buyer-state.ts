@@ -43,7 +43,7 @@ export interface BuyerSettings {
   backoff: BackoffOptions;
   /** Backoff of a job that could not be placed. */
   placementBackoff: BackoffOptions;
-  /** Bids of one job written to the store; later bidders are kept in memory only. */
+  /** Chosen bids of one job written to the store (one per assignment, up to this many). */
   maxStoredBids: number;
   /** Events of one job kept (the first, `announced`, always stays). */
   maxEvents: number;

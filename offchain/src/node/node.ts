@@ -106,8 +106,6 @@ export interface StartNodeOptions {
    * benchmarks use it to make a faulty donor (test/support/lying-runtime.ts); no config sets it.
    */
   wrapRuntime?: (runtime: Runtime) => Pick<Runtime, "execute">;
-  /** Runs the donor's jobs instead of the node's own runtime (tests build faulty donors with it). */
-  runtime?: Pick<Runtime, "execute">;
   /** Hears the verdicts and equivocations of this node's replicated jobs. */
   verdictListener?: VerdictListener;
   /** Told of evidence this node verified and of peers that sent evidence proving nothing. */
@@ -207,7 +205,7 @@ async function assemble(
   chain: ChainInfo,
   cleanup: (() => Promise<void> | void)[],
   blockAccess: BlockAccess,
-  options: Pick<StartNodeOptions, "runtime" | "verdictListener">,
+  options: Pick<StartNodeOptions, "verdictListener">,
   evidence: EvidenceDesk,
   trust: TrustBook,
 ): Promise<CellNode> {
@@ -216,7 +214,7 @@ async function assemble(
   const adverts = new AdvertIntake(ctx, peerBook);
   const refusals = refusalRecorder(mesh, log);
   const misbehaved = reportingForgeries(refusals.misbehaved, trust);
-  const donor = new Donor(donorPorts(ctx, misbehaved, options.runtime), {
+  const donor = new Donor(donorPorts(ctx, misbehaved), {
     policy: donorPolicy(ctx.config),
     adverts: ctx.config.adverts,
     announcedJobsPerBuyerPerSecond: ctx.config.donor.announcedJobsPerBuyerPerSecond,
@@ -654,12 +652,8 @@ function withTrust(
 }
 
 /** The donor's ports on the node's mesh, store, keys and stake cache. */
-function donorPorts(
-  ctx: NodeContext,
-  misbehaved: Misbehaved,
-  runtime: Pick<Runtime, "execute"> | undefined = ctx.runtime,
-): DonorPorts {
-  const { mesh, log, operator, domain } = ctx;
+function donorPorts(ctx: NodeContext, misbehaved: Misbehaved): DonorPorts {
+  const { mesh, log, operator, domain, runtime } = ctx;
   return {
     clock: {
       now: ctx.now,
