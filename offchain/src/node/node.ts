@@ -145,8 +145,7 @@ export async function startNode(config: NodeConfig, options: StartNodeOptions = 
         })
       : undefined;
     if (runtime) cleanup.unshift(() => runtime.close());
-    const executor =
-      runtime && options.wrapRuntime ? { ...runtime, ...options.wrapRuntime(runtime) } : runtime;
+    const executor = runtime && options.wrapRuntime ? wrappedRuntime(runtime, options.wrapRuntime) : runtime;
     const mesh = await createMeshNode({
       peerKeySeed: identity.peerKeySeed,
       listen: config.listen,
@@ -649,6 +648,12 @@ function withTrust(
     if (subject) view.trust = subject;
   }
   return [...views.values()];
+}
+
+/** `runtime` with its `execute` replaced by the wrapper's (a plain object or a class instance). */
+function wrappedRuntime(runtime: Runtime, wrap: NonNullable<StartNodeOptions["wrapRuntime"]>): Runtime {
+  const wrapper = wrap(runtime);
+  return { ...runtime, execute: (job, options) => wrapper.execute(job, options) };
 }
 
 /** The donor's ports on the node's mesh, store, keys and stake cache. */
