@@ -136,11 +136,12 @@ try {
     const cancels = buyer.stats().buyer;
     totals.cancelsSent += cancels.cancelsSent - cancelsBefore.cancelsSent;
     totals.cancelsStopped += cancels.cancelsStopped - cancelsBefore.cancelsStopped;
+    totals.cancelsSpared += cancels.cancelsSpared - cancelsBefore.cancelsSpared;
   };
   const report = (replicas: number, totals: LoadTotals) => {
     const perJob = (value: number) => (value / Math.max(1, totals.completed)).toFixed(2);
     console.log(
-      `cpu  ${replicas} replica(s): ${perJob(totals.mineMs)} ms per job in this process (buyer and one donor), ${perJob(totals.donorsMs)} ms in the other donors; cancels per job ${perJob(totals.cancelsSent)} sent, ${perJob(totals.cancelsStopped)} stopped a run`,
+      `cpu  ${replicas} replica(s): ${perJob(totals.mineMs)} ms per job in this process (buyer and one donor), ${perJob(totals.donorsMs)} ms in the other donors; cancels per job ${perJob(totals.cancelsSent)} sent, ${perJob(totals.cancelsStopped)} stopped a run, ${perJob(totals.cancelsSpared)} not needed (the receipt came first)`,
     );
     return totals.completed / totals.seconds;
   };
@@ -233,10 +234,19 @@ interface LoadTotals {
   donorsMs: number;
   cancelsSent: number;
   cancelsStopped: number;
+  cancelsSpared: number;
 }
 
 function newTotals(): LoadTotals {
-  return { completed: 0, seconds: 0, mineMs: 0, donorsMs: 0, cancelsSent: 0, cancelsStopped: 0 };
+  return {
+    completed: 0,
+    seconds: 0,
+    mineMs: 0,
+    donorsMs: 0,
+    cancelsSent: 0,
+    cancelsStopped: 0,
+    cancelsSpared: 0,
+  };
 }
 
 function round(value: number): number {

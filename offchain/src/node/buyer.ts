@@ -39,6 +39,11 @@ const OUTPUT_FETCH_TIMEOUT_MS = 10_000;
 const DEFAULT_SPOT_RATE = 0.1;
 /** Replicas a spot job's spec signs: the smallest quorum that can outvote a liar on-chain. */
 const SPOT_SPEC_REPLICAS = 4;
+/**
+ * How long a cancel waits for the executor's own answer: the last replica of a short job has
+ * mostly finished when the verdict comes, and its receipt on its way makes the cancel moot.
+ */
+const CANCEL_DELAY_MS = 50;
 
 /**
  * The buying half of a node: the shell around the job state machine (buyer-machine.ts).
@@ -64,6 +69,11 @@ export class Buyer {
   readonly #finished: Hex[] = [];
   /** One wake-up per unfinished job, cleared when the job settles. */
   readonly #wakes = new Map<Hex, { at: number; timer: NodeJS.Timeout }>();
+  /**
+   * Cancels waiting out CANCEL_DELAY_MS, by job and executor peer. Each entry lives at most
+   * CANCEL_DELAY_MS, so the map holds at most the replicas settled in that time.
+   */
+  readonly #pendingCancels = new Map<string, NodeJS.Timeout>();
   /** Deliveries waiting for their answer; each is answered once its receipt is judged. */
   readonly #acks = new Map<number, (ack: { accepted: boolean; reason?: ReasonCode }) => void>();
   #ackSeq = 0;
@@ -74,6 +84,7 @@ export class Buyer {
     discoveryRounds: 0,
     cancelsSent: 0,
     cancelsStopped: 0,
+    cancelsSpared: 0,
   };
   /**
    * Jobs asked of each donor (for tests and benchmarks). Bound: `MAX_COUNTED_PEERS` entries;
@@ -125,6 +136,8 @@ export class Buyer {
     clearInterval(this.#tick);
     for (const { timer } of this.#wakes.values()) clearTimeout(timer);
     this.#wakes.clear();
+    for (const timer of this.#pendingCancels.values()) clearTimeout(timer);
+    this.#pendingCancels.clear();
     for (const resolve of this.#acks.values()) resolve({ accepted: false, reason: "shutting_down" });
     this.#acks.clear();
     this.#journal.close();
@@ -261,6 +274,7 @@ export class Buyer {
     );
     const now = this.#ports.clock.now();
     this.#ports.donors.touch(from, now);
+    this.#spareCancel(jobId, from);
     this.#dispatch(
       jobId,
       delivery.type === "receipt"
@@ -333,7 +347,7 @@ export class Buyer {
       case "misbehaved":
         return this.#ports.misbehaved(effect.peerId, effect.reason, effect.detail);
       case "cancel":
-        return detach(this.#ports.log, "cancelling an execution", this.#cancel(job.jobId, effect));
+        return this.#cancelSoon(job.jobId, effect);
       case "verdict":
         return this.#tell("verdict", () => this.#ports.verdictListener?.onVerdict(effect.report));
       case "equivocation":
@@ -380,6 +394,28 @@ export class Buyer {
     } catch (err) {
       this.#ports.log.warn({ err: errorMessage(err) }, `the verdict listener failed on a ${what}`);
     }
+  }
+
+  /** Cancels an execution CANCEL_DELAY_MS from now unless its executor answers first. */
+  #cancelSoon(jobId: Hex, effect: Extract<BuyerEffect, { type: "cancel" }>): void {
+    const key = `${jobId} ${effect.peerId}`;
+    clearTimeout(this.#pendingCancels.get(key));
+    const timer = setTimeout(() => {
+      this.#pendingCancels.delete(key);
+      detach(this.#ports.log, "cancelling an execution", this.#cancel(jobId, effect));
+    }, CANCEL_DELAY_MS);
+    timer.unref();
+    this.#pendingCancels.set(key, timer);
+  }
+
+  /** The executor answered (a receipt or no result): a cancel still waiting is not needed. */
+  #spareCancel(jobId: Hex, from: string): void {
+    const key = `${jobId} ${from}`;
+    const timer = this.#pendingCancels.get(key);
+    if (timer === undefined) return;
+    clearTimeout(timer);
+    this.#pendingCancels.delete(key);
+    this.#stats.cancelsSpared++;
   }
 
   /** Best effort: an executor that does not hear the cancel finishes and its receipt is ignored. */
@@ -718,6 +754,8 @@ export interface BuyerStats {
   /** Cancels sent to executors of replicated or reassigned jobs, and those that stopped a run. */
   cancelsSent: number;
   cancelsStopped: number;
+  /** Cancels not sent: the executor's answer came within CANCEL_DELAY_MS. */
+  cancelsSpared: number;
 }
 
 /** A submission's verification: spot checks at their rate, else a quorum of its replicas. */
