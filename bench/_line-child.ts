@@ -6,6 +6,7 @@ import type { ChildProcess } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { createInterface } from "node:readline";
 import type { CellNode } from "../offchain/src/node/index.ts";
+import type { Cluster, ClusterNode } from "../test/e2e/cluster.ts";
 
 /** A child process of a benchmark. */
 export interface BenchProcess {
@@ -20,6 +21,33 @@ export interface LineChild extends BenchProcess {
 }
 
 const STOP_GRACE_MS = 10_000;
+
+/**
+ * A benchmark's nodes, with the node's default timers: `donors` staked donors, each with one
+ * runtime worker and `slots` slots, and a buyer that keeps up to 1,024 jobs in flight.
+ */
+export async function prepareBenchNodes(
+  cluster: Cluster,
+  donors: number,
+  slots: number,
+): Promise<{ donorNodes: ClusterNode[]; buyerNode: ClusterNode }> {
+  const donorNodes = await Promise.all(
+    Array.from({ length: donors }, (_, i) =>
+      cluster.prepare(`donor${i + 1}`, {
+        donor: true,
+        stakeWith: i + 1,
+        config: { donor: { slots }, runtime: { poolSize: 1 }, logLevel: "error" },
+        defaultTimers: true,
+      }),
+    ),
+  );
+  const buyerNode = await cluster.prepare("buyer", {
+    donor: false,
+    config: { logLevel: "error", buyer: { maxInFlight: 1024 } },
+    defaultTimers: true,
+  });
+  return { donorNodes, buyerNode };
+}
 
 /** Starts `script` and hands it `params` on stdin, which stays open: the child stops when it closes. */
 export function startLineChild(name: string, script: string, params: object): LineChild {

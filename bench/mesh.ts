@@ -8,7 +8,7 @@
 import { fileURLToPath } from "node:url";
 import { processCpuMs, processRssMb, spinModule, startChild, startCluster } from "../test/e2e/cluster.ts";
 import type { ClusterNode } from "../test/e2e/cluster.ts";
-import { ioCalls, startLineChild, stopProcess } from "./_line-child.ts";
+import { ioCalls, prepareBenchNodes, startLineChild, stopProcess } from "./_line-child.ts";
 import type { BenchProcess, IoCalls } from "./_line-child.ts";
 import type { MeshBuyerFigures, MeshBuyerParams } from "./_mesh-buyer.ts";
 
@@ -49,21 +49,7 @@ for (const signal of ["SIGINT", "SIGTERM"] as const)
   process.once(signal, () => void shutdown().finally(() => process.exit(130)));
 
 try {
-  const donorNodes = await Promise.all(
-    Array.from({ length: DONORS }, (_, i) =>
-      cluster.prepare(`donor${i + 1}`, {
-        donor: true,
-        stakeWith: i + 1,
-        config: { donor: { slots: SLOTS_PER_DONOR }, runtime: { poolSize: 1 }, logLevel: "error" },
-        defaultTimers: true,
-      }),
-    ),
-  );
-  const buyerNode = await cluster.prepare("buyer", {
-    donor: false,
-    config: { logLevel: "error", buyer: { maxInFlight: 1024 } },
-    defaultTimers: true,
-  });
+  const { donorNodes, buyerNode } = await prepareBenchNodes(cluster, DONORS, SLOTS_PER_DONOR);
   const startDonor = async (node: ClusterNode, bootstrap?: string[]) => {
     const started = startChild(node, bootstrap);
     starting.push(started);

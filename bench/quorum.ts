@@ -18,6 +18,7 @@ import {
   until,
 } from "../test/e2e/cluster.ts";
 import type { ChildNode, ClusterNode } from "../test/e2e/cluster.ts";
+import { prepareBenchNodes } from "./_line-child.ts";
 
 const DONORS = 6;
 const WARMUP_JOBS = 10;
@@ -50,21 +51,7 @@ const cluster = await startCluster();
 const children: ChildNode[] = [];
 const inProcess: CellNode[] = [];
 try {
-  const nodes = await Promise.all(
-    Array.from({ length: DONORS }, (_, i) =>
-      cluster.prepare(`donor${i + 1}`, {
-        donor: true,
-        stakeWith: i + 1,
-        config: { donor: { slots: SLOTS_PER_DONOR }, runtime: { poolSize: 1 }, logLevel: "error" },
-        defaultTimers: true,
-      }),
-    ),
-  );
-  const buyerNode = await cluster.prepare("buyer", {
-    donor: false,
-    config: { logLevel: "error", buyer: { maxInFlight: 1024 } },
-    defaultTimers: true,
-  });
+  const { donorNodes: nodes, buyerNode } = await prepareBenchNodes(cluster, DONORS, SLOTS_PER_DONOR);
   const first = await startChild(nodes[0]!);
   children.push(first);
   const bootstrap = first.multiaddrs.slice(0, 1);

@@ -69,7 +69,13 @@ describe("lying donors: outvoted, quarantined and slashed", { timeout: 360_000 }
     reader = createReader(cluster.devnet.rpcUrl, cluster.devnet.deployment);
     prepared = await Promise.all(
       [1, 2, 3, 4, 5, 6].map((i) =>
-        cluster.prepare(`donor${i}`, { donor: true, stakeWith: i, config: { runtime: { poolSize: 1 } } }),
+        cluster.prepare(`donor${i}`, {
+          donor: true,
+          stakeWith: i,
+          // The liars (4 to 6) would dispute their cases with their own lying runtime, from
+          // operator keys that hold no ETH; they let the dispute windows pass.
+          config: { runtime: { poolSize: 1 }, slashing: { autoDispute: i <= 3 } },
+        }),
       ),
     );
     buyerNode = await cluster.prepare("buyer", { donor: false });

@@ -26,5 +26,5 @@ export {
 export type { EvidenceChain, OperatorRecord, Verification, VerifyContext } from "./verify.ts";
 export { AccusationWatcher, decideDispute, disputerChainOf, whyClosed } from "./disputer.ts";
 export type { DisputeDecision, DisputerOptions, DisputerPorts, ExecutionOutcome } from "./disputer.ts";
-export { reexecutorOf } from "./reexecute.ts";
+export { executeSpec, reexecutorOf } from "./reexecute.ts";
 export type { JobBlocks } from "./reexecute.ts";

@@ -27,14 +27,7 @@ export function reexecutorOf(
   return async ({ spec }) => {
     const module = await block(bytes32ToCid(spec.moduleCid).toString());
     const input = await block(bytes32ToCid(spec.inputCid).toString());
-    const result = await runtime.execute({
-      module,
-      input,
-      entry: spec.entry,
-      fuelLimit: spec.fuelLimit,
-      memoryPages: spec.memoryPages,
-      timeoutMs: spec.timeoutMs,
-    });
+    const result = await executeSpec(runtime, spec, module, input);
     if (result.kind === "no_result") return undefined;
     return {
       status: ReceiptStatus[result.status],
@@ -42,4 +35,21 @@ export function reexecutorOf(
       fuelUsed: result.fuelUsed,
     };
   };
+}
+
+/** Runs a job as its spec says, on the given module and input (re-executions: disputes, juries). */
+export function executeSpec(
+  runtime: Pick<Runtime, "execute">,
+  spec: OutvoteEvidence["spec"],
+  module: Uint8Array,
+  input: Uint8Array,
+): ReturnType<Runtime["execute"]> {
+  return runtime.execute({
+    module,
+    input,
+    entry: spec.entry,
+    fuelLimit: spec.fuelLimit,
+    memoryPages: spec.memoryPages,
+    timeoutMs: spec.timeoutMs,
+  });
 }

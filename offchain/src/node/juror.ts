@@ -6,6 +6,7 @@ import { peerIdFromPublicKey } from "../identity/index.ts";
 import { ReceiptStatus, bytes32ToCid, cidToBytes32 } from "../protocol/index.ts";
 import type { Receipt } from "../protocol/index.ts";
 import type { Runtime } from "../runtime/index.ts";
+import { executeSpec } from "../evidence/index.ts";
 import { errorMessage } from "./util.ts";
 
 /** A JurorsDrawn event of the JuryCourt. */
@@ -190,14 +191,7 @@ export class CourtWatcher {
     const input = await this.#block(inputCid!, sources);
     const { spec } = evidence;
     const startedAt = this.#ports.now();
-    const result = await runtime.execute({
-      module,
-      input,
-      entry: spec.entry,
-      fuelLimit: spec.fuelLimit,
-      memoryPages: spec.memoryPages,
-      timeoutMs: spec.timeoutMs,
-    });
+    const result = await executeSpec(runtime, spec, module, input);
     if (result.kind === "no_result") {
       log.warn({ caseId, reason: result.reason }, "the disputed job gave no result: no vote");
       return;
