@@ -113,3 +113,4 @@ export {
   waitForRpc,
 } from "./devnet.ts";
 export type { Devnet, DevnetOptions } from "./devnet.ts";
+export { PollLoop } from "./poll-loop.ts";

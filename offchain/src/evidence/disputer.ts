@@ -1,6 +1,6 @@
 import type { Logger } from "pino";
 import type { Address, Hex } from "viem";
-import { accusationsOf, disputeCase, outvoteEvidenceOf, readCase } from "../chain/index.ts";
+import { PollLoop, accusationsOf, disputeCase, outvoteEvidenceOf, readCase } from "../chain/index.ts";
 import type { ChainReader, ChainWriter, OutvoteAccusation, OutvoteEvidence } from "../chain/index.ts";
 
 /** JuryCourt.Stage.Open: accused, within the dispute window, not disputed yet. */
@@ -95,25 +95,22 @@ export class AccusationWatcher {
   readonly #ports: DisputerPorts;
   readonly #options: DisputerOptions;
   #cursor: bigint | undefined;
-  #timer: NodeJS.Timeout | undefined;
-  #stopped = false;
-  #polling: Promise<void> = Promise.resolve();
+  readonly #loop: PollLoop;
   /** caseId → accusation to try again; bound MAX_RETRIED, evicted oldest first or once decided. */
   readonly #retries = new Map<bigint, OutvoteAccusation>();
 
   constructor(ports: DisputerPorts, options: DisputerOptions) {
     this.#ports = ports;
     this.#options = options;
+    this.#loop = new PollLoop(() => this.poll(), options.pollMs);
   }
 
   start(): void {
-    this.#schedule(0);
+    this.#loop.start();
   }
 
-  async stop(): Promise<void> {
-    this.#stopped = true;
-    clearTimeout(this.#timer);
-    await this.#polling;
+  stop(): Promise<void> {
+    return this.#loop.stop();
   }
 
   /** One pass: the retries, then the next range of blocks (exposed for tests). */
@@ -130,7 +127,7 @@ export class AccusationWatcher {
       const to = last < head ? last : head;
       log.debug({ from, to }, "reading outvote accusations");
       for (const accusation of await chain.accusations(from, to)) {
-        if (this.#stopped) return;
+        if (this.#loop.stopped) return;
         await this.#handle(accusation);
       }
       this.#cursor = to + 1n;
@@ -138,14 +135,6 @@ export class AccusationWatcher {
     } catch (err) {
       log.warn({ err: errorText(err) }, "reading outvote accusations failed");
     }
-  }
-
-  #schedule(delayMs: number): void {
-    if (this.#stopped) return;
-    this.#timer = setTimeout(() => {
-      this.#polling = this.poll().finally(() => this.#schedule(this.#options.pollMs));
-    }, delayMs);
-    this.#timer.unref();
   }
 
   async #handle(accusation: OutvoteAccusation): Promise<void> {

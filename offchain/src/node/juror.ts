@@ -1,6 +1,7 @@
 import type { Logger } from "pino";
 import { hexToBytes, isAddressEqual } from "viem";
 import type { Address, Hex } from "viem";
+import { PollLoop } from "../chain/index.ts";
 import type { OutvoteEvidence } from "../chain/index.ts";
 import { peerIdFromPublicKey } from "../identity/index.ts";
 import { ReceiptStatus, bytes32ToCid, cidToBytes32 } from "../protocol/index.ts";
@@ -73,33 +74,22 @@ export class CourtWatcher {
   readonly #ports: JurorPorts;
   readonly #options: JurorOptions;
   #cursor: bigint | undefined;
-  #timer: NodeJS.Timeout | undefined;
-  #stopped = false;
-  #polling: Promise<void> = Promise.resolve();
+  readonly #loop: PollLoop;
   /** caseId → the draw of a duty to try again; bounded by MAX_RETRIED_DUTIES, evicted at its deadline. */
   readonly #retries = new Map<bigint, DrawnCase>();
 
   constructor(ports: JurorPorts, options: JurorOptions) {
     this.#ports = ports;
     this.#options = options;
+    this.#loop = new PollLoop(() => this.#poll(), options.pollMs);
   }
 
   start(): void {
-    this.#schedule(0);
+    this.#loop.start();
   }
 
-  async stop(): Promise<void> {
-    this.#stopped = true;
-    clearTimeout(this.#timer);
-    await this.#polling;
-  }
-
-  #schedule(delayMs: number): void {
-    if (this.#stopped) return;
-    this.#timer = setTimeout(() => {
-      this.#polling = this.#poll().finally(() => this.#schedule(this.#options.pollMs));
-    }, delayMs);
-    this.#timer.unref();
+  stop(): Promise<void> {
+    return this.#loop.stop();
   }
 
   async #poll(): Promise<void> {
@@ -112,7 +102,7 @@ export class CourtWatcher {
       if (from > head) return;
       const to = from + this.#options.blockRange - 1n < head ? from + this.#options.blockRange - 1n : head;
       for (const drawn of await chain.drawnCases(from, to)) {
-        if (this.#stopped) return;
+        if (this.#loop.stopped) return;
         await this.#onDrawn(drawn);
       }
       this.#cursor = to + 1n;
@@ -144,7 +134,7 @@ export class CourtWatcher {
 
   async #retry(): Promise<void> {
     for (const [caseId, drawn] of [...this.#retries]) {
-      if (this.#stopped) return;
+      if (this.#loop.stopped) return;
       if (this.#pastDeadline(drawn)) {
         this.#retries.delete(caseId);
         continue;
