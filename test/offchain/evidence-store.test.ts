@@ -49,6 +49,23 @@ describe("slash submissions", () => {
     store.close();
   });
 
+  test("hold one waiting equivocation per operator, however many jobs a leaked key signs pairs for", () => {
+    const store = openStore(":memory:");
+    const equivocation = (jobId: `0x${string}`, operator: `0x${string}` = OPERATOR) =>
+      store.slashes.add({ kind: "equivocation", jobId, operator, source: "gossip", evidence: {} });
+    const first = equivocation(JOB);
+    assert.ok(first);
+    for (let i = 0; i < 50; i++)
+      assert.equal(
+        equivocation(`0x${i.toString(16).padStart(64, "0")}`, OPERATOR.toLowerCase() as `0x${string}`),
+        undefined,
+      );
+    assert.ok(equivocation(JOB, "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"), "another operator queues");
+    store.slashes.settle(first.id, { state: "done", outcome: "slashed" });
+    assert.ok(equivocation(`0x${"22".repeat(32)}`), "once settled, later evidence is judged again");
+    store.close();
+  });
+
   test("settled ones are not due again and show in the history with their outcome", () => {
     const store = openStore(":memory:");
     const row = store.slashes.add({

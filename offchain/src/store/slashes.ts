@@ -76,6 +76,7 @@ export class SlashesRepository {
   readonly #get: StatementSync;
   readonly #due: StatementSync;
   readonly #pendingCount: StatementSync;
+  readonly #pendingEquivocation: StatementSync;
   readonly #nextDue: StatementSync;
   readonly #count: StatementSync;
   readonly #trim: StatementSync;
@@ -100,6 +101,9 @@ export class SlashesRepository {
       "SELECT MIN(next_attempt_at) AS at FROM slash_submissions WHERE state = 'pending'",
     );
     this.#pendingCount = db.prepare("SELECT COUNT(*) AS n FROM slash_submissions WHERE state = 'pending'");
+    this.#pendingEquivocation = db.prepare(
+      "SELECT 1 FROM slash_submissions WHERE state = 'pending' AND kind = 'equivocation' AND lower(operator) = lower(?) LIMIT 1",
+    );
     this.#count = db.prepare("SELECT COUNT(*) AS n FROM slash_submissions");
     this.#trim = db.prepare(
       `DELETE FROM slash_submissions WHERE id IN (
@@ -125,7 +129,9 @@ export class SlashesRepository {
 
   /**
    * Queues a submission; returns it, or undefined when one for the same (kind, job, operator)
-   * exists already or SLASH_PENDING_MAX are waiting.
+   * exists already, an equivocation of the operator waits already (the registry slashes an
+   * equivocation once and jails: a leaked key signing pairs for many invented jobs fills no
+   * queue), or SLASH_PENDING_MAX are waiting.
    */
   add(slash: NewSlash): SlashRow | undefined {
     const kind = oneOf(slash.kind, SLASH_KINDS, "slashes.add: kind");
@@ -133,6 +139,7 @@ export class SlashesRepository {
     const operator = requireAddress(slash.operator, "slashes.add: operator");
     const source = oneOf(slash.source, SLASH_SOURCES, "slashes.add: source");
     if ((this.#pendingCount.get() as { n: number }).n >= SLASH_PENDING_MAX) return undefined;
+    if (kind === "equivocation" && this.#pendingEquivocation.get(operator) !== undefined) return undefined;
     const id = slashId(kind, jobId, operator);
     const now = this.#now();
     const evidence = encodeJson(slash.evidence, "slashes.add: evidence");
