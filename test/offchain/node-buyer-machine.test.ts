@@ -3,7 +3,8 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import type { Address, Hex } from "viem";
-import { DEFAULT_BACKOFF, buildJobSpec, toAnnounce } from "../../offchain/src/market/index.ts";
+import { buildJobSpec, toAnnounce } from "../../offchain/src/market/index.ts";
+import { testBuyerSettings } from "../support/buyer-settings.ts";
 import { ReceiptStatus, cidOf, cidToBytes32 } from "../../offchain/src/protocol/index.ts";
 import type { StatusResponse } from "../../offchain/src/protocol/index.ts";
 import {
@@ -24,23 +25,7 @@ import type {
 import type { SignedReceipt } from "../../offchain/src/node/buyer-receipts.ts";
 import { jobView } from "../../offchain/src/node/buyer-view.ts";
 
-const settings: BuyerSettings = {
-  bidTimeoutMs: 2_000,
-  bidWindowMs: 50,
-  heartbeatMs: 400,
-  missedProbesSilent: 2,
-  deliveryGraceMs: 1_000,
-  maxAttempts: 3,
-  livenessMs: 15_000,
-  minCandidates: 4,
-  candidatesPerReplica: 4,
-  backoff: { ...DEFAULT_BACKOFF, jitter: 0 },
-  placementBackoff: { ...DEFAULT_BACKOFF, jitter: 0, maxMs: 2_000 },
-  maxStoredBids: 8,
-  maxEvents: 32,
-  maxPastAttempts: 8,
-  random: () => 0.5,
-};
+const settings: BuyerSettings = testBuyerSettings();
 
 const JOB_ID = `0x${"ab".repeat(32)}` as Hex;
 const MODULE = new TextEncoder().encode("module");

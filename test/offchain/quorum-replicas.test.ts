@@ -3,7 +3,8 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import type { Address, Hex } from "viem";
-import { DEFAULT_BACKOFF, buildJobSpec, toAnnounce } from "../../offchain/src/market/index.ts";
+import { buildJobSpec, toAnnounce } from "../../offchain/src/market/index.ts";
+import { testBuyerSettings } from "../support/buyer-settings.ts";
 import { cidOf, cidToBytes32 } from "../../offchain/src/protocol/index.ts";
 import { activeAttempts, newJobState, restoreJobState, step } from "../../offchain/src/node/buyer-machine.ts";
 import type {
@@ -20,23 +21,7 @@ import { BuyerJournal } from "../../offchain/src/node/buyer-journal.ts";
 import { openStore } from "../../offchain/src/store/index.ts";
 import { pino } from "pino";
 
-const settings: BuyerSettings = {
-  bidTimeoutMs: 2_000,
-  bidWindowMs: 50,
-  heartbeatMs: 400,
-  missedProbesSilent: 2,
-  deliveryGraceMs: 1_000,
-  maxAttempts: 3,
-  livenessMs: 15_000,
-  minCandidates: 4,
-  candidatesPerReplica: 4,
-  backoff: { ...DEFAULT_BACKOFF, jitter: 0 },
-  placementBackoff: { ...DEFAULT_BACKOFF, jitter: 0, maxMs: 2_000 },
-  maxStoredBids: 16,
-  maxEvents: 64,
-  maxPastAttempts: 16,
-  random: () => 0.5,
-};
+const settings: BuyerSettings = testBuyerSettings({ maxStoredBids: 16, maxEvents: 64, maxPastAttempts: 16 });
 
 const JOB_ID = `0x${"cd".repeat(32)}` as Hex;
 const encode = (text: string) => new TextEncoder().encode(text);
