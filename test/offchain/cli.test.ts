@@ -2,14 +2,13 @@
 // to a real API server over loopback. The node behind the API is a small in-test object
 // serving the node's own views (JobView, JobEvent, PeerView) with signed specs and
 // receipts; it plays a job's life once someone follows the job's events.
+import { runCell as cell } from "../support/cell-cli.ts";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { EventEmitter } from "node:events";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { fileURLToPath } from "node:url";
 import type { Hex } from "viem";
 import {
   createApiServer,
@@ -34,7 +33,6 @@ import {
   type ServedNode,
 } from "./node-views.ts";
 
-const CELL = fileURLToPath(new URL("../../bin/cell.mjs", import.meta.url));
 const OUTPUT = "digest: 2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824\n";
 const FAILING_INPUT = "please fail";
 const FUEL_BURNING_INPUT = "burn all fuel";
@@ -132,32 +130,6 @@ async function scriptFor(job: JobView, request: SubmitJobRequest): Promise<Step[
     { type: "receipt", extra: donor, finish },
     { type: "completed" },
   ];
-}
-
-interface CliResult {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function cell(args: string[], env: NodeJS.ProcessEnv = {}, cwd?: string): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CELL, ...args], {
-      cwd,
-      env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
-    const timer = setTimeout(() => child.kill("SIGKILL"), 30_000);
-    child.on("error", reject);
-    child.on("close", (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
 }
 
 describe("cell CLI", () => {

@@ -1,13 +1,12 @@
 // A replicated job through the API's submit schema and the CLI's job view: the fields a
 // buyer sends (replicas, spot checks) and what `cell job status` prints (replicas, verdict,
 // tally, dissenters).
+import { runCell as cell } from "../support/cell-cli.ts";
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import type { Hex } from "viem";
 import { SubmitJobBodySchema, createApiServer, ensureApiToken } from "../../offchain/src/api/index.ts";
 import type { ApiJobView, ApiNode, ApiServer, SubmitJobRequest } from "../../offchain/src/api/index.ts";
@@ -138,7 +137,6 @@ class RecordingNode implements ApiNode {
 }
 
 describe("cell job submit and status with replicas", () => {
-  const CELL = fileURLToPath(new URL("../../bin/cell.mjs", import.meta.url));
   let dir: string;
   let server: ApiServer;
   let node: RecordingNode;
@@ -176,20 +174,6 @@ describe("cell job submit and status with replicas", () => {
     await server.close();
     await rm(dir, { recursive: true, force: true });
   });
-
-  const cell = (args: string[]) =>
-    new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-      const child = spawn(process.execPath, [CELL, ...args], {
-        env: { PATH: process.env.PATH, HOME: process.env.HOME },
-        stdio: ["ignore", "pipe", "pipe"],
-      });
-      let stdout = "";
-      let stderr = "";
-      child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
-      child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
-      child.on("error", reject);
-      child.on("close", (code) => resolve({ code, stdout, stderr }));
-    });
 
   it("sends --replicas, and --verification spot with --spot-rate", async () => {
     const quorum = await cell(["job", "submit", modulePath, "--replicas", "4", "--no-wait", ...api]);

@@ -1,14 +1,12 @@
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { runCell as cell } from "../support/cell-cli.ts";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { after, before, test } from "node:test";
 import { ensureJobs } from "../../scripts/build-jobs.ts";
 import { watToWasm } from "./fixtures/wat/compile.ts";
 
-const CELL = fileURLToPath(new URL("../../bin/cell.mjs", import.meta.url));
 let sieve: string;
 let dir: string;
 
@@ -18,18 +16,6 @@ before(async () => {
   writeFileSync(join(dir, "limit.txt"), "1000");
 });
 after(() => rmSync(dir, { recursive: true, force: true }));
-
-function cell(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CELL, ...args], { stdio: ["ignore", "pipe", "pipe"] });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 test("cell run --json prints one JSON object with the result", async () => {
   const { code, stdout } = await cell(["run", sieve, "--input", join(dir, "limit.txt"), "--json"]);

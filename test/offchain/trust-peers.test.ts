@@ -1,13 +1,12 @@
 // `GET /peers` and `cell peers` show each peer's reputation and trust state: a quarantined
 // liar with its reason, until, evidence and slash; a clean donor with its reputation. The
 // views come from a real trust book; the CLI runs as a child process against a real API server.
+import { runCell as cell } from "../support/cell-cli.ts";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { fileURLToPath } from "node:url";
 import type { Address, Hex } from "viem";
 import {
   createApiServer,
@@ -22,7 +21,6 @@ import { openStore } from "../../offchain/src/store/index.ts";
 import { TrustBook } from "../../offchain/src/trust/index.ts";
 import { CHAIN_INFO, DONOR, DONOR_PEER, DONOR_PEER_ID, type ServedNode } from "./node-views.ts";
 
-const CELL = fileURLToPath(new URL("../../bin/cell.mjs", import.meta.url));
 const NOW = Date.UTC(2026, 0, 2, 3, 4, 5);
 const LIAR: Address = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC";
 const LIAR_PEER = "12D3KooWLiar1Liar1Liar1Liar1Liar1Liar1Liar1Liar1Li";
@@ -63,25 +61,6 @@ function peerViews(book: TrustBook): PeerView[] {
     reputation: book.reputation(view.operator!),
     trust: book.view(view.operator!)[0]!,
   }));
-}
-
-function cell(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CELL, ...args], {
-      env: { PATH: process.env.PATH, HOME: process.env.HOME },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
-    const timer = setTimeout(() => child.kill("SIGKILL"), 30_000);
-    child.on("error", reject);
-    child.on("close", (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
 }
 
 describe("peers with trust", () => {
