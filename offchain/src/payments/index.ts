@@ -1,0 +1,15 @@
+export { FUEL_PER_MEGA_FUEL, jobAmount } from "./pricing.ts";
+export type { HeldVoucher, VoucherVault } from "./types.ts";
+export {
+  ChannelKeyWireSchema,
+  VOUCHER_BATCH_MAX,
+  VOUCHER_JOBS_MAX,
+  VOUCHER_MESSAGE_MAX_BYTES,
+  VOUCHER_PROTOCOL,
+  VOUCHER_REFUSALS,
+  VoucherBatchSchema,
+  VoucherResultSchema,
+  VoucherResultsSchema,
+  VoucherWireSchema,
+} from "./wire.ts";
+export type { VoucherBatch, VoucherRefusal, VoucherResult, VoucherResults, VoucherWire } from "./wire.ts";

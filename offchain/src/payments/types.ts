@@ -1,0 +1,35 @@
+// What the payments domain shares with the settlement domain and the node: a voucher as the
+// payee holds it, and the payee's ledger as the settler and the watchtower read it.
+import type { Hex } from "viem";
+import type { ChannelKey } from "../chain/index.ts";
+
+/** The latest voucher a payee holds for one channel, stored durably before it was acknowledged. */
+export interface HeldVoucher {
+  key: ChannelKey;
+  channelId: Hex;
+  cumulativeAmount: bigint;
+  /** By key.signer over Voucher(channelId, cumulativeAmount), in a form PaymentChannels accepts. */
+  signature: Hex;
+  /** Unix ms when it was stored. */
+  receivedAt: number;
+}
+
+/**
+ * The payee's vouchers as settlement and the watchtower need them (implemented by the payee
+ * ledger in this folder over the node's SQLite store).
+ */
+export interface VoucherVault {
+  /**
+   * Latest vouchers whose cumulative amount is above what the chain is known to have paid on
+   * their channel, oldest first, at most `limit`.
+   */
+  unsettled(limit: number): HeldVoucher[];
+  /** The latest voucher of a channel, if any. */
+  latest(channelId: Hex): HeldVoucher | undefined;
+  /** Every channel this node holds a voucher for (bounded like the ledger). */
+  channels(): ChannelKey[];
+  /** Records what the chain says a channel has paid to date (after a settlement, redeem or close). */
+  recordPaid(channelId: Hex, paid: bigint): void;
+  /** What the chain is known to have paid on a channel (0 when nothing is known). */
+  paidOnChain(channelId: Hex): bigint;
+}
