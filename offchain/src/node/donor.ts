@@ -18,6 +18,7 @@ import type {
   BidOffer,
   BidRequestAnswer,
   BidRequestBatch,
+  CapabilityAdvert,
   JobAnnounce,
   JobAnnounceBatch,
   ReceiptAck,
@@ -88,6 +89,7 @@ export class Donor {
   /** Jobs this node was asked to bid on: directly (as a candidate), and in discovery announcements. */
   readonly #asked = { bidRequests: 0, announcedJobs: 0, answeredInResponse: 0, answeredLater: 0 };
   readonly #adverts: AdvertPublisher;
+  #advert: CapabilityAdvert | undefined;
   #stopping = false;
 
   constructor(ports: DonorPorts, options: DonorOptions) {
@@ -166,6 +168,11 @@ export class Donor {
   }
 
   /** Answers status probes for the jobs this node executes (also when the donor half is off). */
+  /** The advert this donor last published (undefined before the first: not staked yet). */
+  currentAdvert(): CapabilityAdvert | undefined {
+    return this.#advert;
+  }
+
   onStatus(request: StatusRequest): StatusResponse {
     return (
       statusOf(this.#state, request.jobId) ??
@@ -478,8 +485,8 @@ export class Donor {
       maxMemoryPages: policy.maxMemoryPages,
       multiaddrs: network.multiaddrs().slice(0, 8),
     });
-    const publish = (seq: number, said: AdvertTerms) =>
-      network.publishAdvert({
+    const publish = (seq: number, said: AdvertTerms) => {
+      this.#advert = {
         type: "caps",
         seq,
         operator: signer.address,
@@ -494,7 +501,9 @@ export class Donor {
         runtimeVersion: RUNTIME_VERSION,
         multiaddrs: [...said.multiaddrs],
         timestamp: clock.now().toString(),
-      });
+      };
+      return network.publishAdvert(this.#advert);
+    };
     return new AdvertPublisher(
       {
         now: () => clock.now(),

@@ -33,6 +33,7 @@ import {
   PROTOCOL_BID,
   PROTOCOL_BID_REQUEST,
   PROTOCOL_RECEIPT,
+  PROTOCOL_ADVERT,
   PROTOCOL_CANCEL,
   PROTOCOL_STATUS,
   TOPIC_CAPS,
@@ -78,6 +79,7 @@ import { bundledEntry } from "./launch.ts";
 import { protocolSpecs } from "./protocols.ts";
 import { AdvertIntake } from "./adverts.ts";
 import { PeerBook } from "./peer-book.ts";
+import { AdvertPull } from "./advert-pull.ts";
 import { ProvideQueue } from "./provide-queue.ts";
 import { StakeCache } from "./stake-cache.ts";
 import type { CellNode, ChainInfo, JobEvent, PeerView } from "./types.ts";
@@ -282,7 +284,12 @@ async function assemble(
     acks: await Promise.all(batch.deliveries.map((delivery) => buyer.onDelivery(delivery, from))),
   }));
   await mesh.handle(PROTOCOL_BID, protocolSpecs.bid, async (batch, from) => buyer.onBids(batch, from));
+  cleanup.unshift(pullAdvertsOnConnect(ctx, adverts));
   if (ctx.config.donor.enabled) {
+    await mesh.handle(PROTOCOL_ADVERT, protocolSpecs.advert, async () => ({
+      type: "advert" as const,
+      advert: donor.currentAdvert(),
+    }));
     await mesh.handle(PROTOCOL_ASSIGN, protocolSpecs.assign, (batch, from) => donor.onAssign(batch, from));
     await mesh.handle(PROTOCOL_BID_REQUEST, protocolSpecs.bidRequest, (batch, from) =>
       donor.onBidRequest(batch, from),
@@ -755,4 +762,27 @@ function chainInfo(config: NodeConfig, deployment: Deployment): ChainInfo {
     paymentChannels: deployment.paymentChannels,
   };
   return { chainId: deployment.chainId, rpcUrl: config.chain.rpcUrl, contracts };
+}
+
+/** Asks every donor this node connects to for its advert (advert-pull.ts); returns the stop. */
+function pullAdvertsOnConnect(ctx: NodeContext, adverts: AdvertIntake): () => void {
+  const { mesh, log } = ctx;
+  const pull = new AdvertPull({
+    now: ctx.now,
+    ask: async (peerId) =>
+      (
+        await mesh.request(
+          peerId,
+          PROTOCOL_ADVERT,
+          protocolSpecs.advert,
+          { type: "advert" },
+          { timeoutMs: 5_000 },
+        )
+      ).advert,
+    deliver: (advert, from) => adverts.onAdvert(advert, from),
+    onError: (peerId, err) => log.debug({ peerId, err: errorMessage(err) }, "advert request failed"),
+  });
+  return mesh.onPeerIdentified((peerId, protocols) => {
+    if (protocols.includes(PROTOCOL_ADVERT)) pull.onDonorIdentified(peerId);
+  });
 }

@@ -1,4 +1,6 @@
 import {
+  AdvertRequestSchema,
+  AdvertResponseSchema,
   AssignBatchSchema,
   AssignResultsSchema,
   BidAckSchema,
@@ -60,6 +62,14 @@ export const protocolSpecs = {
     maxResponseBytes: MESSAGE_LIMITS.cancelResponse,
     ratePerSecond: 100,
     burst: 200,
+  },
+  advert: {
+    request: AdvertRequestSchema,
+    response: AdvertResponseSchema,
+    maxRequestBytes: MESSAGE_LIMITS.advertRequest,
+    maxResponseBytes: MESSAGE_LIMITS.advert,
+    ratePerSecond: 5,
+    burst: 10,
   },
   receipt: {
     request: DeliveryBatchSchema,

@@ -289,6 +289,17 @@ export class MeshNode {
     return [...new Set(this.libp2p.getConnections().map((connection) => connection.remotePeer.toString()))];
   }
 
+  /**
+   * Calls `listener` each time identify completes with a peer (after every new connection),
+   * with the protocols the peer serves; the returned function stops it.
+   */
+  onPeerIdentified(listener: (peerId: string, protocols: readonly string[]) => void): () => void {
+    const onIdentify = (event: CustomEvent<{ peerId: { toString(): string }; protocols: string[] }>) =>
+      listener(event.detail.peerId.toString(), event.detail.protocols);
+    this.libp2p.addEventListener("peer:identify", onIdentify);
+    return () => this.libp2p.removeEventListener("peer:identify", onIdentify);
+  }
+
   subscribe<T>(
     topic: string,
     schema: Schema<T>,

@@ -21,6 +21,8 @@ export const PROTOCOL_STATUS = "/cell/status/1";
 export const PROTOCOL_RECEIPT = "/cell/receipt/1";
 /** Buyer → executor: stop a job (its verdict is in, or the attempt was superseded). */
 export const PROTOCOL_CANCEL = "/cell/cancel/1";
+/** Any node → donor: its current capability advert, asked once when a connection opens. */
+export const PROTOCOL_ADVERT = "/cell/advert/1";
 
 /** Byte limits of each message kind, enforced by the mesh before parsing. */
 export const MESSAGE_LIMITS = {
@@ -37,6 +39,7 @@ export const MESSAGE_LIMITS = {
   statusResponse: 4 * 1024,
   cancelRequest: 256,
   cancelResponse: 256,
+  advertRequest: 64,
   deliveryBatch: 512 * 1024,
   deliveryAcks: 32 * 1024,
   receiptBatchAnnounce: 1024,
@@ -252,6 +255,13 @@ export const CapabilityAdvertSchema = z.strictObject({
   timestamp: Uint64StringSchema,
 });
 export type CapabilityAdvert = z.infer<typeof CapabilityAdvertSchema>;
+
+/** Asked on `/cell/advert/1`; a donor that has not advertised yet (not staked) answers without one. */
+export const AdvertRequestSchema = z.strictObject({ type: z.literal("advert") });
+export const AdvertResponseSchema = z.strictObject({
+  type: z.literal("advert"),
+  advert: CapabilityAdvertSchema.optional(),
+});
 
 // ── bids ────────────────────────────────────────────────────────────────────────────
 
