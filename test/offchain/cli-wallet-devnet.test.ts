@@ -4,7 +4,7 @@
 // finalizes it after the challenge window and gets its refund. Reverts read as sentences.
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -91,18 +91,26 @@ describe("the wallet CLI on a devnet, as a new user", { timeout: 300_000 }, () =
     assert.match(again.stderr, /already exists; use --force/);
   });
 
-  test("a wallet without ATP is rejected before anything is sent", async () => {
-    await faucet.walletClient
-      .sendTransaction({
-        to: user,
-        value: parseEther("1"),
-        account: faucet.walletClient.account,
-        chain: faucet.walletClient.chain,
-      })
-      .then((hash) => faucet.publicClient.waitForTransactionReceipt({ hash }));
-    const result = await cell(["donor", "stake", "10"]);
-    assert.equal(result.code, 1);
-    assert.match(result.stderr, /^error: rejected: not enough ATP \(have 0 ATP, need 10 ATP\)$/m);
+  test("a wallet without ETH or ATP is rejected before anything is sent; a wrong password is named", async () => {
+    const noEth = await cell(["donor", "stake", "10"]);
+    assert.equal(noEth.code, 1);
+    assert.equal(noEth.stderr.trim(), `error: rejected: the wallet ${user} has no ETH to pay for gas`);
+    const hash = await faucet.walletClient.sendTransaction({
+      to: user,
+      value: parseEther("1"),
+      account: faucet.walletClient.account,
+      chain: faucet.walletClient.chain,
+    });
+    await faucet.publicClient.waitForTransactionReceipt({ hash });
+    const noAtp = await cell(["donor", "stake", "10"]);
+    assert.equal(noAtp.code, 1);
+    assert.equal(noAtp.stderr.trim(), "error: rejected: not enough ATP (have 0 ATP, need 10 ATP)");
+    const wrong = await cell(["donor", "stake", "10"], { CELL_WALLET_PASSWORD: "not the password" });
+    assert.equal(wrong.code, 1);
+    assert.match(
+      wrong.stderr,
+      /^error: cannot decrypt wallet \S+wallet\.json: wrong passphrase or the file was modified$/m,
+    );
     assert.equal(await txCount(), 0);
   });
 
@@ -150,7 +158,16 @@ describe("the wallet CLI on a devnet, as a new user", { timeout: 300_000 }, () =
         jailedUntil: null,
       },
     );
-    assert.match(await ok(["donor", "status"]), /^active\s+yes$/m);
+    // A node's config names the chain as well as --rpc and --deployment do.
+    const config = join(dir, "node.toml");
+    await writeFile(
+      config,
+      `[chain]\nrpcUrl = "${devnet.rpcUrl}"\ndeploymentFile = "${devnet.chainId}.json"\n`,
+    );
+    const fromConfig = await runCell(["donor", "status", "--config", config, "--wallet", walletFile]);
+    assert.equal(fromConfig.code, 0, fromConfig.stderr);
+    assert.match(fromConfig.stdout, /^active\s+yes$/m);
+    assert.match(fromConfig.stdout, new RegExp(`^operator\\s+${keys.operator}$`, "m"));
   });
 
   test("unbonding more than is bonded fails with the contract's reason as a sentence", async () => {

@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { ContractFunctionRevertedError, encodeErrorResult, toHex } from "viem";
 import type { Hex } from "viem";
-import { parseAtp } from "../../offchain/src/cli/chain-options.ts";
+import { explorerOf, parseAtp, transactionText } from "../../offchain/src/cli/chain-options.ts";
 import {
   CELL_ERRORS,
   REVERT_SENTENCES,
@@ -55,6 +55,23 @@ describe("ATP amounts", () => {
     assert.equal(formatWhen(NOW + 120, NOW), "2027-01-15T08:02:00Z (in 2m)");
     assert.equal(formatWhen(NOW - 3_601, NOW), "2027-01-15T06:59:59Z (1h 1s ago)");
     assert.equal(formatWhen(2n ** 64n - 1n, NOW), `unix time ${2n ** 64n - 1n}`);
+  });
+});
+
+describe("transactions", () => {
+  const receipt = { transactionHash: `0x${"ab".repeat(32)}` as Hex, blockNumber: 12n, gasUsed: 103_228n };
+
+  test("print their hash, block and gas, with an explorer link on public chains only", () => {
+    assert.equal(
+      transactionText(explorerOf(31337), "staked 1 ATP", receipt),
+      `staked 1 ATP: tx ${receipt.transactionHash} (block 12, gas 103228)\n`,
+    );
+    assert.equal(
+      transactionText(explorerOf(84532), "staked 1 ATP", receipt),
+      `staked 1 ATP: tx ${receipt.transactionHash} (block 12, gas 103228)\n  https://sepolia.basescan.org/tx/${receipt.transactionHash}\n`,
+    );
+    for (const chainId of [8453, 10, 11155420]) assert.match(explorerOf(chainId) ?? "", /^https:\/\//);
+    assert.equal(explorerOf(31337, "https://explorer.example/"), "https://explorer.example");
   });
 });
 

@@ -32,6 +32,7 @@ export const EXPLORERS: Readonly<Record<number, string>> = {
 };
 
 export interface ChainOptions {
+  config?: string;
   rpc?: string;
   deployment?: string;
   explorer?: string;
@@ -51,8 +52,15 @@ export interface ChainContext {
 
 export function addChainOptions(command: Command): Command {
   return command
-    .option("--rpc <url>", `chain JSON-RPC url (default $CELL_RPC_URL, else ${DEFAULT_RPC_URL})`)
-    .option("--deployment <file>", "contract addresses (default deployments/<chainId>.json)")
+    .option(
+      "--rpc <url>",
+      `chain JSON-RPC url (default: the node config's, $CELL_RPC_URL, else ${DEFAULT_RPC_URL})`,
+    )
+    .option(
+      "--deployment <file>",
+      "contract addresses (default: the node config's, else deployments/<chainId>.json)",
+    )
+    .option("--config <file>", "a node's config (TOML or JSON): its chain.rpcUrl and chain.deploymentFile")
     .option("--explorer <url>", "block explorer for transaction links (known for Base, OP, Arbitrum)");
 }
 
@@ -69,20 +77,29 @@ export function walletPath(options: WalletOptions): string {
 
 /** Connects to the chain and reads its deployment; a deployment for another chain is an error. */
 export async function connectChain(options: ChainOptions): Promise<ChainContext> {
-  const rpcUrl = options.rpc ?? process.env.CELL_RPC_URL ?? DEFAULT_RPC_URL;
+  const fromConfig = options.config ? await nodeChainConfig(options.config) : {};
+  const rpcUrl = options.rpc ?? fromConfig.rpcUrl ?? process.env.CELL_RPC_URL ?? DEFAULT_RPC_URL;
+  const deploymentFile = options.deployment ?? fromConfig.deploymentFile;
   let chainId: number;
   try {
     chainId = await createPublicClient({ transport: http(rpcUrl, { retryCount: 0 }) }).getChainId();
   } catch (error) {
     throw new Error(`the chain at ${rpcUrl} does not answer (set --rpc)`, { cause: error });
   }
-  const deployment = options.deployment
-    ? parseDeployment(JSON.parse(await readText(options.deployment, "deployment file")), options.deployment)
+  const deployment = deploymentFile
+    ? parseDeployment(JSON.parse(await readText(deploymentFile, "deployment file")), deploymentFile)
     : readDeployment(chainId);
   if (deployment.chainId !== chainId)
     throw new Error(`the deployment is for chain ${deployment.chainId} but ${rpcUrl} is chain ${chainId}`);
-  const explorer = (options.explorer ?? EXPLORERS[chainId])?.replace(/\/+$/, "");
+  const explorer = explorerOf(chainId, options.explorer);
   return { rpcUrl, deployment, reader: createReader(rpcUrl, deployment), ...(explorer ? { explorer } : {}) };
+}
+
+/** The chain a node's config names; its paths are relative to the file, as `cell node start` reads them. */
+async function nodeChainConfig(file: string): Promise<{ rpcUrl?: string; deploymentFile?: string }> {
+  const { loadConfig } = await import("../node/index.ts");
+  const { chain } = await loadConfig(file);
+  return { rpcUrl: chain.rpcUrl, ...(chain.deploymentFile ? { deploymentFile: chain.deploymentFile } : {}) };
 }
 
 /** The wallet's address, read without its password. */
@@ -100,7 +117,11 @@ export async function unlockWallet(options: WalletOptions): Promise<PrivateKeyAc
   return decryptOperatorKey(keystore, password, path, "wallet");
 }
 
+/** A writer signing with the unlocked wallet; a wallet without ETH for gas is refused before anything is signed. */
 export async function writerFor(chain: ChainContext, options: WalletOptions): Promise<ChainWriter> {
+  const address = await walletAddress(options);
+  if ((await chain.reader.publicClient.getBalance({ address })) === 0n)
+    throw new Error(`rejected: the wallet ${address} has no ETH to pay for gas`);
   return createWriter(chain.rpcUrl, chain.deployment, await unlockWallet(options));
 }
 
@@ -153,12 +174,23 @@ export function asBytes32(value: string): Hex | undefined {
   return /^0x[0-9a-fA-F]{64}$/.test(value) ? (value.toLowerCase() as Hex) : undefined;
 }
 
-/** One line per transaction: what it did, its hash, gas and (on public chains) a link. */
+/** What a transaction did, its hash, block and gas, and (on public chains) a link to it. */
+export function transactionText(
+  explorer: string | undefined,
+  what: string,
+  receipt: Pick<TransactionReceipt, "transactionHash" | "blockNumber" | "gasUsed">,
+): string {
+  const link = explorer ? `\n  ${explorer}/tx/${receipt.transactionHash}` : "";
+  return `${what}: tx ${receipt.transactionHash} (block ${receipt.blockNumber}, gas ${receipt.gasUsed})${link}\n`;
+}
+
 export function printTransaction(chain: ChainContext, what: string, receipt: TransactionReceipt): void {
-  const link = chain.explorer ? `\n  ${chain.explorer}/tx/${receipt.transactionHash}` : "";
-  process.stdout.write(
-    `${what}: tx ${receipt.transactionHash} (block ${receipt.blockNumber}, gas ${receipt.gasUsed})${link}\n`,
-  );
+  process.stdout.write(transactionText(chain.explorer, what, receipt));
+}
+
+/** The explorer of a chain: --explorer when given, else the known one of a public chain. */
+export function explorerOf(chainId: number, override?: string): string | undefined {
+  return (override ?? EXPLORERS[chainId])?.replace(/\/+$/, "");
 }
 
 /** Refuses before sending when the wallet holds less ATP than the call will take. */
