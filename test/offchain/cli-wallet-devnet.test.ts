@@ -4,10 +4,11 @@
 // finalizes it after the challenge window and gets its refund. Reverts read as sentences.
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
+import { decryptKeystoreJson } from "ethers";
 import { formatUnits, parseEther, toHex } from "viem";
 import type { Address, Hex } from "viem";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
@@ -53,6 +54,10 @@ describe("the wallet CLI on a devnet, as a new user", { timeout: 300_000 }, () =
     const result = await cell(args, extraEnv);
     assert.equal(result.code, 0, `cell ${args.join(" ")}\n${result.stdout}\n${result.stderr}`);
     return result.stdout;
+  };
+  const increaseTime = async (seconds: number) => {
+    await faucet.publicClient.request({ method: "evm_increaseTime" as never, params: [seconds] as never });
+    await faucet.publicClient.request({ method: "evm_mine" as never, params: [] as never });
   };
   const txCount = () => faucet.publicClient.getTransactionCount({ address: user });
 
@@ -222,13 +227,47 @@ describe("the wallet CLI on a devnet, as a new user", { timeout: 300_000 }, () =
       /^error: the challenge window is still open: the channel can be finalized at \S+ \(in /m,
     );
 
-    await faucet.publicClient.request({ method: "evm_increaseTime" as never, params: [61] as never });
-    await faucet.publicClient.request({ method: "evm_mine" as never, params: [] as never });
+    await increaseTime(61);
     const balance = await atpBalance(faucet, user);
     const closed = await ok(["channel", "close", channelId, "--finalize"]);
     assert.match(closed, new RegExp(`^refund\\s+25 ATP to ${user}$`, "m"));
     assert.equal(await atpBalance(faucet, user), balance + 25n * ATP);
     const status = JSON.parse(await ok(["channel", "status", channelId, "--json"]));
     assert.equal(status.state, "closed");
+  });
+
+  test("unbonds part of the stake, sees the countdown, cannot withdraw early, withdraws after the delay", async () => {
+    const unbond = await ok(["donor", "unbond", "10"]);
+    assert.match(unbond, /^unbonding 10 ATP: tx 0x[0-9a-f]{64}/m);
+    assert.match(unbond, /^withdrawable at \S+ \(in \dm( \d+s)?\) \(cell donor withdraw\)$/m);
+    const status = await ok(["donor", "status"]);
+    assert.match(status, /^unbonding\s+10 ATP$/m);
+    assert.match(status, /^unbondable \S+ \(in \dm/m);
+
+    const early = await cell(["donor", "withdraw"]);
+    assert.equal(early.code, 1);
+    assert.match(early.stderr, /^error: the stake is still unbonding: it can be withdrawn at \S+ \(in /m);
+
+    const { unbondingDelay } = await donorParams(faucet);
+    await increaseTime(unbondingDelay + 1);
+    const balance = await atpBalance(faucet, user);
+    assert.match(await ok(["donor", "withdraw"]), /^withdrew 10 ATP: tx 0x[0-9a-f]{64}/m);
+    assert.equal(await atpBalance(faucet, user), balance + 10n * ATP);
+  });
+
+  test("a wallet imported from a private key file is a v3 keystore ethers (and cast) can open", async () => {
+    const key = generatePrivateKey();
+    const keyFile = join(dir, "key.txt");
+    await writeFile(keyFile, `${key}\n`, { mode: 0o600 });
+    const imported = join(dir, "imported.json");
+    const result = await runCell(
+      ["wallet", "import", keyFile, "--wallet", imported, "--scrypt-n", "1024"],
+      env,
+    );
+    assert.equal(result.code, 0, result.stderr);
+    const address = privateKeyToAccount(key).address;
+    assert.match(result.stdout, new RegExp(`^address\\s+${address}$`, "m"));
+    const opened = await decryptKeystoreJson(await readFile(imported, "utf8"), WALLET_PASSWORD);
+    assert.equal(opened.privateKey, key);
   });
 });
