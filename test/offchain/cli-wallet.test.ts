@@ -4,6 +4,8 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { ContractFunctionRevertedError, encodeErrorResult, toHex } from "viem";
 import type { Hex } from "viem";
+import type { Command } from "commander";
+import { buildProgram } from "../../offchain/src/cli/main.ts";
 import { explorerOf, parseAtp, transactionText } from "../../offchain/src/cli/chain-options.ts";
 import {
   CELL_ERRORS,
@@ -146,3 +148,26 @@ describe("revert sentences", () => {
     assert.equal(describeRevert(new Error("fetch failed"), NOW), undefined);
   });
 });
+
+describe("help", () => {
+  test("every wallet, donor and channel command has help with an example", () => {
+    const program = buildProgram();
+    const groups = ["wallet", "donor", "channel"].map((name) =>
+      program.commands.find((c) => c.name() === name),
+    );
+    const commands = groups.flatMap((group) => (group ? [group, ...group.commands] : []));
+    assert.equal(commands.length, 3 + 3 + 5 + 5);
+    for (const command of commands) {
+      const help = helpOf(command);
+      assert.match(help, /Usage: cell/, command.name());
+      assert.match(help, /Examples?:\n\s+\$ (\S+=\S+ )?cell /, `${command.name()} --help has an example`);
+    }
+  });
+});
+
+function helpOf(command: Command): string {
+  let text = "";
+  command.configureOutput({ writeOut: (chunk) => (text += chunk), writeErr: (chunk) => (text += chunk) });
+  command.outputHelp();
+  return text;
+}
