@@ -142,11 +142,17 @@ function askHidden(prompt: string): Promise<string> {
   process.stderr.write(prompt);
   const muted = new Writable({ write: (_chunk, _encoding, done) => done() });
   const rl = createInterface({ input: process.stdin, output: muted, terminal: true });
-  return new Promise((resolve) => {
+  return new Promise((resolve, reject) => {
     rl.once("line", (line) => {
       rl.close();
       process.stderr.write("\n");
       resolve(line);
+    });
+    // The terminal is in raw mode while asking: Ctrl-C arrives here, not as a signal.
+    rl.once("SIGINT", () => {
+      rl.close();
+      process.stderr.write("\n");
+      reject(new Error("cancelled"));
     });
   });
 }
