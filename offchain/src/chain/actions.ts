@@ -1,4 +1,4 @@
-import { BaseError, ContractFunctionRevertedError, isAddressEqual, maxUint256 } from "viem";
+import { BaseError, ContractFunctionRevertedError, isAddressEqual, maxUint256, parseSignature } from "viem";
 import type {
   Abi,
   Address,
@@ -96,6 +96,15 @@ export function atpBalance(reader: ChainReader, owner: Address): Promise<bigint>
 /** Mints ATP (the devnet faucet); the writer needs MINTER_ROLE. */
 export function mintAtp(writer: ChainWriter, to: Address, amount: bigint): Promise<TransactionReceipt> {
   return send(writer, writer.deployment.atpToken, atpTokenAbi, "mint", [to, amount]);
+}
+
+/** Approves `spender` for exactly `amount` ATP (a user's wallet grants no more than it spends). */
+export function approveAtp(
+  writer: ChainWriter,
+  spender: Address,
+  amount: bigint,
+): Promise<TransactionReceipt> {
+  return send(writer, writer.deployment.atpToken, atpTokenAbi, "approve", [spender, amount]);
 }
 
 /** Approves `spender` for unlimited ATP unless the allowance already covers `amount`. */
@@ -524,4 +533,114 @@ export async function accusationsOf(
     strict: true,
   });
   return logs.map(({ args }) => ({ ...args }));
+}
+
+// ---------------------------------------------------------------- permits (EIP-2612)
+
+/** Seconds an ATP permit signed for one transaction stays valid. */
+export const PERMIT_TTL_SECONDS = 3_600n;
+
+const permitTypes = {
+  Permit: [
+    { name: "owner", type: "address" },
+    { name: "spender", type: "address" },
+    { name: "value", type: "uint256" },
+    { name: "nonce", type: "uint256" },
+    { name: "deadline", type: "uint256" },
+  ],
+} as const;
+
+/**
+ * The writer's EIP-2612 permit letting `spender` take `value` ATP until `deadline`, split into
+ * the (v, r, s) the contracts take. The domain is read from the token itself (EIP-5267).
+ */
+export async function signAtpPermit(
+  writer: ChainWriter,
+  spender: Address,
+  value: bigint,
+  deadline: bigint = BigInt(Math.floor(Date.now() / 1000)) + PERMIT_TTL_SECONDS,
+): Promise<{ deadline: bigint; v: number; r: Hex; s: Hex }> {
+  const { publicClient, walletClient, deployment } = writer;
+  const owner = walletClient.account.address;
+  const token = { address: deployment.atpToken, abi: atpTokenAbi } as const;
+  const [[, name, version, chainId, verifyingContract], nonce] = await Promise.all([
+    publicClient.readContract({ ...token, functionName: "eip712Domain" }),
+    publicClient.readContract({ ...token, functionName: "nonces", args: [owner] }),
+  ]);
+  const signature = await walletClient.signTypedData({
+    account: walletClient.account,
+    domain: { name, version, chainId, verifyingContract },
+    types: permitTypes,
+    primaryType: "Permit",
+    message: { owner, spender, value, nonce, deadline },
+  });
+  const { r, s, v, yParity } = parseSignature(signature);
+  return { deadline, v: Number(v ?? BigInt(27 + yParity)), r, s };
+}
+
+/** Stakes `amount` ATP in one transaction: a permit instead of a prior approval. */
+export async function stakeWithPermit(writer: ChainWriter, amount: bigint): Promise<TransactionReceipt> {
+  const registry = writer.deployment.donorRegistry;
+  const { deadline, v, r, s } = await signAtpPermit(writer, registry, amount);
+  return send(writer, registry, donorRegistryAbi, "stakeWithPermit", [amount, deadline, v, r, s]);
+}
+
+/** Opens a channel from the writer's account in one transaction, with a permit for its deposit. */
+export async function openChannelWithPermit(
+  writer: ChainWriter,
+  channel: { signer: Address; payee: Address; amount: bigint; nonce?: bigint },
+): Promise<{ key: ChannelKey; channelId: Hex; receipt: TransactionReceipt }> {
+  const nonce = channel.nonce ?? BigInt(Date.now()) * 1000n + BigInt(Math.floor(Math.random() * 1000));
+  const key: ChannelKey = {
+    buyer: writer.walletClient.account.address,
+    signer: channel.signer,
+    payee: channel.payee,
+    nonce,
+  };
+  const channels = writer.deployment.paymentChannels;
+  const { deadline, v, r, s } = await signAtpPermit(writer, channels, channel.amount);
+  const receipt = await send(writer, channels, paymentChannelsAbi, "openWithPermit", [
+    key.signer,
+    key.payee,
+    key.nonce,
+    channel.amount,
+    deadline,
+    v,
+    r,
+    s,
+  ]);
+  return { key, channelId: channelIdOf(key), receipt };
+}
+
+/** A ChannelOpened event: the channel's key, its id and its first deposit. */
+export interface OpenedChannel {
+  channelId: Hex;
+  key: ChannelKey;
+  deposit: bigint;
+  blockNumber: bigint;
+}
+
+/**
+ * Channels opened since the deployment, filtered by buyer and/or channel id (indexed topics),
+ * oldest first.
+ */
+export async function openedChannels(
+  reader: ChainReader,
+  filter: { buyer?: Address; channelId?: Hex; payee?: Address },
+): Promise<OpenedChannel[]> {
+  const logs = await reader.publicClient.getContractEvents({
+    address: reader.deployment.paymentChannels,
+    abi: paymentChannelsAbi,
+    eventName: "ChannelOpened",
+    args: filter,
+    fromBlock: reader.deployment.deployBlock,
+    toBlock: "latest",
+    strict: true,
+  });
+  return logs.map(({ args, blockNumber }) => ({
+    channelId: args.channelId,
+    key: { buyer: args.buyer, signer: args.signer, payee: args.payee, nonce: args.nonce },
+    deposit: args.deposit,
+    blockNumber,
+  }));
 }

@@ -65,6 +65,15 @@ export {
   revertErrorName,
 } from "./actions.ts";
 export type { OutvoteAccusation } from "./actions.ts";
+export {
+  PERMIT_TTL_SECONDS,
+  approveAtp,
+  openChannelWithPermit,
+  openedChannels,
+  signAtpPermit,
+  stakeWithPermit,
+} from "./actions.ts";
+export type { OpenedChannel } from "./actions.ts";
 export type { ChannelState, DonorParams, OperatorSigner, OperatorState, ReceiptAnchor } from "./actions.ts";
 export {
   operatorRegistrationDigest,

@@ -1,9 +1,12 @@
 import { Command } from "commander";
+import { registerChannelCommand } from "./commands/channel.ts";
+import { registerDonorCommand } from "./commands/donor.ts";
 import { registerJobCommand } from "./commands/job.ts";
 import { registerKeysCommand } from "./commands/keys.ts";
 import { registerNodeCommand } from "./commands/node.ts";
 import { registerPeersCommand } from "./commands/peers.ts";
 import { registerRunCommand } from "./commands/run.ts";
+import { registerWalletCommand } from "./commands/wallet.ts";
 
 /**
  * `cell …`: each domain's commands register themselves here. Every command has --help
@@ -22,6 +25,8 @@ export function buildProgram(): Command {
         "  $ cell node start --config node.toml",
         "  $ cell job submit examples/jobs/build/sha256.wasm --input README.md",
         "  $ cell peers",
+        "  $ cell wallet create --wallet ./wallet.json && cell donor stake 1000 --wallet ./wallet.json",
+        "  $ cell channel open 0xDonor… 50 --node-dir ./buyer --wallet ./wallet.json",
         "",
         "Exit codes: 0 ok; 1 usage or other error; for commands that wait on a job, 2 the job",
         "failed, 3 it completed with a status other than ok, 4 it has not finished yet.",
@@ -33,6 +38,9 @@ export function buildProgram(): Command {
   registerJobCommand(program);
   registerPeersCommand(program);
   registerRunCommand(program);
+  registerWalletCommand(program);
+  registerDonorCommand(program);
+  registerChannelCommand(program);
   return program;
 }
 

@@ -19,3 +19,5 @@ export type {
 export { didFromPublicKey, peerIdFromPublicKey, publicKeyFromDid, publicKeyFromPeerId } from "./encoding.ts";
 export { SecretBytes } from "./secret.ts";
 export { operatorAccount } from "./operator-account.ts";
+export { decryptOperatorKey, encryptOperatorKey, readKeystoreAddress } from "./operator-keystore.ts";
+export { writePrivateFile } from "./files.ts";

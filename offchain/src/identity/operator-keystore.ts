@@ -15,8 +15,9 @@ type KeystoreRequest =
 type KeystoreReply = { ok: true; value: string } | { ok: false; failed: string };
 
 /**
- * The operator key (secp256k1) in a Web3 Secret Storage v3 keystore, the format of
- * `cast wallet` and geth. Only its address is readable without the passphrase.
+ * A secp256k1 key (the node's operator key, or a user's wallet) in a Web3 Secret Storage v3
+ * keystore, the format of `cast wallet` and geth. Only its address is readable without the
+ * passphrase. `label` names the file's role in errors ("operator keystore", "wallet").
  */
 const KeystoreHeaderSchema = z
   .object({
@@ -31,26 +32,27 @@ export async function encryptOperatorKey(
   privateKey: Hex,
   passphrase: string,
   scryptN: number,
+  label = "operator key",
 ): Promise<{ json: string; address: Address }> {
   const { address } = privateKeyToAccount(privateKey);
   const reply = await runKeystoreWorker({ op: "encrypt", address, privateKey, passphrase, scryptN });
-  if (!reply.ok) throw new Error(`cannot encrypt the operator key: ${reply.failed}`);
+  if (!reply.ok) throw new Error(`cannot encrypt the ${label}: ${reply.failed}`);
   const json = reply.value;
   return { json: `${JSON.stringify(JSON.parse(json), null, 2)}\n`, address };
 }
 
-export function readKeystoreAddress(text: string, path: string): Address {
+export function readKeystoreAddress(text: string, path: string, label = "operator keystore"): Address {
   let json: unknown;
   try {
     json = JSON.parse(text);
   } catch {
-    throw new Error(`operator keystore ${path} is not valid JSON`);
+    throw new Error(`${label} ${path} is not valid JSON`);
   }
   const parsed = KeystoreHeaderSchema.safeParse(json);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     throw new Error(
-      `operator keystore ${path} is not a v3 keystore: '${issue?.path.join(".") ?? ""}' ${issue?.message ?? "invalid"}`,
+      `${label} ${path} is not a v3 keystore: '${issue?.path.join(".") ?? ""}' ${issue?.message ?? "invalid"}`,
     );
   }
   const address = parsed.data.address;
@@ -61,15 +63,16 @@ export async function decryptOperatorKey(
   text: string,
   passphrase: string,
   path: string,
+  label = "operator keystore",
 ): Promise<PrivateKeyAccount> {
-  const expected = readKeystoreAddress(text, path);
+  const expected = readKeystoreAddress(text, path, label);
   const reply = await runKeystoreWorker({ op: "decrypt", json: text, passphrase });
   if (!reply.ok)
-    throw new Error(`cannot decrypt operator keystore ${path}: wrong passphrase or the file was modified`);
+    throw new Error(`cannot decrypt ${label} ${path}: wrong passphrase or the file was modified`);
   const account = operatorAccount(reply.value as Hex);
   if (account.address !== expected) {
     throw new Error(
-      `operator keystore ${path} holds a key for ${account.address}, not its stated address ${expected}`,
+      `${label} ${path} holds a key for ${account.address}, not its stated address ${expected}`,
     );
   }
   return account;
