@@ -1,4 +1,4 @@
-import { BaseError, ContractFunctionRevertedError, isAddressEqual, maxUint256 } from "viem";
+import { BaseError, ContractFunctionRevertedError, isAddressEqual, maxUint256, parseSignature } from "viem";
 import type {
   Abi,
   Address,
@@ -304,7 +304,7 @@ export async function openChannel(
   writer: ChainWriter,
   channel: { signer: Address; payee: Address; amount: bigint; nonce?: bigint },
 ): Promise<{ key: ChannelKey; channelId: Hex; receipt: TransactionReceipt }> {
-  const nonce = channel.nonce ?? BigInt(Date.now()) * 1000n + BigInt(Math.floor(Math.random() * 1000));
+  const nonce = channel.nonce ?? freshChannelNonce();
   const key: ChannelKey = {
     buyer: writer.walletClient.account.address,
     signer: channel.signer,
@@ -319,6 +319,85 @@ export async function openChannel(
     channel.amount,
   ]);
   return { key, channelId: channelIdOf(key), receipt };
+}
+
+/** Seconds an ERC-2612 permit signed for `openChannelWithPermit` stays valid. */
+export const PERMIT_TTL_SECONDS = 3_600n;
+
+/**
+ * Opens a channel from the writer's account in one transaction: the writer's account signs an
+ * ERC-2612 permit for PaymentChannels over `amount` (no separate approval), and the contract
+ * uses it before it pulls the deposit.
+ */
+export async function openChannelWithPermit(
+  writer: ChainWriter,
+  channel: { signer: Address; payee: Address; amount: bigint; nonce?: bigint; nowSeconds?: bigint },
+): Promise<{ key: ChannelKey; channelId: Hex; receipt: TransactionReceipt }> {
+  const nonce = channel.nonce ?? freshChannelNonce();
+  const key: ChannelKey = {
+    buyer: writer.walletClient.account.address,
+    signer: channel.signer,
+    payee: channel.payee,
+    nonce,
+  };
+  const deadline = (channel.nowSeconds ?? BigInt(Math.floor(Date.now() / 1000))) + PERMIT_TTL_SECONDS;
+  const permit = await signAtpPermit(writer, writer.deployment.paymentChannels, channel.amount, deadline);
+  const receipt = await send(
+    writer,
+    writer.deployment.paymentChannels,
+    paymentChannelsAbi,
+    "openWithPermit",
+    [key.signer, key.payee, key.nonce, channel.amount, deadline, permit.v, permit.r, permit.s],
+  );
+  return { key, channelId: channelIdOf(key), receipt };
+}
+
+/** The writer's ERC-2612 permit letting `spender` pull `value` ATP until `deadline` (unix seconds). */
+export async function signAtpPermit(
+  writer: ChainWriter,
+  spender: Address,
+  value: bigint,
+  deadline: bigint,
+): Promise<{ v: number; r: Hex; s: Hex }> {
+  const { publicClient, walletClient, deployment } = writer;
+  const owner = walletClient.account.address;
+  const [[, name, version], nonce] = await Promise.all([
+    publicClient.readContract({
+      address: deployment.atpToken,
+      abi: atpTokenAbi,
+      functionName: "eip712Domain",
+    }),
+    publicClient.readContract({
+      address: deployment.atpToken,
+      abi: atpTokenAbi,
+      functionName: "nonces",
+      args: [owner],
+    }),
+  ]);
+  const signature = await walletClient.signTypedData({
+    account: walletClient.account,
+    domain: { name, version, chainId: deployment.chainId, verifyingContract: deployment.atpToken },
+    types: PERMIT_TYPES,
+    primaryType: "Permit",
+    message: { owner, spender, value, nonce, deadline },
+  });
+  const { r, s, v, yParity } = parseSignature(signature);
+  return { r, s, v: Number(v ?? BigInt(yParity + 27)) };
+}
+
+const PERMIT_TYPES = {
+  Permit: [
+    { name: "owner", type: "address" },
+    { name: "spender", type: "address" },
+    { name: "value", type: "uint256" },
+    { name: "nonce", type: "uint256" },
+    { name: "deadline", type: "uint256" },
+  ],
+} as const;
+
+/** A channel nonce unlikely to repeat for one key: unix ms × 1000 plus a random part (fits a uint64). */
+function freshChannelNonce(): bigint {
+  return BigInt(Date.now()) * 1000n + BigInt(Math.floor(Math.random() * 1000));
 }
 
 /** Adds `amount` to the open channel `key` (anyone may fund; refunds go to the buyer). */
