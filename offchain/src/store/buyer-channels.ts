@@ -6,8 +6,9 @@ import { requireAddress, requireHex, requireText } from "./codec.ts";
 /** Closed channel rows kept for history; beyond it the least recently updated closed rows go. */
 export const BUYER_CHANNEL_ROWS_MAX = 10_000;
 /**
- * Unacknowledged job rows kept in all; beyond it the oldest go. A dropped row's amount stays in
- * its channel's cumulative amount: the next voucher still pays it, without naming the job.
+ * Paid-job rows kept in all (a job is paid once while its row is kept); beyond it the oldest
+ * go. A dropped unacknowledged row's amount stays in its channel's cumulative amount: the next
+ * voucher still pays it, without naming the job.
  */
 export const VOUCHER_JOB_ROWS_MAX = 200_000;
 
@@ -54,7 +55,7 @@ export class BuyerChannelsRepository {
   readonly #setCumulative: StatementSync;
   readonly #insertJob: StatementSync;
   readonly #jobsOf: StatementSync;
-  readonly #deleteJobsUpTo: StatementSync;
+  readonly #markAckedUpTo: StatementSync;
   readonly #setAcked: StatementSync;
   readonly #setDeposit: StatementSync;
   readonly #setPeer: StatementSync;
@@ -76,7 +77,7 @@ export class BuyerChannelsRepository {
       `SELECT ${CHANNEL_COLUMNS} FROM buyer_channels ORDER BY state DESC, updated_at DESC LIMIT ?`,
     );
     this.#withUnacked = db.prepare(
-      `SELECT ${CHANNEL_COLUMNS} FROM buyer_channels WHERE channel_id IN (SELECT DISTINCT channel_id FROM buyer_voucher_jobs) LIMIT ?`,
+      `SELECT ${CHANNEL_COLUMNS} FROM buyer_channels WHERE channel_id IN (SELECT DISTINCT channel_id FROM buyer_voucher_jobs WHERE acked = 0) LIMIT ?`,
     );
     this.#setCumulative = db.prepare(
       "UPDATE buyer_channels SET cumulative = ?, payee_peer = coalesce(?, payee_peer), updated_at = ? WHERE channel_id = ?",
@@ -85,9 +86,11 @@ export class BuyerChannelsRepository {
       "INSERT OR IGNORE INTO buyer_voucher_jobs (channel_id, job_id, amount, cumulative, created_at) VALUES (?, ?, ?, ?, ?)",
     );
     this.#jobsOf = db.prepare(
-      "SELECT seq, job_id, amount, cumulative FROM buyer_voucher_jobs WHERE channel_id = ? ORDER BY seq LIMIT ?",
+      "SELECT seq, job_id, amount, cumulative FROM buyer_voucher_jobs WHERE channel_id = ? AND acked = 0 ORDER BY seq LIMIT ?",
     );
-    this.#deleteJobsUpTo = db.prepare("DELETE FROM buyer_voucher_jobs WHERE channel_id = ? AND seq <= ?");
+    this.#markAckedUpTo = db.prepare(
+      "UPDATE buyer_voucher_jobs SET acked = 1 WHERE channel_id = ? AND seq <= ? AND acked = 0",
+    );
     this.#setAcked = db.prepare("UPDATE buyer_channels SET acked = ?, updated_at = ? WHERE channel_id = ?");
     this.#setDeposit = db.prepare(
       "UPDATE buyer_channels SET deposit = ?, updated_at = ? WHERE channel_id = ?",
@@ -195,12 +198,7 @@ export class BuyerChannelsRepository {
       if (BigInt(String(row.cumulative)) > cumulative) break;
       lastSeq = Number(row.seq);
     }
-    if (lastSeq !== undefined) this.#deleteJobsUpTo.run(channelId, lastSeq);
-  }
-
-  /** Forgets the unacknowledged jobs of a channel (their amounts stay in its cumulative amount). */
-  dropUnacked(channelId: Hex): void {
-    this.#deleteJobsUpTo.run(channelId, Number.MAX_SAFE_INTEGER);
+    if (lastSeq !== undefined) this.#markAckedUpTo.run(channelId, lastSeq);
   }
 
   setDeposit(channelId: Hex, deposit: bigint): void {

@@ -367,9 +367,9 @@ export const MIGRATIONS: readonly Migration[] = [
     name: "payment channels this node pays through, and the jobs its unacknowledged vouchers pay",
     // buyer_channels: one row per channel this node signs vouchers on, at most one open per
     // payee; closed rows beyond BUYER_CHANNEL_ROWS_MAX go, least recently updated first.
-    // buyer_voucher_jobs: one row per paid job not yet acknowledged by its payee, deleted when
-    // acknowledged; beyond VOUCHER_JOB_ROWS_MAX the oldest go (the cumulative amount still
-    // covers them). Bounds in store/buyer-channels.ts.
+    // buyer_voucher_jobs: one row per paid job (so a job is paid once), marked when its payee
+    // acknowledged the voucher; beyond VOUCHER_JOB_ROWS_MAX the oldest go (an unacknowledged
+    // one's amount stays in the cumulative amount). Bounds in store/buyer-channels.ts.
     sql: `
       CREATE TABLE buyer_channels (
         channel_id TEXT PRIMARY KEY,
@@ -393,10 +393,11 @@ export const MIGRATIONS: readonly Migration[] = [
         job_id TEXT NOT NULL,
         amount TEXT NOT NULL,
         cumulative TEXT NOT NULL,
+        acked INTEGER NOT NULL DEFAULT 0,
         created_at INTEGER NOT NULL,
         UNIQUE (channel_id, job_id)
       ) STRICT;
-      CREATE INDEX buyer_voucher_jobs_by_channel ON buyer_voucher_jobs (channel_id, seq);
+      CREATE INDEX buyer_voucher_jobs_unacked ON buyer_voucher_jobs (channel_id, seq) WHERE acked = 0;
     `,
   },
 ];
