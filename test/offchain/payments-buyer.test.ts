@@ -489,6 +489,42 @@ describe("buyer payments: channels", () => {
     assert.equal((await h.channels.ensure(payeeOf(1))).key.payee, payeeOf(1));
   });
 
+  it("a job earned while no channel can be opened is owed durably, and paid once a channel opens", async () => {
+    const dir = freshDir();
+    const store = openStore(dir);
+    const chain = new FakeChain();
+    const open = chain.open.bind(chain);
+    let fail = true;
+    chain.open = async (payee, deposit) => {
+      if (fail) throw new Error("insufficient funds for gas");
+      return open(payee, deposit);
+    };
+    const h = harness({ store, chain });
+    h.sender.onVerdict(accepted(jobId(1), [replica(1, jobId(1), 1_000_000n, 70n)]));
+    await settle(h);
+    h.sender.onVerdict(accepted(jobId(2), [replica(1, jobId(2), 1_000_000n, 30n)]));
+    await settle(h);
+    assert.equal(h.sent.length, 0);
+    assert.deepEqual(store.buyerChannels.owedPayees(), [
+      { payee: getAddress(payeeOf(1)), payeePeer: "peer-1" },
+    ]);
+    h.sender.stop();
+    store.close();
+
+    const reopened = openStore(dir);
+    const again = harness({ store: reopened, chain });
+    fail = false;
+    again.sender.start();
+    await settle(again, 0);
+    await settle(again);
+    assert.equal(again.sent.length, 1);
+    const voucher = again.sent[0]!.batch.vouchers[0]!;
+    assert.equal(voucher.cumulativeAmount, "100");
+    assert.deepEqual(voucher.jobs, [jobId(1), jobId(2)]);
+    assert.deepEqual(reopened.buyerChannels.owedPayees(), []);
+    reopened.close();
+  });
+
   it("tops up once when the unspent deposit falls below the policy's fraction, and warns when low", async () => {
     const chain = new FakeChain();
     chain.holdTopUps = true;

@@ -45,11 +45,17 @@ export interface BuyerChannelSettings {
   spendWindowMs?: number;
 }
 
+/** What `pay` did with a job's amount. */
+export type PayOutcome =
+  { status: "recorded"; channel: BuyerChannelRow } | { status: "owed" } | { status: "paid_before" };
+
 /** A channel as `GET /payments/channels` and `cell payments status` show it. */
 export interface ChannelView {
   payee: Address;
   channelId: Hex;
   buyer: Address;
+  signer: Address;
+  nonce: bigint;
   state: "open" | "closed";
   deposit: bigint;
   /** Cumulative amount signed to date. */
@@ -141,24 +147,62 @@ export class BuyerChannels {
   }
 
   /**
-   * Adds a job's amount to the payee's channel and commits it durably. Resolves with the
-   * channel and its new cumulative amount, or undefined when the job was paid already.
+   * Adds a job's amount to the payee's channel, with anything owed to it from before, and
+   * commits it durably. With no channel to be had now the job is durably owed instead, and
+   * moves onto the channel once one opens (`placeOwed`).
    */
-  async pay(
-    payee: Address,
-    jobId: Hex,
-    amount: bigint,
-    payeePeer?: string,
-  ): Promise<{ channel: BuyerChannelRow; cumulativeAmount: bigint } | undefined> {
-    const channel = await this.ensure(payee);
-    const cumulativeAmount = await this.#store.commit(() =>
-      this.#store.buyerChannels.addJob(channel.channelId, jobId, amount, payeePeer),
-    );
-    if (cumulativeAmount === undefined) return undefined;
-    this.#recordSpend(channel.channelId, amount);
-    const updated = this.#store.buyerChannels.get(channel.channelId) ?? channel;
-    this.#checkBalance(updated);
-    return { channel: updated, cumulativeAmount };
+  async pay(payee: Address, jobId: Hex, amount: bigint, payeePeer?: string): Promise<PayOutcome> {
+    let channel: BuyerChannelRow;
+    try {
+      channel = await this.ensure(payee);
+    } catch (error) {
+      const fresh = await this.#store.commit(() =>
+        this.#store.buyerChannels.owe(payee, jobId, amount, payeePeer),
+      );
+      if (fresh)
+        this.#log.warn(
+          { payee, jobId, amount, err: (error as Error).message },
+          "no payment channel to this payee yet: the job is owed until one opens",
+        );
+      return { status: "owed" };
+    }
+    const { moved, cumulativeAmount } = await this.#store.commit(() => ({
+      moved: this.#store.buyerChannels.moveOwed(payee, channel.channelId),
+      cumulativeAmount: this.#store.buyerChannels.addJob(channel.channelId, jobId, amount, payeePeer),
+    }));
+    const spent = moved.reduce((sum, job) => sum + job.amount, cumulativeAmount === undefined ? 0n : amount);
+    if (spent === 0n && cumulativeAmount === undefined) return { status: "paid_before" };
+    return { status: "recorded", channel: this.#afterSpend(channel.channelId, spent) };
+  }
+
+  /**
+   * Tries again to open channels to payees owed jobs, and moves their jobs onto them. Returns
+   * the channels that got jobs, with the peer to send their vouchers to.
+   */
+  async placeOwed(): Promise<{ channel: BuyerChannelRow; payeePeer: string | null }[]> {
+    const placed: { channel: BuyerChannelRow; payeePeer: string | null }[] = [];
+    for (const { payee, payeePeer } of this.#store.buyerChannels.owedPayees()) {
+      const channel = await this.ensure(payee).catch(() => undefined);
+      if (!channel) continue;
+      const moved = await this.#store.commit(() =>
+        this.#store.buyerChannels.moveOwed(payee, channel.channelId),
+      );
+      const spent = moved.reduce((sum, job) => sum + job.amount, 0n);
+      if (moved.length > 0) placed.push({ channel: this.#afterSpend(channel.channelId, spent), payeePeer });
+    }
+    return placed;
+  }
+
+  /** Payees owed jobs while they have no channel. */
+  hasOwed(): boolean {
+    return this.#store.buyerChannels.owedPayees(1).length > 0;
+  }
+
+  #afterSpend(channelId: Hex, amount: bigint): BuyerChannelRow {
+    this.#recordSpend(channelId, amount);
+    const channel = this.#store.buyerChannels.get(channelId)!;
+    this.#checkBalance(channel);
+    return channel;
   }
 
   /**
@@ -293,6 +337,8 @@ export class BuyerChannels {
       payee: channel.key.payee,
       channelId: channel.channelId,
       buyer: channel.key.buyer,
+      signer: channel.key.signer,
+      nonce: channel.key.nonce,
       state: channel.state,
       deposit: channel.deposit,
       spent: channel.cumulative,

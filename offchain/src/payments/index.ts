@@ -21,6 +21,7 @@ export type {
   ChannelLog,
   ChannelView,
   DueVoucher,
+  PayOutcome,
 } from "./buyer-channels.ts";
 export { VoucherSender } from "./voucher-sender.ts";
 export type { VoucherSenderPorts, VoucherSenderSettings } from "./voucher-sender.ts";

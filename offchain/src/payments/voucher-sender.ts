@@ -37,6 +37,8 @@ export interface VoucherSenderSettings {
   retryMaxMs?: number;
   /** Sends of one channel's voucher without an acknowledgement before it waits for the channel's next job (default 8). */
   maxAttempts?: number;
+  /** How often payees owed jobs without a channel are tried again (default 30 s). */
+  owedRetryMs?: number;
 }
 
 /** The payee holds this voucher or a newer one: nothing to resend. */
@@ -59,13 +61,22 @@ export class VoucherSender implements VerdictListener {
   readonly #sending = new Set<string>();
   /** Channel → sends without an acknowledgement. */
   readonly #attempts = new Map<Hex, number>();
+  /** Cancel of the timer that retries payees owed jobs. */
+  #owedTimer: (() => void) | undefined;
   /** Payments under way (for `idle`). */
   readonly #working = new Set<Promise<unknown>>();
   #stopped = false;
 
   constructor(ports: VoucherSenderPorts, settings: VoucherSenderSettings = {}) {
     this.#ports = ports;
-    this.#settings = { coalesceMs: 20, retryMinMs: 1_000, retryMaxMs: 60_000, maxAttempts: 8, ...settings };
+    this.#settings = {
+      coalesceMs: 20,
+      retryMinMs: 1_000,
+      retryMaxMs: 60_000,
+      maxAttempts: 8,
+      owedRetryMs: 30_000,
+      ...settings,
+    };
   }
 
   onVerdict(report: VerdictReport): void {
@@ -75,16 +86,38 @@ export class VoucherSender implements VerdictListener {
 
   onEquivocation(_sighting: EquivocationSighting): void {}
 
-  /** Resends the vouchers a restarted node owes (channels with unacknowledged jobs). */
+  /** Resends the vouchers a restarted node owes (channels with unacknowledged jobs), and retries owed jobs. */
   start(): void {
     for (const channel of this.#ports.channels.unacknowledged())
       if (channel.payeePeer !== null) this.#schedule(channel.payeePeer, channel.channelId, 0);
+    if (this.#ports.channels.hasOwed()) this.#retryOwedLater(0);
   }
 
   stop(): void {
     this.#stopped = true;
     for (const cancel of this.#timers.values()) cancel();
     this.#timers.clear();
+    this.#owedTimer?.();
+    this.#owedTimer = undefined;
+  }
+
+  /** Tries the payees owed jobs again after `owedRetryMs` (one timer at a time). */
+  #retryOwedLater(delayMs = this.#settings.owedRetryMs): void {
+    if (this.#owedTimer || this.#stopped) return;
+    this.#owedTimer = this.#ports.clock.after(delayMs, () => {
+      this.#owedTimer = undefined;
+      this.#track(this.#placeOwed());
+    });
+  }
+
+  async #placeOwed(): Promise<void> {
+    try {
+      for (const { channel, payeePeer } of await this.#ports.channels.placeOwed())
+        if (payeePeer !== null) this.#schedule(payeePeer, channel.channelId, this.#settings.coalesceMs);
+    } catch (error) {
+      this.#ports.log.warn({ err: (error as Error).message }, "could not place owed payments");
+    }
+    if (this.#ports.channels.hasOwed()) this.#retryOwedLater();
   }
 
   /** Resolves once every payment and send under way has ended. */
@@ -108,9 +141,10 @@ export class VoucherSender implements VerdictListener {
         return;
       }
       const paid = await this.#ports.channels.pay(payee, jobId, amount, peerId);
-      if (!paid) return;
+      if (paid.status === "owed") this.#retryOwedLater();
+      if (paid.status !== "recorded") return;
       this.#ports.log.debug(
-        { jobId, payee, channelId: paid.channel.channelId, amount, cumulative: paid.cumulativeAmount },
+        { jobId, payee, channelId: paid.channel.channelId, amount, cumulative: paid.channel.cumulative },
         "job paid",
       );
       this.#schedule(peerId, paid.channel.channelId, this.#settings.coalesceMs);

@@ -12,6 +12,17 @@ export const BUYER_CHANNEL_ROWS_MAX = 10_000;
  */
 export const VOUCHER_JOB_ROWS_MAX = 200_000;
 
+/** Jobs owed to payees without a channel yet; beyond it the oldest go (that payee is not paid for them). */
+export const OWED_ROWS_MAX = 100_000;
+
+/** A job earned by a payee that has no open channel yet. */
+export interface OwedJob {
+  payee: Address;
+  jobId: Hex;
+  amount: bigint;
+  payeePeer: string | null;
+}
+
 export type BuyerChannelState = "open" | "closed";
 
 /** A channel this node signs vouchers on (as its signer), with what it signed and what was acknowledged. */
@@ -63,6 +74,12 @@ export class BuyerChannelsRepository {
   readonly #countJobs: StatementSync;
   readonly #trimJobs: StatementSync;
   readonly #trimClosed: StatementSync;
+  readonly #owe: StatementSync;
+  readonly #owedTo: StatementSync;
+  readonly #owedPayees: StatementSync;
+  readonly #deleteOwed: StatementSync;
+  readonly #countOwed: StatementSync;
+  readonly #trimOwed: StatementSync;
 
   constructor(db: DatabaseSync, now: () => number) {
     this.#now = now;
@@ -104,6 +121,20 @@ export class BuyerChannelsRepository {
     this.#trimClosed = db.prepare(
       `DELETE FROM buyer_channels WHERE channel_id IN (SELECT channel_id FROM buyer_channels WHERE state = 'closed'
          ORDER BY updated_at LIMIT max(0, (SELECT count(*) FROM buyer_channels WHERE state = 'closed') - ?))`,
+    );
+    this.#owe = db.prepare(
+      "INSERT OR IGNORE INTO buyer_owed (payee, job_id, amount, payee_peer, created_at) VALUES (?, ?, ?, ?, ?)",
+    );
+    this.#owedTo = db.prepare(
+      "SELECT payee, job_id, amount, payee_peer FROM buyer_owed WHERE payee = ? ORDER BY created_at LIMIT ?",
+    );
+    this.#owedPayees = db.prepare(
+      "SELECT payee, max(payee_peer) AS payee_peer FROM buyer_owed GROUP BY payee LIMIT ?",
+    );
+    this.#deleteOwed = db.prepare("DELETE FROM buyer_owed WHERE payee = ? AND job_id = ?");
+    this.#countOwed = db.prepare("SELECT count(*) AS n FROM buyer_owed");
+    this.#trimOwed = db.prepare(
+      "DELETE FROM buyer_owed WHERE rowid IN (SELECT rowid FROM buyer_owed ORDER BY created_at LIMIT ?)",
     );
   }
 
@@ -199,6 +230,47 @@ export class BuyerChannelsRepository {
       lastSeq = Number(row.seq);
     }
     if (lastSeq !== undefined) this.#markAckedUpTo.run(channelId, lastSeq);
+  }
+
+  /** Remembers a job earned by a payee with no channel yet; false when it was remembered already. */
+  owe(payee: Address, jobId: Hex, amount: bigint, payeePeer?: string): boolean {
+    const inserted = this.#owe.run(
+      requireAddress(payee, "buyerChannels.owe: payee"),
+      requireHex(jobId, "buyerChannels.owe: jobId", 32),
+      amount.toString(),
+      payeePeer ?? null,
+      this.#now(),
+    );
+    const { n } = this.#countOwed.get() as { n: number };
+    if (n > OWED_ROWS_MAX) this.#trimOwed.run(n - OWED_ROWS_MAX);
+    return inserted.changes > 0;
+  }
+
+  /** Payees owed jobs while they have no channel, with the peer their node last ran jobs as. */
+  owedPayees(limit = 1_000): { payee: Address; payeePeer: string | null }[] {
+    return this.#owedPayees.all(limit).map((row) => ({
+      payee: String(row.payee) as Address,
+      payeePeer: row.payee_peer === null ? null : String(row.payee_peer),
+    }));
+  }
+
+  /**
+   * Moves what `payee` is owed onto its open channel `channelId` (oldest first, at most
+   * `limit` jobs); returns the jobs moved. A job the channel paid already is just dropped.
+   */
+  moveOwed(payee: Address, channelId: Hex, limit = 10_000): OwedJob[] {
+    const rows = this.#owedTo.all(requireAddress(payee, "buyerChannels.moveOwed: payee"), limit);
+    return rows.map((row) => {
+      const job: OwedJob = {
+        payee: String(row.payee) as Address,
+        jobId: String(row.job_id) as Hex,
+        amount: BigInt(String(row.amount)),
+        payeePeer: row.payee_peer === null ? null : String(row.payee_peer),
+      };
+      this.addJob(channelId, job.jobId, job.amount, job.payeePeer ?? undefined);
+      this.#deleteOwed.run(job.payee, job.jobId);
+      return job;
+    });
   }
 
   setDeposit(channelId: Hex, deposit: bigint): void {

@@ -369,7 +369,9 @@ export const MIGRATIONS: readonly Migration[] = [
     // payee; closed rows beyond BUYER_CHANNEL_ROWS_MAX go, least recently updated first.
     // buyer_voucher_jobs: one row per paid job (so a job is paid once), marked when its payee
     // acknowledged the voucher; beyond VOUCHER_JOB_ROWS_MAX the oldest go (an unacknowledged
-    // one's amount stays in the cumulative amount). Bounds in store/buyer-channels.ts.
+    // one's amount stays in the cumulative amount). buyer_owed: jobs earned by a payee that has
+    // no channel yet, moved onto its channel once one is open; beyond OWED_ROWS_MAX the oldest
+    // go. Bounds in store/buyer-channels.ts.
     sql: `
       CREATE TABLE buyer_channels (
         channel_id TEXT PRIMARY KEY,
@@ -398,6 +400,14 @@ export const MIGRATIONS: readonly Migration[] = [
         UNIQUE (channel_id, job_id)
       ) STRICT;
       CREATE INDEX buyer_voucher_jobs_unacked ON buyer_voucher_jobs (channel_id, seq) WHERE acked = 0;
+      CREATE TABLE buyer_owed (
+        payee TEXT NOT NULL,
+        job_id TEXT NOT NULL,
+        amount TEXT NOT NULL,
+        payee_peer TEXT,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (payee, job_id)
+      ) STRICT;
     `,
   },
 ];
