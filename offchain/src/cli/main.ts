@@ -2,6 +2,7 @@ import { Command } from "commander";
 import { registerJobCommand } from "./commands/job.ts";
 import { registerKeysCommand } from "./commands/keys.ts";
 import { registerNodeCommand } from "./commands/node.ts";
+import { registerPaymentsCommand } from "./commands/payments.ts";
 import { registerPeersCommand } from "./commands/peers.ts";
 import { registerRunCommand } from "./commands/run.ts";
 
@@ -32,6 +33,7 @@ export function buildProgram(): Command {
   registerNodeCommand(program);
   registerJobCommand(program);
   registerPeersCommand(program);
+  registerPaymentsCommand(program);
   registerRunCommand(program);
   return program;
 }
