@@ -155,15 +155,9 @@ export class BuyerChannels {
     let channel: BuyerChannelRow;
     try {
       channel = await this.ensure(payee);
-    } catch (error) {
-      const fresh = await this.#store.commit(() =>
-        this.#store.buyerChannels.owe(payee, jobId, amount, payeePeer),
-      );
-      if (fresh)
-        this.#log.warn(
-          { payee, jobId, amount, err: (error as Error).message },
-          "no payment channel to this payee yet: the job is owed until one opens",
-        );
+    } catch {
+      // the failed open was logged once; the job waits, durably, for the payee's channel
+      await this.#store.commit(() => this.#store.buyerChannels.owe(payee, jobId, amount, payeePeer));
       return { status: "owed" };
     }
     const { moved, cumulativeAmount } = await this.#store.commit(() => ({
@@ -260,7 +254,11 @@ export class BuyerChannels {
       );
       return await this.#remember(opened, 0n);
     } catch (error) {
-      this.#noteOpenFailure(payee.toLowerCase());
+      const retryAt = this.#noteOpenFailure(payee.toLowerCase());
+      this.#log.warn(
+        { payee, err: (error as Error).message, retryAt: new Date(retryAt).toISOString() },
+        "could not open a payment channel: jobs its donor earns are owed until one opens",
+      );
       throw error;
     }
   }
@@ -273,11 +271,14 @@ export class BuyerChannels {
     );
   }
 
-  #noteOpenFailure(payee: string): void {
+  /** Remembers a failed open; returns when the payee may be tried again. */
+  #noteOpenFailure(payee: string): number {
+    const retryAt = this.#now() + this.#settings.openRetryMs;
     this.#openFailedUntil.delete(payee);
-    this.#openFailedUntil.set(payee, this.#now() + this.#settings.openRetryMs);
+    this.#openFailedUntil.set(payee, retryAt);
     if (this.#openFailedUntil.size > OPEN_FAILURES_MAX)
       this.#openFailedUntil.delete(this.#openFailedUntil.keys().next().value!);
+    return retryAt;
   }
 
   #recordSpend(channelId: Hex, amount: bigint): void {
