@@ -508,21 +508,61 @@ describe("buyer payments: channels", () => {
     assert.deepEqual(store.buyerChannels.owedPayees(), [
       { payee: getAddress(payeeOf(1)), payeePeer: "peer-1" },
     ]);
+    h.clock.advance(30_000);
+    await h.sender.idle();
+    assert.equal(h.sent.length, 0, "still no channel: the retry found none");
+    assert.equal(h.chain.openCalls, 0, "no channel was opened");
+    fail = false;
+    h.clock.advance(30_000);
+    await settle(h);
+    assert.equal(h.sent.length, 1, "the next retry opened the channel and paid the owed jobs");
+    assert.equal(h.sent[0]!.batch.vouchers[0]!.cumulativeAmount, "100");
+    h.failSends = 100;
+    h.sender.onVerdict(accepted(jobId(3), [replica(1, jobId(3), 1_000_000n, 1n)]));
+    h.sender.onVerdict(accepted(jobId(4), [replica(1, jobId(4), 1_000_000n, 2n)]));
+    await settle(h);
+    fail = true;
     h.sender.stop();
     store.close();
 
     const reopened = openStore(dir);
     const again = harness({ store: reopened, chain });
-    fail = false;
     again.sender.start();
     await settle(again, 0);
-    await settle(again);
     assert.equal(again.sent.length, 1);
     const voucher = again.sent[0]!.batch.vouchers[0]!;
-    assert.equal(voucher.cumulativeAmount, "100");
-    assert.deepEqual(voucher.jobs, [jobId(1), jobId(2)]);
+    assert.equal(voucher.cumulativeAmount, "103", "the restart resends what was not acknowledged");
+    assert.deepEqual(voucher.jobs, [jobId(3), jobId(4)]);
     assert.deepEqual(reopened.buyerChannels.owedPayees(), []);
     reopened.close();
+  });
+
+  it("a channel the payee reports closed is retired: its unacknowledged jobs are paid on a new channel", async () => {
+    const h = harness();
+    let closed = true;
+    const answer = h.answer;
+    h.answer = (voucher) => {
+      const channelId = channelIdOf({ ...voucher.key, nonce: BigInt(voucher.key.nonce) });
+      if (closed) {
+        closed = false;
+        return { status: "refused", channelId, reason: "channel_closed", detail: "closing on-chain" };
+      }
+      return answer(voucher);
+    };
+    h.sender.onVerdict(accepted(jobId(1), [replica(1, jobId(1), 1_000_000n, 10n)]));
+    h.sender.onVerdict(accepted(jobId(2), [replica(1, jobId(2), 1_000_000n, 5n)]));
+    await settle(h);
+    await settle(h, 0);
+    await settle(h);
+    assert.equal(h.chain.openCalls, 2, "a second channel was opened");
+    const [first, second] = h.chain.opened;
+    assert.equal(h.store.buyerChannels.get(first!.channelId)!.state, "closed");
+    assert.equal(h.sent.length, 2);
+    const retry = h.sent[1]!.batch.vouchers[0]!;
+    assert.equal(channelIdOf({ ...retry.key, nonce: BigInt(retry.key.nonce) }), second!.channelId);
+    assert.equal(retry.cumulativeAmount, "15");
+    assert.deepEqual(retry.jobs, [jobId(1), jobId(2)]);
+    assert.equal(h.store.buyerChannels.get(second!.channelId)!.acked, 15n);
   });
 
   it("tops up once when the unspent deposit falls below the policy's fraction, and warns when low", async () => {

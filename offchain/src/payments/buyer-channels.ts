@@ -222,6 +222,21 @@ export class BuyerChannels {
     return this.#store.commit(() => this.#store.buyerChannels.acknowledge(channelId, cumulativeAmount));
   }
 
+  /**
+   * The payee says the channel is closing or closed: no voucher is signed on it again, and its
+   * unacknowledged jobs are owed to the payee, for its next channel (durably noted).
+   */
+  async retire(channelId: Hex): Promise<number> {
+    const owed = await this.#store.commit(() => this.#store.buyerChannels.retire(channelId));
+    this.#spend.delete(channelId);
+    this.#warnedLow.delete(channelId);
+    this.#log.warn(
+      { channelId, owed },
+      "payment channel closed: its unacknowledged jobs go to the next channel",
+    );
+    return owed;
+  }
+
   /** Channels with jobs whose vouchers the payee has not acknowledged (to resend after a restart). */
   unacknowledged(): BuyerChannelRow[] {
     return this.#store.buyerChannels.withUnacked();
@@ -239,7 +254,12 @@ export class BuyerChannels {
 
   async #findOrOpen(payee: Address): Promise<BuyerChannelRow> {
     try {
-      const found = pickReusable(await this.#chain.findOpen(payee), this.#settings.operator);
+      const retired = (channel: ChainChannel) =>
+        this.#store.buyerChannels.get(channel.channelId)?.state === "closed";
+      const found = pickReusable(
+        (await this.#chain.findOpen(payee)).filter((channel) => !retired(channel)),
+        this.#settings.operator,
+      );
       if (found) {
         this.#log.info(
           { payee, channelId: found.channelId, deposit: found.deposit },

@@ -249,6 +249,12 @@ export class VoucherSender implements VerdictListener {
         { peerId, channelId, cumulativeAmount, reason: result.reason, detail: result.detail },
         "voucher refused",
       );
+    if (result?.status === "refused" && result.reason === "channel_closed") {
+      await this.#ports.channels.retire(channelId);
+      this.#attempts.delete(channelId);
+      this.#retryOwedLater(0);
+      return "done";
+    }
     const attempts = (this.#attempts.get(channelId) ?? 0) + 1;
     if (attempts >= this.#settings.maxAttempts) {
       this.#attempts.delete(channelId);

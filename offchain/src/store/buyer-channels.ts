@@ -286,6 +286,21 @@ export class BuyerChannelsRepository {
     this.#setState.run("closed", this.#now(), channelId);
     this.#trimClosed.run(BUYER_CHANNEL_ROWS_MAX);
   }
+
+  /**
+   * The channel closed before its payee acknowledged some jobs: it is marked closed and those
+   * jobs become owed to the payee again, to be paid on its next channel. Returns how many.
+   */
+  retire(channelId: Hex): number {
+    const channel = this.get(channelId);
+    if (!channel) return 0;
+    this.close(channelId);
+    const jobs = this.unacked(channelId, -1);
+    for (const job of jobs)
+      this.owe(channel.key.payee, job.jobId, job.amount, channel.payeePeer ?? undefined);
+    this.#markAckedUpTo.run(channelId, Number.MAX_SAFE_INTEGER);
+    return jobs.length;
+  }
 }
 
 function rowOf(row: unknown): BuyerChannelRow | undefined {
