@@ -440,6 +440,20 @@ describe("buyer payments: coalescing and resends", () => {
     assert.equal(first.jobs.length, 10);
     assert.equal(h.store.buyerChannels.openTo(payeeOf(1))!.cumulative, 1_200n, "the debt is still recorded");
 
+    const toppedUp = harness({
+      store: h.store,
+      chain: h.chain,
+      settings: { deposit: 1_000n, topUpAmount: 500n },
+    });
+    toppedUp.sender.onVerdict(accepted(jobId(13), [replica(1, jobId(13), 1_000_000n, 100n)]));
+    await settle(toppedUp);
+    await toppedUp.channels.idle();
+    await settle(toppedUp, 0);
+    await settle(toppedUp, 0);
+    const afterTopUp = toppedUp.sent.at(-1)!.batch.vouchers[0]!;
+    assert.equal(afterTopUp.cumulativeAmount, "1300", "the top-up let the jobs above the old deposit go");
+    assert.deepEqual(afterTopUp.jobs, [11, 12, 13].map(jobId));
+
     const many = harness();
     for (let i = 1; i <= VOUCHER_JOBS_MAX + 3; i++)
       many.sender.onVerdict(accepted(jobId(i), [replica(1, jobId(i), 1_000_000n, 1n)]));

@@ -110,6 +110,8 @@ export class BuyerChannels {
   readonly #toppingUp = new Map<Hex, Promise<void>>();
   /** Channels reported low; cleared when they are no longer low (bounded by the open channels). */
   readonly #warnedLow = new Set<Hex>();
+  /** Told when a top-up raised a channel's deposit (jobs above the old deposit may now be sent). */
+  #onToppedUp: ((channel: BuyerChannelRow) => void) | undefined;
 
   constructor(
     ports: {
@@ -247,6 +249,11 @@ export class BuyerChannels {
     return this.#store.buyerChannels.list().map((channel) => this.#view(channel));
   }
 
+  /** Sets who is told when a top-up raised a channel's deposit (the voucher sender). */
+  onToppedUp(listener: (channel: BuyerChannelRow) => void): void {
+    this.#onToppedUp = listener;
+  }
+
   /** Resolves when every top-up under way has ended (for an orderly stop and tests). */
   async idle(): Promise<void> {
     await Promise.all([...this.#toppingUp.values(), ...this.#opening.values()].map((p) => p.catch(() => {})));
@@ -335,11 +342,10 @@ export class BuyerChannels {
           "payment channel topped up",
         );
         const updated = this.#store.buyerChannels.get(channel.channelId);
-        if (
-          updated &&
-          !below(updated.deposit - updated.cumulative, updated.deposit, this.#settings.lowBalanceFraction)
-        )
+        if (!updated) return;
+        if (!below(updated.deposit - updated.cumulative, updated.deposit, this.#settings.lowBalanceFraction))
           this.#warnedLow.delete(channel.channelId);
+        this.#onToppedUp?.(updated);
       })
       .catch((error: unknown) =>
         this.#log.warn(

@@ -69,6 +69,9 @@ export class VoucherSender implements VerdictListener {
 
   constructor(ports: VoucherSenderPorts, settings: VoucherSenderSettings = {}) {
     this.#ports = ports;
+    ports.channels.onToppedUp((channel) => {
+      if (channel.payeePeer !== null) this.#schedule(channel.payeePeer, channel.channelId, 0);
+    });
     this.#settings = {
       coalesceMs: 20,
       retryMinMs: 1_000,
