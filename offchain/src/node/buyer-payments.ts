@@ -13,28 +13,12 @@ import {
   topUpChannel,
 } from "../chain/index.ts";
 import type { ChainReader, ChainWriter } from "../chain/index.ts";
-import {
-  BuyerChannels,
-  VOUCHER_MESSAGE_MAX_BYTES,
-  VOUCHER_PROTOCOL,
-  VoucherBatchSchema,
-  VoucherResultsSchema,
-  VoucherSender,
-} from "../payments/index.ts";
+import { BuyerChannels, VOUCHER_PROTOCOL, VoucherSender } from "../payments/index.ts";
 import type { ChainChannel, ChannelChainPort, ChannelView } from "../payments/index.ts";
 import type { VerdictListener } from "../quorum/index.ts";
 import type { NodeContext } from "./context.ts";
+import { protocolSpecs } from "./protocols.ts";
 import { errorMessage } from "./util.ts";
-
-/** `/cell/voucher/1`: schemas, byte limits and the per-peer rate a payee serves. */
-export const voucherProtocolSpec = {
-  request: VoucherBatchSchema,
-  response: VoucherResultsSchema,
-  maxRequestBytes: VOUCHER_MESSAGE_MAX_BYTES,
-  maxResponseBytes: VOUCHER_MESSAGE_MAX_BYTES,
-  ratePerSecond: 100,
-  burst: 200,
-} as const;
 
 /** How long a payee's node has to store and acknowledge a batch of vouchers. */
 const VOUCHER_TIMEOUT_MS = 10_000;
@@ -72,7 +56,7 @@ export function buyerPayments(ctx: NodeContext, reader: ChainReader): BuyerPayme
     sign: (channelId, cumulativeAmount) =>
       signVoucher(ctx.operator, chainId, paymentChannels, { channelId, cumulativeAmount }),
     send: (peerId, batch) =>
-      ctx.mesh.request(peerId, VOUCHER_PROTOCOL, voucherProtocolSpec, batch, {
+      ctx.mesh.request(peerId, VOUCHER_PROTOCOL, protocolSpecs.voucher, batch, {
         timeoutMs: VOUCHER_TIMEOUT_MS,
       }),
     clock: {

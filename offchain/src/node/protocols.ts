@@ -14,6 +14,7 @@ import {
   StatusRequestSchema,
   StatusResponseSchema,
 } from "../protocol/index.ts";
+import { VOUCHER_MESSAGE_MAX_BYTES, VoucherBatchSchema, VoucherResultsSchema } from "../payments/index.ts";
 
 /**
  * Schemas, byte limits and per-peer rates of the market's request-response protocols. Bids,
@@ -58,6 +59,15 @@ export const protocolSpecs = {
     response: CancelResponseSchema,
     maxRequestBytes: MESSAGE_LIMITS.cancelRequest,
     maxResponseBytes: MESSAGE_LIMITS.cancelResponse,
+    ratePerSecond: 100,
+    burst: 200,
+  },
+  /** `/cell/voucher/1`: a buyer's vouchers to one payee, batched (payments/wire.ts). */
+  voucher: {
+    request: VoucherBatchSchema,
+    response: VoucherResultsSchema,
+    maxRequestBytes: VOUCHER_MESSAGE_MAX_BYTES,
+    maxResponseBytes: VOUCHER_MESSAGE_MAX_BYTES,
     ratePerSecond: 100,
     burst: 200,
   },
