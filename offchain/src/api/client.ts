@@ -42,6 +42,8 @@ export interface ApiClient {
   peers(): Promise<unknown[]>;
   /** Slash submissions of evidence the node verified: still waiting, and every one kept. */
   slashes(): Promise<{ pending: unknown[]; history: unknown[] }>;
+  /** Payment channels the node pays donors through, with spend rate and time to empty. */
+  paymentChannels(): Promise<unknown[]>;
 }
 
 export function createApiClient(options: ApiClientOptions): ApiClient {
@@ -79,6 +81,7 @@ export function createApiClient(options: ApiClientOptions): ApiClient {
     submitJob: (job) => call("POST", "/jobs", submitBody(job)),
     peers: async () => (await call<{ peers: unknown[] }>("GET", "/peers")).peers,
     slashes: () => call("GET", "/slashes"),
+    paymentChannels: async () => (await call<{ channels: unknown[] }>("GET", "/payments/channels")).channels,
     async *jobEvents(jobId, { signal } = {}) {
       let response: Response;
       try {

@@ -98,6 +98,11 @@ export async function createApiServer(options: ApiServerOptions): Promise<ApiSer
       pattern: /^\/slashes$/,
       handler: ({ response }) => sendJson(response, 200, node.slashes?.() ?? { pending: [], history: [] }),
     },
+    {
+      method: "GET",
+      pattern: /^\/payments\/channels$/,
+      handler: ({ response }) => sendJson(response, 200, { channels: node.paymentChannels?.() ?? [] }),
+    },
   ];
 
   const server = createServer((request, response) => {

@@ -86,6 +86,8 @@ export interface ApiNode {
   peers(): unknown[];
   /** Slash submissions of evidence the node verified (GET /slashes); a node without them serves none. */
   slashes?(): { pending: unknown[]; history: unknown[] };
+  /** Payment channels the node pays through (GET /payments/channels); a node without them serves none. */
+  paymentChannels?(): unknown[];
   on(event: "job", listener: (event: ApiJobEvent) => void): unknown;
   off?(event: "job", listener: (event: ApiJobEvent) => void): unknown;
 }

@@ -4,6 +4,7 @@ import { registerDonorCommand } from "./commands/donor.ts";
 import { registerJobCommand } from "./commands/job.ts";
 import { registerKeysCommand } from "./commands/keys.ts";
 import { registerNodeCommand } from "./commands/node.ts";
+import { registerPaymentsCommand } from "./commands/payments.ts";
 import { registerPeersCommand } from "./commands/peers.ts";
 import { registerRunCommand } from "./commands/run.ts";
 import { registerWalletCommand } from "./commands/wallet.ts";
@@ -37,6 +38,7 @@ export function buildProgram(): Command {
   registerNodeCommand(program);
   registerJobCommand(program);
   registerPeersCommand(program);
+  registerPaymentsCommand(program);
   registerRunCommand(program);
   registerWalletCommand(program);
   registerDonorCommand(program);

@@ -2,6 +2,7 @@ import { readFile } from "node:fs/promises";
 import { homedir } from "node:os";
 import { dirname, extname, isAbsolute, join, resolve } from "node:path";
 import { parse as parseToml } from "smol-toml";
+import { parseUnits } from "viem";
 import { z } from "zod/v4";
 import { parseCidr } from "../p2p/trusted.ts";
 import { AddressSchema, MultiaddrStringSchema } from "../protocol/index.ts";
@@ -195,6 +196,35 @@ const SlashingConfigSchema = z.strictObject({
   autoDispute: z.boolean().default(true),
 });
 
+/** An amount of ATP written with up to 18 decimals ("12.5" or 12.5), held in base units. */
+const atpAmount = z
+  .union([
+    z.string().regex(/^[0-9]{1,30}(\.[0-9]{1,18})?$/, "must be an ATP amount such as 12.5"),
+    z.number(),
+  ])
+  .transform((value, context) => {
+    const text = typeof value === "number" ? value.toString() : value;
+    if (!/^[0-9]{1,30}(\.[0-9]{1,18})?$/.test(text)) {
+      context.addIssue({ code: "custom", message: `${text} is not a non-negative ATP amount` });
+      return z.NEVER;
+    }
+    return parseUnits(text, 18);
+  });
+
+/** How this node pays donors for accepted receipts (offchain/src/payments; docs/payments.md). */
+const PaymentsConfigSchema = z.strictObject({
+  /** Open channels to selected donors and send their executors vouchers after accepted verdicts. */
+  enabled: z.boolean().default(true),
+  /** ATP a new channel to a donor is opened with. */
+  deposit: atpAmount.prefault("10"),
+  /** A channel whose unspent deposit falls below this fraction of its deposit is topped up. */
+  topUpBelow: z.number().min(0).max(1).default(0.2),
+  /** ATP one top-up adds; 0 never tops up. */
+  topUpAmount: atpAmount.prefault("10"),
+  /** A channel whose unspent deposit falls below this fraction of its deposit is reported low (a warning). */
+  lowBalanceFraction: z.number().min(0).max(1).default(0.25),
+});
+
 const NodeConfigFields = z.strictObject({
   dataDir: z.string().min(1).max(4096).default(join(homedir(), ".cell")),
   /** Unlocks the keys; CELL_PASSPHRASE overrides an absent value. */
@@ -224,6 +254,7 @@ const NodeConfigFields = z.strictObject({
   logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   adverts: AdvertConfigSchema.prefault({}),
   slashing: SlashingConfigSchema.prefault({}),
+  payments: PaymentsConfigSchema.prefault({}),
 });
 
 /** The buyer's liveness window follows the advert heartbeat; it is not set on its own. */

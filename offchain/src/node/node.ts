@@ -65,6 +65,8 @@ import { openStore } from "../store/index.ts";
 import type { Store } from "../store/index.ts";
 import { BlockAccess, storeBlockSource } from "./block-access.ts";
 import { Buyer } from "./buyer.ts";
+import { buyerPayments } from "./buyer-payments.ts";
+import type { BuyerPayments } from "./buyer-payments.ts";
 import { meshBuyerNetwork, operatorSigner } from "./buyer-ports.ts";
 import { refusalRecorder } from "./refusals.ts";
 import type { Misbehaved } from "./refusals.ts";
@@ -181,6 +183,8 @@ export async function startNode(config: NodeConfig, options: StartNodeOptions = 
       ...(options.evidenceTrust ? [options.evidenceTrust] : []),
     ]);
     cleanup.unshift(() => evidence.stop());
+    const payments = config.payments.enabled ? buyerPayments(ctx, reader) : undefined;
+    if (payments) cleanup.unshift(() => payments.stop());
     const node = await assemble(
       ctx,
       identity.did,
@@ -190,6 +194,7 @@ export async function startNode(config: NodeConfig, options: StartNodeOptions = 
       options,
       evidence,
       trust,
+      payments,
     );
     if (deployment.juryCourt) startCourtWatcher(ctx, reader, blockAccess, cleanup);
     if (deployment.juryCourt && config.slashing.autoDispute) startDisputer(ctx, reader, cleanup);
@@ -209,6 +214,7 @@ async function assemble(
   options: Pick<StartNodeOptions, "verdictListener">,
   evidence: EvidenceDesk,
   trust: TrustBook,
+  payments: BuyerPayments | undefined,
 ): Promise<CellNode> {
   const { mesh, log } = ctx;
   const peerBook = new PeerBook({ trust });
@@ -232,13 +238,19 @@ async function assemble(
     donors: peerBook,
     misbehaved,
     trust,
-    verdictListener: fanOut(trust, evidence, ...(options.verdictListener ? [options.verdictListener] : [])),
+    verdictListener: fanOut(
+      trust,
+      evidence,
+      ...(payments ? [payments.listener] : []),
+      ...(options.verdictListener ? [options.verdictListener] : []),
+    ),
   });
   // A donor that bid may fetch the job's module and input at once: its bid row is written
   // in the buyer's next write batch, which can come after the donor's first block request.
   buyer.on((event) => {
     if ((event.type === "bid_received" || event.type === "assigned") && event.peerId !== undefined)
       blockAccess.grantJob(event.peerId, event.jobId);
+    if (event.type === "assigned" && event.operator !== undefined) payments?.onSelected(event.operator);
   });
 
   mesh.subscribe(TOPIC_CAPS, CapabilityAdvertSchema, (advert, from) => adverts.onAdvert(advert, from), {
@@ -297,6 +309,7 @@ async function assemble(
     donor.start();
   }
   buyer.start();
+  payments?.start();
 
   let stopped = false;
   const node: CellNode = {
@@ -320,6 +333,7 @@ async function assemble(
     executedReceipts: () => donor.signedReceipts(),
     meshStats: () => mesh.stats(),
     slashes: () => ({ pending: evidence.pending(), history: evidence.history() }),
+    paymentChannels: () => payments?.channels() ?? [],
     stop: async () => {
       if (stopped) return;
       stopped = true;

@@ -4,6 +4,7 @@ import type { TrustView } from "../trust/index.ts";
 import type { BuyerStats } from "./buyer.ts";
 import type { MeshStats } from "../p2p/index.ts";
 import type { SlashRow } from "../store/index.ts";
+import type { ChannelView } from "../payments/index.ts";
 
 export const JOB_EVENT_TYPES = [
   "queued",
@@ -163,6 +164,8 @@ export interface CellNode {
   meshStats(): MeshStats;
   /** Slash submissions of evidence this node verified: those still waiting, and every one kept (newest first). */
   slashes(): { pending: SlashRow[]; history: SlashRow[] };
+  /** Payment channels this node pays donors through, with spend rate and time to empty. */
+  paymentChannels(): ChannelView[];
   stop(): Promise<void>;
 }
 

@@ -13,3 +13,15 @@ export {
   VoucherWireSchema,
 } from "./wire.ts";
 export type { VoucherBatch, VoucherRefusal, VoucherResult, VoucherResults, VoucherWire } from "./wire.ts";
+export { BuyerChannels, SpendWindow, secondsToEmpty } from "./buyer-channels.ts";
+export type {
+  BuyerChannelSettings,
+  ChainChannel,
+  ChannelChainPort,
+  ChannelLog,
+  ChannelView,
+  DueVoucher,
+  PayOutcome,
+} from "./buyer-channels.ts";
+export { VoucherSender } from "./voucher-sender.ts";
+export type { VoucherSenderPorts, VoucherSenderSettings } from "./voucher-sender.ts";

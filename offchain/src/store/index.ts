@@ -40,3 +40,11 @@ export {
   slashId,
 } from "./slashes.ts";
 export type { NewSlash, SlashKind, SlashRow, SlashSource, SlashState, SlashesRepository } from "./slashes.ts";
+export { BUYER_CHANNEL_ROWS_MAX, OWED_ROWS_MAX, VOUCHER_JOB_ROWS_MAX } from "./buyer-channels.ts";
+export type {
+  BuyerChannelRow,
+  BuyerChannelState,
+  BuyerChannelsRepository,
+  OwedJob,
+  UnackedJob,
+} from "./buyer-channels.ts";

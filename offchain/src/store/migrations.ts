@@ -362,6 +362,54 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX slash_submissions_by_update ON slash_submissions (updated_at);
     `,
   },
+  {
+    version: 8,
+    name: "payment channels this node pays through, and the jobs its unacknowledged vouchers pay",
+    // buyer_channels: one row per channel this node signs vouchers on, at most one open per
+    // payee; closed rows beyond BUYER_CHANNEL_ROWS_MAX go, least recently updated first.
+    // buyer_voucher_jobs: one row per paid job (so a job is paid once), marked when its payee
+    // acknowledged the voucher; beyond VOUCHER_JOB_ROWS_MAX the oldest go (an unacknowledged
+    // one's amount stays in the cumulative amount). buyer_owed: jobs earned by a payee that has
+    // no channel yet, moved onto its channel once one is open; beyond OWED_ROWS_MAX the oldest
+    // go. Bounds in store/buyer-channels.ts.
+    sql: `
+      CREATE TABLE buyer_channels (
+        channel_id TEXT PRIMARY KEY,
+        payee TEXT NOT NULL,
+        buyer TEXT NOT NULL,
+        signer TEXT NOT NULL,
+        nonce TEXT NOT NULL,
+        deposit TEXT NOT NULL,
+        cumulative TEXT NOT NULL,
+        acked TEXT NOT NULL,
+        payee_peer TEXT,
+        state TEXT NOT NULL,
+        opened_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+      ) STRICT;
+      CREATE INDEX buyer_channels_by_payee ON buyer_channels (payee, state);
+      CREATE INDEX buyer_channels_by_update ON buyer_channels (updated_at);
+      CREATE TABLE buyer_voucher_jobs (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        channel_id TEXT NOT NULL,
+        job_id TEXT NOT NULL,
+        amount TEXT NOT NULL,
+        cumulative TEXT NOT NULL,
+        acked INTEGER NOT NULL DEFAULT 0,
+        created_at INTEGER NOT NULL,
+        UNIQUE (channel_id, job_id)
+      ) STRICT;
+      CREATE INDEX buyer_voucher_jobs_unacked ON buyer_voucher_jobs (channel_id, seq) WHERE acked = 0;
+      CREATE TABLE buyer_owed (
+        payee TEXT NOT NULL,
+        job_id TEXT NOT NULL,
+        amount TEXT NOT NULL,
+        payee_peer TEXT,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (payee, job_id)
+      ) STRICT;
+    `,
+  },
 ];
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS.at(-1)?.version ?? 0;

@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { AssignmentsRepository } from "./assignments.ts";
 import { BidsRepository } from "./bids.ts";
+import { BuyerChannelsRepository } from "./buyer-channels.ts";
 import { SqliteBlockstore, type Blockstore } from "./blockstore.ts";
 import { JobEventsRepository } from "./job-events.ts";
 import { JobsRepository } from "./jobs.ts";
@@ -47,6 +48,8 @@ export interface Store {
   readonly blocks: Blockstore;
   /** Slash submissions this node owes the chain (evidence it verified). */
   readonly slashes: SlashesRepository;
+  /** Payment channels this node pays through as a buyer, and its unacknowledged vouchers' jobs. */
+  readonly buyerChannels: BuyerChannelsRepository;
   schemaVersion(): number;
   /** The connection's journal mode and synchronous level, e.g. { journalMode: "wal", synchronous: "full" }. */
   durability(): { journalMode: string; synchronous: string };
@@ -141,6 +144,7 @@ function createStore(db: DatabaseSync, location: string, path: string, now: () =
     meta: new MetaRepository(db),
     blocks: new SqliteBlockstore(db, now),
     slashes: new SlashesRepository(db, now),
+    buyerChannels: new BuyerChannelsRepository(db, now),
     schemaVersion: () => readSchemaVersion(db),
     durability: () => readDurability(db),
     transaction,
