@@ -40,3 +40,22 @@ export {
   slashId,
 } from "./slashes.ts";
 export type { NewSlash, SlashKind, SlashRow, SlashSource, SlashState, SlashesRepository } from "./slashes.ts";
+export {
+  EPOCH_STATES,
+  RECEIPTS_PER_EPOCH_MAX,
+  SETTLEMENT_EPOCHS_MAX,
+  SETTLEMENT_MEMBERS_MAX,
+  SETTLEMENT_TXS_MAX,
+  TX_STATES,
+} from "./settlements.ts";
+export type {
+  EpochRow,
+  EpochState,
+  EpochVoucher,
+  JournalTx,
+  NewEpoch,
+  NewJournalTx,
+  SettlementsRepository,
+  TxState,
+  UnanchoredReceipt,
+} from "./settlements.ts";

@@ -11,6 +11,7 @@ import { MetaRepository } from "./meta.ts";
 import { migrate, readSchemaVersion, type Migration, MIGRATIONS } from "./migrations.ts";
 import { PeersRepository } from "./peers.ts";
 import { ReceiptsRepository } from "./receipts.ts";
+import { SettlementsRepository } from "./settlements.ts";
 import { SlashesRepository } from "./slashes.ts";
 
 export const DATABASE_FILE = "cell.db";
@@ -47,6 +48,8 @@ export interface Store {
   readonly blocks: Blockstore;
   /** Slash submissions this node owes the chain (evidence it verified). */
   readonly slashes: SlashesRepository;
+  /** The settler's transaction journal, epochs and receipt membership. */
+  readonly settlements: SettlementsRepository;
   schemaVersion(): number;
   /** The connection's journal mode and synchronous level, e.g. { journalMode: "wal", synchronous: "full" }. */
   durability(): { journalMode: string; synchronous: string };
@@ -141,6 +144,7 @@ function createStore(db: DatabaseSync, location: string, path: string, now: () =
     meta: new MetaRepository(db),
     blocks: new SqliteBlockstore(db, now),
     slashes: new SlashesRepository(db, now),
+    settlements: new SettlementsRepository(db, now),
     schemaVersion: () => readSchemaVersion(db),
     durability: () => readDurability(db),
     transaction,
