@@ -1,0 +1,22 @@
+// The settlement domain: the operator key's transaction sender, the epoch settler, the
+// payee's watchtower and receipt inclusion proofs (docs/settlement.md).
+export { viemTxPort } from "./chain-port.ts";
+export { EpochSettler, settleCall, settlePurpose } from "./epoch-settler.ts";
+export type { EpochSettlerOptions, SettlementOutcome, Withdrawal } from "./epoch-settler.ts";
+export { receiptProof } from "./proof.ts";
+export type { ReceiptProof } from "./proof.ts";
+export { FEE_BUMP_PERMILLE, TxSender, bumpedFees, decideTx } from "./tx-sender.ts";
+export type {
+  Fees,
+  MinedTx,
+  TxCall,
+  TxChainPort,
+  TxDecision,
+  TxObservation,
+  TxOutcome,
+  TxPolicy,
+  TxSenderOptions,
+  UnsignedTx,
+} from "./tx-sender.ts";
+export { WATCHTOWER_CURSOR, Watchtower } from "./watchtower.ts";
+export type { RedeemOutcome, WatchtowerOptions } from "./watchtower.ts";

@@ -1,0 +1,213 @@
+// The epoch settler and the watchtower against a real Hardhat devnet: real channels, real
+// signed vouchers, receipts in a real SQLite store.
+import assert from "node:assert/strict";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { parseEventLogs } from "viem";
+import type { Address } from "viem";
+import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
+import {
+  atpBalance,
+  channelIdOf,
+  createWriter,
+  devnetPrivateKey,
+  getChannel,
+  paymentChannelsAbi,
+  startChannelClose,
+  startDevnet,
+  verifyReceiptInclusionOnChain,
+} from "../../offchain/src/chain/index.ts";
+import type { ChainWriter, Devnet } from "../../offchain/src/chain/index.ts";
+import { receiptFromWire } from "../../offchain/src/protocol/index.ts";
+import { receiptProof, settlePurpose } from "../../offchain/src/settlement/index.ts";
+import { openStore } from "../../offchain/src/store/index.ts";
+import type { Store } from "../../offchain/src/store/index.ts";
+import {
+  MemoryVault,
+  eventually,
+  heldVoucher,
+  openFundedChannel,
+  settlementParts,
+  storeOwnReceipts,
+} from "../support/settlement-fixture.ts";
+
+const buyerKey = devnetPrivateKey(1);
+const buyerAccount = privateKeyToAccount(buyerKey);
+
+describe("settlement on a devnet", { timeout: 180_000 }, () => {
+  let devnet: Devnet;
+  let buyer: ChainWriter;
+  let dir: string;
+  const stores: Store[] = [];
+
+  before(async () => {
+    devnet = await startDevnet();
+    buyer = createWriter(devnet.rpcUrl, devnet.deployment, buyerKey);
+    dir = await mkdtemp(join(tmpdir(), "cell-settle-"));
+  });
+
+  after(async () => {
+    for (const store of stores) store.close();
+    await devnet?.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  function storeNamed(name: string): Store {
+    const store = openStore(join(dir, name));
+    stores.push(store);
+    return store;
+  }
+
+  /** A fresh payee wallet with two channels from the buyer and vouchers for 700 and 1,234 wei. */
+  async function payeeWithVouchers(vault: MemoryVault): Promise<{ payee: Address; total: bigint }> {
+    const payee = privateKeyToAccount(generatePrivateKey()).address;
+    const amounts = [700n, 1_234n];
+    for (const amount of amounts) {
+      const key = await openFundedChannel(devnet, buyer, payee, 10_000n);
+      vault.hold(await heldVoucher(devnet, buyerAccount, key, amount));
+    }
+    return { payee, total: amounts.reduce((a, b) => a + b) };
+  }
+
+  it("settles the vouchers in one transaction with the receipt root, and the payee is paid exactly", async () => {
+    const store = storeNamed("settle");
+    const vault = new MemoryVault();
+    const operatorKey = devnetPrivateKey(2);
+    const operator = privateKeyToAccount(operatorKey).address;
+    const { payee, total } = await payeeWithVouchers(vault);
+    const jobIds = storeOwnReceipts(store, operator, 5);
+    const parts = settlementParts(devnet, store, vault, operatorKey);
+    parts.sender.start(100);
+    try {
+      const outcome = await parts.settler.settleNow();
+      assert.equal(outcome.state, "settled");
+      assert.equal(outcome.voucherCount, 2);
+      assert.equal(outcome.paidCount, 2);
+      assert.equal(outcome.total, total);
+      assert.equal(outcome.receiptCount, 5);
+      assert.deepEqual(
+        outcome.withdrawals.map((w) => [w.payee, w.amount]),
+        [[payee, total]],
+      );
+      assert.equal(
+        await atpBalance(buyer, payee),
+        total,
+        "withdrawPaid moved exactly the vouchers' sum to the payee",
+      );
+      for (const voucher of vault.held.values())
+        assert.equal(
+          vault.paidOnChain(voucher.channelId),
+          voucher.cumulativeAmount,
+          "vault told what the chain paid",
+        );
+      assert.deepEqual(vault.unsettled(10), []);
+
+      const proof = receiptProof(store, operator, jobIds[3]!);
+      assert.ok(proof);
+      assert.equal(proof.root, outcome.root);
+      assert.equal(
+        await verifyReceiptInclusionOnChain(
+          buyer,
+          { submitter: operator, epoch: BigInt(proof.epoch) },
+          receiptFromWire(proof.receipt),
+          proof.proof,
+        ),
+        true,
+      );
+      const again = await parts.settler.settleNow();
+      assert.equal(again.state, "already_recorded", "an epoch is settled by one transaction");
+    } finally {
+      await parts.sender.stop();
+    }
+  });
+
+  it("a settler killed between sending and mining settles once after restart; nothing is paid twice", async () => {
+    const store = storeNamed("crash");
+    const vault = new MemoryVault();
+    const operatorKey = devnetPrivateKey(3);
+    const operator = privateKeyToAccount(operatorKey).address;
+    const { payee, total } = await payeeWithVouchers(vault);
+    storeOwnReceipts(store, operator, 3, "crash");
+    const startBlock = await buyer.publicClient.getBlockNumber();
+
+    await buyer.publicClient.request({ method: "evm_setAutomine" as never, params: [false] as never });
+    const first = settlementParts(devnet, store, vault, operatorKey);
+    first.sender.start(100);
+    void first.settler.settleNow().catch(() => undefined);
+    const epoch = first.settler.epochAt(Date.now());
+    await eventually(() => store.settlements.txsOf(settlePurpose(epoch)).at(0));
+    await first.sender.stop(); // the process dies here: journalled and broadcast, not mined
+
+    const second = settlementParts(devnet, store, vault, operatorKey);
+    second.sender.start(100);
+    try {
+      const resumed = second.settler.resume();
+      await buyer.publicClient.request({ method: "evm_setAutomine" as never, params: [true] as never });
+      await buyer.publicClient.request({ method: "evm_mine" as never, params: [] as never });
+      const [outcome] = await resumed;
+      assert.equal(outcome?.state, "settled");
+      assert.equal(outcome?.total, total);
+      assert.equal(await atpBalance(buyer, payee), total);
+
+      const after = await second.settler.settleNow();
+      assert.ok(after.state === "already_recorded" || after.state === "nothing");
+      const logs = await buyer.publicClient.getLogs({
+        address: devnet.deployment.paymentChannels,
+        fromBlock: startBlock,
+        toBlock: "latest",
+      });
+      const batches = parseEventLogs({ abi: paymentChannelsAbi, logs, eventName: "BatchSettled" }).filter(
+        (log) => log.args.submitter === operator,
+      );
+      assert.equal(batches.length, 1, "exactly one settlement transaction");
+      assert.equal(
+        store.settlements.txsOf(settlePurpose(epoch)).length,
+        1,
+        "no second transaction was signed",
+      );
+      assert.equal(await atpBalance(buyer, payee), total, "nothing was paid twice");
+    } finally {
+      await buyer.publicClient.request({ method: "evm_setAutomine" as never, params: [true] as never });
+      await second.sender.stop();
+    }
+  });
+
+  it("the watchtower redeems when the buyer starts a close, also for a close it missed while offline", async () => {
+    const store = storeNamed("watch");
+    const vault = new MemoryVault();
+    const operatorKey = devnetPrivateKey(4);
+    const payee = privateKeyToAccount(generatePrivateKey()).address;
+    const missed = await openFundedChannel(devnet, buyer, payee, 5_000n);
+    vault.hold(await heldVoucher(devnet, buyerAccount, missed, 1_500n));
+    await startChannelClose(buyer, missed); // before the watchtower runs: the node was offline
+    const watched = await openFundedChannel(devnet, buyer, payee, 5_000n);
+    vault.hold(await heldVoucher(devnet, buyerAccount, watched, 2_500n));
+
+    const parts = settlementParts(devnet, store, vault, operatorKey);
+    parts.sender.start(100);
+    parts.watchtower.start();
+    try {
+      await eventually(() =>
+        parts.watchtower
+          .outcomes()
+          .find((o) => o.channelId === channelIdOf(missed) && o.state === "redeemed"),
+      );
+      assert.equal(await atpBalance(buyer, payee), 1_500n);
+
+      await startChannelClose(buyer, watched);
+      await eventually(() =>
+        parts.watchtower
+          .outcomes()
+          .find((o) => o.channelId === channelIdOf(watched) && o.state === "redeemed"),
+      );
+      assert.equal(await atpBalance(buyer, payee), 4_000n, "both vouchers paid in full");
+      assert.equal((await getChannel(buyer, channelIdOf(watched))).paid, 2_500n);
+      assert.equal(vault.paidOnChain(channelIdOf(watched)), 2_500n);
+    } finally {
+      await parts.watchtower.stop();
+      await parts.sender.stop();
+    }
+  });
+});
