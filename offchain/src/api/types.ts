@@ -86,6 +86,17 @@ export interface ApiNode {
   peers(): unknown[];
   /** Slash submissions of evidence the node verified (GET /slashes); a node without them serves none. */
   slashes?(): { pending: unknown[]; history: unknown[] };
+  /** Epoch settlement and receipt proofs; a node without a payee ledger serves none. */
+  settlement?: ApiSettlement;
   on(event: "job", listener: (event: ApiJobEvent) => void): unknown;
   off?(event: "job", listener: (event: ApiJobEvent) => void): unknown;
+}
+
+/** What the settlement routes need (settlement/SettlementService satisfies it). */
+export interface ApiSettlement {
+  settleNow(): Promise<unknown>;
+  settlements(page: { before?: number; limit?: number }): unknown[];
+  receiptProof(
+    jobId: Hex,
+  ): { epoch: number; submitter: Address; root: Hex; receipt: unknown; proof: Hex[] } | undefined;
 }

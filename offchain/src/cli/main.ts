@@ -4,6 +4,7 @@ import { registerKeysCommand } from "./commands/keys.ts";
 import { registerNodeCommand } from "./commands/node.ts";
 import { registerPeersCommand } from "./commands/peers.ts";
 import { registerRunCommand } from "./commands/run.ts";
+import { registerSettleCommands } from "./commands/settle.ts";
 
 /**
  * `cell …`: each domain's commands register themselves here. Every command has --help
@@ -33,6 +34,7 @@ export function buildProgram(): Command {
   registerJobCommand(program);
   registerPeersCommand(program);
   registerRunCommand(program);
+  registerSettleCommands(program);
   return program;
 }
 

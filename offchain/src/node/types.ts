@@ -4,6 +4,7 @@ import type { TrustView } from "../trust/index.ts";
 import type { BuyerStats } from "./buyer.ts";
 import type { MeshStats } from "../p2p/index.ts";
 import type { SlashRow } from "../store/index.ts";
+import type { SettlementService } from "../settlement/index.ts";
 
 export const JOB_EVENT_TYPES = [
   "queued",
@@ -163,6 +164,8 @@ export interface CellNode {
   meshStats(): MeshStats;
   /** Slash submissions of evidence this node verified: those still waiting, and every one kept (newest first). */
   slashes(): { pending: SlashRow[]; history: SlashRow[] };
+  /** Epoch settlement, watchtower and receipt proofs; present when the node holds a payee ledger (startSettlement). */
+  settlement?: SettlementService;
   stop(): Promise<void>;
 }
 

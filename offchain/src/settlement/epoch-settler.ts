@@ -297,7 +297,8 @@ function uniqueAddresses(addresses: readonly Address[]): Address[] {
   return unique;
 }
 
-function rowOutcome(row: EpochRow): SettlementOutcome {
+/** A recorded epoch as a settlement outcome (its withdrawals are not kept). */
+export function rowOutcome(row: EpochRow): SettlementOutcome {
   return {
     epoch: row.epoch,
     state: row.state,
