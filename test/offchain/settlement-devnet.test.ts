@@ -174,6 +174,28 @@ describe("settlement on a devnet", { timeout: 180_000 }, () => {
     }
   });
 
+  it("an epoch the chain already anchored for this submitter fails with the contract's reason, sending nothing", async () => {
+    const operatorKey = devnetPrivateKey(6);
+    const operator = privateKeyToAccount(operatorKey).address;
+    const epochSeconds = 30 * 86_400;
+    const first = storeNamed("anchored-first");
+    storeOwnReceipts(first, operator, 2, "first");
+    const parts = settlementParts(devnet, first, new MemoryVault(), operatorKey, { epochSeconds });
+    parts.sender.start(100);
+    const lost = storeNamed("anchored-lost"); // the node's store was lost and started afresh
+    storeOwnReceipts(lost, operator, 2, "lost");
+    const afresh = settlementParts(devnet, lost, new MemoryVault(), operatorKey, { epochSeconds });
+    try {
+      assert.equal((await parts.settler.settleNow()).state, "settled");
+      const outcome = await afresh.settler.settleNow();
+      assert.equal(outcome.state, "failed");
+      assert.match(outcome.detail ?? "", /EpochAlreadyAnchored/);
+      assert.deepEqual(lost.settlements.txsOf(settlePurpose(outcome.epoch)), [], "no transaction was signed");
+    } finally {
+      await parts.sender.stop();
+    }
+  });
+
   it("the watchtower redeems when the buyer starts a close, also for a close it missed while offline", async () => {
     const store = storeNamed("watch");
     const vault = new MemoryVault();

@@ -1,6 +1,14 @@
-import { TransactionReceiptNotFoundError } from "viem";
+import {
+  BaseError,
+  ExecutionRevertedError,
+  TransactionReceiptNotFoundError,
+  decodeErrorResult,
+  isHex,
+} from "viem";
 import type { Hex } from "viem";
+import { paymentChannelsAbi } from "../chain/index.ts";
 import type { ChainWriter } from "../chain/index.ts";
+import { CallRefused } from "./tx-sender.ts";
 import type { TxChainPort } from "./tx-sender.ts";
 
 /** The transaction sender's chain over viem, signing with the writer's local account. */
@@ -19,7 +27,14 @@ export function viemTxPort(writer: ChainWriter): TxChainPort {
       const { maxFeePerGas, maxPriorityFeePerGas } = await publicClient.estimateFeesPerGas();
       return { maxFeePerGas, maxPriorityFeePerGas };
     },
-    estimateGas: (call) => publicClient.estimateGas({ account: address, to: call.to, data: call.data }),
+    estimateGas: async (call) => {
+      try {
+        return await publicClient.estimateGas({ account: address, to: call.to, data: call.data });
+      } catch (error) {
+        const refusal = refusalOf(error);
+        throw refusal === undefined ? error : new CallRefused(refusal, { cause: error });
+      }
+    },
     sign: (tx) =>
       signTransaction({
         type: "eip1559",
@@ -44,4 +59,19 @@ export function viemTxPort(writer: ChainWriter): TxChainPort {
       }
     },
   };
+}
+
+/** The PaymentChannels custom error (or "execution reverted") a failed estimate carries; undefined for other failures. */
+function refusalOf(error: unknown): string | undefined {
+  if (!(error instanceof BaseError)) return undefined;
+  const withData = error.walk((cause) => isHex((cause as { data?: unknown }).data));
+  const data = (withData as { data?: unknown } | null)?.data;
+  if (isHex(data) && data.length >= 10) {
+    try {
+      return decodeErrorResult({ abi: paymentChannelsAbi, data }).errorName;
+    } catch {
+      return `reverted with unknown error ${data.slice(0, 10)}`;
+    }
+  }
+  return error.walk((cause) => cause instanceof ExecutionRevertedError) ? "execution reverted" : undefined;
 }

@@ -19,6 +19,7 @@ import type { HeldVoucher, VoucherVault } from "../payments/index.ts";
 import { ReceiptWireSchema, receiptFromWire } from "../protocol/index.ts";
 import type { Receipt } from "../protocol/index.ts";
 import type { EpochRow, EpochVoucher, JsonObject, Store } from "../store/index.ts";
+import { CallRefused } from "./tx-sender.ts";
 import type { TxOutcome, TxSender } from "./tx-sender.ts";
 
 export interface EpochSettlerOptions {
@@ -97,12 +98,8 @@ export class EpochSettler {
   async resume(): Promise<SettlementOutcome[]> {
     const outcomes: SettlementOutcome[] = [];
     for (const row of this.#options.store.settlements.pendingEpochs()) {
-      const { sender } = this.#options;
       this.#options.log.info({ epoch: row.epoch }, "resuming a settlement left in flight");
-      // A purpose with any attempt is waited on, never sent again: one transaction per epoch.
-      if (this.#options.store.settlements.txsOf(settlePurpose(row.epoch)).length === 0)
-        await sender.submit(settlePurpose(row.epoch), row.epoch, settleCall(this.#options.reader, row));
-      outcomes.push(await this.#finish(row.epoch, await sender.wait(settlePurpose(row.epoch))));
+      outcomes.push(await this.#sendAndFinish(row));
     }
     return outcomes;
   }
@@ -151,7 +148,7 @@ export class EpochSettler {
 
   async #settle(epoch: number, receiptsBefore: number): Promise<SettlementOutcome> {
     await this.resume();
-    const { store, sender, reader, log } = this.#options;
+    const { store, log } = this.#options;
     const recorded = store.settlements.epoch(epoch);
     if (recorded) return { ...rowOutcome(recorded), state: "already_recorded" };
     const vouchers = this.#vouchers();
@@ -172,9 +169,29 @@ export class EpochSettler {
       }),
     );
     log.info({ epoch, vouchers: vouchers.length, receipts: receipts.length }, "settling epoch");
-    const tx = await sender.submit(settlePurpose(epoch), epoch, settleCall(reader, row));
-    await store.commit(() => store.settlements.markEpochSent(epoch, tx.hash));
-    return this.#finish(epoch, await sender.wait(settlePurpose(epoch)));
+    return this.#sendAndFinish(row);
+  }
+
+  /**
+   * Sends a recorded epoch's settlement unless it has an attempt already (one transaction per
+   * epoch), waits for it and finishes. A call the contract refuses fails the epoch; when the
+   * chain cannot be reached the epoch stays pending and the next run resumes it.
+   */
+  async #sendAndFinish(row: EpochRow): Promise<SettlementOutcome> {
+    const { store, sender, reader } = this.#options;
+    const purpose = settlePurpose(row.epoch);
+    if (store.settlements.txsOf(purpose).length === 0) {
+      try {
+        const tx = await sender.submit(purpose, row.epoch, settleCall(reader, row));
+        await store.commit(() => store.settlements.markEpochSent(row.epoch, tx.hash));
+      } catch (error) {
+        if (!(error instanceof CallRefused)) throw error;
+        const detail = `PaymentChannels.settle refuses the batch: ${error.errorName}`;
+        await store.commit(() => store.settlements.markEpochFailed(row.epoch, detail));
+        return rowOutcome(store.settlements.epoch(row.epoch)!);
+      }
+    }
+    return this.#finish(row.epoch, await sender.wait(purpose));
   }
 
   /** After the settlement is final: what it paid, the vault told, the payees' credit withdrawn. */

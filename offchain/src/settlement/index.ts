@@ -5,7 +5,7 @@ export { EpochSettler, rowOutcome, settleCall, settlePurpose } from "./epoch-set
 export type { EpochSettlerOptions, SettlementOutcome, Withdrawal } from "./epoch-settler.ts";
 export { receiptProof } from "./proof.ts";
 export type { ReceiptProof } from "./proof.ts";
-export { FEE_BUMP_PERMILLE, TxSender, bumpedFees, decideTx } from "./tx-sender.ts";
+export { CallRefused, FEE_BUMP_PERMILLE, TxSender, bumpedFees, decideTx } from "./tx-sender.ts";
 export type {
   Fees,
   MinedTx,

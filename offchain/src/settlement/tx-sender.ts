@@ -14,6 +14,17 @@ export interface TxCall {
   data: Hex;
 }
 
+/** The call reverts when estimated: sending it would only burn gas. `errorName` is the contract's custom error when known. */
+export class CallRefused extends Error {
+  readonly errorName: string;
+
+  constructor(errorName: string, options?: ErrorOptions) {
+    super(`the contract refuses the call: ${errorName}`, options);
+    this.name = "CallRefused";
+    this.errorName = errorName;
+  }
+}
+
 /** An EIP-1559 transaction as the sender signs it. */
 export interface UnsignedTx extends TxCall {
   nonce: number;
@@ -41,6 +52,7 @@ export interface TxChainPort {
   pendingNonce(): Promise<number>;
   blockNumber(): Promise<bigint>;
   fees(): Promise<Fees>;
+  /** Gas the call needs; throws CallRefused when it reverts. */
   estimateGas(call: TxCall): Promise<bigint>;
   /** Signs with the operator key; returns the raw transaction. */
   sign(tx: UnsignedTx): Promise<Hex>;
@@ -144,7 +156,10 @@ export class TxSender {
   readonly #options: TxSenderOptions;
   readonly #now: () => number;
   readonly #waiters = new Map<string, ((outcome: TxOutcome) => void)[]>();
-  /** Purposes rebroadcast since start: after a restart every pending attempt is sent again once. */
+  /**
+   * Pending purposes rebroadcast since start: after a restart every pending attempt is sent
+   * again once. Bound: pending purposes only; a purpose leaves when final.
+   */
   readonly #rebroadcast = new Set<string>();
   #serial: Promise<unknown> = Promise.resolve();
   #failures = 0;
@@ -289,6 +304,7 @@ export class TxSender {
       { purpose: outcome.purpose, hash: outcome.hash, state: outcome.state, block },
       "transaction final",
     );
+    this.#rebroadcast.delete(outcome.purpose);
     const waiting = this.#waiters.get(outcome.purpose) ?? [];
     this.#waiters.delete(outcome.purpose);
     for (const resolve of waiting) resolve(outcome);

@@ -8,6 +8,7 @@ import { CHANNEL_CLOSED, channelIdOf, getChannel, paymentChannelsAbi } from "../
 import type { ChainReader, ChannelKey, ChannelState } from "../chain/index.ts";
 import type { VoucherVault } from "../payments/index.ts";
 import type { Store } from "../store/index.ts";
+import { CallRefused } from "./tx-sender.ts";
 import type { TxSender } from "./tx-sender.ts";
 
 export interface WatchtowerOptions {
@@ -84,7 +85,7 @@ export class Watchtower {
     for (const key of this.#options.vault.channels()) {
       const state = await getChannel(reader, channelIdOf(key));
       if (state.closesAt === 0n) continue;
-      outcomes.push(await this.#redeemIfBehind(key, state));
+      outcomes.push(await this.#redeemRefusalsRecorded(key, state));
     }
     if (store.meta.get(WATCHTOWER_CURSOR) === undefined)
       store.meta.set(WATCHTOWER_CURSOR, (head + 1n).toString());
@@ -103,7 +104,7 @@ export class Watchtower {
       const to = from + BigInt(blockRange) - 1n < head ? from + BigInt(blockRange) - 1n : head;
       for (const channelId of await this.#closesStarted([...keys.keys()], from, to)) {
         const key = keys.get(channelId);
-        if (key) outcomes.push(await this.#redeemIfBehind(key, await getChannel(reader, channelId)));
+        if (key) outcomes.push(await this.#redeemRefusalsRecorded(key, await getChannel(reader, channelId)));
       }
       store.meta.set(WATCHTOWER_CURSOR, (to + 1n).toString());
       from = to + 1n;
@@ -126,6 +127,22 @@ export class Watchtower {
       found.push(...parsed.map((log) => log.args.channelId));
     }
     return found;
+  }
+
+  /**
+   * A redeem the contract refuses (a bad voucher in the ledger) is recorded as failed and does
+   * not hold up the other channels; chain errors throw, and the pass is retried from its cursor.
+   */
+  async #redeemRefusalsRecorded(key: ChannelKey, state: ChannelState): Promise<RedeemOutcome> {
+    try {
+      return await this.#redeemIfBehind(key, state);
+    } catch (error) {
+      if (!(error instanceof CallRefused)) throw error;
+      const channelId = channelIdOf(key);
+      const cumulativeAmount = this.#options.vault.latest(channelId)?.cumulativeAmount ?? 0n;
+      this.#options.log.warn({ channelId, refusal: error.errorName }, "redeem refused by the contract");
+      return this.#record({ channelId, state: "failed", cumulativeAmount, paid: state.paid, txHash: null });
+    }
   }
 
   async #redeemIfBehind(key: ChannelKey, state: ChannelState): Promise<RedeemOutcome> {
