@@ -196,6 +196,38 @@ describe("settlement on a devnet", { timeout: 180_000 }, () => {
     }
   });
 
+  it("a settlement stuck in the mempool is replaced with higher fees and the replacement is what mines", async () => {
+    const store = storeNamed("bump");
+    const vault = new MemoryVault();
+    const operatorKey = devnetPrivateKey(7);
+    const { payee, total } = await payeeWithVouchers(vault);
+    await buyer.publicClient.request({ method: "evm_setAutomine" as never, params: [false] as never });
+    const parts = settlementParts(devnet, store, vault, operatorKey, { bumpAfterMs: 300 });
+    parts.sender.start(100);
+    try {
+      const settled = parts.settler.settleNow();
+      const epoch = parts.settler.epochAt(Date.now());
+      const [first, second] = await eventually(() => {
+        const attempts = store.settlements.txsOf(settlePurpose(epoch));
+        return attempts.length >= 2 ? attempts : undefined;
+      });
+      assert.equal(second!.nonce, first!.nonce);
+      assert.ok(second!.maxPriorityFeePerGas * 1000n >= first!.maxPriorityFeePerGas * 1125n);
+      await buyer.publicClient.request({ method: "evm_setAutomine" as never, params: [true] as never });
+      await buyer.publicClient.request({ method: "evm_mine" as never, params: [] as never });
+      const outcome = await settled;
+      assert.equal(outcome.state, "settled");
+      const attempts = store.settlements.txsOf(settlePurpose(epoch));
+      assert.equal(attempts.filter((tx) => tx.state === "mined").length, 1);
+      assert.equal(outcome.txHash, attempts.find((tx) => tx.state === "mined")!.hash);
+      assert.notEqual(outcome.txHash, first!.hash, "the replacement mined, not the stuck original");
+      assert.equal(await atpBalance(buyer, payee), total);
+    } finally {
+      await buyer.publicClient.request({ method: "evm_setAutomine" as never, params: [true] as never });
+      await parts.sender.stop();
+    }
+  });
+
   it("the watchtower redeems when the buyer starts a close, also for a close it missed while offline", async () => {
     const store = storeNamed("watch");
     const vault = new MemoryVault();

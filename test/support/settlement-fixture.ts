@@ -108,7 +108,7 @@ export function settlementParts(
   store: Store,
   vault: VoucherVault,
   operatorKey: Hex,
-  options: { epochSeconds?: number; confirmations?: number } = {},
+  options: { epochSeconds?: number; confirmations?: number; bumpAfterMs?: number } = {},
 ): SettlementParts {
   const writer = createWriter(devnet.rpcUrl, devnet.deployment, operatorKey);
   const sender = new TxSender({
@@ -116,7 +116,7 @@ export function settlementParts(
     chain: viemTxPort(writer),
     log: silentLog,
     confirmations: options.confirmations ?? 1,
-    bumpAfterMs: 60_000,
+    bumpAfterMs: options.bumpAfterMs ?? 60_000,
   });
   const settler = new EpochSettler({
     store,
