@@ -95,6 +95,21 @@ export const RECEIPTS_PER_EPOCH_MAX = 65_536;
 /** Epoch membership rows kept; beyond it the oldest final epochs go (their proofs can no longer be built here). */
 export const SETTLEMENT_MEMBERS_MAX = 2_000_000;
 
+/** The repository's row bounds (the defaults above; tests use small ones). */
+export interface SettlementBounds {
+  txs: number;
+  epochs: number;
+  members: number;
+  receiptsPerEpoch: number;
+}
+
+export const DEFAULT_SETTLEMENT_BOUNDS: SettlementBounds = {
+  txs: SETTLEMENT_TXS_MAX,
+  epochs: SETTLEMENT_EPOCHS_MAX,
+  members: SETTLEMENT_MEMBERS_MAX,
+  receiptsPerEpoch: RECEIPTS_PER_EPOCH_MAX,
+};
+
 const TX_COLUMNS =
   "hash, purpose, epoch, nonce, raw, max_fee_per_gas, max_priority_fee_per_gas, state, block_number, sent_at, updated_at";
 const EPOCH_COLUMNS =
@@ -109,6 +124,7 @@ const EPOCH_COLUMNS =
 export class SettlementsRepository {
   readonly #db: DatabaseSync;
   readonly #now: () => number;
+  readonly #bounds: SettlementBounds;
   readonly #insertTx: StatementSync;
   readonly #txState: StatementSync;
   readonly #pendingTxs: StatementSync;
@@ -130,9 +146,10 @@ export class SettlementsRepository {
   readonly #deleteEpoch: StatementSync;
   readonly #deleteMembers: StatementSync;
 
-  constructor(db: DatabaseSync, now: () => number) {
+  constructor(db: DatabaseSync, now: () => number, bounds: SettlementBounds = DEFAULT_SETTLEMENT_BOUNDS) {
     this.#db = db;
     this.#now = now;
+    this.#bounds = bounds;
     this.#insertTx = db.prepare(
       `INSERT INTO settlement_txs (${TX_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', NULL, ?, ?)`,
     );
@@ -202,7 +219,7 @@ export class SettlementsRepository {
       tx.sentAt,
       now,
     );
-    this.#trimTxs.run(SETTLEMENT_TXS_MAX);
+    this.#trimTxs.run(this.#bounds.txs);
     return { ...tx, state: "pending", blockNumber: null, updatedAt: now };
   }
 
@@ -232,9 +249,9 @@ export class SettlementsRepository {
    * Throws when the epoch is already recorded: an epoch is settled by one transaction.
    */
   recordEpoch(epoch: NewEpoch): EpochRow {
-    if (epoch.members.length > RECEIPTS_PER_EPOCH_MAX)
+    if (epoch.members.length > this.#bounds.receiptsPerEpoch)
       throw new Error(
-        `settlements.recordEpoch: ${epoch.members.length} receipts, at most ${RECEIPTS_PER_EPOCH_MAX}`,
+        `settlements.recordEpoch: ${epoch.members.length} receipts, at most ${this.#bounds.receiptsPerEpoch}`,
       );
     const now = this.#now();
     this.#inTransaction(() => {
@@ -316,10 +333,15 @@ export class SettlementsRepository {
   unanchoredReceipts(
     executor: Address,
     storedBefore: number,
-    limit = RECEIPTS_PER_EPOCH_MAX,
+    limit = Number.MAX_SAFE_INTEGER,
   ): UnanchoredReceipt[] {
     const after = num(this.#lastReceiptId.get() as SqlRow, "id");
-    const rows = this.#unanchored.all(executor, after, storedBefore, Math.min(limit, RECEIPTS_PER_EPOCH_MAX));
+    const rows = this.#unanchored.all(
+      executor,
+      after,
+      storedBefore,
+      Math.min(limit, this.#bounds.receiptsPerEpoch),
+    );
     return (rows as SqlRow[]).map((row) => ({
       id: num(row, "id"),
       jobId: str(row, "job_id") as Hex,
@@ -355,8 +377,8 @@ export class SettlementsRepository {
   #trimEpochs(): void {
     const count = (statement: StatementSync) => num(statement.get() as SqlRow, "n");
     while (
-      count(this.#countEpochs) > SETTLEMENT_EPOCHS_MAX ||
-      count(this.#countMembers) > SETTLEMENT_MEMBERS_MAX
+      count(this.#countEpochs) > this.#bounds.epochs ||
+      count(this.#countMembers) > this.#bounds.members
     ) {
       const oldest = this.#oldestFinalEpoch.get() as SqlRow | undefined;
       if (!oldest) return;
