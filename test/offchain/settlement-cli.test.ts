@@ -136,6 +136,33 @@ describe("settlement commands", { timeout: 180_000 }, () => {
     assert.match(result.stdout, /NOT verified/);
   });
 
+  it("GET /settlements pages with before and refuses a bad query, naming it", async () => {
+    const pageArgs = ["settlements", "list", ...apiArgs, "--json", "--limit", "1"];
+    const first = JSON.parse((await runCell(pageArgs)).stdout) as {
+      settlements: { epoch: number }[];
+      next: number;
+    };
+    assert.equal(first.settlements.length, 1);
+    assert.equal(first.next, first.settlements[0]!.epoch);
+    const older = await runCell([...pageArgs, "--before", String(first.next)]);
+    assert.deepEqual(JSON.parse(older.stdout), { settlements: [], next: null });
+    const bad = await runCell(["settlements", "list", ...apiArgs, "--limit", "0"]);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /HTTP 400 bad_request[\s\S]*limit/);
+  });
+
+  it("a node without a payee ledger answers the settlement routes with a reason", async () => {
+    const { settlement: _none, ...bare } = apiNodeOf(devnet, service);
+    const server = await createApiServer({ node: bare, token: TOKEN });
+    try {
+      const result = await runCell(["settle", "now", "--api", server.url, ...apiArgs.slice(2)]);
+      assert.equal(result.code, 1);
+      assert.match(result.stderr, /this node does not settle/);
+    } finally {
+      await server.close();
+    }
+  });
+
   it("cell receipt prove names a job no epoch anchored", async () => {
     const unknown = `0x${"ab".repeat(32)}`;
     const result = await runCell(["receipt", "prove", unknown, ...apiArgs]);

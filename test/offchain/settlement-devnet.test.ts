@@ -21,6 +21,7 @@ import {
 } from "../../offchain/src/chain/index.ts";
 import type { ChainWriter, Devnet } from "../../offchain/src/chain/index.ts";
 import { receiptFromWire } from "../../offchain/src/protocol/index.ts";
+import { loadConfig, startSettlement } from "../../offchain/src/node/index.ts";
 import { receiptProof, settlePurpose } from "../../offchain/src/settlement/index.ts";
 import { openStore } from "../../offchain/src/store/index.ts";
 import type { Store } from "../../offchain/src/store/index.ts";
@@ -30,6 +31,7 @@ import {
   heldVoucher,
   openFundedChannel,
   settlementParts,
+  silentLog,
   storeOwnReceipts,
 } from "../support/settlement-fixture.ts";
 
@@ -225,6 +227,33 @@ describe("settlement on a devnet", { timeout: 180_000 }, () => {
     } finally {
       await buyer.publicClient.request({ method: "evm_setAutomine" as never, params: [true] as never });
       await parts.sender.stop();
+    }
+  });
+
+  it("the node's settlement settles each epoch on its own once it ends, and stops with the node", async () => {
+    const store = storeNamed("node");
+    const vault = new MemoryVault();
+    const operatorKey = devnetPrivateKey(8);
+    const { payee, total } = await payeeWithVouchers(vault);
+    const config = await loadConfig(undefined, {
+      chain: { rpcUrl: devnet.rpcUrl },
+      settlement: { epochSeconds: 2, pollMs: 100 },
+    });
+    const cleanup: (() => Promise<void> | void)[] = [];
+    const ctx = { config, store, log: silentLog, operator: privateKeyToAccount(operatorKey), now: Date.now };
+    const disabled = await loadConfig(undefined, { settlement: { enabled: false } });
+    assert.equal(startSettlement({ ...ctx, config: disabled }, buyer, vault, []), undefined);
+
+    const service = startSettlement(ctx, buyer, vault, cleanup);
+    assert.ok(service);
+    try {
+      const settled = await eventually(() =>
+        store.settlements.epochs().find((row) => row.state === "settled"),
+      );
+      assert.equal(settled.settledTotal, total);
+      await eventually(async () => ((await atpBalance(buyer, payee)) === total ? true : undefined));
+    } finally {
+      for (const step of cleanup) await step();
     }
   });
 

@@ -420,7 +420,7 @@ function startDisputer(ctx: NodeContext, reader: ChainReader, cleanup: (() => Pr
  * channels. The node calls it when it holds a vault; undefined when settlement is disabled.
  */
 export function startSettlement(
-  ctx: NodeContext,
+  ctx: Pick<NodeContext, "config" | "store" | "log" | "operator" | "now">,
   reader: ChainReader,
   vault: VoucherVault,
   cleanup: (() => Promise<void> | void)[],
