@@ -244,6 +244,16 @@ describe("tx sender with a fake chain and clock", () => {
     assert.equal((await sender.wait("settle:3")).state, "mined");
   });
 
+  it("stopping tells whoever waits that the purpose is still pending, and the journal keeps it", async () => {
+    const { store, sender } = setup();
+    await sender.submit("settle:5", 5, CALL);
+    const waiting = sender.wait("settle:5");
+    await sender.stop();
+    await assert.rejects(waiting, /stopped while settle:5 was pending; it resumes on the next start/);
+    await assert.rejects(sender.wait("settle:5"), /stopped/);
+    assert.equal(store.settlements.pendingTxs()[0]?.purpose, "settle:5");
+  });
+
   it("reports a reverted transaction as reverted", async () => {
     const { chain, sender } = setup();
     const tx = await sender.submit("settle:4", 4, CALL);

@@ -69,7 +69,8 @@ export function settlePurpose(epoch: number): string {
 export class EpochSettler {
   readonly #options: EpochSettlerOptions;
   readonly #now: () => number;
-  #running: Promise<SettlementOutcome> | undefined;
+  /** Runs one after another (resume, scheduled epochs, on demand); a run waits for the one before. */
+  #queue: Promise<unknown> = Promise.resolve();
   #timer: NodeJS.Timeout | undefined;
   #stopped = false;
 
@@ -88,10 +89,11 @@ export class EpochSettler {
   /**
    * Settles now, as the current epoch: first finishes any epoch a crash left in flight, then
    * sends one batch with the vouchers above what the chain paid and the receipts not yet
-   * anchored. One run at a time; a call during a run gets that run's outcome.
+   * anchored. Runs one at a time: a call during a run settles after it (usually answering
+   * `already_recorded` when both fall in the same epoch).
    */
   settleNow(): Promise<SettlementOutcome> {
-    return this.#once(() => this.#settle(this.epochAt(this.#now()), this.#now() + 1));
+    return this.#serialized(() => this.#settle(this.epochAt(this.#now()), this.#now() + 1));
   }
 
   /** Finishes epochs recorded and not yet final (after a crash between sending and mining). */
@@ -106,7 +108,7 @@ export class EpochSettler {
 
   /** Resumes, then settles each epoch that ends, `EPOCH_GRACE_MS` after its end. */
   start(): void {
-    void this.#once(async () => {
+    void this.#serialized(async () => {
       await this.resume();
       return emptyOutcome(this.epochAt(this.#now()), "nothing");
     }).catch((error: unknown) =>
@@ -115,10 +117,11 @@ export class EpochSettler {
     this.#scheduleNext();
   }
 
+  /** Stops scheduling; a run waiting for its transaction ends when the sender stops (the journal resumes it on the next start). */
   async stop(): Promise<void> {
     this.#stopped = true;
     clearTimeout(this.#timer);
-    await this.#running?.catch(() => undefined);
+    await this.#queue;
   }
 
   #scheduleNext(): void {
@@ -127,7 +130,7 @@ export class EpochSettler {
     const ended = this.epochAt(this.#now());
     const delay = (ended + 1) * epochMs + EPOCH_GRACE_MS - this.#now();
     this.#timer = setTimeout(() => {
-      void this.#once(() => this.#settle(ended, (ended + 1) * epochMs))
+      void this.#serialized(() => this.#settle(ended, (ended + 1) * epochMs))
         .then((outcome) => this.#options.log.info(outcomeFields(outcome), "epoch settled"))
         .catch((error: unknown) =>
           this.#options.log.warn({ err: (error as Error).message }, "epoch settlement failed"),
@@ -137,13 +140,10 @@ export class EpochSettler {
     this.#timer.unref();
   }
 
-  #once(run: () => Promise<SettlementOutcome>): Promise<SettlementOutcome> {
-    if (this.#running) return this.#running;
-    const running = run().finally(() => {
-      this.#running = undefined;
-    });
-    this.#running = running;
-    return running;
+  #serialized(run: () => Promise<SettlementOutcome>): Promise<SettlementOutcome> {
+    const next = this.#queue.then(run, run);
+    this.#queue = next.catch(() => undefined);
+    return next;
   }
 
   async #settle(epoch: number, receiptsBefore: number): Promise<SettlementOutcome> {

@@ -84,10 +84,11 @@ export class SettlementService {
     this.settler.start();
   }
 
+  /** The sender first: runs waiting for a transaction end at once, the journal keeps it for the next start. */
   async stop(): Promise<void> {
+    await this.sender.stop();
     await this.settler.stop();
     await this.watchtower.stop();
-    await this.sender.stop();
   }
 
   settleNow(): Promise<SettlementOutcome> {

@@ -155,7 +155,7 @@ export interface TxSenderOptions extends TxPolicy {
 export class TxSender {
   readonly #options: TxSenderOptions;
   readonly #now: () => number;
-  readonly #waiters = new Map<string, ((outcome: TxOutcome) => void)[]>();
+  readonly #waiters = new Map<string, Waiter[]>();
   /**
    * Pending purposes rebroadcast since start: after a restart every pending attempt is sent
    * again once. Bound: pending purposes only; a purpose leaves when final.
@@ -200,9 +200,10 @@ export class TxSender {
     if (attempts.length === 0) return Promise.reject(new Error(`no transaction was sent for ${purpose}`));
     const final = finalOutcome(attempts);
     if (final) return Promise.resolve(final);
-    return new Promise((resolve) => {
+    if (this.#stopped) return Promise.reject(stoppedError(purpose));
+    return new Promise((resolve, reject) => {
       const waiting = this.#waiters.get(purpose) ?? [];
-      waiting.push(resolve);
+      waiting.push({ resolve, reject });
       this.#waiters.set(purpose, waiting);
     });
   }
@@ -251,10 +252,14 @@ export class TxSender {
     this.#polling = this.poll().finally(tick);
   }
 
+  /** Stops polling; whoever waits for a pending purpose is told so (the journal resumes it on the next start). */
   async stop(): Promise<void> {
     this.#stopped = true;
     clearTimeout(this.#timer);
     await this.#polling;
+    for (const [purpose, waiting] of this.#waiters)
+      for (const { reject } of waiting) reject(stoppedError(purpose));
+    this.#waiters.clear();
   }
 
   async #follow(purpose: string): Promise<void> {
@@ -307,7 +312,7 @@ export class TxSender {
     this.#rebroadcast.delete(outcome.purpose);
     const waiting = this.#waiters.get(outcome.purpose) ?? [];
     this.#waiters.delete(outcome.purpose);
-    for (const resolve of waiting) resolve(outcome);
+    for (const { resolve } of waiting) resolve(outcome);
   }
 
   async #bump(newest: JournalTx, fees: Fees): Promise<void> {
@@ -367,6 +372,17 @@ export class TxSender {
     this.#serial = run.catch(() => undefined);
     return run;
   }
+}
+
+interface Waiter {
+  resolve: (outcome: TxOutcome) => void;
+  reject: (error: Error) => void;
+}
+
+function stoppedError(purpose: string): Error {
+  return new Error(
+    `the transaction sender stopped while ${purpose} was pending; it resumes on the next start`,
+  );
 }
 
 function finalOutcome(attempts: readonly JournalTx[]): TxOutcome | undefined {
