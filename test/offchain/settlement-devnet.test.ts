@@ -4,9 +4,11 @@ import assert from "node:assert/strict";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { spawn } from "node:child_process";
 import { after, before, describe, it } from "node:test";
+import { fileURLToPath } from "node:url";
 import { parseEventLogs } from "viem";
-import type { Address } from "viem";
+import type { Address, Hex } from "viem";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import {
   atpBalance,
@@ -15,6 +17,7 @@ import {
   devnetPrivateKey,
   getChannel,
   paymentChannelsAbi,
+  serializeDeployment,
   startChannelClose,
   startDevnet,
   verifyReceiptInclusionOnChain,
@@ -33,7 +36,10 @@ import {
   settlementParts,
   silentLog,
   storeOwnReceipts,
+  vouchersToJson,
 } from "../support/settlement-fixture.ts";
+
+const SETTLER_PROCESS = fileURLToPath(new URL("../support/settler-process.ts", import.meta.url));
 
 const buyerKey = devnetPrivateKey(1);
 const buyerAccount = privateKeyToAccount(buyerKey);
@@ -55,6 +61,22 @@ describe("settlement on a devnet", { timeout: 180_000 }, () => {
     await devnet?.stop();
     await rm(dir, { recursive: true, force: true });
   });
+
+  async function setAutomine(on: boolean): Promise<void> {
+    await buyer.publicClient.request({ method: "evm_setAutomine" as never, params: [on] as never });
+  }
+
+  /** BatchSettled events `submitter` emitted since `fromBlock`. */
+  async function settlementsBy(submitter: Address, fromBlock: bigint): Promise<number> {
+    const logs = await buyer.publicClient.getLogs({
+      address: devnet.deployment.paymentChannels,
+      fromBlock,
+      toBlock: "latest",
+    });
+    return parseEventLogs({ abi: paymentChannelsAbi, logs, eventName: "BatchSettled" }).filter(
+      (log) => log.args.submitter === submitter,
+    ).length;
+  }
 
   function storeNamed(name: string): Store {
     const store = openStore(join(dir, name));
@@ -134,7 +156,7 @@ describe("settlement on a devnet", { timeout: 180_000 }, () => {
     storeOwnReceipts(store, operator, 3, "crash");
     const startBlock = await buyer.publicClient.getBlockNumber();
 
-    await buyer.publicClient.request({ method: "evm_setAutomine" as never, params: [false] as never });
+    await setAutomine(false);
     const first = settlementParts(devnet, store, vault, operatorKey);
     first.sender.start(100);
     void first.settler.settleNow().catch(() => undefined);
@@ -146,7 +168,7 @@ describe("settlement on a devnet", { timeout: 180_000 }, () => {
     second.sender.start(100);
     try {
       const resumed = second.settler.resume();
-      await buyer.publicClient.request({ method: "evm_setAutomine" as never, params: [true] as never });
+      await setAutomine(true);
       await buyer.publicClient.request({ method: "evm_mine" as never, params: [] as never });
       const [outcome] = await resumed;
       assert.equal(outcome?.state, "settled");
@@ -155,15 +177,7 @@ describe("settlement on a devnet", { timeout: 180_000 }, () => {
 
       const after = await second.settler.settleNow();
       assert.ok(after.state === "already_recorded" || after.state === "nothing");
-      const logs = await buyer.publicClient.getLogs({
-        address: devnet.deployment.paymentChannels,
-        fromBlock: startBlock,
-        toBlock: "latest",
-      });
-      const batches = parseEventLogs({ abi: paymentChannelsAbi, logs, eventName: "BatchSettled" }).filter(
-        (log) => log.args.submitter === operator,
-      );
-      assert.equal(batches.length, 1, "exactly one settlement transaction");
+      assert.equal(await settlementsBy(operator, startBlock), 1, "exactly one settlement transaction");
       assert.equal(
         store.settlements.txsOf(settlePurpose(epoch)).length,
         1,
@@ -171,8 +185,63 @@ describe("settlement on a devnet", { timeout: 180_000 }, () => {
       );
       assert.equal(await atpBalance(buyer, payee), total, "nothing was paid twice");
     } finally {
-      await buyer.publicClient.request({ method: "evm_setAutomine" as never, params: [true] as never });
+      await setAutomine(true);
       await second.sender.stop();
+    }
+  });
+
+  it("a settler process SIGKILLed between sending and mining settles once on the next start", async () => {
+    const storeDir = join(dir, "killed");
+    const vault = new MemoryVault();
+    const operatorKey = devnetPrivateKey(9);
+    const operator = privateKeyToAccount(operatorKey).address;
+    const { payee, total } = await payeeWithVouchers(vault);
+    const startBlock = await buyer.publicClient.getBlockNumber();
+    await setAutomine(false);
+    try {
+      const input = {
+        rpcUrl: devnet.rpcUrl,
+        deployment: JSON.parse(serializeDeployment(devnet.deployment)) as unknown,
+        storeDir,
+        operatorKey,
+        vouchers: vouchersToJson(vault.held.values()),
+      };
+      const child = spawn(process.execPath, [SETTLER_PROCESS], {
+        env: { ...process.env, CELL_SETTLER_INPUT: JSON.stringify(input) },
+        stdio: ["ignore", "pipe", "inherit"],
+      });
+      const exited = new Promise((resolve) => child.on("exit", resolve));
+      let stdout = "";
+      child.stdout.on("data", (chunk: Buffer) => (stdout += chunk.toString()));
+      try {
+        const hash = await eventually(
+          () => /journalled (0x[0-9a-f]{64})/.exec(stdout)?.[1] as Hex | undefined,
+        );
+        await eventually(() => buyer.publicClient.getTransaction({ hash }).catch(() => undefined));
+      } finally {
+        child.kill("SIGKILL"); // sent and in the mempool, not mined
+        await exited;
+      }
+
+      const store = openStore(storeDir);
+      stores.push(store);
+      const restarted = settlementParts(devnet, store, vault, operatorKey);
+      restarted.sender.start(100);
+      try {
+        const resumed = restarted.settler.resume();
+        await setAutomine(true);
+        await buyer.publicClient.request({ method: "evm_mine" as never, params: [] as never });
+        const [outcome] = await resumed;
+        assert.equal(outcome?.state, "settled");
+        assert.equal(outcome?.total, total);
+        assert.equal(await atpBalance(buyer, payee), total, "paid exactly once");
+        assert.equal(await settlementsBy(operator, startBlock), 1, "exactly one settlement transaction");
+        assert.equal(store.settlements.txsOf(settlePurpose(outcome!.epoch)).length, 1);
+      } finally {
+        await restarted.sender.stop();
+      }
+    } finally {
+      await setAutomine(true);
     }
   });
 
@@ -203,7 +272,7 @@ describe("settlement on a devnet", { timeout: 180_000 }, () => {
     const vault = new MemoryVault();
     const operatorKey = devnetPrivateKey(7);
     const { payee, total } = await payeeWithVouchers(vault);
-    await buyer.publicClient.request({ method: "evm_setAutomine" as never, params: [false] as never });
+    await setAutomine(false);
     const parts = settlementParts(devnet, store, vault, operatorKey, { bumpAfterMs: 300 });
     parts.sender.start(100);
     try {
@@ -215,7 +284,7 @@ describe("settlement on a devnet", { timeout: 180_000 }, () => {
       });
       assert.equal(second!.nonce, first!.nonce);
       assert.ok(second!.maxPriorityFeePerGas * 1000n >= first!.maxPriorityFeePerGas * 1125n);
-      await buyer.publicClient.request({ method: "evm_setAutomine" as never, params: [true] as never });
+      await setAutomine(true);
       await buyer.publicClient.request({ method: "evm_mine" as never, params: [] as never });
       const outcome = await settled;
       assert.equal(outcome.state, "settled");
@@ -225,7 +294,7 @@ describe("settlement on a devnet", { timeout: 180_000 }, () => {
       assert.notEqual(outcome.txHash, first!.hash, "the replacement mined, not the stuck original");
       assert.equal(await atpBalance(buyer, payee), total);
     } finally {
-      await buyer.publicClient.request({ method: "evm_setAutomine" as never, params: [true] as never });
+      await setAutomine(true);
       await parts.sender.stop();
     }
   });

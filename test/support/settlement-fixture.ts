@@ -53,6 +53,23 @@ export class MemoryVault implements VoucherVault {
   }
 }
 
+/** Held vouchers as JSON (amounts and nonces as decimal strings), e.g. to hand them to another process. */
+export function vouchersToJson(vouchers: Iterable<HeldVoucher>): unknown {
+  return JSON.parse(
+    JSON.stringify([...vouchers], (_key, value: unknown) =>
+      typeof value === "bigint" ? value.toString() : value,
+    ),
+  );
+}
+
+export function vouchersFromJson(json: unknown): HeldVoucher[] {
+  return (json as (HeldVoucher & { cumulativeAmount: string; key: { nonce: string } })[]).map((voucher) => ({
+    ...voucher,
+    key: { ...voucher.key, nonce: BigInt(voucher.key.nonce) },
+    cumulativeAmount: BigInt(voucher.cumulativeAmount),
+  }));
+}
+
 /** Mints ATP to the buyer and opens a channel buyer → payee signed by the buyer's key. */
 export async function openFundedChannel(
   devnet: Devnet,
@@ -104,7 +121,7 @@ export interface SettlementParts {
 
 /** The node's settlement parts over a store, with the operator key `operatorKey`. */
 export function settlementParts(
-  devnet: Devnet,
+  devnet: Pick<Devnet, "rpcUrl" | "deployment">,
   store: Store,
   vault: VoucherVault,
   operatorKey: Hex,
