@@ -147,6 +147,27 @@ describe("settlement on a devnet", { timeout: 180_000 }, () => {
     }
   });
 
+  it("a voucher with a bad signature is skipped by the batch and the others are paid", async () => {
+    const store = storeNamed("forged");
+    const vault = new MemoryVault();
+    const payee = privateKeyToAccount(generatePrivateKey()).address;
+    const good = await openFundedChannel(devnet, buyer, payee, 10_000n);
+    const forgedOn = await openFundedChannel(devnet, buyer, payee, 10_000n);
+    vault.hold(await heldVoucher(devnet, buyerAccount, good, 900n));
+    vault.hold(await heldVoucher(devnet, privateKeyToAccount(generatePrivateKey()), forgedOn, 5_000n));
+    const parts = settlementParts(devnet, store, vault, devnetPrivateKey(10));
+    parts.sender.start(100);
+    try {
+      const outcome = await parts.settler.settleNow();
+      assert.equal(outcome.state, "settled");
+      assert.deepEqual([outcome.voucherCount, outcome.paidCount, outcome.total], [2, 1, 900n]);
+      assert.equal(await atpBalance(buyer, payee), 900n);
+      assert.equal(vault.paidOnChain(channelIdOf(forgedOn)), 0n);
+    } finally {
+      await parts.sender.stop();
+    }
+  });
+
   it("a settler killed between sending and mining settles once after restart; nothing is paid twice", async () => {
     const store = storeNamed("crash");
     const vault = new MemoryVault();

@@ -58,6 +58,8 @@ export interface SettlementOutcome {
   detail: string | null;
 }
 
+/** PaymentChannels.SkipReason by its index. */
+const SKIP_REASONS = ["nothing_new", "bad_signature"] as const;
 const ZERO_ROOT: Hex = "0x0000000000000000000000000000000000000000000000000000000000000000";
 /** Seconds after an epoch ends before it is settled, so receipts signed at its end are in. */
 const EPOCH_GRACE_MS = 1_000;
@@ -213,6 +215,7 @@ export class EpochSettler {
     const paidCount = settled
       ? paidVoucherFlags(settled.args.paidBitmap, row.vouchers.length).filter(Boolean).length
       : 0;
+    this.#logSkipped(epoch, receipt.logs);
     await this.#recordPaid(row.vouchers);
     await store.commit(() =>
       store.settlements.markEpochSettled(epoch, {
@@ -226,6 +229,19 @@ export class EpochSettler {
       row.vouchers.map((voucher) => voucher.key),
     );
     return { ...rowOutcome(store.settlements.epoch(epoch)!), withdrawals };
+  }
+
+  /** A skipped voucher paid nothing new (raced by a redeem) or carried a bad signature (a ledger bug). */
+  #logSkipped(epoch: number, logs: Parameters<typeof parseEventLogs>[0]["logs"]): void {
+    const skipped = parseEventLogs({ abi: paymentChannelsAbi, logs, eventName: "VoucherSkipped" });
+    for (const { args } of skipped) {
+      const reason = SKIP_REASONS[args.reason] ?? `reason ${args.reason}`;
+      const level = reason === "bad_signature" ? "warn" : "info";
+      this.#options.log[level](
+        { epoch, channelId: args.channelId, reason },
+        "voucher skipped by the settlement",
+      );
+    }
   }
 
   async #recordPaid(vouchers: readonly EpochVoucher[]): Promise<void> {
