@@ -27,6 +27,7 @@ export {
   TERMINAL_JOB_STATES,
   VERIFICATION_MODES,
   type ApiNode,
+  type ApiSettlement,
   type ApiJobEvent,
   type ApiJobView,
   type ApiReplicaView,

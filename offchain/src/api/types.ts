@@ -88,6 +88,17 @@ export interface ApiNode {
   slashes?(): { pending: unknown[]; history: unknown[] };
   /** Payment channels the node pays through (GET /payments/channels); a node without them serves none. */
   paymentChannels?(): unknown[];
+  /** Epoch settlement and receipt proofs; a node without a payee ledger serves none. */
+  settlement?: ApiSettlement;
   on(event: "job", listener: (event: ApiJobEvent) => void): unknown;
   off?(event: "job", listener: (event: ApiJobEvent) => void): unknown;
+}
+
+/** What the settlement routes need (settlement/SettlementService satisfies it). */
+export interface ApiSettlement {
+  settleNow(): Promise<unknown>;
+  settlements(page: { before?: number; limit?: number }): unknown[];
+  receiptProof(
+    jobId: Hex,
+  ): { epoch: number; submitter: Address; root: Hex; receipt: unknown; proof: Hex[] } | undefined;
 }

@@ -8,6 +8,7 @@ import { registerPaymentsCommand } from "./commands/payments.ts";
 import { registerPeersCommand } from "./commands/peers.ts";
 import { registerRunCommand } from "./commands/run.ts";
 import { registerWalletCommand } from "./commands/wallet.ts";
+import { registerSettleCommands } from "./commands/settle.ts";
 
 /**
  * `cell …`: each domain's commands register themselves here. Every command has --help
@@ -43,6 +44,7 @@ export function buildProgram(): Command {
   registerWalletCommand(program);
   registerDonorCommand(program);
   registerChannelCommand(program);
+  registerSettleCommands(program);
   return program;
 }
 

@@ -225,6 +225,27 @@ const PaymentsConfigSchema = z.strictObject({
   lowBalanceFraction: z.number().min(0).max(1).default(0.25),
 });
 
+/** The epoch settler, the watchtower and their transaction sender (offchain/src/settlement; docs/settlement.md). */
+const SettlementConfigSchema = z.strictObject({
+  /** Settle held vouchers, anchor receipt roots and watch this node's channels (needs a payee ledger). */
+  enabled: z.boolean().default(true),
+  /** Length of an epoch; each one's vouchers and receipts are settled in one transaction after it ends. */
+  epochSeconds: z
+    .number()
+    .int()
+    .min(1)
+    .max(30 * 86_400)
+    .default(3_600),
+  /** Blocks a settlement, redeem or withdrawal must be under before it counts. */
+  confirmations: z.number().int().min(1).max(1_000).default(1),
+  /** A transaction not mined this long after it was sent is replaced with fees 12.5 % higher. */
+  bumpAfterMs: z.number().int().min(1_000).max(86_400_000).default(60_000),
+  /** Vouchers in one settlement batch; the rest wait for the next epoch (gas per batch stays below a block's). */
+  maxVouchersPerBatch: z.number().int().min(1).max(2_000).default(500),
+  /** How often pending transactions are followed and CloseStarted events read. */
+  pollMs: z.number().int().min(50).max(600_000).default(5_000),
+});
+
 const NodeConfigFields = z.strictObject({
   dataDir: z.string().min(1).max(4096).default(join(homedir(), ".cell")),
   /** Unlocks the keys; CELL_PASSPHRASE overrides an absent value. */
@@ -255,6 +276,7 @@ const NodeConfigFields = z.strictObject({
   adverts: AdvertConfigSchema.prefault({}),
   slashing: SlashingConfigSchema.prefault({}),
   payments: PaymentsConfigSchema.prefault({}),
+  settlement: SettlementConfigSchema.prefault({}),
 });
 
 /** The buyer's liveness window follows the advert heartbeat; it is not set on its own. */

@@ -63,6 +63,8 @@ import {
 import type { EvidenceTrust } from "../evidence/index.ts";
 import { openStore } from "../store/index.ts";
 import type { Store } from "../store/index.ts";
+import type { VoucherVault } from "../payments/index.ts";
+import { SettlementService } from "../settlement/index.ts";
 import { BlockAccess, storeBlockSource } from "./block-access.ts";
 import { Buyer } from "./buyer.ts";
 import { buyerPayments } from "./buyer-payments.ts";
@@ -431,6 +433,32 @@ function startDisputer(ctx: NodeContext, reader: ChainReader, cleanup: (() => Pr
   );
   watcher.start();
   cleanup.unshift(() => watcher.stop());
+}
+
+/**
+ * The node's settlement over its payee ledger `vault`: each epoch's vouchers and receipt root
+ * settled from the operator key (which pays the gas), and the watchtower on the vault's
+ * channels. The node calls it when it holds a vault; undefined when settlement is disabled.
+ */
+export function startSettlement(
+  ctx: Pick<NodeContext, "config" | "store" | "log" | "operator" | "now">,
+  reader: ChainReader,
+  vault: VoucherVault,
+  cleanup: (() => Promise<void> | void)[],
+): SettlementService | undefined {
+  if (!ctx.config.settlement.enabled) return undefined;
+  const service = new SettlementService({
+    store: ctx.store,
+    writer: createWriter(ctx.config.chain.rpcUrl, reader.deployment, ctx.operator),
+    vault,
+    settings: ctx.config.settlement,
+    logBlockRange: ctx.config.chain.logBlockRange,
+    log: ctx.log.child({ part: "settlement" }),
+    now: ctx.now,
+  });
+  service.start();
+  cleanup.unshift(() => service.stop());
+  return service;
 }
 
 /**

@@ -5,6 +5,7 @@ import type { BuyerStats } from "./buyer.ts";
 import type { MeshStats } from "../p2p/index.ts";
 import type { SlashRow } from "../store/index.ts";
 import type { ChannelView } from "../payments/index.ts";
+import type { SettlementService } from "../settlement/index.ts";
 
 export const JOB_EVENT_TYPES = [
   "queued",
@@ -166,6 +167,8 @@ export interface CellNode {
   slashes(): { pending: SlashRow[]; history: SlashRow[] };
   /** Payment channels this node pays donors through, with spend rate and time to empty. */
   paymentChannels(): ChannelView[];
+  /** Epoch settlement, watchtower and receipt proofs; present when the node holds a payee ledger (startSettlement). */
+  settlement?: SettlementService;
   stop(): Promise<void>;
 }
 

@@ -48,3 +48,22 @@ export type {
   OwedJob,
   UnackedJob,
 } from "./buyer-channels.ts";
+export {
+  EPOCH_STATES,
+  RECEIPTS_PER_EPOCH_MAX,
+  SETTLEMENT_EPOCHS_MAX,
+  SETTLEMENT_MEMBERS_MAX,
+  SETTLEMENT_TXS_MAX,
+  TX_STATES,
+} from "./settlements.ts";
+export type {
+  EpochRow,
+  EpochState,
+  EpochVoucher,
+  JournalTx,
+  NewEpoch,
+  NewJournalTx,
+  SettlementsRepository,
+  TxState,
+  UnanchoredReceipt,
+} from "./settlements.ts";

@@ -410,6 +410,58 @@ export const MIGRATIONS: readonly Migration[] = [
       ) STRICT;
     `,
   },
+  {
+    version: 9,
+    name: "settlement: transaction journal, epochs and the receipts each epoch anchored",
+    // settlement_txs: every signed transaction the node sent from its operator key, written
+    // before it is broadcast; settlement_epochs: one row per epoch this node settled;
+    // settlement_members: which receipt is under which epoch's root, with the receipt, so a
+    // proof can be rebuilt. store/settlements.ts bounds all three (oldest finished rows go first).
+    sql: `
+      CREATE TABLE settlement_txs (
+        hash TEXT PRIMARY KEY,
+        purpose TEXT NOT NULL,
+        epoch INTEGER,
+        nonce INTEGER NOT NULL,
+        raw TEXT NOT NULL,
+        max_fee_per_gas TEXT NOT NULL,
+        max_priority_fee_per_gas TEXT NOT NULL,
+        state TEXT NOT NULL,
+        block_number INTEGER,
+        sent_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+      ) STRICT;
+      CREATE INDEX settlement_txs_by_purpose ON settlement_txs (purpose, sent_at);
+      CREATE INDEX settlement_txs_pending ON settlement_txs (state) WHERE state = 'pending';
+      CREATE INDEX settlement_txs_by_update ON settlement_txs (updated_at);
+
+      CREATE TABLE settlement_epochs (
+        epoch INTEGER PRIMARY KEY,
+        root TEXT,
+        receipt_count INTEGER NOT NULL,
+        last_receipt_id INTEGER NOT NULL,
+        vouchers TEXT NOT NULL,
+        voucher_count INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        tx_hash TEXT,
+        settled_total TEXT,
+        paid_count INTEGER,
+        detail TEXT,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+      ) STRICT;
+
+      CREATE TABLE settlement_members (
+        job_id TEXT NOT NULL,
+        executor TEXT NOT NULL,
+        epoch INTEGER NOT NULL,
+        leaf_index INTEGER NOT NULL,
+        receipt TEXT NOT NULL,
+        PRIMARY KEY (job_id, executor)
+      ) STRICT;
+      CREATE INDEX settlement_members_by_epoch ON settlement_members (epoch, leaf_index);
+    `,
+  },
 ];
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS.at(-1)?.version ?? 0;

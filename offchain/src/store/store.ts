@@ -12,6 +12,7 @@ import { MetaRepository } from "./meta.ts";
 import { migrate, readSchemaVersion, type Migration, MIGRATIONS } from "./migrations.ts";
 import { PeersRepository } from "./peers.ts";
 import { ReceiptsRepository } from "./receipts.ts";
+import { SettlementsRepository } from "./settlements.ts";
 import { SlashesRepository } from "./slashes.ts";
 
 export const DATABASE_FILE = "cell.db";
@@ -50,6 +51,8 @@ export interface Store {
   readonly slashes: SlashesRepository;
   /** Payment channels this node pays through as a buyer, and its unacknowledged vouchers' jobs. */
   readonly buyerChannels: BuyerChannelsRepository;
+  /** The settler's transaction journal, epochs and receipt membership. */
+  readonly settlements: SettlementsRepository;
   schemaVersion(): number;
   /** The connection's journal mode and synchronous level, e.g. { journalMode: "wal", synchronous: "full" }. */
   durability(): { journalMode: string; synchronous: string };
@@ -145,6 +148,7 @@ function createStore(db: DatabaseSync, location: string, path: string, now: () =
     blocks: new SqliteBlockstore(db, now),
     slashes: new SlashesRepository(db, now),
     buyerChannels: new BuyerChannelsRepository(db, now),
+    settlements: new SettlementsRepository(db, now),
     schemaVersion: () => readSchemaVersion(db),
     durability: () => readDurability(db),
     transaction,
