@@ -195,6 +195,21 @@ const SlashingConfigSchema = z.strictObject({
   autoDispute: z.boolean().default(true),
 });
 
+/** Payments on the donor's side (docs/payments.md). */
+const PaymentsConfigSchema = z.strictObject({
+  /**
+   * Take payment: follow the channels paying this donor's payee (its staking wallet), accept
+   * vouchers on `/cell/voucher/1`, and bid only for buyers whose credit covers the job.
+   */
+  enabled: z.boolean().default(false),
+  /** Work, in token base units, a buyer may owe without a channel covering it (its first jobs). */
+  freeAllowance: bigintLike.default(0n),
+  /** Most a buyer may owe unpaid; past it its jobs are declined with `payment_overdue` until it pays. */
+  maxUnpaid: bigintLike.default(10n ** 18n),
+  /** How often PaymentChannels' new events are read. */
+  channelPollMs: z.number().int().min(50).max(600_000).default(5_000),
+});
+
 const NodeConfigFields = z.strictObject({
   dataDir: z.string().min(1).max(4096).default(join(homedir(), ".cell")),
   /** Unlocks the keys; CELL_PASSPHRASE overrides an absent value. */
@@ -224,6 +239,7 @@ const NodeConfigFields = z.strictObject({
   logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   adverts: AdvertConfigSchema.prefault({}),
   slashing: SlashingConfigSchema.prefault({}),
+  payments: PaymentsConfigSchema.prefault({}),
 });
 
 /** The buyer's liveness window follows the advert heartbeat; it is not set on its own. */

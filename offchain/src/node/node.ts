@@ -15,6 +15,7 @@ import {
   readCase,
   readDeployment,
   registrationOf,
+  registrationOfOperator,
   RegistryFollower,
   submitJurorVote,
 } from "../chain/index.ts";
@@ -46,6 +47,7 @@ import {
   signBid,
   signReceipt,
 } from "../protocol/index.ts";
+import { ChannelBook, PayeeLedger, VOUCHER_PROTOCOL } from "../payments/index.ts";
 import { createRuntime, WORKER_SOURCE } from "../runtime/index.ts";
 import type { Runtime } from "../runtime/index.ts";
 import { fanOut } from "../quorum/index.ts";
@@ -179,6 +181,8 @@ export async function startNode(config: NodeConfig, options: StartNodeOptions = 
       ...(options.evidenceTrust ? [options.evidenceTrust] : []),
     ]);
     cleanup.unshift(() => evidence.stop());
+    const payments =
+      config.donor.enabled && config.payments.enabled ? await startPayee(ctx, reader, cleanup) : undefined;
     const node = await assemble(
       ctx,
       identity.did,
@@ -188,6 +192,7 @@ export async function startNode(config: NodeConfig, options: StartNodeOptions = 
       options,
       evidence,
       trust,
+      payments,
     );
     if (deployment.juryCourt) startCourtWatcher(ctx, reader, blockAccess, cleanup);
     if (deployment.juryCourt && config.slashing.autoDispute) startDisputer(ctx, reader, cleanup);
@@ -207,17 +212,19 @@ async function assemble(
   options: Pick<StartNodeOptions, "verdictListener">,
   evidence: EvidenceDesk,
   trust: TrustBook,
+  payments: Payee | undefined,
 ): Promise<CellNode> {
   const { mesh, log } = ctx;
   const peerBook = new PeerBook({ trust });
   const adverts = new AdvertIntake(ctx, peerBook);
   const refusals = refusalRecorder(mesh, log);
   const misbehaved = reportingForgeries(refusals.misbehaved, trust);
-  const donor = new Donor(donorPorts(ctx, misbehaved), {
+  const donor = new Donor(donorPorts(ctx, misbehaved, payments), {
     policy: donorPolicy(ctx.config),
     adverts: ctx.config.adverts,
     announcedJobsPerBuyerPerSecond: ctx.config.donor.announcedJobsPerBuyerPerSecond,
     outstandingBidsPerBuyer: ctx.config.donor.outstandingBidsPerBuyer,
+    credit: { freeAllowance: ctx.config.payments.freeAllowance, maxUnpaid: ctx.config.payments.maxUnpaid },
   });
   const buyer = new Buyer({
     config: ctx.config.buyer,
@@ -287,6 +294,10 @@ async function assemble(
     await mesh.handle(PROTOCOL_BID_REQUEST, protocolSpecs.bidRequest, (batch, from) =>
       donor.onBidRequest(batch, from),
     );
+    if (payments)
+      await mesh.handle(VOUCHER_PROTOCOL, protocolSpecs.voucher, (batch, from) =>
+        payments.ledger.receive(batch, from),
+      );
     donor.start();
   }
   buyer.start();
@@ -656,8 +667,55 @@ function wrappedRuntime(runtime: Runtime, wrap: NonNullable<StartNodeOptions["wr
   return { ...runtime, execute: (job, options) => wrapper.execute(job, options) };
 }
 
+/** A donor's payee side: its ledger of vouchers and earnings, and the book of its channels. */
+interface Payee {
+  ledger: PayeeLedger;
+  book: ChannelBook;
+}
+
+/**
+ * Follows the channels paying this donor's payee, its staking wallet (the registry's
+ * donorOf(operator), read once at start), and keeps its vouchers. Undefined, with a warning,
+ * while the operator is not registered: an unstaked node does not bid anyway.
+ */
+async function startPayee(
+  ctx: NodeContext,
+  reader: ChainReader,
+  cleanup: (() => Promise<void> | void)[],
+): Promise<Payee | undefined> {
+  const registration = await registrationOfOperator(reader, ctx.operatorAddress).catch((err: unknown) => {
+    ctx.log.warn({ err: errorMessage(err) }, "cannot read this node's registration");
+    return undefined;
+  });
+  if (!registration) {
+    ctx.log.warn("payments are on but the operator is not registered: no payee, no vouchers taken");
+    return undefined;
+  }
+  const { config, store, log } = ctx;
+  const book = new ChannelBook({
+    reader,
+    store,
+    payee: registration.donor,
+    pollMs: config.payments.channelPollMs,
+    blockRange: config.chain.logBlockRange,
+    confirmations: config.chain.confirmations,
+    log: log.child({ part: "channels" }),
+  });
+  book.start();
+  cleanup.unshift(() => book.stop());
+  const ledger = new PayeeLedger({
+    store,
+    channels: book,
+    payee: registration.donor,
+    chainId: reader.deployment.chainId,
+    paymentChannels: reader.deployment.paymentChannels,
+  });
+  log.info({ payee: registration.donor }, "taking payments");
+  return { ledger, book };
+}
+
 /** The donor's ports on the node's mesh, store, keys and stake cache. */
-function donorPorts(ctx: NodeContext, misbehaved: Misbehaved): DonorPorts {
+function donorPorts(ctx: NodeContext, misbehaved: Misbehaved, payments: Payee | undefined): DonorPorts {
   const { mesh, log, operator, domain, runtime } = ctx;
   return {
     clock: {
@@ -699,6 +757,7 @@ function donorPorts(ctx: NodeContext, misbehaved: Misbehaved): DonorPorts {
         });
       },
       receiptBatchMs: ctx.config.donor.receiptBatchMs,
+      recordEarnings: payments !== undefined,
     }),
     signer: {
       address: ctx.operatorAddress,
@@ -708,6 +767,7 @@ function donorPorts(ctx: NodeContext, misbehaved: Misbehaved): DonorPorts {
       signReceipt: (receipt) => signReceipt(operator, domain, receipt),
     },
     stakes: { selfActive: () => ctx.stakes.isActive(ctx.operatorAddress, ctx.peerKeyHex) },
+    credit: payments?.book,
     runtime,
     // Application-level refusals; they count against the peer once the mesh scores them.
     misbehaved,

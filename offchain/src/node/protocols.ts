@@ -14,6 +14,7 @@ import {
   StatusRequestSchema,
   StatusResponseSchema,
 } from "../protocol/index.ts";
+import { VOUCHER_MESSAGE_MAX_BYTES, VoucherBatchSchema, VoucherResultsSchema } from "../payments/index.ts";
 
 /**
  * Schemas, byte limits and per-peer rates of the market's request-response protocols. Bids,
@@ -68,6 +69,15 @@ export const protocolSpecs = {
     maxResponseBytes: MESSAGE_LIMITS.deliveryAcks,
     ratePerSecond: 1_000,
     burst: 2_000,
+  },
+  /** `/cell/voucher/1`: a buyer's vouchers to one payee, up to VOUCHER_BATCH_MAX a request. */
+  voucher: {
+    request: VoucherBatchSchema,
+    response: VoucherResultsSchema,
+    maxRequestBytes: VOUCHER_MESSAGE_MAX_BYTES,
+    maxResponseBytes: VOUCHER_MESSAGE_MAX_BYTES,
+    ratePerSecond: 100,
+    burst: 200,
   },
 } as const;
 

@@ -9,6 +9,7 @@ import { JobsRepository } from "./jobs.ts";
 import { TrustRepository } from "./trust.ts";
 import { MetaRepository } from "./meta.ts";
 import { migrate, readSchemaVersion, type Migration, MIGRATIONS } from "./migrations.ts";
+import { PayeeLedgerRepository } from "./payee-ledger.ts";
 import { PeersRepository } from "./peers.ts";
 import { ReceiptsRepository } from "./receipts.ts";
 import { SlashesRepository } from "./slashes.ts";
@@ -47,6 +48,8 @@ export interface Store {
   readonly blocks: Blockstore;
   /** Slash submissions this node owes the chain (evidence it verified). */
   readonly slashes: SlashesRepository;
+  /** A donor's channels, vouchers and earnings (offchain/src/payments/payee-ledger.ts). */
+  readonly payeeLedger: PayeeLedgerRepository;
   schemaVersion(): number;
   /** The connection's journal mode and synchronous level, e.g. { journalMode: "wal", synchronous: "full" }. */
   durability(): { journalMode: string; synchronous: string };
@@ -141,6 +144,7 @@ function createStore(db: DatabaseSync, location: string, path: string, now: () =
     meta: new MetaRepository(db),
     blocks: new SqliteBlockstore(db, now),
     slashes: new SlashesRepository(db, now),
+    payeeLedger: new PayeeLedgerRepository(db, now),
     schemaVersion: () => readSchemaVersion(db),
     durability: () => readDurability(db),
     transaction,
