@@ -1,10 +1,11 @@
 // The payee's half of `/cell/voucher/1`: checks each voucher against the chain's view of its
 // channel, the voucher held before and what the named jobs earned, and stores the accepted ones
 // durably (one fsynced group commit per batch) before it answers.
-import { getAddress, isAddressEqual } from "viem";
-import type { Address, Hex } from "viem";
-import { channelIdOf, verifyVoucher } from "../chain/index.ts";
+import { createKeccak } from "hash-wasm";
+import { isAddressEqual } from "viem";
+import type { Address, Hex, TypedDataDomain } from "viem";
 import type { ChannelKey } from "../chain/index.ts";
+import { cellDomain, verifyDigest, voucherDigestIn } from "../protocol/index.ts";
 import type { PayeeVoucherRow, Store } from "../store/index.ts";
 import type { HeldVoucher, VoucherVault } from "./types.ts";
 import type { VoucherBatch, VoucherRefusal, VoucherResult, VoucherResults, VoucherWire } from "./wire.ts";
@@ -130,18 +131,27 @@ interface Decoded {
 
 /**
  * The payee's vouchers: `receive` answers a batch from a buyer, and the VoucherVault face lets
- * the settler and the watchtower read and update them. Batches are decided one at a time (each
- * builds on the vouchers the last one stored); the requests waiting are bounded by the voucher
- * protocol's per-peer rate and stream limits.
+ * the settler and the watchtower read and update them. Each batch is decided synchronously,
+ * on what is stored plus what batches still waiting for their commit accepted, so batches of
+ * several buyers share one fsync. The requests waiting are bounded by the voucher protocol's
+ * per-peer rate and stream limits.
  */
 export class PayeeLedger implements VoucherVault {
   readonly #options: PayeeLedgerOptions;
   readonly #now: () => number;
-  #tail: Promise<unknown> = Promise.resolve();
+  /** One domain object, so its separator is computed once (protocol/signing.ts caches it by object). */
+  readonly #domain: TypedDataDomain;
+  /**
+   * Accepted and not yet committed: the channels' new amounts and the jobs they pay. Bounded by
+   * the batches waiting for a commit; an entry leaves when its commit ends.
+   */
+  readonly #pendingHeld = new Map<Hex, bigint>();
+  readonly #pendingJobs = new Set<string>();
 
   constructor(options: PayeeLedgerOptions) {
     this.#options = options;
     this.#now = options.now ?? Date.now;
+    this.#domain = cellDomain(options.chainId, options.paymentChannels);
   }
 
   get payee(): Address {
@@ -158,21 +168,12 @@ export class PayeeLedger implements VoucherVault {
       Promise.all(decoded.map((voucher) => this.#verify(voucher))),
       Promise.all(decoded.map((voucher) => this.#channel(voucher))),
     ]);
-    const decide = () => this.#decideAndStore(decoded, signatures, channels);
-    const results = this.#tail.then(decide, decide);
-    this.#tail = results.catch(() => undefined);
-    return { type: "voucher_results", results: await results };
+    return { type: "voucher_results", results: await this.#decideAndStore(decoded, signatures, channels) };
   }
 
   #verify({ claim, channelId, signature }: Decoded): Promise<boolean> {
-    const { chainId, paymentChannels } = this.#options;
-    return verifyVoucher(
-      chainId,
-      paymentChannels,
-      { channelId, cumulativeAmount: claim.cumulativeAmount },
-      claim.key.signer,
-      signature,
-    );
+    const digest = voucherDigestIn(this.#domain, { channelId, cumulativeAmount: claim.cumulativeAmount });
+    return verifyDigest(digest, claim.key.signer, signature);
   }
 
   async #channel({ claim, channelId }: Decoded): Promise<ChannelView | undefined> {
@@ -180,47 +181,53 @@ export class PayeeLedger implements VoucherVault {
     return this.#options.channels.channel(channelId, claim.key);
   }
 
+  /** Decides every voucher before anything is awaited, then waits for their commit. */
   async #decideAndStore(
     decoded: Decoded[],
     signatures: boolean[],
     channels: (ChannelView | undefined)[],
   ): Promise<VoucherResult[]> {
     const repo = this.#options.store.payeeLedger;
-    const held = new Map<Hex, bigint>();
-    const paidJobs = new Set<string>();
     const accepted: { voucher: Decoded; index: number }[] = [];
     const results: VoucherResult[] = decoded.map((voucher, index) => {
       const { claim, channelId } = voucher;
-      if (!held.has(channelId)) {
-        const stored = repo.voucher(channelId)?.cumulativeAmount;
-        if (stored !== undefined) held.set(channelId, stored);
-      }
-      const decision = checkVoucher(held.get(channelId), claim, {
+      const held = this.#pendingHeld.get(channelId) ?? repo.voucher(channelId)?.cumulativeAmount;
+      const decision = checkVoucher(held, claim, {
         payee: this.#options.payee,
         signatureValid: signatures[index]!,
         channel: channels[index],
-        earnings: this.#earnings(claim.jobs, paidJobs),
+        earnings: this.#earnings(claim.jobs),
       });
       if (decision.type === "refuse")
         return { status: "refused", channelId, reason: decision.reason, detail: decision.detail };
-      held.set(channelId, claim.cumulativeAmount);
-      for (const jobId of claim.jobs) paidJobs.add(jobId.toLowerCase());
+      this.#pendingHeld.set(channelId, claim.cumulativeAmount);
+      for (const jobId of claim.jobs) this.#pendingJobs.add(jobId.toLowerCase());
       accepted.push({ voucher, index });
       return { status: "accepted", channelId, cumulativeAmount: voucher.wire.cumulativeAmount };
     });
     if (accepted.length === 0) return results;
+    const vouchers = accepted.map(({ voucher }) => voucher);
     try {
-      await this.#options.store.commit(() => this.#write(accepted.map(({ voucher }) => voucher)));
+      await this.#options.store.commit(() => this.#write(vouchers));
     } catch (err) {
       repo.forgetCache();
       const detail = `could not store the voucher: ${(err as Error).message}`.slice(0, 256);
       for (const { voucher, index } of accepted)
         results[index] = { status: "refused", channelId: voucher.channelId, reason: "unavailable", detail };
+    } finally {
+      this.#settlePending(vouchers);
     }
     return results;
   }
 
-  #earnings(jobs: readonly Hex[], paidInBatch: ReadonlySet<string>): Map<string, JobEarning | undefined> {
+  #settlePending(vouchers: Decoded[]): void {
+    for (const { channelId, claim } of vouchers) {
+      if (this.#pendingHeld.get(channelId) === claim.cumulativeAmount) this.#pendingHeld.delete(channelId);
+      for (const jobId of claim.jobs) this.#pendingJobs.delete(jobId.toLowerCase());
+    }
+  }
+
+  #earnings(jobs: readonly Hex[]): Map<string, JobEarning | undefined> {
     const repo = this.#options.store.payeeLedger;
     const earnings = new Map<string, JobEarning | undefined>();
     for (const jobId of jobs) {
@@ -228,7 +235,11 @@ export class PayeeLedger implements VoucherVault {
       const row = repo.earning(jobId);
       earnings.set(
         id,
-        row && { signer: row.signer, amount: row.amount, paid: row.paidBy !== null || paidInBatch.has(id) },
+        row && {
+          signer: row.signer,
+          amount: row.amount,
+          paid: row.paidBy !== null || this.#pendingJobs.has(id),
+        },
       );
     }
     return earnings;
@@ -282,19 +293,35 @@ export class PayeeLedger implements VoucherVault {
   }
 }
 
+/** Addresses stay lower case here: a checksum costs a keccak, and every comparison ignores case. */
 function decode(wire: VoucherWire): Decoded {
   const key: ChannelKey = {
-    buyer: getAddress(wire.key.buyer.toLowerCase()),
-    signer: getAddress(wire.key.signer.toLowerCase()),
-    payee: getAddress(wire.key.payee.toLowerCase()),
+    buyer: wire.key.buyer.toLowerCase() as Address,
+    signer: wire.key.signer.toLowerCase() as Address,
+    payee: wire.key.payee.toLowerCase() as Address,
     nonce: BigInt(wire.key.nonce),
   };
   return {
     wire,
     claim: { key, cumulativeAmount: BigInt(wire.cumulativeAmount), jobs: wire.jobs },
-    channelId: channelIdOf(key),
+    channelId: channelIdOfLowerCase(key),
     signature: wire.signature,
   };
+}
+
+/** keccak-256 in WebAssembly, one hasher for every call (each runs to completion synchronously). */
+const keccak = await createKeccak(256);
+
+/** chain/signing.ts channelIdOf (keccak256(abi.encode(buyer, signer, payee, uint64 nonce))), for lower-case keys, faster. */
+function channelIdOfLowerCase(key: ChannelKey): Hex {
+  const words = Buffer.alloc(128);
+  words.write(key.buyer.slice(2), 12, "hex");
+  words.write(key.signer.slice(2), 44, "hex");
+  words.write(key.payee.slice(2), 76, "hex");
+  words.writeBigUInt64BE(key.nonce, 120);
+  keccak.init();
+  keccak.update(words);
+  return `0x${keccak.digest("hex")}`;
 }
 
 function held(row: PayeeVoucherRow): HeldVoucher {

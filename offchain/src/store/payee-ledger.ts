@@ -64,11 +64,25 @@ export interface EarningRow {
 
 type Row = Record<string, unknown>;
 
+/** Checksummed addresses by lower-case form: a checksum costs a keccak. Bounded; starts over when full. */
+const checksums = new Map<string, Address>();
+const CHECKSUMS_MAX = 4_096;
+
+function checksummed(lowerCase: string): Address {
+  let address = checksums.get(lowerCase);
+  if (address === undefined) {
+    if (checksums.size >= CHECKSUMS_MAX) checksums.clear();
+    address = getAddress(lowerCase);
+    checksums.set(lowerCase, address);
+  }
+  return address;
+}
+
 function keyOf(row: Row): ChannelKeyRow {
   return {
-    buyer: getAddress(row.buyer as string),
-    signer: getAddress(row.signer as string),
-    payee: getAddress(row.payee as string),
+    buyer: checksummed(row.buyer as string),
+    signer: checksummed(row.signer as string),
+    payee: checksummed(row.payee as string),
     nonce: BigInt(row.nonce as string),
   };
 }
@@ -246,7 +260,7 @@ export class PayeeLedgerRepository {
     if (!row) return undefined;
     return {
       jobId: row.job_id as Hex,
-      signer: getAddress(row.signer as string),
+      signer: checksummed(row.signer as string),
       amount: amountOf(row.amount),
       earnedAt: row.earned_at as number,
       paidBy: (row.paid_by as Hex | null) ?? null,
