@@ -6,7 +6,8 @@ import { after, describe, it } from "node:test";
 import type { Address, Hex } from "viem";
 import { keccak256, toHex } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
-import { CHANNEL_CLOSED, channelIdOf, signVoucher } from "../../offchain/src/chain/index.ts";
+import { CHANNEL_CLOSED, channelIdOf, signVoucher, voucherDigest } from "../../offchain/src/chain/index.ts";
+import { cellDomain, voucherDigestIn } from "../../offchain/src/protocol/index.ts";
 import type { ChannelKey } from "../../offchain/src/chain/index.ts";
 import { PayeeLedger, VOUCHER_REFUSALS, checkVoucher } from "../../offchain/src/payments/index.ts";
 import type {
@@ -241,6 +242,60 @@ describe("payee ledger", () => {
     assert.equal(ledger.paidOnChain(channelId), 200n);
     assert.deepEqual(ledger.unsettled(10), [], "a voucher the chain paid is settled");
     assert.deepEqual(ledger.channels(), [key]);
+  });
+
+  it("decides batches received at once on each other's vouchers, and commits them together", async () => {
+    const { dir, store, channels, ledger } = ledgerIn();
+    const key = keyOf(12n);
+    const channelId = channels.open(key, 10_000n);
+    earn(store, [1, 2, 3]);
+    const first = await voucher(key, 100n, [1]);
+    const [a, b, c] = await Promise.all([
+      ledger.receive(batch(first)),
+      ledger.receive(batch(first, await voucher(key, 200n, [2]))),
+      ledger.receive(batch(await voucher(key, 250n, [1, 3]))),
+    ]);
+    assert.deepEqual(
+      [...a.results, ...b.results, ...c.results].map(outcome),
+      ["accepted", "duplicate", "accepted", "unknown_job"],
+      "a replay and a second payment of a job are refused while the first is still being committed",
+    );
+    store.close();
+    const reopened = openStore(dir);
+    try {
+      assert.equal(reopened.payeeLedger.voucher(channelId)?.cumulativeAmount, 200n);
+      assert.equal(reopened.payeeLedger.unpaid(buyer.address), 100n);
+    } finally {
+      reopened.close();
+    }
+  });
+
+  it("hashes vouchers and channel ids as the contract does", async () => {
+    const key = keyOf(2n ** 63n + 5n);
+    const digest = voucherDigestIn(cellDomain(CHAIN_ID, PAYMENT_CHANNELS), {
+      channelId: channelIdOf(key),
+      cumulativeAmount: 12_345n,
+    });
+    assert.equal(
+      digest,
+      voucherDigest(CHAIN_ID, PAYMENT_CHANNELS, { channelId: channelIdOf(key), cumulativeAmount: 12_345n }),
+    );
+    const { channels, ledger, store } = ledgerIn();
+    channels.open(key, 1_000n);
+    earn(store, [1]);
+    // Mixed-case addresses on the wire name the same channel.
+    const signed = await voucher(key, 100n, [1]);
+    const { results } = await ledger.receive(
+      batch({
+        ...signed,
+        key: {
+          ...signed.key,
+          payee: PAYEE.toLowerCase() as Address,
+          buyer: buyer.address.toUpperCase().replace("0X", "0x") as Address,
+        },
+      }),
+    );
+    assert.deepEqual(results, [{ status: "accepted", channelId: channelIdOf(key), cumulativeAmount: "100" }]);
   });
 
   it("answers `unavailable`, and holds nothing, when the store cannot take the voucher", async () => {
