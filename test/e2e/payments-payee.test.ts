@@ -1,7 +1,8 @@
 // A donor that takes payments, on real nodes: a Hardhat devnet, libp2p over loopback and SQLite
 // stores. The donor declines a buyer without a channel with `payment_required`, bids once a
-// channel to its payee exists, and accepts the buyer's voucher on `/cell/voucher/1`, which then
-// redeems on-chain.
+// channel to its payee exists, declines the next job with `payment_overdue` until the first is
+// paid, accepts the buyer's voucher on `/cell/voucher/1` (which then redeems on-chain), and
+// takes the buyer's jobs again.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
@@ -43,6 +44,7 @@ describe("a donor taking payments", { timeout: 180_000 }, () => {
   let client: MeshNode | undefined;
   let channel: ChannelKey;
   let jobId: Hex;
+  let secondJob: Hex;
 
   before(async () => {
     cluster = await startCluster();
@@ -51,7 +53,8 @@ describe("a donor taking payments", { timeout: 180_000 }, () => {
       stakeWith: DONOR_ACCOUNT,
       config: {
         donor: { pricePerMegaFuel: PRICE },
-        payments: { enabled: true, freeAllowance: 0n, maxUnpaid: DEPOSIT, channelPollMs: 200 },
+        // Nothing may stay unpaid: after one job the buyer must pay before the next.
+        payments: { enabled: true, freeAllowance: 0n, maxUnpaid: 0n, channelPollMs: 200 },
         runtime: { poolSize: 1 },
       },
     });
@@ -107,6 +110,23 @@ describe("a donor taking payments", { timeout: 180_000 }, () => {
     assert.equal(view.state, "completed", JSON.stringify(view.events.slice(-5)));
   });
 
+  it("declines the buyer's next job with payment_overdue while the first is unpaid", async () => {
+    ({ jobId: secondJob } = await buyer.submitJob({
+      module: SHA256_WASM,
+      input: new TextEncoder().encode("1\npay me again"),
+      fuelLimit: FUEL_LIMIT,
+      deadlineMs: Date.now() + 120_000,
+    }));
+    await until(
+      () =>
+        buyer
+          .getJob(secondJob)!
+          .events.some((event) => event.type === "bid_rejected" && event.reason === "payment_overdue"),
+      30_000,
+      "a payment_overdue decline",
+    );
+  });
+
   it("accepts the buyer's voucher for the job over /cell/voucher/1, and the voucher redeems on-chain", async () => {
     const view = buyer.getJob(jobId)!;
     const owed = jobAmount(PRICE, BigInt(view.result!.fuelUsed));
@@ -156,5 +176,10 @@ describe("a donor taking payments", { timeout: 180_000 }, () => {
     const balanceBefore = await atpBalance(redeemer, payee);
     await redeemVoucher(redeemer, { key: channel, cumulativeAmount: owed, signature });
     assert.equal(await atpBalance(redeemer, payee), balanceBefore + owed);
+  });
+
+  it("takes the buyer's jobs again once paid", async () => {
+    const view = await buyer.waitForJob(secondJob, { timeoutMs: 90_000 });
+    assert.equal(view.state, "completed", JSON.stringify(view.events.slice(-5)));
   });
 });
