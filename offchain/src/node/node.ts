@@ -74,7 +74,7 @@ import type { NodeContext } from "./context.ts";
 import { errorMessage } from "./util.ts";
 import { Donor } from "./donor.ts";
 import { CourtWatcher } from "./juror.ts";
-import type { DonorPorts } from "./donor-ports.ts";
+import type { DonorCredit, DonorPorts } from "./donor-ports.ts";
 import { DonorStore } from "./donor-store.ts";
 import { bundledEntry } from "./launch.ts";
 import { protocolSpecs } from "./protocols.ts";
@@ -294,9 +294,10 @@ async function assemble(
     await mesh.handle(PROTOCOL_BID_REQUEST, protocolSpecs.bidRequest, (batch, from) =>
       donor.onBidRequest(batch, from),
     );
-    if (payments)
+    const ledger = payments?.ledger;
+    if (ledger)
       await mesh.handle(VOUCHER_PROTOCOL, protocolSpecs.voucher, (batch, from) =>
-        payments.ledger.receive(batch, from),
+        ledger.receive(batch, from),
       );
     donor.start();
   }
@@ -667,31 +668,40 @@ function wrappedRuntime(runtime: Runtime, wrap: NonNullable<StartNodeOptions["wr
   return { ...runtime, execute: (job, options) => wrapper.execute(job, options) };
 }
 
-/** A donor's payee side: its ledger of vouchers and earnings, and the book of its channels. */
+/**
+ * A donor's payee side: the book of its channels (the buyers' credit) and its ledger of
+ * vouchers, absent while the node knows no payee.
+ */
 interface Payee {
-  ledger: PayeeLedger;
-  book: ChannelBook;
+  credit: DonorCredit;
+  ledger?: PayeeLedger;
+  book?: ChannelBook;
 }
 
 /**
  * Follows the channels paying this donor's payee, its staking wallet (the registry's
- * donorOf(operator), read once at start), and keeps its vouchers. Undefined, with a warning,
- * while the operator is not registered: an unstaked node does not bid anyway.
+ * donorOf(operator), read once at start), and keeps its vouchers. While the operator is not
+ * registered there is no payee: no buyer has credit (only the free allowance), so the donor
+ * never works unpaid, until it is restarted after registering.
  */
 async function startPayee(
   ctx: NodeContext,
   reader: ChainReader,
   cleanup: (() => Promise<void> | void)[],
-): Promise<Payee | undefined> {
+): Promise<Payee> {
+  const { config, store, log } = ctx;
   const registration = await registrationOfOperator(reader, ctx.operatorAddress).catch((err: unknown) => {
-    ctx.log.warn({ err: errorMessage(err) }, "cannot read this node's registration");
+    log.warn({ err: errorMessage(err) }, "cannot read this node's registration");
     return undefined;
   });
   if (!registration) {
-    ctx.log.warn("payments are on but the operator is not registered: no payee, no vouchers taken");
-    return undefined;
+    log.error(
+      "payments are on but the operator is not registered: no payee, no credit; restart once registered",
+    );
+    return {
+      credit: { creditOf: (signer) => ({ unspentDeposit: 0n, unpaid: store.payeeLedger.unpaid(signer) }) },
+    };
   }
-  const { config, store, log } = ctx;
   const book = new ChannelBook({
     reader,
     store,
@@ -711,7 +721,7 @@ async function startPayee(
     paymentChannels: reader.deployment.paymentChannels,
   });
   log.info({ payee: registration.donor }, "taking payments");
-  return { ledger, book };
+  return { credit: book, ledger, book };
 }
 
 /** The donor's ports on the node's mesh, store, keys and stake cache. */
@@ -767,7 +777,7 @@ function donorPorts(ctx: NodeContext, misbehaved: Misbehaved, payments: Payee | 
       signReceipt: (receipt) => signReceipt(operator, domain, receipt),
     },
     stakes: { selfActive: () => ctx.stakes.isActive(ctx.operatorAddress, ctx.peerKeyHex) },
-    credit: payments?.book,
+    credit: payments?.credit,
     runtime,
     // Application-level refusals; they count against the peer once the mesh scores them.
     misbehaved,
