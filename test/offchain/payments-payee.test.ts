@@ -19,7 +19,12 @@ import type {
   VoucherRefusal,
 } from "../../offchain/src/payments/index.ts";
 import { DatabaseSync } from "node:sqlite";
-import { DATABASE_FILE, openStore } from "../../offchain/src/store/index.ts";
+import {
+  DATABASE_FILE,
+  EARNING_WRITE_OFF_MS,
+  PAYEE_EARNINGS_MAX,
+  openStore,
+} from "../../offchain/src/store/index.ts";
 import type { Store } from "../../offchain/src/store/index.ts";
 
 const CHAIN_ID = 31337;
@@ -313,5 +318,41 @@ describe("payee ledger", () => {
     assert.equal(outcome(results[0]!), "unavailable");
     assert.equal(ledger.latest(channelId), undefined);
     assert.equal(ledger.unpaid(buyer.address), 100n, "the job is still owed");
+  });
+});
+
+describe("payee ledger bounds", () => {
+  it("keeps at most PAYEE_EARNINGS_MAX earnings: paid ones leave first, then unpaid ones past the write-off age", () => {
+    const dir = mkdtempSync(join(tmpdir(), "cell-payee-bound-"));
+    dirs.push(dir);
+    let now = 1_800_000_000_000;
+    const store = openStore(dir, { now: () => now });
+    try {
+      const repo = store.payeeLedger;
+      const channelId = channelIdOf(keyOf(1n));
+      store.transaction(() => {
+        for (let n = 1; n <= 5; n++) repo.addEarning({ jobId: jobId(n), signer: buyer.address, amount: 1n });
+        repo.markPaid([1, 2, 3, 4, 5].map(jobId), channelId, buyer.address);
+        for (let n = 6; n <= PAYEE_EARNINGS_MAX; n++) {
+          now += 1;
+          repo.addEarning({ jobId: jobId(n), signer: buyer.address, amount: 1n });
+        }
+      });
+      assert.equal(repo.unpaid(buyer.address), BigInt(PAYEE_EARNINGS_MAX - 5));
+      now += EARNING_WRITE_OFF_MS + 1;
+      store.transaction(() => {
+        for (let n = 1; n <= 7; n++)
+          repo.addEarning({ jobId: jobId(PAYEE_EARNINGS_MAX + n), signer: buyer.address, amount: 1n });
+        repo.trimEarnings();
+      });
+      assert.equal(repo.earning(jobId(1)), undefined, "paid rows went first");
+      assert.equal(repo.earning(jobId(6)), undefined, "then the oldest unpaid past the write-off age");
+      assert.equal(repo.earning(jobId(7)), undefined);
+      assert.ok(repo.earning(jobId(8)));
+      assert.ok(repo.earning(jobId(PAYEE_EARNINGS_MAX + 7)));
+      assert.equal(repo.unpaid(buyer.address), BigInt(PAYEE_EARNINGS_MAX), "every row left is unpaid");
+    } finally {
+      store.close();
+    }
   });
 });
