@@ -5,13 +5,14 @@ import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import type { Address, Hex } from "viem";
 import { DEFAULT_DONOR_POLICY, buildJobSpec } from "../../offchain/src/market/index.ts";
+import type { SignedJob } from "../../offchain/src/market/index.ts";
 import { initialDonorState, step } from "../../offchain/src/node/donor-machine.ts";
 import type { DonorEffect, DonorMachineState } from "../../offchain/src/node/donor-machine.ts";
 import { DonorStore } from "../../offchain/src/node/donor-store.ts";
 import { decideCredit, jobAmount, maxCost } from "../../offchain/src/payments/index.ts";
 import type { BuyerCredit, CreditLimits } from "../../offchain/src/payments/index.ts";
-import { cidToBytes32, jobSpecToWire, receiptToWire } from "../../offchain/src/protocol/index.ts";
-import type { JobAnnounce } from "../../offchain/src/protocol/index.ts";
+import { bidToWire, cidToBytes32, jobSpecToWire, receiptToWire } from "../../offchain/src/protocol/index.ts";
+import type { BidMessage, JobAnnounce } from "../../offchain/src/protocol/index.ts";
 import { openStore } from "../../offchain/src/store/index.ts";
 
 const T0 = 1_800_000_000_000;
@@ -106,6 +107,64 @@ function answer(state: DonorMachineState, job: JobAnnounce, credit?: BuyerCredit
   return answerOf(effects);
 }
 
+/** Announces a job and signs the bid the machine asks for: the bid is held for assignment. */
+function bidOn(state: DonorMachineState, job: JobAnnounce, credit: BuyerCredit): BidMessage {
+  const { effects } = step(state, {
+    type: "announced",
+    now: T0,
+    buyer: job.buyerPeer,
+    jobs: [job],
+    staked: true,
+    credit: new Map([[BUYER.toLowerCase(), credit]]),
+  });
+  const sign = effects.find((effect) => effect.type === "sign_bid");
+  assert.ok(sign?.type === "sign_bid", `no bid: ${answerOf(effects)}`);
+  step(state, {
+    type: "bid_signed",
+    now: T0,
+    buyer: job.buyerPeer,
+    announce: job,
+    job: signedJob(job),
+    bid: sign.bid,
+    signature: SIGNATURE,
+    peerKey: `0x${"cd".repeat(32)}`,
+  });
+  return sign.bid;
+}
+
+function assign(state: DonorMachineState, bid: BidMessage): void {
+  step(state, {
+    type: "assigned",
+    now: T0,
+    from: "buyer-peer",
+    requests: [
+      {
+        id: 1,
+        request: {
+          type: "assign",
+          jobId: bid.jobId,
+          bid: bidToWire(bid),
+          bidSignature: SIGNATURE,
+          attempt: 1,
+        },
+      },
+    ],
+  });
+}
+
+function signedJob(job: JobAnnounce): SignedJob {
+  return {
+    jobId: job.jobId,
+    signature: job.signature,
+    spec: {
+      ...job.spec,
+      fuelLimit: BigInt(job.spec.fuelLimit),
+      maxPricePerMegaFuel: BigInt(job.spec.maxPricePerMegaFuel),
+      deadline: BigInt(job.spec.deadline),
+    },
+  };
+}
+
 function answerOf(effects: DonorEffect[]): string {
   for (const effect of effects) {
     if (effect.type === "sign_bid") return "bid";
@@ -127,58 +186,17 @@ describe("donor machine: credit", () => {
     assert.equal(answer(state, announce(), { unspentDeposit: rich, unpaid: 10_001n }), "payment_overdue");
     assert.equal(answer(state, announce(), { unspentDeposit: rich, unpaid: 0n }), "bid");
   });
-  it("counts the jobs it is running for the buyer against its deposit", () => {
+  it("counts the jobs it bid on and runs for the buyer against its deposit", () => {
     const state = machine();
     const credit = { unspentDeposit: 2n * JOB_MAX_COST, unpaid: 0n };
-    const first = announce();
-    const bid = step(state, {
-      type: "announced",
-      now: T0,
-      buyer: first.buyerPeer,
-      jobs: [first],
-      staked: true,
-      credit: new Map([[BUYER.toLowerCase(), credit]]),
-    }).effects.find((effect) => effect.type === "sign_bid")!;
-    assert.ok(bid && bid.type === "sign_bid");
-    const spec = {
-      ...first.spec,
-      fuelLimit: FUEL_LIMIT,
-      maxPricePerMegaFuel: 2_000n,
-      deadline: BigInt(first.spec.deadline),
-    };
-    step(state, {
-      type: "bid_signed",
-      now: T0,
-      buyer: first.buyerPeer,
-      announce: first,
-      job: { jobId: first.jobId, signature: SIGNATURE, spec },
-      bid: bid.bid,
-      signature: SIGNATURE,
-      peerKey: `0x${"cd".repeat(32)}`,
-    });
-    step(state, {
-      type: "assigned",
-      now: T0,
-      from: first.buyerPeer,
-      requests: [
-        {
-          id: 1,
-          request: {
-            type: "assign",
-            jobId: first.jobId,
-            bid: { ...bid.bid, pricePerMegaFuel: PRICE.toString(), expiresAt: bid.bid.expiresAt.toString() },
-            bidSignature: SIGNATURE,
-            attempt: 1,
-          },
-        },
-      ],
-    });
+    const first = bidOn(state, announce(), credit);
+    assert.equal(answer(state, announce(), credit), "bid", "one bid held and this one: covered");
+    bidOn(state, announce(), credit);
+    assert.equal(answer(state, announce(), credit), "payment_required", "two bids held: no room for a third");
+    assign(state, first);
     assert.equal(state.busySlots, 1);
-    assert.equal(answer(state, announce(), credit), "bid", "one running job and this one: covered");
-    assert.equal(
-      answer(state, announce(), { unspentDeposit: 2n * JOB_MAX_COST - 1n, unpaid: 0n }),
-      "payment_required",
-    );
+    assert.equal(answer(state, announce(), credit), "payment_required", "one job running and one bid held");
+    assert.equal(answer(state, announce(), { ...credit, unspentDeposit: 3n * JOB_MAX_COST }), "bid");
   });
   it("does not check credit when payments are off", () => {
     assert.equal(answer(machine("off"), announce()), "bid");
@@ -203,12 +221,6 @@ describe("donor store: earnings", () => {
       recordEarnings: true,
     });
     const job = announce();
-    const spec = {
-      ...job.spec,
-      fuelLimit: FUEL_LIMIT,
-      maxPricePerMegaFuel: 2_000n,
-      deadline: BigInt(job.spec.deadline),
-    };
     const receipt = {
       jobId: job.jobId,
       executor: OPERATOR,
@@ -222,7 +234,7 @@ describe("donor store: earnings", () => {
     };
     await donorStore.persistReceipt(
       {
-        job: { jobId: job.jobId, signature: SIGNATURE, spec },
+        job: signedJob(job),
         announce: job,
         buyerPeer: "buyer-peer",
         pricePerMegaFuel: PRICE,

@@ -372,12 +372,19 @@ function considerJob(
   effects.push({ type: "sign_bid", buyer, announce, bid });
 }
 
-/** The most the jobs this node is running for `specBuyer` can still earn: at stake until their receipts count as owed. */
+/**
+ * The most that the jobs this node bid on or runs for `specBuyer` can still cost: at stake
+ * until their receipts count as owed (up to OFFER_LIMIT bids and the slots' jobs are summed).
+ */
 function committedFor(state: DonorMachineState, specBuyer: string): bigint {
+  const buyer = specBuyer.toLowerCase();
   let committed = 0n;
   for (const execution of state.executions.values())
-    if (execution.holdsSlot && execution.job.spec.buyer.toLowerCase() === specBuyer.toLowerCase())
+    if (execution.holdsSlot && execution.job.spec.buyer.toLowerCase() === buyer)
       committed += maxCost(execution.pricePerMegaFuel, execution.job.spec.fuelLimit);
+  for (const offer of state.offers.values())
+    if (offer.job.spec.buyer.toLowerCase() === buyer)
+      committed += maxCost(offer.bid.pricePerMegaFuel, offer.job.spec.fuelLimit);
   return committed;
 }
 
