@@ -198,6 +198,26 @@ describe("donor machine: credit", () => {
     assert.equal(answer(state, announce(), credit), "payment_required", "one job running and one bid held");
     assert.equal(answer(state, announce(), { ...credit, unspentDeposit: 3n * JOB_MAX_COST }), "bid");
   });
+  it("counts the earlier jobs of one announcement against the deposit", () => {
+    const state = machine();
+    const jobs = [announce(), announce(), announce()];
+    const { effects } = step(state, {
+      type: "announced",
+      now: T0,
+      buyer: "buyer-peer",
+      jobs,
+      staked: true,
+      credit: new Map([[BUYER.toLowerCase(), { unspentDeposit: 2n * JOB_MAX_COST, unpaid: 0n }]]),
+    });
+    const answers = effects.flatMap((effect) =>
+      effect.type === "sign_bid"
+        ? ["bid"]
+        : effect.type === "send_offer" && effect.offer.type === "decline"
+          ? [effect.offer.reason]
+          : [],
+    );
+    assert.deepEqual(answers, ["bid", "bid", "payment_required"]);
+  });
   it("does not check credit when payments are off", () => {
     assert.equal(answer(machine("off"), announce()), "bid");
   });

@@ -314,7 +314,9 @@ function onAnnounced(
       buyer,
       ignored: own.length - allowed,
     });
-  for (const announce of own.slice(0, allowed)) considerJob(state, effects, buyer, announce, event);
+  // What this event's bids commit per spec buyer, before their offers are held.
+  const reserved = new Map<string, bigint>();
+  for (const announce of own.slice(0, allowed)) considerJob(state, effects, buyer, announce, event, reserved);
 }
 
 /** How many of `wanted` jobs the buyer may still announce in the current second. */
@@ -344,6 +346,7 @@ function considerJob(
   buyer: string,
   announce: JobAnnounce,
   event: { now: number; staked: boolean; credit?: ReadonlyMap<string, BuyerCredit> },
+  reserved: Map<string, bigint>,
 ): void {
   const { jobId } = announce;
   if (state.executions.has(jobId) || state.outbox.has(jobId))
@@ -358,10 +361,13 @@ function considerJob(
   if (decision.type === "decline") return decline(effects, buyer, jobId, decision.reason, decision.detail);
   const limits = state.config.credit;
   if (limits) {
-    const credit = event.credit?.get(spec.buyer.toLowerCase()) ?? { unspentDeposit: 0n, unpaid: 0n };
+    const specBuyer = spec.buyer.toLowerCase();
+    const credit = event.credit?.get(specBuyer) ?? { unspentDeposit: 0n, unpaid: 0n };
     const cost = maxCost(decision.pricePerMegaFuel, spec.fuelLimit);
-    const verdict = decideCredit(credit, cost, committedFor(state, spec.buyer), limits);
+    const committed = committedFor(state, specBuyer) + (reserved.get(specBuyer) ?? 0n);
+    const verdict = decideCredit(credit, cost, committed, limits);
     if (verdict.type === "decline") return decline(effects, buyer, jobId, verdict.reason, verdict.detail);
+    reserved.set(specBuyer, (reserved.get(specBuyer) ?? 0n) + cost);
   }
   const bid: BidMessage = {
     jobId,
