@@ -121,12 +121,14 @@ after(() => dirs.forEach((dir) => rmSync(dir, { recursive: true, force: true }))
 /** The chain's view of channels, as the channel book would give it. */
 class Channels {
   readonly views = new Map<Hex, ChannelView>();
+  lookups = 0;
   open(key: ChannelKey, deposit: bigint): Hex {
     const channelId = channelIdOf(key);
     this.views.set(channelId, { deposit, paid: 0n, closesAt: 0n });
     return channelId;
   }
   async channel(channelId: Hex): Promise<ChannelView | undefined> {
+    this.lookups++;
     return this.views.get(channelId);
   }
 }
@@ -227,6 +229,13 @@ describe("payee ledger", () => {
       "wrong_payee",
     ]);
     assert.equal(ledger.latest(channelIdOf(key))?.cumulativeAmount, 100n, "nothing refused was stored");
+  });
+
+  it("never looks up the channel of a voucher its signer did not sign", async () => {
+    const { channels, ledger } = ledgerIn();
+    const { results } = await ledger.receive(batch(await voucher(keyOf(13n), 100n, [1], stranger)));
+    assert.equal(outcome(results[0]!), "bad_signature");
+    assert.equal(channels.lookups, 0);
   });
 
   it("decides a batch in order: a later voucher of a channel builds on an earlier one", async () => {

@@ -14,6 +14,12 @@ export const CHANNEL_CURSOR_KEY = "payments.channelCursor";
 const MISSING_TTL_MS = 5_000;
 /** Channels remembered as missing; past it the oldest entry leaves. */
 const MISSING_MAX = 1_024;
+/**
+ * On-chain lookups under way at once; a voucher for an unread channel beyond it is refused as
+ * unknown (sent again, it finds the channel read from its events). Vouchers naming made-up
+ * channels therefore cost the RPC at most this many calls at a time.
+ */
+const LOOKUPS_MAX = 4;
 
 export interface ChannelBookOptions {
   reader: ChainReader;
@@ -50,6 +56,8 @@ export class ChannelBook implements PayeeChannels {
   readonly #loop: PollLoop;
   /** Channel ids not found on-chain, with when; bounded by MISSING_MAX, oldest out first. */
   readonly #missing = new Map<Hex, number>();
+  /** Lookups under way, by channel id; at most LOOKUPS_MAX. */
+  readonly #lookups = new Map<Hex, Promise<ChannelView | undefined>>();
   #synced = false;
 
   constructor(options: ChannelBookOptions) {
@@ -90,6 +98,15 @@ export class ChannelBook implements PayeeChannels {
     if (known) return known;
     const missingSince = this.#missing.get(channelId);
     if (missingSince !== undefined && this.#now() - missingSince < MISSING_TTL_MS) return undefined;
+    const underway = this.#lookups.get(channelId);
+    if (underway) return underway;
+    if (this.#lookups.size >= LOOKUPS_MAX) return undefined;
+    const lookup = this.#lookUp(channelId, key).finally(() => this.#lookups.delete(channelId));
+    this.#lookups.set(channelId, lookup);
+    return lookup;
+  }
+
+  async #lookUp(channelId: Hex, key: ChannelKey): Promise<ChannelView | undefined> {
     const state = await getChannel(this.#options.reader, channelId);
     if (state.deposit === 0n) {
       this.#missing.delete(channelId);

@@ -65,14 +65,15 @@ export function checkVoucher(
   const { key, cumulativeAmount } = voucher;
   if (!isAddressEqual(key.payee, facts.payee))
     return refuse("wrong_payee", `the channel pays ${key.payee}, this node's payee is ${facts.payee}`);
-  const channel = facts.channel;
-  if (!channel || channel.deposit === 0n) return refuse("unknown_channel", "no such channel on-chain");
-  if (channel.closesAt !== 0n) return refuse("channel_closed", "the channel is closing or closed");
   if (!facts.signatureValid)
     return refuse(
       "bad_signature",
       `not signed by the channel's signer ${key.signer} in a form the contract takes`,
     );
+  const channel = facts.channel;
+  if (!channel || channel.deposit === 0n)
+    return refuse("unknown_channel", "no such channel on-chain, or not seen by this node yet");
+  if (channel.closesAt !== 0n) return refuse("channel_closed", "the channel is closing or closed");
   if (held !== undefined && cumulativeAmount === held)
     return refuse("duplicate", `this node already holds a voucher for ${held}`);
   const base = held !== undefined && held > channel.paid ? held : channel.paid;
@@ -164,10 +165,11 @@ export class PayeeLedger implements VoucherVault {
    */
   async receive(batch: VoucherBatch, _fromPeer?: string): Promise<VoucherResults> {
     const decoded = batch.vouchers.map(decode);
-    const [signatures, channels] = await Promise.all([
-      Promise.all(decoded.map((voucher) => this.#verify(voucher))),
-      Promise.all(decoded.map((voucher) => this.#channel(voucher))),
-    ]);
+    const signatures = await Promise.all(decoded.map((voucher) => this.#verify(voucher)));
+    // Only a voucher its signer signed may make the book look a channel up on-chain.
+    const channels = await Promise.all(
+      decoded.map((voucher, index) => (signatures[index] ? this.#channel(voucher) : undefined)),
+    );
     return { type: "voucher_results", results: await this.#decideAndStore(decoded, signatures, channels) };
   }
 
