@@ -106,6 +106,41 @@ describe("channel book on a devnet", { timeout: 120_000 }, () => {
     }
   });
 
+  it("reads the channels again when the chain went back below its cursor (a restarted devnet)", async () => {
+    const store = openStore(join(dir, "went-back"));
+    try {
+      const book = bookOn(store);
+      const signer = buyer.walletClient.account.address;
+      await openChannel(buyer, { signer, payee, amount: 700n });
+      await book.poll();
+      const before = book.creditOf(signer).unspentDeposit;
+      assert.equal(before, 700n, "the earlier channel is closing");
+      // A cursor past the head and a channel of a chain that is gone.
+      const phantom = { buyer: signer, signer, payee, nonce: 999n };
+      store.payeeLedger.putChannel({
+        channelId: channelIdOf(phantom),
+        key: phantom,
+        deposit: 10n ** 20n,
+        paid: 0n,
+        closesAt: 0n,
+      });
+      const head = await buyer.publicClient.getBlockNumber();
+      store.meta.set(CHANNEL_CURSOR_KEY, (head + 1_000n).toString());
+      await book.poll();
+      assert.equal(
+        store.payeeLedger.channel(channelIdOf(phantom))?.deposit,
+        10n ** 20n,
+        "one poll behind is skipped",
+      );
+      await book.poll();
+      assert.equal(store.payeeLedger.channel(channelIdOf(phantom)), undefined);
+      assert.equal(book.creditOf(signer).unspentDeposit, before, "the real channels were read again");
+      assert.equal(store.meta.get(CHANNEL_CURSOR_KEY), (head + 1n).toString());
+    } finally {
+      store.close();
+    }
+  });
+
   it("looks up a channel it has not read yet on-chain, once, and knows a missing one is missing", async () => {
     const store = openStore(join(dir, "lookup"));
     try {

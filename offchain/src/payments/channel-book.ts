@@ -59,6 +59,7 @@ export class ChannelBook implements PayeeChannels {
   /** Lookups under way, by channel id; at most LOOKUPS_MAX. */
   readonly #lookups = new Map<Hex, Promise<ChannelView | undefined>>();
   #synced = false;
+  #pollsBehind = 0;
 
   constructor(options: ChannelBookOptions) {
     if (options.blockRange < 1) throw new Error(`blockRange must be at least 1, got ${options.blockRange}`);
@@ -136,6 +137,7 @@ export class ChannelBook implements PayeeChannels {
     const { reader, store, confirmations } = this.#options;
     const { publicClient, deployment } = reader;
     const target = (await publicClient.getBlockNumber({ cacheTime: 0 })) - BigInt(confirmations);
+    if (this.#wentBack(target)) return;
     let from = this.#cursor() ?? deployment.deployBlock;
     let range = BigInt(this.#options.blockRange);
     while (from <= target) {
@@ -168,6 +170,31 @@ export class ChannelBook implements PayeeChannels {
       from = to + 1n;
     }
     this.#synced = true;
+  }
+
+  /**
+   * A head below the cursor once may be a lagging RPC node behind a load balancer: that poll is
+   * skipped. Twice in a row, the chain went back (a restarted devnet, a deep reorganisation):
+   * the channels are read again from the deployment block.
+   */
+  #wentBack(target: bigint): boolean {
+    const cursor = this.#cursor();
+    if (cursor === undefined || target + 1n >= cursor) {
+      this.#pollsBehind = 0;
+      return false;
+    }
+    if (++this.#pollsBehind < 2) return true;
+    this.#pollsBehind = 0;
+    const { store } = this.#options;
+    store.transaction(() => {
+      store.payeeLedger.clearChannels();
+      store.meta.delete(CHANNEL_CURSOR_KEY);
+    });
+    this.#options.log?.warn(
+      { cursor: cursor.toString(), head: target.toString() },
+      "the chain went back: channels read again",
+    );
+    return false;
   }
 
   #cursor(): bigint | undefined {

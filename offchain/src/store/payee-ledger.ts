@@ -117,6 +117,7 @@ export class PayeeLedgerRepository {
         "UPDATE payee_channels SET deposit = ?, paid = ?, closes_at = ?, updated_at = ? WHERE channel_id = ?",
       ),
       countChannels: prepare("SELECT COUNT(*) AS n FROM payee_channels"),
+      clearChannels: prepare("DELETE FROM payee_channels"),
       trimChannels: prepare(
         `DELETE FROM payee_channels WHERE channel_id IN (SELECT channel_id FROM payee_channels
          ORDER BY closes_at = '${storedAmount(0n)}', deposit, updated_at LIMIT ?)`,
@@ -195,6 +196,11 @@ export class PayeeLedgerRepository {
       this.#sinceChannelTrim = 0;
       trim(this.#statements.countChannels!, this.#statements.trimChannels!, PAYEE_CHANNELS_MAX);
     }
+  }
+
+  /** Forgets every channel (the chain they were read from is gone); vouchers and earnings stay. */
+  clearChannels(): void {
+    this.#statements.clearChannels!.run();
   }
 
   updateChannel(channelId: Hex, state: { deposit: bigint; paid: bigint; closesAt: bigint }): boolean {
