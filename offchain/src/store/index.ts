@@ -40,7 +40,12 @@ export {
   slashId,
 } from "./slashes.ts";
 export type { NewSlash, SlashKind, SlashRow, SlashSource, SlashState, SlashesRepository } from "./slashes.ts";
-export { EARNING_WRITE_OFF_MS, PAYEE_CHANNELS_MAX, PAYEE_EARNINGS_MAX, storedAmount } from "./payee-ledger.ts";
+export {
+  EARNING_WRITE_OFF_MS,
+  PAYEE_CHANNELS_MAX,
+  PAYEE_EARNINGS_MAX,
+  storedAmount,
+} from "./payee-ledger.ts";
 export type {
   ChannelKeyRow,
   EarningRow,
