@@ -213,7 +213,12 @@ const atpAmount = z
 
 /** How this node pays donors for accepted receipts (offchain/src/payments; docs/payments.md). */
 const PaymentsConfigSchema = z.strictObject({
-  /** Open channels to selected donors and send their executors vouchers after accepted verdicts. */
+  /**
+   * As a buyer: open channels to selected donors and send their executors vouchers after
+   * accepted verdicts. As a donor: follow the channels paying this donor's payee (its staking
+   * wallet), accept vouchers on `/cell/voucher/1`, and bid only for buyers whose credit covers
+   * the job.
+   */
   enabled: z.boolean().default(true),
   /** ATP a new channel to a donor is opened with. */
   deposit: atpAmount.prefault("10"),
@@ -223,6 +228,12 @@ const PaymentsConfigSchema = z.strictObject({
   topUpAmount: atpAmount.prefault("10"),
   /** A channel whose unspent deposit falls below this fraction of its deposit is reported low (a warning). */
   lowBalanceFraction: z.number().min(0).max(1).default(0.25),
+  /** Work, in token base units, a buyer may owe without a channel covering it (its first jobs). */
+  freeAllowance: bigintLike.default(0n),
+  /** Most a buyer may owe unpaid; past it its jobs are declined with `payment_overdue` until it pays. */
+  maxUnpaid: bigintLike.default(10n ** 18n),
+  /** How often PaymentChannels' new events are read. */
+  channelPollMs: z.number().int().min(50).max(600_000).default(5_000),
 });
 
 /** The epoch settler, the watchtower and their transaction sender (offchain/src/settlement; docs/settlement.md). */

@@ -15,6 +15,7 @@ import {
   readCase,
   readDeployment,
   registrationOf,
+  registrationOfOperator,
   RegistryFollower,
   submitJurorVote,
 } from "../chain/index.ts";
@@ -47,6 +48,7 @@ import {
   signBid,
   signReceipt,
 } from "../protocol/index.ts";
+import { ChannelBook, PayeeLedger, VOUCHER_PROTOCOL } from "../payments/index.ts";
 import { createRuntime, WORKER_SOURCE } from "../runtime/index.ts";
 import type { Runtime } from "../runtime/index.ts";
 import { fanOut } from "../quorum/index.ts";
@@ -77,7 +79,7 @@ import type { NodeContext } from "./context.ts";
 import { errorMessage } from "./util.ts";
 import { Donor } from "./donor.ts";
 import { CourtWatcher } from "./juror.ts";
-import type { DonorPorts } from "./donor-ports.ts";
+import type { DonorCredit, DonorPorts } from "./donor-ports.ts";
 import { DonorStore } from "./donor-store.ts";
 import { bundledEntry } from "./launch.ts";
 import { protocolSpecs } from "./protocols.ts";
@@ -185,8 +187,10 @@ export async function startNode(config: NodeConfig, options: StartNodeOptions = 
       ...(options.evidenceTrust ? [options.evidenceTrust] : []),
     ]);
     cleanup.unshift(() => evidence.stop());
-    const payments = config.payments.enabled ? buyerPayments(ctx, reader) : undefined;
-    if (payments) cleanup.unshift(() => payments.stop());
+    const paying = config.payments.enabled ? buyerPayments(ctx, reader) : undefined;
+    if (paying) cleanup.unshift(() => paying.stop());
+    const payee =
+      config.donor.enabled && config.payments.enabled ? await startPayee(ctx, reader, cleanup) : undefined;
     const node = await assemble(
       ctx,
       identity.did,
@@ -196,7 +200,8 @@ export async function startNode(config: NodeConfig, options: StartNodeOptions = 
       options,
       evidence,
       trust,
-      payments,
+      paying,
+      payee,
     );
     if (deployment.juryCourt) startCourtWatcher(ctx, reader, blockAccess, cleanup);
     if (deployment.juryCourt && config.slashing.autoDispute) startDisputer(ctx, reader, cleanup);
@@ -216,18 +221,20 @@ async function assemble(
   options: Pick<StartNodeOptions, "verdictListener">,
   evidence: EvidenceDesk,
   trust: TrustBook,
-  payments: BuyerPayments | undefined,
+  paying: BuyerPayments | undefined,
+  payee: Payee | undefined,
 ): Promise<CellNode> {
   const { mesh, log } = ctx;
   const peerBook = new PeerBook({ trust });
   const adverts = new AdvertIntake(ctx, peerBook);
   const refusals = refusalRecorder(mesh, log);
   const misbehaved = reportingForgeries(refusals.misbehaved, trust);
-  const donor = new Donor(donorPorts(ctx, misbehaved), {
+  const donor = new Donor(donorPorts(ctx, misbehaved, payee), {
     policy: donorPolicy(ctx.config),
     adverts: ctx.config.adverts,
     announcedJobsPerBuyerPerSecond: ctx.config.donor.announcedJobsPerBuyerPerSecond,
     outstandingBidsPerBuyer: ctx.config.donor.outstandingBidsPerBuyer,
+    credit: { freeAllowance: ctx.config.payments.freeAllowance, maxUnpaid: ctx.config.payments.maxUnpaid },
   });
   const buyer = new Buyer({
     config: ctx.config.buyer,
@@ -243,7 +250,7 @@ async function assemble(
     verdictListener: fanOut(
       trust,
       evidence,
-      ...(payments ? [payments.listener] : []),
+      ...(paying ? [paying.listener] : []),
       ...(options.verdictListener ? [options.verdictListener] : []),
     ),
   });
@@ -252,7 +259,7 @@ async function assemble(
   buyer.on((event) => {
     if ((event.type === "bid_received" || event.type === "assigned") && event.peerId !== undefined)
       blockAccess.grantJob(event.peerId, event.jobId);
-    if (event.type === "assigned" && event.operator !== undefined) payments?.onSelected(event.operator);
+    if (event.type === "assigned" && event.operator !== undefined) paying?.onSelected(event.operator);
   });
 
   mesh.subscribe(TOPIC_CAPS, CapabilityAdvertSchema, (advert, from) => adverts.onAdvert(advert, from), {
@@ -308,10 +315,15 @@ async function assemble(
     await mesh.handle(PROTOCOL_BID_REQUEST, protocolSpecs.bidRequest, (batch, from) =>
       donor.onBidRequest(batch, from),
     );
+    const ledger = payee?.ledger;
+    if (ledger)
+      await mesh.handle(VOUCHER_PROTOCOL, protocolSpecs.voucher, (batch, from) =>
+        ledger.receive(batch, from),
+      );
     donor.start();
   }
   buyer.start();
-  payments?.start();
+  paying?.start();
 
   let stopped = false;
   const node: CellNode = {
@@ -335,7 +347,7 @@ async function assemble(
     executedReceipts: () => donor.signedReceipts(),
     meshStats: () => mesh.stats(),
     slashes: () => ({ pending: evidence.pending(), history: evidence.history() }),
-    paymentChannels: () => payments?.channels() ?? [],
+    paymentChannels: () => paying?.channels() ?? [],
     stop: async () => {
       if (stopped) return;
       stopped = true;
@@ -705,8 +717,64 @@ function wrappedRuntime(runtime: Runtime, wrap: NonNullable<StartNodeOptions["wr
   return { ...runtime, execute: (job, options) => wrapper.execute(job, options) };
 }
 
+/**
+ * A donor's payee side: the book of its channels (the buyers' credit) and its ledger of
+ * vouchers, absent while the node knows no payee.
+ */
+interface Payee {
+  credit: DonorCredit;
+  ledger?: PayeeLedger;
+  book?: ChannelBook;
+}
+
+/**
+ * Follows the channels paying this donor's payee, its staking wallet (the registry's
+ * donorOf(operator), read once at start), and keeps its vouchers. While the operator is not
+ * registered there is no payee: no buyer has credit (only the free allowance), so the donor
+ * never works unpaid, until it is restarted after registering.
+ */
+async function startPayee(
+  ctx: NodeContext,
+  reader: ChainReader,
+  cleanup: (() => Promise<void> | void)[],
+): Promise<Payee> {
+  const { config, store, log } = ctx;
+  const registration = await registrationOfOperator(reader, ctx.operatorAddress).catch((err: unknown) => {
+    log.warn({ err: errorMessage(err) }, "cannot read this node's registration");
+    return undefined;
+  });
+  if (!registration) {
+    log.error(
+      "payments are on but the operator is not registered: no payee, no credit; restart once registered",
+    );
+    return {
+      credit: { creditOf: (signer) => ({ unspentDeposit: 0n, unpaid: store.payeeLedger.unpaid(signer) }) },
+    };
+  }
+  const book = new ChannelBook({
+    reader,
+    store,
+    payee: registration.donor,
+    pollMs: config.payments.channelPollMs,
+    blockRange: config.chain.logBlockRange,
+    confirmations: config.chain.confirmations,
+    log: log.child({ part: "channels" }),
+  });
+  book.start();
+  cleanup.unshift(() => book.stop());
+  const ledger = new PayeeLedger({
+    store,
+    channels: book,
+    payee: registration.donor,
+    chainId: reader.deployment.chainId,
+    paymentChannels: reader.deployment.paymentChannels,
+  });
+  log.info({ payee: registration.donor }, "taking payments");
+  return { credit: book, ledger, book };
+}
+
 /** The donor's ports on the node's mesh, store, keys and stake cache. */
-function donorPorts(ctx: NodeContext, misbehaved: Misbehaved): DonorPorts {
+function donorPorts(ctx: NodeContext, misbehaved: Misbehaved, payments: Payee | undefined): DonorPorts {
   const { mesh, log, operator, domain, runtime } = ctx;
   return {
     clock: {
@@ -748,6 +816,7 @@ function donorPorts(ctx: NodeContext, misbehaved: Misbehaved): DonorPorts {
         });
       },
       receiptBatchMs: ctx.config.donor.receiptBatchMs,
+      recordEarnings: payments !== undefined,
     }),
     signer: {
       address: ctx.operatorAddress,
@@ -757,6 +826,7 @@ function donorPorts(ctx: NodeContext, misbehaved: Misbehaved): DonorPorts {
       signReceipt: (receipt) => signReceipt(operator, domain, receipt),
     },
     stakes: { selfActive: () => ctx.stakes.isActive(ctx.operatorAddress, ctx.peerKeyHex) },
+    credit: payments?.credit,
     runtime,
     // Application-level refusals; they count against the peer once the mesh scores them.
     misbehaved,

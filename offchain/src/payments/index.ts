@@ -25,3 +25,17 @@ export type {
 } from "./buyer-channels.ts";
 export { VoucherSender } from "./voucher-sender.ts";
 export type { VoucherSenderPorts, VoucherSenderSettings } from "./voucher-sender.ts";
+export { decideCredit, maxCost } from "./credit.ts";
+export type { BuyerCredit, CreditDecision, CreditLimits } from "./credit.ts";
+export { PayeeLedger, checkVoucher } from "./payee-ledger.ts";
+export type {
+  PayeeChannelView,
+  JobEarning,
+  PayeeChannels,
+  PayeeLedgerOptions,
+  VoucherClaim,
+  VoucherDecision,
+  VoucherFacts,
+} from "./payee-ledger.ts";
+export { CHANNEL_CURSOR_KEY, ChannelBook, channelEventOf } from "./channel-book.ts";
+export type { ChannelBookOptions, ChannelEvent } from "./channel-book.ts";

@@ -67,3 +67,16 @@ export type {
   TxState,
   UnanchoredReceipt,
 } from "./settlements.ts";
+export {
+  EARNING_WRITE_OFF_MS,
+  PAYEE_CHANNELS_MAX,
+  PAYEE_EARNINGS_MAX,
+  storedAmount,
+} from "./payee-ledger.ts";
+export type {
+  ChannelKeyRow,
+  EarningRow,
+  PayeeChannelRow,
+  PayeeLedgerRepository,
+  PayeeVoucherRow,
+} from "./payee-ledger.ts";

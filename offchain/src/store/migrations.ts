@@ -462,6 +462,54 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX settlement_members_by_epoch ON settlement_members (epoch, leaf_index);
     `,
   },
+  {
+    version: 10,
+    name: "payee ledger: this payee's channels, the latest voucher of each, and what each job earned",
+    // Amounts are 78-digit zero-padded decimals, so SQLite compares and orders them as numbers.
+    // Bounds (store/payee-ledger.ts): payee_channels and payee_vouchers hold at most
+    // PAYEE_CHANNELS_MAX rows each, evicting closed or settled rows updated longest ago first;
+    // payee_earnings holds at most PAYEE_EARNINGS_MAX rows, evicting paid rows oldest first,
+    // then unpaid rows older than the write-off age, then the oldest.
+    sql: `
+      CREATE TABLE payee_channels (
+        channel_id TEXT PRIMARY KEY,
+        buyer TEXT NOT NULL,
+        signer TEXT NOT NULL,
+        payee TEXT NOT NULL,
+        nonce TEXT NOT NULL,
+        deposit TEXT NOT NULL,
+        paid TEXT NOT NULL,
+        closes_at TEXT NOT NULL,
+        updated_at INTEGER NOT NULL
+      ) STRICT;
+      CREATE INDEX payee_channels_by_signer ON payee_channels (signer);
+      CREATE INDEX payee_channels_by_update ON payee_channels (updated_at);
+      CREATE TABLE payee_vouchers (
+        channel_id TEXT PRIMARY KEY,
+        buyer TEXT NOT NULL,
+        signer TEXT NOT NULL,
+        payee TEXT NOT NULL,
+        nonce TEXT NOT NULL,
+        cumulative TEXT NOT NULL,
+        signature TEXT NOT NULL,
+        paid_on_chain TEXT NOT NULL,
+        received_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+      ) STRICT;
+      CREATE INDEX payee_vouchers_by_receipt ON payee_vouchers (received_at);
+      CREATE INDEX payee_vouchers_by_update ON payee_vouchers (updated_at);
+      CREATE TABLE payee_earnings (
+        job_id TEXT PRIMARY KEY,
+        signer TEXT NOT NULL,
+        amount TEXT NOT NULL,
+        earned_at INTEGER NOT NULL,
+        paid_by TEXT,
+        paid_at INTEGER
+      ) STRICT;
+      CREATE INDEX payee_earnings_unpaid ON payee_earnings (signer) WHERE paid_by IS NULL;
+      CREATE INDEX payee_earnings_by_age ON payee_earnings (earned_at);
+    `,
+  },
 ];
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS.at(-1)?.version ?? 0;

@@ -10,6 +10,7 @@ import { JobsRepository } from "./jobs.ts";
 import { TrustRepository } from "./trust.ts";
 import { MetaRepository } from "./meta.ts";
 import { migrate, readSchemaVersion, type Migration, MIGRATIONS } from "./migrations.ts";
+import { PayeeLedgerRepository } from "./payee-ledger.ts";
 import { PeersRepository } from "./peers.ts";
 import { ReceiptsRepository } from "./receipts.ts";
 import { SettlementsRepository } from "./settlements.ts";
@@ -53,6 +54,8 @@ export interface Store {
   readonly buyerChannels: BuyerChannelsRepository;
   /** The settler's transaction journal, epochs and receipt membership. */
   readonly settlements: SettlementsRepository;
+  /** A donor's channels, vouchers and earnings (offchain/src/payments/payee-ledger.ts). */
+  readonly payeeLedger: PayeeLedgerRepository;
   schemaVersion(): number;
   /** The connection's journal mode and synchronous level, e.g. { journalMode: "wal", synchronous: "full" }. */
   durability(): { journalMode: string; synchronous: string };
@@ -149,6 +152,7 @@ function createStore(db: DatabaseSync, location: string, path: string, now: () =
     slashes: new SlashesRepository(db, now),
     buyerChannels: new BuyerChannelsRepository(db, now),
     settlements: new SettlementsRepository(db, now),
+    payeeLedger: new PayeeLedgerRepository(db, now),
     schemaVersion: () => readSchemaVersion(db),
     durability: () => readDurability(db),
     transaction,
