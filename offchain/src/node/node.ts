@@ -191,6 +191,7 @@ export async function startNode(config: NodeConfig, options: StartNodeOptions = 
     if (paying) cleanup.unshift(() => paying.stop());
     const payee =
       config.donor.enabled && config.payments.enabled ? await startPayee(ctx, reader, cleanup) : undefined;
+    const settlement = payee?.ledger ? startSettlement(ctx, reader, payee.ledger, cleanup) : undefined;
     const node = await assemble(
       ctx,
       identity.did,
@@ -202,6 +203,7 @@ export async function startNode(config: NodeConfig, options: StartNodeOptions = 
       trust,
       paying,
       payee,
+      settlement,
     );
     if (deployment.juryCourt) startCourtWatcher(ctx, reader, blockAccess, cleanup);
     if (deployment.juryCourt && config.slashing.autoDispute) startDisputer(ctx, reader, cleanup);
@@ -223,6 +225,7 @@ async function assemble(
   trust: TrustBook,
   paying: BuyerPayments | undefined,
   payee: Payee | undefined,
+  settlement: SettlementService | undefined,
 ): Promise<CellNode> {
   const { mesh, log } = ctx;
   const peerBook = new PeerBook({ trust });
@@ -260,6 +263,9 @@ async function assemble(
     if ((event.type === "bid_received" || event.type === "assigned") && event.peerId !== undefined)
       blockAccess.grantJob(event.peerId, event.jobId);
     if (event.type === "assigned" && event.operator !== undefined) paying?.onSelected(event.operator);
+    // A donor that wants a channel (or payment) first: open one to it, so its next bid can come.
+    if (event.type === "bid_rejected" && event.operator !== undefined && PAY_FIRST.has(event.reason ?? ""))
+      paying?.onSelected(event.operator);
   });
 
   mesh.subscribe(TOPIC_CAPS, CapabilityAdvertSchema, (advert, from) => adverts.onAdvert(advert, from), {
@@ -331,6 +337,7 @@ async function assemble(
     did,
     operator: ctx.operatorAddress,
     chainInfo: chain,
+    settlement,
     multiaddrs: () => mesh.multiaddrs(),
     submitJob: (request) => buyer.submit(request),
     getJob: (jobId) => buyer.get(jobId),
@@ -875,6 +882,9 @@ function chainInfo(config: NodeConfig, deployment: Deployment): ChainInfo {
   };
   return { chainId: deployment.chainId, rpcUrl: config.chain.rpcUrl, contracts };
 }
+
+/** Decline reasons a donor gives a buyer that has not paid (enough) yet. */
+const PAY_FIRST = new Set(["payment_required", "payment_overdue"]);
 
 /** Asks every donor this node connects to for its advert (advert-pull.ts); returns the stop. */
 function pullAdvertsOnConnect(ctx: NodeContext, adverts: AdvertIntake): () => void {
