@@ -16,6 +16,7 @@ import type { ChannelKey } from "../offchain/src/chain/index.ts";
 import { PayeeLedger, VOUCHER_BATCH_MAX } from "../offchain/src/payments/index.ts";
 import type { PayeeChannelView, VoucherBatch } from "../offchain/src/payments/index.ts";
 import { openStore } from "../offchain/src/store/index.ts";
+import { measureSettlement } from "./_payments-settle.ts";
 
 const BUYERS = 16;
 const CHANNELS_PER_BUYER = 16;
@@ -133,13 +134,44 @@ try {
   const concurrent = await run(batches.slice(half), CONCURRENT_BATCHES);
   console.log("payee ledger: batches of 256, each answered after its fsynced group commit");
   console.table({ "one batch at a time": oneAtATime, [`${CONCURRENT_BATCHES} batches at once`]: concurrent });
+  const settled = await measureSettlement((line) => console.log(line));
+  const per = (gas: number, count: number) => (count > 0 ? Math.round(gas / count) : null);
+  console.log(
+    `settlement: ${settled.settlements} transactions (one per donor) settled ${settled.batchEntries} channel vouchers and anchored ${settled.receiptsAnchored} receipts`,
+  );
+  console.table({
+    "per job payment (voucher)": {
+      count: settled.jobPayments,
+      "L2 gas": per(settled.l2Gas, settled.jobPayments),
+      "L1 data gas": per(settled.l1DataGas, settled.jobPayments),
+    },
+    "per voucher request sent": {
+      count: settled.signedVouchers,
+      "L2 gas": per(settled.l2Gas, settled.signedVouchers),
+      "L1 data gas": per(settled.l1DataGas, settled.signedVouchers),
+    },
+    "per settlement batch entry": {
+      count: settled.batchEntries,
+      "L2 gas": per(settled.l2Gas, settled.batchEntries),
+      "L1 data gas": per(settled.l1DataGas, settled.batchEntries),
+    },
+  });
+  console.log(
+    "(vouchers are cumulative: a channel's latest voucher in one settlement pays every voucher before it; bench gas shows 100 channels in one batch)",
+  );
+  const settleGasPerVoucher = per(settled.l2Gas, settled.jobPayments);
+  console.log(
+    `goals  ≥ 5,000 vouchers/s ${concurrent["vouchers/s"] >= 5_000 ? "met" : "MISSED"}, ≤ 12,000 gas per voucher ${settleGasPerVoucher !== null && settleGasPerVoucher <= 12_000 ? "met" : "MISSED"}`,
+  );
   console.log(
     JSON.stringify({
       vouchersPerSec: concurrent["vouchers/s"],
       vouchersPerSecOneBatchAtATime: oneAtATime["vouchers/s"],
       cpuMsPer1000Vouchers: concurrent["CPU ms per 1000 vouchers"],
-      settleGasPerVoucher: null,
-      l1DataGasPerVoucher: null,
+      settleGasPerVoucher,
+      l1DataGasPerVoucher: per(settled.l1DataGas, settled.jobPayments),
+      settleGasPerBatchEntry: per(settled.l2Gas, settled.batchEntries),
+      l1DataGasPerBatchEntry: per(settled.l1DataGas, settled.batchEntries),
     }),
   );
 } finally {
