@@ -40,3 +40,5 @@ export {
   slashId,
 } from "./slashes.ts";
 export type { NewSlash, SlashKind, SlashRow, SlashSource, SlashState, SlashesRepository } from "./slashes.ts";
+export { EXPLORER_PAGE_MAX, INDEXED_BLOCKS_KEPT } from "./indexer.ts";
+export type { IndexBatch, IndexerRepository, Page, PageQuery } from "./indexer.ts";

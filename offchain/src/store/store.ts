@@ -4,6 +4,7 @@ import { DatabaseSync } from "node:sqlite";
 import { AssignmentsRepository } from "./assignments.ts";
 import { BidsRepository } from "./bids.ts";
 import { SqliteBlockstore, type Blockstore } from "./blockstore.ts";
+import { IndexerRepository } from "./indexer.ts";
 import { JobEventsRepository } from "./job-events.ts";
 import { JobsRepository } from "./jobs.ts";
 import { TrustRepository } from "./trust.ts";
@@ -47,6 +48,8 @@ export interface Store {
   readonly blocks: Blockstore;
   /** Slash submissions this node owes the chain (evidence it verified). */
   readonly slashes: SlashesRepository;
+  /** The chain index the explorer reads (offchain/src/indexer). */
+  readonly indexer: IndexerRepository;
   schemaVersion(): number;
   /** The connection's journal mode and synchronous level, e.g. { journalMode: "wal", synchronous: "full" }. */
   durability(): { journalMode: string; synchronous: string };
@@ -141,6 +144,7 @@ function createStore(db: DatabaseSync, location: string, path: string, now: () =
     meta: new MetaRepository(db),
     blocks: new SqliteBlockstore(db, now),
     slashes: new SlashesRepository(db, now),
+    indexer: new IndexerRepository(db),
     schemaVersion: () => readSchemaVersion(db),
     durability: () => readDurability(db),
     transaction,
