@@ -5,6 +5,7 @@ import type { Logger } from "pino";
 import type { Hex } from "viem";
 import { base64Length, DATA_LIMITS } from "../protocol/limits.ts";
 import { ApiError, sendError, sendJson } from "./errors.ts";
+import { serveExplorer } from "./explorer.ts";
 import { JobEventHub } from "./hub.ts";
 import { describeIssues, JOB_ID, SubmitJobBodySchema } from "./schemas.ts";
 import { openEventStream, type EventStream } from "./sse.ts";
@@ -97,6 +98,12 @@ export async function createApiServer(options: ApiServerOptions): Promise<ApiSer
       method: "GET",
       pattern: /^\/slashes$/,
       handler: ({ response }) => sendJson(response, 200, node.slashes?.() ?? { pending: [], history: [] }),
+    },
+    {
+      method: "GET",
+      pattern: /^\/explorer\/.+$/,
+      public: true,
+      handler: ({ request, response }) => serveExplorer(node.explorer, request, response),
     },
   ];
 

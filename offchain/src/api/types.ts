@@ -1,4 +1,5 @@
 import type { Address, Hex } from "viem";
+import type { ExplorerSource } from "./explorer.ts";
 
 /** Job priorities, most urgent first. */
 export const JOB_PRIORITIES = ["critical", "high", "normal", "low", "background"] as const;
@@ -86,6 +87,8 @@ export interface ApiNode {
   peers(): unknown[];
   /** Slash submissions of evidence the node verified (GET /slashes); a node without them serves none. */
   slashes?(): { pending: unknown[]; history: unknown[] };
+  /** The chain index (GET /explorer/…, no token: public chain data); absent when the node runs no indexer. */
+  readonly explorer?: ExplorerSource | undefined;
   on(event: "job", listener: (event: ApiJobEvent) => void): unknown;
   off?(event: "job", listener: (event: ApiJobEvent) => void): unknown;
 }
