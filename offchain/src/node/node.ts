@@ -72,6 +72,7 @@ import type { NodeConfig } from "./config.ts";
 import type { NodeContext } from "./context.ts";
 import { errorMessage } from "./util.ts";
 import { Donor } from "./donor.ts";
+import { startChainIndexer } from "../indexer/index.ts";
 import { CourtWatcher } from "./juror.ts";
 import type { DonorPorts } from "./donor-ports.ts";
 import { DonorStore } from "./donor-store.ts";
@@ -191,6 +192,13 @@ export async function startNode(config: NodeConfig, options: StartNodeOptions = 
       evidence,
       trust,
     );
+    if (config.indexer.enabled)
+      node.explorer = startChainIndexer(
+        reader,
+        store,
+        { ...config.indexer, logger: log.child({ part: "indexer" }) },
+        cleanup,
+      );
     if (deployment.juryCourt) startCourtWatcher(ctx, reader, blockAccess, cleanup);
     if (deployment.juryCourt && config.slashing.autoDispute) startDisputer(ctx, reader, cleanup);
     return node;

@@ -1,4 +1,5 @@
 import type { Address, Hex } from "viem";
+import type { ExplorerSource } from "../api/explorer.ts";
 import type { JobSpecWire, PriorityName, ReasonCode, ReceiptWire } from "../protocol/index.ts";
 import type { TrustView } from "../trust/index.ts";
 import type { BuyerStats } from "./buyer.ts";
@@ -163,6 +164,8 @@ export interface CellNode {
   meshStats(): MeshStats;
   /** Slash submissions of evidence this node verified: those still waiting, and every one kept (newest first). */
   slashes(): { pending: SlashRow[]; history: SlashRow[] };
+  /** The chain index the API serves under /explorer; set when `indexer.enabled`. */
+  explorer?: ExplorerSource;
   stop(): Promise<void>;
 }
 
