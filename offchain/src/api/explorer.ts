@@ -39,16 +39,16 @@ export interface ExplorerSource {
 
 const address = z
   .string()
-  .regex(/^0x[0-9a-fA-F]{40}$/, "must be an address: 0x and 40 hex digits")
-  .transform((text) => getAddress(text));
+  .regex(/^0x[0-9a-fA-F]{40}$/, { message: "must be an address: 0x and 40 hex digits", abort: true })
+  .transform((text) => getAddress(text.toLowerCase()));
 const bytes32 = (what: string) =>
   z
     .string()
-    .regex(/^0x[0-9a-fA-F]{64}$/, `must be ${what}: 0x and 64 hex digits`)
+    .regex(/^0x[0-9a-fA-F]{64}$/, { message: `must be ${what}: 0x and 64 hex digits`, abort: true })
     .transform((text) => text.toLowerCase() as Hex);
 const epoch = z
   .string()
-  .regex(/^\d{1,20}$/, "must be a decimal integer")
+  .regex(/^\d{1,20}$/, { message: "must be a decimal integer", abort: true })
   .transform((text) => BigInt(text))
   .refine((value) => value < 2n ** 64n, "must fit in 64 bits");
 const placeCursor = z
@@ -56,7 +56,7 @@ const placeCursor = z
   .regex(/^\d{1,15}-\d{1,9}$/, "must be a nextCursor of an earlier page (<block>-<logIndex>)");
 const limit = z
   .string()
-  .regex(/^\d{1,4}$/, "must be a whole number")
+  .regex(/^\d{1,4}$/, { message: "must be a whole number", abort: true })
   .transform(Number)
   .refine((n) => n >= 1 && n <= EXPLORER_LIMIT_MAX, `must be between 1 and ${EXPLORER_LIMIT_MAX}`)
   .default(EXPLORER_LIMIT_DEFAULT);
