@@ -3,7 +3,7 @@ import { after, before, describe, it } from "node:test";
 import { keccak256, parseEther, toHex } from "viem";
 import type { Address, Hex } from "viem";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
-import { createApiServer } from "../../offchain/src/api/index.ts";
+import { createApiClient, createApiServer } from "../../offchain/src/api/index.ts";
 import type { ApiNode, ApiServer } from "../../offchain/src/api/index.ts";
 import {
   buildReceiptTree,
@@ -262,6 +262,16 @@ describe("chain indexer on a Hardhat chain", () => {
       (badAddress.body.error as { message: string }).message,
       /donor address "0x1234" must be an address/,
     );
+    const client = createApiClient({ url: server.url, token: TOKEN });
+    const viaClient = await client.explorer<{ items: { tx: Hex }[] }>("settlements", {
+      epoch: 2n,
+      cursor: undefined,
+    });
+    assert.deepEqual(
+      viaClient.items.map((s) => s.tx),
+      [settlementTxs[1]],
+    );
+    await assert.rejects(client.explorer("anchors", { epoch: "x" }), /epoch: must be a decimal integer/);
     const missing = await get(server, `/explorer/settlements/${keccak256(toHex("none"))}`);
     assert.equal(missing.status, 404);
   });

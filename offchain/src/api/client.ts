@@ -42,6 +42,15 @@ export interface ApiClient {
   peers(): Promise<unknown[]>;
   /** Slash submissions of evidence the node verified: still waiting, and every one kept. */
   slashes(): Promise<{ pending: unknown[]; history: unknown[] }>;
+  /**
+   * A GET /explorer/<path> answer from the node's chain index, e.g. `explorer("settlements",
+   * { limit: 20, epoch: 3n })`; absent parameters are left out. Paged answers are
+   * `{ items, nextCursor? }`.
+   */
+  explorer<T = unknown>(
+    path: string,
+    query?: Record<string, string | number | bigint | undefined>,
+  ): Promise<T>;
 }
 
 export function createApiClient(options: ApiClientOptions): ApiClient {
@@ -79,6 +88,13 @@ export function createApiClient(options: ApiClientOptions): ApiClient {
     submitJob: (job) => call("POST", "/jobs", submitBody(job)),
     peers: async () => (await call<{ peers: unknown[] }>("GET", "/peers")).peers,
     slashes: () => call("GET", "/slashes"),
+    explorer: (path, query = {}) => {
+      const params = new URLSearchParams(
+        Object.entries(query).flatMap(([key, value]) => (value === undefined ? [] : [[key, `${value}`]])),
+      );
+      const search = params.size > 0 ? `?${params}` : "";
+      return call("GET", `/explorer/${path.replace(/^\/+/, "")}${search}`);
+    },
     async *jobEvents(jobId, { signal } = {}) {
       let response: Response;
       try {
