@@ -181,8 +181,13 @@ export class ChainIndexer {
       logIndex: log.logIndex,
       transactionHash: log.transactionHash,
     }));
-    if (logs.some((log) => log.blockNumber === to && log.blockHash !== last.hash))
-      throw new Error(`block ${to} changed while it was read`);
+    // A reorganisation while the range was read would mix two chains: read the range again.
+    const lastAfter = await client.getBlock({ blockNumber: to });
+    if (
+      lastAfter.hash !== last.hash ||
+      logs.some((log) => log.blockNumber === to && log.blockHash !== last.hash)
+    )
+      throw new Error(`block ${to} changed while its range was read`);
     const batches = await this.#settlementBatches(logs);
     const repo = this.#store.indexer;
     const keys = stateKeysOf(logs, batches);
