@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { keccak256, parseEther, toHex } from "viem";
-import type { Address, Hex } from "viem";
+import { createPublicClient, custom, http, keccak256, parseEther, toHex } from "viem";
+import type { Address, Hex, PublicClient } from "viem";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { createApiClient, createApiServer } from "../../offchain/src/api/index.ts";
 import type { ApiNode, ApiServer } from "../../offchain/src/api/index.ts";
@@ -274,6 +274,44 @@ describe("chain indexer on a Hardhat chain", () => {
     await assert.rejects(client.explorer("anchors", { epoch: "x" }), /epoch: must be a decimal integer/);
     const missing = await get(server, `/explorer/settlements/${keccak256(toHex("none"))}`);
     assert.equal(missing.status, 404);
+  });
+
+  it("halves the block range of a call the provider refuses and builds the same index", async () => {
+    const asked: bigint[] = [];
+    const inner = http(devnet.rpcUrl, { retryCount: 0 })({});
+    const capped = custom(
+      {
+        async request({ method, params }: { method: string; params?: unknown }) {
+          if (method === "eth_getLogs") {
+            const [filter] = params as [{ fromBlock: Hex; toBlock: Hex }];
+            const range = BigInt(filter.toBlock) - BigInt(filter.fromBlock) + 1n;
+            asked.push(range);
+            if (range > 2n) throw new Error(`query exceeds max block range 2 (asked ${range})`);
+          }
+          return inner.request({ method, params } as Parameters<typeof inner.request>[0]);
+        },
+      },
+      { retryCount: 0 },
+    );
+    const publicClient = createPublicClient({ transport: capped }) as PublicClient;
+    const copy = openStore(":memory:");
+    try {
+      const other = new ChainIndexer({ publicClient, deployment: devnet.deployment }, copy, {
+        confirmations: 0,
+        blockRange: 16,
+        pollMs: 60_000,
+      });
+      await other.poll();
+      assert.ok(
+        asked.some((range) => range > 2n),
+        "wider calls were refused",
+      );
+      assert.ok(asked.at(-1)! <= 2n, "the rest fit the provider's cap");
+      assert.deepEqual(copy.indexer.counts(), store.indexer.counts());
+      assert.equal(other.status().indexedBlock, indexer.status().indexedBlock);
+    } finally {
+      copy.close();
+    }
   });
 
   it("rolls back the blocks a reorganisation replaced and indexes the new ones", async () => {
