@@ -36,8 +36,8 @@ export interface IndexerStatus {
   lastError?: string;
 }
 
-/** Transactions whose input is read at once when decoding settlement batches. */
-const CALLDATA_READS_AT_ONCE = 16;
+/** Transactions (settlement calldata) or block headers (times) read at once. */
+const READS_AT_ONCE = 16;
 /** Kept block hashes compared per step when looking for where a reorganisation began. */
 const FORK_SEARCH_STEP = 32;
 
@@ -172,6 +172,7 @@ export class ChainIndexer {
       toBlock: to,
       strict: true,
     });
+    const times = await this.#blockTimes(raw);
     const logs: ChainLog[] = raw.map((log) => ({
       source: this.#sources.get(getAddress(log.address))!,
       eventName: log.eventName,
@@ -202,9 +203,30 @@ export class ChainIndexer {
       repo.write(
         rows,
         [...blocks].map(([number, hash]) => ({ number, hash })),
+        times,
       ),
     );
     this.#events += logs.length;
+  }
+
+  /** The time of each block with logs: from the logs where the node gives it, else from the block's header. */
+  async #blockTimes(
+    logs: readonly { blockNumber: bigint; blockTimestamp?: bigint | null | undefined }[],
+  ): Promise<Map<bigint, bigint>> {
+    const times = new Map<bigint, bigint>();
+    const missing = new Set<bigint>();
+    for (const log of logs)
+      if (typeof log.blockTimestamp === "bigint") times.set(log.blockNumber, log.blockTimestamp);
+      else missing.add(log.blockNumber);
+    const numbers = [...missing].filter((number) => !times.has(number));
+    for (let i = 0; i < numbers.length; i += READS_AT_ONCE) {
+      const chunk = numbers.slice(i, i + READS_AT_ONCE);
+      const headers = await Promise.all(
+        chunk.map((blockNumber) => this.#reader.publicClient.getBlock({ blockNumber })),
+      );
+      for (const header of headers) times.set(header.number, header.timestamp);
+    }
+    return times;
   }
 
   /** The decoded batch of each settlement transaction among `logs`. */
@@ -213,8 +235,8 @@ export class ChainIndexer {
       ...new Set(logs.filter((log) => log.eventName === "BatchSettled").map((log) => log.transactionHash)),
     ];
     const batches = new Map<Hex, ReturnType<typeof settlementBatchOf>>();
-    for (let i = 0; i < txs.length; i += CALLDATA_READS_AT_ONCE) {
-      const chunk = txs.slice(i, i + CALLDATA_READS_AT_ONCE);
+    for (let i = 0; i < txs.length; i += READS_AT_ONCE) {
+      const chunk = txs.slice(i, i + READS_AT_ONCE);
       const inputs = await Promise.all(
         chunk.map(async (hash) => (await this.#reader.publicClient.getTransaction({ hash })).input),
       );

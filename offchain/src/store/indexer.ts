@@ -126,6 +126,7 @@ export interface PageQuery {
 type Row = Record<string, unknown>;
 
 const TABLES_BY_BLOCK = [
+  "idx_block_times",
   "idx_donor_events",
   "idx_slashes",
   "idx_channels",
@@ -141,6 +142,7 @@ export class IndexerRepository {
   readonly #cache: StatementCache;
   readonly #insert: Record<keyof IndexBatch, StatementSync>;
   readonly #insertBlock: StatementSync;
+  readonly #insertTime: StatementSync;
 
   constructor(db: DatabaseSync) {
     this.#cache = new StatementCache(db);
@@ -239,10 +241,15 @@ export class IndexerRepository {
       ]),
     };
     this.#insertBlock = db.prepare("INSERT OR REPLACE INTO idx_blocks (number, hash) VALUES (?, ?)");
+    this.#insertTime = db.prepare("INSERT OR REPLACE INTO idx_block_times (block, timestamp) VALUES (?, ?)");
   }
 
   /** Writes one range's rows and the hashes of its blocks (run inside a store transaction). */
-  write(rows: IndexBatch, blocks: readonly { number: bigint; hash: Hex }[]): void {
+  write(
+    rows: IndexBatch,
+    blocks: readonly { number: bigint; hash: Hex }[],
+    times: ReadonlyMap<bigint, bigint> = new Map(),
+  ): void {
     const ins = this.#insert;
     for (const r of rows.donorEvents)
       ins.donorEvents.run(
@@ -333,6 +340,7 @@ export class IndexerRepository {
         encodeJson(r.data, "data"),
       );
     for (const block of blocks) this.#insertBlock.run(Number(block.number), block.hash);
+    for (const [block, timestamp] of times) this.#insertTime.run(Number(block), Number(timestamp));
     const newest = blocks.at(-1);
     if (newest !== undefined)
       this.#cache
@@ -449,7 +457,7 @@ export class IndexerRepository {
     const [block, logIndex] = cursorParts(page.cursor);
     const history = this.#cache
       .get(
-        `SELECT block, log_index AS logIndex, tx, kind, operator, amount, bonded, unbonding, data
+        `SELECT block, log_index AS logIndex, tx, kind, operator, amount, bonded, unbonding, data, (SELECT timestamp FROM idx_block_times t WHERE t.block = idx_donor_events.block) AS at
          FROM idx_donor_events WHERE donor = ? AND (block < ? OR (block = ? AND log_index < ?))
          ORDER BY block DESC, log_index DESC LIMIT ?`,
       )
@@ -467,7 +475,7 @@ export class IndexerRepository {
     );
     const court = this.#cache
       .get(
-        `SELECT block, log_index AS logIndex, tx, case_id AS caseId, kind, data FROM idx_court_events
+        `SELECT block, log_index AS logIndex, tx, case_id AS caseId, kind, data, (SELECT timestamp FROM idx_block_times t WHERE t.block = idx_court_events.block) AS at FROM idx_court_events
          WHERE account = ? ORDER BY block DESC, log_index DESC LIMIT ?`,
       )
       .all(donor, EXPLORER_PAGE_MAX) as Row[];
@@ -484,7 +492,7 @@ export class IndexerRepository {
     const [block, logIndex] = cursorParts(query.cursor);
     const rows = this.#cache
       .get(
-        `SELECT c.channel_id AS channelId, c.buyer, c.payee, c.signer, c.nonce, c.block, c.log_index AS logIndex, c.tx,
+        `SELECT c.channel_id AS channelId, c.buyer, c.payee, c.signer, c.nonce, c.block, c.log_index AS logIndex, c.tx, (SELECT timestamp FROM idx_block_times t WHERE t.block = c.block) AS at,
            e.deposit, e.paid, e.closes_at AS closesAt, e.state AS status, e.block AS updatedBlock
          FROM idx_channels c JOIN idx_channel_events e ON e.rowid = (
            SELECT rowid FROM idx_channel_events WHERE channel_id = c.channel_id
@@ -508,7 +516,8 @@ export class IndexerRepository {
   channelEvents(channel: Hex, limit: number): Row[] {
     return this.#cache
       .get(
-        `SELECT block, log_index AS logIndex, position, tx, kind, amount, deposit, paid, closes_at AS closesAt, state AS status
+        `SELECT block, log_index AS logIndex, position, tx, kind, amount, deposit, paid, closes_at AS closesAt, state AS status,
+           (SELECT timestamp FROM idx_block_times t WHERE t.block = idx_channel_events.block) AS at
          FROM idx_channel_events WHERE channel_id = ? ORDER BY block, log_index, position LIMIT ?`,
       )
       .all(channel, limit) as Row[];
@@ -523,7 +532,7 @@ export class IndexerRepository {
     const rows = this.#cache
       .get(
         `SELECT s.tx, s.block, s.log_index AS logIndex, s.submitter, s.vouchers, s.total, s.paid_bitmap AS paidBitmap,
-           s.decoded, a.epoch, a.receipt_root AS receiptRoot, a.receipt_count AS receiptCount
+           s.decoded, a.epoch, a.receipt_root AS receiptRoot, a.receipt_count AS receiptCount, (SELECT timestamp FROM idx_block_times t WHERE t.block = s.block) AS at
          FROM idx_settlements s LEFT JOIN idx_anchors a ON a.tx = s.tx
          WHERE (s.block < ? OR (s.block = ? AND s.log_index < ?))
            AND (? IS NULL OR s.submitter = ?) AND (? IS NULL OR a.epoch = ?)
@@ -549,7 +558,7 @@ export class IndexerRepository {
     const row = this.#cache
       .get(
         `SELECT s.tx, s.block, s.log_index AS logIndex, s.submitter, s.vouchers, s.total, s.paid_bitmap AS paidBitmap,
-           s.decoded, a.epoch, a.receipt_root AS receiptRoot, a.receipt_count AS receiptCount
+           s.decoded, a.epoch, a.receipt_root AS receiptRoot, a.receipt_count AS receiptCount, (SELECT timestamp FROM idx_block_times t WHERE t.block = s.block) AS at
          FROM idx_settlements s LEFT JOIN idx_anchors a ON a.tx = s.tx WHERE s.tx = ?`,
       )
       .get(tx) as Row | undefined;
@@ -573,7 +582,8 @@ export class IndexerRepository {
     const [block, logIndex] = cursorParts(query.cursor);
     const rows = this.#cache
       .get(
-        `SELECT block, log_index AS logIndex, tx, donor, operator, job_id AS jobId, kind, reporter, amount, reward
+        `SELECT block, log_index AS logIndex, tx, donor, operator, job_id AS jobId, kind, reporter, amount, reward,
+           (SELECT timestamp FROM idx_block_times t WHERE t.block = idx_slashes.block) AS at
          FROM idx_slashes WHERE (block < ? OR (block = ? AND log_index < ?))
            AND (? IS NULL OR donor = ? OR operator = ?) AND (? IS NULL OR kind = ?)
          ORDER BY block DESC, log_index DESC LIMIT ?`,
@@ -595,7 +605,8 @@ export class IndexerRepository {
     const epoch = query.epoch === undefined ? null : `${query.epoch}`;
     const rows = this.#cache
       .get(
-        `SELECT block, log_index AS logIndex, tx, submitter, epoch, receipt_root AS receiptRoot, receipt_count AS receiptCount
+        `SELECT block, log_index AS logIndex, tx, submitter, epoch, receipt_root AS receiptRoot, receipt_count AS receiptCount,
+           (SELECT timestamp FROM idx_block_times t WHERE t.block = idx_anchors.block) AS at
          FROM idx_anchors WHERE (block < ? OR (block = ? AND log_index < ?))
            AND (? IS NULL OR epoch = ?) AND (? IS NULL OR submitter = ?)
          ORDER BY block DESC, log_index DESC LIMIT ?`,

@@ -369,11 +369,16 @@ export const MIGRATIONS: readonly Migration[] = [
     // row is never evicted while its block stands. Reorg rollback: every row carries its
     // block, and the indexer deletes the rows of every block from the first changed one on
     // (store/indexer.ts). idx_blocks keeps the hashes of the last blocks only (the reorg
-    // window, store/indexer.ts INDEXED_BLOCKS_KEPT), the oldest deleted first.
+    // window, store/indexer.ts INDEXED_BLOCKS_KEPT), the oldest deleted first; idx_block_times
+    // keeps the time of every block that has indexed rows, like them.
     sql: `
       CREATE TABLE idx_blocks (
         number INTEGER PRIMARY KEY,
         hash TEXT NOT NULL
+      ) STRICT;
+      CREATE TABLE idx_block_times (
+        block INTEGER PRIMARY KEY,
+        timestamp INTEGER NOT NULL
       ) STRICT;
       CREATE TABLE idx_donor_events (
         block INTEGER NOT NULL,
