@@ -59,6 +59,15 @@ describe("indexer core: every event kind becomes rows", () => {
       log("registry", "Jailed", { operator: OPERATOR, donor: DONOR, rotatableAt: 5n }),
       log("registry", "CourtSlashed", { donor: DONOR, amount: 15n }),
       log("registry", "Withdrawn", { donor: DONOR, amount: 5n }),
+      log("registry", "OperatorRotated", {
+        donor: DONOR,
+        oldOperator: OPERATOR,
+        newOperator: REPORTER,
+        peerKey: JOB,
+        oldAccountableUntil: 77n,
+      }),
+      log("registry", "MetadataUpdated", { donor: DONOR, metadataURI: "ipfs://meta" }),
+      log("registry", "ParamsUpdated", { params: { minStake: 1n } }),
     ];
     const { rows, state } = indexLogs(EMPTY, logs, new Map());
     assert.deepEqual(
@@ -72,9 +81,18 @@ describe("indexer core: every event kind becomes rows", () => {
         ["jailed", 0n, 20n],
         ["slashed", 0n, 5n],
         ["withdrawn", 0n, 0n],
+        ["rotated", 0n, 0n],
+        ["metadata", 0n, 0n],
       ],
     );
     assert.equal(rows.donorEvents[1]!.operator, OPERATOR);
+    assert.equal(rows.donorEvents[7]!.operator, REPORTER);
+    assert.deepEqual(rows.donorEvents[7]!.data, {
+      oldOperator: OPERATOR,
+      peerKey: JOB,
+      oldAccountableUntil: 77n,
+    });
+    assert.deepEqual(rows.donorEvents[8]!.data, { metadataURI: "ipfs://meta" });
     assert.deepEqual(
       rows.slashes.map((s) => [s.kind, s.amount, s.reporter, s.jobId]),
       [

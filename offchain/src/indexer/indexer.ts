@@ -38,6 +38,8 @@ export interface IndexerStatus {
 
 /** Transactions (settlement calldata) or block headers (times) read at once. */
 const READS_AT_ONCE = 16;
+/** How often a long backfill logs its progress. */
+const PROGRESS_LOG_MS = 5_000;
 /** Kept block hashes compared per step when looking for where a reorganisation began. */
 const FORK_SEARCH_STEP = 32;
 
@@ -67,6 +69,7 @@ export class ChainIndexer {
   #rollbacks = 0;
   #lastError: string | undefined;
   #polling: Promise<void> | undefined;
+  #progressLoggedAt = 0;
 
   constructor(reader: ChainReader, store: Store, options: IndexerOptions) {
     if (!Number.isInteger(options.blockRange) || options.blockRange < 1)
@@ -154,10 +157,16 @@ export class ChainIndexer {
   #reportProgress(start: bigint, done: bigint, target: bigint): void {
     const span = target - start + 1n;
     const percent = span <= 0n ? 100 : Number(((done - start + 1n) * 10_000n) / span) / 100;
-    this.#backfill = { from: `${start}`, to: `${target}`, percent, done: done >= target };
-    this.#options.logger?.[done >= target ? "debug" : "info"](
-      { indexedBlock: `${done}`, target: `${target}`, percent },
-      "indexing the chain",
+    const finished = done >= target;
+    this.#backfill = { from: `${start}`, to: `${target}`, percent, done: finished };
+    // A long backfill logs its progress every PROGRESS_LOG_MS, and once when it is done.
+    const now = Date.now();
+    const long = target - start + 1n > BigInt(this.#options.blockRange);
+    if (!long || (!finished && now - this.#progressLoggedAt < PROGRESS_LOG_MS)) return;
+    this.#progressLoggedAt = now;
+    this.#options.logger?.info(
+      { indexedBlock: `${done}`, target: `${target}`, percent, events: this.#events },
+      finished ? "indexed the chain up to its head" : "indexing the chain",
     );
   }
 
