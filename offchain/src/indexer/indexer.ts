@@ -208,12 +208,15 @@ export class ChainIndexer {
     );
     const blocks = new Map<bigint, Hex>(logs.map((log) => [log.blockNumber, log.blockHash]));
     blocks.set(to, last.hash);
-    this.#store.transaction(() =>
-      repo.write(
-        rows,
-        [...blocks].map(([number, hash]) => ({ number, hash })),
-        times,
-      ),
+    // The index can be read again from the chain: its commits skip the fsync (store.commit).
+    await this.#store.commit(
+      () =>
+        repo.write(
+          rows,
+          [...blocks].map(([number, hash]) => ({ number, hash })),
+          times,
+        ),
+      { durable: false },
     );
     this.#events += logs.length;
   }
@@ -272,7 +275,7 @@ export class ChainIndexer {
       }
       below = kept.at(-1)!.number;
     }
-    this.#store.transaction(() => repo.rollbackFrom(forkFrom));
+    await this.#store.commit(() => repo.rollbackFrom(forkFrom), { durable: false });
     this.#rollbacks += 1;
     this.#options.logger?.warn(
       { from: `${forkFrom}`, indexedHead: `${head.number}` },
