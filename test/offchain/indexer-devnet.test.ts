@@ -324,6 +324,34 @@ describe("chain indexer on a Hardhat chain", () => {
     }
   });
 
+  it("a stop ends a backfill between two ranges, and the next poll goes on from there", async () => {
+    const inner = http(devnet.rpcUrl, { retryCount: 0 })({});
+    // a slow provider: every eth_getLogs answer takes 20 ms
+    const slow = custom({
+      async request({ method, params }: { method: string; params?: unknown }) {
+        if (method === "eth_getLogs") await new Promise((resolve) => setTimeout(resolve, 20));
+        return inner.request({ method, params } as Parameters<typeof inner.request>[0]);
+      },
+    });
+    const publicClient = createPublicClient({ transport: slow }) as PublicClient;
+    const copy = openStore(":memory:");
+    try {
+      const options = { confirmations: 0, blockRange: 1, pollMs: 60_000 };
+      const stopped = new ChainIndexer({ publicClient, deployment: devnet.deployment }, copy, options);
+      stopped.start();
+      while (copy.indexer.head() === undefined) await new Promise((resolve) => setTimeout(resolve, 5));
+      await stopped.stop();
+      const head = await faucet.publicClient.getBlockNumber({ cacheTime: 0 });
+      assert.ok(copy.indexer.head()!.number < head, "stopped before the head");
+
+      const resumed = new ChainIndexer(faucet, copy, { ...options, blockRange: 1_000 });
+      await resumed.poll();
+      assert.deepEqual(copy.indexer.counts(), store.indexer.counts());
+    } finally {
+      copy.close();
+    }
+  });
+
   it("rolls back the blocks a reorganisation replaced and indexes the new ones", async () => {
     const rpc = faucet.publicClient;
     const snapshot = (await rpc.request({ method: "evm_snapshot" as "eth_chainId" })) as unknown as Hex;

@@ -139,7 +139,8 @@ export class ChainIndexer {
     let from = indexed === undefined ? this.#reader.deployment.deployBlock : indexed + 1n;
     const start = from;
     let range = BigInt(this.#options.blockRange);
-    while (from <= this.#target) {
+    // A stop ends a long backfill between two ranges; the next start goes on from there.
+    while (from <= this.#target && !this.#loop.stopped) {
       const to = min(from + range - 1n, this.#target);
       try {
         await this.#indexRange(from, to);
