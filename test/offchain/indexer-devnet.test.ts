@@ -76,7 +76,12 @@ describe("chain indexer on a Hardhat chain", () => {
     donor = createWriter(devnet.rpcUrl, devnet.deployment, generatePrivateKey());
     store = openStore(":memory:");
     indexer = new ChainIndexer(faucet, store, { confirmations: 0, blockRange: 4, pollMs: 60_000 });
-    server = await createApiServer({ node: explorerNode(explorerSourceOf(store, indexer)), token: TOKEN });
+    // what a node's trust layer says of an operator: here, a fixed figure for each one
+    const trustOf = (operator: Address) => ({ operator, reputation: 40_000 });
+    server = await createApiServer({
+      node: explorerNode(explorerSourceOf(store, indexer, trustOf)),
+      token: TOKEN,
+    });
   });
 
   after(async () => {
@@ -239,6 +244,8 @@ describe("chain indexer on a Hardhat chain", () => {
     const donorAddress: Address = donor.walletClient.account.address;
     const profile = await get(server, `/explorer/donors/${donorAddress}?limit=2`);
     assert.deepEqual(profile.body.faults, { equivocation: 1 });
+    const stake = profile.body.stake as { operator: Address };
+    assert.deepEqual(profile.body.trust, { operator: stake.operator, reputation: 40_000 });
     const page = profile.body.history as { items: { kind: string }[]; nextCursor?: string };
     assert.deepEqual(
       page.items.map((e) => e.kind),

@@ -1,5 +1,5 @@
 export { ChainIndexer, explorerSourceOf, startChainIndexer } from "./indexer.ts";
-export type { IndexerOptions, IndexerStatus } from "./indexer.ts";
+export type { IndexerOptions, IndexerStatus, TrustLookup } from "./indexer.ts";
 export { SLASH_KINDS, emptyRows, indexLogs, settlementBatchOf, stateKeysOf } from "./core.ts";
 export type {
   AnchorRow,

@@ -4,7 +4,7 @@ import type { AbiEvent, Address, Hex } from "viem";
 import { donorRegistryAbi, juryCourtAbi, paymentChannelsAbi } from "../chain/abis.ts";
 import type { ChainReader } from "../chain/clients.ts";
 import { PollLoop } from "../chain/poll-loop.ts";
-import type { Store } from "../store/index.ts";
+import type { PageQuery, Store } from "../store/index.ts";
 import { indexLogs, settlementBatchOf, stateKeysOf } from "./core.ts";
 import type { ChainLog, LogSource, SettlementBatches } from "./core.ts";
 
@@ -294,6 +294,9 @@ export class ChainIndexer {
   }
 }
 
+/** What this node's trust layer thinks of an operator (reputation, quarantine), for the explorer. */
+export type TrustLookup = (operator: Address) => unknown;
+
 /**
  * Starts indexing the chain into `store` and returns what the API's explorer reads; the indexer
  * is stopped by the first of `cleanup`'s steps (before the store closes).
@@ -301,22 +304,30 @@ export class ChainIndexer {
 export function startChainIndexer(
   reader: ChainReader,
   store: Store,
-  options: IndexerOptions,
+  options: IndexerOptions & { trustOf?: TrustLookup },
   cleanup: (() => Promise<void> | void)[],
 ): ReturnType<typeof explorerSourceOf> {
   const indexer = new ChainIndexer(reader, store, options);
   indexer.start();
   cleanup.unshift(() => indexer.stop());
-  return explorerSourceOf(store, indexer);
+  return explorerSourceOf(store, indexer, options.trustOf);
 }
 
-/** The explorer's view (api/explorer.ts ExplorerSource): the store's index and this indexer's progress. */
-export function explorerSourceOf(store: Store, indexer: Pick<ChainIndexer, "status">) {
+/**
+ * The explorer's view (api/explorer.ts ExplorerSource): the store's index, this indexer's
+ * progress and, for a donor, what `trustOf` says of its current operator.
+ */
+export function explorerSourceOf(store: Store, indexer: Pick<ChainIndexer, "status">, trustOf?: TrustLookup) {
   const repo = store.indexer;
   return {
     status: () => indexer.status(),
     stakes: repo.stakes.bind(repo),
-    donor: repo.donor.bind(repo),
+    donor: (donor: Address, page: PageQuery) => {
+      const found = repo.donor(donor, page);
+      const operator = found.stake?.operator;
+      const trust = trustOf && typeof operator === "string" ? trustOf(operator as Address) : undefined;
+      return trust === undefined ? found : { ...found, trust };
+    },
     channels: repo.channels.bind(repo),
     channelEvents: repo.channelEvents.bind(repo),
     settlements: repo.settlements.bind(repo),

@@ -196,7 +196,7 @@ export async function startNode(config: NodeConfig, options: StartNodeOptions = 
       node.explorer = startChainIndexer(
         reader,
         store,
-        { ...config.indexer, logger: log.child({ part: "indexer" }) },
+        { ...config.indexer, logger: log.child({ part: "indexer" }), trustOf: (op) => trust.view(op)[0] },
         cleanup,
       );
     if (deployment.juryCourt) startCourtWatcher(ctx, reader, blockAccess, cleanup);
