@@ -53,6 +53,15 @@ export interface ApiClient {
   }): Promise<{ settlements: unknown[]; next: number | null }>;
   /** The inclusion proof of the node's receipt for a job, with the chain to check it on. */
   receiptProof(jobId: string): Promise<Record<string, unknown>>;
+  /**
+   * A GET /explorer/<path> answer from the node's chain index, e.g. `explorer("settlements",
+   * { limit: 20, epoch: 3n })`; absent parameters are left out. Paged answers are
+   * `{ items, nextCursor? }`.
+   */
+  explorer<T = unknown>(
+    path: string,
+    query?: Record<string, string | number | bigint | undefined>,
+  ): Promise<T>;
 }
 
 export function createApiClient(options: ApiClientOptions): ApiClient {
@@ -99,6 +108,13 @@ export function createApiClient(options: ApiClientOptions): ApiClient {
     receiptProof: (jobId) => call("GET", `/receipts/${encodeURIComponent(jobId)}/proof`),
     slashes: () => call("GET", "/slashes"),
     paymentChannels: async () => (await call<{ channels: unknown[] }>("GET", "/payments/channels")).channels,
+    explorer: (path, query = {}) => {
+      const params = new URLSearchParams(
+        Object.entries(query).flatMap(([key, value]) => (value === undefined ? [] : [[key, `${value}`]])),
+      );
+      const search = params.size > 0 ? `?${params}` : "";
+      return call("GET", `/explorer/${path.replace(/^\/+/, "")}${search}`);
+    },
     async *jobEvents(jobId, { signal } = {}) {
       let response: Response;
       try {

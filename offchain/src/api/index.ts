@@ -36,3 +36,5 @@ export {
   type JobPriority,
   type SubmitJobRequest,
 } from "./types.ts";
+export { EXPLORER_LIMIT_DEFAULT, EXPLORER_LIMIT_MAX, serveExplorer } from "./explorer.ts";
+export type { ExplorerPage, ExplorerSource } from "./explorer.ts";

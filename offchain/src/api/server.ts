@@ -5,6 +5,7 @@ import type { Logger } from "pino";
 import type { Hex } from "viem";
 import { base64Length, DATA_LIMITS } from "../protocol/limits.ts";
 import { ApiError, sendError, sendJson } from "./errors.ts";
+import { serveExplorer } from "./explorer.ts";
 import { JobEventHub } from "./hub.ts";
 import { describeIssues, JOB_ID, SubmitJobBodySchema } from "./schemas.ts";
 import { listSettlements, receiptProof, runSettlement } from "./settlement-routes.ts";
@@ -118,6 +119,12 @@ export async function createApiServer(options: ApiServerOptions): Promise<ApiSer
       method: "GET",
       pattern: /^\/receipts\/([^/]+)\/proof$/,
       handler: ({ response, params }) => receiptProof(node, params[0], response),
+    },
+    {
+      method: "GET",
+      pattern: /^\/explorer\/.+$/,
+      public: true,
+      handler: ({ request, response }) => serveExplorer(node.explorer, request, response),
     },
   ];
 

@@ -1,4 +1,5 @@
 import type { Address, Hex } from "viem";
+import type { ExplorerSource } from "./explorer.ts";
 
 /** Job priorities, most urgent first. */
 export const JOB_PRIORITIES = ["critical", "high", "normal", "low", "background"] as const;
@@ -90,6 +91,8 @@ export interface ApiNode {
   paymentChannels?(): unknown[];
   /** Epoch settlement and receipt proofs; a node without a payee ledger serves none. */
   settlement?: ApiSettlement;
+  /** The chain index (GET /explorer/…, no token: public chain data); absent when the node runs no indexer. */
+  readonly explorer?: ExplorerSource | undefined;
   on(event: "job", listener: (event: ApiJobEvent) => void): unknown;
   off?(event: "job", listener: (event: ApiJobEvent) => void): unknown;
 }

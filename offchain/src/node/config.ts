@@ -174,6 +174,18 @@ const ChainConfigSchema = z
     path: ["stakeStaleMs"],
   });
 
+/** The chain index the explorer serves (offchain/src/indexer). */
+const IndexerConfigSchema = z.strictObject({
+  /** Follow the contracts' events from their deployment block into the store (GET /explorer/…). */
+  enabled: z.boolean().default(true),
+  /** Blocks behind the head that are indexed; a reorganisation deeper than the kept block hashes rebuilds the index. */
+  confirmations: z.number().int().min(0).max(10_000).default(0),
+  /** Most blocks asked for in one eth_getLogs call (a refused call is retried with half). */
+  blockRange: z.number().int().min(1).max(1_000_000).default(2_000),
+  /** How often the head is read once the index caught up. */
+  pollMs: z.number().int().min(50).max(600_000).default(2_000),
+});
+
 /** The blockstore's retention (store/blockstore.ts BlockRetention; defaults in DEFAULT_BLOCK_RETENTION). */
 const BlockstoreConfigSchema = z.strictObject({
   /** Total bytes of blocks kept; above it unreferenced blocks go, least recently used first (1 GiB). */
@@ -277,6 +289,7 @@ const NodeConfigFields = z.strictObject({
     })
     .prefault({}),
   chain: ChainConfigSchema.prefault({}),
+  indexer: IndexerConfigSchema.prefault({}),
   donor: DonorConfigSchema.prefault({}),
   buyer: BuyerConfigSchema.prefault({}),
   blockstore: BlockstoreConfigSchema.prefault({}),

@@ -78,6 +78,7 @@ import type { NodeConfig } from "./config.ts";
 import type { NodeContext } from "./context.ts";
 import { errorMessage } from "./util.ts";
 import { Donor } from "./donor.ts";
+import { startChainIndexer } from "../indexer/index.ts";
 import { CourtWatcher } from "./juror.ts";
 import type { DonorCredit, DonorPorts } from "./donor-ports.ts";
 import { DonorStore } from "./donor-store.ts";
@@ -205,6 +206,13 @@ export async function startNode(config: NodeConfig, options: StartNodeOptions = 
       payee,
       settlement,
     );
+    if (config.indexer.enabled)
+      node.explorer = startChainIndexer(
+        reader,
+        store,
+        { ...config.indexer, logger: log.child({ part: "indexer" }), trustOf: (op) => trust.view(op)[0] },
+        cleanup,
+      );
     if (deployment.juryCourt) startCourtWatcher(ctx, reader, blockAccess, cleanup);
     if (deployment.juryCourt && config.slashing.autoDispute) startDisputer(ctx, reader, cleanup);
     return node;

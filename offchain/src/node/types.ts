@@ -1,4 +1,5 @@
 import type { Address, Hex } from "viem";
+import type { ExplorerSource } from "../api/explorer.ts";
 import type { JobSpecWire, PriorityName, ReasonCode, ReceiptWire } from "../protocol/index.ts";
 import type { TrustView } from "../trust/index.ts";
 import type { BuyerStats } from "./buyer.ts";
@@ -169,6 +170,8 @@ export interface CellNode {
   paymentChannels(): ChannelView[];
   /** Epoch settlement, watchtower and receipt proofs; present when the node holds a payee ledger (startSettlement). */
   settlement?: SettlementService;
+  /** The chain index the API serves under /explorer; set when `indexer.enabled`. */
+  explorer?: ExplorerSource;
   stop(): Promise<void>;
 }
 

@@ -80,3 +80,5 @@ export type {
   PayeeLedgerRepository,
   PayeeVoucherRow,
 } from "./payee-ledger.ts";
+export { EXPLORER_PAGE_MAX, INDEXED_BLOCKS_KEPT } from "./indexer.ts";
+export type { IndexBatch, IndexerRepository, Page, PageQuery } from "./indexer.ts";

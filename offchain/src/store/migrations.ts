@@ -510,6 +510,144 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX payee_earnings_by_age ON payee_earnings (earned_at);
     `,
   },
+  {
+    version: 11,
+    name: "chain index: registry, channel, settlement, anchor and court events for the explorer",
+    // Bound: the chain's history of the followed contracts from their deployment block; a
+    // row is never evicted while its block stands. Reorg rollback: every row carries its
+    // block, and the indexer deletes the rows of every block from the first changed one on
+    // (store/indexer.ts). idx_blocks keeps the hashes of the last blocks only (the reorg
+    // window, store/indexer.ts INDEXED_BLOCKS_KEPT), the oldest deleted first; idx_block_times
+    // keeps the time of every block that has indexed rows, like them.
+    sql: `
+      CREATE TABLE idx_blocks (
+        number INTEGER PRIMARY KEY,
+        hash TEXT NOT NULL
+      ) STRICT;
+      CREATE TABLE idx_block_times (
+        block INTEGER PRIMARY KEY,
+        timestamp INTEGER NOT NULL
+      ) STRICT;
+      CREATE TABLE idx_donor_events (
+        block INTEGER NOT NULL,
+        log_index INTEGER NOT NULL,
+        tx TEXT NOT NULL,
+        donor TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        operator TEXT,
+        amount TEXT,
+        bonded TEXT NOT NULL,
+        unbonding TEXT NOT NULL,
+        data TEXT,
+        PRIMARY KEY (block, log_index)
+      ) STRICT;
+      CREATE INDEX idx_donor_events_by_donor ON idx_donor_events (donor, block, log_index);
+      CREATE TABLE idx_slashes (
+        block INTEGER NOT NULL,
+        log_index INTEGER NOT NULL,
+        tx TEXT NOT NULL,
+        donor TEXT NOT NULL,
+        operator TEXT,
+        job_id TEXT,
+        kind TEXT NOT NULL,
+        reporter TEXT,
+        amount TEXT NOT NULL,
+        reward TEXT,
+        PRIMARY KEY (block, log_index)
+      ) STRICT;
+      CREATE INDEX idx_slashes_by_donor ON idx_slashes (donor, block, log_index);
+      CREATE TABLE idx_channels (
+        channel_id TEXT PRIMARY KEY,
+        buyer TEXT NOT NULL,
+        payee TEXT NOT NULL,
+        signer TEXT NOT NULL,
+        nonce TEXT NOT NULL,
+        block INTEGER NOT NULL,
+        log_index INTEGER NOT NULL,
+        tx TEXT NOT NULL
+      ) STRICT;
+      CREATE INDEX idx_channels_by_order ON idx_channels (block, log_index);
+      CREATE INDEX idx_channels_by_buyer ON idx_channels (buyer, block, log_index);
+      CREATE INDEX idx_channels_by_payee ON idx_channels (payee, block, log_index);
+      CREATE TABLE idx_channel_events (
+        block INTEGER NOT NULL,
+        log_index INTEGER NOT NULL,
+        position INTEGER NOT NULL,
+        tx TEXT NOT NULL,
+        channel_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        amount TEXT,
+        deposit TEXT NOT NULL,
+        paid TEXT NOT NULL,
+        closes_at TEXT,
+        state TEXT NOT NULL,
+        PRIMARY KEY (block, log_index, position)
+      ) STRICT;
+      CREATE INDEX idx_channel_events_by_channel ON idx_channel_events (channel_id, block, log_index, position);
+      CREATE TABLE idx_settlements (
+        tx TEXT PRIMARY KEY,
+        block INTEGER NOT NULL,
+        log_index INTEGER NOT NULL,
+        submitter TEXT NOT NULL,
+        vouchers INTEGER NOT NULL,
+        total TEXT NOT NULL,
+        paid_bitmap TEXT NOT NULL,
+        decoded INTEGER NOT NULL
+      ) STRICT;
+      CREATE INDEX idx_settlements_by_order ON idx_settlements (block, log_index);
+      CREATE INDEX idx_settlements_by_submitter ON idx_settlements (submitter, block, log_index);
+      CREATE TABLE idx_settlement_vouchers (
+        tx TEXT NOT NULL,
+        position INTEGER NOT NULL,
+        block INTEGER NOT NULL,
+        channel_id TEXT NOT NULL,
+        buyer TEXT NOT NULL,
+        signer TEXT NOT NULL,
+        payee TEXT NOT NULL,
+        nonce TEXT NOT NULL,
+        cumulative_amount TEXT NOT NULL,
+        paid INTEGER NOT NULL,
+        PRIMARY KEY (tx, position)
+      ) STRICT;
+      CREATE INDEX idx_settlement_vouchers_by_block ON idx_settlement_vouchers (block);
+      CREATE INDEX idx_settlement_vouchers_by_channel ON idx_settlement_vouchers (channel_id, block);
+      CREATE TABLE idx_payee_totals (
+        block INTEGER NOT NULL,
+        log_index INTEGER NOT NULL,
+        tx TEXT NOT NULL,
+        payee TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        amount TEXT NOT NULL,
+        PRIMARY KEY (block, log_index)
+      ) STRICT;
+      CREATE INDEX idx_payee_totals_by_tx ON idx_payee_totals (tx);
+      CREATE INDEX idx_payee_totals_by_payee ON idx_payee_totals (payee, block, log_index);
+      CREATE TABLE idx_anchors (
+        block INTEGER NOT NULL,
+        log_index INTEGER NOT NULL,
+        tx TEXT NOT NULL,
+        submitter TEXT NOT NULL,
+        epoch TEXT NOT NULL,
+        receipt_root TEXT NOT NULL,
+        receipt_count TEXT NOT NULL,
+        PRIMARY KEY (block, log_index)
+      ) STRICT;
+      CREATE INDEX idx_anchors_by_tx ON idx_anchors (tx);
+      CREATE INDEX idx_anchors_by_epoch ON idx_anchors (epoch, block);
+      CREATE TABLE idx_court_events (
+        block INTEGER NOT NULL,
+        log_index INTEGER NOT NULL,
+        tx TEXT NOT NULL,
+        case_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        account TEXT,
+        data TEXT NOT NULL,
+        PRIMARY KEY (block, log_index)
+      ) STRICT;
+      CREATE INDEX idx_court_events_by_case ON idx_court_events (case_id, block, log_index);
+      CREATE INDEX idx_court_events_by_account ON idx_court_events (account, block, log_index);
+    `,
+  },
 ];
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS.at(-1)?.version ?? 0;

@@ -5,6 +5,7 @@ import { AssignmentsRepository } from "./assignments.ts";
 import { BidsRepository } from "./bids.ts";
 import { BuyerChannelsRepository } from "./buyer-channels.ts";
 import { SqliteBlockstore, type Blockstore } from "./blockstore.ts";
+import { IndexerRepository } from "./indexer.ts";
 import { JobEventsRepository } from "./job-events.ts";
 import { JobsRepository } from "./jobs.ts";
 import { TrustRepository } from "./trust.ts";
@@ -56,6 +57,8 @@ export interface Store {
   readonly settlements: SettlementsRepository;
   /** A donor's channels, vouchers and earnings (offchain/src/payments/payee-ledger.ts). */
   readonly payeeLedger: PayeeLedgerRepository;
+  /** The chain index the explorer reads (offchain/src/indexer). */
+  readonly indexer: IndexerRepository;
   schemaVersion(): number;
   /** The connection's journal mode and synchronous level, e.g. { journalMode: "wal", synchronous: "full" }. */
   durability(): { journalMode: string; synchronous: string };
@@ -153,6 +156,7 @@ function createStore(db: DatabaseSync, location: string, path: string, now: () =
     buyerChannels: new BuyerChannelsRepository(db, now),
     settlements: new SettlementsRepository(db, now),
     payeeLedger: new PayeeLedgerRepository(db, now),
+    indexer: new IndexerRepository(db),
     schemaVersion: () => readSchemaVersion(db),
     durability: () => readDurability(db),
     transaction,
