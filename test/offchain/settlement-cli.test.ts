@@ -10,6 +10,7 @@ import { privateKeyToAccount } from "viem/accounts";
 import { createApiServer } from "../../offchain/src/api/index.ts";
 import type { ApiNode, ApiServer } from "../../offchain/src/api/index.ts";
 import {
+  createReader,
   createWriter,
   devnetPrivateKey,
   startDevnet,
@@ -21,6 +22,7 @@ import { SettlementService } from "../../offchain/src/settlement/index.ts";
 import { openStore } from "../../offchain/src/store/index.ts";
 import type { Store } from "../../offchain/src/store/index.ts";
 import { runCell } from "../support/cell-cli.ts";
+import { ChainIndexer, explorerSourceOf } from "../../offchain/src/indexer/index.ts";
 import {
   MemoryVault,
   heldVoucher,
@@ -42,6 +44,7 @@ describe("settlement commands", { timeout: 180_000 }, () => {
   let api: ApiServer;
   let jobIds: Hex[];
   let apiArgs: string[];
+  let indexer: ChainIndexer;
 
   before(async () => {
     [devnet, otherChain] = await Promise.all([startDevnet(), startDevnet()]);
@@ -68,7 +71,15 @@ describe("settlement commands", { timeout: 180_000 }, () => {
       log: silentLog,
     });
     service.start();
-    api = await createApiServer({ node: apiNodeOf(devnet, service), token: TOKEN });
+    indexer = new ChainIndexer(createReader(devnet.rpcUrl, devnet.deployment), store, {
+      confirmations: 0,
+      blockRange: 1_000,
+      pollMs: 60_000,
+    });
+    api = await createApiServer({
+      node: { ...apiNodeOf(devnet, service), explorer: explorerSourceOf(store, indexer) },
+      token: TOKEN,
+    });
     const tokenFile = join(dir, "token");
     await writeFile(tokenFile, TOKEN);
     apiArgs = ["--api", api.url, "--token-file", tokenFile];
@@ -92,12 +103,33 @@ describe("settlement commands", { timeout: 180_000 }, () => {
     assert.equal(outcome.total, "4321");
     assert.equal(outcome.receiptCount, 4);
 
-    const human = await runCell(["settlements", "list", ...apiArgs]);
+    const human = await runCell(["settlements", "list", "--mine", ...apiArgs]);
     assert.equal(human.code, 0, human.stderr);
     assert.match(
       human.stdout,
       /^epoch \d+ settled: 1 vouchers \(1 paid\) 0\.000000000000004321 ATP 4 receipts tx 0x[0-9a-f]{64}/,
     );
+  });
+
+  it("cell settlements list reads every settlement from the chain index, filtered by submitter", async () => {
+    await indexer.poll();
+    const human = await runCell(["settlements", "list", ...apiArgs, "--submitter", operator]);
+    assert.equal(human.code, 0, human.stderr);
+    assert.match(
+      human.stdout,
+      new RegExp(
+        `^block \\d+ by ${operator}: 1 vouchers 0\\.000000000000004321 ATP epoch \\d+ root 0x[0-9a-f]{64} \\(4 receipts\\) tx 0x[0-9a-f]{64}`,
+        "i",
+      ),
+    );
+    const nobody = await runCell([
+      "settlements",
+      "list",
+      ...apiArgs,
+      "--submitter",
+      devnet.deployment.atpToken,
+    ]);
+    assert.equal(nobody.stdout, "no settlements\n");
   });
 
   it("cell receipt prove prints a proof that PaymentChannels accepts", async () => {
@@ -137,7 +169,7 @@ describe("settlement commands", { timeout: 180_000 }, () => {
   });
 
   it("GET /settlements pages with before and refuses a bad query, naming it", async () => {
-    const pageArgs = ["settlements", "list", ...apiArgs, "--json", "--limit", "1"];
+    const pageArgs = ["settlements", "list", "--mine", ...apiArgs, "--json", "--limit", "1"];
     const first = JSON.parse((await runCell(pageArgs)).stdout) as {
       settlements: { epoch: number }[];
       next: number;
@@ -146,7 +178,7 @@ describe("settlement commands", { timeout: 180_000 }, () => {
     assert.equal(first.next, first.settlements[0]!.epoch);
     const older = await runCell([...pageArgs, "--before", String(first.next)]);
     assert.deepEqual(JSON.parse(older.stdout), { settlements: [], next: null });
-    const bad = await runCell(["settlements", "list", ...apiArgs, "--limit", "0"]);
+    const bad = await runCell(["settlements", "list", "--mine", ...apiArgs, "--limit", "0"]);
     assert.equal(bad.code, 1);
     assert.match(bad.stderr, /HTTP 400 bad_request[\s\S]*limit/);
   });

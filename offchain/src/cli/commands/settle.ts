@@ -31,26 +31,50 @@ export function registerSettleCommands(program: Command): void {
     });
   });
 
-  const settlements = program.command("settlements").description("the epochs this node settled");
+  const settlements = program
+    .command("settlements")
+    .description("settlements on the chain (the node's chain index), or the epochs this node settled");
   addApiOptions(
     settlements
       .command("list")
-      .description("list settled epochs, newest first")
-      .option("--before <epoch>", "only epochs before this one (paging)", parseCount)
-      .option("--limit <n>", "at most this many (1..1000, default 50)", parseCount)
+      .description(
+        "list settlements newest first: every one the node's chain index holds, or with --mine this node's epochs",
+      )
+      .option("--mine", "this node's own settled epochs, with their withdrawals")
+      .option("--submitter <address>", "only settlements sent by this address")
+      .option("--payee <address>", "only settlements that credited this payee")
+      .option("--epoch <n>", "only this epoch's anchors", parseCount)
+      .option("--cursor <cursor>", "the next page, as the previous page printed it")
+      .option("--before <epoch>", "with --mine: only epochs before this one (paging)", parseCount)
+      .option("--limit <n>", "at most this many (default 50)", parseCount)
       .option("--json", "print JSON")
-      .addHelpText("after", `\nExample:\n  $ cell settlements list --limit 10\n${API_HELP}\n`),
-  ).action(async function (
-    this: Command,
-    options: ApiOptions & { json?: boolean; before?: number; limit?: number },
-  ) {
+      .addHelpText(
+        "after",
+        `\nExamples:\n  $ cell settlements list --payee 0x70997970C51812dc3A010C7d01b50e0d17dc79C8\n  $ cell settlements list --mine --limit 10\n${API_HELP}\n`,
+      ),
+  ).action(async function (this: Command, options: ApiOptions & SettlementsListOptions) {
     await reportErrors(this, async () => {
-      const page = await (
-        await connectApi(options)
-      ).settlements({ before: options.before, limit: options.limit });
+      const api = await connectApi(options);
+      if (options.mine) {
+        const page = await api.settlements({ before: options.before, limit: options.limit });
+        if (options.json) return void process.stdout.write(`${toJson(page)}\n`);
+        const lines = page.settlements.map((row) => formatSettlement(row as Record<string, unknown>));
+        if (page.next !== null) lines.push(`more: --mine --before ${page.next}`);
+        return void process.stdout.write(lines.length === 0 ? "no settlements\n" : `${lines.join("\n")}\n`);
+      }
+      const page = await api.explorer<{ items: Record<string, unknown>[]; nextCursor?: string }>(
+        "settlements",
+        {
+          submitter: options.submitter,
+          payee: options.payee,
+          epoch: options.epoch,
+          cursor: options.cursor,
+          limit: options.limit,
+        },
+      );
       if (options.json) return void process.stdout.write(`${toJson(page)}\n`);
-      const lines = page.settlements.map((row) => formatSettlement(row as Record<string, unknown>));
-      if (page.next !== null) lines.push(`more: --before ${page.next}`);
+      const lines = page.items.map(formatChainSettlement);
+      if (page.nextCursor !== undefined) lines.push(`more: --cursor ${page.nextCursor}`);
       process.stdout.write(lines.length === 0 ? "no settlements\n" : `${lines.join("\n")}\n`);
     });
   });
@@ -125,6 +149,32 @@ function formatProof(proof: ProofResponse, verified: boolean): string {
 }
 
 /** `epoch 491234 settled: 2 vouchers (2 paid) 0.000000000000001934 ATP 5 receipts tx 0x…`. */
+interface SettlementsListOptions {
+  mine?: boolean;
+  submitter?: string;
+  payee?: string;
+  epoch?: number;
+  cursor?: string;
+  before?: number;
+  limit?: number;
+  json?: boolean;
+}
+
+/** One settlement of the chain index: block, submitter, vouchers, total and the anchor it carried. */
+function formatChainSettlement(row: Record<string, unknown>): string {
+  return [
+    `block ${String(row.block)} by ${String(row.submitter)}:`,
+    `${String(row.vouchers ?? 0)} vouchers`,
+    `${atp(row.total)} ATP`,
+    row.receiptRoot
+      ? `epoch ${String(row.epoch)} root ${String(row.receiptRoot)} (${String(row.receiptCount)} receipts)`
+      : "",
+    `tx ${String(row.tx)}`,
+  ]
+    .filter((part) => part.length > 0)
+    .join(" ");
+}
+
 function formatSettlement(row: Record<string, unknown>): string {
   const withdrawals = Array.isArray(row.withdrawals) ? (row.withdrawals as Record<string, unknown>[]) : [];
   return [
