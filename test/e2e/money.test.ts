@@ -24,6 +24,7 @@ import type { ChainReader } from "../../offchain/src/chain/index.ts";
 import type { CellNode } from "../../offchain/src/node/index.ts";
 import { jobAmount } from "../../offchain/src/payments/index.ts";
 import type { VerdictReport } from "../../offchain/src/quorum/index.ts";
+import type { Runtime } from "../../offchain/src/runtime/index.ts";
 import { ensureJobs } from "../../scripts/build-jobs.ts";
 import { lyingRuntime } from "../support/lying-runtime.ts";
 import { fundWithEth, startCluster, startInProcess, until } from "./cluster.ts";
@@ -36,6 +37,21 @@ const PRICES = [1_000n, 2_000n, 3_000n, 4_000n];
 const LIAR = 3;
 const DEPOSIT = parseUnits("50", 18);
 const lies = (text: string) => text.includes("lie");
+/**
+ * The liar lies at once; honest donors answer 200 ms late, so the liar's receipt is in before
+ * the honest quorum forms and it is outvoted rather than cancelled.
+ */
+function runtimeOf(i: number): (runtime: Pick<Runtime, "execute">) => Pick<Runtime, "execute"> {
+  if (i === LIAR)
+    return (runtime) => lyingRuntime(runtime, (job) => lies(new TextDecoder().decode(job.input)));
+  return (runtime) => ({
+    execute: async (job, options) => {
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      return runtime.execute(job, options);
+    },
+  });
+}
+
 const BATCH_SETTLED = parseAbiItem(
   "event BatchSettled(address indexed submitter, uint256 vouchers, uint256 total, uint256[] paidBitmap)",
 );
@@ -82,19 +98,14 @@ describe(
       for (const node of [...donorNodes, buyerNode])
         await fundWithEth(devnet.rpcUrl, node.identity.operatorAddress);
       await mintAtp(admin, buyerNode.identity.operatorAddress, 4n * DEPOSIT);
-      const first = await startInProcess(donorNodes[0]!);
+      const first = await startInProcess(donorNodes[0]!, [], { wrapRuntime: runtimeOf(0) });
       const bootstrap = first.multiaddrs().slice(0, 1);
       donors.push(first);
       for (const [i, node] of donorNodes.entries()) {
         if (i === 0) continue;
         donors.push(
           await startInProcess(node, bootstrap, {
-            ...(i === LIAR
-              ? {
-                  wrapRuntime: (runtime) =>
-                    lyingRuntime(runtime, (job) => lies(new TextDecoder().decode(job.input))),
-                }
-              : {}),
+            wrapRuntime: runtimeOf(i),
           }),
         );
       }
