@@ -86,6 +86,8 @@ export interface ApiNode {
   peers(): unknown[];
   /** Slash submissions of evidence the node verified (GET /slashes); a node without them serves none. */
   slashes?(): { pending: unknown[]; history: unknown[] };
+  /** The operator key's proof that `donor` may register this node (POST /registration/proof). */
+  registrationProof?(donor: Address, nonce: bigint): Promise<unknown>;
   on(event: "job", listener: (event: ApiJobEvent) => void): unknown;
   off?(event: "job", listener: (event: ApiJobEvent) => void): unknown;
 }

@@ -16,6 +16,7 @@ import {
   readDeployment,
   registrationOf,
   RegistryFollower,
+  signOperatorRegistration,
   submitJurorVote,
 } from "../chain/index.ts";
 import type { ChainReader } from "../chain/index.ts";
@@ -320,6 +321,12 @@ async function assemble(
     executedReceipts: () => donor.signedReceipts(),
     meshStats: () => mesh.stats(),
     slashes: () => ({ pending: evidence.pending(), history: evidence.history() }),
+    registrationProof: async (donor, nonce = 0n) => {
+      const registration = { donor, peerKey: ctx.peerKeyHex, nonce };
+      const registry = chain.contracts.donorRegistry as Address;
+      const signature = await signOperatorRegistration(ctx.operator, chain.chainId, registry, registration);
+      return { ...registration, operator: ctx.operatorAddress, signature };
+    },
     stop: async () => {
       if (stopped) return;
       stopped = true;

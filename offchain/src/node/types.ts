@@ -163,7 +163,20 @@ export interface CellNode {
   meshStats(): MeshStats;
   /** Slash submissions of evidence this node verified: those still waiting, and every one kept (newest first). */
   slashes(): { pending: SlashRow[]; history: SlashRow[] };
+  /**
+   * The operator key's proof of possession for `donor` registering this node (nonce 0) or
+   * rotating to it (its registration nonce): a browser wallet cannot hold the operator key.
+   */
+  registrationProof(donor: Address, nonce?: bigint): Promise<RegistrationProof>;
   stop(): Promise<void>;
+}
+
+export interface RegistrationProof {
+  donor: Address;
+  operator: Address;
+  peerKey: Hex;
+  nonce: bigint;
+  signature: Hex;
 }
 
 export interface NodeStats {
