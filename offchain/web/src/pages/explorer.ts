@@ -1,0 +1,145 @@
+// Explorer: stakes, channels, settlements, slashes and anchors from the node's indexer, a
+// donor's history, and a receipt's inclusion under its epoch's anchored root (checked
+// on-chain by PaymentChannels.verifyReceiptInclusion).
+import { h, type ComponentChild } from "preact";
+import { useState } from "preact/hooks";
+import { isAddress } from "viem";
+import { getJson } from "../api.ts";
+import { verifyInclusion, type InclusionProof } from "../chain.ts";
+import { ActionButton, Field, RecordTable, Section, Show, TextInput, useLoad } from "../ui.ts";
+import { readClient, type ConsoleConfig } from "../wallet.ts";
+
+const LISTS = [
+  { path: "/explorer/settlements", title: "Settlements" },
+  { path: "/explorer/stakes", title: "Stakes" },
+  { path: "/explorer/channels", title: "Channels" },
+  { path: "/explorer/slashes", title: "Slashes" },
+  { path: "/explorer/anchors", title: "Receipt anchors" },
+] as const;
+
+const PAGE_SIZE = 25;
+
+/** The first array in a page answer (`items`, `settlements`, …) and its next cursor. */
+export function pageRows(body: unknown): { rows: Record<string, unknown>[]; next?: string } {
+  if (Array.isArray(body)) return { rows: body as Record<string, unknown>[] };
+  const record = (body ?? {}) as Record<string, unknown>;
+  const list = Object.values(record).find(Array.isArray) as Record<string, unknown>[] | undefined;
+  const next = record.nextCursor ?? record.cursor;
+  return { rows: list ?? [], ...(typeof next === "string" && next ? { next } : {}) };
+}
+
+export function ExplorerPage(props: { config: ConsoleConfig }): ComponentChild {
+  const { config } = props;
+  return h(
+    "div",
+    { class: "page" },
+    h(IndexerStatus, null),
+    LISTS.map((list) => h(PagedList, { key: list.path, ...list, chainId: config.chainId })),
+    h(DonorHistory, { chainId: config.chainId }),
+    h(NodeSlashes, { chainId: config.chainId }),
+    h(InclusionCheck, { config }),
+  );
+}
+
+function IndexerStatus(): ComponentChild {
+  const [loaded] = useLoad(() => getJson<Record<string, unknown>>("/explorer/status"), [], 10_000);
+  return h(Section, {
+    title: "Indexer",
+    testId: "indexer-status",
+    children: h(Show<Record<string, unknown>>, {
+      loaded,
+      what: "The chain indexer",
+      render: (status) => h("code", null, JSON.stringify(status)),
+    }),
+  });
+}
+
+function PagedList(props: { path: string; title: string; chainId: number }): ComponentChild {
+  const [cursors, setCursors] = useState<string[]>([]);
+  const cursor = cursors.at(-1);
+  const query = `?limit=${PAGE_SIZE}${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ""}`;
+  const [loaded] = useLoad(() => getJson<unknown>(`${props.path}${query}`).then(pageRows), [query], 10_000);
+  const testId = `explorer-${props.path.split("/").at(-1) ?? ""}`;
+  return h(Section, {
+    title: props.title,
+    testId,
+    children: h(Show<ReturnType<typeof pageRows>>, {
+      loaded,
+      what: props.title,
+      render: ({ rows, next }) =>
+        h(
+          "div",
+          null,
+          h(RecordTable, { rows, chainId: props.chainId }),
+          h(
+            "div",
+            { class: "row" },
+            cursors.length > 0 && h("button", { onClick: () => setCursors(cursors.slice(0, -1)) }, "Newer"),
+            next && h("button", { onClick: () => setCursors([...cursors, next]) }, "Older"),
+          ),
+        ),
+    }),
+  });
+}
+
+function DonorHistory(props: { chainId: number }): ComponentChild {
+  const [address, setAddress] = useState("");
+  const [history, setHistory] = useState<Record<string, unknown> | undefined>();
+  const run = async () => {
+    if (!isAddress(address)) throw new Error("Donor: enter a 0x address.");
+    setHistory(await getJson<Record<string, unknown>>(`/explorer/donors/${address}`));
+    return "Loaded.";
+  };
+  const rows = history ? pageRows(history).rows : [];
+  const summary = history
+    ? Object.fromEntries(Object.entries(history).filter(([, value]) => !Array.isArray(value)))
+    : undefined;
+  return h(Section, {
+    title: "A donor's history (faults, reputation, stakes, slashes)",
+    children: [
+      h(Field, { label: "Donor address", children: h(TextInput, { value: address, onInput: setAddress }) }),
+      h(ActionButton, { label: "Show", run, testId: "donor-history" }),
+      summary && h(RecordTable, { rows: [summary], chainId: props.chainId }),
+      history && h(RecordTable, { rows, chainId: props.chainId }),
+    ],
+  });
+}
+
+function NodeSlashes(props: { chainId: number }): ComponentChild {
+  const [loaded] = useLoad(
+    () => getJson<{ pending: Record<string, unknown>[]; history: Record<string, unknown>[] }>("/slashes"),
+    [],
+    10_000,
+  );
+  return h(Section, {
+    title: "Slashes this node submitted",
+    children: h(Show<{ pending: Record<string, unknown>[]; history: Record<string, unknown>[] }>, {
+      loaded,
+      what: "Slashes",
+      render: (slashes) =>
+        h(RecordTable, { rows: [...slashes.pending, ...slashes.history], chainId: props.chainId }),
+    }),
+  });
+}
+
+function InclusionCheck(props: { config: ConsoleConfig }): ComponentChild {
+  const [jobId, setJobId] = useState("");
+  const run = async () => {
+    if (!/^0x[0-9a-fA-F]{64}$/.test(jobId.trim())) throw new Error("Job id: 0x followed by 64 hex digits.");
+    const proof = await getJson<InclusionProof>(`/receipts/${jobId.trim()}/proof`);
+    const included = await verifyInclusion(readClient(props.config), props.config, proof);
+    return included
+      ? `Included: the receipt is under the root ${proof.root.slice(0, 10)}… anchored by ${proof.submitter} for epoch ${proof.epoch}.`
+      : `Not included: the chain does not find this receipt under epoch ${proof.epoch}'s root.`;
+  };
+  return h(Section, {
+    title: "Check a receipt's inclusion",
+    children: [
+      h(Field, {
+        label: "Job id",
+        children: h(TextInput, { value: jobId, onInput: setJobId, testId: "inclusion-job" }),
+      }),
+      h(ActionButton, { label: "Check on-chain", run, testId: "check-inclusion" }),
+    ],
+  });
+}
