@@ -1,0 +1,223 @@
+// The browser console in real Chromium (playwright-core) against a Hardhat devnet and real
+// nodes: three staked donors and a buyer node serving the console and its API. A test
+// wallet (mock-wallet.ts) signs with a viem account. Each step is checked on the chain or in
+// the node, not only on the page; a screenshot of each page goes to test/e2e/screenshots/.
+import { after, before, describe, it } from "node:test";
+import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
+import { mkdir } from "node:fs/promises";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium, type Browser, type Page } from "playwright-core";
+import { formatEther, isAddressEqual, parseEther, type Hex } from "viem";
+import { createApiServer, type ApiServer } from "../../offchain/src/api/index.ts";
+import {
+  createWriter,
+  devnetPrivateKey,
+  donorParams,
+  donorStake,
+  mintAtp,
+  openedChannels,
+  registrationOf,
+} from "../../offchain/src/chain/index.ts";
+import type { CellNode } from "../../offchain/src/node/index.ts";
+import { buildWeb } from "../../scripts/build-web.mjs";
+import { ensureJobs } from "../../scripts/build-jobs.ts";
+import { startCluster, startInProcess, until, type Cluster } from "./cluster.ts";
+import { installMockWallet, type MockWallet } from "./mock-wallet.ts";
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
+const SCREENSHOTS = fileURLToPath(new URL("./screenshots/", import.meta.url));
+const TOKEN = "console-test-token-0123456789";
+const DONORS = 3;
+/** A Hardhat development account no node uses: the browser wallet's. */
+const WALLET_ACCOUNT = 12;
+const STEP_MS = 30_000;
+
+describe("browser console in Chromium against a devnet", { timeout: 240_000 }, () => {
+  let cluster: Cluster;
+  let donors: CellNode[] = [];
+  let buyer: CellNode;
+  let api: ApiServer;
+  let browser: Browser;
+  let page: Page;
+  let wallet: MockWallet;
+  let minStake: bigint;
+  const reader = () => createWriter(cluster.devnet.rpcUrl, cluster.devnet.deployment, devnetPrivateKey(0));
+
+  before(async () => {
+    assert.ok(existsSync(CHROMIUM), `Chromium is missing at ${CHROMIUM}: apt-get install -y chromium`);
+    await buildWeb();
+    cluster = await startCluster();
+    const prepared = await Promise.all(
+      Array.from({ length: DONORS }, (_, index) =>
+        cluster.prepare(`donor${index + 1}`, {
+          donor: true,
+          stakeWith: index + 1,
+          config: { runtime: { poolSize: 1 } },
+        }),
+      ),
+    );
+    const buyerNode = await cluster.prepare("buyer", {
+      donor: false,
+      config: { buyer: { heartbeatMs: 400, bidTimeoutMs: 1_000 } },
+    });
+    const first = await startInProcess(prepared[0]!);
+    const bootstrap = first.multiaddrs().slice(0, 1);
+    donors = [
+      first,
+      ...(await Promise.all(prepared.slice(1).map((node) => startInProcess(node, bootstrap)))),
+    ];
+    buyer = await startInProcess(buyerNode, bootstrap);
+    api = await createApiServer({ node: buyer, token: TOKEN, port: 0 });
+
+    const faucet = createWriter(cluster.devnet.rpcUrl, cluster.devnet.deployment, cluster.devnet.deployerKey);
+    minStake = (await donorParams(faucet)).minStake;
+    const walletKey = devnetPrivateKey(WALLET_ACCOUNT);
+    await mintAtp(
+      faucet,
+      createWriter(cluster.devnet.rpcUrl, cluster.devnet.deployment, walletKey).walletClient.account.address,
+      minStake + parseEther("100"),
+    );
+
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--disable-quic",
+      ],
+    });
+    page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    page.setDefaultTimeout(STEP_MS);
+    wallet = await installMockWallet(page, {
+      privateKey: walletKey,
+      rpcUrl: cluster.devnet.rpcUrl,
+      chainId: cluster.devnet.chainId,
+    });
+    await mkdir(SCREENSHOTS, { recursive: true });
+    await until(
+      () => buyer.peers().filter((peer) => peer.staked).length >= DONORS,
+      30_000,
+      "the buyer to see the staked donors",
+    );
+  });
+
+  after(async () => {
+    await browser?.close();
+    await api?.close();
+    await buyer?.stop();
+    await Promise.all(donors.map((donor) => donor.stop()));
+    await cluster?.close();
+  });
+
+  const shot = (name: string) => page.screenshot({ path: join(SCREENSHOTS, `${name}.png`), fullPage: true });
+
+  it("opens with the token from the link and connects the wallet, adding and switching to the devnet", async () => {
+    await page.goto(`${api.url}/#token=${TOKEN}`);
+    assert.equal(new URL(page.url()).hash, "", "the token leaves the address bar");
+    await page.getByTestId("connect-wallet").click();
+    await page.getByTestId("connected-account").waitFor();
+    const methods = wallet.calls.map((call) => call.method);
+    assert.ok(methods.includes("wallet_addEthereumChain"), "the console added the devnet to the wallet");
+    assert.equal(methods.filter((method) => method === "wallet_switchEthereumChain").length, 2);
+    await shot("donor-connected");
+  });
+
+  it("says in words when the wallet refuses, then stakes with a permit in one transaction", async () => {
+    await page.getByTestId("stake-amount").fill(formatEther(minStake));
+    wallet.rejectNext();
+    await page.getByTestId("stake").click();
+    const refused = await page.getByTestId("stake-error").textContent();
+    assert.equal(refused, "You rejected the request in your wallet.");
+
+    const sentBefore = wallet.sent.length;
+    await page.getByTestId("stake").click();
+    await page.getByTestId("stake-result").waitFor();
+    assert.equal(wallet.sent.length - sentBefore, 1, "stake with permit is one transaction");
+    const stake = await donorStake(reader(), wallet.address);
+    assert.equal(stake.bonded, minStake);
+  });
+
+  it("refuses a stake above the wallet's ATP before asking the wallet", async () => {
+    const sentBefore = wallet.calls.length;
+    await page.getByTestId("stake-amount").fill("1000000000");
+    await page.getByTestId("stake").click();
+    const text = await page.getByTestId("stake-error").textContent();
+    assert.match(text ?? "", /^Not enough ATP: the wallet has .* and this needs 1,000,000,000 ATP\.$/);
+    assert.ok(
+      wallet.calls.slice(sentBefore).every((call) => call.method !== "eth_signTypedData_v4"),
+      "no signature was asked for",
+    );
+  });
+
+  it("registers this node's operator, with the proof of possession the node signs", async () => {
+    await page.getByTestId("register-node").click();
+    await page.getByTestId("register-node-result").waitFor();
+    const registration = await registrationOf(reader(), wallet.address);
+    assert.ok(isAddressEqual(registration.operator, buyer.operator));
+    await page.getByTestId("registered-operator").getByText(buyer.operator.slice(0, 6)).waitFor();
+    await shot("donor-registered");
+  });
+
+  it("opens a channel to a donor with a permit", async () => {
+    await page.getByTestId("nav-buyer").click();
+    const payee = donors[0]!.operator;
+    await page.getByTestId("channel-payee").fill(payee);
+    await page.getByTestId("channel-amount").fill("50");
+    const sentBefore = wallet.sent.length;
+    await page.getByTestId("open-channel").click();
+    await page.getByTestId("open-channel-result").waitFor();
+    assert.equal(wallet.sent.length - sentBefore, 1, "open with permit is one transaction");
+    const opened = await openedChannels(reader(), { buyer: wallet.address });
+    assert.equal(opened.length, 1);
+    assert.ok(isAddressEqual(opened[0]!.key.payee, payee));
+    assert.ok(
+      isAddressEqual(opened[0]!.key.signer, buyer.operator),
+      "the node's operator signs its vouchers",
+    );
+    assert.equal(opened[0]!.deposit, parseEther("50"));
+    await page.getByTestId("channel-table").getByText("50 ATP").first().waitFor();
+    await page.getByTestId("node-spending").waitFor();
+    await shot("buyer");
+  });
+
+  it("submits a 3-replica job through the node and shows its verdict live", async () => {
+    await page.getByTestId("nav-jobs").click();
+    const { sha256 } = await ensureJobs(["sha256"]);
+    await page.getByTestId("job-module").setInputFiles(sha256);
+    await page.getByTestId("job-input").fill("1\nhello from the console");
+    await page.getByTestId("job-replicas").fill("3");
+    await page.getByTestId("submit-job").click();
+    const submitted = (await page.getByTestId("submit-job-result").textContent()) ?? "";
+    const jobId = /0x[0-9a-f]{64}/.exec(submitted)?.[0] as Hex | undefined;
+    assert.ok(jobId, `a job id in "${submitted}"`);
+    await page.getByTestId("job-verdict").waitFor({ timeout: 90_000 });
+    const shown = await page.getByTestId("job-verdict").textContent();
+    const job = buyer.getJob(jobId);
+    assert.equal(job?.verdict?.outcome, "accepted");
+    // Three executors were assigned; a replica still running once two agree is cancelled.
+    assert.equal(new Set(job?.replicas?.map((replica) => replica.operator)).size, 3);
+    assert.ok((job?.replicas?.filter((replica) => replica.state === "voted").length ?? 0) >= 2);
+    assert.match(shown ?? "", /^Verdict: accepted \(quorum 2, votes /);
+    assert.equal(await page.getByTestId("job-state").textContent(), "completed");
+    await shot("jobs");
+  });
+
+  it("shows the explorer, with a clear state for what this node does not serve", async () => {
+    await page.getByTestId("nav-explorer").click();
+    for (const section of ["indexer-status", "explorer-settlements", "explorer-stakes"]) {
+      const box = page.getByTestId(section);
+      await box.locator("table, [data-testid=unavailable], p.muted").first().waitFor();
+    }
+    await page.getByTestId("inclusion-job").fill("0x" + "ab".repeat(32));
+    await page.getByTestId("check-inclusion").click();
+    await page.locator("[data-testid=check-inclusion-result], [data-testid=check-inclusion-error]").waitFor();
+    await shot("explorer");
+  });
+});
