@@ -16,6 +16,7 @@ import {
   devnetPrivateKey,
   donorParams,
   donorStake,
+  getChannel,
   mintAtp,
   openedChannels,
   registrationOf,
@@ -116,6 +117,15 @@ describe("browser console in Chromium against a devnet", { timeout: 240_000 }, (
     await cluster?.close();
   });
 
+  const rpc = async (method: string, params: unknown[]) => {
+    const response = await fetch(cluster.devnet.rpcUrl, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ jsonrpc: "2.0", id: 1, method, params }),
+    });
+    const reply = (await response.json()) as { error?: { message: string } };
+    if (reply.error) throw new Error(`${method}: ${reply.error.message}`);
+  };
   const shot = (name: string) => page.screenshot({ path: join(SCREENSHOTS, `${name}.png`), fullPage: true });
 
   it("opens with the token from the link and connects the wallet, adding and switching to the devnet", async () => {
@@ -207,6 +217,49 @@ describe("browser console in Chromium against a devnet", { timeout: 240_000 }, (
     assert.match(shown ?? "", /^Verdict: accepted \(quorum 2, votes /);
     assert.equal(await page.getByTestId("job-state").textContent(), "completed");
     await shot("jobs");
+  });
+
+  it("tops up the channel, then starts its close", async () => {
+    await page.getByTestId("nav-buyer").click();
+    const [channel] = await openedChannels(reader(), { buyer: wallet.address });
+    assert.ok(channel);
+    await page.getByTestId("topup-amount").fill("10");
+    await page.getByTestId("topup-channel").click();
+    await page.getByTestId("topup-channel-result").waitFor();
+    assert.equal((await getChannel(reader(), channel.channelId)).deposit, parseEther("60"));
+    await page.getByTestId("close-channel").click();
+    // Once closing, the row offers the finalize step in place of top-up and close.
+    await page.getByTestId("finalize-close").waitFor();
+    await page
+      .getByTestId("channel-table")
+      .getByText(/closing, final in/)
+      .waitFor();
+    const closing = await getChannel(reader(), channel.channelId);
+    assert.ok(closing.closesAt > 0n && closing.closesAt < 2n ** 64n - 1n, "the channel is closing");
+  });
+
+  it("unbonds, says in words why it cannot withdraw yet, and withdraws after the delay", async () => {
+    await page.getByTestId("nav-donor").click();
+    await page.getByTestId("unbond-amount").fill("1");
+    await page.getByTestId("unbond").click();
+    await page.getByTestId("unbond-result").waitFor();
+    assert.equal((await donorStake(reader(), wallet.address)).unbonding, parseEther("1"));
+    await page
+      .getByTestId("withdraw-countdown")
+      .getByText(/^1 ATP can be withdrawn in /)
+      .waitFor();
+
+    await page.getByTestId("withdraw").click();
+    const early = await page.getByTestId("withdraw-error").textContent();
+    assert.match(early ?? "", /^The stake is still unbonding: it can be withdrawn at \d{4}-\d\d-\d\dT/);
+
+    const { unbondingDelay } = await donorParams(reader());
+    await rpc("evm_increaseTime", [Number(unbondingDelay) + 1]);
+    await rpc("evm_mine", []);
+    await page.getByTestId("withdraw").click();
+    await page.getByTestId("withdraw-result").waitFor();
+    assert.equal((await donorStake(reader(), wallet.address)).unbonding, 0n);
+    await shot("donor-withdrawn");
   });
 
   it("shows the explorer, with a clear state for what this node does not serve", async () => {
