@@ -10,6 +10,7 @@ import {
   UserRejectedRequestError,
 } from "viem";
 import { atpTokenAbi, donorRegistryAbi, paymentChannelsAbi } from "../../offchain/src/chain/abis.ts";
+import { ApiCallError, errorFor, NotAvailableError } from "../../offchain/web/src/api.ts";
 import { coerce } from "../../offchain/web/src/chain.ts";
 import {
   appendSample,
@@ -23,7 +24,7 @@ import {
   timeToEmptySeconds,
 } from "../../offchain/web/src/view.ts";
 import { parseProof } from "../../offchain/web/src/pages/donor.ts";
-import { pageRows } from "../../offchain/web/src/pages/explorer.ts";
+import { addressesIn, pageRows, trustRows } from "../../offchain/web/src/pages/explorer.ts";
 
 const ALICE = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8";
 
@@ -164,5 +165,48 @@ describe("console view logic", () => {
     for (const component of (receiptParam as { components: readonly { name: string; type: string }[] })
       .components)
       assert.equal(typeof coerced[component.name], component.type.startsWith("uint") ? "bigint" : "string");
+  });
+
+  it("tells a route this node lacks from a thing it does not have", () => {
+    const lacking = errorFor(
+      404,
+      { error: { code: "not_found", message: "no route /payments/channels" } },
+      "/p",
+    );
+    assert.ok(lacking instanceof NotAvailableError);
+    assert.equal(lacking.message, "not available on this node (/p)");
+    const disabled = errorFor(
+      404,
+      { error: { message: "this node does not index the chain (set x)" } },
+      "/e",
+    );
+    assert.ok(disabled instanceof NotAvailableError);
+    assert.equal(disabled.message, "not available on this node: index the chain (set x)");
+    const missing = errorFor(
+      404,
+      { error: { message: "no settlement in transaction 0x12 in the index" } },
+      "/s",
+    );
+    assert.ok(missing instanceof ApiCallError && !(missing instanceof NotAvailableError));
+    assert.equal(missing.message, "no settlement in transaction 0x12 in the index");
+    assert.match(errorFor(401, undefined, "/x").message, /API token is missing or wrong/);
+  });
+
+  it("finds this node's trust view of a donor's operators in its history", () => {
+    const operator = "0x" + "Ab".repeat(20);
+    const history = { donor: ALICE, registrations: [{ operator }] };
+    const addresses = addressesIn(history);
+    assert.deepEqual([...addresses].sort(), [ALICE.toLowerCase(), operator.toLowerCase()].sort());
+    const rows = trustRows(
+      [
+        { peerId: "p1", operator, reputation: 65_535, penaltyScore: 2, trust: { state: "quarantined" } },
+        { peerId: "p2", operator: "0x" + "11".repeat(20), reputation: 0, penaltyScore: 0 },
+        { peerId: "p3", penaltyScore: 0 },
+      ],
+      addresses,
+    );
+    assert.deepEqual(rows, [
+      { operator, peerId: "p1", reputation: "100.0%", penaltyScore: 2, trust: "quarantined" },
+    ]);
   });
 });

@@ -16,11 +16,11 @@ export function saveToken(token: string): void {
   sessionStorage.setItem(TOKEN_KEY, token.trim());
 }
 
-/** A route this node does not serve (its part of Cell is not installed here). */
+/** A route this node does not serve (its part of Cell is not installed or not enabled here). */
 export class NotAvailableError extends Error {
   readonly path: string;
-  constructor(path: string) {
-    super(`not available on this node (${path})`);
+  constructor(path: string, reason?: string) {
+    super(reason ? `not available on this node: ${reason}` : `not available on this node (${path})`);
     this.name = "NotAvailableError";
     this.path = path;
   }
@@ -41,14 +41,24 @@ function headers(json: boolean): Record<string, string> {
 }
 
 async function failure(response: Response, path: string): Promise<Error> {
-  const body = (await response.json().catch(() => undefined)) as
-    { error?: { code?: string; message?: string } } | undefined;
-  // A missing route answers not_found; a missing job or donor is an ordinary error.
-  if (response.status === 404 && (body?.error?.code === "not_found" || body === undefined))
+  const body = (await response.json().catch(() => undefined)) as ApiErrorBody | undefined;
+  return errorFor(response.status, body, path);
+}
+
+export type ApiErrorBody = { error?: { code?: string; message?: string } };
+
+/**
+ * The error for a failed call: a missing route, or a part this node runs without, is "not
+ * available"; a missing job or channel is an ordinary error with the node's message.
+ */
+export function errorFor(status: number, body: ApiErrorBody | undefined, path: string): Error {
+  const message = body?.error?.message ?? "";
+  if (status === 404 && (body === undefined || message.startsWith("no route ")))
     return new NotAvailableError(path);
-  if (response.status === 401)
-    return new ApiCallError(401, "The API token is missing or wrong: paste it above.");
-  return new ApiCallError(response.status, body?.error?.message ?? `${path} answered ${response.status}`);
+  if (status === 404 && message.startsWith("this node does not"))
+    return new NotAvailableError(path, message.slice("this node does not".length).trim());
+  if (status === 401) return new ApiCallError(401, "The API token is missing or wrong: paste it above.");
+  return new ApiCallError(status, message || `${path} answered ${status}`);
 }
 
 export async function getJson<T>(path: string): Promise<T> {

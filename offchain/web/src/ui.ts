@@ -82,19 +82,25 @@ export function ChainRef(props: { chainId: number; kind: "address" | "tx"; value
     : h("code", { title: props.value }, label);
 }
 
-export function Unavailable(props: { what: string }): ComponentChild {
+export function Unavailable(props: { what: string; reason?: string }): ComponentChild {
+  const why = props.reason ? ` (${props.reason})` : "";
   return h(
     "p",
     { class: "muted", "data-testid": "unavailable" },
-    `${props.what}: not available on this node.`,
+    `${props.what}: not available on this node${why}.`,
   );
 }
 
 export type Loaded<T> =
   | { state: "loading" }
   | { state: "ready"; value: T }
-  | { state: "unavailable" }
+  | { state: "unavailable"; reason?: string }
   | { state: "error"; text: string };
+
+function unavailableReason(error: NotAvailableError): string | undefined {
+  const prefix = "not available on this node: ";
+  return error.message.startsWith(prefix) ? error.message.slice(prefix.length) : undefined;
+}
 
 /** Loads `load()` now and every `refreshMs` (and when `deps` change); a 404 route is "unavailable". */
 export function useLoad<T>(load: () => Promise<T>, deps: unknown[], refreshMs = 0): [Loaded<T>, () => void] {
@@ -109,7 +115,7 @@ export function useLoad<T>(load: () => Promise<T>, deps: unknown[], refreshMs = 
           live &&
           setLoaded(
             error instanceof NotAvailableError
-              ? { state: "unavailable" }
+              ? { state: "unavailable", reason: unavailableReason(error) }
               : { state: "error", text: errorText(error) },
           ),
       );
@@ -131,7 +137,7 @@ export function Show<T>(props: {
 }): ComponentChild {
   const { loaded } = props;
   if (loaded.state === "loading") return h("p", { class: "muted" }, "Loading…");
-  if (loaded.state === "unavailable") return h(Unavailable, { what: props.what });
+  if (loaded.state === "unavailable") return h(Unavailable, { what: props.what, reason: loaded.reason });
   if (loaded.state === "error") return h("p", { class: "error" }, loaded.text);
   return props.render(loaded.value);
 }

@@ -45,7 +45,7 @@ interface NodeChannel {
   spent: string;
   remaining: string;
   spendPerHour?: string;
-  timeToEmptySeconds?: number | null;
+  secondsToEmpty?: number | null;
   low?: boolean;
 }
 
@@ -262,7 +262,7 @@ function NodeSpending(props: { config: ConsoleConfig }): ComponentChild {
                     "td",
                     null,
                     formatTimeToEmpty(
-                      channel.timeToEmptySeconds ??
+                      channel.secondsToEmpty ??
                         timeToEmptySeconds(BigInt(channel.remaining), BigInt(channel.spendPerHour ?? "0")),
                     ),
                   ),

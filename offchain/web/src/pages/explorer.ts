@@ -4,7 +4,7 @@
 import { h, type ComponentChild } from "preact";
 import { useState } from "preact/hooks";
 import { isAddress } from "viem";
-import { getJson } from "../api.ts";
+import { getJson, postJson } from "../api.ts";
 import { verifyInclusion, type InclusionProof } from "../chain.ts";
 import { ActionButton, Field, RecordTable, Section, Show, TextInput, useLoad } from "../ui.ts";
 import { readClient, type ConsoleConfig } from "../wallet.ts";
@@ -34,6 +34,7 @@ export function ExplorerPage(props: { config: ConsoleConfig }): ComponentChild {
     "div",
     { class: "page" },
     h(IndexerStatus, null),
+    h(NodeSettlements, { chainId: config.chainId }),
     LISTS.map((list) => h(PagedList, { key: list.path, ...list, chainId: config.chainId })),
     h(DonorHistory, { chainId: config.chainId }),
     h(NodeSlashes, { chainId: config.chainId }),
@@ -51,6 +52,28 @@ function IndexerStatus(): ComponentChild {
       what: "The chain indexer",
       render: (status) => h("code", null, JSON.stringify(status)),
     }),
+  });
+}
+
+/** The epochs this node settled as a payee (GET /settlements), and settling now. */
+function NodeSettlements(props: { chainId: number }): ComponentChild {
+  const [loaded, reload] = useLoad(() => getJson<unknown>("/settlements").then(pageRows), [], 10_000);
+  const settle = async () => {
+    const outcome = await postJson<Record<string, unknown>>("/settlement/run", {});
+    reload();
+    return `Settled: ${JSON.stringify(outcome).slice(0, 160)}`;
+  };
+  return h(Section, {
+    title: "This node's settlements",
+    testId: "node-settlements",
+    children: [
+      h(ActionButton, { label: "Settle now", run: settle, testId: "settle-now" }),
+      h(Show<ReturnType<typeof pageRows>>, {
+        loaded,
+        what: "Settlement",
+        render: ({ rows }) => h(RecordTable, { rows, chainId: props.chainId }),
+      }),
+    ],
   });
 }
 
@@ -82,25 +105,70 @@ function PagedList(props: { path: string; title: string; chainId: number }): Com
   });
 }
 
+interface PeerRow {
+  peerId: string;
+  operator?: string;
+  reputation?: number;
+  penaltyScore: number;
+  trust?: { state?: string };
+}
+
+/** Every 0x address in a history answer (the donor, its operators), lowercased. */
+export function addressesIn(value: unknown): Set<string> {
+  const text = JSON.stringify(value) ?? "";
+  return new Set(
+    [...text.matchAll(/0x[0-9a-fA-F]{40}(?![0-9a-fA-F])/g)].map((match) => match[0].toLowerCase()),
+  );
+}
+
+/** This node's trust view of the donor's operators: reputation (0..65535, neutral 32768), penalties. */
+export function trustRows(peers: PeerRow[], addresses: Set<string>): Record<string, unknown>[] {
+  return peers
+    .filter((peer) => peer.operator !== undefined && addresses.has(peer.operator.toLowerCase()))
+    .map((peer) => ({
+      operator: peer.operator,
+      peerId: peer.peerId,
+      reputation: peer.reputation === undefined ? "—" : `${((peer.reputation / 65_535) * 100).toFixed(1)}%`,
+      penaltyScore: peer.penaltyScore,
+      trust: peer.trust?.state ?? "ok",
+    }));
+}
+
 function DonorHistory(props: { chainId: number }): ComponentChild {
   const [address, setAddress] = useState("");
   const [history, setHistory] = useState<Record<string, unknown> | undefined>();
+  const [trust, setTrust] = useState<Record<string, unknown>[]>([]);
   const run = async () => {
     if (!isAddress(address)) throw new Error("Donor: enter a 0x address.");
-    setHistory(await getJson<Record<string, unknown>>(`/explorer/donors/${address}`));
+    const [found, peers] = await Promise.all([
+      getJson<Record<string, unknown>>(`/explorer/donors/${address}`),
+      getJson<{ peers: PeerRow[] }>("/peers"),
+    ]);
+    setHistory(found);
+    setTrust(trustRows(peers.peers, new Set([...addressesIn(found), address.toLowerCase()])));
     return "Loaded.";
   };
-  const rows = history ? pageRows(history).rows : [];
   const summary = history
     ? Object.fromEntries(Object.entries(history).filter(([, value]) => !Array.isArray(value)))
     : undefined;
+  const lists = history ? Object.entries(history).filter(([, value]) => Array.isArray(value)) : [];
   return h(Section, {
     title: "A donor's history (faults, reputation, stakes, slashes)",
+    testId: "donor-history-section",
     children: [
       h(Field, { label: "Donor address", children: h(TextInput, { value: address, onInput: setAddress }) }),
       h(ActionButton, { label: "Show", run, testId: "donor-history" }),
       summary && h(RecordTable, { rows: [summary], chainId: props.chainId }),
-      history && h(RecordTable, { rows, chainId: props.chainId }),
+      history && h("h3", null, "This node's view of its operators"),
+      history && h(RecordTable, { rows: trust, chainId: props.chainId, testId: "donor-trust" }),
+      lists.map(([name, rows]) =>
+        h(
+          "div",
+          { key: name },
+          h("h3", null, name),
+          h(RecordTable, { rows: rows as Record<string, unknown>[], chainId: props.chainId }),
+        ),
+      ),
     ],
   });
 }
