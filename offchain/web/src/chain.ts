@@ -77,17 +77,20 @@ export interface DonorState {
   operator: Address;
   peerKey: Hex;
   registered: boolean;
+  /** How far the chain's clock is ahead of this browser's, in seconds (a devnet may jump ahead). */
+  chainClockOffset: number;
 }
 
 export async function donorState(connection: Connection, config: ConsoleConfig): Promise<DonorState> {
   const registry = { address: config.contracts.donorRegistry, abi: donorRegistryAbi } as const;
-  const [[bonded, unbonding, unbondableAt], registration] = await Promise.all([
+  const [[bonded, unbonding, unbondableAt], registration, block] = await Promise.all([
     connection.publicClient.readContract({ ...registry, functionName: "stakes", args: [connection.account] }),
     connection.publicClient.readContract({
       ...registry,
       functionName: "registrationOf",
       args: [connection.account],
     }),
+    connection.publicClient.getBlock({ blockTag: "latest" }),
   ]);
   const registered = BigInt(registration.operator) !== 0n;
   return {
@@ -97,6 +100,7 @@ export async function donorState(connection: Connection, config: ConsoleConfig):
     operator: registration.operator,
     peerKey: registration.peerKey,
     registered,
+    chainClockOffset: Math.max(0, Number(block.timestamp) - Math.floor(Date.now() / 1000)),
   };
 }
 

@@ -107,7 +107,7 @@ function Shell(props: { config: ConsoleConfig; page: Page }): ComponentChild {
 }
 
 function pageBody(page: Page, config: ConsoleConfig, connection: Connection | undefined): ComponentChild {
-  if (page === "jobs") return h(JobsPage, null);
+  if (page === "jobs") return h(JobsPage, { chainId: config.chainId });
   if (page === "explorer") return h(ExplorerPage, { config });
   if (!connection) return h("p", { class: "muted" }, "Connect a wallet to stake or to open channels.");
   return page === "donor" ? h(DonorPage, { config, connection }) : h(BuyerPage, { config, connection });

@@ -189,7 +189,7 @@ function UnbondForm({
             : h(
                 "p",
                 { "data-testid": "withdraw-countdown" },
-                `${formatAtp(donor.unbonding)} can be withdrawn ${countdown(donor.unbondableAt, now)}.`,
+                `${formatAtp(donor.unbonding)} can be withdrawn ${countdown(donor.unbondableAt, now + donor.chainClockOffset)}.`,
               ),
       }),
       h(ActionButton, { label: "Withdraw", run: withdraw, testId: "withdraw" }),

@@ -3,7 +3,7 @@
 import { h, type ComponentChild } from "preact";
 import { useEffect, useState } from "preact/hooks";
 import { postJson, streamEvents } from "../api.ts";
-import { ActionButton, Field, Section, TextInput } from "../ui.ts";
+import { ActionButton, ChainRef, Field, Section, TextInput } from "../ui.ts";
 import { errorText } from "../view.ts";
 
 interface JobEvent {
@@ -29,7 +29,7 @@ function bytesToBase64(bytes: Uint8Array): string {
   return btoa(binary);
 }
 
-export function JobsPage(): ComponentChild {
+export function JobsPage(props: { chainId: number }): ComponentChild {
   const [file, setFile] = useState<File | undefined>();
   const [input, setInput] = useState("1\nhello cell");
   const [replicas, setReplicas] = useState("3");
@@ -95,11 +95,11 @@ export function JobsPage(): ComponentChild {
         h(ActionButton, { label: "Submit", run: submit, testId: "submit-job" }),
       ],
     }),
-    jobId && h(LiveJob, { jobId, key: jobId }),
+    jobId && h(LiveJob, { jobId, chainId: props.chainId, key: jobId }),
   );
 }
 
-function LiveJob(props: { jobId: string }): ComponentChild {
+function LiveJob(props: { jobId: string; chainId: number }): ComponentChild {
   const [events, setEvents] = useState<JobEvent[]>([]);
   const [final, setFinal] = useState<JobView | undefined>();
   const [failure, setFailure] = useState<string | undefined>();
@@ -156,7 +156,11 @@ function LiveJob(props: { jobId: string }): ComponentChild {
                 "tr",
                 { key: `${replica.slot}-${replica.peerId}` },
                 h("td", null, String(replica.slot)),
-                h("td", null, h("code", null, replica.operator)),
+                h(
+                  "td",
+                  null,
+                  h(ChainRef, { chainId: props.chainId, kind: "address", value: replica.operator }),
+                ),
                 h("td", null, replica.state),
                 h("td", null, replica.agrees === undefined ? "—" : replica.agrees ? "yes" : "no"),
               ),
