@@ -262,6 +262,17 @@ describe("browser console in Chromium against a devnet", { timeout: 240_000 }, (
     await shot("donor-withdrawn");
   });
 
+  it("asks to connect again when the wallet switches account", async () => {
+    await page.evaluate(() =>
+      (
+        window as unknown as { __cellTestWalletEmit: (event: string, value: unknown) => void }
+      ).__cellTestWalletEmit("accountsChanged", ["0x0000000000000000000000000000000000000001"]),
+    );
+    await page.getByTestId("connect-wallet").waitFor();
+    await page.getByTestId("connect-wallet").click();
+    await page.getByTestId("connected-account").waitFor();
+  });
+
   it("shows the explorer, with a clear state for what this node does not serve", async () => {
     await page.getByTestId("nav-explorer").click();
     for (const section of ["indexer-status", "explorer-settlements", "explorer-stakes"]) {

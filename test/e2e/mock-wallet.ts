@@ -99,6 +99,7 @@ export async function installMockWallet(
   await page.addInitScript(() => {
     const bridge = (window as unknown as { __cellTestWallet: (m: string, p: string) => Promise<string> })
       .__cellTestWallet;
+    const listeners = new Map<string, Set<(...args: unknown[]) => void>>();
     const provider = {
       async request({ method, params }: { method: string; params?: unknown[] }) {
         const reply = JSON.parse(await bridge(method, JSON.stringify(params ?? []))) as {
@@ -108,9 +109,17 @@ export async function installMockWallet(
         if (reply.error) throw Object.assign(new Error(reply.error.message), { code: reply.error.code });
         return reply.result;
       },
-      on() {},
-      removeListener() {},
+      on(event: string, listener: (...args: unknown[]) => void) {
+        listeners.set(event, (listeners.get(event) ?? new Set()).add(listener));
+      },
+      removeListener(event: string, listener: (...args: unknown[]) => void) {
+        listeners.get(event)?.delete(listener);
+      },
     };
+    // The test's stand-in for the user switching accounts or chains in the wallet.
+    (
+      window as unknown as { __cellTestWalletEmit: (event: string, value: unknown) => void }
+    ).__cellTestWalletEmit = (event, value) => listeners.get(event)?.forEach((listener) => listener(value));
     const info = {
       uuid: "6c1b7a2e-0000-4000-8000-000000000001",
       name: "Test Wallet",

@@ -16,6 +16,7 @@ import {
   type ConsoleConfig,
   type Connection,
   type DiscoveredWallet,
+  watchWallet,
 } from "./wallet.ts";
 
 const PAGES = ["donor", "buyer", "jobs", "explorer"] as const;
@@ -77,6 +78,10 @@ function TokenForm(props: { onSaved: () => void }): ComponentChild {
 function Shell(props: { config: ConsoleConfig; page: Page }): ComponentChild {
   const { config, page } = props;
   const [connection, setConnection] = useState<Connection | undefined>();
+  useEffect(
+    () => connection && watchWallet(connection.provider, () => setConnection(undefined)),
+    [connection],
+  );
   return h(
     "div",
     { class: "shell" },

@@ -15,6 +15,8 @@ import {
 
 export interface Eip1193Provider {
   request(args: { method: string; params?: unknown[] | object }): Promise<unknown>;
+  on?(event: string, listener: (...args: unknown[]) => void): void;
+  removeListener?(event: string, listener: (...args: unknown[]) => void): void;
 }
 
 export interface WalletInfo {
@@ -78,6 +80,7 @@ export function chainOf(config: ConsoleConfig): Chain {
 }
 
 export interface Connection {
+  provider: Eip1193Provider;
   account: Address;
   walletClient: WalletClient;
   publicClient: PublicClient;
@@ -97,6 +100,7 @@ export async function connect(wallet: DiscoveredWallet, config: ConsoleConfig): 
   const chain = chainOf(config);
   const account = getAddress(first);
   return {
+    provider: wallet.provider,
     account,
     chain,
     walletClient: createWalletClient({ account, chain, transport: custom(wallet.provider) }),
@@ -128,4 +132,18 @@ async function ensureChain(provider: Eip1193Provider, config: ConsoleConfig): Pr
     });
     await provider.request({ method: "wallet_switchEthereumChain", params: [{ chainId: chainIdHex }] });
   }
+}
+
+/**
+ * Calls `onChange` when the wallet switches account or chain (EIP-1193 events), so the page
+ * asks to connect again rather than act for the wrong account; returns the unsubscribe.
+ */
+export function watchWallet(provider: Eip1193Provider, onChange: () => void): () => void {
+  const listener = () => onChange();
+  provider.on?.("accountsChanged", listener);
+  provider.on?.("chainChanged", listener);
+  return () => {
+    provider.removeListener?.("accountsChanged", listener);
+    provider.removeListener?.("chainChanged", listener);
+  };
 }

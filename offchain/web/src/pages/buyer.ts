@@ -136,7 +136,7 @@ function ChannelTable(props: {
       h(
         "tr",
         null,
-        ["Payee", "Deposit", "Paid", "State", ""].map((title) => h("th", { key: title }, title)),
+        ["Payee", "Deposit", "Paid", "Balance", "State", ""].map((title) => h("th", { key: title }, title)),
       ),
     ),
     h(
@@ -149,6 +149,7 @@ function ChannelTable(props: {
           h("td", null, h(ChainRef, { chainId: config.chainId, kind: "address", value: row.key.payee })),
           h("td", null, formatAtp(row.deposit)),
           h("td", null, formatAtp(row.paid)),
+          h("td", null, formatAtp(row.deposit - row.paid)),
           h("td", null, channelState(row, now)),
           h("td", null, h(ChannelActions, { row, config, connection, onDone: props.onDone, now })),
         ),
