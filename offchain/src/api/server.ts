@@ -84,6 +84,26 @@ export async function createApiServer(options: ApiServerOptions): Promise<ApiSer
     },
     {
       method: "GET",
+      pattern: /^\/(?:|[\w.-]+\.(?:html|js|css|svg))$/,
+      public: true,
+      handler: ({ request, response }) =>
+        sendConsoleAsset(consoleAssets, pathOf(request), response, node.chainInfo.rpcUrl),
+    },
+    {
+      method: "GET",
+      pattern: /^\/console\/config$/,
+      handler: ({ response }) => sendJson(response, 200, consoleConfig(node)),
+    },
+    {
+      method: "POST",
+      pattern: /^\/registration\/proof$/,
+      handler: async ({ request, response }) => {
+        const body = parseJson(await readBody(request, REGISTRATION_PROOF_MAX_BODY_BYTES));
+        sendJson(response, 200, await registrationProof(node, body));
+      },
+    },
+    {
+      method: "GET",
       pattern: /^\/jobs$/,
       handler: ({ response }) => sendJson(response, 200, { jobs: node.listJobs().map(summarize) }),
     },
@@ -108,26 +128,6 @@ export async function createApiServer(options: ApiServerOptions): Promise<ApiSer
       method: "GET",
       pattern: /^\/slashes$/,
       handler: ({ response }) => sendJson(response, 200, node.slashes?.() ?? { pending: [], history: [] }),
-    },
-    {
-      method: "GET",
-      pattern: /^\/(?:|[\w.-]+\.(?:html|js|css|svg))$/,
-      public: true,
-      handler: ({ request, response }) =>
-        sendConsoleAsset(consoleAssets, pathOf(request), response, node.chainInfo.rpcUrl),
-    },
-    {
-      method: "GET",
-      pattern: /^\/console\/config$/,
-      handler: ({ response }) => sendJson(response, 200, consoleConfig(node)),
-    },
-    {
-      method: "POST",
-      pattern: /^\/registration\/proof$/,
-      handler: async ({ request, response }) => {
-        const body = parseJson(await readBody(request, REGISTRATION_PROOF_MAX_BODY_BYTES));
-        sendJson(response, 200, await registrationProof(node, body));
-      },
     },
   ];
 

@@ -80,14 +80,14 @@ export interface ApiNode {
   readonly operator: Address;
   multiaddrs(): string[];
   readonly chainInfo: { chainId: number | bigint; rpcUrl: string; contracts: Record<string, Address> };
+  /** The operator key's proof that `donor` may register this node (POST /registration/proof). */
+  registrationProof?(donor: Address, nonce: bigint): Promise<unknown>;
   submitJob(request: SubmitJobRequest): Promise<{ jobId: Hex }>;
   getJob(jobId: Hex): ApiJobView | undefined;
   listJobs(): ApiJobView[];
   peers(): unknown[];
   /** Slash submissions of evidence the node verified (GET /slashes); a node without them serves none. */
   slashes?(): { pending: unknown[]; history: unknown[] };
-  /** The operator key's proof that `donor` may register this node (POST /registration/proof). */
-  registrationProof?(donor: Address, nonce: bigint): Promise<unknown>;
   on(event: "job", listener: (event: ApiJobEvent) => void): unknown;
   off?(event: "job", listener: (event: ApiJobEvent) => void): unknown;
 }

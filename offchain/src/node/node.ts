@@ -306,6 +306,12 @@ async function assemble(
     operator: ctx.operatorAddress,
     chainInfo: chain,
     multiaddrs: () => mesh.multiaddrs(),
+    registrationProof: async (donor, nonce = 0n) => {
+      const registration = { donor, peerKey: ctx.peerKeyHex, nonce };
+      const registry = chain.contracts.donorRegistry as Address;
+      const signature = await signOperatorRegistration(ctx.operator, chain.chainId, registry, registration);
+      return { ...registration, operator: ctx.operatorAddress, signature };
+    },
     submitJob: (request) => buyer.submit(request),
     getJob: (jobId) => buyer.get(jobId),
     listJobs: () => buyer.list(),
@@ -321,12 +327,6 @@ async function assemble(
     executedReceipts: () => donor.signedReceipts(),
     meshStats: () => mesh.stats(),
     slashes: () => ({ pending: evidence.pending(), history: evidence.history() }),
-    registrationProof: async (donor, nonce = 0n) => {
-      const registration = { donor, peerKey: ctx.peerKeyHex, nonce };
-      const registry = chain.contracts.donorRegistry as Address;
-      const signature = await signOperatorRegistration(ctx.operator, chain.chainId, registry, registration);
-      return { ...registration, operator: ctx.operatorAddress, signature };
-    },
     stop: async () => {
       if (stopped) return;
       stopped = true;
