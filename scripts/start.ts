@@ -39,6 +39,8 @@ const DEVNET_SCRYPT_N = 2 ** 12;
 const BUYER_ATP = parseEther("10000");
 const OPERATOR_ETH = parseEther("10");
 const READY_TIMEOUT_MS = 30_000;
+/** Work a devnet donor does unpaid per buyer: 100 jobs at the default price and fuel limit. */
+const DEVNET_FREE_ALLOWANCE = 100n * 100_000n;
 
 interface StartedNode {
   name: string;
@@ -203,6 +205,11 @@ async function startCellNode(
     chain: { rpcUrl: devnet.rpcUrl, chainId: devnet.chainId, deploymentFile },
     donor: { enabled: role === "donor" },
     runtime: { poolSize: 1 },
+    // A node that joins the devnet with an unfunded operator still gets its first jobs run;
+    // the devnet's own buyer opens channels and pays (docs/payments.md).
+    payments: { freeAllowance: DEVNET_FREE_ALLOWANCE, channelPollMs: 1_000 },
+    // Short epochs, so settlements show up while one watches.
+    settlement: { epochSeconds: 60, pollMs: 1_000 },
     logLevel: "info",
   });
   const logger = nodeLogger(dataDir, name);

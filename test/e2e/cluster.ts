@@ -114,6 +114,9 @@ async function prepareCluster(root: string, devnet: Devnet): Promise<Cluster> {
         ...options.config?.adverts,
       },
       logLevel: options.config?.logLevel ?? "warn",
+      // Nodes pay and are paid only in tests about payments (those that configure them):
+      // the rest run unfunded buyers, which paying donors would decline.
+      payments: options.config?.payments ?? { enabled: false },
     };
     const configFile = join(dir, "node.json");
     await writeFile(

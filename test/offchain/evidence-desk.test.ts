@@ -153,6 +153,7 @@ async function replica(operator: PrivateKeyAccount, outputCid: Hex): Promise<Rep
     peerId: `peer-${operator.address}`,
     operator: operator.address,
     latencyMs: 5,
+    pricePerMegaFuel: 1_000n,
     ...(await signed(operator, outputCid)),
   };
 }

@@ -235,6 +235,7 @@ describe("evidence verification on a devnet", () => {
       peerId: `peer-${operator.address}`,
       operator: operator.address,
       latencyMs: 3,
+      pricePerMegaFuel: 1_000n,
       ...(await signed(operator, outputCid)),
     });
     desk.onVerdict({

@@ -49,7 +49,14 @@ function replica(n: number, job: Hex, outputCid = OUTPUT, latencyMs = 200): Repl
     startedAt: "1",
     finishedAt: "2",
   };
-  return { peerId: peer(n), operator: operator(n), receipt, signature: `0x${"ab".repeat(65)}`, latencyMs };
+  return {
+    peerId: peer(n),
+    operator: operator(n),
+    receipt,
+    signature: `0x${"ab".repeat(65)}`,
+    latencyMs,
+    pricePerMegaFuel: 1_000n,
+  };
 }
 
 function verdict(job: number, fields: Partial<VerdictReport> = {}): VerdictReport {

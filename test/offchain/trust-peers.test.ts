@@ -44,6 +44,7 @@ function replica(operator: Address, peerId: string, outputCid: Hex): ReplicaRece
     },
     signature: `0x${"ab".repeat(65)}`,
     latencyMs: 40,
+    pricePerMegaFuel: 1_000n,
   };
 }
 

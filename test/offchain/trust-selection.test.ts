@@ -39,6 +39,7 @@ function replica(n: number, outputCid = OUTPUT): ReplicaReceipt {
     },
     signature: `0x${"ab".repeat(65)}`,
     latencyMs: 100,
+    pricePerMegaFuel: 1_000n,
   };
 }
 

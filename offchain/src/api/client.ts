@@ -42,6 +42,26 @@ export interface ApiClient {
   peers(): Promise<unknown[]>;
   /** Slash submissions of evidence the node verified: still waiting, and every one kept. */
   slashes(): Promise<{ pending: unknown[]; history: unknown[] }>;
+  /** Payment channels the node pays donors through, with spend rate and time to empty. */
+  paymentChannels(): Promise<unknown[]>;
+  /** Settles the node's held vouchers and receipt root now (POST /settlement/run). */
+  settleNow(): Promise<Record<string, unknown>>;
+  /** Settled epochs newest first; `next` is the `before` of the next page, null at the end. */
+  settlements(page?: {
+    before?: number;
+    limit?: number;
+  }): Promise<{ settlements: unknown[]; next: number | null }>;
+  /** The inclusion proof of the node's receipt for a job, with the chain to check it on. */
+  receiptProof(jobId: string): Promise<Record<string, unknown>>;
+  /**
+   * A GET /explorer/<path> answer from the node's chain index, e.g. `explorer("settlements",
+   * { limit: 20, epoch: 3n })`; absent parameters are left out. Paged answers are
+   * `{ items, nextCursor? }`.
+   */
+  explorer<T = unknown>(
+    path: string,
+    query?: Record<string, string | number | bigint | undefined>,
+  ): Promise<T>;
 }
 
 export function createApiClient(options: ApiClientOptions): ApiClient {
@@ -78,7 +98,23 @@ export function createApiClient(options: ApiClientOptions): ApiClient {
     getJob: (jobId) => call("GET", `/jobs/${encodeURIComponent(jobId)}`),
     submitJob: (job) => call("POST", "/jobs", submitBody(job)),
     peers: async () => (await call<{ peers: unknown[] }>("GET", "/peers")).peers,
+    settleNow: () => call("POST", "/settlement/run"),
+    settlements: (page = {}) => {
+      const query = new URLSearchParams();
+      if (page.before !== undefined) query.set("before", String(page.before));
+      if (page.limit !== undefined) query.set("limit", String(page.limit));
+      return call("GET", `/settlements${query.size > 0 ? `?${query}` : ""}`);
+    },
+    receiptProof: (jobId) => call("GET", `/receipts/${encodeURIComponent(jobId)}/proof`),
     slashes: () => call("GET", "/slashes"),
+    paymentChannels: async () => (await call<{ channels: unknown[] }>("GET", "/payments/channels")).channels,
+    explorer: (path, query = {}) => {
+      const params = new URLSearchParams(
+        Object.entries(query).flatMap(([key, value]) => (value === undefined ? [] : [[key, `${value}`]])),
+      );
+      const search = params.size > 0 ? `?${params}` : "";
+      return call("GET", `/explorer/${path.replace(/^\/+/, "")}${search}`);
+    },
     async *jobEvents(jobId, { signal } = {}) {
       let response: Response;
       try {

@@ -27,6 +27,7 @@ export {
   TERMINAL_JOB_STATES,
   VERIFICATION_MODES,
   type ApiNode,
+  type ApiSettlement,
   type ApiJobEvent,
   type ApiJobView,
   type ApiReplicaView,
@@ -35,3 +36,5 @@ export {
   type JobPriority,
   type SubmitJobRequest,
 } from "./types.ts";
+export { EXPLORER_LIMIT_DEFAULT, EXPLORER_LIMIT_MAX, serveExplorer } from "./explorer.ts";
+export type { ExplorerPage, ExplorerSource } from "./explorer.ts";

@@ -13,8 +13,10 @@ import {
   sendConsoleAsset,
 } from "./console.ts";
 import { ApiError, sendError, sendJson } from "./errors.ts";
+import { serveExplorer } from "./explorer.ts";
 import { JobEventHub } from "./hub.ts";
 import { describeIssues, JOB_ID, SubmitJobBodySchema } from "./schemas.ts";
+import { listSettlements, receiptProof, runSettlement } from "./settlement-routes.ts";
 import { openEventStream, type EventStream } from "./sse.ts";
 import { TERMINAL_EVENT_TYPES, TERMINAL_JOB_STATES, type ApiJobView, type ApiNode } from "./types.ts";
 
@@ -128,6 +130,32 @@ export async function createApiServer(options: ApiServerOptions): Promise<ApiSer
       method: "GET",
       pattern: /^\/slashes$/,
       handler: ({ response }) => sendJson(response, 200, node.slashes?.() ?? { pending: [], history: [] }),
+    },
+    {
+      method: "GET",
+      pattern: /^\/payments\/channels$/,
+      handler: ({ response }) => sendJson(response, 200, { channels: node.paymentChannels?.() ?? [] }),
+    },
+    {
+      method: "POST",
+      pattern: /^\/settlement\/run$/,
+      handler: ({ response }) => runSettlement(node, response),
+    },
+    {
+      method: "GET",
+      pattern: /^\/settlements$/,
+      handler: ({ request, response }) => listSettlements(node, request, response),
+    },
+    {
+      method: "GET",
+      pattern: /^\/receipts\/([^/]+)\/proof$/,
+      handler: ({ response, params }) => receiptProof(node, params[0], response),
+    },
+    {
+      method: "GET",
+      pattern: /^\/explorer\/.+$/,
+      public: true,
+      handler: ({ request, response }) => serveExplorer(node.explorer, request, response),
     },
   ];
 

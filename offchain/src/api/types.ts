@@ -1,4 +1,5 @@
 import type { Address, Hex } from "viem";
+import type { ExplorerSource } from "./explorer.ts";
 
 /** Job priorities, most urgent first. */
 export const JOB_PRIORITIES = ["critical", "high", "normal", "low", "background"] as const;
@@ -88,6 +89,21 @@ export interface ApiNode {
   peers(): unknown[];
   /** Slash submissions of evidence the node verified (GET /slashes); a node without them serves none. */
   slashes?(): { pending: unknown[]; history: unknown[] };
+  /** Payment channels the node pays through (GET /payments/channels); a node without them serves none. */
+  paymentChannels?(): unknown[];
+  /** Epoch settlement and receipt proofs; a node without a payee ledger serves none. */
+  settlement?: ApiSettlement;
+  /** The chain index (GET /explorer/…, no token: public chain data); absent when the node runs no indexer. */
+  readonly explorer?: ExplorerSource | undefined;
   on(event: "job", listener: (event: ApiJobEvent) => void): unknown;
   off?(event: "job", listener: (event: ApiJobEvent) => void): unknown;
+}
+
+/** What the settlement routes need (settlement/SettlementService satisfies it). */
+export interface ApiSettlement {
+  settleNow(): Promise<unknown>;
+  settlements(page: { before?: number; limit?: number }): unknown[];
+  receiptProof(
+    jobId: Hex,
+  ): { epoch: number; submitter: Address; root: Hex; receipt: unknown; proof: Hex[] } | undefined;
 }

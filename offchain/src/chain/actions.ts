@@ -313,7 +313,7 @@ export async function openChannel(
   writer: ChainWriter,
   channel: { signer: Address; payee: Address; amount: bigint; nonce?: bigint },
 ): Promise<{ key: ChannelKey; channelId: Hex; receipt: TransactionReceipt }> {
-  const nonce = channel.nonce ?? BigInt(Date.now()) * 1000n + BigInt(Math.floor(Math.random() * 1000));
+  const nonce = channel.nonce ?? freshChannelNonce();
   const key: ChannelKey = {
     buyer: writer.walletClient.account.address,
     signer: channel.signer,
@@ -328,6 +328,11 @@ export async function openChannel(
     channel.amount,
   ]);
   return { key, channelId: channelIdOf(key), receipt };
+}
+
+/** A channel nonce unlikely to repeat for one key: unix ms × 1000 plus a random part (fits a uint64). */
+function freshChannelNonce(): bigint {
+  return BigInt(Date.now()) * 1000n + BigInt(Math.floor(Math.random() * 1000));
 }
 
 /** Adds `amount` to the open channel `key` (anyone may fund; refunds go to the buyer). */
@@ -588,9 +593,9 @@ export async function stakeWithPermit(writer: ChainWriter, amount: bigint): Prom
 /** Opens a channel from the writer's account in one transaction, with a permit for its deposit. */
 export async function openChannelWithPermit(
   writer: ChainWriter,
-  channel: { signer: Address; payee: Address; amount: bigint; nonce?: bigint },
+  channel: { signer: Address; payee: Address; amount: bigint; nonce?: bigint; nowSeconds?: bigint },
 ): Promise<{ key: ChannelKey; channelId: Hex; receipt: TransactionReceipt }> {
-  const nonce = channel.nonce ?? BigInt(Date.now()) * 1000n + BigInt(Math.floor(Math.random() * 1000));
+  const nonce = channel.nonce ?? freshChannelNonce();
   const key: ChannelKey = {
     buyer: writer.walletClient.account.address,
     signer: channel.signer,
@@ -598,7 +603,8 @@ export async function openChannelWithPermit(
     nonce,
   };
   const channels = writer.deployment.paymentChannels;
-  const { deadline, v, r, s } = await signAtpPermit(writer, channels, channel.amount);
+  const deadline = (channel.nowSeconds ?? BigInt(Math.floor(Date.now() / 1000))) + PERMIT_TTL_SECONDS;
+  const { v, r, s } = await signAtpPermit(writer, channels, channel.amount, deadline);
   const receipt = await send(writer, channels, paymentChannelsAbi, "openWithPermit", [
     key.signer,
     key.payee,

@@ -4,9 +4,11 @@ import { registerDonorCommand } from "./commands/donor.ts";
 import { registerJobCommand } from "./commands/job.ts";
 import { registerKeysCommand } from "./commands/keys.ts";
 import { registerNodeCommand } from "./commands/node.ts";
+import { registerPaymentsCommand } from "./commands/payments.ts";
 import { registerPeersCommand } from "./commands/peers.ts";
 import { registerRunCommand } from "./commands/run.ts";
 import { registerWalletCommand } from "./commands/wallet.ts";
+import { registerSettleCommands } from "./commands/settle.ts";
 
 /**
  * `cell …`: each domain's commands register themselves here. Every command has --help
@@ -37,10 +39,12 @@ export function buildProgram(): Command {
   registerNodeCommand(program);
   registerJobCommand(program);
   registerPeersCommand(program);
+  registerPaymentsCommand(program);
   registerRunCommand(program);
   registerWalletCommand(program);
   registerDonorCommand(program);
   registerChannelCommand(program);
+  registerSettleCommands(program);
   return program;
 }
 

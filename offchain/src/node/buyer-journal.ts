@@ -241,6 +241,8 @@ export class BuyerJournal {
         outputCid: bytes32ToCid(receipt.outputCid).toString(),
         output: new Uint8Array(),
         latencyMs: 0,
+        // a finished job's votes only feed its view: no verdict is reported for them again
+        pricePerMegaFuel: 0n,
       };
     });
     const verdict = job.events.findLast((event) => event.type === "verdict")?.verdict;

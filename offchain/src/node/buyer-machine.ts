@@ -915,6 +915,7 @@ class Transition {
       outputCid: receipt.outputCid,
       output,
       latencyMs: attempt.acceptedAt === undefined ? 0 : Math.max(0, this.now - attempt.acceptedAt),
+      pricePerMegaFuel: attempt.pricePerMegaFuel,
     };
     job.votes.push(vote);
     this.effects.push({ type: "store_receipt", vote });
@@ -1056,6 +1057,7 @@ class Transition {
       receipt: vote.receipt,
       signature: vote.signature,
       latencyMs: vote.latencyMs,
+      pricePerMegaFuel: vote.pricePerMegaFuel,
     });
     job.verdict = {
       outcome,

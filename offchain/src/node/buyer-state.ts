@@ -163,6 +163,8 @@ export interface ReplicaVote {
   outputCid: string;
   output: Uint8Array;
   latencyMs: number;
+  /** The executor's bid price (per 10^6 fuel) its assignment was made at. */
+  pricePerMegaFuel: bigint;
 }
 
 /** How the buyer checks a job's result: every replica votes, or one runs and a second checks it at random. */

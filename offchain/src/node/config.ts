@@ -2,6 +2,7 @@ import { readFile } from "node:fs/promises";
 import { homedir } from "node:os";
 import { dirname, extname, isAbsolute, join, resolve } from "node:path";
 import { parse as parseToml } from "smol-toml";
+import { parseUnits } from "viem";
 import { z } from "zod/v4";
 import { parseCidr } from "../p2p/trusted.ts";
 import { AddressSchema, MultiaddrStringSchema } from "../protocol/index.ts";
@@ -173,6 +174,18 @@ const ChainConfigSchema = z
     path: ["stakeStaleMs"],
   });
 
+/** The chain index the explorer serves (offchain/src/indexer). */
+const IndexerConfigSchema = z.strictObject({
+  /** Follow the contracts' events from their deployment block into the store (GET /explorer/…). */
+  enabled: z.boolean().default(true),
+  /** Blocks behind the head that are indexed; a reorganisation deeper than the kept block hashes rebuilds the index. */
+  confirmations: z.number().int().min(0).max(10_000).default(0),
+  /** Most blocks asked for in one eth_getLogs call (a refused call is retried with half). */
+  blockRange: z.number().int().min(1).max(1_000_000).default(2_000),
+  /** How often the head is read once the index caught up. */
+  pollMs: z.number().int().min(50).max(600_000).default(2_000),
+});
+
 /** The blockstore's retention (store/blockstore.ts BlockRetention; defaults in DEFAULT_BLOCK_RETENTION). */
 const BlockstoreConfigSchema = z.strictObject({
   /** Total bytes of blocks kept; above it unreferenced blocks go, least recently used first (1 GiB). */
@@ -195,6 +208,67 @@ const SlashingConfigSchema = z.strictObject({
   autoDispute: z.boolean().default(true),
 });
 
+/** An amount of ATP written with up to 18 decimals ("12.5" or 12.5), held in base units. */
+const atpAmount = z
+  .union([
+    z.string().regex(/^[0-9]{1,30}(\.[0-9]{1,18})?$/, "must be an ATP amount such as 12.5"),
+    z.number(),
+  ])
+  .transform((value, context) => {
+    const text = typeof value === "number" ? value.toString() : value;
+    if (!/^[0-9]{1,30}(\.[0-9]{1,18})?$/.test(text)) {
+      context.addIssue({ code: "custom", message: `${text} is not a non-negative ATP amount` });
+      return z.NEVER;
+    }
+    return parseUnits(text, 18);
+  });
+
+/** How this node pays donors for accepted receipts (offchain/src/payments; docs/payments.md). */
+const PaymentsConfigSchema = z.strictObject({
+  /**
+   * As a buyer: open channels to selected donors and send their executors vouchers after
+   * accepted verdicts. As a donor: follow the channels paying this donor's payee (its staking
+   * wallet), accept vouchers on `/cell/voucher/1`, and bid only for buyers whose credit covers
+   * the job.
+   */
+  enabled: z.boolean().default(true),
+  /** ATP a new channel to a donor is opened with. */
+  deposit: atpAmount.prefault("10"),
+  /** A channel whose unspent deposit falls below this fraction of its deposit is topped up. */
+  topUpBelow: z.number().min(0).max(1).default(0.2),
+  /** ATP one top-up adds; 0 never tops up. */
+  topUpAmount: atpAmount.prefault("10"),
+  /** A channel whose unspent deposit falls below this fraction of its deposit is reported low (a warning). */
+  lowBalanceFraction: z.number().min(0).max(1).default(0.25),
+  /** Work, in token base units, a buyer may owe without a channel covering it (its first jobs). */
+  freeAllowance: bigintLike.default(0n),
+  /** Most a buyer may owe unpaid; past it its jobs are declined with `payment_overdue` until it pays. */
+  maxUnpaid: bigintLike.default(10n ** 18n),
+  /** How often PaymentChannels' new events are read. */
+  channelPollMs: z.number().int().min(50).max(600_000).default(5_000),
+});
+
+/** The epoch settler, the watchtower and their transaction sender (offchain/src/settlement; docs/settlement.md). */
+const SettlementConfigSchema = z.strictObject({
+  /** Settle held vouchers, anchor receipt roots and watch this node's channels (needs a payee ledger). */
+  enabled: z.boolean().default(true),
+  /** Length of an epoch; each one's vouchers and receipts are settled in one transaction after it ends. */
+  epochSeconds: z
+    .number()
+    .int()
+    .min(1)
+    .max(30 * 86_400)
+    .default(3_600),
+  /** Blocks a settlement, redeem or withdrawal must be under before it counts. */
+  confirmations: z.number().int().min(1).max(1_000).default(1),
+  /** A transaction not mined this long after it was sent is replaced with fees 12.5 % higher. */
+  bumpAfterMs: z.number().int().min(1_000).max(86_400_000).default(60_000),
+  /** Vouchers in one settlement batch; the rest wait for the next epoch (gas per batch stays below a block's). */
+  maxVouchersPerBatch: z.number().int().min(1).max(2_000).default(500),
+  /** How often pending transactions are followed and CloseStarted events read. */
+  pollMs: z.number().int().min(50).max(600_000).default(5_000),
+});
+
 const NodeConfigFields = z.strictObject({
   dataDir: z.string().min(1).max(4096).default(join(homedir(), ".cell")),
   /** Unlocks the keys; CELL_PASSPHRASE overrides an absent value. */
@@ -215,6 +289,7 @@ const NodeConfigFields = z.strictObject({
     })
     .prefault({}),
   chain: ChainConfigSchema.prefault({}),
+  indexer: IndexerConfigSchema.prefault({}),
   donor: DonorConfigSchema.prefault({}),
   buyer: BuyerConfigSchema.prefault({}),
   blockstore: BlockstoreConfigSchema.prefault({}),
@@ -224,6 +299,8 @@ const NodeConfigFields = z.strictObject({
   logLevel: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   adverts: AdvertConfigSchema.prefault({}),
   slashing: SlashingConfigSchema.prefault({}),
+  payments: PaymentsConfigSchema.prefault({}),
+  settlement: SettlementConfigSchema.prefault({}),
 });
 
 /** The buyer's liveness window follows the advert heartbeat; it is not set on its own. */

@@ -1,5 +1,7 @@
 import type { Address, Hex } from "viem";
 import { decideBid } from "../market/index.ts";
+import { decideCredit, maxCost } from "../payments/index.ts";
+import type { BuyerCredit, CreditLimits } from "../payments/index.ts";
 import type { DonorPolicy, SignedJob } from "../market/index.ts";
 import { ReceiptStatus, bidFromWire, bidToWire, cidToBytes32, jobSpecFromWire } from "../protocol/index.ts";
 import type {
@@ -65,6 +67,8 @@ export interface DonorMachineConfig {
    * then fetches by CID. Default OUTBOX_INLINE_BYTES.
    */
   outboxInlineBytes?: number;
+  /** When set, this donor bids only for buyers whose credit with its payee covers the job (payments/credit.ts). */
+  credit?: CreditLimits;
 }
 
 /** 64 MiB of inline outputs held for redelivery at most (the outbox holds up to 4,096 receipts). */
@@ -83,6 +87,8 @@ type Phase = "verifying" | "fetching" | "running" | "persisting" | "failed";
 
 interface Execution {
   job: SignedJob;
+  /** The price of this node's bid: what the job earns per mega-fuel. */
+  pricePerMegaFuel: bigint;
   announce: JobAnnounce;
   buyerPeer: string;
   phase: Phase;
@@ -126,7 +132,15 @@ export interface DonorMachineState {
 export type DonorTimer = { kind: "redeliver"; jobId: Hex };
 
 export type DonorEvent =
-  | { type: "announced"; now: number; buyer: string; jobs: JobAnnounce[]; staked: boolean }
+  | {
+      type: "announced";
+      now: number;
+      buyer: string;
+      jobs: JobAnnounce[];
+      staked: boolean;
+      /** Each spec buyer's credit with this payee, by lower-case address (when credit is checked). */
+      credit?: ReadonlyMap<string, BuyerCredit>;
+    }
   | {
       type: "bid_signed";
       now: number;
@@ -169,6 +183,7 @@ export type DonorEffect =
       type: "persist_receipt";
       jobId: Hex;
       buyerPeer: string;
+      pricePerMegaFuel: bigint;
       job: SignedJob;
       announce: JobAnnounce;
       receipt: Receipt;
@@ -299,7 +314,9 @@ function onAnnounced(
       buyer,
       ignored: own.length - allowed,
     });
-  for (const announce of own.slice(0, allowed)) considerJob(state, effects, buyer, announce, event);
+  // What this event's bids commit per spec buyer, before their offers are held.
+  const reserved = new Map<string, bigint>();
+  for (const announce of own.slice(0, allowed)) considerJob(state, effects, buyer, announce, event, reserved);
 }
 
 /** How many of `wanted` jobs the buyer may still announce in the current second. */
@@ -328,18 +345,30 @@ function considerJob(
   effects: DonorEffect[],
   buyer: string,
   announce: JobAnnounce,
-  event: { now: number; staked: boolean },
+  event: { now: number; staked: boolean; credit?: ReadonlyMap<string, BuyerCredit> },
+  reserved: Map<string, bigint>,
 ): void {
   const { jobId } = announce;
   if (state.executions.has(jobId) || state.outbox.has(jobId))
     return decline(effects, buyer, jobId, "duplicate_operator", "this node already has the job");
+  const spec = jobSpecFromWire(announce.spec);
   // The policy is cheap and declines most jobs of a busy donor: it goes before hashing the spec.
-  const decision = decideBid(state.config.policy, jobSpecFromWire(announce.spec), {
+  const decision = decideBid(state.config.policy, spec, {
     staked: event.staked,
     busySlots: state.busySlots,
     now: event.now,
   });
   if (decision.type === "decline") return decline(effects, buyer, jobId, decision.reason, decision.detail);
+  const limits = state.config.credit;
+  if (limits) {
+    const specBuyer = spec.buyer.toLowerCase();
+    const credit = event.credit?.get(specBuyer) ?? { unspentDeposit: 0n, unpaid: 0n };
+    const cost = maxCost(decision.pricePerMegaFuel, spec.fuelLimit);
+    const committed = committedFor(state, specBuyer) + (reserved.get(specBuyer) ?? 0n);
+    const verdict = decideCredit(credit, cost, committed, limits);
+    if (verdict.type === "decline") return decline(effects, buyer, jobId, verdict.reason, verdict.detail);
+    reserved.set(specBuyer, (reserved.get(specBuyer) ?? 0n) + cost);
+  }
   const bid: BidMessage = {
     jobId,
     executor: state.config.operator,
@@ -347,6 +376,22 @@ function considerJob(
     expiresAt: decision.expiresAt,
   };
   effects.push({ type: "sign_bid", buyer, announce, bid });
+}
+
+/**
+ * The most that the jobs this node bid on or runs for `specBuyer` can still cost: at stake
+ * until their receipts count as owed (up to OFFER_LIMIT bids and the slots' jobs are summed).
+ */
+function committedFor(state: DonorMachineState, specBuyer: string): bigint {
+  const buyer = specBuyer.toLowerCase();
+  let committed = 0n;
+  for (const execution of state.executions.values())
+    if (execution.holdsSlot && execution.job.spec.buyer.toLowerCase() === buyer)
+      committed += maxCost(execution.pricePerMegaFuel, execution.job.spec.fuelLimit);
+  for (const offer of state.offers.values())
+    if (offer.job.spec.buyer.toLowerCase() === buyer)
+      committed += maxCost(offer.bid.pricePerMegaFuel, offer.job.spec.fuelLimit);
+  return committed;
 }
 
 function onBidSigned(
@@ -493,6 +538,7 @@ function assign(
   state.busySlots++;
   state.executions.set(jobId, {
     job: offer.job,
+    pricePerMegaFuel: offer.bid.pricePerMegaFuel,
     announce: offer.announce,
     buyerPeer: from,
     phase: "verifying",
@@ -606,6 +652,7 @@ function onExecuted(
     type: "persist_receipt",
     jobId: event.jobId,
     buyerPeer: execution.buyerPeer,
+    pricePerMegaFuel: execution.pricePerMegaFuel,
     job,
     announce: execution.announce,
     receipt,

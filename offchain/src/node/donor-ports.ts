@@ -11,6 +11,7 @@ import type {
   ReceiptDelivery,
   StatusResponse,
 } from "../protocol/index.ts";
+import type { BuyerCredit } from "../payments/index.ts";
 import type { Runtime } from "../runtime/index.ts";
 import type { OutboxEntry } from "./donor-machine.ts";
 
@@ -21,6 +22,8 @@ export interface DonorPorts {
   jobs: DonorJobStore;
   signer: DonorSigner;
   stakes: DonorStakes;
+  /** Buyers' credit with this node's payee; absent when this donor does not check credit. */
+  credit?: DonorCredit;
   /** Absent on a node that runs no runtime: its jobs end with `internal_error`. */
   runtime?: Pick<Runtime, "execute">;
   /** An application-level refusal that counts against the peer (a bad assignment, a bad announce…). */
@@ -52,6 +55,8 @@ export interface ExecutedJob {
   job: SignedJob;
   announce: JobAnnounce;
   buyerPeer: string;
+  /** The price of this node's bid, per mega-fuel: what the job earns (absent for failures). */
+  pricePerMegaFuel?: bigint;
 }
 
 export interface DonorJobStore {
@@ -90,6 +95,11 @@ export interface DonorSigner {
   readonly domain: TypedDataDomain;
   signBid(bid: BidMessage): Promise<Hex>;
   signReceipt(receipt: Receipt): Promise<Hex>;
+}
+
+export interface DonorCredit {
+  /** A buyer's unspent deposit with this payee and what it owes unpaid (read locally, no RPC). */
+  creditOf(signer: Address): BuyerCredit;
 }
 
 export interface DonorStakes {

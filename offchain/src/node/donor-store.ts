@@ -1,6 +1,7 @@
 import type { Address, Hex } from "viem";
 import { INLINE_OUTPUT_MAX_BYTES, ReceiptWireSchema, cidOf } from "../protocol/index.ts";
 import type { ReasonCode, ReceiptBatchAnnounce, ReceiptDelivery, StatusResponse } from "../protocol/index.ts";
+import { jobAmount } from "../payments/index.ts";
 import type { Store } from "../store/index.ts";
 import { errorMessage } from "./context.ts";
 import type { OutboxEntry } from "./donor-machine.ts";
@@ -16,6 +17,8 @@ export interface DonorStoreDeps {
   provider: { add(cid: string): void; withdraw(cid: string): void };
   publishReceiptBatch(announce: ReceiptBatchAnnounce): Promise<void>;
   receiptBatchMs: number;
+  /** Record what each signed receipt earns, for the payee ledger (when this donor takes payments). */
+  recordEarnings?: boolean;
 }
 
 type ReceiptDeliveryOf = Extract<ReceiptDelivery, { type: "receipt" }>;
@@ -101,6 +104,12 @@ export class DonorStore implements DonorJobStore {
         cid: receiptCid,
       });
       store.receipts.enqueueDelivery(row.id, executed.buyerPeer);
+      if (this.#deps.recordEarnings && executed.pricePerMegaFuel !== undefined)
+        store.payeeLedger.addEarning({
+          jobId: executed.job.jobId,
+          signer: executed.job.spec.buyer,
+          amount: jobAmount(executed.pricePerMegaFuel, BigInt(delivery.receipt.fuelUsed)),
+        });
       this.#takeLeaving();
       return row.id;
     });

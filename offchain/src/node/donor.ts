@@ -1,5 +1,6 @@
 import type { Hex } from "viem";
 import { RequestCoalescer } from "../p2p/index.ts";
+import type { BuyerCredit, CreditLimits } from "../payments/index.ts";
 import { checkAnnouncedJob } from "../market/index.ts";
 import type { DonorPolicy } from "../market/index.ts";
 import {
@@ -53,6 +54,8 @@ export interface DonorOptions {
   adverts: AdvertTiming;
   announcedJobsPerBuyerPerSecond: number;
   outstandingBidsPerBuyer: number;
+  /** Bid only for buyers whose credit covers the job (needs `ports.credit`). */
+  credit?: CreditLimits;
 }
 
 type SignedReceipt = { message: ReturnType<typeof receiptToWire>; signature: Hex };
@@ -100,6 +103,7 @@ export class Donor {
       policy: options.policy,
       announcedJobsPerBuyerPerSecond: options.announcedJobsPerBuyerPerSecond,
       outstandingBidsPerBuyer: options.outstandingBidsPerBuyer,
+      credit: ports.credit ? options.credit : undefined,
     });
     const { network } = ports;
     this.#bids = new RequestCoalescer({
@@ -243,7 +247,20 @@ export class Donor {
   async #consider(jobs: JobAnnounce[], buyer: string): Promise<void> {
     if (this.#stopping) return;
     const staked = await this.#ports.stakes.selfActive();
-    this.#dispatch({ type: "announced", now: this.#ports.clock.now(), buyer, jobs, staked });
+    const credit = this.#creditOf(jobs);
+    this.#dispatch({ type: "announced", now: this.#ports.clock.now(), buyer, jobs, staked, credit });
+  }
+
+  /** The credit of each job's buyer with this payee, when this donor checks credit. */
+  #creditOf(jobs: JobAnnounce[]): Map<string, BuyerCredit> | undefined {
+    const book = this.#ports.credit;
+    if (!book || !this.#options.credit) return undefined;
+    const credit = new Map<string, BuyerCredit>();
+    for (const { spec } of jobs) {
+      const signer = spec.buyer.toLowerCase();
+      if (!credit.has(signer)) credit.set(signer, book.creditOf(spec.buyer));
+    }
+    return credit;
   }
 
   /** A buyer's assignments: one answer each, in order; slots are taken before anything is awaited. */

@@ -1,4 +1,4 @@
-export { runtimeWorkerBundle, startNode } from "./node.ts";
+export { runtimeWorkerBundle, startNode, startSettlement } from "./node.ts";
 export type { StartNodeOptions } from "./node.ts";
 export { NodeConfigSchema, loadConfig } from "./config.ts";
 export { withNodeFlags } from "./launch.ts";

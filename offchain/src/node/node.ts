@@ -15,6 +15,7 @@ import {
   readCase,
   readDeployment,
   registrationOf,
+  registrationOfOperator,
   RegistryFollower,
   signOperatorRegistration,
   submitJurorVote,
@@ -48,6 +49,7 @@ import {
   signBid,
   signReceipt,
 } from "../protocol/index.ts";
+import { ChannelBook, PayeeLedger, VOUCHER_PROTOCOL } from "../payments/index.ts";
 import { createRuntime, WORKER_SOURCE } from "../runtime/index.ts";
 import type { Runtime } from "../runtime/index.ts";
 import { fanOut } from "../quorum/index.ts";
@@ -64,8 +66,12 @@ import {
 import type { EvidenceTrust } from "../evidence/index.ts";
 import { openStore } from "../store/index.ts";
 import type { Store } from "../store/index.ts";
+import type { VoucherVault } from "../payments/index.ts";
+import { SettlementService } from "../settlement/index.ts";
 import { BlockAccess, storeBlockSource } from "./block-access.ts";
 import { Buyer } from "./buyer.ts";
+import { buyerPayments } from "./buyer-payments.ts";
+import type { BuyerPayments } from "./buyer-payments.ts";
 import { meshBuyerNetwork, operatorSigner } from "./buyer-ports.ts";
 import { refusalRecorder } from "./refusals.ts";
 import type { Misbehaved } from "./refusals.ts";
@@ -73,8 +79,9 @@ import type { NodeConfig } from "./config.ts";
 import type { NodeContext } from "./context.ts";
 import { errorMessage } from "./util.ts";
 import { Donor } from "./donor.ts";
+import { startChainIndexer } from "../indexer/index.ts";
 import { CourtWatcher } from "./juror.ts";
-import type { DonorPorts } from "./donor-ports.ts";
+import type { DonorCredit, DonorPorts } from "./donor-ports.ts";
 import { DonorStore } from "./donor-store.ts";
 import { bundledEntry } from "./launch.ts";
 import { protocolSpecs } from "./protocols.ts";
@@ -182,6 +189,11 @@ export async function startNode(config: NodeConfig, options: StartNodeOptions = 
       ...(options.evidenceTrust ? [options.evidenceTrust] : []),
     ]);
     cleanup.unshift(() => evidence.stop());
+    const paying = config.payments.enabled ? buyerPayments(ctx, reader) : undefined;
+    if (paying) cleanup.unshift(() => paying.stop());
+    const payee =
+      config.donor.enabled && config.payments.enabled ? await startPayee(ctx, reader, cleanup) : undefined;
+    const settlement = payee?.ledger ? startSettlement(ctx, reader, payee.ledger, cleanup) : undefined;
     const node = await assemble(
       ctx,
       identity.did,
@@ -191,7 +203,17 @@ export async function startNode(config: NodeConfig, options: StartNodeOptions = 
       options,
       evidence,
       trust,
+      paying,
+      payee,
+      settlement,
     );
+    if (config.indexer.enabled)
+      node.explorer = startChainIndexer(
+        reader,
+        store,
+        { ...config.indexer, logger: log.child({ part: "indexer" }), trustOf: (op) => trust.view(op)[0] },
+        cleanup,
+      );
     if (deployment.juryCourt) startCourtWatcher(ctx, reader, blockAccess, cleanup);
     if (deployment.juryCourt && config.slashing.autoDispute) startDisputer(ctx, reader, cleanup);
     return node;
@@ -210,17 +232,21 @@ async function assemble(
   options: Pick<StartNodeOptions, "verdictListener">,
   evidence: EvidenceDesk,
   trust: TrustBook,
+  paying: BuyerPayments | undefined,
+  payee: Payee | undefined,
+  settlement: SettlementService | undefined,
 ): Promise<CellNode> {
   const { mesh, log } = ctx;
   const peerBook = new PeerBook({ trust });
   const adverts = new AdvertIntake(ctx, peerBook);
   const refusals = refusalRecorder(mesh, log);
   const misbehaved = reportingForgeries(refusals.misbehaved, trust);
-  const donor = new Donor(donorPorts(ctx, misbehaved), {
+  const donor = new Donor(donorPorts(ctx, misbehaved, payee), {
     policy: donorPolicy(ctx.config),
     adverts: ctx.config.adverts,
     announcedJobsPerBuyerPerSecond: ctx.config.donor.announcedJobsPerBuyerPerSecond,
     outstandingBidsPerBuyer: ctx.config.donor.outstandingBidsPerBuyer,
+    credit: { freeAllowance: ctx.config.payments.freeAllowance, maxUnpaid: ctx.config.payments.maxUnpaid },
   });
   const buyer = new Buyer({
     config: ctx.config.buyer,
@@ -233,13 +259,22 @@ async function assemble(
     donors: peerBook,
     misbehaved,
     trust,
-    verdictListener: fanOut(trust, evidence, ...(options.verdictListener ? [options.verdictListener] : [])),
+    verdictListener: fanOut(
+      trust,
+      evidence,
+      ...(paying ? [paying.listener] : []),
+      ...(options.verdictListener ? [options.verdictListener] : []),
+    ),
   });
   // A donor that bid may fetch the job's module and input at once: its bid row is written
   // in the buyer's next write batch, which can come after the donor's first block request.
   buyer.on((event) => {
     if ((event.type === "bid_received" || event.type === "assigned") && event.peerId !== undefined)
       blockAccess.grantJob(event.peerId, event.jobId);
+    if (event.type === "assigned" && event.operator !== undefined) paying?.onSelected(event.operator);
+    // A donor that wants a channel (or payment) first: open one to it, so its next bid can come.
+    if (event.type === "bid_rejected" && event.operator !== undefined && PAY_FIRST.has(event.reason ?? ""))
+      paying?.onSelected(event.operator);
   });
 
   mesh.subscribe(TOPIC_CAPS, CapabilityAdvertSchema, (advert, from) => adverts.onAdvert(advert, from), {
@@ -295,9 +330,15 @@ async function assemble(
     await mesh.handle(PROTOCOL_BID_REQUEST, protocolSpecs.bidRequest, (batch, from) =>
       donor.onBidRequest(batch, from),
     );
+    const ledger = payee?.ledger;
+    if (ledger)
+      await mesh.handle(VOUCHER_PROTOCOL, protocolSpecs.voucher, (batch, from) =>
+        ledger.receive(batch, from),
+      );
     donor.start();
   }
   buyer.start();
+  paying?.start();
 
   let stopped = false;
   const node: CellNode = {
@@ -305,6 +346,7 @@ async function assemble(
     did,
     operator: ctx.operatorAddress,
     chainInfo: chain,
+    settlement,
     multiaddrs: () => mesh.multiaddrs(),
     registrationProof: async (donor, nonce = 0n) => {
       const registration = { donor, peerKey: ctx.peerKeyHex, nonce };
@@ -327,6 +369,7 @@ async function assemble(
     executedReceipts: () => donor.signedReceipts(),
     meshStats: () => mesh.stats(),
     slashes: () => ({ pending: evidence.pending(), history: evidence.history() }),
+    paymentChannels: () => paying?.channels() ?? [],
     stop: async () => {
       if (stopped) return;
       stopped = true;
@@ -424,6 +467,32 @@ function startDisputer(ctx: NodeContext, reader: ChainReader, cleanup: (() => Pr
   );
   watcher.start();
   cleanup.unshift(() => watcher.stop());
+}
+
+/**
+ * The node's settlement over its payee ledger `vault`: each epoch's vouchers and receipt root
+ * settled from the operator key (which pays the gas), and the watchtower on the vault's
+ * channels. The node calls it when it holds a vault; undefined when settlement is disabled.
+ */
+export function startSettlement(
+  ctx: Pick<NodeContext, "config" | "store" | "log" | "operator" | "now">,
+  reader: ChainReader,
+  vault: VoucherVault,
+  cleanup: (() => Promise<void> | void)[],
+): SettlementService | undefined {
+  if (!ctx.config.settlement.enabled) return undefined;
+  const service = new SettlementService({
+    store: ctx.store,
+    writer: createWriter(ctx.config.chain.rpcUrl, reader.deployment, ctx.operator),
+    vault,
+    settings: ctx.config.settlement,
+    logBlockRange: ctx.config.chain.logBlockRange,
+    log: ctx.log.child({ part: "settlement" }),
+    now: ctx.now,
+  });
+  service.start();
+  cleanup.unshift(() => service.stop());
+  return service;
 }
 
 /**
@@ -670,8 +739,64 @@ function wrappedRuntime(runtime: Runtime, wrap: NonNullable<StartNodeOptions["wr
   return { ...runtime, execute: (job, options) => wrapper.execute(job, options) };
 }
 
+/**
+ * A donor's payee side: the book of its channels (the buyers' credit) and its ledger of
+ * vouchers, absent while the node knows no payee.
+ */
+interface Payee {
+  credit: DonorCredit;
+  ledger?: PayeeLedger;
+  book?: ChannelBook;
+}
+
+/**
+ * Follows the channels paying this donor's payee, its staking wallet (the registry's
+ * donorOf(operator), read once at start), and keeps its vouchers. While the operator is not
+ * registered there is no payee: no buyer has credit (only the free allowance), so the donor
+ * never works unpaid, until it is restarted after registering.
+ */
+async function startPayee(
+  ctx: NodeContext,
+  reader: ChainReader,
+  cleanup: (() => Promise<void> | void)[],
+): Promise<Payee> {
+  const { config, store, log } = ctx;
+  const registration = await registrationOfOperator(reader, ctx.operatorAddress).catch((err: unknown) => {
+    log.warn({ err: errorMessage(err) }, "cannot read this node's registration");
+    return undefined;
+  });
+  if (!registration) {
+    log.error(
+      "payments are on but the operator is not registered: no payee, no credit; restart once registered",
+    );
+    return {
+      credit: { creditOf: (signer) => ({ unspentDeposit: 0n, unpaid: store.payeeLedger.unpaid(signer) }) },
+    };
+  }
+  const book = new ChannelBook({
+    reader,
+    store,
+    payee: registration.donor,
+    pollMs: config.payments.channelPollMs,
+    blockRange: config.chain.logBlockRange,
+    confirmations: config.chain.confirmations,
+    log: log.child({ part: "channels" }),
+  });
+  book.start();
+  cleanup.unshift(() => book.stop());
+  const ledger = new PayeeLedger({
+    store,
+    channels: book,
+    payee: registration.donor,
+    chainId: reader.deployment.chainId,
+    paymentChannels: reader.deployment.paymentChannels,
+  });
+  log.info({ payee: registration.donor }, "taking payments");
+  return { credit: book, ledger, book };
+}
+
 /** The donor's ports on the node's mesh, store, keys and stake cache. */
-function donorPorts(ctx: NodeContext, misbehaved: Misbehaved): DonorPorts {
+function donorPorts(ctx: NodeContext, misbehaved: Misbehaved, payments: Payee | undefined): DonorPorts {
   const { mesh, log, operator, domain, runtime } = ctx;
   return {
     clock: {
@@ -713,6 +838,7 @@ function donorPorts(ctx: NodeContext, misbehaved: Misbehaved): DonorPorts {
         });
       },
       receiptBatchMs: ctx.config.donor.receiptBatchMs,
+      recordEarnings: payments !== undefined,
     }),
     signer: {
       address: ctx.operatorAddress,
@@ -722,6 +848,7 @@ function donorPorts(ctx: NodeContext, misbehaved: Misbehaved): DonorPorts {
       signReceipt: (receipt) => signReceipt(operator, domain, receipt),
     },
     stakes: { selfActive: () => ctx.stakes.isActive(ctx.operatorAddress, ctx.peerKeyHex) },
+    credit: payments?.credit,
     runtime,
     // Application-level refusals; they count against the peer once the mesh scores them.
     misbehaved,
@@ -770,6 +897,9 @@ function chainInfo(config: NodeConfig, deployment: Deployment): ChainInfo {
   };
   return { chainId: deployment.chainId, rpcUrl: config.chain.rpcUrl, contracts };
 }
+
+/** Decline reasons a donor gives a buyer that has not paid (enough) yet. */
+const PAY_FIRST = new Set(["payment_required", "payment_overdue"]);
 
 /** Asks every donor this node connects to for its advert (advert-pull.ts); returns the stop. */
 function pullAdvertsOnConnect(ctx: NodeContext, adverts: AdvertIntake): () => void {

@@ -16,6 +16,7 @@ import {
   StatusRequestSchema,
   StatusResponseSchema,
 } from "../protocol/index.ts";
+import { VOUCHER_MESSAGE_MAX_BYTES, VoucherBatchSchema, VoucherResultsSchema } from "../payments/index.ts";
 
 /**
  * Schemas, byte limits and per-peer rates of the market's request-response protocols. Bids,
@@ -70,6 +71,15 @@ export const protocolSpecs = {
     maxResponseBytes: MESSAGE_LIMITS.advert,
     ratePerSecond: 5,
     burst: 10,
+  },
+  /** `/cell/voucher/1`: a buyer's vouchers to one payee, batched (payments/wire.ts). */
+  voucher: {
+    request: VoucherBatchSchema,
+    response: VoucherResultsSchema,
+    maxRequestBytes: VOUCHER_MESSAGE_MAX_BYTES,
+    maxResponseBytes: VOUCHER_MESSAGE_MAX_BYTES,
+    ratePerSecond: 100,
+    burst: 200,
   },
   receipt: {
     request: DeliveryBatchSchema,

@@ -1,9 +1,12 @@
 import type { Address, Hex } from "viem";
+import type { ExplorerSource } from "../api/explorer.ts";
 import type { JobSpecWire, PriorityName, ReasonCode, ReceiptWire } from "../protocol/index.ts";
 import type { TrustView } from "../trust/index.ts";
 import type { BuyerStats } from "./buyer.ts";
 import type { MeshStats } from "../p2p/index.ts";
 import type { SlashRow } from "../store/index.ts";
+import type { ChannelView } from "../payments/index.ts";
+import type { SettlementService } from "../settlement/index.ts";
 
 export const JOB_EVENT_TYPES = [
   "queued",
@@ -177,6 +180,12 @@ export interface CellNode {
   meshStats(): MeshStats;
   /** Slash submissions of evidence this node verified: those still waiting, and every one kept (newest first). */
   slashes(): { pending: SlashRow[]; history: SlashRow[] };
+  /** Payment channels this node pays donors through, with spend rate and time to empty. */
+  paymentChannels(): ChannelView[];
+  /** Epoch settlement, watchtower and receipt proofs; present when the node holds a payee ledger (startSettlement). */
+  settlement?: SettlementService;
+  /** The chain index the API serves under /explorer; set when `indexer.enabled`. */
+  explorer?: ExplorerSource;
   stop(): Promise<void>;
 }
 

@@ -13,3 +13,29 @@ export {
   VoucherWireSchema,
 } from "./wire.ts";
 export type { VoucherBatch, VoucherRefusal, VoucherResult, VoucherResults, VoucherWire } from "./wire.ts";
+export { BuyerChannels, SpendWindow, secondsToEmpty } from "./buyer-channels.ts";
+export type {
+  BuyerChannelSettings,
+  ChainChannel,
+  ChannelChainPort,
+  ChannelLog,
+  ChannelView,
+  DueVoucher,
+  PayOutcome,
+} from "./buyer-channels.ts";
+export { VoucherSender } from "./voucher-sender.ts";
+export type { VoucherSenderPorts, VoucherSenderSettings } from "./voucher-sender.ts";
+export { decideCredit, maxCost } from "./credit.ts";
+export type { BuyerCredit, CreditDecision, CreditLimits } from "./credit.ts";
+export { PayeeLedger, checkVoucher } from "./payee-ledger.ts";
+export type {
+  PayeeChannelView,
+  JobEarning,
+  PayeeChannels,
+  PayeeLedgerOptions,
+  VoucherClaim,
+  VoucherDecision,
+  VoucherFacts,
+} from "./payee-ledger.ts";
+export { CHANNEL_CURSOR_KEY, ChannelBook, channelEventOf } from "./channel-book.ts";
+export type { ChannelBookOptions, ChannelEvent } from "./channel-book.ts";

@@ -79,6 +79,10 @@ export const REASON_CODES = [
   "memory_too_high",
   "timeout_too_long",
   "slots_full",
+  /** The buyer has no open channel to the donor's payee whose unspent deposit covers the job. */
+  "payment_required",
+  /** The buyer owes the donor more unpaid work than the donor allows (it bids again once paid). */
+  "payment_overdue",
   "duplicate_operator",
   "unknown_job",
   "bad_spec",

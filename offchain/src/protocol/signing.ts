@@ -12,8 +12,8 @@ import {
   zeroAddress,
 } from "viem";
 import type { Address, Hex, LocalAccount, TypedDataDomain, TypedDataParameter } from "viem";
-import { bidTypes, jobSpecTypes, receiptTypes } from "./eip712.ts";
-import type { BidMessage, JobSpecMessage, Receipt } from "./eip712.ts";
+import { bidTypes, jobSpecTypes, receiptTypes, voucherTypes } from "./eip712.ts";
+import type { BidMessage, JobSpecMessage, Receipt, Voucher } from "./eip712.ts";
 import type { BidWire, JobSpecWire, ReceiptWire } from "./messages.ts";
 import { canonicalSignature, signatureFromParts, signatureParts } from "./signature.ts";
 import type { SignatureParts } from "./signature.ts";
@@ -45,6 +45,14 @@ export function receiptDigest(domain: TypedDataDomain, receipt: Receipt): Hex {
   return (
     flatDigest(domain, receiptStruct, receipt) ??
     hashTypedData({ domain, types: receiptTypes, primaryType: "Receipt", message: receipt })
+  );
+}
+
+/** A voucher's digest in the PaymentChannels domain: a payee checks thousands a second (reuse `domain`). */
+export function voucherDigestIn(domain: TypedDataDomain, voucher: Voucher): Hex {
+  return (
+    flatDigest(domain, voucherStruct, voucher) ??
+    hashTypedData({ domain, types: voucherTypes, primaryType: "Voucher", message: voucher })
   );
 }
 
@@ -98,6 +106,7 @@ function flatStruct(name: string, fields: readonly TypedDataParameter[]): FlatSt
 const jobSpecStruct = flatStruct("JobSpec", jobSpecTypes.JobSpec);
 const bidStruct = flatStruct("Bid", bidTypes.Bid);
 const receiptStruct = flatStruct("Receipt", receiptTypes.Receipt);
+const voucherStruct = flatStruct("Voucher", voucherTypes.Voucher);
 const domainSeparators = new WeakMap<TypedDataDomain, Uint8Array>();
 
 function domainSeparator(domain: TypedDataDomain): Uint8Array {

@@ -7,6 +7,8 @@ export interface ReplicaReceipt {
   operator: Address;
   receipt: ReceiptWire;
   signature: Hex;
+  /** The executor's bid price, token base units per 10^6 fuel: what its agreeing receipt earns by. */
+  pricePerMegaFuel: bigint;
   /** Assignment accepted → receipt verified, ms. */
   latencyMs: number;
 }

@@ -40,3 +40,45 @@ export {
   slashId,
 } from "./slashes.ts";
 export type { NewSlash, SlashKind, SlashRow, SlashSource, SlashState, SlashesRepository } from "./slashes.ts";
+export { BUYER_CHANNEL_ROWS_MAX, OWED_ROWS_MAX, VOUCHER_JOB_ROWS_MAX } from "./buyer-channels.ts";
+export type {
+  BuyerChannelRow,
+  BuyerChannelState,
+  BuyerChannelsRepository,
+  OwedJob,
+  UnackedJob,
+} from "./buyer-channels.ts";
+export {
+  EPOCH_STATES,
+  RECEIPTS_PER_EPOCH_MAX,
+  SETTLEMENT_EPOCHS_MAX,
+  SETTLEMENT_MEMBERS_MAX,
+  SETTLEMENT_TXS_MAX,
+  TX_STATES,
+} from "./settlements.ts";
+export type {
+  EpochRow,
+  EpochState,
+  EpochVoucher,
+  JournalTx,
+  NewEpoch,
+  NewJournalTx,
+  SettlementsRepository,
+  TxState,
+  UnanchoredReceipt,
+} from "./settlements.ts";
+export {
+  EARNING_WRITE_OFF_MS,
+  PAYEE_CHANNELS_MAX,
+  PAYEE_EARNINGS_MAX,
+  storedAmount,
+} from "./payee-ledger.ts";
+export type {
+  ChannelKeyRow,
+  EarningRow,
+  PayeeChannelRow,
+  PayeeLedgerRepository,
+  PayeeVoucherRow,
+} from "./payee-ledger.ts";
+export { EXPLORER_PAGE_MAX, INDEXED_BLOCKS_KEPT } from "./indexer.ts";
+export type { IndexBatch, IndexerRepository, Page, PageQuery } from "./indexer.ts";

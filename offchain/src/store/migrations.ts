@@ -362,6 +362,292 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX slash_submissions_by_update ON slash_submissions (updated_at);
     `,
   },
+  {
+    version: 8,
+    name: "payment channels this node pays through, and the jobs its unacknowledged vouchers pay",
+    // buyer_channels: one row per channel this node signs vouchers on, at most one open per
+    // payee; closed rows beyond BUYER_CHANNEL_ROWS_MAX go, least recently updated first.
+    // buyer_voucher_jobs: one row per paid job (so a job is paid once), marked when its payee
+    // acknowledged the voucher; beyond VOUCHER_JOB_ROWS_MAX the oldest go (an unacknowledged
+    // one's amount stays in the cumulative amount). buyer_owed: jobs earned by a payee that has
+    // no channel yet, moved onto its channel once one is open; beyond OWED_ROWS_MAX the oldest
+    // go. Bounds in store/buyer-channels.ts.
+    sql: `
+      CREATE TABLE buyer_channels (
+        channel_id TEXT PRIMARY KEY,
+        payee TEXT NOT NULL,
+        buyer TEXT NOT NULL,
+        signer TEXT NOT NULL,
+        nonce TEXT NOT NULL,
+        deposit TEXT NOT NULL,
+        cumulative TEXT NOT NULL,
+        acked TEXT NOT NULL,
+        payee_peer TEXT,
+        state TEXT NOT NULL,
+        opened_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+      ) STRICT;
+      CREATE INDEX buyer_channels_by_payee ON buyer_channels (payee, state);
+      CREATE INDEX buyer_channels_by_update ON buyer_channels (updated_at);
+      CREATE TABLE buyer_voucher_jobs (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        channel_id TEXT NOT NULL,
+        job_id TEXT NOT NULL,
+        amount TEXT NOT NULL,
+        cumulative TEXT NOT NULL,
+        acked INTEGER NOT NULL DEFAULT 0,
+        created_at INTEGER NOT NULL,
+        UNIQUE (channel_id, job_id)
+      ) STRICT;
+      CREATE INDEX buyer_voucher_jobs_unacked ON buyer_voucher_jobs (channel_id, seq) WHERE acked = 0;
+      CREATE TABLE buyer_owed (
+        payee TEXT NOT NULL,
+        job_id TEXT NOT NULL,
+        amount TEXT NOT NULL,
+        payee_peer TEXT,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (payee, job_id)
+      ) STRICT;
+    `,
+  },
+  {
+    version: 9,
+    name: "settlement: transaction journal, epochs and the receipts each epoch anchored",
+    // settlement_txs: every signed transaction the node sent from its operator key, written
+    // before it is broadcast; settlement_epochs: one row per epoch this node settled;
+    // settlement_members: which receipt is under which epoch's root, with the receipt, so a
+    // proof can be rebuilt. store/settlements.ts bounds all three (oldest finished rows go first).
+    sql: `
+      CREATE TABLE settlement_txs (
+        hash TEXT PRIMARY KEY,
+        purpose TEXT NOT NULL,
+        epoch INTEGER,
+        nonce INTEGER NOT NULL,
+        raw TEXT NOT NULL,
+        max_fee_per_gas TEXT NOT NULL,
+        max_priority_fee_per_gas TEXT NOT NULL,
+        state TEXT NOT NULL,
+        block_number INTEGER,
+        sent_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+      ) STRICT;
+      CREATE INDEX settlement_txs_by_purpose ON settlement_txs (purpose, sent_at);
+      CREATE INDEX settlement_txs_pending ON settlement_txs (state) WHERE state = 'pending';
+      CREATE INDEX settlement_txs_by_update ON settlement_txs (updated_at);
+
+      CREATE TABLE settlement_epochs (
+        epoch INTEGER PRIMARY KEY,
+        root TEXT,
+        receipt_count INTEGER NOT NULL,
+        last_receipt_id INTEGER NOT NULL,
+        vouchers TEXT NOT NULL,
+        voucher_count INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        tx_hash TEXT,
+        settled_total TEXT,
+        paid_count INTEGER,
+        detail TEXT,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+      ) STRICT;
+
+      CREATE TABLE settlement_members (
+        job_id TEXT NOT NULL,
+        executor TEXT NOT NULL,
+        epoch INTEGER NOT NULL,
+        leaf_index INTEGER NOT NULL,
+        receipt TEXT NOT NULL,
+        PRIMARY KEY (job_id, executor)
+      ) STRICT;
+      CREATE INDEX settlement_members_by_epoch ON settlement_members (epoch, leaf_index);
+    `,
+  },
+  {
+    version: 10,
+    name: "payee ledger: this payee's channels, the latest voucher of each, and what each job earned",
+    // Amounts are 78-digit zero-padded decimals, so SQLite compares and orders them as numbers.
+    // Bounds (store/payee-ledger.ts): payee_channels and payee_vouchers hold at most
+    // PAYEE_CHANNELS_MAX rows each, evicting closed or settled rows updated longest ago first;
+    // payee_earnings holds at most PAYEE_EARNINGS_MAX rows, evicting paid rows oldest first,
+    // then unpaid rows older than the write-off age, then the oldest.
+    sql: `
+      CREATE TABLE payee_channels (
+        channel_id TEXT PRIMARY KEY,
+        buyer TEXT NOT NULL,
+        signer TEXT NOT NULL,
+        payee TEXT NOT NULL,
+        nonce TEXT NOT NULL,
+        deposit TEXT NOT NULL,
+        paid TEXT NOT NULL,
+        closes_at TEXT NOT NULL,
+        updated_at INTEGER NOT NULL
+      ) STRICT;
+      CREATE INDEX payee_channels_by_signer ON payee_channels (signer);
+      CREATE INDEX payee_channels_by_update ON payee_channels (updated_at);
+      CREATE TABLE payee_vouchers (
+        channel_id TEXT PRIMARY KEY,
+        buyer TEXT NOT NULL,
+        signer TEXT NOT NULL,
+        payee TEXT NOT NULL,
+        nonce TEXT NOT NULL,
+        cumulative TEXT NOT NULL,
+        signature TEXT NOT NULL,
+        paid_on_chain TEXT NOT NULL,
+        received_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL
+      ) STRICT;
+      CREATE INDEX payee_vouchers_by_receipt ON payee_vouchers (received_at);
+      CREATE INDEX payee_vouchers_by_update ON payee_vouchers (updated_at);
+      CREATE TABLE payee_earnings (
+        job_id TEXT PRIMARY KEY,
+        signer TEXT NOT NULL,
+        amount TEXT NOT NULL,
+        earned_at INTEGER NOT NULL,
+        paid_by TEXT,
+        paid_at INTEGER
+      ) STRICT;
+      CREATE INDEX payee_earnings_unpaid ON payee_earnings (signer) WHERE paid_by IS NULL;
+      CREATE INDEX payee_earnings_by_age ON payee_earnings (earned_at);
+    `,
+  },
+  {
+    version: 11,
+    name: "chain index: registry, channel, settlement, anchor and court events for the explorer",
+    // Bound: the chain's history of the followed contracts from their deployment block; a
+    // row is never evicted while its block stands. Reorg rollback: every row carries its
+    // block, and the indexer deletes the rows of every block from the first changed one on
+    // (store/indexer.ts). idx_blocks keeps the hashes of the last blocks only (the reorg
+    // window, store/indexer.ts INDEXED_BLOCKS_KEPT), the oldest deleted first; idx_block_times
+    // keeps the time of every block that has indexed rows, like them.
+    sql: `
+      CREATE TABLE idx_blocks (
+        number INTEGER PRIMARY KEY,
+        hash TEXT NOT NULL
+      ) STRICT;
+      CREATE TABLE idx_block_times (
+        block INTEGER PRIMARY KEY,
+        timestamp INTEGER NOT NULL
+      ) STRICT;
+      CREATE TABLE idx_donor_events (
+        block INTEGER NOT NULL,
+        log_index INTEGER NOT NULL,
+        tx TEXT NOT NULL,
+        donor TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        operator TEXT,
+        amount TEXT,
+        bonded TEXT NOT NULL,
+        unbonding TEXT NOT NULL,
+        data TEXT,
+        PRIMARY KEY (block, log_index)
+      ) STRICT;
+      CREATE INDEX idx_donor_events_by_donor ON idx_donor_events (donor, block, log_index);
+      CREATE TABLE idx_slashes (
+        block INTEGER NOT NULL,
+        log_index INTEGER NOT NULL,
+        tx TEXT NOT NULL,
+        donor TEXT NOT NULL,
+        operator TEXT,
+        job_id TEXT,
+        kind TEXT NOT NULL,
+        reporter TEXT,
+        amount TEXT NOT NULL,
+        reward TEXT,
+        PRIMARY KEY (block, log_index)
+      ) STRICT;
+      CREATE INDEX idx_slashes_by_donor ON idx_slashes (donor, block, log_index);
+      CREATE TABLE idx_channels (
+        channel_id TEXT PRIMARY KEY,
+        buyer TEXT NOT NULL,
+        payee TEXT NOT NULL,
+        signer TEXT NOT NULL,
+        nonce TEXT NOT NULL,
+        block INTEGER NOT NULL,
+        log_index INTEGER NOT NULL,
+        tx TEXT NOT NULL
+      ) STRICT;
+      CREATE INDEX idx_channels_by_order ON idx_channels (block, log_index);
+      CREATE INDEX idx_channels_by_buyer ON idx_channels (buyer, block, log_index);
+      CREATE INDEX idx_channels_by_payee ON idx_channels (payee, block, log_index);
+      CREATE TABLE idx_channel_events (
+        block INTEGER NOT NULL,
+        log_index INTEGER NOT NULL,
+        position INTEGER NOT NULL,
+        tx TEXT NOT NULL,
+        channel_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        amount TEXT,
+        deposit TEXT NOT NULL,
+        paid TEXT NOT NULL,
+        closes_at TEXT,
+        state TEXT NOT NULL,
+        PRIMARY KEY (block, log_index, position)
+      ) STRICT;
+      CREATE INDEX idx_channel_events_by_channel ON idx_channel_events (channel_id, block, log_index, position);
+      CREATE TABLE idx_settlements (
+        tx TEXT PRIMARY KEY,
+        block INTEGER NOT NULL,
+        log_index INTEGER NOT NULL,
+        submitter TEXT NOT NULL,
+        vouchers INTEGER NOT NULL,
+        total TEXT NOT NULL,
+        paid_bitmap TEXT NOT NULL,
+        decoded INTEGER NOT NULL
+      ) STRICT;
+      CREATE INDEX idx_settlements_by_order ON idx_settlements (block, log_index);
+      CREATE INDEX idx_settlements_by_submitter ON idx_settlements (submitter, block, log_index);
+      CREATE TABLE idx_settlement_vouchers (
+        tx TEXT NOT NULL,
+        position INTEGER NOT NULL,
+        block INTEGER NOT NULL,
+        channel_id TEXT NOT NULL,
+        buyer TEXT NOT NULL,
+        signer TEXT NOT NULL,
+        payee TEXT NOT NULL,
+        nonce TEXT NOT NULL,
+        cumulative_amount TEXT NOT NULL,
+        paid INTEGER NOT NULL,
+        PRIMARY KEY (tx, position)
+      ) STRICT;
+      CREATE INDEX idx_settlement_vouchers_by_block ON idx_settlement_vouchers (block);
+      CREATE INDEX idx_settlement_vouchers_by_channel ON idx_settlement_vouchers (channel_id, block);
+      CREATE TABLE idx_payee_totals (
+        block INTEGER NOT NULL,
+        log_index INTEGER NOT NULL,
+        tx TEXT NOT NULL,
+        payee TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        amount TEXT NOT NULL,
+        PRIMARY KEY (block, log_index)
+      ) STRICT;
+      CREATE INDEX idx_payee_totals_by_tx ON idx_payee_totals (tx);
+      CREATE INDEX idx_payee_totals_by_payee ON idx_payee_totals (payee, block, log_index);
+      CREATE TABLE idx_anchors (
+        block INTEGER NOT NULL,
+        log_index INTEGER NOT NULL,
+        tx TEXT NOT NULL,
+        submitter TEXT NOT NULL,
+        epoch TEXT NOT NULL,
+        receipt_root TEXT NOT NULL,
+        receipt_count TEXT NOT NULL,
+        PRIMARY KEY (block, log_index)
+      ) STRICT;
+      CREATE INDEX idx_anchors_by_tx ON idx_anchors (tx);
+      CREATE INDEX idx_anchors_by_epoch ON idx_anchors (epoch, block);
+      CREATE TABLE idx_court_events (
+        block INTEGER NOT NULL,
+        log_index INTEGER NOT NULL,
+        tx TEXT NOT NULL,
+        case_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        account TEXT,
+        data TEXT NOT NULL,
+        PRIMARY KEY (block, log_index)
+      ) STRICT;
+      CREATE INDEX idx_court_events_by_case ON idx_court_events (case_id, block, log_index);
+      CREATE INDEX idx_court_events_by_account ON idx_court_events (account, block, log_index);
+    `,
+  },
 ];
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS.at(-1)?.version ?? 0;

@@ -3,14 +3,18 @@ import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { AssignmentsRepository } from "./assignments.ts";
 import { BidsRepository } from "./bids.ts";
+import { BuyerChannelsRepository } from "./buyer-channels.ts";
 import { SqliteBlockstore, type Blockstore } from "./blockstore.ts";
+import { IndexerRepository } from "./indexer.ts";
 import { JobEventsRepository } from "./job-events.ts";
 import { JobsRepository } from "./jobs.ts";
 import { TrustRepository } from "./trust.ts";
 import { MetaRepository } from "./meta.ts";
 import { migrate, readSchemaVersion, type Migration, MIGRATIONS } from "./migrations.ts";
+import { PayeeLedgerRepository } from "./payee-ledger.ts";
 import { PeersRepository } from "./peers.ts";
 import { ReceiptsRepository } from "./receipts.ts";
+import { SettlementsRepository } from "./settlements.ts";
 import { SlashesRepository } from "./slashes.ts";
 
 export const DATABASE_FILE = "cell.db";
@@ -47,6 +51,14 @@ export interface Store {
   readonly blocks: Blockstore;
   /** Slash submissions this node owes the chain (evidence it verified). */
   readonly slashes: SlashesRepository;
+  /** Payment channels this node pays through as a buyer, and its unacknowledged vouchers' jobs. */
+  readonly buyerChannels: BuyerChannelsRepository;
+  /** The settler's transaction journal, epochs and receipt membership. */
+  readonly settlements: SettlementsRepository;
+  /** A donor's channels, vouchers and earnings (offchain/src/payments/payee-ledger.ts). */
+  readonly payeeLedger: PayeeLedgerRepository;
+  /** The chain index the explorer reads (offchain/src/indexer). */
+  readonly indexer: IndexerRepository;
   schemaVersion(): number;
   /** The connection's journal mode and synchronous level, e.g. { journalMode: "wal", synchronous: "full" }. */
   durability(): { journalMode: string; synchronous: string };
@@ -141,6 +153,10 @@ function createStore(db: DatabaseSync, location: string, path: string, now: () =
     meta: new MetaRepository(db),
     blocks: new SqliteBlockstore(db, now),
     slashes: new SlashesRepository(db, now),
+    buyerChannels: new BuyerChannelsRepository(db, now),
+    settlements: new SettlementsRepository(db, now),
+    payeeLedger: new PayeeLedgerRepository(db, now),
+    indexer: new IndexerRepository(db),
     schemaVersion: () => readSchemaVersion(db),
     durability: () => readDurability(db),
     transaction,

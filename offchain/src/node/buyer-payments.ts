@@ -1,0 +1,176 @@
+// The buyer's payments on the node's chain, mesh, store and operator key: channels open lazily
+// when a donor is first selected, and agreeing executors get vouchers after accepted verdicts.
+import { isAddressEqual } from "viem";
+import type { Address, Hex } from "viem";
+import {
+  channelIdOf,
+  createWriter,
+  getChannel,
+  openChannelWithPermit,
+  paymentChannelsAbi,
+  registrationOfOperator,
+  signVoucher,
+  topUpChannel,
+} from "../chain/index.ts";
+import type { ChainReader, ChainWriter } from "../chain/index.ts";
+import { BuyerChannels, VOUCHER_PROTOCOL, VoucherSender } from "../payments/index.ts";
+import type { ChainChannel, ChannelChainPort, ChannelView } from "../payments/index.ts";
+import type { VerdictListener } from "../quorum/index.ts";
+import type { NodeContext } from "./context.ts";
+import { protocolSpecs } from "./protocols.ts";
+import { errorMessage } from "./util.ts";
+
+/** How long a payee's node has to store and acknowledge a batch of vouchers. */
+const VOUCHER_TIMEOUT_MS = 10_000;
+/** Operator → payee answers kept; beyond it the least recently used goes (it is read again). */
+const PAYEES_MAX = 4_096;
+
+export interface BuyerPayments {
+  /** Joins the buyer's verdict listeners: pays agreeing executors. */
+  listener: VerdictListener;
+  /** A donor was selected for a job: its channel starts opening now, if it has none. */
+  onSelected(operator: Address): void;
+  channels(): ChannelView[];
+  start(): void;
+  stop(): void;
+}
+
+/** The buyer's payments, signing with the operator key, which holds the ATP and the gas. */
+export function buyerPayments(ctx: NodeContext, reader: ChainReader): BuyerPayments {
+  const { config, log } = ctx;
+  const writer = createWriter(config.chain.rpcUrl, reader.deployment, ctx.operator);
+  const payeeOf = payeeLookup(reader);
+  const channels = new BuyerChannels(
+    {
+      chain: channelChain(writer, ctx.operatorAddress, BigInt(config.chain.logBlockRange)),
+      store: ctx.store,
+      clock: { now: ctx.now },
+      log: log.child({ part: "payments" }),
+    },
+    { operator: ctx.operatorAddress, ...config.payments },
+  );
+  const { chainId, paymentChannels } = reader.deployment;
+  const sender = new VoucherSender({
+    channels,
+    payeeOf,
+    sign: (channelId, cumulativeAmount) =>
+      signVoucher(ctx.operator, chainId, paymentChannels, { channelId, cumulativeAmount }),
+    send: (peerId, batch) =>
+      ctx.mesh.request(peerId, VOUCHER_PROTOCOL, protocolSpecs.voucher, batch, {
+        timeoutMs: VOUCHER_TIMEOUT_MS,
+      }),
+    clock: {
+      now: ctx.now,
+      after: (delayMs, fire) => {
+        const timer = setTimeout(fire, delayMs);
+        timer.unref();
+        return () => clearTimeout(timer);
+      },
+    },
+    log: log.child({ part: "vouchers" }),
+  });
+  return {
+    listener: sender,
+    onSelected: (operator) => {
+      payeeOf(operator)
+        .then((payee) => (payee ? channels.ensure(payee) : undefined))
+        .catch((err: unknown) =>
+          log.debug({ operator, err: errorMessage(err) }, "no payment channel to a selected donor yet"),
+        );
+    },
+    channels: () => channels.views(),
+    start: () => sender.start(),
+    stop: () => sender.stop(),
+  };
+}
+
+/** Operator → its donor's staking wallet (the payee), from DonorRegistry; known answers are cached. */
+function payeeLookup(reader: ChainReader): (operator: Address) => Promise<Address | undefined> {
+  const known = new Map<string, Address>();
+  return async (operator) => {
+    const id = operator.toLowerCase();
+    const cached = known.get(id);
+    if (cached) {
+      known.delete(id);
+      known.set(id, cached);
+      return cached;
+    }
+    const payee = (await registrationOfOperator(reader, operator))?.donor;
+    if (payee) {
+      known.set(id, payee);
+      if (known.size > PAYEES_MAX) known.delete(known.keys().next().value!);
+    }
+    return payee;
+  };
+}
+
+/**
+ * PaymentChannels as the channel manager needs it: open by permit, find by logs, top up. The
+ * operator's transactions go one at a time: each takes the account's next nonce when it is sent.
+ */
+function channelChain(writer: ChainWriter, operator: Address, blockRange: bigint): ChannelChainPort {
+  const oneAtATime = serially();
+  return {
+    open: (payee, deposit) =>
+      oneAtATime(async () => {
+        const { key, channelId } = await openChannelWithPermit(writer, {
+          signer: operator,
+          payee,
+          amount: deposit,
+        });
+        return { key, channelId, deposit, paid: 0n };
+      }),
+    findOpen: (payee) => openChannelsSignedBy(writer, operator, payee, blockRange),
+    topUp: (key, amount) =>
+      oneAtATime(async () => {
+        await topUpChannel(writer, key, amount);
+        return (await getChannel(writer, channelIdOf(key))).deposit;
+      }),
+  };
+}
+
+/** Runs the tasks given to it one after another, in the order given. */
+function serially(): <T>(task: () => Promise<T>) => Promise<T> {
+  let tail: Promise<unknown> = Promise.resolve();
+  return (task) => {
+    const run = tail.then(task);
+    tail = run.catch(() => undefined);
+    return run;
+  };
+}
+
+/** Channels to `payee` whose voucher signer is `signer` and that are open and not closing, from ChannelOpened logs. */
+async function openChannelsSignedBy(
+  reader: ChainReader,
+  signer: Address,
+  payee: Address,
+  blockRange: bigint,
+): Promise<ChainChannel[]> {
+  const { publicClient, deployment } = reader;
+  const head = await publicClient.getBlockNumber();
+  const found: ChainChannel[] = [];
+  for (let from = deployment.deployBlock; from <= head; from += blockRange) {
+    const to = from + blockRange - 1n < head ? from + blockRange - 1n : head;
+    const logs = await publicClient.getContractEvents({
+      address: deployment.paymentChannels,
+      abi: paymentChannelsAbi,
+      eventName: "ChannelOpened",
+      args: { payee },
+      fromBlock: from,
+      toBlock: to,
+      strict: true,
+    });
+    for (const { args } of logs) {
+      if (!isAddressEqual(args.signer, signer)) continue;
+      const state = await getChannel(reader, args.channelId as Hex);
+      if (state.closesAt !== 0n || state.deposit === 0n) continue;
+      found.push({
+        key: { buyer: args.buyer, signer: args.signer, payee: args.payee, nonce: BigInt(args.nonce) },
+        channelId: args.channelId as Hex,
+        deposit: state.deposit,
+        paid: state.paid,
+      });
+    }
+  }
+  return found;
+}

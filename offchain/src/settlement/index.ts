@@ -1,0 +1,24 @@
+// The settlement domain: the operator key's transaction sender, the epoch settler, the
+// payee's watchtower and receipt inclusion proofs (docs/settlement.md).
+export { viemTxPort } from "./chain-port.ts";
+export { EpochSettler, rowOutcome, settleCall, settlePurpose } from "./epoch-settler.ts";
+export type { EpochSettlerOptions, SettlementOutcome, Withdrawal } from "./epoch-settler.ts";
+export { receiptProof } from "./proof.ts";
+export type { ReceiptProof } from "./proof.ts";
+export { CallRefused, FEE_BUMP_PERMILLE, TxSender, bumpedFees, decideTx } from "./tx-sender.ts";
+export type {
+  Fees,
+  MinedTx,
+  TxCall,
+  TxChainPort,
+  TxDecision,
+  TxObservation,
+  TxOutcome,
+  TxPolicy,
+  TxSenderOptions,
+  UnsignedTx,
+} from "./tx-sender.ts";
+export { WATCHTOWER_CURSOR, Watchtower } from "./watchtower.ts";
+export type { RedeemOutcome, WatchtowerOptions } from "./watchtower.ts";
+export { SettlementService } from "./service.ts";
+export type { SettlementServiceOptions, SettlementSettings } from "./service.ts";

@@ -1,0 +1,106 @@
+// The node's settlement: one transaction sender for the operator key, the epoch settler and the
+// watchtower over the payee ledger, and what the API serves of them.
+import type { Address, Hex } from "viem";
+import type { Logger } from "pino";
+import type { ChainWriter } from "../chain/index.ts";
+import type { VoucherVault } from "../payments/index.ts";
+import type { Store } from "../store/index.ts";
+import { viemTxPort } from "./chain-port.ts";
+import { EpochSettler, rowOutcome } from "./epoch-settler.ts";
+import type { SettlementOutcome } from "./epoch-settler.ts";
+import { receiptProof } from "./proof.ts";
+import type { ReceiptProof } from "./proof.ts";
+import { TxSender } from "./tx-sender.ts";
+import { Watchtower } from "./watchtower.ts";
+
+export interface SettlementSettings {
+  epochSeconds: number;
+  confirmations: number;
+  bumpAfterMs: number;
+  maxVouchersPerBatch: number;
+  pollMs: number;
+}
+
+export interface SettlementServiceOptions {
+  store: Store;
+  /** Signs with the operator key, which pays the gas and submits (anchors) the batches. */
+  writer: ChainWriter;
+  vault: VoucherVault;
+  settings: SettlementSettings;
+  /** Most blocks asked for in one eth_getLogs call. */
+  logBlockRange: number;
+  log: Logger;
+  now?: () => number;
+}
+
+export class SettlementService {
+  readonly sender: TxSender;
+  readonly settler: EpochSettler;
+  readonly watchtower: Watchtower;
+  readonly #store: Store;
+  readonly #operator: Address;
+  readonly #pollMs: number;
+
+  constructor(options: SettlementServiceOptions) {
+    const { store, writer, vault, settings, log } = options;
+    this.#store = store;
+    this.#operator = writer.walletClient.account.address;
+    this.#pollMs = settings.pollMs;
+    this.sender = new TxSender({
+      store,
+      chain: viemTxPort(writer),
+      log: log.child({ part: "tx-sender" }),
+      confirmations: settings.confirmations,
+      bumpAfterMs: settings.bumpAfterMs,
+      now: options.now,
+    });
+    this.settler = new EpochSettler({
+      store,
+      reader: writer,
+      sender: this.sender,
+      vault,
+      operator: this.#operator,
+      epochSeconds: settings.epochSeconds,
+      maxVouchersPerBatch: settings.maxVouchersPerBatch,
+      log: log.child({ part: "settler" }),
+      now: options.now,
+    });
+    this.watchtower = new Watchtower({
+      store,
+      reader: writer,
+      sender: this.sender,
+      vault,
+      log: log.child({ part: "watchtower" }),
+      pollMs: settings.pollMs,
+      blockRange: options.logBlockRange,
+      now: options.now,
+    });
+  }
+
+  /** Follows pending transactions, checks the channels, resumes an epoch left in flight, schedules the next. */
+  start(): void {
+    this.sender.start(this.#pollMs);
+    this.watchtower.start();
+    this.settler.start();
+  }
+
+  /** The sender first: runs waiting for a transaction end at once, the journal keeps it for the next start. */
+  async stop(): Promise<void> {
+    await this.sender.stop();
+    await this.settler.stop();
+    await this.watchtower.stop();
+  }
+
+  settleNow(): Promise<SettlementOutcome> {
+    return this.settler.settleNow();
+  }
+
+  /** Epochs newest first, below `before`. */
+  settlements(page: { before?: number; limit?: number } = {}): SettlementOutcome[] {
+    return this.#store.settlements.epochs(page).map(rowOutcome);
+  }
+
+  receiptProof(jobId: Hex): ReceiptProof | undefined {
+    return receiptProof(this.#store, this.#operator, jobId);
+  }
+}
