@@ -177,6 +177,22 @@ export function RecordTable(props: {
   );
 }
 
+/** One record as a list of `name: value` lines, for records too wide for a table. */
+export function Facts(props: {
+  facts: Record<string, unknown>;
+  chainId: number;
+  testId?: string;
+}): ComponentChild {
+  return h(
+    "dl",
+    { "data-testid": props.testId },
+    Object.entries(props.facts).flatMap(([name, value]) => [
+      h("dt", { key: `${name}-t` }, name),
+      h("dd", { key: `${name}-d` }, cell(value, props.chainId, name)),
+    ]),
+  );
+}
+
 function cell(value: unknown, chainId: number, column: string): ComponentChildren {
   if (typeof value === "string" && /^0x[0-9a-fA-F]{40}$/.test(value))
     return h(ChainRef, { chainId, kind: "address", value });

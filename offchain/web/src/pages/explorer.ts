@@ -6,7 +6,7 @@ import { useState } from "preact/hooks";
 import { isAddress } from "viem";
 import { getJson, postJson } from "../api.ts";
 import { verifyInclusion, type InclusionProof } from "../chain.ts";
-import { ActionButton, Field, RecordTable, Section, Show, TextInput, useLoad } from "../ui.ts";
+import { ActionButton, Facts, Field, RecordTable, Section, Show, TextInput, useLoad } from "../ui.ts";
 import { readClient, type ConsoleConfig } from "../wallet.ts";
 
 const LISTS = [
@@ -134,6 +134,27 @@ export function trustRows(peers: PeerRow[], addresses: Set<string>): Record<stri
     }));
 }
 
+/**
+ * A donor's answer split for display: its scalar facts flattened one level (`stake.bonded`,
+ * `faults.outvoted`, `trust.reputation`), and each list (its history's items, court cases).
+ */
+export function donorSections(body: Record<string, unknown>): {
+  facts: Record<string, unknown>;
+  lists: [string, Record<string, unknown>[]][];
+} {
+  const facts: Record<string, unknown> = {};
+  const lists: [string, Record<string, unknown>[]][] = [];
+  for (const [key, value] of Object.entries(body)) {
+    if (Array.isArray(value)) lists.push([key, value as Record<string, unknown>[]]);
+    else if (value !== null && typeof value === "object") {
+      const nested = value as Record<string, unknown>;
+      if (Array.isArray(nested.items)) lists.push([key, nested.items as Record<string, unknown>[]]);
+      else for (const [inner, innerValue] of Object.entries(nested)) facts[`${key}.${inner}`] = innerValue;
+    } else facts[key] = value;
+  }
+  return { facts, lists };
+}
+
 function DonorHistory(props: { chainId: number }): ComponentChild {
   const [address, setAddress] = useState("");
   const [history, setHistory] = useState<Record<string, unknown> | undefined>();
@@ -148,20 +169,20 @@ function DonorHistory(props: { chainId: number }): ComponentChild {
     setTrust(trustRows(peers.peers, new Set([...addressesIn(found), address.toLowerCase()])));
     return "Loaded.";
   };
-  const summary = history
-    ? Object.fromEntries(Object.entries(history).filter(([, value]) => !Array.isArray(value)))
-    : undefined;
-  const lists = history ? Object.entries(history).filter(([, value]) => Array.isArray(value)) : [];
+  const sections = history ? donorSections(history) : undefined;
   return h(Section, {
     title: "A donor's history (faults, reputation, stakes, slashes)",
     testId: "donor-history-section",
     children: [
-      h(Field, { label: "Donor address", children: h(TextInput, { value: address, onInput: setAddress }) }),
+      h(Field, {
+        label: "Donor address",
+        children: h(TextInput, { value: address, onInput: setAddress, testId: "donor-address" }),
+      }),
       h(ActionButton, { label: "Show", run, testId: "donor-history" }),
-      summary && h(RecordTable, { rows: [summary], chainId: props.chainId }),
+      sections && h(Facts, { facts: sections.facts, chainId: props.chainId, testId: "donor-facts" }),
       history && h("h3", null, "This node's view of its operators"),
       history && h(RecordTable, { rows: trust, chainId: props.chainId, testId: "donor-trust" }),
-      lists.map(([name, rows]) =>
+      sections?.lists.map(([name, rows]) =>
         h(
           "div",
           { key: name },
