@@ -20,11 +20,12 @@ import {
   formatAtp,
   formatTimeToEmpty,
   parseAtpInput,
+  settlementOutcomeText,
   shortfallText,
   timeToEmptySeconds,
 } from "../../offchain/web/src/view.ts";
 import { parseProof } from "../../offchain/web/src/pages/donor.ts";
-import { addressesIn, pageRows, trustRows } from "../../offchain/web/src/pages/explorer.ts";
+import { addressesIn, donorSections, pageRows, trustRows } from "../../offchain/web/src/pages/explorer.ts";
 
 const ALICE = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8";
 
@@ -207,6 +208,49 @@ describe("console view logic", () => {
     );
     assert.deepEqual(rows, [
       { operator, peerId: "p1", reputation: "100.0%", penaltyScore: 2, trust: "quarantined" },
+    ]);
+  });
+
+  it("says what a settlement run did", () => {
+    const base = {
+      epoch: 7,
+      txHash: null,
+      receiptCount: 0,
+      voucherCount: 0,
+      paidCount: 0,
+      total: "0",
+      detail: null,
+    };
+    assert.equal(
+      settlementOutcomeText({
+        ...base,
+        state: "settled",
+        txHash: "0xabc",
+        receiptCount: 3,
+        voucherCount: 2,
+        paidCount: 2,
+        total: parseEther("1.5").toString(),
+      }),
+      "Epoch 7 settled: 2 of 2 vouchers paid, 1.5 ATP, 3 receipts anchored (transaction 0xabc).",
+    );
+    assert.equal(settlementOutcomeText({ ...base, state: "nothing" }), "Nothing to settle in epoch 7.");
+    assert.equal(
+      settlementOutcomeText({ ...base, state: "already_recorded", detail: "sent earlier" }),
+      "Epoch 7 is already recorded: sent earlier.",
+    );
+  });
+
+  it("splits a donor's explorer answer into facts and lists", () => {
+    const { facts, lists } = donorSections({
+      stake: { bonded: "5", operator: ALICE },
+      faults: { outvoted: 1 },
+      history: { items: [{ kind: "staked" }], nextCursor: "9-1" },
+      court: [{ caseId: 1 }],
+    });
+    assert.deepEqual(facts, { "stake.bonded": "5", "stake.operator": ALICE, "faults.outvoted": 1 });
+    assert.deepEqual(lists, [
+      ["history", [{ kind: "staked" }]],
+      ["court", [{ caseId: 1 }]],
     ]);
   });
 });

@@ -115,3 +115,27 @@ export function appendSample<T>(series: readonly T[], sample: T, limit: number):
   const next = [...series, sample];
   return next.length > limit ? next.slice(next.length - limit) : next;
 }
+
+/** What POST /settlement/run answers (settlement/epoch-settler.ts), as JSON. */
+export interface SettlementOutcomeJson {
+  epoch: number;
+  state: string;
+  txHash: string | null;
+  receiptCount: number;
+  voucherCount: number;
+  paidCount: number;
+  total: string;
+  detail: string | null;
+}
+
+/** A settlement run in one sentence. */
+export function settlementOutcomeText(outcome: SettlementOutcomeJson): string {
+  if (outcome.state === "settled")
+    return (
+      `Epoch ${outcome.epoch} settled: ${outcome.paidCount} of ${outcome.voucherCount} vouchers paid, ` +
+      `${formatAtp(outcome.total)}, ${outcome.receiptCount} receipts anchored (transaction ${outcome.txHash}).`
+    );
+  if (outcome.state === "nothing") return `Nothing to settle in epoch ${outcome.epoch}.`;
+  const detail = outcome.detail ? `: ${outcome.detail}` : "";
+  return `Epoch ${outcome.epoch} is ${outcome.state.replace(/_/g, " ")}${detail}.`;
+}

@@ -7,6 +7,7 @@ import { isAddress } from "viem";
 import { getJson, postJson } from "../api.ts";
 import { verifyInclusion, type InclusionProof } from "../chain.ts";
 import { ActionButton, Facts, Field, RecordTable, Section, Show, TextInput, useLoad } from "../ui.ts";
+import { settlementOutcomeText, type SettlementOutcomeJson } from "../view.ts";
 import { readClient, type ConsoleConfig } from "../wallet.ts";
 
 const LISTS = [
@@ -59,9 +60,9 @@ function IndexerStatus(): ComponentChild {
 function NodeSettlements(props: { chainId: number }): ComponentChild {
   const [loaded, reload] = useLoad(() => getJson<unknown>("/settlements").then(pageRows), [], 10_000);
   const settle = async () => {
-    const outcome = await postJson<Record<string, unknown>>("/settlement/run", {});
+    const outcome = await postJson<SettlementOutcomeJson>("/settlement/run", {});
     reload();
-    return `Settled: ${JSON.stringify(outcome).slice(0, 160)}`;
+    return settlementOutcomeText(outcome);
   };
   return h(Section, {
     title: "This node's settlements",
