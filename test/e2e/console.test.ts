@@ -20,11 +20,13 @@ import {
   mintAtp,
   openedChannels,
   registrationOf,
+  verifyReceiptInclusionOnChain,
 } from "../../offchain/src/chain/index.ts";
+import { receiptFromWire, type Receipt } from "../../offchain/src/protocol/index.ts";
 import type { CellNode } from "../../offchain/src/node/index.ts";
 import { buildWeb } from "../../scripts/build-web.mjs";
 import { ensureJobs } from "../../scripts/build-jobs.ts";
-import { startCluster, startInProcess, until, type Cluster } from "./cluster.ts";
+import { fundWithEth, startCluster, startInProcess, until, type Cluster } from "./cluster.ts";
 import { installMockWallet, type MockWallet } from "./mock-wallet.ts";
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
@@ -44,6 +46,8 @@ describe("browser console in Chromium against a devnet", { timeout: 240_000 }, (
   let page: Page;
   let wallet: MockWallet;
   let minStake: bigint;
+  /** The 3-replica job the console submitted. */
+  let jobId: Hex | undefined;
   const reader = () => createWriter(cluster.devnet.rpcUrl, cluster.devnet.deployment, devnetPrivateKey(0));
 
   before(async () => {
@@ -55,13 +59,21 @@ describe("browser console in Chromium against a devnet", { timeout: 240_000 }, (
         cluster.prepare(`donor${index + 1}`, {
           donor: true,
           stakeWith: index + 1,
-          config: { runtime: { poolSize: 1 } },
+          config: {
+            runtime: { poolSize: 1 },
+            payments: { enabled: true, channelPollMs: 200 },
+            // Epochs end only when asked, from the console's "Settle now".
+            settlement: { epochSeconds: 86_400, pollMs: 200 },
+          },
         }),
       ),
     );
     const buyerNode = await cluster.prepare("buyer", {
       donor: false,
-      config: { buyer: { heartbeatMs: 400, bidTimeoutMs: 1_000 } },
+      config: {
+        buyer: { heartbeatMs: 400, bidTimeoutMs: 1_000 },
+        payments: { deposit: "50", topUpAmount: "0" },
+      },
     });
     const first = await startInProcess(prepared[0]!);
     const bootstrap = first.multiaddrs().slice(0, 1);
@@ -73,6 +85,10 @@ describe("browser console in Chromium against a devnet", { timeout: 240_000 }, (
     api = await createApiServer({ node: buyer, token: TOKEN, port: 0 });
 
     const faucet = createWriter(cluster.devnet.rpcUrl, cluster.devnet.deployment, cluster.devnet.deployerKey);
+    // Operators pay gas for channels, settlements and withdrawals; the buyer's funds its channels.
+    for (const node of [...prepared, buyerNode])
+      await fundWithEth(cluster.devnet.rpcUrl, node.identity.operatorAddress);
+    await mintAtp(faucet, buyerNode.identity.operatorAddress, parseEther("200"));
     minStake = (await donorParams(faucet)).minStake;
     const walletKey = devnetPrivateKey(WALLET_ACCOUNT);
     await mintAtp(
@@ -205,7 +221,7 @@ describe("browser console in Chromium against a devnet", { timeout: 240_000 }, (
     await page.getByTestId("job-replicas").fill("3");
     await page.getByTestId("submit-job").click();
     const submitted = (await page.getByTestId("submit-job-result").textContent()) ?? "";
-    const jobId = /0x[0-9a-f]{64}/.exec(submitted)?.[0] as Hex | undefined;
+    jobId = /0x[0-9a-f]{64}/.exec(submitted)?.[0] as Hex | undefined;
     assert.ok(jobId, `a job id in "${submitted}"`);
     await page.getByTestId("job-verdict").waitFor({ timeout: 90_000 });
     const shown = await page.getByTestId("job-verdict").textContent();
@@ -271,6 +287,62 @@ describe("browser console in Chromium against a devnet", { timeout: 240_000 }, (
     await page.getByTestId("connect-wallet").waitFor();
     await page.getByTestId("connect-wallet").click();
     await page.getByTestId("connected-account").waitFor();
+  });
+
+  it("settles a donor's vouchers from its console, finds the settlement in its explorer and proves the receipt on-chain", async () => {
+    assert.ok(jobId);
+    const job = buyer.getJob(jobId);
+    const voted = job?.replicas?.find((replica) => replica.state === "voted" && replica.agrees);
+    const donor = donors.find((node) => voted && isAddressEqual(node.operator, voted.operator));
+    assert.ok(donor, "a donor whose receipt was accepted");
+    const donorApi = await createApiServer({ node: donor, token: TOKEN, port: 0 });
+    const donorPage = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    donorPage.setDefaultTimeout(STEP_MS);
+    try {
+      await donorPage.goto(`${donorApi.url}/#token=${TOKEN}`);
+      await donorPage.getByTestId("nav-explorer").click();
+      // The buyer's voucher for the job reaches the donor after the verdict: settle once it holds it.
+      let outcome = "";
+      await until(
+        () => outcome.startsWith("Epoch "),
+        30_000,
+        "a settlement run that settles",
+        async () => {
+          await donorPage.getByTestId("settle-now").click();
+          const result = donorPage.locator("[data-testid=settle-now-result], [data-testid=settle-now-error]");
+          await result.waitFor();
+          outcome = (await result.textContent()) ?? "";
+        },
+      );
+      const txHash = /transaction (0x[0-9a-f]{64})/.exec(outcome)?.[1] as Hex | undefined;
+      assert.ok(txHash, outcome);
+      const mined = await reader().publicClient.getTransactionReceipt({ hash: txHash });
+      assert.equal(mined.status, "success");
+
+      // The donor node's indexer reads the settlement back from the chain's events.
+      await donorPage.getByTestId("explorer-settlements").locator(`[title="${txHash}"]`).first().waitFor();
+
+      await donorPage.getByTestId("inclusion-job").fill(jobId);
+      await donorPage.getByTestId("check-inclusion").click();
+      const included = await donorPage.getByTestId("check-inclusion-result").textContent();
+      assert.match(included ?? "", /^Included: the receipt is under the root 0x[0-9a-f]{8}… anchored by /);
+      const proof = (await (
+        await fetch(`${donorApi.url}/receipts/${jobId}/proof`, {
+          headers: { authorization: `Bearer ${TOKEN}` },
+        })
+      ).json()) as { epoch: number; submitter: Hex; receipt: Receipt; proof: Hex[] };
+      const onChain = await verifyReceiptInclusionOnChain(
+        reader(),
+        { submitter: proof.submitter, epoch: BigInt(proof.epoch) },
+        receiptFromWire(proof.receipt as never),
+        proof.proof,
+      );
+      assert.equal(onChain, true);
+      await donorPage.screenshot({ path: join(SCREENSHOTS, "explorer-settled.png"), fullPage: true });
+    } finally {
+      await donorPage.close();
+      await donorApi.close();
+    }
   });
 
   it("finds the wallet's stake, its channel and its history in the explorer, read from the chain's events", async () => {
