@@ -27,6 +27,7 @@ import type { CellNode } from "../../offchain/src/node/index.ts";
 import { buildWeb } from "../../scripts/build-web.mjs";
 import { ensureJobs } from "../../scripts/build-jobs.ts";
 import { fundWithEth, startCluster, startInProcess, until, type Cluster } from "./cluster.ts";
+import { formatAtp } from "../../offchain/web/src/view.ts";
 import { installMockWallet, type MockWallet } from "./mock-wallet.ts";
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
@@ -356,7 +357,7 @@ describe("browser console in Chromium against a devnet", { timeout: 240_000 }, (
     const { bonded } = await donorStake(reader(), wallet12);
     let facts = "";
     await until(
-      () => facts.includes(`stake.bonded${bonded}stake.`),
+      () => facts.includes(`stake.bonded${formatAtp(bonded)}stake.`),
       20_000,
       `the explorer to show the bonded stake ${bonded}`,
       async () => {

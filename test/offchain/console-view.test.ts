@@ -19,6 +19,7 @@ import {
   explorerLink,
   formatAtp,
   formatTimeToEmpty,
+  isAtpAmount,
   parseAtpInput,
   settlementOutcomeText,
   shortfallText,
@@ -46,6 +47,8 @@ describe("console view logic", () => {
     assert.equal(formatAtp(parseEther("0.123456")), "0.1234 ATP");
     assert.equal(formatAtp("1000000000000000000"), "1 ATP");
     assert.equal(formatAtp(undefined), "—");
+    assert.equal(formatAtp(65n), "<0.0001 ATP");
+    assert.equal(formatAtp(0n), "0 ATP");
   });
 
   it("parses typed amounts and names the field when one is not an amount", () => {
@@ -252,5 +255,13 @@ describe("console view logic", () => {
       ["history", [{ kind: "staked" }]],
       ["court", [{ caseId: 1 }]],
     ]);
+  });
+
+  it("shows the explorer's amount columns as ATP, and nothing else", () => {
+    assert.equal(isAtpAmount("bonded", "1000"), true);
+    assert.equal(isAtpAmount("stake.bonded", "1000"), true);
+    assert.equal(isAtpAmount("total", 65), false, "numbers are counts here, amounts come as strings");
+    assert.equal(isAtpAmount("nonce", "1000"), false);
+    assert.equal(isAtpAmount("deposit", "0x10"), false);
   });
 });

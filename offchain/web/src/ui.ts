@@ -2,7 +2,7 @@
 import { h, type ComponentChildren, type ComponentChild } from "preact";
 import { useEffect, useState } from "preact/hooks";
 import { NotAvailableError } from "./api.ts";
-import { errorText, explorerLink, shortHex } from "./view.ts";
+import { errorText, explorerLink, formatAtp, isAtpAmount, shortHex } from "./view.ts";
 
 export function Section(props: {
   title: string;
@@ -201,6 +201,7 @@ function cell(value: unknown, chainId: number, column: string): ComponentChildre
       ? h(ChainRef, { chainId, kind: "tx", value })
       : h("code", { title: value }, shortHex(value));
   if (value === null || value === undefined) return "—";
+  if (isAtpAmount(column, value)) return h("span", { title: `${value} base units` }, formatAtp(value));
   if (typeof value === "object") return h("code", null, JSON.stringify(value).slice(0, 80));
   return String(value);
 }

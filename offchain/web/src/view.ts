@@ -12,6 +12,7 @@ export function formatAtp(wei: bigint | string | undefined): string {
   const [whole = "0", fraction = ""] = formatUnits(value, 18).split(".");
   const grouped = whole.replace(/\B(?=(\d{3})+(?!\d))/g, ",");
   const shown = fraction.slice(0, 4).replace(/0+$/, "");
+  if (value > 0n && whole === "0" && !shown) return "<0.0001 ATP";
   return `${grouped}${shown ? `.${shown}` : ""} ATP`;
 }
 
@@ -108,6 +109,15 @@ function capitalize(text: string): string {
 export function shortfallText(balance: bigint, needed: bigint): string | undefined {
   if (balance >= needed) return undefined;
   return `Not enough ATP: the wallet has ${formatAtp(balance)} and this needs ${formatAtp(needed)}.`;
+}
+
+/** Columns of the explorer's records that hold ATP amounts in base units. */
+const AMOUNT_COLUMN =
+  /^(?:.*\.)?(bonded|unbonding|deposit|paid|total|amount|reward|spent|remaining|cumulativeAmount)$/;
+
+/** Whether a record's `column` with this value is an ATP amount to show as ATP. */
+export function isAtpAmount(column: string, value: unknown): value is string {
+  return typeof value === "string" && /^\d{1,78}$/.test(value) && AMOUNT_COLUMN.test(column);
 }
 
 /** Appends a sample to a bounded series: the oldest drops once `limit` samples are kept. */
