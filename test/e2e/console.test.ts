@@ -236,6 +236,16 @@ describe("browser console in Chromium against a devnet", { timeout: 240_000 }, (
     await shot("jobs");
   });
 
+  it("shows what the node spends through the channels it opened to pay for the job", async () => {
+    await page.getByTestId("nav-buyer").click();
+    const paying = (buyer.paymentChannels?.() ?? []).filter((channel) => channel.spent > 0n);
+    assert.ok(paying.length > 0, "the buyer paid a donor for the job");
+    const table = page.getByTestId("node-channels");
+    for (const channel of paying) await table.locator(`[title="${channel.payee}" i]`).first().waitFor();
+    await page.getByTestId("spend-chart").waitFor();
+    await shot("buyer-spending");
+  });
+
   it("tops up the channel, then starts its close", async () => {
     await page.getByTestId("nav-buyer").click();
     const [channel] = await openedChannels(reader(), { buyer: wallet.address });

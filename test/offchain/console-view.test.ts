@@ -65,6 +65,7 @@ describe("console view logic", () => {
     assert.equal(formatTimeToEmpty(7_200 + 65), "2h 1m 5s");
     assert.equal(formatTimeToEmpty(undefined), "not spending");
     assert.equal(formatTimeToEmpty(0), "empty");
+    assert.equal(formatTimeToEmpty(400 * 86_400), "over a year");
   });
 
   it("counts down to the unbonding time with a fake clock", () => {

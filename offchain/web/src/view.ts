@@ -36,9 +36,12 @@ export function timeToEmptySeconds(remaining: bigint, spendPerHour: bigint): num
   return Number((remaining * 3_600n) / spendPerHour);
 }
 
+const YEAR_SECONDS = 365 * 86_400;
+
 export function formatTimeToEmpty(seconds: number | undefined): string {
   if (seconds === undefined) return "not spending";
   if (seconds === 0) return "empty";
+  if (seconds > YEAR_SECONDS) return "over a year";
   return formatDuration(seconds);
 }
 

@@ -233,7 +233,7 @@ function NodeSpending(props: { config: ConsoleConfig }): ComponentChild {
           h(SpendChart, { samples }),
           h(
             "table",
-            null,
+            { "data-testid": "node-channels" },
             h(
               "thead",
               null,
@@ -287,7 +287,12 @@ function SpendChart(props: { samples: { at: string; spent: number }[] }): Compon
         labels: [],
         datasets: [{ label: "ATP spent", data: [], borderColor: "#2f6fde", tension: 0.2 }],
       },
-      options: { animation: false, responsive: true, maintainAspectRatio: false },
+      options: {
+        animation: false,
+        responsive: true,
+        maintainAspectRatio: false,
+        scales: { y: { ticks: { callback: (value) => `${Number(value).toPrecision(3)} ATP` } } },
+      },
     });
     return () => chart.current?.destroy();
   }, []);
