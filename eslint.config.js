@@ -12,6 +12,7 @@ export default tseslint.config(
       "examples/",
       "ignition/deployments/",
       "offchain/web/vendor/",
+      "offchain/web/dist/",
     ],
   },
   eslint.configs.recommended,

@@ -4,8 +4,10 @@
 // 1. `npm install` (brings the pinned Node 22 as node_modules/.bin/node).
 // 2. `npm install` again with that Node first on PATH, so optional native packages whose
 //    engines need Node 22 (Hardhat's EDR binding) are installed too.
-// 3. strace (the store durability test traces fsyncs with it), with apt-get when run as root
-//    and it is missing; best effort: without it only that test fails, saying how to install it.
+// 3. strace (the store durability test traces fsyncs with it) and Chromium (the console's
+//    browser tests drive it), with apt-get when run as root and they are missing; best effort:
+//    without them only those tests fail, saying how to install them.
+// 4. The browser console (offchain/web/ into offchain/web/dist/) when its sources changed.
 // A stamp of package.json + package-lock.json makes a second run a fast no-op.
 import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
@@ -59,29 +61,41 @@ function onPath(command) {
     .some((dir) => dir.length > 0 && existsSync(join(dir, command)));
 }
 
-function installStrace() {
-  if (process.platform !== "linux" || onPath("strace")) return;
+/** Installs Debian `pkg` for `command` when it is missing, as root with apt-get; else says how. */
+function installDebianPackage(command, pkg, neededBy) {
+  if (process.platform !== "linux" || onPath(command)) return;
   if (process.getuid?.() !== 0 || !onPath("apt-get")) {
-    console.error(
-      "[setup] strace is missing (the store durability test needs it): apt-get install -y strace",
-    );
+    console.error(`[setup] ${command} is missing (${neededBy} needs it): apt-get install -y ${pkg}`);
     return;
   }
-  console.error("[setup] installing strace ...");
+  console.error(`[setup] installing ${pkg} ...`);
   const quiet = {
     stdio: ["ignore", "ignore", "inherit"],
     env: { ...process.env, DEBIAN_FRONTEND: "noninteractive" },
   };
   try {
     execFileSync("apt-get", ["update", "-qq"], quiet);
-    execFileSync("apt-get", ["install", "-y", "-qq", "strace"], quiet);
+    execFileSync("apt-get", ["install", "-y", "-qq", pkg], quiet);
   } catch {
-    console.error("[setup] could not install strace; install it with apt-get install -y strace");
+    console.error(`[setup] could not install ${pkg}; install it with apt-get install -y ${pkg}`);
+  }
+}
+
+/** The console's bundle, rebuilt by the pinned Node when its sources changed. */
+function buildConsole() {
+  try {
+    execFileSync(pinnedNode, [join(root, "scripts", "build-web.mjs")], { cwd: root, stdio: "inherit" });
+  } catch {
+    console.error("[setup] building the console failed; rerun: node scripts/build-web.mjs --force");
+    process.exit(1);
   }
 }
 
 const stamp = manifestHash();
-if (isReady(stamp)) process.exit(0);
+if (isReady(stamp)) {
+  buildConsole();
+  process.exit(0);
+}
 
 console.error("[setup] installing dependencies (pinned Node 22, Hardhat, libp2p) ...");
 npmInstall(undefined);
@@ -92,6 +106,8 @@ if (!version?.startsWith("v22.")) {
 }
 console.error(`[setup] second pass under ${version} for native optional packages ...`);
 npmInstall(binDir);
-installStrace();
+installDebianPackage("strace", "strace", "the store durability test");
+installDebianPackage("chromium", "chromium", "the console's browser test");
+buildConsole();
 writeFileSync(stampFile, manifestHash());
 console.error("[setup] ready");

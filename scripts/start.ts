@@ -4,9 +4,10 @@
 //
 // Options (after `npm start --`): --donors N (default 4), --chain-port N (default 8546
 // when free), --api-port N (default 7474 when free), --dir D (default .cell). Each run is
-// a fresh devnet: the chain lives in memory, so <dir>/devnet/ is recreated.
+// a fresh devnet: the chain lives in memory, so <dir>/devnet/ is recreated. The buyer's API
+// also serves the browser console; the printed link carries the API token in its fragment.
 import { createServer } from "node:net";
-import { mkdir, rm, unlink, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rm, unlink, writeFile } from "node:fs/promises";
 import { join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
@@ -76,6 +77,8 @@ try {
 
 async function main(): Promise<void> {
   await refuseIfRunning();
+  await refuseTakenPort(args["chain-port"], "--chain-port");
+  await refuseTakenPort(args["api-port"], "--api-port");
   await rm(DEVNET_DIR, { recursive: true, force: true });
   await mkdir(DEVNET_DIR, { recursive: true });
 
@@ -127,7 +130,8 @@ async function main(): Promise<void> {
 
   say("waiting until the buyer sees the staked donors…");
   const staked = await waitForStakedDonors(buyer.served.node, donorCount);
-  process.stdout.write(summary(devnet, deploymentFile, buyer, donors, staked));
+  const token = (await readFile(api.tokenFile, "utf8")).trim();
+  process.stdout.write(summary(devnet, deploymentFile, buyer, donors, staked, token));
 }
 
 /** A second `npm start` on the same dir would wipe the first one's nodes from under it. */
@@ -212,11 +216,7 @@ async function startCellNode(
   const node = await startNode(config, { logger });
   let served: ServedNode<CellNode>;
   try {
-    served = await serveNodeApi(node, config, logger).catch((error: unknown) => {
-      if (config.api.port === 0) throw error;
-      say(`API port ${config.api.port} is taken; using a free one`);
-      return serveNodeApi(node, { ...config, api: { ...config.api, port: 0 } }, logger);
-    });
+    served = await serveNodeApi(node, config, logger);
   } catch (error) {
     await node.stop();
     throw error;
@@ -253,6 +253,7 @@ function summary(
   buyer: StartedNode,
   donors: StartedNode[],
   staked: number,
+  token: string,
 ): string {
   const rel = (path: string) => relative(process.cwd(), path) || ".";
   const api = buyer.served.api as NonNullable<ServedNode<CellNode>["api"]>;
@@ -272,6 +273,7 @@ ${contracts.join("\n")}
   deployment  ${rel(deploymentFile)}
   nodes       (${staked}/${donors.length} donors staked and visible to the buyer)
 ${[buyer, ...donors].map(nodeLine).join("\n")}
+  console     ${api.url}/#token=${token}
   buyer API   ${api.url}
   API token   ${rel(api.tokenFile)}  (send it as: Authorization: Bearer <token>)
   logs        ${rel(DEVNET_DIR)}/<node>/node.log
@@ -310,12 +312,25 @@ async function shutdown(code: number): Promise<void> {
 
 /** `port` when it is free on loopback (never 8545), else any free port. */
 async function preferredPort(port: number): Promise<number> {
-  const free = await new Promise<boolean>((resolvePort) => {
+  return port !== 8545 && (await isPortFree(port)) ? port : freePort();
+}
+
+function isPortFree(port: number): Promise<boolean> {
+  return new Promise<boolean>((resolvePort) => {
     const server = createServer();
     server.once("error", () => resolvePort(false));
     server.listen(port, "127.0.0.1", () => server.close(() => resolvePort(true)));
   });
-  return free && port !== 8545 ? port : freePort();
+}
+
+/** A port the user asked for by `flag` and something else holds: say so and which flag moves it. */
+async function refuseTakenPort(value: string | undefined, flag: string): Promise<void> {
+  if (value === undefined || value === "0") return;
+  const port = positiveInt(value, flag);
+  if (await isPortFree(port)) return;
+  throw new Error(
+    `port ${port} on 127.0.0.1 is taken by another program; choose another with ${flag} <port>`,
+  );
 }
 
 function positiveInt(value: string | undefined, flag: string): number {

@@ -148,6 +148,7 @@ describe("npm start and the CLI on a devnet", { timeout: 300_000 }, () => {
     for (const node of ["buyer", "donor1", "donor2"])
       assert.match(out, new RegExp(`${node}\\s+12D3KooW\\w+\\s+operator 0x[0-9a-fA-F]{40}`));
     assert.match(out, /buyer API\s+http:\/\/127\.0\.0\.1:\d+/);
+    assert.match(out, /console\s+http:\/\/127\.0\.0\.1:\d+\/#token=[\w-]{16,}\n/);
     assert.match(out, /API token\s+\S+api-token/);
     assert.match(
       out,
@@ -304,6 +305,15 @@ describe("npm start and the CLI on a devnet", { timeout: 300_000 }, () => {
       assert.equal(await stop(node, "SIGTERM"), 0, node.stderr());
     }
     assert.equal(existsSync(join(nodeDir, "api.json")), false, "api.json is removed on stop");
+  });
+
+  it("names the flag to change when a port it was given is taken", async () => {
+    const taken = launch([START, "--dir", join(dir, "other"), "--chain-port", String(new URL(rpcUrl).port)]);
+    assert.equal(await taken.exited, 1);
+    assert.match(
+      taken.stderr(),
+      /port \d+ on 127\.0\.0\.1 is taken by another program; choose another with --chain-port <port>/,
+    );
   });
 
   it("refuses a second devnet on the same dir while the first runs", async () => {

@@ -4,6 +4,14 @@ import type { AddressInfo } from "node:net";
 import type { Logger } from "pino";
 import type { Hex } from "viem";
 import { base64Length, DATA_LIMITS } from "../protocol/limits.ts";
+import {
+  consoleConfig,
+  DEFAULT_CONSOLE_DIR,
+  loadConsoleAssets,
+  REGISTRATION_PROOF_MAX_BODY_BYTES,
+  registrationProof,
+  sendConsoleAsset,
+} from "./console.ts";
 import { ApiError, sendError, sendJson } from "./errors.ts";
 import { serveExplorer } from "./explorer.ts";
 import { JobEventHub } from "./hub.ts";
@@ -28,6 +36,8 @@ export interface ApiServerOptions {
   maxBodyBytes?: number;
   /** Interval of SSE keep-alive comments. */
   heartbeatMs?: number;
+  /** The built browser console served at `/` (default offchain/web/dist). */
+  consoleDir?: string;
 }
 
 export interface ApiServer {
@@ -65,6 +75,7 @@ export async function createApiServer(options: ApiServerOptions): Promise<ApiSer
   const streams = new Set<EventStream>();
   const hub = new JobEventHub(node);
   const tokenDigest = digest(options.token);
+  const consoleAssets = loadConsoleAssets(options.consoleDir ?? DEFAULT_CONSOLE_DIR);
 
   const routes: Route[] = [
     {
@@ -72,6 +83,26 @@ export async function createApiServer(options: ApiServerOptions): Promise<ApiSer
       pattern: /^\/health$/,
       public: true,
       handler: ({ response }) => sendJson(response, 200, health(node)),
+    },
+    {
+      method: "GET",
+      pattern: /^\/(?:|[\w.-]+\.(?:html|js|css|svg))$/,
+      public: true,
+      handler: ({ request, response }) =>
+        sendConsoleAsset(consoleAssets, pathOf(request), response, node.chainInfo.rpcUrl),
+    },
+    {
+      method: "GET",
+      pattern: /^\/console\/config$/,
+      handler: ({ response }) => sendJson(response, 200, consoleConfig(node)),
+    },
+    {
+      method: "POST",
+      pattern: /^\/registration\/proof$/,
+      handler: async ({ request, response }) => {
+        const body = parseJson(await readBody(request, REGISTRATION_PROOF_MAX_BODY_BYTES));
+        sendJson(response, 200, await registrationProof(node, body));
+      },
     },
     {
       method: "GET",

@@ -81,6 +81,8 @@ export interface ApiNode {
   readonly operator: Address;
   multiaddrs(): string[];
   readonly chainInfo: { chainId: number | bigint; rpcUrl: string; contracts: Record<string, Address> };
+  /** The operator key's proof that `donor` may register this node (POST /registration/proof). */
+  registrationProof?(donor: Address, nonce: bigint): Promise<unknown>;
   submitJob(request: SubmitJobRequest): Promise<{ jobId: Hex }>;
   getJob(jobId: Hex): ApiJobView | undefined;
   listJobs(): ApiJobView[];

@@ -17,6 +17,7 @@ import {
   registrationOf,
   registrationOfOperator,
   RegistryFollower,
+  signOperatorRegistration,
   submitJurorVote,
 } from "../chain/index.ts";
 import type { ChainReader } from "../chain/index.ts";
@@ -347,6 +348,12 @@ async function assemble(
     chainInfo: chain,
     settlement,
     multiaddrs: () => mesh.multiaddrs(),
+    registrationProof: async (donor, nonce = 0n) => {
+      const registration = { donor, peerKey: ctx.peerKeyHex, nonce };
+      const registry = chain.contracts.donorRegistry as Address;
+      const signature = await signOperatorRegistration(ctx.operator, chain.chainId, registry, registration);
+      return { ...registration, operator: ctx.operatorAddress, signature };
+    },
     submitJob: (request) => buyer.submit(request),
     getJob: (jobId) => buyer.get(jobId),
     listJobs: () => buyer.list(),

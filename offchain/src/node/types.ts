@@ -143,12 +143,26 @@ export interface ChainInfo {
   contracts: Record<string, Address>;
 }
 
+/** The operator key's EIP-712 OperatorRegistration signature for `donor` (DonorRegistry.register). */
+export interface RegistrationProof {
+  donor: Address;
+  operator: Address;
+  peerKey: Hex;
+  nonce: bigint;
+  signature: Hex;
+}
+
 export interface CellNode {
   readonly peerId: string;
   readonly did: string;
   readonly operator: Address;
   readonly chainInfo: ChainInfo;
   multiaddrs(): string[];
+  /**
+   * The operator key's proof of possession for `donor` registering this node (nonce 0) or
+   * rotating to it (its registration nonce): a browser wallet cannot hold the operator key.
+   */
+  registrationProof(donor: Address, nonce?: bigint): Promise<RegistrationProof>;
   submitJob(request: SubmitJobRequest): Promise<{ jobId: Hex }>;
   getJob(jobId: Hex): JobView | undefined;
   listJobs(): JobView[];
