@@ -201,7 +201,8 @@ async function startCellNode(
     listen: ["/ip4/127.0.0.1/tcp/0"],
     bootstrap,
     network: { trustedCidrs: ["127.0.0.0/8"] },
-    api: { enabled: role === "buyer", port: apiPort ?? 0 },
+    // Every node serves its API (donors on a free port, found through their data dir's api.json).
+    api: { enabled: true, port: role === "buyer" ? (apiPort ?? 0) : 0 },
     chain: { rpcUrl: devnet.rpcUrl, chainId: devnet.chainId, deploymentFile },
     donor: { enabled: role === "donor" },
     runtime: { poolSize: 1 },
@@ -282,6 +283,8 @@ Try:
   node bin/cell.mjs job submit examples/jobs/build/sha256.wasm --input README.md${dataDirFlag}
   node bin/cell.mjs job list${dataDirFlag}
   node bin/cell.mjs peers${dataDirFlag}
+  node bin/cell.mjs payments status${dataDirFlag}
+  node bin/cell.mjs settlements list --mine --data-dir ${rel(join(DEVNET_DIR, donors[0]?.name ?? "donor-1"))}
   curl -H "Authorization: Bearer $(cat ${rel(api.tokenFile)})" ${api.url}/jobs
 
 Press Ctrl-C to stop everything.
