@@ -30,5 +30,11 @@ export {
 } from "./relay-wire.ts";
 export type { RelayRefusal, RelayRequest, RelayResult, RelayResults } from "./relay-wire.ts";
 export { RelayClient, RelayDesk, RelayVault, checkHanded, handOver } from "./relay.ts";
-export type { HandOverOutcome, RelayChainPort, RelayClientPorts, RelayDeskOptions } from "./relay.ts";
+export type {
+  HandOverOutcome,
+  RelayChainPort,
+  RelayChannelView,
+  RelayClientPorts,
+  RelayDeskOptions,
+} from "./relay.ts";
 export { RelayedSettlementService } from "./relayed-service.ts";

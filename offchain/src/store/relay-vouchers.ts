@@ -5,6 +5,8 @@ import type { ChannelKeyRow } from "./payee-ledger.ts";
 
 /** Channels whose handed voucher a relayer keeps; beyond it settled rows go first, then the oldest. */
 export const RELAY_VOUCHERS_MAX = 50_000;
+/** Writes between two checks of the bound (the table may exceed it by this many). */
+const TRIM_EVERY = 256;
 
 /** The latest voucher a payee handed this node to settle for it. */
 export interface RelayVoucherRow {
@@ -20,11 +22,12 @@ type Row = Record<string, unknown>;
 
 /**
  * Vouchers payees handed this node as their relayer, the highest per channel. Addresses are
- * stored lower case. Bound: RELAY_VOUCHERS_MAX rows, checked on every write; past it settled
+ * stored lower case. Bound: RELAY_VOUCHERS_MAX rows, checked every TRIM_EVERY writes; past it settled
  * rows go first (least recently received first), then the least recently received.
  */
 export class RelayVouchersRepository {
   readonly #statements: Record<string, StatementSync>;
+  #sinceTrim = 0;
 
   constructor(db: DatabaseSync) {
     const prepare = (sql: string) => db.prepare(sql);
@@ -69,8 +72,14 @@ export class RelayVouchersRepository {
       storedAmount(0n),
       voucher.receivedAt,
     );
+    if (++this.#sinceTrim >= TRIM_EVERY) this.trim(RELAY_VOUCHERS_MAX);
+  }
+
+  /** Deletes rows beyond `max`: settled ones first, then the least recently received. */
+  trim(max: number): void {
+    this.#sinceTrim = 0;
     const { n } = this.#statements.count!.get() as { n: number };
-    if (n > RELAY_VOUCHERS_MAX) this.#statements.trim!.run(n - RELAY_VOUCHERS_MAX);
+    if (n > max) this.#statements.trim!.run(n - max);
   }
 
   /** Raises what the chain is known to have paid on a channel (never lowers it). */
