@@ -322,6 +322,36 @@ describe("RelayClient", () => {
     assert.equal(withdrawals.length, 1);
   });
 
+  it("retries a withdrawal that was not mined at the next run", async () => {
+    const vouchers = [await held(keyOf(1n), 10n)];
+    const { vault } = await payeeVault(vouchers);
+    let mined = false;
+    let withdrawCalls = 0;
+    const client = new RelayClient({
+      vault,
+      paymentChannels: CHANNELS,
+      maxVouchers: 100,
+      log,
+      ports: {
+        hand: async () => ({ type: "relay_results", results: [] }),
+        channel: async () => ({ ...OPEN, paid: 10n }),
+        withdrawable: async () => (mined ? 0n : 10n),
+        withdraw: async () => {
+          if (withdrawCalls++ === 0) return undefined;
+          mined = true;
+          return `0x${"cd".repeat(32)}`;
+        },
+      },
+    });
+    assert.deepEqual((await client.run()).withdrawals, []);
+    assert.deepEqual(
+      (await client.run()).withdrawals.map((w) => w.amount),
+      [10n],
+    );
+    assert.deepEqual((await client.run()).withdrawals, []);
+    assert.equal(withdrawCalls, 2);
+  });
+
   it("says the relayer is unreachable and keeps the vouchers for the next run", async () => {
     const vouchers = [await held(keyOf(1n), 10n)];
     const { vault } = await payeeVault(vouchers);

@@ -287,7 +287,7 @@ export interface HandOverOutcome {
   unreachable: string | null;
 }
 
-/** Answers kept per channel; when full the oldest goes first. */
+/** Answers (and channels waiting for a withdrawal) kept per channel; when full the oldest goes first. */
 const ANSWERS_MAX = 4_096;
 
 /**
@@ -300,6 +300,11 @@ export class RelayClient {
   readonly #now: () => number;
   /** The relayer's last answer per channel; bounded by ANSWERS_MAX, oldest evicted first. */
   readonly #answers = new Map<Hex, RelayResult>();
+  /**
+   * Paid channels whose credit is not yet withdrawn, kept until a withdrawal is mined; bounded by
+   * ANSWERS_MAX, oldest evicted first (its credit stays withdrawable by anyone on-chain).
+   */
+  readonly #toWithdraw = new Map<Hex, HeldVoucher>();
   #runs = 0;
   #queue: Promise<unknown> = Promise.resolve();
 
@@ -336,7 +341,8 @@ export class RelayClient {
     const { vault, maxVouchers } = this.#options;
     const newlyPaid = await this.#recordPaid(vault.unsettled(maxVouchers));
     outcome.paid = newlyPaid.length;
-    const withdrawal = await this.#withdraw(newlyPaid, `relay-withdraw:${this.#now()}:${run}`);
+    for (const voucher of newlyPaid) this.#remember(this.#toWithdraw, voucher.channelId, voucher);
+    const withdrawal = await this.#withdraw(`relay-withdraw:${this.#now()}:${run}`);
     if (withdrawal) outcome.withdrawals.push(withdrawal);
     const unsettled = vault.unsettled(maxVouchers);
     for (let start = 0; start < unsettled.length; start += RELAY_BATCH_MAX) {
@@ -366,32 +372,40 @@ export class RelayClient {
     return paid;
   }
 
-  /** One withdrawPaid over the paid channels with something to withdraw (anyone may; the money goes to the payee). */
-  async #withdraw(
-    paid: HeldVoucher[],
-    purpose: string,
-  ): Promise<{ amount: bigint; txHash: Hex } | undefined> {
+  /**
+   * One withdrawPaid over the paid channels with something to withdraw (anyone may; the money
+   * goes to the payee). A channel stays to withdraw until a withdrawal of it is mined.
+   */
+  async #withdraw(purpose: string): Promise<{ amount: bigint; txHash: Hex } | undefined> {
     const { ports, paymentChannels } = this.#options;
-    const due: ChannelKey[] = [];
+    const due: HeldVoucher[] = [];
     let amount = 0n;
-    for (const voucher of paid) {
+    for (const voucher of [...this.#toWithdraw.values()]) {
       const withdrawable = await ports.withdrawable(voucher.channelId);
-      if (withdrawable === 0n) continue;
-      due.push(voucher.key);
+      if (withdrawable === 0n) this.#toWithdraw.delete(voucher.channelId);
+      else due.push(voucher);
       amount += withdrawable;
     }
     if (due.length === 0) return undefined;
-    const data = encodeFunctionData({ abi: paymentChannelsAbi, functionName: "withdrawPaid", args: [due] });
+    const keys: ChannelKey[] = due.map((voucher) => voucher.key);
+    const data = encodeFunctionData({ abi: paymentChannelsAbi, functionName: "withdrawPaid", args: [keys] });
     const txHash = await ports.withdraw(purpose, { to: paymentChannels, data });
-    return txHash ? { amount, txHash } : undefined;
+    if (!txHash) return undefined;
+    for (const voucher of due) this.#toWithdraw.delete(voucher.channelId);
+    return { amount, txHash };
+  }
+
+  /** Sets `key` last in a map bounded by ANSWERS_MAX, evicting the oldest entry when full. */
+  #remember<V>(map: Map<Hex, V>, key: Hex, value: V): void {
+    map.delete(key);
+    if (map.size >= ANSWERS_MAX) map.delete(map.keys().next().value!);
+    map.set(key, value);
   }
 
   #record(outcome: HandOverOutcome, answer: RelayResults): void {
     for (const result of answer.results) {
       const channelId = result.channelId.toLowerCase() as Hex;
-      this.#answers.delete(channelId);
-      if (this.#answers.size >= ANSWERS_MAX) this.#answers.delete(this.#answers.keys().next().value!);
-      this.#answers.set(channelId, result);
+      this.#remember(this.#answers, channelId, result);
       if (result.status === "accepted") outcome.accepted++;
       else outcome.refused.push({ channelId, reason: result.reason, detail: result.detail });
     }
