@@ -150,6 +150,7 @@ describe("settlement through a relayer on real nodes", { timeout: 600_000 }, () 
       const run = await donor.settlement!.settleNow();
       assert.equal(run.paidCount, 1, run.detail ?? "");
       assert.equal(run.voucherCount, 0, "nothing left to hand over");
+      assert.equal(run.withdrawals.length, 1, "one withdrawal from the donor's operator key");
       const channel = spent.get(wallets[i]!.toLowerCase())!;
       assert.ok(isAddressEqual(channel.payee, wallets[i]!));
       assert.equal(

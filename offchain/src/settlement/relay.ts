@@ -10,6 +10,7 @@ import type { ChannelKey } from "../chain/index.ts";
 import type { HeldVoucher, VoucherVault } from "../payments/index.ts";
 import { cellDomain, verifyDigest, voucherDigestIn } from "../protocol/index.ts";
 import type { RelayVoucherRow, RelayVouchersRepository, Store } from "../store/index.ts";
+import type { Withdrawal } from "./epoch-settler.ts";
 import { RELAY_BATCH_MAX } from "./relay-wire.ts";
 import type { RelayRefusal, RelayRequest, RelayResult, RelayResults, RelayedVoucher } from "./relay-wire.ts";
 
@@ -282,7 +283,7 @@ export interface HandOverOutcome {
   accepted: number;
   refused: { channelId: Hex; reason: RelayRefusal; detail: string }[];
   /** withdrawPaid transactions mined, with the amount they moved to the payee. */
-  withdrawals: { amount: bigint; txHash: Hex }[];
+  withdrawals: Withdrawal[];
   /** Why the relayer could not be reached, when it could not. */
   unreachable: string | null;
 }
@@ -376,7 +377,7 @@ export class RelayClient {
    * One withdrawPaid over the paid channels with something to withdraw (anyone may; the money
    * goes to the payee). A channel stays to withdraw until a withdrawal of it is mined.
    */
-  async #withdraw(purpose: string): Promise<{ amount: bigint; txHash: Hex } | undefined> {
+  async #withdraw(purpose: string): Promise<Withdrawal | undefined> {
     const { ports, paymentChannels } = this.#options;
     const due: HeldVoucher[] = [];
     let amount = 0n;
@@ -392,7 +393,7 @@ export class RelayClient {
     const txHash = await ports.withdraw(purpose, { to: paymentChannels, data });
     if (!txHash) return undefined;
     for (const voucher of due) this.#toWithdraw.delete(voucher.channelId);
-    return { amount, txHash };
+    return { payee: due[0]!.key.payee, amount, txHash };
   }
 
   /** Sets `key` last in a map bounded by ANSWERS_MAX, evicting the oldest entry when full. */

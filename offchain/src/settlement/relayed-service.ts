@@ -72,7 +72,7 @@ export class RelayedSettlementService extends SettlementService {
       voucherCount: run.handed,
       paidCount: run.paid,
       total: run.withdrawals.reduce((sum, withdrawal) => sum + withdrawal.amount, 0n),
-      withdrawals: [],
+      withdrawals: run.withdrawals,
       detail: detail.slice(0, 1_024),
     };
   }
