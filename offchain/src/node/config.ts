@@ -267,6 +267,15 @@ const SettlementConfigSchema = z.strictObject({
   maxVouchersPerBatch: z.number().int().min(1).max(2_000).default(500),
   /** How often pending transactions are followed and CloseStarted events read. */
   pollMs: z.number().int().min(50).max(600_000).default(5_000),
+  /** Accept other payees' vouchers on /cell/relay/1 and settle them in this node's batches. */
+  relay: z.boolean().default(false),
+  /** As a relayer, also withdraw the handed payees' credit after a batch (else each payee withdraws itself). */
+  relayWithdraws: z.boolean().default(false),
+  /** Peer id of a relayer to hand this node's vouchers to instead of settling them itself (no receipt anchors then). */
+  relayTo: z
+    .string()
+    .regex(/^[1-9A-HJ-NP-Za-km-z]{32,128}$/, "must be a base58 peer id")
+    .optional(),
 });
 
 const NodeConfigFields = z.strictObject({

@@ -3,11 +3,13 @@ import { pathToFileURL } from "node:url";
 import { setFlagsFromString } from "node:v8";
 import { pino } from "pino";
 import type { Logger } from "pino";
-import { createPublicClient, http, zeroAddress } from "viem";
+import { createPublicClient, http, isAddressEqual, zeroAddress } from "viem";
 import type { Address, Hex } from "viem";
 import {
   createReader,
   createWriter,
+  getChannel,
+  withdrawableOf,
   juryCourtAbi,
   operatorState,
   outvoteEvidenceOf,
@@ -67,7 +69,14 @@ import type { EvidenceTrust } from "../evidence/index.ts";
 import { openStore } from "../store/index.ts";
 import type { Store } from "../store/index.ts";
 import type { VoucherVault } from "../payments/index.ts";
-import { SettlementService } from "../settlement/index.ts";
+import {
+  RELAY_PROTOCOL,
+  RelayClient,
+  RelayDesk,
+  RelayVault,
+  RelayedSettlementService,
+  SettlementService,
+} from "../settlement/index.ts";
 import { BlockAccess, storeBlockSource } from "./block-access.ts";
 import { Buyer } from "./buyer.ts";
 import { buyerPayments } from "./buyer-payments.ts";
@@ -193,7 +202,7 @@ export async function startNode(config: NodeConfig, options: StartNodeOptions = 
     if (paying) cleanup.unshift(() => paying.stop());
     const payee =
       config.donor.enabled && config.payments.enabled ? await startPayee(ctx, reader, cleanup) : undefined;
-    const settlement = payee?.ledger ? startSettlement(ctx, reader, payee.ledger, cleanup) : undefined;
+    const settlement = await startNodeSettlement(ctx, reader, payee?.ledger, cleanup);
     const node = await assemble(
       ctx,
       identity.did,
@@ -470,6 +479,83 @@ function startDisputer(ctx: NodeContext, reader: ChainReader, cleanup: (() => Pr
 }
 
 /**
+ * The node's settlement: over its payee ledger, joined on a relayer (`settlement.relay`) with the
+ * vouchers payees hand it on /cell/relay/1; handed to a relayer instead of settled when
+ * `settlement.relayTo` names one. Undefined when there is nothing to settle.
+ */
+async function startNodeSettlement(
+  ctx: NodeContext,
+  reader: ChainReader,
+  ledger: PayeeLedger | undefined,
+  cleanup: (() => Promise<void> | void)[],
+): Promise<SettlementService | undefined> {
+  const { config, store, mesh } = ctx;
+  if (!config.settlement.enabled) return undefined;
+  if (config.settlement.relay) {
+    const desk = new RelayDesk({
+      store,
+      chain: { channel: (channelId) => getChannel(reader, channelId) },
+      chainId: reader.deployment.chainId,
+      paymentChannels: reader.deployment.paymentChannels,
+      log: ctx.log.child({ part: "relay" }),
+    });
+    await mesh.handle(RELAY_PROTOCOL, protocolSpecs.relay, (request, from) => desk.receive(request, from));
+    const own = ledger?.payee;
+    const withdrawsFor = config.settlement.relayWithdraws
+      ? undefined
+      : (payee: Address) => own !== undefined && isAddressEqual(payee, own);
+    return startSettlement(ctx, reader, new RelayVault(store.relayVouchers, ledger), cleanup, withdrawsFor);
+  }
+  if (!ledger) return undefined;
+  if (config.settlement.relayTo)
+    return startRelayedSettlement(ctx, reader, ledger, config.settlement.relayTo, cleanup);
+  return startSettlement(ctx, reader, ledger, cleanup);
+}
+
+/** A payee whose relayer settles its vouchers: its watchtower runs, its hand-overs replace its settle transactions. */
+function startRelayedSettlement(
+  ctx: NodeContext,
+  reader: ChainReader,
+  ledger: PayeeLedger,
+  relayer: string,
+  cleanup: (() => Promise<void> | void)[],
+): SettlementService {
+  const writer = createWriter(ctx.config.chain.rpcUrl, reader.deployment, ctx.operator);
+  const options = {
+    store: ctx.store,
+    writer,
+    vault: ledger,
+    settings: ctx.config.settlement,
+    logBlockRange: ctx.config.chain.logBlockRange,
+    log: ctx.log.child({ part: "settlement" }),
+    now: ctx.now,
+  };
+  const service = new RelayedSettlementService(
+    options,
+    (sender) =>
+      new RelayClient({
+        vault: ledger,
+        paymentChannels: reader.deployment.paymentChannels,
+        maxVouchers: ctx.config.settlement.maxVouchersPerBatch,
+        log: ctx.log.child({ part: "relay-client" }),
+        now: ctx.now,
+        ports: {
+          hand: (request) => ctx.mesh.request(relayer, RELAY_PROTOCOL, protocolSpecs.relay, request),
+          channel: (channelId) => getChannel(reader, channelId),
+          withdrawable: (channelId) => withdrawableOf(reader, channelId),
+          withdraw: async (purpose, call) => {
+            const outcome = await sender.send(purpose, null, call);
+            return outcome.state === "mined" ? outcome.hash : undefined;
+          },
+        },
+      }),
+  );
+  service.start();
+  cleanup.unshift(() => service.stop());
+  return service;
+}
+
+/**
  * The node's settlement over its payee ledger `vault`: each epoch's vouchers and receipt root
  * settled from the operator key (which pays the gas), and the watchtower on the vault's
  * channels. The node calls it when it holds a vault; undefined when settlement is disabled.
@@ -479,9 +565,11 @@ export function startSettlement(
   reader: ChainReader,
   vault: VoucherVault,
   cleanup: (() => Promise<void> | void)[],
+  withdrawsFor?: (payee: Address) => boolean,
 ): SettlementService | undefined {
   if (!ctx.config.settlement.enabled) return undefined;
   const service = new SettlementService({
+    withdrawsFor,
     store: ctx.store,
     writer: createWriter(ctx.config.chain.rpcUrl, reader.deployment, ctx.operator),
     vault,

@@ -17,6 +17,7 @@ import {
   StatusResponseSchema,
 } from "../protocol/index.ts";
 import { VOUCHER_MESSAGE_MAX_BYTES, VoucherBatchSchema, VoucherResultsSchema } from "../payments/index.ts";
+import { RELAY_MESSAGE_MAX_BYTES, RelayRequestSchema, RelayResultsSchema } from "../settlement/relay-wire.ts";
 
 /**
  * Schemas, byte limits and per-peer rates of the market's request-response protocols. Bids,
@@ -80,6 +81,15 @@ export const protocolSpecs = {
     maxResponseBytes: VOUCHER_MESSAGE_MAX_BYTES,
     ratePerSecond: 100,
     burst: 200,
+  },
+  /** `/cell/relay/1`: a payee's latest vouchers handed to its relayer (settlement/relay-wire.ts). */
+  relay: {
+    request: RelayRequestSchema,
+    response: RelayResultsSchema,
+    maxRequestBytes: RELAY_MESSAGE_MAX_BYTES,
+    maxResponseBytes: RELAY_MESSAGE_MAX_BYTES,
+    ratePerSecond: 10,
+    burst: 20,
   },
   receipt: {
     request: DeliveryBatchSchema,

@@ -182,7 +182,7 @@ export interface CellNode {
   slashes(): { pending: SlashRow[]; history: SlashRow[] };
   /** Payment channels this node pays donors through, with spend rate and time to empty. */
   paymentChannels(): ChannelView[];
-  /** Epoch settlement, watchtower and receipt proofs; present when the node holds a payee ledger (startSettlement). */
+  /** Epoch settlement, watchtower and receipt proofs; present when the node holds a payee ledger or relays (startSettlement). */
   settlement?: SettlementService;
   /** The chain index the API serves under /explorer; set when `indexer.enabled`. */
   explorer?: ExplorerSource;

@@ -31,6 +31,8 @@ export interface EpochSettlerOptions {
   operator: Address;
   epochSeconds: number;
   maxVouchersPerBatch: number;
+  /** Whose credit the settler withdraws after a batch (default: every payee in it; a relayer may limit it to its own). */
+  withdrawsFor?: (payee: Address) => boolean;
   log: Logger;
   now?: () => number;
 }
@@ -255,7 +257,8 @@ export class EpochSettler {
   async #withdraw(epoch: number, keys: readonly ChannelKey[]): Promise<Withdrawal[]> {
     const { reader, sender } = this.#options;
     const withdrawals: Withdrawal[] = [];
-    for (const payee of uniqueAddresses(keys.map((key) => key.payee))) {
+    const withdrawsFor = this.#options.withdrawsFor ?? (() => true);
+    for (const payee of uniqueAddresses(keys.map((key) => key.payee)).filter(withdrawsFor)) {
       const due: ChannelKey[] = [];
       let amount = 0n;
       for (const key of keys.filter((k) => isAddressEqual(k.payee, payee))) {

@@ -22,3 +22,19 @@ export { WATCHTOWER_CURSOR, Watchtower } from "./watchtower.ts";
 export type { RedeemOutcome, WatchtowerOptions } from "./watchtower.ts";
 export { SettlementService } from "./service.ts";
 export type { SettlementServiceOptions, SettlementSettings } from "./service.ts";
+export {
+  RELAY_PROTOCOL,
+  RelayRequestSchema,
+  RelayResultsSchema,
+  RELAY_MESSAGE_MAX_BYTES,
+} from "./relay-wire.ts";
+export type { RelayRefusal, RelayRequest, RelayResult, RelayResults } from "./relay-wire.ts";
+export { RelayClient, RelayDesk, RelayVault, checkHanded, handOver } from "./relay.ts";
+export type {
+  HandOverOutcome,
+  RelayChainPort,
+  RelayChannelView,
+  RelayClientPorts,
+  RelayDeskOptions,
+} from "./relay.ts";
+export { RelayedSettlementService } from "./relayed-service.ts";

@@ -27,6 +27,8 @@ export interface SettlementServiceOptions {
   writer: ChainWriter;
   vault: VoucherVault;
   settings: SettlementSettings;
+  /** Whose credit is withdrawn after a batch (default: every payee in it). */
+  withdrawsFor?: (payee: Address) => boolean;
   /** Most blocks asked for in one eth_getLogs call. */
   logBlockRange: number;
   log: Logger;
@@ -62,6 +64,7 @@ export class SettlementService {
       operator: this.#operator,
       epochSeconds: settings.epochSeconds,
       maxVouchersPerBatch: settings.maxVouchersPerBatch,
+      withdrawsFor: options.withdrawsFor,
       log: log.child({ part: "settler" }),
       now: options.now,
     });

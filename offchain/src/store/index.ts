@@ -80,5 +80,7 @@ export type {
   PayeeLedgerRepository,
   PayeeVoucherRow,
 } from "./payee-ledger.ts";
+export { RELAY_VOUCHERS_MAX } from "./relay-vouchers.ts";
+export type { RelayVoucherRow, RelayVouchersRepository } from "./relay-vouchers.ts";
 export { EXPLORER_PAGE_MAX, INDEXED_BLOCKS_KEPT } from "./indexer.ts";
 export type { IndexBatch, IndexerRepository, Page, PageQuery } from "./indexer.ts";

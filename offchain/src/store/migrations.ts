@@ -648,6 +648,26 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX idx_court_events_by_account ON idx_court_events (account, block, log_index);
     `,
   },
+  {
+    version: 12,
+    name: "relayed vouchers: the latest voucher payees handed this node to settle for them",
+    // Bound (store/relay-vouchers.ts): at most RELAY_VOUCHERS_MAX rows, one per channel; beyond
+    // it settled rows (cumulative <= paid on chain) go first, then the oldest received.
+    sql: `
+      CREATE TABLE relay_vouchers (
+        channel_id TEXT PRIMARY KEY,
+        buyer TEXT NOT NULL,
+        signer TEXT NOT NULL,
+        payee TEXT NOT NULL,
+        nonce TEXT NOT NULL,
+        cumulative TEXT NOT NULL,
+        signature TEXT NOT NULL,
+        paid_on_chain TEXT NOT NULL,
+        received_at INTEGER NOT NULL
+      ) STRICT;
+      CREATE INDEX relay_vouchers_by_receipt ON relay_vouchers (received_at);
+    `,
+  },
 ];
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS.at(-1)?.version ?? 0;

@@ -15,6 +15,7 @@ import { PayeeLedgerRepository } from "./payee-ledger.ts";
 import { PeersRepository } from "./peers.ts";
 import { ReceiptsRepository } from "./receipts.ts";
 import { SettlementsRepository } from "./settlements.ts";
+import { RelayVouchersRepository } from "./relay-vouchers.ts";
 import { SlashesRepository } from "./slashes.ts";
 
 export const DATABASE_FILE = "cell.db";
@@ -57,6 +58,8 @@ export interface Store {
   readonly settlements: SettlementsRepository;
   /** A donor's channels, vouchers and earnings (offchain/src/payments/payee-ledger.ts). */
   readonly payeeLedger: PayeeLedgerRepository;
+  /** Vouchers payees handed this node to settle for them (offchain/src/settlement/relay.ts). */
+  readonly relayVouchers: RelayVouchersRepository;
   /** The chain index the explorer reads (offchain/src/indexer). */
   readonly indexer: IndexerRepository;
   schemaVersion(): number;
@@ -156,6 +159,7 @@ function createStore(db: DatabaseSync, location: string, path: string, now: () =
     buyerChannels: new BuyerChannelsRepository(db, now),
     settlements: new SettlementsRepository(db, now),
     payeeLedger: new PayeeLedgerRepository(db, now),
+    relayVouchers: new RelayVouchersRepository(db),
     indexer: new IndexerRepository(db),
     schemaVersion: () => readSchemaVersion(db),
     durability: () => readDurability(db),
