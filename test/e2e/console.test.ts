@@ -63,6 +63,7 @@ describe("browser console in Chromium against a devnet", { timeout: 240_000 }, (
           config: {
             runtime: { poolSize: 1 },
             payments: { enabled: true, channelPollMs: 200 },
+            indexer: { enabled: true },
             // Epochs end only when asked, from the console's "Settle now".
             settlement: { epochSeconds: 86_400, pollMs: 200 },
           },
@@ -74,6 +75,7 @@ describe("browser console in Chromium against a devnet", { timeout: 240_000 }, (
       config: {
         buyer: { heartbeatMs: 400, bidTimeoutMs: 1_000 },
         payments: { deposit: "50", topUpAmount: "0" },
+        indexer: { enabled: true },
       },
     });
     const first = await startInProcess(prepared[0]!);
