@@ -235,6 +235,12 @@ describe("browser console in Chromium against a devnet", { timeout: 240_000 }, (
     assert.ok((job?.replicas?.filter((replica) => replica.state === "voted").length ?? 0) >= 2);
     assert.match(shown ?? "", /^Verdict: accepted \(quorum 2, votes /);
     assert.equal(await page.getByTestId("job-state").textContent(), "completed");
+    // Each agreeing executor's pay, recorded on its channel after the verdict, shows up too.
+    const paid = page.getByTestId("job-vouchers").locator("li");
+    await paid.nth(1).waitFor({ timeout: 20_000 });
+    const agreeing = (job?.replicas ?? []).filter((replica) => replica.agrees === true);
+    for (const replica of agreeing)
+      await page.getByTestId("job-vouchers").locator(`[title="${replica.operator}" i]`).first().waitFor();
     await shot("jobs");
   });
 

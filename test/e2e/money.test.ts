@@ -209,6 +209,14 @@ describe(
           0n,
         );
       assert.ok(liarEarned < liarAll, "the jobs the liar lied on paid it nothing");
+      for (const report of verdicts.slice(0, 5)) {
+        const paidTo = (buyer.getJob(report.jobId)?.events ?? [])
+          .filter((event) => event.type === "paid")
+          .map((event) => event.operator?.toLowerCase())
+          .sort();
+        const agreeing = report.agreeing.map((replica) => replica.operator.toLowerCase()).sort();
+        assert.deepEqual(paidTo, agreeing, "each agreeing executor's pay is among the job's events");
+      }
     });
 
     it("a buyer that starts a close early: the donor's watchtower redeems its latest voucher in the window", async () => {

@@ -14,7 +14,7 @@ import {
 } from "../chain/index.ts";
 import type { ChainReader, ChainWriter } from "../chain/index.ts";
 import { BuyerChannels, VOUCHER_PROTOCOL, VoucherSender } from "../payments/index.ts";
-import type { ChainChannel, ChannelChainPort, ChannelView } from "../payments/index.ts";
+import type { ChainChannel, ChannelChainPort, ChannelView, VoucherSenderPorts } from "../payments/index.ts";
 import type { VerdictListener } from "../quorum/index.ts";
 import type { NodeContext } from "./context.ts";
 import { protocolSpecs } from "./protocols.ts";
@@ -36,7 +36,11 @@ export interface BuyerPayments {
 }
 
 /** The buyer's payments, signing with the operator key, which holds the ATP and the gas. */
-export function buyerPayments(ctx: NodeContext, reader: ChainReader): BuyerPayments {
+export function buyerPayments(
+  ctx: NodeContext,
+  reader: ChainReader,
+  onPaid?: VoucherSenderPorts["onPaid"],
+): BuyerPayments {
   const { config, log } = ctx;
   const writer = createWriter(config.chain.rpcUrl, reader.deployment, ctx.operator);
   const payeeOf = payeeLookup(reader);
@@ -68,6 +72,7 @@ export function buyerPayments(ctx: NodeContext, reader: ChainReader): BuyerPayme
       },
     },
     log: log.child({ part: "vouchers" }),
+    ...(onPaid ? { onPaid } : {}),
   });
   return {
     listener: sender,

@@ -143,6 +143,18 @@ export class Buyer {
     this.#journal.close();
   }
 
+  /**
+   * What a job paid an executor (after its verdict, so also for a job no longer in memory):
+   * shown to listeners and kept with the job's events.
+   */
+  notePayment(jobId: Hex, fields: Pick<JobEvent, "peerId" | "operator" | "detail">): void {
+    const event: JobEvent = { jobId, type: "paid", at: this.#ports.clock.now(), ...fields };
+    const job = this.#jobs.get(jobId);
+    if (job && job.events.length < this.#settings.maxEvents) job.events.push(event);
+    this.#events.emit("job", event);
+    this.#journal.write(jobId, { type: "store_event", event });
+  }
+
   on(listener: (event: JobEvent) => void): void {
     this.#events.on("job", listener);
   }

@@ -68,7 +68,7 @@ import {
 import type { EvidenceTrust } from "../evidence/index.ts";
 import { openStore } from "../store/index.ts";
 import type { Store } from "../store/index.ts";
-import type { VoucherVault } from "../payments/index.ts";
+import type { VoucherSenderPorts, VoucherVault } from "../payments/index.ts";
 import {
   RELAY_PROTOCOL,
   RelayClient,
@@ -198,7 +198,11 @@ export async function startNode(config: NodeConfig, options: StartNodeOptions = 
       ...(options.evidenceTrust ? [options.evidenceTrust] : []),
     ]);
     cleanup.unshift(() => evidence.stop());
-    const paying = config.payments.enabled ? buyerPayments(ctx, reader) : undefined;
+    // The buyer (made in assemble) shows each payment among its job's events.
+    const paidEvents: { note?: NonNullable<VoucherSenderPorts["onPaid"]> } = {};
+    const paying = config.payments.enabled
+      ? buyerPayments(ctx, reader, (payment) => paidEvents.note?.(payment))
+      : undefined;
     if (paying) cleanup.unshift(() => paying.stop());
     const payee =
       config.donor.enabled && config.payments.enabled ? await startPayee(ctx, reader, cleanup) : undefined;
@@ -215,6 +219,7 @@ export async function startNode(config: NodeConfig, options: StartNodeOptions = 
       paying,
       payee,
       settlement,
+      paidEvents,
     );
     if (config.indexer.enabled)
       node.explorer = startChainIndexer(
@@ -244,6 +249,7 @@ async function assemble(
   paying: BuyerPayments | undefined,
   payee: Payee | undefined,
   settlement: SettlementService | undefined,
+  paidEvents: { note?: NonNullable<VoucherSenderPorts["onPaid"]> },
 ): Promise<CellNode> {
   const { mesh, log } = ctx;
   const peerBook = new PeerBook({ trust });
@@ -275,6 +281,12 @@ async function assemble(
       ...(options.verdictListener ? [options.verdictListener] : []),
     ),
   });
+  paidEvents.note = ({ jobId, peerId, operator, amount, channelId, cumulative }) =>
+    buyer.notePayment(jobId, {
+      peerId,
+      operator,
+      detail: `${amount} on channel ${channelId} (voucher ${cumulative})`,
+    });
   // A donor that bid may fetch the job's module and input at once: its bid row is written
   // in the buyer's next write batch, which can come after the donor's first block request.
   buyer.on((event) => {

@@ -25,6 +25,8 @@ export const JOB_EVENT_TYPES = [
   "verdict",
   "completed",
   "failed",
+  /** After an accepted verdict: an agreeing executor's pay, added to the voucher on its channel. */
+  "paid",
 ] as const;
 export type JobEventType = (typeof JOB_EVENT_TYPES)[number];
 

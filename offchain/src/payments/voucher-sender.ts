@@ -22,6 +22,15 @@ export interface VoucherSenderPorts {
   /** Sends one batch to the payee's node and returns its answers. */
   send(peerId: string, batch: VoucherBatch): Promise<VoucherResults>;
   clock: { now(): number; after(delayMs: number, fire: () => void): () => void };
+  /** Told of each job amount recorded on a channel (before its voucher is signed). */
+  onPaid?(payment: {
+    jobId: Hex;
+    operator: Address;
+    peerId: string;
+    amount: bigint;
+    channelId: Hex;
+    cumulative: bigint;
+  }): void;
   log: {
     debug(fields: object, message: string): void;
     info(fields: object, message: string): void;
@@ -150,6 +159,14 @@ export class VoucherSender implements VerdictListener {
         { jobId, payee, channelId: paid.channel.channelId, amount, cumulative: paid.channel.cumulative },
         "job paid",
       );
+      this.#ports.onPaid?.({
+        jobId,
+        operator,
+        peerId,
+        amount,
+        channelId: paid.channel.channelId,
+        cumulative: paid.channel.cumulative,
+      });
       this.#schedule(peerId, paid.channel.channelId, this.#settings.coalesceMs);
     } catch (error) {
       this.#ports.log.warn({ jobId, operator, err: (error as Error).message }, "could not pay an executor");

@@ -2,7 +2,7 @@
 // replicas, the verdict and the vouchers it paid.
 import { h, type ComponentChild } from "preact";
 import { useEffect, useState } from "preact/hooks";
-import { postJson, streamEvents } from "../api.ts";
+import { getJson, postJson, streamEvents } from "../api.ts";
 import { ActionButton, ChainRef, Field, Section, TextInput } from "../ui.ts";
 import { errorText } from "../view.ts";
 
@@ -15,12 +15,16 @@ interface JobEvent {
 interface JobView {
   jobId: string;
   state: string;
+  events?: JobEvent[];
   replicas?: { slot: number; peerId: string; operator: string; state: string; agrees?: boolean }[];
   verdict?: { outcome: string; quorum: number; tally: { votes: number; outputCid: string }[] };
 }
 
 /** Events shown per job; a long job's oldest drop off the list beyond this. */
 const MAX_EVENTS = 500;
+/** How often, and how many times, a settled job's payments are looked up. */
+const PAYMENT_POLL_MS = 1_000;
+const PAYMENT_POLLS = 10;
 
 function bytesToBase64(bytes: Uint8Array): string {
   let binary = "";
@@ -117,8 +121,25 @@ function LiveJob(props: { jobId: string; chainId: number }): ComponentChild {
     });
     return () => abort.abort();
   }, [props.jobId]);
+  // Executors are paid after the verdict, when the event stream may have ended: the job's
+  // stored events are read again a few times for its payments.
+  const [payments, setPayments] = useState<JobEvent[]>([]);
+  useEffect(() => {
+    if (final === undefined || final.verdict?.outcome !== "accepted") return;
+    let tries = 0;
+    const timer = setInterval(() => {
+      getJson<JobView>(`/jobs/${props.jobId}`)
+        .then((view) => {
+          const paid = (view.events ?? []).filter((event) => event.type === "paid");
+          setPayments(paid);
+          if (paid.length >= final.verdict!.quorum || ++tries >= PAYMENT_POLLS) clearInterval(timer);
+        })
+        .catch(() => (++tries >= PAYMENT_POLLS ? clearInterval(timer) : undefined));
+    }, PAYMENT_POLL_MS);
+    return () => clearInterval(timer);
+  }, [final, props.jobId]);
   const bids = events.filter((event) => event.type.startsWith("bid")).length;
-  const vouchers = events.filter((event) => event.type.includes("voucher"));
+  const vouchers = payments.length > 0 ? payments : events.filter((event) => event.type === "paid");
   return h(Section, {
     title: `Job ${props.jobId.slice(0, 10)}…`,
     testId: "live-job",
@@ -167,7 +188,20 @@ function LiveJob(props: { jobId: string; chainId: number }): ComponentChild {
             ),
           ),
         ),
-      vouchers.length > 0 && h("p", { "data-testid": "job-vouchers" }, `Vouchers: ${vouchers.length}`),
+      vouchers.length > 0 &&
+        h(
+          "ul",
+          { "data-testid": "job-vouchers" },
+          vouchers.map((event, index) =>
+            h(
+              "li",
+              { key: index },
+              "paid ",
+              h(ChainRef, { chainId: props.chainId, kind: "address", value: String(event.operator) }),
+              ` ${String(event.detail ?? "")}`,
+            ),
+          ),
+        ),
       failure && h("p", { class: "error" }, failure),
       h(
         "ol",
