@@ -1,7 +1,7 @@
 // A payee node killed (SIGKILL) right after it acknowledged a voucher: the donor runs as a child
 // process (offchain/src/node/run.ts) on a devnet, its voucher arrives over `/cell/voucher/1`, and
-// the process is killed as soon as the answer is in. Its store holds the voucher, and the
-// restarted node knows it (the same voucher again is a duplicate).
+// the process is killed as soon as the answer is in. Its store holds the voucher, the
+// restarted node knows it (the same voucher again is a duplicate) and settles it on-chain.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
@@ -11,6 +11,7 @@ import {
   channelIdOf,
   createWriter,
   devnetPrivateKey,
+  getChannel,
   mintAtp,
   openChannel,
   signVoucher,
@@ -24,7 +25,7 @@ import { VOUCHER_PROTOCOL, jobAmount } from "../../offchain/src/payments/index.t
 import type { VoucherBatch, VoucherResults } from "../../offchain/src/payments/index.ts";
 import { openStore } from "../../offchain/src/store/index.ts";
 import { ensureJobs } from "../../scripts/build-jobs.ts";
-import { LOOPBACK_CIDRS, startChild, startCluster, startInProcess, until } from "./cluster.ts";
+import { LOOPBACK_CIDRS, fundWithEth, startChild, startCluster, startInProcess, until } from "./cluster.ts";
 import type { ChildNode, Cluster, ClusterNode } from "./cluster.ts";
 
 const SHA256_WASM = readFileSync((await ensureJobs(["sha256"])).sha256);
@@ -50,10 +51,14 @@ describe("a payee node killed right after acknowledging a voucher", { timeout: 1
         donor: { pricePerMegaFuel: PRICE },
         // The job runs on the free allowance: this test is about the voucher.
         payments: { enabled: true, freeAllowance: DEPOSIT, channelPollMs: 200 },
+        // Two-second epochs: the restarted node settles what it holds at once.
+        settlement: { epochSeconds: 2, pollMs: 200 },
         runtime: { poolSize: 1 },
       },
     });
     buyerNode = await cluster.prepare("buyer", { donor: false });
+    // The donor's operator key sends its settlements.
+    await fundWithEth(cluster.devnet.rpcUrl, donorNode.identity.operatorAddress);
     donor = await startChild(donorNode);
     buyer = await startInProcess(buyerNode, donor.multiaddrs.slice(0, 1));
   });
@@ -120,6 +125,15 @@ describe("a payee node killed right after acknowledging a voucher", { timeout: 1
     donor = await startChild(donorNode);
     const again = await sendVouchers(donor, batch);
     assert.equal(again.results[0]?.status === "refused" && again.results[0].reason, "duplicate");
+
+    // ...and settles it: the restarted node's next epoch pays the channel on-chain.
+    let paid = 0n;
+    await until(
+      () => paid === owed,
+      60_000,
+      "the restarted payee to settle the voucher it held",
+      async () => void (paid = (await getChannel(faucet, channelId)).paid),
+    );
   });
 
   async function voucherBatch(key: ChannelKey, amount: bigint, jobId: Hex): Promise<VoucherBatch> {

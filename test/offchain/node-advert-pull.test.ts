@@ -24,8 +24,10 @@ function fakePorts(answers: Map<string, CapabilityAdvert | undefined | Error>) {
   const delivered: { from: string; seq: number }[] = [];
   const errors: string[] = [];
   const pending: (() => void)[] = [];
+  const timers: { at: number; fire: () => void }[] = [];
   const ports: AdvertPullPorts = {
     now: () => clock.now,
+    after: (delayMs, fire) => void timers.push({ at: clock.now + delayMs, fire }),
     ask: (peerId) => {
       asked.push(peerId);
       return new Promise((resolve, reject) =>
@@ -45,7 +47,13 @@ function fakePorts(answers: Map<string, CapabilityAdvert | undefined | Error>) {
       await new Promise(setImmediate);
     }
   };
-  return { ports, clock, asked, delivered, errors, settle };
+  /** Moves the clock to `at` and fires the timers due by then. */
+  const advance = (at: number) => {
+    clock.now = at;
+    for (const timer of timers.splice(0).filter((t) => (t.at <= at ? true : (timers.push(t), false))))
+      timer.fire();
+  };
+  return { ports, clock, asked, delivered, errors, settle, advance };
 }
 
 describe("advert pull (pure, fake ports)", () => {
@@ -74,6 +82,29 @@ describe("advert pull (pure, fake ports)", () => {
     await f.settle();
     assert.equal(f.asked.length, 10);
     assert.deepEqual(f.delivered, [], "peers without an advert deliver nothing");
+  });
+
+  it("asks a donor without an advert yet again after 1, 2, 4 and 8 s, then leaves it to gossip", async () => {
+    const answers = new Map<string, CapabilityAdvert | undefined>([["late", undefined]]);
+    const f = fakePorts(answers);
+    const pull = new AdvertPull(f.ports);
+    pull.onDonorIdentified("late");
+    await f.settle();
+    for (const at of [1_000, 3_000, 7_000]) {
+      f.advance(at - 1);
+      await f.settle();
+      const before = f.asked.length;
+      f.advance(at);
+      await f.settle();
+      assert.equal(f.asked.length, before + 1, `asked again at ${at} ms`);
+    }
+    answers.set("late", testAdvert({ ...DONOR, seq: 3 }));
+    f.advance(15_000);
+    await f.settle();
+    assert.deepEqual(f.delivered, [{ from: "late", seq: 3 }]);
+    f.advance(60_000);
+    await f.settle();
+    assert.equal(f.asked.length, 5, "no more asks once the retries are spent");
   });
 
   it("reports a failed request and goes on with the next peer", async () => {
@@ -109,6 +140,7 @@ describe("advert pull over real libp2p", { timeout: 60_000 }, () => {
     const received: { from: string; seq: number }[] = [];
     const pull = new AdvertPull({
       now: Date.now,
+      after: (delayMs, fire) => void setTimeout(fire, delayMs),
       ask: async (peerId) =>
         (await other.request(peerId, PROTOCOL_ADVERT, protocolSpecs.advert, { type: "advert" })).advert,
       deliver: (got, from) => received.push({ from, seq: got.seq }),

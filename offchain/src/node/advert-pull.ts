@@ -9,6 +9,8 @@ import type { CapabilityAdvert } from "../protocol/index.ts";
  */
 export interface AdvertPullPorts {
   now(): number;
+  /** Calls `fire` after `delayMs`. */
+  after(delayMs: number, fire: () => void): void;
   /** The peer's current advert, or undefined when it has none (not staked yet). */
   ask(peerId: string): Promise<CapabilityAdvert | undefined>;
   /** Hands an answer to the advert intake, as if it had come by gossip from that peer. */
@@ -20,6 +22,11 @@ export interface AdvertPullPorts {
 export const ADVERT_PULL_TRACKED = 4_096;
 /** A peer that reconnects within this is not asked again (its adverts still come by gossip). */
 export const ADVERT_PULL_INTERVAL_MS = 60_000;
+/**
+ * A donor that has no advert yet (its stake not yet seen by itself, as while a network starts)
+ * is asked again after these waits; it also publishes its first advert over gossip.
+ */
+export const ADVERT_PULL_RETRIES_MS = [1_000, 2_000, 4_000, 8_000];
 /** Requests under way at once; peers identified beyond these and the queue are not asked. */
 const CONCURRENCY = 4;
 const QUEUE_MAX = 256;
@@ -29,7 +36,7 @@ export class AdvertPull {
   /** peer → when it was last asked. Bounded by ADVERT_PULL_TRACKED, oldest first out. */
   readonly #askedAt = new Map<string, number>();
   /** Peers waiting for a request slot. Bounded by QUEUE_MAX; beyond it a peer is not asked. */
-  readonly #waiting: string[] = [];
+  readonly #waiting: { peerId: string; retry: number }[] = [];
   #running = 0;
 
   constructor(ports: AdvertPullPorts) {
@@ -45,25 +52,32 @@ export class AdvertPull {
     this.#askedAt.delete(peerId);
     this.#askedAt.set(peerId, now);
     if (this.#askedAt.size > ADVERT_PULL_TRACKED) this.#askedAt.delete(this.#askedAt.keys().next().value!);
-    this.#waiting.push(peerId);
+    this.#enqueue(peerId, 0);
+  }
+
+  #enqueue(peerId: string, retry: number): void {
+    if (this.#waiting.length >= QUEUE_MAX) return;
+    this.#waiting.push({ peerId, retry });
     this.#drain();
   }
 
   #drain(): void {
     while (this.#running < CONCURRENCY && this.#waiting.length > 0) {
-      const peerId = this.#waiting.shift()!;
+      const { peerId, retry } = this.#waiting.shift()!;
       this.#running++;
-      void this.#ask(peerId).finally(() => {
+      void this.#ask(peerId, retry).finally(() => {
         this.#running--;
         this.#drain();
       });
     }
   }
 
-  async #ask(peerId: string): Promise<void> {
+  async #ask(peerId: string, retry: number): Promise<void> {
     try {
       const advert = await this.#ports.ask(peerId);
-      if (advert !== undefined) this.#ports.deliver(advert, peerId);
+      if (advert !== undefined) return this.#ports.deliver(advert, peerId);
+      const wait = ADVERT_PULL_RETRIES_MS[retry];
+      if (wait !== undefined) this.#ports.after(wait, () => this.#enqueue(peerId, retry + 1));
     } catch (err) {
       this.#ports.onError(peerId, err);
     }

@@ -1006,6 +1006,7 @@ function pullAdvertsOnConnect(ctx: NodeContext, adverts: AdvertIntake): () => vo
   const { mesh, log } = ctx;
   const pull = new AdvertPull({
     now: ctx.now,
+    after: (delayMs, fire) => setTimeout(fire, delayMs).unref(),
     ask: async (peerId) =>
       (
         await mesh.request(
