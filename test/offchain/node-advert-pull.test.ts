@@ -3,7 +3,11 @@
 import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
 import { pino } from "pino";
-import { ADVERT_PULL_INTERVAL_MS, AdvertPull } from "../../offchain/src/node/advert-pull.ts";
+import {
+  ADVERT_PULL_INTERVAL_MS,
+  ADVERT_PULL_RETRIES_MS,
+  AdvertPull,
+} from "../../offchain/src/node/advert-pull.ts";
 import type { AdvertPullPorts } from "../../offchain/src/node/advert-pull.ts";
 import { protocolSpecs } from "../../offchain/src/node/protocols.ts";
 import { createMeshNode } from "../../offchain/src/p2p/index.ts";
@@ -84,27 +88,37 @@ describe("advert pull (pure, fake ports)", () => {
     assert.deepEqual(f.delivered, [], "peers without an advert deliver nothing");
   });
 
-  it("asks a donor without an advert yet again after 1, 2, 4 and 8 s, then leaves it to gossip", async () => {
+  it("asks a donor without an advert yet again every second for 15 s, then leaves it to gossip", async () => {
     const answers = new Map<string, CapabilityAdvert | undefined>([["late", undefined]]);
     const f = fakePorts(answers);
     const pull = new AdvertPull(f.ports);
     pull.onDonorIdentified("late");
     await f.settle();
-    for (const at of [1_000, 3_000, 7_000]) {
-      f.advance(at - 1);
+    for (let second = 1; second <= 3; second++) {
+      f.advance(second * 1_000 - 1);
       await f.settle();
       const before = f.asked.length;
-      f.advance(at);
+      f.advance(second * 1_000);
       await f.settle();
-      assert.equal(f.asked.length, before + 1, `asked again at ${at} ms`);
+      assert.equal(f.asked.length, before + 1, `asked again at ${second} s`);
     }
     answers.set("late", testAdvert({ ...DONOR, seq: 3 }));
-    f.advance(15_000);
+    f.advance(4_000);
     await f.settle();
     assert.deepEqual(f.delivered, [{ from: "late", seq: 3 }]);
-    f.advance(60_000);
-    await f.settle();
-    assert.equal(f.asked.length, 5, "no more asks once the retries are spent");
+    assert.equal(f.asked.length, 5);
+
+    const never = fakePorts(new Map([["silent", undefined]]));
+    new AdvertPull(never.ports).onDonorIdentified("silent");
+    for (let second = 1; second <= 30; second++) {
+      never.advance(second * 1_000);
+      await never.settle();
+    }
+    assert.equal(
+      never.asked.length,
+      1 + ADVERT_PULL_RETRIES_MS.length,
+      "no more asks once the retries are spent",
+    );
   });
 
   it("reports a failed request and goes on with the next peer", async () => {
