@@ -172,4 +172,39 @@ describe("advert pull over real libp2p", { timeout: 60_000 }, () => {
     stop();
     assert.deepEqual(received, [{ from: donor.peerId, seq: 42 }]);
   });
+
+  it("learns a donor's advert when the donor serves /cell/advert/1 only after the connection opened (identify push)", async () => {
+    const logger = pino({ level: "silent" });
+    const donor = await createMeshNode({ logger, peerKeySeed: new Uint8Array(32).fill(83) });
+    meshes.push(donor);
+    const other = await createMeshNode({ logger, peerKeySeed: new Uint8Array(32).fill(84) });
+    meshes.push(other);
+    const received: number[] = [];
+    const pull = new AdvertPull({
+      now: Date.now,
+      after: (delayMs, fire) => void setTimeout(fire, delayMs),
+      ask: async (peerId) =>
+        (await other.request(peerId, PROTOCOL_ADVERT, protocolSpecs.advert, { type: "advert" })).advert,
+      deliver: (got) => received.push(got.seq),
+      onError: () => undefined,
+    });
+    const stop = other.onPeerIdentified((peerId, protocols) => {
+      if (protocols.includes(PROTOCOL_ADVERT)) pull.onDonorIdentified(peerId);
+    });
+    await other.libp2p.dial(donor.libp2p.getMultiaddrs()[0]!);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    assert.deepEqual(received, [], "the donor serves no adverts yet");
+    const advert = testAdvert({ ...DONOR, peerId: donor.peerId, seq: 7 });
+    await donor.handle(PROTOCOL_ADVERT, protocolSpecs.advert, async () => ({
+      type: "advert" as const,
+      advert,
+    }));
+    const deadline = Date.now() + 20_000;
+    while (received.length === 0) {
+      assert.ok(Date.now() < deadline, "identify push should tell the other node, which then asks");
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    stop();
+    assert.deepEqual(received, [7]);
+  });
 });

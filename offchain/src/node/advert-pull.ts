@@ -77,10 +77,11 @@ export class AdvertPull {
     try {
       const advert = await this.#ports.ask(peerId);
       if (advert !== undefined) return this.#ports.deliver(advert, peerId);
-      const wait = ADVERT_PULL_RETRIES_MS[retry];
-      if (wait !== undefined) this.#ports.after(wait, () => this.#enqueue(peerId, retry + 1));
     } catch (err) {
       this.#ports.onError(peerId, err);
     }
+    // No advert yet, or no answer (a request timing out while a network starts): ask again.
+    const wait = ADVERT_PULL_RETRIES_MS[retry];
+    if (wait !== undefined) this.#ports.after(wait, () => this.#enqueue(peerId, retry + 1));
   }
 }

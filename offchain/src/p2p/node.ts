@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import { noise } from "@chainsafe/libp2p-noise";
 import { yamux } from "@chainsafe/libp2p-yamux";
 import { gossipsub, type GossipSub } from "@libp2p/gossipsub";
-import { identify, type Identify } from "@libp2p/identify";
+import { identify, identifyPush, type Identify, type IdentifyPush } from "@libp2p/identify";
 import type { Libp2p, PeerId } from "@libp2p/interface";
 import { kadDHT, passthroughMapper, type KadDHT } from "@libp2p/kad-dht";
 import { peerIdFromString } from "@libp2p/peer-id";
@@ -121,6 +121,7 @@ export interface MeshNodeOptions {
 
 export interface MeshServices {
   identify: Identify;
+  identifyPush: IdentifyPush;
   ping: Ping;
   pubsub: GossipSub;
   dht: KadDHT;
@@ -641,6 +642,10 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
     },
     services: {
       identify: identify(),
+      // Protocols a node serves once it is up (its request handlers register after the mesh
+      // has connected) reach the peers already connected, so they need not reconnect to learn
+      // them: a donor's /cell/advert/1 is what other nodes ask it for on identify.
+      identifyPush: identifyPush({ debounce: 250 }),
       ping: ping(PING_STREAMS),
       pubsub: gossipsub({
         emitSelf: false,
