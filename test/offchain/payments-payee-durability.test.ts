@@ -9,6 +9,7 @@ import { keccak256, toHex } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { channelIdOf } from "../../offchain/src/chain/index.ts";
 import { openStore } from "../../offchain/src/store/index.ts";
+import { parseTrace, requireStrace, SYNC_CALLS, type Syscall } from "../support/strace.ts";
 
 const STORE_INDEX = new URL("../../offchain/src/store/index.ts", import.meta.url).pathname;
 const PAYMENTS_INDEX = new URL("../../offchain/src/payments/index.ts", import.meta.url).pathname;
@@ -60,27 +61,8 @@ if (process.argv[4] === "hang") await new Promise(() => {});
 store.close();
 `;
 
-const SYNC_CALLS = new Set(["fsync", "fdatasync"]);
-
-interface Syscall {
-  name: string;
-  path: string;
-  text: string;
-}
-
-function parseTrace(trace: string): Syscall[] {
-  const calls: Syscall[] = [];
-  for (const line of trace.split("\n")) {
-    const match = /^(?:\d+\s+)?(\w+)\(\d+<([^>]*)>(?:, "((?:[^"\\]|\\.)*)")?/.exec(line);
-    if (match) calls.push({ name: match[1]!, path: match[2]!, text: match[3] ?? "" });
-  }
-  return calls;
-}
-
 test("an accepted voucher is written and fsynced to the database before the answer (traced with strace)", async () => {
-  const probe = spawnSync("strace", ["-V"], { encoding: "utf8" });
-  if (probe.error || probe.status !== 0)
-    assert.fail("this test traces system calls with strace: install it with `apt-get install -y strace`");
+  requireStrace();
   const script = join(root, "payee.ts");
   const dir = join(root, "traced");
   const traceFile = join(root, "trace.txt");

@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { after, before, test } from "node:test";
 import { openStore } from "../../offchain/src/store/index.ts";
+import { parseTrace, requireStrace, SYNC_CALLS, type Syscall } from "../support/strace.ts";
 
 const STORE_INDEX = new URL("../../offchain/src/store/index.ts", import.meta.url).pathname;
 const PROTOCOL_INDEX = new URL("../../offchain/src/protocol/index.ts", import.meta.url).pathname;
@@ -118,33 +119,6 @@ store.close();
 `;
 
 const RECEIPTS_TRACED = 5;
-const SYNC_CALLS = new Set(["fsync", "fdatasync"]);
-
-interface Syscall {
-  name: string;
-  /** The fd's path as strace -y shows it (`/…/cell.db-wal`, `pipe:[…]`). */
-  path: string;
-  text: string;
-}
-
-/** `1234  pwrite64(12</tmp/x/cell.db-wal>, "…", 4120, 0) = 4120` → name, path, first string argument. */
-function parseTrace(trace: string): Syscall[] {
-  const calls: Syscall[] = [];
-  for (const line of trace.split("\n")) {
-    const match = /^(?:\d+\s+)?(\w+)\(\d+<([^>]*)>(?:, "((?:[^"\\]|\\.)*)")?/.exec(line);
-    if (match) calls.push({ name: match[1]!, path: match[2]!, text: match[3] ?? "" });
-  }
-  return calls;
-}
-
-function requireStrace(): void {
-  const probe = spawnSync("strace", ["-V"], { encoding: "utf8" });
-  if (probe.error || probe.status !== 0)
-    assert.fail(
-      "this test traces the store's system calls with strace, which is not installed: " +
-        "install it with `sudo apt-get install -y strace` (npm run setup does so when run as root)",
-    );
-}
 
 test("a signed receipt is fsynced to the database before it is acknowledged (traced with strace)", async () => {
   requireStrace();
