@@ -140,11 +140,15 @@ async function load(seconds: number, concurrency: number): Promise<LoadFigures> 
 async function watchDiscovery(buyer: CellNode, donors: number, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let last = "";
-  /** When each donor was first seen staked. Bound: the donors of the benchmark. */
+  /** When each donor was first seen staked, and first connected. Bound: the donors of the benchmark. */
   const firstSeen: Record<string, number> = {};
+  const firstConnected: Record<string, number> = {};
   for (;;) {
     const views = buyer.peers();
-    for (const view of views) if (view.staked === true) firstSeen[view.peerId] ??= Date.now();
+    for (const view of views) {
+      if (view.staked === true) firstSeen[view.peerId] ??= Date.now();
+      if (view.connected === true) firstConnected[view.peerId] ??= Date.now();
+    }
     const staked = views.filter((peer) => peer.staked === true).length;
     // donors whose adverts arrived, staked or not yet known to be
     const advertised = views.filter((peer) => peer.operator !== undefined).length;
@@ -154,7 +158,7 @@ async function watchDiscovery(buyer: CellNode, donors: number, timeoutMs: number
     }
     if (staked >= donors || Date.now() > deadline) {
       const connections = buyer.meshStats().connections;
-      writeLine({ discovered: { seen: staked, at: Date.now(), connections, firstSeen } });
+      writeLine({ discovered: { seen: staked, at: Date.now(), connections, firstSeen, firstConnected } });
       return;
     }
     await new Promise((resolve) => setTimeout(resolve, 50));

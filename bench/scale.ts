@@ -202,8 +202,15 @@ async function measure(
       at: number;
       connections: number;
       firstSeen: Record<string, number>;
+      firstConnected: Record<string, number>;
     };
-    printLastSeen(children.slice(1), nodesStarted.slice(1), discovered.firstSeen, allUpAt);
+    printLastSeen(
+      children.slice(1),
+      nodesStarted.slice(1),
+      discovered.firstSeen,
+      discovered.firstConnected,
+      allUpAt,
+    );
     const found = discovered.seen >= donors;
     if (!found) await reportMissing(buyer, children.slice(1));
     const discoverySeconds = found ? Math.max(0, discovered.at - allUpAt) / 1000 : null;
@@ -292,21 +299,27 @@ async function measure(
   }
 }
 
-/** The donors the buyer saw last: when each started and when the buyer first saw it staked. */
+/** The donors the buyer saw last: when each started, when the buyer first had a connection to it and first saw it staked. */
 function printLastSeen(
   donors: ScaleProcess[],
   startedAt: number[],
   firstSeen: Record<string, number>,
+  firstConnected: Record<string, number>,
   allUpAt: number,
 ): void {
   const rows = donors
-    .map((donor, i) => ({ donor, started: startedAt[i]!, seen: firstSeen[donor.peerId ?? ""] }))
+    .map((donor, i) => ({
+      donor,
+      started: startedAt[i]!,
+      connected: firstConnected[donor.peerId ?? ""],
+      seen: firstSeen[donor.peerId ?? ""],
+    }))
     .filter((row) => row.seen !== undefined)
     .sort((a, b) => b.seen! - a.seen!)
     .slice(0, 5);
   const at = (ms: number) => `${((ms - allUpAt) / 1000).toFixed(1)} s`;
   progress(
-    `seen last (times from all running): ${rows.map((row) => `${row.donor.name} started ${at(row.started)}, seen ${at(row.seen!)}`).join("; ")}`,
+    `seen last (times from all running): ${rows.map((row) => `${row.donor.name} started ${at(row.started)}, connected ${row.connected === undefined ? "never" : at(row.connected)}, seen ${at(row.seen!)}`).join("; ")}`,
   );
 }
 
