@@ -8,9 +8,8 @@
  * advert: under load every donor fills up and frees a slot every few seconds, and an advert
  * for each flip reaches every node, so the network's advert traffic would grow with the
  * square of its size. Buyers rank donors by the jobs they run there themselves and learn
- * of a full donor from its bid answer. A donor that just started repeats its first advert every
- * second ten times, then after 2 s, 4 s… up to the heartbeat, so peers whose mesh was still
- * forming hear it soon. A change takes
+ * of a full donor from its bid answer. A donor that just started repeats its first advert after 1 s, 2 s, 4 s…
+ * up to the heartbeat, so peers whose mesh was still forming hear it soon. A change takes
  * a new `seq` (at least the clock's milliseconds, so it grows across restarts); a
  * heartbeat repeats the last one. Pure: the shell (AdvertPublisher) owns the timer.
  */
@@ -97,18 +96,9 @@ export function advertUnheard(state: PublisherState, now: number): PublisherDeci
   return { state: next, wakeAt: now + FIRST_REPEAT_MS };
 }
 
-/**
- * Adverts repeated every second after a donor starts, while the gossip mesh forms around it:
- * in the 33-node benchmark a donor started with the network was first connected to the buyer
- * (or reached it through the mesh) up to 10–14 s later, and with repeats after 1, 2, 4, 8 s
- * its advert waited for the 16 s one.
- */
-const STARTUP_REPEATS = 10;
-
-/** The wait after the n-th advert: 1 s for the first STARTUP_REPEATS, then 2 s, 4 s… up to the heartbeat. */
+/** The wait after the n-th advert: 1 s, 2 s, 4 s… while starting, then the heartbeat. */
 function repeatAfter(published: number, timing: AdvertTiming): number {
-  const doublings = Math.min(30, Math.max(0, published - STARTUP_REPEATS));
-  return Math.min(timing.heartbeatMs, FIRST_REPEAT_MS * 2 ** doublings);
+  return Math.min(timing.heartbeatMs, FIRST_REPEAT_MS * 2 ** Math.min(30, Math.max(0, published - 1)));
 }
 
 function describe(terms: AdvertTerms): string {
