@@ -443,10 +443,21 @@ describe("Cell node mesh: 4 staked donors and a buyer", { timeout: 240_000 }, ()
     await until(() => cpuSeconds(frozen!.process.pid!) - startCpu >= 3, 30_000, "3 s of the job to run");
     frozen!.process.kill("SIGSTOP");
     try {
+      // Frozen until the buyer gave up on it and assigned the job elsewhere, so the newer
+      // attempt exists whatever the placement's backoff.
       await until(
-        () => buyer.getJob(jobId)?.events.some((event) => event.type === "reassigned") ?? false,
-        20_000,
-        "the buyer to give up on the frozen donor",
+        () => {
+          const events = buyer.getJob(jobId)?.events ?? [];
+          const gaveUpAt = events.findIndex((event) => event.type === "reassigned");
+          return (
+            gaveUpAt >= 0 &&
+            events
+              .slice(gaveUpAt)
+              .some((event) => event.type === "assigned" && event.peerId !== frozen!.peerId)
+          );
+        },
+        30_000,
+        "the buyer to give up on the frozen donor and assign the job elsewhere",
       );
     } finally {
       frozen!.process.kill("SIGCONT");
