@@ -7,7 +7,8 @@ import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
-import type { Hex } from "viem";
+import { keccak256, toHex, type Hex } from "viem";
+import { privateKeyToAccount } from "viem/accounts";
 import {
   atpBalance,
   channelIdOf,
@@ -169,6 +170,29 @@ describe("a donor taking payments", { timeout: 180_000 }, () => {
     );
     const replay = await send({ type: "vouchers", vouchers: [wire] });
     assert.equal(replay.results[0]?.status === "refused" && replay.results[0].reason, "duplicate");
+
+    // A voucher whose signature its signer did not make is refused and charged to its sender.
+    const forger = await createMeshNode({
+      peerKeySeed: randomBytes(32),
+      bootstrap: donor.multiaddrs().slice(0, 1),
+      trustedNetworks: LOOPBACK_CIDRS,
+    });
+    try {
+      const forgedSignature = await signVoucher(
+        privateKeyToAccount(keccak256(toHex("not the buyer"))),
+        devnet.deployment.chainId,
+        devnet.deployment.paymentChannels,
+        { channelId, cumulativeAmount: owed + 2n },
+      );
+      const forged = await forger.request(donor.peerId, VOUCHER_PROTOCOL, protocolSpecs.voucher, {
+        type: "vouchers",
+        vouchers: [{ ...wire, cumulativeAmount: (owed + 2n).toString(), signature: forgedSignature }],
+      });
+      assert.equal(forged.results[0]?.status === "refused" && forged.results[0].reason, "bad_signature");
+      assert.equal(donor.rejections().voucher_forged, 1, "the forgery is charged to its sender");
+    } finally {
+      await forger.stop();
+    }
 
     // The stored voucher is money: anyone may redeem it and the payee is paid.
     const payee = channel.payee;

@@ -353,8 +353,10 @@ async function assemble(
     );
     const ledger = payee?.ledger;
     if (ledger)
-      await mesh.handle(VOUCHER_PROTOCOL, protocolSpecs.voucher, (batch, from) =>
-        ledger.receive(batch, from),
+      await mesh.handle(VOUCHER_PROTOCOL, protocolSpecs.voucher, async (batch, from) =>
+        chargeForgeries(await ledger.receive(batch, from), (detail) =>
+          misbehaved(from, "voucher_forged", detail),
+        ),
       );
     donor.start();
   }
@@ -511,7 +513,11 @@ async function startNodeSettlement(
       paymentChannels: reader.deployment.paymentChannels,
       log: ctx.log.child({ part: "relay" }),
     });
-    await mesh.handle(RELAY_PROTOCOL, protocolSpecs.relay, (request, from) => desk.receive(request, from));
+    await mesh.handle(RELAY_PROTOCOL, protocolSpecs.relay, async (request, from) =>
+      chargeForgeries(await desk.receive(request, from), (detail) =>
+        mesh.penalize(from, "bad_signature", `relay_forged: ${detail}`),
+      ),
+    );
     const own = ledger?.payee;
     const withdrawsFor = config.settlement.relayWithdraws
       ? undefined
@@ -753,7 +759,28 @@ function waitForJob(buyer: Buyer, jobId: Hex, timeoutMs: number) {
 }
 
 /** Refusals that prove a peer forged something: also a network anomaly in its trust state. */
-const FORGERIES = new Set(["bid_rejected_signature", "bad_spec_signature", "receipt_invalid"]);
+const FORGERIES = new Set([
+  "bid_rejected_signature",
+  "bad_spec_signature",
+  "receipt_invalid",
+  "voucher_forged",
+]);
+
+/**
+ * Charges the sender of vouchers that carry a signature their signer did not make: checking
+ * one costs a signature recovery, so a peer that sends forgeries is penalized like one that
+ * forges bids, and blocked once its score crosses the mesh's threshold.
+ */
+function chargeForgeries<
+  T extends { results: readonly { status: string; reason?: string; detail?: string }[] },
+>(answer: T, charge: (detail: string) => void): T {
+  const forged = answer.results.filter(
+    (result) => result.status === "refused" && result.reason === "bad_signature",
+  );
+  if (forged.length > 0)
+    charge(`${forged.length} of ${answer.results.length} vouchers with a forged signature`);
+  return answer;
+}
 
 function reportingForgeries(misbehaved: Misbehaved, trust: TrustBook): Misbehaved {
   return (peerId, reason, detail) => {

@@ -79,8 +79,10 @@ export const protocolSpecs = {
     response: VoucherResultsSchema,
     maxRequestBytes: VOUCHER_MESSAGE_MAX_BYTES,
     maxResponseBytes: VOUCHER_MESSAGE_MAX_BYTES,
-    ratePerSecond: 100,
-    burst: 200,
+    // A buyer keeps one request per payee in flight, coalescing the rest; each voucher costs
+    // the payee a signature check, so a peer gets at most 10 requests (2,560 vouchers) a second.
+    ratePerSecond: 10,
+    burst: 20,
   },
   /** `/cell/relay/1`: a payee's latest vouchers handed to its relayer (settlement/relay-wire.ts). */
   relay: {

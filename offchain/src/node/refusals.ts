@@ -8,6 +8,7 @@ import type { MeshNode, RejectReason } from "../p2p/index.ts";
 const PENALTY_OF: Readonly<Record<string, RejectReason>> = {
   bid_rejected_signature: "bad_signature",
   bad_spec_signature: "bad_signature",
+  voucher_forged: "bad_signature",
   receipt_invalid: "bad_receipt",
   assign_wrong_price: "bad_bid",
   bad_announce: "bad_announce",
