@@ -211,6 +211,8 @@ async function startCellNode(
     payments: { freeAllowance: DEVNET_FREE_ALLOWANCE, channelPollMs: 1_000 },
     // Short epochs, so settlements show up while one watches.
     settlement: { epochSeconds: 60, pollMs: 1_000 },
+    // The buyer serves the console, whose explorer reads the chain index.
+    indexer: { enabled: role === "buyer" },
     logLevel: "info",
   });
   const logger = nodeLogger(dataDir, name);

@@ -117,9 +117,6 @@ async function prepareCluster(root: string, devnet: Devnet): Promise<Cluster> {
       // Nodes pay and are paid only in tests about payments (those that configure them):
       // the rest run unfunded buyers, which paying donors would decline.
       payments: options.config?.payments ?? { enabled: false },
-      // Likewise the chain index, which only the explorer's tests read: every node polling
-      // the chain for it would weigh on the benchmarks' idle and per-job figures.
-      indexer: options.config?.indexer ?? { enabled: false },
     };
     const configFile = join(dir, "node.json");
     await writeFile(

@@ -26,7 +26,7 @@ describe("a node's explorer on a devnet", { timeout: 120_000 }, () => {
     prepared = await cluster.prepare("buyer", {
       donor: false,
       stakeWith: 1,
-      config: { indexer: { pollMs: 100 } },
+      config: { indexer: { enabled: true, pollMs: 100 } },
     });
     node = await startInProcess(prepared);
     server = await createApiServer({ node, token: TOKEN });

@@ -176,8 +176,12 @@ const ChainConfigSchema = z
 
 /** The chain index the explorer serves (offchain/src/indexer). */
 const IndexerConfigSchema = z.strictObject({
-  /** Follow the contracts' events from their deployment block into the store (GET /explorer/…). */
-  enabled: z.boolean().default(true),
+  /**
+   * Follow the contracts' events from their deployment block into the store (GET /explorer/…).
+   * Off unless asked for: the index grows with the chain's history, which anyone with gas can
+   * lengthen, so only the nodes that serve an explorer keep one (`npm start`'s buyer does).
+   */
+  enabled: z.boolean().default(false),
   /** Blocks behind the head that are indexed; a reorganisation deeper than the kept block hashes rebuilds the index. */
   confirmations: z.number().int().min(0).max(10_000).default(0),
   /** Most blocks asked for in one eth_getLogs call (a refused call is retried with half). */
