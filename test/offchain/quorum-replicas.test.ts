@@ -6,7 +6,13 @@ import type { Address, Hex } from "viem";
 import { buildJobSpec, toAnnounce } from "../../offchain/src/market/index.ts";
 import { testBuyerSettings } from "../support/buyer-settings.ts";
 import { cidOf, cidToBytes32 } from "../../offchain/src/protocol/index.ts";
-import { activeAttempts, newJobState, restoreJobState, step } from "../../offchain/src/node/buyer-machine.ts";
+import {
+  activeAttempts,
+  newJobState,
+  nextWakeAt,
+  restoreJobState,
+  step,
+} from "../../offchain/src/node/buyer-machine.ts";
 import type {
   BidCandidate,
   BuyerEffect,
@@ -204,6 +210,45 @@ describe("replicated jobs: placement", () => {
     driver.place(["A", "B", "C"]);
     assert.deepEqual(driver.working().sort(), ["A", "B", "C"]);
     assert.ok(!driver.of("request_bids").at(-1)?.peers.includes("A"), "A is not asked again");
+  });
+});
+
+describe("replicated jobs: the bid window", () => {
+  it("keeps a round open past its bid window while its bids cannot fill every replica, and places all at once", () => {
+    const driver = new Driver(freshJob(2));
+    driver.send({ type: "submitted" });
+    driver.send({ type: "place", expected: ["A", "B"] });
+    const bid = (peer: string, at: number) => {
+      driver.now = at;
+      const offered = driver.send({
+        type: "offer_received",
+        from: peer,
+        offer: {
+          type: "bid",
+          bid: { jobId: JOB_ID, executor: operatorOf(peer), pricePerMegaFuel: "10", expiresAt: "99999999" },
+          signature: `0x${"22".repeat(65)}` as Hex,
+          peerKey: `0x${"33".repeat(32)}` as Hex,
+          freeSlots: 1,
+        },
+        donor: { operator: operatorOf(peer), staked: true },
+      });
+      const check = offered.find((effect) => effect.type === "check_bid")!;
+      driver.send({ type: "bid_checked", from: peer, round: check.round, candidate: candidate(peer, at) });
+    };
+    bid("A", 10);
+    driver.now = 10 + settings.bidWindowMs + 1;
+    driver.send({ type: "tick" });
+    assert.equal(driver.of("check_bid_signature").length, 0, "one bid for two replicas: the round waits");
+    assert.equal(nextWakeAt(driver.job), driver.job.round!.closesAt, "and wakes only at the round's end");
+    bid("B", 500);
+    assert.deepEqual(
+      driver
+        .of("check_bid_signature")
+        .map((effect) => effect.candidate.peerId)
+        .sort(),
+      ["A", "B"],
+      "both replicas are chosen in the one round",
+    );
   });
 });
 

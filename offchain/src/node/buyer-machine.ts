@@ -104,6 +104,16 @@ export function step(job: BuyerJobState, event: BuyerEvent, settings: BuyerSetti
   return { job: machine.job, effects: machine.effects };
 }
 
+/**
+ * The bid window ends a round early only once its usable bids could fill every open slot:
+ * with fewer, the round waits for the donors it asked (up to its timeout), so a replicated
+ * job is not placed part now and part a round later, when its first replicas may already
+ * have decided without the rest.
+ */
+function windowCounts(job: BuyerJobState): boolean {
+  return (job.round?.candidates.length ?? 0) >= openSlots(job).length;
+}
+
 /** When the job next needs a `tick`, if it waits on time at all. */
 export function nextWakeAt(job: BuyerJobState): number | undefined {
   if (isFinal(job)) return undefined;
@@ -112,7 +122,9 @@ export function nextWakeAt(job: BuyerJobState): number | undefined {
   // While a bid's stake check is out, its answer (not the clock) moves selection on.
   if (round && !round.closed)
     times.push(
-      round.checking.length === 0 ? (round.windowEndsAt ?? round.closesAt) : round.closesAt,
+      round.checking.length === 0 && windowCounts(job)
+        ? (round.windowEndsAt ?? round.closesAt)
+        : round.closesAt,
       round.closesAt,
     );
   for (const attempt of activeAttempts(job)) {
@@ -361,10 +373,9 @@ class Transition {
     // A discovery round whose asked donors all answered without a usable bid may still hear
     // from donors it did not ask: it waits for the bid window or the round's end.
     const allAnswered = round.awaiting <= 0 && (!round.discovery || round.candidates.length > 0);
-    const due =
-      this.now >= round.closesAt ||
-      (round.checking.length === 0 &&
-        (allAnswered || (round.windowEndsAt !== undefined && this.now >= round.windowEndsAt)));
+    const windowPassed =
+      round.windowEndsAt !== undefined && this.now >= round.windowEndsAt && windowCounts(this.job);
+    const due = this.now >= round.closesAt || (round.checking.length === 0 && (allAnswered || windowPassed));
     if (!due) return;
     round.closed = true;
     if (round.candidates.length === 0 && round.awaiting > 0)

@@ -68,7 +68,8 @@ const BuyerConfigSchema = z.strictObject({
   /**
    * After the first usable bid, how long other bids may still come in before the best
    * one is chosen (selection starts at once when every expected donor has answered).
-   * Longer windows pick cheaper executors; shorter ones start jobs sooner.
+   * Longer windows pick cheaper executors; shorter ones start jobs sooner. A round whose bids
+   * cannot yet fill every replica of the job waits past the window for the donors it asked.
    */
   bidWindowMs: z.number().int().min(0).max(10_000).default(50),
   assignTimeoutMs: z.number().int().min(50).max(60_000).default(5_000),
