@@ -1,0 +1,7 @@
+import { poseidon2, poseidon3, poseidon5 } from "poseidon-lite";
+
+/** Poseidon with 2 inputs: a tree node, and the queue step of TOPUP and CLOSE. */
+export const hash2 = (a: bigint, b: bigint): bigint => poseidon2([a, b]);
+export const hash3 = (a: bigint, b: bigint, c: bigint): bigint => poseidon3([a, b, c]);
+export const hash5 = (a: bigint, b: bigint, c: bigint, d: bigint, e: bigint): bigint =>
+  poseidon5([a, b, c, d, e]);
