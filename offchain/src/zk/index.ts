@@ -15,3 +15,4 @@ export { StateTree, rootFromPath } from "./tree.ts";
 export type { MerklePath } from "./tree.ts";
 export { SETTLEMENT_KEY_FILE, SettlementKey, verifyZkSignature, zkVoucherMessage } from "./keys.ts";
 export type { ZkPublicKey, ZkSignature } from "./keys.ts";
+export { ZK_VOUCHER_TYPES, zkChannelIdOf, zkChannelsDomain, zkVoucherDigest } from "./eip712.ts";
