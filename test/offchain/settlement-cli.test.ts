@@ -111,6 +111,12 @@ describe("settlement commands", { timeout: 180_000 }, () => {
     );
   });
 
+  it("cell settle now --zk on a node without the zk mode says how to turn it on", async () => {
+    const result = await runCell(["settle", "now", "--zk", ...apiArgs]);
+    assert.notEqual(result.code, 0);
+    assert.match(result.stderr, /does not settle zk vouchers: set settlement\.zk\.enabled/);
+  });
+
   it("cell settlements list reads every settlement from the chain index, filtered by submitter", async () => {
     await indexer.poll();
     const human = await runCell(["settlements", "list", ...apiArgs, "--submitter", operator]);

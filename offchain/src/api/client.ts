@@ -44,8 +44,8 @@ export interface ApiClient {
   slashes(): Promise<{ pending: unknown[]; history: unknown[] }>;
   /** Payment channels the node pays donors through, with spend rate and time to empty. */
   paymentChannels(): Promise<unknown[]>;
-  /** Settles the node's held vouchers and receipt root now (POST /settlement/run). */
-  settleNow(): Promise<Record<string, unknown>>;
+  /** Settles the node's held vouchers and receipt root now (POST /settlement/run); `zk`: its zk vouchers by proof. */
+  settleNow(options?: { zk?: boolean }): Promise<Record<string, unknown>>;
   /** Settled epochs newest first; `next` is the `before` of the next page, null at the end. */
   settlements(page?: {
     before?: number;
@@ -98,7 +98,7 @@ export function createApiClient(options: ApiClientOptions): ApiClient {
     getJob: (jobId) => call("GET", `/jobs/${encodeURIComponent(jobId)}`),
     submitJob: (job) => call("POST", "/jobs", submitBody(job)),
     peers: async () => (await call<{ peers: unknown[] }>("GET", "/peers")).peers,
-    settleNow: () => call("POST", "/settlement/run"),
+    settleNow: (options = {}) => call("POST", options.zk ? "/settlement/run?zk=1" : "/settlement/run"),
     settlements: (page = {}) => {
       const query = new URLSearchParams();
       if (page.before !== undefined) query.set("before", String(page.before));

@@ -11,6 +11,7 @@ export type ApiErrorCode =
   | "method_not_allowed"
   | "payload_too_large"
   | "job_rejected"
+  | "not_configured"
   | "internal";
 
 /** An error that the API answers with `{ error: { code, message, issues? } }` and `status`. */

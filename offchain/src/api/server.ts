@@ -139,7 +139,7 @@ export async function createApiServer(options: ApiServerOptions): Promise<ApiSer
     {
       method: "POST",
       pattern: /^\/settlement\/run$/,
-      handler: ({ response }) => runSettlement(node, response),
+      handler: ({ request, response }) => runSettlement(node, request, response),
     },
     {
       method: "GET",

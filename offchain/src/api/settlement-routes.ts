@@ -21,9 +21,29 @@ function settlementOf(node: ApiNode): ApiSettlement {
   return node.settlement;
 }
 
-/** Settles now and answers with the outcome (epoch, transaction, vouchers paid, total, withdrawals). */
-export async function runSettlement(node: ApiNode, response: ServerResponse): Promise<void> {
-  sendJson(response, 200, await settlementOf(node).settleNow());
+const RunQuerySchema = z.strictObject({ zk: z.enum(["0", "1"]).optional() });
+
+/**
+ * Settles now and answers with the outcome (epoch, transaction, vouchers paid, total,
+ * withdrawals); `?zk=1` settles the held zk vouchers by proof instead.
+ */
+export async function runSettlement(
+  node: ApiNode,
+  request: IncomingMessage,
+  response: ServerResponse,
+): Promise<void> {
+  const query = Object.fromEntries(new URL(request.url ?? "/", "http://local").searchParams);
+  const parsed = RunQuerySchema.safeParse(query);
+  if (!parsed.success) throw new ApiError(400, "bad_request", "bad query: zk must be 0 or 1");
+  const settlement = settlementOf(node);
+  const zk = parsed.data.zk === "1";
+  if (zk && !settlement.zkEnabled)
+    throw new ApiError(
+      409,
+      "not_configured",
+      "this node does not settle zk vouchers: set settlement.zk.enabled (docs/zk.md)",
+    );
+  sendJson(response, 200, zk ? await settlement.settleZkNow() : await settlement.settleNow());
 }
 
 /** Settled epochs newest first; `?before=<epoch>&limit=<n>` pages back. */

@@ -102,6 +102,10 @@ export interface ApiNode {
 /** What the settlement routes need (settlement/SettlementService satisfies it). */
 export interface ApiSettlement {
   settleNow(): Promise<unknown>;
+  /** Settles the held zk vouchers by proof (docs/zk.md). */
+  settleZkNow(): Promise<unknown>;
+  /** True when the node settles zk vouchers (`settlement.zk.enabled`). */
+  readonly zkEnabled: boolean;
   settlements(page: { before?: number; limit?: number }): unknown[];
   receiptProof(
     jobId: Hex,

@@ -12,6 +12,7 @@ import { receiptProof } from "./proof.ts";
 import type { ReceiptProof } from "./proof.ts";
 import { TxSender } from "./tx-sender.ts";
 import { Watchtower } from "./watchtower.ts";
+import type { ZkSettler, ZkSettlementOutcome } from "./zk-settler.ts";
 
 export interface SettlementSettings {
   epochSeconds: number;
@@ -33,12 +34,15 @@ export interface SettlementServiceOptions {
   logBlockRange: number;
   log: Logger;
   now?: () => number;
+  /** Builds the zk settler over this service's transaction sender (`settlement.zk.enabled`). */
+  zk?: (sender: TxSender) => ZkSettler;
 }
 
 export class SettlementService {
   readonly sender: TxSender;
   readonly settler: EpochSettler;
   readonly watchtower: Watchtower;
+  readonly zkSettler: ZkSettler | undefined;
   readonly #store: Store;
   readonly #operator: Address;
   readonly #pollMs: number;
@@ -68,6 +72,7 @@ export class SettlementService {
       log: log.child({ part: "settler" }),
       now: options.now,
     });
+    this.zkSettler = options.zk?.(this.sender);
     this.watchtower = new Watchtower({
       store,
       reader: writer,
@@ -94,8 +99,19 @@ export class SettlementService {
     await this.watchtower.stop();
   }
 
+  get zkEnabled(): boolean {
+    return this.zkSettler !== undefined;
+  }
+
   settleNow(): Promise<SettlementOutcome> {
     return this.settler.settleNow();
+  }
+
+  /** Settles the held zk vouchers by proof now (docs/zk.md). */
+  settleZkNow(): Promise<ZkSettlementOutcome> {
+    if (!this.zkSettler)
+      return Promise.reject(new Error("zk settlement is not enabled (settlement.zk.enabled)"));
+    return this.zkSettler.settleNow();
   }
 
   /** Epochs newest first, below `before`. */

@@ -22,12 +22,24 @@ export function registerSettleCommands(program: Command): void {
       .description(
         "settle now, in one transaction: held vouchers above what the chain paid, and the receipts not yet anchored",
       )
+      .option("--zk", "settle the held zk vouchers with a Groth16 proof instead (docs/zk.md)")
       .option("--json", "print JSON")
-      .addHelpText("after", `\nExample:\n  $ cell settle now --data-dir .cell/devnet/donor-1\n${API_HELP}\n`),
-  ).action(async function (this: Command, options: ApiOptions & { json?: boolean }) {
+      .addHelpText(
+        "after",
+        `\nExamples:\n  $ cell settle now --data-dir .cell/devnet/donor-1\n  $ cell settle now --zk --data-dir .cell/devnet/donor-1\n${API_HELP}\n`,
+      ),
+  ).action(async function (this: Command, options: ApiOptions & { json?: boolean; zk?: boolean }) {
     await reportErrors(this, async () => {
-      const outcome = await (await connectApi(options)).settleNow();
-      process.stdout.write(options.json ? `${toJson(outcome)}\n` : `${formatSettlement(outcome)}\n`);
+      const api = await connectApi(options);
+      if (!options.zk) {
+        const outcome = await api.settleNow();
+        return void process.stdout.write(
+          options.json ? `${toJson(outcome)}\n` : `${formatSettlement(outcome)}\n`,
+        );
+      }
+      const ticker = elapsedTicker("proving and settling (the node logs each proving stage)");
+      const outcome = await api.settleNow({ zk: true }).finally(() => ticker.stop());
+      process.stdout.write(options.json ? `${toJson(outcome)}\n` : `${formatZkSettlement(outcome)}\n`);
     });
   });
 
@@ -188,6 +200,47 @@ function formatSettlement(row: Record<string, unknown>): string {
   ]
     .filter((part) => part.length > 0)
     .join(" ");
+}
+
+/** A zk run: each proven batch, what was redeemed by signature when proving failed (and why), the withdrawals. */
+export function formatZkSettlement(outcome: Record<string, unknown>): string {
+  const list = (key: string) =>
+    Array.isArray(outcome[key]) ? (outcome[key] as Record<string, unknown>[]) : [];
+  const lines = [
+    `zk settlement ${String(outcome.state)}${outcome.detail ? `: ${String(outcome.detail)}` : ""}`,
+  ];
+  for (const batch of list("batches"))
+    lines.push(
+      `  batch: ${String(batch.transfers)} vouchers, ${String(batch.opsConsumed)} queued operations, proven in ${Number(batch.proveSeconds).toFixed(1)} s, tx ${String(batch.txHash)}`,
+    );
+  for (const redeemed of list("redeemed"))
+    lines.push(
+      `  redeemed by signature: leaf ${String(redeemed.leaf)} at ${atp(redeemed.cumulativeAmount)} ATP, tx ${String(redeemed.txHash)}`,
+    );
+  for (const withdrawal of list("withdrawals"))
+    lines.push(
+      `  withdrew ${atp(withdrawal.amount)} ATP from leaf ${String(withdrawal.leaf)}, tx ${String(withdrawal.txHash)}`,
+    );
+  return lines.join("\n");
+}
+
+/** On a terminal, the seconds spent so far on stderr; elsewhere one line saying what is under way. */
+function elapsedTicker(what: string): { stop(): void } {
+  const started = performance.now();
+  const stream = process.stderr;
+  if (!stream.isTTY) {
+    stream.write(`${what}…\n`);
+    return { stop: () => {} };
+  }
+  const timer = setInterval(() => {
+    stream.write(`\r\x1b[2K${what}: ${((performance.now() - started) / 1000).toFixed(0)} s`);
+  }, 250);
+  return {
+    stop() {
+      clearInterval(timer);
+      stream.write("\r\x1b[2K");
+    },
+  };
 }
 
 function atp(wei: unknown): string {
