@@ -3,6 +3,8 @@
 // the L2 gas and what the L1 data fee adds (`l1GasUsed`, `l1Fee` of the OP receipt). Prints a
 // table; the last line is one JSON object.
 import { measureDisputeGas } from "./_dispute-gas.ts";
+import { measureOpGas, setOpMainnetFeeScalars } from "./_op-fees.ts";
+import type { Measured } from "./_op-fees.ts";
 import { keccak256, numberToHex, parseEther, toHex } from "viem";
 import type { Hex, TransactionReceipt } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
@@ -27,21 +29,6 @@ import type { ChainWriter, SignedVoucher } from "../offchain/src/chain/index.ts"
 import { cellDomain, signReceipt } from "../offchain/src/protocol/index.ts";
 import type { Receipt } from "../offchain/src/protocol/index.ts";
 
-/** The L1Block predeploy; slot 3 packs baseFeeScalar (bits 96..127) and blobBaseFeeScalar (64..95). */
-const L1_BLOCK = "0x4200000000000000000000000000000000000015";
-/** OP Mainnet's Ecotone fee scalars; L1 base fee and blob base fee stay at the node's 10 gwei. */
-const BASE_FEE_SCALAR = 5_227n;
-const BLOB_BASE_FEE_SCALAR = 1_014_213n;
-
-interface Measured {
-  /** L2 execution gas (receipt gasUsed). */
-  gas: number;
-  /** L1 data gas the OP Stack charges for the transaction's compressed size (receipt l1GasUsed). */
-  l1Gas: number;
-  /** L1 data fee in wei (receipt l1Fee) at the scalars and L1 prices above. */
-  l1Fee: bigint;
-}
-
 const devnet = await startDevnet();
 try {
   const { rpcUrl, deployment } = devnet;
@@ -52,20 +39,8 @@ try {
   const rpc = (method: string, params: unknown[]) =>
     admin.publicClient.request({ method, params } as never) as Promise<unknown>;
 
-  await rpc("hardhat_setStorageAt", [
-    L1_BLOCK,
-    "0x3",
-    numberToHex((BASE_FEE_SCALAR << 96n) | (BLOB_BASE_FEE_SCALAR << 64n), { size: 32 }),
-  ]);
-  async function measure(receipt: TransactionReceipt): Promise<Measured> {
-    const raw = (await rpc("eth_getTransactionReceipt", [receipt.transactionHash])) as {
-      l1GasUsed?: Hex;
-      l1Fee?: Hex;
-    };
-    if (raw.l1GasUsed === undefined || raw.l1Fee === undefined)
-      throw new Error("the devnet's receipts carry no l1GasUsed/l1Fee: is it an OP Stack chain?");
-    return { gas: Number(receipt.gasUsed), l1Gas: Number(raw.l1GasUsed), l1Fee: BigInt(raw.l1Fee) };
-  }
+  await setOpMainnetFeeScalars(admin);
+  const measure = (receipt: TransactionReceipt): Promise<Measured> => measureOpGas(admin, receipt);
   const perVoucher = (m: Measured, n: number): Measured => ({
     gas: Math.round(m.gas / n),
     l1Gas: Math.round(m.l1Gas / n),
