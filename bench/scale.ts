@@ -59,6 +59,13 @@ const LATENCY_MAX_SECONDS = 90;
 /** Quiet time after discovery before idle CPU is measured: connections and meshes settle. */
 const SETTLE_SECONDS = 5;
 const STOP_GRACE_MS = 10_000;
+/** SCALE_PROFILE=buyer,donor1 writes those nodes' CPU profiles to SCALE_PROFILE_DIR (default .cell/scale-profiles). */
+const PROFILED = new Set((process.env.SCALE_PROFILE ?? "").split(",").filter((name) => name.length > 0));
+const PROFILE_DIR = process.env.SCALE_PROFILE_DIR ?? ".cell/scale-profiles";
+const profileArgs = (name: string): string[] =>
+  PROFILED.has(name)
+    ? ["--cpu-prof", `--cpu-prof-dir=${PROFILE_DIR}`, `--cpu-prof-name=${name}-${Date.now()}.cpuprofile`]
+    : [];
 const NODE_SCRIPT = fileURLToPath(new URL("_scale-node.ts", import.meta.url));
 const GOALS = { cpuPerJobRatio: 1.5, discoverySeconds33: 10, idleCpuPctPerNode: 2 };
 
@@ -478,7 +485,9 @@ class ScaleProcess {
 
   constructor(name: string, params: ScaleNodeParams) {
     this.name = name;
-    this.#child = spawn(process.execPath, [NODE_SCRIPT], { stdio: ["pipe", "pipe", "pipe"] });
+    this.#child = spawn(process.execPath, [...profileArgs(name), NODE_SCRIPT], {
+      stdio: ["pipe", "pipe", "pipe"],
+    });
     this.#child.stderr!.on(
       "data",
       (chunk: Buffer) => (this.#stderr = (this.#stderr + chunk.toString()).slice(-8000)),
