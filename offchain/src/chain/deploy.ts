@@ -18,6 +18,16 @@ export interface DeployOptions {
   courtParams?: Partial<CourtParams>;
 }
 
+/** ZkChannels' circuit parameters: tree depth D, queue slots Q and transfers B per proof. */
+export interface ZkParams {
+  depth: number;
+  queueSlots: number;
+  batchSize: number;
+}
+
+/** The committed CI circuit SettleBatch(4, 2, 2), whose verifier is CiSettleVerifier. */
+export const ZK_CI_PARAMS: ZkParams = { depth: 4, queueSlots: 2, batchSize: 2 };
+
 /** JuryCourt settings (see contracts/JuryCourt.sol, `Params`). */
 export interface CourtParams {
   voteWindow: number;
@@ -78,6 +88,28 @@ async function deployOne(writer: ChainWriter, abi: Abi, bytecode: Hex, args: rea
   return { address: getAddress(receipt.contractAddress), blockNumber: receipt.blockNumber };
 }
 
+/**
+ * `bytecode` with every library placeholder replaced by the library's address; `references`
+ * holds each library's byte offsets (generated into bytecode.ts from the artifact).
+ */
+export function linkBytecode(
+  bytecode: Hex,
+  references: Readonly<Record<string, readonly number[]>>,
+  libraries: Readonly<Record<string, Address>>,
+): Hex {
+  let linked = bytecode as string;
+  for (const [library, offsets] of Object.entries(references)) {
+    const address = libraries[library];
+    if (address === undefined) throw new Error(`no address given for library ${library}`);
+    for (const offset of offsets) {
+      const at = 2 + offset * 2;
+      linked = linked.slice(0, at) + address.slice(2).toLowerCase() + linked.slice(at + 40);
+    }
+  }
+  if (linked.includes("__$")) throw new Error("the bytecode still holds an unlinked library placeholder");
+  return linked as Hex;
+}
+
 async function setCourt(writer: ChainWriter, registry: Address, court: Address): Promise<void> {
   const { walletClient, publicClient } = writer;
   const hash = await walletClient.writeContract({
@@ -117,9 +149,10 @@ export async function deployCell(
     { ...defaultCourtParams(), ...options.courtParams },
   ]);
   await setCourt(w, registry.address, court.address);
+  const challengeWindow = options.challengeWindow ?? DEFAULT_CHALLENGE_WINDOW;
   const channels = await deployOne(w, paymentChannelsAbi, paymentChannelsBytecode, [
     token.address,
-    options.challengeWindow ?? DEFAULT_CHALLENGE_WINDOW,
+    challengeWindow,
   ]);
   return {
     chainId,
