@@ -32,7 +32,7 @@ export type {
   PayOutcome,
 } from "./buyer-channels.ts";
 export { VoucherSender } from "./voucher-sender.ts";
-export type { VoucherSenderPorts, VoucherSenderSettings } from "./voucher-sender.ts";
+export type { VoucherSenderPorts, VoucherSenderSettings, ZkSignedVoucher } from "./voucher-sender.ts";
 export { decideCredit, maxCost } from "./credit.ts";
 export type { BuyerCredit, CreditDecision, CreditLimits } from "./credit.ts";
 export { PayeeLedger, checkVoucher } from "./payee-ledger.ts";
