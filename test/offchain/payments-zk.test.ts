@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import type { Address, Hex, LocalAccount } from "viem";
 import { toHex } from "viem";
-import { privateKeyToAccount } from "viem/accounts";
+import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import {
   CHANNEL_CLOSED,
   atpBalance,
@@ -28,6 +28,12 @@ import { ChannelBook, PayeeLedger, VoucherBatchSchema } from "../../offchain/src
 import type { VoucherBatch, VoucherWire } from "../../offchain/src/payments/index.ts";
 import { openStore } from "../../offchain/src/store/index.ts";
 import type { Store } from "../../offchain/src/store/index.ts";
+import {
+  MemoryVault,
+  heldVoucher,
+  openFundedChannel,
+  settlementParts,
+} from "../support/settlement-fixture.ts";
 import {
   FIELD,
   SettlementKey,
@@ -266,5 +272,36 @@ describe("zk vouchers on a devnet with ZkChannels", { timeout: 180_000 }, () => 
     const late = await zkVoucher(leaf, 300n, [23]);
     assert.equal(outcome((await ledger.receive(batch(late))).results[0]!), "channel_closed");
     store.close();
+  });
+
+  it("the signature-mode epoch settler leaves zk vouchers to the zk settler", async () => {
+    const leaf = await open(1_000n);
+    const { store, ledger } = payeeSide();
+    earn(store, [31]);
+    assert.equal(
+      outcome((await ledger.receive(batch(await zkVoucher(leaf, 100n, [31])))).results[0]!),
+      "accepted",
+    );
+    const zkHeld = ledger.latest(zkChannelIdOf(zkChannels, leaf))!;
+    const vault = new MemoryVault();
+    vault.hold(zkHeld);
+    const other = privateKeyToAccount(generatePrivateKey()).address;
+    const key = await openFundedChannel(devnet, buyer, other, 10_000n);
+    vault.hold(await heldVoucher(devnet, signer, key, 700n));
+    const parts = settlementParts(devnet, store, vault, devnetPrivateKey(8));
+    parts.sender.start(100);
+    try {
+      const settled = await parts.settler.settleNow();
+      assert.equal(settled.state, "settled");
+      assert.deepEqual([settled.voucherCount, settled.paidCount, settled.total], [1, 1, 700n]);
+      assert.deepEqual(
+        vault.unsettled(10).map((voucher) => voucher.zk?.leaf),
+        [leaf],
+        "the zk voucher is still unsettled",
+      );
+    } finally {
+      await parts.sender.stop();
+      store.close();
+    }
   });
 });
