@@ -15,3 +15,14 @@ export { StateTree, rootFromPath } from "./tree.ts";
 export type { MerklePath } from "./tree.ts";
 export { SETTLEMENT_KEY_FILE, SettlementKey, verifyZkSignature, zkVoucherMessage } from "./keys.ts";
 export type { ZkPublicKey, ZkSignature } from "./keys.ts";
+export { ZkState, buildBatchWitness } from "./witness.ts";
+export type { BatchRequest, BatchWitness, CircuitInput, CircuitParams, SignedTransfer } from "./witness.ts";
+export {
+  ZkProver,
+  circuitArtifacts,
+  loadVerificationKey,
+  proofToCalldata,
+  releaseZkCurve,
+  verifyOffchain,
+} from "./prover.ts";
+export type { CircuitArtifacts, ProveResult, ProveStage } from "./prover.ts";
