@@ -8049,3 +8049,40 @@ export const zkChannelsAbi = [
     type: "function",
   },
 ] as const;
+
+export const ciSettleVerifierAbi = [
+  {
+    inputs: [
+      {
+        internalType: "uint256[2]",
+        name: "_pA",
+        type: "uint256[2]",
+      },
+      {
+        internalType: "uint256[2][2]",
+        name: "_pB",
+        type: "uint256[2][2]",
+      },
+      {
+        internalType: "uint256[2]",
+        name: "_pC",
+        type: "uint256[2]",
+      },
+      {
+        internalType: "uint256[6]",
+        name: "_pubSignals",
+        type: "uint256[6]",
+      },
+    ],
+    name: "verifyProof",
+    outputs: [
+      {
+        internalType: "bool",
+        name: "",
+        type: "bool",
+      },
+    ],
+    stateMutability: "view",
+    type: "function",
+  },
+] as const;

@@ -1,11 +1,23 @@
 import { getAddress } from "viem";
 import type { Abi, Address, Hex } from "viem";
-import { atpTokenAbi, donorRegistryAbi, juryCourtAbi, paymentChannelsAbi } from "./abis.ts";
+import {
+  atpTokenAbi,
+  ciSettleVerifierAbi,
+  donorRegistryAbi,
+  juryCourtAbi,
+  paymentChannelsAbi,
+  zkChannelsAbi,
+} from "./abis.ts";
 import {
   atpTokenBytecode,
+  ciSettleVerifierBytecode,
   donorRegistryBytecode,
   juryCourtBytecode,
   paymentChannelsBytecode,
+  poseidonT3Bytecode,
+  poseidonT6Bytecode,
+  zkChannelsBytecode,
+  zkChannelsLinkReferences,
 } from "./bytecode.ts";
 import type { ChainWriter } from "./clients.ts";
 import type { DonorParams } from "./actions.ts";
@@ -125,7 +137,36 @@ async function setCourt(writer: ChainWriter, registry: Address, court: Address):
 }
 
 /**
- * Deploys ATPToken, DonorRegistry, JuryCourt (set as the registry's court) and PaymentChannels from the committed bytecode, with the
+ * Deploys the Poseidon libraries, the CI circuit's verifier and ZkChannels linked to them; returns
+ * ZkChannels' address.
+ */
+async function deployZkChannels(
+  writer: ChainWriter,
+  token: Address,
+  challengeWindow: bigint,
+): Promise<Address> {
+  const poseidonT3 = await deployOne(writer, [], poseidonT3Bytecode, []);
+  const poseidonT6 = await deployOne(writer, [], poseidonT6Bytecode, []);
+  const verifier = await deployOne(writer, ciSettleVerifierAbi, ciSettleVerifierBytecode, []);
+  const bytecode = linkBytecode(zkChannelsBytecode, zkChannelsLinkReferences, {
+    PoseidonT3: poseidonT3.address,
+    PoseidonT6: poseidonT6.address,
+  });
+  const { depth, queueSlots, batchSize } = ZK_CI_PARAMS;
+  const zk = await deployOne(writer, zkChannelsAbi, bytecode, [
+    token,
+    verifier.address,
+    depth,
+    queueSlots,
+    batchSize,
+    challengeWindow,
+  ]);
+  return zk.address;
+}
+
+/**
+ * Deploys ATPToken, DonorRegistry, JuryCourt (set as the registry's court), PaymentChannels and
+ * ZkChannels (with its Poseidon libraries and the CI circuit's verifier) from the committed bytecode, with the
  * writer's account as token admin (minter), registry owner and default treasury. Same contracts
  * and arguments as the Ignition module `ignition/modules/Cell.ts`.
  */
@@ -154,12 +195,14 @@ export async function deployCell(
     token.address,
     challengeWindow,
   ]);
+  const zkChannels = await deployZkChannels(w, token.address, challengeWindow);
   return {
     chainId,
     atpToken: token.address,
     donorRegistry: registry.address,
     paymentChannels: channels.address,
     juryCourt: court.address,
+    zkChannels,
     deployBlock: token.blockNumber,
   };
 }

@@ -16,3 +16,14 @@ export type { MerklePath } from "./tree.ts";
 export { SETTLEMENT_KEY_FILE, SettlementKey, verifyZkSignature, zkVoucherMessage } from "./keys.ts";
 export type { ZkPublicKey, ZkSignature } from "./keys.ts";
 export { ZK_VOUCHER_TYPES, zkChannelIdOf, zkChannelsDomain, zkVoucherDigest } from "./eip712.ts";
+export { ZkState, buildBatchWitness } from "./witness.ts";
+export type { BatchRequest, BatchWitness, CircuitInput, CircuitParams, SignedTransfer } from "./witness.ts";
+export {
+  ZkProver,
+  circuitArtifacts,
+  loadVerificationKey,
+  proofToCalldata,
+  releaseZkCurve,
+  verifyOffchain,
+} from "./prover.ts";
+export type { CircuitArtifacts, ProveResult, ProveStage } from "./prover.ts";

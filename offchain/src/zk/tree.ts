@@ -25,6 +25,13 @@ export class StateTree {
       this.#zeros.push(hash2(this.#zeros[level]!, this.#zeros[level]!));
   }
 
+  /** An independent copy: a batch can be built on it and dropped if it never settles. */
+  clone(): StateTree {
+    const copy = new StateTree(this.depth);
+    for (const [key, value] of this.#nodes) copy.#nodes.set(key, value);
+    return copy;
+  }
+
   get root(): bigint {
     return this.#node(this.depth, 0);
   }
