@@ -31,6 +31,8 @@ export default defineConfig({
   solidity: {
     version: solcVersion,
     path: solcPath,
+    // ZkChannels links these Poseidon libraries; their artifacts are deployed once per chain.
+    npmFilesToBuild: ["poseidon-solidity/PoseidonT3.sol", "poseidon-solidity/PoseidonT6.sol"],
     settings: {
       evmVersion: "cancun",
       optimizer: { enabled: true, runs: 10_000 },

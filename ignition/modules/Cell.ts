@@ -50,10 +50,26 @@ export default buildModule("Cell", (m) => {
   ]);
   // setCourt is owner-only: with an `admin` other than the deployer, the admin sends it instead.
   m.call(donorRegistry, "setCourt", [juryCourt], { from: deployer });
-  const paymentChannels = m.contract("PaymentChannels", [
-    atpToken,
-    m.getParameter("challengeWindow", 86_400n),
-  ]);
+  const challengeWindow = m.getParameter("challengeWindow", 86_400n);
+  const paymentChannels = m.contract("PaymentChannels", [atpToken, challengeWindow]);
 
-  return { atpToken, donorRegistry, juryCourt, paymentChannels };
+  // zk settlement: the Poseidon libraries ZkChannels links, the committed CI circuit's verifier
+  // (SettleBatch(4, 2, 2); a production ceremony's verifier takes its place with its parameters).
+  const poseidonT3 = m.library("PoseidonT3");
+  const poseidonT6 = m.library("PoseidonT6");
+  const settleVerifier = m.contract("CiSettleVerifier");
+  const zkChannels = m.contract(
+    "ZkChannels",
+    [
+      atpToken,
+      settleVerifier,
+      m.getParameter("zkDepth", 4),
+      m.getParameter("zkQueueSlots", 2),
+      m.getParameter("zkBatchSize", 2),
+      challengeWindow,
+    ],
+    { libraries: { PoseidonT3: poseidonT3, PoseidonT6: poseidonT6 } },
+  );
+
+  return { atpToken, donorRegistry, juryCourt, paymentChannels, zkChannels };
 });

@@ -6411,3 +6411,1678 @@ export const juryCourtAbi = [
     type: "function",
   },
 ] as const;
+
+export const zkChannelsAbi = [
+  {
+    inputs: [
+      {
+        internalType: "contract IERC20",
+        name: "token_",
+        type: "address",
+      },
+      {
+        internalType: "address",
+        name: "verifier_",
+        type: "address",
+      },
+      {
+        internalType: "uint8",
+        name: "depth_",
+        type: "uint8",
+      },
+      {
+        internalType: "uint16",
+        name: "queueSlots_",
+        type: "uint16",
+      },
+      {
+        internalType: "uint16",
+        name: "batchSize_",
+        type: "uint16",
+      },
+      {
+        internalType: "uint64",
+        name: "challengeWindow_",
+        type: "uint64",
+      },
+    ],
+    stateMutability: "nonpayable",
+    type: "constructor",
+  },
+  {
+    inputs: [
+      {
+        internalType: "uint32",
+        name: "leaf",
+        type: "uint32",
+      },
+    ],
+    name: "AlreadyRefunded",
+    type: "error",
+  },
+  {
+    inputs: [
+      {
+        internalType: "uint16",
+        name: "batchSize",
+        type: "uint16",
+      },
+      {
+        internalType: "uint16",
+        name: "max",
+        type: "uint16",
+      },
+    ],
+    name: "BatchSizeOutOfBounds",
+    type: "error",
+  },
+  {
+    inputs: [
+      {
+        internalType: "uint64",
+        name: "closesAt",
+        type: "uint64",
+      },
+    ],
+    name: "ChallengeWindowOpen",
+    type: "error",
+  },
+  {
+    inputs: [
+      {
+        internalType: "uint64",
+        name: "challengeWindow",
+        type: "uint64",
+      },
+      {
+        internalType: "uint64",
+        name: "min",
+        type: "uint64",
+      },
+      {
+        internalType: "uint64",
+        name: "max",
+        type: "uint64",
+      },
+    ],
+    name: "ChallengeWindowOutOfBounds",
+    type: "error",
+  },
+  {
+    inputs: [
+      {
+        internalType: "uint32",
+        name: "leaf",
+        type: "uint32",
+      },
+    ],
+    name: "ChannelClosing",
+    type: "error",
+  },
+  {
+    inputs: [
+      {
+        internalType: "uint32",
+        name: "leaf",
+        type: "uint32",
+      },
+    ],
+    name: "CloseAlreadyQueued",
+    type: "error",
+  },
+  {
+    inputs: [
+      {
+        internalType: "uint32",
+        name: "leaf",
+        type: "uint32",
+      },
+    ],
+    name: "CloseNotQueued",
+    type: "error",
+  },
+  {
+    inputs: [
+      {
+        internalType: "uint32",
+        name: "leaf",
+        type: "uint32",
+      },
+      {
+        internalType: "uint256",
+        name: "root",
+        type: "uint256",
+      },
+    ],
+    name: "CloseNotSettled",
+    type: "error",
+  },
+  {
+    inputs: [
+      {
+        internalType: "uint32",
+        name: "leaf",
+        type: "uint32",
+      },
+      {
+        internalType: "uint256",
+        name: "deposited",
+        type: "uint256",
+      },
+    ],
+    name: "DepositOverflow",
+    type: "error",
+  },
+  {
+    inputs: [
+      {
+        internalType: "uint8",
+        name: "depth",
+        type: "uint8",
+      },
+      {
+        internalType: "uint8",
+        name: "max",
+        type: "uint8",
+      },
+    ],
+    name: "DepthOutOfBounds",
+    type: "error",
+  },
+  {
+    inputs: [],
+    name: "EmptyBatch",
+    type: "error",
+  },
+  {
+    inputs: [],
+    name: "InvalidProof",
+    type: "error",
+  },
+  {
+    inputs: [],
+    name: "InvalidShortString",
+    type: "error",
+  },
+  {
+    inputs: [
+      {
+        internalType: "address",
+        name: "expected",
+        type: "address",
+      },
+    ],
+    name: "InvalidSignature",
+    type: "error",
+  },
+  {
+    inputs: [
+      {
+        internalType: "uint32",
+        name: "leaf",
+        type: "uint32",
+      },
+    ],
+    name: "LeafNotClosed",
+    type: "error",
+  },
+  {
+    inputs: [
+      {
+        internalType: "uint32",
+        name: "leaf",
+        type: "uint32",
+      },
+      {
+        internalType: "uint256",
+        name: "root",
+        type: "uint256",
+      },
+    ],
+    name: "LeafNotInRoot",
+    type: "error",
+  },
+  {
+    inputs: [
+      {
+        internalType: "address",
+        name: "account",
+        type: "address",
+      },
+    ],
+    name: "NoCode",
+    type: "error",
+  },
+  {
+    inputs: [
+      {
+        internalType: "uint256",
+        name: "value",
+        type: "uint256",
+      },
+    ],
+    name: "NotAFieldElement",
+    type: "error",
+  },
+  {
+    inputs: [
+      {
+        internalType: "uint32",
+        name: "leaf",
+        type: "uint32",
+      },
+      {
+        internalType: "address",
+        name: "caller",
+        type: "address",
+      },
+    ],
+    name: "NotBuyer",
+    type: "error",
+  },
+  {
+    inputs: [
+      {
+        internalType: "uint32",
+        name: "leaf",
+        type: "uint32",
+      },
+    ],
+    name: "NotClosing",
+    type: "error",
+  },
+  {
+    inputs: [
+      {
+        internalType: "uint32",
+        name: "leaf",
+        type: "uint32",
+      },
+    ],
+    name: "NothingToPay",
+    type: "error",
+  },
+  {
+    inputs: [
+      {
+        internalType: "uint32",
+        name: "leaf",
+        type: "uint32",
+      },
+    ],
+    name: "NothingToWithdraw",
+    type: "error",
+  },
+  {
+    inputs: [
+      {
+        internalType: "uint32",
+        name: "leaf",
+        type: "uint32",
+      },
+      {
+        internalType: "uint96",
+        name: "cumulative",
+        type: "uint96",
+      },
+      {
+        internalType: "uint96",
+        name: "deposited",
+        type: "uint96",
+      },
+    ],
+    name: "OverDeposit",
+    type: "error",
+  },
+  {
+    inputs: [
+      {
+        internalType: "uint64",
+        name: "queueTo",
+        type: "uint64",
+      },
+      {
+        internalType: "uint64",
+        name: "queueLength",
+        type: "uint64",
+      },
+    ],
+    name: "QueueOverrun",
+    type: "error",
+  },
+  {
+    inputs: [
+      {
+        internalType: "uint64",
+        name: "position",
+        type: "uint64",
+      },
+      {
+        internalType: "uint64",
+        name: "queueLength",
+        type: "uint64",
+      },
+    ],
+    name: "QueuePositionOutOfRange",
+    type: "error",
+  },
+  {
+    inputs: [],
+    name: "ReentrancyGuardReentrantCall",
+    type: "error",
+  },
+  {
+    inputs: [
+      {
+        internalType: "address",
+        name: "token",
+        type: "address",
+      },
+    ],
+    name: "SafeERC20FailedOperation",
+    type: "error",
+  },
+  {
+    inputs: [
+      {
+        internalType: "string",
+        name: "str",
+        type: "string",
+      },
+    ],
+    name: "StringTooLong",
+    type: "error",
+  },
+  {
+    inputs: [
+      {
+        internalType: "uint64",
+        name: "opsConsumed",
+        type: "uint64",
+      },
+      {
+        internalType: "uint16",
+        name: "queueSlots",
+        type: "uint16",
+      },
+    ],
+    name: "TooManyOperations",
+    type: "error",
+  },
+  {
+    inputs: [
+      {
+        internalType: "uint256",
+        name: "index",
+        type: "uint256",
+      },
+    ],
+    name: "TransferOutOfRange",
+    type: "error",
+  },
+  {
+    inputs: [
+      {
+        internalType: "uint32",
+        name: "leafCount",
+        type: "uint32",
+      },
+    ],
+    name: "TreeFull",
+    type: "error",
+  },
+  {
+    inputs: [
+      {
+        internalType: "uint32",
+        name: "leaf",
+        type: "uint32",
+      },
+    ],
+    name: "UnknownLeaf",
+    type: "error",
+  },
+  {
+    inputs: [
+      {
+        internalType: "uint256",
+        name: "root",
+        type: "uint256",
+      },
+    ],
+    name: "UnknownRoot",
+    type: "error",
+  },
+  {
+    inputs: [
+      {
+        internalType: "uint256",
+        name: "given",
+        type: "uint256",
+      },
+      {
+        internalType: "uint8",
+        name: "depth",
+        type: "uint8",
+      },
+    ],
+    name: "WrongPathLength",
+    type: "error",
+  },
+  {
+    inputs: [
+      {
+        internalType: "address",
+        name: "given",
+        type: "address",
+      },
+      {
+        internalType: "address",
+        name: "payee",
+        type: "address",
+      },
+    ],
+    name: "WrongPayee",
+    type: "error",
+  },
+  {
+    inputs: [
+      {
+        internalType: "uint256",
+        name: "given",
+        type: "uint256",
+      },
+      {
+        internalType: "uint256",
+        name: "expected",
+        type: "uint256",
+      },
+    ],
+    name: "WrongTransferCount",
+    type: "error",
+  },
+  {
+    inputs: [],
+    name: "ZeroAddress",
+    type: "error",
+  },
+  {
+    inputs: [],
+    name: "ZeroAmount",
+    type: "error",
+  },
+  {
+    inputs: [],
+    name: "ZeroQueueSlots",
+    type: "error",
+  },
+  {
+    anonymous: false,
+    inputs: [],
+    name: "EIP712DomainChanged",
+    type: "event",
+  },
+  {
+    anonymous: false,
+    inputs: [
+      {
+        indexed: true,
+        internalType: "uint64",
+        name: "batch",
+        type: "uint64",
+      },
+      {
+        indexed: true,
+        internalType: "address",
+        name: "submitter",
+        type: "address",
+      },
+      {
+        indexed: false,
+        internalType: "uint256",
+        name: "oldRoot",
+        type: "uint256",
+      },
+      {
+        indexed: false,
+        internalType: "uint256",
+        name: "newRoot",
+        type: "uint256",
+      },
+      {
+        indexed: false,
+        internalType: "uint64",
+        name: "queueFrom",
+        type: "uint64",
+      },
+      {
+        indexed: false,
+        internalType: "uint64",
+        name: "queueTo",
+        type: "uint64",
+      },
+      {
+        indexed: false,
+        internalType: "uint256[]",
+        name: "transfers",
+        type: "uint256[]",
+      },
+    ],
+    name: "ZkBatchSettled",
+    type: "event",
+  },
+  {
+    anonymous: false,
+    inputs: [
+      {
+        indexed: true,
+        internalType: "uint32",
+        name: "leaf",
+        type: "uint32",
+      },
+      {
+        indexed: true,
+        internalType: "address",
+        name: "buyer",
+        type: "address",
+      },
+      {
+        indexed: true,
+        internalType: "address",
+        name: "payee",
+        type: "address",
+      },
+      {
+        indexed: false,
+        internalType: "address",
+        name: "signer",
+        type: "address",
+      },
+      {
+        indexed: false,
+        internalType: "uint256",
+        name: "ax",
+        type: "uint256",
+      },
+      {
+        indexed: false,
+        internalType: "uint256",
+        name: "ay",
+        type: "uint256",
+      },
+      {
+        indexed: false,
+        internalType: "uint96",
+        name: "amount",
+        type: "uint96",
+      },
+    ],
+    name: "ZkChannelOpened",
+    type: "event",
+  },
+  {
+    anonymous: false,
+    inputs: [
+      {
+        indexed: true,
+        internalType: "uint32",
+        name: "leaf",
+        type: "uint32",
+      },
+      {
+        indexed: false,
+        internalType: "uint64",
+        name: "position",
+        type: "uint64",
+      },
+    ],
+    name: "ZkCloseFinalized",
+    type: "event",
+  },
+  {
+    anonymous: false,
+    inputs: [
+      {
+        indexed: true,
+        internalType: "uint32",
+        name: "leaf",
+        type: "uint32",
+      },
+      {
+        indexed: false,
+        internalType: "uint64",
+        name: "closesAt",
+        type: "uint64",
+      },
+    ],
+    name: "ZkCloseStarted",
+    type: "event",
+  },
+  {
+    anonymous: false,
+    inputs: [
+      {
+        indexed: true,
+        internalType: "uint64",
+        name: "position",
+        type: "uint64",
+      },
+      {
+        indexed: false,
+        internalType: "uint8",
+        name: "kind",
+        type: "uint8",
+      },
+      {
+        indexed: true,
+        internalType: "uint32",
+        name: "leaf",
+        type: "uint32",
+      },
+      {
+        indexed: false,
+        internalType: "uint96",
+        name: "amount",
+        type: "uint96",
+      },
+      {
+        indexed: false,
+        internalType: "uint256",
+        name: "ax",
+        type: "uint256",
+      },
+      {
+        indexed: false,
+        internalType: "uint256",
+        name: "ay",
+        type: "uint256",
+      },
+      {
+        indexed: false,
+        internalType: "address",
+        name: "payee",
+        type: "address",
+      },
+      {
+        indexed: false,
+        internalType: "uint256",
+        name: "queueHash",
+        type: "uint256",
+      },
+    ],
+    name: "ZkQueued",
+    type: "event",
+  },
+  {
+    anonymous: false,
+    inputs: [
+      {
+        indexed: true,
+        internalType: "uint32",
+        name: "leaf",
+        type: "uint32",
+      },
+      {
+        indexed: true,
+        internalType: "address",
+        name: "buyer",
+        type: "address",
+      },
+      {
+        indexed: false,
+        internalType: "uint256",
+        name: "amount",
+        type: "uint256",
+      },
+    ],
+    name: "ZkRefunded",
+    type: "event",
+  },
+  {
+    anonymous: false,
+    inputs: [
+      {
+        indexed: true,
+        internalType: "uint32",
+        name: "leaf",
+        type: "uint32",
+      },
+      {
+        indexed: true,
+        internalType: "address",
+        name: "payee",
+        type: "address",
+      },
+      {
+        indexed: false,
+        internalType: "uint96",
+        name: "cumulative",
+        type: "uint96",
+      },
+      {
+        indexed: false,
+        internalType: "uint256",
+        name: "amount",
+        type: "uint256",
+      },
+    ],
+    name: "ZkSettledBySignature",
+    type: "event",
+  },
+  {
+    anonymous: false,
+    inputs: [
+      {
+        indexed: true,
+        internalType: "uint32",
+        name: "leaf",
+        type: "uint32",
+      },
+      {
+        indexed: true,
+        internalType: "address",
+        name: "funder",
+        type: "address",
+      },
+      {
+        indexed: false,
+        internalType: "uint96",
+        name: "amount",
+        type: "uint96",
+      },
+      {
+        indexed: false,
+        internalType: "uint256",
+        name: "deposited",
+        type: "uint256",
+      },
+    ],
+    name: "ZkToppedUp",
+    type: "event",
+  },
+  {
+    anonymous: false,
+    inputs: [
+      {
+        indexed: true,
+        internalType: "uint32",
+        name: "leaf",
+        type: "uint32",
+      },
+      {
+        indexed: true,
+        internalType: "address",
+        name: "payee",
+        type: "address",
+      },
+      {
+        indexed: false,
+        internalType: "uint256",
+        name: "amount",
+        type: "uint256",
+      },
+      {
+        indexed: false,
+        internalType: "uint256",
+        name: "paid",
+        type: "uint256",
+      },
+    ],
+    name: "ZkWithdrawn",
+    type: "event",
+  },
+  {
+    inputs: [],
+    name: "FIELD",
+    outputs: [
+      {
+        internalType: "uint256",
+        name: "",
+        type: "uint256",
+      },
+    ],
+    stateMutability: "view",
+    type: "function",
+  },
+  {
+    inputs: [],
+    name: "KIND_CLOSE",
+    outputs: [
+      {
+        internalType: "uint8",
+        name: "",
+        type: "uint8",
+      },
+    ],
+    stateMutability: "view",
+    type: "function",
+  },
+  {
+    inputs: [],
+    name: "KIND_OPEN",
+    outputs: [
+      {
+        internalType: "uint8",
+        name: "",
+        type: "uint8",
+      },
+    ],
+    stateMutability: "view",
+    type: "function",
+  },
+  {
+    inputs: [],
+    name: "KIND_TOPUP",
+    outputs: [
+      {
+        internalType: "uint8",
+        name: "",
+        type: "uint8",
+      },
+    ],
+    stateMutability: "view",
+    type: "function",
+  },
+  {
+    inputs: [],
+    name: "MAX_BATCH_SIZE",
+    outputs: [
+      {
+        internalType: "uint16",
+        name: "",
+        type: "uint16",
+      },
+    ],
+    stateMutability: "view",
+    type: "function",
+  },
+  {
+    inputs: [],
+    name: "MAX_CHALLENGE_WINDOW",
+    outputs: [
+      {
+        internalType: "uint64",
+        name: "",
+        type: "uint64",
+      },
+    ],
+    stateMutability: "view",
+    type: "function",
+  },
+  {
+    inputs: [],
+    name: "MAX_DEPTH",
+    outputs: [
+      {
+        internalType: "uint8",
+        name: "",
+        type: "uint8",
+      },
+    ],
+    stateMutability: "view",
+    type: "function",
+  },
+  {
+    inputs: [],
+    name: "MIN_CHALLENGE_WINDOW",
+    outputs: [
+      {
+        internalType: "uint64",
+        name: "",
+        type: "uint64",
+      },
+    ],
+    stateMutability: "view",
+    type: "function",
+  },
+  {
+    inputs: [],
+    name: "ZK_VOUCHER_TYPEHASH",
+    outputs: [
+      {
+        internalType: "bytes32",
+        name: "",
+        type: "bytes32",
+      },
+    ],
+    stateMutability: "view",
+    type: "function",
+  },
+  {
+    inputs: [],
+    name: "batchCount",
+    outputs: [
+      {
+        internalType: "uint64",
+        name: "",
+        type: "uint64",
+      },
+    ],
+    stateMutability: "view",
+    type: "function",
+  },
+  {
+    inputs: [],
+    name: "batchSize",
+    outputs: [
+      {
+        internalType: "uint16",
+        name: "",
+        type: "uint16",
+      },
+    ],
+    stateMutability: "view",
+    type: "function",
+  },
+  {
+    inputs: [
+      {
+        internalType: "uint32",
+        name: "leaf",
+        type: "uint32",
+      },
+    ],
+    name: "buyerOf",
+    outputs: [
+      {
+        internalType: "address",
+        name: "",
+        type: "address",
+      },
+    ],
+    stateMutability: "view",
+    type: "function",
+  },
+  {
+    inputs: [],
+    name: "challengeWindow",
+    outputs: [
+      {
+        internalType: "uint64",
+        name: "",
+        type: "uint64",
+      },
+    ],
+    stateMutability: "view",
+    type: "function",
+  },
+  {
+    inputs: [
+      {
+        internalType: "uint32",
+        name: "leaf",
+        type: "uint32",
+      },
+    ],
+    name: "channelOf",
+    outputs: [
+      {
+        components: [
+          {
+            internalType: "address",
+            name: "buyer",
+            type: "address",
+          },
+          {
+            internalType: "address",
+            name: "signer",
+            type: "address",
+          },
+          {
+            internalType: "address",
+            name: "payee",
+            type: "address",
+          },
+          {
+            internalType: "uint96",
+            name: "deposited",
+            type: "uint96",
+          },
+          {
+            internalType: "uint96",
+            name: "withdrawn",
+            type: "uint96",
+          },
+          {
+            internalType: "uint64",
+            name: "closesAt",
+            type: "uint64",
+          },
+          {
+            internalType: "uint64",
+            name: "closeQueuedAt",
+            type: "uint64",
+          },
+          {
+            internalType: "bool",
+            name: "refunded",
+            type: "bool",
+          },
+        ],
+        internalType: "struct ZkChannels.ZkChannel",
+        name: "",
+        type: "tuple",
+      },
+    ],
+    stateMutability: "view",
+    type: "function",
+  },
+  {
+    inputs: [],
+    name: "consumed",
+    outputs: [
+      {
+        internalType: "uint64",
+        name: "",
+        type: "uint64",
+      },
+    ],
+    stateMutability: "view",
+    type: "function",
+  },
+  {
+    inputs: [],
+    name: "depth",
+    outputs: [
+      {
+        internalType: "uint8",
+        name: "",
+        type: "uint8",
+      },
+    ],
+    stateMutability: "view",
+    type: "function",
+  },
+  {
+    inputs: [],
+    name: "domainTag",
+    outputs: [
+      {
+        internalType: "uint256",
+        name: "",
+        type: "uint256",
+      },
+    ],
+    stateMutability: "view",
+    type: "function",
+  },
+  {
+    inputs: [],
+    name: "eip712Domain",
+    outputs: [
+      {
+        internalType: "bytes1",
+        name: "fields",
+        type: "bytes1",
+      },
+      {
+        internalType: "string",
+        name: "name",
+        type: "string",
+      },
+      {
+        internalType: "string",
+        name: "version",
+        type: "string",
+      },
+      {
+        internalType: "uint256",
+        name: "chainId",
+        type: "uint256",
+      },
+      {
+        internalType: "address",
+        name: "verifyingContract",
+        type: "address",
+      },
+      {
+        internalType: "bytes32",
+        name: "salt",
+        type: "bytes32",
+      },
+      {
+        internalType: "uint256[]",
+        name: "extensions",
+        type: "uint256[]",
+      },
+    ],
+    stateMutability: "view",
+    type: "function",
+  },
+  {
+    inputs: [
+      {
+        internalType: "uint32",
+        name: "leaf",
+        type: "uint32",
+      },
+    ],
+    name: "finalizeClose",
+    outputs: [],
+    stateMutability: "nonpayable",
+    type: "function",
+  },
+  {
+    inputs: [],
+    name: "leafCount",
+    outputs: [
+      {
+        internalType: "uint32",
+        name: "",
+        type: "uint32",
+      },
+    ],
+    stateMutability: "view",
+    type: "function",
+  },
+  {
+    inputs: [
+      {
+        internalType: "address",
+        name: "payee",
+        type: "address",
+      },
+      {
+        internalType: "address",
+        name: "signer",
+        type: "address",
+      },
+      {
+        internalType: "uint256",
+        name: "ax",
+        type: "uint256",
+      },
+      {
+        internalType: "uint256",
+        name: "ay",
+        type: "uint256",
+      },
+      {
+        internalType: "uint96",
+        name: "amount",
+        type: "uint96",
+      },
+    ],
+    name: "open",
+    outputs: [
+      {
+        internalType: "uint32",
+        name: "leaf",
+        type: "uint32",
+      },
+    ],
+    stateMutability: "nonpayable",
+    type: "function",
+  },
+  {
+    inputs: [
+      {
+        internalType: "address",
+        name: "payee",
+        type: "address",
+      },
+      {
+        internalType: "address",
+        name: "signer",
+        type: "address",
+      },
+      {
+        internalType: "uint256",
+        name: "ax",
+        type: "uint256",
+      },
+      {
+        internalType: "uint256",
+        name: "ay",
+        type: "uint256",
+      },
+      {
+        internalType: "uint96",
+        name: "amount",
+        type: "uint96",
+      },
+      {
+        internalType: "uint256",
+        name: "deadline",
+        type: "uint256",
+      },
+      {
+        internalType: "uint8",
+        name: "v",
+        type: "uint8",
+      },
+      {
+        internalType: "bytes32",
+        name: "r",
+        type: "bytes32",
+      },
+      {
+        internalType: "bytes32",
+        name: "s",
+        type: "bytes32",
+      },
+    ],
+    name: "openWithPermit",
+    outputs: [
+      {
+        internalType: "uint32",
+        name: "leaf",
+        type: "uint32",
+      },
+    ],
+    stateMutability: "nonpayable",
+    type: "function",
+  },
+  {
+    inputs: [
+      {
+        internalType: "uint32",
+        name: "leaf",
+        type: "uint32",
+      },
+    ],
+    name: "payeeOf",
+    outputs: [
+      {
+        internalType: "address",
+        name: "",
+        type: "address",
+      },
+    ],
+    stateMutability: "view",
+    type: "function",
+  },
+  {
+    inputs: [
+      {
+        internalType: "uint64",
+        name: "n",
+        type: "uint64",
+      },
+    ],
+    name: "queueHashAt",
+    outputs: [
+      {
+        internalType: "uint256",
+        name: "",
+        type: "uint256",
+      },
+    ],
+    stateMutability: "view",
+    type: "function",
+  },
+  {
+    inputs: [],
+    name: "queueLength",
+    outputs: [
+      {
+        internalType: "uint64",
+        name: "",
+        type: "uint64",
+      },
+    ],
+    stateMutability: "view",
+    type: "function",
+  },
+  {
+    inputs: [],
+    name: "queueSlots",
+    outputs: [
+      {
+        internalType: "uint16",
+        name: "",
+        type: "uint16",
+      },
+    ],
+    stateMutability: "view",
+    type: "function",
+  },
+  {
+    inputs: [
+      {
+        internalType: "uint32",
+        name: "leaf",
+        type: "uint32",
+      },
+      {
+        components: [
+          {
+            internalType: "uint256",
+            name: "ax",
+            type: "uint256",
+          },
+          {
+            internalType: "uint256",
+            name: "ay",
+            type: "uint256",
+          },
+          {
+            internalType: "address",
+            name: "payee",
+            type: "address",
+          },
+          {
+            internalType: "uint96",
+            name: "deposit",
+            type: "uint96",
+          },
+          {
+            internalType: "uint96",
+            name: "paid",
+            type: "uint96",
+          },
+        ],
+        internalType: "struct ZkChannels.ZkLeafData",
+        name: "data",
+        type: "tuple",
+      },
+      {
+        internalType: "uint256[]",
+        name: "siblings",
+        type: "uint256[]",
+      },
+      {
+        internalType: "uint256",
+        name: "knownRoot",
+        type: "uint256",
+      },
+    ],
+    name: "refund",
+    outputs: [
+      {
+        internalType: "uint256",
+        name: "amount",
+        type: "uint256",
+      },
+    ],
+    stateMutability: "nonpayable",
+    type: "function",
+  },
+  {
+    inputs: [],
+    name: "root",
+    outputs: [
+      {
+        internalType: "uint256",
+        name: "",
+        type: "uint256",
+      },
+    ],
+    stateMutability: "view",
+    type: "function",
+  },
+  {
+    inputs: [
+      {
+        internalType: "uint256",
+        name: "root",
+        type: "uint256",
+      },
+    ],
+    name: "rootConsumed",
+    outputs: [
+      {
+        internalType: "uint64",
+        name: "consumedPlusOne",
+        type: "uint64",
+      },
+    ],
+    stateMutability: "view",
+    type: "function",
+  },
+  {
+    inputs: [
+      {
+        internalType: "uint256",
+        name: "newRoot",
+        type: "uint256",
+      },
+      {
+        internalType: "uint64",
+        name: "opsConsumed",
+        type: "uint64",
+      },
+      {
+        internalType: "uint256[]",
+        name: "transfers",
+        type: "uint256[]",
+      },
+      {
+        internalType: "uint256[8]",
+        name: "proof",
+        type: "uint256[8]",
+      },
+    ],
+    name: "settle",
+    outputs: [],
+    stateMutability: "nonpayable",
+    type: "function",
+  },
+  {
+    inputs: [
+      {
+        internalType: "uint32",
+        name: "leaf",
+        type: "uint32",
+      },
+      {
+        internalType: "uint96",
+        name: "cumulative",
+        type: "uint96",
+      },
+      {
+        internalType: "bytes",
+        name: "signature",
+        type: "bytes",
+      },
+    ],
+    name: "settleBySignature",
+    outputs: [
+      {
+        internalType: "uint256",
+        name: "amount",
+        type: "uint256",
+      },
+    ],
+    stateMutability: "nonpayable",
+    type: "function",
+  },
+  {
+    inputs: [
+      {
+        internalType: "uint32",
+        name: "leaf",
+        type: "uint32",
+      },
+    ],
+    name: "signerOf",
+    outputs: [
+      {
+        internalType: "address",
+        name: "",
+        type: "address",
+      },
+    ],
+    stateMutability: "view",
+    type: "function",
+  },
+  {
+    inputs: [
+      {
+        internalType: "uint32",
+        name: "leaf",
+        type: "uint32",
+      },
+    ],
+    name: "startClose",
+    outputs: [],
+    stateMutability: "nonpayable",
+    type: "function",
+  },
+  {
+    inputs: [],
+    name: "token",
+    outputs: [
+      {
+        internalType: "contract IERC20",
+        name: "",
+        type: "address",
+      },
+    ],
+    stateMutability: "view",
+    type: "function",
+  },
+  {
+    inputs: [
+      {
+        internalType: "uint32",
+        name: "leaf",
+        type: "uint32",
+      },
+      {
+        internalType: "uint96",
+        name: "amount",
+        type: "uint96",
+      },
+    ],
+    name: "topUp",
+    outputs: [],
+    stateMutability: "nonpayable",
+    type: "function",
+  },
+  {
+    inputs: [],
+    name: "verifier",
+    outputs: [
+      {
+        internalType: "address",
+        name: "",
+        type: "address",
+      },
+    ],
+    stateMutability: "view",
+    type: "function",
+  },
+  {
+    inputs: [
+      {
+        internalType: "uint32",
+        name: "leaf",
+        type: "uint32",
+      },
+      {
+        components: [
+          {
+            internalType: "uint256",
+            name: "ax",
+            type: "uint256",
+          },
+          {
+            internalType: "uint256",
+            name: "ay",
+            type: "uint256",
+          },
+          {
+            internalType: "address",
+            name: "payee",
+            type: "address",
+          },
+          {
+            internalType: "uint96",
+            name: "deposit",
+            type: "uint96",
+          },
+          {
+            internalType: "uint96",
+            name: "paid",
+            type: "uint96",
+          },
+        ],
+        internalType: "struct ZkChannels.ZkLeafData",
+        name: "data",
+        type: "tuple",
+      },
+      {
+        internalType: "uint256[]",
+        name: "siblings",
+        type: "uint256[]",
+      },
+      {
+        internalType: "uint256",
+        name: "knownRoot",
+        type: "uint256",
+      },
+    ],
+    name: "withdraw",
+    outputs: [
+      {
+        internalType: "uint256",
+        name: "amount",
+        type: "uint256",
+      },
+    ],
+    stateMutability: "nonpayable",
+    type: "function",
+  },
+  {
+    inputs: [
+      {
+        internalType: "uint32",
+        name: "leaf",
+        type: "uint32",
+      },
+      {
+        internalType: "uint96",
+        name: "cumulative",
+        type: "uint96",
+      },
+    ],
+    name: "zkVoucherDigest",
+    outputs: [
+      {
+        internalType: "bytes32",
+        name: "",
+        type: "bytes32",
+      },
+    ],
+    stateMutability: "view",
+    type: "function",
+  },
+] as const;
+
+export const ciSettleVerifierAbi = [
+  {
+    inputs: [
+      {
+        internalType: "uint256[2]",
+        name: "_pA",
+        type: "uint256[2]",
+      },
+      {
+        internalType: "uint256[2][2]",
+        name: "_pB",
+        type: "uint256[2][2]",
+      },
+      {
+        internalType: "uint256[2]",
+        name: "_pC",
+        type: "uint256[2]",
+      },
+      {
+        internalType: "uint256[6]",
+        name: "_pubSignals",
+        type: "uint256[6]",
+      },
+    ],
+    name: "verifyProof",
+    outputs: [
+      {
+        internalType: "bool",
+        name: "",
+        type: "bool",
+      },
+    ],
+    stateMutability: "view",
+    type: "function",
+  },
+] as const;

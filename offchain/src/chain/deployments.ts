@@ -12,6 +12,8 @@ export interface Deployment {
   paymentChannels: Address;
   /** The court deciding outvote slashes; absent in deployments made before it existed. */
   juryCourt?: Address;
+  /** The zk settlement contract; absent in deployments made before it existed. */
+  zkChannels?: Address;
   /** Block of the first deployment transaction: event scans start here. */
   deployBlock: bigint;
 }
@@ -59,6 +61,7 @@ export function parseDeployment(raw: unknown, source = "deployment"): Deployment
     donorRegistry: address("donorRegistry"),
     paymentChannels: address("paymentChannels"),
     ...(record.juryCourt === undefined ? {} : { juryCourt: address("juryCourt") }),
+    ...(record.zkChannels === undefined ? {} : { zkChannels: address("zkChannels") }),
     deployBlock: BigInt(deployBlock),
   };
 }
@@ -83,6 +86,7 @@ export function deploymentFromIgnition(ignitionDir: string, chainId: number): De
       donorRegistry: addresses["Cell#DonorRegistry"],
       paymentChannels: addresses["Cell#PaymentChannels"],
       juryCourt: addresses["Cell#JuryCourt"],
+      zkChannels: addresses["Cell#ZkChannels"],
       deployBlock: blocks.reduce((min, b) => (b < min ? b : min)).toString(),
     },
     ignitionDir,

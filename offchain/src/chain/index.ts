@@ -1,5 +1,5 @@
 // The chain domain: typed viem bindings for Cell's contracts, deployments, devnet.
-export { atpTokenAbi, donorRegistryAbi, juryCourtAbi, paymentChannelsAbi } from "./abis.ts";
+export { atpTokenAbi, donorRegistryAbi, juryCourtAbi, paymentChannelsAbi, zkChannelsAbi } from "./abis.ts";
 export { cellChain, createReader, createWriter } from "./clients.ts";
 export type { CellWalletClient, ChainReader, ChainWriter } from "./clients.ts";
 export {
@@ -109,8 +109,38 @@ export { RegistryFollower, registryEventOf } from "./registry-follower.ts";
 export type { RegistryFollowerOptions } from "./registry-follower.ts";
 export { RegistryView } from "./registry-view.ts";
 export type { RegistryEvent, RegistryViewOptions, StakeStatus } from "./registry-view.ts";
-export { DEFAULT_CHALLENGE_WINDOW, defaultCourtParams, defaultDonorParams, deployCell } from "./deploy.ts";
-export type { CourtParams } from "./deploy.ts";
+export {
+  DEFAULT_CHALLENGE_WINDOW,
+  ZK_CI_PARAMS,
+  defaultCourtParams,
+  defaultDonorParams,
+  deployCell,
+  linkBytecode,
+} from "./deploy.ts";
+export type { CourtParams, ZkParams } from "./deploy.ts";
+export {
+  ZK_EIP712_NAME,
+  ZK_EIP712_VERSION,
+  finalizeZkChannelClose,
+  openZkChannel,
+  openZkChannelWithPermit,
+  readZkEvents,
+  readZkParams,
+  readZkQueue,
+  refundZk,
+  settleZkBatch,
+  settleZkBySignature,
+  signZkVoucherEip712,
+  startZkChannelClose,
+  topUpZkChannel,
+  withdrawZk,
+  zkChannelOf,
+  zkChannelsAddress,
+  zkDomain,
+  zkVoucherDigestOf,
+  zkVoucherTypes,
+} from "./zk.ts";
+export type { ZkBatch, ZkChannelState, ZkEvent, ZkOpenRequest, ZkProofWords, ZkVoucher } from "./zk.ts";
 export type { DeployOptions } from "./deploy.ts";
 export {
   DEVNET_CHAIN_ID,

@@ -1,20 +1,33 @@
 // The buyer's payments on the node's chain, mesh, store and operator key: channels open lazily
 // when a donor is first selected, and agreeing executors get vouchers after accepted verdicts.
+// With `payments.zk` new channels are ZkChannels leaves paid with zk vouchers (docs/zk.md).
 import { isAddressEqual } from "viem";
-import type { Address, Hex } from "viem";
+import type { Address, Hex, LocalAccount } from "viem";
 import {
   channelIdOf,
   createWriter,
   getChannel,
   openChannelWithPermit,
+  openZkChannelWithPermit,
   paymentChannelsAbi,
   registrationOfOperator,
   signVoucher,
+  signZkVoucherEip712,
   topUpChannel,
+  topUpZkChannel,
+  zkChannelOf,
+  zkChannelsAbi,
 } from "../chain/index.ts";
-import type { ChainReader, ChainWriter } from "../chain/index.ts";
+import type { ChainReader, ChainWriter, ChannelKey } from "../chain/index.ts";
 import { BuyerChannels, VOUCHER_PROTOCOL, VoucherSender } from "../payments/index.ts";
-import type { ChainChannel, ChannelChainPort, ChannelView, VoucherSenderPorts } from "../payments/index.ts";
+import type {
+  ChainChannel,
+  ChannelChainPort,
+  ChannelView,
+  VoucherSenderPorts,
+  ZkSignedVoucher,
+} from "../payments/index.ts";
+import { SettlementKey, domainTagOf, zkChannelIdOf, zkVoucherMessage } from "../zk/index.ts";
 import type { VerdictListener } from "../quorum/index.ts";
 import type { NodeContext } from "./context.ts";
 import { protocolSpecs } from "./protocols.ts";
@@ -44,9 +57,13 @@ export function buyerPayments(
   const { config, log } = ctx;
   const writer = createWriter(config.chain.rpcUrl, reader.deployment, ctx.operator);
   const payeeOf = payeeLookup(reader);
+  const blockRange = BigInt(config.chain.logBlockRange);
+  const zk = config.payments.zk ? zkPayer(reader, ctx.operator, config.dataDir) : undefined;
   const channels = new BuyerChannels(
     {
-      chain: channelChain(writer, ctx.operatorAddress, BigInt(config.chain.logBlockRange)),
+      chain: zk
+        ? zkChannelChain(writer, ctx.operatorAddress, zk, blockRange)
+        : channelChain(writer, ctx.operatorAddress, blockRange),
       store: ctx.store,
       clock: { now: ctx.now },
       log: log.child({ part: "payments" }),
@@ -57,8 +74,10 @@ export function buyerPayments(
   const sender = new VoucherSender({
     channels,
     payeeOf,
-    sign: (channelId, cumulativeAmount) =>
-      signVoucher(ctx.operator, chainId, paymentChannels, { channelId, cumulativeAmount }),
+    sign: (channelId, cumulativeAmount, key) =>
+      zk?.owns(channelId, key)
+        ? zk.sign(Number(key.nonce), cumulativeAmount)
+        : signVoucher(ctx.operator, chainId, paymentChannels, { channelId, cumulativeAmount }),
     send: (peerId, batch) =>
       ctx.mesh.request(peerId, VOUCHER_PROTOCOL, protocolSpecs.voucher, batch, {
         timeoutMs: VOUCHER_TIMEOUT_MS,
@@ -132,6 +151,119 @@ function channelChain(writer: ChainWriter, operator: Address, blockRange: bigint
         return (await getChannel(writer, channelIdOf(key))).deposit;
       }),
   };
+}
+
+/** A zk buyer's ZkChannels, settlement key and signing of zk vouchers. */
+interface ZkPayer {
+  zkChannels: Address;
+  publicKey(): Promise<SettlementKey["publicKey"]>;
+  /** Whether a channel the node signs on is a ZkChannels leaf (its key's nonce is the leaf). */
+  owns(channelId: Hex, key: ChannelKey): boolean;
+  sign(leaf: number, cumulativeAmount: bigint): Promise<ZkSignedVoucher>;
+}
+
+/** Channels opened before `payments.zk` was turned on stay PaymentChannels channels and are still paid as such. */
+function zkPayer(reader: ChainReader, operator: LocalAccount, dataDir: string): ZkPayer {
+  const { chainId, zkChannels } = reader.deployment;
+  if (zkChannels === undefined)
+    throw new Error(`payments.zk is on but the deployment on chain ${chainId} has no ZkChannels`);
+  const domainTag = domainTagOf(chainId, zkChannels);
+  let loading: Promise<SettlementKey> | undefined;
+  const settlementKey = () => (loading ??= SettlementKey.loadOrCreate(dataDir));
+  return {
+    zkChannels,
+    publicKey: async () => (await settlementKey()).publicKey,
+    owns: (channelId, key) =>
+      key.nonce < 2n ** 32n && channelId.toLowerCase() === zkChannelIdOf(zkChannels, Number(key.nonce)),
+    sign: async (leaf, cumulativeAmount) => {
+      const signature = await signZkVoucherEip712(operator, chainId, zkChannels, { leaf, cumulativeAmount });
+      const eddsa = (await settlementKey()).sign(zkVoucherMessage(domainTag, leaf, cumulativeAmount));
+      return {
+        signature,
+        zk: {
+          leaf: leaf.toString(),
+          r8x: eddsa.r8x.toString(),
+          r8y: eddsa.r8y.toString(),
+          s: eddsa.s.toString(),
+        },
+      };
+    },
+  };
+}
+
+/**
+ * ZkChannels as the channel manager needs it: a channel is a leaf, kept under
+ * zkChannelIdOf(zkChannels, leaf) with key {buyer, signer, payee, nonce: leaf}. Opened by permit
+ * with the settlement key's (ax, ay), the operator as its voucher signer.
+ */
+function zkChannelChain(
+  writer: ChainWriter,
+  operator: Address,
+  zk: ZkPayer,
+  blockRange: bigint,
+): ChannelChainPort {
+  const oneAtATime = serially();
+  return {
+    open: (payee, deposit) =>
+      oneAtATime(async () => {
+        const { leaf } = await openZkChannelWithPermit(writer, {
+          payee,
+          signer: operator,
+          key: await zk.publicKey(),
+          amount: deposit,
+        });
+        const key = { buyer: operator, signer: operator, payee, nonce: BigInt(leaf) };
+        return { key, channelId: zkChannelIdOf(zk.zkChannels, leaf), deposit, paid: 0n };
+      }),
+    findOpen: async (payee) => openZkChannelsSignedBy(writer, zk, operator, payee, blockRange),
+    topUp: (key, amount) =>
+      oneAtATime(async () => {
+        const leaf = Number(key.nonce);
+        await topUpZkChannel(writer, leaf, amount);
+        return (await zkChannelOf(writer, leaf)).deposited;
+      }),
+  };
+}
+
+/**
+ * Leaves paying `payee` whose voucher signer is `signer` and whose settlement key is this
+ * node's (else its zk vouchers would not verify), not closing, from ZkChannelOpened logs.
+ */
+async function openZkChannelsSignedBy(
+  reader: ChainReader,
+  zk: ZkPayer,
+  signer: Address,
+  payee: Address,
+  blockRange: bigint,
+): Promise<ChainChannel[]> {
+  const { publicClient, deployment } = reader;
+  const { ax, ay } = await zk.publicKey();
+  const head = await publicClient.getBlockNumber();
+  const found: ChainChannel[] = [];
+  for (let from = deployment.deployBlock; from <= head; from += blockRange) {
+    const to = from + blockRange - 1n < head ? from + blockRange - 1n : head;
+    const logs = await publicClient.getContractEvents({
+      address: zk.zkChannels,
+      abi: zkChannelsAbi,
+      eventName: "ZkChannelOpened",
+      args: { payee },
+      fromBlock: from,
+      toBlock: to,
+      strict: true,
+    });
+    for (const { args } of logs) {
+      if (!isAddressEqual(args.signer, signer) || args.ax !== ax || args.ay !== ay) continue;
+      const state = await zkChannelOf(reader, args.leaf);
+      if (state.closesAt !== 0n || state.deposited === 0n) continue;
+      found.push({
+        key: { buyer: args.buyer, signer: args.signer, payee: args.payee, nonce: BigInt(args.leaf) },
+        channelId: zkChannelIdOf(zk.zkChannels, args.leaf),
+        deposit: state.deposited,
+        paid: state.withdrawn,
+      });
+    }
+  }
+  return found;
 }
 
 /** Runs the tasks given to it one after another, in the order given. */

@@ -251,6 +251,11 @@ const PaymentsConfigSchema = z.strictObject({
   maxUnpaid: bigintLike.default(10n ** 18n),
   /** How often PaymentChannels' new events are read. */
   channelPollMs: z.number().int().min(50).max(600_000).default(5_000),
+  /**
+   * As a buyer: open new channels on ZkChannels (with this node's settlement key,
+   * `settlement.key` in the data directory) and pay them with zk vouchers (docs/zk.md).
+   */
+  zk: z.boolean().default(false),
 });
 
 /** The epoch settler, the watchtower and their transaction sender (offchain/src/settlement; docs/settlement.md). */

@@ -917,6 +917,7 @@ async function startPayee(
     payee: registration.donor,
     chainId: reader.deployment.chainId,
     paymentChannels: reader.deployment.paymentChannels,
+    ...(reader.deployment.zkChannels ? { zkChannels: reader.deployment.zkChannels } : {}),
   });
   log.info({ payee: registration.donor }, "taking payments");
   return { credit: book, ledger, book };

@@ -1,10 +1,19 @@
-// Follows the PaymentChannels channels that pay this node from the contract's events, and answers
-// what a buyer's credit with this payee is.
+// Follows the PaymentChannels and ZkChannels channels that pay this node from the contracts'
+// events, and answers what a buyer's credit with this payee is.
 import { isAddressEqual } from "viem";
 import type { Address, Hex } from "viem";
-import { CHANNEL_CLOSED, PollLoop, getChannel, paymentChannelsAbi } from "../chain/index.ts";
+import {
+  CHANNEL_CLOSED,
+  PollLoop,
+  getChannel,
+  paymentChannelsAbi,
+  zkChannelOf,
+  zkChannelsAbi,
+} from "../chain/index.ts";
 import type { ChainReader, ChannelKey } from "../chain/index.ts";
 import type { Store } from "../store/index.ts";
+import { zkChannelIdOf } from "../zk/index.ts";
+import type { ZkPublicKey } from "../zk/index.ts";
 import type { BuyerCredit } from "./credit.ts";
 import type { PayeeChannelView, PayeeChannels } from "./payee-ledger.ts";
 
@@ -38,7 +47,7 @@ export interface ChannelBookOptions {
 }
 
 export type ChannelEvent =
-  | { type: "opened"; channelId: Hex; key: ChannelKey; deposit: bigint }
+  | { type: "opened"; channelId: Hex; key: ChannelKey; deposit: bigint; zk?: ZkPublicKey }
   | { type: "topped_up"; channelId: Hex; deposit: bigint }
   | { type: "paid"; channelId: Hex; paid: bigint }
   | { type: "close_started"; channelId: Hex; closesAt: bigint }
@@ -46,9 +55,12 @@ export type ChannelEvent =
 
 /**
  * This payee's channels, kept in the store from ChannelOpened (payee = this node),
- * ChannelToppedUp, ChannelPaid, CloseStarted and ChannelClosed, read every `pollMs` from a
- * block cursor in `store.meta`. A channel a voucher names before its events were read is
- * looked up on-chain once and added.
+ * ChannelToppedUp, ChannelPaid, CloseStarted and ChannelClosed, and from ZkChannels'
+ * ZkChannelOpened, ZkToppedUp, ZkCloseStarted, ZkCloseFinalized, ZkWithdrawn and
+ * ZkSettledBySignature (a zk channel under zkChannelIdOf(zkChannels, leaf), its leaf as its
+ * key's nonce), read every `pollMs` from a block cursor in `store.meta`. A channel a voucher
+ * names before its events were read is looked up on-chain once and added. Only PaymentChannels
+ * events go to `onEvent` (the watchtower redeems PaymentChannels channels).
  */
 export class ChannelBook implements PayeeChannels {
   readonly #options: ChannelBookOptions;
@@ -94,7 +106,7 @@ export class ChannelBook implements PayeeChannels {
     return { unspentDeposit, unpaid: repo.unpaid(signer) };
   }
 
-  async channel(channelId: Hex, key: ChannelKey): Promise<PayeeChannelView | undefined> {
+  async channel(channelId: Hex, key: ChannelKey, zkLeaf?: number): Promise<PayeeChannelView | undefined> {
     const known = this.#options.store.payeeLedger.channel(channelId);
     if (known) return known;
     const missingSince = this.#missing.get(channelId);
@@ -102,19 +114,19 @@ export class ChannelBook implements PayeeChannels {
     const underway = this.#lookups.get(channelId);
     if (underway) return underway;
     if (this.#lookups.size >= LOOKUPS_MAX) return undefined;
-    const lookup = this.#lookUp(channelId, key).finally(() => this.#lookups.delete(channelId));
+    const lookup = (zkLeaf === undefined ? this.#lookUp(channelId, key) : this.#lookUpZk(channelId, zkLeaf))
+      .catch((err: unknown) => {
+        this.#options.log?.warn({ channelId, err: (err as Error).message }, "looking a channel up failed");
+        return undefined;
+      })
+      .finally(() => this.#lookups.delete(channelId));
     this.#lookups.set(channelId, lookup);
     return lookup;
   }
 
   async #lookUp(channelId: Hex, key: ChannelKey): Promise<PayeeChannelView | undefined> {
     const state = await getChannel(this.#options.reader, channelId);
-    if (state.deposit === 0n) {
-      this.#missing.delete(channelId);
-      if (this.#missing.size >= MISSING_MAX) this.#missing.delete(this.#missing.keys().next().value!);
-      this.#missing.set(channelId, this.#now());
-      return undefined;
-    }
+    if (state.deposit === 0n) return this.#noteMissing(channelId);
     await this.#options.store.commit(
       () => this.#options.store.payeeLedger.putChannel({ channelId, key, ...state }),
       {
@@ -122,6 +134,46 @@ export class ChannelBook implements PayeeChannels {
       },
     );
     return state;
+  }
+
+  #noteMissing(channelId: Hex): undefined {
+    this.#missing.delete(channelId);
+    if (this.#missing.size >= MISSING_MAX) this.#missing.delete(this.#missing.keys().next().value!);
+    this.#missing.set(channelId, this.#now());
+    return undefined;
+  }
+
+  /**
+   * A ZkChannels leaf: its record (channelOf reverts for a leaf never opened) and its settlement
+   * key from its ZkChannelOpened. Stored only when it pays this node.
+   */
+  async #lookUpZk(channelId: Hex, leaf: number): Promise<PayeeChannelView | undefined> {
+    const { reader, store, payee } = this.#options;
+    const zkChannels = reader.deployment.zkChannels;
+    if (zkChannels === undefined || channelId !== zkChannelIdOf(zkChannels, leaf))
+      return this.#noteMissing(channelId);
+    const state = await zkChannelOf(reader, leaf).catch(() => undefined);
+    if (!state) return this.#noteMissing(channelId);
+    const [opened] = await reader.publicClient.getContractEvents({
+      address: zkChannels,
+      abi: zkChannelsAbi,
+      eventName: "ZkChannelOpened",
+      args: { leaf },
+      fromBlock: reader.deployment.deployBlock,
+      strict: true,
+    });
+    if (!opened) return this.#noteMissing(channelId);
+    const channel = {
+      channelId,
+      key: { buyer: state.buyer, signer: state.signer, payee: state.payee, nonce: BigInt(leaf) },
+      deposit: state.deposited,
+      paid: state.withdrawn,
+      closesAt: state.closeQueuedAt !== 0n ? CHANNEL_CLOSED : state.closesAt,
+      zk: { ax: opened.args.ax, ay: opened.args.ay },
+    };
+    if (isAddressEqual(state.payee, payee))
+      await store.commit(() => store.payeeLedger.putChannel(channel), { durable: false });
+    return channel;
   }
 
   async #pollLogged(): Promise<void> {
@@ -142,31 +194,24 @@ export class ChannelBook implements PayeeChannels {
     let range = BigInt(this.#options.blockRange);
     while (from <= target) {
       const to = from + range - 1n < target ? from + range - 1n : target;
-      let logs;
+      let events: BookEvent[];
       try {
-        logs = await publicClient.getContractEvents({
-          address: deployment.paymentChannels,
-          abi: paymentChannelsAbi,
-          fromBlock: from,
-          toBlock: to,
-          strict: true,
-        });
+        events = await this.#eventsIn(from, to);
       } catch (err) {
         // Providers cap a call's block range or result count: halve the range, down to one block.
         if (to === from) throw err;
         range = (to - from + 1n) / 2n;
         continue;
       }
-      const events = logs.map((log) => channelEventOf(log)).filter((event) => event !== undefined);
       const applied = await store.commit(
         () => {
-          const done = events.filter((event) => this.#apply(event));
+          const done = events.filter(({ event }) => this.#apply(event));
           store.meta.set(CHANNEL_CURSOR_KEY, (to + 1n).toString());
           return done;
         },
         { durable: false },
       );
-      for (const event of applied) this.#options.onEvent?.(event);
+      for (const { event, zk } of applied) if (!zk) this.#options.onEvent?.(event);
       from = to + 1n;
     }
     this.#synced = true;
@@ -197,6 +242,34 @@ export class ChannelBook implements PayeeChannels {
     return false;
   }
 
+  /** Both contracts' channel events in [from, to], in chain order. */
+  async #eventsIn(from: bigint, to: bigint): Promise<BookEvent[]> {
+    const { publicClient, deployment } = this.#options.reader;
+    const range = { fromBlock: from, toBlock: to, strict: true } as const;
+    const zkChannels = deployment.zkChannels;
+    const [logs, zkLogs] = await Promise.all([
+      publicClient.getContractEvents({
+        address: deployment.paymentChannels,
+        abi: paymentChannelsAbi,
+        ...range,
+      }),
+      zkChannels === undefined
+        ? []
+        : publicClient.getContractEvents({ address: zkChannels, abi: zkChannelsAbi, ...range }),
+    ]);
+    const located = (log: { blockNumber: bigint; logIndex: number }) => ({
+      blockNumber: log.blockNumber,
+      logIndex: log.logIndex,
+    });
+    const events = [
+      ...logs.map((log) => ({ event: channelEventOf(log), zk: false, ...located(log) })),
+      ...zkLogs.map((log) => ({ event: zkChannelEventOf(log, zkChannels!), zk: true, ...located(log) })),
+    ].filter((entry): entry is BookEvent & typeof entry => entry.event !== undefined);
+    return events.sort((a, b) =>
+      a.blockNumber === b.blockNumber ? a.logIndex - b.logIndex : a.blockNumber < b.blockNumber ? -1 : 1,
+    );
+  }
+
   #cursor(): bigint | undefined {
     const saved = this.#options.store.meta.get(CHANNEL_CURSOR_KEY);
     return saved === undefined ? undefined : BigInt(saved);
@@ -214,6 +287,7 @@ export class ChannelBook implements PayeeChannels {
         deposit: event.deposit,
         paid: 0n,
         closesAt: 0n,
+        ...(event.zk ? { zk: event.zk } : {}),
       });
       return true;
     }
@@ -221,7 +295,7 @@ export class ChannelBook implements PayeeChannels {
     if (!channel) return false;
     const state = { deposit: channel.deposit, paid: channel.paid, closesAt: channel.closesAt };
     if (event.type === "topped_up") state.deposit = event.deposit;
-    if (event.type === "paid" || event.type === "closed") {
+    if ((event.type === "paid" || event.type === "closed") && event.paid > state.paid) {
       state.paid = event.paid;
       repo.setPaidOnChain(event.channelId, event.paid);
     }
@@ -235,6 +309,51 @@ export class ChannelBook implements PayeeChannels {
 interface DecodedLog {
   eventName: string;
   args: unknown;
+}
+
+/** A decoded event of either contract, with where it stands in the chain. */
+interface BookEvent {
+  event: ChannelEvent;
+  /** From ZkChannels. */
+  zk: boolean;
+}
+
+/**
+ * The channel event a decoded ZkChannels log stands for; undefined for the others. A zk
+ * channel is paid by ZkWithdrawn (the tree's paid amount) and ZkSettledBySignature; once its
+ * CLOSE is queued (ZkCloseFinalized) it can be paid no more, which the book keeps as closed.
+ */
+export function zkChannelEventOf(log: DecodedLog, zkChannels: Address): ChannelEvent | undefined {
+  const args = log.args as Record<string, unknown>;
+  const leaf = args.leaf as number;
+  const channelId = zkChannelIdOf(zkChannels, leaf);
+  switch (log.eventName) {
+    case "ZkChannelOpened":
+      return {
+        type: "opened",
+        channelId,
+        key: {
+          buyer: args.buyer as Address,
+          signer: args.signer as Address,
+          payee: args.payee as Address,
+          nonce: BigInt(leaf),
+        },
+        deposit: args.amount as bigint,
+        zk: { ax: args.ax as bigint, ay: args.ay as bigint },
+      };
+    case "ZkToppedUp":
+      return { type: "topped_up", channelId, deposit: args.deposited as bigint };
+    case "ZkWithdrawn":
+      return { type: "paid", channelId, paid: args.paid as bigint };
+    case "ZkSettledBySignature":
+      return { type: "paid", channelId, paid: args.cumulative as bigint };
+    case "ZkCloseStarted":
+      return { type: "close_started", channelId, closesAt: args.closesAt as bigint };
+    case "ZkCloseFinalized":
+      return { type: "close_started", channelId, closesAt: CHANNEL_CLOSED };
+    default:
+      return undefined;
+  }
 }
 
 /** The channel event a decoded PaymentChannels log stands for; undefined for the others. */

@@ -11,8 +11,16 @@ export {
   VoucherResultSchema,
   VoucherResultsSchema,
   VoucherWireSchema,
+  ZkVoucherWireSchema,
 } from "./wire.ts";
-export type { VoucherBatch, VoucherRefusal, VoucherResult, VoucherResults, VoucherWire } from "./wire.ts";
+export type {
+  VoucherBatch,
+  VoucherRefusal,
+  VoucherResult,
+  VoucherResults,
+  VoucherWire,
+  ZkVoucherWire,
+} from "./wire.ts";
 export { BuyerChannels, SpendWindow, secondsToEmpty } from "./buyer-channels.ts";
 export type {
   BuyerChannelSettings,
@@ -24,7 +32,7 @@ export type {
   PayOutcome,
 } from "./buyer-channels.ts";
 export { VoucherSender } from "./voucher-sender.ts";
-export type { VoucherSenderPorts, VoucherSenderSettings } from "./voucher-sender.ts";
+export type { VoucherSenderPorts, VoucherSenderSettings, ZkSignedVoucher } from "./voucher-sender.ts";
 export { decideCredit, maxCost } from "./credit.ts";
 export type { BuyerCredit, CreditDecision, CreditLimits } from "./credit.ts";
 export { PayeeLedger, checkVoucher } from "./payee-ledger.ts";
@@ -37,5 +45,5 @@ export type {
   VoucherDecision,
   VoucherFacts,
 } from "./payee-ledger.ts";
-export { CHANNEL_CURSOR_KEY, ChannelBook, channelEventOf } from "./channel-book.ts";
+export { CHANNEL_CURSOR_KEY, ChannelBook, channelEventOf, zkChannelEventOf } from "./channel-book.ts";
 export type { ChannelBookOptions, ChannelEvent } from "./channel-book.ts";

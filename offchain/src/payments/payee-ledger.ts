@@ -1,12 +1,23 @@
 // The payee's half of `/cell/voucher/1`: checks each voucher against the chain's view of its
 // channel, the voucher held before and what the named jobs earned, and stores the accepted ones
-// durably (one fsynced group commit per batch) before it answers.
+// durably (one fsynced group commit per batch) before it answers. A voucher on a ZkChannels
+// channel (with `zk`) carries two signatures: the EIP-712 ZkVoucher by the channel's signer and
+// the EdDSA-Poseidon one by the leaf's settlement key (docs/zk.md, "Voucher").
 import { createKeccak } from "hash-wasm";
 import { isAddressEqual } from "viem";
 import type { Address, Hex, TypedDataDomain } from "viem";
 import type { ChannelKey } from "../chain/index.ts";
 import { cellDomain, verifyDigest, voucherDigestIn } from "../protocol/index.ts";
 import type { PayeeVoucherRow, Store } from "../store/index.ts";
+import {
+  domainTagOf,
+  verifyZkSignature,
+  zkChannelIdOf,
+  zkChannelsDomain,
+  zkVoucherDigest,
+  zkVoucherMessage,
+} from "../zk/index.ts";
+import type { ZkPublicKey, ZkSignature } from "../zk/index.ts";
 import type { HeldVoucher, VoucherVault } from "./types.ts";
 import type { VoucherBatch, VoucherRefusal, VoucherResult, VoucherResults, VoucherWire } from "./wire.ts";
 
@@ -16,6 +27,10 @@ export interface PayeeChannelView {
   paid: bigint;
   /** 0 while open, a unix time while closing, 2^64-1 once closed. */
   closesAt: bigint;
+  /** A ZkChannels channel's buyer, signer and payee as the chain has them (its id does not bind them). */
+  key?: ChannelKey;
+  /** A ZkChannels channel's settlement key, which signs its zk vouchers. */
+  zk?: ZkPublicKey;
 }
 
 /** What a job this node ran earned, as recorded when it signed the receipt. */
@@ -109,8 +124,11 @@ function owedFor(voucher: VoucherClaim, facts: VoucherFacts): bigint | string {
 
 /** Where the ledger learns what the chain says of a channel (the channel book). */
 export interface PayeeChannels {
-  /** The channel's state, read from the chain when this node has not seen it yet (cached). */
-  channel(channelId: Hex, key: ChannelKey): Promise<PayeeChannelView | undefined>;
+  /**
+   * The channel's state, read from the chain when this node has not seen it yet (cached).
+   * `zkLeaf` names a ZkChannels leaf (then `channelId` is its zkChannelIdOf).
+   */
+  channel(channelId: Hex, key: ChannelKey, zkLeaf?: number): Promise<PayeeChannelView | undefined>;
 }
 
 export interface PayeeLedgerOptions {
@@ -120,6 +138,8 @@ export interface PayeeLedgerOptions {
   payee: Address;
   chainId: number;
   paymentChannels: Address;
+  /** The deployment's ZkChannels; without it a zk voucher is refused as unknown_channel. */
+  zkChannels?: Address;
   now?: () => number;
 }
 
@@ -128,6 +148,14 @@ interface Decoded {
   claim: VoucherClaim;
   channelId: Hex;
   signature: Hex;
+  zk?: { leaf: number; signature: ZkSignature };
+}
+
+/** ZkChannels' EIP-712 domain and proof domain tag, computed once. */
+interface ZkDomain {
+  address: Address;
+  domain: TypedDataDomain;
+  domainTag: bigint;
 }
 
 /**
@@ -148,11 +176,18 @@ export class PayeeLedger implements VoucherVault {
    */
   readonly #pendingHeld = new Map<Hex, bigint>();
   readonly #pendingJobs = new Set<string>();
+  readonly #zk: ZkDomain | undefined;
 
   constructor(options: PayeeLedgerOptions) {
     this.#options = options;
     this.#now = options.now ?? Date.now;
     this.#domain = cellDomain(options.chainId, options.paymentChannels);
+    const zkChannels = options.zkChannels;
+    this.#zk = zkChannels && {
+      address: zkChannels,
+      domain: zkChannelsDomain(options.chainId, zkChannels),
+      domainTag: domainTagOf(options.chainId, zkChannels),
+    };
   }
 
   get payee(): Address {
@@ -164,23 +199,49 @@ export class PayeeLedger implements VoucherVault {
    * the accepted ones and the jobs they pay in one fsynced commit; only then answers.
    */
   async receive(batch: VoucherBatch, _fromPeer?: string): Promise<VoucherResults> {
-    const decoded = batch.vouchers.map(decode);
+    const decoded = batch.vouchers.map((wire) => decode(wire, this.#zk?.address));
     const signatures = await Promise.all(decoded.map((voucher) => this.#verify(voucher)));
     // Only a voucher its signer signed may make the book look a channel up on-chain.
     const channels = await Promise.all(
       decoded.map((voucher, index) => (signatures[index] ? this.#channel(voucher) : undefined)),
     );
+    // A zk channel's id binds only its leaf: its buyer and signer on-chain must be the voucher's.
+    decoded.forEach(({ claim, zk }, index) => {
+      if (zk && signatures[index]) signatures[index] = sameZkSigner(claim.key, channels[index]);
+    });
     return { type: "voucher_results", results: await this.#decideAndStore(decoded, signatures, channels) };
   }
 
-  #verify({ claim, channelId, signature }: Decoded): Promise<boolean> {
-    const digest = voucherDigestIn(this.#domain, { channelId, cumulativeAmount: claim.cumulativeAmount });
+  async #verify({ claim, channelId, signature, zk }: Decoded): Promise<boolean> {
+    if (!zk) {
+      const digest = voucherDigestIn(this.#domain, { channelId, cumulativeAmount: claim.cumulativeAmount });
+      return verifyDigest(digest, claim.key.signer, signature);
+    }
+    // Without ZkChannels no channel is found for it: refused as unknown_channel.
+    if (!this.#zk) return true;
+    if (claim.cumulativeAmount > MAX_UINT96) return false;
+    const digest = zkVoucherDigest(this.#zk.domain, zk.leaf, claim.cumulativeAmount);
     return verifyDigest(digest, claim.key.signer, signature);
   }
 
-  async #channel({ claim, channelId }: Decoded): Promise<PayeeChannelView | undefined> {
+  /**
+   * The EdDSA-Poseidon signature by the settlement key the leaf registered. It costs tens of
+   * milliseconds of CPU, so it is checked last, only for a voucher that passed everything else.
+   */
+  #zkSignatureValid({ claim, zk }: Decoded, channel: PayeeChannelView | undefined): boolean {
+    if (!zk) return true;
+    if (!this.#zk || !channel?.zk) return false;
+    const message = zkVoucherMessage(this.#zk.domainTag, zk.leaf, claim.cumulativeAmount);
+    return verifyZkSignature(message, zk.signature, channel.zk);
+  }
+
+  async #channel({ claim, channelId, zk }: Decoded): Promise<PayeeChannelView | undefined> {
     if (!isAddressEqual(claim.key.payee, this.#options.payee)) return undefined;
-    return this.#options.channels.channel(channelId, claim.key);
+    if (zk && !this.#zk) return undefined;
+    const channel = await this.#options.channels.channel(channelId, claim.key, zk?.leaf);
+    // A leaf paying someone else is not a channel of this payee's.
+    if (zk && channel?.key && !isAddressEqual(channel.key.payee, this.#options.payee)) return undefined;
+    return channel;
   }
 
   /** Decides every voucher before anything is awaited, then waits for their commit. */
@@ -202,6 +263,13 @@ export class PayeeLedger implements VoucherVault {
       });
       if (decision.type === "refuse")
         return { status: "refused", channelId, reason: decision.reason, detail: decision.detail };
+      if (!this.#zkSignatureValid(voucher, channels[index]))
+        return {
+          status: "refused",
+          channelId,
+          reason: "bad_signature",
+          detail: "the EdDSA signature is not by the settlement key the leaf registered",
+        };
       this.#pendingHeld.set(channelId, claim.cumulativeAmount);
       for (const jobId of claim.jobs) this.#pendingJobs.add(jobId.toLowerCase());
       accepted.push({ voucher, index });
@@ -250,13 +318,14 @@ export class PayeeLedger implements VoucherVault {
   #write(vouchers: Decoded[]): void {
     const repo = this.#options.store.payeeLedger;
     const receivedAt = this.#now();
-    for (const { claim, channelId, signature } of vouchers) {
+    for (const { claim, channelId, signature, zk } of vouchers) {
       repo.putVoucher({
         channelId,
         key: claim.key,
         cumulativeAmount: claim.cumulativeAmount,
         signature,
         receivedAt,
+        ...(zk ? { zk } : {}),
       });
       repo.markPaid(claim.jobs, channelId, claim.key.signer);
     }
@@ -273,9 +342,12 @@ export class PayeeLedger implements VoucherVault {
     return row && held(row);
   }
 
-  /** Channels with a voucher, the most recently paid first (at most the ledger's channel bound). */
+  /** PaymentChannels channels with a voucher, the most recently paid first (at most the ledger's channel bound). */
   channels(): ChannelKey[] {
-    return this.#options.store.payeeLedger.voucherChannels(Number.MAX_SAFE_INTEGER).map((row) => row.key);
+    return this.#options.store.payeeLedger
+      .voucherChannels(Number.MAX_SAFE_INTEGER)
+      .filter((row) => row.zk === undefined)
+      .map((row) => row.key);
   }
 
   recordPaid(channelId: Hex, paid: bigint): void {
@@ -295,19 +367,33 @@ export class PayeeLedger implements VoucherVault {
   }
 }
 
-/** Addresses stay lower case here: a checksum costs a keccak, and every comparison ignores case. */
-function decode(wire: VoucherWire): Decoded {
+const MAX_UINT96 = (1n << 96n) - 1n;
+/** Stands in for ZkChannels' address in a zk voucher's id when this node follows none (it is refused). */
+const NO_ZK_CHANNELS: Address = "0x0000000000000000000000000000000000000000";
+
+/**
+ * Addresses stay lower case here: a checksum costs a keccak, and every comparison ignores case.
+ * A zk voucher's channel id is zkChannelIdOf(zkChannels, leaf); its key's nonce is the leaf.
+ */
+function decode(wire: VoucherWire, zkChannels: Address | undefined): Decoded {
   const key: ChannelKey = {
     buyer: wire.key.buyer.toLowerCase() as Address,
     signer: wire.key.signer.toLowerCase() as Address,
     payee: wire.key.payee.toLowerCase() as Address,
     nonce: BigInt(wire.key.nonce),
   };
+  const claim = { key, cumulativeAmount: BigInt(wire.cumulativeAmount), jobs: wire.jobs };
+  if (!wire.zk) return { wire, claim, channelId: channelIdOfLowerCase(key), signature: wire.signature };
+  const leaf = Number(wire.zk.leaf);
   return {
     wire,
-    claim: { key, cumulativeAmount: BigInt(wire.cumulativeAmount), jobs: wire.jobs },
-    channelId: channelIdOfLowerCase(key),
+    claim,
+    channelId: zkChannelIdOf(zkChannels ?? NO_ZK_CHANNELS, leaf),
     signature: wire.signature,
+    zk: {
+      leaf,
+      signature: { r8x: BigInt(wire.zk.r8x), r8y: BigInt(wire.zk.r8y), s: BigInt(wire.zk.s) },
+    },
   };
 }
 
@@ -326,6 +412,19 @@ function channelIdOfLowerCase(key: ChannelKey): Hex {
   return `0x${keccak.digest("hex")}`;
 }
 
+/**
+ * A zk voucher's key against its leaf on-chain: same buyer and signer. An unknown leaf passes
+ * (it is refused as unknown_channel).
+ */
+function sameZkSigner(key: ChannelKey, channel: PayeeChannelView | undefined): boolean {
+  if (channel === undefined) return true;
+  return (
+    channel.key !== undefined &&
+    isAddressEqual(channel.key.buyer, key.buyer) &&
+    isAddressEqual(channel.key.signer, key.signer)
+  );
+}
+
 function held(row: PayeeVoucherRow): HeldVoucher {
   return {
     key: row.key,
@@ -333,5 +432,6 @@ function held(row: PayeeVoucherRow): HeldVoucher {
     cumulativeAmount: row.cumulativeAmount,
     signature: row.signature,
     receivedAt: row.receivedAt,
+    ...(row.zk ? { zk: row.zk } : {}),
   };
 }

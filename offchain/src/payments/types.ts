@@ -2,16 +2,25 @@
 // payee holds it, and the payee's ledger as the settler and the watchtower read it.
 import type { Hex } from "viem";
 import type { ChannelKey } from "../chain/index.ts";
+import type { ZkSignature } from "../zk/index.ts";
 
 /** The latest voucher a payee holds for one channel, stored durably before it was acknowledged. */
 export interface HeldVoucher {
   key: ChannelKey;
   channelId: Hex;
   cumulativeAmount: bigint;
-  /** By key.signer over Voucher(channelId, cumulativeAmount), in a form PaymentChannels accepts. */
+  /**
+   * By key.signer over Voucher(channelId, cumulativeAmount), in a form PaymentChannels accepts;
+   * for a zk voucher over ZkVoucher(leaf, cumulativeAmount), as ZkChannels.settleBySignature takes it.
+   */
   signature: Hex;
   /** Unix ms when it was stored. */
   receivedAt: number;
+  /**
+   * Present for a voucher on a ZkChannels channel (key.nonce is its leaf): the EdDSA-Poseidon
+   * signature by the leaf's settlement key over H3(domainTag, leaf, cumulativeAmount).
+   */
+  zk?: { leaf: number; signature: ZkSignature };
 }
 
 /**
@@ -26,7 +35,7 @@ export interface VoucherVault {
   unsettled(limit: number): HeldVoucher[];
   /** The latest voucher of a channel, if any. */
   latest(channelId: Hex): HeldVoucher | undefined;
-  /** Every channel this node holds a voucher for (bounded like the ledger). */
+  /** Every PaymentChannels channel this node holds a voucher for (bounded like the ledger; zk channels are not listed). */
   channels(): ChannelKey[];
   /** Records what the chain says a channel has paid to date (after a settlement, redeem or close). */
   recordPaid(channelId: Hex, paid: bigint): void;

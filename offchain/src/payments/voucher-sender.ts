@@ -8,17 +8,27 @@ import type {
   VerdictListener,
   VerdictReport,
 } from "../quorum/index.ts";
+import type { ChannelKey } from "../chain/index.ts";
 import type { BuyerChannels, DueVoucher } from "./buyer-channels.ts";
 import { jobAmount } from "./pricing.ts";
 import { VOUCHER_BATCH_MAX, VOUCHER_JOBS_MAX } from "./wire.ts";
-import type { VoucherBatch, VoucherRefusal, VoucherResult, VoucherResults } from "./wire.ts";
+import type { VoucherBatch, VoucherRefusal, VoucherResult, VoucherResults, ZkVoucherWire } from "./wire.ts";
+
+/** A zk channel's voucher: the EIP-712 ZkVoucher signature and the EdDSA-Poseidon one. */
+export interface ZkSignedVoucher {
+  signature: Hex;
+  zk: ZkVoucherWire;
+}
 
 export interface VoucherSenderPorts {
   channels: BuyerChannels;
   /** The payee (staking wallet) of an executor's operator key; undefined when it is not registered. */
   payeeOf(operator: Address): Promise<Address | undefined>;
-  /** The operator key's signature over Voucher(channelId, cumulativeAmount). */
-  sign(channelId: Hex, cumulativeAmount: bigint): Promise<Hex>;
+  /**
+   * The operator key's signature over Voucher(channelId, cumulativeAmount); for a ZkChannels
+   * channel both of a zk voucher's signatures.
+   */
+  sign(channelId: Hex, cumulativeAmount: bigint, key: ChannelKey): Promise<Hex | ZkSignedVoucher>;
   /** Sends one batch to the payee's node and returns its answers. */
   send(peerId: string, batch: VoucherBatch): Promise<VoucherResults>;
   clock: { now(): number; after(delayMs: number, fire: () => void): () => void };
@@ -222,17 +232,20 @@ export class VoucherSender implements VerdictListener {
     const batch: VoucherBatch = {
       type: "vouchers",
       vouchers: await Promise.all(
-        vouchers.map(async (voucher) => ({
-          key: {
-            buyer: voucher.key.buyer,
-            signer: voucher.key.signer,
-            payee: voucher.key.payee,
-            nonce: voucher.key.nonce.toString(),
-          },
-          cumulativeAmount: voucher.cumulativeAmount.toString(),
-          signature: await this.#ports.sign(voucher.channelId, voucher.cumulativeAmount),
-          jobs: voucher.jobs,
-        })),
+        vouchers.map(async (voucher) => {
+          const signed = await this.#ports.sign(voucher.channelId, voucher.cumulativeAmount, voucher.key);
+          return {
+            key: {
+              buyer: voucher.key.buyer,
+              signer: voucher.key.signer,
+              payee: voucher.key.payee,
+              nonce: voucher.key.nonce.toString(),
+            },
+            cumulativeAmount: voucher.cumulativeAmount.toString(),
+            ...(typeof signed === "string" ? { signature: signed } : signed),
+            jobs: voucher.jobs,
+          };
+        }),
       ),
     };
     try {

@@ -1,7 +1,14 @@
 // `/cell/voucher/1`: a buyer hands one payee a batch of vouchers, each for one channel with the
 // jobs it pays; the payee answers each voucher with accepted or refused and a reason.
 import { z } from "zod/v4";
-import { AddressSchema, Bytes32Schema, SignatureSchema, Uint256StringSchema } from "../protocol/index.ts";
+import {
+  AddressSchema,
+  Bytes32Schema,
+  SignatureSchema,
+  Uint256StringSchema,
+  uintString,
+} from "../protocol/index.ts";
+import { FIELD } from "../zk/index.ts";
 
 export const VOUCHER_PROTOCOL = "/cell/voucher/1";
 
@@ -43,13 +50,39 @@ export const ChannelKeyWireSchema = z.strictObject({
   nonce: Uint256StringSchema.refine((nonce) => BigInt(nonce) < 2n ** 64n, "must fit a uint64"),
 });
 
-export const VoucherWireSchema = z.strictObject({
-  key: ChannelKeyWireSchema,
-  cumulativeAmount: Uint256StringSchema,
-  signature: SignatureSchema,
-  /** The jobs whose accepted receipts this voucher's increase pays. */
-  jobs: z.array(Bytes32Schema).min(1).max(VOUCHER_JOBS_MAX),
+/** A BN254 scalar field element as a decimal string (at most 78 digits). */
+const FieldStringSchema = uintString(254).refine(
+  (value) => !/^[0-9]+$/.test(value) || BigInt(value) < FIELD,
+  "must be below the BN254 scalar field",
+);
+
+/**
+ * A zk voucher's second signature: EdDSA-Poseidon by the leaf's settlement key over
+ * H3(domainTag, leaf, cumulativeAmount) (docs/zk.md, "Voucher"). The voucher's `signature` is
+ * then the EIP-712 ZkVoucher(leaf, cumulativeAmount) by key.signer, and key.nonce is the leaf.
+ */
+export const ZkVoucherWireSchema = z.strictObject({
+  leaf: uintString(32),
+  r8x: FieldStringSchema,
+  r8y: FieldStringSchema,
+  s: FieldStringSchema,
 });
+export type ZkVoucherWire = z.infer<typeof ZkVoucherWireSchema>;
+
+export const VoucherWireSchema = z
+  .strictObject({
+    key: ChannelKeyWireSchema,
+    cumulativeAmount: Uint256StringSchema,
+    signature: SignatureSchema,
+    /** The jobs whose accepted receipts this voucher's increase pays. */
+    jobs: z.array(Bytes32Schema).min(1).max(VOUCHER_JOBS_MAX),
+    /** Present on a ZkChannels channel; absent for PaymentChannels. */
+    zk: ZkVoucherWireSchema.optional(),
+  })
+  .refine((voucher) => voucher.zk === undefined || sameInteger(voucher.zk.leaf, voucher.key.nonce), {
+    message: "zk.leaf must equal key.nonce (a zk channel's key names its leaf)",
+    path: ["zk", "leaf"],
+  });
 export type VoucherWire = z.infer<typeof VoucherWireSchema>;
 
 export const VoucherBatchSchema = z.strictObject({
@@ -78,3 +111,11 @@ export const VoucherResultsSchema = z.strictObject({
   results: z.array(VoucherResultSchema).max(VOUCHER_BATCH_MAX),
 });
 export type VoucherResults = z.infer<typeof VoucherResultsSchema>;
+
+function sameInteger(left: string, right: string): boolean {
+  try {
+    return BigInt(left) === BigInt(right);
+  } catch {
+    return false;
+  }
+}

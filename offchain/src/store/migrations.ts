@@ -668,6 +668,20 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX relay_vouchers_by_receipt ON relay_vouchers (received_at);
     `,
   },
+  {
+    version: 13,
+    name: "zk channels: a ZkChannels channel's settlement key and a zk voucher's EdDSA signature",
+    // Nullable columns on the bounded payee tables (no new bound): set on rows of ZkChannels
+    // channels only. A zk channel's leaf is its key's nonce; zk_leaf marks a zk voucher.
+    sql: `
+      ALTER TABLE payee_channels ADD COLUMN zk_ax TEXT;
+      ALTER TABLE payee_channels ADD COLUMN zk_ay TEXT;
+      ALTER TABLE payee_vouchers ADD COLUMN zk_leaf INTEGER;
+      ALTER TABLE payee_vouchers ADD COLUMN zk_r8x TEXT;
+      ALTER TABLE payee_vouchers ADD COLUMN zk_r8y TEXT;
+      ALTER TABLE payee_vouchers ADD COLUMN zk_s TEXT;
+    `,
+  },
 ];
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS.at(-1)?.version ?? 0;

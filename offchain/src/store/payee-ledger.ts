@@ -1,5 +1,6 @@
 import type { DatabaseSync, StatementSync } from "node:sqlite";
 import { getAddress, type Address, type Hex } from "viem";
+import type { ZkPublicKey, ZkSignature } from "../zk/index.ts";
 
 /** Channels (and latest vouchers, one per channel) kept; beyond it closed or settled rows go first. */
 export const PAYEE_CHANNELS_MAX = 50_000;
@@ -40,6 +41,8 @@ export interface PayeeChannelRow {
   /** 0 while open, a unix time while closing, 2^64-1 once closed. */
   closesAt: bigint;
   updatedAt: number;
+  /** A ZkChannels channel's settlement key (key.nonce is its leaf); absent for PaymentChannels. */
+  zk?: ZkPublicKey;
 }
 
 /** The latest voucher held for a channel. */
@@ -50,6 +53,8 @@ export interface PayeeVoucherRow {
   signature: Hex;
   paidOnChain: bigint;
   receivedAt: number;
+  /** A zk voucher's leaf and EdDSA-Poseidon signature; absent for PaymentChannels. */
+  zk?: { leaf: number; signature: ZkSignature };
 }
 
 export interface EarningRow {
@@ -109,8 +114,8 @@ export class PayeeLedgerRepository {
       channel: prepare("SELECT * FROM payee_channels WHERE channel_id = ?"),
       channelsOfSigner: prepare("SELECT * FROM payee_channels WHERE signer = ? LIMIT 1024"),
       insertChannel: prepare(
-        `INSERT INTO payee_channels (channel_id, buyer, signer, payee, nonce, deposit, paid, closes_at, updated_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (channel_id) DO UPDATE SET
+        `INSERT INTO payee_channels (channel_id, buyer, signer, payee, nonce, deposit, paid, closes_at, updated_at, zk_ax, zk_ay)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (channel_id) DO UPDATE SET
          deposit = excluded.deposit, paid = excluded.paid, closes_at = excluded.closes_at, updated_at = excluded.updated_at`,
       ),
       updateChannel: prepare(
@@ -124,10 +129,11 @@ export class PayeeLedgerRepository {
       ),
       voucher: prepare("SELECT * FROM payee_vouchers WHERE channel_id = ?"),
       putVoucher: prepare(
-        `INSERT INTO payee_vouchers (channel_id, buyer, signer, payee, nonce, cumulative, signature, paid_on_chain, received_at, updated_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (channel_id) DO UPDATE SET
+        `INSERT INTO payee_vouchers (channel_id, buyer, signer, payee, nonce, cumulative, signature, paid_on_chain, received_at, updated_at,
+           zk_leaf, zk_r8x, zk_r8y, zk_s)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (channel_id) DO UPDATE SET
          cumulative = excluded.cumulative, signature = excluded.signature, received_at = excluded.received_at,
-         updated_at = excluded.updated_at`,
+         updated_at = excluded.updated_at, zk_r8x = excluded.zk_r8x, zk_r8y = excluded.zk_r8y, zk_s = excluded.zk_s`,
       ),
       setPaidOnChain: prepare(
         "UPDATE payee_vouchers SET paid_on_chain = ?, updated_at = ? WHERE channel_id = ? AND paid_on_chain < ?",
@@ -191,6 +197,8 @@ export class PayeeLedgerRepository {
       storedAmount(channel.paid),
       storedAmount(channel.closesAt),
       this.#now(),
+      channel.zk?.ax.toString() ?? null,
+      channel.zk?.ay.toString() ?? null,
     );
     if (++this.#sinceChannelTrim >= TRIM_EVERY) {
       this.#sinceChannelTrim = 0;
@@ -237,6 +245,10 @@ export class PayeeLedgerRepository {
       storedAmount(0n),
       voucher.receivedAt,
       now,
+      voucher.zk?.leaf ?? null,
+      voucher.zk?.signature.r8x.toString() ?? null,
+      voucher.zk?.signature.r8y.toString() ?? null,
+      voucher.zk?.signature.s.toString() ?? null,
     );
     if (++this.#sinceVoucherTrim >= TRIM_EVERY) {
       this.#sinceVoucherTrim = 0;
@@ -341,6 +353,9 @@ function channelRow(row: Row): PayeeChannelRow {
     paid: amountOf(row.paid),
     closesAt: amountOf(row.closes_at),
     updatedAt: row.updated_at as number,
+    ...(row.zk_ax === null || row.zk_ax === undefined
+      ? {}
+      : { zk: { ax: amountOf(row.zk_ax), ay: amountOf(row.zk_ay) } }),
   };
 }
 
@@ -352,5 +367,13 @@ function voucherRow(row: Row): PayeeVoucherRow {
     signature: row.signature as Hex,
     paidOnChain: amountOf(row.paid_on_chain),
     receivedAt: row.received_at as number,
+    ...(row.zk_leaf === null || row.zk_leaf === undefined
+      ? {}
+      : {
+          zk: {
+            leaf: row.zk_leaf as number,
+            signature: { r8x: amountOf(row.zk_r8x), r8y: amountOf(row.zk_r8y), s: amountOf(row.zk_s) },
+          },
+        }),
   };
 }
