@@ -6,7 +6,7 @@ import { applyOps, planZkBatch } from "../../offchain/src/settlement/zk-plan.ts"
 import { ZkSettler } from "../../offchain/src/settlement/zk-settler.ts";
 import type { HeldZkVoucher, ZkSettlerPorts, ZkSnapshot } from "../../offchain/src/settlement/zk-settler.ts";
 import type { TxCall } from "../../offchain/src/settlement/tx-sender.ts";
-import { StateTree, leafHash } from "../../offchain/src/zk/index.ts";
+import { ZkState } from "../../offchain/src/zk/index.ts";
 import type { QueueOp, ZkLeaf } from "../../offchain/src/zk/index.ts";
 
 const PAYEE: Address = "0x00000000000000000000000000000000000000aa";
@@ -88,10 +88,10 @@ describe("zk batch plan", () => {
 
 describe("zk settler", () => {
   function snapshotWith(paid: bigint): ZkSnapshot {
-    const tree = new StateTree(4);
-    const leaf: ZkLeaf = { ax: 1n, ay: 2n, payee: PAYEE, deposit: 100n, paid };
-    tree.set(0, leafHash(leaf));
-    return { tree, leaves: new Map([[0, leaf]]), pending: [], root: tree.root };
+    const state = new ZkState(4);
+    state.applyQueueOp(open(0, 100n));
+    if (paid > 0n) state.applyTransfer(0n, { leaf: 0, cumulative: paid, signature: SIGNATURE }, true);
+    return { state, pending: [] };
   }
 
   function harness(prove: ZkSettlerPorts["prove"]) {

@@ -337,6 +337,11 @@ export class PayeeLedger implements VoucherVault {
     return this.#options.store.payeeLedger.unsettled(limit).map(held);
   }
 
+  /** Held zk vouchers above what the tree is known to pay, oldest first (the zk settler's input). */
+  unsettledZk(limit: number): HeldVoucher[] {
+    return this.#options.store.payeeLedger.unsettledZk(limit).map(held);
+  }
+
   latest(channelId: Hex): HeldVoucher | undefined {
     const row = this.#options.store.payeeLedger.voucher(channelId);
     return row && held(row);

@@ -29,8 +29,8 @@ export interface HeldVoucher {
  */
 export interface VoucherVault {
   /**
-   * Latest vouchers whose cumulative amount is above what the chain is known to have paid on
-   * their channel, oldest first, at most `limit`.
+   * Latest PaymentChannels vouchers whose cumulative amount is above what the chain is known to
+   * have paid on their channel, oldest first, at most `limit` (zk vouchers: `unsettledZk`).
    */
   unsettled(limit: number): HeldVoucher[];
   /** The latest voucher of a channel, if any. */

@@ -281,7 +281,6 @@ export class EpochSettler {
     const { vault, maxVouchersPerBatch, log } = this.#options;
     return vault
       .unsettled(maxVouchersPerBatch)
-      .filter((voucher) => voucher.zk === undefined) // ZkChannels vouchers settle by proof or settleBySignature
       .filter((voucher) => {
         if (voucher.cumulativeAmount <= MAX_BATCH_AMOUNT) return true;
         log.warn({ channelId: voucher.channelId }, "voucher above a batch's uint96; redeem it on its own");

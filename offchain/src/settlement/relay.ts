@@ -345,8 +345,7 @@ export class RelayClient {
     for (const voucher of newlyPaid) this.#remember(this.#toWithdraw, voucher.channelId, voucher);
     const withdrawal = await this.#withdraw(`relay-withdraw:${this.#now()}:${run}`);
     if (withdrawal) outcome.withdrawals.push(withdrawal);
-    // A relayer settles PaymentChannels vouchers only; ZkChannels vouchers go to the zk settler.
-    const unsettled = vault.unsettled(maxVouchers).filter((voucher) => voucher.zk === undefined);
+    const unsettled = vault.unsettled(maxVouchers);
     for (let start = 0; start < unsettled.length; start += RELAY_BATCH_MAX) {
       const chunk = unsettled.slice(start, start + RELAY_BATCH_MAX);
       try {

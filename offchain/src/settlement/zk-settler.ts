@@ -3,7 +3,7 @@
 // When no proof can be made it falls back to ZkChannels.settleBySignature and says why.
 import type { Address, Hex } from "viem";
 import type { Logger } from "pino";
-import type { MerklePath, QueueOp, StateTree, ZkLeaf, ZkSignature } from "../zk/index.ts";
+import type { MerklePath, QueueOp, ZkLeaf, ZkSignature, ZkState } from "../zk/index.ts";
 import { planZkBatch } from "./zk-plan.ts";
 import type { ZkBatchPlan, ZkVoucherCandidate } from "./zk-plan.ts";
 import { CallRefused } from "./tx-sender.ts";
@@ -17,11 +17,9 @@ export interface HeldZkVoucher extends ZkVoucherCandidate {
 
 /** The chain's zk state, rebuilt from ZkChannels' events and checked against its root. */
 export interface ZkSnapshot {
-  tree: StateTree;
-  leaves: Map<number, ZkLeaf>;
+  state: ZkState;
   /** Queue operations not yet consumed, in order. */
   pending: QueueOp[];
-  root: bigint;
 }
 
 export interface ZkProven {
@@ -121,7 +119,7 @@ export class ZkSettler {
     const { vault, queueSlots, batchSize, log } = this.#options;
     const vouchers = vault.zkVouchers(batchSize * VOUCHERS_PER_RUN_FACTOR);
     const plan = planZkBatch({
-      leaves: snapshot.leaves,
+      leaves: snapshot.state.leaves,
       pending: snapshot.pending,
       vouchers,
       queueSlots,
@@ -200,11 +198,12 @@ export class ZkSettler {
   async #withdraw(snapshot: ZkSnapshot): Promise<ZkSettlementOutcome["withdrawals"]> {
     const { ports, payee } = this.#options;
     const withdrawals: ZkSettlementOutcome["withdrawals"] = [];
-    for (const [leaf, data] of snapshot.leaves) {
+    const { state } = snapshot;
+    for (const [leaf, data] of state.leaves) {
       if (data.payee.toLowerCase() !== payee.toLowerCase() || data.paid === 0n) continue;
       const withdrawn = await ports.withdrawn(leaf);
       if (data.paid <= withdrawn) continue;
-      const call = ports.withdrawCall(leaf, data, snapshot.tree.path(leaf), snapshot.root);
+      const call = ports.withdrawCall(leaf, data, state.tree.path(leaf), state.root);
       const tx = await sendOrRefused(ports, `zk-withdraw:${leaf}:${data.paid}`, call);
       if (typeof tx !== "string" && tx.state === "mined")
         withdrawals.push({ leaf, amount: data.paid - withdrawn, txHash: tx.hash });

@@ -139,7 +139,10 @@ export class PayeeLedgerRepository {
         "UPDATE payee_vouchers SET paid_on_chain = ?, updated_at = ? WHERE channel_id = ? AND paid_on_chain < ?",
       ),
       unsettled: prepare(
-        "SELECT * FROM payee_vouchers WHERE cumulative > paid_on_chain ORDER BY received_at LIMIT ?",
+        "SELECT * FROM payee_vouchers WHERE cumulative > paid_on_chain AND zk_leaf IS NULL ORDER BY received_at LIMIT ?",
+      ),
+      unsettledZk: prepare(
+        "SELECT * FROM payee_vouchers WHERE cumulative > paid_on_chain AND zk_leaf IS NOT NULL ORDER BY received_at LIMIT ?",
       ),
       voucherChannels: prepare("SELECT * FROM payee_vouchers ORDER BY received_at DESC LIMIT ?"),
       countVouchers: prepare("SELECT COUNT(*) AS n FROM payee_vouchers"),
@@ -262,8 +265,14 @@ export class PayeeLedgerRepository {
     this.#statements.setPaidOnChain!.run(stored, this.#now(), channelId.toLowerCase(), stored);
   }
 
+  /** PaymentChannels vouchers above what the chain paid, oldest first. */
   unsettled(limit: number): PayeeVoucherRow[] {
     return (this.#statements.unsettled!.all(limit) as Row[]).map(voucherRow);
+  }
+
+  /** ZkChannels vouchers above what the tree is known to pay, oldest first. */
+  unsettledZk(limit: number): PayeeVoucherRow[] {
+    return (this.#statements.unsettledZk!.all(limit) as Row[]).map(voucherRow);
   }
 
   /** The channels with a voucher, the most recently paid first. */
