@@ -37,6 +37,7 @@ import {
   zkVoucherDigestOf,
 } from "../../offchain/src/chain/index.ts";
 import type { Devnet, ZkProofWords } from "../../offchain/src/chain/index.ts";
+import { zkChannelsLinkReferences } from "../../offchain/src/chain/bytecode.ts";
 import {
   SettlementKey,
   StateTree,
@@ -49,6 +50,26 @@ import {
   zkVoucherMessage,
 } from "../../offchain/src/zk/index.ts";
 import type { QueueOp } from "../../offchain/src/zk/index.ts";
+
+const artifactOf = (source: string, name: string) =>
+  JSON.parse(readFileSync(new URL(`../../artifacts/${source}/${name}.json`, import.meta.url), "utf8")) as {
+    abi: unknown[];
+    linkReferences: Record<string, Record<string, { start: number }[]>>;
+  };
+
+describe("committed zk ABIs and link offsets", () => {
+  it("equal the compiled artifacts (run scripts/gen-abis.ts after changing a contract)", () => {
+    const artifact = artifactOf("contracts/ZkChannels.sol", "ZkChannels");
+    assert.deepEqual(zkChannelsAbi, artifact.abi);
+    const offsets = Object.fromEntries(
+      Object.values(artifact.linkReferences).flatMap((libraries) =>
+        Object.entries(libraries).map(([library, refs]) => [library, refs.map((ref) => ref.start)]),
+      ),
+    );
+    assert.deepEqual(zkChannelsLinkReferences, offsets);
+    assert.deepEqual(Object.keys(offsets).sort(), ["PoseidonT3", "PoseidonT6"]);
+  });
+});
 
 describe("linkBytecode", () => {
   it("writes each library's address at its offsets and refuses a missing one", () => {
