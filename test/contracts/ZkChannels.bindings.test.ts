@@ -23,6 +23,7 @@ import {
   readZkEvents,
   readZkParams,
   readZkQueue,
+  rebuildZkState,
   refundZk,
   serializeDeployment,
   settleZkBatch,
@@ -36,7 +37,8 @@ import {
   zkChannelsAbi,
   zkVoucherDigestOf,
 } from "../../offchain/src/chain/index.ts";
-import type { Devnet, ZkProofWords } from "../../offchain/src/chain/index.ts";
+import type { Devnet, ZkEvent, ZkProofWords } from "../../offchain/src/chain/index.ts";
+import { zkChannelsLinkReferences } from "../../offchain/src/chain/bytecode.ts";
 import {
   SettlementKey,
   StateTree,
@@ -45,10 +47,79 @@ import {
   buildBatchWitness,
   circuitArtifacts,
   domainTagOf,
+  packTransfers,
   proofToCalldata,
   zkVoucherMessage,
 } from "../../offchain/src/zk/index.ts";
 import type { QueueOp } from "../../offchain/src/zk/index.ts";
+
+const artifactOf = (source: string, name: string) =>
+  JSON.parse(readFileSync(new URL(`../../artifacts/${source}/${name}.json`, import.meta.url), "utf8")) as {
+    abi: unknown[];
+    linkReferences: Record<string, Record<string, { start: number }[]>>;
+  };
+
+describe("committed zk ABIs and link offsets", () => {
+  it("equal the compiled artifacts (run scripts/gen-abis.ts after changing a contract)", () => {
+    const artifact = artifactOf("contracts/ZkChannels.sol", "ZkChannels");
+    assert.deepEqual(zkChannelsAbi, artifact.abi);
+    const offsets = Object.fromEntries(
+      Object.values(artifact.linkReferences).flatMap((libraries) =>
+        Object.entries(libraries).map(([library, refs]) => [library, refs.map((ref) => ref.start)]),
+      ),
+    );
+    assert.deepEqual(zkChannelsLinkReferences, offsets);
+    assert.deepEqual(Object.keys(offsets).sort(), ["PoseidonT3", "PoseidonT6"]);
+  });
+});
+
+describe("rebuildZkState", () => {
+  const payee = "0x00000000000000000000000000000000000000a1";
+  const open: QueueOp = { kind: "open", leaf: 0, amount: 10n, ax: 1n, ay: 2n, payee };
+  const topUp: QueueOp = { kind: "topUp", leaf: 0, amount: 5n, ax: 0n, ay: 0n, payee: null };
+  const where = { blockNumber: 1n, logIndex: 0 };
+  const queued = (position: bigint, op: QueueOp): ZkEvent => ({
+    type: "queued",
+    position,
+    op,
+    queueHash: 0n,
+    ...where,
+  });
+  const expected = new ZkState(2);
+  expected.applyQueueOp(open);
+  expected.applyTransfer(0n, { leaf: 0, cumulative: 4n, signature: { r8x: 0n, r8y: 0n, s: 0n } }, true);
+  const batch = (newRoot: bigint, queueFrom = 0n): ZkEvent => ({
+    type: "batch",
+    batch: 0n,
+    submitter: payee,
+    oldRoot: 0n,
+    newRoot,
+    queueFrom,
+    queueTo: queueFrom + 1n,
+    transfers: packTransfers([{ leaf: 0, cumulative: 4n }], 2),
+    ...where,
+  });
+
+  it("applies each batch's queue range then its transfers, and keeps what is still queued", () => {
+    const { state, pending } = rebuildZkState(
+      [queued(0n, open), queued(1n, topUp), batch(expected.root)],
+      2,
+      0n,
+    );
+    assert.equal(state.root, expected.root);
+    assert.deepEqual(state.leaves.get(0), { ax: 1n, ay: 2n, payee, deposit: 10n, paid: 4n });
+    assert.deepEqual(pending, [topUp]);
+  });
+
+  it("refuses a skipped queue position, a batch out of queue order and a root the events do not rebuild", () => {
+    assert.throws(() => rebuildZkState([queued(1n, open)], 2, 0n), /position 1 arrived where 0 was expected/);
+    assert.throws(() => rebuildZkState([queued(0n, open), batch(expected.root, 1n)], 2, 0n), /out of order/);
+    assert.throws(
+      () => rebuildZkState([queued(0n, open), batch(expected.root + 1n)], 2, 0n),
+      /the events rebuild/,
+    );
+  });
+});
 
 describe("linkBytecode", () => {
   it("writes each library's address at its offsets and refuses a missing one", () => {

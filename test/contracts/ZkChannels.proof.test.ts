@@ -6,7 +6,12 @@ import { after, before, describe, it } from "node:test";
 import { network } from "hardhat";
 import { getAddress, getContract, keccak256, maxUint256, parseEther, parseEventLogs, toHex } from "viem";
 import type { Address } from "viem";
-import { readZkEvents, signZkVoucherEip712, zkChannelsAbi } from "../../offchain/src/chain/index.ts";
+import {
+  readZkEvents,
+  rebuildZkState,
+  signZkVoucherEip712,
+  zkChannelsAbi,
+} from "../../offchain/src/chain/index.ts";
 import type { ChainReader, Deployment } from "../../offchain/src/chain/index.ts";
 import {
   SettlementKey,
@@ -16,7 +21,6 @@ import {
   circuitArtifacts,
   packTransfers,
   proofToCalldata,
-  unpackTransfers,
   zkVoucherMessage,
 } from "../../offchain/src/zk/index.ts";
 import type { QueueOp, SignedTransfer } from "../../offchain/src/zk/index.ts";
@@ -24,7 +28,6 @@ import { deployCell } from "../support/contracts/deploy.ts";
 import { CHALLENGE_WINDOW, operatorAccount } from "../support/contracts/fixture.ts";
 
 const DEPOSIT = parseEther("10");
-const NO_SIGNATURE = { r8x: 0n, r8y: 0n, s: 0n };
 
 describe("ZkChannels with proofs", async () => {
   const connection = await network.create();
@@ -91,25 +94,9 @@ describe("ZkChannels with proofs", async () => {
 
   type Fixture = Awaited<ReturnType<typeof zk>>;
 
-  /**
-   * The state tree rebuilt from ZkQueued and ZkBatchSettled events only (what any payee can do
-   * without the settler), plus the queued operations no batch has consumed yet.
-   */
+  /** The state rebuilt from events only (what any payee can do without the settler). */
   async function rebuild(fx: Fixture): Promise<{ state: ZkState; pending: QueueOp[] }> {
-    const state = new ZkState(params.depth);
-    const queued: QueueOp[] = [];
-    for (const event of await readZkEvents(fx.reader, 0n, "latest")) {
-      if (event.type === "queued") {
-        assert.equal(event.position, BigInt(queued.length), "queue positions arrive in order");
-        queued.push(event.op);
-        continue;
-      }
-      for (const op of queued.slice(Number(event.queueFrom), Number(event.queueTo))) state.applyQueueOp(op);
-      for (const transfer of unpackTransfers(event.transfers))
-        state.applyTransfer(fx.domainTag, { ...transfer, signature: NO_SIGNATURE }, true);
-      assert.equal(state.root, event.newRoot, `batch ${event.batch} rebuilds to its published root`);
-    }
-    return { state, pending: queued.slice(state.queueConsumed) };
+    return rebuildZkState(await readZkEvents(fx.reader, 0n, "latest"), params.depth, fx.domainTag);
   }
 
   function signed(fx: Fixture, leaf: number, cumulative: bigint): SignedTransfer {

@@ -29,7 +29,7 @@ import type { ChainReader, Deployment } from "../../offchain/src/chain/index.ts"
 import { FIELD, SettlementKey, StateTree, domainTagOf, nextQueueHash } from "../../offchain/src/zk/index.ts";
 import type { QueueOp } from "../../offchain/src/zk/index.ts";
 import { deployCell } from "../support/contracts/deploy.ts";
-import { CHALLENGE_WINDOW, operatorAccount } from "../support/contracts/fixture.ts";
+import { CHALLENGE_WINDOW, operatorAccount, signPermit } from "../support/contracts/fixture.ts";
 
 /** The test token contracts/test/ReentrantToken.sol, as far as the test uses it. */
 const reentrantTokenAbi = parseAbi([
@@ -272,7 +272,6 @@ describe("ZkChannels", async () => {
         await networkHelpers.loadFixture(zk);
       await token.write.approve([zkc.address, 0n], { account: reporter.account });
       const deadline = BigInt(await networkHelpers.time.latest()) + 3_600n;
-      const { signPermit } = await import("../support/contracts/fixture.ts");
       const { v, r, s } = await signPermit(reporter, {
         chainId,
         token: token.address,

@@ -50,6 +50,10 @@ const pay = (key: SettlementKey, leaf: number, cumulative: bigint): SignedTransf
   signature: key.sign(zkVoucherMessage(domainTag, leaf, cumulative)),
 });
 
+// Which of the circuit's checks refused, by the template the failed constraint is in.
+const SIGNATURE_CHECK = /Error in template EdDSAPoseidonVerifier_/;
+const AMOUNT_CHECK = /Error in template Num2Bits_\d+ line: \d+\nError in template TransferSlot_/;
+
 /** Runs the circuit's witness calculation alone: it throws when a constraint fails. */
 async function witnessOf(input: CircuitInput): Promise<void> {
   await snarkjs.wtns.calculate(input, artifacts.wasm, { type: "mem" });
@@ -173,26 +177,32 @@ describe("zk settlement circuit (ci instance)", { timeout: 120_000 }, () => {
     });
 
     it("a signature by another key", async () => {
-      await assert.rejects(witnessOf(unchecked([pay(buyerB, 0, 60n)])));
+      await assert.rejects(witnessOf(unchecked([pay(buyerB, 0, 60n)])), SIGNATURE_CHECK);
     });
 
     it("a signature over another amount", async () => {
       const forged = { ...pay(buyerA, 0, 60n), cumulative: 61n };
-      await assert.rejects(witnessOf(unchecked([forged])));
+      await assert.rejects(witnessOf(unchecked([forged])), SIGNATURE_CHECK);
     });
 
     it("a lower or equal cumulative amount", async () => {
-      await assert.rejects(witnessOf(unchecked([pay(buyerA, 0, 20n)])));
-      await assert.rejects(witnessOf(unchecked([pay(buyerA, 0, 30n)])));
+      await assert.rejects(witnessOf(unchecked([pay(buyerA, 0, 20n)])), AMOUNT_CHECK);
+      await assert.rejects(witnessOf(unchecked([pay(buyerA, 0, 30n)])), AMOUNT_CHECK);
     });
 
     it("an overdraft of the deposit", async () => {
       await witnessOf(unchecked([pay(buyerA, 0, 100n)]));
-      await assert.rejects(witnessOf(unchecked([pay(buyerA, 0, 101n)])));
+      await assert.rejects(witnessOf(unchecked([pay(buyerA, 0, 101n)])), AMOUNT_CHECK);
     });
 
     it("a payment from a leaf that was never opened", async () => {
-      await assert.rejects(witnessOf(unchecked([pay(buyerA, 5, 10n)])));
+      await assert.rejects(witnessOf(unchecked([pay(buyerA, 5, 10n)])), /TransferSlot/);
+      // Even with a made-up leaf whose deposit covers it, the leaf is not in the tree.
+      const input = unchecked([pay(buyerA, 0, 60n)]);
+      await assert.rejects(
+        witnessOf({ ...input, leafDeposit: ["1000", "0"], leafPaid: ["0", "0"] }),
+        /Error in template LeafUpdate_\d+/,
+      );
     });
 
     it("a skipped queued deposit (the queue hash the contract supplies no longer matches)", async () => {
@@ -201,13 +211,27 @@ describe("zk settlement circuit (ci instance)", { timeout: 120_000 }, () => {
       const skipped = unchecked([pay(buyerA, 0, 60n)]);
       await witnessOf(skipped);
       const queued = nextQueueHash(afterFirst.queueHash, topUp(0, 50n));
-      await assert.rejects(witnessOf({ ...skipped, newQueueHash: queued.toString() }));
+      await assert.rejects(
+        witnessOf({ ...skipped, newQueueHash: queued.toString() }),
+        /Assert Failed\. Error in template SettleBatch_/,
+      );
     });
 
     it("an unused transfer slot that names a leaf", async () => {
       const honest = unchecked([]);
       await witnessOf(honest);
-      await assert.rejects(witnessOf({ ...honest, transfers: ["1"] }));
+      await assert.rejects(witnessOf({ ...honest, transfers: ["1"] }), /Error in template TransferSlot_/);
+    });
+
+    it("a batch proved from another root (a replay after the root moved on)", async () => {
+      const input = unchecked([pay(buyerA, 0, 60n)]);
+      await assert.rejects(witnessOf({ ...input, oldRoot: "1" }), /Error in template LeafUpdate_\d+/);
+    });
+
+    it("a transfer to a leaf index beyond the tree", async () => {
+      const input = unchecked([pay(buyerA, 0, 60n)]);
+      const beyond = (BigInt((input.transfers as string[])[0]!) + 16n).toString(); // leaf 16 in a depth-4 tree
+      await assert.rejects(witnessOf({ ...input, transfers: [beyond] }), /Error in template TransferSlot_/);
     });
   });
 });

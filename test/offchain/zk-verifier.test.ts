@@ -3,7 +3,7 @@
 import { strict as assert } from "node:assert";
 import { before, describe, it } from "node:test";
 import { network } from "hardhat";
-import { getContract, parseAbi } from "viem";
+import { parseAbi } from "viem";
 import {
   SettlementKey,
   ZkProver,
@@ -16,23 +16,17 @@ import {
 import type { ProveResult } from "../../offchain/src/zk/index.ts";
 
 const artifacts = circuitArtifacts("ci");
+const domainTag = 12345n;
 const VERIFIER_ABI = parseAbi([
   "function verifyProof(uint256[2] _pA, uint256[2][2] _pB, uint256[2] _pC, uint256[6] _pubSignals) view returns (bool)",
 ]);
-const domainTag = 12345n;
 
-type Signals = readonly [bigint, bigint, bigint, bigint, bigint, bigint];
 type Calldata = readonly [
   readonly [bigint, bigint],
   readonly [readonly [bigint, bigint], readonly [bigint, bigint]],
   readonly [bigint, bigint],
-  Signals,
+  readonly [bigint, bigint, bigint, bigint, bigint, bigint],
 ];
-
-function signals(values: readonly bigint[]): Signals {
-  if (values.length !== 6) throw new Error(`the ci circuit has 6 public inputs, not ${values.length}`);
-  return values as unknown as Signals;
-}
 
 function verifierArgs(proof: ProveResult["proof"], publicSignals: readonly bigint[]): Calldata {
   const [ax, ay, bx1, bx0, by1, by0, cx, cy] = proofToCalldata(proof) as [
@@ -45,6 +39,8 @@ function verifierArgs(proof: ProveResult["proof"], publicSignals: readonly bigin
     bigint,
     bigint,
   ];
+  if (publicSignals.length !== 6)
+    throw new Error(`the ci verifier takes 6 public inputs, not ${publicSignals.length}`);
   return [
     [ax, ay],
     [
@@ -52,7 +48,7 @@ function verifierArgs(proof: ProveResult["proof"], publicSignals: readonly bigin
       [by1, by0],
     ],
     [cx, cy],
-    signals(publicSignals),
+    publicSignals as unknown as Calldata[3],
   ];
 }
 
@@ -87,21 +83,18 @@ describe("CiSettleVerifier on chain", { timeout: 120_000 }, () => {
 
   it("accepts the proof, refuses a changed input or proof, and says what a verification costs", async () => {
     const { viem } = await network.create();
-    const deployed = await viem.deployContract("CiSettleVerifier");
-    const verifier = getContract({
-      address: deployed.address,
-      abi: VERIFIER_ABI,
-      client: await viem.getPublicClient(),
-    });
-    const args = verifierArgs(proved.proof, proved.publicSignals);
-    assert.equal(await verifier.read.verifyProof(args), true);
-    const changed = proved.publicSignals.with(5, proved.publicSignals[5]! + (1n << 30n));
-    assert.equal(await verifier.read.verifyProof([args[0], args[1], args[2], signals(changed)]), false);
-    assert.equal(await verifier.read.verifyProof([args[2], args[1], args[0], args[3]]), false);
+    const { address } = await viem.deployContract("CiSettleVerifier");
     const publicClient = await viem.getPublicClient();
+    const verify = (args: Calldata) =>
+      publicClient.readContract({ address, abi: VERIFIER_ABI, functionName: "verifyProof", args });
+    const args = verifierArgs(proved.proof, proved.publicSignals);
+    assert.equal(await verify(args), true);
+    const changed = proved.publicSignals.with(5, proved.publicSignals[5]! + (1n << 30n));
+    assert.equal(await verify([args[0], args[1], args[2], changed as unknown as Calldata[3]]), false);
+    assert.equal(await verify([args[2], args[1], args[0], args[3]]), false);
     const gas = await publicClient.estimateContractGas({
-      address: verifier.address,
-      abi: verifier.abi,
+      address,
+      abi: VERIFIER_ABI,
       functionName: "verifyProof",
       args,
     });

@@ -127,6 +127,7 @@ export {
   readZkEvents,
   readZkParams,
   readZkQueue,
+  rebuildZkState,
   refundZk,
   settleZkBatch,
   settleZkBySignature,

@@ -4,6 +4,9 @@ import { getAbiItem, hashTypedData, parseEventLogs } from "viem";
 import type { Address, Hex, LocalAccount, TransactionReceipt, TypedDataDomain } from "viem";
 import { canonicalSignature } from "../protocol/index.ts";
 import type { QueueKindName, QueueOp, ZkLeaf, ZkPublicKey } from "../zk/index.ts";
+// Runtime imports name the modules, not zk/index.ts, which would load the prover (snarkjs).
+import { unpackTransfers } from "../zk/encoding.ts";
+import { ZkState } from "../zk/witness.ts";
 import { zkChannelsAbi } from "./abis.ts";
 import { ensureAllowance, send, signAtpPermit, PERMIT_TTL_SECONDS } from "./actions.ts";
 import type { ChainReader, ChainWriter } from "./clients.ts";
@@ -198,6 +201,47 @@ export async function readZkEvents(
   return events.sort((a, b) =>
     a.blockNumber === b.blockNumber ? a.logIndex - b.logIndex : a.blockNumber < b.blockNumber ? -1 : 1,
   );
+}
+
+/**
+ * The zk state rebuilt from the chain alone (docs/zk.md, "Transfers and data availability"):
+ * `events` from `readZkEvents`, starting at the deployment, applied in order (each batch: its
+ * queue range, then its transfers). Returns the state after the last batch and the queued
+ * operations no batch has consumed yet. Transfers are applied without their signatures (the
+ * proof checked them; they are not published). Throws when the events skip a queue position or a
+ * batch's published root differs from the rebuilt one. `pending` holds only unconsumed
+ * operations: a batch removes what it consumed, so it is bounded by the contract's queue backlog.
+ */
+export function rebuildZkState(
+  events: readonly ZkEvent[],
+  depth: number,
+  domainTag: bigint,
+): { state: ZkState; pending: QueueOp[] } {
+  const state = new ZkState(depth);
+  const pending: QueueOp[] = [];
+  let nextPosition = 0n;
+  for (const event of events) {
+    if (event.type === "queued") {
+      if (event.position !== nextPosition)
+        throw new Error(`ZkQueued position ${event.position} arrived where ${nextPosition} was expected`);
+      pending.push(event.op);
+      nextPosition++;
+      continue;
+    }
+    const count = Number(event.queueTo - event.queueFrom);
+    if (event.queueFrom !== BigInt(state.queueConsumed) || count > pending.length)
+      throw new Error(
+        `batch ${event.batch} consumes queue [${event.queueFrom}, ${event.queueTo}) out of order`,
+      );
+    for (const op of pending.splice(0, count)) state.applyQueueOp(op, true);
+    for (const transfer of unpackTransfers(event.transfers))
+      state.applyTransfer(domainTag, { ...transfer, signature: { r8x: 0n, r8y: 0n, s: 0n } }, true);
+    if (state.root !== event.newRoot)
+      throw new Error(
+        `batch ${event.batch} published root ${event.newRoot}; the events rebuild ${state.root}`,
+      );
+  }
+  return { state, pending };
 }
 
 // ---------------------------------------------------------------- writes
