@@ -286,6 +286,19 @@ const SettlementConfigSchema = z.strictObject({
     .string()
     .regex(/^[1-9A-HJ-NP-Za-km-z]{32,128}$/, "must be a base58 peer id")
     .optional(),
+  /** The zk mode (docs/zk.md): settle the held zk vouchers with Groth16 proofs each epoch and on `cell settle now --zk`. */
+  zk: z
+    .strictObject({
+      enabled: z.boolean().default(false),
+      /** The circuit instance under circuits/build; the deployment's ZkChannels must verify it. */
+      instance: z
+        .string()
+        .regex(/^[a-z0-9-]{1,32}$/, "must be an instance name such as ci")
+        .default("ci"),
+      /** Proofs one run makes at most; further vouchers wait for the next run. */
+      maxBatches: z.number().int().min(1).max(1_000).default(8),
+    })
+    .prefault({}),
 });
 
 const NodeConfigFields = z.strictObject({

@@ -76,7 +76,9 @@ import {
   RelayVault,
   RelayedSettlementService,
   SettlementService,
+  prepareZkSettlement,
 } from "../settlement/index.ts";
+import type { ZkSettlement } from "../settlement/index.ts";
 import { BlockAccess, storeBlockSource } from "./block-access.ts";
 import { Buyer } from "./buyer.ts";
 import { buyerPayments } from "./buyer-payments.ts";
@@ -527,7 +529,28 @@ async function startNodeSettlement(
   if (!ledger) return undefined;
   if (config.settlement.relayTo)
     return startRelayedSettlement(ctx, reader, ledger, config.settlement.relayTo, cleanup);
-  return startSettlement(ctx, reader, ledger, cleanup);
+  const zk = config.settlement.zk.enabled ? await startZkSettlement(ctx, reader, ledger, cleanup) : undefined;
+  return startSettlement(ctx, reader, ledger, cleanup, undefined, zk);
+}
+
+/** The zk mode's prover and chain view over the payee ledger (docs/zk.md, "Settler"). */
+async function startZkSettlement(
+  ctx: NodeContext,
+  reader: ChainReader,
+  ledger: PayeeLedger,
+  cleanup: (() => Promise<void> | void)[],
+): Promise<ZkSettlement> {
+  const zk = await prepareZkSettlement({
+    reader,
+    vault: ledger,
+    payee: ledger.payee,
+    instance: ctx.config.settlement.zk.instance,
+    maxBatches: ctx.config.settlement.zk.maxBatches,
+    blockRange: ctx.config.chain.logBlockRange,
+    log: ctx.log.child({ part: "zk-settler" }),
+  });
+  cleanup.unshift(() => zk.stop());
+  return zk;
 }
 
 /** A payee whose relayer settles its vouchers: its watchtower runs, its hand-overs replace its settle transactions. */
@@ -584,10 +607,12 @@ export function startSettlement(
   vault: VoucherVault,
   cleanup: (() => Promise<void> | void)[],
   withdrawsFor?: (payee: Address) => boolean,
+  zk?: ZkSettlement,
 ): SettlementService | undefined {
   if (!ctx.config.settlement.enabled) return undefined;
   const service = new SettlementService({
     withdrawsFor,
+    zk: zk && ((sender) => zk.settler(sender)),
     store: ctx.store,
     writer: createWriter(ctx.config.chain.rpcUrl, reader.deployment, ctx.operator),
     vault,

@@ -38,3 +38,16 @@ export type {
   RelayDeskOptions,
 } from "./relay.ts";
 export { RelayedSettlementService } from "./relayed-service.ts";
+export { ZkSettler } from "./zk-settler.ts";
+export type {
+  HeldZkVoucher,
+  ZkProven,
+  ZkSettlementOutcome,
+  ZkSettlerPorts,
+  ZkSnapshot,
+} from "./zk-settler.ts";
+export { applyOps, planZkBatch } from "./zk-plan.ts";
+export type { ZkBatchPlan, ZkVoucherCandidate } from "./zk-plan.ts";
+export { ZkChainView } from "./zk-chain.ts";
+export { prepareZkSettlement } from "./zk-service.ts";
+export type { ZkSettlement, ZkSettlementOptions, ZkVault } from "./zk-service.ts";

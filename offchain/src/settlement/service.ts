@@ -38,6 +38,9 @@ export interface SettlementServiceOptions {
   zk?: (sender: TxSender) => ZkSettler;
 }
 
+/** The zk run waits this long after an epoch ends, behind the signature settlement's own grace. */
+const ZK_EPOCH_DELAY_MS = 5_000;
+
 export class SettlementService {
   readonly sender: TxSender;
   readonly settler: EpochSettler;
@@ -46,12 +49,20 @@ export class SettlementService {
   readonly #store: Store;
   readonly #operator: Address;
   readonly #pollMs: number;
+  readonly #epochSeconds: number;
+  readonly #now: () => number;
+  readonly #log: Logger;
+  #zkTimer: NodeJS.Timeout | undefined;
+  #stopped = false;
 
   constructor(options: SettlementServiceOptions) {
     const { store, writer, vault, settings, log } = options;
     this.#store = store;
     this.#operator = writer.walletClient.account.address;
     this.#pollMs = settings.pollMs;
+    this.#epochSeconds = settings.epochSeconds;
+    this.#now = options.now ?? Date.now;
+    this.#log = log;
     this.sender = new TxSender({
       store,
       chain: viemTxPort(writer),
@@ -90,10 +101,37 @@ export class SettlementService {
     this.sender.start(this.#pollMs);
     this.watchtower.start();
     this.settler.start();
+    this.#scheduleZk();
+  }
+
+  /** In zk mode, a proving run after each epoch ends (ZK_EPOCH_DELAY_MS after the signature settlement's). */
+  #scheduleZk(): void {
+    const zk = this.zkSettler;
+    if (!zk || this.#stopped) return;
+    const epochMs = this.#epochSeconds * 1000;
+    const now = this.#now();
+    const delay = (Math.floor(now / epochMs) + 1) * epochMs + ZK_EPOCH_DELAY_MS - now;
+    this.#zkTimer = setTimeout(() => {
+      void zk
+        .settleNow()
+        .then((outcome) =>
+          this.#log.info(
+            { state: outcome.state, batches: outcome.batches.length, detail: outcome.detail },
+            "zk epoch settled",
+          ),
+        )
+        .catch((err: unknown) =>
+          this.#log.warn({ err: (err as Error).message }, "zk epoch settlement failed"),
+        )
+        .finally(() => this.#scheduleZk());
+    }, delay);
+    this.#zkTimer.unref();
   }
 
   /** The sender first: runs waiting for a transaction end at once, the journal keeps it for the next start. */
   async stop(): Promise<void> {
+    this.#stopped = true;
+    clearTimeout(this.#zkTimer);
     await this.sender.stop();
     await this.settler.stop();
     await this.watchtower.stop();

@@ -1,15 +1,9 @@
 // The zk state as the chain has it, rebuilt from ZkChannels' events alone (docs/zk.md, "Transfers
 // and data availability"): each batch applies its queue range, then its published transfers. A
 // payee needs nothing else to withdraw.
-import type { ChainReader } from "../chain/index.ts";
-import { readZkEvents, readZkQueue } from "../chain/index.ts";
-import type { ZkEvent } from "../chain/index.ts";
-import { ZkState, unpackTransfers } from "../zk/index.ts";
-import type { QueueOp } from "../zk/index.ts";
+import type { ChainReader, ZkEvent } from "../chain/index.ts";
+import { readZkEvents, readZkQueue, rebuildZkState } from "../chain/index.ts";
 import type { ZkSnapshot } from "./zk-settler.ts";
-
-/** Published transfers carry no signature; applying them unchecked uses this placeholder. */
-const NO_SIGNATURE = { r8x: 0n, r8y: 0n, s: 0n };
 
 export interface ZkChainViewOptions {
   reader: ChainReader;
@@ -20,44 +14,39 @@ export interface ZkChainViewOptions {
 }
 
 /**
- * Follows ZkQueued and ZkBatchSettled from the deployment block, keeping the state after the
- * last batch and the queued operations no batch has consumed yet. `queued` holds only those:
- * an operation leaves it when a batch consumes it, so it is bounded by the queue's unconsumed
- * length (each entry cost its sender a Poseidon hash on-chain).
+ * Reads ZkQueued and ZkBatchSettled from the deployment block once, then only new blocks, and
+ * rebuilds the state from them on each snapshot. `events` is the history the state is made of
+ * (one entry per queued operation and per batch, each paid for on-chain), so it has no eviction;
+ * a node that outgrows it keeps a checkpoint of the state instead (not built).
  */
 export class ZkChainView {
   readonly #options: ZkChainViewOptions;
-  #state: ZkState;
-  readonly #queued = new Map<bigint, QueueOp>();
+  #events: ZkEvent[] = [];
   #nextBlock: bigint | undefined;
 
   constructor(options: ZkChainViewOptions) {
     this.#options = options;
-    this.#state = new ZkState(options.depth);
   }
 
-  /** Reads what happened since the last call and checks the result against the contract's root. */
+  /** The state after the last batch, the queue it has not consumed, checked against the contract's root. */
   async snapshot(): Promise<ZkSnapshot> {
-    const { reader } = this.#options;
+    const { reader, depth, domainTag } = this.#options;
     const head = await reader.publicClient.getBlockNumber({ cacheTime: 0 });
     await this.#follow(head);
+    let rebuilt = rebuildZkState(this.#events, depth, domainTag);
     const chain = await readZkQueue(reader);
-    if (chain.root !== this.#state.root) {
+    if (rebuilt.state.root !== chain.root) {
       // A reorganisation (or a devnet restarted under the same addresses): read everything again.
-      this.#reset();
+      this.#events = [];
+      this.#nextBlock = undefined;
       await this.#follow(head);
-      if (chain.root !== this.#state.root)
+      rebuilt = rebuildZkState(this.#events, depth, domainTag);
+      if (rebuilt.state.root !== chain.root)
         throw new Error(
-          `the state rebuilt from ZkChannels' events has root ${this.#state.root}, the contract ${chain.root}`,
+          `the state rebuilt from ZkChannels' events has root ${rebuilt.state.root}, the contract ${chain.root}`,
         );
     }
-    const pending: QueueOp[] = [];
-    for (let position = chain.consumed; position < chain.queueLength; position++) {
-      const op = this.#queued.get(position);
-      if (op === undefined) throw new Error(`queued operation ${position} was not found in ZkQueued events`);
-      pending.push(op);
-    }
-    return { state: this.#state.clone(), pending };
+    return rebuilt;
   }
 
   async #follow(head: bigint): Promise<void> {
@@ -65,35 +54,9 @@ export class ZkChainView {
     let from = this.#nextBlock ?? reader.deployment.deployBlock;
     while (from <= head) {
       const to = from + BigInt(blockRange) - 1n < head ? from + BigInt(blockRange) - 1n : head;
-      for (const event of await readZkEvents(reader, from, to)) this.#apply(event);
+      this.#events.push(...(await readZkEvents(reader, from, to)));
       from = to + 1n;
     }
     this.#nextBlock = from;
-  }
-
-  #apply(event: ZkEvent): void {
-    if (event.type === "queued") {
-      this.#queued.set(event.position, event.op);
-      return;
-    }
-    const state = this.#state;
-    if (event.oldRoot !== state.root)
-      throw new Error(`batch ${event.batch} starts from root ${event.oldRoot}, the rebuilt state is at ${state.root}`);
-    for (let position = event.queueFrom; position < event.queueTo; position++) {
-      const op = this.#queued.get(position);
-      if (op === undefined) throw new Error(`batch ${event.batch} consumes queue position ${position}, never seen`);
-      state.applyQueueOp(op, true);
-      this.#queued.delete(position);
-    }
-    for (const transfer of unpackTransfers(event.transfers))
-      state.applyTransfer(this.#options.domainTag, { ...transfer, signature: NO_SIGNATURE }, true);
-    if (state.root !== event.newRoot)
-      throw new Error(`batch ${event.batch} ends at root ${event.newRoot}, the rebuilt state at ${state.root}`);
-  }
-
-  #reset(): void {
-    this.#state = new ZkState(this.#options.depth);
-    this.#queued.clear();
-    this.#nextBlock = undefined;
   }
 }

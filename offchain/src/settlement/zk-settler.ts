@@ -84,13 +84,24 @@ const VOUCHERS_PER_RUN_FACTOR = 4;
 export class ZkSettler {
   readonly #options: ZkSettlerOptions;
   #runs = 0;
+  /** Runs one after another (scheduled and on demand): a run builds on the root the last one left. */
+  #queue: Promise<unknown> = Promise.resolve();
 
   constructor(options: ZkSettlerOptions) {
     this.#options = options;
   }
 
   /** Proves and settles batches until nothing is left or `maxBatches` ran, then withdraws. */
-  async settleNow(): Promise<ZkSettlementOutcome> {
+  settleNow(): Promise<ZkSettlementOutcome> {
+    const run = this.#queue.then(
+      () => this.#run(),
+      () => this.#run(),
+    );
+    this.#queue = run.catch(() => undefined);
+    return run;
+  }
+
+  async #run(): Promise<ZkSettlementOutcome> {
     const run = ++this.#runs;
     const outcome: ZkSettlementOutcome = {
       state: "nothing",
