@@ -6,7 +6,7 @@ import {
   isHex,
 } from "viem";
 import type { Hex } from "viem";
-import { paymentChannelsAbi } from "../chain/index.ts";
+import { paymentChannelsAbi, zkChannelsAbi } from "../chain/index.ts";
 import type { ChainWriter } from "../chain/index.ts";
 import { CallRefused } from "./tx-sender.ts";
 import type { TxChainPort } from "./tx-sender.ts";
@@ -61,14 +61,14 @@ export function viemTxPort(writer: ChainWriter): TxChainPort {
   };
 }
 
-/** The PaymentChannels custom error (or "execution reverted") a failed estimate carries; undefined for other failures. */
+/** The PaymentChannels or ZkChannels custom error (or "execution reverted") a failed estimate carries; undefined for other failures. */
 function refusalOf(error: unknown): string | undefined {
   if (!(error instanceof BaseError)) return undefined;
   const withData = error.walk((cause) => isHex((cause as { data?: unknown }).data));
   const data = (withData as { data?: unknown } | null)?.data;
   if (isHex(data) && data.length >= 10) {
     try {
-      return decodeErrorResult({ abi: paymentChannelsAbi, data }).errorName;
+      return decodeErrorResult({ abi: [...paymentChannelsAbi, ...zkChannelsAbi], data }).errorName;
     } catch {
       return `reverted with unknown error ${data.slice(0, 10)}`;
     }
