@@ -180,8 +180,9 @@ describe("zk vouchers on a devnet with ZkChannels", { timeout: 180_000 }, () => 
         paymentChannels: devnet.deployment.paymentChannels,
         zkChannels,
       });
-      const [unsettled] = vault.unsettled(10);
+      const [unsettled] = vault.unsettledZk(10);
       assert.equal(unsettled?.zk?.leaf, leaf, "the zk settler tells it apart");
+      assert.deepEqual(vault.unsettled(10), [], "signature-mode settlement is not given zk vouchers");
       assert.deepEqual(vault.channels(), [], "the PaymentChannels watchtower is not given zk channels");
     } finally {
       reopened.close();
@@ -295,7 +296,7 @@ describe("zk vouchers on a devnet with ZkChannels", { timeout: 180_000 }, () => 
       assert.equal(settled.state, "settled");
       assert.deepEqual([settled.voucherCount, settled.paidCount, settled.total], [1, 1, 700n]);
       assert.deepEqual(
-        vault.unsettled(10).map((voucher) => voucher.zk?.leaf),
+        vault.unsettledZk(10).map((voucher) => voucher.zk?.leaf),
         [leaf],
         "the zk voucher is still unsettled",
       );

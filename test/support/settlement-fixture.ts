@@ -29,9 +29,19 @@ export class MemoryVault implements VoucherVault {
     this.held.set(voucher.channelId, voucher);
   }
 
+  /** PaymentChannels vouchers above what was paid, oldest first (as the payee ledger answers). */
   unsettled(limit: number): HeldVoucher[] {
+    return this.#above(limit, (voucher) => voucher.zk === undefined);
+  }
+
+  /** ZkChannels vouchers above what was paid, oldest first. */
+  unsettledZk(limit: number): HeldVoucher[] {
+    return this.#above(limit, (voucher) => voucher.zk !== undefined);
+  }
+
+  #above(limit: number, kind: (voucher: HeldVoucher) => boolean): HeldVoucher[] {
     return [...this.held.values()]
-      .filter((voucher) => voucher.cumulativeAmount > this.paidOnChain(voucher.channelId))
+      .filter((voucher) => kind(voucher) && voucher.cumulativeAmount > this.paidOnChain(voucher.channelId))
       .sort((a, b) => a.receivedAt - b.receivedAt)
       .slice(0, limit);
   }
