@@ -145,6 +145,28 @@ describe("zk settlement circuit (ci instance)", { timeout: 120_000 }, () => {
     assert.equal(await verifyOffchain(vkey, publicSignals, tampered), false);
   });
 
+  it("the prover says why it cannot prove a batch, and proves the next one", async () => {
+    const forged = buildBatchWitness({
+      state: afterFirst,
+      domainTag,
+      queue: [],
+      transfers: [pay(buyerB, 0, 60n)],
+      params,
+      unchecked: true,
+    });
+    await assert.rejects(prover.prove(forged.input), /zk proof failed: .*EdDSAPoseidonVerifier/s);
+    const honest = buildBatchWitness({
+      state: afterFirst,
+      domainTag,
+      queue: [],
+      transfers: [pay(buyerA, 0, 60n)],
+      params,
+    });
+    const proved = await prover.prove(honest.input);
+    assert.deepEqual(proved.publicSignals, honest.publicSignals);
+    assert.ok(proved.seconds > 0);
+  });
+
   it("the builder names the transfer it cannot prove", () => {
     const build = (transfers: SignedTransfer[]) =>
       buildBatchWitness({ state: afterFirst, domainTag, queue: [], transfers, params });

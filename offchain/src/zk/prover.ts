@@ -105,8 +105,11 @@ export class ZkProver {
       execArgv: [],
       stdio: ["ignore", "ignore", "pipe", "ipc"],
     });
-    const stderr: string[] = [];
-    child.stderr?.on("data", (chunk: Buffer) => stderr.push(chunk.toString()));
+    // The last 2,000 characters of the child's stderr, for the start-up error.
+    let stderr = "";
+    child.stderr?.on("data", (chunk: Buffer) => {
+      stderr = (stderr + chunk.toString()).slice(-2000);
+    });
     await new Promise<void>((resolve, reject) => {
       const onMessage = (message: WorkerMessage) => {
         if (message.type !== "ready") return;
@@ -115,7 +118,7 @@ export class ZkProver {
         resolve();
       };
       const onExit = (code: number | null) =>
-        reject(new Error(`the zk prover did not start (code ${code}): ${stderr.join("").slice(-2000)}`));
+        reject(new Error(`the zk prover did not start (code ${code}): ${stderr}`));
       child.on("message", onMessage);
       child.once("exit", onExit);
       child.once("error", reject);
