@@ -1,7 +1,8 @@
 // The settlement circuit's trusted setup (docs/zk.md, "Ceremony").
 //
 //   node scripts/zk-ceremony.ts --instance ci --depth 4 --queue 2 --batch 2 --power 15
-//   node scripts/zk-ceremony.ts --instance prod --depth 20 --queue 8 --batch 64 --power 21 --contribute
+//   node scripts/zk-ceremony.ts --instance ci --depth 4 --queue 2 --batch 2 --power 15 --check
+//   node scripts/zk-ceremony.ts --instance prod --depth 20 --queue 8 --batch 62 --power 20 --contribute --ptau <file>
 //
 // Writes circuits/instances/<instance>.circom, compiles it, runs phase 1 (powers of tau) and the
 // circuit's phase 2, and writes circuits/build/<instance>/{settle.wasm, settle.zkey,
@@ -54,6 +55,8 @@ interface Options {
   batch: number;
   power: number;
   contribute: boolean;
+  /** Fail unless the artifacts come out byte-identical to the committed manifest's. */
+  check: boolean;
   ptau: string | null;
 }
 
@@ -74,6 +77,7 @@ function parseOptions(): Options {
       batch: { type: "string" },
       power: { type: "string" },
       contribute: { type: "boolean", default: false },
+      check: { type: "boolean", default: false },
       ptau: { type: "string" },
     },
   });
@@ -86,6 +90,8 @@ function parseOptions(): Options {
   const instance = values.instance ?? "";
   if (!/^[a-z][a-z0-9]*$/.test(instance))
     throw new Error(`--instance must be a lowercase name (got "${instance}")`);
+  if (values.check && values.contribute)
+    throw new Error("--check needs the beacon-only setup: --contribute is random by design");
   return {
     instance,
     depth: integer("depth", 1, 30),
@@ -93,6 +99,7 @@ function parseOptions(): Options {
     batch: integer("batch", 1, 512),
     power: integer("power", 10, 28),
     contribute: values.contribute ?? false,
+    check: values.check ?? false,
     ptau: values.ptau ?? null,
   };
 }
@@ -231,6 +238,26 @@ async function exportVerifier(zkey: string, name: string): Promise<string> {
     .replace("contract Groth16Verifier", `contract ${name}`);
 }
 
+function committedHashes(manifestFile: string): Record<string, { sha256: string }> {
+  if (!existsSync(manifestFile)) throw new Error(`--check: there is no ${manifestFile} to compare with`);
+  return (JSON.parse(readFileSync(manifestFile, "utf8")) as { artifacts: Record<string, { sha256: string }> })
+    .artifacts;
+}
+
+function compareWithCommitted(
+  committed: Record<string, { sha256: string }>,
+  produced: Record<string, { sha256: string }>,
+): void {
+  const differing = Object.keys(produced).filter(
+    (file) => committed[file]?.sha256 !== produced[file]?.sha256,
+  );
+  if (differing.length > 0) throw new Error(`--check: not reproduced byte for byte: ${differing.join(", ")}`);
+  log.info(
+    { files: Object.keys(produced).length },
+    "--check: every artifact is byte-identical to the committed one",
+  );
+}
+
 async function main(): Promise<void> {
   const o = parseOptions();
   const seconds: Record<string, number> = {};
@@ -240,6 +267,7 @@ async function main(): Promise<void> {
   for (const dir of [buildDir, workDir, CACHE, dirname(verifierFile)]) mkdirSync(dir, { recursive: true });
   log.info({ ...o }, "zk ceremony");
 
+  const committed = o.check ? committedHashes(join(buildDir, "manifest.json")) : {};
   const source = join(ROOT, "circuits", "instances", `${o.instance}.circom`);
   writeFileSync(source, instanceSource(o));
   await timed(seconds, "compile", () => compile(source, workDir));
@@ -303,6 +331,7 @@ async function main(): Promise<void> {
   };
   writeFileSync(join(buildDir, "manifest.json"), `${JSON.stringify(manifest, null, 2)}\n`);
   log.info({ artifacts, seconds }, `ceremony for "${o.instance}" written to ${buildDir}`);
+  if (o.check) compareWithCommitted(committed, artifacts);
 }
 
 main().then(

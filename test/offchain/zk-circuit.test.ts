@@ -1,4 +1,7 @@
 import { strict as assert } from "node:assert";
+import { cpSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import * as snarkjs from "snarkjs";
 import {
@@ -6,6 +9,7 @@ import {
   ZkProver,
   ZkState,
   buildBatchWitness,
+  checkArtifactHashes,
   circuitArtifacts,
   domainTagOf,
   leafHash,
@@ -143,6 +147,41 @@ describe("zk settlement circuit (ci instance)", { timeout: 120_000 }, () => {
     assert.equal(await verifyOffchain(vkey, publicSignals.with(0, domainTag + 1n), proof), false);
     const tampered = { ...proof, pi_a: [proof.pi_c[0]!, proof.pi_c[1]!, "1"] };
     assert.equal(await verifyOffchain(vkey, publicSignals, tampered), false);
+  });
+
+  it("the prover says why it cannot prove a batch, and proves the next one", async () => {
+    const forged = buildBatchWitness({
+      state: afterFirst,
+      domainTag,
+      queue: [],
+      transfers: [pay(buyerB, 0, 60n)],
+      params,
+      unchecked: true,
+    });
+    await assert.rejects(prover.prove(forged.input), /zk proof failed: .*EdDSAPoseidonVerifier/s);
+    const honest = buildBatchWitness({
+      state: afterFirst,
+      domainTag,
+      queue: [],
+      transfers: [pay(buyerA, 0, 60n)],
+      params,
+    });
+    const proved = await prover.prove(honest.input);
+    assert.deepEqual(proved.publicSignals, honest.publicSignals);
+    assert.ok(proved.seconds > 0);
+  });
+
+  it("a prover refuses keys that are not the ceremony's", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "zk-artifacts-"));
+    try {
+      cpSync(dirname(artifacts.zkey), join(dir, "ci"), { recursive: true });
+      const copy = circuitArtifacts("ci", dir);
+      checkArtifactHashes(copy);
+      writeFileSync(copy.zkey, "version https://git-lfs.github.com/spec/v1\n");
+      await assert.rejects(ZkProver.start(copy), /settle\.zkey has sha256 [0-9a-f]{64}, the manifest says/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("the builder names the transfer it cannot prove", () => {

@@ -20,6 +20,7 @@ export { ZkState, buildBatchWitness } from "./witness.ts";
 export type { BatchRequest, BatchWitness, CircuitInput, CircuitParams, SignedTransfer } from "./witness.ts";
 export {
   ZkProver,
+  checkArtifactHashes,
   circuitArtifacts,
   loadVerificationKey,
   proofToCalldata,

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
 import { fork } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
@@ -18,6 +19,8 @@ export interface CircuitArtifacts {
   params: CircuitParams;
   constraints: number;
   publicInputs: number;
+  /** sha256 (hex) of each file above, from the manifest; the prover checks them before loading. */
+  sha256: { wasm: string; zkey: string; verificationKey: string };
 }
 
 interface Manifest {
@@ -25,6 +28,7 @@ interface Manifest {
   params: { depth: number; queueSlots: number; batchSize: number; power: number };
   constraints: number;
   publicInputs: number;
+  artifacts: Record<string, { sha256: string }>;
 }
 
 /** Paths and parameters of a built instance (`ci` is committed; others come from the ceremony script). */
@@ -38,8 +42,18 @@ export function circuitArtifacts(instance: string, buildDir: URL | string = BUIL
     );
   const manifest = JSON.parse(readFileSync(manifestFile, "utf8")) as Manifest;
   const { depth, queueSlots, batchSize } = manifest.params;
+  const hashOf = (file: string): string => {
+    const entry = Object.entries(manifest.artifacts).find(([path]) => path.endsWith(`/${instance}/${file}`));
+    if (entry === undefined) throw new Error(`${manifestFile} lists no sha256 for ${file}`);
+    return entry[1].sha256;
+  };
   return {
     instance,
+    sha256: {
+      wasm: hashOf("settle.wasm"),
+      zkey: hashOf("settle.zkey"),
+      verificationKey: hashOf("verification_key.json"),
+    },
     wasm: `${base}/settle.wasm`,
     zkey: `${base}/settle.zkey`,
     verificationKey: `${base}/verification_key.json`,
@@ -47,6 +61,22 @@ export function circuitArtifacts(instance: string, buildDir: URL | string = BUIL
     constraints: manifest.constraints,
     publicInputs: manifest.publicInputs,
   };
+}
+
+/**
+ * Refuses files that are not the ones the ceremony wrote (a stale or half-copied key, or a
+ * Git LFS pointer in place of the zkey): proofs from them would never verify on chain.
+ */
+export function checkArtifactHashes(artifacts: CircuitArtifacts): void {
+  for (const name of ["wasm", "zkey", "verificationKey"] as const) {
+    const file = artifacts[name];
+    if (!existsSync(file)) throw new Error(`zk circuit "${artifacts.instance}": ${file} is missing`);
+    const actual = createHash("sha256").update(readFileSync(file)).digest("hex");
+    if (actual !== artifacts.sha256[name])
+      throw new Error(
+        `zk circuit "${artifacts.instance}": ${file} has sha256 ${actual}, the manifest says ${artifacts.sha256[name]}`,
+      );
+  }
 }
 
 export function loadVerificationKey(artifacts: CircuitArtifacts): VerificationKey {
@@ -99,14 +129,16 @@ export class ZkProver {
 
   /** Starts the process and resolves once it has loaded the circuit. */
   static async start(artifacts: CircuitArtifacts): Promise<ZkProver> {
-    for (const file of [artifacts.wasm, artifacts.zkey])
-      if (!existsSync(file)) throw new Error(`zk prover: ${file} is missing`);
+    checkArtifactHashes(artifacts);
     const child = fork(fileURLToPath(PROVER_WORKER), [artifacts.wasm, artifacts.zkey], {
       execArgv: [],
       stdio: ["ignore", "ignore", "pipe", "ipc"],
     });
-    const stderr: string[] = [];
-    child.stderr?.on("data", (chunk: Buffer) => stderr.push(chunk.toString()));
+    // The last 2,000 characters of the child's stderr, for the start-up error.
+    let stderr = "";
+    child.stderr?.on("data", (chunk: Buffer) => {
+      stderr = (stderr + chunk.toString()).slice(-2000);
+    });
     await new Promise<void>((resolve, reject) => {
       const onMessage = (message: WorkerMessage) => {
         if (message.type !== "ready") return;
@@ -115,7 +147,7 @@ export class ZkProver {
         resolve();
       };
       const onExit = (code: number | null) =>
-        reject(new Error(`the zk prover did not start (code ${code}): ${stderr.join("").slice(-2000)}`));
+        reject(new Error(`the zk prover did not start (code ${code}): ${stderr}`));
       child.on("message", onMessage);
       child.once("exit", onExit);
       child.once("error", reject);
