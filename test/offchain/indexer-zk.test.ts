@@ -43,6 +43,7 @@ import {
   zkVoucherMessage,
 } from "../../offchain/src/zk/index.ts";
 import type { QueueOp, Transfer } from "../../offchain/src/zk/index.ts";
+import { zkBatchRows, zkChannelRows } from "../../offchain/web/src/pages/explorer.ts";
 import { runCell } from "../support/cell-cli.ts";
 
 const TOKEN = "zk-explorer-test-token-0123456789";
@@ -323,6 +324,28 @@ describe("chain indexer on ZkChannels", { timeout: 300_000 }, () => {
       items(batches).map((b) => [b.tx, b.transferCount]),
       [[batchTx, 2]],
     );
+    // what the console's zk settlement tables show of these answers
+    assert.deepEqual(zkBatchRows(items(batches)), [
+      {
+        batch: 0,
+        submitter: admin.walletClient.account.address,
+        transfers: 2,
+        queueOps: 2,
+        newRoot: toHex(newRoot, { size: 32 }),
+        tx: batchTx,
+      },
+    ]);
+    assert.deepEqual(zkChannelRows(items(byPayee)), [
+      {
+        leaf: 0,
+        buyer: buyer.walletClient.account.address,
+        payee: payees[0],
+        deposited: ether("11"),
+        paid: ether("2"),
+        withdrawn: ether("2"),
+        state: "open",
+      },
+    ]);
     const noBatches = await get(server, `/explorer/zk/batches?submitter=${payees[0]}`);
     assert.deepEqual(items(noBatches), []);
 
