@@ -35,6 +35,9 @@ export interface ExplorerSource {
   settlement(tx: Hex): unknown;
   slashes(query: Paged & { address?: Address; kind?: string }): ExplorerPage;
   anchors(query: Paged & { epoch?: bigint; submitter?: Address }): ExplorerPage;
+  zkChannels(query: Paged & { payee?: Address; buyer?: Address; leaf?: number }): ExplorerPage;
+  zkBatches(query: Paged & { submitter?: Address }): ExplorerPage;
+  zkPayouts(query: Paged & { payee?: Address; leaf?: number }): ExplorerPage;
 }
 
 const address = z
@@ -51,6 +54,11 @@ const epoch = z
   .regex(/^\d{1,20}$/, { message: "must be a decimal integer", abort: true })
   .transform((text) => BigInt(text))
   .refine((value) => value < 2n ** 64n, "must fit in 64 bits");
+const zkLeaf = z
+  .string()
+  .regex(/^\d{1,10}$/, { message: "must be a leaf index (a whole number)", abort: true })
+  .transform(Number)
+  .refine((n) => n < 2 ** 32, "must fit in 32 bits");
 const placeCursor = z
   .string()
   .regex(/^\d{1,15}-\d{1,9}$/, "must be a nextCursor of an earlier page (<block>-<logIndex>)");
@@ -85,6 +93,14 @@ const QUERIES = {
   }),
   anchors: z.strictObject({ ...paged, epoch: epoch.optional(), submitter: address.optional() }),
   events: z.strictObject({ limit }),
+  zkChannels: z.strictObject({
+    ...paged,
+    payee: address.optional(),
+    buyer: address.optional(),
+    leaf: zkLeaf.optional(),
+  }),
+  zkBatches: z.strictObject({ ...paged, submitter: address.optional() }),
+  zkPayouts: z.strictObject({ ...paged, payee: address.optional(), leaf: zkLeaf.optional() }),
 };
 
 interface Route {
@@ -140,6 +156,18 @@ const ROUTES: Route[] = [
   {
     pattern: /^\/explorer\/anchors$/,
     run: (source, _, query) => source.anchors(defined(parse("anchors", query))),
+  },
+  {
+    pattern: /^\/explorer\/zk\/channels$/,
+    run: (source, _, query) => source.zkChannels(defined(parse("zkChannels", query))),
+  },
+  {
+    pattern: /^\/explorer\/zk\/batches$/,
+    run: (source, _, query) => source.zkBatches(defined(parse("zkBatches", query))),
+  },
+  {
+    pattern: /^\/explorer\/zk\/payouts$/,
+    run: (source, _, query) => source.zkPayouts(defined(parse("zkPayouts", query))),
   },
 ];
 

@@ -6,9 +6,11 @@ import type { Address, Hex } from "viem";
 import { paymentChannelsAbi } from "../chain/abis.ts";
 import { decodeSettlementBatch, paidVoucherFlags } from "../chain/settlement.ts";
 import type { BatchVoucher } from "../chain/settlement.ts";
+import { emptyZkRows, zkLeavesOf, zkLog } from "./zk.ts";
+import type { ZkChannelBalance, ZkRows } from "./zk.ts";
 
 /** Which contract emitted a log. */
-export type LogSource = "registry" | "channels" | "court";
+export type LogSource = "registry" | "channels" | "court" | "zk";
 
 /** A decoded contract log, as viem returns it, with the contract it came from. */
 export interface ChainLog {
@@ -46,6 +48,8 @@ export interface ChannelBalance {
 export interface IndexState {
   stakes: ReadonlyMap<Address, StakeBalance>;
   channels: ReadonlyMap<Hex, ChannelBalance>;
+  /** ZkChannels leaves; absent when the logs hold none. */
+  zkChannels?: ReadonlyMap<number, ZkChannelBalance>;
 }
 
 export interface DonorEventRow extends LogPlace, StakeBalance {
@@ -131,7 +135,7 @@ export interface CourtEventRow extends LogPlace {
   data: Record<string, unknown>;
 }
 
-export interface IndexRows {
+export interface IndexRows extends ZkRows {
   donorEvents: DonorEventRow[];
   slashes: SlashEventRow[];
   channels: ChannelRow[];
@@ -154,14 +158,15 @@ export function emptyRows(): IndexRows {
     payeeTotals: [],
     anchors: [],
     courtEvents: [],
+    ...emptyZkRows(),
   };
 }
 
-/** The donors and channels whose earlier state the logs need (for the caller to read first). */
+/** The donors, channels and zk leaves whose earlier state the logs need (for the caller to read first). */
 export function stateKeysOf(
   logs: readonly ChainLog[],
   batches: SettlementBatches,
-): { donors: Address[]; channels: Hex[] } {
+): { donors: Address[]; channels: Hex[]; zkLeaves: number[] } {
   const donors = new Set<Address>();
   const channels = new Set<Hex>();
   for (const log of logs) {
@@ -172,7 +177,7 @@ export function stateKeysOf(
     if (log.eventName === "BatchSettled")
       for (const voucher of batches.get(log.transactionHash) ?? []) channels.add(voucher.channelId);
   }
-  return { donors: [...donors], channels: [...channels] };
+  return { donors: [...donors], channels: [...channels], zkLeaves: zkLeavesOf(logs) };
 }
 
 /** Settlement vouchers by transaction hash, read from each settle() call's calldata. */
@@ -184,11 +189,16 @@ export function indexLogs(
   logs: readonly ChainLog[],
   batches: SettlementBatches,
 ): { state: IndexState; rows: IndexRows } {
-  const next = { stakes: new Map(state.stakes), channels: new Map(state.channels) };
+  const next = {
+    stakes: new Map(state.stakes),
+    channels: new Map(state.channels),
+    zkChannels: new Map(state.zkChannels),
+  };
   const rows = emptyRows();
   for (const log of logs) {
     if (log.source === "registry") registryLog(next.stakes, log, rows);
     else if (log.source === "channels") channelLog(next.channels, log, batches, rows);
+    else if (log.source === "zk") zkLog(next.zkChannels, log, placeOf(log), rows);
     else courtLog(log, rows);
   }
   return { state: next, rows };

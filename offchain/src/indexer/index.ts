@@ -21,3 +21,15 @@ export type {
   SlashKind,
   StakeBalance,
 } from "./core.ts";
+export { ZK_PAYOUT_KINDS, zkLeavesOf } from "./zk.ts";
+export type {
+  ZkBatchRow,
+  ZkChannelBalance,
+  ZkChannelEventRow,
+  ZkChannelRow,
+  ZkChannelStatus,
+  ZkPayoutKind,
+  ZkPayoutRow,
+  ZkRows,
+  ZkTransferRow,
+} from "./zk.ts";

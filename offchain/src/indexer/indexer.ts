@@ -1,7 +1,7 @@
 import type { Logger } from "pino";
 import { BlockNotFoundError, getAddress } from "viem";
 import type { AbiEvent, Address, Hex } from "viem";
-import { donorRegistryAbi, juryCourtAbi, paymentChannelsAbi } from "../chain/abis.ts";
+import { donorRegistryAbi, juryCourtAbi, paymentChannelsAbi, zkChannelsAbi } from "../chain/abis.ts";
 import type { ChainReader } from "../chain/clients.ts";
 import { PollLoop } from "../chain/poll-loop.ts";
 import type { PageQuery, Store } from "../store/index.ts";
@@ -47,10 +47,13 @@ const ABI_EVENTS: Record<LogSource, readonly AbiEvent[]> = {
   registry: eventsOf(donorRegistryAbi),
   channels: eventsOf(paymentChannelsAbi),
   court: eventsOf(juryCourtAbi),
+  // The queue's own events are left out: a batch's queue range and the channel events say what they did.
+  zk: eventsOf(zkChannelsAbi).filter((event) => event.name !== "ZkQueued"),
 };
 
 /**
- * Follows DonorRegistry, PaymentChannels and JuryCourt from their deployment block into the
+ * Follows DonorRegistry, PaymentChannels, JuryCourt and (when deployed) ZkChannels from their
+ * deployment block into the
  * store's index (store/indexer.ts): each poll checks that the newest indexed block is still on
  * the chain (a changed hash rolls back from where the chains part and re-reads), then reads the
  * logs of every new block up to head − confirmations, `blockRange` blocks per call, decodes
@@ -79,11 +82,12 @@ export class ChainIndexer {
     this.#reader = reader;
     this.#store = store;
     this.#options = options;
-    const { donorRegistry, paymentChannels, juryCourt } = reader.deployment;
+    const { donorRegistry, paymentChannels, juryCourt, zkChannels } = reader.deployment;
     this.#sources = new Map<Address, LogSource>([
       [getAddress(donorRegistry), "registry"],
       [getAddress(paymentChannels), "channels"],
       ...(juryCourt ? ([[getAddress(juryCourt), "court"]] as const) : []),
+      ...(zkChannels ? ([[getAddress(zkChannels), "zk"]] as const) : []),
     ]);
     this.#loop = new PollLoop(() => this.#pollLogged(), options.pollMs);
   }
@@ -203,7 +207,11 @@ export class ChainIndexer {
     const repo = this.#store.indexer;
     const keys = stateKeysOf(logs, batches);
     const { rows } = indexLogs(
-      { stakes: repo.stakesOf(keys.donors), channels: repo.channelsOf(keys.channels) },
+      {
+        stakes: repo.stakesOf(keys.donors),
+        channels: repo.channelsOf(keys.channels),
+        zkChannels: repo.zkChannelsOf(keys.zkLeaves),
+      },
       logs,
       batches,
     );
@@ -334,6 +342,9 @@ export function explorerSourceOf(store: Store, indexer: Pick<ChainIndexer, "stat
     settlement: repo.settlement.bind(repo),
     slashes: repo.slashes.bind(repo),
     anchors: repo.anchors.bind(repo),
+    zkChannels: repo.zkChannels.bind(repo),
+    zkBatches: repo.zkBatches.bind(repo),
+    zkPayouts: repo.zkPayouts.bind(repo),
   };
 }
 

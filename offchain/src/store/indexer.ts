@@ -1,8 +1,9 @@
-// The chain index the explorer reads (migration 8). Bound: the followed contracts' history
+// The chain index the explorer reads (migrations 11 and 14). Bound: the followed contracts' history
 // from their deployment block, one row per event (plus one per settled voucher); nothing is
 // evicted while its block stands. A reorganisation deletes every row from its first changed
 // block on (rollbackFrom). Block hashes are kept for the last INDEXED_BLOCKS_KEPT blocks only.
 import type { DatabaseSync, StatementSync } from "node:sqlite";
+import { toHex } from "viem";
 import type { Address, Hex } from "viem";
 import { encodeJson } from "./codec.ts";
 import { StatementCache } from "./statements.ts";
@@ -109,6 +110,57 @@ export interface IndexBatch {
     account?: Address;
     data: Record<string, unknown>;
   }[];
+  zkChannels: readonly {
+    block: number;
+    logIndex: number;
+    tx: Hex;
+    leaf: number;
+    buyer: Address;
+    payee: Address;
+    signer: Address;
+    ax: bigint;
+    ay: bigint;
+  }[];
+  zkChannelEvents: readonly ({
+    block: number;
+    logIndex: number;
+    position: number;
+    tx: Hex;
+    leaf: number;
+    kind: string;
+    amount?: bigint;
+  } & ZkBalance)[];
+  zkBatches: readonly {
+    block: number;
+    logIndex: number;
+    tx: Hex;
+    batch: bigint;
+    submitter: Address;
+    oldRoot: bigint;
+    newRoot: bigint;
+    queueFrom: bigint;
+    queueTo: bigint;
+    transfers: readonly { leaf: number; cumulative: bigint }[];
+  }[];
+  zkPayouts: readonly {
+    block: number;
+    logIndex: number;
+    tx: Hex;
+    leaf: number;
+    kind: string;
+    to: Address;
+    amount: bigint;
+    cumulative?: bigint;
+  }[];
+}
+
+/** A zk channel's balance after an event (indexer/zk.ts ZkChannelBalance). */
+export interface ZkBalance {
+  deposited: bigint;
+  withdrawn: bigint;
+  paid: bigint;
+  closesAt?: bigint;
+  status: "open" | "closing" | "closed" | "refunded";
 }
 
 export interface Page<T> {
@@ -136,6 +188,10 @@ const TABLES_BY_BLOCK = [
   "idx_payee_totals",
   "idx_anchors",
   "idx_court_events",
+  "idx_zk_channels",
+  "idx_zk_channel_events",
+  "idx_zk_batches",
+  "idx_zk_payouts",
 ] as const;
 
 export class IndexerRepository {
@@ -239,6 +295,54 @@ export class IndexerRepository {
         "account",
         "data",
       ]),
+      zkChannels: insert("idx_zk_channels", [
+        "leaf",
+        "buyer",
+        "payee",
+        "signer",
+        "ax",
+        "ay",
+        "block",
+        "log_index",
+        "tx",
+      ]),
+      zkChannelEvents: insert("idx_zk_channel_events", [
+        "block",
+        "log_index",
+        "position",
+        "tx",
+        "leaf",
+        "kind",
+        "amount",
+        "deposited",
+        "withdrawn",
+        "paid",
+        "closes_at",
+        "state",
+      ]),
+      zkBatches: insert("idx_zk_batches", [
+        "block",
+        "log_index",
+        "tx",
+        "batch",
+        "submitter",
+        "old_root",
+        "new_root",
+        "queue_from",
+        "queue_to",
+        "transfer_count",
+        "transfers",
+      ]),
+      zkPayouts: insert("idx_zk_payouts", [
+        "block",
+        "log_index",
+        "tx",
+        "leaf",
+        "kind",
+        "to_address",
+        "amount",
+        "cumulative",
+      ]),
     };
     this.#insertBlock = db.prepare("INSERT OR REPLACE INTO idx_blocks (number, hash) VALUES (?, ?)");
     this.#insertTime = db.prepare("INSERT OR REPLACE INTO idx_block_times (block, timestamp) VALUES (?, ?)");
@@ -339,6 +443,7 @@ export class IndexerRepository {
         r.account ?? null,
         encodeJson(r.data, "data"),
       );
+    this.#writeZk(rows);
     for (const block of blocks) this.#insertBlock.run(Number(block.number), block.hash);
     for (const [block, timestamp] of times) this.#insertTime.run(Number(block), Number(timestamp));
     const newest = blocks.at(-1);
@@ -346,6 +451,46 @@ export class IndexerRepository {
       this.#cache
         .get("DELETE FROM idx_blocks WHERE number <= ?")
         .run(Number(newest.number) - INDEXED_BLOCKS_KEPT);
+  }
+
+  #writeZk(rows: IndexBatch): void {
+    const ins = this.#insert;
+    for (const r of rows.zkChannels)
+      ins.zkChannels.run(r.leaf, r.buyer, r.payee, r.signer, `${r.ax}`, `${r.ay}`, r.block, r.logIndex, r.tx);
+    for (const r of rows.zkChannelEvents)
+      ins.zkChannelEvents.run(
+        r.block,
+        r.logIndex,
+        r.position,
+        r.tx,
+        r.leaf,
+        r.kind,
+        text(r.amount),
+        `${r.deposited}`,
+        `${r.withdrawn}`,
+        `${r.paid}`,
+        text(r.closesAt),
+        r.status,
+      );
+    for (const r of rows.zkBatches)
+      ins.zkBatches.run(
+        r.block,
+        r.logIndex,
+        r.tx,
+        Number(r.batch),
+        r.submitter,
+        fieldHex(r.oldRoot),
+        fieldHex(r.newRoot),
+        Number(r.queueFrom),
+        Number(r.queueTo),
+        r.transfers.length,
+        encodeJson(
+          r.transfers.map((t) => ({ leaf: t.leaf, cumulative: `${t.cumulative}` })),
+          "transfers",
+        ),
+      );
+    for (const r of rows.zkPayouts)
+      ins.zkPayouts.run(r.block, r.logIndex, r.tx, r.leaf, r.kind, r.to, `${r.amount}`, text(r.cumulative));
   }
 
   /** Deletes every row of `block` and later blocks, and their hashes (a reorganisation). */
@@ -403,6 +548,28 @@ export class IndexerRepository {
           paid: BigInt(row.paid),
           ...(row.closes_at === null ? {} : { closesAt: BigInt(row.closes_at) }),
           status: row.state as "open" | "closing" | "closed",
+        });
+    }
+    return found;
+  }
+
+  /** The latest balance of each zk channel leaf given (absent: none indexed). */
+  zkChannelsOf(leaves: readonly number[]): Map<number, ZkBalance> {
+    const latest = this.#cache.get(
+      "SELECT deposited, withdrawn, paid, closes_at, state FROM idx_zk_channel_events WHERE leaf = ? ORDER BY block DESC, log_index DESC, position DESC LIMIT 1",
+    );
+    const found = new Map<number, ZkBalance>();
+    for (const leaf of leaves) {
+      const row = latest.get(leaf) as
+        | { deposited: string; withdrawn: string; paid: string; closes_at: string | null; state: string }
+        | undefined;
+      if (row)
+        found.set(leaf, {
+          deposited: BigInt(row.deposited),
+          withdrawn: BigInt(row.withdrawn),
+          paid: BigInt(row.paid),
+          ...(row.closes_at === null ? {} : { closesAt: BigInt(row.closes_at) }),
+          status: row.state as ZkBalance["status"],
         });
     }
     return found;
@@ -621,6 +788,74 @@ export class IndexerRepository {
       ) as Row[];
     return pageByPlace(rows, query.limit);
   }
+
+  /** ZkChannels channels, newest first, with their current balance; filters: payee, buyer, leaf. */
+  zkChannels(query: PageQuery & { payee?: Address; buyer?: Address; leaf?: number }): Page<Row> {
+    const [block, logIndex] = cursorParts(query.cursor);
+    const rows = this.#cache
+      .get(
+        `SELECT c.leaf, c.buyer, c.payee, c.signer, c.block, c.log_index AS logIndex, c.tx,
+           (SELECT timestamp FROM idx_block_times t WHERE t.block = c.block) AS at,
+           e.deposited, e.paid, e.withdrawn, e.closes_at AS closesAt, e.state AS status, e.block AS updatedBlock
+         FROM idx_zk_channels c JOIN idx_zk_channel_events e ON e.rowid = (
+           SELECT rowid FROM idx_zk_channel_events WHERE leaf = c.leaf
+           ORDER BY block DESC, log_index DESC, position DESC LIMIT 1)
+         WHERE (? IS NULL OR c.payee = ?) AND (? IS NULL OR c.buyer = ?) AND (? IS NULL OR c.leaf = ?)
+           AND (c.block < ? OR (c.block = ? AND c.log_index < ?))
+         ORDER BY c.block DESC, c.log_index DESC LIMIT ?`,
+      )
+      .all(
+        ...repeat(query.payee ?? null, 2),
+        ...repeat(query.buyer ?? null, 2),
+        ...repeat(query.leaf ?? null, 2),
+        block,
+        block,
+        logIndex,
+        query.limit + 1,
+      ) as Row[];
+    return pageByPlace(rows, query.limit);
+  }
+
+  /** Proven zk batches, newest first, with their published transfers; filter: submitter. */
+  zkBatches(query: PageQuery & { submitter?: Address }): Page<Row> {
+    const [block, logIndex] = cursorParts(query.cursor);
+    const rows = this.#cache
+      .get(
+        `SELECT batch, block, log_index AS logIndex, tx, submitter, old_root AS oldRoot, new_root AS newRoot,
+           queue_from AS queueFrom, queue_to AS queueTo, queue_to - queue_from AS queueOps,
+           transfer_count AS transferCount, transfers,
+           (SELECT timestamp FROM idx_block_times t WHERE t.block = idx_zk_batches.block) AS at
+         FROM idx_zk_batches WHERE (block < ? OR (block = ? AND log_index < ?)) AND (? IS NULL OR submitter = ?)
+         ORDER BY block DESC, log_index DESC LIMIT ?`,
+      )
+      .all(block, block, logIndex, ...repeat(query.submitter ?? null, 2), query.limit + 1) as Row[];
+    return pageByPlace(
+      rows.map((row) => ({ ...row, transfers: JSON.parse(row.transfers as string) as unknown })),
+      query.limit,
+    );
+  }
+
+  /** zk payouts (withdrawals, signature fallbacks, refunds), newest first; filters: the address paid, leaf. */
+  zkPayouts(query: PageQuery & { payee?: Address; leaf?: number }): Page<Row> {
+    const [block, logIndex] = cursorParts(query.cursor);
+    const rows = this.#cache
+      .get(
+        `SELECT block, log_index AS logIndex, tx, leaf, kind, to_address AS "to", amount, cumulative,
+           (SELECT timestamp FROM idx_block_times t WHERE t.block = idx_zk_payouts.block) AS at
+         FROM idx_zk_payouts WHERE (block < ? OR (block = ? AND log_index < ?))
+           AND (? IS NULL OR to_address = ?) AND (? IS NULL OR leaf = ?)
+         ORDER BY block DESC, log_index DESC LIMIT ?`,
+      )
+      .all(
+        block,
+        block,
+        logIndex,
+        ...repeat(query.payee ?? null, 2),
+        ...repeat(query.leaf ?? null, 2),
+        query.limit + 1,
+      ) as Row[];
+    return pageByPlace(rows, query.limit);
+  }
 }
 
 const NO_CURSOR = Number.MAX_SAFE_INTEGER;
@@ -656,6 +891,11 @@ function withData(row: Row): Row {
 
 function repeat<T>(value: T, times: number): T[] {
   return Array.from({ length: times }, () => value);
+}
+
+/** A field element (a zk root) as 0x and 64 hex digits. */
+function fieldHex(value: bigint): Hex {
+  return toHex(value, { size: 32 });
 }
 
 function text(value: bigint | undefined): string | null {

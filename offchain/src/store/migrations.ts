@@ -682,6 +682,74 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE payee_vouchers ADD COLUMN zk_s TEXT;
     `,
   },
+  {
+    version: 14,
+    name: "chain index: ZkChannels channels, proven batches with their transfers, and payouts",
+    // Bound: as migration 11's tables, the history of ZkChannels from its deployment block, one
+    // row per event plus one channel event per transfer of a proven batch (at most the circuit's
+    // batch size each); a row is never evicted while its block stands. Reorg rollback: every row
+    // carries its block and is deleted with it (store/indexer.ts TABLES_BY_BLOCK).
+    sql: `
+      CREATE TABLE idx_zk_channels (
+        leaf INTEGER PRIMARY KEY,
+        buyer TEXT NOT NULL,
+        payee TEXT NOT NULL,
+        signer TEXT NOT NULL,
+        ax TEXT NOT NULL,
+        ay TEXT NOT NULL,
+        block INTEGER NOT NULL,
+        log_index INTEGER NOT NULL,
+        tx TEXT NOT NULL
+      ) STRICT;
+      CREATE INDEX idx_zk_channels_by_order ON idx_zk_channels (block, log_index);
+      CREATE INDEX idx_zk_channels_by_buyer ON idx_zk_channels (buyer, block, log_index);
+      CREATE INDEX idx_zk_channels_by_payee ON idx_zk_channels (payee, block, log_index);
+      CREATE TABLE idx_zk_channel_events (
+        block INTEGER NOT NULL,
+        log_index INTEGER NOT NULL,
+        position INTEGER NOT NULL,
+        tx TEXT NOT NULL,
+        leaf INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        amount TEXT,
+        deposited TEXT NOT NULL,
+        withdrawn TEXT NOT NULL,
+        paid TEXT NOT NULL,
+        closes_at TEXT,
+        state TEXT NOT NULL,
+        PRIMARY KEY (block, log_index, position)
+      ) STRICT;
+      CREATE INDEX idx_zk_channel_events_by_leaf ON idx_zk_channel_events (leaf, block, log_index, position);
+      CREATE TABLE idx_zk_batches (
+        block INTEGER NOT NULL,
+        log_index INTEGER NOT NULL,
+        tx TEXT NOT NULL,
+        batch INTEGER NOT NULL,
+        submitter TEXT NOT NULL,
+        old_root TEXT NOT NULL,
+        new_root TEXT NOT NULL,
+        queue_from INTEGER NOT NULL,
+        queue_to INTEGER NOT NULL,
+        transfer_count INTEGER NOT NULL,
+        transfers TEXT NOT NULL,
+        PRIMARY KEY (block, log_index)
+      ) STRICT;
+      CREATE INDEX idx_zk_batches_by_submitter ON idx_zk_batches (submitter, block, log_index);
+      CREATE TABLE idx_zk_payouts (
+        block INTEGER NOT NULL,
+        log_index INTEGER NOT NULL,
+        tx TEXT NOT NULL,
+        leaf INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        to_address TEXT NOT NULL,
+        amount TEXT NOT NULL,
+        cumulative TEXT,
+        PRIMARY KEY (block, log_index)
+      ) STRICT;
+      CREATE INDEX idx_zk_payouts_by_to ON idx_zk_payouts (to_address, block, log_index);
+      CREATE INDEX idx_zk_payouts_by_leaf ON idx_zk_payouts (leaf, block, log_index);
+    `,
+  },
 ];
 
 export const LATEST_SCHEMA_VERSION = MIGRATIONS.at(-1)?.version ?? 0;

@@ -116,7 +116,7 @@ export function shortfallText(balance: bigint, needed: bigint): string | undefin
 
 /** Columns of the explorer's records that hold ATP amounts in base units. */
 const AMOUNT_COLUMN =
-  /^(?:.*\.)?(bonded|unbonding|deposit|paid|total|amount|reward|spent|remaining|cumulativeAmount)$/;
+  /^(?:.*\.)?(bonded|unbonding|deposit|deposited|paid|withdrawn|total|amount|reward|spent|remaining|cumulativeAmount)$/;
 
 /** Whether a record's `column` with this value is an ATP amount to show as ATP. */
 export function isAtpAmount(column: string, value: unknown): value is string {

@@ -4,6 +4,7 @@ import { createPublicClient, formatUnits, http } from "viem";
 import type { Address, Hex, PublicClient } from "viem";
 import { z } from "zod/v4";
 import { toJson } from "../../api/index.ts";
+import type { ApiClient } from "../../api/index.ts";
 import { cellChain, verifyReceiptInclusionOnChain } from "../../chain/index.ts";
 import type { ChainReader, Deployment } from "../../chain/index.ts";
 import { AddressSchema, Bytes32Schema, ReceiptWireSchema, receiptFromWire } from "../../protocol/index.ts";
@@ -53,6 +54,7 @@ export function registerSettleCommands(program: Command): void {
         "list settlements newest first: every one the node's chain index holds, or with --mine this node's epochs",
       )
       .option("--mine", "this node's own settled epochs, with their withdrawals")
+      .option("--zk", "proven zk batches (ZkChannels) instead, with their transfers and queue operations")
       .option("--submitter <address>", "only settlements sent by this address")
       .option("--payee <address>", "only settlements that credited this payee")
       .option("--epoch <n>", "only this epoch's anchors", parseCount)
@@ -62,11 +64,12 @@ export function registerSettleCommands(program: Command): void {
       .option("--json", "print JSON")
       .addHelpText(
         "after",
-        `\nExamples:\n  $ cell settlements list --payee 0x70997970C51812dc3A010C7d01b50e0d17dc79C8\n  $ cell settlements list --mine --limit 10\n${API_HELP}\n`,
+        `\nExamples:\n  $ cell settlements list --payee 0x70997970C51812dc3A010C7d01b50e0d17dc79C8\n  $ cell settlements list --mine --limit 10\n  $ cell settlements list --zk --submitter 0x70997970C51812dc3A010C7d01b50e0d17dc79C8\n${API_HELP}\n`,
       ),
   ).action(async function (this: Command, options: ApiOptions & SettlementsListOptions) {
     await reportErrors(this, async () => {
       const api = await connectApi(options);
+      if (options.zk) return listZkBatches(api, options);
       if (options.mine) {
         const page = await api.settlements({ before: options.before, limit: options.limit });
         if (options.json) return void process.stdout.write(`${toJson(page)}\n`);
@@ -163,6 +166,7 @@ function formatProof(proof: ProofResponse, verified: boolean): string {
 /** `epoch 491234 settled: 2 vouchers (2 paid) 0.000000000000001934 ATP 5 receipts tx 0x…`. */
 interface SettlementsListOptions {
   mine?: boolean;
+  zk?: boolean;
   submitter?: string;
   payee?: string;
   epoch?: number;
@@ -170,6 +174,37 @@ interface SettlementsListOptions {
   before?: number;
   limit?: number;
   json?: boolean;
+}
+
+/** `cell settlements list --zk`: GET /explorer/zk/batches, newest first. */
+async function listZkBatches(api: ApiClient, options: SettlementsListOptions): Promise<void> {
+  const refused = (["mine", "payee", "epoch", "before"] as const).filter(
+    (name) => options[name] !== undefined,
+  );
+  if (refused.length > 0)
+    throw new InvalidArgumentError(
+      `--zk lists proven zk batches and takes --submitter, --cursor and --limit, not ${refused.map((name) => `--${name}`).join(", ")}`,
+    );
+  const page = await api.explorer<{ items: Record<string, unknown>[]; nextCursor?: string }>("zk/batches", {
+    submitter: options.submitter,
+    cursor: options.cursor,
+    limit: options.limit,
+  });
+  if (options.json) return void process.stdout.write(`${toJson(page)}\n`);
+  const lines = page.items.map(formatZkBatch);
+  if (page.nextCursor !== undefined) lines.push(`more: --zk --cursor ${page.nextCursor}`);
+  process.stdout.write(lines.length === 0 ? "no zk batches\n" : `${lines.join("\n")}\n`);
+}
+
+/** `zk batch 3 block 120 by 0x…: 2 transfers, 1 queued operations [4, 5), root 0x… tx 0x…`, then each transfer. */
+function formatZkBatch(row: Record<string, unknown>): string {
+  const transfers = Array.isArray(row.transfers) ? (row.transfers as Record<string, unknown>[]) : [];
+  return [
+    `zk batch ${String(row.batch)} block ${String(row.block)} by ${String(row.submitter)}:`,
+    ` ${String(row.transferCount)} transfers, ${String(row.queueOps)} queued operations`,
+    ` [${String(row.queueFrom)}, ${String(row.queueTo)}), root ${String(row.newRoot)} tx ${String(row.tx)}`,
+    ...transfers.map((t) => `\n  leaf ${String(t.leaf)} paid ${atp(t.cumulative)} ATP in all`),
+  ].join("");
 }
 
 /** One settlement of the chain index: block, submitter, vouchers, total and the anchor it carried. */

@@ -1,5 +1,5 @@
-// Explorer: stakes, channels, settlements, slashes and anchors from the node's indexer, a
-// donor's history, and a receipt's inclusion under its epoch's anchored root (checked
+// Explorer: stakes, channels, settlements, slashes, anchors and the zk settlement (proven batches,
+// zk channels) from the node's indexer, a donor's history, and a receipt's inclusion under its epoch's anchored root (checked
 // on-chain by PaymentChannels.verifyReceiptInclusion).
 import { h, type ComponentChild } from "preact";
 import { useState } from "preact/hooks";
@@ -37,6 +37,7 @@ export function ExplorerPage(props: { config: ConsoleConfig }): ComponentChild {
     h(IndexerStatus, null),
     h(NodeSettlements, { chainId: config.chainId }),
     LISTS.map((list) => h(PagedList, { key: list.path, ...list, chainId: config.chainId })),
+    h(ZkSettlement, { chainId: config.chainId }),
     h(DonorHistory, { chainId: config.chainId }),
     h(NodeSlashes, { chainId: config.chainId }),
     h(InclusionCheck, { config }),
@@ -78,12 +79,65 @@ function NodeSettlements(props: { chainId: number }): ComponentChild {
   });
 }
 
-function PagedList(props: { path: string; title: string; chainId: number }): ComponentChild {
+/** A proven zk batch as the console lists it (GET /explorer/zk/batches). */
+export function zkBatchRows(rows: Record<string, unknown>[]): Record<string, unknown>[] {
+  return rows.map((row) => ({
+    batch: row.batch,
+    submitter: row.submitter,
+    transfers: row.transferCount,
+    queueOps: row.queueOps,
+    newRoot: row.newRoot,
+    tx: row.tx,
+  }));
+}
+
+/** A zk channel as the console lists it (GET /explorer/zk/channels). */
+export function zkChannelRows(rows: Record<string, unknown>[]): Record<string, unknown>[] {
+  return rows.map((row) => ({
+    leaf: row.leaf,
+    buyer: row.buyer,
+    payee: row.payee,
+    deposited: row.deposited,
+    paid: row.paid,
+    withdrawn: row.withdrawn,
+    state: row.status,
+  }));
+}
+
+/** Batches proven on ZkChannels and its channels (docs/zk.md); empty on a deployment without it. */
+function ZkSettlement(props: { chainId: number }): ComponentChild {
+  return h(
+    "div",
+    { "data-testid": "explorer-zk" },
+    h(PagedList, {
+      path: "/explorer/zk/batches",
+      title: "zk settlement: proven batches",
+      testId: "explorer-zk-batches",
+      select: zkBatchRows,
+      chainId: props.chainId,
+    }),
+    h(PagedList, {
+      path: "/explorer/zk/channels",
+      title: "zk settlement: channels",
+      testId: "explorer-zk-channels",
+      select: zkChannelRows,
+      chainId: props.chainId,
+    }),
+  );
+}
+
+function PagedList(props: {
+  path: string;
+  title: string;
+  chainId: number;
+  testId?: string;
+  select?: (rows: Record<string, unknown>[]) => Record<string, unknown>[];
+}): ComponentChild {
   const [cursors, setCursors] = useState<string[]>([]);
   const cursor = cursors.at(-1);
   const query = `?limit=${PAGE_SIZE}${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ""}`;
   const [loaded] = useLoad(() => getJson<unknown>(`${props.path}${query}`).then(pageRows), [query], 10_000);
-  const testId = `explorer-${props.path.split("/").at(-1) ?? ""}`;
+  const testId = props.testId ?? `explorer-${props.path.split("/").at(-1) ?? ""}`;
   return h(Section, {
     title: props.title,
     testId,
@@ -94,7 +148,7 @@ function PagedList(props: { path: string; title: string; chainId: number }): Com
         h(
           "div",
           null,
-          h(RecordTable, { rows, chainId: props.chainId }),
+          h(RecordTable, { rows: props.select ? props.select(rows) : rows, chainId: props.chainId }),
           h(
             "div",
             { class: "row" },
