@@ -211,9 +211,7 @@ async function proveAndSettle(
   transfers: SignedTransfer[],
 ) {
   const witness = buildBatchWitness({ state, domainTag, queue, transfers, params: artifacts.params });
-  const cpuBefore = process.cpuUsage();
   const proven = await prover.prove(witness.input);
-  const cpuUsed = process.cpuUsage(cpuBefore);
   const words = proofToCalldata(proven.proof) as unknown as ZkProofWords;
   const transfersPublic = witness.publicSignals.slice(5);
   const receipt = await settleZkBatch(admin, {
@@ -226,7 +224,7 @@ async function proveAndSettle(
     stateAfter: witness.stateAfter,
     settled: await measureOpGas(admin, receipt),
     seconds: proven.seconds,
-    cpuSeconds: (cpuUsed.user + cpuUsed.system) / 1e6,
+    cpuSeconds: proven.cpuSeconds,
     proof: { words, publicSignals: witness.publicSignals },
   };
 }

@@ -89,12 +89,21 @@ export interface ProveResult {
   proof: Groth16Proof;
   publicSignals: bigint[];
   seconds: number;
+  /** CPU the prover process spent on this proof, its proving threads included. */
+  cpuSeconds: number;
 }
 
 type WorkerMessage =
   | { type: "ready" }
   | { type: "progress"; id: number; stage: ProveStage }
-  | { type: "done"; id: number; proof: Groth16Proof; publicSignals: string[]; seconds: number }
+  | {
+      type: "done";
+      id: number;
+      proof: Groth16Proof;
+      publicSignals: string[];
+      seconds: number;
+      cpuSeconds: number;
+    }
   | { type: "failed"; id: number; message: string };
 
 interface Pending {
@@ -189,6 +198,7 @@ export class ZkProver {
         proof: message.proof,
         publicSignals: message.publicSignals.map(BigInt),
         seconds: message.seconds,
+        cpuSeconds: message.cpuSeconds,
       });
   }
 
