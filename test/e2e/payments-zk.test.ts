@@ -9,33 +9,25 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { after, before, describe, it } from "node:test";
-import { isAddressEqual, parseUnits } from "viem";
+import { isAddressEqual } from "viem";
 import type { Address, Hex } from "viem";
-import { privateKeyToAccount } from "viem/accounts";
 import {
   atpBalance,
-  createReader,
   createWriter,
   devnetPrivateKey,
-  mintAtp,
   settleZkBySignature,
   zkChannelOf,
 } from "../../offchain/src/chain/index.ts";
-import type { ChainReader } from "../../offchain/src/chain/index.ts";
-import type { CellNode } from "../../offchain/src/node/index.ts";
-import { jobAmount } from "../../offchain/src/payments/index.ts";
-import type { VerdictReport } from "../../offchain/src/quorum/index.ts";
 import { DATABASE_FILE } from "../../offchain/src/store/index.ts";
 import { SETTLEMENT_KEY_FILE, zkChannelIdOf } from "../../offchain/src/zk/index.ts";
 import { ensureJobs } from "../../scripts/build-jobs.ts";
-import { fundWithEth, startCluster, startInProcess, until } from "./cluster.ts";
-import type { Cluster, ClusterNode } from "./cluster.ts";
+import { until } from "./cluster.ts";
+import { ZK_PRICES, startZkMarket } from "./zk-market.ts";
+import type { ZkMarket } from "./zk-market.ts";
 
 const SHA256_WASM = readFileSync((await ensureJobs(["sha256"])).sha256);
 const JOBS = 10;
 const AT_ONCE = 4;
-const PRICES = [1_000n, 3_000n];
-const DEPOSIT = parseUnits("50", 18);
 
 interface HeldZkVoucher {
   leaf: number;
@@ -68,80 +60,18 @@ describe(
   "zk payments on real nodes: zk vouchers held by each donor, paid by the fallback",
   { timeout: 600_000 },
   () => {
-    let cluster: Cluster;
-    let reader: ChainReader;
-    let donorNodes: ClusterNode[];
-    let buyerNode: ClusterNode;
-    const donors: CellNode[] = [];
-    let buyer: CellNode;
-    const verdicts: VerdictReport[] = [];
-    /** The donors' staking wallets, their payees. */
-    const wallets = PRICES.map((_, i) => privateKeyToAccount(devnetPrivateKey(i + 1) as Hex).address);
+    let market: ZkMarket;
 
     before(async () => {
-      cluster = await startCluster();
-      const { devnet } = cluster;
-      assert.ok(devnet.deployment.zkChannels, "the devnet deploys ZkChannels");
-      reader = createReader(devnet.rpcUrl, devnet.deployment);
-      donorNodes = await Promise.all(
-        PRICES.map((pricePerMegaFuel, i) =>
-          cluster.prepare(`donor${i + 1}`, {
-            donor: true,
-            stakeWith: i + 1,
-            config: {
-              donor: { slots: 4, pricePerMegaFuel },
-              runtime: { poolSize: 1 },
-              payments: { enabled: true, channelPollMs: 200 },
-              settlement: { epochSeconds: 86_400, pollMs: 200 },
-            },
-          }),
-        ),
-      );
-      buyerNode = await cluster.prepare("buyer", {
-        donor: false,
-        config: { payments: { zk: true, deposit: "50", topUpAmount: "0" } },
-      });
-      const admin = createWriter(devnet.rpcUrl, devnet.deployment, devnet.deployerKey);
-      for (const node of [...donorNodes, buyerNode])
-        await fundWithEth(devnet.rpcUrl, node.identity.operatorAddress);
-      await mintAtp(admin, buyerNode.identity.operatorAddress, 2n * DEPOSIT);
-      const first = await startInProcess(donorNodes[0]!);
-      const bootstrap = first.multiaddrs().slice(0, 1);
-      donors.push(first, await startInProcess(donorNodes[1]!, bootstrap));
-      buyer = await startInProcess(buyerNode, bootstrap, {
-        verdictListener: { onVerdict: (report) => verdicts.push(report), onEquivocation: () => {} },
-      });
-      await until(
-        () => buyer.peers().filter((peer) => peer.staked).length === PRICES.length,
-        60_000,
-        "the buyer to see both staked donors",
-      );
+      market = await startZkMarket();
     });
 
     after(async () => {
-      await buyer?.stop();
-      await Promise.all(donors.map((donor) => donor.stop()));
-      await cluster?.close();
+      await market?.stop();
     });
 
-    /** What each donor's staking wallet is owed: ⌈price × fuel / 10^6⌉ over its agreeing receipts. */
-    function owedByWallet(): Map<string, bigint> {
-      const owed = new Map<string, bigint>();
-      for (const report of verdicts.filter((r) => r.outcome === "accepted"))
-        for (const replica of report.agreeing) {
-          const i = donorNodes.findIndex((node) =>
-            isAddressEqual(node.identity.operatorAddress, replica.operator),
-          );
-          const wallet = wallets[i]!.toLowerCase();
-          owed.set(
-            wallet,
-            (owed.get(wallet) ?? 0n) + jobAmount(replica.pricePerMegaFuel, BigInt(replica.receipt.fuelUsed)),
-          );
-        }
-      return owed;
-    }
-
     it("each donor holds a zk voucher for exactly what its accepted receipts earned, on a ZkChannels leaf; settleBySignature pays exactly that", async () => {
+      const { buyer, buyerNode, donorNodes, reader, verdicts, wallets, cluster, owedTo } = market;
       let next = 0;
       const worker = async () => {
         while (next < JOBS) {
@@ -158,16 +88,16 @@ describe(
       };
       await Promise.all(Array.from({ length: AT_ONCE }, worker));
       assert.equal(verdicts.filter((r) => r.outcome === "accepted").length, JOBS);
-      const owed = owedByWallet();
-      assert.equal(owed.size, PRICES.length, "both donors earned");
+      assert.ok(
+        wallets.every((wallet) => owedTo(wallet) > 0n),
+        "both donors earned",
+      );
       await until(
         () => {
           const channels = buyer.paymentChannels();
           return (
-            channels.length === PRICES.length &&
-            channels.every(
-              (c) => c.acknowledged === c.spent && c.spent === (owed.get(c.payee.toLowerCase()) ?? 0n),
-            )
+            channels.length === ZK_PRICES.length &&
+            channels.every((c) => c.acknowledged === c.spent && c.spent === owedTo(c.payee))
           );
         },
         60_000,
@@ -191,7 +121,7 @@ describe(
 
       for (const [i, node] of donorNodes.entries()) {
         const wallet: Address = wallets[i]!;
-        const expected = owed.get(wallet.toLowerCase())!;
+        const expected = owedTo(wallet);
         const held = heldZkVouchers(node.dir);
         assert.equal(held.length, 1, `donor${i + 1} holds one zk voucher`);
         const [voucher] = held as [HeldZkVoucher];

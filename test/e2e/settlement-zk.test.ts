@@ -8,109 +8,40 @@ import { readFileSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { isAddressEqual, parseUnits } from "viem";
-import type { Address, Hex } from "viem";
-import { privateKeyToAccount } from "viem/accounts";
+import { isAddressEqual } from "viem";
 import { createApiServer } from "../../offchain/src/api/index.ts";
 import type { ApiServer } from "../../offchain/src/api/index.ts";
-import {
-  atpBalance,
-  createReader,
-  createWriter,
-  devnetPrivateKey,
-  mintAtp,
-  readZkParams,
-} from "../../offchain/src/chain/index.ts";
-import type { ChainReader } from "../../offchain/src/chain/index.ts";
-import type { CellNode } from "../../offchain/src/node/index.ts";
-import { jobAmount } from "../../offchain/src/payments/index.ts";
-import type { VerdictReport } from "../../offchain/src/quorum/index.ts";
+import { atpBalance, readZkParams } from "../../offchain/src/chain/index.ts";
 import { ZkChainView } from "../../offchain/src/settlement/index.ts";
 import { ensureJobs } from "../../scripts/build-jobs.ts";
 import { runCell } from "../support/cell-cli.ts";
-import { fundWithEth, startCluster, startInProcess, until } from "./cluster.ts";
-import type { Cluster, ClusterNode } from "./cluster.ts";
+import { until } from "./cluster.ts";
+import { ZK_PRICES, startZkMarket } from "./zk-market.ts";
+import type { ZkMarket } from "./zk-market.ts";
 
 const SHA256_WASM = readFileSync((await ensureJobs(["sha256"])).sha256);
 const JOBS = 6;
-const PRICES = [1_000n, 3_000n];
-const DEPOSIT = parseUnits("50", 18);
 const TOKEN = "settlement-zk-test-token";
 
 describe(
   "the zk settler on real nodes: proven batches pay each donor exactly what it earned",
   { timeout: 600_000 },
   () => {
-    let cluster: Cluster;
-    let reader: ChainReader;
-    let donorNodes: ClusterNode[];
-    const donors: CellNode[] = [];
-    let buyer: CellNode;
+    let market: ZkMarket;
     let api: ApiServer;
-    const verdicts: VerdictReport[] = [];
-    const wallets = PRICES.map((_, i) => privateKeyToAccount(devnetPrivateKey(i + 1) as Hex).address);
 
     before(async () => {
-      cluster = await startCluster();
-      const { devnet } = cluster;
-      reader = createReader(devnet.rpcUrl, devnet.deployment);
-      donorNodes = await Promise.all(
-        PRICES.map((pricePerMegaFuel, i) =>
-          cluster.prepare(`donor${i + 1}`, {
-            donor: true,
-            stakeWith: i + 1,
-            config: {
-              donor: { slots: 4, pricePerMegaFuel },
-              runtime: { poolSize: 1 },
-              payments: { enabled: true, channelPollMs: 200 },
-              settlement: { epochSeconds: 86_400, pollMs: 200, zk: { enabled: true } },
-            },
-          }),
-        ),
-      );
-      const buyerNode = await cluster.prepare("buyer", {
-        donor: false,
-        config: { payments: { zk: true, deposit: "50", topUpAmount: "0" } },
-      });
-      const admin = createWriter(devnet.rpcUrl, devnet.deployment, devnet.deployerKey);
-      for (const node of [...donorNodes, buyerNode])
-        await fundWithEth(devnet.rpcUrl, node.identity.operatorAddress);
-      await mintAtp(admin, buyerNode.identity.operatorAddress, 2n * DEPOSIT);
-      const first = await startInProcess(donorNodes[0]!);
-      const bootstrap = first.multiaddrs().slice(0, 1);
-      donors.push(first, await startInProcess(donorNodes[1]!, bootstrap));
-      buyer = await startInProcess(buyerNode, bootstrap, {
-        verdictListener: { onVerdict: (report) => verdicts.push(report), onEquivocation: () => {} },
-      });
-      api = await createApiServer({ node: donors[0]!, token: TOKEN });
-      await until(
-        () => buyer.peers().filter((peer) => peer.staked).length === PRICES.length,
-        60_000,
-        "the buyer to see both staked donors",
-      );
+      market = await startZkMarket({ donorSettlement: { zk: { enabled: true } } });
+      api = await createApiServer({ node: market.donors[0]!, token: TOKEN });
     });
 
     after(async () => {
       await api?.close();
-      await buyer?.stop();
-      await Promise.all(donors.map((donor) => donor.stop()));
-      await cluster?.close();
+      await market?.stop();
     });
 
-    function owedTo(wallet: Address): bigint {
-      let owed = 0n;
-      for (const report of verdicts.filter((r) => r.outcome === "accepted"))
-        for (const replica of report.agreeing) {
-          const i = donorNodes.findIndex((node) =>
-            isAddressEqual(node.identity.operatorAddress, replica.operator),
-          );
-          if (isAddressEqual(wallets[i]!, wallet))
-            owed += jobAmount(replica.pricePerMegaFuel, BigInt(replica.receipt.fuelUsed));
-        }
-      return owed;
-    }
-
     it("settles each donor's zk voucher by proof, withdraws it, and the events alone rebuild the same paid amounts", async () => {
+      const { buyer, donors, donorNodes, reader, wallets, owedTo } = market;
       for (let n = 0; n < JOBS; n++) {
         const { jobId } = await buyer.submitJob({
           module: SHA256_WASM,
@@ -122,7 +53,7 @@ describe(
       }
       await until(
         () =>
-          buyer.paymentChannels().length === PRICES.length &&
+          buyer.paymentChannels().length === ZK_PRICES.length &&
           buyer.paymentChannels().every((c) => c.acknowledged === c.spent && c.spent === owedTo(c.payee)),
         60_000,
         "every payee to hold a zk voucher for everything it earned",
