@@ -22,6 +22,29 @@ function view() {
   return { registry, status: (op: Address, key: Hex) => registry.status(op, key, now) };
 }
 
+describe("registry view: the active donors' peer keys", () => {
+  it("lists staked, registered, unjailed operators' keys, at most `limit`, and none while stale", () => {
+    const { registry } = view();
+    const now = 1_000_000;
+    const other: Address = "0x6666666666666666666666666666666666666666";
+    const otherPeer: Hex = `0x${"77".repeat(32)}`;
+    registry.apply({ type: "staked", donor: other, bonded: MIN - 1n });
+    registry.apply({
+      type: "registered",
+      donor: other,
+      operator: "0x8888888888888888888888888888888888888888",
+      peerKey: otherPeer,
+    });
+    assert.deepEqual(registry.activePeerKeys(10, now), [oldPeer], "below minStake is left out");
+    registry.apply({ type: "staked", donor: other, bonded: MIN });
+    assert.deepEqual(registry.activePeerKeys(10, now), [oldPeer, otherPeer]);
+    assert.deepEqual(registry.activePeerKeys(1, now), [oldPeer]);
+    registry.apply({ type: "jailed", operator: oldOperator });
+    assert.deepEqual(registry.activePeerKeys(10, now), [otherPeer], "a jailed operator is left out");
+    assert.deepEqual(registry.activePeerKeys(10, now + 60_000), [], "a stale view lists nobody");
+  });
+});
+
 describe("registry view: rotation and jail", () => {
   it("moves a donor's stake to its new operator; the old one is inactive for good", () => {
     const { registry, status } = view();

@@ -52,6 +52,11 @@ export class RegistryFollower {
     this.#firstSync = new Promise((resolve) => (this.#markSynced = resolve));
   }
 
+  /** Peer keys of up to `limit` active operators, from the view alone. */
+  activePeerKeys(limit: number): Hex[] {
+    return this.#view.activePeerKeys(limit, this.#now());
+  }
+
   /** The stake of `operator` with `peerKey`, from the view alone. */
   status(operator: Address, peerKey: Hex): StakeStatus {
     return this.#view.status(operator, peerKey, this.#now());

@@ -144,6 +144,21 @@ export class RegistryView {
     return donor.bonded >= this.#minStake ? "active" : "inactive";
   }
 
+  /**
+   * The peer keys of up to `limit` active operators (registered, not jailed, bonded at least
+   * `minStake`); empty while the view is not fresh. One pass over the registered donors.
+   */
+  activePeerKeys(limit: number, now: number): Hex[] {
+    if (!this.isFresh(now) || this.#minStake === undefined) return [];
+    const keys: Hex[] = [];
+    for (const donor of this.#byOperator.values()) {
+      if (keys.length >= limit) break;
+      if (!donor.jailed && donor.bonded !== undefined && donor.bonded >= this.#minStake)
+        keys.push(donor.peerKey as Hex);
+    }
+    return keys;
+  }
+
   #takeStaker(wallet: string): bigint | undefined {
     const bonded = this.#stakers.get(wallet);
     this.#stakers.delete(wallet);

@@ -3,7 +3,7 @@ import { pathToFileURL } from "node:url";
 import { setFlagsFromString } from "node:v8";
 import { pino } from "pino";
 import type { Logger } from "pino";
-import { createPublicClient, http, isAddressEqual, zeroAddress } from "viem";
+import { createPublicClient, hexToBytes, http, isAddressEqual, zeroAddress } from "viem";
 import type { Address, Hex } from "viem";
 import {
   createReader,
@@ -24,7 +24,7 @@ import {
 } from "../chain/index.ts";
 import type { ChainReader } from "../chain/index.ts";
 import type { Deployment } from "../chain/index.ts";
-import { loadOrCreateIdentity } from "../identity/index.ts";
+import { loadOrCreateIdentity, peerIdFromPublicKey } from "../identity/index.ts";
 import { DEFAULT_DONOR_POLICY } from "../market/index.ts";
 import type { DonorPolicy } from "../market/index.ts";
 import { createMeshNode } from "../p2p/index.ts";
@@ -343,7 +343,7 @@ async function assemble(
     acks: await Promise.all(batch.deliveries.map((delivery) => buyer.onDelivery(delivery, from))),
   }));
   await mesh.handle(PROTOCOL_BID, protocolSpecs.bid, async (batch, from) => buyer.onBids(batch, from));
-  cleanup.unshift(pullAdvertsOnConnect(ctx, adverts));
+  cleanup.unshift(pullAdvertsOnConnect(ctx, adverts, ctx.config.donor.enabled ? undefined : peerBook));
   if (ctx.config.donor.enabled) {
     await mesh.handle(PROTOCOL_ADVERT, protocolSpecs.advert, async () => ({
       type: "advert" as const,
@@ -1054,8 +1054,14 @@ function chainInfo(config: NodeConfig, deployment: Deployment): ChainInfo {
 /** Decline reasons a donor gives a buyer that has not paid (enough) yet. */
 const PAY_FIRST = new Set(["payment_required", "payment_overdue"]);
 
-/** Asks every donor this node connects to for its advert (advert-pull.ts); returns the stop. */
-function pullAdvertsOnConnect(ctx: NodeContext, adverts: AdvertIntake): () => void {
+/**
+ * Asks every donor this node connects to for its advert (advert-pull.ts); returns the stop.
+ * With a peer book (a node that only buys), it also asks the staked donors the registry lists
+ * and the book lacks, every STAKED_PULL_MS while the book holds fewer than STAKED_PULL_BELOW:
+ * a request to a peer it is not connected to looks the peer up in the DHT and dials it, so a
+ * buyer reaches donors whose adverts have not crossed the gossip mesh yet.
+ */
+function pullAdvertsOnConnect(ctx: NodeContext, adverts: AdvertIntake, peerBook?: PeerBook): () => void {
   const { mesh, log } = ctx;
   const pull = new AdvertPull({
     now: ctx.now,
@@ -1073,7 +1079,25 @@ function pullAdvertsOnConnect(ctx: NodeContext, adverts: AdvertIntake): () => vo
     deliver: (advert, from) => adverts.onAdvert(advert, from),
     onError: (peerId, err) => log.debug({ peerId, err: errorMessage(err) }, "advert request failed"),
   });
-  return mesh.onPeerIdentified((peerId, protocols) => {
+  const stopOnIdentify = mesh.onPeerIdentified((peerId, protocols) => {
     if (protocols.includes(PROTOCOL_ADVERT)) pull.onDonorIdentified(peerId);
   });
+  if (!peerBook) return stopOnIdentify;
+  const timer = setInterval(() => {
+    if (peerBook.size >= STAKED_PULL_BELOW) return;
+    for (const peerKey of ctx.stakes.activePeerKeys(STAKED_PULL_BELOW)) {
+      const peerId = peerIdFromPublicKey(hexToBytes(peerKey));
+      if (peerId !== mesh.peerId && peerBook.get(peerId) === undefined) pull.onDonorIdentified(peerId);
+    }
+  }, STAKED_PULL_MS);
+  timer.unref();
+  return () => {
+    clearInterval(timer);
+    stopOnIdentify();
+  };
 }
+
+/** How often a buying node looks for staked donors it has no advert from. */
+const STAKED_PULL_MS = 2_000;
+/** A buying node stops looking once its peer book holds this many donors (its candidates come from them). */
+const STAKED_PULL_BELOW = 256;

@@ -6,6 +6,8 @@ export type { StakeStatus } from "../chain/registry-view.ts";
 /** Where stakes are answered from without a chain read: a RegistryFollower in a running node. */
 export interface StakeSource {
   status(operator: Address, peerKey: Hex): StakeStatus;
+  /** Peer keys of up to `limit` active operators (none while the view is stale). */
+  activePeerKeys?(limit: number): Hex[];
 }
 
 /**
@@ -21,6 +23,11 @@ export class StakeCache {
 
   constructor(source: StakeSource) {
     this.#source = source;
+  }
+
+  /** Peer keys (Ed25519, 32 bytes) of up to `limit` staked, registered donors. */
+  activePeerKeys(limit: number): Hex[] {
+    return this.#source.activePeerKeys?.(limit) ?? [];
   }
 
   /** The known answer, or undefined while it is unknown. */
