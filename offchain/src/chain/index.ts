@@ -119,8 +119,6 @@ export {
 } from "./deploy.ts";
 export type { CourtParams, ZkParams } from "./deploy.ts";
 export {
-  ZK_EIP712_NAME,
-  ZK_EIP712_VERSION,
   finalizeZkChannelClose,
   openZkChannel,
   openZkChannelWithPermit,
@@ -137,9 +135,7 @@ export {
   withdrawZk,
   zkChannelOf,
   zkChannelsAddress,
-  zkDomain,
   zkVoucherDigestOf,
-  zkVoucherTypes,
 } from "./zk.ts";
 export type { ZkBatch, ZkChannelState, ZkEvent, ZkOpenRequest, ZkProofWords, ZkVoucher } from "./zk.ts";
 export type { DeployOptions } from "./deploy.ts";

@@ -1,25 +1,16 @@
 // Typed bindings of ZkChannels (docs/zk.md, "Contract"): reads, writes, its event stream and the
 // EIP-712 ZkVoucher of its signature fallback.
-import { getAbiItem, hashTypedData, parseEventLogs } from "viem";
-import type { Address, Hex, LocalAccount, TransactionReceipt, TypedDataDomain } from "viem";
+import { getAbiItem, parseEventLogs } from "viem";
+import type { Address, Hex, LocalAccount, TransactionReceipt } from "viem";
 import { canonicalSignature } from "../protocol/index.ts";
 import type { QueueKindName, QueueOp, ZkLeaf, ZkPublicKey } from "../zk/index.ts";
 // Runtime imports name the modules, not zk/index.ts, which would load the prover (snarkjs).
+import { ZK_VOUCHER_TYPES, zkChannelsDomain, zkVoucherDigest } from "../zk/eip712.ts";
 import { unpackTransfers } from "../zk/encoding.ts";
 import { ZkState } from "../zk/witness.ts";
 import { zkChannelsAbi } from "./abis.ts";
 import { ensureAllowance, send, signAtpPermit, PERMIT_TTL_SECONDS } from "./actions.ts";
 import type { ChainReader, ChainWriter } from "./clients.ts";
-
-export const ZK_EIP712_NAME = "Cell ZkChannels";
-export const ZK_EIP712_VERSION = "1";
-
-export const zkVoucherTypes = {
-  ZkVoucher: [
-    { name: "leaf", type: "uint32" },
-    { name: "cumulativeAmount", type: "uint96" },
-  ],
-} as const;
 
 /** A zk channel's EIP-712 voucher: leaf `leaf` has paid `cumulativeAmount` in all. */
 export interface ZkVoucher {
@@ -70,23 +61,13 @@ export type ZkEvent =
 
 const KIND_NAMES: Record<number, QueueKindName> = { 1: "open", 2: "topUp", 3: "close" };
 
-export function zkDomain(chainId: number | bigint, zkChannels: Address): TypedDataDomain {
-  return {
-    name: ZK_EIP712_NAME,
-    version: ZK_EIP712_VERSION,
-    chainId: Number(chainId),
-    verifyingContract: zkChannels,
-  };
-}
-
-/** What `ZkChannels.zkVoucherDigest(leaf, cumulativeAmount)` returns. */
+/** What `ZkChannels.zkVoucherDigest(leaf, cumulativeAmount)` returns (zk/eip712.ts holds the type). */
 export function zkVoucherDigestOf(chainId: number | bigint, zkChannels: Address, voucher: ZkVoucher): Hex {
-  return hashTypedData({
-    domain: zkDomain(chainId, zkChannels),
-    types: zkVoucherTypes,
-    primaryType: "ZkVoucher",
-    message: voucher,
-  });
+  return zkVoucherDigest(
+    zkChannelsDomain(Number(chainId), zkChannels),
+    voucher.leaf,
+    voucher.cumulativeAmount,
+  );
 }
 
 /** Signs a ZkVoucher with the channel's voucher signer (canonical form: v 27/28, low s). */
@@ -98,8 +79,8 @@ export async function signZkVoucherEip712(
 ): Promise<Hex> {
   return canonicalSignature(
     await account.signTypedData({
-      domain: zkDomain(chainId, zkChannels),
-      types: zkVoucherTypes,
+      domain: zkChannelsDomain(Number(chainId), zkChannels),
+      types: ZK_VOUCHER_TYPES,
       primaryType: "ZkVoucher",
       message: voucher,
     }),
