@@ -458,25 +458,29 @@ export class MeshNode {
   /**
    * Looks up a peer's addresses in the DHT when it is not connected and none are on record
    * (or `refresh` asks for fresh ones), stopping at the first answer instead of waiting for
-   * the whole query.
+   * the whole query. A refresh follows a failed dial: an answer that holds only addresses
+   * already on record (a peer that still remembers where a restarted node used to listen)
+   * is passed over, and a fresh one replaces the record instead of joining the stale ones.
    */
   async #locate(peerId: string, signal: AbortSignal, refresh: boolean): Promise<void> {
     const id = peerIdFromString(peerId);
     if (this.libp2p.getConnections(id).length > 0) return;
-    const known = await this.libp2p.peerStore.get(id).then(
-      (peer) => peer.addresses.length > 0,
-      () => false,
+    const onRecord = await this.libp2p.peerStore.get(id).then(
+      (peer) => new Set(peer.addresses.map(({ multiaddr }) => multiaddr.toString())),
+      () => new Set<string>(),
     );
-    if (known && !refresh) return;
+    if (onRecord.size > 0 && !refresh) return;
     try {
       for await (const event of this.libp2p.services.dht.findPeer(id, {
         signal: AbortSignal.any([signal, AbortSignal.timeout(LOOKUP_BUDGET_MS)]),
         useCache: !refresh,
       })) {
-        if (event.name === "FINAL_PEER" && event.peer.multiaddrs.length > 0) {
-          await this.libp2p.peerStore.merge(id, { multiaddrs: event.peer.multiaddrs });
-          return;
-        }
+        if (event.name !== "FINAL_PEER") continue;
+        const { multiaddrs } = event.peer;
+        if (!multiaddrs.some((address) => !onRecord.has(address.toString()))) continue;
+        if (refresh) await this.libp2p.peerStore.patch(id, { multiaddrs });
+        else await this.libp2p.peerStore.merge(id, { multiaddrs });
+        return;
       }
     } catch (err) {
       this.#log.debug({ remotePeer: peerId, err: (err as Error).message }, "peer lookup failed");
