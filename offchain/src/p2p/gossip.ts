@@ -10,6 +10,7 @@ import { Queue } from "@libp2p/utils";
 import type { Logger } from "pino";
 import { decodeMessage, encodeMessage, type Schema } from "./codec.ts";
 import { MeshError } from "./errors.ts";
+import { openOutboundStreamsTogether, type OutboundStreamRouter } from "./outbound-streams.ts";
 import type { PenaltyBook } from "./penalties.ts";
 import { KeyedRateLimiter, TokenBucket } from "./token-bucket.ts";
 
@@ -165,6 +166,9 @@ interface Subscription {
  * bounded handler queue per topic, and a paced publish queue: gossipsub has no
  * backpressure, so a burst of our own is spread out, not dropped.
  */
+/** Outbound gossip streams being opened at once, each to a different peer (outbound-streams.ts). */
+const OUTBOUND_STREAM_OPENS = 16;
+
 /** How many times an origin's rate one relaying connection may carry on a topic. */
 const RELAY_RATE_FACTOR = 8;
 
@@ -193,6 +197,10 @@ export class Gossip {
     this.#limits = limits;
     this.#publishBucket = new TokenBucket(limits.publishRatePerSecond, limits.publishBurst);
     this.#scoring = scoringOf(pubsub);
+    openOutboundStreamsTogether(
+      pubsub as unknown as OutboundStreamRouter<Connection["remotePeer"], Connection>,
+      OUTBOUND_STREAM_OPENS,
+    );
     pubsub.addEventListener("message", (event) => this.#deliver(event.detail));
     this.#countCopies(pubsub);
   }
