@@ -5,12 +5,17 @@ import { createRequire } from "node:module";
 import { writePrivateFile } from "../identity/index.ts";
 import { hash3 } from "./poseidon.ts";
 
-// The package's ESM entry imports named exports from a CommonJS dependency, which Node refuses;
-// its CommonJS build is the same code.
-const eddsa = createRequire(import.meta.url)(
-  "@zk-kit/eddsa-poseidon",
-) as typeof import("@zk-kit/eddsa-poseidon");
-const { derivePublicKey, signMessage, verifySignature } = eddsa;
+type EddsaPoseidon = typeof import("@zk-kit/eddsa-poseidon");
+let eddsaModule: EddsaPoseidon | undefined;
+
+/**
+ * The package's ESM entry imports named exports from a CommonJS dependency, which Node refuses;
+ * its CommonJS build is the same code. Loaded on first use: a node without zk never needs it.
+ */
+function eddsa(): EddsaPoseidon {
+  eddsaModule ??= createRequire(import.meta.url)("@zk-kit/eddsa-poseidon") as EddsaPoseidon;
+  return eddsaModule;
+}
 
 export const SETTLEMENT_KEY_FILE = "settlement.key";
 
@@ -39,7 +44,7 @@ export class SettlementKey {
   constructor(secret: Uint8Array) {
     if (secret.length !== 32) throw new RangeError(`a settlement key is 32 bytes, not ${secret.length}`);
     this.#secret = Uint8Array.from(secret);
-    const [ax, ay] = derivePublicKey(Buffer.from(this.#secret));
+    const [ax, ay] = eddsa().derivePublicKey(Buffer.from(this.#secret));
     this.publicKey = { ax, ay };
   }
 
@@ -57,14 +62,17 @@ export class SettlementKey {
   }
 
   sign(message: bigint): ZkSignature {
-    const { R8, S } = signMessage(Buffer.from(this.#secret), message);
+    const { R8, S } = eddsa().signMessage(Buffer.from(this.#secret), message);
     return { r8x: R8[0], r8y: R8[1], s: S };
   }
 }
 
 export function verifyZkSignature(message: bigint, signature: ZkSignature, key: ZkPublicKey): boolean {
   try {
-    return verifySignature(message, { R8: [signature.r8x, signature.r8y], S: signature.s }, [key.ax, key.ay]);
+    return eddsa().verifySignature(message, { R8: [signature.r8x, signature.r8y], S: signature.s }, [
+      key.ax,
+      key.ay,
+    ]);
   } catch {
     return false;
   }

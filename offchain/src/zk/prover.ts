@@ -3,7 +3,6 @@ import { existsSync, readFileSync } from "node:fs";
 import { fork } from "node:child_process";
 import type { ChildProcess } from "node:child_process";
 import { fileURLToPath } from "node:url";
-import * as snarkjs from "snarkjs";
 import type { Groth16Proof, VerificationKey } from "snarkjs";
 import type { CircuitInput, CircuitParams } from "./witness.ts";
 
@@ -239,6 +238,8 @@ export async function verifyOffchain(
   proof: Groth16Proof,
 ): Promise<boolean> {
   try {
+    // loaded here, not with the module: ~80 ms of start-up that a node without zk never needs
+    const snarkjs = await import("snarkjs");
     return await snarkjs.groth16.verify(vkey, publicSignals.map(String), proof);
   } catch {
     return false;
