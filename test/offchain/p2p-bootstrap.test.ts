@@ -4,6 +4,7 @@ import { loadConfig } from "../../offchain/src/node/index.ts";
 import {
   BootstrapSchedule,
   DEFAULT_BOOTSTRAP_POLICY,
+  FAILURES_BEFORE_NEXT,
   parseCidr,
   TrustedNetworks,
   type BootstrapPolicy,
@@ -18,6 +19,7 @@ const policy: BootstrapPolicy = {
   isolatedMaxDelayMs: 4_000,
   jitter: 0.5,
   minPeers: 3,
+  dialPeers: 2,
 };
 
 /** Fails every dial of `address` that falls due, `times` times, and returns when each was dialed. */
@@ -43,7 +45,7 @@ function failRepeatedly(
 describe("bootstrap schedule", () => {
   it("dials every bootstrap peer at once at start", () => {
     const schedule = new BootstrapSchedule([A, B], policy, () => 0);
-    assert.deepEqual(schedule.due(0, 0), [A, B]);
+    assert.deepEqual(schedule.due(0, 0).sort(), [A, B]);
     assert.deepEqual(schedule.due(0, 0), [], "a peer being dialed is not handed out twice");
     assert.equal(schedule.nextDueAt(0), undefined, "nothing waits while both dials run");
   });
@@ -130,6 +132,44 @@ describe("bootstrap schedule", () => {
     schedule.connected(A);
     assert.equal(schedule.nextDueAt(10), undefined);
     assert.equal(schedule.failures(A), 0);
+  });
+
+  it("dials dialPeers of its bootstrap peers, in an order of its own drawn at random", () => {
+    const peers = Array.from({ length: 6 }, (_, i) => `/ip4/127.0.0.1/tcp/${4001 + i}/p2p/P${i}`);
+    const firstPicks = new Map<string, number>();
+    let seed = 7;
+    // a seeded generator: the same draws on every run
+    const random = () => ((seed = (seed * 16_807) % 2_147_483_647) - 1) / 2_147_483_646;
+    for (let node = 0; node < 600; node++) {
+      const due = new BootstrapSchedule(peers, policy, random).due(0, 0);
+      assert.equal(due.length, 2, "each node dials two of the six");
+      assert.equal(new Set(due).size, 2);
+      for (const address of due) firstPicks.set(address, (firstPicks.get(address) ?? 0) + 1);
+    }
+    // 1,200 dials over six peers: ~200 each; every peer well within a third of that
+    assert.equal(firstPicks.size, 6);
+    for (const [address, count] of firstPicks)
+      assert.ok(count > 130 && count < 270, `${address} was picked ${count} times`);
+  });
+
+  it("moves on to the next bootstrap peer once one failed FAILURES_BEFORE_NEXT dials, and keeps retrying it", () => {
+    const C = "/ip4/127.0.0.1/tcp/4003/p2p/C";
+    const schedule = new BootstrapSchedule([A, B, C], { ...policy, dialPeers: 1 }, () => 0.99);
+    const [first] = schedule.due(0, 0);
+    assert.ok(first !== undefined);
+    let now = 0;
+    for (let failure = 1; failure < FAILURES_BEFORE_NEXT; failure++) {
+      schedule.dialed(first, false, now);
+      now = schedule.nextDueAt(0)!;
+      assert.deepEqual(schedule.due(now, 0), [first], "still the only one dialed");
+    }
+    schedule.dialed(first, false, now);
+    const next = schedule.due(now, 0);
+    assert.equal(next.length, 1, "the next peer in the order, at once");
+    assert.notEqual(next[0], first);
+    const retryAt = schedule.nextDueAt(0)!;
+    assert.ok(retryAt > now, "the failing peer waits out its backoff");
+    assert.deepEqual(schedule.due(retryAt, 0), [first], "and is still dialed again");
   });
 
   it("refuses a policy that would never back off or never retry", () => {

@@ -19,7 +19,18 @@ export interface BootstrapPolicy {
    * has fewer connections than this (it lost the mesh), not kept connected for good.
    */
   minPeers: number;
+  /**
+   * Bootstrap peers a node dials, taken in an order of its own drawn at random: a network's
+   * nodes spread over its bootstrap peers instead of all calling on the same ones (started
+   * together, 32 nodes dialing both of two bootstrap peers left them too busy to finish
+   * handshakes within 5 s). A peer that failed `FAILURES_BEFORE_NEXT` dials in a row stops
+   * counting, so the next in the order is dialed too; the failed one is still retried.
+   */
+  dialPeers: number;
 }
+
+/** Failed dials in a row after which a bootstrap peer no longer holds one of the `dialPeers` places. */
+export const FAILURES_BEFORE_NEXT = 3;
 
 export const DEFAULT_BOOTSTRAP_POLICY: BootstrapPolicy = {
   initialDelayMs: 500,
@@ -28,6 +39,7 @@ export const DEFAULT_BOOTSTRAP_POLICY: BootstrapPolicy = {
   isolatedMaxDelayMs: 4_000,
   jitter: 0.5,
   minPeers: 3,
+  dialPeers: 2,
 };
 
 interface BootstrapPeer {
@@ -52,7 +64,8 @@ interface BootstrapPeer {
 const STABLE_CONNECTION_MS = 10_000;
 
 /**
- * When to dial which bootstrap peer: a pure schedule driven by the caller's clock. A peer
+ * When to dial which bootstrap peer: a pure schedule driven by the caller's clock. It dials
+ * `dialPeers` of them, in an order drawn at random (see BootstrapPolicy.dialPeers). A peer
  * is dialed until reached once, with exponential backoff and jitter between failed dials;
  * afterwards it is dialed again only while this node has fewer than `minPeers`
  * connections. A peer that disconnects is redialed (if wanted) without waiting.
@@ -75,9 +88,11 @@ export class BootstrapSchedule {
         "bootstrap policy needs factor ≥ 1 and 0 < initialDelayMs ≤ maxDelayMs, isolatedMaxDelayMs",
       );
     if (policy.jitter < 0 || policy.jitter >= 1) throw new Error("bootstrap jitter must be in [0, 1)");
+    if (!Number.isInteger(policy.dialPeers) || policy.dialPeers < 1)
+      throw new Error(`bootstrap dialPeers must be a positive integer, got ${policy.dialPeers}`);
     this.#policy = policy;
     this.#random = random;
-    for (const address of addresses)
+    for (const address of shuffled(addresses, random))
       this.#peers.set(address, {
         address,
         connected: false,
@@ -92,7 +107,7 @@ export class BootstrapSchedule {
 
   /** Addresses to dial now, given how many connections this node has; they are marked as being dialed. */
   due(now: number, peerCount: number): string[] {
-    const due = [...this.#peers.values()].filter((peer) => this.#isDue(peer, now, peerCount));
+    const due = this.#chosen().filter((peer) => this.#isDue(peer, now, peerCount));
     for (const peer of due) peer.dialing = true;
     return due.map((peer) => peer.address);
   }
@@ -136,7 +151,7 @@ export class BootstrapSchedule {
    */
   nextDueAt(peerCount: number): number | undefined {
     let next: number | undefined;
-    for (const peer of this.#peers.values())
+    for (const peer of this.#chosen())
       if (this.#wanted(peer, peerCount) && !peer.dialing)
         next = Math.min(next ?? Infinity, this.#dueAt(peer, peerCount));
     return next;
@@ -145,6 +160,21 @@ export class BootstrapSchedule {
   /** Failed dials in a row, per address (for logs and tests). */
   failures(address: string): number {
     return this.#peers.get(address)?.failures ?? 0;
+  }
+
+  /**
+   * The peers this node dials: the first `dialPeers` in its order, skipping over (but keeping)
+   * those that failed FAILURES_BEFORE_NEXT dials in a row and have no connection.
+   */
+  #chosen(): BootstrapPeer[] {
+    const chosen: BootstrapPeer[] = [];
+    let places = this.#policy.dialPeers;
+    for (const peer of this.#peers.values()) {
+      if (places === 0) break;
+      chosen.push(peer);
+      if (peer.connected || peer.failures < FAILURES_BEFORE_NEXT) places--;
+    }
+    return chosen;
   }
 
   #isDue(peer: BootstrapPeer, now: number, peerCount: number): boolean {
@@ -168,4 +198,14 @@ export class BootstrapSchedule {
     const full = Math.min(cap, initialDelayMs * factor ** (failures - 1));
     return Math.round(full * (1 - jitter * draw));
   }
+}
+
+/** The addresses in an order drawn with `random` (Fisher–Yates). */
+function shuffled(addresses: readonly string[], random: () => number): string[] {
+  const order = [...addresses];
+  for (let i = order.length - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    [order[i], order[j]] = [order[j]!, order[i]!];
+  }
+  return order;
 }

@@ -1,6 +1,6 @@
 export { createMeshNode, DEFAULT_MESH_LIMITS, GOSSIP_SCORE_THRESHOLDS, MeshNode } from "./node.ts";
 export type { MeshLimits, MeshNodeOptions, MeshServices, MeshStats } from "./node.ts";
-export { BootstrapSchedule, DEFAULT_BOOTSTRAP_POLICY } from "./bootstrap.ts";
+export { BootstrapSchedule, DEFAULT_BOOTSTRAP_POLICY, FAILURES_BEFORE_NEXT } from "./bootstrap.ts";
 export type { BootstrapPolicy } from "./bootstrap.ts";
 export { parseCidr, TrustedNetworks } from "./trusted.ts";
 export type { Schema } from "./codec.ts";
