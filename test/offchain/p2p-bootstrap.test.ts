@@ -172,6 +172,15 @@ describe("bootstrap schedule", () => {
     assert.deepEqual(schedule.due(retryAt, 0), [first], "and is still dialed again");
   });
 
+  it("dials fallback peers (seen before a restart) only after the bootstrap peers", () => {
+    const C = "/ip4/127.0.0.1/tcp/4003/p2p/C";
+    const D = "/ip4/127.0.0.1/tcp/4004/p2p/D";
+    for (const draw of [0, 0.5, 0.99]) {
+      const schedule = new BootstrapSchedule([A, B], policy, () => draw, [C, D, A]);
+      assert.deepEqual(schedule.due(0, 0).sort(), [A, B], `with draws of ${draw}`);
+    }
+  });
+
   it("refuses a policy that would never back off or never retry", () => {
     assert.throws(() => new BootstrapSchedule([A], { ...DEFAULT_BOOTSTRAP_POLICY, factor: 0.5 }), /factor/);
     assert.throws(() => new BootstrapSchedule([A], { ...DEFAULT_BOOTSTRAP_POLICY, jitter: 1 }), /jitter/);

@@ -170,7 +170,8 @@ export async function startNode(config: NodeConfig, options: StartNodeOptions = 
     const mesh = await createMeshNode({
       peerKeySeed: identity.peerKeySeed,
       listen: config.listen,
-      bootstrap: [...new Set([...config.bootstrap, ...knownDonorAddrs(store)])],
+      bootstrap: config.bootstrap,
+      fallbackPeers: knownDonorAddrs(store),
       dhtProtocolPrefix: config.dhtProtocolPrefix,
       trustedNetworks: config.network.trustedCidrs,
       logger: log.child({ part: "p2p" }),

@@ -77,7 +77,13 @@ export class BootstrapSchedule {
   readonly #policy: BootstrapPolicy;
   readonly #random: () => number;
 
-  constructor(addresses: readonly string[], policy: BootstrapPolicy, random: () => number = Math.random) {
+  /** `fallback` addresses come after all of `addresses` in the order (e.g. peers seen before a restart). */
+  constructor(
+    addresses: readonly string[],
+    policy: BootstrapPolicy,
+    random: () => number = Math.random,
+    fallback: readonly string[] = [],
+  ) {
     if (
       policy.factor < 1 ||
       policy.initialDelayMs <= 0 ||
@@ -92,7 +98,8 @@ export class BootstrapSchedule {
       throw new Error(`bootstrap dialPeers must be a positive integer, got ${policy.dialPeers}`);
     this.#policy = policy;
     this.#random = random;
-    for (const address of shuffled(addresses, random))
+    const later = fallback.filter((address) => !addresses.includes(address));
+    for (const address of [...shuffled(addresses, random), ...shuffled(later, random)])
       this.#peers.set(address, {
         address,
         connected: false,

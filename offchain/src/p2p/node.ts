@@ -104,6 +104,8 @@ export interface MeshNodeOptions {
    * reached, and again whenever this node has lost most of its connections.
    */
   bootstrap?: string[];
+  /** Dialed like bootstrap peers, but only after those (see BootstrapPolicy.dialPeers): e.g. peers seen before a restart. */
+  fallbackPeers?: string[];
   bootstrapPolicy?: Partial<BootstrapPolicy>;
   /**
    * IP ranges (CIDR) of a network the operator runs, e.g. `127.0.0.0/8` for a devnet on one
@@ -203,6 +205,7 @@ export class MeshNode {
     limits: MeshLimits,
     bootstrap: string[],
     bootstrapPolicy: BootstrapPolicy = DEFAULT_BOOTSTRAP_POLICY,
+    fallbackPeers: string[] = [],
   ) {
     this.libp2p = libp2p;
     this.peerId = libp2p.peerId.toString();
@@ -210,11 +213,19 @@ export class MeshNode {
     this.did = did;
     this.#log = log;
     this.#penalties = penalties;
-    for (const address of bootstrap) {
+    const own = (address: string) => address.split("/p2p/").at(-1) === this.peerId;
+    for (const address of [...bootstrap, ...fallbackPeers]) {
       const peer = address.split("/p2p/").at(-1);
-      if (peer !== undefined && peer !== this.peerId) this.#bootstrapByPeer.set(peer, address);
+      if (peer !== undefined && !own(address) && !this.#bootstrapByPeer.has(peer))
+        this.#bootstrapByPeer.set(peer, address);
     }
-    this.#bootstrap = new BootstrapSchedule([...this.#bootstrapByPeer.values()], bootstrapPolicy);
+    const listed = new Set(this.#bootstrapByPeer.values());
+    this.#bootstrap = new BootstrapSchedule(
+      bootstrap.filter((address) => listed.has(address)),
+      bootstrapPolicy,
+      Math.random,
+      fallbackPeers.filter((address) => listed.has(address)),
+    );
     libp2p.addEventListener("peer:connect", (event) => {
       const address = this.#bootstrapByPeer.get(event.detail.toString());
       if (address !== undefined) this.#bootstrap.connected(address, Date.now());
@@ -691,6 +702,7 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
     limits,
     bootstrap,
     { ...DEFAULT_BOOTSTRAP_POLICY, ...options.bootstrapPolicy },
+    options.fallbackPeers ?? [],
   );
   node.dialDiscoveredPeers(limits.targetPeers);
   node.searchPeersWhileFew(limits.targetPeers);
