@@ -20,6 +20,7 @@ const policy: BootstrapPolicy = {
   jitter: 0.5,
   minPeers: 3,
   dialPeers: 2,
+  restAfterMs: 20_000,
 };
 
 /** Fails every dial of `address` that falls due, `times` times, and returns when each was dialed. */
@@ -172,6 +173,23 @@ describe("bootstrap schedule", () => {
     assert.deepEqual(schedule.due(retryAt, 0), [first], "and is still dialed again");
   });
 
+  it("dials the other configured bootstrap peers restAfterMs after the first dials, but not the fallback peers", () => {
+    const peers = Array.from({ length: 5 }, (_, i) => `/ip4/127.0.0.1/tcp/${4001 + i}/p2p/P${i}`);
+    const known = "/ip4/127.0.0.1/tcp/4100/p2p/K";
+    const schedule = new BootstrapSchedule(peers, policy, () => 0, [known]);
+    const first = schedule.due(0, 0);
+    assert.equal(first.length, 2);
+    for (const address of first) schedule.dialed(address, true, 10);
+    assert.equal(schedule.nextDueAt(2), 20_000, "with no jitter drawn, exactly restAfterMs later");
+    assert.deepEqual(schedule.due(19_999, 2), []);
+    const rest = schedule.due(20_000, 2);
+    assert.deepEqual(
+      rest.sort(),
+      peers.filter((address) => !first.includes(address)).sort(),
+      "the three not drawn, and not the fallback peer",
+    );
+  });
+
   it("dials fallback peers (seen before a restart) only after the bootstrap peers", () => {
     const C = "/ip4/127.0.0.1/tcp/4003/p2p/C";
     const D = "/ip4/127.0.0.1/tcp/4004/p2p/D";
@@ -179,6 +197,17 @@ describe("bootstrap schedule", () => {
       const schedule = new BootstrapSchedule([A, B], policy, () => draw, [C, D, A]);
       assert.deepEqual(schedule.due(0, 0).sort(), [A, B], `with draws of ${draw}`);
     }
+  });
+
+  it("refuses a policy that dials no bootstrap peer or a negative restAfterMs", () => {
+    assert.throws(
+      () => new BootstrapSchedule([A], { ...policy, dialPeers: 0 }),
+      /dialPeers must be a positive integer/,
+    );
+    assert.throws(
+      () => new BootstrapSchedule([A], { ...policy, restAfterMs: -1 }),
+      /restAfterMs must be at least 0/,
+    );
   });
 
   it("refuses a policy that would never back off or never retry", () => {

@@ -27,6 +27,13 @@ export interface BootstrapPolicy {
    * counting, so the next in the order is dialed too; the failed one is still retried.
    */
   dialPeers: number;
+  /**
+   * The other configured bootstrap peers are dialed too, this long after the first dials
+   * (shortened by the jitter): spread out, they cost the network's start nothing, and a node
+   * does not stay with only the two it drew (two bootstrap peers held by an attacker would
+   * otherwise be all that node hears of the network, through them and the DHT answers they give).
+   */
+  restAfterMs: number;
 }
 
 /** Failed dials in a row after which a bootstrap peer no longer holds one of the `dialPeers` places. */
@@ -40,6 +47,7 @@ export const DEFAULT_BOOTSTRAP_POLICY: BootstrapPolicy = {
   jitter: 0.5,
   minPeers: 3,
   dialPeers: 2,
+  restAfterMs: 20_000,
 };
 
 interface BootstrapPeer {
@@ -58,6 +66,8 @@ interface BootstrapPeer {
   connectedAt?: number;
   /** Connections in a row that closed within STABLE_CONNECTION_MS; sets the wait after such a close. */
   flaps: number;
+  /** Given as a fallback peer, not configured: never dialed for `restAfterMs`. */
+  fallback: boolean;
 }
 
 /** A connection that lasted this long was a real one: losing it redials at once. */
@@ -76,6 +86,8 @@ export class BootstrapSchedule {
   readonly #peers = new Map<string, BootstrapPeer>();
   readonly #policy: BootstrapPolicy;
   readonly #random: () => number;
+  /** When the configured peers beyond `dialPeers` are dialed too; set by the first `due`. */
+  #restAt: number | undefined;
 
   /** `fallback` addresses come after all of `addresses` in the order (e.g. peers seen before a restart). */
   constructor(
@@ -96,12 +108,14 @@ export class BootstrapSchedule {
     if (policy.jitter < 0 || policy.jitter >= 1) throw new Error("bootstrap jitter must be in [0, 1)");
     if (!Number.isInteger(policy.dialPeers) || policy.dialPeers < 1)
       throw new Error(`bootstrap dialPeers must be a positive integer, got ${policy.dialPeers}`);
+    if (!(policy.restAfterMs >= 0)) throw new Error("bootstrap restAfterMs must be at least 0");
     this.#policy = policy;
     this.#random = random;
-    const later = fallback.filter((address) => !addresses.includes(address));
-    for (const address of [...shuffled(addresses, random), ...shuffled(later, random)])
+    const later = new Set(fallback.filter((address) => !addresses.includes(address)));
+    for (const address of [...shuffled(addresses, random), ...shuffled([...later], random)])
       this.#peers.set(address, {
         address,
+        fallback: later.has(address),
         connected: false,
         dialing: false,
         reachedOnce: false,
@@ -114,7 +128,8 @@ export class BootstrapSchedule {
 
   /** Addresses to dial now, given how many connections this node has; they are marked as being dialed. */
   due(now: number, peerCount: number): string[] {
-    const due = this.#chosen().filter((peer) => this.#isDue(peer, now, peerCount));
+    this.#restAt ??= now + Math.round(this.#policy.restAfterMs * (1 - this.#policy.jitter * this.#random()));
+    const due = this.#chosen(now).filter((peer) => this.#isDue(peer, now, peerCount));
     for (const peer of due) peer.dialing = true;
     return due.map((peer) => peer.address);
   }
@@ -158,9 +173,13 @@ export class BootstrapSchedule {
    */
   nextDueAt(peerCount: number): number | undefined {
     let next: number | undefined;
-    for (const peer of this.#chosen())
-      if (this.#wanted(peer, peerCount) && !peer.dialing)
-        next = Math.min(next ?? Infinity, this.#dueAt(peer, peerCount));
+    const chosen = new Set(this.#chosen(-Infinity));
+    for (const peer of this.#peers.values()) {
+      if (!this.#wanted(peer, peerCount) || peer.dialing) continue;
+      if (chosen.has(peer)) next = Math.min(next ?? Infinity, this.#dueAt(peer, peerCount));
+      else if (!peer.fallback && this.#restAt !== undefined)
+        next = Math.min(next ?? Infinity, Math.max(this.#restAt, this.#dueAt(peer, peerCount)));
+    }
     return next;
   }
 
@@ -170,16 +189,19 @@ export class BootstrapSchedule {
   }
 
   /**
-   * The peers this node dials: the first `dialPeers` in its order, skipping over (but keeping)
-   * those that failed FAILURES_BEFORE_NEXT dials in a row and have no connection.
+   * The peers this node dials at `now`: the first `dialPeers` in its order, skipping over (but
+   * keeping) those that failed FAILURES_BEFORE_NEXT dials in a row and have no connection;
+   * from `restAt` on, every configured peer as well.
    */
-  #chosen(): BootstrapPeer[] {
+  #chosen(now: number): BootstrapPeer[] {
+    const rest = this.#restAt !== undefined && now >= this.#restAt;
     const chosen: BootstrapPeer[] = [];
     let places = this.#policy.dialPeers;
     for (const peer of this.#peers.values()) {
-      if (places === 0) break;
-      chosen.push(peer);
-      if (peer.connected || peer.failures < FAILURES_BEFORE_NEXT) places--;
+      if (places > 0) {
+        chosen.push(peer);
+        if (peer.connected || peer.failures < FAILURES_BEFORE_NEXT) places--;
+      } else if (rest && !peer.fallback) chosen.push(peer);
     }
     return chosen;
   }
