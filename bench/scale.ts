@@ -9,6 +9,9 @@
 // SCALE_SECONDS: jobs/s, CPU per job over all
 // nodes (user + system of every process, /proc/<pid>/stat), and messages received per job
 // per node (gossip copies, duplicates included, and requests), plus peak RSS per node.
+// Every node is given the first SCALE_BOOTSTRAP_PEERS donors (6) as bootstrap peers and dials
+// two of them (`BootstrapPolicy.dialPeers`), as nodes of a network with several bootstrap
+// peers do; SCALE_BOOTSTRAP_PEERS=2 has every node call on the same two.
 // The last line is one JSON object; `cpuPerJobRatio33to5` divides CPU per job at 33 nodes
 // by CPU per job at 5 in the same run. CPU per job counts every node's CPU while the jobs
 // run, idle upkeep included; `cpuPerJobAboveIdleRatio33to5` divides the jobs' own cost
@@ -46,7 +49,7 @@ const LATENCY_JOBS = numberFromEnv("SCALE_LATENCY_JOBS", 50);
 const LOAD_WARMUP_SECONDS = numberFromEnv("SCALE_LOAD_WARMUP_SECONDS", 20);
 const CONCURRENCY = numberFromEnv("SCALE_CONCURRENCY", 64);
 const DISCOVERY_TIMEOUT_SECONDS = numberFromEnv("SCALE_DISCOVERY_TIMEOUT_SECONDS", 120);
-const BOOTSTRAP_PEERS = numberFromEnv("SCALE_BOOTSTRAP_PEERS", 2);
+const BOOTSTRAP_PEERS = numberFromEnv("SCALE_BOOTSTRAP_PEERS", 6);
 /** SCALE_RECEIPT_BATCH_MS sets the donors' `donor.receiptBatchMs`; unset, the node's default. */
 const RECEIPT_BATCH_MS = process.env.SCALE_RECEIPT_BATCH_MS
   ? numberFromEnv("SCALE_RECEIPT_BATCH_MS", 0)
@@ -66,6 +69,8 @@ const profileArgs = (name: string): string[] =>
   PROFILED.has(name)
     ? ["--cpu-prof", `--cpu-prof-dir=${PROFILE_DIR}`, `--cpu-prof-name=${name}-${Date.now()}.cpuprofile`]
     : [];
+/** SCALE_NODE_FLAGS="--flag …": Node or V8 flags for every node process, e.g. to compare tiering settings. */
+const NODE_FLAGS = (process.env.SCALE_NODE_FLAGS ?? "").split(/\s+/).filter((flag) => flag.length > 0);
 const NODE_SCRIPT = fileURLToPath(new URL("_scale-node.ts", import.meta.url));
 const GOALS = { cpuPerJobRatio: 1.5, discoverySeconds33: 10, idleCpuPctPerNode: 2 };
 
@@ -485,7 +490,7 @@ class ScaleProcess {
 
   constructor(name: string, params: ScaleNodeParams) {
     this.name = name;
-    this.#child = spawn(process.execPath, [...profileArgs(name), NODE_SCRIPT], {
+    this.#child = spawn(process.execPath, [...NODE_FLAGS, ...profileArgs(name), NODE_SCRIPT], {
       stdio: ["pipe", "pipe", "pipe"],
     });
     this.#child.stderr!.on(
