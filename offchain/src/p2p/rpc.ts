@@ -60,6 +60,34 @@ const okEnvelope = z.object({ ok: z.unknown() }).strict();
 const replyEnvelope = z.union([okEnvelope, errorEnvelope]);
 const FRAME_SLACK = 64;
 
+/**
+ * A request's timeout, cleared when the request ends. `AbortSignal.timeout` cannot be
+ * cleared: its timer fires long after the answer came and, while the signal is still
+ * reachable, aborts it, building a DOMException with a stack trace each time (at 33 nodes
+ * 0.36 s of the buyer's CPU a minute, for requests answered long before).
+ */
+class RequestDeadline {
+  readonly #controller = new AbortController();
+  readonly #timer: NodeJS.Timeout;
+
+  constructor(timeoutMs: number) {
+    this.#timer = setTimeout(
+      () => this.#controller.abort(new DOMException("the request timed out", "TimeoutError")),
+      timeoutMs,
+    );
+    // like AbortSignal.timeout's: a pending request does not keep the process alive
+    this.#timer.unref();
+  }
+
+  get signal(): AbortSignal {
+    return this.#controller.signal;
+  }
+
+  clear(): void {
+    clearTimeout(this.#timer);
+  }
+}
+
 function isRejectReason(code: string): code is RejectReason {
   return (REJECT_REASONS as readonly string[]).includes(code);
 }
@@ -152,10 +180,23 @@ export class Rpc {
   ): Promise<Res> {
     const frame = encodeMessage(spec.request, message, spec.maxRequestBytes, `request for ${protocol}`);
     const timeoutMs = options.timeoutMs ?? this.#limits.timeoutMs;
-    const signal = AbortSignal.any([
-      AbortSignal.timeout(timeoutMs),
-      ...(options.signal ? [options.signal] : []),
-    ]);
+    const deadline = new RequestDeadline(timeoutMs);
+    const signal = options.signal ? AbortSignal.any([deadline.signal, options.signal]) : deadline.signal;
+    try {
+      return await this.#exchange(target, protocol, spec, frame, signal, timeoutMs);
+    } finally {
+      deadline.clear();
+    }
+  }
+
+  async #exchange<Req, Res>(
+    target: RequestTarget,
+    protocol: string,
+    spec: ProtocolSpec<Req, Res>,
+    frame: Uint8Array,
+    signal: AbortSignal,
+    timeoutMs: number,
+  ): Promise<Res> {
     const peerId = await this.#resolve(target, signal);
     this.#sent.set(protocol, (this.#sent.get(protocol) ?? 0) + 1);
     for (;;) {
