@@ -26,6 +26,7 @@ import {
 import type { ChainWriter, ChannelKey, SignedVoucher } from "../offchain/src/chain/index.ts";
 import { ChainIndexer, explorerSourceOf } from "../offchain/src/indexer/index.ts";
 import { openStore } from "../offchain/src/store/index.ts";
+import { explorerNode } from "../test/support/explorer-node.ts";
 
 const CHANNELS = 500;
 const BATCH = 100;
@@ -153,23 +154,6 @@ function sender(writer: ChainWriter): (calls: readonly Call[]) => Promise<void> 
     const receipt = await publicClient.waitForTransactionReceipt({ hash, pollingInterval: 20 });
     if (receipt.status !== "success")
       throw new Error(`${calls.at(-1)![0]} reverted in the benchmark's history`);
-  };
-}
-
-/** A node serving only the explorer. */
-function explorerNode(explorer: ApiNode["explorer"]): ApiNode {
-  return {
-    peerId: "bench",
-    did: "did:key:bench",
-    operator: "0x0000000000000000000000000000000000000001",
-    multiaddrs: () => [],
-    chainInfo: { chainId: 31337, rpcUrl: "", contracts: {} },
-    submitJob: () => Promise.reject(new Error("not a buyer")),
-    getJob: () => undefined,
-    listJobs: () => [],
-    peers: () => [],
-    on: () => undefined,
-    explorer,
   };
 }
 

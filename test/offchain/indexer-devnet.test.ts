@@ -4,7 +4,7 @@ import { createPublicClient, custom, http, keccak256, parseEther, toHex } from "
 import type { Address, Hex, PublicClient } from "viem";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { createApiClient, createApiServer } from "../../offchain/src/api/index.ts";
-import type { ApiNode, ApiServer } from "../../offchain/src/api/index.ts";
+import type { ApiServer } from "../../offchain/src/api/index.ts";
 import {
   buildReceiptTree,
   createWriter,
@@ -30,33 +30,9 @@ import { ChainIndexer, explorerSourceOf } from "../../offchain/src/indexer/index
 import { openStore } from "../../offchain/src/store/index.ts";
 import type { Store } from "../../offchain/src/store/index.ts";
 import { receiptFor, signedReceipt } from "../support/contracts/fixture.ts";
+import { explorerNode, getExplorer } from "../support/explorer-node.ts";
 
 const TOKEN = "explorer-test-token-0123456789";
-
-/** A node serving only the explorer: the API's job routes are not under test here. */
-function explorerNode(explorer: ApiNode["explorer"]): ApiNode {
-  return {
-    peerId: "12D3KooWExplorer",
-    did: "did:key:z6Mk",
-    operator: "0x0000000000000000000000000000000000000001",
-    multiaddrs: () => [],
-    chainInfo: { chainId: 31337, rpcUrl: "", contracts: {} },
-    submitJob: () => Promise.reject(new Error("not a buyer")),
-    getJob: () => undefined,
-    listJobs: () => [],
-    peers: () => [],
-    on: () => undefined,
-    explorer,
-  };
-}
-
-async function get(
-  server: ApiServer,
-  path: string,
-): Promise<{ status: number; body: Record<string, unknown> }> {
-  const response = await fetch(`${server.url}${path}`);
-  return { status: response.status, body: (await response.json()) as Record<string, unknown> };
-}
 
 describe("chain indexer on a Hardhat chain", () => {
   let devnet: Devnet;
@@ -202,13 +178,13 @@ describe("chain indexer on a Hardhat chain", () => {
   });
 
   it("serves the index as paged, filterable JSON and names a bad query parameter", async () => {
-    const first = await get(server, "/explorer/settlements?limit=1");
+    const first = await getExplorer(server, "/explorer/settlements?limit=1");
     assert.equal(first.status, 200);
     assert.deepEqual(
       (first.body.items as { tx: Hex }[]).map((s) => s.tx),
       [settlementTxs[1]],
     );
-    const second = await get(
+    const second = await getExplorer(
       server,
       `/explorer/settlements?limit=1&cursor=${first.body.nextCursor as string}`,
     );
@@ -218,31 +194,31 @@ describe("chain indexer on a Hardhat chain", () => {
     );
     assert.equal(second.body.nextCursor, undefined);
 
-    const byEpoch = await get(server, "/explorer/settlements?epoch=1");
+    const byEpoch = await getExplorer(server, "/explorer/settlements?epoch=1");
     assert.deepEqual(
       (byEpoch.body.items as { tx: Hex }[]).map((s) => s.tx),
       [settlementTxs[0]],
     );
-    const byPayee = await get(server, `/explorer/settlements?payee=${payee.toLowerCase()}`);
+    const byPayee = await getExplorer(server, `/explorer/settlements?payee=${payee.toLowerCase()}`);
     assert.equal((byPayee.body.items as unknown[]).length, 2);
-    const nobody = await get(
+    const nobody = await getExplorer(
       server,
       `/explorer/channels?address=${privateKeyToAccount(generatePrivateKey()).address}`,
     );
     assert.deepEqual(nobody.body.items, []);
-    const channels = await get(server, `/explorer/channels?address=${payee}`);
+    const channels = await getExplorer(server, `/explorer/channels?address=${payee}`);
     assert.deepEqual(
       (channels.body.items as { channelId: Hex }[]).map((c) => c.channelId),
       [channel.channelId],
     );
-    const history = await get(server, `/explorer/channels/${channel.channelId}`);
+    const history = await getExplorer(server, `/explorer/channels/${channel.channelId}`);
     assert.deepEqual(
       (history.body.events as { kind: string }[]).map((e) => e.kind),
       ["opened", "topped_up", "paid", "settled", "skipped_nothing_new", "settled", "close_started"],
     );
 
     const donorAddress: Address = donor.walletClient.account.address;
-    const profile = await get(server, `/explorer/donors/${donorAddress}?limit=2`);
+    const profile = await getExplorer(server, `/explorer/donors/${donorAddress}?limit=2`);
     assert.deepEqual(profile.body.faults, { equivocation: 1 });
     const stake = profile.body.stake as { operator: Address };
     assert.deepEqual(profile.body.trust, { operator: stake.operator, reputation: 40_000 });
@@ -253,19 +229,19 @@ describe("chain indexer on a Hardhat chain", () => {
     );
     assert.ok(page.nextCursor);
 
-    const slashes = await get(server, "/explorer/slashes?kind=outvoted");
+    const slashes = await getExplorer(server, "/explorer/slashes?kind=outvoted");
     assert.deepEqual(slashes.body.items, []);
-    const anchors = await get(server, "/explorer/anchors?epoch=2");
+    const anchors = await getExplorer(server, "/explorer/anchors?epoch=2");
     assert.equal((anchors.body.items as unknown[]).length, 1);
-    const status = await get(server, "/explorer/status");
+    const status = await getExplorer(server, "/explorer/status");
     assert.equal(status.body.lag, "0");
 
-    const bad = await get(server, "/explorer/settlements?limit=0&colour=red");
+    const bad = await getExplorer(server, "/explorer/settlements?limit=0&colour=red");
     assert.equal(bad.status, 400);
     const message = (bad.body.error as { message: string }).message;
     assert.match(message, /limit: must be between 1 and 500/);
     assert.match(message, /colour/);
-    const badAddress = await get(server, "/explorer/donors/0x1234");
+    const badAddress = await getExplorer(server, "/explorer/donors/0x1234");
     assert.equal(badAddress.status, 400);
     assert.match(
       (badAddress.body.error as { message: string }).message,
@@ -281,7 +257,7 @@ describe("chain indexer on a Hardhat chain", () => {
       [settlementTxs[1]],
     );
     await assert.rejects(client.explorer("anchors", { epoch: "x" }), /epoch: must be a decimal integer/);
-    const missing = await get(server, `/explorer/settlements/${keccak256(toHex("none"))}`);
+    const missing = await getExplorer(server, `/explorer/settlements/${keccak256(toHex("none"))}`);
     assert.equal(missing.status, 404);
   });
 

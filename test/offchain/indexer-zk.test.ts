@@ -11,7 +11,7 @@ import { keccak256, parseEther, toHex } from "viem";
 import type { Address, Hex } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { createApiServer } from "../../offchain/src/api/index.ts";
-import type { ApiNode, ApiServer } from "../../offchain/src/api/index.ts";
+import type { ApiServer } from "../../offchain/src/api/index.ts";
 import {
   createWriter,
   devnetPrivateKey,
@@ -45,37 +45,12 @@ import {
 import type { QueueOp, Transfer } from "../../offchain/src/zk/index.ts";
 import { zkBatchRows, zkChannelRows } from "../../offchain/web/src/pages/explorer.ts";
 import { runCell } from "../support/cell-cli.ts";
+import { explorerNode, getExplorer } from "../support/explorer-node.ts";
+import type { ExplorerAnswer } from "../support/explorer-node.ts";
 
 const TOKEN = "zk-explorer-test-token-0123456789";
 
-/** A node serving only the explorer: the API's job routes are not under test here. */
-function explorerNode(explorer: ApiNode["explorer"]): ApiNode {
-  return {
-    peerId: "12D3KooWExplorer",
-    did: "did:key:z6Mk",
-    operator: "0x0000000000000000000000000000000000000001",
-    multiaddrs: () => [],
-    chainInfo: { chainId: 31337, rpcUrl: "", contracts: {} },
-    submitJob: () => Promise.reject(new Error("not a buyer")),
-    getJob: () => undefined,
-    listJobs: () => [],
-    peers: () => [],
-    on: () => undefined,
-    explorer,
-  };
-}
-
-interface Answer {
-  status: number;
-  body: Record<string, unknown>;
-}
-
-async function get(server: ApiServer, path: string): Promise<Answer> {
-  const response = await fetch(`${server.url}${path}`);
-  return { status: response.status, body: (await response.json()) as Record<string, unknown> };
-}
-
-const items = (answer: Answer) => answer.body.items as Record<string, unknown>[];
+const items = (answer: ExplorerAnswer) => answer.body.items as Record<string, unknown>[];
 const ether = (amount: string) => `${parseEther(amount)}`;
 
 describe("indexer core: ZkChannels logs", () => {
@@ -293,23 +268,26 @@ describe("chain indexer on ZkChannels", { timeout: 300_000 }, () => {
   });
 
   it("serves zk channels, batches and payouts as paged, filterable JSON and names a bad query", async () => {
-    const byPayee = await get(server, `/explorer/zk/channels?payee=${payees[0]!.toLowerCase()}`);
+    const byPayee = await getExplorer(server, `/explorer/zk/channels?payee=${payees[0]!.toLowerCase()}`);
     assert.equal(byPayee.status, 200);
     assert.deepEqual(
       items(byPayee).map((c) => c.leaf),
       [0],
     );
-    const byBuyer = await get(server, `/explorer/zk/channels?buyer=${buyer.walletClient.account.address}`);
+    const byBuyer = await getExplorer(
+      server,
+      `/explorer/zk/channels?buyer=${buyer.walletClient.account.address}`,
+    );
     assert.deepEqual(
       items(byBuyer).map((c) => c.leaf),
       [1, 0],
     );
-    const firstPage = await get(server, "/explorer/zk/channels?limit=1");
+    const firstPage = await getExplorer(server, "/explorer/zk/channels?limit=1");
     assert.deepEqual(
       items(firstPage).map((c) => c.leaf),
       [1],
     );
-    const nextPage = await get(
+    const nextPage = await getExplorer(
       server,
       `/explorer/zk/channels?limit=1&cursor=${firstPage.body.nextCursor as string}`,
     );
@@ -319,7 +297,10 @@ describe("chain indexer on ZkChannels", { timeout: 300_000 }, () => {
     );
     assert.equal(nextPage.body.nextCursor, undefined);
 
-    const batches = await get(server, `/explorer/zk/batches?submitter=${admin.walletClient.account.address}`);
+    const batches = await getExplorer(
+      server,
+      `/explorer/zk/batches?submitter=${admin.walletClient.account.address}`,
+    );
     assert.deepEqual(
       items(batches).map((b) => [b.tx, b.transferCount]),
       [[batchTx, 2]],
@@ -346,26 +327,26 @@ describe("chain indexer on ZkChannels", { timeout: 300_000 }, () => {
         state: "open",
       },
     ]);
-    const noBatches = await get(server, `/explorer/zk/batches?submitter=${payees[0]}`);
+    const noBatches = await getExplorer(server, `/explorer/zk/batches?submitter=${payees[0]}`);
     assert.deepEqual(items(noBatches), []);
 
-    const leafOne = await get(server, "/explorer/zk/payouts?leaf=1");
+    const leafOne = await getExplorer(server, "/explorer/zk/payouts?leaf=1");
     assert.deepEqual(
       items(leafOne).map((p) => [p.kind, p.amount]),
       [["signature", ether("3")]],
     );
-    const toPayee = await get(server, `/explorer/zk/payouts?payee=${payees[0]}`);
+    const toPayee = await getExplorer(server, `/explorer/zk/payouts?payee=${payees[0]}`);
     assert.deepEqual(
       items(toPayee).map((p) => [p.kind, p.leaf]),
       [["withdrawn", 0]],
     );
 
-    const bad = await get(server, "/explorer/zk/payouts?leaf=x&colour=red");
+    const bad = await getExplorer(server, "/explorer/zk/payouts?leaf=x&colour=red");
     assert.equal(bad.status, 400);
     const message = (bad.body.error as { message: string }).message;
     assert.match(message, /leaf: must be a leaf index/);
     assert.match(message, /colour/);
-    const badPayee = await get(server, "/explorer/zk/channels?payee=0x1234");
+    const badPayee = await getExplorer(server, "/explorer/zk/channels?payee=0x1234");
     assert.equal(badPayee.status, 400);
     assert.match((badPayee.body.error as { message: string }).message, /payee: must be an address/);
   });
