@@ -704,6 +704,12 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
     { ...DEFAULT_BOOTSTRAP_POLICY, ...options.bootstrapPolicy },
     options.fallbackPeers ?? [],
   );
+  // Bootstrap and fallback peers not dialed at start (BootstrapPolicy.dialPeers) are still
+  // reachable at once by peer id: a restarted buyer probes the executors of its running jobs.
+  for (const address of [...bootstrap, ...(options.fallbackPeers ?? [])]) {
+    const peer = address.split("/p2p/").at(-1);
+    if (peer !== undefined && peer !== node.peerId) node.rememberAddresses(peer, [address]);
+  }
   node.dialDiscoveredPeers(limits.targetPeers);
   node.searchPeersWhileFew(limits.targetPeers);
   if (options.blockSource !== undefined) await node.serveBlocks(options.blockSource);
