@@ -147,6 +147,35 @@ describe("discovery at scale over loopback TCP", { timeout: 90_000 }, () => {
     assert.equal(sender.stats().gossipStreamsRestored, 1, "the sender reopened its stream");
   });
 
+  it("dials only dialPeers of its bootstrap peers at start, yet reaches another one by peer id at once", async () => {
+    const protocol = "/cell-test/reach/1";
+    const spec = { request: Count, response: Count, maxRequestBytes: 64, maxResponseBytes: 64 };
+    const servers = await Promise.all(
+      [244, 245, 246].map((seed) => createMeshNode({ peerKeySeed: new Uint8Array(32).fill(seed), logger })),
+    );
+    started.push(...servers);
+    for (const server of servers) await server.handle(protocol, spec, async ({ n }) => ({ n: n + 1 }));
+    const client = await createMeshNode({
+      peerKeySeed: new Uint8Array(32).fill(247),
+      bootstrap: servers.map((server) => server.multiaddrs()[0]!),
+      bootstrapPolicy: { dialPeers: 1, restAfterMs: 60_000 },
+      logger,
+    });
+    started.push(client);
+    const connected = servers.filter(
+      (server) => client.libp2p.getConnections(server.libp2p.peerId).length > 0,
+    );
+    assert.equal(connected.length, 1, "one bootstrap peer dialed at start");
+    const [notDialed] = servers.filter((server) => !connected.includes(server));
+    const known = await client.libp2p.peerStore.has(notDialed!.libp2p.peerId);
+    assert.equal(
+      known,
+      false,
+      "a bootstrap peer not dialed yet is not in the peer store, so nothing else dials it",
+    );
+    assert.deepEqual(await client.request(notDialed!.peerId, protocol, spec, { n: 1 }), { n: 2 });
+  });
+
   it("counts the requests it sends and serves, per protocol", async () => {
     const protocol = "/cell-test/count/1";
     const spec = { request: Count, response: Count, maxRequestBytes: 64, maxResponseBytes: 64 };

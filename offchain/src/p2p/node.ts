@@ -481,6 +481,14 @@ export class MeshNode {
       () => new Set<string>(),
     );
     if (onRecord.size > 0 && !refresh) return;
+    const configured = this.#bootstrapByPeer.get(peerId);
+    if (configured !== undefined && !refresh) {
+      // A bootstrap or fallback peer not dialed yet (BootstrapPolicy.dialPeers) is reached at
+      // its configured address. Not put in the peer store at start: then every node dialed
+      // every bootstrap peer at once, the crowding the policy spreads out.
+      await this.libp2p.peerStore.merge(id, { multiaddrs: [multiaddr(configured)] });
+      return;
+    }
     try {
       for await (const event of this.libp2p.services.dht.findPeer(id, {
         signal: AbortSignal.any([signal, AbortSignal.timeout(LOOKUP_BUDGET_MS)]),
@@ -704,12 +712,6 @@ export async function createMeshNode(options: MeshNodeOptions): Promise<MeshNode
     { ...DEFAULT_BOOTSTRAP_POLICY, ...options.bootstrapPolicy },
     options.fallbackPeers ?? [],
   );
-  // Bootstrap and fallback peers not dialed at start (BootstrapPolicy.dialPeers) are still
-  // reachable at once by peer id: a restarted buyer probes the executors of its running jobs.
-  for (const address of [...bootstrap, ...(options.fallbackPeers ?? [])]) {
-    const peer = address.split("/p2p/").at(-1);
-    if (peer !== undefined && peer !== node.peerId) node.rememberAddresses(peer, [address]);
-  }
   node.dialDiscoveredPeers(limits.targetPeers);
   node.searchPeersWhileFew(limits.targetPeers);
   if (options.blockSource !== undefined) await node.serveBlocks(options.blockSource);
