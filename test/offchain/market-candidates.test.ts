@@ -160,6 +160,32 @@ describe("candidate selection", () => {
     assert.ok(share("peer-2") < 0.6 * typical, `busy ${share("peer-2")} vs ${typical}`);
   });
 
+  it("does not ask a donor this buyer's jobs fill while enough others have a slot free, and counts it", () => {
+    // peer-0 is the cheapest, but every one of its 4 slots runs this buyer's jobs
+    const donors = [prospect(0, { pricePerMegaFuel: 50n }), prospect(1), prospect(2)];
+    const busy = (peerId: string) => (peerId === "peer-0" ? 4 : 0);
+    const one = pickCandidates(donors, job, options(seededRandom(3), { busy, needed: 1 }));
+    assert.deepEqual(one.chosen.map((c) => c.peerId).sort(), ["peer-1", "peer-2"]);
+    assert.equal(one.passedOver.slots_full, 1);
+    assert.equal(one.notAsked, 0);
+
+    // a job of 3 replicas cannot be placed on the 2 free donors alone: the full one is asked too, cheapest first
+    const three = pickCandidates(donors, job, options(seededRandom(3), { busy, needed: 3 }));
+    assert.equal(three.chosen[0]!.peerId, "peer-0");
+    assert.equal(three.chosen.length, 3);
+    assert.equal(three.passedOver.slots_full, undefined);
+  });
+
+  it("keeps at most k donors with a slot free, the rest counted as not asked", () => {
+    const donors = Array.from({ length: 10 }, (_, n) => prospect(n));
+    const busy = (peerId: string) => (["peer-0", "peer-1", "peer-2"].includes(peerId) ? 4 : 0);
+    const { chosen, passedOver, notAsked } = pickCandidates(donors, job, options(seededRandom(5), { busy }));
+    assert.equal(chosen.length, 4);
+    assert.ok(chosen.every((c) => !["peer-0", "peer-1", "peer-2"].includes(c.peerId)));
+    assert.equal(passedOver.slots_full, 3);
+    assert.equal(notAsked, 3);
+  });
+
   it("gives a new donor with an equal price its share of requests and of the work", () => {
     // 15 established donors (large stake, good reputation) and one that just joined: it
     // has no stake recorded yet and neutral reputation; only its weight is smaller.

@@ -125,13 +125,19 @@ describe("peer book", () => {
     );
   });
 
-  it("puts donors whose slots this buyer fills last, and spreads ties", () => {
+  it("passes over donors whose slots this buyer fills while enough others are free, else puts them last, and spreads ties", () => {
     const book = new PeerBook();
     for (const id of ["a", "b", "c"]) book.upsertFromAdvert(advert(id), 0, true);
     const busy = (peerId: string) => (peerId === "a" ? 4 : 0);
     const options = { now: 0, livenessMs: 1_000, exclude: new Set<string>() };
+    const oneReplica = book.candidates(job, { ...options, limit: 3, busy });
+    assert.deepEqual(oneReplica.chosen.map((d) => d.peerId).sort(), ["b", "c"]);
+    assert.equal(oneReplica.passedOver.slots_full, 1);
     for (let i = 0; i < 20; i++)
-      assert.equal(book.candidates(job, { ...options, limit: 3, busy }).chosen.at(-1)?.peerId, "a");
+      assert.equal(
+        book.candidates(job, { ...options, limit: 3, busy, needed: 3 }).chosen.at(-1)?.peerId,
+        "a",
+      );
     const firsts = new Set<string>();
     for (let i = 0; i < 50; i++) firsts.add(book.candidates(job, { ...options, limit: 1 }).chosen[0]!.peerId);
     assert.ok(firsts.size > 1, "equal donors are not always asked in the same order");

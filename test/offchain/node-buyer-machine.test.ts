@@ -297,6 +297,23 @@ describe("buyer machine: placement and bid rounds", () => {
     );
   });
 
+  it("announces nothing when the known donors it did not ask are full of its own jobs", () => {
+    const driver = new Driver();
+    driver.send({ type: "submitted" });
+    const effects = driver.send({ type: "place", expected: ["A"], passedOver: { slots_full: 3 } });
+    assert.deepEqual(
+      effects.filter((effect) => effect.type === "request_bids").map((effect) => effect.peers),
+      [["A"]],
+    );
+    assert.equal(driver.of("announce").length, 0, "enough donors are known, only busy");
+    driver.at(4).bid("A", 40n);
+    assert.equal(
+      driver.of("check_bid_signature").at(-1)?.candidate.peerId,
+      "A",
+      "selection starts once the one candidate answered",
+    );
+  });
+
   it("reads at most MAX_ROUND_ANSWERS answers in a round, however many strangers bid", () => {
     const driver = new Driver();
     driver.send({ type: "submitted" });

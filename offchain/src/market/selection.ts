@@ -208,6 +208,11 @@ export interface CandidateOptions {
   random: () => number;
   /** Jobs of this buyer each donor runs now (default none). */
   busy?: (peerId: string) => number;
+  /**
+   * Executors the job still needs (default 1). Donors whose slots this buyer's own jobs fill
+   * are asked only when fewer suitable donors than this have a slot free.
+   */
+  needed?: number;
   /** Reputation in 0..65535; defaults to neutral, so a new donor weighs as much as any other. */
   reputation?: Reputation;
   /** Quarantined or banned donors (trust layer): never asked. */
@@ -243,8 +248,9 @@ interface Ranked<P extends Prospect = Prospect> {
  * live, able to run the job and within its price. Cheaper donors come first; among equal
  * prices, donors with a slot free of this buyer's jobs, then a weighted draw (stake,
  * reputation and free slots), so every donor, a new one included, is asked in proportion
- * to its weight. One pass over the donors (no copy of them) plus an insertion into a list
- * of `limit`.
+ * to its weight. Donors whose slots this buyer's jobs fill are passed over (`slots_full`)
+ * while at least `needed` suitable donors have a slot free. One pass over the donors (no
+ * copy of them) plus an insertion into a list of `limit`.
  */
 export function pickCandidates<P extends Prospect>(
   prospects: Iterable<P>,
@@ -272,8 +278,25 @@ export function pickCandidates<P extends Prospect>(
     if (rival) pass("duplicate_operator");
     if (!rival || compareRanked(ranked, rival) < 0) bestOfOperator.set(operator, ranked);
   }
-  const chosen: Ranked<P>[] = [];
-  for (const ranked of bestOfOperator.values()) insertBounded(chosen, ranked, options.limit);
+  const withFreeSlot: Ranked<P>[] = [];
+  const full: Ranked<P>[] = [];
+  let freeCount = 0;
+  for (const ranked of bestOfOperator.values()) {
+    if (ranked.tier === 0) freeCount++;
+    insertBounded(ranked.tier === 0 ? withFreeSlot : full, ranked, options.limit);
+  }
+  // A donor full of this buyer's jobs would decline: asking it costs a message each way.
+  if (freeCount >= (options.needed ?? 1)) {
+    const fullCount = bestOfOperator.size - freeCount;
+    if (fullCount > 0) passedOver.slots_full = (passedOver.slots_full ?? 0) + fullCount;
+    return {
+      chosen: withFreeSlot.map((ranked) => ranked.prospect),
+      passedOver,
+      notAsked: freeCount - withFreeSlot.length,
+    };
+  }
+  const chosen = withFreeSlot;
+  for (const ranked of full) insertBounded(chosen, ranked, options.limit);
   return {
     chosen: chosen.map((ranked) => ranked.prospect),
     passedOver,

@@ -228,7 +228,9 @@ class Transition {
     const limit = candidateLimit(openSlots(job).length, this.settings);
     const taken = this.takenPeers();
     const usable = expected.filter((peerId) => !taken.has(peerId)).slice(0, limit);
-    this.openRound(usable, usable.length < limit);
+    // donors passed over because this buyer's jobs fill them are known: no need to look for more
+    const known = usable.length + (passedOver.slots_full ?? 0);
+    this.openRound(usable, known < limit);
     if (usable.length === 0) this.job.round!.refusals.push(...unknownDonorRefusals(passedOver));
   }
 

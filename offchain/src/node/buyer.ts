@@ -656,6 +656,7 @@ export class Buyer {
         livenessMs: this.#settings.livenessMs,
         exclude: new Set([...job.excluded, ...activeAttempts(job).map((attempt) => attempt.peerId)]),
         limit: candidateLimit(Math.max(1, openSlots(job).length), config),
+        needed: Math.max(1, openSlots(job).length),
         busy: (peerId) => this.#busyWith(peerId),
         random: this.#settings.random,
         reputation:

@@ -105,7 +105,8 @@ export class PeerBook {
    * The donors a job asks to bid (market/selection.ts `pickCandidates`): at most `limit`
    * (default: all), one per operator, staked, heard from recently, able to take the job,
    * not excluded; cheapest first, then a draw weighted by stake, reputation and the slots
-   * not taken by this buyer's own jobs, so equal donors share the load. Quarantined and
+   * not taken by this buyer's own jobs, so equal donors share the load; donors this buyer's
+   * jobs fill are asked only when fewer than `needed` have a slot free. Quarantined and
    * banned donors are never asked; reputation (on the job's module) comes from the trust
    * layer unless the caller passes its own.
    */
@@ -117,6 +118,7 @@ export class PeerBook {
       exclude: ReadonlySet<string>;
       limit?: number;
       busy?: (peerId: string) => number;
+      needed?: number;
       random?: () => number;
       reputation?: Reputation;
     },
@@ -129,6 +131,7 @@ export class PeerBook {
       exclude: options.exclude,
       random: options.random ?? Math.random,
       busy: options.busy,
+      ...(options.needed === undefined ? {} : { needed: options.needed }),
       reputation:
         options.reputation ?? (trust && ((operator, moduleCid) => trust.reputation(operator, moduleCid))),
       blocked: trust && ((peerId, operator) => trust.isBlocked(peerId) || trust.isBlocked(operator)),
