@@ -4,7 +4,9 @@ import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
 import { pino } from "pino";
 import {
+  ADVERT_PULL_CONCURRENCY,
   ADVERT_PULL_INTERVAL_MS,
+  ADVERT_PULL_LISTED_CONCURRENCY,
   ADVERT_PULL_RETRIES_MS,
   AdvertPull,
 } from "../../offchain/src/node/advert-pull.ts";
@@ -119,6 +121,32 @@ describe("advert pull (pure, fake ports)", () => {
       1 + ADVERT_PULL_RETRIES_MS.length,
       "no more asks once the retries are spent",
     );
+  });
+
+  it("asks connected donors before donors known only from the registry, which never take more than their share of requests", async () => {
+    const f = fakePorts(new Map());
+    const pull = new AdvertPull(f.ports);
+    for (let i = 0; i < 5; i++) pull.onDonorListed(`listed${i}`);
+    assert.equal(f.asked.length, ADVERT_PULL_LISTED_CONCURRENCY, "listed donors leave slots free");
+    for (let i = 0; i < 3; i++) pull.onDonorIdentified(`connected${i}`);
+    assert.equal(f.asked.length, ADVERT_PULL_CONCURRENCY);
+    assert.deepEqual(f.asked, ["listed0", "listed1", "connected0", "connected1"]);
+    await f.settle();
+    assert.equal(f.asked.indexOf("connected2"), 4, "a freed slot goes to the connected donor waiting");
+    assert.equal(f.asked.length, 8, "every donor is asked in the end");
+  });
+
+  it("asks a listed donor that connects again at once, over the connection, and drops the listed retries", async () => {
+    const f = fakePorts(new Map([["donorB", undefined]]));
+    const pull = new AdvertPull(f.ports);
+    pull.onDonorListed("donorB");
+    pull.onDonorIdentified("donorB");
+    pull.onDonorIdentified("donorB");
+    assert.deepEqual(f.asked, ["donorB", "donorB"], "asked once as listed and once connected");
+    await f.settle();
+    f.advance(1_000);
+    await f.settle();
+    assert.equal(f.asked.length, 3, "one retry a second, not two");
   });
 
   it("reports a failed request and goes on with the next peer", async () => {

@@ -28,17 +28,36 @@ export const ADVERT_PULL_INTERVAL_MS = 60_000;
  * again every second for 15 s; it also publishes its first advert over gossip.
  */
 export const ADVERT_PULL_RETRIES_MS: readonly number[] = Array.from({ length: 15 }, () => 1_000);
-/** Requests under way at once; peers identified beyond these and the queue are not asked. */
-const CONCURRENCY = 4;
+/** Requests under way at once; peers beyond these and the queue are not asked. */
+export const ADVERT_PULL_CONCURRENCY = 4;
+/**
+ * Of those, requests to donors known only from the registry. Such a request looks the peer
+ * up in the DHT and dials it, and while a network starts it may wait for its whole timeout
+ * (5 s): with every slot taken by these, a buyer at 33 nodes asked the donors it had just
+ * connected to, which answer within a round trip, only 11 s after start.
+ */
+export const ADVERT_PULL_LISTED_CONCURRENCY = 2;
 const QUEUE_MAX = 256;
+
+interface Waiting {
+  peerId: string;
+  retry: number;
+  /** Known only from the registry, not from a connection. */
+  listed: boolean;
+}
 
 export class AdvertPull {
   readonly #ports: AdvertPullPorts;
-  /** peer → when it was last asked. Bounded by ADVERT_PULL_TRACKED, oldest first out. */
-  readonly #askedAt = new Map<string, number>();
-  /** Peers waiting for a request slot. Bounded by QUEUE_MAX; beyond it a peer is not asked. */
-  readonly #waiting: { peerId: string; retry: number }[] = [];
+  /** peer → when it was last asked, and whether as listed only. Bounded by ADVERT_PULL_TRACKED, oldest first out. */
+  readonly #asked = new Map<string, { at: number; listed: boolean }>();
+  /**
+   * Peers waiting for a request slot, connected ones first. Bounded by QUEUE_MAX over both;
+   * beyond it a peer is not asked.
+   */
+  readonly #connected: Waiting[] = [];
+  readonly #listed: Waiting[] = [];
   #running = 0;
+  #runningListed = 0;
 
   constructor(ports: AdvertPullPorts) {
     this.#ports = ports;
@@ -46,42 +65,65 @@ export class AdvertPull {
 
   /** A peer that serves `/cell/advert/1` was identified. */
   onDonorIdentified(peerId: string): void {
-    const now = this.#ports.now();
-    const last = this.#askedAt.get(peerId);
-    if (last !== undefined && now - last < ADVERT_PULL_INTERVAL_MS) return;
-    if (this.#waiting.length >= QUEUE_MAX) return;
-    this.#askedAt.delete(peerId);
-    this.#askedAt.set(peerId, now);
-    if (this.#askedAt.size > ADVERT_PULL_TRACKED) this.#askedAt.delete(this.#askedAt.keys().next().value!);
-    this.#enqueue(peerId, 0);
+    this.#admit(peerId, false);
   }
 
-  #enqueue(peerId: string, retry: number): void {
-    if (this.#waiting.length >= QUEUE_MAX) return;
-    this.#waiting.push({ peerId, retry });
+  /** A donor the registry lists as staked, which this node has no advert from and may not be connected to. */
+  onDonorListed(peerId: string): void {
+    this.#admit(peerId, true);
+  }
+
+  #admit(peerId: string, listed: boolean): void {
+    const now = this.#ports.now();
+    const last = this.#asked.get(peerId);
+    // a listed donor that connects meanwhile is asked at once over its connection
+    const promoted = last !== undefined && last.listed && !listed;
+    if (last !== undefined && now - last.at < ADVERT_PULL_INTERVAL_MS && !promoted) return;
+    if (this.#queued() >= QUEUE_MAX) return;
+    this.#asked.delete(peerId);
+    this.#asked.set(peerId, { at: now, listed });
+    if (this.#asked.size > ADVERT_PULL_TRACKED) this.#asked.delete(this.#asked.keys().next().value!);
+    this.#enqueue({ peerId, retry: 0, listed });
+  }
+
+  #queued(): number {
+    return this.#connected.length + this.#listed.length;
+  }
+
+  #enqueue(waiting: Waiting): void {
+    if (this.#queued() >= QUEUE_MAX) return;
+    (waiting.listed ? this.#listed : this.#connected).push(waiting);
     this.#drain();
   }
 
   #drain(): void {
-    while (this.#running < CONCURRENCY && this.#waiting.length > 0) {
-      const { peerId, retry } = this.#waiting.shift()!;
+    while (this.#running < ADVERT_PULL_CONCURRENCY) {
+      const next =
+        this.#connected.shift() ??
+        (this.#runningListed < ADVERT_PULL_LISTED_CONCURRENCY ? this.#listed.shift() : undefined);
+      if (next === undefined) return;
       this.#running++;
-      void this.#ask(peerId, retry).finally(() => {
+      if (next.listed) this.#runningListed++;
+      void this.#ask(next).finally(() => {
         this.#running--;
+        if (next.listed) this.#runningListed--;
         this.#drain();
       });
     }
   }
 
-  async #ask(peerId: string, retry: number): Promise<void> {
+  async #ask(waiting: Waiting): Promise<void> {
+    const { peerId, retry } = waiting;
     try {
       const advert = await this.#ports.ask(peerId);
       if (advert !== undefined) return this.#ports.deliver(advert, peerId);
     } catch (err) {
       this.#ports.onError(peerId, err);
     }
+    // the donor connected meanwhile: its asks over the connection carry on instead
+    if (waiting.listed && this.#asked.get(peerId)?.listed === false) return;
     // No advert yet, or no answer (a request timing out while a network starts): ask again.
     const wait = ADVERT_PULL_RETRIES_MS[retry];
-    if (wait !== undefined) this.#ports.after(wait, () => this.#enqueue(peerId, retry + 1));
+    if (wait !== undefined) this.#ports.after(wait, () => this.#enqueue({ ...waiting, retry: retry + 1 }));
   }
 }

@@ -1088,7 +1088,7 @@ function pullAdvertsOnConnect(ctx: NodeContext, adverts: AdvertIntake, peerBook?
     if (peerBook.size >= STAKED_PULL_BELOW) return;
     for (const peerKey of ctx.stakes.activePeerKeys(STAKED_PULL_BELOW)) {
       const peerId = peerIdFromPublicKey(hexToBytes(peerKey));
-      if (peerId !== mesh.peerId && peerBook.get(peerId) === undefined) pull.onDonorIdentified(peerId);
+      if (peerId !== mesh.peerId && peerBook.get(peerId) === undefined) pull.onDonorListed(peerId);
     }
   }, STAKED_PULL_MS);
   timer.unref();
