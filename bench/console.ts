@@ -26,7 +26,7 @@ import {
 import type { ChainWriter, ChannelKey, SignedVoucher } from "../offchain/src/chain/index.ts";
 import { ChainIndexer, explorerSourceOf } from "../offchain/src/indexer/index.ts";
 import { openStore } from "../offchain/src/store/index.ts";
-import { explorerNode } from "../test/support/explorer-node.ts";
+import { explorerNode } from "../test/support/api-node.ts";
 
 const CHANNELS = 500;
 const BATCH = 100;

@@ -30,7 +30,7 @@ import { ChainIndexer, explorerSourceOf } from "../../offchain/src/indexer/index
 import { openStore } from "../../offchain/src/store/index.ts";
 import type { Store } from "../../offchain/src/store/index.ts";
 import { receiptFor, signedReceipt } from "../support/contracts/fixture.ts";
-import { explorerNode, getExplorer } from "../support/explorer-node.ts";
+import { explorerNode, getExplorer } from "../support/api-node.ts";
 
 const TOKEN = "explorer-test-token-0123456789";
 

@@ -45,8 +45,8 @@ import {
 import type { QueueOp, Transfer } from "../../offchain/src/zk/index.ts";
 import { zkBatchRows, zkChannelRows } from "../../offchain/web/src/pages/explorer.ts";
 import { runCell } from "../support/cell-cli.ts";
-import { explorerNode, getExplorer } from "../support/explorer-node.ts";
-import type { ExplorerAnswer } from "../support/explorer-node.ts";
+import { explorerNode, getExplorer } from "../support/api-node.ts";
+import type { ExplorerAnswer } from "../support/api-node.ts";
 
 const TOKEN = "zk-explorer-test-token-0123456789";
 

@@ -21,6 +21,7 @@ import { ReceiptWireSchema, receiptFromWire } from "../../offchain/src/protocol/
 import { SettlementService } from "../../offchain/src/settlement/index.ts";
 import { openStore } from "../../offchain/src/store/index.ts";
 import type { Store } from "../../offchain/src/store/index.ts";
+import { apiOnlyNode } from "../support/api-node.ts";
 import { runCell } from "../support/cell-cli.ts";
 import { ChainIndexer, explorerSourceOf } from "../../offchain/src/indexer/index.ts";
 import {
@@ -211,21 +212,15 @@ describe("settlement commands", { timeout: 180_000 }, () => {
 
 /** The API's face of a node that only settles: jobs and peers are empty. */
 function apiNodeOf(devnet: Devnet, settlement: SettlementService): ApiNode {
-  return {
+  return apiOnlyNode({
     peerId: "12D3KooWSettlementOnly",
     did: "did:key:settlement-only",
     operator,
-    multiaddrs: () => [],
     chainInfo: {
       chainId: devnet.chainId,
       rpcUrl: devnet.rpcUrl,
       contracts: { paymentChannels: devnet.deployment.paymentChannels },
     },
-    submitJob: () => Promise.reject(new Error("this node takes no jobs")),
-    getJob: () => undefined,
-    listJobs: () => [],
-    peers: () => [],
-    on: () => undefined,
     settlement,
-  };
+  });
 }

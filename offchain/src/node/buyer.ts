@@ -651,12 +651,13 @@ export class Buyer {
       if (!next) return;
       const job = this.#jobs.get(next.item);
       if (!job) continue;
+      const needed = Math.max(1, openSlots(job).length);
       const { chosen, passedOver } = donors.candidates(job.spec, {
         now: clock.now(),
         livenessMs: this.#settings.livenessMs,
         exclude: new Set([...job.excluded, ...activeAttempts(job).map((attempt) => attempt.peerId)]),
-        limit: candidateLimit(Math.max(1, openSlots(job).length), config),
-        needed: Math.max(1, openSlots(job).length),
+        limit: candidateLimit(needed, config),
+        needed,
         busy: (peerId) => this.#busyWith(peerId),
         random: this.#settings.random,
         reputation:

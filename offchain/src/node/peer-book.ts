@@ -131,7 +131,7 @@ export class PeerBook {
       exclude: options.exclude,
       random: options.random ?? Math.random,
       busy: options.busy,
-      ...(options.needed === undefined ? {} : { needed: options.needed }),
+      needed: options.needed,
       reputation:
         options.reputation ?? (trust && ((operator, moduleCid) => trust.reputation(operator, moduleCid))),
       blocked: trust && ((peerId, operator) => trust.isBlocked(peerId) || trust.isBlocked(operator)),

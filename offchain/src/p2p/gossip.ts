@@ -161,17 +161,17 @@ interface Subscription {
   work: Queue<void>;
 }
 
-/**
- * Topic subscriptions with schema validation, per-origin rate limits, topic scoring and a
- * bounded handler queue per topic, and a paced publish queue: gossipsub has no
- * backpressure, so a burst of our own is spread out, not dropped.
- */
 /** Outbound gossip streams being opened at once, each to a different peer (outbound-streams.ts). */
 const OUTBOUND_STREAM_OPENS = 16;
 
 /** How many times an origin's rate one relaying connection may carry on a topic. */
 const RELAY_RATE_FACTOR = 8;
 
+/**
+ * Topic subscriptions with schema validation, per-origin rate limits, topic scoring and a
+ * bounded handler queue per topic, and a paced publish queue: gossipsub has no
+ * backpressure, so a burst of our own is spread out, not dropped.
+ */
 export class Gossip {
   readonly #pubsub: GossipSub;
   readonly #penalties: PenaltyBook;

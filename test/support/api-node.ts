@@ -1,20 +1,28 @@
 import type { ApiNode, ApiServer } from "../../offchain/src/api/index.ts";
 
-/** A node serving only the explorer: the API's job routes are not what these callers measure or test. */
-export function explorerNode(explorer: ApiNode["explorer"]): ApiNode {
+/**
+ * The API's face of a node that serves only some parts (the explorer, settlement): it takes no
+ * jobs and has no peers, since those routes are not what its callers measure or test.
+ */
+export function apiOnlyNode(parts: Partial<ApiNode>): ApiNode {
   return {
-    peerId: "12D3KooWExplorer",
+    peerId: "12D3KooWApiOnly",
     did: "did:key:z6Mk",
     operator: "0x0000000000000000000000000000000000000001",
     multiaddrs: () => [],
     chainInfo: { chainId: 31337, rpcUrl: "", contracts: {} },
-    submitJob: () => Promise.reject(new Error("not a buyer")),
+    submitJob: () => Promise.reject(new Error("this node takes no jobs")),
     getJob: () => undefined,
     listJobs: () => [],
     peers: () => [],
     on: () => undefined,
-    explorer,
+    ...parts,
   };
+}
+
+/** A node serving only the explorer. */
+export function explorerNode(explorer: ApiNode["explorer"]): ApiNode {
+  return apiOnlyNode({ peerId: "12D3KooWExplorer", explorer });
 }
 
 /** An unauthenticated GET against the API server: its status and JSON body. */
