@@ -103,7 +103,7 @@ export interface GossipCounts {
  */
 interface StreamingRouter {
   peers: Map<string, unknown>;
-  streamsOutbound: Map<string, unknown>;
+  streamsOutbound: Map<string, { rawStream?: { status?: string } }>;
   onPeerConnected(peerId: Connection["remotePeer"], connection: Connection): void;
 }
 
@@ -217,6 +217,12 @@ export class Gossip {
     if (!router.peers.has(peerId) || router.streamsOutbound.has(peerId)) return false;
     router.onPeerConnected(open.remotePeer, open);
     return true;
+  }
+
+  /** The router holds an outbound stream to the peer that it has not yet seen close. */
+  closingOutboundStream(peerId: string): boolean {
+    const stream = (this.#pubsub as unknown as StreamingRouter).streamsOutbound.get(peerId);
+    return stream !== undefined && stream.rawStream?.status !== "open";
   }
 
   /** Gossip received so far, per subscribed topic. */

@@ -167,6 +167,7 @@ const PEER_SEARCH_FIRST_MS = 2_000;
 const PEER_SEARCH_MAX_MS = 60_000;
 const PEER_SEARCH_BUDGET_MS = 10_000;
 const STREAM_RESTORE_DELAY_MS = 50;
+const STREAM_RESTORE_ATTEMPTS = 10;
 /** A peer lookup gives up after this long, so an unreachable peer fails fast. */
 const LOOKUP_BUDGET_MS = 3_000;
 
@@ -613,12 +614,17 @@ export class MeshNode {
    * Two nodes that dial each other at once hold two connections; gossipsub sends on a stream
    * over one of them, and if that one closes it would send the peer nothing more for good.
    */
-  #restoreGossipStream(peer: PeerId): void {
+  #restoreGossipStream(peer: PeerId, attempt = 1): void {
     if (this.libp2p.status !== "started") return;
     // after the router has seen the stream close, which may come after the connection's event
+    // (on a busy node, later than one delay: then look again, a few times)
     setTimeout(() => {
       if (this.libp2p.status !== "started") return;
-      if (!this.#gossip.restoreOutboundStream(this.libp2p.getConnections(peer))) return;
+      if (!this.#gossip.restoreOutboundStream(this.libp2p.getConnections(peer))) {
+        const closing = this.#gossip.closingOutboundStream(peer.toString());
+        if (closing && attempt < STREAM_RESTORE_ATTEMPTS) this.#restoreGossipStream(peer, attempt + 1);
+        return;
+      }
       this.#gossipStreamsRestored++;
       this.#log.debug({ remotePeer: peer.toString() }, "gossip stream reopened on a remaining connection");
     }, STREAM_RESTORE_DELAY_MS).unref();
