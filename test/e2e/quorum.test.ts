@@ -194,7 +194,12 @@ describe("replicated jobs: verdicts, cancels and spot checks on real nodes", { t
     );
     await until(() => stalled.stats().donor.busySlots === 0, 5_000, "the stalled donor's slot to free");
     assert.equal(stalled.stats().donor.cancelled, 1);
-    assert.ok(buyer.stats().buyer.cancelsStopped >= 1);
+    // the buyer counts the cancel once the donor's answer arrives, which may come after the slot frees
+    await until(
+      () => buyer.stats().buyer.cancelsStopped >= 1,
+      5_000,
+      "the buyer to hear the cancel stopped the run",
+    );
     assert.equal(
       reportOf(job)?.silent.some((silent) => silent.why === "cancelled"),
       true,
